@@ -1,0 +1,99 @@
+//! The data planes' side of the API: long-polled snapshots per role, and heartbeats that
+//! register a node and acknowledge the snapshot version it has applied.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use lingjing_model::Node;
+use lingjing_model::snapshot::{Heartbeat, Role};
+use serde::Deserialize;
+
+use super::{ApiJson, AppState};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::store::{HeartbeatRecord, get_doc, record_heartbeat};
+
+/// Default and largest long-poll wait.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+pub const MAX_WAIT: Duration = Duration::from_secs(120);
+
+/// The header carrying a snapshot's version.
+pub const VERSION_HEADER: &str = "x-lingjing-version";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/snapshots/{role}", get(snapshot))
+        .route("/v1/nodes/{id}/heartbeat", post(heartbeat))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SnapshotParams {
+    /// The polling node's id.
+    node: Option<String>,
+    /// The version the poller has; the answer waits for a newer one.
+    #[serde(default)]
+    after: u64,
+    /// How long to wait, in milliseconds (default 30 s, at most 120 s).
+    timeout_ms: Option<u64>,
+}
+
+fn parse_role(role: &str) -> Result<Role, ApiError> {
+    role.parse().map_err(ApiError::NotFound)
+}
+
+async fn snapshot(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(role): Path<String>,
+    Query(params): Query<SnapshotParams>,
+) -> Result<Response, ApiError> {
+    caller.require_operator()?;
+    let role = parse_role(&role)?;
+    if let Some(node) = &params.node {
+        let mut conn = state.store.pool().acquire().await?;
+        get_doc::<Node>(&mut conn, node)
+            .await?
+            .ok_or_else(|| ApiError::not_found("node", node))?;
+    }
+    let wait = params
+        .timeout_ms
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_WAIT)
+        .min(MAX_WAIT);
+    let newest = state.hub.wait_newer(params.after, wait).await;
+    if newest <= params.after {
+        let mut res = StatusCode::NOT_MODIFIED.into_response();
+        res.headers_mut()
+            .insert(VERSION_HEADER, HeaderValue::from(newest));
+        return Ok(res);
+    }
+    let (version, body) = state.hub.snapshot(&state.store, role).await?;
+    let mut res = body.into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res.headers_mut()
+        .insert(VERSION_HEADER, HeaderValue::from(version));
+    Ok(res)
+}
+
+async fn heartbeat(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(beat): ApiJson<Heartbeat>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_operator()?;
+    let mut w = state.store.write(false).await?;
+    get_doc::<Node>(&mut w.tx, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("node", &id))?;
+    record_heartbeat(&mut w.tx, &HeartbeatRecord { node: id, beat }).await?;
+    w.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,119 @@
+//! The REST API under `/v1`: the router, its shared state, and the JSON body extractor that
+//! turns malformed input into 400/422 answers naming the field.
+
+mod agents;
+mod crud;
+mod ipam;
+mod lines;
+pub mod openapi;
+mod tenants;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::routing::get;
+use lingjing_model::{IpPool, Line, Node, Region, Service, Site, Tenant};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::resource::ViewContext;
+use crate::snapshot::Hub;
+use crate::store::Store;
+
+/// Largest request body accepted (a whole-country line table fits).
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub hub: Arc<Hub>,
+    pub operator_token_sha256: String,
+    pub views: Arc<ViewContext>,
+}
+
+impl AppState {
+    /// Announces a committed configuration version to the long-pollers.
+    pub fn published(&self, version: Option<u64>) {
+        if let Some(v) = version {
+            self.hub.publish(v);
+        }
+    }
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(crud::routes::<Region>())
+        .merge(crud::routes::<Line>())
+        .merge(crud::routes::<Site>())
+        .merge(crud::routes::<Node>())
+        .merge(crud::routes::<IpPool>())
+        .merge(crud::routes::<Tenant>())
+        .merge(crud::routes::<Service>())
+        .merge(ipam::routes())
+        .merge(lines::routes())
+        .merge(tenants::routes())
+        .merge(agents::routes())
+        .route("/v1/openapi.json", get(openapi::serve))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(|| async {
+            ApiError::NotFound("no such endpoint: see /v1/openapi.json for the API".into())
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// A JSON request body; errors name the offending field.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let json_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json") || v.contains("+json"));
+        if !json_type {
+            return Err(ApiError::BadRequest(
+                "send the body as JSON with `Content-Type: application/json`".into(),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses JSON, reporting syntax errors as 400 and shape errors as 422 with the field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::BadRequest(format!("the body is not valid JSON: {inner}"))
+        } else {
+            let msg = inner.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+            let mut field = if path == "." { String::new() } else { path };
+            if let Some(missing) = msg
+                .strip_prefix("missing field `")
+                .and_then(|m| m.strip_suffix('`'))
+            {
+                field = if field.is_empty() {
+                    missing.to_owned()
+                } else {
+                    format!("{field}.{missing}")
+                };
+            }
+            ApiError::invalid(field, msg)
+        }
+    })
+}

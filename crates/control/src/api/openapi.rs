@@ -1,0 +1,437 @@
+//! The OpenAPI 3.1 document at `/v1/openapi.json`, generated from the code: schemas come
+//! from the model types' `ToSchema` derives, and every route the router serves is listed
+//! here from the same `Resource` constants (a test checks the two agree).
+
+use axum::Json;
+use axum::extract::State;
+use lingjing_model::snapshot::{DnsSnapshot, EdgeSnapshot, Heartbeat, Role};
+use lingjing_model::tenant::{ApiKeyInfo, NewApiKey};
+use lingjing_model::{Allocation, IpPool, Line, LinePrefix, Node, Region, Service, Site, Tenant};
+use serde::Serialize;
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::ArrayBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths, Ref, RefOr,
+    Required, ResponseBuilder, Schema,
+};
+use utoipa::{PartialSchema, ToSchema};
+
+use super::AppState;
+use super::ipam::AllocateRequest;
+use super::lines::ImportSummary;
+use crate::error::ErrorBody;
+use crate::resource::Resource;
+
+/// One version of the edge snapshot, as `GET /v1/snapshots/edge` returns it.
+#[derive(Serialize, ToSchema)]
+pub struct EdgeSnapshotResponse {
+    pub version: u64,
+    pub role: Role,
+    pub generated_at: String,
+    pub body: EdgeSnapshot,
+}
+
+/// One version of the DNS snapshot, as `GET /v1/snapshots/dns` returns it.
+#[derive(Serialize, ToSchema)]
+pub struct DnsSnapshotResponse {
+    pub version: u64,
+    pub role: Role,
+    pub generated_at: String,
+    pub body: DnsSnapshot,
+}
+
+pub async fn serve(State(_): State<AppState>) -> Json<OpenApi> {
+    Json(document())
+}
+
+fn schema_ref(name: &str) -> RefOr<Schema> {
+    RefOr::Ref(Ref::from_schema_name(name))
+}
+
+fn array_of(name: &str) -> RefOr<Schema> {
+    RefOr::T(Schema::Array(
+        ArrayBuilder::new().items(schema_ref(name)).build(),
+    ))
+}
+
+/// A small builder of operations that keeps the document terse.
+struct Op {
+    method: HttpMethod,
+    path: String,
+    builder: OperationBuilder,
+}
+
+impl Op {
+    fn new(method: HttpMethod, path: &str, tag: &str, id: &str, summary: &str) -> Op {
+        let mut builder = OperationBuilder::new()
+            .tag(tag)
+            .operation_id(Some(id))
+            .summary(Some(summary));
+        for segment in path.split('/') {
+            if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                builder = builder.parameter(
+                    ParameterBuilder::new()
+                        .name(name)
+                        .parameter_in(ParameterIn::Path)
+                        .required(Required::True)
+                        .schema(Some(String::schema())),
+                );
+            }
+        }
+        let error = |d: &str| {
+            ResponseBuilder::new()
+                .description(d)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(schema_ref("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        builder = builder
+            .response("400", error("Malformed request"))
+            .response("401", error("Missing or invalid token"))
+            .response("403", error("Not allowed for this caller"));
+        Op {
+            method,
+            path: path.to_owned(),
+            builder,
+        }
+    }
+
+    fn query(mut self, name: &str, description: &str, schema: RefOr<Schema>) -> Op {
+        self.builder = self.builder.parameter(
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(description))
+                .schema(Some(schema)),
+        );
+        self
+    }
+
+    fn body(mut self, content_type: &str, schema: RefOr<Schema>) -> Op {
+        self.builder = self.builder.request_body(Some(
+            RequestBodyBuilder::new()
+                .content(
+                    content_type,
+                    ContentBuilder::new().schema(Some(schema)).build(),
+                )
+                .required(Some(Required::True))
+                .build(),
+        ));
+        self
+    }
+
+    fn ok(mut self, status: &str, description: &str, schema: Option<RefOr<Schema>>) -> Op {
+        let mut response = ResponseBuilder::new().description(description);
+        if let Some(schema) = schema {
+            response = response.content(
+                "application/json",
+                ContentBuilder::new().schema(Some(schema)).build(),
+            );
+        }
+        self.builder = self.builder.response(status, response.build());
+        self
+    }
+
+    fn err(mut self, status: &str, description: &str) -> Op {
+        self.builder = self.builder.response(
+            status,
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(schema_ref("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        );
+        self
+    }
+
+    fn add_to(self, paths: &mut Paths) {
+        paths.add_path_operation(self.path, vec![self.method], self.builder.build());
+    }
+}
+
+/// The five operations of a resource kind.
+fn crud_ops<R: Resource>() -> Vec<Op> {
+    let (kind, plural) = (R::KIND, R::PLURAL);
+    let view = <R::View as ToSchema>::name().into_owned();
+    let input = <R as ToSchema>::name().into_owned();
+    let col = format!("/v1/{plural}");
+    let one = format!("/v1/{plural}/{{id}}");
+    vec![
+        Op::new(
+            HttpMethod::Get,
+            &col,
+            plural,
+            &format!("list_{plural}"),
+            &format!("List {plural}"),
+        )
+        .ok(
+            "200",
+            &format!("All {plural} the caller may see"),
+            Some(array_of(&view)),
+        ),
+        Op::new(
+            HttpMethod::Post,
+            &col,
+            plural,
+            &format!("create_{kind}"),
+            &format!("Create a {kind}"),
+        )
+        .body("application/json", schema_ref(&input))
+        .ok("201", "Created", Some(schema_ref(&view)))
+        .err("409", "Already exists, or a hostname is taken")
+        .err("422", "Invalid: `field` names the offending field"),
+        Op::new(
+            HttpMethod::Get,
+            &one,
+            plural,
+            &format!("get_{kind}"),
+            &format!("Show a {kind}"),
+        )
+        .ok("200", "Found", Some(schema_ref(&view)))
+        .err("404", "No such resource"),
+        Op::new(
+            HttpMethod::Put,
+            &one,
+            plural,
+            &format!("replace_{kind}"),
+            &format!("Replace a {kind}"),
+        )
+        .body("application/json", schema_ref(&input))
+        .ok("200", "Replaced", Some(schema_ref(&view)))
+        .err("404", "No such resource")
+        .err("409", "Conflicts with other resources")
+        .err("422", "Invalid: `field` names the offending field"),
+        Op::new(
+            HttpMethod::Delete,
+            &one,
+            plural,
+            &format!("delete_{kind}"),
+            &format!("Delete a {kind}"),
+        )
+        .ok("204", "Deleted", None)
+        .err("404", "No such resource")
+        .err("409", "Still in use"),
+    ]
+}
+
+fn other_ops() -> Vec<Op> {
+    let int = u64::schema;
+    vec![
+        Op::new(
+            HttpMethod::Get,
+            "/v1/pools/{id}/allocations",
+            "pools",
+            "list_allocations",
+            "List a pool's allocations",
+        )
+        .ok("200", "Allocations", Some(array_of("Allocation"))),
+        Op::new(
+            HttpMethod::Post,
+            "/v1/pools/{id}/allocations",
+            "pools",
+            "allocate_address",
+            "Allocate an address to a node",
+        )
+        .body("application/json", schema_ref("AllocateRequest"))
+        .ok("201", "Allocated", Some(schema_ref("Allocation")))
+        .err(
+            "409",
+            "The pool is exhausted (`pool_exhausted`) or the address is taken",
+        )
+        .err("422", "Invalid node or address"),
+        Op::new(
+            HttpMethod::Delete,
+            "/v1/pools/{id}/allocations/{address}",
+            "pools",
+            "release_address",
+            "Release an allocated address",
+        )
+        .ok("204", "Released", None)
+        .err("404", "Not allocated"),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/lines/{id}/prefixes",
+            "lines",
+            "list_line_prefixes",
+            "List a line's prefixes",
+        )
+        .ok("200", "Prefixes", Some(array_of("LinePrefix"))),
+        Op::new(
+            HttpMethod::Put,
+            "/v1/lines/{id}/prefixes",
+            "lines",
+            "replace_line_prefixes",
+            "Replace a line's prefixes",
+        )
+        .body("application/json", array_of("LinePrefix"))
+        .ok("200", "Stored", Some(schema_ref("ImportSummary")))
+        .err("422", "Invalid prefix or unknown region"),
+        Op::new(
+            HttpMethod::Post,
+            "/v1/lines/import",
+            "lines",
+            "import_line_table",
+            "Import a `CIDR line [region]` table",
+        )
+        .query(
+            "create_lines",
+            "Create lines named in the file that do not exist (default true)",
+            bool::schema(),
+        )
+        .body("text/plain", String::schema())
+        .ok(
+            "200",
+            "Imported; each line named in the file now holds exactly its prefixes from it",
+            Some(schema_ref("ImportSummary")),
+        )
+        .err("422", "Invalid entry: `field` names its line number"),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/tenants/{id}/keys",
+            "tenants",
+            "list_api_keys",
+            "List a tenant's API keys",
+        )
+        .ok(
+            "200",
+            "Keys (without secrets)",
+            Some(array_of("ApiKeyInfo")),
+        ),
+        Op::new(
+            HttpMethod::Post,
+            "/v1/tenants/{id}/keys",
+            "tenants",
+            "create_api_key",
+            "Create a tenant API key",
+        )
+        .ok(
+            "201",
+            "Created; the secret is shown only now",
+            Some(schema_ref("NewApiKey")),
+        ),
+        Op::new(
+            HttpMethod::Delete,
+            "/v1/tenants/{id}/keys/{key}",
+            "tenants",
+            "revoke_api_key",
+            "Revoke a tenant API key",
+        )
+        .ok("204", "Revoked", None),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/snapshots/{role}",
+            "agents",
+            "poll_snapshot",
+            "Long-poll the snapshot of a data-plane role (`edge` or `dns`)",
+        )
+        .query("node", "The polling node's id", String::schema())
+        .query(
+            "after",
+            "The version the poller has; the answer waits for a newer one",
+            int(),
+        )
+        .query(
+            "timeout_ms",
+            "How long to wait (default 30000, at most 120000)",
+            int(),
+        )
+        .ok(
+            "200",
+            "A newer snapshot (header `x-lingjing-version` holds its version)",
+            Some(RefOr::T(Schema::OneOf(
+                utoipa::openapi::schema::OneOfBuilder::new()
+                    .item(schema_ref("EdgeSnapshotResponse"))
+                    .item(schema_ref("DnsSnapshotResponse"))
+                    .build(),
+            ))),
+        )
+        .ok("304", "Nothing newer within the timeout", None)
+        .err("404", "Unknown role or node"),
+        Op::new(
+            HttpMethod::Post,
+            "/v1/nodes/{id}/heartbeat",
+            "agents",
+            "heartbeat",
+            "Register a node's agent or report it alive, with the snapshot version applied",
+        )
+        .body("application/json", schema_ref("Heartbeat"))
+        .ok("204", "Recorded", None)
+        .err("404", "Unknown node"),
+    ]
+}
+
+fn add_schema<T: ToSchema>(components: ComponentsBuilder) -> ComponentsBuilder {
+    let mut nested = Vec::new();
+    T::schemas(&mut nested);
+    let mut c = components.schema(T::name(), T::schema());
+    for (name, schema) in nested {
+        c = c.schema(name, schema);
+    }
+    c
+}
+
+fn add_resource<R: Resource>(components: ComponentsBuilder) -> ComponentsBuilder {
+    add_schema::<R::View>(add_schema::<R>(components))
+}
+
+/// Builds the document.
+pub fn document() -> OpenApi {
+    let mut paths = Paths::new();
+    let ops = [
+        crud_ops::<Region>(),
+        crud_ops::<Line>(),
+        crud_ops::<Site>(),
+        crud_ops::<Node>(),
+        crud_ops::<IpPool>(),
+        crud_ops::<Tenant>(),
+        crud_ops::<Service>(),
+        other_ops(),
+    ];
+    for op in ops.into_iter().flatten() {
+        op.add_to(&mut paths);
+    }
+    let mut components = ComponentsBuilder::new().security_scheme(
+        "token",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+    );
+    components = add_resource::<Region>(components);
+    components = add_resource::<Line>(components);
+    components = add_resource::<Site>(components);
+    components = add_resource::<Node>(components);
+    components = add_resource::<IpPool>(components);
+    components = add_resource::<Tenant>(components);
+    components = add_resource::<Service>(components);
+    components = add_schema::<Allocation>(components);
+    components = add_schema::<AllocateRequest>(components);
+    components = add_schema::<LinePrefix>(components);
+    components = add_schema::<ImportSummary>(components);
+    components = add_schema::<ApiKeyInfo>(components);
+    components = add_schema::<NewApiKey>(components);
+    components = add_schema::<Heartbeat>(components);
+    components = add_schema::<EdgeSnapshotResponse>(components);
+    components = add_schema::<DnsSnapshotResponse>(components);
+    components = add_schema::<ErrorBody>(components);
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("Lingjing control plane")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some("Inventory, IPAM, tenants, services and snapshot distribution of the Lingjing edge cloud. Authenticate with `Authorization: Bearer <operator token or tenant API key>`."))
+                .build(),
+        )
+        .paths(paths)
+        .components(Some(components.build()))
+        .security(Some(vec![SecurityRequirement::new("token", Vec::<String>::new())]))
+        .build()
+}

@@ -1,0 +1,87 @@
+//! Tenant API keys: the operator creates them (the secret is shown once), lists and
+//! revokes them.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use lingjing_model::Tenant;
+use lingjing_model::tenant::{ApiKeyInfo, NewApiKey};
+use sqlx::Row;
+
+use super::AppState;
+use crate::auth::{Caller, create_api_key};
+use crate::error::ApiError;
+use crate::store::get_doc;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/tenants/{id}/keys", get(list).post(create))
+        .route("/v1/tenants/{id}/keys/{key}", delete(revoke))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<NewApiKey>), ApiError> {
+    caller.require_operator()?;
+    let mut w = state.store.write(false).await?;
+    get_doc::<Tenant>(&mut w.tx, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant", &id))?;
+    let (key_id, secret) = create_api_key(&mut w.tx, &id).await?;
+    w.commit().await?;
+    tracing::info!(tenant = %id, key = %key_id, "api key created");
+    Ok((
+        StatusCode::CREATED,
+        Json(NewApiKey {
+            id: key_id,
+            tenant: id,
+            secret,
+        }),
+    ))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<ApiKeyInfo>>, ApiError> {
+    caller.require_operator()?;
+    let rows =
+        sqlx::query("SELECT id, created_at FROM api_keys WHERE tenant_id = $1 ORDER BY created_at")
+            .bind(id.clone())
+            .fetch_all(state.store.pool())
+            .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(ApiKeyInfo {
+            id: r.try_get(0)?,
+            tenant: id.clone(),
+            created_at: r.try_get(1)?,
+        });
+    }
+    Ok(Json(out))
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, key)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_operator()?;
+    let mut w = state.store.write(false).await?;
+    let done = sqlx::query("DELETE FROM api_keys WHERE tenant_id = $1 AND id = $2")
+        .bind(id.clone())
+        .bind(key.clone())
+        .execute(&mut *w.tx)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(ApiError::NotFound(format!(
+            "tenant `{id}` has no key `{key}`"
+        )));
+    }
+    w.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

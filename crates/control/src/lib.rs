@@ -1,0 +1,23 @@
+//! The Lingjing control plane: the only writer of desired state.
+//!
+//! It holds the inventory (regions, lines, sites, nodes, IP pools), tenants and their
+//! services in a SQL store (SQLite by default, PostgreSQL in production), serves the REST
+//! API under `/v1` with its OpenAPI document, hands out IP addresses (IPAM), and builds the
+//! versioned snapshots that data planes long-poll.
+//!
+//! Invariants: every write runs in one transaction that first bumps the configuration
+//! version (which serialises writers on both backends); snapshots are built from one
+//! consistent read; data planes never see the database.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod resource;
+pub mod server;
+pub mod snapshot;
+pub mod store;
+pub mod time;
+
+pub use error::{ApiError, StoreError};
+pub use server::{ControlConfig, ControlHandle, serve};
+pub use store::Store;

@@ -1,0 +1,132 @@
+//! Running the control plane: open the store, build the API, bind, serve until told to
+//! stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::api::{AppState, router};
+use crate::auth::sha256_hex;
+use crate::error::StoreError;
+use crate::resource::ViewContext;
+use crate::snapshot::Hub;
+use crate::store::Store;
+
+/// The platform DNS zone by default.
+pub const DEFAULT_ZONE: &str = "cdn.lingjing.test.";
+
+/// What the control plane needs to run.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// Where the REST API listens, e.g. `127.0.0.1:7700` (port 0 picks one).
+    pub listen: SocketAddr,
+    /// The operator's bearer token.
+    pub operator_token: String,
+    /// The platform DNS zone (with the trailing dot).
+    pub zone: String,
+}
+
+/// A running control plane.
+pub struct ControlHandle {
+    addr: SocketAddr,
+    store: Arc<Store>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+    watcher: JoinHandle<()>,
+}
+
+impl ControlHandle {
+    /// The bound address of the REST API.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The API's base URL, e.g. `http://127.0.0.1:7700`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Stops accepting requests, lets in-flight ones finish, and closes the store.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.watcher.abort();
+        let result = match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        };
+        self.store.close().await;
+        result
+    }
+}
+
+/// Binds `config.listen` and serves the API over `store`.
+pub async fn serve(config: ControlConfig, store: Store) -> Result<ControlHandle, ServeError> {
+    let store = Arc::new(store);
+    let hub = Hub::new(store.version().await?, config.zone.clone());
+    let state = AppState {
+        store: store.clone(),
+        hub: hub.clone(),
+        operator_token_sha256: sha256_hex(&config.operator_token),
+        views: Arc::new(ViewContext {
+            zone: config.zone.clone(),
+        }),
+    };
+    let app = router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| ServeError::Bind(config.listen, e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServeError::Bind(config.listen, e))?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    // Writes by another control-plane replica on the same PostgreSQL reach this one's
+    // long-pollers through this check.
+    let watcher = {
+        let (store, hub) = (store.clone(), hub.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if let Ok(v) = store.version().await {
+                    hub.publish(v);
+                }
+            }
+        })
+    };
+    tracing::info!(%addr, "control plane listening");
+    Ok(ControlHandle {
+        addr,
+        store,
+        stop: Some(stop),
+        task,
+        watcher,
+    })
+}
+
+/// Why the control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error(
+        "cannot listen on {0}: {1} (is another lingjing already running? pick another address with --listen)"
+    )]
+    Bind(SocketAddr, std::io::Error),
+}

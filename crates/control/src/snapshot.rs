@@ -1,0 +1,185 @@
+//! Snapshot building and distribution: per data-plane role, the control plane builds one
+//! immutable snapshot per configuration version (from one consistent read), serialises it
+//! once, and wakes every long-polling agent when a newer version commits.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lingjing_model::snapshot::{DnsSnapshot, EdgeSnapshot, NodeInfo, Role, Snapshot};
+use lingjing_model::{IpPool, Line, LinePrefix, Node, Region, Service, Site};
+use sqlx::{AnyConnection, Row};
+use tokio::sync::watch;
+
+use crate::error::StoreError;
+use crate::resource::node_addresses;
+use crate::store::{Store, list_docs};
+
+/// A serialised snapshot, shared (without copying) by every poller of that version.
+pub type Body = axum::body::Bytes;
+
+/// Tells waiters about new configuration versions and caches built snapshots.
+pub struct Hub {
+    version: watch::Sender<u64>,
+    cache: Mutex<HashMap<Role, (u64, Body)>>,
+    zone: String,
+}
+
+impl Hub {
+    pub fn new(version: u64, zone: String) -> Arc<Hub> {
+        Arc::new(Hub {
+            version: watch::Sender::new(version),
+            cache: Mutex::new(HashMap::new()),
+            zone,
+        })
+    }
+
+    /// Announces that `version` has committed (versions that are not newer are ignored).
+    pub fn publish(&self, version: u64) {
+        self.version.send_if_modified(|v| {
+            if version > *v {
+                *v = version;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    pub fn current(&self) -> u64 {
+        *self.version.borrow()
+    }
+
+    /// Waits until a version newer than `after` exists, or `timeout` passes; returns the
+    /// newest version seen.
+    pub async fn wait_newer(&self, after: u64, timeout: Duration) -> u64 {
+        let mut rx = self.version.subscribe();
+        let waited = tokio::time::timeout(timeout, async {
+            rx.wait_for(|v| *v > after).await.map(|v| *v)
+        })
+        .await;
+        match waited {
+            Ok(Ok(v)) => v,
+            _ => *rx.borrow(),
+        }
+    }
+
+    /// The serialised snapshot for `role` at the newest version, built once per version.
+    pub async fn snapshot(&self, store: &Store, role: Role) -> Result<(u64, Body), StoreError> {
+        let current = self.current();
+        if let Ok(cache) = self.cache.lock()
+            && let Some((v, body)) = cache.get(&role)
+            && *v >= current
+        {
+            return Ok((*v, body.clone()));
+        }
+        let mut tx = store.read().await?;
+        let bytes = match role {
+            Role::Edge => encode(build_edge(&mut tx).await?)?,
+            Role::Dns => encode(build_dns(&mut tx, &self.zone).await?)?,
+        };
+        tx.commit().await?;
+        let (version, json) = bytes;
+        let body = Body::from(json);
+        if let Ok(mut cache) = self.cache.lock() {
+            let newer = cache.get(&role).is_none_or(|(v, _)| *v < version);
+            if newer {
+                cache.insert(role, (version, body.clone()));
+            }
+        }
+        // A writer from another control-plane replica may have committed: let waiters know.
+        self.publish(version);
+        Ok((version, body))
+    }
+}
+
+fn encode<T: serde::Serialize>(s: Snapshot<T>) -> Result<(u64, Vec<u8>), StoreError> {
+    let v = s.version;
+    serde_json::to_vec(&s)
+        .map(|b| (v, b))
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+async fn version(conn: &mut AnyConnection) -> Result<u64, StoreError> {
+    let row = sqlx::query("SELECT version FROM config_version WHERE id = 1")
+        .fetch_one(conn)
+        .await?;
+    Ok(row.try_get::<i64, _>(0)? as u64)
+}
+
+async fn node_infos(conn: &mut AnyConnection) -> Result<Vec<NodeInfo>, StoreError> {
+    let mut addresses = node_addresses(&mut *conn).await?;
+    Ok(list_docs::<Node>(conn)
+        .await?
+        .into_iter()
+        .map(|node| NodeInfo {
+            addresses: addresses.remove(&node.id).unwrap_or_default(),
+            healthy: true,
+            node,
+        })
+        .collect())
+}
+
+/// Builds the edge snapshot from one consistent read.
+pub async fn build_edge(conn: &mut AnyConnection) -> Result<Snapshot<EdgeSnapshot>, StoreError> {
+    let version = version(conn).await?;
+    let body = EdgeSnapshot {
+        services: list_docs::<Service>(conn).await?,
+        sites: list_docs::<Site>(conn).await?,
+        nodes: node_infos(conn).await?,
+    };
+    Ok(Snapshot {
+        version,
+        role: Role::Edge,
+        generated_at: crate::time::now_rfc3339(),
+        body,
+    })
+}
+
+/// All line prefixes, ordered by line and prefix.
+pub async fn all_prefixes(conn: &mut AnyConnection) -> Result<Vec<LinePrefix>, StoreError> {
+    let rows =
+        sqlx::query("SELECT line_id, cidr, region_id FROM line_prefixes ORDER BY line_id, cidr")
+            .fetch_all(conn)
+            .await?;
+    rows.iter()
+        .map(|r| {
+            let cidr: String = r.try_get(1)?;
+            Ok(LinePrefix {
+                line: r.try_get(0)?,
+                cidr: cidr
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("line prefix `{cidr}`")))?,
+                region: r.try_get(2)?,
+            })
+        })
+        .collect()
+}
+
+/// Builds the DNS snapshot from one consistent read. TLS keys are left out.
+pub async fn build_dns(
+    conn: &mut AnyConnection,
+    zone: &str,
+) -> Result<Snapshot<DnsSnapshot>, StoreError> {
+    let version = version(conn).await?;
+    let mut services = list_docs::<Service>(conn).await?;
+    for s in &mut services {
+        s.tls = None;
+    }
+    let body = DnsSnapshot {
+        zone: zone.to_owned(),
+        regions: list_docs::<Region>(conn).await?,
+        lines: list_docs::<Line>(conn).await?,
+        prefixes: all_prefixes(conn).await?,
+        sites: list_docs::<Site>(conn).await?,
+        pools: list_docs::<IpPool>(conn).await?,
+        nodes: node_infos(conn).await?,
+        services,
+    };
+    Ok(Snapshot {
+        version,
+        role: Role::Dns,
+        generated_at: crate::time::now_rfc3339(),
+        body,
+    })
+}

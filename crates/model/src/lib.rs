@@ -1,0 +1,29 @@
+//! Lingjing's domain model: the resources the control plane holds (regions, lines, sites,
+//! nodes, IP pools, tenants, services), their validation, the snapshots the data planes
+//! receive, and the client classifier (client IP -> line and region).
+//!
+//! Invariant: no I/O and no async here. Everything is plain data and pure functions, so
+//! the control plane, the data planes and the CLI share one definition of each type.
+
+pub mod classify;
+pub mod ident;
+pub mod ipam;
+pub mod line;
+pub mod node;
+pub mod pool;
+pub mod region;
+pub mod service;
+pub mod site;
+pub mod snapshot;
+pub mod tenant;
+pub mod validate;
+
+pub use line::{Line, LinePrefix};
+pub use node::{Node, NodePorts, NodeRole};
+pub use pool::{Allocation, IpPool};
+pub use region::{Region, RegionLevel, Tier};
+pub use service::{CacheRule, Origin, Service, SteeringPolicy, TlsCertificate};
+pub use site::Site;
+pub use snapshot::{DnsSnapshot, EdgeSnapshot, NodeInfo, Role, Snapshot};
+pub use tenant::Tenant;
+pub use validate::{Validate, ValidationError};

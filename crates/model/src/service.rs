@@ -1,0 +1,374 @@
+//! Services (CDN properties) of tenants: hostnames, origins, cache rules, TLS certificate
+//! and the steering policy ("DNS deployment strategy") that decides which nodes answer.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ident::check_id;
+use crate::validate::{Validate, ValidationError, check_unique};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Slug, unique across tenants; also the label of the service's CNAME target in the
+    /// platform zone (`<id>.cdn.lingjing.test.`).
+    pub id: String,
+    /// The owning tenant.
+    pub tenant: String,
+    /// The tenant's hostnames served by this service (each belongs to one service only).
+    pub hostnames: Vec<String>,
+    /// Where misses are fetched from.
+    pub origins: Vec<Origin>,
+    /// Per-path overrides of caching, first match wins.
+    #[serde(default)]
+    pub cache_rules: Vec<CacheRule>,
+    #[serde(default)]
+    pub steering: SteeringPolicy,
+    /// Certificate for HTTPS, chosen by SNI.
+    #[serde(default)]
+    pub tls: Option<TlsCertificate>,
+}
+
+/// An origin server of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Origin {
+    /// `host:port`, e.g. `127.0.0.1:7900` or `origin.example.com:443`.
+    pub address: String,
+    /// Relative share of requests among the primary (or among the backup) origins.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Used only when no primary origin is reachable.
+    #[serde(default)]
+    pub backup: bool,
+    /// Connect to the origin with TLS.
+    #[serde(default)]
+    pub tls: bool,
+    /// Host header sent to the origin; the client's by default.
+    #[serde(default)]
+    pub host_header: Option<String>,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// A caching rule for the paths matching `path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CacheRule {
+    /// A path, or a prefix ending in `*` (e.g. `/assets/*`).
+    pub path: String,
+    /// Overrides the freshness lifetime from the origin's headers, in seconds.
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+    /// Never cache matching responses.
+    #[serde(default)]
+    pub bypass: bool,
+    /// Leave the query string out of the cache key.
+    #[serde(default)]
+    pub ignore_query: bool,
+    /// Sort query parameters in the cache key.
+    #[serde(default)]
+    pub sort_query: bool,
+    /// Request headers included in the cache key.
+    #[serde(default)]
+    pub key_headers: Vec<String>,
+}
+
+/// A PEM certificate chain and private key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsCertificate {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// How DNS chooses the nodes that answer for a service: a "DNS deployment strategy".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SteeringPolicy {
+    /// Sites allowed to serve; empty means every site with edge nodes.
+    pub sites: Vec<String>,
+    /// Lines to try, in order, when no node is on the client's own line.
+    pub fallback_lines: Vec<String>,
+    /// Sites to answer with when nothing else matches (e.g. the regional parents).
+    pub fallback_sites: Vec<String>,
+    /// Relative weight per site among equally good candidates (default 1).
+    pub site_weights: BTreeMap<String, u32>,
+    /// Addresses per answer.
+    pub answer_count: u8,
+    /// TTL of answers, in seconds.
+    pub ttl: u32,
+    /// A node above this share of its capacity is skipped until it has room.
+    pub max_load_percent: u8,
+}
+
+impl Default for SteeringPolicy {
+    fn default() -> Self {
+        Self {
+            sites: Vec::new(),
+            fallback_lines: Vec::new(),
+            fallback_sites: Vec::new(),
+            site_weights: BTreeMap::new(),
+            answer_count: 2,
+            ttl: 60,
+            max_load_percent: 90,
+        }
+    }
+}
+
+/// Checks a DNS hostname: 1..=253 characters, labels of 1..=63 letters, digits and `-`,
+/// optionally a leading `*.` wildcard.
+pub fn check_hostname(field: &str, host: &str) -> Result<(), ValidationError> {
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    if name.is_empty() || host.len() > 253 {
+        return Err(ValidationError::new(
+            field,
+            "must be a hostname of 1 to 253 characters",
+        ));
+    }
+    if host != host.to_ascii_lowercase() {
+        return Err(ValidationError::new(
+            field,
+            format!("`{host}` must be lowercase"),
+        ));
+    }
+    for label in name.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !ok {
+            return Err(ValidationError::new(
+                field,
+                format!("`{host}` is not a valid hostname (label `{label}`)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks an origin address of the form `host:port`.
+fn check_origin_address(field: &str, address: &str) -> Result<(), ValidationError> {
+    let bad = || {
+        ValidationError::new(
+            field,
+            format!(
+                "`{address}` must be `host:port`, e.g. `origin.example.com:443` or `[2001:db8::1]:80`"
+            ),
+        )
+    };
+    if address.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if port == 0 {
+        return Err(bad());
+    }
+    check_hostname(field, host).map_err(|_| bad())
+}
+
+impl Validate for Origin {
+    fn validate(&self) -> Result<(), ValidationError> {
+        check_origin_address("address", &self.address)?;
+        if self.weight == 0 || self.weight > 10_000 {
+            return Err(ValidationError::new("weight", "must be from 1 to 10000"));
+        }
+        if let Some(h) = &self.host_header {
+            check_hostname("host_header", h)?;
+        }
+        Ok(())
+    }
+}
+
+impl Validate for CacheRule {
+    fn validate(&self) -> Result<(), ValidationError> {
+        if !self.path.starts_with('/') {
+            return Err(ValidationError::new("path", "must start with `/`"));
+        }
+        if self.path.trim_end_matches('*').contains('*') {
+            return Err(ValidationError::new(
+                "path",
+                "`*` is allowed only at the end",
+            ));
+        }
+        if self.bypass && self.ttl_secs.is_some() {
+            return Err(ValidationError::new(
+                "ttl_secs",
+                "a bypass rule cannot set a TTL",
+            ));
+        }
+        for (i, h) in self.key_headers.iter().enumerate() {
+            let ok = !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !ok {
+                return Err(ValidationError::new(
+                    format!("key_headers[{i}]"),
+                    format!("`{h}` is not a header name"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Validate for SteeringPolicy {
+    fn validate(&self) -> Result<(), ValidationError> {
+        for (field, list) in [
+            ("sites", &self.sites),
+            ("fallback_lines", &self.fallback_lines),
+            ("fallback_sites", &self.fallback_sites),
+        ] {
+            for (i, s) in list.iter().enumerate() {
+                check_id(&format!("{field}[{i}]"), s)?;
+            }
+            check_unique(field, list)?;
+        }
+        for (site, w) in &self.site_weights {
+            check_id("site_weights", site)?;
+            if *w > 10_000 {
+                return Err(ValidationError::new(
+                    format!("site_weights.{site}"),
+                    "must be from 0 to 10000",
+                ));
+            }
+        }
+        if self.answer_count == 0 || self.answer_count > 16 {
+            return Err(ValidationError::new("answer_count", "must be from 1 to 16"));
+        }
+        if self.ttl == 0 || self.ttl > 86_400 {
+            return Err(ValidationError::new(
+                "ttl",
+                "must be from 1 to 86400 seconds",
+            ));
+        }
+        if self.max_load_percent == 0 || self.max_load_percent > 100 {
+            return Err(ValidationError::new(
+                "max_load_percent",
+                "must be from 1 to 100",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Validate for Service {
+    fn validate(&self) -> Result<(), ValidationError> {
+        check_id("id", &self.id)?;
+        check_id("tenant", &self.tenant)?;
+        if self.hostnames.is_empty() {
+            return Err(ValidationError::new(
+                "hostnames",
+                "a service needs at least one hostname",
+            ));
+        }
+        for (i, h) in self.hostnames.iter().enumerate() {
+            check_hostname(&format!("hostnames[{i}]"), h)?;
+        }
+        check_unique("hostnames", &self.hostnames)?;
+        if self.origins.is_empty() {
+            return Err(ValidationError::new(
+                "origins",
+                "a service needs at least one origin",
+            ));
+        }
+        if self.origins.iter().all(|o| o.backup) {
+            return Err(ValidationError::new(
+                "origins",
+                "at least one origin must not be a backup",
+            ));
+        }
+        for (i, o) in self.origins.iter().enumerate() {
+            o.validate()
+                .map_err(|e| e.within(format!("origins[{i}]")))?;
+        }
+        for (i, r) in self.cache_rules.iter().enumerate() {
+            r.validate()
+                .map_err(|e| e.within(format!("cache_rules[{i}]")))?;
+        }
+        self.steering.validate().map_err(|e| e.within("steering"))?;
+        if let Some(tls) = &self.tls {
+            if !tls.cert_pem.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(ValidationError::new(
+                    "tls.cert_pem",
+                    "must be a PEM certificate chain",
+                ));
+            }
+            if !tls.key_pem.contains("PRIVATE KEY-----") {
+                return Err(ValidationError::new(
+                    "tls.key_pem",
+                    "must be a PEM private key",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service() -> Service {
+        Service {
+            id: "demo".into(),
+            tenant: "demo".into(),
+            hostnames: vec!["www.demo.example".into()],
+            origins: vec![Origin {
+                address: "127.0.0.1:7900".into(),
+                weight: 1,
+                backup: false,
+                tls: false,
+                host_header: None,
+            }],
+            cache_rules: vec![],
+            steering: SteeringPolicy::default(),
+            tls: None,
+        }
+    }
+
+    #[test]
+    fn errors_name_nested_fields() {
+        assert!(service().validate().is_ok());
+        let mut s = service();
+        s.origins[0].weight = 0;
+        assert_eq!(
+            s.validate().expect_err("must be refused").field,
+            "origins[0].weight"
+        );
+        let mut s = service();
+        s.steering.answer_count = 0;
+        assert_eq!(
+            s.validate().expect_err("must be refused").field,
+            "steering.answer_count"
+        );
+        let mut s = service();
+        s.hostnames.push("Bad_Host".into());
+        assert_eq!(
+            s.validate().expect_err("must be refused").field,
+            "hostnames[1]"
+        );
+        let mut s = service();
+        s.origins[0].address = "nohost".into();
+        assert_eq!(
+            s.validate().expect_err("must be refused").field,
+            "origins[0].address"
+        );
+    }
+
+    #[test]
+    fn hostnames() {
+        for ok in ["a.b", "*.demo.example", "x-1.example", "origin.example.com"] {
+            assert!(check_hostname("h", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a..b", "-a.b", "a b", "*.", "A.b"] {
+            assert!(check_hostname("h", bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Snapshots: the immutable, versioned views of desired state that the control plane hands
+//! each data-plane role, and the node status the API reports back.
+//!
+//! Invariant: a snapshot's `version` is the control plane's configuration version when it
+//! was built; versions only increase, so a data plane applies a snapshot only when its
+//! version is newer than the one it has.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{IpPool, Line, LinePrefix, Node, Region, Service, Site};
+
+/// A data-plane role that receives snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Edge cache nodes (and parent caches).
+    Edge,
+    /// GSLB DNS servers.
+    Dns,
+}
+
+impl Role {
+    pub const ALL: [Role; 2] = [Role::Edge, Role::Dns];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Edge => "edge",
+            Role::Dns => "dns",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "edge" => Ok(Role::Edge),
+            "dns" => Ok(Role::Dns),
+            other => Err(format!("unknown role `{other}`: expected `edge` or `dns`")),
+        }
+    }
+}
+
+/// One version of what a role needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Snapshot<T> {
+    pub version: u64,
+    pub role: Role,
+    /// When the control plane built it (RFC 3339).
+    pub generated_at: String,
+    pub body: T,
+}
+
+/// A node as data planes see it: its definition, its addresses and whether it may take
+/// traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NodeInfo {
+    pub node: Node,
+    #[schema(value_type = Vec<String>)]
+    pub addresses: Vec<IpAddr>,
+    /// Passing its health checks (until health checking lands: true).
+    pub healthy: bool,
+}
+
+/// What an edge node needs: the services it serves and the nodes it may fill from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, Default)]
+pub struct EdgeSnapshot {
+    pub services: Vec<Service>,
+    pub sites: Vec<Site>,
+    pub nodes: Vec<NodeInfo>,
+}
+
+/// What a GSLB DNS server needs: the zone, the classification tables and the candidates.
+/// Services carry no TLS keys here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, Default)]
+pub struct DnsSnapshot {
+    /// The platform zone, e.g. `cdn.lingjing.test.`.
+    pub zone: String,
+    pub regions: Vec<Region>,
+    pub lines: Vec<Line>,
+    pub prefixes: Vec<LinePrefix>,
+    pub sites: Vec<Site>,
+    pub pools: Vec<IpPool>,
+    pub nodes: Vec<NodeInfo>,
+    pub services: Vec<Service>,
+}
+
+/// A node's liveness as the control plane sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+pub struct NodeStatus {
+    /// First registration of the node's agent (RFC 3339).
+    pub registered_at: Option<String>,
+    /// Last heartbeat (RFC 3339).
+    pub last_heartbeat: Option<String>,
+    /// Snapshot version applied, per role.
+    pub applied: std::collections::BTreeMap<String, u64>,
+    /// The agent's software version.
+    pub agent: Option<String>,
+}
+
+/// What an agent reports on register and on every heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    pub role: Role,
+    /// The snapshot version the data plane has applied (0: none yet).
+    #[serde(default)]
+    pub applied_version: u64,
+    #[serde(default)]
+    pub agent: Option<String>,
+}
