@@ -1,1 +1,31 @@
-fn main() {}
+//! `lingjing`: the one binary. `lingjing up` runs the whole platform on one machine;
+//! `lingjing control` runs the control plane alone; the other subcommands are operator
+//! commands that call the REST API.
+
+mod args;
+mod commands;
+mod context;
+mod logging;
+mod output;
+mod seed;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = args::Cli::parse();
+    logging::init(cli.global.log_format, cli.command.is_server());
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,12 @@
-//! placeholder
+//! The client side of the control plane: [`Client`], the typed REST client the CLI uses,
+//! and [`agent`], the loop every data plane shares (register, heartbeat, long-poll
+//! snapshots, keep the last good one on disk, hand each new version to the data plane,
+//! acknowledge what was applied).
+
+pub mod agent;
+pub mod error;
+pub mod rest;
+
+pub use agent::{Agent, AgentConfig, AgentHandle};
+pub use error::ClientError;
+pub use rest::Client;

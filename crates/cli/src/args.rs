@@ -1,0 +1,277 @@
+//! The command line, as clap parses it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "lingjing", version, about = "Lingjing: an open edge cloud platform (CDN, GSLB DNS, ...)")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Control plane URL for operator commands.
+    #[arg(long, global = true, env = "LINGJING_ENDPOINT", default_value = "http://127.0.0.1:7700")]
+    pub endpoint: String,
+    /// Operator token or tenant API key (default: the `up` data dir's operator.token).
+    #[arg(long, global = true, env = "LINGJING_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Data directory of `lingjing up` (used for its token when no --token is given).
+    #[arg(long, global = true, env = "LINGJING_DATA_DIR", default_value = "lingjing-data")]
+    pub data_dir: PathBuf,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Log format of servers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole platform on this machine (control plane and demo origin, with a demo
+    /// topology), on SQLite in --data-dir.
+    Up(UpArgs),
+    /// Run the control plane alone.
+    Control(ControlArgs),
+    /// Regions: the country > province > city > county tree.
+    #[command(subcommand)]
+    Region(ResourceCmd<RegionAdd>),
+    /// Lines: client networks (carriers) and their prefix tables.
+    #[command(subcommand)]
+    Line(LineCmd),
+    /// Sites: data centres and edge PoPs.
+    #[command(subcommand)]
+    Site(ResourceCmd<SiteAdd>),
+    /// Nodes: servers at sites.
+    #[command(subcommand)]
+    Node(ResourceCmd<NodeAdd>),
+    /// IP pools and address allocation (IPAM).
+    #[command(subcommand)]
+    Pool(PoolCmd),
+    /// Tenants and their API keys.
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Services (CDN properties) of tenants.
+    #[command(subcommand)]
+    Service(ResourceCmd<ServiceAdd>),
+}
+
+impl Command {
+    /// Whether the command runs servers (and so logs at info level by default).
+    pub fn is_server(&self) -> bool {
+        matches!(self, Command::Up(_) | Command::Control(_))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Control plane REST API address.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    pub listen: SocketAddr,
+    /// Demo origin address.
+    #[arg(long, default_value = "127.0.0.1:7900")]
+    pub origin_listen: SocketAddr,
+    /// Platform DNS zone.
+    #[arg(long, default_value = lingjing_control::server::DEFAULT_ZONE)]
+    pub zone: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    /// Database URL: `sqlite://PATH` or `postgres://USER@HOST/DB`.
+    #[arg(long, env = "LINGJING_DB")]
+    pub db: String,
+    /// REST API address.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    pub listen: SocketAddr,
+    /// File holding the operator token (else LINGJING_OPERATOR_TOKEN).
+    #[arg(long, env = "LINGJING_OPERATOR_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Platform DNS zone.
+    #[arg(long, default_value = lingjing_control::server::DEFAULT_ZONE)]
+    pub zone: String,
+}
+
+/// The commands every resource kind has.
+#[derive(Debug, Subcommand)]
+pub enum ResourceCmd<A: Args> {
+    /// List them.
+    #[command(alias = "ls")]
+    List,
+    /// Show one.
+    Show { id: String },
+    /// Create one from flags, or from a JSON/TOML file with -f.
+    Add(AddArgs<A>),
+    /// Delete one.
+    #[command(alias = "delete")]
+    Rm { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs<A: Args> {
+    /// Read the whole resource from a JSON or TOML file instead of flags ("-" for stdin).
+    #[arg(short = 'f', long = "file", conflicts_with = "id")]
+    pub file: Option<PathBuf>,
+    /// The new resource's id (lowercase letters, digits and `-`).
+    #[arg(required_unless_present = "file")]
+    pub id: Option<String>,
+    #[command(flatten)]
+    pub fields: A,
+}
+
+#[derive(Debug, Args)]
+pub struct RegionAdd {
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Enclosing region id (none for a country).
+    #[arg(long)]
+    pub parent: Option<String>,
+    /// country, province, city or county.
+    #[arg(long, default_value = "city")]
+    pub level: String,
+    /// core, regional or edge.
+    #[arg(long, default_value = "edge")]
+    pub tier: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LineAdd {
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LineCmd {
+    #[command(flatten)]
+    Resource(ResourceCmd<LineAdd>),
+    /// Import a `CIDR line [region]` table; each line named in it gets exactly its prefixes.
+    Import {
+        /// The file ("-" for stdin).
+        file: PathBuf,
+        /// Refuse lines that do not exist instead of creating them.
+        #[arg(long)]
+        no_create: bool,
+    },
+    /// List a line's prefixes.
+    Prefixes { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct SiteAdd {
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Lines the site is connected to, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub lines: Vec<String>,
+    #[arg(long, default_value_t = 0)]
+    pub bandwidth_mbps: u64,
+    /// Regional parent site.
+    #[arg(long)]
+    pub parent: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeAdd {
+    #[arg(long)]
+    pub site: Option<String>,
+    /// Roles, comma-separated: edge, parent, dns, storage.
+    #[arg(long, value_delimiter = ',', default_value = "edge")]
+    pub roles: Vec<String>,
+    #[arg(long, default_value_t = 0)]
+    pub capacity_mbps: u64,
+    #[arg(long, default_value_t = 8080)]
+    pub http_port: u16,
+    #[arg(long, default_value_t = 8443)]
+    pub https_port: u16,
+    #[arg(long, default_value_t = 9090)]
+    pub admin_port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct PoolAdd {
+    #[arg(long)]
+    pub site: Option<String>,
+    /// The pool's network, e.g. 10.1.0.0/24.
+    #[arg(long)]
+    pub cidr: Option<String>,
+    #[arg(long)]
+    pub line: Option<String>,
+    /// Addresses never handed out, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub reserved: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolCmd {
+    #[command(flatten)]
+    Resource(ResourceCmd<PoolAdd>),
+    /// Allocate an address of the pool to a node.
+    Allocate {
+        pool: String,
+        #[arg(long)]
+        node: String,
+        /// A specific address (default: the lowest free one).
+        #[arg(long)]
+        address: Option<String>,
+    },
+    /// Release an allocated address.
+    Release { pool: String, address: String },
+    /// List the pool's allocations.
+    Allocations { pool: String },
+}
+
+#[derive(Debug, Args)]
+pub struct TenantAdd {
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub contact: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCmd {
+    #[command(flatten)]
+    Resource(ResourceCmd<TenantAdd>),
+    /// Create an API key for the tenant (the secret is shown once).
+    KeyCreate { tenant: String },
+    /// List the tenant's API keys.
+    Keys { tenant: String },
+    /// Revoke an API key.
+    KeyRevoke { tenant: String, key: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceAdd {
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// A hostname served (repeat for several).
+    #[arg(long = "hostname")]
+    pub hostnames: Vec<String>,
+    /// An origin `host:port` (repeat for several; append `,backup` for a backup origin or
+    /// `,weight=N`).
+    #[arg(long = "origin")]
+    pub origins: Vec<String>,
+    /// DNS answer TTL in seconds.
+    #[arg(long)]
+    pub ttl: Option<u32>,
+    /// Addresses per DNS answer.
+    #[arg(long)]
+    pub answer_count: Option<u8>,
+}

@@ -1,0 +1,37 @@
+//! `lingjing control`: the control plane alone, on SQLite or PostgreSQL.
+
+use anyhow::{Context, bail};
+use lingjing_control::{ControlConfig, Store};
+
+use crate::args::ControlArgs;
+
+pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
+    let token = match (&args.token_file, std::env::var("LINGJING_OPERATOR_TOKEN")) {
+        (Some(path), _) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the token file {}", path.display()))?
+            .trim()
+            .to_owned(),
+        (None, Ok(t)) => t.trim().to_owned(),
+        (None, Err(_)) => bail!("give the operator token with --token-file FILE or LINGJING_OPERATOR_TOKEN"),
+    };
+    if token.len() < 16 {
+        bail!("the operator token must be at least 16 characters");
+    }
+    let store = Store::open(&args.db)
+        .await
+        .with_context(|| format!("cannot open the database {}", args.db))?;
+    let handle = lingjing_control::serve(
+        ControlConfig {
+            listen: args.listen,
+            operator_token: token,
+            zone: args.zone,
+        },
+        store,
+    )
+    .await?;
+    eprintln!("lingjing control plane on {} (Ctrl-C to stop)", handle.url());
+    super::shutdown_signal().await;
+    eprintln!("shutting down");
+    handle.shutdown().await?;
+    Ok(())
+}

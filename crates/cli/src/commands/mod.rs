@@ -1,0 +1,44 @@
+//! Dispatch of subcommands: servers (`up`, `control`) and operator commands on resources.
+
+mod control;
+mod resources;
+mod up;
+
+use crate::args::{Cli, Command};
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = cli.global;
+    match cli.command {
+        Command::Up(args) => up::run(&global, args).await,
+        Command::Control(args) => control::run(args).await,
+        Command::Region(cmd) => resources::resource(&global, "regions", cmd).await,
+        Command::Line(cmd) => resources::line(&global, cmd).await,
+        Command::Site(cmd) => resources::resource(&global, "sites", cmd).await,
+        Command::Node(cmd) => resources::resource(&global, "nodes", cmd).await,
+        Command::Pool(cmd) => resources::pool(&global, cmd).await,
+        Command::Tenant(cmd) => resources::tenant(&global, cmd).await,
+        Command::Service(cmd) => resources::resource(&global, "services", cmd).await,
+    }
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C / SIGINT, or SIGTERM).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

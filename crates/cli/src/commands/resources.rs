@@ -1,0 +1,339 @@
+//! Operator commands on resources: list, show, add, rm for every kind, plus the extras
+//! (line import, pool allocate/release, tenant keys).
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use lingjing_client::ClientError;
+use lingjing_model::{
+    IpPool, Line, Node, NodePorts, NodeRole, Origin, Region, Service, Site, SteeringPolicy,
+    Tenant,
+};
+use serde_json::{Value, json};
+
+use crate::args::{
+    AddArgs, Global, LineAdd, LineCmd, NodeAdd, PoolAdd, PoolCmd, RegionAdd, ResourceCmd,
+    ServiceAdd, SiteAdd, TenantAdd, TenantCmd,
+};
+use crate::context::client;
+use crate::output::{print_list, print_one};
+
+/// Turns `add` flags into the resource's JSON.
+pub trait AddFields: Args {
+    fn to_resource(&self, id: String) -> anyhow::Result<Value>;
+}
+
+fn need<'a>(v: &'a Option<String>, flag: &str) -> anyhow::Result<&'a String> {
+    v.as_ref().with_context(|| format!("--{flag} is required (or give the whole resource with -f FILE)"))
+}
+
+fn parse_enum<T: serde::de::DeserializeOwned>(flag: &str, value: &str) -> anyhow::Result<T> {
+    serde_json::from_value(Value::String(value.to_owned()))
+        .map_err(|_| anyhow::anyhow!("--{flag} `{value}` is not one of the accepted values"))
+}
+
+impl AddFields for RegionAdd {
+    fn to_resource(&self, id: String) -> anyhow::Result<Value> {
+        let r = Region {
+            name: self.name.clone().unwrap_or_else(|| id.clone()),
+            id,
+            parent: self.parent.clone(),
+            level: parse_enum("level", &self.level)?,
+            tier: parse_enum("tier", &self.tier)?,
+        };
+        Ok(serde_json::to_value(r)?)
+    }
+}
+
+impl AddFields for LineAdd {
+    fn to_resource(&self, id: String) -> anyhow::Result<Value> {
+        let l = Line {
+            name: self.name.clone().unwrap_or_else(|| id.clone()),
+            id,
+            description: self.description.clone(),
+        };
+        Ok(serde_json::to_value(l)?)
+    }
+}
+
+impl AddFields for SiteAdd {
+    fn to_resource(&self, id: String) -> anyhow::Result<Value> {
+        let s = Site {
+            name: self.name.clone().unwrap_or_else(|| id.clone()),
+            id,
+            region: need(&self.region, "region")?.clone(),
+            lines: self.lines.clone(),
+            bandwidth_mbps: self.bandwidth_mbps,
+            parent: self.parent.clone(),
+        };
+        Ok(serde_json::to_value(s)?)
+    }
+}
+
+impl AddFields for NodeAdd {
+    fn to_resource(&self, id: String) -> anyhow::Result<Value> {
+        let roles = self
+            .roles
+            .iter()
+            .map(|r| parse_enum::<NodeRole>("roles", r))
+            .collect::<anyhow::Result<_>>()?;
+        let n = Node {
+            id,
+            site: need(&self.site, "site")?.clone(),
+            roles,
+            ports: NodePorts {
+                http: self.http_port,
+                https: self.https_port,
+                admin: self.admin_port,
+            },
+            capacity_mbps: self.capacity_mbps,
+            drained: false,
+        };
+        Ok(serde_json::to_value(n)?)
+    }
+}
+
+impl AddFields for PoolAdd {
+    fn to_resource(&self, id: String) -> anyhow::Result<Value> {
+        let cidr = need(&self.cidr, "cidr")?;
+        let p = IpPool {
+            id,
+            site: need(&self.site, "site")?.clone(),
+            line: self.line.clone(),
+            cidr: cidr.parse().with_context(|| format!("--cidr `{cidr}` is not a CIDR prefix like 10.1.0.0/24"))?,
+            reserved: self
+                .reserved
+                .iter()
+                .map(|a| a.parse().with_context(|| format!("--reserved `{a}` is not an IP address")))
+                .collect::<anyhow::Result<_>>()?,
+        };
+        Ok(serde_json::to_value(p)?)
+    }
+}
+
+impl AddFields for TenantAdd {
+    fn to_resource(&self, id: String) -> anyhow::Result<Value> {
+        let t = Tenant {
+            name: self.name.clone().unwrap_or_else(|| id.clone()),
+            id,
+            contact: self.contact.clone(),
+        };
+        Ok(serde_json::to_value(t)?)
+    }
+}
+
+fn parse_origin(spec: &str) -> anyhow::Result<Origin> {
+    let mut parts = spec.split(',');
+    let address = parts.next().unwrap_or_default().to_owned();
+    let mut origin = Origin {
+        address,
+        weight: 1,
+        backup: false,
+        tls: false,
+        host_header: None,
+    };
+    for opt in parts {
+        match opt.split_once('=') {
+            None if opt == "backup" => origin.backup = true,
+            None if opt == "tls" => origin.tls = true,
+            Some(("weight", w)) => {
+                origin.weight = w.parse().with_context(|| format!("origin weight `{w}` is not a number"))?;
+            }
+            Some(("host", h)) => origin.host_header = Some(h.to_owned()),
+            _ => bail!("unknown origin option `{opt}`: use backup, tls, weight=N or host=NAME"),
+        }
+    }
+    Ok(origin)
+}
+
+impl AddFields for ServiceAdd {
+    fn to_resource(&self, id: String) -> anyhow::Result<Value> {
+        let mut steering = SteeringPolicy::default();
+        if let Some(ttl) = self.ttl {
+            steering.ttl = ttl;
+        }
+        if let Some(n) = self.answer_count {
+            steering.answer_count = n;
+        }
+        let s = Service {
+            id,
+            tenant: need(&self.tenant, "tenant")?.clone(),
+            hostnames: self.hostnames.clone(),
+            origins: self.origins.iter().map(|o| parse_origin(o)).collect::<anyhow::Result<_>>()?,
+            cache_rules: Vec::new(),
+            steering,
+            tls: None,
+        };
+        Ok(serde_json::to_value(s)?)
+    }
+}
+
+fn read_input(path: &Path) -> anyhow::Result<String> {
+    if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        return Ok(s);
+    }
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Reads a resource from a JSON or TOML file.
+fn read_resource(path: &Path) -> anyhow::Result<Value> {
+    let text = read_input(path)?;
+    let is_toml = path.extension().is_some_and(|e| e == "toml");
+    if is_toml {
+        let v: toml::Value = toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+        return Ok(serde_json::to_value(v)?);
+    }
+    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON (use a .toml name for TOML)", path.display()))
+}
+
+/// Adds context that says what to do next to API errors.
+fn explain(e: ClientError) -> anyhow::Error {
+    let hint = match (&e, e.status()) {
+        (_, Some(401)) => Some("check --token / LINGJING_TOKEN"),
+        (_, Some(403)) => Some("this needs the operator token"),
+        _ => None,
+    };
+    let mut msg = e.to_string();
+    if let ClientError::Api { field: Some(f), .. } = &e
+        && !msg.starts_with(f.as_str())
+    {
+        msg = format!("{f}: {msg}");
+    }
+    match hint {
+        Some(h) => anyhow::anyhow!("{msg} ({h})"),
+        None => anyhow::anyhow!(msg),
+    }
+}
+
+pub async fn resource<A: AddFields>(global: &Global, plural: &str, cmd: ResourceCmd<A>) -> anyhow::Result<()> {
+    let c = client(global)?;
+    match cmd {
+        ResourceCmd::List => {
+            let items: Value = c.get(&format!("/v1/{plural}")).await.map_err(explain)?;
+            print_list(plural, &items, global.json);
+        }
+        ResourceCmd::Show { id } => {
+            let item: Value = c.get(&format!("/v1/{plural}/{id}")).await.map_err(explain)?;
+            print_one(&item, global.json);
+        }
+        ResourceCmd::Add(AddArgs { file, id, fields }) => {
+            let body = match (file, id) {
+                (Some(f), _) => read_resource(&f)?,
+                (None, Some(id)) => fields.to_resource(id)?,
+                (None, None) => bail!("give an id, or a file with -f"),
+            };
+            let created: Value = c.post(&format!("/v1/{plural}"), &body).await.map_err(explain)?;
+            print_one(&created, global.json);
+        }
+        ResourceCmd::Rm { id } => {
+            c.delete(&format!("/v1/{plural}/{id}")).await.map_err(explain)?;
+            if !global.json {
+                println!("deleted {id}");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn line(global: &Global, cmd: LineCmd) -> anyhow::Result<()> {
+    match cmd {
+        LineCmd::Resource(r) => resource(global, "lines", r).await,
+        LineCmd::Import { file, no_create } => {
+            let text = read_input(&file)?;
+            let c = client(global)?;
+            let summary: Value = c
+                .post_text(&format!("/v1/lines/import?create_lines={}", !no_create), text)
+                .await
+                .map_err(explain)?;
+            if global.json {
+                print_one(&summary, true);
+            } else {
+                for (line, n) in summary["lines"].as_object().into_iter().flatten() {
+                    println!("{line}: {n} prefixes");
+                }
+                for l in summary["created_lines"].as_array().into_iter().flatten() {
+                    println!("created line {}", l.as_str().unwrap_or_default());
+                }
+            }
+            Ok(())
+        }
+        LineCmd::Prefixes { id } => {
+            let c = client(global)?;
+            let items: Value = c.get(&format!("/v1/lines/{id}/prefixes")).await.map_err(explain)?;
+            print_list("prefixes", &items, global.json);
+            Ok(())
+        }
+    }
+}
+
+pub async fn pool(global: &Global, cmd: PoolCmd) -> anyhow::Result<()> {
+    match cmd {
+        PoolCmd::Resource(r) => resource(global, "pools", r).await,
+        PoolCmd::Allocate { pool, node, address } => {
+            let c = client(global)?;
+            let mut body = json!({ "node": node });
+            if let Some(a) = address {
+                body["address"] = Value::String(a);
+            }
+            let a: Value = c
+                .post(&format!("/v1/pools/{pool}/allocations"), &body)
+                .await
+                .map_err(explain)?;
+            if global.json {
+                print_one(&a, true);
+            } else {
+                println!("{} -> {}", a["address"].as_str().unwrap_or("?"), a["node"].as_str().unwrap_or("?"));
+            }
+            Ok(())
+        }
+        PoolCmd::Release { pool, address } => {
+            let c = client(global)?;
+            c.delete(&format!("/v1/pools/{pool}/allocations/{address}")).await.map_err(explain)?;
+            if !global.json {
+                println!("released {address}");
+            }
+            Ok(())
+        }
+        PoolCmd::Allocations { pool } => {
+            let c = client(global)?;
+            let items: Value = c.get(&format!("/v1/pools/{pool}/allocations")).await.map_err(explain)?;
+            print_list("allocations", &items, global.json);
+            Ok(())
+        }
+    }
+}
+
+pub async fn tenant(global: &Global, cmd: TenantCmd) -> anyhow::Result<()> {
+    match cmd {
+        TenantCmd::Resource(r) => resource(global, "tenants", r).await,
+        TenantCmd::KeyCreate { tenant } => {
+            let c = client(global)?;
+            let key: Value = c.post(&format!("/v1/tenants/{tenant}/keys"), &json!({})).await.map_err(explain)?;
+            if global.json {
+                print_one(&key, true);
+            } else {
+                println!("{}", key["secret"].as_str().unwrap_or_default());
+                eprintln!("(key id {}; the secret is shown only now: keep it safe)", key["id"].as_str().unwrap_or("?"));
+            }
+            Ok(())
+        }
+        TenantCmd::Keys { tenant } => {
+            let c = client(global)?;
+            let items: Value = c.get(&format!("/v1/tenants/{tenant}/keys")).await.map_err(explain)?;
+            print_list("keys", &items, global.json);
+            Ok(())
+        }
+        TenantCmd::KeyRevoke { tenant, key } => {
+            let c = client(global)?;
+            c.delete(&format!("/v1/tenants/{tenant}/keys/{key}")).await.map_err(explain)?;
+            if !global.json {
+                println!("revoked {key}");
+            }
+            Ok(())
+        }
+    }
+}

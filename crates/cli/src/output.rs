@@ -1,0 +1,86 @@
+//! Printing API answers: tables for people (one column set per resource kind), JSON with
+//! `--json` for scripts.
+
+use comfy_table::presets::NOTHING;
+use comfy_table::{Cell, Table};
+use serde_json::Value;
+
+/// The columns shown by `list` for a kind: (header, JSON pointer).
+pub fn columns(kind: &str) -> &'static [(&'static str, &'static str)] {
+    match kind {
+        "regions" => &[("ID", "/id"), ("NAME", "/name"), ("LEVEL", "/level"), ("TIER", "/tier"), ("PARENT", "/parent")],
+        "lines" => &[("ID", "/id"), ("NAME", "/name"), ("PREFIXES", "/prefix_count")],
+        "sites" => &[("ID", "/id"), ("NAME", "/name"), ("REGION", "/region"), ("LINES", "/lines"), ("PARENT", "/parent"), ("MBPS", "/bandwidth_mbps")],
+        "nodes" => &[("ID", "/id"), ("SITE", "/site"), ("ROLES", "/roles"), ("ADDRESSES", "/addresses"), ("DRAINED", "/drained"), ("LAST HEARTBEAT", "/status/last_heartbeat"), ("APPLIED", "/status/applied")],
+        "pools" => &[("ID", "/id"), ("SITE", "/site"), ("LINE", "/line"), ("CIDR", "/cidr"), ("USED", "/allocated"), ("CAPACITY", "/capacity")],
+        "tenants" => &[("ID", "/id"), ("NAME", "/name"), ("CONTACT", "/contact")],
+        "services" => &[("ID", "/id"), ("TENANT", "/tenant"), ("HOSTNAMES", "/hostnames"), ("CNAME", "/cname"), ("ORIGINS", "/origins")],
+        "allocations" => &[("ADDRESS", "/address"), ("NODE", "/node"), ("ALLOCATED AT", "/allocated_at")],
+        "keys" => &[("ID", "/id"), ("TENANT", "/tenant"), ("CREATED AT", "/created_at")],
+        "prefixes" => &[("CIDR", "/cidr"), ("LINE", "/line"), ("REGION", "/region")],
+        _ => &[("ID", "/id")],
+    }
+}
+
+/// A cell's text: scalars as they are, lists joined by commas, objects compactly.
+fn cell(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "-".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) if items.is_empty() => "-".into(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| match i {
+                Value::Object(o) if o.contains_key("address") => cell(o.get("address")),
+                other => cell(Some(other)),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        Some(Value::Object(o)) if o.is_empty() => "-".into(),
+        Some(Value::Object(o)) => o
+            .iter()
+            .map(|(k, v)| format!("{k}={}", cell(Some(v))))
+            .collect::<Vec<_>>()
+            .join(","),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn table() -> Table {
+    let mut t = Table::new();
+    t.load_preset(NOTHING);
+    t
+}
+
+/// Prints a list of items as a table (or JSON).
+pub fn print_list(kind: &str, items: &Value, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(items).unwrap_or_default());
+        return;
+    }
+    let cols = columns(kind);
+    let mut t = table();
+    t.set_header(cols.iter().map(|(h, _)| Cell::new(h)));
+    for item in items.as_array().into_iter().flatten() {
+        t.add_row(cols.iter().map(|(_, p)| cell(item.pointer(p))));
+    }
+    println!("{t}");
+}
+
+/// Prints one item as a field/value table (or JSON).
+pub fn print_one(item: &Value, json: bool) {
+    if json || !item.is_object() {
+        println!("{}", serde_json::to_string_pretty(item).unwrap_or_default());
+        return;
+    }
+    let mut t = table();
+    for (k, v) in item.as_object().into_iter().flatten() {
+        let text = match v {
+            Value::Object(_) | Value::Array(_) if !v.to_string().contains('{') => cell(Some(v)),
+            Value::Object(_) | Value::Array(_) => serde_json::to_string(v).unwrap_or_default(),
+            _ => cell(Some(v)),
+        };
+        t.add_row(vec![Cell::new(k), Cell::new(text)]);
+    }
+    println!("{t}");
+}

@@ -1,0 +1,259 @@
+//! The data-plane agent loop, shared by the edge, the DNS server and later data planes.
+//!
+//! On start it hands the data plane the last good snapshot kept on disk (so a node serves
+//! even when the control plane is down, also after its own restart), then long-polls for
+//! newer versions. Each newer snapshot goes to the data plane's `apply`; only when that
+//! succeeds is it written to disk (atomically: temp file, fsync, rename) and acknowledged
+//! by a heartbeat. Versions only move forward: an older or equal version is never applied.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use lingjing_model::snapshot::{Heartbeat, Role, Snapshot};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::error::ClientError;
+use crate::rest::Client;
+
+/// How an agent reaches the control plane and where it keeps its state.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub endpoint: String,
+    pub token: String,
+    /// This node's id in the inventory.
+    pub node: String,
+    pub role: Role,
+    /// Where the last good snapshot is kept.
+    pub state_dir: PathBuf,
+    pub heartbeat_every: Duration,
+    /// How long one long-poll waits at the control plane.
+    pub poll_wait: Duration,
+}
+
+impl AgentConfig {
+    pub fn new(endpoint: &str, token: &str, node: &str, role: Role, state_dir: &Path) -> Self {
+        AgentConfig {
+            endpoint: endpoint.to_owned(),
+            token: token.to_owned(),
+            node: node.to_owned(),
+            role,
+            state_dir: state_dir.to_owned(),
+            heartbeat_every: Duration::from_secs(2),
+            poll_wait: Duration::from_secs(30),
+        }
+    }
+
+    /// The file holding the last good snapshot.
+    pub fn snapshot_path(&self) -> PathBuf {
+        self.state_dir
+            .join(format!("{}-{}.snapshot.json", self.node, self.role))
+    }
+}
+
+/// The agent, not yet running.
+pub struct Agent {
+    config: AgentConfig,
+    client: Client,
+}
+
+/// A running agent.
+pub struct AgentHandle {
+    applied: Arc<AtomicU64>,
+    applied_changed: Arc<Notify>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl AgentHandle {
+    /// The version the data plane has applied (0: none).
+    pub fn applied_version(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
+    /// Waits until the applied version is at least `version`.
+    pub async fn wait_applied(&self, version: u64) {
+        loop {
+            let notified = self.applied_changed.notified();
+            if self.applied_version() >= version {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Stops the agent (the data plane keeps what it has).
+    pub fn stop(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for AgentHandle {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Reads the last good snapshot kept at `path`, if there is a readable one.
+pub fn load_snapshot<T: DeserializeOwned>(path: &Path) -> Option<Snapshot<T>> {
+    let bytes = std::fs::read(path).ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable snapshot file");
+            None
+        }
+    }
+}
+
+/// Writes `snapshot` to `path` so that a crash leaves either the old or the new file.
+pub fn save_snapshot<T: Serialize>(path: &Path, snapshot: &Snapshot<T>) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        serde_json::to_writer(&mut f, snapshot).map_err(std::io::Error::other)?;
+        f.flush()?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+impl Agent {
+    pub fn new(config: AgentConfig) -> Result<Agent, ClientError> {
+        let client = Client::new(&config.endpoint, &config.token)?;
+        Ok(Agent { config, client })
+    }
+
+    /// Starts the agent: first hands `apply` the snapshot kept on disk (if any), then keeps
+    /// it up to date. `apply` returns an error to refuse a snapshot (it is then neither
+    /// kept nor acknowledged, and is retried later).
+    pub fn start<T, F>(self, mut apply: F) -> AgentHandle
+    where
+        T: DeserializeOwned + Serialize + Send + Sync + 'static,
+        F: FnMut(Arc<Snapshot<T>>) -> Result<(), String> + Send + 'static,
+    {
+        let applied = Arc::new(AtomicU64::new(0));
+        let applied_changed = Arc::new(Notify::new());
+        let path = self.config.snapshot_path();
+        if let Some(saved) = load_snapshot::<T>(&path) {
+            let version = saved.version;
+            match apply(Arc::new(saved)) {
+                Ok(()) => {
+                    applied.store(version, Ordering::Release);
+                    tracing::info!(version, path = %path.display(), "serving the snapshot kept on disk");
+                }
+                Err(e) => tracing::warn!(version, error = %e, "the snapshot kept on disk was refused"),
+            }
+        }
+        let ack = Arc::new(Notify::new());
+        let heartbeat = tokio::spawn(heartbeat_loop(
+            self.client.clone(),
+            self.config.clone(),
+            applied.clone(),
+            ack.clone(),
+        ));
+        let poll = tokio::spawn(poll_loop(
+            self.client,
+            self.config,
+            applied.clone(),
+            applied_changed.clone(),
+            ack,
+            apply,
+        ));
+        AgentHandle {
+            applied,
+            applied_changed,
+            tasks: vec![heartbeat, poll],
+        }
+    }
+}
+
+async fn heartbeat_loop(client: Client, config: AgentConfig, applied: Arc<AtomicU64>, ack: Arc<Notify>) {
+    let mut failures = 0u32;
+    loop {
+        let beat = Heartbeat {
+            role: config.role,
+            applied_version: applied.load(Ordering::Acquire),
+            agent: Some(format!("lingjing/{}", env!("CARGO_PKG_VERSION"))),
+        };
+        match client.heartbeat(&config.node, &beat).await {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                if failures == 1 || failures.is_power_of_two() {
+                    tracing::warn!(node = %config.node, error = %e, "heartbeat failed");
+                }
+            }
+        }
+        // Wake early to acknowledge a newly applied version.
+        let _ = tokio::time::timeout(config.heartbeat_every, ack.notified()).await;
+    }
+}
+
+async fn poll_loop<T, F>(
+    client: Client,
+    config: AgentConfig,
+    applied: Arc<AtomicU64>,
+    applied_changed: Arc<Notify>,
+    ack: Arc<Notify>,
+    mut apply: F,
+) where
+    T: DeserializeOwned + Serialize + Send + Sync + 'static,
+    F: FnMut(Arc<Snapshot<T>>) -> Result<(), String> + Send + 'static,
+{
+    let path = config.snapshot_path();
+    let mut backoff = Duration::from_millis(200);
+    let max_backoff = Duration::from_secs(5);
+    loop {
+        let after = applied.load(Ordering::Acquire);
+        let result = client
+            .poll_snapshot::<T>(config.role, &config.node, after, config.poll_wait)
+            .await;
+        match result {
+            Ok(None) => backoff = Duration::from_millis(200),
+            Ok(Some(snapshot)) if snapshot.version <= after => {
+                tracing::debug!(version = snapshot.version, after, "ignoring a snapshot that is not newer");
+            }
+            Ok(Some(snapshot)) => {
+                let version = snapshot.version;
+                let snapshot = Arc::new(snapshot);
+                match apply(snapshot.clone()) {
+                    Ok(()) => {
+                        if let Err(e) = save_snapshot(&path, &snapshot) {
+                            tracing::warn!(error = %e, path = %path.display(), "could not keep the snapshot on disk");
+                        }
+                        applied.store(version, Ordering::Release);
+                        applied_changed.notify_waiters();
+                        ack.notify_one();
+                        tracing::info!(role = %config.role, version, "snapshot applied");
+                        backoff = Duration::from_millis(200);
+                    }
+                    Err(e) => {
+                        tracing::error!(version, error = %e, "snapshot refused by the data plane; keeping the previous one");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(max_backoff);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "snapshot poll failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(max_backoff);
+            }
+        }
+    }
+}

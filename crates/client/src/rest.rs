@@ -1,0 +1,161 @@
+//! The typed REST client: one method per HTTP verb over JSON, errors decoded from the
+//! API's `{ "error": ... }` bodies.
+
+use std::time::Duration;
+
+use lingjing_model::snapshot::{Heartbeat, Role, Snapshot};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ClientError, ErrorBody};
+
+/// A client of one control plane, with one token.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    endpoint: String,
+    token: String,
+}
+
+impl Client {
+    /// `endpoint` like `http://127.0.0.1:7700`; `token` is the operator token or a tenant key.
+    pub fn new(endpoint: &str, token: &str) -> Result<Client, ClientError> {
+        let endpoint = endpoint.trim_end_matches('/').to_owned();
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(ClientError::Config(format!(
+                "endpoint `{endpoint}` must start with http:// or https://"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(Client {
+            http,
+            endpoint,
+            token: token.trim().to_owned(),
+        })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.endpoint))
+            .bearer_auth(&self.token)
+    }
+
+    async fn send(&self, req: RequestBuilder) -> Result<Response, ClientError> {
+        let res = req.send().await.map_err(|e| {
+            if e.is_connect() || e.is_timeout() {
+                ClientError::Unreachable {
+                    endpoint: self.endpoint.clone(),
+                    source: e,
+                }
+            } else {
+                ClientError::Http(e)
+            }
+        })?;
+        if res.status().is_success() || res.status() == StatusCode::NOT_MODIFIED {
+            return Ok(res);
+        }
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap_or_default();
+        Err(match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(b) => ClientError::Api {
+                status,
+                code: b.error.code,
+                message: b.error.message,
+                field: b.error.field,
+            },
+            Err(_) => ClientError::Api {
+                status,
+                code: "http".into(),
+                message: format!("HTTP {status}: {}", text.trim()),
+                field: None,
+            },
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(res: Response) -> Result<T, ClientError> {
+        let bytes = res.bytes().await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// `GET path`, decoded.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        Self::json(self.send(self.request(Method::GET, path)).await?).await
+    }
+
+    /// `POST path` with a JSON body, decoded.
+    pub async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        Self::json(self.send(self.request(Method::POST, path).json(body)).await?).await
+    }
+
+    /// `POST path` with a plain-text body, decoded.
+    pub async fn post_text<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: String,
+    ) -> Result<T, ClientError> {
+        let req = self
+            .request(Method::POST, path)
+            .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(body);
+        Self::json(self.send(req).await?).await
+    }
+
+    /// `PUT path` with a JSON body, decoded.
+    pub async fn put<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        Self::json(self.send(self.request(Method::PUT, path).json(body)).await?).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> Result<(), ClientError> {
+        self.send(self.request(Method::DELETE, path)).await?;
+        Ok(())
+    }
+
+    /// Long-polls the snapshot of `role` newer than `after`; `None` when nothing newer came
+    /// within `wait`.
+    pub async fn poll_snapshot<T: DeserializeOwned>(
+        &self,
+        role: Role,
+        node: &str,
+        after: u64,
+        wait: Duration,
+    ) -> Result<Option<Snapshot<T>>, ClientError> {
+        let path = format!(
+            "/v1/snapshots/{role}?node={node}&after={after}&timeout_ms={}",
+            wait.as_millis()
+        );
+        let req = self
+            .request(Method::GET, &path)
+            .timeout(wait + Duration::from_secs(10));
+        let res = self.send(req).await?;
+        if res.status() == StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        Self::json(res).await.map(Some)
+    }
+
+    /// Reports `node` alive with what it has applied (the first call registers it).
+    pub async fn heartbeat(&self, node: &str, beat: &Heartbeat) -> Result<(), ClientError> {
+        let req = self
+            .request(Method::POST, &format!("/v1/nodes/{node}/heartbeat"))
+            .timeout(Duration::from_secs(10))
+            .json(beat);
+        self.send(req).await?;
+        Ok(())
+    }
+}
