@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "lingjing", version, about = "Lingjing: an open edge cloud platform (CDN, GSLB DNS, ...)")]
+#[command(
+    name = "lingjing",
+    version,
+    about = "Lingjing: an open edge cloud platform (CDN, GSLB DNS, ...)"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -17,13 +21,23 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// Control plane URL for operator commands.
-    #[arg(long, global = true, env = "LINGJING_ENDPOINT", default_value = "http://127.0.0.1:7700")]
+    #[arg(
+        long,
+        global = true,
+        env = "LINGJING_ENDPOINT",
+        default_value = "http://127.0.0.1:7700"
+    )]
     pub endpoint: String,
     /// Operator token or tenant API key (default: the `up` data dir's operator.token).
     #[arg(long, global = true, env = "LINGJING_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Data directory of `lingjing up` (used for its token when no --token is given).
-    #[arg(long, global = true, env = "LINGJING_DATA_DIR", default_value = "lingjing-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "LINGJING_DATA_DIR",
+        default_value = "lingjing-data"
+    )]
     pub data_dir: PathBuf,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]

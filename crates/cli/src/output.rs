@@ -8,15 +8,61 @@ use serde_json::Value;
 /// The columns shown by `list` for a kind: (header, JSON pointer).
 pub fn columns(kind: &str) -> &'static [(&'static str, &'static str)] {
     match kind {
-        "regions" => &[("ID", "/id"), ("NAME", "/name"), ("LEVEL", "/level"), ("TIER", "/tier"), ("PARENT", "/parent")],
-        "lines" => &[("ID", "/id"), ("NAME", "/name"), ("PREFIXES", "/prefix_count")],
-        "sites" => &[("ID", "/id"), ("NAME", "/name"), ("REGION", "/region"), ("LINES", "/lines"), ("PARENT", "/parent"), ("MBPS", "/bandwidth_mbps")],
-        "nodes" => &[("ID", "/id"), ("SITE", "/site"), ("ROLES", "/roles"), ("ADDRESSES", "/addresses"), ("DRAINED", "/drained"), ("LAST HEARTBEAT", "/status/last_heartbeat"), ("APPLIED", "/status/applied")],
-        "pools" => &[("ID", "/id"), ("SITE", "/site"), ("LINE", "/line"), ("CIDR", "/cidr"), ("USED", "/allocated"), ("CAPACITY", "/capacity")],
+        "regions" => &[
+            ("ID", "/id"),
+            ("NAME", "/name"),
+            ("LEVEL", "/level"),
+            ("TIER", "/tier"),
+            ("PARENT", "/parent"),
+        ],
+        "lines" => &[
+            ("ID", "/id"),
+            ("NAME", "/name"),
+            ("PREFIXES", "/prefix_count"),
+        ],
+        "sites" => &[
+            ("ID", "/id"),
+            ("NAME", "/name"),
+            ("REGION", "/region"),
+            ("LINES", "/lines"),
+            ("PARENT", "/parent"),
+            ("MBPS", "/bandwidth_mbps"),
+        ],
+        "nodes" => &[
+            ("ID", "/id"),
+            ("SITE", "/site"),
+            ("ROLES", "/roles"),
+            ("ADDRESSES", "/addresses"),
+            ("DRAINED", "/drained"),
+            ("LAST HEARTBEAT", "/status/last_heartbeat"),
+            ("APPLIED", "/status/applied"),
+        ],
+        "pools" => &[
+            ("ID", "/id"),
+            ("SITE", "/site"),
+            ("LINE", "/line"),
+            ("CIDR", "/cidr"),
+            ("USED", "/allocated"),
+            ("CAPACITY", "/capacity"),
+        ],
         "tenants" => &[("ID", "/id"), ("NAME", "/name"), ("CONTACT", "/contact")],
-        "services" => &[("ID", "/id"), ("TENANT", "/tenant"), ("HOSTNAMES", "/hostnames"), ("CNAME", "/cname"), ("ORIGINS", "/origins")],
-        "allocations" => &[("ADDRESS", "/address"), ("NODE", "/node"), ("ALLOCATED AT", "/allocated_at")],
-        "keys" => &[("ID", "/id"), ("TENANT", "/tenant"), ("CREATED AT", "/created_at")],
+        "services" => &[
+            ("ID", "/id"),
+            ("TENANT", "/tenant"),
+            ("HOSTNAMES", "/hostnames"),
+            ("CNAME", "/cname"),
+            ("ORIGINS", "/origins"),
+        ],
+        "allocations" => &[
+            ("ADDRESS", "/address"),
+            ("NODE", "/node"),
+            ("ALLOCATED AT", "/allocated_at"),
+        ],
+        "keys" => &[
+            ("ID", "/id"),
+            ("TENANT", "/tenant"),
+            ("CREATED AT", "/created_at"),
+        ],
         "prefixes" => &[("CIDR", "/cidr"), ("LINE", "/line"), ("REGION", "/region")],
         _ => &[("ID", "/id")],
     }
@@ -55,7 +101,10 @@ fn table() -> Table {
 /// Prints a list of items as a table (or JSON).
 pub fn print_list(kind: &str, items: &Value, json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(items).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(items).unwrap_or_default()
+        );
         return;
     }
     let cols = columns(kind);

@@ -7,7 +7,12 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 /// Creates `item` unless one with its id exists; true when it was created.
-async fn ensure<T: Serialize>(c: &Client, plural: &str, id: &str, item: &T) -> Result<bool, ClientError> {
+async fn ensure<T: Serialize>(
+    c: &Client,
+    plural: &str,
+    id: &str,
+    item: &T,
+) -> Result<bool, ClientError> {
     match c.get::<Value>(&format!("/v1/{plural}/{id}")).await {
         Ok(_) => Ok(false),
         Err(e) if e.status() == Some(404) => {
@@ -31,7 +36,8 @@ pub async fn seed(c: &Client, t: &DemoTopology) -> Result<usize, ClientError> {
         let have: Vec<Value> = c.get(&format!("/v1/lines/{}/prefixes", line.id)).await?;
         if have.is_empty() {
             let mine: Vec<_> = t.prefixes.iter().filter(|p| p.line == line.id).collect();
-            c.put::<_, Value>(&format!("/v1/lines/{}/prefixes", line.id), &mine).await?;
+            c.put::<_, Value>(&format!("/v1/lines/{}/prefixes", line.id), &mine)
+                .await?;
             created += 1;
         }
     }
@@ -48,8 +54,11 @@ pub async fn seed(c: &Client, t: &DemoTopology) -> Result<usize, ClientError> {
         let view: Value = c.get(&format!("/v1/nodes/{node}")).await?;
         let has_address = view["addresses"].as_array().is_some_and(|a| !a.is_empty());
         if !has_address {
-            c.post::<_, Value>(&format!("/v1/pools/{pool}/allocations"), &json!({ "node": node }))
-                .await?;
+            c.post::<_, Value>(
+                &format!("/v1/pools/{pool}/allocations"),
+                &json!({ "node": node }),
+            )
+            .await?;
             created += 1;
         }
     }

@@ -21,9 +21,15 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 #[test]
 fn every_crate_is_in_the_codemap() {
     let arch = std::fs::read_to_string(root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
-    for entry in std::fs::read_dir(root().join("crates")).expect("crates/").flatten() {
+    for entry in std::fs::read_dir(root().join("crates"))
+        .expect("crates/")
+        .flatten()
+    {
         let name = entry.file_name().to_string_lossy().into_owned();
-        assert!(arch.contains(&format!("crates/{name}")), "ARCHITECTURE.md does not mention crates/{name}");
+        assert!(
+            arch.contains(&format!("crates/{name}")),
+            "ARCHITECTURE.md does not mention crates/{name}"
+        );
     }
 }
 
@@ -39,5 +45,8 @@ fn every_module_says_what_it_owns() {
             !text.trim_start().starts_with("//!")
         })
         .collect();
-    assert!(missing.is_empty(), "files without a `//!` doc comment: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "files without a `//!` doc comment: {missing:?}"
+    );
 }

@@ -12,7 +12,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_lingjing");
 /// Starts `lingjing up` on free ports; returns the child and the control plane URL.
 fn start_up(data_dir: &Path) -> (Child, String) {
     let mut child = Command::new(BIN)
-        .args(["up", "--listen", "127.0.0.1:0", "--origin-listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--origin-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(data_dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -53,7 +60,10 @@ fn lingjing(data_dir: &Path, endpoint: &str, args: &[&str]) -> String {
 
 fn terminate(mut child: Child) {
     let pid = child.id().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
     assert!(killed.success());
     for _ in 0..200 {
         if let Some(status) = child.try_wait().expect("wait") {
@@ -80,7 +90,11 @@ fn up_seeds_once_and_serves_operator_commands() {
         serde_json::from_str(&lingjing(&data, &url, &["node", "list", "--json"])).expect("json");
     let nodes = nodes.as_array().expect("array");
     assert_eq!(nodes.len(), 5);
-    assert!(nodes.iter().all(|n| n["addresses"].as_array().is_some_and(|a| a.len() == 1)));
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n["addresses"].as_array().is_some_and(|a| a.len() == 1))
+    );
     let services = lingjing(&data, &url, &["service", "list"]);
     assert!(services.contains("www.demo.example") && services.contains("demo.cdn.lingjing.test."));
     let token = std::fs::read_to_string(data.join("operator.token")).expect("token file");
@@ -90,7 +104,11 @@ fn up_seeds_once_and_serves_operator_commands() {
     let (child, url) = start_up(&data);
     let again: serde_json::Value =
         serde_json::from_str(&lingjing(&data, &url, &["node", "list", "--json"])).expect("json");
-    assert_eq!(again.as_array().map(Vec::len), Some(5), "second up duplicated nodes");
+    assert_eq!(
+        again.as_array().map(Vec::len),
+        Some(5),
+        "second up duplicated nodes"
+    );
     assert!(
         again
             .as_array()

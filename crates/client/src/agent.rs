@@ -156,7 +156,9 @@ impl Agent {
                     applied.store(version, Ordering::Release);
                     tracing::info!(version, path = %path.display(), "serving the snapshot kept on disk");
                 }
-                Err(e) => tracing::warn!(version, error = %e, "the snapshot kept on disk was refused"),
+                Err(e) => {
+                    tracing::warn!(version, error = %e, "the snapshot kept on disk was refused")
+                }
             }
         }
         let ack = Arc::new(Notify::new());
@@ -182,7 +184,12 @@ impl Agent {
     }
 }
 
-async fn heartbeat_loop(client: Client, config: AgentConfig, applied: Arc<AtomicU64>, ack: Arc<Notify>) {
+async fn heartbeat_loop(
+    client: Client,
+    config: AgentConfig,
+    applied: Arc<AtomicU64>,
+    ack: Arc<Notify>,
+) {
     let mut failures = 0u32;
     loop {
         let beat = Heartbeat {
@@ -226,7 +233,11 @@ async fn poll_loop<T, F>(
         match result {
             Ok(None) => backoff = Duration::from_millis(200),
             Ok(Some(snapshot)) if snapshot.version <= after => {
-                tracing::debug!(version = snapshot.version, after, "ignoring a snapshot that is not newer");
+                tracing::debug!(
+                    version = snapshot.version,
+                    after,
+                    "ignoring a snapshot that is not newer"
+                );
             }
             Ok(Some(snapshot)) => {
                 let version = snapshot.version;

@@ -14,7 +14,9 @@ pub enum ClientError {
         field: Option<String>,
     },
     /// The control plane could not be reached.
-    #[error("cannot reach the control plane at {endpoint}: {source} (is `lingjing up` or `lingjing control` running? set --endpoint or LINGJING_ENDPOINT)")]
+    #[error(
+        "cannot reach the control plane at {endpoint}: {source} (is `lingjing up` or `lingjing control` running? set --endpoint or LINGJING_ENDPOINT)"
+    )]
     Unreachable {
         endpoint: String,
         #[source]

@@ -95,7 +95,11 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        Self::json(self.send(self.request(Method::POST, path).json(body)).await?).await
+        Self::json(
+            self.send(self.request(Method::POST, path).json(body))
+                .await?,
+        )
+        .await
     }
 
     /// `POST path` with a plain-text body, decoded.
@@ -117,7 +121,11 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        Self::json(self.send(self.request(Method::PUT, path).json(body)).await?).await
+        Self::json(
+            self.send(self.request(Method::PUT, path).json(body))
+                .await?,
+        )
+        .await
     }
 
     /// `DELETE path`.

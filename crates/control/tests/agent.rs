@@ -16,7 +16,9 @@ const TOKEN: &str = "agent-test-operator-token";
 const HANG: Duration = Duration::from_secs(20);
 
 async fn control(dir: &std::path::Path) -> lingjing_control::ControlHandle {
-    let store = Store::open_sqlite_file(&dir.join("db.sqlite")).await.expect("store");
+    let store = Store::open_sqlite_file(&dir.join("db.sqlite"))
+        .await
+        .expect("store");
     lingjing_control::serve(
         ControlConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
@@ -31,15 +33,24 @@ async fn control(dir: &std::path::Path) -> lingjing_control::ControlHandle {
 
 async fn inventory(c: &Client) {
     let _: Value = c
-        .post("/v1/regions", &json!({"id": "cn", "name": "China", "level": "country"}))
+        .post(
+            "/v1/regions",
+            &json!({"id": "cn", "name": "China", "level": "country"}),
+        )
         .await
         .expect("region");
     let _: Value = c
-        .post("/v1/sites", &json!({"id": "s1", "name": "S1", "region": "cn"}))
+        .post(
+            "/v1/sites",
+            &json!({"id": "s1", "name": "S1", "region": "cn"}),
+        )
         .await
         .expect("site");
     let _: Value = c
-        .post("/v1/nodes", &json!({"id": "n1", "site": "s1", "roles": ["edge"]}))
+        .post(
+            "/v1/nodes",
+            &json!({"id": "n1", "site": "s1", "roles": ["edge"]}),
+        )
         .await
         .expect("node");
     let _: Value = c
@@ -72,21 +83,33 @@ async fn agent_follows_changes_acknowledges_and_survives_the_control_plane() {
     let log = seen.clone();
     let agent = Agent::new(config(&cp.url(), &state)).expect("agent").start(
         move |s: Arc<lingjing_model::Snapshot<EdgeSnapshot>>| {
-            log.lock().expect("lock").push((s.version, s.body.services.len()));
+            log.lock()
+                .expect("lock")
+                .push((s.version, s.body.services.len()));
             Ok(())
         },
     );
     let first = cp.store().version().await.expect("version");
-    tokio::time::timeout(HANG, agent.wait_applied(first)).await.expect("first snapshot");
+    tokio::time::timeout(HANG, agent.wait_applied(first))
+        .await
+        .expect("first snapshot");
 
-    let _: Value = c.post("/v1/services", &service("a")).await.expect("service");
+    let _: Value = c
+        .post("/v1/services", &service("a"))
+        .await
+        .expect("service");
     let second = cp.store().version().await.expect("version");
     assert!(second > first);
-    tokio::time::timeout(HANG, agent.wait_applied(second)).await.expect("change reached the agent");
+    tokio::time::timeout(HANG, agent.wait_applied(second))
+        .await
+        .expect("change reached the agent");
     {
         let seen = seen.lock().expect("lock");
         assert_eq!(seen.last(), Some(&(second, 1)));
-        assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "versions must only increase: {seen:?}");
+        assert!(
+            seen.windows(2).all(|w| w[0].0 < w[1].0),
+            "versions must only increase: {seen:?}"
+        );
     }
 
     // The heartbeat acknowledges the applied version.
@@ -104,7 +127,8 @@ async fn agent_follows_changes_acknowledges_and_survives_the_control_plane() {
     assert!(acked["status"]["last_heartbeat"].is_string());
 
     // The last good snapshot is on disk.
-    let kept = load_snapshot::<EdgeSnapshot>(&config(&cp.url(), &state).snapshot_path()).expect("kept");
+    let kept =
+        load_snapshot::<EdgeSnapshot>(&config(&cp.url(), &state).snapshot_path()).expect("kept");
     assert_eq!(kept.version, second);
     agent.stop();
     let url = cp.url();

@@ -53,20 +53,30 @@ pub fn demo_topology(origin: SocketAddr) -> DemoTopology {
     let regions = vec![
         region("cn", "China", None, Country, Tier::Core),
         region("cn-js", "Jiangsu", Some("cn"), Province, Tier::Regional),
-        region("cn-js-nanjing", "Nanjing", Some("cn-js"), City, Tier::Regional),
+        region(
+            "cn-js-nanjing",
+            "Nanjing",
+            Some("cn-js"),
+            City,
+            Tier::Regional,
+        ),
         region("cn-js-wuxi", "Wuxi", Some("cn-js"), City, Tier::Edge),
         region("cn-js-suqian", "Suqian", Some("cn-js"), City, Tier::Edge),
         region("cn-js-taizhou", "Taizhou", Some("cn-js"), City, Tier::Edge),
         region("cn-jx", "Jiangxi", Some("cn"), Province, Tier::Regional),
     ];
-    let lines: Vec<Line> = [("telecom", "China Telecom"), ("unicom", "China Unicom"), ("mobile", "China Mobile")]
-        .into_iter()
-        .map(|(id, name)| Line {
-            id: id.into(),
-            name: name.into(),
-            description: Some(format!("{name} clients (demo: documentation ranges)")),
-        })
-        .collect();
+    let lines: Vec<Line> = [
+        ("telecom", "China Telecom"),
+        ("unicom", "China Unicom"),
+        ("mobile", "China Mobile"),
+    ]
+    .into_iter()
+    .map(|(id, name)| Line {
+        id: id.into(),
+        name: name.into(),
+        description: Some(format!("{name} clients (demo: documentation ranges)")),
+    })
+    .collect();
     let cities = ["cn-js-wuxi", "cn-js-suqian", "cn-js-taizhou", "cn-jx"];
     let mut prefixes = Vec::new();
     for (line, net, v6) in [
@@ -79,7 +89,11 @@ pub fn demo_topology(origin: SocketAddr) -> DemoTopology {
             prefixes.extend(prefix(&format!("2001:db8:{v6}:{i}::/64"), line, city));
         }
     }
-    let all_lines = vec!["telecom".to_owned(), "unicom".to_owned(), "mobile".to_owned()];
+    let all_lines = vec![
+        "telecom".to_owned(),
+        "unicom".to_owned(),
+        "mobile".to_owned(),
+    ];
     let site = |id: &str, name: &str, region: &str, parent: Option<&str>, mbps: u64| Site {
         id: id.into(),
         name: name.into(),
@@ -89,10 +103,34 @@ pub fn demo_topology(origin: SocketAddr) -> DemoTopology {
         parent: parent.map(Into::into),
     };
     let sites = vec![
-        site("nanjing-1", "Nanjing regional IDC", "cn-js-nanjing", None, 100_000),
-        site("wuxi-1", "Wuxi edge", "cn-js-wuxi", Some("nanjing-1"), 10_000),
-        site("suqian-1", "Suqian edge", "cn-js-suqian", Some("nanjing-1"), 10_000),
-        site("taizhou-1", "Taizhou edge", "cn-js-taizhou", Some("nanjing-1"), 10_000),
+        site(
+            "nanjing-1",
+            "Nanjing regional IDC",
+            "cn-js-nanjing",
+            None,
+            100_000,
+        ),
+        site(
+            "wuxi-1",
+            "Wuxi edge",
+            "cn-js-wuxi",
+            Some("nanjing-1"),
+            10_000,
+        ),
+        site(
+            "suqian-1",
+            "Suqian edge",
+            "cn-js-suqian",
+            Some("nanjing-1"),
+            10_000,
+        ),
+        site(
+            "taizhou-1",
+            "Taizhou edge",
+            "cn-js-taizhou",
+            Some("nanjing-1"),
+            10_000,
+        ),
     ];
     let node = |id: &str, site: &str, roles: Vec<NodeRole>, mbps: u64| Node {
         id: id.into(),
@@ -201,14 +239,38 @@ mod tests {
     #[test]
     fn every_demo_resource_is_valid() {
         let t = demo_topology(crate::DEFAULT_LISTEN);
-        t.regions.iter().try_for_each(Validate::validate).expect("regions");
-        t.lines.iter().try_for_each(Validate::validate).expect("lines");
-        t.prefixes.iter().try_for_each(Validate::validate).expect("prefixes");
-        t.sites.iter().try_for_each(Validate::validate).expect("sites");
-        t.nodes.iter().try_for_each(Validate::validate).expect("nodes");
-        t.pools.iter().try_for_each(Validate::validate).expect("pools");
-        t.tenants.iter().try_for_each(Validate::validate).expect("tenants");
-        t.services.iter().try_for_each(Validate::validate).expect("services");
+        t.regions
+            .iter()
+            .try_for_each(Validate::validate)
+            .expect("regions");
+        t.lines
+            .iter()
+            .try_for_each(Validate::validate)
+            .expect("lines");
+        t.prefixes
+            .iter()
+            .try_for_each(Validate::validate)
+            .expect("prefixes");
+        t.sites
+            .iter()
+            .try_for_each(Validate::validate)
+            .expect("sites");
+        t.nodes
+            .iter()
+            .try_for_each(Validate::validate)
+            .expect("nodes");
+        t.pools
+            .iter()
+            .try_for_each(Validate::validate)
+            .expect("pools");
+        t.tenants
+            .iter()
+            .try_for_each(Validate::validate)
+            .expect("tenants");
+        t.services
+            .iter()
+            .try_for_each(Validate::validate)
+            .expect("services");
         assert_eq!(t.pools.len(), 4);
         assert_eq!(t.prefixes.len(), 24);
     }

@@ -12,7 +12,9 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
             .trim()
             .to_owned(),
         (None, Ok(t)) => t.trim().to_owned(),
-        (None, Err(_)) => bail!("give the operator token with --token-file FILE or LINGJING_OPERATOR_TOKEN"),
+        (None, Err(_)) => {
+            bail!("give the operator token with --token-file FILE or LINGJING_OPERATOR_TOKEN")
+        }
     };
     if token.len() < 16 {
         bail!("the operator token must be at least 16 characters");
@@ -29,7 +31,10 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
         store,
     )
     .await?;
-    eprintln!("lingjing control plane on {} (Ctrl-C to stop)", handle.url());
+    eprintln!(
+        "lingjing control plane on {} (Ctrl-C to stop)",
+        handle.url()
+    );
     super::shutdown_signal().await;
     eprintln!("shutting down");
     handle.shutdown().await?;

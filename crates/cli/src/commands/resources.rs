@@ -8,8 +8,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use lingjing_client::ClientError;
 use lingjing_model::{
-    IpPool, Line, Node, NodePorts, NodeRole, Origin, Region, Service, Site, SteeringPolicy,
-    Tenant,
+    IpPool, Line, Node, NodePorts, NodeRole, Origin, Region, Service, Site, SteeringPolicy, Tenant,
 };
 use serde_json::{Value, json};
 
@@ -26,7 +25,8 @@ pub trait AddFields: Args {
 }
 
 fn need<'a>(v: &'a Option<String>, flag: &str) -> anyhow::Result<&'a String> {
-    v.as_ref().with_context(|| format!("--{flag} is required (or give the whole resource with -f FILE)"))
+    v.as_ref()
+        .with_context(|| format!("--{flag} is required (or give the whole resource with -f FILE)"))
 }
 
 fn parse_enum<T: serde::de::DeserializeOwned>(flag: &str, value: &str) -> anyhow::Result<T> {
@@ -102,11 +102,16 @@ impl AddFields for PoolAdd {
             id,
             site: need(&self.site, "site")?.clone(),
             line: self.line.clone(),
-            cidr: cidr.parse().with_context(|| format!("--cidr `{cidr}` is not a CIDR prefix like 10.1.0.0/24"))?,
+            cidr: cidr.parse().with_context(|| {
+                format!("--cidr `{cidr}` is not a CIDR prefix like 10.1.0.0/24")
+            })?,
             reserved: self
                 .reserved
                 .iter()
-                .map(|a| a.parse().with_context(|| format!("--reserved `{a}` is not an IP address")))
+                .map(|a| {
+                    a.parse()
+                        .with_context(|| format!("--reserved `{a}` is not an IP address"))
+                })
                 .collect::<anyhow::Result<_>>()?,
         };
         Ok(serde_json::to_value(p)?)
@@ -139,7 +144,9 @@ fn parse_origin(spec: &str) -> anyhow::Result<Origin> {
             None if opt == "backup" => origin.backup = true,
             None if opt == "tls" => origin.tls = true,
             Some(("weight", w)) => {
-                origin.weight = w.parse().with_context(|| format!("origin weight `{w}` is not a number"))?;
+                origin.weight = w
+                    .parse()
+                    .with_context(|| format!("origin weight `{w}` is not a number"))?;
             }
             Some(("host", h)) => origin.host_header = Some(h.to_owned()),
             _ => bail!("unknown origin option `{opt}`: use backup, tls, weight=N or host=NAME"),
@@ -161,7 +168,11 @@ impl AddFields for ServiceAdd {
             id,
             tenant: need(&self.tenant, "tenant")?.clone(),
             hostnames: self.hostnames.clone(),
-            origins: self.origins.iter().map(|o| parse_origin(o)).collect::<anyhow::Result<_>>()?,
+            origins: self
+                .origins
+                .iter()
+                .map(|o| parse_origin(o))
+                .collect::<anyhow::Result<_>>()?,
             cache_rules: Vec::new(),
             steering,
             tls: None,
@@ -184,10 +195,16 @@ fn read_resource(path: &Path) -> anyhow::Result<Value> {
     let text = read_input(path)?;
     let is_toml = path.extension().is_some_and(|e| e == "toml");
     if is_toml {
-        let v: toml::Value = toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+        let v: toml::Value = toml::from_str(&text)
+            .with_context(|| format!("{} is not valid TOML", path.display()))?;
         return Ok(serde_json::to_value(v)?);
     }
-    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON (use a .toml name for TOML)", path.display()))
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not valid JSON (use a .toml name for TOML)",
+            path.display()
+        )
+    })
 }
 
 /// Adds context that says what to do next to API errors.
@@ -209,7 +226,11 @@ fn explain(e: ClientError) -> anyhow::Error {
     }
 }
 
-pub async fn resource<A: AddFields>(global: &Global, plural: &str, cmd: ResourceCmd<A>) -> anyhow::Result<()> {
+pub async fn resource<A: AddFields>(
+    global: &Global,
+    plural: &str,
+    cmd: ResourceCmd<A>,
+) -> anyhow::Result<()> {
     let c = client(global)?;
     match cmd {
         ResourceCmd::List => {
@@ -217,7 +238,10 @@ pub async fn resource<A: AddFields>(global: &Global, plural: &str, cmd: Resource
             print_list(plural, &items, global.json);
         }
         ResourceCmd::Show { id } => {
-            let item: Value = c.get(&format!("/v1/{plural}/{id}")).await.map_err(explain)?;
+            let item: Value = c
+                .get(&format!("/v1/{plural}/{id}"))
+                .await
+                .map_err(explain)?;
             print_one(&item, global.json);
         }
         ResourceCmd::Add(AddArgs { file, id, fields }) => {
@@ -226,11 +250,16 @@ pub async fn resource<A: AddFields>(global: &Global, plural: &str, cmd: Resource
                 (None, Some(id)) => fields.to_resource(id)?,
                 (None, None) => bail!("give an id, or a file with -f"),
             };
-            let created: Value = c.post(&format!("/v1/{plural}"), &body).await.map_err(explain)?;
+            let created: Value = c
+                .post(&format!("/v1/{plural}"), &body)
+                .await
+                .map_err(explain)?;
             print_one(&created, global.json);
         }
         ResourceCmd::Rm { id } => {
-            c.delete(&format!("/v1/{plural}/{id}")).await.map_err(explain)?;
+            c.delete(&format!("/v1/{plural}/{id}"))
+                .await
+                .map_err(explain)?;
             if !global.json {
                 println!("deleted {id}");
             }
@@ -246,7 +275,10 @@ pub async fn line(global: &Global, cmd: LineCmd) -> anyhow::Result<()> {
             let text = read_input(&file)?;
             let c = client(global)?;
             let summary: Value = c
-                .post_text(&format!("/v1/lines/import?create_lines={}", !no_create), text)
+                .post_text(
+                    &format!("/v1/lines/import?create_lines={}", !no_create),
+                    text,
+                )
                 .await
                 .map_err(explain)?;
             if global.json {
@@ -263,7 +295,10 @@ pub async fn line(global: &Global, cmd: LineCmd) -> anyhow::Result<()> {
         }
         LineCmd::Prefixes { id } => {
             let c = client(global)?;
-            let items: Value = c.get(&format!("/v1/lines/{id}/prefixes")).await.map_err(explain)?;
+            let items: Value = c
+                .get(&format!("/v1/lines/{id}/prefixes"))
+                .await
+                .map_err(explain)?;
             print_list("prefixes", &items, global.json);
             Ok(())
         }
@@ -273,7 +308,11 @@ pub async fn line(global: &Global, cmd: LineCmd) -> anyhow::Result<()> {
 pub async fn pool(global: &Global, cmd: PoolCmd) -> anyhow::Result<()> {
     match cmd {
         PoolCmd::Resource(r) => resource(global, "pools", r).await,
-        PoolCmd::Allocate { pool, node, address } => {
+        PoolCmd::Allocate {
+            pool,
+            node,
+            address,
+        } => {
             let c = client(global)?;
             let mut body = json!({ "node": node });
             if let Some(a) = address {
@@ -286,13 +325,19 @@ pub async fn pool(global: &Global, cmd: PoolCmd) -> anyhow::Result<()> {
             if global.json {
                 print_one(&a, true);
             } else {
-                println!("{} -> {}", a["address"].as_str().unwrap_or("?"), a["node"].as_str().unwrap_or("?"));
+                println!(
+                    "{} -> {}",
+                    a["address"].as_str().unwrap_or("?"),
+                    a["node"].as_str().unwrap_or("?")
+                );
             }
             Ok(())
         }
         PoolCmd::Release { pool, address } => {
             let c = client(global)?;
-            c.delete(&format!("/v1/pools/{pool}/allocations/{address}")).await.map_err(explain)?;
+            c.delete(&format!("/v1/pools/{pool}/allocations/{address}"))
+                .await
+                .map_err(explain)?;
             if !global.json {
                 println!("released {address}");
             }
@@ -300,7 +345,10 @@ pub async fn pool(global: &Global, cmd: PoolCmd) -> anyhow::Result<()> {
         }
         PoolCmd::Allocations { pool } => {
             let c = client(global)?;
-            let items: Value = c.get(&format!("/v1/pools/{pool}/allocations")).await.map_err(explain)?;
+            let items: Value = c
+                .get(&format!("/v1/pools/{pool}/allocations"))
+                .await
+                .map_err(explain)?;
             print_list("allocations", &items, global.json);
             Ok(())
         }
@@ -312,24 +360,35 @@ pub async fn tenant(global: &Global, cmd: TenantCmd) -> anyhow::Result<()> {
         TenantCmd::Resource(r) => resource(global, "tenants", r).await,
         TenantCmd::KeyCreate { tenant } => {
             let c = client(global)?;
-            let key: Value = c.post(&format!("/v1/tenants/{tenant}/keys"), &json!({})).await.map_err(explain)?;
+            let key: Value = c
+                .post(&format!("/v1/tenants/{tenant}/keys"), &json!({}))
+                .await
+                .map_err(explain)?;
             if global.json {
                 print_one(&key, true);
             } else {
                 println!("{}", key["secret"].as_str().unwrap_or_default());
-                eprintln!("(key id {}; the secret is shown only now: keep it safe)", key["id"].as_str().unwrap_or("?"));
+                eprintln!(
+                    "(key id {}; the secret is shown only now: keep it safe)",
+                    key["id"].as_str().unwrap_or("?")
+                );
             }
             Ok(())
         }
         TenantCmd::Keys { tenant } => {
             let c = client(global)?;
-            let items: Value = c.get(&format!("/v1/tenants/{tenant}/keys")).await.map_err(explain)?;
+            let items: Value = c
+                .get(&format!("/v1/tenants/{tenant}/keys"))
+                .await
+                .map_err(explain)?;
             print_list("keys", &items, global.json);
             Ok(())
         }
         TenantCmd::KeyRevoke { tenant, key } => {
             let c = client(global)?;
-            c.delete(&format!("/v1/tenants/{tenant}/keys/{key}")).await.map_err(explain)?;
+            c.delete(&format!("/v1/tenants/{tenant}/keys/{key}"))
+                .await
+                .map_err(explain)?;
             if !global.json {
                 println!("revoked {key}");
             }

@@ -59,7 +59,12 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
         ..OriginConfig::default()
     })
     .await
-    .with_context(|| format!("cannot start the demo origin on {} (pick another with --origin-listen)", args.origin_listen))?;
+    .with_context(|| {
+        format!(
+            "cannot start the demo origin on {} (pick another with --origin-listen)",
+            args.origin_listen
+        )
+    })?;
 
     let client = Client::new(&control.url(), &token)?;
     let created = crate::seed::seed(&client, &demo_topology(origin.addr()))
