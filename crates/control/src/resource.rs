@@ -206,6 +206,20 @@ impl Resource for Region {
             // only the direct parent's level matters for ordering; keep walking for cycles
             seen.insert(region.id.clone());
         }
+        // A new level must still be larger than the regions inside this one.
+        if let Some(child) = regions
+            .values()
+            .find(|r| r.parent.as_deref() == Some(self.id.as_str()) && r.level <= self.level)
+        {
+            return Err(ApiError::invalid(
+                "level",
+                format!(
+                    "`{}` inside it is a {:?} region: a {:?} region cannot contain it",
+                    child.id, child.level, self.level
+                )
+                .to_lowercase(),
+            ));
+        }
         Ok(())
     }
     async fn views(
@@ -282,6 +296,26 @@ impl Resource for Site {
         refs.extend(self.parent.iter().map(|p| reference::<Site>("parent", p)));
         refs
     }
+    /// Caches fill from their parent site: the chain of parents must end.
+    async fn after_write(&self, conn: &mut AnyConnection) -> Result<(), ApiError> {
+        let parents: BTreeMap<String, Option<String>> = list_docs::<Site>(conn)
+            .await?
+            .into_iter()
+            .map(|s| (s.id, s.parent))
+            .collect();
+        let mut seen = BTreeSet::new();
+        let mut at = self.parent.clone();
+        while let Some(id) = at {
+            if id == self.id || !seen.insert(id.clone()) {
+                return Err(ApiError::invalid(
+                    "parent",
+                    format!("`{id}` would make the chain of parent sites a loop"),
+                ));
+            }
+            at = parents.get(&id).cloned().flatten();
+        }
+        Ok(())
+    }
     async fn views(
         _conn: &mut AnyConnection,
         items: Vec<Self>,
@@ -339,6 +373,29 @@ impl Resource for Node {
     fn references(&self) -> Vec<Reference> {
         vec![reference::<Site>("site", &self.site)]
     }
+    async fn after_write(&self, conn: &mut AnyConnection) -> Result<(), ApiError> {
+        let elsewhere = sqlx::query(
+            "SELECT a.address, p.id FROM ip_allocations a JOIN ip_pools p ON p.id = a.pool_id \
+             WHERE a.node_id = $1 AND p.site_id <> $2 LIMIT 1",
+        )
+        .bind(self.id.clone())
+        .bind(self.site.clone())
+        .fetch_optional(conn)
+        .await?;
+        if let Some(r) = elsewhere {
+            return Err(ApiError::Conflict {
+                code: "in_use",
+                message: format!(
+                    "node `{}` holds {} from pool `{}` of its old site; release it before moving the node (lingjing pool release)",
+                    self.id,
+                    r.try_get::<String, _>(0)?,
+                    r.try_get::<String, _>(1)?
+                ),
+                field: Some("site".into()),
+            });
+        }
+        Ok(())
+    }
     async fn views(
         conn: &mut AnyConnection,
         items: Vec<Self>,
@@ -387,6 +444,42 @@ impl Resource for IpPool {
         refs
     }
     async fn after_write(&self, conn: &mut AnyConnection) -> Result<(), ApiError> {
+        // An address in two pools could be handed to two nodes.
+        for other in list_docs::<IpPool>(&mut *conn).await? {
+            let overlap = other.cidr.contains(&self.cidr.network())
+                || self.cidr.contains(&other.cidr.network());
+            if other.id != self.id && overlap {
+                return Err(ApiError::Conflict {
+                    code: "pool_overlap",
+                    message: format!(
+                        "{} overlaps pool `{}` ({}): pools must not share addresses",
+                        self.cidr, other.id, other.cidr
+                    ),
+                    field: Some("cidr".into()),
+                });
+            }
+        }
+        let moved = sqlx::query(
+            "SELECT a.address, n.id FROM ip_allocations a JOIN nodes n ON n.id = a.node_id \
+             WHERE a.pool_id = $1 AND n.site_id <> $2 LIMIT 1",
+        )
+        .bind(self.id.clone())
+        .bind(self.site.clone())
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(r) = moved {
+            return Err(ApiError::Conflict {
+                code: "in_use",
+                message: format!(
+                    "{} of pool `{}` is allocated to node `{}`, which is not at site `{}`; release it first",
+                    r.try_get::<String, _>(0)?,
+                    self.id,
+                    r.try_get::<String, _>(1)?,
+                    self.site
+                ),
+                field: Some("site".into()),
+            });
+        }
         let rows = sqlx::query("SELECT address FROM ip_allocations WHERE pool_id = $1")
             .bind(self.id.clone())
             .fetch_all(conn)

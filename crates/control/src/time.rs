@@ -2,15 +2,19 @@
 //! them (milliseconds since the Unix epoch).
 
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
 
-/// Now, as RFC 3339 in UTC with millisecond precision.
+/// RFC 3339 in UTC with exactly three fractional digits: fixed width, so that the store
+/// can order and compare timestamps as strings (`Rfc3339` drops trailing zeros, which
+/// makes `...:05Z` sort after `...:05.5Z`).
+const FORMAT: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
+/// Now, as RFC 3339 in UTC with millisecond precision, e.g. `2025-01-02T03:04:05.060Z`.
 pub fn now_rfc3339() -> String {
     let now = OffsetDateTime::now_utc();
-    let now = now
-        .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
-        .unwrap_or(now);
-    now.format(&Rfc3339)
+    now.format(FORMAT)
         .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
 

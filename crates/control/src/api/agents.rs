@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -12,7 +12,7 @@ use lingjing_model::Node;
 use lingjing_model::snapshot::{Heartbeat, Role};
 use serde::Deserialize;
 
-use super::{ApiJson, AppState};
+use super::{ApiJson, ApiQuery, AppState};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::store::{HeartbeatRecord, get_doc, record_heartbeat};
@@ -49,7 +49,7 @@ async fn snapshot(
     State(state): State<AppState>,
     caller: Caller,
     Path(role): Path<String>,
-    Query(params): Query<SnapshotParams>,
+    ApiQuery(params): ApiQuery<SnapshotParams>,
 ) -> Result<Response, ApiError> {
     caller.require_operator()?;
     let role = parse_role(&role)?;

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use lingjing_model::line::parse_line_table;
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
 use utoipa::ToSchema;
 
-use super::{ApiJson, AppState};
+use super::{ApiJson, ApiQuery, AppState};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::store::{get_doc, insert_doc, list_docs};
@@ -86,13 +86,21 @@ async fn replace(
 async fn import(
     State(state): State<AppState>,
     caller: Caller,
-    Query(params): Query<ImportParams>,
+    ApiQuery(params): ApiQuery<ImportParams>,
     body: Bytes,
 ) -> Result<Json<ImportSummary>, ApiError> {
     caller.require_operator()?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::BadRequest("the line table must be UTF-8 text".into()))?;
     let prefixes = parse_line_table(text)?;
+    // The file's line number of each entry, so that errors found below name it the way
+    // the parser's do (`parse_line_table` skips exactly the blank and comment-only lines).
+    let line_numbers: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, raw)| !raw.split('#').next().unwrap_or("").trim().is_empty())
+        .map(|(n, _)| n + 1)
+        .collect();
     let lines: BTreeSet<String> = prefixes.iter().map(|p| p.line.clone()).collect();
     let mut w = state.store.write(true).await?;
     let mut created = Vec::new();
@@ -116,8 +124,10 @@ async fn import(
         }
     }
     let lines: Vec<String> = lines.into_iter().collect();
-    let mut summary =
-        store_prefixes(&mut w.tx, &prefixes, &lines, |i| format!("entry {}", i + 1)).await?;
+    let mut summary = store_prefixes(&mut w.tx, &prefixes, &lines, |i| {
+        format!("line {}", line_numbers.get(i).copied().unwrap_or(i + 1))
+    })
+    .await?;
     summary.created_lines = created;
     state.published(w.commit().await?);
     tracing::info!(

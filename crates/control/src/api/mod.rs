@@ -63,8 +63,30 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async {
             ApiError::NotFound("no such endpoint: see /v1/openapi.json for the API".into())
         })
+        .method_not_allowed_fallback(|| async {
+            ApiError::MethodNotAllowed(
+                "this endpoint does not take that method: see /v1/openapi.json".into(),
+            )
+        })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// Query parameters; a malformed query string gets the JSON error body (400).
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e| ApiError::BadRequest(e.body_text()))
+    }
 }
 
 /// A JSON request body; errors name the offending field.
@@ -94,7 +116,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 /// Parses JSON, reporting syntax errors as 400 and shape errors as 422 with the field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -115,5 +137,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             }
             ApiError::invalid(field, msg)
         }
-    })
+    })?;
+    // Only whitespace may follow the value: `{...} garbage` is not a JSON body.
+    de.end()
+        .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+    Ok(value)
 }

@@ -156,10 +156,7 @@ impl Api {
                 req.body(bytes)
             }
         };
-        let res = req
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let res = req.send().await.unwrap_or_else(|e| panic!("{what}: {e}"));
         let status = res.status().as_u16();
         let headers = res.headers().clone();
         let bytes = res
@@ -233,9 +230,7 @@ impl Api {
 
     /// The current configuration version, from the edge snapshot.
     pub async fn version(&self) -> u64 {
-        let snap = self
-            .get("/v1/snapshots/edge?after=0&timeout_ms=0")
-            .await;
+        let snap = self.get("/v1/snapshots/edge?after=0&timeout_ms=0").await;
         match snap.status {
             200 => snap.body["version"].as_u64().expect("version"),
             304 => 0,
@@ -306,7 +301,9 @@ impl Resp {
 
     #[track_caller]
     fn assert_error_body(&self) {
-        let ok = self.body["error"]["code"].as_str().is_some_and(|c| !c.is_empty())
+        let ok = self.body["error"]["code"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
             && self.body["error"]["message"]
                 .as_str()
                 .is_some_and(|m| !m.is_empty());
@@ -327,17 +324,22 @@ pub fn ids(list: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Asserts that every member of `expected` (recursively, for objects) is in `actual`.
+/// Asserts that every member of `expected` is in `actual`, recursively: objects may have
+/// more members, arrays must have the same length.
 #[track_caller]
 pub fn assert_subset(actual: &Value, expected: &Value) {
     fn walk(actual: &Value, expected: &Value, path: &str) -> Result<(), String> {
         match (actual, expected) {
             (Value::Object(a), Value::Object(e)) => {
                 for (k, ev) in e {
-                    let av = a
-                        .get(k)
-                        .ok_or_else(|| format!("{path}.{k} is missing"))?;
+                    let av = a.get(k).ok_or_else(|| format!("{path}.{k} is missing"))?;
                     walk(av, ev, &format!("{path}.{k}"))?;
+                }
+                Ok(())
+            }
+            (Value::Array(a), Value::Array(e)) if a.len() == e.len() => {
+                for (i, (av, ev)) in a.iter().zip(e).enumerate() {
+                    walk(av, ev, &format!("{path}[{i}]"))?;
                 }
                 Ok(())
             }
