@@ -60,6 +60,9 @@ pub enum Command {
     Up(UpArgs),
     /// Run the control plane alone.
     Control(ControlArgs),
+    /// Run an edge node (caching reverse proxy) fed by the control plane, or standalone
+    /// from a snapshot file.
+    Edge(EdgeArgs),
     /// Regions: the country > province > city > county tree.
     #[command(subcommand)]
     Region(ResourceCmd<RegionAdd>),
@@ -86,7 +89,10 @@ pub enum Command {
 impl Command {
     /// Whether the command runs servers (and so logs at info level by default).
     pub fn is_server(&self) -> bool {
-        matches!(self, Command::Up(_) | Command::Control(_))
+        matches!(
+            self,
+            Command::Up(_) | Command::Control(_) | Command::Edge(_)
+        )
     }
 }
 
@@ -101,6 +107,46 @@ pub struct UpArgs {
     /// Platform DNS zone.
     #[arg(long, default_value = lingjing_control::server::DEFAULT_ZONE)]
     pub zone: String,
+    /// Port of the edge nodes' HTTP listeners (default: each node's configured port; 0
+    /// picks free ports).
+    #[arg(long)]
+    pub edge_http_port: Option<u16>,
+    /// Port of the edge nodes' HTTPS listeners (default: each node's configured port; 0
+    /// picks free ports).
+    #[arg(long)]
+    pub edge_https_port: Option<u16>,
+    /// Port of the edge nodes' admin listeners (default: each node's configured port).
+    #[arg(long)]
+    pub edge_admin_port: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+pub struct EdgeArgs {
+    /// This node's id in the inventory.
+    #[arg(long)]
+    pub node: String,
+    /// HTTP listen address (repeat for several).
+    #[arg(long = "listen", default_value = "127.0.0.1:8080")]
+    pub listen: Vec<SocketAddr>,
+    /// HTTPS listen address (repeat for several; none by default): HTTP/1.1 and h2, each
+    /// service's certificate chosen by SNI.
+    #[arg(long = "listen-https")]
+    pub listen_https: Vec<SocketAddr>,
+    /// Admin address: /healthz and /metrics.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin: SocketAddr,
+    /// Memory cache size in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub memory_cache_mb: u64,
+    /// Serve this edge snapshot file (JSON) instead of following a control plane.
+    #[arg(long)]
+    pub standalone: Option<PathBuf>,
+    /// Where the last good snapshot is kept (default: DATA_DIR/edge-NODE).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Do not log each request.
+    #[arg(long)]
+    pub no_access_log: bool,
 }
 
 #[derive(Debug, Args)]

@@ -10,7 +10,13 @@ use crate::args::Global;
 pub const TOKEN_FILE: &str = "operator.token";
 
 pub fn client(global: &Global) -> anyhow::Result<Client> {
-    let token = match &global.token {
+    let token = token(global)?;
+    Client::new(&global.endpoint, &token).context("bad --endpoint")
+}
+
+/// The token from --token, LINGJING_TOKEN or the data directory.
+pub fn token(global: &Global) -> anyhow::Result<String> {
+    Ok(match &global.token {
         Some(t) => t.clone(),
         None => {
             let path = global.data_dir.join(TOKEN_FILE);
@@ -22,6 +28,5 @@ pub fn client(global: &Global) -> anyhow::Result<Client> {
                 ),
             }
         }
-    };
-    Client::new(&global.endpoint, &token).context("bad --endpoint")
+    })
 }

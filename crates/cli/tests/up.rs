@@ -9,8 +9,9 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lingjing");
 
-/// Starts `lingjing up` on free ports; returns the child and the control plane URL.
-fn start_up(data_dir: &Path) -> (Child, String) {
+/// Starts `lingjing up` on free ports; returns the child, the control plane URL and the
+/// edge node URLs by node id.
+fn start_up(data_dir: &Path) -> (Child, String, Vec<(String, String)>) {
     let mut child = Command::new(BIN)
         .args([
             "up",
@@ -18,6 +19,12 @@ fn start_up(data_dir: &Path) -> (Child, String) {
             "127.0.0.1:0",
             "--origin-listen",
             "127.0.0.1:0",
+            "--edge-http-port",
+            "0",
+            "--edge-https-port",
+            "0",
+            "--edge-admin-port",
+            "0",
             "--data-dir",
         ])
         .arg(data_dir)
@@ -28,16 +35,23 @@ fn start_up(data_dir: &Path) -> (Child, String) {
         .expect("spawn lingjing up");
     let stdout = child.stdout.take().expect("stdout");
     let mut url = None;
+    let mut edges = Vec::new();
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("read stdout");
         if let Some(rest) = line.trim().strip_prefix("control plane") {
             url = rest.split_whitespace().next().map(str::to_owned);
         }
+        if let Some(rest) = line.trim().strip_prefix("edge ") {
+            let mut words = rest.split_whitespace();
+            if let (Some(node), Some(http)) = (words.next(), words.next()) {
+                edges.push((node.to_owned(), http.to_owned()));
+            }
+        }
         if line.contains("Ctrl-C stops everything") {
             break;
         }
     }
-    (child, url.expect("up printed the control plane URL"))
+    (child, url.expect("up printed the control plane URL"), edges)
 }
 
 fn lingjing(data_dir: &Path, endpoint: &str, args: &[&str]) -> String {
@@ -81,7 +95,33 @@ fn up_seeds_once_and_serves_operator_commands() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
 
-    let (child, url) = start_up(&data);
+    let (child, url, edges) = start_up(&data);
+    assert_eq!(edges.len(), 4, "three edge nodes and one parent: {edges:?}");
+    let wuxi = &edges
+        .iter()
+        .find(|(n, _)| n == "wuxi-1-e1")
+        .expect("wuxi edge")
+        .1;
+    let page = |n: u32| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-D",
+                "-",
+                "-H",
+                "Host: www.demo.example",
+            ])
+            .arg(format!("{wuxi}/?n={n}"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).to_ascii_lowercase()
+    };
+    let first = page(1);
+    assert!(first.contains("x-cache: miss"), "{first}");
+    let second = page(1);
+    assert!(second.contains("x-cache: hit"), "{second}");
     let sites = lingjing(&data, &url, &["site", "list"]);
     for site in ["wuxi-1", "suqian-1", "taizhou-1", "nanjing-1"] {
         assert!(sites.contains(site), "{site} missing from:\n{sites}");
@@ -101,7 +141,7 @@ fn up_seeds_once_and_serves_operator_commands() {
     assert!(token.trim().len() >= 32);
     terminate(child);
 
-    let (child, url) = start_up(&data);
+    let (child, url, _) = start_up(&data);
     let again: serde_json::Value =
         serde_json::from_str(&lingjing(&data, &url, &["node", "list", "--json"])).expect("json");
     assert_eq!(

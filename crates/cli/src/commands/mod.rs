@@ -1,6 +1,7 @@
 //! Dispatch of subcommands: servers (`up`, `control`) and operator commands on resources.
 
 mod control;
+mod edge;
 mod resources;
 mod up;
 
@@ -11,6 +12,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => up::run(&global, args).await,
         Command::Control(args) => control::run(args).await,
+        Command::Edge(args) => edge::run(&global, args).await,
         Command::Region(cmd) => resources::resource(&global, "regions", cmd).await,
         Command::Line(cmd) => resources::line(&global, cmd).await,
         Command::Site(cmd) => resources::resource(&global, "sites", cmd).await,

@@ -74,25 +74,124 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
         tracing::info!(created, "demo topology seeded");
     }
 
+    let edges = start_edges(global, &args, &client, &control.url(), &token).await?;
+
     let api = control.url();
     println!(
         "\nLingjing is up.\n\
          \n  control plane   {api}   (OpenAPI: {api}/v1/openapi.json)\
          \n  demo origin     http://{origin}/\
+         {edge_lines}\
          \n  data directory  {dir}\
          \n  operator token  {token}   (also in {dir}/{TOKEN_FILE})\
          \n\nTry:\
          \n  lingjing site list            (cargo run --release -- site list)\
          \n  curl -H \"Authorization: Bearer $(cat {dir}/{TOKEN_FILE})\" {api}/v1/sites\
          \n  curl -i http://{origin}/\
+         {try_edge}\
          \n\nCtrl-C stops everything.",
         origin = origin.addr(),
         dir = data_dir.display(),
+        try_edge = edges
+            .iter()
+            .find(|e| e.edge_role)
+            .map(|e| {
+                let a = e.handle.http_addrs()[0];
+                format!(
+                    "\n  curl -si --resolve www.demo.example:{p}:{ip} http://www.demo.example:{p}/   (twice: MISS, then HIT)",
+                    p = a.port(),
+                    ip = a.ip()
+                )
+            })
+            .unwrap_or_default(),
+        edge_lines = edges
+            .iter()
+            .map(|e| {
+                let https = e.handle.https_addrs().iter().map(|a| format!("  https://{a}")).collect::<String>();
+                format!("\n  edge {:<14} http://{}  admin http://{}{https}", e.handle.edge.node_id, e.handle.http_addrs()[0], e.handle.admin_addr())
+            })
+            .collect::<String>(),
     );
 
     crate::commands::shutdown_signal().await;
     eprintln!("shutting down");
+    for e in edges {
+        e.agent.stop();
+        e.handle.shutdown().await;
+    }
     origin.shutdown().await.ok();
     control.shutdown().await?;
     Ok(())
+}
+
+/// An edge node run by `up`.
+struct RunningEdge {
+    handle: lingjing_edge::EdgeHandle,
+    /// An edge (not only a parent) cache.
+    edge_role: bool,
+    agent: lingjing_client::AgentHandle,
+}
+
+/// Starts an in-process edge node for every edge or parent node of the inventory, each on
+/// its own allocated loopback address, fed by the control plane like a remote one.
+async fn start_edges(
+    global: &Global,
+    args: &UpArgs,
+    client: &Client,
+    api: &str,
+    token: &str,
+) -> anyhow::Result<Vec<RunningEdge>> {
+    let nodes: Vec<serde_json::Value> = client.get("/v1/nodes").await?;
+    let mut running = Vec::new();
+    for n in nodes {
+        let mut spec = n.clone();
+        if let Some(o) = spec.as_object_mut() {
+            o.remove("addresses");
+            o.remove("status");
+        }
+        let node: lingjing_model::Node = serde_json::from_value(spec)?;
+        let serves_http = node.roles.iter().any(|r| {
+            matches!(
+                r,
+                lingjing_model::NodeRole::Edge | lingjing_model::NodeRole::Parent
+            )
+        });
+        let Some(ip) = n["addresses"][0]
+            .as_str()
+            .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+        else {
+            continue;
+        };
+        if !serves_http {
+            continue;
+        }
+        let http = std::net::SocketAddr::new(ip, args.edge_http_port.unwrap_or(node.ports.http));
+        let admin = std::net::SocketAddr::new(ip, args.edge_admin_port.unwrap_or(node.ports.admin));
+        let https = std::net::SocketAddr::new(ip, args.edge_https_port.unwrap_or(node.ports.https));
+        let mut config = lingjing_edge::EdgeConfig::new(&node.id, http, admin);
+        config.https = vec![https];
+        config.memory_bytes = 64 * 1024 * 1024;
+        let edge = lingjing_edge::Edge::new(&config);
+        let state_dir = global.data_dir.join(format!("edge-{}", node.id));
+        let agent = lingjing_client::Agent::new(lingjing_client::AgentConfig::new(
+            api,
+            token,
+            &node.id,
+            lingjing_model::snapshot::Role::Edge,
+            &state_dir,
+        ))?;
+        let agent = super::edge::start_agent(agent, edge.clone());
+        let handle = lingjing_edge::start(&config, edge).await.with_context(|| {
+            format!(
+                "cannot start edge node {} (is another `lingjing up` running?)",
+                node.id
+            )
+        })?;
+        running.push(RunningEdge {
+            handle,
+            agent,
+            edge_role: node.roles.contains(&lingjing_model::NodeRole::Edge),
+        });
+    }
+    Ok(running)
 }

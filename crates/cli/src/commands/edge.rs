@@ -1,0 +1,63 @@
+//! `lingjing edge`: one edge node, following the control plane through the agent loop, or
+//! standalone from a snapshot file.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use lingjing_client::{Agent, AgentConfig};
+use lingjing_edge::{Edge, EdgeConfig};
+use lingjing_model::snapshot::{EdgeSnapshot, Role, Snapshot};
+
+use crate::args::{EdgeArgs, Global};
+
+pub async fn run(global: &Global, args: EdgeArgs) -> anyhow::Result<()> {
+    let mut config = EdgeConfig::new(&args.node, args.listen[0], args.admin);
+    config.http = args.listen.clone();
+    config.https = args.listen_https.clone();
+    config.memory_bytes = args.memory_cache_mb * 1024 * 1024;
+    config.access_log = !args.no_access_log;
+    let edge = Edge::new(&config);
+    let _agent = match &args.standalone {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the snapshot file {}", path.display()))?;
+            let snapshot: Snapshot<EdgeSnapshot> = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not an edge snapshot", path.display()))?;
+            edge.apply(&snapshot).map_err(anyhow::Error::msg)?;
+            None
+        }
+        None => {
+            let client = crate::context::client(global)?;
+            let token = crate::context::token(global)?;
+            let state_dir = args
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| global.data_dir.join(format!("edge-{}", args.node)));
+            let agent = Agent::new(AgentConfig::new(
+                client.endpoint(),
+                &token,
+                &args.node,
+                Role::Edge,
+                &state_dir,
+            ))?;
+            Some(start_agent(agent, edge.clone()))
+        }
+    };
+    let handle = lingjing_edge::start(&config, edge).await?;
+    eprintln!(
+        "lingjing edge {} serving on {:?}, https {:?}, admin http://{} (Ctrl-C to stop)",
+        args.node,
+        handle.http_addrs(),
+        handle.https_addrs(),
+        handle.admin_addr()
+    );
+    super::shutdown_signal().await;
+    eprintln!("shutting down");
+    handle.shutdown().await;
+    Ok(())
+}
+
+/// Runs the agent loop feeding `edge`.
+pub fn start_agent(agent: Agent, edge: Arc<Edge>) -> lingjing_client::AgentHandle {
+    agent.start(move |s: Arc<Snapshot<EdgeSnapshot>>| edge.apply(&s))
+}

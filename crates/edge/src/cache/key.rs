@@ -1,0 +1,484 @@
+//! Cache keys and the choice of a service's cache rule for a path.
+//!
+//! This module owns the *primary* cache key (RFC 9111 §2: method + target URI; only GET is
+//! stored, so the method is left out), shaped by the tenant's [`CacheRule`]: the query
+//! string can be dropped (`ignore_query`) or its parameters sorted (`sort_query`), and
+//! request headers named in `key_headers` are appended. Secondary keys (`Vary`) are
+//! [`super::policy::vary_signature`].
+//!
+//! # Key format
+//!
+//! ```text
+//! key     = url *( " " name [ "=" value ] )       ; one " name[=value]" per key header
+//! url     = host path [ "?" query ]               ; what `url_key` returns
+//! ```
+//!
+//! * `host` is lower-cased; `path` always starts with `/` (a path without one is keyed as
+//!   if it had one: only origin-form targets are cached); `query` is kept as given unless
+//!   the rule drops or sorts it. `/a` (no query) and `/a?` (empty query) are different keys.
+//! * A key header that the request lacks is written as ` name`, an empty one as ` name=`;
+//!   several field lines (and list elements) are joined with `,` after trimming the
+//!   whitespace around each element, as [`super::policy::vary_signature`] does.
+//! * Every component is escaped so that the key is unambiguous (injective): ASCII control
+//!   characters, space and `#` are written `#XX` (two upper-case hex digits), as are `/` and
+//!   `?` in the host, `?` in the path and `=` in header names; bytes of a header value that
+//!   are not UTF-8 are written `#XX` too. Everything else, including `%` escapes and
+//!   non-ASCII UTF-8 characters, is kept verbatim. Request targets parsed by the `http`
+//!   crate never contain a character that gets escaped, so for real requests the URL part
+//!   of a key reads exactly as the request's host + path + query.
+//!
+//! So a key maps back to its URL with [`key_url`] (everything before the first space) and to
+//! host and path with [`key_host_and_path`]; purge by prefix tests
+//! `key.starts_with(&url_prefix_key(host, prefix))`, purge of one URL (every variant of key
+//! headers) tests `key_url(key) == url_key(host, path_and_query, rule)`.
+
+use http::{HeaderMap, HeaderName};
+use lingjing_model::CacheRule;
+
+use super::policy::normalized_field;
+
+/// Separates the URL part of a key from each key header (never appears unescaped in the URL).
+pub const HEADER_SEPARATOR: char = ' ';
+
+/// The first rule whose `path` matches `path` (RFC-independent product rule: first match
+/// wins). A rule path ending in `*` is a prefix (`/assets/*` matches `/assets/x.css` and
+/// `/assets/` but not `/assets`); any other rule path must equal `path` exactly
+/// (case-sensitive). A query string in `path` (from `?` on) is ignored.
+pub fn rule_for<'a>(rules: &'a [CacheRule], path: &str) -> Option<&'a CacheRule> {
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    rules.iter().find(|rule| rule_matches(&rule.path, path))
+}
+
+fn rule_matches(pattern: &str, path: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => path.starts_with(prefix.trim_end_matches('*')),
+        None => pattern == path,
+    }
+}
+
+/// The primary cache key of a GET request for `host` + `path_and_query` (the request
+/// target in origin form, e.g. `uri.path_and_query()`), under `rule` (the one
+/// [`rule_for`] picked; `None`: keep the query as is, no key headers). See the module
+/// documentation for the format. `host` should be the request's host (with the port if
+/// the service distinguishes ports); it is lower-cased here.
+pub fn cache_key(
+    host: &str,
+    path_and_query: &str,
+    rule: Option<&CacheRule>,
+    req: &HeaderMap,
+) -> String {
+    let mut key = url_key(host, path_and_query, rule);
+    if let Some(rule) = rule {
+        for name in &rule.key_headers {
+            let lower = name.to_ascii_lowercase();
+            key.push(HEADER_SEPARATOR);
+            push_escaped(&mut key, lower.as_bytes(), &['=']);
+            let value = HeaderName::from_bytes(lower.as_bytes())
+                .ok()
+                .and_then(|name| normalized_field(req, &name));
+            if let Some(value) = value {
+                key.push('=');
+                push_escaped(&mut key, &value, &[]);
+            }
+        }
+    }
+    key
+}
+
+/// The URL part of [`cache_key`] (host, path, query as the rule shapes it), without the
+/// key headers: every key stored for this URL, whatever its key-header values, satisfies
+/// `key_url(key) == url_key(..)`. Used to purge or invalidate one URL.
+pub fn url_key(host: &str, path_and_query: &str, rule: Option<&CacheRule>) -> String {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path_and_query, None),
+    };
+    let mut key = String::with_capacity(host.len() + path_and_query.len() + 1);
+    push_host_and_path(&mut key, host, path);
+    let ignore = rule.is_some_and(|r| r.ignore_query);
+    let sort = rule.is_some_and(|r| r.sort_query);
+    match query {
+        Some(_) if ignore => {}
+        Some(query) => {
+            key.push('?');
+            if sort {
+                push_escaped(&mut key, sorted_query(query).as_bytes(), &[]);
+            } else {
+                push_escaped(&mut key, query.as_bytes(), &[]);
+            }
+        }
+        None => {}
+    }
+    key
+}
+
+/// The key prefix shared by every key of `host` whose path (and query) starts with
+/// `prefix`: a purge by prefix removes the keys for which
+/// `key.starts_with(&url_prefix_key(host, prefix))`. The prefix is escaped like a key (a
+/// `?` in it starts the query, kept as given), and an empty prefix means `/` (the whole
+/// host), so `url_prefix_key("a.com", "")` does not match the keys of `a.com.cn`.
+pub fn url_prefix_key(host: &str, prefix: &str) -> String {
+    url_key(host, prefix, None)
+}
+
+/// The URL part of a key (host, path and query, as escaped in the key): everything before
+/// the first [`HEADER_SEPARATOR`].
+pub fn key_url(key: &str) -> &str {
+    key.split_once(HEADER_SEPARATOR).map_or(key, |(url, _)| url)
+}
+
+/// The host and the path (without the query) of a key, as written in it (escaped; for
+/// keys of real requests that is the request's own lower-cased host and path). `None` for
+/// a string that is not a cache key.
+pub fn key_host_and_path(key: &str) -> Option<(&str, &str)> {
+    let url = key_url(key);
+    let slash = url.find('/')?;
+    let (host, rest) = url.split_at(slash);
+    let path = rest.split_once('?').map_or(rest, |(path, _)| path);
+    Some((host, path))
+}
+
+fn push_host_and_path(key: &mut String, host: &str, path: &str) {
+    push_escaped(key, host.to_ascii_lowercase().as_bytes(), &['/', '?']);
+    if !path.starts_with('/') {
+        key.push('/');
+    }
+    push_escaped(key, path.as_bytes(), &['?']);
+}
+
+/// The query's `&`-separated parameters, sorted by name, then by value (a parameter
+/// without `=` sorts before one with an empty value), joined again with `&`. Parameters
+/// are compared as written (not percent-decoded); empty ones are kept.
+fn sorted_query(query: &str) -> String {
+    let mut params: Vec<&str> = query.split('&').collect();
+    params.sort_by(|a, b| split_param(a).cmp(&split_param(b)));
+    params.join("&")
+}
+
+fn split_param(param: &str) -> (&str, Option<&str>) {
+    match param.split_once('=') {
+        Some((name, value)) => (name, Some(value)),
+        None => (param, None),
+    }
+}
+
+/// Appends `bytes` to `out`, escaping as the module documentation says: ASCII controls,
+/// space, `#` and the `extra` characters become `#XX`, and so does every byte that is not
+/// part of valid UTF-8; the rest is copied. Injective for a given `extra`.
+pub(crate) fn push_escaped(out: &mut String, bytes: &[u8], extra: &[char]) {
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_ascii_control() || c == ' ' || c == '#' || extra.contains(&c) {
+                // Only ASCII characters are escaped, so `c` is one byte.
+                push_hex(out, c as u8);
+            } else {
+                out.push(c);
+            }
+        }
+        for &b in chunk.invalid() {
+            push_hex(out, b);
+        }
+    }
+}
+
+fn push_hex(out: &mut String, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push('#');
+    out.push(char::from(HEX[usize::from(b >> 4)]));
+    out.push(char::from(HEX[usize::from(b & 0x0f)]));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn rule(path: &str) -> CacheRule {
+        CacheRule {
+            path: path.to_string(),
+            ttl_secs: None,
+            bypass: false,
+            ignore_query: false,
+            sort_query: false,
+            key_headers: Vec::new(),
+        }
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn rule_matching_first_match_exact_and_prefix() {
+        let rules = vec![
+            rule("/index.html"),
+            rule("/assets/*"),
+            rule("/assets/big/*"),
+            rule("/*"),
+        ];
+        assert_eq!(rule_for(&rules, "/index.html").unwrap().path, "/index.html");
+        assert_eq!(rule_for(&rules, "/assets/x.css").unwrap().path, "/assets/*");
+        assert_eq!(rule_for(&rules, "/assets/").unwrap().path, "/assets/*");
+        // First match wins, even when a later rule is more specific.
+        assert_eq!(rule_for(&rules, "/assets/big/a").unwrap().path, "/assets/*");
+        // `/assets` is not under `/assets/*`; it falls to the catch-all.
+        assert_eq!(rule_for(&rules, "/assets").unwrap().path, "/*");
+        // Exact paths are case-sensitive and not prefixes.
+        assert_eq!(rule_for(&rules, "/index.html2").unwrap().path, "/*");
+        assert_eq!(rule_for(&rules, "/INDEX.html").unwrap().path, "/*");
+        // The query does not take part.
+        assert_eq!(
+            rule_for(&rules, "/index.html?v=1").unwrap().path,
+            "/index.html"
+        );
+
+        let rules = vec![rule("/only")];
+        assert!(rule_for(&rules, "/other").is_none());
+        assert!(rule_for(&[], "/").is_none());
+        // Several trailing stars behave as one.
+        let rules = vec![rule("/a**")];
+        assert!(rule_for(&rules, "/abc").is_some());
+    }
+
+    #[test]
+    fn key_lowercases_host_and_keeps_path_and_query() {
+        let h = HeaderMap::new();
+        assert_eq!(
+            cache_key("WWW.Example.COM", "/A/b.css?X=1&a=2", None, &h),
+            "www.example.com/A/b.css?X=1&a=2"
+        );
+        assert_eq!(
+            cache_key("www.example.com:8080", "/", None, &h),
+            "www.example.com:8080/"
+        );
+        // No query and an empty query differ.
+        assert_ne!(
+            cache_key("a.com", "/x", None, &h),
+            cache_key("a.com", "/x?", None, &h)
+        );
+        // Percent escapes and UTF-8 are kept verbatim.
+        assert_eq!(
+            cache_key("a.com", "/%E4%B8%AD/中.jpg", None, &h),
+            "a.com/%E4%B8%AD/中.jpg"
+        );
+        // A path without a leading slash is keyed as if it had one.
+        assert_eq!(cache_key("a.com", "", None, &h), "a.com/");
+        assert_eq!(cache_key("a.com", "?q", None, &h), "a.com/?q");
+    }
+
+    #[test]
+    fn key_query_ignore_and_sort() {
+        let h = HeaderMap::new();
+        let mut r = rule("/*");
+        r.ignore_query = true;
+        assert_eq!(cache_key("a.com", "/x?b=1&a=2", Some(&r), &h), "a.com/x");
+        assert_eq!(
+            cache_key("a.com", "/x?b=1", Some(&r), &h),
+            cache_key("a.com", "/x", Some(&r), &h)
+        );
+
+        let mut r = rule("/*");
+        r.sort_query = true;
+        assert_eq!(
+            cache_key("a.com", "/x?b=2&a=9&b=1&a", Some(&r), &h),
+            "a.com/x?a&a=9&b=1&b=2"
+        );
+        assert_eq!(
+            cache_key("a.com", "/x?b=1&a=2", Some(&r), &h),
+            cache_key("a.com", "/x?a=2&b=1", Some(&r), &h)
+        );
+        // By name first: `a=1` before `a-b=0` although '-' < '='.
+        assert_eq!(
+            cache_key("a.com", "/x?a-b=0&a=1", Some(&r), &h),
+            "a.com/x?a=1&a-b=0"
+        );
+        // Without sort_query the order matters.
+        assert_ne!(
+            cache_key("a.com", "/x?b=1&a=2", None, &h),
+            cache_key("a.com", "/x?a=2&b=1", None, &h)
+        );
+    }
+
+    #[test]
+    fn key_headers_are_appended_and_missing_differs_from_empty() {
+        let mut r = rule("/*");
+        r.key_headers = vec!["X-Device".into(), "Accept-Language".into()];
+        let k = |h: &HeaderMap| cache_key("a.com", "/p?q=1", Some(&r), h);
+
+        let both = headers(&[("x-device", "mobile"), ("accept-language", "zh-CN, en")]);
+        assert_eq!(
+            k(&both),
+            "a.com/p?q=1 x-device=mobile accept-language=zh-CN,en"
+        );
+        let missing = headers(&[("accept-language", "en")]);
+        let empty = headers(&[("x-device", ""), ("accept-language", "en")]);
+        assert_eq!(k(&missing), "a.com/p?q=1 x-device accept-language=en");
+        assert_eq!(k(&empty), "a.com/p?q=1 x-device= accept-language=en");
+        assert_ne!(k(&missing), k(&empty));
+        // Several field lines are joined like one comma-separated line.
+        let lines = headers(&[("accept-language", "zh-CN"), ("accept-language", "en")]);
+        let one = headers(&[("accept-language", "zh-CN ,en")]);
+        assert_eq!(k(&lines), k(&one));
+        // Spaces inside a value are escaped so they cannot fake a separator.
+        let spaced = headers(&[("x-device", "a accept-language=en")]);
+        assert_eq!(
+            k(&spaced),
+            "a.com/p?q=1 x-device=a#20accept-language=en accept-language"
+        );
+        assert_ne!(
+            k(&spaced),
+            k(&headers(&[("x-device", "a"), ("accept-language", "en")]))
+        );
+        // Key headers do not change the URL part.
+        assert_eq!(key_url(&k(&both)), "a.com/p?q=1");
+        assert_eq!(key_url(&k(&both)), url_key("a.com", "/p?q=1", Some(&r)));
+    }
+
+    #[test]
+    fn keys_are_unambiguous() {
+        let h = HeaderMap::new();
+        let inputs = [
+            ("a.com", "/b"),
+            ("a.com/", "b"),
+            ("a.com/b", ""),
+            ("a.co", "m/b"),
+            ("a.com?", "/b"),
+            ("a.com", "/b?"),
+            ("a.com", "/b#3F"),
+            ("a.com", "/b?#3F"),
+            ("a.com", "/b c"),
+            ("a.com", "/b#20c"),
+            ("a.com", "/b?c d"),
+            ("a.com", "/b?c#20d"),
+            ("a.com", "/b\nc"),
+            ("a.com", "/b#0Ac"),
+        ];
+        let mut keys: Vec<String> = inputs
+            .iter()
+            .map(|(host, p)| cache_key(host, p, None, &h))
+            .collect();
+        // `("a.com/", "b")`, `("a.com/b", "")` and `("a.co", "m/b")` differ from
+        // `("a.com", "/b")` because `/` in a host is escaped.
+        assert_eq!(keys[0], "a.com/b");
+        assert_eq!(keys[1], "a.com#2F/b");
+        keys.sort();
+        let before = keys.len();
+        keys.dedup();
+        assert_eq!(keys.len(), before, "{keys:?}");
+
+        // A key header value that looks like another key header.
+        let mut r = rule("/*");
+        r.key_headers = vec!["a".into(), "b".into()];
+        let one = headers(&[("a", "1 b=2")]);
+        let two = headers(&[("a", "1"), ("b", "2")]);
+        assert_ne!(
+            cache_key("h", "/", Some(&r), &one),
+            cache_key("h", "/", Some(&r), &two)
+        );
+        // Non-UTF-8 bytes in a header value are escaped, not replaced.
+        let mut r = rule("/*");
+        r.key_headers = vec!["x".into()];
+        let mut a = HeaderMap::new();
+        a.insert("x", HeaderValue::from_bytes(b"\xff").unwrap());
+        let mut b = HeaderMap::new();
+        b.insert("x", HeaderValue::from_bytes(b"\xfe").unwrap());
+        let ka = cache_key("h", "/", Some(&r), &a);
+        assert_eq!(ka, "h/ x=#FF");
+        assert_ne!(ka, cache_key("h", "/", Some(&r), &b));
+    }
+
+    #[test]
+    fn key_maps_back_to_host_and_path() {
+        let mut r = rule("/*");
+        r.key_headers = vec!["x-device".into()];
+        let req = headers(&[("x-device", "a/b?c")]);
+        let key = cache_key("WWW.A.com", "/dir/file.js?v=3", Some(&r), &req);
+        assert_eq!(key_host_and_path(&key), Some(("www.a.com", "/dir/file.js")));
+        assert_eq!(key_url(&key), "www.a.com/dir/file.js?v=3");
+        let key = cache_key("a.com", "/", None, &HeaderMap::new());
+        assert_eq!(key_host_and_path(&key), Some(("a.com", "/")));
+        assert_eq!(key_host_and_path("not a key"), None);
+    }
+
+    #[test]
+    fn prefix_keys_for_purge() {
+        let h = HeaderMap::new();
+        let mut r = rule("/*");
+        r.key_headers = vec!["x-device".into()];
+        let key = cache_key("a.com", "/assets/app.css?v=2", Some(&r), &h);
+        assert!(key.starts_with(&url_prefix_key("A.COM", "/assets/")));
+        assert!(key.starts_with(&url_prefix_key("a.com", "/assets/app.css?v")));
+        assert!(key.starts_with(&url_prefix_key("a.com", "")));
+        assert!(key.starts_with(&url_prefix_key("a.com", "/")));
+        assert!(!key.starts_with(&url_prefix_key("a.com", "/img/")));
+        assert!(!key.starts_with(&url_prefix_key("b.com", "/")));
+        // The whole-host prefix of `a.co` does not match `a.com`.
+        assert!(!key.starts_with(&url_prefix_key("a.co", "")));
+        // Exact URL purge through url_key, whatever the key headers.
+        assert_eq!(
+            key_url(&key),
+            url_key("a.com", "/assets/app.css?v=2", Some(&r))
+        );
+        // Sorted queries purge by the sorted form.
+        let mut s = rule("/*");
+        s.sort_query = true;
+        let key = cache_key("a.com", "/x?b=1&a=1", Some(&s), &h);
+        assert_eq!(key_url(&key), url_key("a.com", "/x?a=1&b=1", Some(&s)));
+    }
+
+    /// A small xorshift generator, so the fuzz tests need no dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn random_inputs_never_panic_and_stay_injective() {
+        let alphabet: Vec<char> = "/?&=# ab%\n\u{7f}中Z#2F".chars().collect();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut r = rule("/*");
+        r.key_headers = vec!["x".into(), "Y=z".into(), "".into()];
+        let mut seen = std::collections::HashMap::new();
+        for _ in 0..20_000 {
+            let mut s = || {
+                let len = rng.below(8);
+                (0..len)
+                    .map(|_| alphabet[rng.below(alphabet.len())])
+                    .collect::<String>()
+            };
+            let host = s();
+            let path = s();
+            let key = cache_key(&host, &path, Some(&r), &HeaderMap::new());
+            let _ = key_host_and_path(&key);
+            let _ = rule_for(std::slice::from_ref(&r), &path);
+            let _ = url_prefix_key(&host, &path);
+            // Same key only for the same (lower-cased host, normalised path).
+            let norm = (
+                host.to_ascii_lowercase(),
+                if path.starts_with('/') {
+                    path.clone()
+                } else {
+                    format!("/{path}")
+                },
+            );
+            if let Some(prev) = seen.insert(key.clone(), norm.clone()) {
+                assert_eq!(prev, norm, "collision on {key:?}");
+            }
+        }
+    }
+}

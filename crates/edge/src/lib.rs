@@ -1,0 +1,22 @@
+//! The Lingjing edge node: a caching reverse proxy for tenants' sites, configured by the
+//! edge snapshot from the control plane.
+//!
+//! Start with `proxy.rs`: the request lifecycle, phase by phase. Around it: `routes`
+//! (Host -> service, per snapshot), `cache` (RFC 9111 policy, keys, storage, request
+//! collapsing), `upstream` (parent tier, origins, pooling, retries), `range` (byte ranges),
+//! `server` (listeners, admin `/healthz` and `/metrics`), `tls` (certificates by SNI),
+//! `node` (shared state, snapshot application), `metrics` (Prometheus).
+
+pub mod body;
+pub mod cache;
+pub mod metrics;
+pub mod node;
+pub mod proxy;
+pub mod range;
+pub mod routes;
+pub mod server;
+pub mod tls;
+pub mod upstream;
+
+pub use node::{Edge, EdgeConfig};
+pub use server::{EdgeHandle, start};

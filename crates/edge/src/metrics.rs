@@ -1,0 +1,126 @@
+//! Prometheus metrics of an edge node, served at `/metrics` on the admin port.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub service: String,
+    /// HIT, MISS, STALE, REVALIDATED, PASS, ERROR, ...
+    pub cache: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabels {
+    pub service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    /// `origin` or `parent`.
+    pub tier: String,
+}
+
+/// Every metric of the node.
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub bytes_out: Family<ServiceLabels, Counter>,
+    pub bytes_in: Family<UpstreamLabels, Counter>,
+    pub upstream_seconds: Family<UpstreamLabels, Histogram>,
+    pub upstream_errors: Family<UpstreamLabels, Counter>,
+    pub cache_bytes: Gauge,
+    pub cache_objects: Gauge,
+    pub evictions: Gauge,
+    pub snapshot_version: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("lingjing_edge");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Client requests by service and cache result",
+            requests.clone(),
+        );
+        let bytes_out = Family::<ServiceLabels, Counter>::default();
+        registry.register(
+            "sent_bytes",
+            "Body bytes sent to clients",
+            bytes_out.clone(),
+        );
+        let bytes_in = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "upstream_received_bytes",
+            "Body bytes received from upstream",
+            bytes_in.clone(),
+        );
+        let upstream_seconds = Family::<UpstreamLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
+        });
+        registry.register(
+            "upstream_response_seconds",
+            "Time to the upstream response head",
+            upstream_seconds.clone(),
+        );
+        let upstream_errors = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Failed upstream fetches",
+            upstream_errors.clone(),
+        );
+        let cache_bytes = Gauge::default();
+        registry.register(
+            "cache_used_bytes",
+            "Bytes held by the cache",
+            cache_bytes.clone(),
+        );
+        let cache_objects = Gauge::default();
+        registry.register(
+            "cache_objects",
+            "URLs held by the cache",
+            cache_objects.clone(),
+        );
+        let evictions = Gauge::default();
+        registry.register(
+            "cache_evictions",
+            "Objects evicted for room since start",
+            evictions.clone(),
+        );
+        let snapshot_version = Gauge::default();
+        registry.register(
+            "snapshot_version",
+            "Edge snapshot version applied",
+            snapshot_version.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            bytes_out,
+            bytes_in,
+            upstream_seconds,
+            upstream_errors,
+            cache_bytes,
+            cache_objects,
+            evictions,
+            snapshot_version,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,107 @@
+//! An edge node's shared state and its life: the routing table (swapped per snapshot), the
+//! cache, the upstream client and the metrics; `start` binds the HTTP and admin listeners,
+//! and `apply` takes a new edge snapshot.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::HeaderValue;
+use lingjing_model::snapshot::{EdgeSnapshot, Snapshot};
+
+use crate::cache::fill::Inflight;
+use crate::cache::store::{MemoryStore, Storage};
+use crate::metrics::Metrics;
+use crate::routes::Routes;
+use crate::upstream::Upstream;
+
+/// How an edge node runs.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// This node's id in the inventory (names it in `Via` and `Cache-Status`).
+    pub node_id: String,
+    /// Plain HTTP listeners (HTTP/1.1 and h2c).
+    pub http: Vec<SocketAddr>,
+    /// HTTPS listeners (HTTP/1.1 and h2 by ALPN; certificates by SNI from the snapshot).
+    pub https: Vec<SocketAddr>,
+    /// The admin listener: `/healthz`, `/metrics`.
+    pub admin: SocketAddr,
+    /// Memory cache size in bytes.
+    pub memory_bytes: u64,
+    /// Emit an access log event per request.
+    pub access_log: bool,
+}
+
+impl EdgeConfig {
+    pub fn new(node_id: &str, http: SocketAddr, admin: SocketAddr) -> EdgeConfig {
+        EdgeConfig {
+            node_id: node_id.to_owned(),
+            http: vec![http],
+            https: Vec::new(),
+            admin,
+            memory_bytes: 256 * 1024 * 1024,
+            access_log: true,
+        }
+    }
+}
+
+/// State shared by every request of a node.
+pub struct Edge {
+    pub node_id: String,
+    pub routes: ArcSwap<Routes>,
+    /// The services' TLS certificates (swapped per snapshot, like `routes`).
+    pub certs: Arc<crate::tls::Certificates>,
+    pub store: Arc<dyn Storage>,
+    pub inflight: Inflight,
+    pub upstream: Upstream,
+    pub metrics: Metrics,
+    /// `1.1 lingjing-<node>`.
+    pub via: HeaderValue,
+    pub access_log: bool,
+}
+
+impl Edge {
+    pub fn new(config: &EdgeConfig) -> Arc<Edge> {
+        let via = HeaderValue::from_str(&format!("1.1 lingjing-{}", config.node_id))
+            .unwrap_or_else(|_| HeaderValue::from_static("1.1 lingjing"));
+        Arc::new(Edge {
+            node_id: config.node_id.clone(),
+            routes: ArcSwap::from_pointee(Routes::default()),
+            certs: Arc::new(crate::tls::Certificates::default()),
+            store: Arc::new(MemoryStore::new(config.memory_bytes)),
+            inflight: Inflight::default(),
+            upstream: Upstream::default(),
+            metrics: Metrics::default(),
+            via,
+            access_log: config.access_log,
+        })
+    }
+
+    /// A `Cache-Status` value naming this node (RFC 9211).
+    pub fn cache_status(&self, params: &str) -> HeaderValue {
+        HeaderValue::from_str(&format!("lingjing-{}; {params}", self.node_id))
+            .unwrap_or_else(|_| HeaderValue::from_static("lingjing"))
+    }
+
+    /// The snapshot version being served (0: none yet).
+    pub fn version(&self) -> u64 {
+        self.routes.load().version
+    }
+
+    /// Takes a new edge snapshot. In-flight requests finish on the table they started with.
+    pub fn apply(&self, snapshot: &Snapshot<EdgeSnapshot>) -> Result<(), String> {
+        let routes = Routes::build(snapshot.version, &snapshot.body, &self.node_id);
+        self.certs.update(&snapshot.body.services);
+        self.routes.store(Arc::new(routes));
+        self.metrics.snapshot_version.set(snapshot.version as i64);
+        Ok(())
+    }
+
+    /// Refreshes the cache gauges (called on each scrape).
+    pub fn refresh_gauges(&self) {
+        let (bytes, objects) = self.store.usage();
+        self.metrics.cache_bytes.set(bytes as i64);
+        self.metrics.cache_objects.set(objects as i64);
+        self.metrics.evictions.set(self.store.evictions() as i64);
+    }
+}

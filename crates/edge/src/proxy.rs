@@ -1,0 +1,887 @@
+//! The request lifecycle of the edge proxy, one phase after another:
+//!
+//! 1. **route**: the Host (or `:authority`) selects the tenant's service; unknown hosts get
+//!    404 — the edge is never an open proxy.
+//! 2. **classify**: GET/HEAD go through the cache unless a cache rule bypasses it; other
+//!    methods pass through and, on success, invalidate the target URL (RFC 9111 §4.4).
+//! 3. **lookup**: the cache key (host, path, query and headers as the service's rules say)
+//!    and the variant for the request's `Vary` fields; RFC 9111 decides whether the stored
+//!    response is fresh, may be served stale while it is refreshed, or must be revalidated.
+//! 4. **fill**: a miss (or revalidation) joins the one in-flight fetch for the key
+//!    (`cache::fill`), which goes to the parent tier or the origins (`upstream`).
+//! 5. **respond**: conditional requests (304), ranges (206/416), and the edge's headers:
+//!    `Age`, `Via`, `X-Cache`, `Cache-Status` (RFC 9211).
+//! 6. **log**: a JSON-able access log event and the Prometheus counters.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::body::{self, Body};
+use crate::cache::fill::{Fill, FillHead, Joined};
+use crate::cache::key;
+use crate::cache::policy::{
+    self, Evaluation, Freshness, RequestCacheControl, RuleOverride, Storability,
+};
+use crate::cache::store::{CachedResponse, Entry};
+use crate::metrics::{RequestLabels, ServiceLabels};
+use crate::node::Edge;
+use crate::range::{self, RangeRequest};
+use crate::routes::ServiceRoute;
+use crate::upstream::{self, strip_hop_by_hop};
+
+/// Largest response stored in the cache; larger ones are passed through unstored.
+pub const MAX_OBJECT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How the response was produced, for `X-Cache`, `Cache-Status`, logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    Hit,
+    Miss,
+    /// Joined another client's fetch.
+    Collapsed,
+    /// Served stale while a refresh runs (RFC 5861 stale-while-revalidate).
+    Stale,
+    /// Served stale because the upstream failed (RFC 5861 stale-if-error).
+    StaleIfError,
+    Revalidated,
+    Pass,
+    Error,
+}
+
+impl CacheResult {
+    pub fn x_cache(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "HIT",
+            CacheResult::Miss | CacheResult::Collapsed => "MISS",
+            CacheResult::Stale | CacheResult::StaleIfError => "STALE",
+            CacheResult::Revalidated => "REVALIDATED",
+            CacheResult::Pass => "PASS",
+            CacheResult::Error => "ERROR",
+        }
+    }
+}
+
+struct Ctx {
+    edge: Arc<Edge>,
+    route: Arc<ServiceRoute>,
+    host: String,
+    client: SocketAddr,
+    tls: bool,
+    started: Instant,
+}
+
+/// Handles one client request.
+pub async fn handle(
+    edge: Arc<Edge>,
+    req: Request<Incoming>,
+    client: SocketAddr,
+    tls: bool,
+) -> Response<Body> {
+    let started = Instant::now();
+    let host = req
+        .uri()
+        .host()
+        .map(str::to_owned)
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(|h| crate::routes::strip_port(h).to_ascii_lowercase())
+        })
+        .unwrap_or_default();
+    let route = edge.routes.load().lookup(&host).cloned();
+    let Some(route) = route else {
+        let res = plain(
+            &edge,
+            StatusCode::NOT_FOUND,
+            format!(
+                "unknown host `{host}`: this Lingjing edge serves only the hostnames of services configured on the platform\n"
+            ),
+        );
+        log(
+            &edge,
+            None,
+            &req.method().clone(),
+            &host,
+            req.uri().path(),
+            &res,
+            CacheResult::Error,
+            client,
+            started,
+        );
+        return res;
+    };
+    let ctx = Ctx {
+        edge,
+        route,
+        host,
+        client,
+        tls,
+        started,
+    };
+    let (parts, incoming) = req.into_parts();
+    let (res, result) = if parts.method == Method::GET || parts.method == Method::HEAD {
+        cached(&ctx, &parts).await
+    } else {
+        pass(&ctx, &parts, Some(body::incoming(incoming)), true).await
+    };
+    finish(&ctx, &parts, res, result)
+}
+
+/// Adds the edge's headers, counts and logs.
+fn finish(
+    ctx: &Ctx,
+    parts: &Parts,
+    mut res: Response<Body>,
+    result: CacheResult,
+) -> Response<Body> {
+    let h = res.headers_mut();
+    h.append(header::VIA, ctx.edge.via.clone());
+    h.insert(
+        HeaderName::from_static("x-cache"),
+        HeaderValue::from_static(result.x_cache()),
+    );
+    let service = &ctx.route.service.id;
+    ctx.edge
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            service: service.clone(),
+            cache: result.x_cache().to_owned(),
+        })
+        .inc();
+    if let Some(len) = res
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && parts.method != Method::HEAD
+    {
+        ctx.edge
+            .metrics
+            .bytes_out
+            .get_or_create(&ServiceLabels {
+                service: service.clone(),
+            })
+            .inc_by(len);
+    }
+    log(
+        &ctx.edge,
+        Some(service),
+        &parts.method,
+        &ctx.host,
+        parts.uri.path(),
+        &res,
+        result,
+        ctx.client,
+        ctx.started,
+    );
+    res
+}
+
+#[allow(clippy::too_many_arguments)]
+fn log(
+    edge: &Edge,
+    service: Option<&str>,
+    method: &Method,
+    host: &str,
+    path: &str,
+    res: &Response<Body>,
+    result: CacheResult,
+    client: SocketAddr,
+    started: Instant,
+) {
+    if !edge.access_log {
+        return;
+    }
+    tracing::info!(
+        target: "lingjing::access",
+        client = %client.ip(),
+        method = %method,
+        host,
+        path,
+        status = res.status().as_u16(),
+        cache = result.x_cache(),
+        service = service.unwrap_or("-"),
+        length = res.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-"),
+        duration_us = started.elapsed().as_micros() as u64,
+    );
+}
+
+fn plain(edge: &Edge, status: StatusCode, text: String) -> Response<Body> {
+    let mut res = Response::new(body::full(text));
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        HeaderName::from_static("cache-status"),
+        edge.cache_status("fwd=request; detail=error"),
+    );
+    res
+}
+
+/// The request headers sent upstream: hop-by-hop removed, forwarding headers added.
+fn upstream_headers(ctx: &Ctx, client_headers: &HeaderMap, fill: bool) -> HeaderMap {
+    let mut h = client_headers.clone();
+    strip_hop_by_hop(&mut h);
+    h.remove(header::HOST);
+    if fill {
+        for name in [
+            header::RANGE,
+            header::IF_RANGE,
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_MATCH,
+            header::IF_UNMODIFIED_SINCE,
+        ] {
+            h.remove(name);
+        }
+    }
+    let ip = ctx.client.ip().to_string();
+    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert(HeaderName::from_static("x-forwarded-for"), v);
+    }
+    h.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(if ctx.tls { "https" } else { "http" }),
+    );
+    h.append(header::VIA, ctx.edge.via.clone());
+    h
+}
+
+fn path_and_query(parts: &Parts) -> &str {
+    parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+}
+
+/// Passes a request through without caching. `invalidate`: apply RFC 9111 §4.4.
+async fn pass(
+    ctx: &Ctx,
+    parts: &Parts,
+    body: Option<Body>,
+    invalidate: bool,
+) -> (Response<Body>, CacheResult) {
+    let pq = path_and_query(parts);
+    let targets = upstream::targets(&ctx.route, pq, &ctx.host);
+    let headers = upstream_headers(ctx, &parts.headers, false);
+    let body = if parts.method == Method::GET || parts.method == Method::HEAD {
+        None
+    } else {
+        body
+    };
+    match ctx
+        .edge
+        .upstream
+        .send(
+            &targets,
+            &parts.method,
+            pq,
+            &headers,
+            body,
+            &ctx.edge.metrics,
+        )
+        .await
+    {
+        Ok((res, _)) => {
+            if invalidate && policy::invalidates(&parts.method, res.status()) {
+                invalidate_targets(ctx, parts, res.headers());
+            }
+            let (mut head, incoming) = res.into_parts();
+            strip_hop_by_hop(&mut head.headers);
+            head.headers.remove("x-cache");
+            head.headers.append(
+                HeaderName::from_static("cache-status"),
+                ctx.edge.cache_status(if invalidate {
+                    "fwd=method"
+                } else {
+                    "fwd=bypass"
+                }),
+            );
+            (
+                Response::from_parts(head, body::incoming(incoming)),
+                CacheResult::Pass,
+            )
+        }
+        Err(e) => (bad_gateway(ctx, &e.to_string()), CacheResult::Error),
+    }
+}
+
+fn bad_gateway(ctx: &Ctx, why: &str) -> Response<Body> {
+    tracing::warn!(service = %ctx.route.service.id, error = why, "upstream failed");
+    plain(
+        &ctx.edge,
+        StatusCode::BAD_GATEWAY,
+        format!("the edge could not fetch this from upstream: {why}\n"),
+    )
+}
+
+/// Removes the cached target URL (and same-host Location/Content-Location) after an unsafe
+/// request succeeded.
+fn invalidate_targets(ctx: &Ctx, parts: &Parts, res_headers: &HeaderMap) {
+    let mut paths = vec![path_and_query(parts).to_owned()];
+    paths.extend(policy::invalidation_targets(&ctx.host, res_headers));
+    for p in paths {
+        let path_only = p.split('?').next().unwrap_or(&p);
+        let rule = key::rule_for(&ctx.route.service.cache_rules, path_only);
+        let url = key::url_key(&ctx.host, &p, rule);
+        for k in ctx.edge.store.keys() {
+            if key::key_url(&k) == url {
+                ctx.edge.store.remove(&k);
+            }
+        }
+    }
+}
+
+/// GET and HEAD: through the cache.
+async fn cached(ctx: &Ctx, parts: &Parts) -> (Response<Body>, CacheResult) {
+    let pq = path_and_query(parts);
+    let rule = key::rule_for(&ctx.route.service.cache_rules, parts.uri.path());
+    let rule_override = rule.map(RuleOverride::from).unwrap_or_default();
+    if rule_override.bypass {
+        return pass(ctx, parts, None, false).await;
+    }
+    let cache_key = key::cache_key(&ctx.host, pq, rule, &parts.headers);
+    let req_cc = RequestCacheControl::parse(&parts.headers);
+    let now = SystemTime::now();
+    let mut stale: Option<Arc<CachedResponse>> = None;
+    let mut stale_if_error = false;
+    if let Some(entry) = ctx.edge.store.get(&cache_key) {
+        let signature = policy::vary_signature(&entry.vary, &parts.headers);
+        if let Some(stored) = entry.variant(&signature) {
+            match policy::evaluate(&stored.freshness, &req_cc, now) {
+                Evaluation::Fresh => {
+                    return (
+                        respond_stored(ctx, parts, stored, now, CacheResult::Hit),
+                        CacheResult::Hit,
+                    );
+                }
+                Evaluation::StaleWhileRevalidate => {
+                    // Refresh in the background; this client gets the stale copy now.
+                    if let Joined::Leader(fill) = ctx.edge.inflight.join(&cache_key) {
+                        start_fill(
+                            ctx,
+                            parts,
+                            &cache_key,
+                            rule_override,
+                            Some(stored.clone()),
+                            fill,
+                        );
+                    }
+                    return (
+                        respond_stored(ctx, parts, stored, now, CacheResult::Stale),
+                        CacheResult::Stale,
+                    );
+                }
+                Evaluation::Revalidate {
+                    stale_if_error: sie,
+                } => {
+                    stale = Some(stored.clone());
+                    stale_if_error = sie;
+                }
+            }
+        }
+    }
+    if req_cc.only_if_cached {
+        return (
+            plain(
+                &ctx.edge,
+                StatusCode::GATEWAY_TIMEOUT,
+                "not in cache (only-if-cached)\n".into(),
+            ),
+            CacheResult::Miss,
+        );
+    }
+    let (fill, leader) = match ctx.edge.inflight.join(&cache_key) {
+        Joined::Leader(fill) => {
+            start_fill(
+                ctx,
+                parts,
+                &cache_key,
+                rule_override,
+                stale.clone(),
+                fill.clone(),
+            );
+            (fill, true)
+        }
+        Joined::Follower(fill) => (fill, false),
+    };
+    let head = fill.head().await;
+    let serve_stale = |stale: &Arc<CachedResponse>| {
+        (
+            respond_stored(
+                ctx,
+                parts,
+                stale,
+                SystemTime::now(),
+                CacheResult::StaleIfError,
+            ),
+            CacheResult::StaleIfError,
+        )
+    };
+    match head {
+        Err(e) => match &stale {
+            Some(s) if stale_if_error => serve_stale(s),
+            _ => (bad_gateway(ctx, &e), CacheResult::Error),
+        },
+        Ok(h) if h.status.is_server_error() && stale_if_error && stale.is_some() => match &stale {
+            Some(s) => serve_stale(s),
+            None => (bad_gateway(ctx, "unreachable"), CacheResult::Error),
+        },
+        Ok(h) if !h.shareable && !leader => pass(ctx, parts, None, false).await,
+        Ok(h) => {
+            let result = if h.status == StatusCode::NOT_MODIFIED && stale.is_some() {
+                CacheResult::Revalidated
+            } else if leader {
+                CacheResult::Miss
+            } else {
+                CacheResult::Collapsed
+            };
+            (respond_fill(ctx, parts, h, fill, result).await, result)
+        }
+    }
+}
+
+/// Starts the fetch that fills `key` (a revalidation when `stored` is given). It runs in
+/// its own task and ends by storing the response (when it may) and leaving `inflight`.
+fn start_fill(
+    ctx: &Ctx,
+    parts: &Parts,
+    cache_key: &str,
+    rule: RuleOverride,
+    stored: Option<Arc<CachedResponse>>,
+    fill: Arc<Fill>,
+) {
+    let edge = ctx.edge.clone();
+    let pq = path_and_query(parts).to_owned();
+    let targets = upstream::targets(&ctx.route, cache_key, &ctx.host);
+    let mut headers = upstream_headers(ctx, &parts.headers, true);
+    if let Some(s) = &stored {
+        headers.extend(policy::revalidation_headers(&s.headers));
+    }
+    let req_headers = parts.headers.clone();
+    let cache_key = cache_key.to_owned();
+    tokio::spawn(async move {
+        run_fill(
+            &edge,
+            &fill,
+            &targets,
+            &pq,
+            &headers,
+            &req_headers,
+            &cache_key,
+            rule,
+            stored,
+        )
+        .await;
+        edge.inflight.done(&cache_key, &fill);
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_fill(
+    edge: &Edge,
+    fill: &Fill,
+    targets: &[upstream::Target],
+    pq: &str,
+    headers: &HeaderMap,
+    req_headers: &HeaderMap,
+    cache_key: &str,
+    rule: RuleOverride,
+    stored: Option<Arc<CachedResponse>>,
+) {
+    let request_time = SystemTime::now();
+    let sent = edge
+        .upstream
+        .send(targets, &Method::GET, pq, headers, None, &edge.metrics)
+        .await;
+    let (res, target) = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            fill.finish(Err(e.to_string()));
+            return;
+        }
+    };
+    let response_time = SystemTime::now();
+    let (mut head, mut incoming) = res.into_parts();
+    strip_hop_by_hop(&mut head.headers);
+    head.headers.remove("x-cache");
+    let tier = crate::metrics::UpstreamLabels {
+        tier: target.tier.as_str().to_owned(),
+    };
+
+    if head.status == StatusCode::NOT_MODIFIED
+        && let Some(old) = &stored
+        && policy::not_modified_matches(&old.headers, &head.headers)
+    {
+        // RFC 9111 §4.3.4: freshen the stored response with the 304's headers.
+        let mut merged = old.headers.clone();
+        policy::apply_304(&mut merged, &head.headers);
+        let updated = match policy::storability(
+            &Method::GET,
+            req_headers,
+            old.status,
+            &merged,
+            &rule,
+            response_time,
+        ) {
+            Storability::Yes(params) => Some(CachedResponse {
+                freshness: Freshness::new(
+                    &params,
+                    policy::initial_age(&merged, request_time, response_time),
+                    response_time,
+                ),
+                headers: merged,
+                stored_at: response_time,
+                ..(**old).clone()
+            }),
+            Storability::No(_) => None,
+        };
+        let served = updated.clone().unwrap_or_else(|| (**old).clone());
+        match updated {
+            Some(u) => store(edge, cache_key, req_headers, u),
+            None => edge.store.remove(cache_key),
+        }
+        fill.set_head(Ok(FillHead {
+            status: StatusCode::NOT_MODIFIED,
+            headers: served.headers.clone(),
+            shareable: true,
+        }));
+        fill.push(served.body.clone());
+        fill.finish(Ok(()));
+        return;
+    }
+
+    let storable = policy::storability(
+        &Method::GET,
+        req_headers,
+        head.status,
+        &head.headers,
+        &rule,
+        response_time,
+    );
+    let too_big = head
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|l| l > MAX_OBJECT_BYTES);
+    let mut keep = matches!(storable, Storability::Yes(_)) && !too_big;
+    fill.set_head(Ok(FillHead {
+        status: head.status,
+        headers: head.headers.clone(),
+        shareable: keep,
+    }));
+    let mut received: u64 = 0;
+    let mut body = bytes::BytesMut::new();
+    let result = loop {
+        match futures::future::poll_fn(|cx| {
+            hyper::body::Body::poll_frame(std::pin::Pin::new(&mut incoming), cx)
+        })
+        .await
+        {
+            None => break Ok(()),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    received += data.len() as u64;
+                    if keep {
+                        if received > MAX_OBJECT_BYTES {
+                            keep = false;
+                            body = bytes::BytesMut::new();
+                        } else {
+                            body.extend_from_slice(&data);
+                        }
+                    }
+                    fill.push(data);
+                }
+            }
+            Some(Err(e)) => break Err(format!("upstream body failed: {e}")),
+        }
+    };
+    edge.metrics.bytes_in.get_or_create(&tier).inc_by(received);
+    if let (Ok(()), true, Storability::Yes(params)) = (&result, keep, &storable) {
+        let response = CachedResponse {
+            status: head.status,
+            freshness: Freshness::new(
+                params,
+                policy::initial_age(&head.headers, request_time, response_time),
+                response_time,
+            ),
+            tags: surrogate_keys(&head.headers),
+            headers: head.headers,
+            body: body.freeze(),
+            variant: String::new(),
+            stored_at: response_time,
+        };
+        store(edge, cache_key, req_headers, response);
+    } else if stored.is_some() && result.is_ok() && !keep {
+        // The new response may not be stored: the old one must not be served either.
+        edge.store.remove(cache_key);
+    }
+    fill.finish(result);
+}
+
+/// Stores `response` as the variant for `req_headers`.
+fn store(edge: &Edge, cache_key: &str, req_headers: &HeaderMap, mut response: CachedResponse) {
+    let Ok(vary) = policy::vary_fields(&response.headers) else {
+        return;
+    };
+    response.variant = policy::vary_signature(&vary, req_headers);
+    let entry = match edge.store.get(cache_key) {
+        Some(e) => e.with_variant(vary, response),
+        None => Entry {
+            vary,
+            variants: vec![Arc::new(response)],
+        },
+    };
+    edge.store.put(cache_key.to_owned(), Arc::new(entry));
+}
+
+/// `Surrogate-Key` (space-separated) and `Cache-Tag` (comma-separated) values.
+fn surrogate_keys(headers: &HeaderMap) -> Vec<String> {
+    let mut tags: Vec<String> = Vec::new();
+    for v in headers
+        .get_all("surrogate-key")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
+        tags.extend(v.split_whitespace().map(str::to_owned));
+    }
+    for v in headers
+        .get_all("cache-tag")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
+        tags.extend(
+            v.split(',')
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty()),
+        );
+    }
+    tags.sort();
+    tags.dedup();
+    tags
+}
+
+/// Headers that describe the body and so are not sent on a 304.
+const CONTENT_HEADERS: [HeaderName; 4] = [
+    header::CONTENT_LENGTH,
+    header::CONTENT_TYPE,
+    header::CONTENT_RANGE,
+    header::TRANSFER_ENCODING,
+];
+
+/// Answers from a stored response: 304 for a matching conditional request, 206/416 for
+/// ranges, else the whole response.
+fn respond_stored(
+    ctx: &Ctx,
+    parts: &Parts,
+    stored: &CachedResponse,
+    now: SystemTime,
+    result: CacheResult,
+) -> Response<Body> {
+    let age = stored.freshness.age(now);
+    let mut headers = stored.headers.clone();
+    headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
+    let ttl = stored.freshness.lifetime.as_secs() as i64 - age.as_secs() as i64;
+    let status_detail = match result {
+        CacheResult::Hit => format!("hit; ttl={ttl}"),
+        CacheResult::Stale => format!("hit; ttl={ttl}; fwd=stale; detail=stale-while-revalidate"),
+        CacheResult::StaleIfError => "fwd=stale; detail=stale-if-error".to_owned(),
+        _ => "hit".to_owned(),
+    };
+    headers.append(
+        HeaderName::from_static("cache-status"),
+        ctx.edge.cache_status(&status_detail),
+    );
+    if stored.status == StatusCode::OK
+        && policy::client_not_modified(&parts.headers, &stored.headers)
+    {
+        for h in CONTENT_HEADERS {
+            headers.remove(h);
+        }
+        return response(StatusCode::NOT_MODIFIED, headers, body::empty());
+    }
+    ranged(parts, stored.status, headers, &stored.body)
+}
+
+/// The whole body, or the requested ranges of it.
+fn ranged(
+    parts: &Parts,
+    status: StatusCode,
+    mut headers: HeaderMap,
+    whole: &Bytes,
+) -> Response<Body> {
+    let len = whole.len() as u64;
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    let head = parts.method == Method::HEAD;
+    let ranges = if status == StatusCode::OK {
+        range::parse(&parts.headers, &headers, len)
+    } else {
+        RangeRequest::Full
+    };
+    match ranges {
+        RangeRequest::Full => {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            response(
+                status,
+                headers,
+                if head {
+                    body::empty()
+                } else {
+                    body::full(whole.clone())
+                },
+            )
+        }
+        RangeRequest::Unsatisfiable => {
+            headers.insert(header::CONTENT_RANGE, value(&format!("bytes */{len}")));
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+            response(StatusCode::RANGE_NOT_SATISFIABLE, headers, body::empty())
+        }
+        RangeRequest::Ranges(rs) if rs.len() == 1 => {
+            let (s, e) = rs[0];
+            headers.insert(
+                header::CONTENT_RANGE,
+                value(&range::content_range(s, e, len)),
+            );
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(e - s + 1));
+            let part = whole.slice(s as usize..=e as usize);
+            response(
+                StatusCode::PARTIAL_CONTENT,
+                headers,
+                if head {
+                    body::empty()
+                } else {
+                    body::full(part)
+                },
+            )
+        }
+        RangeRequest::Ranges(rs) => {
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let (boundary, multipart) = range::multipart(whole, &rs, ct.as_deref());
+            headers.insert(
+                header::CONTENT_TYPE,
+                value(&format!("multipart/byteranges; boundary={boundary}")),
+            );
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(multipart.len()));
+            response(
+                StatusCode::PARTIAL_CONTENT,
+                headers,
+                if head {
+                    body::empty()
+                } else {
+                    body::full(multipart)
+                },
+            )
+        }
+    }
+}
+
+/// Answers from a fill in progress (streaming), with ranges when the length is known.
+async fn respond_fill(
+    ctx: &Ctx,
+    parts: &Parts,
+    head: FillHead,
+    fill: Arc<Fill>,
+    result: CacheResult,
+) -> Response<Body> {
+    let mut headers = head.headers;
+    let status = if head.status == StatusCode::NOT_MODIFIED {
+        StatusCode::OK
+    } else {
+        head.status
+    };
+    let detail = match result {
+        CacheResult::Revalidated => "fwd=stale; fwd-status=304".to_owned(),
+        CacheResult::Collapsed => format!(
+            "fwd=uri-miss; fwd-status={}; collapsed",
+            head.status.as_u16()
+        ),
+        _ if head.shareable => format!("fwd=uri-miss; fwd-status={}; stored", head.status.as_u16()),
+        _ => format!("fwd=uri-miss; fwd-status={}", head.status.as_u16()),
+    };
+    headers.append(
+        HeaderName::from_static("cache-status"),
+        ctx.edge.cache_status(&detail),
+    );
+    if status == StatusCode::OK && policy::client_not_modified(&parts.headers, &headers) {
+        for h in CONTENT_HEADERS {
+            headers.remove(h);
+        }
+        return response(StatusCode::NOT_MODIFIED, headers, body::empty());
+    }
+    let len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let head_only = parts.method == Method::HEAD;
+    if let (Some(len), StatusCode::OK) = (len, status) {
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        match range::parse(&parts.headers, &headers, len) {
+            RangeRequest::Full => {}
+            RangeRequest::Unsatisfiable => {
+                headers.insert(header::CONTENT_RANGE, value(&format!("bytes */{len}")));
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+                return response(StatusCode::RANGE_NOT_SATISFIABLE, headers, body::empty());
+            }
+            RangeRequest::Ranges(rs) if rs.len() == 1 => {
+                let (s, e) = rs[0];
+                headers.insert(
+                    header::CONTENT_RANGE,
+                    value(&range::content_range(s, e, len)),
+                );
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(e - s + 1));
+                let b = if head_only {
+                    body::empty()
+                } else {
+                    body::stream(fill.stream(s, Some(e + 1)))
+                };
+                return response(StatusCode::PARTIAL_CONTENT, headers, b);
+            }
+            RangeRequest::Ranges(_) => {
+                // Several ranges: wait for the whole body, then cut it.
+                return match fill.body().await {
+                    Ok(whole) => ranged(parts, status, headers, &whole),
+                    Err(e) => bad_gateway(ctx, &e),
+                };
+            }
+        }
+    }
+    let b = if head_only {
+        body::empty()
+    } else {
+        body::stream(fill.stream(0, None))
+    };
+    response(status, headers, b)
+}
+
+fn value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+fn response(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body> {
+    let mut res = Response::new(body);
+    *res.status_mut() = status;
+    *res.headers_mut() = headers;
+    res
+}

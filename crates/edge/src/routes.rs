@@ -1,0 +1,150 @@
+//! The routing table an edge node serves from, compiled from one edge snapshot: which
+//! service a Host belongs to, where its origins and parent caches are. Swapped atomically
+//! when a new snapshot is applied, so in-flight requests finish on the table they started
+//! with.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use lingjing_model::snapshot::{EdgeSnapshot, NodeInfo};
+use lingjing_model::{NodeRole, Origin, Service};
+
+/// One service as the proxy needs it.
+#[derive(Debug)]
+pub struct ServiceRoute {
+    pub service: Service,
+    /// Parent-cache nodes to fill from (empty: go to the origins directly).
+    pub parents: Vec<SocketAddr>,
+}
+
+impl ServiceRoute {
+    pub fn primaries(&self) -> impl Iterator<Item = &Origin> {
+        self.service.origins.iter().filter(|o| !o.backup)
+    }
+
+    pub fn backups(&self) -> impl Iterator<Item = &Origin> {
+        self.service.origins.iter().filter(|o| o.backup)
+    }
+}
+
+/// Host -> service, for one snapshot version.
+#[derive(Debug, Default)]
+pub struct Routes {
+    pub version: u64,
+    exact: HashMap<String, Arc<ServiceRoute>>,
+    /// `*.example.com` entries, stored as `.example.com`.
+    wildcard: Vec<(String, Arc<ServiceRoute>)>,
+}
+
+impl Routes {
+    /// Compiles `snapshot` for the node `node_id` (whose site decides its parent tier).
+    pub fn build(version: u64, snapshot: &EdgeSnapshot, node_id: &str) -> Routes {
+        let parents = parent_addresses(snapshot, node_id);
+        let mut routes = Routes {
+            version,
+            ..Routes::default()
+        };
+        for service in &snapshot.services {
+            let route = Arc::new(ServiceRoute {
+                service: service.clone(),
+                parents: parents.clone(),
+            });
+            for host in &service.hostnames {
+                match host.strip_prefix('*') {
+                    Some(suffix) => routes.wildcard.push((suffix.to_owned(), route.clone())),
+                    None => {
+                        routes.exact.insert(host.clone(), route.clone());
+                    }
+                }
+            }
+        }
+        // Longest suffix first, so the most specific wildcard wins.
+        routes
+            .wildcard
+            .sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+        routes
+    }
+
+    /// The service serving `host` (a Host header or SNI name; port and case ignored).
+    pub fn lookup(&self, host: &str) -> Option<&Arc<ServiceRoute>> {
+        let host = strip_port(host).trim_end_matches('.');
+        let lower;
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = host.to_ascii_lowercase();
+            lower.as_str()
+        } else {
+            host
+        };
+        if let Some(r) = self.exact.get(host) {
+            return Some(r);
+        }
+        self.wildcard
+            .iter()
+            .find(|(suffix, _)| host.ends_with(suffix.as_str()) && host.len() > suffix.len())
+            .map(|(_, r)| r)
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = &Arc<ServiceRoute>> {
+        self.exact
+            .values()
+            .chain(self.wildcard.iter().map(|(_, r)| r))
+    }
+}
+
+/// `host:port` or `[v6]:port` without the port.
+pub fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) && !h.contains(':') => h,
+        _ => host,
+    }
+}
+
+/// The HTTP addresses of the healthy parent-cache nodes of this node's site's parent.
+fn parent_addresses(snapshot: &EdgeSnapshot, node_id: &str) -> Vec<SocketAddr> {
+    let Some(me) = snapshot.nodes.iter().find(|n| n.node.id == node_id) else {
+        return Vec::new();
+    };
+    if me.node.roles.contains(&NodeRole::Parent) {
+        return Vec::new();
+    }
+    let Some(parent_site) = snapshot
+        .sites
+        .iter()
+        .find(|s| s.id == me.node.site)
+        .and_then(|s| s.parent.clone())
+    else {
+        return Vec::new();
+    };
+    snapshot
+        .nodes
+        .iter()
+        .filter(|n: &&NodeInfo| {
+            n.node.site == parent_site
+                && n.node.roles.contains(&NodeRole::Parent)
+                && n.healthy
+                && !n.node.drained
+        })
+        .flat_map(|n| {
+            n.addresses
+                .iter()
+                .map(|a| SocketAddr::new(*a, n.node.ports.http))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_stripped() {
+        assert_eq!(strip_port("a.example:8080"), "a.example");
+        assert_eq!(strip_port("a.example"), "a.example");
+        assert_eq!(strip_port("[2001:db8::1]:80"), "2001:db8::1");
+        assert_eq!(strip_port("2001:db8::1"), "2001:db8::1");
+    }
+}

@@ -1,0 +1,238 @@
+//! Fetching from upstream: the service's parent-cache nodes first (tiered caching), then
+//! its origins (weighted among the primaries, backups when no primary answers). Connections
+//! are pooled; a request that failed to connect is retried on the next target, which is
+//! safe because nothing was sent.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rand::Rng;
+
+use crate::body::Body;
+use crate::metrics::{Metrics, UpstreamLabels};
+use crate::routes::ServiceRoute;
+
+/// Time allowed to connect to one upstream.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time allowed for the response head once connected.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One place a request can go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `host:port` to connect to.
+    pub authority: String,
+    /// The Host header to send.
+    pub host: String,
+    pub tier: Tier,
+    /// Connect with TLS (origins only).
+    pub tls: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    Parent,
+    Origin,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Parent => "parent",
+            Tier::Origin => "origin",
+        }
+    }
+}
+
+/// Why an upstream fetch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("no upstream could be reached: {0}")]
+    Unreachable(String),
+    #[error("upstream {0} did not answer in time")]
+    Timeout(String),
+    #[error("upstream {0} failed: {1}")]
+    Failed(String, String),
+    #[error("TLS to origin {0} is not supported yet")]
+    TlsUnsupported(String),
+}
+
+/// The pooled HTTP client to parents and origins.
+pub struct Upstream {
+    client: Client<HttpConnector, Body>,
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Upstream { client }
+    }
+}
+
+/// The order in which to try upstreams for `key`: parents (a stable choice per key, so
+/// each parent caches its share), then primary origins by weighted random, then backups.
+pub fn targets(route: &ServiceRoute, key: &str, client_host: &str) -> Vec<Target> {
+    let mut out = Vec::new();
+    if !route.parents.is_empty() {
+        let start = (fxhash(key) % route.parents.len() as u64) as usize;
+        for i in 0..route.parents.len() {
+            let p: SocketAddr = route.parents[(start + i) % route.parents.len()];
+            out.push(Target {
+                authority: p.to_string(),
+                host: client_host.to_owned(),
+                tier: Tier::Parent,
+                tls: false,
+            });
+        }
+    }
+    let mut primaries: Vec<_> = route.primaries().collect();
+    let mut rng = rand::rng();
+    while !primaries.is_empty() {
+        let total: u64 = primaries.iter().map(|o| u64::from(o.weight.max(1))).sum();
+        let mut pick = rng.random_range(0..total);
+        let idx = primaries
+            .iter()
+            .position(|o| {
+                let w = u64::from(o.weight.max(1));
+                if pick < w {
+                    true
+                } else {
+                    pick -= w;
+                    false
+                }
+            })
+            .unwrap_or(0);
+        let o = primaries.remove(idx);
+        out.push(origin_target(o, client_host));
+    }
+    out.extend(route.backups().map(|o| origin_target(o, client_host)));
+    out
+}
+
+fn origin_target(o: &lingjing_model::Origin, client_host: &str) -> Target {
+    Target {
+        authority: o.address.clone(),
+        host: o
+            .host_header
+            .clone()
+            .unwrap_or_else(|| client_host.to_owned()),
+        tier: Tier::Origin,
+        tls: o.tls,
+    }
+}
+
+/// A small, fast, stable hash (FNV-1a) for choosing a parent per key.
+fn fxhash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Hop-by-hop header fields (RFC 9110 §7.6.1), never forwarded.
+pub const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop fields, including those the Connection header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove("proxy-connection");
+}
+
+impl Upstream {
+    /// Sends `parts`/`body` to the first target that accepts a connection. Only a request
+    /// without a body (or an idempotent one) is retried on the next target.
+    pub async fn send(
+        &self,
+        targets: &[Target],
+        method: &Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        mut body: Option<Body>,
+        metrics: &Metrics,
+    ) -> Result<(Response<Incoming>, Target), UpstreamError> {
+        let mut failures = Vec::new();
+        for target in targets {
+            let authority = target.authority.as_str();
+            if target.tls {
+                failures.push(UpstreamError::TlsUnsupported(target.authority.clone()).to_string());
+                continue;
+            }
+            let uri: Uri = match format!("http://{authority}{path_and_query}").parse() {
+                Ok(u) => u,
+                Err(e) => {
+                    failures.push(format!("{authority}: bad URI: {e}"));
+                    continue;
+                }
+            };
+            let mut req = Request::builder().method(method.clone()).uri(uri);
+            if let Some(h) = req.headers_mut() {
+                *h = headers.clone();
+                if let Ok(v) = HeaderValue::from_str(&target.host) {
+                    h.insert(header::HOST, v);
+                }
+            }
+            let retryable = body.is_none();
+            let req = match req.body(body.take().unwrap_or_else(crate::body::empty)) {
+                Ok(r) => r,
+                Err(e) => return Err(UpstreamError::Failed(authority.to_owned(), e.to_string())),
+            };
+            let labels = UpstreamLabels {
+                tier: target.tier.as_str().to_owned(),
+            };
+            let started = Instant::now();
+            match tokio::time::timeout(RESPONSE_TIMEOUT, self.client.request(req)).await {
+                Ok(Ok(res)) => {
+                    metrics
+                        .upstream_seconds
+                        .get_or_create(&labels)
+                        .observe(started.elapsed().as_secs_f64());
+                    return Ok((res, target.clone()));
+                }
+                Ok(Err(e)) => {
+                    metrics.upstream_errors.get_or_create(&labels).inc();
+                    let connect_failed = e.is_connect();
+                    failures.push(format!("{authority}: {e}"));
+                    if !(connect_failed && retryable) {
+                        return Err(UpstreamError::Failed(authority.to_owned(), e.to_string()));
+                    }
+                    tracing::debug!(upstream = authority, error = %e, "connect failed, trying the next upstream");
+                }
+                Err(_) => {
+                    metrics.upstream_errors.get_or_create(&labels).inc();
+                    return Err(UpstreamError::Timeout(authority.to_owned()));
+                }
+            }
+        }
+        Err(UpstreamError::Unreachable(failures.join("; ")))
+    }
+}
