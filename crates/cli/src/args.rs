@@ -84,6 +84,39 @@ pub enum Command {
     /// Services (CDN properties) of tenants.
     #[command(subcommand)]
     Service(ResourceCmd<ServiceAdd>),
+    /// Purge cached content from every edge node.
+    #[command(subcommand)]
+    Purge(PurgeCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PurgeCmd {
+    /// Purge exact URLs, e.g. http://www.demo.example/
+    Url(PurgeArgs),
+    /// Purge every URL under the given prefixes, e.g. http://www.demo.example/assets/
+    Prefix(PurgeArgs),
+    /// Purge every response tagged (Surrogate-Key / Cache-Tag) with the given tags.
+    Tag(PurgeArgs),
+    /// Show a purge and which nodes have applied it.
+    Show { id: u64 },
+    /// List the newest purges.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// URLs, prefixes or tags.
+    #[arg(required = true)]
+    pub targets: Vec<String>,
+    /// The service (needed for tags; found from the URL otherwise).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Mark stale instead of removing (stale-while-revalidate may still serve it).
+    #[arg(long)]
+    pub soft: bool,
+    /// Return at once instead of waiting until every node has applied it.
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 impl Command {

@@ -63,6 +63,15 @@ pub fn columns(kind: &str) -> &'static [(&'static str, &'static str)] {
             ("TENANT", "/tenant"),
             ("CREATED AT", "/created_at"),
         ],
+        "purges" => &[
+            ("ID", "/id"),
+            ("SERVICE", "/service"),
+            ("KIND", "/kind"),
+            ("MODE", "/mode"),
+            ("TARGETS", "/targets"),
+            ("VERSION", "/version"),
+            ("CREATED AT", "/created_at"),
+        ],
         "prefixes" => &[("CIDR", "/cidr"), ("LINE", "/line"), ("REGION", "/region")],
         _ => &[("ID", "/id")],
     }

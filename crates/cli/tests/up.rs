@@ -122,6 +122,14 @@ fn up_seeds_once_and_serves_operator_commands() {
     assert!(first.contains("x-cache: miss"), "{first}");
     let second = page(1);
     assert!(second.contains("x-cache: hit"), "{second}");
+    let purged = lingjing(
+        &data,
+        &url,
+        &["purge", "url", "http://www.demo.example/?n=1"],
+    );
+    assert!(purged.contains("applied on all 4 nodes"), "{purged}");
+    let third = page(1);
+    assert!(third.contains("x-cache: miss"), "after purge: {third}");
     let sites = lingjing(&data, &url, &["site", "list"]);
     for site in ["wuxi-1", "suqian-1", "taizhou-1", "nanjing-1"] {
         assert!(sites.contains(site), "{site} missing from:\n{sites}");

@@ -120,13 +120,25 @@ async fn node_infos(conn: &mut AnyConnection) -> Result<Vec<NodeInfo>, StoreErro
         .collect())
 }
 
+/// Most purges carried in an edge snapshot; a node that missed older ones drops its cache.
+pub const MAX_SNAPSHOT_PURGES: i64 = 10_000;
+
 /// Builds the edge snapshot from one consistent read.
 pub async fn build_edge(conn: &mut AnyConnection) -> Result<Snapshot<EdgeSnapshot>, StoreError> {
     let version = version(conn).await?;
+    let mut purges = crate::api::purges::recent_purges(&mut *conn, MAX_SNAPSHOT_PURGES + 1).await?;
+    let purges_complete_after = if purges.len() as i64 > MAX_SNAPSHOT_PURGES {
+        purges.pop().map(|p| p.version).unwrap_or(0)
+    } else {
+        0
+    };
+    purges.reverse();
     let body = EdgeSnapshot {
         services: list_docs::<Service>(conn).await?,
         sites: list_docs::<Site>(conn).await?,
         nodes: node_infos(conn).await?,
+        purges,
+        purges_complete_after,
     };
     Ok(Snapshot {
         version,

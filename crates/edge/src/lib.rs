@@ -12,6 +12,7 @@ pub mod cache;
 pub mod metrics;
 pub mod node;
 pub mod proxy;
+pub mod purge;
 pub mod range;
 pub mod routes;
 pub mod server;

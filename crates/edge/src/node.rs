@@ -52,6 +52,8 @@ pub struct Edge {
     /// The services' TLS certificates (swapped per snapshot, like `routes`).
     pub certs: Arc<crate::tls::Certificates>,
     pub store: Arc<dyn Storage>,
+    /// Bumped by every purge; a fill started under an older epoch does not store.
+    pub purge_epoch: std::sync::atomic::AtomicU64,
     pub inflight: Inflight,
     pub upstream: Upstream,
     pub metrics: Metrics,
@@ -69,6 +71,7 @@ impl Edge {
             routes: ArcSwap::from_pointee(Routes::default()),
             certs: Arc::new(crate::tls::Certificates::default()),
             store: Arc::new(MemoryStore::new(config.memory_bytes)),
+            purge_epoch: std::sync::atomic::AtomicU64::new(0),
             inflight: Inflight::default(),
             upstream: Upstream::default(),
             metrics: Metrics::default(),
@@ -90,11 +93,42 @@ impl Edge {
 
     /// Takes a new edge snapshot. In-flight requests finish on the table they started with.
     pub fn apply(&self, snapshot: &Snapshot<EdgeSnapshot>) -> Result<(), String> {
+        let previous = self.version();
+        if snapshot.version < previous {
+            return Err(format!(
+                "snapshot version {} is older than the one applied ({previous})",
+                snapshot.version
+            ));
+        }
         let routes = Routes::build(snapshot.version, &snapshot.body, &self.node_id);
         self.certs.update(&snapshot.body.services);
         self.routes.store(Arc::new(routes));
+        self.apply_purges(previous, &snapshot.body);
         self.metrics.snapshot_version.set(snapshot.version as i64);
         Ok(())
+    }
+
+    /// Applies the purges issued after `previous` (all of them on a fresh start). A node
+    /// whose cache is older than the purges the snapshot still carries drops it whole.
+    fn apply_purges(&self, previous: u64, body: &EdgeSnapshot) {
+        use std::sync::atomic::Ordering;
+        if previous > 0 && previous < body.purges_complete_after {
+            let n = crate::purge::flush(self.store.as_ref());
+            self.purge_epoch.fetch_add(1, Ordering::AcqRel);
+            tracing::warn!(
+                previous,
+                removed = n,
+                "missed purges while away: cache dropped"
+            );
+            return;
+        }
+        for purge in body.purges.iter().filter(|p| p.version > previous) {
+            // Fills already running may carry purged content: they must not store it.
+            self.purge_epoch.fetch_add(1, Ordering::AcqRel);
+            let service = body.services.iter().find(|s| s.id == purge.service);
+            let n = crate::purge::apply(self.store.as_ref(), purge, service);
+            tracing::info!(id = purge.id, kind = ?purge.kind, mode = ?purge.mode, touched = n, "purge applied");
+        }
     }
 
     /// Refreshes the cache gauges (called on each scrape).

@@ -507,6 +507,7 @@ async fn run_fill(
     rule: RuleOverride,
     stored: Option<Arc<CachedResponse>>,
 ) {
+    let epoch = edge.purge_epoch.load(std::sync::atomic::Ordering::Acquire);
     let request_time = SystemTime::now();
     let sent = edge
         .upstream
@@ -556,7 +557,7 @@ async fn run_fill(
         };
         let served = updated.clone().unwrap_or_else(|| (**old).clone());
         match updated {
-            Some(u) => store(edge, cache_key, req_headers, u),
+            Some(u) => store(edge, cache_key, req_headers, u, epoch),
             None => edge.store.remove(cache_key),
         }
         fill.set_head(Ok(FillHead {
@@ -630,7 +631,7 @@ async fn run_fill(
             variant: String::new(),
             stored_at: response_time,
         };
-        store(edge, cache_key, req_headers, response);
+        store(edge, cache_key, req_headers, response, epoch);
     } else if stored.is_some() && result.is_ok() && !keep {
         // The new response may not be stored: the old one must not be served either.
         edge.store.remove(cache_key);
@@ -639,7 +640,17 @@ async fn run_fill(
 }
 
 /// Stores `response` as the variant for `req_headers`.
-fn store(edge: &Edge, cache_key: &str, req_headers: &HeaderMap, mut response: CachedResponse) {
+fn store(
+    edge: &Edge,
+    cache_key: &str,
+    req_headers: &HeaderMap,
+    mut response: CachedResponse,
+    epoch: u64,
+) {
+    // A purge applied while this response was on its way may have targeted it.
+    if edge.purge_epoch.load(std::sync::atomic::Ordering::Acquire) != epoch {
+        return;
+    }
     let Ok(vary) = policy::vary_fields(&response.headers) else {
         return;
     };

@@ -86,6 +86,7 @@ fn snapshot(version: u64, services: Vec<Service>) -> Snapshot<EdgeSnapshot> {
             services,
             sites: vec![],
             nodes: vec![],
+            ..EdgeSnapshot::default()
         },
     }
 }

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{IpPool, Line, LinePrefix, Node, Region, Service, Site};
+use crate::{IpPool, Line, LinePrefix, Node, Purge, Region, Service, Site};
 
 /// A data-plane role that receives snapshots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -77,6 +77,13 @@ pub struct EdgeSnapshot {
     pub services: Vec<Service>,
     pub sites: Vec<Site>,
     pub nodes: Vec<NodeInfo>,
+    /// Recent purges, oldest first.
+    #[serde(default)]
+    pub purges: Vec<Purge>,
+    /// `purges` holds every purge issued after this version: a node whose cache reflects
+    /// an older version than this may have missed one and must drop its whole cache.
+    #[serde(default)]
+    pub purges_complete_after: u64,
 }
 
 /// What a GSLB DNS server needs: the zone, the classification tables and the candidates.

@@ -2,6 +2,7 @@
 
 mod control;
 mod edge;
+mod purge;
 mod resources;
 mod up;
 
@@ -20,6 +21,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pool(cmd) => resources::pool(&global, cmd).await,
         Command::Tenant(cmd) => resources::tenant(&global, cmd).await,
         Command::Service(cmd) => resources::resource(&global, "services", cmd).await,
+        Command::Purge(cmd) => purge::run(&global, cmd).await,
     }
 }
 

@@ -208,7 +208,7 @@ fn read_resource(path: &Path) -> anyhow::Result<Value> {
 }
 
 /// Adds context that says what to do next to API errors.
-fn explain(e: ClientError) -> anyhow::Error {
+pub fn explain(e: ClientError) -> anyhow::Error {
     let hint = match (&e, e.status()) {
         (_, Some(401)) => Some("check --token / LINGJING_TOKEN"),
         (_, Some(403)) => Some("this needs the operator token"),

@@ -6,6 +6,7 @@ mod crud;
 mod ipam;
 mod lines;
 pub mod openapi;
+pub mod purges;
 mod tenants;
 
 use std::sync::Arc;
@@ -58,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .merge(lines::routes())
         .merge(tenants::routes())
         .merge(agents::routes())
+        .merge(purges::routes())
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(|| async {

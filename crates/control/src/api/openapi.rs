@@ -368,6 +368,38 @@ fn other_ops() -> Vec<Op> {
         .body("application/json", schema_ref("Heartbeat"))
         .ok("204", "Recorded", None)
         .err("404", "Unknown node"),
+        Op::new(
+            HttpMethod::Post,
+            "/v1/purges",
+            "purges",
+            "create_purge",
+            "Purge cached content by URL, prefix or tag (hard or soft)",
+        )
+        .body("application/json", schema_ref("PurgeRequest"))
+        .ok(
+            "201",
+            "Issued; `pending` lists the nodes yet to apply it",
+            Some(schema_ref("PurgeStatus")),
+        )
+        .err("404", "No such service")
+        .err("422", "Invalid purge"),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/purges",
+            "purges",
+            "list_purges",
+            "List the newest purges",
+        )
+        .ok("200", "Purges, newest first", Some(array_of("Purge"))),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/purges/{id}",
+            "purges",
+            "get_purge",
+            "Show a purge and which nodes have applied it",
+        )
+        .ok("200", "The purge", Some(schema_ref("PurgeStatus")))
+        .err("404", "No such purge"),
     ]
 }
 
@@ -422,6 +454,9 @@ pub fn document() -> OpenApi {
     components = add_schema::<EdgeSnapshotResponse>(components);
     components = add_schema::<DnsSnapshotResponse>(components);
     components = add_schema::<ErrorBody>(components);
+    components = add_schema::<lingjing_model::PurgeRequest>(components);
+    components = add_schema::<lingjing_model::Purge>(components);
+    components = add_schema::<super::purges::PurgeStatus>(components);
     OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
