@@ -130,6 +130,25 @@ fn up_seeds_once_and_serves_operator_commands() {
     assert!(purged.contains("applied on all 4 nodes"), "{purged}");
     let third = page(1);
     assert!(third.contains("x-cache: miss"), "after purge: {third}");
+
+    // The edge reports its traffic with its heartbeats (every 2 s).
+    let token = std::fs::read_to_string(data.join("operator.token")).expect("token file");
+    let mut reported = 0;
+    for _ in 0..100 {
+        let out = Command::new("curl")
+            .args(["-s", "-H"])
+            .arg(format!("Authorization: Bearer {}", token.trim()))
+            .arg(format!("{url}/v1/services/demo/usage"))
+            .output()
+            .expect("curl");
+        let usage: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        reported = usage["requests"].as_u64().unwrap_or(0);
+        if reported >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(reported >= 3, "usage reported: {reported} requests");
     let sites = lingjing(&data, &url, &["site", "list"]);
     for site in ["wuxi-1", "suqian-1", "taizhou-1", "nanjing-1"] {
         assert!(sites.contains(site), "{site} missing from:\n{sites}");

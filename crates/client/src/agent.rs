@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use lingjing_model::snapshot::{Heartbeat, Role, Snapshot};
+use lingjing_model::snapshot::{Heartbeat, Role, Snapshot, UsageSample};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
@@ -55,10 +55,17 @@ impl AgentConfig {
     }
 }
 
+/// Where an agent gets the traffic its data plane served, to report with heartbeats.
+pub trait UsageSource: Send + Sync + 'static {
+    /// Takes (and resets) what was counted since the last call.
+    fn take(&self) -> Vec<UsageSample>;
+}
+
 /// The agent, not yet running.
 pub struct Agent {
     config: AgentConfig,
     client: Client,
+    usage: Option<Arc<dyn UsageSource>>,
 }
 
 /// A running agent.
@@ -135,7 +142,17 @@ pub fn save_snapshot<T: Serialize>(path: &Path, snapshot: &Snapshot<T>) -> std::
 impl Agent {
     pub fn new(config: AgentConfig) -> Result<Agent, ClientError> {
         let client = Client::new(&config.endpoint, &config.token)?;
-        Ok(Agent { config, client })
+        Ok(Agent {
+            config,
+            client,
+            usage: None,
+        })
+    }
+
+    /// Reports `usage` with every heartbeat, each batch exactly once.
+    pub fn with_usage(mut self, usage: Arc<dyn UsageSource>) -> Agent {
+        self.usage = Some(usage);
+        self
     }
 
     /// Starts the agent: first hands `apply` the snapshot kept on disk (if any), then keeps
@@ -167,6 +184,7 @@ impl Agent {
             self.config.clone(),
             applied.clone(),
             ack.clone(),
+            self.usage,
         ));
         let poll = tokio::spawn(poll_loop(
             self.client,
@@ -189,16 +207,38 @@ async fn heartbeat_loop(
     config: AgentConfig,
     applied: Arc<AtomicU64>,
     ack: Arc<Notify>,
+    usage: Option<Arc<dyn UsageSource>>,
 ) {
     let mut failures = 0u32;
+    // A batch is resent with the same sequence number until acknowledged. Sequence
+    // numbers start from the clock so they keep growing across restarts.
+    let mut pending: Vec<UsageSample> = Vec::new();
+    let mut seq: u64 = 0;
     loop {
+        if pending.is_empty()
+            && let Some(source) = &usage
+        {
+            pending = source.take();
+            if !pending.is_empty() {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0);
+                seq = (seq + 1).max(now);
+            }
+        }
         let beat = Heartbeat {
             role: config.role,
             applied_version: applied.load(Ordering::Acquire),
             agent: Some(format!("lingjing/{}", env!("CARGO_PKG_VERSION"))),
+            usage: pending.clone(),
+            usage_seq: if pending.is_empty() { 0 } else { seq },
         };
         match client.heartbeat(&config.node, &beat).await {
-            Ok(()) => failures = 0,
+            Ok(()) => {
+                failures = 0;
+                pending.clear();
+            }
             Err(e) => {
                 failures += 1;
                 if failures == 1 || failures.is_power_of_two() {

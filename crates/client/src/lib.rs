@@ -7,6 +7,6 @@ pub mod agent;
 pub mod error;
 pub mod rest;
 
-pub use agent::{Agent, AgentConfig, AgentHandle};
+pub use agent::{Agent, AgentConfig, AgentHandle, UsageSource};
 pub use error::ClientError;
 pub use rest::Client;

@@ -1470,7 +1470,10 @@ async fn openapi_document_lists_every_route() {
         routes.push((format!("/v1/{kind}"), &["get", "post"]));
         routes.push((format!("/v1/{kind}/{{id}}"), &["get", "put", "delete"]));
     }
-    let others: [(&str, &[&str]); 8] = [
+    let others: [(&str, &[&str]); 11] = [
+        ("/v1/purges", &["get", "post"]),
+        ("/v1/purges/{id}", &["get"]),
+        ("/v1/services/{id}/usage", &["get"]),
         ("/v1/pools/{id}/allocations", &["get", "post"]),
         ("/v1/pools/{id}/allocations/{address}", &["delete"]),
         ("/v1/lines/{id}/prefixes", &["get", "put"]),

@@ -18,6 +18,7 @@ pub mod routes;
 pub mod server;
 pub mod tls;
 pub mod upstream;
+pub mod usage;
 
 pub use node::{Edge, EdgeConfig};
 pub use server::{EdgeHandle, start};

@@ -52,6 +52,8 @@ pub struct Edge {
     /// The services' TLS certificates (swapped per snapshot, like `routes`).
     pub certs: Arc<crate::tls::Certificates>,
     pub store: Arc<dyn Storage>,
+    /// Traffic per service, reported to the control plane.
+    pub usage: Arc<crate::usage::UsageRegistry>,
     /// Bumped by every purge; a fill started under an older epoch does not store.
     pub purge_epoch: std::sync::atomic::AtomicU64,
     pub inflight: Inflight,
@@ -72,6 +74,7 @@ impl Edge {
             certs: Arc::new(crate::tls::Certificates::default()),
             store: Arc::new(MemoryStore::new(config.memory_bytes)),
             purge_epoch: std::sync::atomic::AtomicU64::new(0),
+            usage: Arc::default(),
             inflight: Inflight::default(),
             upstream: Upstream::default(),
             metrics: Metrics::default(),
@@ -100,7 +103,7 @@ impl Edge {
                 snapshot.version
             ));
         }
-        let routes = Routes::build(snapshot.version, &snapshot.body, &self.node_id);
+        let routes = Routes::build(snapshot.version, &snapshot.body, &self.node_id, &self.usage);
         self.certs.update(&snapshot.body.services);
         self.routes.store(Arc::new(routes));
         self.apply_purges(previous, &snapshot.body);

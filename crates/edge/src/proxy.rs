@@ -96,6 +96,8 @@ pub async fn handle(
                 .map(|h| crate::routes::strip_port(h).to_ascii_lowercase())
         })
         .unwrap_or_default();
+    // One spelling per host (`:authority` keeps case; a trailing dot is the same name).
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
     let route = edge.routes.load().lookup(&host).cloned();
     let Some(route) = route else {
         let res = plain(
@@ -157,13 +159,14 @@ fn finish(
             cache: result.x_cache().to_owned(),
         })
         .inc();
-    if let Some(len) = res
+    let sent = res
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
-        && parts.method != Method::HEAD
-    {
+        .filter(|_| parts.method != Method::HEAD);
+    ctx.route.usage.record(sent.unwrap_or(0));
+    if let Some(len) = sent {
         ctx.edge
             .metrics
             .bytes_out
@@ -632,8 +635,9 @@ async fn run_fill(
             stored_at: response_time,
         };
         store(edge, cache_key, req_headers, response, epoch);
-    } else if stored.is_some() && result.is_ok() && !keep {
-        // The new response may not be stored: the old one must not be served either.
+    } else if stored.is_some() && result.is_ok() && !keep && !head.status.is_server_error() {
+        // The new response may not be stored: the old one must not be served either. A 5xx
+        // does not replace it (RFC 9111 §4.3.3): it stays for stale-if-error.
         edge.store.remove(cache_key);
     }
     fill.finish(result);

@@ -16,6 +16,8 @@ pub struct ServiceRoute {
     pub service: Service,
     /// Parent-cache nodes to fill from (empty: go to the origins directly).
     pub parents: Vec<SocketAddr>,
+    /// The service's traffic counters (kept across snapshots).
+    pub usage: Arc<crate::usage::UsageCounters>,
 }
 
 impl ServiceRoute {
@@ -39,7 +41,12 @@ pub struct Routes {
 
 impl Routes {
     /// Compiles `snapshot` for the node `node_id` (whose site decides its parent tier).
-    pub fn build(version: u64, snapshot: &EdgeSnapshot, node_id: &str) -> Routes {
+    pub fn build(
+        version: u64,
+        snapshot: &EdgeSnapshot,
+        node_id: &str,
+        usage: &crate::usage::UsageRegistry,
+    ) -> Routes {
         let parents = parent_addresses(snapshot, node_id);
         let mut routes = Routes {
             version,
@@ -49,6 +56,7 @@ impl Routes {
             let route = Arc::new(ServiceRoute {
                 service: service.clone(),
                 parents: parents.clone(),
+                usage: usage.counters(&service.id),
             });
             for host in &service.hostnames {
                 match host.strip_prefix('*') {

@@ -124,4 +124,37 @@ pub struct Heartbeat {
     pub applied_version: u64,
     #[serde(default)]
     pub agent: Option<String>,
+    /// Traffic served since the last acknowledged report, per service.
+    #[serde(default)]
+    pub usage: Vec<UsageSample>,
+    /// The report's sequence number, so a report resent after a lost answer is counted
+    /// once (0: no usage report).
+    #[serde(default)]
+    pub usage_seq: u64,
+}
+
+/// Traffic of one service on one node over a reporting interval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UsageSample {
+    pub service: String,
+    pub requests: u64,
+    pub bytes_out: u64,
+}
+
+/// A service's traffic over a window, as the API reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ServiceUsage {
+    pub service: String,
+    pub requests: u64,
+    pub bytes_out: u64,
+    /// Per minute (RFC 3339 start of the minute), oldest first.
+    pub minutes: Vec<UsageMinute>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UsageMinute {
+    pub minute: String,
+    pub requests: u64,
+    pub bytes_out: u64,
 }

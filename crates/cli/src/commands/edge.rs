@@ -59,5 +59,7 @@ pub async fn run(global: &Global, args: EdgeArgs) -> anyhow::Result<()> {
 
 /// Runs the agent loop feeding `edge`.
 pub fn start_agent(agent: Agent, edge: Arc<Edge>) -> lingjing_client::AgentHandle {
-    agent.start(move |s: Arc<Snapshot<EdgeSnapshot>>| edge.apply(&s))
+    agent
+        .with_usage(edge.usage.clone())
+        .start(move |s: Arc<Snapshot<EdgeSnapshot>>| edge.apply(&s))
 }

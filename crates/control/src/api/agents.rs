@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::{ApiJson, ApiQuery, AppState};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::store::{HeartbeatRecord, get_doc, record_heartbeat};
+use crate::store::{HeartbeatRecord, get_doc, record_heartbeat, record_usage};
 
 /// Default and largest long-poll wait.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
@@ -93,6 +93,10 @@ async fn heartbeat(
     get_doc::<Node>(&mut w.tx, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("node", &id))?;
+    if beat.usage_seq > 0 {
+        let now = crate::time::now_ms();
+        record_usage(&mut w.tx, &id, beat.usage_seq, &beat.usage, now).await?;
+    }
     record_heartbeat(&mut w.tx, &HeartbeatRecord { node: id, beat }).await?;
     w.commit().await?;
     Ok(StatusCode::NO_CONTENT)

@@ -8,6 +8,7 @@ mod lines;
 pub mod openapi;
 pub mod purges;
 mod tenants;
+mod usage;
 
 use std::sync::Arc;
 
@@ -60,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tenants::routes())
         .merge(agents::routes())
         .merge(purges::routes())
+        .merge(usage::routes())
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(|| async {

@@ -400,6 +400,25 @@ fn other_ops() -> Vec<Op> {
         )
         .ok("200", "The purge", Some(schema_ref("PurgeStatus")))
         .err("404", "No such purge"),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/services/{id}/usage",
+            "services",
+            "service_usage",
+            "Requests and bytes sent per minute, as the edge nodes reported them",
+        )
+        .query(
+            "from",
+            "Start, RFC 3339 (default: an hour before `to`)",
+            String::schema(),
+        )
+        .query(
+            "to",
+            "End, RFC 3339, exclusive (default: now)",
+            String::schema(),
+        )
+        .ok("200", "Usage", Some(schema_ref("ServiceUsage")))
+        .err("404", "No such service"),
     ]
 }
 
@@ -456,6 +475,7 @@ pub fn document() -> OpenApi {
     components = add_schema::<ErrorBody>(components);
     components = add_schema::<lingjing_model::PurgeRequest>(components);
     components = add_schema::<lingjing_model::Purge>(components);
+    components = add_schema::<lingjing_model::snapshot::ServiceUsage>(components);
     components = add_schema::<super::purges::PurgeStatus>(components);
     OpenApiBuilder::new()
         .info(

@@ -9,6 +9,7 @@
 
 mod docs;
 mod status;
+mod usage;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -22,6 +23,7 @@ use crate::error::StoreError;
 
 pub use docs::{delete_doc, get_doc, insert_doc, list_docs, update_doc};
 pub use status::{HeartbeatRecord, node_statuses, record_heartbeat};
+pub use usage::{record_usage, service_usage};
 
 /// Which database is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
