@@ -171,6 +171,12 @@ pub struct EdgeArgs {
     /// Memory cache size in MiB.
     #[arg(long, default_value_t = 256)]
     pub memory_cache_mb: u64,
+    /// Disk cache directory (kept across restarts); memory only when absent.
+    #[arg(long)]
+    pub disk_cache_dir: Option<PathBuf>,
+    /// Disk cache size in MiB.
+    #[arg(long, default_value_t = 10240)]
+    pub disk_cache_mb: u64,
     /// Serve this edge snapshot file (JSON) instead of following a control plane.
     #[arg(long)]
     pub standalone: Option<PathBuf>,

@@ -3,6 +3,7 @@
 //! and `apply` takes a new edge snapshot.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -10,6 +11,7 @@ use http::HeaderValue;
 use lingjing_model::snapshot::{EdgeSnapshot, Snapshot};
 
 use crate::cache::fill::Inflight;
+use crate::cache::hybrid::HybridStore;
 use crate::cache::store::{MemoryStore, Storage};
 use crate::metrics::Metrics;
 use crate::routes::Routes;
@@ -28,6 +30,10 @@ pub struct EdgeConfig {
     pub admin: SocketAddr,
     /// Memory cache size in bytes.
     pub memory_bytes: u64,
+    /// Disk cache directory (`None`: memory only); it survives restarts.
+    pub disk_dir: Option<PathBuf>,
+    /// Disk cache size in bytes.
+    pub disk_bytes: u64,
     /// Emit an access log event per request.
     pub access_log: bool,
 }
@@ -40,6 +46,8 @@ impl EdgeConfig {
             https: Vec::new(),
             admin,
             memory_bytes: 256 * 1024 * 1024,
+            disk_dir: None,
+            disk_bytes: 10 * 1024 * 1024 * 1024,
             access_log: true,
         }
     }
@@ -52,6 +60,8 @@ pub struct Edge {
     /// The services' TLS certificates (swapped per snapshot, like `routes`).
     pub certs: Arc<crate::tls::Certificates>,
     pub store: Arc<dyn Storage>,
+    /// The disk-backed store, when there is a disk cache.
+    pub hybrid: Option<Arc<HybridStore>>,
     /// Traffic per service, reported to the control plane.
     pub usage: Arc<crate::usage::UsageRegistry>,
     /// Bumped by every purge; a fill started under an older epoch does not store.
@@ -68,11 +78,25 @@ impl Edge {
     pub fn new(config: &EdgeConfig) -> Arc<Edge> {
         let via = HeaderValue::from_str(&format!("1.1 lingjing-{}", config.node_id))
             .unwrap_or_else(|_| HeaderValue::from_static("1.1 lingjing"));
+        let hybrid = config.disk_dir.as_ref().and_then(|dir| {
+            match HybridStore::open(config.memory_bytes, dir, config.disk_bytes) {
+                Ok(h) => Some(Arc::new(h)),
+                Err(e) => {
+                    tracing::error!(dir = %dir.display(), error = %e, "disk cache unavailable: memory only");
+                    None
+                }
+            }
+        });
+        let store: Arc<dyn Storage> = match &hybrid {
+            Some(h) => h.clone(),
+            None => Arc::new(MemoryStore::new(config.memory_bytes)),
+        };
         Arc::new(Edge {
             node_id: config.node_id.clone(),
             routes: ArcSwap::from_pointee(Routes::default()),
             certs: Arc::new(crate::tls::Certificates::default()),
-            store: Arc::new(MemoryStore::new(config.memory_bytes)),
+            store,
+            hybrid,
             purge_epoch: std::sync::atomic::AtomicU64::new(0),
             usage: Arc::default(),
             inflight: Inflight::default(),
@@ -106,15 +130,31 @@ impl Edge {
         let routes = Routes::build(snapshot.version, &snapshot.body, &self.node_id, &self.usage);
         self.certs.update(&snapshot.body.services);
         self.routes.store(Arc::new(routes));
-        self.apply_purges(previous, &snapshot.body);
+        self.apply_purges(previous, snapshot.version, &snapshot.body);
         self.metrics.snapshot_version.set(snapshot.version as i64);
         Ok(())
     }
 
     /// Applies the purges issued after `previous` (all of them on a fresh start). A node
     /// whose cache is older than the purges the snapshot still carries drops it whole.
-    fn apply_purges(&self, previous: u64, body: &EdgeSnapshot) {
+    fn apply_purges(&self, previous: u64, version: u64, body: &EdgeSnapshot) {
         use std::sync::atomic::Ordering;
+        let mut previous = previous;
+        // A disk cache from an earlier run reflects the purges recorded with it.
+        if previous == 0
+            && let Some(h) = &self.hybrid
+        {
+            match h
+                .disk()
+                .meta("purges_applied")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+            {
+                Some(v) => previous = v,
+                None => {
+                    crate::purge::flush(self.store.as_ref());
+                }
+            }
+        }
         if previous > 0 && previous < body.purges_complete_after {
             let n = crate::purge::flush(self.store.as_ref());
             self.purge_epoch.fetch_add(1, Ordering::AcqRel);
@@ -123,6 +163,7 @@ impl Edge {
                 removed = n,
                 "missed purges while away: cache dropped"
             );
+            self.record_purges(version);
             return;
         }
         for purge in body.purges.iter().filter(|p| p.version > previous) {
@@ -131,6 +172,17 @@ impl Edge {
             let service = body.services.iter().find(|s| s.id == purge.service);
             let n = crate::purge::apply(self.store.as_ref(), purge, service);
             tracing::info!(id = purge.id, kind = ?purge.kind, mode = ?purge.mode, touched = n, "purge applied");
+        }
+        self.record_purges(version);
+    }
+
+    /// Records on disk that the disk cache reflects every purge up to `version`.
+    fn record_purges(&self, version: u64) {
+        if let Some(h) = &self.hybrid {
+            h.disk().flush();
+            if let Err(e) = h.disk().set_meta("purges_applied", &version.to_string()) {
+                tracing::warn!(error = %e, "could not record the applied purges");
+            }
         }
     }
 

@@ -448,7 +448,17 @@ async fn cached(ctx: &Ctx, parts: &Parts) -> (Response<Body>, CacheResult) {
             Some(s) => serve_stale(s),
             None => (bad_gateway(ctx, "unreachable"), CacheResult::Error),
         },
-        Ok(h) if !h.shareable && !leader => pass(ctx, parts, None, false).await,
+        Ok(h)
+            if !leader
+                && (!h.shareable
+                    || policy::vary_fields(&h.headers)
+                        .map(|f| policy::vary_signature(&f, &parts.headers))
+                        .ok()
+                        .as_ref()
+                        != Some(&h.variant)) =>
+        {
+            pass(ctx, parts, None, false).await
+        }
         Ok(h) => {
             let result = if h.status == StatusCode::NOT_MODIFIED && stale.is_some() {
                 CacheResult::Revalidated
@@ -511,11 +521,44 @@ async fn run_fill(
     stored: Option<Arc<CachedResponse>>,
 ) {
     let epoch = edge.purge_epoch.load(std::sync::atomic::Ordering::Acquire);
+    // A fill that ended between this request's lookup and its `join` has stored the
+    // response already: hand that to this fill's readers instead of fetching again.
+    if let Some(entry) = edge.store.get(cache_key)
+        && let Some(s) = entry.variant(&policy::vary_signature(&entry.vary, req_headers))
+        && policy::evaluate(
+            &s.freshness,
+            &RequestCacheControl::parse(req_headers),
+            SystemTime::now(),
+        ) == Evaluation::Fresh
+    {
+        fill.set_head(Ok(FillHead {
+            status: s.status,
+            headers: s.headers.clone(),
+            shareable: true,
+            variant: s.variant.clone(),
+        }));
+        fill.push(s.body.clone());
+        fill.finish(Ok(()));
+        return;
+    }
     let request_time = SystemTime::now();
-    let sent = edge
+    let mut sent = edge
         .upstream
         .send(targets, &Method::GET, pq, headers, None, &edge.metrics)
         .await;
+    let mismatched = matches!((&sent, &stored), (Ok((res, _)), Some(old))
+        if res.status() == StatusCode::NOT_MODIFIED
+            && !policy::not_modified_matches(&old.headers, res.headers()));
+    if mismatched {
+        // The 304 is for another representation (RFC 9111 §4.3.4): fetch it whole.
+        let mut plain = headers.clone();
+        plain.remove(header::IF_NONE_MATCH);
+        plain.remove(header::IF_MODIFIED_SINCE);
+        sent = edge
+            .upstream
+            .send(targets, &Method::GET, pq, &plain, None, &edge.metrics)
+            .await;
+    }
     let (res, target) = match sent {
         Ok(r) => r,
         Err(e) => {
@@ -567,6 +610,7 @@ async fn run_fill(
             status: StatusCode::NOT_MODIFIED,
             headers: served.headers.clone(),
             shareable: true,
+            variant: served.variant.clone(),
         }));
         fill.push(served.body.clone());
         fill.finish(Ok(()));
@@ -592,6 +636,9 @@ async fn run_fill(
         status: head.status,
         headers: head.headers.clone(),
         shareable: keep,
+        variant: policy::vary_fields(&head.headers)
+            .map(|f| policy::vary_signature(&f, req_headers))
+            .unwrap_or_default(),
     }));
     let mut received: u64 = 0;
     let mut body = bytes::BytesMut::new();

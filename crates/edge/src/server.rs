@@ -136,6 +136,7 @@ fn conn_builder() -> Arc<auto::Builder<TokioExecutor>> {
     builder
         .http1()
         .max_buf_size(MAX_HEAD_BYTES)
+        .writev(true)
         .keep_alive(true)
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30));

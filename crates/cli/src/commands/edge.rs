@@ -15,6 +15,8 @@ pub async fn run(global: &Global, args: EdgeArgs) -> anyhow::Result<()> {
     config.http = args.listen.clone();
     config.https = args.listen_https.clone();
     config.memory_bytes = args.memory_cache_mb * 1024 * 1024;
+    config.disk_dir = args.disk_cache_dir.clone();
+    config.disk_bytes = args.disk_cache_mb * 1024 * 1024;
     config.access_log = !args.no_access_log;
     let edge = Edge::new(&config);
     let _agent = match &args.standalone {

@@ -171,6 +171,13 @@ async fn start_edges(
         let mut config = lingjing_edge::EdgeConfig::new(&node.id, http, admin);
         config.https = vec![https];
         config.memory_bytes = 64 * 1024 * 1024;
+        config.disk_dir = Some(
+            global
+                .data_dir
+                .join(format!("edge-{}", node.id))
+                .join("cache"),
+        );
+        config.disk_bytes = 1024 * 1024 * 1024;
         let edge = lingjing_edge::Edge::new(&config);
         let state_dir = global.data_dir.join(format!("edge-{}", node.id));
         let agent = lingjing_client::Agent::new(lingjing_client::AgentConfig::new(

@@ -19,6 +19,9 @@ pub struct FillHead {
     /// Whether the response will be stored: if not, readers other than the one that
     /// started the fetch must fetch for themselves (it may be private to that client).
     pub shareable: bool,
+    /// The `Vary` signature of the request that started the fetch: a reader whose own
+    /// signature differs must fetch for itself.
+    pub variant: String,
 }
 
 #[derive(Debug, Default)]
@@ -263,6 +266,7 @@ mod tests {
             status: StatusCode::OK,
             headers: HeaderMap::new(),
             shareable: true,
+            variant: String::new(),
         }));
         for part in ["abcd", "efg", "hij"] {
             fill.push(Bytes::from(part));
