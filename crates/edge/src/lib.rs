@@ -3,7 +3,7 @@
 //!
 //! Start with `proxy.rs`: the request lifecycle, phase by phase. Around it: `routes`
 //! (Host -> service, per snapshot), `cache` (RFC 9111 policy, keys, storage, request
-//! collapsing), `upstream` (parent tier, origins, pooling, retries), `range` (byte ranges),
+//! collapsing), `upstream` (parent tier, origins, pooling, retries), `range` (byte ranges), `slice` (large objects in slices),
 //! `server` (listeners, admin `/healthz` and `/metrics`), `tls` (certificates by SNI),
 //! `node` (shared state, snapshot application), `metrics` (Prometheus).
 
@@ -16,6 +16,7 @@ pub mod purge;
 pub mod range;
 pub mod routes;
 pub mod server;
+pub mod slice;
 pub mod tls;
 pub mod upstream;
 pub mod usage;

@@ -36,6 +36,9 @@ pub struct EdgeConfig {
     pub disk_bytes: u64,
     /// Emit an access log event per request.
     pub access_log: bool,
+    /// Size of the slices large objects and range requests are cached in
+    /// (`crate::slice`; default [`crate::slice::DEFAULT_SLICE_BYTES`]).
+    pub slice_bytes: u64,
 }
 
 impl EdgeConfig {
@@ -49,6 +52,7 @@ impl EdgeConfig {
             disk_dir: None,
             disk_bytes: 10 * 1024 * 1024 * 1024,
             access_log: true,
+            slice_bytes: crate::slice::DEFAULT_SLICE_BYTES,
         }
     }
 }
@@ -72,6 +76,8 @@ pub struct Edge {
     /// `1.1 lingjing-<node>`.
     pub via: HeaderValue,
     pub access_log: bool,
+    /// Slice size for large objects and range requests (`crate::slice`).
+    pub slice_bytes: u64,
 }
 
 impl Edge {
@@ -104,6 +110,7 @@ impl Edge {
             metrics: Metrics::default(),
             via,
             access_log: config.access_log,
+            slice_bytes: config.slice_bytes.max(1),
         })
     }
 

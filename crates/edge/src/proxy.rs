@@ -412,6 +412,28 @@ async fn cached(ctx: &Ctx, parts: &Parts) -> (Response<Body>, CacheResult) {
             CacheResult::Miss,
         );
     }
+    // A range of an object not stored whole: fetch and serve only the slices it needs.
+    if stale.is_none() && parts.method == Method::GET && crate::slice::wants_slices(&parts.headers)
+    {
+        let req = Arc::new(crate::slice::SliceRequest {
+            edge: ctx.edge.clone(),
+            targets: upstream::targets(&ctx.route, &cache_key, &ctx.host),
+            pq: pq.to_owned(),
+            upstream_headers: upstream_headers(ctx, &parts.headers, true),
+            req_headers: parts.headers.clone(),
+            key: cache_key.clone(),
+            rule: rule_override,
+        });
+        let edge = ctx.edge.clone();
+        match crate::slice::respond(req, move |p| edge.cache_status(p)).await {
+            crate::slice::Answer::Served(res, true) => return (res, CacheResult::Hit),
+            crate::slice::Answer::Served(res, false) => return (res, CacheResult::Miss),
+            crate::slice::Answer::Failed(e) => {
+                return (bad_gateway(ctx, &e), CacheResult::Error);
+            }
+            crate::slice::Answer::Fallback => {}
+        }
+    }
     let (fill, leader) = match ctx.edge.inflight.join(&cache_key) {
         Joined::Leader(fill) => {
             start_fill(
@@ -640,6 +662,25 @@ async fn run_fill(
             .map(|f| policy::vary_signature(&f, req_headers))
             .unwrap_or_default(),
     }));
+    // Too large to store whole: store it as slices as it streams, for range requests.
+    let mut slicer = match (&storable, too_big, head.status) {
+        (Storability::Yes(params), true, StatusCode::OK) => head
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|total| {
+                crate::slice::Slicer::new(
+                    edge.slice_bytes,
+                    total,
+                    head.headers.clone(),
+                    *params,
+                    request_time,
+                    response_time,
+                )
+            }),
+        _ => None,
+    };
     let mut received: u64 = 0;
     let mut body = bytes::BytesMut::new();
     let result = loop {
@@ -652,6 +693,11 @@ async fn run_fill(
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     received += data.len() as u64;
+                    if let Some(s) = &mut slicer
+                        && !s.push(edge, cache_key, req_headers, epoch, &data)
+                    {
+                        slicer = None;
+                    }
                     if keep {
                         if received > MAX_OBJECT_BYTES {
                             keep = false;
@@ -691,7 +737,7 @@ async fn run_fill(
 }
 
 /// Stores `response` as the variant for `req_headers`.
-fn store(
+pub(crate) fn store(
     edge: &Edge,
     cache_key: &str,
     req_headers: &HeaderMap,
@@ -717,7 +763,7 @@ fn store(
 }
 
 /// `Surrogate-Key` (space-separated) and `Cache-Tag` (comma-separated) values.
-fn surrogate_keys(headers: &HeaderMap) -> Vec<String> {
+pub(crate) fn surrogate_keys(headers: &HeaderMap) -> Vec<String> {
     let mut tags: Vec<String> = Vec::new();
     for v in headers
         .get_all("surrogate-key")

@@ -122,8 +122,11 @@ pub fn url_prefix_key(host: &str, prefix: &str) -> String {
 }
 
 /// The URL part of a key (host, path and query, as escaped in the key): everything before
-/// the first [`HEADER_SEPARATOR`].
+/// the first [`HEADER_SEPARATOR`]. For the key of a slice of a large object
+/// (`crate::slice::slice_key`, an unescaped control character then the slice number), the
+/// URL part of its object's key.
 pub fn key_url(key: &str) -> &str {
+    let key = crate::slice::object_key(key);
     key.split_once(HEADER_SEPARATOR).map_or(key, |(url, _)| url)
 }
 
@@ -192,6 +195,18 @@ fn push_hex(out: &mut String, b: u8) {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn slice_keys_belong_to_their_url() {
+        let k = cache_key("a.com", "/big.iso?x=1", None, &HeaderMap::new());
+        let slice = crate::slice::slice_key(&k, 12);
+        assert_eq!(key_url(&slice), "a.com/big.iso?x=1");
+        assert_eq!(key_host_and_path(&slice), Some(("a.com", "/big.iso")));
+        assert!(slice.starts_with(&url_prefix_key("a.com", "/big")));
+        // No key contains the separator: control characters are always escaped.
+        let odd = cache_key("a.com", "/a\u{1}slice=1", None, &HeaderMap::new());
+        assert!(!odd.contains(crate::slice::SLICE_SEPARATOR));
+    }
 
     fn rule(path: &str) -> CacheRule {
         CacheRule {

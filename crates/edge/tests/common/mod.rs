@@ -152,10 +152,32 @@ impl TestEdge {
 
     /// Starts node `node_id` without a snapshot.
     pub async fn start_empty(node_id: &str) -> TestEdge {
+        Self::start_configured(node_id, |_| {}).await
+    }
+
+    /// Starts node `node_id` with `slice_bytes` and `memory_bytes`, and applies `snapshot`.
+    pub async fn start_sliced(
+        node_id: &str,
+        snapshot: &Snapshot<EdgeSnapshot>,
+        slice_bytes: u64,
+        memory_bytes: u64,
+    ) -> TestEdge {
+        let edge = Self::start_configured(node_id, |c| {
+            c.slice_bytes = slice_bytes;
+            c.memory_bytes = memory_bytes;
+        })
+        .await;
+        edge.apply(snapshot);
+        edge
+    }
+
+    /// Starts node `node_id` without a snapshot, `tweak` adjusting the test configuration.
+    pub async fn start_configured(node_id: &str, tweak: impl FnOnce(&mut EdgeConfig)) -> TestEdge {
         let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
         let mut config = EdgeConfig::new(node_id, any, any);
         config.memory_bytes = 64 * 1024 * 1024;
         config.access_log = false;
+        tweak(&mut config);
         let edge = Edge::new(&config);
         let handle = lingjing_edge::start(&config, edge)
             .await

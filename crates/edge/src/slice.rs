@@ -1,0 +1,781 @@
+//! Large objects in fixed-size slices (like nginx's slice module).
+//!
+//! A client's `GET` with a `Range` header for an object that is not cached whole is served
+//! from *slices*: slice `k` holds the bytes `k*S ..= (k+1)*S - 1` of the object (`S` is
+//! [`crate::node::Edge::slice_bytes`]) and is cached under [`slice_key`] (the object's key,
+//! [`SLICE_SEPARATOR`], `slice=k`; the separator is an ASCII control character, which
+//! `cache::key` always escapes, so no object key contains it). Each slice is fetched from
+//! upstream with exactly `Range: bytes=kS-(k+1)S-1`, collapsed per slice key through
+//! [`crate::cache::fill::Inflight`] like whole-object fills, and stored as the upstream's
+//! 206 (its `Content-Range` gives the object's total length) only when its body arrived
+//! complete with exactly the length its `Content-Range` announced. So a range request for
+//! a cold 1 GiB object fetches only the slices it needs, a fill holds at most one slice in
+//! memory, and a client that goes away leaves no partial slice (the fill runs in its own
+//! task, and a fill cut short stores nothing).
+//!
+//! Serving: the slice holding the first requested byte (slice 0 for a suffix range) is
+//! opened first; its headers give the total length and the object's headers, against which
+//! the `Range` (and `If-Range`) is evaluated: 206 (one range, or `multipart/byteranges`
+//! built from the slices), 416, or — `If-Range` not matching — the whole object as 200, all
+//! streamed slice by slice in order. `X-Cache` is HIT when every needed slice was cached.
+//! Every slice must carry the same total length, `ETag` and `Last-Modified` as the first
+//! one: on a mismatch the object changed between slices, every slice of the key is
+//! dropped and the response is cut off (never spliced from two versions); the next request
+//! starts over.
+//!
+//! Special answers to a slice request: a 206 covering the whole object (objects no larger
+//! than one slice) is stored as the whole object (200) under the object's key; a 416 is
+//! passed on; any other status (200 from an origin without range support, 404, 5xx…) makes
+//! the proxy go its usual whole-object way (one more upstream request).
+//!
+//! A whole-object GET whose response is too large to store whole
+//! ([`crate::proxy::MAX_OBJECT_BYTES`]) is cut into slices as it streams ([`Slicer`]), so
+//! later range requests hit. Freshness: each slice carries the freshness of its own
+//! response, computed as for a 200 with the same headers; a stale slice is fetched again
+//! whole (no conditional request).
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Response, StatusCode};
+use tokio::sync::mpsc;
+
+use crate::body::{self, Body};
+use crate::cache::fill::{Fill, FillHead, Joined};
+use crate::cache::policy::{self, Evaluation, Freshness, RequestCacheControl, RuleOverride};
+use crate::cache::store::{CachedResponse, Storage};
+use crate::node::Edge;
+use crate::range::{self, RangeRequest};
+use crate::upstream::{self, strip_hop_by_hop};
+
+/// Default slice size: 1 MiB.
+pub const DEFAULT_SLICE_BYTES: u64 = 1024 * 1024;
+
+/// Separates an object's key from the slice suffix in a slice key.
+pub const SLICE_SEPARATOR: char = '\u{1}';
+
+/// The cache key of slice `k` of the object cached under `key`.
+pub fn slice_key(key: &str, k: u64) -> String {
+    format!("{key}{SLICE_SEPARATOR}slice={k}")
+}
+
+/// The object key of a slice key (the key itself for any other key).
+pub fn object_key(key: &str) -> &str {
+    key.split_once(SLICE_SEPARATOR).map_or(key, |(k, _)| k)
+}
+
+/// Removes every slice stored for the object `key`; returns how many.
+pub fn drop_slices(store: &dyn Storage, key: &str) -> usize {
+    let prefix = format!("{key}{SLICE_SEPARATOR}slice=");
+    let mut n = 0;
+    for k in store.keys() {
+        if k.starts_with(&prefix) {
+            store.remove(&k);
+            n += 1;
+        }
+    }
+    n
+}
+
+/// `Content-Range: bytes a-b/total` of a 206.
+pub fn parse_content_range(headers: &HeaderMap) -> Option<(u64, u64, u64)> {
+    let v = headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
+    let rest = v.trim().strip_prefix("bytes ")?;
+    let (span, total) = rest.split_once('/')?;
+    let (a, b) = span.split_once('-')?;
+    let (a, b, total) = (
+        a.trim().parse::<u64>().ok()?,
+        b.trim().parse::<u64>().ok()?,
+        total.trim().parse::<u64>().ok()?,
+    );
+    (a <= b && b < total).then_some((a, b, total))
+}
+
+/// `bytes */total` of a 416.
+fn unsatisfied_length(headers: &HeaderMap) -> Option<u64> {
+    let v = headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
+    v.trim().strip_prefix("bytes */")?.trim().parse().ok()
+}
+
+/// Whether a client's `Range` is worth slicing for: a syntactically usable `bytes=` range
+/// set (a malformed one is ignored, and so served whole by the usual path).
+pub fn wants_slices(req: &HeaderMap) -> bool {
+    if !req.contains_key(header::RANGE) {
+        return false;
+    }
+    let mut probe = req.clone();
+    probe.remove(header::IF_RANGE);
+    range::parse(&probe, &HeaderMap::new(), u64::MAX) != RangeRequest::Full
+}
+
+/// The first byte the client asks for, when its first range has an absolute start.
+fn first_start(req: &HeaderMap) -> Option<u64> {
+    let v = req.get(header::RANGE)?.to_str().ok()?;
+    let spec = v.trim().strip_prefix("bytes=")?;
+    let first = spec.split(',').map(str::trim).find(|p| !p.is_empty())?;
+    let (a, _) = first.split_once('-')?;
+    a.trim().parse().ok()
+}
+
+/// What fetching slices for one client request needs.
+pub struct SliceRequest {
+    pub edge: Arc<Edge>,
+    pub targets: Vec<upstream::Target>,
+    pub pq: String,
+    /// Headers for upstream: forwarding headers added, `Range` and conditionals removed.
+    pub upstream_headers: HeaderMap,
+    /// The client's request headers.
+    pub req_headers: HeaderMap,
+    /// The object's cache key.
+    pub key: String,
+    pub rule: RuleOverride,
+}
+
+/// What [`respond`] decided.
+pub enum Answer {
+    /// Served from slices (`true`: every slice needed was cached).
+    Served(Response<Body>, bool),
+    /// The upstream does not answer with slices: take the usual whole-object way.
+    Fallback,
+    /// The upstream failed.
+    Failed(String),
+}
+
+/// A slice to read from.
+#[derive(Clone)]
+enum Source {
+    Stored(Arc<CachedResponse>),
+    Filling(HeaderMap, Arc<Fill>),
+}
+
+impl Source {
+    fn headers(&self) -> &HeaderMap {
+        match self {
+            Source::Stored(s) => &s.headers,
+            Source::Filling(h, _) => h,
+        }
+    }
+}
+
+enum Opened {
+    Slice(Source),
+    /// The upstream's answer was not a slice.
+    NotSlice(StatusCode, HeaderMap),
+    Failed(String),
+}
+
+/// The fresh stored response under `skey` for this request.
+fn lookup(req: &SliceRequest, skey: &str) -> Option<Arc<CachedResponse>> {
+    let entry = req.edge.store.get(skey)?;
+    let s = entry.variant(&policy::vary_signature(&entry.vary, &req.req_headers))?;
+    (policy::evaluate(
+        &s.freshness,
+        &RequestCacheControl::parse(&req.req_headers),
+        SystemTime::now(),
+    ) == Evaluation::Fresh)
+        .then(|| s.clone())
+}
+
+/// Opens slice `k`: from the store, or from the (joined or started) fill.
+async fn open(req: &Arc<SliceRequest>, k: u64) -> Opened {
+    let skey = slice_key(&req.key, k);
+    if let Some(s) = lookup(req, &skey) {
+        return Opened::Slice(Source::Stored(s));
+    }
+    let (fill, leader) = match req.edge.inflight.join(&skey) {
+        Joined::Leader(f) => {
+            spawn_fill(req.clone(), k, skey.clone(), f.clone(), true);
+            (f, true)
+        }
+        Joined::Follower(f) => (f, false),
+    };
+    let mut head = fill.head().await;
+    let foreign = |h: &FillHead| {
+        !h.shareable
+            || policy::vary_fields(&h.headers)
+                .map(|f| policy::vary_signature(&f, &req.req_headers))
+                .ok()
+                .as_ref()
+                != Some(&h.variant)
+    };
+    let mut fill = fill;
+    if !leader && matches!(&head, Ok(h) if foreign(h)) {
+        // Another client's response that may not be shared: fetch this one's own.
+        let own = Arc::new(Fill::default());
+        spawn_fill(req.clone(), k, skey, own.clone(), false);
+        head = own.head().await;
+        fill = own;
+    }
+    match head {
+        Err(e) => Opened::Failed(e),
+        Ok(h) if h.status == StatusCode::PARTIAL_CONTENT => {
+            Opened::Slice(Source::Filling(h.headers, fill))
+        }
+        Ok(h) => Opened::NotSlice(h.status, h.headers),
+    }
+}
+
+fn spawn_fill(req: Arc<SliceRequest>, k: u64, skey: String, fill: Arc<Fill>, registered: bool) {
+    tokio::spawn(async move {
+        run_fill(&req, &fill, k, &skey).await;
+        if registered {
+            req.edge.inflight.done(&skey, &fill);
+        }
+    });
+}
+
+/// Fetches slice `k` into `fill` and stores it when it arrived complete.
+async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str) {
+    let edge = &req.edge;
+    let epoch = edge.purge_epoch.load(std::sync::atomic::Ordering::Acquire);
+    // A fill that ended between the lookup and the join has stored the slice already.
+    if let Some(s) = lookup(req, skey) {
+        fill.set_head(Ok(FillHead {
+            status: s.status,
+            headers: s.headers.clone(),
+            shareable: true,
+            variant: s.variant.clone(),
+        }));
+        fill.push(s.body.clone());
+        fill.finish(Ok(()));
+        return;
+    }
+    let size = edge.slice_bytes.max(1);
+    let start = k.saturating_mul(size);
+    let end = start.saturating_add(size - 1);
+    let mut headers = req.upstream_headers.clone();
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes={start}-{end}")) {
+        headers.insert(header::RANGE, v);
+    }
+    let request_time = SystemTime::now();
+    let (res, target) = match edge
+        .upstream
+        .send(
+            &req.targets,
+            &Method::GET,
+            &req.pq,
+            &headers,
+            None,
+            &edge.metrics,
+        )
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            fill.finish(Err(e.to_string()));
+            return;
+        }
+    };
+    let response_time = SystemTime::now();
+    let (mut head, mut incoming) = res.into_parts();
+    strip_hop_by_hop(&mut head.headers);
+    head.headers.remove("x-cache");
+    if head.status != StatusCode::PARTIAL_CONTENT {
+        // Not a slice: the body is not read (the proxy goes the usual way).
+        fill.set_head(Ok(FillHead {
+            status: head.status,
+            headers: head.headers,
+            shareable: false,
+            variant: String::new(),
+        }));
+        fill.finish(Err("the upstream did not answer with a slice".into()));
+        return;
+    }
+    let Some((a, b, total)) = parse_content_range(&head.headers) else {
+        fill.finish(Err(
+            "the upstream sent a 206 without a usable Content-Range".into(),
+        ));
+        return;
+    };
+    if a != start || b != end.min(total - 1) {
+        fill.finish(Err(format!(
+            "the upstream sent bytes {a}-{b} for slice bytes {start}-{end}"
+        )));
+        return;
+    }
+    let expected = b - a + 1;
+    let whole = k == 0 && expected == total;
+    let mut object_headers = head.headers.clone();
+    object_headers.remove(header::CONTENT_RANGE);
+    object_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+    // A slice is as storable, and as fresh, as the whole response would be.
+    let storable = policy::storability(
+        &Method::GET,
+        &req.req_headers,
+        StatusCode::OK,
+        &object_headers,
+        &req.rule,
+        response_time,
+    );
+    let params = match storable {
+        policy::Storability::Yes(p) => Some(p),
+        policy::Storability::No(_) => None,
+    };
+    fill.set_head(Ok(FillHead {
+        status: StatusCode::PARTIAL_CONTENT,
+        headers: head.headers.clone(),
+        shareable: params.is_some(),
+        variant: policy::vary_fields(&head.headers)
+            .map(|f| policy::vary_signature(&f, &req.req_headers))
+            .unwrap_or_default(),
+    }));
+    let mut received: u64 = 0;
+    let mut body = BytesMut::new();
+    let result = loop {
+        match futures::future::poll_fn(|cx| {
+            hyper::body::Body::poll_frame(std::pin::Pin::new(&mut incoming), cx)
+        })
+        .await
+        {
+            None if received == expected => break Ok(()),
+            None => break Err(format!("slice cut short: {received} of {expected} bytes")),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    received += data.len() as u64;
+                    if received > expected {
+                        break Err("slice longer than its Content-Range".into());
+                    }
+                    if params.is_some() {
+                        body.extend_from_slice(&data);
+                    }
+                    fill.push(data);
+                }
+            }
+            Some(Err(e)) => break Err(format!("upstream body failed: {e}")),
+        }
+    };
+    edge.metrics
+        .bytes_in
+        .get_or_create(&crate::metrics::UpstreamLabels {
+            tier: target.tier.as_str().to_owned(),
+        })
+        .inc_by(received);
+    if let (Ok(()), Some(params)) = (&result, params) {
+        let (status, headers, key) = if whole {
+            (StatusCode::OK, object_headers, req.key.as_str())
+        } else {
+            (StatusCode::PARTIAL_CONTENT, head.headers, skey)
+        };
+        let response = CachedResponse {
+            status,
+            freshness: Freshness::new(
+                &params,
+                policy::initial_age(&headers, request_time, response_time),
+                response_time,
+            ),
+            tags: crate::proxy::surrogate_keys(&headers),
+            headers,
+            body: body.freeze(),
+            variant: String::new(),
+            stored_at: response_time,
+        };
+        crate::proxy::store(edge, key, &req.req_headers, response, epoch);
+    }
+    fill.finish(result);
+}
+
+/// The headers that must agree between slices of one object.
+fn version(headers: &HeaderMap) -> (Option<HeaderValue>, Option<HeaderValue>, Option<u64>) {
+    (
+        headers.get(header::ETAG).cloned(),
+        headers.get(header::LAST_MODIFIED).cloned(),
+        parse_content_range(headers).map(|(_, _, t)| t),
+    )
+}
+
+/// One piece of the response body: literal bytes, or a span `[start, end]` of the object.
+enum Piece {
+    Literal(Bytes),
+    Span(u64, u64),
+}
+
+/// Serves a client's range request from slices. `cache_status` makes the `Cache-Status`
+/// value (from its parameters).
+pub async fn respond(req: Arc<SliceRequest>, cache_status: impl Fn(&str) -> HeaderValue) -> Answer {
+    let size = req.edge.slice_bytes.max(1);
+    let mut probe_k = first_start(&req.req_headers).map_or(0, |s| s / size);
+    let mut opened = open(&req, probe_k).await;
+    if probe_k != 0
+        && matches!(
+            opened,
+            Opened::NotSlice(StatusCode::RANGE_NOT_SATISFIABLE, _)
+        )
+    {
+        // The first range starts past the end; another one may not: learn the length.
+        probe_k = 0;
+        opened = open(&req, 0).await;
+    }
+    let probe = match opened {
+        Opened::Slice(s) => s,
+        Opened::Failed(e) => return Answer::Failed(e),
+        Opened::NotSlice(StatusCode::RANGE_NOT_SATISFIABLE, h) => {
+            let Some(total) = unsatisfied_length(&h) else {
+                return Answer::Fallback;
+            };
+            let mut headers = HeaderMap::new();
+            for name in [header::CACHE_CONTROL, header::ETAG, header::LAST_MODIFIED] {
+                if let Some(v) = h.get(&name) {
+                    headers.insert(name, v.clone());
+                }
+            }
+            return Answer::Served(unsatisfiable(headers, total, &cache_status), false);
+        }
+        Opened::NotSlice(..) => return Answer::Fallback,
+    };
+    let Some((_, _, total)) = parse_content_range(probe.headers()) else {
+        return Answer::Failed("slice without Content-Range".into());
+    };
+    let now = SystemTime::now();
+    let mut headers = probe.headers().clone();
+    headers.remove(header::CONTENT_RANGE);
+    headers.remove(header::CONTENT_LENGTH);
+    if policy::client_not_modified(&req.req_headers, &headers) {
+        // The client has this representation: 304 (RFC 9110 §13.2.2, before Range).
+        headers.remove(header::CONTENT_TYPE);
+        headers.insert(header::AGE, HeaderValue::from(0));
+        let mut res = Response::new(body::empty());
+        *res.status_mut() = StatusCode::NOT_MODIFIED;
+        *res.headers_mut() = headers;
+        return Answer::Served(res, matches!(probe, Source::Stored(_)));
+    }
+    let (status, spans) = match range::parse(&req.req_headers, &headers, total) {
+        RangeRequest::Unsatisfiable => {
+            return Answer::Served(unsatisfiable(headers, total, &cache_status), false);
+        }
+        RangeRequest::Full if total == 0 => return Answer::Fallback,
+        RangeRequest::Full => (StatusCode::OK, vec![(0, total - 1)]),
+        RangeRequest::Ranges(rs) => (StatusCode::PARTIAL_CONTENT, rs),
+    };
+    let hit = matches!(probe, Source::Stored(_))
+        && spans.iter().all(|&(s, e)| {
+            (s / size..=e / size)
+                .all(|k| k == probe_k || lookup(&req, &slice_key(&req.key, k)).is_some())
+        });
+    let age = match &probe {
+        Source::Stored(s) => s.freshness.age(now).as_secs(),
+        Source::Filling(..) => 0,
+    };
+    headers.insert(header::AGE, HeaderValue::from(age));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.append(
+        HeaderName::from_static("cache-status"),
+        cache_status(if hit {
+            "hit; detail=slices"
+        } else {
+            "fwd=uri-miss; detail=slices"
+        }),
+    );
+    let mut pieces = Vec::new();
+    if spans.len() == 1 {
+        let (s, e) = spans[0];
+        if status == StatusCode::PARTIAL_CONTENT {
+            headers.insert(
+                header::CONTENT_RANGE,
+                value(&range::content_range(s, e, total)),
+            );
+        }
+        pieces.push(Piece::Span(s, e));
+    } else {
+        let boundary = format!("lingjing-{:016x}", rand::random::<u64>());
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        for &(s, e) in &spans {
+            let mut part = format!("\r\n--{boundary}\r\n");
+            if let Some(ct) = &ct {
+                part.push_str(&format!("Content-Type: {ct}\r\n"));
+            }
+            part.push_str(&format!(
+                "Content-Range: {}\r\n\r\n",
+                range::content_range(s, e, total)
+            ));
+            pieces.push(Piece::Literal(Bytes::from(part)));
+            pieces.push(Piece::Span(s, e));
+        }
+        pieces.push(Piece::Literal(Bytes::from(format!(
+            "\r\n--{boundary}--\r\n"
+        ))));
+        headers.insert(
+            header::CONTENT_TYPE,
+            value(&format!("multipart/byteranges; boundary={boundary}")),
+        );
+    }
+    let length: u64 = pieces
+        .iter()
+        .map(|p| match p {
+            Piece::Literal(b) => b.len() as u64,
+            Piece::Span(s, e) => e - s + 1,
+        })
+        .sum();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::spawn(send_pieces(req, pieces, (probe_k, probe), tx));
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let mut res = Response::new(body::stream(stream));
+    *res.status_mut() = status;
+    *res.headers_mut() = headers;
+    Answer::Served(res, hit)
+}
+
+/// Streams `pieces` into `tx`, opening slices one at a time; stops when the client is gone.
+async fn send_pieces(
+    req: Arc<SliceRequest>,
+    pieces: Vec<Piece>,
+    probe: (u64, Source),
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+) {
+    let size = req.edge.slice_bytes.max(1);
+    let expected = version(probe.1.headers());
+    let mut current = probe;
+    let fail = |why: String| std::io::Error::other(why);
+    for piece in pieces {
+        let (s, e) = match piece {
+            Piece::Literal(b) => {
+                if tx.send(Ok(b)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Piece::Span(s, e) => (s, e),
+        };
+        for k in s / size..=e / size {
+            if current.0 != k {
+                let src = match open(&req, k).await {
+                    Opened::Slice(src) => src,
+                    Opened::Failed(why) => {
+                        let _ = tx.send(Err(fail(why))).await;
+                        return;
+                    }
+                    Opened::NotSlice(status, _) => {
+                        let _ = tx
+                            .send(Err(fail(format!("slice {k} answered {status}"))))
+                            .await;
+                        return;
+                    }
+                };
+                if version(src.headers()) != expected {
+                    // The object changed between slices: never splice two versions.
+                    drop_slices(req.edge.store.as_ref(), &req.key);
+                    tracing::warn!(key = %req.key, slice = k, "object changed between slices: slices dropped");
+                    let _ = tx
+                        .send(Err(fail("the object changed between slices".into())))
+                        .await;
+                    return;
+                }
+                current = (k, src);
+            }
+            let base = k * size;
+            let from = s.max(base) - base;
+            let to = e.min(base + size - 1) - base + 1;
+            if !send_span(&current.1, from, to, &tx).await {
+                return;
+            }
+        }
+    }
+}
+
+/// Sends the bytes `[from, to)` of a slice; false when the client is gone or it failed.
+async fn send_span(
+    src: &Source,
+    from: u64,
+    to: u64,
+    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+) -> bool {
+    match src {
+        Source::Stored(s) => {
+            let len = s.body.len() as u64;
+            if to > len {
+                let _ = tx
+                    .send(Err(std::io::Error::other("stored slice too short")))
+                    .await;
+                return false;
+            }
+            tx.send(Ok(s.body.slice(from as usize..to as usize)))
+                .await
+                .is_ok()
+        }
+        Source::Filling(_, fill) => {
+            use futures::StreamExt;
+            let mut stream = std::pin::pin!(fill.clone().stream(from, Some(to)));
+            let mut sent = from;
+            while let Some(item) = stream.next().await {
+                let failed = item.is_err();
+                if let Ok(b) = &item {
+                    sent += b.len() as u64;
+                }
+                if tx.send(item).await.is_err() || failed {
+                    return false;
+                }
+            }
+            if sent != to {
+                let _ = tx
+                    .send(Err(std::io::Error::other("slice fetch cut short")))
+                    .await;
+                return false;
+            }
+            true
+        }
+    }
+}
+
+fn unsatisfiable(
+    mut headers: HeaderMap,
+    total: u64,
+    cache_status: &impl Fn(&str) -> HeaderValue,
+) -> Response<Body> {
+    headers.insert(header::CONTENT_RANGE, value(&format!("bytes */{total}")));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.append(
+        HeaderName::from_static("cache-status"),
+        cache_status("detail=slices"),
+    );
+    let mut res = Response::new(body::empty());
+    *res.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+    *res.headers_mut() = headers;
+    res
+}
+
+fn value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// Cuts a whole-object response streaming through a fill into slices, storing each one
+/// when its bytes are complete (the last one at the object's end).
+pub struct Slicer {
+    size: u64,
+    total: u64,
+    next: u64,
+    buf: BytesMut,
+    headers: HeaderMap,
+    params: policy::Storable,
+    request_time: SystemTime,
+    response_time: SystemTime,
+}
+
+impl Slicer {
+    /// A slicer for a 200 of `total` bytes with `headers`, storable with `params`.
+    pub fn new(
+        size: u64,
+        total: u64,
+        headers: HeaderMap,
+        params: policy::Storable,
+        request_time: SystemTime,
+        response_time: SystemTime,
+    ) -> Slicer {
+        Slicer {
+            size: size.max(1),
+            total,
+            next: 0,
+            buf: BytesMut::new(),
+            headers,
+            params,
+            request_time,
+            response_time,
+        }
+    }
+
+    /// Takes the next body bytes; stores the slices they complete. Returns false when the
+    /// body is longer than announced (nothing more is stored).
+    pub fn push(
+        &mut self,
+        edge: &Edge,
+        key: &str,
+        req_headers: &HeaderMap,
+        epoch: u64,
+        mut data: &[u8],
+    ) -> bool {
+        while !data.is_empty() {
+            let start = self.next * self.size;
+            if start >= self.total {
+                return false;
+            }
+            let slice_len = self.size.min(self.total - start);
+            let room = (slice_len - self.buf.len() as u64) as usize;
+            let take = room.min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() as u64 == slice_len {
+                let body = std::mem::take(&mut self.buf).freeze();
+                let mut headers = self.headers.clone();
+                headers.insert(
+                    header::CONTENT_RANGE,
+                    value(&range::content_range(
+                        start,
+                        start + slice_len - 1,
+                        self.total,
+                    )),
+                );
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(slice_len));
+                let response = CachedResponse {
+                    status: StatusCode::PARTIAL_CONTENT,
+                    freshness: Freshness::new(
+                        &self.params,
+                        policy::initial_age(&headers, self.request_time, self.response_time),
+                        self.response_time,
+                    ),
+                    tags: crate::proxy::surrogate_keys(&headers),
+                    headers,
+                    body,
+                    variant: String::new(),
+                    stored_at: self.response_time,
+                };
+                crate::proxy::store(
+                    edge,
+                    &slice_key(key, self.next),
+                    req_headers,
+                    response,
+                    epoch,
+                );
+                self.next += 1;
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slice_keys_map_back_to_their_object() {
+        let k = slice_key("a.com/x?y=1 accept=gzip", 7);
+        assert_eq!(object_key(&k), "a.com/x?y=1 accept=gzip");
+        assert!(k.ends_with("\u{1}slice=7"));
+        assert_eq!(object_key("a.com/x"), "a.com/x");
+    }
+
+    #[test]
+    fn content_range_parses() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_static("bytes 0-9/100"),
+        );
+        assert_eq!(parse_content_range(&h), Some((0, 9, 100)));
+        h.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_static("bytes 0-100/100"),
+        );
+        assert_eq!(parse_content_range(&h), None);
+    }
+
+    #[test]
+    fn usable_ranges_are_sliced() {
+        let mut h = HeaderMap::new();
+        assert!(!wants_slices(&h));
+        h.insert(header::RANGE, HeaderValue::from_static("bytes=5-1"));
+        assert!(!wants_slices(&h));
+        h.insert(header::RANGE, HeaderValue::from_static("bytes=-500"));
+        assert!(wants_slices(&h));
+        assert_eq!(first_start(&h), None);
+        h.insert(header::RANGE, HeaderValue::from_static("bytes=70000-,0-1"));
+        assert_eq!(first_start(&h), Some(70_000));
+    }
+}
