@@ -36,6 +36,11 @@ use crate::range::{self, RangeRequest};
 use crate::routes::ServiceRoute;
 use crate::upstream::{self, strip_hop_by_hop};
 
+/// Chunks buffered for the one reader of an unshared fill.
+const DIRECT_CHUNKS: usize = 16;
+/// How long an unshared fill waits for its reader to take a chunk before giving up on it.
+const DIRECT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Largest response stored in the cache; larger ones are passed through unstored.
 pub const MAX_OBJECT_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -554,6 +559,7 @@ async fn run_fill(
         ) == Evaluation::Fresh
     {
         fill.set_head(Ok(FillHead {
+            direct: None,
             status: s.status,
             headers: s.headers.clone(),
             shareable: true,
@@ -629,6 +635,7 @@ async fn run_fill(
             None => edge.store.remove(cache_key),
         }
         fill.set_head(Ok(FillHead {
+            direct: None,
             status: StatusCode::NOT_MODIFIED,
             headers: served.headers.clone(),
             shareable: true,
@@ -654,7 +661,17 @@ async fn run_fill(
         .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|l| l > MAX_OBJECT_BYTES);
     let mut keep = matches!(storable, Storability::Yes(_)) && !too_big;
+    // Not shared: only the client that started the fetch reads it, through a bounded
+    // channel, so a huge or private body never piles up in memory.
+    let (mut direct_tx, direct) = if keep {
+        (None, None)
+    } else {
+        let (tx, rx) = tokio::sync::mpsc::channel(DIRECT_CHUNKS);
+        (Some(tx), Some(Arc::new(std::sync::Mutex::new(Some(rx)))))
+    };
+    let shared = direct.is_none();
     fill.set_head(Ok(FillHead {
+        direct,
         status: head.status,
         headers: head.headers.clone(),
         shareable: keep,
@@ -706,12 +723,32 @@ async fn run_fill(
                             body.extend_from_slice(&data);
                         }
                     }
-                    fill.push(data);
+                    match &direct_tx {
+                        Some(tx) => {
+                            let sent = tokio::time::timeout(DIRECT_WAIT, tx.send(Ok(data))).await;
+                            if !matches!(sent, Ok(Ok(()))) {
+                                // The client left (or never came): keep going only to
+                                // store slices.
+                                direct_tx = None;
+                                if slicer.is_none() {
+                                    break Err("the client went away".to_owned());
+                                }
+                            }
+                        }
+                        None if shared => fill.push(data),
+                        None => {}
+                    }
                 }
             }
-            Some(Err(e)) => break Err(format!("upstream body failed: {e}")),
+            Some(Err(e)) => {
+                if let Some(tx) = &direct_tx {
+                    let _ = tx.try_send(Err(std::io::Error::other(e.to_string())));
+                }
+                break Err(format!("upstream body failed: {e}"));
+            }
         }
     };
+    drop(direct_tx);
     edge.metrics.bytes_in.get_or_create(&tier).inc_by(received);
     if let (Ok(()), true, Storability::Yes(params)) = (&result, keep, &storable) {
         let response = CachedResponse {
@@ -937,6 +974,22 @@ async fn respond_fill(
             headers.remove(h);
         }
         return response(StatusCode::NOT_MODIFIED, headers, body::empty());
+    }
+    if let Some(direct) = &head.direct {
+        // Not shared: this client alone reads the body as it arrives (Range ignored: the
+        // whole response is sent, which RFC 9110 allows).
+        let rx = direct.lock().ok().and_then(|mut r| r.take());
+        let Some(rx) = rx else {
+            return bad_gateway(ctx, "the response was already handed to another client");
+        };
+        let b = if parts.method == Method::HEAD {
+            body::empty()
+        } else {
+            body::stream(futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            }))
+        };
+        return response(status, headers, b);
     }
     let len = headers
         .get(header::CONTENT_LENGTH)

@@ -233,6 +233,7 @@ async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str) {
     // A fill that ended between the lookup and the join has stored the slice already.
     if let Some(s) = lookup(req, skey) {
         fill.set_head(Ok(FillHead {
+            direct: None,
             status: s.status,
             headers: s.headers.clone(),
             shareable: true,
@@ -275,6 +276,7 @@ async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str) {
     if head.status != StatusCode::PARTIAL_CONTENT {
         // Not a slice: the body is not read (the proxy goes the usual way).
         fill.set_head(Ok(FillHead {
+            direct: None,
             status: head.status,
             headers: head.headers,
             shareable: false,
@@ -314,6 +316,7 @@ async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str) {
         policy::Storability::No(_) => None,
     };
     fill.set_head(Ok(FillHead {
+        direct: None,
         status: StatusCode::PARTIAL_CONTENT,
         headers: head.headers.clone(),
         shareable: params.is_some(),

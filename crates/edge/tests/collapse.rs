@@ -247,3 +247,33 @@ async fn collapsing_does_not_mix_up_variants() {
     assert_eq!(gzip.text(), "ae=gzip");
     assert_eq!(br.text(), "ae=br", "the br client got another variant");
 }
+
+#[tokio::test]
+async fn a_large_private_body_streams_to_its_one_client_intact() {
+    // 8 MiB, not shareable: handed to the client over a bounded channel, not buffered.
+    let body: String = (0..8 * 1024 * 1024)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let expected = body.clone();
+    let origin = TestOrigin::start(move |_| {
+        let body = body.clone();
+        async move { respond(200, &[("cache-control", "private")], body) }
+    })
+    .await;
+    let snap = snapshot(
+        1,
+        vec![service("svc-a", HOST, vec![common::origin(origin.addr())])],
+    );
+    let edge = TestEdge::start("edge-a", &snap).await;
+    let client = edge.client(&[HOST]);
+    let url = edge.url(HOST, "/download");
+    let got = get(&client, &url).await;
+    assert_eq!(got.text(), expected);
+    let again = get(&client, &url).await;
+    assert_eq!(again.text().len(), expected.len());
+    assert_eq!(
+        origin.requests("/download"),
+        2,
+        "a private response is never stored"
+    );
+}

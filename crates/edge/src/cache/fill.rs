@@ -22,7 +22,15 @@ pub struct FillHead {
     /// The `Vary` signature of the request that started the fetch: a reader whose own
     /// signature differs must fetch for itself.
     pub variant: String,
+    /// For a response that is not shareable: the body, handed over a bounded channel to
+    /// the one client that started the fetch (taken once). Memory stays bounded whatever
+    /// the object's size, and the upstream read waits for that client (backpressure).
+    pub direct: Option<DirectBody>,
 }
+
+/// A body handed to exactly one reader through a bounded channel.
+pub type DirectBody =
+    Arc<Mutex<Option<tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>>>>;
 
 #[derive(Debug, Default)]
 struct FillState {
@@ -263,6 +271,7 @@ mod tests {
         let whole = tokio::spawn(collect(fill.clone(), 0, None));
         let middle = tokio::spawn(collect(fill.clone(), 3, Some(8)));
         fill.set_head(Ok(FillHead {
+            direct: None,
             status: StatusCode::OK,
             headers: HeaderMap::new(),
             shareable: true,
