@@ -37,6 +37,12 @@ pub struct Metrics {
     pub cache_objects: Gauge,
     pub evictions: Gauge,
     pub snapshot_version: Gauge,
+    /// Share of cache lookups (GET/HEAD not bypassed) answered from the cache.
+    pub hit_ratio: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Disk cache entries found torn or corrupt (deleted, never served).
+    pub disk_corrupt: Gauge,
+    pub lookups: std::sync::atomic::AtomicU64,
+    pub hits: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Metrics {
@@ -100,8 +106,24 @@ impl Default for Metrics {
             "Edge snapshot version applied",
             snapshot_version.clone(),
         );
+        let hit_ratio = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "cache_hit_ratio",
+            "Share of cache lookups answered from the cache since start",
+            hit_ratio.clone(),
+        );
+        let disk_corrupt = Gauge::default();
+        registry.register(
+            "disk_cache_corrupt_entries",
+            "Disk cache entries found torn or corrupt (deleted, never served)",
+            disk_corrupt.clone(),
+        );
         Metrics {
             registry,
+            hit_ratio,
+            disk_corrupt,
+            lookups: Default::default(),
+            hits: Default::default(),
             requests,
             bytes_out,
             bytes_in,

@@ -199,5 +199,16 @@ impl Edge {
         self.metrics.cache_bytes.set(bytes as i64);
         self.metrics.cache_objects.set(objects as i64);
         self.metrics.evictions.set(self.store.evictions() as i64);
+        use std::sync::atomic::Ordering;
+        let lookups = self.metrics.lookups.load(Ordering::Relaxed);
+        if lookups > 0 {
+            let hits = self.metrics.hits.load(Ordering::Relaxed);
+            self.metrics.hit_ratio.set(hits as f64 / lookups as f64);
+        }
+        if let Some(h) = &self.hybrid {
+            self.metrics
+                .disk_corrupt
+                .set(h.disk().corrupt_entries() as i64);
+        }
     }
 }

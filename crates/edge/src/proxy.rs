@@ -171,6 +171,13 @@ fn finish(
         .and_then(|v| v.parse::<u64>().ok())
         .filter(|_| parts.method != Method::HEAD);
     ctx.route.usage.record(sent.unwrap_or(0));
+    if !matches!(result, CacheResult::Pass | CacheResult::Error) {
+        use std::sync::atomic::Ordering;
+        ctx.edge.metrics.lookups.fetch_add(1, Ordering::Relaxed);
+        if matches!(result, CacheResult::Hit | CacheResult::Stale) {
+            ctx.edge.metrics.hits.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     if let Some(len) = sent {
         ctx.edge
             .metrics
