@@ -62,6 +62,10 @@ impl EdgeHandle {
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
+        // Queued disk cache writes reach the disk before the process exits.
+        if let Some(h) = self.edge.hybrid.clone() {
+            let _ = tokio::task::spawn_blocking(move || h.disk().flush()).await;
+        }
     }
 }
 
