@@ -218,6 +218,7 @@ fn log(
     }
     tracing::info!(
         target: "lingjing::access",
+        node = %edge.node_id,
         client = %client.ip(),
         method = %method,
         host,
