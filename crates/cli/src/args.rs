@@ -63,6 +63,9 @@ pub enum Command {
     /// Run an edge node (caching reverse proxy) fed by the control plane, or standalone
     /// from a snapshot file.
     Edge(EdgeArgs),
+    /// Run a GSLB DNS server fed by the control plane, or explain an answer
+    /// (`lingjing dns explain NAME --client IP`).
+    Dns(DnsArgs),
     /// Regions: the country > province > city > county tree.
     #[command(subcommand)]
     Region(ResourceCmd<RegionAdd>),
@@ -140,6 +143,9 @@ pub struct UpArgs {
     /// Platform DNS zone.
     #[arg(long, default_value = lingjing_control::server::DEFAULT_ZONE)]
     pub zone: String,
+    /// GSLB DNS address (UDP and TCP).
+    #[arg(long, default_value = "127.0.0.1:5300")]
+    pub dns_listen: SocketAddr,
     /// Port of the edge nodes' HTTP listeners (default: each node's configured port; 0
     /// picks free ports).
     #[arg(long)]
@@ -151,6 +157,41 @@ pub struct UpArgs {
     /// Port of the edge nodes' admin listeners (default: each node's configured port).
     #[arg(long)]
     pub edge_admin_port: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DnsArgs {
+    #[command(subcommand)]
+    pub explain: Option<DnsSub>,
+    /// This DNS node's id in the inventory (to serve).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Address served over UDP and TCP.
+    #[arg(long, default_value = "127.0.0.1:5300")]
+    pub listen: Vec<SocketAddr>,
+    /// Where the last good snapshot is kept (default: DATA_DIR/dns-NODE).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DnsSub {
+    /// Show how a client is answered for a name, and why (computed from the control
+    /// plane's current DNS snapshot, exactly as the DNS servers compute it).
+    Explain {
+        /// e.g. demo.cdn.lingjing.test
+        name: String,
+        /// The client's address (its resolver, or the subnet's address with --subnet).
+        #[arg(long)]
+        client: std::net::IpAddr,
+        /// The EDNS Client Subnet prefix length, when the query carries ECS.
+        #[arg(long)]
+        subnet: Option<u8>,
+        /// Explain the AAAA answer instead of A.
+        #[arg(long)]
+        aaaa: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,18 @@ mod seed;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // `lingjing ... | head` closes the pipe early: end quietly, as a shell tool should.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let broken_pipe = info
+            .payload()
+            .downcast_ref::<String>()
+            .is_some_and(|m| m.contains("Broken pipe"));
+        if broken_pipe {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
     let cli = args::Cli::parse();
     logging::init(cli.global.log_format, cli.command.is_server());
     let runtime = match tokio::runtime::Runtime::new() {

@@ -20,6 +20,8 @@ fn start_up(data: &Path) -> (Child, String) {
             "127.0.0.1:0",
         ])
         .args([
+            "--dns-listen",
+            "127.0.0.1:0",
             "--edge-http-port",
             "0",
             "--edge-https-port",

@@ -1,6 +1,7 @@
 //! Dispatch of subcommands: servers (`up`, `control`) and operator commands on resources.
 
 mod control;
+mod dns;
 mod edge;
 mod purge;
 mod resources;
@@ -14,6 +15,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => up::run(&global, args).await,
         Command::Control(args) => control::run(args).await,
         Command::Edge(args) => edge::run(&global, args).await,
+        Command::Dns(args) => dns::run(&global, args).await,
         Command::Region(cmd) => resources::resource(&global, "regions", cmd).await,
         Command::Line(cmd) => resources::line(&global, cmd).await,
         Command::Site(cmd) => resources::resource(&global, "sites", cmd).await,

@@ -75,12 +75,14 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
     }
 
     let edges = start_edges(global, &args, &client, &control.url(), &token).await?;
+    let dns = start_dns(global, &args, &client, &control.url(), &token).await?;
 
     let api = control.url();
     println!(
         "\nLingjing is up.\n\
          \n  control plane   {api}   (OpenAPI: {api}/v1/openapi.json)\
          \n  demo origin     http://{origin}/\
+         \n  GSLB DNS        {dns_addr} (UDP and TCP), zone {zone}\
          {edge_lines}\
          \n  data directory  {dir}\
          \n  operator token  {token}   (also in {dir}/{TOKEN_FILE})\
@@ -89,9 +91,15 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
          \n  curl -H \"Authorization: Bearer $(cat {dir}/{TOKEN_FILE})\" {api}/v1/sites\
          \n  curl -i http://{origin}/\
          {try_edge}\
+         \n  dig @{dns_ip} -p {dns_port} demo.{zone} A +subnet=198.51.100.1/32   (a Wuxi telecom client)\
+         \n  lingjing dns explain demo.{zone} --client 203.0.113.70 --subnet 32\
          \n\nCtrl-C stops everything.",
         origin = origin.addr(),
         dir = data_dir.display(),
+        dns_addr = dns.handle.udp_addrs()[0],
+        dns_ip = dns.handle.udp_addrs()[0].ip(),
+        dns_port = dns.handle.udp_addrs()[0].port(),
+        zone = args.zone,
         try_edge = edges
             .iter()
             .find(|e| e.edge_role)
@@ -119,6 +127,8 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
         e.agent.stop();
         e.handle.shutdown().await;
     }
+    dns.agent.stop();
+    dns.handle.shutdown().await;
     origin.shutdown().await.ok();
     control.shutdown().await?;
     Ok(())
@@ -201,4 +211,49 @@ async fn start_edges(
         });
     }
     Ok(running)
+}
+
+/// The GSLB DNS server run by `up`.
+struct RunningDns {
+    handle: lingjing_dns::DnsHandle,
+    agent: lingjing_client::AgentHandle,
+}
+
+/// Starts the DNS server as the inventory's first DNS node, fed by the control plane.
+async fn start_dns(
+    global: &Global,
+    args: &UpArgs,
+    client: &Client,
+    api: &str,
+    token: &str,
+) -> anyhow::Result<RunningDns> {
+    let nodes: Vec<serde_json::Value> = client.get("/v1/nodes").await?;
+    let node = nodes
+        .iter()
+        .find(|n| {
+            n["roles"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|x| x == "dns"))
+        })
+        .and_then(|n| n["id"].as_str())
+        .context("the inventory has no node with the `dns` role")?
+        .to_owned();
+    let server = std::sync::Arc::new(lingjing_dns::DnsServer::new());
+    let agent = lingjing_client::Agent::new(lingjing_client::AgentConfig::new(
+        api,
+        token,
+        &node,
+        lingjing_model::snapshot::Role::Dns,
+        &global.data_dir.join(format!("dns-{node}")),
+    ))?;
+    let agent = super::dns::start_agent(agent, server.clone());
+    let handle = lingjing_dns::start(&lingjing_dns::DnsConfig::on(args.dns_listen), server)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot start the DNS server on {} (pick another with --dns-listen)",
+                args.dns_listen
+            )
+        })?;
+    Ok(RunningDns { handle, agent })
 }

@@ -1,0 +1,476 @@
+//! The zone and its answers, computed per query from one DNS snapshot. Pure: no I/O.
+//!
+//! [`Gslb::build`] precomputes from a snapshot everything a query needs (the zone's
+//! labels, the client classifier, the ECS scope table, the region tree, a steering plan
+//! per service, the name servers' addresses); [`Gslb::answer`] then maps a question and
+//! a client to a [`Decision`]: the response code, the records, and for service names an
+//! [`Explanation`] of the choice. The wire format is the server's business
+//! (`crate::wire`).
+//!
+//! Names served, under the platform zone `Z` (e.g. `cdn.lingjing.test.`):
+//! - `Z`: SOA and NS (`ns1.Z`);
+//! - `ns1.Z`: A/AAAA of the healthy, undrained nodes with the `dns` role;
+//! - `<service id>.Z`: A/AAAA steered per client (see `crate::steer`);
+//! - anything else under `Z`: NXDOMAIN; names outside `Z`: REFUSED.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use hickory_proto::rr::RecordType;
+use lingjing_model::classify::Classifier;
+use lingjing_model::{DnsSnapshot, NodeRole, Snapshot};
+
+use crate::scope::ScopeTable;
+use crate::steer::{Client, Explanation, Family, RegionTree, ServicePlan};
+
+/// TTL of the SOA and NS records and of the name servers' addresses.
+pub const ZONE_TTL: u32 = 3600;
+/// The SOA `minimum`: how long resolvers cache NXDOMAIN and NODATA (RFC 2308).
+pub const NEGATIVE_TTL: u32 = 30;
+/// The label of the zone's name server.
+pub const NS_LABEL: &str = "ns1";
+/// Client subnet length hashed for the weighted order, per family.
+const HASH_LEN_V4: u8 = 24;
+const HASH_LEN_V6: u8 = 56;
+
+/// Why a snapshot cannot be served.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BuildError {
+    #[error("zone `{0}` is not a valid domain name")]
+    BadZone(String),
+}
+
+/// The client of a query, as the server sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The packet's source address (a resolver, usually).
+    pub addr: IpAddr,
+    /// EDNS Client Subnet: the address (host bits zero) and source prefix length.
+    pub ecs: Option<(IpAddr, u8)>,
+}
+
+/// The response code of a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rcode {
+    NoError,
+    NxDomain,
+    Refused,
+}
+
+/// The data of one answer record; the owner is the query name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rdata {
+    /// An A or AAAA record.
+    Addr(IpAddr),
+    /// The zone's SOA (see [`Gslb::soa`]).
+    Soa,
+    /// The zone's NS record (`ns1.<zone>`).
+    Ns,
+}
+
+/// What to answer to one question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub rcode: Rcode,
+    /// Whether the name is in the zone (the AA bit).
+    pub authoritative: bool,
+    /// Answer records: TTL and data.
+    pub answers: Vec<(u32, Rdata)>,
+    /// NXDOMAIN or NODATA: the SOA goes in the authority section.
+    pub negative: bool,
+    /// Addresses of `ns1.<zone>` for the additional section (with NS answers).
+    pub glue: Vec<IpAddr>,
+    /// The ECS scope prefix to echo (only when the query carried ECS).
+    pub ecs_scope: Option<u8>,
+    /// For service names: how the client was answered and why.
+    pub explanation: Option<Box<Explanation>>,
+}
+
+impl Decision {
+    fn new(rcode: Rcode, authoritative: bool) -> Self {
+        Decision {
+            rcode,
+            authoritative,
+            answers: Vec::new(),
+            negative: false,
+            glue: Vec::new(),
+            ecs_scope: None,
+            explanation: None,
+        }
+    }
+
+    fn negative(rcode: Rcode) -> Self {
+        Decision {
+            negative: true,
+            ..Decision::new(rcode, true)
+        }
+    }
+}
+
+/// The SOA fields of the zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SoaFields {
+    pub serial: u32,
+    pub refresh: i32,
+    pub retry: i32,
+    pub expire: i32,
+    pub minimum: u32,
+}
+
+/// Everything needed to answer queries for one snapshot version.
+#[derive(Debug, Clone)]
+pub struct Gslb {
+    version: u64,
+    /// The zone, lowercase, with the trailing dot; empty when there is none.
+    zone: String,
+    /// The zone's labels, lowercase.
+    zone_labels: Vec<String>,
+    classifier: Classifier,
+    scopes: ScopeTable,
+    regions: RegionTree,
+    services: HashMap<String, ServicePlan>,
+    ns_addrs: Vec<IpAddr>,
+}
+
+impl Default for Gslb {
+    /// No zone: every query is refused (the state before the first snapshot).
+    fn default() -> Self {
+        Gslb {
+            version: 0,
+            zone: String::new(),
+            zone_labels: Vec::new(),
+            classifier: Classifier::default(),
+            scopes: ScopeTable::default(),
+            regions: RegionTree::default(),
+            services: HashMap::new(),
+            ns_addrs: Vec::new(),
+        }
+    }
+}
+
+impl Gslb {
+    /// Precomputes the answers' inputs from a snapshot.
+    pub fn from_snapshot(snapshot: &Snapshot<DnsSnapshot>) -> Result<Self, BuildError> {
+        Self::build(&snapshot.body, snapshot.version)
+    }
+
+    /// Precomputes the answers' inputs from the body of a snapshot of `version`.
+    pub fn build(snapshot: &DnsSnapshot, version: u64) -> Result<Self, BuildError> {
+        let zone = snapshot.zone.trim().to_ascii_lowercase();
+        let zone = zone.trim_end_matches('.');
+        let zone_labels: Vec<String> = if zone.is_empty() {
+            Vec::new()
+        } else {
+            zone.split('.').map(str::to_owned).collect()
+        };
+        let valid = zone.len() <= 250
+            && zone_labels.iter().all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if !valid {
+            return Err(BuildError::BadZone(snapshot.zone.clone()));
+        }
+        let ns_addrs = snapshot
+            .nodes
+            .iter()
+            .filter(|n| n.healthy && !n.node.drained && n.node.roles.contains(&NodeRole::Dns))
+            .flat_map(|n| n.addresses.iter().copied())
+            .collect();
+        let services = snapshot
+            .services
+            .iter()
+            .map(|s| (s.id.to_ascii_lowercase(), ServicePlan::build(s, snapshot)))
+            .collect();
+        Ok(Gslb {
+            version,
+            zone: if zone.is_empty() {
+                String::new()
+            } else {
+                format!("{zone}.")
+            },
+            zone_labels,
+            classifier: Classifier::from_prefixes(&snapshot.prefixes),
+            scopes: ScopeTable::new(snapshot.prefixes.iter().map(|p| &p.cidr)),
+            regions: RegionTree::build(snapshot),
+            services,
+            ns_addrs,
+        })
+    }
+
+    /// The snapshot version this was built from.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The zone, lowercase with the trailing dot (`cdn.lingjing.test.`); empty when the
+    /// snapshot has none.
+    pub fn zone(&self) -> &str {
+        &self.zone
+    }
+
+    /// The SOA: serial = the snapshot version (modulo 2^32, which serial number
+    /// arithmetic tolerates), `minimum` = the negative TTL.
+    pub fn soa(&self) -> SoaFields {
+        SoaFields {
+            serial: (self.version & u64::from(u32::MAX)) as u32,
+            refresh: 3600,
+            retry: 600,
+            expire: 604_800,
+            minimum: NEGATIVE_TTL,
+        }
+    }
+
+    /// The answer for a name given as text (`demo.cdn.lingjing.test.`, any case, the
+    /// final dot optional). See [`answer_labels`](Self::answer_labels).
+    pub fn answer(&self, qname: &str, qtype: RecordType, client: &ClientInfo) -> Decision {
+        let name = qname.strip_suffix('.').unwrap_or(qname);
+        let labels: Vec<&[u8]> = if name.is_empty() {
+            Vec::new()
+        } else {
+            name.split('.').map(str::as_bytes).collect()
+        };
+        self.answer_labels(&labels, qtype, client, false)
+    }
+
+    /// How `client` is answered for a service's name and why; `None` when `qname` is not
+    /// a service name of the zone.
+    pub fn explain(&self, qname: &str, family: Family, client: &ClientInfo) -> Option<Explanation> {
+        let name = qname.strip_suffix('.').unwrap_or(qname);
+        let labels: Vec<&[u8]> = name.split('.').map(str::as_bytes).collect();
+        let qtype = match family {
+            Family::V4 => RecordType::A,
+            Family::V6 => RecordType::AAAA,
+        };
+        self.answer_labels(&labels, qtype, client, true)
+            .explanation
+            .map(|e| *e)
+    }
+
+    /// The answer for a name given as its labels (root excluded), compared without
+    /// regard to ASCII case. With `explain`, service answers carry an [`Explanation`].
+    pub fn answer_labels(
+        &self,
+        labels: &[&[u8]],
+        qtype: RecordType,
+        client: &ClientInfo,
+        explain: bool,
+    ) -> Decision {
+        let z = self.zone_labels.len();
+        let in_zone = !self.zone.is_empty()
+            && labels.len() >= z
+            && labels[labels.len() - z..]
+                .iter()
+                .zip(&self.zone_labels)
+                .all(|(a, b)| a.eq_ignore_ascii_case(b.as_bytes()));
+        if !in_zone {
+            return Decision::new(Rcode::Refused, false);
+        }
+        let mut decision = match &labels[..labels.len() - z] {
+            [] => self.apex(qtype),
+            [label] if label.eq_ignore_ascii_case(NS_LABEL.as_bytes()) => self.name_server(qtype),
+            [label] => match std::str::from_utf8(label)
+                .ok()
+                .and_then(|l| self.services.get(&l.to_ascii_lowercase()))
+            {
+                Some(plan) => self.service(plan, qtype, client, explain),
+                None => Decision::negative(Rcode::NxDomain),
+            },
+            _ => Decision::negative(Rcode::NxDomain),
+        };
+        // Answers not tailored to the client are valid for every client: scope 0.
+        if client.ecs.is_some() && decision.ecs_scope.is_none() {
+            decision.ecs_scope = Some(0);
+        }
+        decision
+    }
+
+    fn apex(&self, qtype: RecordType) -> Decision {
+        let answers: Vec<(u32, Rdata)> = match qtype {
+            RecordType::SOA => vec![(ZONE_TTL, Rdata::Soa)],
+            RecordType::NS => vec![(ZONE_TTL, Rdata::Ns)],
+            RecordType::ANY => vec![(ZONE_TTL, Rdata::Soa), (ZONE_TTL, Rdata::Ns)],
+            _ => Vec::new(),
+        };
+        if answers.is_empty() {
+            return Decision::negative(Rcode::NoError);
+        }
+        let glue = if answers.iter().any(|(_, r)| *r == Rdata::Ns) {
+            self.ns_addrs.clone()
+        } else {
+            Vec::new()
+        };
+        Decision {
+            answers,
+            glue,
+            ..Decision::new(Rcode::NoError, true)
+        }
+    }
+
+    fn name_server(&self, qtype: RecordType) -> Decision {
+        let want = |a: &IpAddr| match qtype {
+            RecordType::A => a.is_ipv4(),
+            RecordType::AAAA => a.is_ipv6(),
+            RecordType::ANY => true,
+            _ => false,
+        };
+        let answers: Vec<(u32, Rdata)> = self
+            .ns_addrs
+            .iter()
+            .filter(|a| want(a))
+            .map(|a| (ZONE_TTL, Rdata::Addr(*a)))
+            .collect();
+        if answers.is_empty() {
+            return Decision::negative(Rcode::NoError);
+        }
+        Decision {
+            answers,
+            ..Decision::new(Rcode::NoError, true)
+        }
+    }
+
+    fn service(
+        &self,
+        plan: &ServicePlan,
+        qtype: RecordType,
+        client: &ClientInfo,
+        explain: bool,
+    ) -> Decision {
+        let family = match qtype {
+            RecordType::A | RecordType::ANY => Family::V4,
+            RecordType::AAAA => Family::V6,
+            _ => return Decision::negative(Rcode::NoError),
+        };
+        // ECS with a /0 source means "do not tailor on my address": the resolver's
+        // source address is used and the answer is for everyone (scope 0).
+        let ecs = client.ecs.filter(|(_, len)| *len > 0);
+        let (addr, classified_by) = match ecs {
+            Some((a, _)) => (a, "ecs"),
+            None => (client.addr, "source address"),
+        };
+        let hash_len = match addr {
+            IpAddr::V4(_) => HASH_LEN_V4,
+            IpAddr::V6(_) => HASH_LEN_V6,
+        };
+        let hash_len = ecs.map_or(hash_len, |(_, len)| len.min(hash_len));
+        let class = self.classifier.classify(addr);
+        let steer_client = Client {
+            line: class.map(|c| c.line),
+            region: class.and_then(|c| c.region),
+            hash_key: (truncate(addr, hash_len), hash_len),
+        };
+        let steered = plan.steer(&self.regions, family, &steer_client, explain);
+        let ecs_scope = match (client.ecs, ecs) {
+            (Some(_), Some((a, _))) => {
+                let scope = self.scopes.scope(a);
+                Some(if steered.hashed {
+                    scope.max(hash_len)
+                } else {
+                    scope
+                })
+            }
+            (Some(_), None) => Some(0),
+            (None, _) => None,
+        };
+        let ttl = plan.policy.ttl.max(1);
+        let explanation = explain.then(|| {
+            Box::new(Explanation {
+                service: plan.id.clone(),
+                family,
+                client: addr,
+                classified_by,
+                line: steer_client.line.map(str::to_owned),
+                region: steer_client.region.map(str::to_owned),
+                rule_text: steered.rule.to_string(),
+                rule: steered.rule.clone(),
+                candidates: steered.candidates.clone(),
+                answer: steered.answer.clone(),
+                ttl,
+                ecs_scope,
+                snapshot_version: self.version,
+            })
+        });
+        if steered.answer.is_empty() {
+            return Decision {
+                ecs_scope,
+                explanation,
+                ..Decision::negative(Rcode::NoError)
+            };
+        }
+        Decision {
+            answers: steered
+                .answer
+                .iter()
+                .map(|a| (ttl, Rdata::Addr(*a)))
+                .collect(),
+            ecs_scope,
+            explanation,
+            ..Decision::new(Rcode::NoError, true)
+        }
+    }
+}
+
+/// `addr` with all bits past the first `len` cleared.
+pub(crate) fn truncate(addr: IpAddr, len: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let len = u32::from(len.min(32));
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            IpAddr::V4((u32::from(a) & mask).into())
+        }
+        IpAddr::V6(a) => {
+            let len = u32::from(len.min(128));
+            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            IpAddr::V6((u128::from(a) & mask).into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncates_addresses() {
+        assert_eq!(
+            truncate("198.51.100.77".parse().unwrap(), 26),
+            "198.51.100.64".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            truncate("198.51.100.77".parse().unwrap(), 0),
+            "0.0.0.0".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            truncate("2001:db8::1".parse().unwrap(), 128),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn no_zone_refuses_everything() {
+        let g = Gslb::default();
+        let client = ClientInfo {
+            addr: "192.0.2.1".parse().unwrap(),
+            ecs: None,
+        };
+        assert_eq!(
+            g.answer(".", RecordType::SOA, &client).rcode,
+            Rcode::Refused
+        );
+        assert_eq!(
+            g.answer("a.example.", RecordType::A, &client).rcode,
+            Rcode::Refused
+        );
+    }
+
+    #[test]
+    fn refuses_a_bad_zone() {
+        let snap = DnsSnapshot {
+            zone: "bad zone.".into(),
+            ..DnsSnapshot::default()
+        };
+        assert!(Gslb::build(&snap, 1).is_err());
+    }
+}
