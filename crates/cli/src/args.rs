@@ -146,6 +146,9 @@ pub struct UpArgs {
     /// GSLB DNS address (UDP and TCP).
     #[arg(long, default_value = "127.0.0.1:5300")]
     pub dns_listen: SocketAddr,
+    /// GSLB DNS admin HTTP address (/healthz, /metrics, /explain).
+    #[arg(long, default_value = "127.0.0.1:9053")]
+    pub dns_admin: SocketAddr,
     /// Port of the edge nodes' HTTP listeners (default: each node's configured port; 0
     /// picks free ports).
     #[arg(long)]
@@ -173,6 +176,12 @@ pub struct DnsArgs {
     /// Where the last good snapshot is kept (default: DATA_DIR/dns-NODE).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// Admin HTTP address: /healthz, /metrics (Prometheus), /explain?name=&client=.
+    #[arg(long, default_value = "127.0.0.1:9053")]
+    pub admin: SocketAddr,
+    /// Log every query (target `lingjing::dns::query`, level INFO).
+    #[arg(long)]
+    pub query_log: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -22,6 +22,8 @@ fn start_up(data: &Path) -> (Child, String) {
         .args([
             "--dns-listen",
             "127.0.0.1:0",
+            "--dns-admin",
+            "127.0.0.1:0",
             "--edge-http-port",
             "0",
             "--edge-https-port",

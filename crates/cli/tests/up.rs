@@ -21,6 +21,8 @@ fn start_up(data_dir: &Path) -> (Child, String, Vec<(String, String)>) {
             "127.0.0.1:0",
             "--dns-listen",
             "127.0.0.1:0",
+            "--dns-admin",
+            "127.0.0.1:0",
             "--edge-http-port",
             "0",
             "--edge-https-port",

@@ -12,6 +12,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod health;
 pub mod resource;
 pub mod server;
 pub mod snapshot;

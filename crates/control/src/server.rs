@@ -28,6 +28,8 @@ pub struct ControlConfig {
     pub operator_token: String,
     /// The platform DNS zone (with the trailing dot).
     pub zone: String,
+    /// Active health checks of the nodes (`None`: off).
+    pub health: Option<crate::health::HealthConfig>,
 }
 
 /// A running control plane.
@@ -37,6 +39,7 @@ pub struct ControlHandle {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
     watcher: JoinHandle<()>,
+    prober: Option<JoinHandle<()>>,
 }
 
 impl ControlHandle {
@@ -60,6 +63,9 @@ impl ControlHandle {
             let _ = stop.send(());
         }
         self.watcher.abort();
+        if let Some(p) = &self.prober {
+            p.abort();
+        }
         let result = match (&mut self.task).await {
             Ok(r) => r,
             Err(e) => Err(std::io::Error::other(e)),
@@ -110,6 +116,9 @@ pub async fn serve(config: ControlConfig, store: Store) -> Result<ControlHandle,
             }
         })
     };
+    let prober = config
+        .health
+        .map(|h| crate::health::spawn(store.clone(), hub.clone(), h));
     tracing::info!(%addr, "control plane listening");
     Ok(ControlHandle {
         addr,
@@ -117,6 +126,7 @@ pub async fn serve(config: ControlConfig, store: Store) -> Result<ControlHandle,
         stop: Some(stop),
         task,
         watcher,
+        prober,
     })
 }
 

@@ -109,12 +109,19 @@ async fn version(conn: &mut AnyConnection) -> Result<u64, StoreError> {
 
 async fn node_infos(conn: &mut AnyConnection) -> Result<Vec<NodeInfo>, StoreError> {
     let mut addresses = node_addresses(&mut *conn).await?;
+    let down: std::collections::BTreeSet<String> =
+        sqlx::query("SELECT node_id FROM node_health WHERE healthy = 0")
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
     Ok(list_docs::<Node>(conn)
         .await?
         .into_iter()
         .map(|node| NodeInfo {
             addresses: addresses.remove(&node.id).unwrap_or_default(),
-            healthy: true,
+            healthy: !down.contains(&node.id),
             node,
         })
         .collect())

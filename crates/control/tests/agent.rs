@@ -24,6 +24,7 @@ async fn control(dir: &std::path::Path) -> lingjing_control::ControlHandle {
             listen: "127.0.0.1:0".parse().expect("addr"),
             operator_token: TOKEN.into(),
             zone: "cdn.lingjing.test.".into(),
+            health: None,
         },
         store,
     )

@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hickory_proto::rr::RecordType;
 use lingjing_model::classify::Classifier;
@@ -84,6 +85,10 @@ pub struct Decision {
     pub ecs_scope: Option<u8>,
     /// For service names: how the client was answered and why.
     pub explanation: Option<Box<Explanation>>,
+    /// For service names: the site of each address answered, in answer order.
+    pub sites: Vec<Arc<str>>,
+    /// For service names: the client's line (`None`: on no line).
+    pub line: Option<Arc<str>>,
 }
 
 impl Decision {
@@ -96,6 +101,8 @@ impl Decision {
             glue: Vec::new(),
             ecs_scope: None,
             explanation: None,
+            sites: Vec::new(),
+            line: None,
         }
     }
 
@@ -130,6 +137,8 @@ pub struct Gslb {
     regions: RegionTree,
     services: HashMap<String, ServicePlan>,
     ns_addrs: Vec<IpAddr>,
+    /// Every line id of the snapshot, shared (metric labels without allocation).
+    lines: HashMap<String, Arc<str>>,
 }
 
 impl Default for Gslb {
@@ -144,6 +153,7 @@ impl Default for Gslb {
             regions: RegionTree::default(),
             services: HashMap::new(),
             ns_addrs: Vec::new(),
+            lines: HashMap::new(),
         }
     }
 }
@@ -197,6 +207,13 @@ impl Gslb {
             regions: RegionTree::build(snapshot),
             services,
             ns_addrs,
+            lines: snapshot
+                .lines
+                .iter()
+                .map(|l| l.id.as_str())
+                .chain(snapshot.prefixes.iter().map(|p| p.line.as_str()))
+                .map(|l| (l.to_owned(), Arc::from(l)))
+                .collect(),
         })
     }
 
@@ -392,10 +409,14 @@ impl Gslb {
                 snapshot_version: self.version,
             })
         });
+        let line = steer_client
+            .line
+            .map(|l| self.lines.get(l).cloned().unwrap_or_else(|| Arc::from(l)));
         if steered.answer.is_empty() {
             return Decision {
                 ecs_scope,
                 explanation,
+                line,
                 ..Decision::negative(Rcode::NoError)
             };
         }
@@ -407,6 +428,8 @@ impl Gslb {
                 .collect(),
             ecs_scope,
             explanation,
+            sites: steered.sites,
+            line,
             ..Decision::new(Rcode::NoError, true)
         }
     }

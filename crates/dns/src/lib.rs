@@ -11,16 +11,22 @@
 //! - [`scope`]: the ECS scope of an answer; pure.
 //! - [`wire`]: request bytes to response bytes (hickory-proto); pure.
 //! - [`server`]: the UDP and TCP listeners, and [`DnsServer::apply`] for new snapshots.
+//! - [`metrics`]: Prometheus metrics of the server; [`admin`]: its admin HTTP server
+//!   (`/healthz`, `/metrics`, `/explain`).
 //!
 //! **API boundary:** [`DnsServer::apply`]`(&Snapshot<DnsSnapshot>)`,
 //! [`start`]`(&DnsConfig, Arc<DnsServer>)`, and [`DnsServer::explain`].
 
+pub mod admin;
 pub mod gslb;
+pub mod metrics;
 pub mod scope;
 pub mod server;
 pub mod steer;
 pub mod wire;
 
 pub use gslb::{BuildError, ClientInfo, Decision, Gslb, Rcode, Rdata};
+pub use metrics::DnsMetrics;
 pub use server::{DnsConfig, DnsError, DnsHandle, DnsServer, start};
 pub use steer::{CandidateView, Explanation, Family, Nearness, Rule};
+pub use wire::{Outcome, Transport, respond, respond_traced};

@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use lingjing_model::{DnsSnapshot, Snapshot};
@@ -21,8 +21,9 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::gslb::{BuildError, ClientInfo, Gslb};
+use crate::metrics::{DnsMetrics, qtype_name, rcode_name, transport_name};
 use crate::steer::{Explanation, Family};
-use crate::wire::{Transport, respond};
+use crate::wire::{Outcome, Transport, respond_traced};
 
 /// Where and how to serve.
 #[derive(Debug, Clone)]
@@ -34,6 +35,10 @@ pub struct DnsConfig {
     pub tcp_idle_timeout: Duration,
     /// TCP connections served at once.
     pub max_tcp_connections: usize,
+    /// The admin HTTP server (`/healthz`, `/metrics`, `/explain`); `None`: none.
+    pub admin: Option<SocketAddr>,
+    /// Log every query (`tracing` target `lingjing::dns::query`, level INFO).
+    pub query_log: bool,
 }
 
 impl DnsConfig {
@@ -43,6 +48,8 @@ impl DnsConfig {
             listen: vec![addr],
             tcp_idle_timeout: Duration::from_secs(10),
             max_tcp_connections: 1024,
+            admin: None,
+            query_log: false,
         }
     }
 }
@@ -65,6 +72,7 @@ pub enum DnsError {
 #[derive(Debug, Default)]
 pub struct DnsServer {
     gslb: ArcSwap<Gslb>,
+    metrics: DnsMetrics,
 }
 
 impl DnsServer {
@@ -85,6 +93,9 @@ impl DnsServer {
         }
         let gslb = Gslb::from_snapshot(snapshot)?;
         self.gslb.store(Arc::new(gslb));
+        self.metrics
+            .snapshot_version
+            .set(i64::try_from(snapshot.version).unwrap_or(i64::MAX));
         tracing::info!(version = snapshot.version, zone = %snapshot.body.zone, "dns snapshot applied");
         Ok(())
     }
@@ -92,6 +103,11 @@ impl DnsServer {
     /// The snapshot version being served (0: none).
     pub fn version(&self) -> u64 {
         self.gslb.load().version()
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &DnsMetrics {
+        &self.metrics
     }
 
     /// The answers being served.
@@ -111,6 +127,7 @@ pub struct DnsHandle {
     pub server: Arc<DnsServer>,
     udp: Vec<SocketAddr>,
     tcp: Vec<SocketAddr>,
+    admin: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -124,6 +141,11 @@ impl DnsHandle {
     /// The TCP addresses bound, in the order of `DnsConfig::listen`.
     pub fn tcp_addrs(&self) -> &[SocketAddr] {
         &self.tcp
+    }
+
+    /// The admin HTTP server's address, when `DnsConfig::admin` asked for one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
     }
 
     /// Stops the listeners; open TCP connections end with their current query.
@@ -142,9 +164,11 @@ pub async fn start(config: &DnsConfig, server: Arc<DnsServer>) -> Result<DnsHand
         server: server.clone(),
         udp: Vec::new(),
         tcp: Vec::new(),
+        admin: None,
         stop,
         tasks: Vec::new(),
     };
+    let log = config.query_log;
     let permits = Arc::new(Semaphore::new(config.max_tcp_connections.max(1)));
     for addr in &config.listen {
         let (udp, tcp) = bind_pair(*addr).await?;
@@ -163,6 +187,7 @@ pub async fn start(config: &DnsConfig, server: Arc<DnsServer>) -> Result<DnsHand
             udp,
             server.clone(),
             stopped.clone(),
+            log,
         )));
         handle.tasks.push(tokio::spawn(serve_tcp(
             tcp,
@@ -170,6 +195,22 @@ pub async fn start(config: &DnsConfig, server: Arc<DnsServer>) -> Result<DnsHand
             stopped.clone(),
             permits.clone(),
             config.tcp_idle_timeout,
+            log,
+        )));
+    }
+    if let Some(addr) = config.admin {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| DnsError::Bind { addr, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| DnsError::Bind { addr, source })?;
+        tracing::info!(admin = %bound, "dns admin listening");
+        handle.admin = Some(bound);
+        handle.tasks.push(tokio::spawn(crate::admin::serve(
+            listener,
+            server.clone(),
+            stopped.clone(),
         )));
     }
     Ok(handle)
@@ -194,24 +235,58 @@ async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsErro
     })))
 }
 
-/// Answers one request, containing any panic to that request.
+/// Answers one request, containing any panic to that request; counts it, and logs it
+/// with `log`.
 fn answer(
     server: &DnsServer,
     request: &[u8],
     src: SocketAddr,
     transport: Transport,
+    log: bool,
 ) -> Option<Vec<u8>> {
+    let started = Instant::now();
     let gslb = server.gslb.load();
-    std::panic::catch_unwind(AssertUnwindSafe(|| {
-        respond(&gslb, request, src.ip(), transport)
+    let (bytes, outcome) = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        respond_traced(&gslb, request, src.ip(), transport, log)
     }))
     .unwrap_or_else(|_| {
         tracing::error!(%src, "panic while answering a DNS request; dropped");
-        None
-    })
+        (None, Outcome::default())
+    });
+    server
+        .metrics
+        .record(&outcome, bytes.is_some(), transport, started.elapsed());
+    if log {
+        log_query(src, transport, &outcome, bytes.is_some());
+    }
+    bytes
 }
 
-async fn serve_udp(socket: UdpSocket, server: Arc<DnsServer>, mut stopped: watch::Receiver<bool>) {
+/// One query log event.
+fn log_query(src: SocketAddr, transport: Transport, outcome: &Outcome, answered: bool) {
+    let ecs = outcome.ecs.map(|(a, len)| format!("{a}/{len}"));
+    let answer: Vec<String> = outcome.answer.iter().map(ToString::to_string).collect();
+    tracing::info!(
+        target: "lingjing::dns::query",
+        client = %src,
+        transport = transport_name(transport),
+        qname = outcome.qname.as_deref().unwrap_or("-"),
+        qtype = outcome.qtype.map_or("none", qtype_name),
+        rcode = if answered { rcode_name(outcome.rcode) } else { "DROPPED" },
+        ecs = ecs.as_deref().unwrap_or("-"),
+        line = outcome.line.as_deref().unwrap_or("-"),
+        truncated = outcome.truncated,
+        answer = %answer.join(","),
+        "dns query"
+    );
+}
+
+async fn serve_udp(
+    socket: UdpSocket,
+    server: Arc<DnsServer>,
+    mut stopped: watch::Receiver<bool>,
+    log: bool,
+) {
     let mut buf = vec![0u8; 65_535];
     loop {
         let received = tokio::select! {
@@ -229,7 +304,7 @@ async fn serve_udp(socket: UdpSocket, server: Arc<DnsServer>, mut stopped: watch
         let Some(request) = buf.get(..len) else {
             continue;
         };
-        if let Some(response) = answer(&server, request, src, Transport::Udp)
+        if let Some(response) = answer(&server, request, src, Transport::Udp, log)
             && let Err(e) = socket.send_to(&response, src).await
         {
             tracing::debug!(error = %e, %src, "udp send error");
@@ -243,6 +318,7 @@ async fn serve_tcp(
     mut stopped: watch::Receiver<bool>,
     permits: Arc<Semaphore>,
     idle: Duration,
+    log: bool,
 ) {
     loop {
         let permit = tokio::select! {
@@ -261,7 +337,8 @@ async fn serve_tcp(
                 let server = server.clone();
                 let stopped = stopped.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = serve_connection(stream, src, &server, stopped, idle).await {
+                    if let Err(e) = serve_connection(stream, src, &server, stopped, idle, log).await
+                    {
                         tracing::debug!(error = %e, %src, "tcp connection ended");
                     }
                     drop(permit);
@@ -282,6 +359,7 @@ async fn serve_connection(
     server: &DnsServer,
     mut stopped: watch::Receiver<bool>,
     idle: Duration,
+    log: bool,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut buf = vec![0u8; 65_535];
@@ -307,10 +385,11 @@ async fn serve_connection(
             Ok(Err(e)) => return Err(e),
             Err(_) => return Ok(()),
         }
-        let Some(response) = answer(server, request, src, Transport::Tcp) else {
+        let Some(response) = answer(server, request, src, Transport::Tcp, log) else {
             continue;
         };
         let Ok(rlen) = u16::try_from(response.len()) else {
+            server.metrics.dropped.inc();
             continue;
         };
         let mut out = Vec::with_capacity(response.len() + 2);

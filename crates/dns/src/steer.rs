@@ -24,6 +24,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use lingjing_model::{DnsSnapshot, NodeRole, RegionLevel, SteeringPolicy};
 use serde::Serialize;
@@ -154,7 +155,7 @@ pub(crate) struct Client<'a> {
 #[derive(Debug, Clone)]
 struct NodePlan {
     id: String,
-    site: String,
+    site: Arc<str>,
     /// The site's region.
     region: Option<String>,
     /// The lines the site is connected to.
@@ -260,6 +261,8 @@ enum Chosen<'a> {
 #[derive(Debug, Clone)]
 pub(crate) struct Steered {
     pub answer: Vec<IpAddr>,
+    /// The site of each address of `answer`, in the same order.
+    pub sites: Vec<Arc<str>>,
     /// Whether the client subnet's hash decided between candidates (so the answer is
     /// specific to the hashed subnet).
     pub hashed: bool,
@@ -293,7 +296,7 @@ impl ServicePlan {
                 .or_else(|| (!info.healthy).then_some("unhealthy"));
             NodePlan {
                 id: node.id.clone(),
-                site: node.site.clone(),
+                site: Arc::from(node.site.as_str()),
                 region: site.map(|s| s.region.clone()),
                 lines: site.map(|s| s.lines.clone()).unwrap_or_default(),
                 addrs,
@@ -373,6 +376,7 @@ impl ServicePlan {
         let Some((set, how)) = chosen else {
             return Steered {
                 answer: Vec::new(),
+                sites: Vec::new(),
                 hashed: false,
                 rule: Rule::NoHealthyNode,
                 candidates: if explain {
@@ -391,7 +395,7 @@ impl ServicePlan {
         // Order: nearness first, then the weighted per-client order.
         let mut per_site: HashMap<&str, (usize, u64)> = HashMap::new();
         for n in &set {
-            let e = per_site.entry(n.site.as_str()).or_default();
+            let e = per_site.entry(n.site.as_ref()).or_default();
             e.0 += 1;
             e.1 += n.capacity_mbps;
         }
@@ -399,7 +403,7 @@ impl ServicePlan {
             .iter()
             .map(|n| {
                 let near = regions.nearness(client.region, n.region.as_deref());
-                let (count, capacity) = per_site.get(n.site.as_str()).copied().unwrap_or((1, 0));
+                let (count, capacity) = per_site.get(n.site.as_ref()).copied().unwrap_or((1, 0));
                 // The site's weight, shared among its nodes by capacity (equally when
                 // any node's capacity is unknown).
                 let share = if capacity > 0 && n.capacity_mbps > 0 {
@@ -423,10 +427,14 @@ impl ServicePlan {
         });
         let count = usize::from(self.policy.answer_count.max(1));
         let answered: Vec<&NodePlan> = ranked.iter().take(count).map(|r| r.2).collect();
-        let answer: Vec<IpAddr> = answered
-            .iter()
-            .filter_map(|n| n.address(family, addr_line))
-            .collect();
+        let mut answer: Vec<IpAddr> = Vec::with_capacity(answered.len());
+        let mut sites: Vec<Arc<str>> = Vec::with_capacity(answered.len());
+        for n in &answered {
+            if let Some(a) = n.address(family, addr_line) {
+                answer.push(a);
+                sites.push(n.site.clone());
+            }
+        }
         let first_near = ranked.first().map_or(Nearness::Elsewhere, |r| r.0);
         let rule = match how {
             Chosen::ClientLine(line) => Rule::ClientLine {
@@ -458,6 +466,7 @@ impl ServicePlan {
         };
         Steered {
             answer,
+            sites,
             hashed,
             rule,
             candidates,
@@ -490,7 +499,7 @@ impl ServicePlan {
             };
             CandidateView {
                 node: n.id.clone(),
-                site: n.site.clone(),
+                site: n.site.to_string(),
                 pool,
                 addresses: n.addrs.iter().map(|(a, _)| *a).collect(),
                 nearness: if in_set { near_of(&n.id) } else { None },

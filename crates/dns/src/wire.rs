@@ -15,6 +15,7 @@
 //!   TCP.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Message, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
@@ -36,8 +37,69 @@ pub enum Transport {
     Tcp,
 }
 
+/// What happened to one request, for metrics and the query log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The question's type, when the request had exactly one parsable question.
+    pub qtype: Option<RecordType>,
+    /// The response code sent (meaningless when no response was sent).
+    pub rcode: ResponseCode,
+    /// Cut to fit the client's UDP payload size (TC set).
+    pub truncated: bool,
+    /// The ECS option of the query: address and source prefix.
+    pub ecs: Option<(IpAddr, u8)>,
+    /// For service names: the client's line (`None`: on no line).
+    pub line: Option<Arc<str>>,
+    /// For service names: the site of each address answered.
+    pub sites: Vec<Arc<str>>,
+    /// With `detail` only: the question's name as asked.
+    pub qname: Option<String>,
+    /// With `detail` only: the addresses answered.
+    pub answer: Vec<IpAddr>,
+}
+
+impl Default for Outcome {
+    fn default() -> Self {
+        Outcome {
+            qtype: None,
+            rcode: ResponseCode::NoError,
+            truncated: false,
+            ecs: None,
+            line: None,
+            sites: Vec::new(),
+            qname: None,
+            answer: Vec::new(),
+        }
+    }
+}
+
 /// The response to one request, or `None` when it must not be answered.
 pub fn respond(gslb: &Gslb, request: &[u8], src: IpAddr, transport: Transport) -> Option<Vec<u8>> {
+    respond_traced(gslb, request, src, transport, false).0
+}
+
+/// [`respond`], also saying what happened; with `detail`, the outcome also carries the
+/// question's name and the addresses answered (for the query log).
+pub fn respond_traced(
+    gslb: &Gslb,
+    request: &[u8],
+    src: IpAddr,
+    transport: Transport,
+    detail: bool,
+) -> (Option<Vec<u8>>, Outcome) {
+    let mut out = Outcome::default();
+    let bytes = respond_into(gslb, request, src, transport, detail, &mut out);
+    (bytes, out)
+}
+
+fn respond_into(
+    gslb: &Gslb,
+    request: &[u8],
+    src: IpAddr,
+    transport: Transport,
+    detail: bool,
+    out: &mut Outcome,
+) -> Option<Vec<u8>> {
     if request.len() < 12 {
         return None;
     }
@@ -61,7 +123,7 @@ pub fn respond(gslb: &Gslb, request: &[u8], src: IpAddr, transport: Transport) -
             if m.edns.is_some() {
                 response.edns = Some(server_edns());
             }
-            return encode(response, &m, transport);
+            return encode(response, &m, transport, out);
         }
         Err(_) => {
             response.metadata.response_code = if op_code == OpCode::Query {
@@ -69,51 +131,71 @@ pub fn respond(gslb: &Gslb, request: &[u8], src: IpAddr, transport: Transport) -
             } else {
                 ResponseCode::NotImp
             };
+            out.rcode = response.metadata.response_code;
             return response.to_vec().ok();
         }
     };
     response.metadata.checking_disabled = request.metadata.checking_disabled;
     response.queries = request.queries.clone();
+    if let [query] = request.queries.as_slice() {
+        out.qtype = Some(query.query_type());
+        if detail {
+            out.qname = Some(query.name().to_ascii());
+        }
+    }
 
     if let Some(edns) = &request.edns {
         response.edns = Some(server_edns());
         if edns.version() != 0 {
             response.metadata.response_code = ResponseCode::BADVERS;
-            return encode(response, &request, transport);
+            return encode(response, &request, transport, out);
         }
     }
     let ecs = match client_subnet(&request) {
         Ok(ecs) => ecs,
         Err(()) => {
             response.metadata.response_code = ResponseCode::FormErr;
-            return encode(response, &request, transport);
+            return encode(response, &request, transport, out);
         }
     };
     let [query] = request.queries.as_slice() else {
         response.metadata.response_code = ResponseCode::FormErr;
-        return encode(response, &request, transport);
+        return encode(response, &request, transport, out);
     };
     if query.query_class() != DNSClass::IN
         || matches!(query.query_type(), RecordType::AXFR | RecordType::IXFR)
     {
         response.metadata.response_code = ResponseCode::Refused;
-        return encode(response, &request, transport);
+        return encode(response, &request, transport, out);
     }
 
     let client = ClientInfo {
         addr: src,
         ecs: ecs.map(|e| (e.addr(), e.source_prefix())),
     };
+    out.ecs = client.ecs;
     let labels: Vec<&[u8]> = query.name().iter().collect();
     let decision = gslb.answer_labels(&labels, query.query_type(), &client, false);
     fill(&mut response, gslb, query, &decision);
+    if detail {
+        out.answer = decision
+            .answers
+            .iter()
+            .filter_map(|(_, r)| match r {
+                Rdata::Addr(a) => Some(*a),
+                _ => None,
+            })
+            .collect();
+    }
+    out.line = decision.line;
+    out.sites = decision.sites;
     if let (Some(ecs), Some(scope), Some(edns)) = (ecs, decision.ecs_scope, response.edns.as_mut())
     {
         let mut echo = ecs;
         echo.set_scope_prefix(scope);
         edns.options_mut().insert(EdnsOption::Subnet(echo));
     }
-    encode(response, &request, transport)
+    encode(response, &request, transport, out)
 }
 
 /// The OPT record this server sends.
@@ -212,11 +294,19 @@ fn soa_rdata(gslb: &Gslb, zone: &Name) -> RData {
 
 /// Encodes the response; over UDP, cuts it to header, question and OPT with TC set when
 /// it exceeds the client's payload size.
-fn encode(response: Message, request: &Message, transport: Transport) -> Option<Vec<u8>> {
+fn encode(
+    response: Message,
+    request: &Message,
+    transport: Transport,
+    out: &mut Outcome,
+) -> Option<Vec<u8>> {
+    out.rcode = response.metadata.response_code;
     let bytes = match response.to_vec() {
         Ok(b) => b,
         Err(e) => {
             tracing::warn!(error = %e, "cannot encode a response; answering SERVFAIL");
+            out.rcode = ResponseCode::ServFail;
+            out.sites.clear();
             let mut failed = Message::response(response.metadata.id, response.metadata.op_code);
             failed.metadata.response_code = ResponseCode::ServFail;
             failed.metadata.recursion_desired = response.metadata.recursion_desired;
@@ -238,6 +328,7 @@ fn encode(response: Message, request: &Message, transport: Transport) -> Option<
     let mut cut = Message::response(response.metadata.id, response.metadata.op_code);
     cut.metadata = response.metadata;
     cut.metadata.truncation = true;
+    out.truncated = true;
     cut.queries = response.queries;
     cut.edns = response.edns;
     cut.to_vec().ok().filter(|b| b.len() <= limit)

@@ -112,6 +112,15 @@ pub struct NodeStatus {
     pub applied: std::collections::BTreeMap<String, u64>,
     /// The agent's software version.
     pub agent: Option<String>,
+    /// Whether the node passes its health probes (`None`: not probed yet).
+    #[serde(default)]
+    pub healthy: Option<bool>,
+    /// Since when it is in that state (RFC 3339).
+    #[serde(default)]
+    pub health_since: Option<String>,
+    /// Why it changed last (e.g. `probe failed 2 times: connection refused`).
+    #[serde(default)]
+    pub health_reason: Option<String>,
 }
 
 /// What an agent reports on register and on every heartbeat.

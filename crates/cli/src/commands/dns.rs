@@ -40,11 +40,18 @@ pub async fn run(global: &Global, args: DnsArgs) -> anyhow::Result<()> {
     let _agent = start_agent(agent, server.clone());
     let mut config = DnsConfig::on(args.listen[0]);
     config.listen = args.listen.clone();
+    config.admin = Some(args.admin);
+    config.query_log = args.query_log;
     let handle = lingjing_dns::start(&config, server).await?;
     eprintln!(
         "lingjing dns {node} serving on {:?} (UDP and TCP; Ctrl-C to stop)",
         handle.udp_addrs()
     );
+    if let Some(admin) = handle.admin_addr() {
+        eprintln!(
+            "  admin http://{admin}/healthz  http://{admin}/metrics  http://{admin}/explain?name=SERVICE.ZONE&client=IP"
+        );
+    }
     super::shutdown_signal().await;
     eprintln!("shutting down");
     handle.shutdown().await;

@@ -50,6 +50,7 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
             listen: args.listen,
             operator_token: token.clone(),
             zone: args.zone.clone(),
+            health: Some(lingjing_control::health::HealthConfig::default()),
         },
         store,
     )
@@ -83,6 +84,7 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
          \n  control plane   {api}   (OpenAPI: {api}/v1/openapi.json)\
          \n  demo origin     http://{origin}/\
          \n  GSLB DNS        {dns_addr} (UDP and TCP), zone {zone}\
+         \n  DNS admin       http://{dns_admin}/metrics   http://{dns_admin}/healthz\
          {edge_lines}\
          \n  data directory  {dir}\
          \n  operator token  {token}   (also in {dir}/{TOKEN_FILE})\
@@ -93,10 +95,15 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
          {try_edge}\
          \n  dig @{dns_ip} -p {dns_port} demo.{zone} A +subnet=198.51.100.1/32   (a Wuxi telecom client)\
          \n  lingjing dns explain demo.{zone} --client 203.0.113.70 --subnet 32\
+         \n  curl 'http://{dns_admin}/explain?name=demo.{zone}&client=203.0.113.70&subnet=32'\
          \n\nCtrl-C stops everything.",
         origin = origin.addr(),
         dir = data_dir.display(),
         dns_addr = dns.handle.udp_addrs()[0],
+        dns_admin = dns
+            .handle
+            .admin_addr()
+            .map_or_else(|| "-".to_owned(), |a| a.to_string()),
         dns_ip = dns.handle.udp_addrs()[0].ip(),
         dns_port = dns.handle.udp_addrs()[0].port(),
         zone = args.zone,
@@ -247,12 +254,14 @@ async fn start_dns(
         &global.data_dir.join(format!("dns-{node}")),
     ))?;
     let agent = super::dns::start_agent(agent, server.clone());
-    let handle = lingjing_dns::start(&lingjing_dns::DnsConfig::on(args.dns_listen), server)
+    let mut config = lingjing_dns::DnsConfig::on(args.dns_listen);
+    config.admin = Some(args.dns_admin);
+    let handle = lingjing_dns::start(&config, server)
         .await
         .with_context(|| {
             format!(
-                "cannot start the DNS server on {} (pick another with --dns-listen)",
-                args.dns_listen
+                "cannot start the DNS server on {} with its admin on {} (pick others with --dns-listen and --dns-admin)",
+                args.dns_listen, args.dns_admin
             )
         })?;
     Ok(RunningDns { handle, agent })

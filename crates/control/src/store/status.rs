@@ -60,7 +60,7 @@ pub async fn node_statuses(
     let rows = sqlx::query(
         "SELECT node_id, role, registered_at, last_heartbeat, applied_version, agent FROM node_status",
     )
-    .fetch_all(conn)
+    .fetch_all(&mut *conn)
     .await?;
     let mut out: BTreeMap<String, NodeStatus> = BTreeMap::new();
     for r in rows {
@@ -81,6 +81,16 @@ pub async fn node_statuses(
         if agent.is_some() {
             st.agent = agent;
         }
+    }
+    let rows = sqlx::query("SELECT node_id, healthy, since, reason FROM node_health")
+        .fetch_all(conn)
+        .await?;
+    for r in rows {
+        let node: String = r.try_get(0)?;
+        let st = out.entry(node).or_default();
+        st.healthy = Some(r.try_get::<i64, _>(1)? != 0);
+        st.health_since = Some(r.try_get(2)?);
+        st.health_reason = Some(r.try_get(3)?);
     }
     Ok(out)
 }

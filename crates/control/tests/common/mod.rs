@@ -67,6 +67,7 @@ pub async fn serve_store(store: Store) -> (ControlHandle, Api) {
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         operator_token: OPERATOR_TOKEN.to_owned(),
         zone: DEFAULT_ZONE.to_owned(),
+        health: None,
     };
     let handle = serve(config, store).await.expect("serve");
     let api = Api::new(&handle.url(), Some(OPERATOR_TOKEN));

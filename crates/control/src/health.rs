@@ -1,0 +1,215 @@
+//! Active health checking: the control plane probes every edge and parent node's
+//! `/healthz` on its admin port, and after `fall` failures in a row marks it down (after
+//! `rise` successes, up again). Every change is stored with its time and reason (uptime
+//! and SLA reports are computed from these) and bumps the configuration version, so DNS
+//! stops handing out a dead node within a few seconds.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lingjing_model::{Node, NodeRole};
+use sqlx::Row;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::error::StoreError;
+use crate::resource::node_addresses;
+use crate::snapshot::Hub;
+use crate::store::{Store, list_docs};
+use crate::time::{now_ms, now_rfc3339};
+
+/// How nodes are probed.
+#[derive(Debug, Clone, Copy)]
+pub struct HealthConfig {
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Failures in a row that mark a node down.
+    pub fall: u32,
+    /// Successes in a row that mark it up again.
+    pub rise: u32,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            fall: 2,
+            rise: 3,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tracker {
+    /// The stored state (`None`: never recorded).
+    healthy: Option<bool>,
+    ok: u32,
+    failed: u32,
+}
+
+/// One probe: `GET /healthz` must answer 200 within `timeout`.
+pub async fn probe(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+    let attempt = async {
+        let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        stream
+            .write_all(
+                b"GET /healthz HTTP/1.1\r\nHost: lingjing-health\r\nConnection: close\r\n\r\n",
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 64];
+        let mut n = 0;
+        while n < 12 {
+            let read = stream
+                .read(&mut buf[n..])
+                .await
+                .map_err(|e| e.to_string())?;
+            if read == 0 {
+                break;
+            }
+            n += read;
+        }
+        let head = String::from_utf8_lossy(&buf[..n]);
+        match head.split_whitespace().nth(1) {
+            Some("200") => Ok(()),
+            Some(code) => Err(format!("/healthz answered {code}")),
+            None => Err("no HTTP answer".to_owned()),
+        }
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+    }
+}
+
+/// The admin addresses of the nodes to probe.
+async fn targets(store: &Store) -> Result<Vec<(String, SocketAddr)>, StoreError> {
+    let mut conn = store.pool().acquire().await?;
+    let mut addresses = node_addresses(&mut conn).await?;
+    Ok(list_docs::<Node>(&mut conn)
+        .await?
+        .into_iter()
+        .filter(|n| {
+            n.roles
+                .iter()
+                .any(|r| matches!(r, NodeRole::Edge | NodeRole::Parent))
+        })
+        .filter_map(|n| {
+            let addr = addresses.remove(&n.id)?.into_iter().next()?;
+            Some((n.id, SocketAddr::new(addr, n.ports.admin)))
+        })
+        .collect())
+}
+
+/// Records a state change; returns the new configuration version.
+async fn record(
+    store: &Store,
+    node: &str,
+    healthy: bool,
+    reason: &str,
+) -> Result<Option<u64>, StoreError> {
+    let mut w = store.write(true).await?;
+    let (now, ms) = (now_rfc3339(), now_ms());
+    let exists = sqlx::query("SELECT 1 FROM nodes WHERE id = $1")
+        .bind(node.to_owned())
+        .fetch_optional(&mut *w.tx)
+        .await?
+        .is_some();
+    if !exists {
+        return Ok(None);
+    }
+    sqlx::query("DELETE FROM node_health WHERE node_id = $1")
+        .bind(node.to_owned())
+        .execute(&mut *w.tx)
+        .await?;
+    sqlx::query("INSERT INTO node_health (node_id, healthy, since, since_ms, reason) VALUES ($1, $2, $3, $4, $5)")
+        .bind(node.to_owned())
+        .bind(i64::from(healthy))
+        .bind(now.clone())
+        .bind(ms)
+        .bind(reason.to_owned())
+        .execute(&mut *w.tx)
+        .await?;
+    sqlx::query("INSERT INTO health_events (node_id, healthy, at, at_ms, reason) VALUES ($1, $2, $3, $4, $5)")
+        .bind(node.to_owned())
+        .bind(i64::from(healthy))
+        .bind(now)
+        .bind(ms)
+        .bind(reason.to_owned())
+        .execute(&mut *w.tx)
+        .await?;
+    w.commit().await
+}
+
+/// Starts the prober.
+pub fn spawn(store: Arc<Store>, hub: Arc<Hub>, config: HealthConfig) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut trackers: HashMap<String, Tracker> = HashMap::new();
+        if let Ok(rows) = sqlx::query("SELECT node_id, healthy FROM node_health")
+            .fetch_all(store.pool())
+            .await
+        {
+            for r in rows {
+                if let (Ok(node), Ok(h)) = (r.try_get::<String, _>(0), r.try_get::<i64, _>(1)) {
+                    trackers.entry(node).or_default().healthy = Some(h != 0);
+                }
+            }
+        }
+        let mut tick = tokio::time::interval(config.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Ok(targets) = targets(&store).await else {
+                continue;
+            };
+            let mut probes = JoinSet::new();
+            for (node, addr) in targets {
+                probes.spawn(async move { (node, probe(addr, config.timeout).await) });
+            }
+            while let Some(Ok((node, result))) = probes.join_next().await {
+                let t = trackers.entry(node.clone()).or_default();
+                let change = match result {
+                    Ok(()) => {
+                        t.ok += 1;
+                        t.failed = 0;
+                        match t.healthy {
+                            None => Some((true, "first probe passed".to_owned())),
+                            Some(false) if t.ok >= config.rise => {
+                                Some((true, format!("probe passed {} times", t.ok)))
+                            }
+                            _ => None,
+                        }
+                    }
+                    Err(why) => {
+                        t.failed += 1;
+                        t.ok = 0;
+                        match t.healthy {
+                            Some(true) | None if t.failed >= config.fall => {
+                                Some((false, format!("probe failed {} times: {why}", t.failed)))
+                            }
+                            _ => None,
+                        }
+                    }
+                };
+                if let Some((healthy, reason)) = change {
+                    match record(&store, &node, healthy, &reason).await {
+                        Ok(version) => {
+                            t.healthy = Some(healthy);
+                            if let Some(v) = version {
+                                hub.publish(v);
+                            }
+                            tracing::warn!(node = %node, healthy, reason = %reason, "node health changed");
+                        }
+                        Err(e) => {
+                            tracing::error!(node = %node, error = %e, "could not record a health change")
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
