@@ -77,7 +77,7 @@ pub enum Command {
     Site(ResourceCmd<SiteAdd>),
     /// Nodes: servers at sites.
     #[command(subcommand)]
-    Node(ResourceCmd<NodeAdd>),
+    Node(NodeCmd),
     /// IP pools and address allocation (IPAM).
     #[command(subcommand)]
     Pool(PoolCmd),
@@ -351,6 +351,16 @@ pub struct NodeAdd {
     pub https_port: u16,
     #[arg(long, default_value_t = 9090)]
     pub admin_port: u16,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCmd {
+    #[command(flatten)]
+    Resource(ResourceCmd<NodeAdd>),
+    /// Stop handing the node out in DNS; it finishes the work it has.
+    Drain { id: String },
+    /// Hand the node out again.
+    Undrain { id: String },
 }
 
 #[derive(Debug, Args)]

@@ -34,6 +34,8 @@ pub fn columns(kind: &str) -> &'static [(&'static str, &'static str)] {
             ("ROLES", "/roles"),
             ("ADDRESSES", "/addresses"),
             ("DRAINED", "/drained"),
+            ("HEALTHY", "/status/healthy"),
+            ("SINCE", "/status/health_since"),
             ("LAST HEARTBEAT", "/status/last_heartbeat"),
             ("APPLIED", "/status/applied"),
         ],

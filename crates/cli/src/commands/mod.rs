@@ -19,7 +19,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Region(cmd) => resources::resource(&global, "regions", cmd).await,
         Command::Line(cmd) => resources::line(&global, cmd).await,
         Command::Site(cmd) => resources::resource(&global, "sites", cmd).await,
-        Command::Node(cmd) => resources::resource(&global, "nodes", cmd).await,
+        Command::Node(cmd) => resources::node(&global, cmd).await,
         Command::Pool(cmd) => resources::pool(&global, cmd).await,
         Command::Tenant(cmd) => resources::tenant(&global, cmd).await,
         Command::Service(cmd) => resources::resource(&global, "services", cmd).await,

@@ -13,7 +13,7 @@ use lingjing_model::{
 use serde_json::{Value, json};
 
 use crate::args::{
-    AddArgs, Global, LineAdd, LineCmd, NodeAdd, PoolAdd, PoolCmd, RegionAdd, ResourceCmd,
+    AddArgs, Global, LineAdd, LineCmd, NodeAdd, NodeCmd, PoolAdd, PoolCmd, RegionAdd, ResourceCmd,
     ServiceAdd, SiteAdd, TenantAdd, TenantCmd,
 };
 use crate::context::client;
@@ -395,4 +395,35 @@ pub async fn tenant(global: &Global, cmd: TenantCmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+pub async fn node(global: &Global, cmd: NodeCmd) -> anyhow::Result<()> {
+    let (id, drained) = match cmd {
+        NodeCmd::Resource(r) => return resource(global, "nodes", r).await,
+        NodeCmd::Drain { id } => (id, true),
+        NodeCmd::Undrain { id } => (id, false),
+    };
+    let c = client(global)?;
+    let mut node: Value = c.get(&format!("/v1/nodes/{id}")).await.map_err(explain)?;
+    if let Some(o) = node.as_object_mut() {
+        // The view adds these; the resource itself does not have them.
+        o.remove("addresses");
+        o.remove("status");
+        o.insert("drained".into(), Value::Bool(drained));
+    }
+    let _: Value = c
+        .put(&format!("/v1/nodes/{id}"), &node)
+        .await
+        .map_err(explain)?;
+    if !global.json {
+        println!(
+            "{id} {}",
+            if drained {
+                "drained: DNS stops handing it out"
+            } else {
+                "undrained: back in DNS answers"
+            }
+        );
+    }
+    Ok(())
 }
