@@ -148,23 +148,37 @@ fn conn_builder() -> Arc<auto::Builder<TokioExecutor>> {
     Arc::new(builder)
 }
 
+/// The next connection (with Nagle off), or `None` once the node is stopping. Accept
+/// errors (e.g. out of file descriptors) are logged and retried after a pause.
+async fn accept_next(
+    listener: &TcpListener,
+    stopped: &mut watch::Receiver<bool>,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stopped.wait_for(|s| *s) => return None,
+        };
+        match accepted {
+            Ok((stream, client)) => {
+                let _ = stream.set_nodelay(true);
+                return Some((stream, client));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 async fn serve_http(listener: TcpListener, edge: Arc<Edge>, mut stopped: watch::Receiver<bool>) {
     let builder = conn_builder();
     let graceful = GracefulShutdown::new();
     loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stopped.wait_for(|s| *s) => break,
+        let Some((stream, client)) = accept_next(&listener, &mut stopped).await else {
+            break;
         };
-        let (stream, client) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
         let edge = edge.clone();
         let service = service_fn(move |req| {
             let edge = edge.clone();
@@ -197,19 +211,9 @@ async fn serve_https(
     let builder = conn_builder();
     let graceful = GracefulShutdown::new();
     loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stopped.wait_for(|s| *s) => break,
+        let Some((stream, client)) = accept_next(&listener, &mut stopped).await else {
+            break;
         };
-        let (stream, client) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
         let edge = edge.clone();
         let acceptor = acceptor.clone();
         let builder = builder.clone();
