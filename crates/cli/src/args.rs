@@ -90,6 +90,28 @@ pub enum Command {
     /// Purge cached content from every edge node.
     #[command(subcommand)]
     Purge(PurgeCmd),
+    /// Uptime against a target: what fell below it, by how much, and the downtime.
+    #[command(subcommand)]
+    Sla(SlaCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SlaCmd {
+    /// Availability of nodes, sites and services over a window.
+    Report {
+        /// Target availability in percent.
+        #[arg(long, default_value_t = 99.90)]
+        target: f64,
+        /// Start (RFC 3339; default 30 days before --to).
+        #[arg(long)]
+        from: Option<String>,
+        /// End (RFC 3339; default now).
+        #[arg(long)]
+        to: Option<String>,
+        /// List everything measured, not only what fell below the target.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

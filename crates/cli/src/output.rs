@@ -74,6 +74,14 @@ pub fn columns(kind: &str) -> &'static [(&'static str, &'static str)] {
             ("VERSION", "/version"),
             ("CREATED AT", "/created_at"),
         ],
+        "sla" => &[
+            ("KIND", "/kind"),
+            ("ID", "/id"),
+            ("AVAILABILITY %", "/availability"),
+            ("SHORTFALL", "/shortfall"),
+            ("DOWNTIME MIN", "/downtime_minutes"),
+            ("MET", "/meets_target"),
+        ],
         "prefixes" => &[("CIDR", "/cidr"), ("LINE", "/line"), ("REGION", "/region")],
         _ => &[("ID", "/id")],
     }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod health;
 pub mod resource;
 pub mod server;
+pub mod sla;
 pub mod snapshot;
 pub mod store;
 pub mod time;

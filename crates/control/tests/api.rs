@@ -1470,7 +1470,8 @@ async fn openapi_document_lists_every_route() {
         routes.push((format!("/v1/{kind}"), &["get", "post"]));
         routes.push((format!("/v1/{kind}/{{id}}"), &["get", "put", "delete"]));
     }
-    let others: [(&str, &[&str]); 11] = [
+    let others: [(&str, &[&str]); 12] = [
+        ("/v1/sla", &["get"]),
         ("/v1/purges", &["get", "post"]),
         ("/v1/purges/{id}", &["get"]),
         ("/v1/services/{id}/usage", &["get"]),

@@ -117,5 +117,24 @@ async fn probes_mark_nodes_down_and_up_and_dns_follows() {
 
     up.store(true, Ordering::SeqCst);
     wait_for(&api, true).await;
+
+    // The outage shows in the SLA report: wx-1-a below 100%, its site not (wx-1-b was up).
+    let from = lingjing_control::time::rfc3339_from_ms(lingjing_control::time::now_ms() - 60_000);
+    let report = api
+        .get(&format!("/v1/sla?target=100&from={from}"))
+        .await
+        .ok(200);
+    let below = report["below_target"].as_array().expect("below");
+    let node = below
+        .iter()
+        .find(|e| e["id"] == "wx-1-a")
+        .expect("wx-1-a below target");
+    assert_eq!(node["kind"], "node");
+    assert!(
+        node["availability"].as_f64().expect("availability") < 100.0,
+        "{node}"
+    );
+    assert!(below.iter().all(|e| e["kind"] == "node"), "{below:?}");
+    api.get("/v1/sla?target=101").await.err(400, "bad_request");
     handle.shutdown().await.expect("shutdown");
 }

@@ -24,6 +24,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant(cmd) => resources::tenant(&global, cmd).await,
         Command::Service(cmd) => resources::resource(&global, "services", cmd).await,
         Command::Purge(cmd) => purge::run(&global, cmd).await,
+        Command::Sla(cmd) => resources::sla(&global, cmd).await,
     }
 }
 

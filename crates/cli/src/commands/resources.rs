@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::args::{
     AddArgs, Global, LineAdd, LineCmd, NodeAdd, NodeCmd, PoolAdd, PoolCmd, RegionAdd, ResourceCmd,
-    ServiceAdd, SiteAdd, TenantAdd, TenantCmd,
+    ServiceAdd, SiteAdd, SlaCmd, TenantAdd, TenantCmd,
 };
 use crate::context::client;
 use crate::output::{print_list, print_one};
@@ -425,5 +425,39 @@ pub async fn node(global: &Global, cmd: NodeCmd) -> anyhow::Result<()> {
             }
         );
     }
+    Ok(())
+}
+
+pub async fn sla(global: &Global, cmd: SlaCmd) -> anyhow::Result<()> {
+    let SlaCmd::Report {
+        target,
+        from,
+        to,
+        all,
+    } = cmd;
+    let mut query = format!("/v1/sla?target={target}");
+    for (k, v) in [("from", from), ("to", to)] {
+        if let Some(v) = v {
+            query.push_str(&format!("&{k}={v}"));
+        }
+    }
+    let c = client(global)?;
+    let report: Value = c.get(&query).await.map_err(explain)?;
+    if global.json {
+        print_one(&report, true);
+        return Ok(());
+    }
+    println!(
+        "availability from {} to {}, target {}%",
+        report["from"].as_str().unwrap_or("?"),
+        report["to"].as_str().unwrap_or("?"),
+        target
+    );
+    let key = if all { "entries" } else { "below_target" };
+    if !all && report[key].as_array().is_some_and(Vec::is_empty) {
+        println!("everything met the target");
+        return Ok(());
+    }
+    print_list("sla", &report[key], false);
     Ok(())
 }

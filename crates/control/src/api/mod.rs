@@ -7,6 +7,7 @@ mod ipam;
 mod lines;
 pub mod openapi;
 pub mod purges;
+mod sla;
 mod tenants;
 mod usage;
 
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .merge(agents::routes())
         .merge(purges::routes())
         .merge(usage::routes())
+        .merge(sla::routes())
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(|| async {

@@ -419,6 +419,25 @@ fn other_ops() -> Vec<Op> {
         )
         .ok("200", "Usage", Some(schema_ref("ServiceUsage")))
         .err("404", "No such service"),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/sla",
+            "sla",
+            "sla_report",
+            "Availability of nodes, sites and services over a window against a target",
+        )
+        .query("target", "Percent, e.g. 99.90 (default)", f64::schema())
+        .query(
+            "from",
+            "Start, RFC 3339 (default: 30 days before `to`)",
+            String::schema(),
+        )
+        .query("to", "End, RFC 3339 (default: now)", String::schema())
+        .ok(
+            "200",
+            "The report; `below_target` lists what missed, worst first",
+            Some(schema_ref("SlaReport")),
+        ),
     ]
 }
 
@@ -476,6 +495,7 @@ pub fn document() -> OpenApi {
     components = add_schema::<lingjing_model::PurgeRequest>(components);
     components = add_schema::<lingjing_model::Purge>(components);
     components = add_schema::<lingjing_model::snapshot::ServiceUsage>(components);
+    components = add_schema::<crate::sla::SlaReport>(components);
     components = add_schema::<super::purges::PurgeStatus>(components);
     OpenApiBuilder::new()
         .info(
