@@ -189,6 +189,18 @@ pub async fn start(config: &DnsConfig, server: Arc<DnsServer>) -> Result<DnsHand
             stopped.clone(),
             log,
         )));
+        for _ in 1..udp_workers() {
+            let extra = udp_reuseport(udp_addr).map_err(|source| DnsError::Bind {
+                addr: udp_addr,
+                source,
+            })?;
+            handle.tasks.push(tokio::spawn(serve_udp(
+                extra,
+                server.clone(),
+                stopped.clone(),
+                log,
+            )));
+        }
         handle.tasks.push(tokio::spawn(serve_tcp(
             tcp,
             server.clone(),
@@ -218,11 +230,28 @@ pub async fn start(config: &DnsConfig, server: Arc<DnsServer>) -> Result<DnsHand
 
 /// Binds UDP then TCP on the same address; for port 0, TCP on the port UDP got (retried
 /// with a fresh port when another socket holds it for TCP).
+/// A UDP socket with SO_REUSEPORT, so that several sockets (one per worker) share a port
+/// and the kernel spreads queries over them.
+fn udp_reuseport(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+/// UDP sockets per address: one per core, up to 8.
+fn udp_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
+
 async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsError> {
     let bind_err = |source| DnsError::Bind { addr, source };
     let mut last = None;
     for _ in 0..16 {
-        let udp = UdpSocket::bind(addr).await.map_err(bind_err)?;
+        let udp = udp_reuseport(addr).map_err(bind_err)?;
         let port = udp.local_addr().map_err(bind_err)?.port();
         match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
             Ok(tcp) => return Ok((udp, tcp)),

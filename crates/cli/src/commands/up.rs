@@ -211,6 +211,24 @@ async fn start_edges(
                 node.id
             )
         })?;
+        // With port overrides (e.g. 0 in tests), tell the inventory where the node really
+        // listens: health probes and parent-tier fetches go by the inventory's ports.
+        let bound = lingjing_model::NodePorts {
+            http: handle.http_addrs()[0].port(),
+            https: handle
+                .https_addrs()
+                .first()
+                .map_or(node.ports.https, |a| a.port()),
+            admin: handle.admin_addr().port(),
+        };
+        if bound != node.ports {
+            let mut updated = node.clone();
+            updated.ports = bound;
+            let _: serde_json::Value = client
+                .put(&format!("/v1/nodes/{}", node.id), &updated)
+                .await
+                .with_context(|| format!("cannot record the ports of edge node {}", node.id))?;
+        }
         running.push(RunningEdge {
             handle,
             agent,
