@@ -566,15 +566,7 @@ async fn run_fill(
             SystemTime::now(),
         ) == Evaluation::Fresh
     {
-        fill.set_head(Ok(FillHead {
-            direct: None,
-            status: s.status,
-            headers: s.headers.clone(),
-            shareable: true,
-            variant: s.variant.clone(),
-        }));
-        fill.push(s.body.clone());
-        fill.finish(Ok(()));
+        fill.complete_from(s);
         return;
     }
     let request_time = SystemTime::now();

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lingjing_model::purge::split_url;
+use lingjing_model::service::host_matches;
 use lingjing_model::{Purge, PurgeKind, PurgeMode, Service};
 
 use crate::cache::key;
@@ -19,12 +20,7 @@ pub fn apply(store: &dyn Storage, purge: &Purge, service: Option<&Service>) -> u
         .map(|s| s.hostnames.iter().map(String::as_str).collect())
         .unwrap_or_default();
     let rules = service.map(|s| s.cache_rules.as_slice()).unwrap_or(&[]);
-    let host_of_service = |host: &str| {
-        hosts.iter().any(|h| match h.strip_prefix('*') {
-            Some(suffix) => host.ends_with(suffix) && host.len() > suffix.len(),
-            None => *h == host,
-        })
-    };
+    let host_of_service = |host: &str| hosts.iter().any(|h| host_matches(h, host));
     for k in keys {
         let matched = match purge.kind {
             PurgeKind::Url => purge.targets.iter().any(|t| {

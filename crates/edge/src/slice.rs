@@ -232,15 +232,7 @@ async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str) {
     let epoch = edge.purge_epoch.load(std::sync::atomic::Ordering::Acquire);
     // A fill that ended between the lookup and the join has stored the slice already.
     if let Some(s) = lookup(req, skey) {
-        fill.set_head(Ok(FillHead {
-            direct: None,
-            status: s.status,
-            headers: s.headers.clone(),
-            shareable: true,
-            variant: s.variant.clone(),
-        }));
-        fill.push(s.body.clone());
-        fill.finish(Ok(()));
+        fill.complete_from(&s);
         return;
     }
     let size = edge.slice_bytes.max(1);

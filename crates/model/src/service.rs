@@ -120,6 +120,15 @@ impl Default for SteeringPolicy {
     }
 }
 
+/// Whether `host` (lower-case, no port) is served by the hostname `pattern`: equal, or
+/// under a `*.suffix` wildcard (which does not match the bare suffix).
+pub fn host_matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix('*') {
+        Some(suffix) => host.ends_with(suffix) && host.len() > suffix.len(),
+        None => pattern == host,
+    }
+}
+
 /// Checks a DNS hostname: 1..=253 characters, labels of 1..=63 letters, digits and `-`,
 /// optionally a leading `*.` wildcard.
 pub fn check_hostname(field: &str, host: &str) -> Result<(), ValidationError> {

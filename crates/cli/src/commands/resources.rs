@@ -404,13 +404,9 @@ pub async fn node(global: &Global, cmd: NodeCmd) -> anyhow::Result<()> {
         NodeCmd::Undrain { id } => (id, false),
     };
     let c = client(global)?;
-    let mut node: Value = c.get(&format!("/v1/nodes/{id}")).await.map_err(explain)?;
-    if let Some(o) = node.as_object_mut() {
-        // The view adds these; the resource itself does not have them.
-        o.remove("addresses");
-        o.remove("status");
-        o.insert("drained".into(), Value::Bool(drained));
-    }
+    let view: Value = c.get(&format!("/v1/nodes/{id}")).await.map_err(explain)?;
+    let mut node = node_spec(view)?;
+    node.drained = drained;
     let _: Value = c
         .put(&format!("/v1/nodes/{id}"), &node)
         .await
@@ -460,4 +456,13 @@ pub async fn sla(global: &Global, cmd: SlaCmd) -> anyhow::Result<()> {
     }
     print_list("sla", &report[key], false);
     Ok(())
+}
+
+/// The node resource inside an API node view (which adds `addresses` and `status`).
+pub fn node_spec(mut view: Value) -> anyhow::Result<Node> {
+    if let Some(o) = view.as_object_mut() {
+        o.remove("addresses");
+        o.remove("status");
+    }
+    Ok(serde_json::from_value(view)?)
 }

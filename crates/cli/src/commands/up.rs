@@ -161,12 +161,7 @@ async fn start_edges(
     let nodes: Vec<serde_json::Value> = client.get("/v1/nodes").await?;
     let mut running = Vec::new();
     for n in nodes {
-        let mut spec = n.clone();
-        if let Some(o) = spec.as_object_mut() {
-            o.remove("addresses");
-            o.remove("status");
-        }
-        let node: lingjing_model::Node = serde_json::from_value(spec)?;
+        let node = super::resources::node_spec(n.clone())?;
         let serves_http = node.roles.iter().any(|r| {
             matches!(
                 r,

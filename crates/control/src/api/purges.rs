@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use lingjing_model::purge::split_url;
+use lingjing_model::service::host_matches;
 use lingjing_model::snapshot::NodeStatus;
 use lingjing_model::{
     Node, NodeRole, Purge, PurgeKind, PurgeMode, PurgeRequest, Service, Validate,
@@ -35,13 +36,6 @@ pub struct PurgeStatus {
     pub applied: Vec<String>,
     /// Edge and parent nodes that have not acknowledged it yet.
     pub pending: Vec<String>,
-}
-
-fn host_matches(pattern: &str, host: &str) -> bool {
-    match pattern.strip_prefix('*') {
-        Some(suffix) => host.ends_with(suffix) && host.len() > suffix.len(),
-        None => pattern == host,
-    }
 }
 
 /// The service a URL purge applies to, from the URLs' hosts.

@@ -97,6 +97,20 @@ impl Fill {
         self.bump();
     }
 
+    /// Completes the fill at once from a stored response (a fetch that another fill made
+    /// unnecessary by storing it first).
+    pub fn complete_from(&self, stored: &crate::cache::store::CachedResponse) {
+        self.set_head(Ok(FillHead {
+            direct: None,
+            status: stored.status,
+            headers: stored.headers.clone(),
+            shareable: true,
+            variant: stored.variant.clone(),
+        }));
+        self.push(stored.body.clone());
+        self.finish(Ok(()));
+    }
+
     /// Waits for the head.
     pub async fn head(&self) -> Result<FillHead, String> {
         let mut rx = self.changed.subscribe();
