@@ -3,6 +3,12 @@
 //! `rise` successes, up again). Every change is stored with its time and reason (uptime
 //! and SLA reports are computed from these) and bumps the configuration version, so DNS
 //! stops handing out a dead node within a few seconds.
+//!
+//! Heartbeats count too: a node whose agent has registered but not heartbeated for
+//! `heartbeat_timeout` is down even if its `/healthz` answers (its snapshot is going
+//! stale), and nodes that are not probed (DNS-only nodes) are judged by heartbeats alone.
+//! Staleness is measured from the prober's start at the earliest, so a restarted control
+//! plane does not mark every node down for the time it was away.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,6 +36,8 @@ pub struct HealthConfig {
     pub fall: u32,
     /// Successes in a row that mark it up again.
     pub rise: u32,
+    /// A registered agent silent for this long fails its node's checks.
+    pub heartbeat_timeout: Duration,
 }
 
 impl Default for HealthConfig {
@@ -39,6 +47,7 @@ impl Default for HealthConfig {
             timeout: Duration::from_secs(1),
             fall: 2,
             rise: 3,
+            heartbeat_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -86,23 +95,68 @@ pub async fn probe(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
     }
 }
 
-/// The admin addresses of the nodes to probe.
-async fn targets(store: &Store) -> Result<Vec<(String, SocketAddr)>, StoreError> {
+/// A node to check: the admin address to probe (edge and parent nodes) and when its
+/// agent last heartbeated (`None`: never registered).
+struct Target {
+    node: String,
+    probe: Option<SocketAddr>,
+    last_heartbeat_ms: Option<i64>,
+}
+
+/// The nodes to check this round.
+async fn targets(store: &Store) -> Result<Vec<Target>, StoreError> {
     let mut conn = store.pool().acquire().await?;
     let mut addresses = node_addresses(&mut conn).await?;
+    let mut beats: HashMap<String, i64> = HashMap::new();
+    for r in sqlx::query("SELECT node_id, MAX(last_heartbeat_ms) FROM node_status GROUP BY node_id")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        beats.insert(r.try_get(0)?, r.try_get(1)?);
+    }
     Ok(list_docs::<Node>(&mut conn)
         .await?
         .into_iter()
-        .filter(|n| {
-            n.roles
+        .map(|n| {
+            let probed = n
+                .roles
                 .iter()
-                .any(|r| matches!(r, NodeRole::Edge | NodeRole::Parent))
-        })
-        .filter_map(|n| {
-            let addr = addresses.remove(&n.id)?.into_iter().next()?;
-            Some((n.id, SocketAddr::new(addr, n.ports.admin)))
+                .any(|r| matches!(r, NodeRole::Edge | NodeRole::Parent));
+            let probe = addresses
+                .remove(&n.id)
+                .and_then(|a| a.into_iter().next())
+                .filter(|_| probed)
+                .map(|a| SocketAddr::new(a, n.ports.admin));
+            Target {
+                last_heartbeat_ms: beats.get(&n.id).copied(),
+                probe,
+                node: n.id,
+            }
         })
         .collect())
+}
+
+/// One node's check: its probe (if it is probed), then its heartbeat (if its agent has
+/// registered). `None`: nothing to judge it by.
+async fn check(
+    target: &Target,
+    config: HealthConfig,
+    started_ms: i64,
+) -> Option<Result<(), String>> {
+    if let Some(addr) = target.probe
+        && let Err(why) = probe(addr, config.timeout).await
+    {
+        return Some(Err(format!("probe {addr}: {why}")));
+    }
+    if let Some(beat) = target.last_heartbeat_ms {
+        let silent = now_ms() - beat.max(started_ms);
+        let limit = i64::try_from(config.heartbeat_timeout.as_millis()).unwrap_or(i64::MAX);
+        if silent > limit {
+            return Some(Err(format!("no heartbeat for {} s", silent / 1000)));
+        }
+        return Some(Ok(()));
+    }
+    target.probe.map(|_| Ok(()))
 }
 
 /// Records a state change; returns the new configuration version.
@@ -159,6 +213,7 @@ pub fn spawn(store: Arc<Store>, hub: Arc<Hub>, config: HealthConfig) -> JoinHand
                 }
             }
         }
+        let started_ms = now_ms();
         let mut tick = tokio::time::interval(config.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -166,20 +221,26 @@ pub fn spawn(store: Arc<Store>, hub: Arc<Hub>, config: HealthConfig) -> JoinHand
             let Ok(targets) = targets(&store).await else {
                 continue;
             };
-            let mut probes = JoinSet::new();
-            for (node, addr) in targets {
-                probes.spawn(async move { (node, probe(addr, config.timeout).await) });
+            let mut checks = JoinSet::new();
+            for target in targets {
+                checks.spawn(async move {
+                    let result = check(&target, config, started_ms).await;
+                    (target.node, result)
+                });
             }
-            while let Some(Ok((node, result))) = probes.join_next().await {
+            while let Some(Ok((node, result))) = checks.join_next().await {
+                let Some(result) = result else {
+                    continue;
+                };
                 let t = trackers.entry(node.clone()).or_default();
                 let change = match result {
                     Ok(()) => {
                         t.ok += 1;
                         t.failed = 0;
                         match t.healthy {
-                            None => Some((true, "first probe passed".to_owned())),
+                            None => Some((true, "first check passed".to_owned())),
                             Some(false) if t.ok >= config.rise => {
-                                Some((true, format!("probe passed {} times", t.ok)))
+                                Some((true, format!("{} passed checks", t.ok)))
                             }
                             _ => None,
                         }
@@ -189,7 +250,7 @@ pub fn spawn(store: Arc<Store>, hub: Arc<Hub>, config: HealthConfig) -> JoinHand
                         t.ok = 0;
                         match t.healthy {
                             Some(true) | None if t.failed >= config.fall => {
-                                Some((false, format!("probe failed {} times: {why}", t.failed)))
+                                Some((false, format!("{} failed checks: {why}", t.failed)))
                             }
                             _ => None,
                         }

@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::IpAddr;
 
+use lingjing_model::record::{APEX, RecordType};
 use lingjing_model::snapshot::NodeStatus;
-use lingjing_model::{IpPool, Line, Node, Region, Service, Site, Tenant, Validate};
+use lingjing_model::{DnsRecord, IpPool, Line, Node, Region, Service, Site, Tenant, Validate};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::{AnyConnection, Row};
@@ -633,6 +634,21 @@ impl Resource for Service {
                 });
             }
         }
+        let record = sqlx::query("SELECT id FROM dns_records WHERE name = $1")
+            .bind(self.id.to_ascii_lowercase())
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(r) = record {
+            let record: String = r.try_get(0)?;
+            return Err(ApiError::Conflict {
+                code: "name_taken",
+                message: format!(
+                    "the DNS name `{}` is held by static record `{record}`; remove it or choose another service id",
+                    self.id
+                ),
+                field: Some("id".into()),
+            });
+        }
         sqlx::query("DELETE FROM service_hostnames WHERE service_id = $1")
             .bind(self.id.clone())
             .execute(&mut *conn)
@@ -656,6 +672,100 @@ impl Resource for Service {
             .map(|service| ServiceView {
                 cname: format!("{}.{}", service.id, ctx.zone),
                 service,
+            })
+            .collect())
+    }
+}
+
+/// The owner name a record is stored under: its labels, lowercase, or `@`.
+fn record_owner(r: &DnsRecord) -> String {
+    let labels = r.owner_labels();
+    if labels.is_empty() {
+        APEX.to_owned()
+    } else {
+        labels.join(".")
+    }
+}
+
+/// A static record with its full name.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DnsRecordView {
+    #[serde(flatten)]
+    pub record: DnsRecord,
+    /// The absolute name it answers for, e.g. `api.cdn.lingjing.test.`.
+    pub fqdn: String,
+}
+
+impl Resource for DnsRecord {
+    const KIND: &'static str = "record";
+    const PLURAL: &'static str = "dns-records";
+    const TABLE: &'static str = "dns_records";
+    type View = DnsRecordView;
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn columns(&self) -> Vec<(&'static str, Option<String>)> {
+        vec![
+            ("name", Some(record_owner(self))),
+            ("rtype", Some(self.rtype.as_str().to_owned())),
+        ]
+    }
+    async fn after_write(&self, conn: &mut AnyConnection) -> Result<(), ApiError> {
+        let owner = record_owner(self);
+        let service = sqlx::query("SELECT id FROM services WHERE id = $1")
+            .bind(owner.clone())
+            .fetch_optional(&mut *conn)
+            .await?;
+        if service.is_some() {
+            return Err(ApiError::Conflict {
+                code: "name_taken",
+                message: format!(
+                    "`{owner}` is the DNS name of service `{owner}`, steered by the GSLB; choose another name"
+                ),
+                field: Some("name".into()),
+            });
+        }
+        let others = sqlx::query("SELECT id, rtype FROM dns_records WHERE name = $1 AND id <> $2")
+            .bind(owner.clone())
+            .bind(self.id.clone())
+            .fetch_all(&mut *conn)
+            .await?;
+        for r in others {
+            let id: String = r.try_get(0)?;
+            let rtype: String = r.try_get(1)?;
+            let message = if rtype == self.rtype.as_str() {
+                format!("record `{id}` already holds `{owner}` {rtype}; add the values there")
+            } else if rtype == RecordType::Cname.as_str() || self.rtype == RecordType::Cname {
+                format!(
+                    "`{owner}` has record `{id}` ({rtype}); a CNAME cannot share its name with other records (RFC 1034 §3.6.2)"
+                )
+            } else {
+                continue;
+            };
+            return Err(ApiError::Conflict {
+                code: "name_taken",
+                message,
+                field: Some("name".into()),
+            });
+        }
+        Ok(())
+    }
+    async fn views(
+        _conn: &mut AnyConnection,
+        items: Vec<Self>,
+        ctx: &ViewContext,
+    ) -> Result<Vec<Self::View>, StoreError> {
+        Ok(items
+            .into_iter()
+            .map(|record| {
+                let owner = record_owner(&record);
+                let fqdn = if owner == APEX {
+                    ctx.zone.clone()
+                } else {
+                    format!("{owner}.{}", ctx.zone)
+                };
+                DnsRecordView { record, fqdn }
             })
             .collect())
     }

@@ -116,12 +116,16 @@ async fn node_infos(conn: &mut AnyConnection) -> Result<Vec<NodeInfo>, StoreErro
             .iter()
             .map(|r| r.try_get::<String, _>(0))
             .collect::<Result<_, _>>()?;
+    let load = crate::store::load_percents(&mut *conn).await?;
     Ok(list_docs::<Node>(conn)
         .await?
         .into_iter()
         .map(|node| NodeInfo {
             addresses: addresses.remove(&node.id).unwrap_or_default(),
             healthy: !down.contains(&node.id),
+            load_percent: load
+                .get(&node.id)
+                .map_or(0, |(_, p)| u8::try_from(*p).unwrap_or(u8::MAX)),
             node,
         })
         .collect())
@@ -194,6 +198,7 @@ pub async fn build_dns(
         pools: list_docs::<IpPool>(conn).await?,
         nodes: node_infos(conn).await?,
         services,
+        records: list_docs::<lingjing_model::DnsRecord>(conn).await?,
     };
     Ok(Snapshot {
         version,

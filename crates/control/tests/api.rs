@@ -1470,7 +1470,9 @@ async fn openapi_document_lists_every_route() {
         routes.push((format!("/v1/{kind}"), &["get", "post"]));
         routes.push((format!("/v1/{kind}/{{id}}"), &["get", "put", "delete"]));
     }
-    let others: [(&str, &[&str]); 12] = [
+    let others: [(&str, &[&str]); 14] = [
+        ("/v1/dns-records", &["get", "post"]),
+        ("/v1/dns-records/{id}", &["get", "put", "delete"]),
         ("/v1/sla", &["get"]),
         ("/v1/purges", &["get", "post"]),
         ("/v1/purges/{id}", &["get"]),
@@ -1542,4 +1544,65 @@ fn collect_refs(v: &Value, out: &mut Vec<String>) {
         Value::Array(a) => a.iter().for_each(|v| collect_refs(v, out)),
         _ => {}
     }
+}
+
+#[tokio::test]
+async fn static_dns_records_are_checked_and_reach_the_dns_snapshot() {
+    let mut plane = start().await;
+    let op = plane.api.clone();
+    seed_topology(&op).await;
+    let rec = |id: &str, name: &str, rtype: &str, values: &[&str]| json!({"id": id, "name": name, "type": rtype, "values": values});
+    let view = op
+        .create("dns-records", rec("api", "api", "A", &["192.0.2.10"]))
+        .await;
+    assert_eq!(view["fqdn"], "api.cdn.lingjing.test.");
+    assert_eq!(view["ttl"], 300);
+    let apex = op
+        .create("dns-records", rec("spf", "@", "TXT", &["v=spf1 -all"]))
+        .await;
+    assert_eq!(apex["fqdn"], "cdn.lingjing.test.");
+    op.create("dns-records", rec("api6", "API", "AAAA", &["2001:db8::10"]))
+        .await;
+
+    let before = op.version().await;
+    // Bad values, reserved names, clashes: clear errors naming the field, nothing changed.
+    op.post("/v1/dns-records", rec("bad", "x", "A", &["2001:db8::1"]))
+        .await
+        .err_field(422, "invalid", "values[0]");
+    op.post("/v1/dns-records", rec("ns", "ns1", "A", &["192.0.2.1"]))
+        .await
+        .err_field(422, "invalid", "name");
+    op.post("/v1/dns-records", rec("www-a", "www", "A", &["192.0.2.1"]))
+        .await
+        .err_field(409, "name_taken", "name");
+    op.post("/v1/dns-records", rec("api-2", "api", "A", &["192.0.2.11"]))
+        .await
+        .err_field(409, "name_taken", "name");
+    op.post("/v1/dns-records", rec("api-c", "api", "CNAME", &["www"]))
+        .await
+        .err_field(409, "name_taken", "name");
+    op.create("tenants", tenant("t2")).await;
+    let after_tenant = op.version().await;
+    op.post("/v1/services", service("api", "t2", &["api.t2.example"]))
+        .await
+        .err_field(409, "name_taken", "id");
+    assert_eq!(op.version().await, after_tenant);
+    assert!(after_tenant == before + 1, "{before} -> {after_tenant}");
+    let demo_key = tenant_key(&op, "demo").await;
+    op.with_token(&demo_key)
+        .post("/v1/dns-records", rec("t", "t", "A", &["192.0.2.1"]))
+        .await
+        .err(403, "forbidden");
+
+    let dns = poll(&op, "dns", 0, 0).await.ok(200);
+    let names: Vec<&str> = dns["body"]["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(names, ["api", "api6", "spf"]);
+    op.delete("/v1/dns-records/api6").await.ok(204);
+    assert_eq!(op.ids("dns-records").await, ["api", "spf"]);
+    plane.shutdown().await;
 }

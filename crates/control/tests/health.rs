@@ -71,6 +71,7 @@ async fn probes_mark_nodes_down_and_up_and_dns_follows() {
                 timeout: Duration::from_millis(500),
                 fall: 2,
                 rise: 2,
+                heartbeat_timeout: Duration::from_millis(400),
             }),
         },
         store,
@@ -102,7 +103,7 @@ async fn probes_mark_nodes_down_and_up_and_dns_follows() {
     let down = wait_for(&api, false).await;
     let reason = down["status"]["health_reason"].as_str().expect("reason");
     assert!(
-        reason.contains("failed 2 times") && reason.contains("503"),
+        reason.contains("2 failed checks") && reason.contains("503"),
         "{reason}"
     );
     let dns = api.get("/v1/snapshots/dns?after=0").await.ok(200);
@@ -117,6 +118,29 @@ async fn probes_mark_nodes_down_and_up_and_dns_follows() {
 
     up.store(true, Ordering::SeqCst);
     wait_for(&api, true).await;
+
+    // Heartbeats count too: once its agent has registered, a node whose agent falls silent
+    // is down although its /healthz answers, and up again when the agent is back.
+    let beat = json!({"role": "edge", "applied_version": 1});
+    api.post("/v1/nodes/wx-1-a/heartbeat", beat.clone())
+        .await
+        .ok(204);
+    let silent = wait_for(&api, false).await;
+    let reason = silent["status"]["health_reason"].as_str().expect("reason");
+    assert!(reason.contains("no heartbeat"), "{reason}");
+    let beating = tokio::spawn({
+        let api = common::Api::new(&handle.url(), Some(common::OPERATOR_TOKEN));
+        async move {
+            loop {
+                api.post("/v1/nodes/wx-1-a/heartbeat", beat.clone())
+                    .await
+                    .ok(204);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+    wait_for(&api, true).await;
+    beating.abort();
 
     // The outage shows in the SLA report: wx-1-a below 100%, its site not (wx-1-b was up).
     let from = lingjing_control::time::rfc3339_from_ms(lingjing_control::time::now_ms() - 60_000);

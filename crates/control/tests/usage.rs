@@ -1,5 +1,6 @@
 //! Usage reports ride on heartbeats: summed per service, counted once per sequence number
-//! (a resent report is not double-counted), readable per service by its tenant only.
+//! (a resent report is not double-counted), readable per service by its tenant only; and
+//! they set each node's load share, which the DNS snapshot carries for capacity steering.
 
 mod common;
 
@@ -54,5 +55,67 @@ async fn usage_is_summed_counted_once_and_scoped_to_the_tenant() {
         demo.get("/v1/services/www/usage").await.ok(200)["requests"],
         8
     );
+    plane.shutdown().await;
+}
+
+/// The load share of a node, from the DNS snapshot.
+async fn load_in_dns_snapshot(api: &common::Api, node: &str) -> serde_json::Value {
+    let dns = api
+        .get("/v1/snapshots/dns?after=0&timeout_ms=0")
+        .await
+        .ok(200);
+    dns["body"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["node"]["id"] == node)
+        .expect("node in snapshot")["load_percent"]
+        .clone()
+}
+
+#[tokio::test]
+async fn usage_reports_set_the_nodes_load_share_in_the_dns_snapshot() {
+    let mut plane = common::start().await;
+    let api = plane.api.clone();
+    common::seed_topology(&api).await;
+    let mut node = api.get("/v1/nodes/wx-1-a").await.ok(200);
+    for k in ["addresses", "status"] {
+        node.as_object_mut().expect("object").remove(k);
+    }
+    node["capacity_mbps"] = json!(1);
+    api.put("/v1/nodes/wx-1-a", node).await.ok(200);
+    let beat = |seq: u64, bytes: u64| {
+        json!({"role": "edge", "applied_version": 1, "usage_seq": seq,
+               "usage": [{"service": "www", "requests": 1, "bytes_out": bytes}]})
+    };
+    // The first report starts the clock; the next one's traffic over the time between
+    // them is the load: 100 MB in well under 80 s is far above 1 Mbit/s.
+    api.post("/v1/nodes/wx-1-a/heartbeat", beat(1, 10))
+        .await
+        .ok(204);
+    assert_eq!(load_in_dns_snapshot(&api, "wx-1-a").await, 0);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let before = api.version().await;
+    api.post("/v1/nodes/wx-1-a/heartbeat", beat(2, 100_000_000))
+        .await
+        .ok(204);
+    assert!(
+        api.version().await > before,
+        "a new load share is a new version"
+    );
+    assert_eq!(load_in_dns_snapshot(&api, "wx-1-a").await, 255);
+    let view = api.get("/v1/nodes/wx-1-a").await.ok(200);
+    assert_eq!(view["status"]["load_percent"], 255, "{view}");
+    assert!(view["status"]["load_mbps"].as_u64().expect("mbps") > 1);
+
+    // An edge heartbeat without a report: nothing served since, the share drops to 0.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    api.post(
+        "/v1/nodes/wx-1-a/heartbeat",
+        json!({"role": "edge", "applied_version": 1}),
+    )
+    .await
+    .ok(204);
+    assert_eq!(load_in_dns_snapshot(&api, "wx-1-a").await, 0);
     plane.shutdown().await;
 }

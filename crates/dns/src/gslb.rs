@@ -11,15 +11,19 @@
 //! - `Z`: SOA and NS (`ns1.Z`);
 //! - `ns1.Z`: A/AAAA of the healthy, undrained nodes with the `dns` role;
 //! - `<service id>.Z`: A/AAAA steered per client (see `crate::steer`);
+//! - the operator's static records (`DnsSnapshot::records`) at their names, the apex
+//!   included; a CNAME answers every type but CNAME's own with itself (resolvers chase
+//!   it); the ancestors of a static name exist (NODATA, not NXDOMAIN, RFC 8020);
 //! - anything else under `Z`: NXDOMAIN; names outside `Z`: REFUSED.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use hickory_proto::rr::RecordType;
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, TXT};
+use hickory_proto::rr::{Name, RData, RecordType};
 use lingjing_model::classify::Classifier;
-use lingjing_model::{DnsSnapshot, NodeRole, Snapshot};
+use lingjing_model::{DnsSnapshot, NodeRole, RecordValue, Snapshot};
 
 use crate::scope::ScopeTable;
 use crate::steer::{Client, Explanation, Family, RegionTree, ServicePlan};
@@ -33,6 +37,82 @@ pub const NS_LABEL: &str = "ns1";
 /// Client subnet length hashed for the weighted order, per family.
 const HASH_LEN_V4: u8 = 24;
 const HASH_LEN_V6: u8 = 56;
+
+/// The static records of a snapshot, ready to answer from.
+#[derive(Default)]
+struct StaticRecords {
+    sets: HashMap<String, Vec<StaticSet>>,
+    data: Vec<RData>,
+    parents: HashSet<String>,
+}
+
+impl StaticRecords {
+    /// Records that cannot be served (a name a service holds, a value that does not
+    /// parse, a second record set of the same name and type) are left out with a
+    /// warning; the control plane refuses them, so this only guards against bad data.
+    fn build(snapshot: &DnsSnapshot, zone: &str, services: &HashMap<String, ServicePlan>) -> Self {
+        let mut out = StaticRecords::default();
+        if zone.is_empty() {
+            return out;
+        }
+        for record in &snapshot.records {
+            let labels = record.owner_labels();
+            let owner = labels.join(".");
+            let taken = (labels.len() == 1 && (services.contains_key(&owner) || owner == NS_LABEL))
+                || out.sets.get(&owner).is_some_and(|sets| {
+                    sets.iter()
+                        .any(|s| s.rtype.to_string() == record.rtype.as_str())
+                });
+            let values = match record.parse_values(zone) {
+                Ok(v) if !taken => v,
+                Ok(_) => {
+                    tracing::warn!(record = %record.id, name = %owner, "static record clashes with another name; not served");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(record = %record.id, error = %e, "static record does not parse; not served");
+                    continue;
+                }
+            };
+            let mut set = StaticSet {
+                rtype: RecordType::A,
+                ttl: record.ttl.max(1),
+                data: Vec::new(),
+            };
+            for value in values {
+                let Some(rdata) = static_rdata(value) else {
+                    continue;
+                };
+                set.rtype = rdata.record_type();
+                set.data.push(out.data.len() as u32);
+                out.data.push(rdata);
+            }
+            if set.data.is_empty() {
+                continue;
+            }
+            for i in 1..labels.len() {
+                out.parents.insert(labels[i..].join("."));
+            }
+            out.sets.entry(owner).or_default().push(set);
+        }
+        out
+    }
+}
+
+/// The wire data of one static value; `None` for a name hickory will not take.
+fn static_rdata(value: RecordValue) -> Option<RData> {
+    Some(match value {
+        RecordValue::A(a) => RData::A(A(a)),
+        RecordValue::Aaaa(a) => RData::AAAA(AAAA(a)),
+        RecordValue::Cname(n) => RData::CNAME(CNAME(Name::from_ascii(&n).ok()?)),
+        RecordValue::Mx(pref, n) => RData::MX(MX::new(pref, Name::from_ascii(&n).ok()?)),
+        RecordValue::Txt(text) => {
+            // Character strings hold at most 255 bytes each.
+            let chunks: Vec<&[u8]> = text.as_bytes().chunks(255).collect();
+            RData::TXT(TXT::from_bytes(chunks))
+        }
+    })
+}
 
 /// Why a snapshot cannot be served.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -67,6 +147,8 @@ pub enum Rdata {
     Soa,
     /// The zone's NS record (`ns1.<zone>`).
     Ns,
+    /// An operator's static record: its index in [`Gslb::static_rdata`].
+    Static(u32),
 }
 
 /// What to answer to one question.
@@ -139,6 +221,20 @@ pub struct Gslb {
     ns_addrs: Vec<IpAddr>,
     /// Every line id of the snapshot, shared (metric labels without allocation).
     lines: HashMap<String, Arc<str>>,
+    /// Static records by owner (relative to the zone, lowercase, `""` at the apex):
+    /// type, TTL and the indexes of their data in `static_data`.
+    statics: HashMap<String, Vec<StaticSet>>,
+    static_data: Vec<RData>,
+    /// Ancestors of static names under the zone (empty non-terminals).
+    static_parents: HashSet<String>,
+}
+
+/// One static record set: type, TTL and where its records' data are.
+#[derive(Debug, Clone)]
+struct StaticSet {
+    rtype: RecordType,
+    ttl: u32,
+    data: Vec<u32>,
 }
 
 impl Default for Gslb {
@@ -154,6 +250,9 @@ impl Default for Gslb {
             services: HashMap::new(),
             ns_addrs: Vec::new(),
             lines: HashMap::new(),
+            statics: HashMap::new(),
+            static_data: Vec::new(),
+            static_parents: HashSet::new(),
         }
     }
 }
@@ -189,18 +288,20 @@ impl Gslb {
             .filter(|n| n.healthy && !n.node.drained && n.node.roles.contains(&NodeRole::Dns))
             .flat_map(|n| n.addresses.iter().copied())
             .collect();
-        let services = snapshot
+        let services: HashMap<String, ServicePlan> = snapshot
             .services
             .iter()
             .map(|s| (s.id.to_ascii_lowercase(), ServicePlan::build(s, snapshot)))
             .collect();
+        let zone_fqdn = if zone.is_empty() {
+            String::new()
+        } else {
+            format!("{zone}.")
+        };
+        let statics = StaticRecords::build(snapshot, &zone_fqdn, &services);
         Ok(Gslb {
             version,
-            zone: if zone.is_empty() {
-                String::new()
-            } else {
-                format!("{zone}.")
-            },
+            zone: zone_fqdn,
             zone_labels,
             classifier: Classifier::from_prefixes(&snapshot.prefixes),
             scopes: ScopeTable::new(snapshot.prefixes.iter().map(|p| &p.cidr)),
@@ -214,7 +315,15 @@ impl Gslb {
                 .chain(snapshot.prefixes.iter().map(|p| p.line.as_str()))
                 .map(|l| (l.to_owned(), Arc::from(l)))
                 .collect(),
+            statics: statics.sets,
+            static_data: statics.data,
+            static_parents: statics.parents,
         })
+    }
+
+    /// The data of a static record (see [`Rdata::Static`]).
+    pub fn static_rdata(&self, index: u32) -> Option<&RData> {
+        self.static_data.get(index as usize)
     }
 
     /// The snapshot version this was built from.
@@ -286,20 +395,71 @@ impl Gslb {
             return Decision::new(Rcode::Refused, false);
         }
         let mut decision = match &labels[..labels.len() - z] {
-            [] => self.apex(qtype),
+            [] => self.with_statics(self.apex(qtype), "", qtype),
             [label] if label.eq_ignore_ascii_case(NS_LABEL.as_bytes()) => self.name_server(qtype),
             [label] => match std::str::from_utf8(label)
                 .ok()
                 .and_then(|l| self.services.get(&l.to_ascii_lowercase()))
             {
                 Some(plan) => self.service(plan, qtype, client, explain),
-                None => Decision::negative(Rcode::NxDomain),
+                None => self.static_name(&labels[..labels.len() - z], qtype),
             },
-            _ => Decision::negative(Rcode::NxDomain),
+            relative => self.static_name(relative, qtype),
         };
         // Answers not tailored to the client are valid for every client: scope 0.
         if client.ecs.is_some() && decision.ecs_scope.is_none() {
             decision.ecs_scope = Some(0);
+        }
+        decision
+    }
+
+    /// A name that is neither the apex, the name server nor a service: its static
+    /// records, NODATA for an ancestor of one, else NXDOMAIN.
+    fn static_name(&self, relative: &[&[u8]], qtype: RecordType) -> Decision {
+        if self.statics.is_empty() {
+            return Decision::negative(Rcode::NxDomain);
+        }
+        let mut owner = String::new();
+        for (i, label) in relative.iter().enumerate() {
+            if i > 0 {
+                owner.push('.');
+            }
+            match std::str::from_utf8(label) {
+                Ok(l) => owner.push_str(&l.to_ascii_lowercase()),
+                Err(_) => return Decision::negative(Rcode::NxDomain),
+            }
+        }
+        if self.statics.contains_key(&owner) {
+            self.with_statics(Decision::negative(Rcode::NoError), &owner, qtype)
+        } else if self.static_parents.contains(&owner) {
+            Decision::negative(Rcode::NoError)
+        } else {
+            Decision::negative(Rcode::NxDomain)
+        }
+    }
+
+    /// Adds the static records of `owner` that answer `qtype` to `decision` (a NODATA
+    /// decision becomes an answer when any do).
+    fn with_statics(&self, mut decision: Decision, owner: &str, qtype: RecordType) -> Decision {
+        let Some(sets) = self.statics.get(owner) else {
+            return decision;
+        };
+        let cname = sets.iter().find(|s| s.rtype == RecordType::CNAME);
+        let matching: Vec<&StaticSet> = match cname {
+            Some(c) if qtype != RecordType::CNAME => vec![c],
+            _ => sets
+                .iter()
+                .filter(|s| qtype == RecordType::ANY || s.rtype == qtype)
+                .collect(),
+        };
+        for set in matching {
+            decision
+                .answers
+                .extend(set.data.iter().map(|i| (set.ttl, Rdata::Static(*i))));
+        }
+        if !decision.answers.is_empty() {
+            decision.negative = false;
+            decision.rcode = Rcode::NoError;
         }
         decision
     }

@@ -12,6 +12,10 @@
 //! 4. any usable node of the edge pool, so the answer is never empty while a healthy
 //!    node can serve the service.
 //!
+//! A node at or above the policy's `max_load_percent` of its capacity (its
+//! `load_percent` in the snapshot) is skipped in steps 1-3 and preferred against in step
+//! 4: only when every usable node is over its share does an overloaded node answer.
+//!
 //! Within the set, nodes are ordered by nearness of their site's region to the client's
 //! region (same county, city, province, country, elsewhere), and among equally near
 //! nodes by a weighted order that is deterministic per client subnet (a hash of the
@@ -165,6 +169,9 @@ struct NodePlan {
     /// The site's weight from the policy.
     weight: u32,
     capacity_mbps: u64,
+    /// Its load share (percent of capacity) when that is at or above the policy's
+    /// `max_load_percent`: skipped until it has room.
+    overloaded: Option<u8>,
     /// Why the node may not answer, if it may not.
     dropped: Option<&'static str>,
 }
@@ -172,6 +179,11 @@ struct NodePlan {
 impl NodePlan {
     fn usable(&self, family: Family) -> bool {
         self.dropped.is_none() && self.addrs.iter().any(|(a, _)| Family::of(a) == family)
+    }
+
+    /// Usable and under its capacity share.
+    fn has_room(&self, family: Family) -> bool {
+        self.overloaded.is_none() && self.usable(family)
     }
 
     /// The node's address of `family`, preferring one on `line`, then one on no line.
@@ -302,6 +314,8 @@ impl ServicePlan {
                 addrs,
                 weight: policy.site_weights.get(&node.site).copied().unwrap_or(1),
                 capacity_mbps: node.capacity_mbps,
+                overloaded: (info.load_percent >= policy.max_load_percent)
+                    .then_some(info.load_percent),
                 dropped,
             }
         };
@@ -343,7 +357,7 @@ impl ServicePlan {
             let set: Vec<&NodePlan> = self
                 .edge
                 .iter()
-                .filter(|n| n.usable(family) && n.lines.iter().any(|l| l == line))
+                .filter(|n| n.has_room(family) && n.lines.iter().any(|l| l == line))
                 .collect();
             (!set.is_empty()).then_some(set)
         };
@@ -362,13 +376,21 @@ impl ServicePlan {
                 .find_map(|l| on_line(l).map(|set| (set, Chosen::FallbackLine(l.as_str()))));
         }
         if chosen.is_none() {
-            let set: Vec<&NodePlan> = self.fallback.iter().filter(|n| n.usable(family)).collect();
+            let set: Vec<&NodePlan> = self
+                .fallback
+                .iter()
+                .filter(|n| n.has_room(family))
+                .collect();
             if !set.is_empty() {
                 chosen = Some((set, Chosen::FallbackSites));
             }
         }
         if chosen.is_none() {
-            let set: Vec<&NodePlan> = self.edge.iter().filter(|n| n.usable(family)).collect();
+            let mut set: Vec<&NodePlan> = self.edge.iter().filter(|n| n.has_room(family)).collect();
+            if set.is_empty() {
+                // Every usable node is over its share: still answer rather than nothing.
+                set = self.edge.iter().filter(|n| n.usable(family)).collect();
+            }
             if !set.is_empty() {
                 chosen = Some((set, Chosen::Any));
             }
@@ -492,6 +514,11 @@ impl ServicePlan {
                     Family::V6 => "IPv6",
                 };
                 format!("dropped: no {f} address")
+            } else if let (Some(load), false) = (n.overloaded, in_set) {
+                format!(
+                    "skipped: at {load}% of capacity (policy max {}%)",
+                    self.policy.max_load_percent
+                )
             } else if in_set {
                 "not answered: farther or lower in the weighted order".to_owned()
             } else {

@@ -249,6 +249,10 @@ fn fill(response: &mut Message, gslb: &Gslb, query: &Query, decision: &Decision)
             Rdata::Addr(a) => addr_rdata(*a),
             Rdata::Soa => soa_rdata(gslb, &zone),
             Rdata::Ns => RData::NS(NS(ns_name.clone())),
+            Rdata::Static(i) => match gslb.static_rdata(*i) {
+                Some(data) => data.clone(),
+                None => continue,
+            },
         };
         response
             .answers
@@ -374,6 +378,7 @@ mod tests {
                 },
                 addresses: vec!["127.0.1.1".parse().unwrap(), "::1".parse().unwrap()],
                 healthy: true,
+                load_percent: 0,
             }],
             services: vec![Service {
                 id: "demo".into(),

@@ -180,6 +180,46 @@ fn unhealthy_and_drained_nodes_are_skipped() {
 }
 
 #[test]
+fn nodes_over_their_capacity_share_are_skipped_until_they_have_room() {
+    let mut body = demo_dns();
+    let wuxi_client = ecs("198.51.100.0/26");
+    assert_eq!(body.services[0].steering.max_load_percent, 90);
+    node_mut(&mut body, "wuxi-1-e1").load_percent = 89;
+    let g = gslb(&body);
+    assert_eq!(answer(&g, &wuxi_client), vec![addr_of(&body, "wuxi-1-e1")]);
+
+    node_mut(&mut body, "wuxi-1-e1").load_percent = 90;
+    let g = gslb(&body);
+    let got = answer(&g, &wuxi_client);
+    assert!(
+        got == vec![addr_of(&body, "suqian-1-e1")] || got == vec![addr_of(&body, "taizhou-1-e1")],
+        "{got:?}"
+    );
+    let e = g.explain(DEMO, Family::V4, &wuxi_client).unwrap();
+    let wuxi = e.candidates.iter().find(|c| c.node == "wuxi-1-e1").unwrap();
+    assert_eq!(wuxi.verdict, "skipped: at 90% of capacity (policy max 90%)");
+
+    // Every edge node and the fallback parent over their share: the answer is still
+    // never empty — the nearest overloaded edge node answers.
+    for id in ["wuxi-1-e1", "suqian-1-e1", "taizhou-1-e1", "nanjing-1-p1"] {
+        node_mut(&mut body, id).load_percent = 120;
+    }
+    let g = gslb(&body);
+    assert_eq!(answer(&g, &wuxi_client), vec![addr_of(&body, "wuxi-1-e1")]);
+    assert!(matches!(
+        g.explain(DEMO, Family::V4, &wuxi_client).unwrap().rule,
+        Rule::AnyHealthyNode { .. }
+    ));
+    // The parent has room again: fallback sites come before overloaded edges.
+    node_mut(&mut body, "nanjing-1-p1").load_percent = 10;
+    let g = gslb(&body);
+    assert_eq!(
+        answer(&g, &wuxi_client),
+        vec![addr_of(&body, "nanjing-1-p1")]
+    );
+}
+
+#[test]
 fn fallback_sites_answer_when_no_edge_node_can() {
     let mut body = demo_dns();
     for id in ["wuxi-1-e1", "suqian-1-e1", "taizhou-1-e1"] {

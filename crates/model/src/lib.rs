@@ -1,5 +1,5 @@
 //! Lingjing's domain model: the resources the control plane holds (regions, lines, sites,
-//! nodes, IP pools, tenants, services), their validation, the snapshots the data planes
+//! nodes, IP pools, tenants, services, static DNS records), their validation, the snapshots the data planes
 //! receive, and the client classifier (client IP -> line and region).
 //!
 //! Invariant: no I/O and no async here. Everything is plain data and pure functions, so
@@ -12,6 +12,7 @@ pub mod line;
 pub mod node;
 pub mod pool;
 pub mod purge;
+pub mod record;
 pub mod region;
 pub mod service;
 pub mod site;
@@ -23,6 +24,7 @@ pub use line::{Line, LinePrefix};
 pub use node::{Node, NodePorts, NodeRole};
 pub use pool::{Allocation, IpPool};
 pub use purge::{Purge, PurgeKind, PurgeMode, PurgeRequest};
+pub use record::{DnsRecord, RecordType, RecordValue};
 pub use region::{Region, RegionLevel, Tier};
 pub use service::{CacheRule, Origin, Service, SteeringPolicy, TlsCertificate};
 pub use site::Site;

@@ -67,8 +67,13 @@ pub struct NodeInfo {
     pub node: Node,
     #[schema(value_type = Vec<String>)]
     pub addresses: Vec<IpAddr>,
-    /// Passing its health checks (until health checking lands: true).
+    /// Passing its health checks (and heartbeating, once its agent has registered).
     pub healthy: bool,
+    /// Traffic it serves now as a share of its `capacity_mbps`, in percent (0 when the
+    /// capacity is not set or nothing was reported). Steering skips a node at or above
+    /// the service's `max_load_percent`.
+    #[serde(default)]
+    pub load_percent: u8,
 }
 
 /// What an edge node needs: the services it serves and the nodes it may fill from.
@@ -99,6 +104,9 @@ pub struct DnsSnapshot {
     pub pools: Vec<IpPool>,
     pub nodes: Vec<NodeInfo>,
     pub services: Vec<Service>,
+    /// The operator's static records under the zone.
+    #[serde(default)]
+    pub records: Vec<crate::DnsRecord>,
 }
 
 /// A node's liveness as the control plane sees it.
@@ -118,9 +126,15 @@ pub struct NodeStatus {
     /// Since when it is in that state (RFC 3339).
     #[serde(default)]
     pub health_since: Option<String>,
-    /// Why it changed last (e.g. `probe failed 2 times: connection refused`).
+    /// Why it changed last (e.g. `2 failed checks: probe 127.0.1.1:9090: connection refused`).
     #[serde(default)]
     pub health_reason: Option<String>,
+    /// Traffic served over the last report, in Mbit/s.
+    #[serde(default)]
+    pub load_mbps: Option<u64>,
+    /// That traffic as a share of the node's capacity, in percent.
+    #[serde(default)]
+    pub load_percent: Option<u8>,
 }
 
 /// What an agent reports on register and on every heartbeat.

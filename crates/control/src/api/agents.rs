@@ -15,7 +15,9 @@ use serde::Deserialize;
 use super::{ApiJson, ApiQuery, AppState};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::store::{HeartbeatRecord, get_doc, record_heartbeat, record_usage};
+use crate::store::{
+    HeartbeatRecord, get_doc, publish_load, record_heartbeat, record_load, record_usage,
+};
 
 /// Default and largest long-poll wait.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
@@ -93,11 +95,37 @@ async fn heartbeat(
     get_doc::<Node>(&mut w.tx, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("node", &id))?;
+    let mut load = None;
+    let now = crate::time::now_ms();
     if beat.usage_seq > 0 {
-        let now = crate::time::now_ms();
-        record_usage(&mut w.tx, &id, beat.usage_seq, &beat.usage, now).await?;
+        if record_usage(&mut w.tx, &id, beat.usage_seq, &beat.usage, now).await? {
+            let bytes = beat
+                .usage
+                .iter()
+                .map(|u| u.bytes_out)
+                .fold(0u64, u64::saturating_add);
+            load = record_load(&mut w.tx, &id, bytes, now).await?;
+        }
+    } else if matches!(beat.role, Role::Edge) {
+        // An edge heartbeat without a report: it served nothing since the last one.
+        load = record_load(&mut w.tx, &id, 0, now).await?;
     }
-    record_heartbeat(&mut w.tx, &HeartbeatRecord { node: id, beat }).await?;
+    record_heartbeat(
+        &mut w.tx,
+        &HeartbeatRecord {
+            node: id.clone(),
+            beat,
+        },
+    )
+    .await?;
     w.commit().await?;
+    if let Some(change) = load.filter(|l| l.publish) {
+        // A new load share changes steering: publish it with a version of its own.
+        let mut w = state.store.write(true).await?;
+        publish_load(&mut w.tx, &id, change.percent).await?;
+        if let Some(v) = w.commit().await? {
+            state.hub.publish(v);
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -18,7 +18,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::routing::get;
-use lingjing_model::{IpPool, Line, Node, Region, Service, Site, Tenant};
+use lingjing_model::{DnsRecord, IpPool, Line, Node, Region, Service, Site, Tenant};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crud::routes::<Site>())
         .merge(crud::routes::<Node>())
         .merge(crud::routes::<IpPool>())
+        .merge(crud::routes::<DnsRecord>())
         .merge(crud::routes::<Tenant>())
         .merge(crud::routes::<Service>())
         .merge(ipam::routes())

@@ -6,7 +6,9 @@ use axum::Json;
 use axum::extract::State;
 use lingjing_model::snapshot::{DnsSnapshot, EdgeSnapshot, Heartbeat, Role};
 use lingjing_model::tenant::{ApiKeyInfo, NewApiKey};
-use lingjing_model::{Allocation, IpPool, Line, LinePrefix, Node, Region, Service, Site, Tenant};
+use lingjing_model::{
+    Allocation, DnsRecord, IpPool, Line, LinePrefix, Node, Region, Service, Site, Tenant,
+};
 use serde::Serialize;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
@@ -466,6 +468,7 @@ pub fn document() -> OpenApi {
         crud_ops::<IpPool>(),
         crud_ops::<Tenant>(),
         crud_ops::<Service>(),
+        crud_ops::<DnsRecord>(),
         other_ops(),
     ];
     for op in ops.into_iter().flatten() {
@@ -482,6 +485,7 @@ pub fn document() -> OpenApi {
     components = add_resource::<IpPool>(components);
     components = add_resource::<Tenant>(components);
     components = add_resource::<Service>(components);
+    components = add_resource::<DnsRecord>(components);
     components = add_schema::<Allocation>(components);
     components = add_schema::<AllocateRequest>(components);
     components = add_schema::<LinePrefix>(components);

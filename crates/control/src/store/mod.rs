@@ -8,6 +8,7 @@
 //! commit in order.
 
 mod docs;
+mod load;
 mod status;
 mod usage;
 
@@ -22,6 +23,7 @@ use tokio::sync::{Mutex, MutexGuard};
 use crate::error::StoreError;
 
 pub use docs::{delete_doc, get_doc, insert_doc, list_docs, update_doc};
+pub use load::{LoadChange, load_percents, publish_load, record_load};
 pub use status::{HeartbeatRecord, node_statuses, record_heartbeat};
 pub use usage::{record_usage, service_usage};
 

@@ -82,6 +82,11 @@ pub async fn node_statuses(
             st.agent = agent;
         }
     }
+    for (node, (mbps, percent)) in crate::store::load_percents(&mut *conn).await? {
+        let st = out.entry(node).or_default();
+        st.load_mbps = Some(mbps.max(0) as u64);
+        st.load_percent = Some(u8::try_from(percent).unwrap_or(u8::MAX));
+    }
     let rows = sqlx::query("SELECT node_id, healthy, since, reason FROM node_health")
         .fetch_all(conn)
         .await?;

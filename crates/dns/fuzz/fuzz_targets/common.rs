@@ -24,6 +24,7 @@ pub fn gslb() -> Gslb {
         },
         addresses: addrs.iter().filter_map(|a| a.parse().ok()).collect(),
         healthy: true,
+        load_percent: 0,
     };
     let prefix = |cidr: &str, line: &str| {
         cidr.parse().ok().map(|cidr| LinePrefix {

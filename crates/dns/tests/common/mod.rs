@@ -44,6 +44,7 @@ pub fn demo_dns() -> DnsSnapshot {
                 .map(|(_, a)| *a)
                 .collect(),
             healthy: true,
+            load_percent: 0,
         })
         .collect();
     DnsSnapshot {
@@ -55,6 +56,7 @@ pub fn demo_dns() -> DnsSnapshot {
         pools: t.pools,
         nodes,
         services: t.services,
+        records: Vec::new(),
     }
 }
 

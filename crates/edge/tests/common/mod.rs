@@ -118,6 +118,7 @@ pub fn node(id: &str, site: &str, roles: Vec<NodeRole>, http_port: u16) -> NodeI
         },
         addresses: vec!["127.0.0.1".parse().expect("loopback")],
         healthy: true,
+        load_percent: 0,
     }
 }
 

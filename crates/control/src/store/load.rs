@@ -1,0 +1,103 @@
+//! Node load: the traffic a node served between its last two usage reports, in Mbit/s and
+//! as a share of its capacity. DNS steering skips nodes at or above a service's
+//! `max_load_percent`, so the share rides in the DNS snapshot; to keep snapshots from
+//! churning with every report, the published share changes (and the configuration version
+//! moves) only when it moved by [`PUBLISH_STEP`] points or more.
+
+use lingjing_model::Node;
+use sqlx::{AnyConnection, Row};
+
+use crate::error::StoreError;
+use crate::store::get_doc;
+
+/// The smallest change of a node's load share, in points, that is published.
+pub const PUBLISH_STEP: i64 = 5;
+
+/// What a usage report did to a node's load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadChange {
+    pub mbps: i64,
+    pub percent: i64,
+    /// The share moved enough to be published (the caller bumps the version).
+    pub publish: bool,
+}
+
+/// Records `bytes` served over `[since_ms, now_ms)`. The stored (published) share is left
+/// as it was: when the change is to be published, the caller writes it with
+/// [`publish_load`] in a transaction that bumps the version, so the snapshot of that
+/// version is the first to carry it.
+pub async fn record_load(
+    conn: &mut AnyConnection,
+    node: &str,
+    bytes: u64,
+    now_ms: i64,
+) -> Result<Option<LoadChange>, StoreError> {
+    let stored = sqlx::query("SELECT percent, at_ms FROM node_load WHERE node_id = $1")
+        .bind(node.to_owned())
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| Ok::<_, sqlx::Error>((r.try_get::<i64, _>(0)?, r.try_get::<i64, _>(1)?)))
+        .transpose()?;
+    let Some((stored, since_ms)) = stored else {
+        // The first report: its traffic covers an unknown span; it starts the clock.
+        sqlx::query("INSERT INTO node_load (node_id, mbps, percent, at_ms) VALUES ($1, 0, 0, $2)")
+            .bind(node.to_owned())
+            .bind(now_ms)
+            .execute(&mut *conn)
+            .await?;
+        return Ok(None);
+    };
+    let elapsed_ms = now_ms - since_ms;
+    if elapsed_ms <= 0 {
+        return Ok(None);
+    }
+    let Some(doc) = get_doc::<Node>(&mut *conn, node).await? else {
+        return Ok(None);
+    };
+    // bits per millisecond = kbit/s; / 1000 = Mbit/s.
+    let mbps =
+        i64::try_from(u128::from(bytes) * 8 / (elapsed_ms as u128) / 1000).unwrap_or(i64::MAX);
+    let percent = if doc.capacity_mbps == 0 {
+        0
+    } else {
+        (i128::from(mbps) * 100 / i128::from(doc.capacity_mbps)).clamp(0, 255) as i64
+    };
+    let publish = (percent - stored).abs() >= PUBLISH_STEP || (percent == 0) != (stored == 0);
+    sqlx::query("UPDATE node_load SET mbps = $1, at_ms = $2 WHERE node_id = $3")
+        .bind(mbps)
+        .bind(now_ms)
+        .bind(node.to_owned())
+        .execute(&mut *conn)
+        .await?;
+    Ok(Some(LoadChange {
+        mbps,
+        percent,
+        publish,
+    }))
+}
+
+/// The published load share of every node that reported, by node id.
+pub async fn load_percents(
+    conn: &mut AnyConnection,
+) -> Result<std::collections::HashMap<String, (i64, i64)>, StoreError> {
+    let rows = sqlx::query("SELECT node_id, mbps, percent FROM node_load")
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?))))
+        .collect()
+}
+
+/// Publishes a node's load share (inside a version-bumping write).
+pub async fn publish_load(
+    conn: &mut AnyConnection,
+    node: &str,
+    percent: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE node_load SET percent = $1 WHERE node_id = $2")
+        .bind(percent)
+        .bind(node.to_owned())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
