@@ -87,6 +87,9 @@ pub enum Command {
     /// Services (CDN properties) of tenants.
     #[command(subcommand)]
     Service(ResourceCmd<ServiceAdd>),
+    /// Static DNS records: the operator's own names under the platform zone.
+    #[command(subcommand)]
+    Record(ResourceCmd<RecordAdd>),
     /// Purge cached content from every edge node.
     #[command(subcommand)]
     Purge(PurgeCmd),
@@ -182,6 +185,41 @@ pub struct UpArgs {
     /// Port of the edge nodes' admin listeners (default: each node's configured port).
     #[arg(long)]
     pub edge_admin_port: Option<u16>,
+    #[command(flatten)]
+    pub health: HealthArgs,
+}
+
+/// How the control plane checks nodes.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct HealthArgs {
+    /// Milliseconds between health checks of each node.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub probe_interval_ms: u64,
+    /// Milliseconds a node's /healthz has to answer.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub probe_timeout_ms: u64,
+    /// Failed checks in a row that mark a node down.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub probe_fall: u32,
+    /// Passed checks in a row that mark it up again.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub probe_rise: u32,
+    /// Seconds without a heartbeat after which a registered node fails its checks.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub heartbeat_timeout_s: u64,
+}
+
+impl HealthArgs {
+    pub fn config(&self) -> lingjing_control::health::HealthConfig {
+        use std::time::Duration;
+        lingjing_control::health::HealthConfig {
+            interval: Duration::from_millis(self.probe_interval_ms),
+            timeout: Duration::from_millis(self.probe_timeout_ms),
+            fall: self.probe_fall,
+            rise: self.probe_rise,
+            heartbeat_timeout: Duration::from_secs(self.heartbeat_timeout_s),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -274,6 +312,8 @@ pub struct ControlArgs {
     /// Platform DNS zone.
     #[arg(long, default_value = lingjing_control::server::DEFAULT_ZONE)]
     pub zone: String,
+    #[command(flatten)]
+    pub health: HealthArgs,
 }
 
 /// The commands every resource kind has.
@@ -316,6 +356,23 @@ pub struct RegionAdd {
     /// core, regional or edge.
     #[arg(long, default_value = "edge")]
     pub tier: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordAdd {
+    /// Owner name relative to the zone: `@` for the apex, `api`, `_acme-challenge.www`.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A, AAAA, CNAME, TXT or MX.
+    #[arg(long = "type")]
+    pub rtype: Option<String>,
+    /// A value (repeat for several): an address, a target name, a text, or
+    /// `PREFERENCE EXCHANGE` for MX. Names without a final dot are relative to the zone.
+    #[arg(long = "value")]
+    pub values: Vec<String>,
+    /// Seconds resolvers may cache it.
+    #[arg(long, default_value_t = 300)]
+    pub ttl: u32,
 }
 
 #[derive(Debug, Args)]

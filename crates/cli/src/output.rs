@@ -37,6 +37,7 @@ pub fn columns(kind: &str) -> &'static [(&'static str, &'static str)] {
             ("HEALTHY", "/status/healthy"),
             ("SINCE", "/status/health_since"),
             ("LAST HEARTBEAT", "/status/last_heartbeat"),
+            ("LOAD %", "/status/load_percent"),
             ("APPLIED", "/status/applied"),
         ],
         "pools" => &[
@@ -54,6 +55,13 @@ pub fn columns(kind: &str) -> &'static [(&'static str, &'static str)] {
             ("HOSTNAMES", "/hostnames"),
             ("CNAME", "/cname"),
             ("ORIGINS", "/origins"),
+        ],
+        "dns-records" => &[
+            ("ID", "/id"),
+            ("NAME", "/fqdn"),
+            ("TYPE", "/type"),
+            ("TTL", "/ttl"),
+            ("VALUES", "/values"),
         ],
         "allocations" => &[
             ("ADDRESS", "/address"),

@@ -27,7 +27,7 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
             listen: args.listen,
             operator_token: token,
             zone: args.zone,
-            health: Some(lingjing_control::health::HealthConfig::default()),
+            health: Some(args.health.config()),
         },
         store,
     )

@@ -8,13 +8,14 @@ use anyhow::{Context, bail};
 use clap::Args;
 use lingjing_client::ClientError;
 use lingjing_model::{
-    IpPool, Line, Node, NodePorts, NodeRole, Origin, Region, Service, Site, SteeringPolicy, Tenant,
+    DnsRecord, IpPool, Line, Node, NodePorts, NodeRole, Origin, Region, Service, Site,
+    SteeringPolicy, Tenant,
 };
 use serde_json::{Value, json};
 
 use crate::args::{
-    AddArgs, Global, LineAdd, LineCmd, NodeAdd, NodeCmd, PoolAdd, PoolCmd, RegionAdd, ResourceCmd,
-    ServiceAdd, SiteAdd, SlaCmd, TenantAdd, TenantCmd,
+    AddArgs, Global, LineAdd, LineCmd, NodeAdd, NodeCmd, PoolAdd, PoolCmd, RecordAdd, RegionAdd,
+    ResourceCmd, ServiceAdd, SiteAdd, SlaCmd, TenantAdd, TenantCmd,
 };
 use crate::context::client;
 use crate::output::{print_list, print_one};
@@ -55,6 +56,24 @@ impl AddFields for LineAdd {
             description: self.description.clone(),
         };
         Ok(serde_json::to_value(l)?)
+    }
+}
+
+impl AddFields for RecordAdd {
+    fn to_resource(&self, id: String) -> anyhow::Result<Value> {
+        if self.values.is_empty() {
+            bail!(
+                "--value is required (repeat it for several values), or give the whole record with -f FILE"
+            );
+        }
+        let r = DnsRecord {
+            id,
+            name: need(&self.name, "name")?.clone(),
+            rtype: parse_enum("type", &need(&self.rtype, "type")?.to_ascii_uppercase())?,
+            ttl: self.ttl,
+            values: self.values.clone(),
+        };
+        Ok(serde_json::to_value(r)?)
     }
 }
 

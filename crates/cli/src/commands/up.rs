@@ -50,7 +50,7 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
             listen: args.listen,
             operator_token: token.clone(),
             zone: args.zone.clone(),
-            health: Some(lingjing_control::health::HealthConfig::default()),
+            health: Some(args.health.config()),
         },
         store,
     )
