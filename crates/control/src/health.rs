@@ -1,6 +1,7 @@
 //! Active health checking: the control plane probes every edge and parent node's
 //! `/healthz` on its admin port, and after `fall` failures in a row marks it down (after
-//! `rise` successes, up again). Every change is stored with its time and reason (uptime
+//! `rise` successes, up again). Every change is stored with its time — that of the first
+//! check of the streak that made it — and reason (uptime
 //! and SLA reports are computed from these) and bumps the configuration version, so DNS
 //! stops handing out a dead node within a few seconds.
 //!
@@ -25,7 +26,7 @@ use crate::error::StoreError;
 use crate::resource::node_addresses;
 use crate::snapshot::Hub;
 use crate::store::{Store, list_docs};
-use crate::time::{now_ms, now_rfc3339};
+use crate::time::{now_ms, rfc3339_from_ms};
 
 /// How nodes are probed.
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +59,10 @@ struct Tracker {
     healthy: Option<bool>,
     ok: u32,
     failed: u32,
+    /// When the first check of the current streak (passes or failures) started: the
+    /// time a change is recorded at, so recorded outages are accurate to one interval
+    /// rather than `fall` intervals late.
+    streak_since_ms: i64,
 }
 
 /// One probe: `GET /healthz` must answer 200 within `timeout`.
@@ -165,9 +170,10 @@ async fn record(
     node: &str,
     healthy: bool,
     reason: &str,
+    at_ms: i64,
 ) -> Result<Option<u64>, StoreError> {
     let mut w = store.write(true).await?;
-    let (now, ms) = (now_rfc3339(), now_ms());
+    let (now, ms) = (rfc3339_from_ms(at_ms), at_ms);
     let exists = sqlx::query("SELECT 1 FROM nodes WHERE id = $1")
         .bind(node.to_owned())
         .fetch_optional(&mut *w.tx)
@@ -224,17 +230,21 @@ pub fn spawn(store: Arc<Store>, hub: Arc<Hub>, config: HealthConfig) -> JoinHand
             let mut checks = JoinSet::new();
             for target in targets {
                 checks.spawn(async move {
+                    let at = now_ms();
                     let result = check(&target, config, started_ms).await;
-                    (target.node, result)
+                    (target.node, at, result)
                 });
             }
-            while let Some(Ok((node, result))) = checks.join_next().await {
+            while let Some(Ok((node, at, result))) = checks.join_next().await {
                 let Some(result) = result else {
                     continue;
                 };
                 let t = trackers.entry(node.clone()).or_default();
                 let change = match result {
                     Ok(()) => {
+                        if t.ok == 0 {
+                            t.streak_since_ms = at;
+                        }
                         t.ok += 1;
                         t.failed = 0;
                         match t.healthy {
@@ -246,6 +256,9 @@ pub fn spawn(store: Arc<Store>, hub: Arc<Hub>, config: HealthConfig) -> JoinHand
                         }
                     }
                     Err(why) => {
+                        if t.failed == 0 {
+                            t.streak_since_ms = at;
+                        }
                         t.failed += 1;
                         t.ok = 0;
                         match t.healthy {
@@ -257,7 +270,7 @@ pub fn spawn(store: Arc<Store>, hub: Arc<Hub>, config: HealthConfig) -> JoinHand
                     }
                 };
                 if let Some((healthy, reason)) = change {
-                    match record(&store, &node, healthy, &reason).await {
+                    match record(&store, &node, healthy, &reason, t.streak_since_ms).await {
                         Ok(version) => {
                             t.healthy = Some(healthy);
                             if let Some(v) = version {
