@@ -1,164 +1,218 @@
-//! Offline autonomy of an edge node, with real processes: an edge fed by `lingjing up`'s
-//! control plane caches a page; then the whole control side (control plane and origin) is
-//! killed with SIGKILL, and the edge keeps serving the page — also after the edge itself
-//! is restarted, from the snapshot and the disk cache it kept.
+//! Offline autonomy of the data planes, with real processes: an edge node and a GSLB DNS
+//! server fed by `lingjing up`'s control plane (the edge caches a page, DNS answers a Wuxi
+//! telecom client); then the whole control side (control plane and origin) is killed with
+//! SIGKILL, and the edge keeps serving the page and DNS keeps answering — also after each
+//! of them is restarted, from the snapshot (and disk cache) it kept. Then the control plane
+//! comes back on the same database and address, an operator drains a node and changes the
+//! service's steering, and both reach the DNS server and the edge without restarting them.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_lingjing");
+use common::{EdgeProc, Proc, Response, eventually, get, resolve, start_dns, start_edge};
+use lingjing_client::Client;
+use serde_json::Value;
 
-fn start_up(data: &Path) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args([
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--origin-listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--dns-listen",
-            "127.0.0.1:0",
-            "--dns-admin",
-            "127.0.0.1:0",
-            "--edge-http-port",
-            "0",
-            "--edge-https-port",
-            "0",
-            "--edge-admin-port",
-            "0",
-        ])
-        .arg("--data-dir")
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn up");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut url = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("line");
-        if let Some(rest) = line.trim().strip_prefix("control plane") {
-            url = rest.split_whitespace().next().map(str::to_owned);
-        }
-        if line.contains("Ctrl-C stops everything") {
-            break;
-        }
+const NAME: &str = "demo.cdn.lingjing.test.";
+const HOST: &str = "www.demo.example";
+/// A telecom client in Wuxi (the demo splits 198.51.100.0/24 per city; Wuxi is the first /26).
+const WUXI_TELECOM: &str = "198.51.100.1/32";
+
+/// `lingjing up` on `data`, its control plane on `listen`; returns it and the control
+/// plane's URL.
+fn start_up(data: &Path, listen: &str) -> (Proc, String) {
+    let mut up = Proc::spawn(
+        "lingjing up",
+        [
+            "up".as_ref(),
+            "--listen".as_ref(),
+            listen.as_ref(),
+            "--origin-listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--dns-listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--dns-admin".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--edge-http-port".as_ref(),
+            "0".as_ref(),
+            "--edge-https-port".as_ref(),
+            "0".as_ref(),
+            "--edge-admin-port".as_ref(),
+            "0".as_ref(),
+            "--data-dir".as_ref(),
+            data.as_os_str(),
+        ],
+    );
+    let url = up.wait_for("the control plane URL", |l| {
+        let rest = l.trim().strip_prefix("control plane")?;
+        rest.split_whitespace().next().map(str::to_owned)
+    });
+    up.wait_for("that it is up", |l| {
+        l.contains("Ctrl-C stops everything").then_some(())
+    });
+    (up, url)
+}
+
+fn standalone_edge(data: &Path, endpoint: &str, token: &str) -> EdgeProc {
+    start_edge(
+        "wuxi-1-e1",
+        IpAddr::from([127, 0, 0, 1]),
+        endpoint,
+        token,
+        &data.join("standalone-edge"),
+        true,
+    )
+}
+
+fn standalone_dns(data: &Path, endpoint: &str, token: &str) -> (Proc, SocketAddr) {
+    start_dns(
+        "nanjing-1-dns1",
+        endpoint,
+        token,
+        &data.join("standalone-dns"),
+    )
+}
+
+/// Asserts that DNS answers the Wuxi telecom client with `expected`; when it does not,
+/// says what a few more queries get (one odd answer, or all of them).
+fn answers(dns: SocketAddr, expected: &[IpAddr], what: &str) {
+    let got = resolve(dns, NAME, WUXI_TELECOM);
+    if got.as_deref() != Ok(expected) {
+        let more: Vec<_> = (0..5).map(|_| resolve(dns, NAME, WUXI_TELECOM)).collect();
+        panic!("{what}: answered {got:?} instead of {expected:?}; then {more:?}");
     }
-    (child, url.expect("control plane URL"))
 }
 
-/// Starts `lingjing edge` for the Wuxi node; returns it and its HTTP address.
-fn start_edge(data: &Path, endpoint: &str) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args([
-            "edge",
-            "--node",
-            "wuxi-1-e1",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-        ])
-        .arg("--state-dir")
-        .arg(data.join("standalone-edge"))
-        .arg("--disk-cache-dir")
-        .arg(data.join("standalone-edge/cache"))
-        .args([
-            "--disk-cache-mb",
-            "64",
-            "--endpoint",
-            endpoint,
-            "--data-dir",
-        ])
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn edge");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let mut addr = None;
-    for line in lines.by_ref() {
-        let line = line.expect("line");
-        if let Some(rest) = line.split("serving on [").nth(1) {
-            addr = rest.split(']').next().map(str::to_owned);
-            break;
-        }
-    }
-    // Keep draining stderr so the edge never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr.expect("edge address"))
+fn fetch(edge: &EdgeProc) -> Response {
+    get(edge.http, HOST, "/").unwrap_or_else(|e| panic!("fetch from {}: {e}", edge.http))
 }
 
-fn fetch(addr: &str) -> (String, String) {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-D",
-            "-",
-            "-H",
-            "Host: www.demo.example",
-            "--max-time",
-            "10",
-        ])
-        .arg(format!("http://{addr}/"))
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (head.to_ascii_lowercase(), body.to_owned())
+/// The snapshot version the edge has applied, from its metrics.
+fn edge_version(edge: &EdgeProc) -> Option<u64> {
+    let metrics = get(edge.admin, "localhost", "/metrics").ok()?;
+    String::from_utf8_lossy(&metrics.body)
+        .lines()
+        .find_map(|l| l.strip_prefix("lingjing_edge_snapshot_version "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
 }
 
-fn kill(child: &mut Child, signal: &str) {
-    let _ = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-}
-
-#[test]
-fn an_edge_keeps_serving_without_the_control_plane_also_after_a_restart() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_planes_keep_serving_without_the_control_plane_and_catch_up_when_it_returns() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let (mut up, endpoint) = start_up(&data);
-    let (mut edge, addr) = start_edge(&data, &endpoint);
+    let (mut up, endpoint) = start_up(&data, "127.0.0.1:0");
+    let token = std::fs::read_to_string(data.join("operator.token")).expect("token");
+    let token = token.trim();
+    let mut edge = standalone_edge(&data, &endpoint, token);
+    let (mut dns_proc, dns) = standalone_dns(&data, &endpoint, token);
 
     // The edge gets its snapshot from the control plane; then it caches the page.
-    let mut first = (String::new(), String::new());
-    for _ in 0..100 {
-        first = fetch(&addr);
-        if first.0.starts_with("http/1.1 200") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(first.0.starts_with("http/1.1 200"), "{}", first.0);
-    let (hit, body) = fetch(&addr);
-    assert!(hit.contains("x-cache: hit"), "{hit}");
+    let first = eventually("the page through the edge", Duration::from_secs(20), || {
+        get(edge.http, HOST, "/").ok().filter(|r| r.status == 200)
+    });
+    let hit = fetch(&edge);
+    assert!(hit.head.contains("x-cache: hit"), "{}", hit.head);
+    // DNS gets its snapshot: the Wuxi telecom client is answered with the Wuxi node.
+    let wuxi: IpAddr = "127.0.1.1".parse().expect("ip");
+    eventually(
+        "DNS answers the Wuxi telecom client with the Wuxi node",
+        Duration::from_secs(20),
+        || (resolve(dns, NAME, WUXI_TELECOM).ok()? == vec![wuxi]).then_some(()),
+    );
 
     // The control plane and the origin die.
-    kill(&mut up, "-KILL");
-    let (still, _) = fetch(&addr);
+    up.kill9();
+    let still = fetch(&edge);
     assert!(
-        still.contains("x-cache: hit"),
-        "without the control plane: {still}"
+        still.head.contains("x-cache: hit"),
+        "without the control plane: {}",
+        still.head
     );
+    answers(dns, &[wuxi], "DNS without the control plane");
 
     // The edge restarts with nothing but its state directory.
-    kill(&mut edge, "-TERM");
-    let (mut edge, addr) = start_edge(&data, &endpoint);
-    let (after, again) = fetch(&addr);
-    assert!(after.starts_with("http/1.1 200"), "after restart: {after}");
+    edge.proc.terminate();
+    drop(edge);
+    let edge = standalone_edge(&data, &endpoint, token);
+    let after = fetch(&edge);
+    assert_eq!(after.status, 200, "after restart: {}", after.head);
     assert!(
-        after.contains("x-cache: hit"),
-        "served from the disk cache: {after}"
+        after.head.contains("x-cache: hit"),
+        "served from the disk cache: {}",
+        after.head
     );
-    assert_eq!(again, body);
-    kill(&mut edge, "-TERM");
+    assert_eq!(after.body, first.body);
+
+    // So does DNS: it answers from the snapshot it kept as soon as it listens.
+    dns_proc.terminate();
+    drop(dns_proc);
+    let (_dns_proc, dns) = standalone_dns(&data, &endpoint, token);
+    answers(dns, &[wuxi], "DNS restarted without the control plane");
+    let offline_version = edge_version(&edge).expect("the edge's snapshot version");
+
+    // The control plane comes back on the same database and address; the data planes
+    // reconnect by themselves. An operator drains the Wuxi node and asks for two answers.
+    let listen = endpoint.trim_start_matches("http://").to_owned();
+    let (_up, again) = start_up(&data, &listen);
+    assert_eq!(again, endpoint);
+    let out = std::process::Command::new(common::BIN)
+        .args([
+            "node",
+            "drain",
+            "wuxi-1-e1",
+            "--endpoint",
+            &endpoint,
+            "--token",
+            token,
+        ])
+        .output()
+        .expect("lingjing node drain");
+    assert!(
+        out.status.success(),
+        "node drain: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let api = Client::new(&endpoint, token).expect("client");
+    let mut service: Value = api.get("/v1/services/demo").await.expect("service");
+    service.as_object_mut().expect("object").remove("cname");
+    service["steering"]["answer_count"] = 2.into();
+    let _: Value = api
+        .put("/v1/services/demo", &service)
+        .await
+        .expect("update the service");
+    let snapshot: Value = api
+        .get("/v1/snapshots/edge?after=0&timeout_ms=1000")
+        .await
+        .expect("edge snapshot");
+    let version = snapshot["version"].as_u64().expect("version");
+    assert!(version > offline_version);
+
+    // DNS: two answers (the policy), neither of them the drained node.
+    let mut answer = eventually(
+        "DNS answers with two undrained nodes",
+        Duration::from_secs(30),
+        || {
+            resolve(dns, NAME, WUXI_TELECOM)
+                .ok()
+                .filter(|a| a.len() == 2 && !a.contains(&wuxi))
+        },
+    );
+    answer.sort();
+    let expected: Vec<IpAddr> = ["127.0.1.9", "127.0.1.17"]
+        .iter()
+        .map(|a| a.parse().expect("ip"))
+        .collect();
+    assert_eq!(answer, expected, "Suqian and Taizhou");
+    // The edge applies the new snapshot too.
+    eventually(
+        "the edge applies the snapshot with the change",
+        Duration::from_secs(30),
+        || edge_version(&edge).filter(|v| *v >= version),
+    );
+    let served = fetch(&edge);
+    assert_eq!(served.status, 200, "{}", served.head);
 }

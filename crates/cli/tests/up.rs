@@ -1,17 +1,30 @@
 //! End-to-end test of the binary: `lingjing up` on a fresh data directory seeds the demo
-//! topology, operator commands read it back, SIGTERM stops it cleanly, and a second `up` on
-//! the same directory reuses it without duplicating anything.
+//! topology, operator commands read it back, its GSLB DNS answers a client of a demo line
+//! with that line's node (and another once that node is drained, and the operator's static
+//! records), SIGTERM stops it cleanly, and a second `up` on the same directory reuses it
+//! without duplicating anything.
+
+mod common;
 
 use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lingjing");
 
-/// Starts `lingjing up` on free ports; returns the child, the control plane URL and the
-/// edge node URLs by node id.
-fn start_up(data_dir: &Path) -> (Child, String, Vec<(String, String)>) {
+/// A running `up`: the child, the control plane URL, the edge node URLs by node id and
+/// the DNS server's address.
+struct Up {
+    child: Child,
+    url: String,
+    edges: Vec<(String, String)>,
+    dns: SocketAddr,
+}
+
+/// Starts `lingjing up` on free ports.
+fn start_up(data_dir: &Path) -> Up {
     let mut child = Command::new(BIN)
         .args([
             "up",
@@ -39,11 +52,15 @@ fn start_up(data_dir: &Path) -> (Child, String, Vec<(String, String)>) {
         .expect("spawn lingjing up");
     let stdout = child.stdout.take().expect("stdout");
     let mut url = None;
+    let mut dns = None;
     let mut edges = Vec::new();
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("read stdout");
         if let Some(rest) = line.trim().strip_prefix("control plane") {
             url = rest.split_whitespace().next().map(str::to_owned);
+        }
+        if let Some(rest) = line.trim().strip_prefix("GSLB DNS") {
+            dns = rest.split_whitespace().next().and_then(|a| a.parse().ok());
         }
         if let Some(rest) = line.trim().strip_prefix("edge ") {
             let mut words = rest.split_whitespace();
@@ -55,7 +72,12 @@ fn start_up(data_dir: &Path) -> (Child, String, Vec<(String, String)>) {
             break;
         }
     }
-    (child, url.expect("up printed the control plane URL"), edges)
+    Up {
+        child,
+        url: url.expect("up printed the control plane URL"),
+        edges,
+        dns: dns.expect("up printed the DNS address"),
+    }
 }
 
 fn lingjing(data_dir: &Path, endpoint: &str, args: &[&str]) -> String {
@@ -99,7 +121,12 @@ fn up_seeds_once_and_serves_operator_commands() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
 
-    let (child, url, edges) = start_up(&data);
+    let Up {
+        child,
+        url,
+        edges,
+        dns,
+    } = start_up(&data);
     assert_eq!(edges.len(), 4, "three edge nodes and one parent: {edges:?}");
     let wuxi = &edges
         .iter()
@@ -170,9 +197,10 @@ fn up_seeds_once_and_serves_operator_commands() {
     assert!(services.contains("www.demo.example") && services.contains("demo.cdn.lingjing.test."));
     let token = std::fs::read_to_string(data.join("operator.token")).expect("token file");
     assert!(token.trim().len() >= 32);
+    dns_follows_lines_drains_and_static_records(&data, &url, dns);
     terminate(child);
 
-    let (child, url, _) = start_up(&data);
+    let Up { child, url, .. } = start_up(&data);
     let again: serde_json::Value =
         serde_json::from_str(&lingjing(&data, &url, &["node", "list", "--json"])).expect("json");
     assert_eq!(
@@ -191,4 +219,76 @@ fn up_seeds_once_and_serves_operator_commands() {
     let pools = lingjing(&data, &url, &["pool", "allocations", "nanjing-1-lo"]);
     assert_eq!(pools.lines().count(), 3, "{pools}");
     terminate(child);
+}
+
+/// `dig @DNS demo.cdn.lingjing.test A +subnet=...` for clients of each demo line: a node of
+/// that line; after `node drain` of the answered node, another one within seconds (and it
+/// back after `undrain`); a static record added with `lingjing record add` is served.
+fn dns_follows_lines_drains_and_static_records(data: &Path, url: &str, dns: SocketAddr) {
+    const DEMO: &str = "demo.cdn.lingjing.test.";
+    let wuxi: IpAddr = "127.0.1.1".parse().expect("addr");
+    let answer = |ecs: &str| {
+        common::eventually(
+            &format!("DNS answers {DEMO} for {ecs}"),
+            Duration::from_secs(10),
+            || {
+                common::resolve(dns, DEMO, ecs)
+                    .ok()
+                    .filter(|a| !a.is_empty())
+            },
+        )
+    };
+    // Telecom and unicom Wuxi clients get the Wuxi node; a unicom Suqian client the Suqian one.
+    assert_eq!(answer("198.51.100.1/32"), vec![wuxi]);
+    assert_eq!(answer("203.0.113.0/26"), vec![wuxi]);
+    assert_eq!(
+        answer("203.0.113.70/32"),
+        vec!["127.0.1.9".parse::<IpAddr>().expect("addr")]
+    );
+
+    lingjing(data, url, &["node", "drain", "wuxi-1-e1"]);
+    let moved = common::eventually(
+        "the drained node leaves the answers",
+        Duration::from_secs(10),
+        || {
+            common::resolve(dns, DEMO, "198.51.100.1/32")
+                .ok()
+                .filter(|a| !a.is_empty() && !a.contains(&wuxi))
+        },
+    );
+    assert!(
+        moved.iter().all(|a| a.to_string().starts_with("127.0.1.")),
+        "{moved:?}"
+    );
+    lingjing(data, url, &["node", "undrain", "wuxi-1-e1"]);
+    common::eventually(
+        "the node is handed out again",
+        Duration::from_secs(10),
+        || (common::resolve(dns, DEMO, "198.51.100.1/32").ok()? == vec![wuxi]).then_some(()),
+    );
+
+    lingjing(
+        data,
+        url,
+        &[
+            "record",
+            "add",
+            "api",
+            "--name",
+            "api",
+            "--type",
+            "A",
+            "--value",
+            "192.0.2.10",
+        ],
+    );
+    let api: IpAddr = "192.0.2.10".parse().expect("addr");
+    common::eventually(
+        "the static record is served",
+        Duration::from_secs(10),
+        || {
+            (common::resolve(dns, "api.cdn.lingjing.test.", "198.51.100.1/32").ok()? == vec![api])
+                .then_some(())
+        },
+    );
 }
