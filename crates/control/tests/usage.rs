@@ -27,6 +27,10 @@ async fn usage_is_summed_counted_once_and_scoped_to_the_tenant() {
     api.post("/v1/nodes/wx-1-a/heartbeat", beat(11, 1, 1))
         .await
         .ok(204);
+    // A late copy of an older report is not counted either.
+    api.post("/v1/nodes/wx-1-a/heartbeat", beat(10, 5, 500))
+        .await
+        .ok(204);
     let usage = api.get("/v1/services/www/usage").await.ok(200);
     assert_eq!(usage["requests"], 8, "{usage}");
     assert_eq!(usage["bytes_out"], 521);

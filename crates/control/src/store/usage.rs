@@ -1,14 +1,15 @@
 //! Usage intake: the traffic data planes report with their heartbeats, summed per service,
-//! node and minute. A report carries a sequence number per node; one already counted is
-//! ignored, so a report resent after a lost answer is counted once.
+//! node and minute. A report carries a sequence number per node that only grows (agents
+//! take it from the clock); one not above the last counted is ignored, so a report resent
+//! after a lost answer is counted once, and only the last report per node is kept.
 
 use lingjing_model::snapshot::{UsageMinute, UsageSample};
 use sqlx::{AnyConnection, Row};
 
 use crate::error::StoreError;
 
-/// Adds `samples` (report `seq` of `node`) at `now_ms`'s minute; false if `seq` was
-/// already counted.
+/// Adds `samples` (report `seq` of `node`) at `now_ms`'s minute; false if `seq` is not
+/// above the last counted one.
 pub async fn record_usage(
     conn: &mut AnyConnection,
     node: &str,
@@ -16,17 +17,25 @@ pub async fn record_usage(
     samples: &[UsageSample],
     now_ms: i64,
 ) -> Result<bool, StoreError> {
-    let fresh = sqlx::query(
-        "INSERT INTO usage_reports (node_id, seq, received_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-    )
-    .bind(node.to_owned())
-    .bind(seq as i64)
-    .bind(now_ms)
-    .execute(&mut *conn)
-    .await?;
-    if fresh.rows_affected() == 0 {
+    let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+    let last: Option<i64> = sqlx::query("SELECT MAX(seq) FROM usage_reports WHERE node_id = $1")
+        .bind(node.to_owned())
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+    if last.is_some_and(|last| seq <= last) {
         return Ok(false);
     }
+    sqlx::query("DELETE FROM usage_reports WHERE node_id = $1")
+        .bind(node.to_owned())
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("INSERT INTO usage_reports (node_id, seq, received_ms) VALUES ($1, $2, $3)")
+        .bind(node.to_owned())
+        .bind(seq)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
     let minute = now_ms - now_ms.rem_euclid(60_000);
     for s in samples {
         sqlx::query(
