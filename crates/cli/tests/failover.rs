@@ -5,7 +5,8 @@
 //! through it; then that edge is killed with SIGKILL, and within 5 s DNS stops answering
 //! with it, and the client's next resolution and fetch go through another node. When the
 //! node comes back, DNS hands it out again after three passed probes, and the SLA report
-//! counts its outage: from when it was detected down to when it was seen up again.
+//! counts its outage: from its first failed check to its first passed one, so the
+//! recorded downtime matches the real one within about a probe interval.
 
 mod common;
 
