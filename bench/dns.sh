@@ -16,17 +16,23 @@
 #     unicom Suqian client): queries/s, average latency, lost queries, response codes;
 #   - latency at a fixed rate: dnsperf -v at LAT_QPS for LAT_DURATION seconds, p50/p99
 #     computed from the per-query latencies;
+#   - CPU per query at a fixed rate: dnsperf at CPU_QPS for CPU_DURATION seconds, the
+#     server process's user + system CPU time (/proc/PID/stat) divided by the queries
+#     answered. On a 2-core machine dnsperf needs one core, so the unlimited-rate q/s of
+#     fast servers converge; the CPU each one spends per query still tells them apart
+#     (ours: the whole `lingjing up` process, its idle control plane and edges included);
 #   - correctness again after the load (the server must still answer right).
 #
 # Ports (127.0.0.1): ours 15300 (plus `lingjing up`'s control plane 17700, demo origin
-# 17900, edges on 127.0.1.x:18080/18443/19090); gdnsd 15301; knot 15302. Configs are in
-# bench/dns/. Servers run in the foreground of background jobs with a private run
-# directory; everything is stopped on exit. Never systemd.
+# 17900, DNS admin 17953, edges on 127.0.1.x:18080/18443/19090); gdnsd 15301; knot
+# 15302. Configs are in bench/dns/. Servers run in the foreground of background jobs
+# with a private run directory; everything is stopped on exit. Never systemd.
 #
 # Missing tools are installed with apt-get (Debian/Ubuntu, as root).
 # Environment (defaults in brackets):
 #   DURATION [10]  CLIENTS [8]  THREADS [1]  OUTSTANDING [100]   dnsperf throughput runs
 #   LAT_QPS [20000]  LAT_DURATION [3]                            fixed-rate latency runs
+#   CPU_QPS [100000]  CPU_DURATION [3]                           fixed-rate CPU runs
 #   SERVERS ["ours gdnsd knot"]                                  which servers, in order
 #   LINGJING_BIN [target/release/lingjing]                       our binary
 #   BUILD_OURS [0]                     1: cargo build --release -p lingjing first
@@ -43,6 +49,8 @@ CLIENTS=${CLIENTS:-8}
 THREADS=${THREADS:-1}
 OUTSTANDING=${OUTSTANDING:-100}
 LAT_QPS=${LAT_QPS:-20000}
+CPU_QPS=${CPU_QPS:-100000}
+CPU_DURATION=${CPU_DURATION:-3}
 LAT_DURATION=${LAT_DURATION:-3}
 SERVERS=${SERVERS:-ours gdnsd knot}
 LINGJING_BIN=${LINGJING_BIN:-$ROOT/target/release/lingjing}
@@ -135,7 +143,7 @@ check_ports_free() {
         udp_port_in_use "$p" && die "UDP port $p is already in use; stop whatever listens there"
     done
     if [[ " $SERVERS " == *" ours "* ]]; then
-        for p in 17700 17900; do
+        for p in 17700 17900 17953; do
             (exec 3<>"/dev/tcp/$ADDR/$p") 2>/dev/null && die "port $ADDR:$p is already in use"
         done
     fi
@@ -241,6 +249,7 @@ start_ours() {
     log "ours: $LINGJING_BIN up --data-dir $RUN/ours/data --dns-listen $ADDR:${PORT[ours]} ..."
     start_bg ours "$LINGJING_BIN" up --data-dir "$RUN/ours/data" \
         --listen "$ADDR:17700" --origin-listen "$ADDR:17900" --dns-listen "$ADDR:${PORT[ours]}" \
+        --dns-admin "$ADDR:17953" \
         --edge-http-port 18080 --edge-https-port 18443 --edge-admin-port 19090
     SERVER_PID=$LAST_PID
     if ! wait_dns "${PORT[ours]}" "$SERVER_PID"; then
@@ -293,6 +302,26 @@ lat() {
         "$(wc -l <"$out.ms") answers, ${R[$name|$test|latbad]:-?} not NOERROR"
 }
 
+# cpu_ticks PID: user + system CPU time of PID (all its threads), in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# cpu NAME TEST [ECS]: fixed-rate dnsperf run at CPU_QPS; records the server's CPU time
+# per query answered, in microseconds.
+cpu() {
+    local name=$1 test=$2 ecs=() out t0 t1 answered
+    [[ ${3:-} == ecs ]] && ecs=(-E "8:$ECS_HEX")
+    out="$RUN/$name-$test.cpu"
+    t0=$(cpu_ticks "$SERVER_PID")
+    dnsperf -s "$ADDR" -p "${PORT[$name]}" -d "$RUN/queries.txt" -l "$CPU_DURATION" \
+        -c "$CLIENTS" -T 1 -Q "$CPU_QPS" -t 2 "${ecs[@]}" >"$out" 2>&1 || true
+    t1=$(cpu_ticks "$SERVER_PID")
+    answered=$(awk '/Queries completed:/ {print $3}' "$out")
+    R[$name|$test|cpu]=$(awk -v d="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" \
+        -v n="${answered:-0}" 'BEGIN {if (n > 0) printf "%.2f", d / hz / n * 1e6; else print "n/a"}')
+    log "$name $test @ $CPU_QPS q/s: ${R[$name|$test|cpu]} us CPU per query" \
+        "(${answered:-?} answered)"
+}
+
 measure() {
     local name=$1
     check_answers "$name" before
@@ -303,6 +332,8 @@ measure() {
     perf "$name" ecs ecs
     lat "$name" plain
     lat "$name" ecs ecs
+    cpu "$name" plain
+    cpu "$name" ecs ecs
     if kill -0 "$SERVER_PID" 2>/dev/null; then
         check_answers "$name" after
     else
@@ -319,10 +350,11 @@ ratio() { # ratio A B -> "xA/B" or blank
 
 report() {
     local s t label
-    printf '\nGSLB DNS: dnsperf -l %s -c %s -T %s -q %s (q/s, avg); -Q %s -l %s (p50, p99); ECS %s\n' \
-        "$DURATION" "$CLIENTS" "$THREADS" "$OUTSTANDING" "$LAT_QPS" "$LAT_DURATION" "$ECS_LABEL"
-    printf '%-6s %-6s %10s %9s %9s %9s %12s %12s %12s %12s\n' test server "q/s" "avg ms" \
-        "p50 ms" "p99 ms" lost ours/gdnsd ours/knot wrong
+    printf '\nGSLB DNS: dnsperf -l %s -c %s -T %s -q %s (q/s, avg); -Q %s -l %s (p50, p99); -Q %s -l %s (CPU); ECS %s\n' \
+        "$DURATION" "$CLIENTS" "$THREADS" "$OUTSTANDING" "$LAT_QPS" "$LAT_DURATION" \
+        "$CPU_QPS" "$CPU_DURATION" "$ECS_LABEL"
+    printf '%-6s %-6s %10s %9s %9s %9s %9s %9s %12s %12s %8s\n' test server "q/s" "avg ms" \
+        "p50 ms" "p99 ms" "cpu us/q" lost ours/gdnsd ours/knot wrong
     : >"$RESULTS"
     for t in plain ecs; do
         for s in $SERVERS; do
@@ -333,12 +365,13 @@ report() {
                 ok=$(ratio "${R[ours|$t|qps]:-}" "${R[knot|$t|qps]:-}")
             fi
             label="${R[$s|check|before]:-?}/${R[$s|check|after]:-?}"
-            printf '%-6s %-6s %10s %9s %9s %9s %12s %12s %12s %12s\n' "$t" "$s" \
+            printf '%-6s %-6s %10s %9s %9s %9s %9s %9s %12s %12s %8s\n' "$t" "$s" \
                 "${R[$s|$t|qps]:-?}" "${R[$s|$t|avg]:-?}" "${R[$s|$t|p50]:-?}" \
-                "${R[$s|$t|p99]:-?}" "${R[$s|$t|lost]:-?}" "$og" "$ok" "$label"
-            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$s" "${R[$s|$t|qps]:-}" \
+                "${R[$s|$t|p99]:-?}" "${R[$s|$t|cpu]:-?}" "${R[$s|$t|lost]:-?}" "$og" "$ok" \
+                "$label"
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$s" "${R[$s|$t|qps]:-}" \
                 "${R[$s|$t|avg]:-}" "${R[$s|$t|p50]:-}" "${R[$s|$t|p99]:-}" \
-                "${R[$s|$t|lost]:-}" "${R[$s|$t|rcodes]:-}" >>"$RESULTS"
+                "${R[$s|$t|lost]:-}" "${R[$s|$t|rcodes]:-}" "${R[$s|$t|cpu]:-}" >>"$RESULTS"
         done
     done
     printf '%s\n' "ratios: ours q/s divided by the peer's (above 1 = ours ahead);" \
@@ -348,6 +381,12 @@ report() {
         printf '  %-5s ours/gdnsd %s  ours/knot %s\n' "$t" \
             "$(ratio "${R[ours|$t|p99]:-}" "${R[gdnsd|$t|p99]:-}")" \
             "$(ratio "${R[ours|$t|p99]:-}" "${R[knot|$t|p99]:-}")"
+    done
+    echo "CPU per query ratios (ours/peer; below 1 = ours cheaper):"
+    for t in plain ecs; do
+        printf '  %-5s ours/gdnsd %s  ours/knot %s\n' "$t" \
+            "$(ratio "${R[ours|$t|cpu]:-}" "${R[gdnsd|$t|cpu]:-}")" \
+            "$(ratio "${R[ours|$t|cpu]:-}" "${R[knot|$t|cpu]:-}")"
     done
     log "results: $RESULTS; dnsperf outputs in the run directory (KEEP_RUN=1 keeps it)"
 }

@@ -4,8 +4,9 @@
 //! labels, the client classifier, the ECS scope table, the region tree, a steering plan
 //! per service, the name servers' addresses); [`Gslb::answer`] then maps a question and
 //! a client to a [`Decision`]: the response code, the records, and for service names an
-//! [`Explanation`] of the choice. The wire format is the server's business
-//! (`crate::wire`).
+//! [`Explanation`] of the choice. `Gslb::answer_quick` gives the same decision for the
+//! usual names without allocating (the query path's, `crate::fast`). The wire format is
+//! the server's business (`crate::wire`).
 //!
 //! Names served, under the platform zone `Z` (e.g. `cdn.lingjing.test.`):
 //! - `Z`: SOA and NS (`ns1.Z`);
@@ -26,7 +27,7 @@ use lingjing_model::classify::Classifier;
 use lingjing_model::{DnsSnapshot, NodeRole, RecordValue, Snapshot};
 
 use crate::scope::ScopeTable;
-use crate::steer::{Client, Explanation, Family, RegionTree, ServicePlan};
+use crate::steer::{Client, Explanation, Family, FastMap, QuickAnswer, RegionTree, ServicePlan};
 
 /// TTL of the SOA and NS records and of the name servers' addresses.
 pub const ZONE_TTL: u32 = 3600;
@@ -37,6 +38,15 @@ pub const NS_LABEL: &str = "ns1";
 /// Client subnet length hashed for the weighted order, per family.
 const HASH_LEN_V4: u8 = 24;
 const HASH_LEN_V6: u8 = 56;
+
+/// A client classified for steering (see [`Gslb::classify`]).
+struct Classified<'a> {
+    /// Classified by its ECS prefix (else by the packet's source address).
+    by_ecs: bool,
+    /// The address classified.
+    addr: IpAddr,
+    steer: Client<'a>,
+}
 
 /// The static records of a snapshot, ready to answer from.
 #[derive(Default)]
@@ -50,7 +60,7 @@ impl StaticRecords {
     /// Records that cannot be served (a name a service holds, a value that does not
     /// parse, a second record set of the same name and type) are left out with a
     /// warning; the control plane refuses them, so this only guards against bad data.
-    fn build(snapshot: &DnsSnapshot, zone: &str, services: &HashMap<String, ServicePlan>) -> Self {
+    fn build(snapshot: &DnsSnapshot, zone: &str, services: &FastMap<String, ServicePlan>) -> Self {
         let mut out = StaticRecords::default();
         if zone.is_empty() {
             return out;
@@ -196,6 +206,49 @@ impl Decision {
     }
 }
 
+/// [`Gslb::answer_quick`]'s decision: the fields of a [`Decision`] for the answers
+/// most queries get, borrowed from the snapshot instead of allocated.
+#[derive(Debug)]
+pub(crate) struct QuickDecision<'g> {
+    pub rcode: Rcode,
+    pub authoritative: bool,
+    pub negative: bool,
+    pub ecs_scope: Option<u8>,
+    /// The TTL of the addresses answered.
+    pub ttl: u32,
+    /// The addresses answered, with their sites.
+    pub answer: QuickAnswer<'g>,
+    pub line: Option<&'g Arc<str>>,
+}
+
+impl Default for QuickDecision<'_> {
+    fn default() -> Self {
+        QuickDecision {
+            rcode: Rcode::NoError,
+            authoritative: false,
+            negative: false,
+            ecs_scope: None,
+            ttl: 0,
+            answer: QuickAnswer::default(),
+            line: None,
+        }
+    }
+}
+
+impl QuickDecision<'_> {
+    /// Resets to a decision without records, as [`Decision::new`] or
+    /// [`Decision::negative`].
+    fn reset(&mut self, rcode: Rcode, authoritative: bool, negative: bool) {
+        self.rcode = rcode;
+        self.authoritative = authoritative;
+        self.negative = negative;
+        self.ecs_scope = None;
+        self.ttl = 0;
+        self.answer.clear();
+        self.line = None;
+    }
+}
+
 /// The SOA fields of the zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SoaFields {
@@ -217,10 +270,10 @@ pub struct Gslb {
     classifier: Classifier,
     scopes: ScopeTable,
     regions: RegionTree,
-    services: HashMap<String, ServicePlan>,
+    services: FastMap<String, ServicePlan>,
     ns_addrs: Vec<IpAddr>,
     /// Every line id of the snapshot, shared (metric labels without allocation).
-    lines: HashMap<String, Arc<str>>,
+    lines: FastMap<String, Arc<str>>,
     /// Static records by owner (relative to the zone, lowercase, `""` at the apex):
     /// type, TTL and the indexes of their data in `static_data`.
     statics: HashMap<String, Vec<StaticSet>>,
@@ -247,9 +300,9 @@ impl Default for Gslb {
             classifier: Classifier::default(),
             scopes: ScopeTable::default(),
             regions: RegionTree::default(),
-            services: HashMap::new(),
+            services: FastMap::default(),
             ns_addrs: Vec::new(),
-            lines: HashMap::new(),
+            lines: FastMap::default(),
             statics: HashMap::new(),
             static_data: Vec::new(),
             static_parents: HashSet::new(),
@@ -288,7 +341,7 @@ impl Gslb {
             .filter(|n| n.healthy && !n.node.drained && n.node.roles.contains(&NodeRole::Dns))
             .flat_map(|n| n.addresses.iter().copied())
             .collect();
-        let services: HashMap<String, ServicePlan> = snapshot
+        let services: FastMap<String, ServicePlan> = snapshot
             .services
             .iter()
             .map(|s| (s.id.to_ascii_lowercase(), ServicePlan::build(s, snapshot)))
@@ -413,6 +466,146 @@ impl Gslb {
         decision
     }
 
+    /// [`answer_labels`](Self::answer_labels) without explanation and without
+    /// allocating, for the names most queries ask: names outside the zone, service
+    /// names, and other names below the zone when there are no static records.
+    /// `false` for the rest (the apex, the name server, static records, a service whose
+    /// steering set is large), which `answer_labels` answers; otherwise `out` holds
+    /// what `answer_labels` decides.
+    pub(crate) fn answer_quick<'g>(
+        &'g self,
+        labels: &[&[u8]],
+        qtype: RecordType,
+        client: &ClientInfo,
+        out: &mut QuickDecision<'g>,
+    ) -> bool {
+        let z = self.zone_labels.len();
+        let relative = labels.len().checked_sub(z).and_then(|r| {
+            let (relative, zone) = labels.split_at(r);
+            let in_zone = zone
+                .iter()
+                .zip(&self.zone_labels)
+                .all(|(a, b)| a.eq_ignore_ascii_case(b.as_bytes()));
+            in_zone.then_some(relative)
+        });
+        let relative = match relative {
+            Some(r) if !self.zone.is_empty() => r,
+            _ => {
+                out.reset(Rcode::Refused, false, false);
+                return true;
+            }
+        };
+        match relative {
+            [] => return false,
+            [label] if label.eq_ignore_ascii_case(NS_LABEL.as_bytes()) => return false,
+            [label] => match self.plan_of(label) {
+                Ok(Some(plan)) => {
+                    if !self.service_quick(plan, qtype, client, out) {
+                        return false;
+                    }
+                }
+                Ok(None) if self.statics.is_empty() => out.reset(Rcode::NxDomain, true, true),
+                _ => return false,
+            },
+            _ if self.statics.is_empty() => out.reset(Rcode::NxDomain, true, true),
+            _ => return false,
+        }
+        // Answers not tailored to the client are valid for every client: scope 0.
+        if client.ecs.is_some() && out.ecs_scope.is_none() {
+            out.ecs_scope = Some(0);
+        }
+        true
+    }
+
+    /// The plan of the service named by `label` (any case), without allocating; `Err`
+    /// for a label too long to look up this way.
+    fn plan_of(&self, label: &[u8]) -> Result<Option<&ServicePlan>, ()> {
+        let mut lower = [0u8; 63];
+        let lower = lower.get_mut(..label.len()).ok_or(())?;
+        lower.copy_from_slice(label);
+        lower.make_ascii_lowercase();
+        Ok(std::str::from_utf8(lower)
+            .ok()
+            .and_then(|l| self.services.get(l)))
+    }
+
+    /// [`service`](Self::service) for [`answer_quick`](Self::answer_quick).
+    fn service_quick<'g>(
+        &'g self,
+        plan: &'g ServicePlan,
+        qtype: RecordType,
+        client: &ClientInfo,
+        out: &mut QuickDecision<'g>,
+    ) -> bool {
+        let family = match qtype {
+            RecordType::A | RecordType::ANY => Family::V4,
+            RecordType::AAAA => Family::V6,
+            _ => {
+                out.reset(Rcode::NoError, true, true);
+                return true;
+            }
+        };
+        let Classified {
+            steer: steer_client,
+            ..
+        } = self.classify(client);
+        let line = match steer_client.line {
+            Some(l) => match self.lines.get(l) {
+                Some(shared) => Some(shared),
+                None => return false,
+            },
+            None => None,
+        };
+        if !plan.steer_quick(&self.regions, family, &steer_client, &mut out.answer) {
+            return false;
+        }
+        let empty = out.answer.is_empty();
+        out.rcode = Rcode::NoError;
+        out.authoritative = true;
+        out.negative = empty;
+        out.ttl = if empty { 0 } else { plan.policy.ttl.max(1) };
+        out.line = line;
+        out.ecs_scope = self.ecs_scope(client, &steer_client, out.answer.hashed);
+        true
+    }
+
+    /// The client as steering sees it: classified by its ECS prefix (unless /0) or else
+    /// its source address, keyed for the weighted order on its subnet.
+    fn classify(&self, client: &ClientInfo) -> Classified<'_> {
+        // ECS with a /0 source means "do not tailor on my address": the resolver's
+        // source address is used and the answer is for everyone (scope 0).
+        let ecs = client.ecs.filter(|(_, len)| *len > 0);
+        let addr = ecs.map_or(client.addr, |(a, _)| a);
+        let hash_len = match addr {
+            IpAddr::V4(_) => HASH_LEN_V4,
+            IpAddr::V6(_) => HASH_LEN_V6,
+        };
+        let hash_len = ecs.map_or(hash_len, |(_, len)| len.min(hash_len));
+        let class = self.classifier.classify(addr);
+        Classified {
+            by_ecs: ecs.is_some(),
+            addr,
+            steer: Client {
+                line: class.map(|c| c.line),
+                region: class.and_then(|c| c.region),
+                hash_key: (truncate(addr, hash_len), hash_len),
+            },
+        }
+    }
+
+    /// The ECS scope to echo for an answer steered for `steer` (`None` without ECS): the
+    /// matching line prefix's length, at least the hashed subnet's when the weighted
+    /// order decided; 0 when the answer does not depend on the client.
+    fn ecs_scope(&self, client: &ClientInfo, steer: &Client<'_>, hashed: bool) -> Option<u8> {
+        let ecs = client.ecs?;
+        if ecs.1 == 0 {
+            return Some(0);
+        }
+        let scope = self.scopes.scope(ecs.0);
+        let hash_len = steer.hash_key.1;
+        Some(if hashed { scope.max(hash_len) } else { scope })
+    }
+
     /// A name that is neither the apex, the name server nor a service: its static
     /// records, NODATA for an ancestor of one, else NXDOMAIN.
     fn static_name(&self, relative: &[&[u8]], qtype: RecordType) -> Decision {
@@ -520,37 +713,14 @@ impl Gslb {
             RecordType::AAAA => Family::V6,
             _ => return Decision::negative(Rcode::NoError),
         };
-        // ECS with a /0 source means "do not tailor on my address": the resolver's
-        // source address is used and the answer is for everyone (scope 0).
-        let ecs = client.ecs.filter(|(_, len)| *len > 0);
-        let (addr, classified_by) = match ecs {
-            Some((a, _)) => (a, "ecs"),
-            None => (client.addr, "source address"),
-        };
-        let hash_len = match addr {
-            IpAddr::V4(_) => HASH_LEN_V4,
-            IpAddr::V6(_) => HASH_LEN_V6,
-        };
-        let hash_len = ecs.map_or(hash_len, |(_, len)| len.min(hash_len));
-        let class = self.classifier.classify(addr);
-        let steer_client = Client {
-            line: class.map(|c| c.line),
-            region: class.and_then(|c| c.region),
-            hash_key: (truncate(addr, hash_len), hash_len),
-        };
+        let Classified {
+            by_ecs,
+            addr,
+            steer: steer_client,
+        } = self.classify(client);
+        let classified_by = if by_ecs { "ecs" } else { "source address" };
         let steered = plan.steer(&self.regions, family, &steer_client, explain);
-        let ecs_scope = match (client.ecs, ecs) {
-            (Some(_), Some((a, _))) => {
-                let scope = self.scopes.scope(a);
-                Some(if steered.hashed {
-                    scope.max(hash_len)
-                } else {
-                    scope
-                })
-            }
-            (Some(_), None) => Some(0),
-            (None, _) => None,
-        };
+        let ecs_scope = self.ecs_scope(client, &steer_client, steered.hashed);
         let ttl = plan.policy.ttl.max(1);
         let explanation = explain.then(|| {
             Box::new(Explanation {

@@ -18,6 +18,7 @@
 //! [`start`]`(&DnsConfig, Arc<DnsServer>)`, and [`DnsServer::explain`].
 
 pub mod admin;
+mod fast;
 pub mod gslb;
 pub mod metrics;
 pub mod scope;

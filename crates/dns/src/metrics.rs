@@ -5,17 +5,25 @@
 //!
 //! Labels are `&'static str` or shared `Arc<str>` taken from the snapshot, so counting a
 //! query allocates nothing once its label set has been seen.
+//!
+//! The UDP workers count into their own [`LocalMetrics`] and add them to the shared
+//! metrics once per batch of packets, before sending the batch's responses (so a client
+//! that got its answer finds it counted): no lock or shared cache line per query. The
+//! time to answer is a [`DurationHistogram`] of atomics, not prometheus-client's
+//! `Histogram` (a mutex per observation).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::exponential_buckets;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::wire::{Outcome, Transport};
@@ -46,7 +54,7 @@ pub struct DnsMetrics {
     pub registry: Registry,
     pub queries: Family<QueryLabels, Counter>,
     pub answers: Family<AnswerLabels, Counter>,
-    pub duration: Histogram,
+    pub duration: DurationHistogram,
     pub snapshot_version: Gauge,
     pub truncated: Counter,
     pub dropped: Counter,
@@ -69,7 +77,7 @@ impl Default for DnsMetrics {
             answers.clone(),
         );
         // 10 µs to about 80 ms.
-        let duration = Histogram::new(exponential_buckets(0.000_01, 2.0, 14));
+        let duration = DurationHistogram::new(BOUNDS.iter().copied());
         registry.register(
             "query_duration_seconds",
             "Time to compute a response, from the request's bytes to the response's",
@@ -109,31 +117,9 @@ impl Default for DnsMetrics {
 impl DnsMetrics {
     /// Counts one request: answered (`answered`) or dropped, and its outcome.
     pub fn record(&self, outcome: &Outcome, answered: bool, transport: Transport, took: Duration) {
-        self.duration.observe(took.as_secs_f64());
-        if !answered {
-            self.dropped.inc();
-            return;
-        }
-        let labels = QueryLabels {
-            qtype: outcome.qtype.map_or("none", <&'static str>::from),
-            rcode: rcode_name(outcome.rcode),
-            transport: transport_name(transport),
-        };
-        self.queries.get_or_create(&labels).inc();
-        if outcome.truncated {
-            self.truncated.inc();
-            return;
-        }
-        for site in &outcome.sites {
-            let labels = AnswerLabels {
-                site: site.clone(),
-                line: outcome
-                    .line
-                    .clone()
-                    .unwrap_or_else(|| self.unknown_line.clone()),
-            };
-            self.answers.get_or_create(&labels).inc();
-        }
+        let mut local = LocalMetrics::default();
+        local.record(outcome, answered, transport, took);
+        local.flush(self);
     }
 
     /// The metrics as OpenMetrics text.
@@ -143,6 +129,220 @@ impl DnsMetrics {
             tracing::warn!(error = %e, "cannot encode the DNS metrics");
         }
         text
+    }
+}
+
+/// One answered request, as the metrics label it.
+pub(crate) struct Answer<'a> {
+    pub qtype: Option<RecordType>,
+    pub rcode: ResponseCode,
+    pub truncated: bool,
+    pub transport: Transport,
+    pub line: Option<&'a Arc<str>>,
+}
+
+/// Counts kept by one worker between two [`flush`](LocalMetrics::flush)es: a few label
+/// sets each, found by a short linear scan.
+#[derive(Debug, Default)]
+pub struct LocalMetrics {
+    queries: Vec<(QueryLabels, u64)>,
+    /// Site, line (`None`: unknown), count.
+    answers: Vec<(Arc<str>, Option<Arc<str>>, u64)>,
+    /// Per bucket of [`DurationHistogram`], then the count and the sum in nanoseconds.
+    durations: Vec<u64>,
+    duration_count: u64,
+    duration_nanos: u64,
+    truncated: u64,
+    dropped: u64,
+}
+
+impl LocalMetrics {
+    /// Counts one request, as [`DnsMetrics::record`] does.
+    pub fn record(
+        &mut self,
+        outcome: &Outcome,
+        answered: bool,
+        transport: Transport,
+        took: Duration,
+    ) {
+        if !answered {
+            self.observe(took);
+            self.dropped += 1;
+            return;
+        }
+        let answer = Answer {
+            qtype: outcome.qtype,
+            rcode: outcome.rcode,
+            truncated: outcome.truncated,
+            transport,
+            line: outcome.line.as_ref(),
+        };
+        self.record_answer(&answer, outcome.sites.iter(), took);
+    }
+
+    /// Counts one request answered as `answer`, with the sites of the addresses in it.
+    pub(crate) fn record_answer<'a>(
+        &mut self,
+        answer: &Answer<'a>,
+        sites: impl Iterator<Item = &'a Arc<str>>,
+        took: Duration,
+    ) {
+        self.observe(took);
+        let labels = QueryLabels {
+            qtype: answer.qtype.map_or("none", <&'static str>::from),
+            rcode: rcode_name(answer.rcode),
+            transport: transport_name(answer.transport),
+        };
+        match self.queries.iter_mut().find(|(l, _)| *l == labels) {
+            Some((_, n)) => *n += 1,
+            None => self.queries.push((labels, 1)),
+        }
+        if answer.truncated {
+            self.truncated += 1;
+            return;
+        }
+        let same = |a: &Arc<str>, b: &Arc<str>| Arc::ptr_eq(a, b) || a == b;
+        for site in sites {
+            let found = self.answers.iter_mut().find(|(s, l, _)| {
+                same(s, site)
+                    && match (l, answer.line) {
+                        (Some(a), Some(b)) => same(a, b),
+                        (None, None) => true,
+                        _ => false,
+                    }
+            });
+            match found {
+                Some((_, _, n)) => *n += 1,
+                None => self.answers.push((site.clone(), answer.line.cloned(), 1)),
+            }
+        }
+    }
+
+    fn observe(&mut self, took: Duration) {
+        let secs = took.as_secs_f64();
+        let bucket = BOUNDS.iter().take_while(|b| **b < secs).count();
+        if self.durations.len() <= BOUNDS.len() {
+            self.durations.resize(BOUNDS.len() + 1, 0);
+        }
+        if let Some(n) = self.durations.get_mut(bucket) {
+            *n += 1;
+        }
+        self.duration_count += 1;
+        self.duration_nanos = self
+            .duration_nanos
+            .saturating_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    /// Adds the counts to `metrics` and starts again from zero (keeping the label sets'
+    /// room, so a steady worker allocates nothing).
+    pub fn flush(&mut self, metrics: &DnsMetrics) {
+        for (labels, n) in self.queries.drain(..) {
+            metrics.queries.get_or_create(&labels).inc_by(n);
+        }
+        for (site, line, n) in self.answers.drain(..) {
+            let labels = AnswerLabels {
+                site,
+                line: line.unwrap_or_else(|| metrics.unknown_line.clone()),
+            };
+            metrics.answers.get_or_create(&labels).inc_by(n);
+        }
+        if self.duration_count > 0 {
+            metrics.duration.add(&self.durations, self.duration_nanos);
+            self.durations.iter_mut().for_each(|n| *n = 0);
+            self.duration_count = 0;
+            self.duration_nanos = 0;
+        }
+        if self.truncated > 0 {
+            metrics
+                .truncated
+                .inc_by(std::mem::take(&mut self.truncated));
+        }
+        if self.dropped > 0 {
+            metrics.dropped.inc_by(std::mem::take(&mut self.dropped));
+        }
+    }
+}
+
+/// Upper bounds of the duration buckets: 10 µs to about 80 ms (then +Inf). The shared
+/// histogram and the workers' local counts use the same.
+static BOUNDS: std::sync::LazyLock<Vec<f64>> =
+    std::sync::LazyLock::new(|| exponential_buckets(0.000_01, 2.0, 14).collect());
+
+/// A histogram of durations kept in atomics: per-bucket counts (finite upper bounds,
+/// then +Inf) and the sum in nanoseconds; encoded as an OpenMetrics histogram in
+/// seconds, its count the total of the buckets.
+#[derive(Debug, Clone)]
+pub struct DurationHistogram {
+    inner: Arc<HistogramInner>,
+}
+
+#[derive(Debug)]
+struct HistogramInner {
+    bounds: Vec<f64>,
+    buckets: Vec<AtomicU64>,
+    nanos: AtomicU64,
+}
+
+impl DurationHistogram {
+    /// A histogram with these finite upper bounds, then +Inf.
+    pub fn new(bounds: impl IntoIterator<Item = f64>) -> Self {
+        let bounds: Vec<f64> = bounds
+            .into_iter()
+            .filter(|b| b.is_finite())
+            .chain(std::iter::once(f64::INFINITY))
+            .collect();
+        DurationHistogram {
+            inner: Arc::new(HistogramInner {
+                buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+                bounds,
+                nanos: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Counts one duration.
+    pub fn observe(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        let bucket = self.inner.bounds.iter().take_while(|b| **b < secs).count();
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        if let Some(b) = self.inner.buckets.get(bucket) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        self.inner.nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Adds per-bucket counts (as many as there are buckets) and their sum in
+    /// nanoseconds.
+    fn add(&self, buckets: &[u64], nanos: u64) {
+        for (b, n) in self.inner.buckets.iter().zip(buckets) {
+            if *n > 0 {
+                b.fetch_add(*n, Ordering::Relaxed);
+            }
+        }
+        self.inner.nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for DurationHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for DurationHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = self
+            .inner
+            .bounds
+            .iter()
+            .zip(&self.inner.buckets)
+            .map(|(b, n)| (*b, n.load(Ordering::Relaxed)))
+            .collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        let sum = self.inner.nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
     }
 }
 

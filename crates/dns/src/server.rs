@@ -1,27 +1,38 @@
-//! The serving loops: UDP and TCP listeners (tokio) answering from the current
+//! The serving loops: UDP and TCP listeners answering from the current
 //! [`Gslb`], which [`DnsServer::apply`] swaps atomically when a new snapshot arrives (a
 //! query in flight finishes on the version it started with).
 //!
-//! UDP: one datagram, one response (or none). TCP (RFC 7766): 2-byte length framing,
-//! any number of queries per connection answered in order, the connection closed after
-//! `tcp_idle_timeout` without a query or on any framing error; at most
-//! `max_tcp_connections` at once (more wait in the accept queue). A panic while
-//! answering one request (there should be none) drops that request, never the listener.
+//! UDP: one datagram, one response (or none). One socket per core shares the port
+//! (SO_REUSEPORT), each served by its own plain thread (no async runtime hop per
+//! packet) in batches: on Linux one `recvmmsg` takes every datagram waiting (up to 32),
+//! each is answered into a reused buffer (the fast path of `crate::fast` first), the
+//! batch's counts go to the metrics, and one `sendmmsg` sends the answers. Elsewhere,
+//! one datagram at a time.
+//!
+//! TCP (RFC 7766, tokio): 2-byte length framing, any number of queries per connection
+//! answered in order, the connection closed after `tcp_idle_timeout` without a query
+//! or on any framing error; at most `max_tcp_connections` at once (more wait in the
+//! accept queue).
+//!
+//! A panic while answering one request (there should be none) drops that request,
+//! never the listener.
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle as ThreadHandle;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use lingjing_model::{DnsSnapshot, Snapshot};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::gslb::{BuildError, ClientInfo, Gslb};
-use crate::metrics::{DnsMetrics, qtype_name, rcode_name, transport_name};
+use crate::metrics::{Answer, DnsMetrics, LocalMetrics, qtype_name, rcode_name, transport_name};
 use crate::steer::{Explanation, Family};
 use crate::wire::{Outcome, Transport, respond_traced};
 
@@ -130,6 +141,9 @@ pub struct DnsHandle {
     admin: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// The UDP worker threads, and the flag that stops them.
+    udp_stop: Arc<AtomicBool>,
+    udp_threads: Vec<ThreadHandle<()>>,
 }
 
 impl DnsHandle {
@@ -151,9 +165,18 @@ impl DnsHandle {
     /// Stops the listeners; open TCP connections end with their current query.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        self.udp_stop.store(true, Ordering::Relaxed);
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
+        // Each UDP thread sees the flag within one receive timeout.
+        let threads = self.udp_threads;
+        let joined = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        });
+        let _ = tokio::time::timeout(Duration::from_secs(5), joined).await;
     }
 }
 
@@ -167,6 +190,8 @@ pub async fn start(config: &DnsConfig, server: Arc<DnsServer>) -> Result<DnsHand
         admin: None,
         stop,
         tasks: Vec::new(),
+        udp_stop: Arc::new(AtomicBool::new(false)),
+        udp_threads: Vec::new(),
     };
     let log = config.query_log;
     let permits = Arc::new(Semaphore::new(config.max_tcp_connections.max(1)));
@@ -183,23 +208,29 @@ pub async fn start(config: &DnsConfig, server: Arc<DnsServer>) -> Result<DnsHand
         tracing::info!(udp = %udp_addr, tcp = %tcp_addr, "dns listening");
         handle.udp.push(udp_addr);
         handle.tcp.push(tcp_addr);
-        handle.tasks.push(tokio::spawn(serve_udp(
-            udp,
-            server.clone(),
-            stopped.clone(),
-            log,
-        )));
+        let mut sockets = vec![udp];
         for _ in 1..udp_workers() {
-            let extra = udp_reuseport(udp_addr).map_err(|source| DnsError::Bind {
+            sockets.push(udp_reuseport(udp_addr).map_err(|source| DnsError::Bind {
                 addr: udp_addr,
                 source,
-            })?;
-            handle.tasks.push(tokio::spawn(serve_udp(
-                extra,
-                server.clone(),
-                stopped.clone(),
-                log,
-            )));
+            })?);
+        }
+        for socket in sockets {
+            let (server, stop) = (server.clone(), handle.udp_stop.clone());
+            // The caller's tracing subscriber, as the tasks on its runtime would log to.
+            let dispatch = tracing::dispatcher::get_default(Clone::clone);
+            let thread = std::thread::Builder::new()
+                .name("dns-udp".into())
+                .spawn(move || {
+                    tracing::dispatcher::with_default(&dispatch, || {
+                        serve_udp(socket, &server, &stop, log);
+                    });
+                })
+                .map_err(|source| DnsError::Bind {
+                    addr: udp_addr,
+                    source,
+                })?;
+            handle.udp_threads.push(thread);
         }
         handle.tasks.push(tokio::spawn(serve_tcp(
             tcp,
@@ -228,26 +259,30 @@ pub async fn start(config: &DnsConfig, server: Arc<DnsServer>) -> Result<DnsHand
     Ok(handle)
 }
 
-/// Binds UDP then TCP on the same address; for port 0, TCP on the port UDP got (retried
-/// with a fresh port when another socket holds it for TCP).
-/// A UDP socket with SO_REUSEPORT, so that several sockets (one per worker) share a port
-/// and the kernel spreads queries over them.
-fn udp_reuseport(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+/// A blocking UDP socket with SO_REUSEPORT, so that several sockets (one per worker)
+/// share a port and the kernel spreads queries over them; receives time out after
+/// [`UDP_STOP_CHECK`] so that its worker sees a shutdown.
+fn udp_reuseport(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     #[cfg(unix)]
     socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
+    socket.set_read_timeout(Some(UDP_STOP_CHECK))?;
     socket.bind(&addr.into())?;
-    UdpSocket::from_std(socket.into())
+    Ok(socket.into())
 }
+
+/// How often an idle UDP worker checks for a shutdown.
+const UDP_STOP_CHECK: Duration = Duration::from_millis(100);
 
 /// UDP sockets per address: one per core, up to 8.
 fn udp_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
-async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsError> {
+/// Binds UDP then TCP on the same address; for port 0, TCP on the port UDP got (retried
+/// with a fresh port when another socket holds it for TCP).
+async fn bind_pair(addr: SocketAddr) -> Result<(std::net::UdpSocket, TcpListener), DnsError> {
     let bind_err = |source| DnsError::Bind { addr, source };
     let mut last = None;
     for _ in 0..16 {
@@ -310,36 +345,284 @@ fn log_query(src: SocketAddr, transport: Transport, outcome: &Outcome, answered:
     );
 }
 
-async fn serve_udp(
-    socket: UdpSocket,
-    server: Arc<DnsServer>,
-    mut stopped: watch::Receiver<bool>,
-    log: bool,
-) {
-    let mut buf = vec![0u8; 65_535];
-    loop {
-        let received = tokio::select! {
-            r = socket.recv_from(&mut buf) => r,
-            _ = stopped.changed() => return,
-        };
-        let (len, src) = match received {
-            Ok(r) => r,
-            Err(e) => {
-                // E.g. ICMP port unreachable reported on a later receive: not fatal.
-                tracing::debug!(error = %e, "udp receive error");
-                continue;
+/// One UDP worker: until `stop`, receives a batch, answers it, counts it, sends it.
+fn serve_udp(socket: std::net::UdpSocket, server: &DnsServer, stop: &AtomicBool, log: bool) {
+    let mut batch = udp::Batch::new(socket);
+    let mut answers = Answers::default();
+    let mut metrics = LocalMetrics::default();
+    while !stop.load(Ordering::Relaxed) {
+        // The answers of the version current when the batch arrived.
+        let mut gslb = None;
+        // One clock reading per request: the end of one is the start of the next.
+        let mut mark = None;
+        let received = batch.recv(|request, src| {
+            let gslb = gslb.get_or_insert_with(|| server.gslb.load());
+            let started = mark.unwrap_or_else(Instant::now);
+            if let Some(out) = answers.next(src) {
+                let (answered, done) =
+                    answer_udp(gslb, request, src, log, &mut metrics, out, started);
+                if !answered {
+                    answers.cancel();
+                }
+                mark = Some(done);
             }
-        };
-        let Some(request) = buf.get(..len) else {
-            continue;
-        };
-        if let Some(response) = answer(&server, request, src, Transport::Udp, log)
-            && let Err(e) = socket.send_to(&response, src).await
-        {
-            tracing::debug!(error = %e, %src, "udp send error");
+        });
+        if let Err(e) = received {
+            // A timeout (idle: check `stop`), or e.g. an ICMP port unreachable reported
+            // on a later receive: not fatal.
+            if !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) {
+                tracing::debug!(error = %e, "udp receive error");
+            }
+        }
+        // Counted before sent: a client holding its answer finds it in the metrics.
+        metrics.flush(&server.metrics);
+        batch.send(&answers);
+        answers.clear();
+    }
+}
+
+/// The responses of one batch, in reused buffers, with their destinations.
+#[derive(Default)]
+struct Answers {
+    entries: Vec<(Vec<u8>, SocketAddr)>,
+    len: usize,
+}
+
+impl Answers {
+    /// An empty buffer for the next response, to `dest`.
+    fn next(&mut self, dest: SocketAddr) -> Option<&mut Vec<u8>> {
+        if self.len == self.entries.len() {
+            self.entries.push((Vec::with_capacity(512), dest));
+        }
+        let (buf, to) = self.entries.get_mut(self.len)?;
+        self.len += 1;
+        buf.clear();
+        *to = dest;
+        Some(buf)
+    }
+
+    /// Drops the last response asked for (nothing to send).
+    fn cancel(&mut self) {
+        self.len = self.len.saturating_sub(1);
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// The responses and their destinations.
+    fn iter(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> {
+        self.entries
+            .iter()
+            .take(self.len)
+            .map(|(b, d)| (b.as_slice(), *d))
+    }
+}
+
+/// Answers one UDP request into `out`, containing any panic to that request; counts it
+/// in `metrics` as having started at `started`, and logs it with `log`. Returns whether
+/// there is an answer to send, and when this was done.
+fn answer_udp(
+    gslb: &Gslb,
+    request: &[u8],
+    src: SocketAddr,
+    log: bool,
+    metrics: &mut LocalMetrics,
+    out: &mut Vec<u8>,
+    started: Instant,
+) -> (bool, Instant) {
+    let mut finished = None;
+    let mut took = || {
+        let now = Instant::now();
+        finished = Some(now);
+        now.saturating_duration_since(started)
+    };
+    let answered = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        // The common query, counted without copying its labels (the query log needs
+        // the hickory path's detail).
+        let fast = !log
+            && crate::fast::answer(gslb, request, src.ip(), Transport::Udp, out, |r| {
+                let answer = Answer {
+                    qtype: Some(r.qtype),
+                    rcode: r.rcode,
+                    truncated: false,
+                    transport: Transport::Udp,
+                    line: r.line,
+                };
+                metrics.record_answer(&answer, r.sites.iter(), took());
+            });
+        if fast {
+            return true;
+        }
+        let (bytes, outcome) = respond_traced(gslb, request, src.ip(), Transport::Udp, log);
+        out.clear();
+        let answered = bytes.map(|b| out.extend_from_slice(&b)).is_some();
+        metrics.record(&outcome, answered, Transport::Udp, took());
+        if log {
+            log_query(src, Transport::Udp, &outcome, answered);
+        }
+        answered
+    }))
+    .unwrap_or_else(|_| {
+        tracing::error!(%src, "panic while answering a DNS request; dropped");
+        metrics.record(&Outcome::default(), false, Transport::Udp, took());
+        false
+    });
+    (answered, finished.unwrap_or_else(Instant::now))
+}
+
+/// Receiving and sending batches of datagrams: `recvmmsg`/`sendmmsg` on Linux.
+#[cfg(target_os = "linux")]
+mod udp {
+    use std::io::{IoSlice, IoSliceMut};
+    use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+
+    use super::{Answers, BATCH, MAX_DATAGRAM};
+
+    pub(super) struct Batch {
+        socket: UdpSocket,
+        recv_headers: MultiHeaders<SockaddrStorage>,
+        send_headers: MultiHeaders<SockaddrStorage>,
+        /// [`BATCH`] receive buffers of [`MAX_DATAGRAM`] bytes, end to end.
+        bufs: Vec<u8>,
+        /// Destinations of one send, reused.
+        dests: Vec<Option<SockaddrStorage>>,
+    }
+
+    impl Batch {
+        pub fn new(socket: UdpSocket) -> Self {
+            Batch {
+                socket,
+                recv_headers: MultiHeaders::preallocate(BATCH, None),
+                send_headers: MultiHeaders::preallocate(BATCH, None),
+                bufs: vec![0; BATCH * MAX_DATAGRAM],
+                dests: Vec::with_capacity(BATCH),
+            }
+        }
+
+        /// Waits for at least one datagram (until the socket's read timeout), then takes
+        /// every one waiting, up to [`BATCH`], and hands each to `each`.
+        pub fn recv(&mut self, mut each: impl FnMut(&[u8], SocketAddr)) -> std::io::Result<()> {
+            let mut chunks = self.bufs.chunks_mut(MAX_DATAGRAM);
+            let mut slices: [[IoSliceMut<'_>; 1]; BATCH] =
+                std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or(&mut []))]);
+            let received = recvmmsg(
+                self.socket.as_raw_fd(),
+                &mut self.recv_headers,
+                slices.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            )
+            .map_err(std::io::Error::from)?;
+            for msg in received {
+                let Some(src) = msg.address.as_ref().and_then(socket_addr) else {
+                    continue;
+                };
+                // A datagram cut to the buffer is not the request that was sent.
+                if msg.flags.contains(MsgFlags::MSG_TRUNC) {
+                    continue;
+                }
+                let bytes = msg.bytes;
+                if let Some(data) = msg.iovs().next() {
+                    each(data.get(..bytes).unwrap_or(data), src);
+                }
+            }
+            Ok(())
+        }
+
+        /// Sends every answer, skipping any a send error refuses.
+        pub fn send(&mut self, answers: &Answers) {
+            // As many slices as answers (at most BATCH; empty ones past them).
+            let mut all = answers.iter();
+            self.dests.clear();
+            let slices: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|_| match all.next() {
+                Some((bytes, dest)) => {
+                    self.dests.push(Some(SockaddrStorage::from(dest)));
+                    [IoSlice::new(bytes)]
+                }
+                None => [IoSlice::new(&[])],
+            });
+            let mut start = 0;
+            while start < self.dests.len() {
+                let (Some(s), Some(d)) = (slices.get(start..), self.dests.get(start..)) else {
+                    break;
+                };
+                match sendmmsg(
+                    self.socket.as_raw_fd(),
+                    &mut self.send_headers,
+                    s,
+                    d,
+                    [],
+                    MsgFlags::empty(),
+                ) {
+                    Ok(sent) => start += sent.count().max(1),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "udp send error");
+                        start += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn socket_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
+        if let Some(v4) = addr.as_sockaddr_in() {
+            return Some(SocketAddr::V4(SocketAddrV4::from(*v4)));
+        }
+        addr.as_sockaddr_in6()
+            .map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
+    }
+}
+
+/// Elsewhere: one datagram at a time with the standard library.
+#[cfg(not(target_os = "linux"))]
+mod udp {
+    use std::net::{SocketAddr, UdpSocket};
+
+    use super::{Answers, MAX_DATAGRAM};
+
+    pub(super) struct Batch {
+        socket: UdpSocket,
+        buf: Vec<u8>,
+    }
+
+    impl Batch {
+        pub fn new(socket: UdpSocket) -> Self {
+            Batch {
+                socket,
+                buf: vec![0; MAX_DATAGRAM],
+            }
+        }
+
+        pub fn recv(&mut self, mut each: impl FnMut(&[u8], SocketAddr)) -> std::io::Result<()> {
+            let (len, src) = self.socket.recv_from(&mut self.buf)?;
+            if let Some(request) = self.buf.get(..len) {
+                each(request, src);
+            }
+            Ok(())
+        }
+
+        pub fn send(&mut self, answers: &Answers) {
+            for (bytes, dest) in answers.iter() {
+                if let Err(e) = self.socket.send_to(bytes, dest) {
+                    tracing::debug!(error = %e, %dest, "udp send error");
+                }
+            }
         }
     }
 }
+
+/// Datagrams taken per receive.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+const BATCH: usize = 32;
+/// The largest datagram received whole.
+const MAX_DATAGRAM: usize = 65_535;
 
 async fn serve_tcp(
     listener: TcpListener,

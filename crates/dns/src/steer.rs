@@ -24,6 +24,10 @@
 //! `site_weights` (and, inside a site, to the nodes' capacities). The first
 //! `answer_count` nodes answer, each with its address on the chosen line when it has
 //! addresses on several lines.
+//!
+//! `ServicePlan::steer` is the reference and explains itself; `ServicePlan::steer_quick`
+//! makes the same choice for the query path without allocating (the chosen set on the
+//! stack), for sets of up to `QUICK_SET` nodes.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -181,6 +185,24 @@ impl NodePlan {
         self.dropped.is_none() && self.addrs.iter().any(|(a, _)| Family::of(a) == family)
     }
 
+    /// The node's key in the weighted order for a client subnet (smaller first): an
+    /// exponential variate of rate = the site's weight shared among its `count` nodes in
+    /// the set by capacity (of `site_capacity` in all; equally when any node's capacity
+    /// is unknown), so clients spread in proportion to the weights.
+    fn order_key(&self, hash_key: (IpAddr, u8), count: usize, site_capacity: u64) -> f64 {
+        let share = if site_capacity > 0 && self.capacity_mbps > 0 {
+            self.capacity_mbps as f64 / site_capacity as f64
+        } else {
+            1.0 / count.max(1) as f64
+        };
+        let w = f64::from(self.weight) * share;
+        if w > 0.0 {
+            -unit_hash(hash_key, &self.id).ln() / w
+        } else {
+            f64::INFINITY
+        }
+    }
+
     /// Usable and under its capacity share.
     fn has_room(&self, family: Family) -> bool {
         self.overloaded.is_none() && self.usable(family)
@@ -201,7 +223,7 @@ impl NodePlan {
 /// levels.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RegionTree {
-    chains: HashMap<String, Vec<(String, RegionLevel)>>,
+    chains: FastMap<String, Vec<(String, RegionLevel)>>,
 }
 
 impl RegionTree {
@@ -211,7 +233,7 @@ impl RegionTree {
             .iter()
             .map(|r| (r.id.as_str(), r))
             .collect();
-        let mut chains = HashMap::new();
+        let mut chains = FastMap::default();
         for region in &snapshot.regions {
             let mut chain = Vec::new();
             let mut cur = Some(region);
@@ -230,10 +252,26 @@ impl RegionTree {
 
     /// How near a site in `site` is to a client in `client`.
     pub fn nearness(&self, client: Option<&str>, site: Option<&str>) -> Nearness {
+        self.nearness_from(client, self.chain(client), site)
+    }
+
+    /// The ancestor chain of a region, when the snapshot has it.
+    fn chain(&self, region: Option<&str>) -> Option<&[(String, RegionLevel)]> {
+        region.and_then(|r| self.chains.get(r)).map(Vec::as_slice)
+    }
+
+    /// [`nearness`](Self::nearness), with the client's chain (`client_chain`) looked
+    /// up by the caller once for many sites.
+    fn nearness_from(
+        &self,
+        client: Option<&str>,
+        client_chain: Option<&[(String, RegionLevel)]>,
+        site: Option<&str>,
+    ) -> Nearness {
         let (Some(client), Some(site)) = (client, site) else {
             return Nearness::Elsewhere;
         };
-        let (Some(c), Some(s)) = (self.chains.get(client), self.chains.get(site)) else {
+        let (Some(c), Some(s)) = (client_chain, self.chains.get(site)) else {
             return if client == site {
                 Nearness::SameCity
             } else {
@@ -426,20 +464,7 @@ impl ServicePlan {
             .map(|n| {
                 let near = regions.nearness(client.region, n.region.as_deref());
                 let (count, capacity) = per_site.get(n.site.as_ref()).copied().unwrap_or((1, 0));
-                // The site's weight, shared among its nodes by capacity (equally when
-                // any node's capacity is unknown).
-                let share = if capacity > 0 && n.capacity_mbps > 0 {
-                    n.capacity_mbps as f64 / capacity as f64
-                } else {
-                    1.0 / count as f64
-                };
-                let w = f64::from(n.weight) * share;
-                let key = if w > 0.0 {
-                    -unit_hash(client.hash_key, &n.id).ln() / w
-                } else {
-                    f64::INFINITY
-                };
-                (near, key, *n)
+                (near, n.order_key(client.hash_key, count, capacity), *n)
             })
             .collect();
         ranked.sort_by(|a, b| {
@@ -495,6 +520,102 @@ impl ServicePlan {
         }
     }
 
+    /// [`steer`](Self::steer) for the query path: the same answer, without the
+    /// explanation and without allocating; `false` (and `out` meaningless) when the
+    /// set the rule chooses holds more than [`QUICK_SET`] nodes.
+    pub fn steer_quick<'p>(
+        &'p self,
+        regions: &RegionTree,
+        family: Family,
+        client: &Client<'_>,
+        out: &mut QuickAnswer<'p>,
+    ) -> bool {
+        out.len = 0;
+        out.hashed = false;
+        let mut set = QuickSet::default();
+        let Some(addr_line) = self.choose_quick(family, client, &mut set) else {
+            return false;
+        };
+        let nodes = set.nodes();
+        if nodes.is_empty() {
+            return true; // NODATA: no usable node at all
+        }
+        let client_chain = regions.chain(client.region);
+        let mut ranked: [(Nearness, f64, usize); QUICK_SET] =
+            [(Nearness::Elsewhere, 0.0, 0); QUICK_SET];
+        for (i, n) in nodes.iter().enumerate() {
+            // The site's weight, shared among its nodes in the set as `steer` does.
+            let (count, capacity) = nodes
+                .iter()
+                .filter(|m| m.site == n.site)
+                .fold((0usize, 0u64), |(c, cap), m| (c + 1, cap + m.capacity_mbps));
+            let key = n.order_key(client.hash_key, count, capacity);
+            let near = regions.nearness_from(client.region, client_chain, n.region.as_deref());
+            if let Some(r) = ranked.get_mut(i) {
+                *r = (near, key, i);
+            }
+        }
+        let ranked = ranked.get_mut(..nodes.len()).unwrap_or_default();
+        // At most QUICK_SET (16) elements: insertion sort, no allocation.
+        ranked.sort_by(|a, b| {
+            a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then_with(|| {
+                let id = |i: usize| nodes.get(i).map(|n| n.id.as_str());
+                id(a.2).cmp(&id(b.2))
+            })
+        });
+        let count = usize::from(self.policy.answer_count.max(1));
+        for (_, _, i) in ranked.iter().take(count) {
+            let Some(n) = nodes.get(*i) else { continue };
+            if let Some(a) = n.address(family, addr_line)
+                && let Some(slot) = out.answer.get_mut(out.len)
+            {
+                *slot = Some((a, &n.site));
+                out.len += 1;
+            }
+        }
+        out.hashed = ranked.len() > count
+            && ranked
+                .get(count)
+                .zip(ranked.get(count - 1))
+                .is_some_and(|(out, last)| out.0 == last.0);
+        true
+    }
+
+    /// The set [`steer`](Self::steer) chooses, into `set`; returns the line whose
+    /// addresses multi-line nodes answer with. `None` when the set is too large.
+    fn choose_quick<'p, 'c>(
+        &'p self,
+        family: Family,
+        client: &Client<'c>,
+        set: &mut QuickSet<'p>,
+    ) -> Option<Option<&'c str>>
+    where
+        'p: 'c,
+    {
+        let on_line =
+            |line: &str, n: &&NodePlan| n.has_room(family) && n.lines.iter().any(|l| l == line);
+        if let Some(line) = client.line
+            && set.fill(self.edge.iter().filter(|n| on_line(line, n)))?
+        {
+            return Some(Some(line));
+        }
+        for line in &self.policy.fallback_lines {
+            if Some(line.as_str()) != client.line
+                && set.fill(self.edge.iter().filter(|n| on_line(line, n)))?
+            {
+                return Some(Some(line.as_str()));
+            }
+        }
+        if set.fill(self.fallback.iter().filter(|n| n.has_room(family)))?
+            || set.fill(self.edge.iter().filter(|n| n.has_room(family)))?
+            // Every usable node is over its share: still answer rather than nothing.
+            || set.fill(self.edge.iter().filter(|n| n.usable(family)))?
+        {
+            return Some(client.line);
+        }
+        Some(None)
+    }
+
     fn views(
         &self,
         family: Family,
@@ -539,6 +660,153 @@ impl ServicePlan {
             .map(|n| view(n, "edge"))
             .chain(self.fallback.iter().map(|n| view(n, "fallback")))
             .collect()
+    }
+}
+
+/// Chosen sets larger than this take the full [`ServicePlan::steer`].
+pub(crate) const QUICK_SET: usize = 16;
+
+/// The answer of [`ServicePlan::steer_quick`]: addresses with their nodes' sites, in
+/// answer order.
+#[derive(Debug)]
+pub(crate) struct QuickAnswer<'p> {
+    answer: [Option<(IpAddr, &'p Arc<str>)>; QUICK_SET],
+    len: usize,
+    /// As [`Steered::hashed`].
+    pub hashed: bool,
+}
+
+impl Default for QuickAnswer<'_> {
+    fn default() -> Self {
+        QuickAnswer {
+            answer: [None; QUICK_SET],
+            len: 0,
+            hashed: false,
+        }
+    }
+}
+
+impl<'p> QuickAnswer<'p> {
+    /// The addresses answered and their sites.
+    pub fn iter(&self) -> impl Iterator<Item = (IpAddr, &'p Arc<str>)> + '_ {
+        self.answer.iter().take(self.len).flatten().copied()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+        self.hashed = false;
+    }
+}
+
+/// The nodes of a chosen set, on the stack.
+struct QuickSet<'p> {
+    nodes: [Option<&'p NodePlan>; QUICK_SET],
+    len: usize,
+}
+
+impl Default for QuickSet<'_> {
+    fn default() -> Self {
+        QuickSet {
+            nodes: [None; QUICK_SET],
+            len: 0,
+        }
+    }
+}
+
+impl<'p> QuickSet<'p> {
+    /// Takes `nodes` as the set: `Some(true)` when there is any, `None` when there
+    /// are more than [`QUICK_SET`].
+    fn fill(&mut self, nodes: impl Iterator<Item = &'p NodePlan>) -> Option<bool> {
+        self.len = 0;
+        for n in nodes {
+            *self.nodes.get_mut(self.len)? = Some(n);
+            self.len += 1;
+        }
+        Some(self.len > 0)
+    }
+
+    fn nodes(&self) -> QuickNodes<'_, 'p> {
+        QuickNodes(self.nodes.get(..self.len).unwrap_or_default())
+    }
+}
+
+/// The nodes of a [`QuickSet`], by position.
+#[derive(Clone, Copy)]
+struct QuickNodes<'s, 'p>(&'s [Option<&'p NodePlan>]);
+
+impl<'p> QuickNodes<'_, 'p> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn get(&self, i: usize) -> Option<&'p NodePlan> {
+        self.0.get(i).copied().flatten()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &'p NodePlan> + '_ {
+        self.0.iter().copied().flatten()
+    }
+}
+
+/// A map hashed with [`FastHash`].
+pub(crate) type FastMap<K, V> = HashMap<K, V, FastHash>;
+
+/// A quick, unkeyed hasher (FxHash's multiply-rotate over 8-byte words) for maps
+/// whose keys come from the snapshot: queries only look keys up, so the keyed
+/// SipHash's protection against crafted collisions buys nothing there.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FastHash;
+
+impl std::hash::BuildHasher for FastHash {
+    type Hasher = FxHasher;
+
+    fn build_hasher(&self) -> FxHasher {
+        FxHasher(0)
+    }
+}
+
+pub(crate) struct FxHasher(u64);
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(w);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = words.remainder();
+        let mut word = [0u8; 8];
+        if let Some(w) = word.get_mut(..rest.len()) {
+            w.copy_from_slice(rest);
+        }
+        self.add(u64::from_le_bytes(word) ^ (rest.len() as u64) << 56);
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 

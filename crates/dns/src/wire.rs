@@ -88,6 +88,15 @@ pub fn respond_traced(
     detail: bool,
 ) -> (Option<Vec<u8>>, Outcome) {
     let mut out = Outcome::default();
+    // The common query takes the fast path (`crate::fast`, same bytes); everything else,
+    // and every query whose log needs the detail, this module's hickory path.
+    if !detail {
+        let mut buf = Vec::with_capacity(512);
+        if crate::fast::respond(gslb, request, src, transport, &mut out, &mut buf) {
+            return (Some(buf), out);
+        }
+        out = Outcome::default();
+    }
     let bytes = respond_into(gslb, request, src, transport, detail, &mut out);
     (bytes, out)
 }
@@ -339,7 +348,7 @@ fn encode(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use hickory_proto::op::Query;
     use rand::{Rng, SeedableRng};
 
@@ -355,7 +364,8 @@ mod tests {
         m.to_vec().unwrap()
     }
 
-    fn small_gslb() -> Gslb {
+    /// One edge+DNS node at one site serving service `demo` (shared with `fast`'s tests).
+    pub(crate) fn small_gslb() -> Gslb {
         use lingjing_model::{DnsSnapshot, Node, NodeInfo, NodePorts, NodeRole, Service, Site};
         let snap = DnsSnapshot {
             zone: "cdn.lingjing.test.".into(),
