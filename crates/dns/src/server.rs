@@ -268,6 +268,17 @@ fn udp_reuseport(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     #[cfg(unix)]
     socket.set_reuse_port(true)?;
     socket.set_read_timeout(Some(UDP_STOP_CHECK))?;
+    #[cfg(target_os = "linux")]
+    if addr.is_ipv4() {
+        // DF on answers (never fragmented: UDP answers are at most 1232 bytes, the DNS
+        // flag day size), at the interface MTU whatever ICMP says (PROBE: spoofed
+        // "fragmentation needed" cannot shrink them). Also spares the kernel choosing
+        // an IP ID per packet. Not essential: a failure only costs that.
+        use rustix::net::sockopt::{Ipv4PathMtuDiscovery, set_ip_mtu_discover};
+        if let Err(e) = set_ip_mtu_discover(&socket, Ipv4PathMtuDiscovery::PROBE) {
+            tracing::debug!(error = %e, "cannot set DF on DNS answers");
+        }
+    }
     socket.bind(&addr.into())?;
     Ok(socket.into())
 }
@@ -708,5 +719,21 @@ async fn serve_connection(
         out.extend_from_slice(&rlen.to_be_bytes());
         out.extend_from_slice(&response);
         stream.write_all(&out).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn udp_answers_carry_df() {
+        use rustix::net::sockopt::{Ipv4PathMtuDiscovery, ip_mtu_discover};
+        let socket = udp_reuseport("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        assert_eq!(
+            ip_mtu_discover(&socket).expect("getsockopt"),
+            Ipv4PathMtuDiscovery::PROBE
+        );
     }
 }
