@@ -204,8 +204,9 @@ pub struct HealthArgs {
     /// Passed checks in a row that mark it up again.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub probe_rise: u32,
-    /// Seconds without a heartbeat after which a registered node fails its checks.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    /// Seconds without a heartbeat after which a registered node fails its checks
+    /// (agents beat every 2 s, so at least 5).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(5..=3600))]
     pub heartbeat_timeout_s: u64,
 }
 

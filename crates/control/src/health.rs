@@ -159,6 +159,12 @@ async fn check(
         if silent > limit {
             return Some(Err(format!("no heartbeat for {} s", silent / 1000)));
         }
+        if beat < started_ms {
+            // Not heard from since this control plane started, and still within the
+            // grace: no verdict, so a node stored down for silence is not marked up
+            // by its probes alone before its agent is back.
+            return None;
+        }
         return Some(Ok(()));
     }
     target.probe.map(|_| Ok(()))

@@ -92,13 +92,14 @@ async fn usage_reports_set_the_nodes_load_share_in_the_dns_snapshot() {
         json!({"role": "edge", "applied_version": 1, "usage_seq": seq,
                "usage": [{"service": "www", "requests": 1, "bytes_out": bytes}]})
     };
-    // The first report starts the clock; the next one's traffic over the time between
-    // them is the load: 100 MB in well under 80 s is far above 1 Mbit/s.
+    // The first report starts the clock; traffic is measured over windows of at least
+    // 5 s: 100 MB in a window of well under 80 s is far above 1 Mbit/s.
+    let window = std::time::Duration::from_millis(5_100);
     api.post("/v1/nodes/wx-1-a/heartbeat", beat(1, 10))
         .await
         .ok(204);
     assert_eq!(load_in_dns_snapshot(&api, "wx-1-a").await, 0);
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    tokio::time::sleep(window).await;
     let before = api.version().await;
     api.post("/v1/nodes/wx-1-a/heartbeat", beat(2, 100_000_000))
         .await
@@ -112,14 +113,15 @@ async fn usage_reports_set_the_nodes_load_share_in_the_dns_snapshot() {
     assert_eq!(view["status"]["load_percent"], 255, "{view}");
     assert!(view["status"]["load_mbps"].as_u64().expect("mbps") > 1);
 
-    // An edge heartbeat without a report: nothing served since, the share drops to 0.
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    api.post(
-        "/v1/nodes/wx-1-a/heartbeat",
-        json!({"role": "edge", "applied_version": 1}),
-    )
-    .await
-    .ok(204);
+    // Edge heartbeats without a report: nothing served. Within the window nothing is
+    // measured (no noisy shares from heartbeats milliseconds apart); after it, 0.
+    let idle = json!({"role": "edge", "applied_version": 1});
+    api.post("/v1/nodes/wx-1-a/heartbeat", idle.clone())
+        .await
+        .ok(204);
+    assert_eq!(load_in_dns_snapshot(&api, "wx-1-a").await, 255);
+    tokio::time::sleep(window).await;
+    api.post("/v1/nodes/wx-1-a/heartbeat", idle).await.ok(204);
     assert_eq!(load_in_dns_snapshot(&api, "wx-1-a").await, 0);
     plane.shutdown().await;
 }

@@ -54,6 +54,7 @@ struct StaticRecords {
     sets: HashMap<String, Vec<StaticSet>>,
     data: Vec<RData>,
     parents: HashSet<String>,
+    tops: HashSet<String>,
 }
 
 impl StaticRecords {
@@ -103,6 +104,9 @@ impl StaticRecords {
             for i in 1..labels.len() {
                 out.parents.insert(labels[i..].join("."));
             }
+            if let Some(top) = labels.last() {
+                out.tops.insert(top.clone());
+            }
             out.sets.entry(owner).or_default().push(set);
         }
         out
@@ -117,8 +121,12 @@ fn static_rdata(value: RecordValue) -> Option<RData> {
         RecordValue::Cname(n) => RData::CNAME(CNAME(Name::from_ascii(&n).ok()?)),
         RecordValue::Mx(pref, n) => RData::MX(MX::new(pref, Name::from_ascii(&n).ok()?)),
         RecordValue::Txt(text) => {
-            // Character strings hold at most 255 bytes each.
-            let chunks: Vec<&[u8]> = text.as_bytes().chunks(255).collect();
+            // Character strings hold at most 255 bytes each; an empty text is one empty
+            // string (RDATA may not be empty, RFC 1035 §3.3.14).
+            let mut chunks: Vec<&[u8]> = text.as_bytes().chunks(255).collect();
+            if chunks.is_empty() {
+                chunks.push(b"");
+            }
             RData::TXT(TXT::from_bytes(chunks))
         }
     })
@@ -280,6 +288,9 @@ pub struct Gslb {
     static_data: Vec<RData>,
     /// Ancestors of static names under the zone (empty non-terminals).
     static_parents: HashSet<String>,
+    /// The label next to the zone of every static name: a name whose label there is none
+    /// of these is no static name (NXDOMAIN without building its owner string).
+    static_tops: HashSet<String>,
 }
 
 /// One static record set: type, TTL and where its records' data are.
@@ -306,6 +317,7 @@ impl Default for Gslb {
             statics: HashMap::new(),
             static_data: Vec::new(),
             static_parents: HashSet::new(),
+            static_tops: HashSet::new(),
         }
     }
 }
@@ -371,6 +383,7 @@ impl Gslb {
             statics: statics.sets,
             static_data: statics.data,
             static_parents: statics.parents,
+            static_tops: statics.tops,
         })
     }
 
@@ -504,10 +517,10 @@ impl Gslb {
                         return false;
                     }
                 }
-                Ok(None) if self.statics.is_empty() => out.reset(Rcode::NxDomain, true, true),
+                Ok(None) if !self.static_top(label) => out.reset(Rcode::NxDomain, true, true),
                 _ => return false,
             },
-            _ if self.statics.is_empty() => out.reset(Rcode::NxDomain, true, true),
+            [.., top] if !self.static_top(top) => out.reset(Rcode::NxDomain, true, true),
             _ => return false,
         }
         // Answers not tailored to the client are valid for every client: scope 0.
@@ -519,6 +532,20 @@ impl Gslb {
 
     /// The plan of the service named by `label` (any case), without allocating; `Err`
     /// for a label too long to look up this way.
+    /// Whether `label` (any case) is the label next to the zone of a static name.
+    fn static_top(&self, label: &[u8]) -> bool {
+        if self.static_tops.is_empty() {
+            return false;
+        }
+        let mut lower = [0u8; 63];
+        let Some(lower) = lower.get_mut(..label.len()) else {
+            return false;
+        };
+        lower.copy_from_slice(label);
+        lower.make_ascii_lowercase();
+        std::str::from_utf8(lower).is_ok_and(|l| self.static_tops.contains(l))
+    }
+
     fn plan_of(&self, label: &[u8]) -> Result<Option<&ServicePlan>, ()> {
         let mut lower = [0u8; 63];
         let lower = lower.get_mut(..label.len()).ok_or(())?;
@@ -614,6 +641,10 @@ impl Gslb {
         }
         let mut owner = String::new();
         for (i, label) in relative.iter().enumerate() {
+            // A label holding a dot (`a\.b` on the wire) is no static name's label.
+            if label.contains(&b'.') {
+                return Decision::negative(Rcode::NxDomain);
+            }
             if i > 0 {
                 owner.push('.');
             }

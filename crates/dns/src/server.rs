@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 use crate::gslb::{BuildError, ClientInfo, Gslb};
 use crate::metrics::{Answer, DnsMetrics, LocalMetrics, qtype_name, rcode_name, transport_name};
 use crate::steer::{Explanation, Family};
-use crate::wire::{Outcome, Transport, respond_traced};
+use crate::wire::{Outcome, Transport, respond_hickory, respond_traced};
 
 /// Where and how to serve.
 #[derive(Debug, Clone)]
@@ -163,20 +163,29 @@ impl DnsHandle {
     }
 
     /// Stops the listeners; open TCP connections end with their current query.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         self.udp_stop.store(true, Ordering::Relaxed);
-        for t in self.tasks {
+        for t in std::mem::take(&mut self.tasks) {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
         // Each UDP thread sees the flag within one receive timeout.
-        let threads = self.udp_threads;
+        let threads = std::mem::take(&mut self.udp_threads);
         let joined = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();
             }
         });
         let _ = tokio::time::timeout(Duration::from_secs(5), joined).await;
+    }
+}
+
+impl Drop for DnsHandle {
+    /// A handle dropped without [`DnsHandle::shutdown`] (or a `start` that failed half
+    /// way) still stops its listeners: the UDP threads would otherwise keep the port.
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        self.udp_stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -468,7 +477,7 @@ fn answer_udp(
         if fast {
             return true;
         }
-        let (bytes, outcome) = respond_traced(gslb, request, src.ip(), Transport::Udp, log);
+        let (bytes, outcome) = respond_hickory(gslb, request, src.ip(), Transport::Udp, log);
         out.clear();
         let answered = bytes.map(|b| out.extend_from_slice(&b)).is_some();
         metrics.record(&outcome, answered, Transport::Udp, took());

@@ -101,6 +101,20 @@ pub fn respond_traced(
     (bytes, out)
 }
 
+/// [`respond_traced`] without trying the fast path first: for a caller that already
+/// tried it (`crate::server`), so a query the fast path leaves is not decided twice.
+pub fn respond_hickory(
+    gslb: &Gslb,
+    request: &[u8],
+    src: IpAddr,
+    transport: Transport,
+    detail: bool,
+) -> (Option<Vec<u8>>, Outcome) {
+    let mut out = Outcome::default();
+    let bytes = respond_into(gslb, request, src, transport, detail, &mut out);
+    (bytes, out)
+}
+
 fn respond_into(
     gslb: &Gslb,
     request: &[u8],

@@ -33,6 +33,7 @@ fn with_records() -> DnsSnapshot {
         record("spf", "@", Kind::Txt, &["v=spf1 -all"]),
         record("www", "www", Kind::Cname, &["demo"]),
         record("acme", "_acme-challenge.deep.api", Kind::Txt, &[&long_txt]),
+        record("empty", "empty", Kind::Txt, &[""]),
         // A record clashing with the service name `demo` is not served.
         record("clash", "demo", Kind::A, &["192.0.2.99"]),
     ];
@@ -109,6 +110,13 @@ async fn static_records_are_served_beside_the_steered_names() {
             let parts: Vec<usize> = t.txt_data.iter().map(|p| p.len()).collect();
             assert_eq!(parts, vec![255, 255, 90]);
         }
+        other => panic!("not a TXT: {other:?}"),
+    }
+
+    // An empty text is one empty character string (RDATA may not be empty).
+    let m = udp(udp_addr, &Ask::new(&name("empty"), RecordType::TXT)).await;
+    match &m.answers[0].data {
+        RData::TXT(t) => assert_eq!(t.txt_data.len(), 1),
         other => panic!("not a TXT: {other:?}"),
     }
 

@@ -18,6 +18,8 @@ pub const RESERVED_NAMES: &[&str] = &["ns1"];
 pub const MAX_VALUES: usize = 32;
 /// Longest TXT value (split into 255-byte character strings on the wire).
 pub const MAX_TXT_BYTES: usize = 2048;
+/// Most bytes of all values of a set together, so that it fits one DNS message.
+pub const MAX_SET_BYTES: usize = 16_384;
 
 /// The record types an operator may add.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -184,7 +186,16 @@ impl Validate for DnsRecord {
     fn validate(&self) -> Result<(), ValidationError> {
         check_id("id", &self.id)?;
         let labels = self.owner_labels();
-        let name = self.name.trim_end_matches('.');
+        let name = self.name.as_str();
+        if name.len() > 1 && name.ends_with('.') {
+            return Err(ValidationError::new(
+                "name",
+                format!(
+                    "give the name relative to the zone, without the final dot (e.g. `{}`)",
+                    name.split('.').next().unwrap_or("api")
+                ),
+            ));
+        }
         if name != APEX {
             if name.is_empty() {
                 return Err(ValidationError::new(
@@ -219,6 +230,12 @@ impl Validate for DnsRecord {
         }
         if self.ttl == 0 || self.ttl > 604_800 {
             return Err(ValidationError::new("ttl", "must be 1..=604800 seconds"));
+        }
+        if self.values.iter().map(String::len).sum::<usize>() > MAX_SET_BYTES {
+            return Err(ValidationError::new(
+                "values",
+                format!("must hold at most {MAX_SET_BYTES} bytes in all (one answer over TCP)"),
+            ));
         }
         if self.values.is_empty() || self.values.len() > MAX_VALUES {
             return Err(ValidationError::new(
@@ -275,6 +292,10 @@ mod tests {
             (rec("www", RecordType::Cname, &["a.", "b."]), "values"),
             (rec("bad name", RecordType::A, &["192.0.2.1"]), "name"),
             (rec("", RecordType::A, &["192.0.2.1"]), "name"),
+            (
+                rec("api.cdn.lingjing.test.", RecordType::A, &["192.0.2.1"]),
+                "name",
+            ),
             (
                 rec("@", RecordType::Mx, &["mail.example.com."]),
                 "values[0]",

@@ -10,11 +10,13 @@ CREATE TABLE dns_records (
 );
 CREATE INDEX dns_records_name ON dns_records(name);
 
--- The traffic each node served over its last usage report, and that as a share of its
--- capacity: what DNS steering skips overloaded nodes by.
+-- The traffic each node served over its last load window (at least a few seconds of
+-- usage reports), and that as a published share of its capacity: what DNS steering skips
+-- overloaded nodes by. pending_bytes: reported since at_ms, not yet a full window.
 CREATE TABLE node_load (
     node_id TEXT PRIMARY KEY REFERENCES nodes(id) ON DELETE CASCADE,
     mbps BIGINT NOT NULL,
     percent BIGINT NOT NULL,
-    at_ms BIGINT NOT NULL
+    at_ms BIGINT NOT NULL,
+    pending_bytes BIGINT NOT NULL DEFAULT 0
 );

@@ -1,6 +1,7 @@
-//! Node load: the traffic a node served between its last two usage reports, in Mbit/s and
-//! as a share of its capacity. DNS steering skips nodes at or above a service's
-//! `max_load_percent`, so the share rides in the DNS snapshot; to keep snapshots from
+//! Node load: the traffic a node served over its last window of usage reports (at least
+//! [`MIN_WINDOW_MS`]), in Mbit/s and as a share of its capacity. DNS steering skips nodes
+//! at or above a service's `max_load_percent`, so the share rides in the DNS snapshot; to
+//! keep snapshots from
 //! churning with every report, the published share changes (and the configuration version
 //! moves) only when it moved by [`PUBLISH_STEP`] points or more.
 
@@ -12,6 +13,8 @@ use crate::store::get_doc;
 
 /// The smallest change of a node's load share, in points, that is published.
 pub const PUBLISH_STEP: i64 = 5;
+/// The shortest window a load share is measured over, in milliseconds.
+pub const MIN_WINDOW_MS: i64 = 5_000;
 
 /// What a usage report did to a node's load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,33 +25,49 @@ pub struct LoadChange {
     pub publish: bool,
 }
 
-/// Records `bytes` served over `[since_ms, now_ms)`. The stored (published) share is left
-/// as it was: when the change is to be published, the caller writes it with
-/// [`publish_load`] in a transaction that bumps the version, so the snapshot of that
-/// version is the first to carry it.
+/// Records `bytes` served since the node's last report. Traffic is summed until the
+/// window since the last measurement is [`MIN_WINDOW_MS`] long (so heartbeats sent early,
+/// milliseconds apart, do not make noisy measurements), then measured. The stored
+/// (published) share is left as it was: when the change is to be published, the caller
+/// writes it with [`publish_load`] in a transaction that bumps the version, so the
+/// snapshot of that version is the first to carry it.
 pub async fn record_load(
     conn: &mut AnyConnection,
     node: &str,
     bytes: u64,
     now_ms: i64,
 ) -> Result<Option<LoadChange>, StoreError> {
-    let stored = sqlx::query("SELECT percent, at_ms FROM node_load WHERE node_id = $1")
-        .bind(node.to_owned())
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|r| Ok::<_, sqlx::Error>((r.try_get::<i64, _>(0)?, r.try_get::<i64, _>(1)?)))
-        .transpose()?;
-    let Some((stored, since_ms)) = stored else {
+    let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+    let stored =
+        sqlx::query("SELECT percent, at_ms, pending_bytes FROM node_load WHERE node_id = $1")
+            .bind(node.to_owned())
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|r| {
+                Ok::<_, sqlx::Error>((
+                    r.try_get::<i64, _>(0)?,
+                    r.try_get::<i64, _>(1)?,
+                    r.try_get::<i64, _>(2)?,
+                ))
+            })
+            .transpose()?;
+    let Some((stored, since_ms, pending)) = stored else {
         // The first report: its traffic covers an unknown span; it starts the clock.
-        sqlx::query("INSERT INTO node_load (node_id, mbps, percent, at_ms) VALUES ($1, 0, 0, $2)")
+        sqlx::query("INSERT INTO node_load (node_id, mbps, percent, at_ms, pending_bytes) VALUES ($1, 0, 0, $2, 0)")
             .bind(node.to_owned())
             .bind(now_ms)
             .execute(&mut *conn)
             .await?;
         return Ok(None);
     };
+    let pending = pending.saturating_add(bytes);
     let elapsed_ms = now_ms - since_ms;
-    if elapsed_ms <= 0 {
+    if elapsed_ms < MIN_WINDOW_MS {
+        sqlx::query("UPDATE node_load SET pending_bytes = $1 WHERE node_id = $2")
+            .bind(pending)
+            .bind(node.to_owned())
+            .execute(&mut *conn)
+            .await?;
         return Ok(None);
     }
     let Some(doc) = get_doc::<Node>(&mut *conn, node).await? else {
@@ -56,14 +75,14 @@ pub async fn record_load(
     };
     // bits per millisecond = kbit/s; / 1000 = Mbit/s.
     let mbps =
-        i64::try_from(u128::from(bytes) * 8 / (elapsed_ms as u128) / 1000).unwrap_or(i64::MAX);
+        i64::try_from(pending.max(0) as u128 * 8 / (elapsed_ms as u128) / 1000).unwrap_or(i64::MAX);
     let percent = if doc.capacity_mbps == 0 {
         0
     } else {
         (i128::from(mbps) * 100 / i128::from(doc.capacity_mbps)).clamp(0, 255) as i64
     };
     let publish = (percent - stored).abs() >= PUBLISH_STEP || (percent == 0) != (stored == 0);
-    sqlx::query("UPDATE node_load SET mbps = $1, at_ms = $2 WHERE node_id = $3")
+    sqlx::query("UPDATE node_load SET mbps = $1, at_ms = $2, pending_bytes = 0 WHERE node_id = $3")
         .bind(mbps)
         .bind(now_ms)
         .bind(node.to_owned())

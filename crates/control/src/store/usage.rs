@@ -1,15 +1,20 @@
 //! Usage intake: the traffic data planes report with their heartbeats, summed per service,
-//! node and minute. A report carries a sequence number per node that only grows (agents
-//! take it from the clock); one not above the last counted is ignored, so a report resent
-//! after a lost answer is counted once, and only the last report per node is kept.
+//! node and minute. A report carries a sequence number per node that grows (agents take
+//! it from the clock); the last counted one, or one a little behind it, is ignored, so a
+//! report resent after a lost answer is counted once; only the last report per node is
+//! kept.
 
 use lingjing_model::snapshot::{UsageMinute, UsageSample};
 use sqlx::{AnyConnection, Row};
 
 use crate::error::StoreError;
 
-/// Adds `samples` (report `seq` of `node`) at `now_ms`'s minute; false if `seq` is not
-/// above the last counted one.
+/// How far (in sequence numbers, which agents take from their clock in milliseconds) a
+/// report may be behind the last one and still be taken for a late copy of a counted one.
+const LATE_COPY_MS: i64 = 10 * 60 * 1000;
+
+/// Adds `samples` (report `seq` of `node`) at `now_ms`'s minute; false if it was
+/// already counted.
 pub async fn record_usage(
     conn: &mut AnyConnection,
     node: &str,
@@ -23,7 +28,11 @@ pub async fn record_usage(
         .fetch_one(&mut *conn)
         .await?
         .try_get(0)?;
-    if last.is_some_and(|last| seq <= last) {
+    // The last report again (resent after a lost answer), or a late copy of a recent
+    // one: already counted. A much older sequence is an agent whose clock went back
+    // (a new machine, an NTP step): counted, or its reports would be lost until the
+    // clock caught up.
+    if last.is_some_and(|last| seq == last || (seq < last && last - seq < LATE_COPY_MS)) {
         return Ok(false);
     }
     sqlx::query("DELETE FROM usage_reports WHERE node_id = $1")
