@@ -138,20 +138,12 @@ pub(crate) fn answer(
     }
     report(Report {
         qtype,
-        rcode: rcode(view.rcode),
+        rcode: view.rcode.into(),
         ecs: client.ecs,
         line,
         sites,
     });
     true
-}
-
-fn rcode(rcode: Rcode) -> ResponseCode {
-    match rcode {
-        Rcode::NoError => ResponseCode::NoError,
-        Rcode::NxDomain => ResponseCode::NXDomain,
-        Rcode::Refused => ResponseCode::Refused,
-    }
 }
 
 /// The parts of a decision the response is made of, from either kind of decision.
@@ -455,7 +447,8 @@ fn write_header(buf: &mut Vec<u8>, query: &Query<'_>, view: &View<'_>, answers: 
     let aa = if view.authoritative { 0x04 } else { 0 };
     let rd = query.flags[0] & 0x01;
     let cd = query.flags[1] & 0x10;
-    let rcode = u16::from(rcode(view.rcode)) as u8 & 0x0f;
+    let code: ResponseCode = view.rcode.into();
+    let rcode = u16::from(code) as u8 & 0x0f;
     // At most MAX_ANSWERS answers: the cast cannot truncate.
     let answers = answers as u16;
     let authorities = u16::from(view.negative);

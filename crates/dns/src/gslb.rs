@@ -156,6 +156,16 @@ pub enum Rcode {
     Refused,
 }
 
+impl From<Rcode> for hickory_proto::op::ResponseCode {
+    fn from(rcode: Rcode) -> Self {
+        match rcode {
+            Rcode::NoError => Self::NoError,
+            Rcode::NxDomain => Self::NXDomain,
+            Rcode::Refused => Self::Refused,
+        }
+    }
+}
+
 /// The data of one answer record; the owner is the query name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rdata {

@@ -22,7 +22,7 @@ use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
-use crate::gslb::{ClientInfo, Decision, Gslb, NS_LABEL, Rcode, Rdata, truncate};
+use crate::gslb::{ClientInfo, Decision, Gslb, NS_LABEL, Rdata, truncate};
 
 /// The largest UDP payload this server sends, whatever the client offers (the DNS flag
 /// day 2020 value: no IP fragmentation on common paths).
@@ -254,11 +254,7 @@ fn client_subnet(request: &Message) -> Result<Option<ClientSubnet>, ()> {
 
 /// Puts the decision's records into the response.
 fn fill(response: &mut Message, gslb: &Gslb, query: &Query, decision: &Decision) {
-    response.metadata.response_code = match decision.rcode {
-        Rcode::NoError => ResponseCode::NoError,
-        Rcode::NxDomain => ResponseCode::NXDomain,
-        Rcode::Refused => ResponseCode::Refused,
-    };
+    response.metadata.response_code = decision.rcode.into();
     response.metadata.authoritative = decision.authoritative;
     let Ok(zone) = Name::from_ascii(gslb.zone()) else {
         return;

@@ -122,7 +122,7 @@ async fn heartbeat(
     if let Some(change) = load.filter(|l| l.publish) {
         // A new load share changes steering: publish it with a version of its own.
         let mut w = state.store.write(true).await?;
-        publish_load(&mut w.tx, &id, change.percent).await?;
+        publish_load(&mut w.tx, &id, &change).await?;
         if let Some(v) = w.commit().await? {
             state.hub.publish(v);
         }

@@ -21,6 +21,8 @@ pub const MIN_WINDOW_MS: i64 = 5_000;
 pub struct LoadChange {
     pub mbps: i64,
     pub percent: i64,
+    /// When it was measured (the end of its window).
+    pub at_ms: i64,
     /// The share moved enough to be published (the caller bumps the version).
     pub publish: bool,
 }
@@ -91,6 +93,7 @@ pub async fn record_load(
     Ok(Some(LoadChange {
         mbps,
         percent,
+        at_ms: now_ms,
         publish,
     }))
 }
@@ -111,11 +114,13 @@ pub async fn load_percents(
 pub async fn publish_load(
     conn: &mut AnyConnection,
     node: &str,
-    percent: i64,
+    change: &LoadChange,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE node_load SET percent = $1 WHERE node_id = $2")
-        .bind(percent)
+    // Only if no newer measurement came in between (a retried heartbeat racing this one).
+    sqlx::query("UPDATE node_load SET percent = $1 WHERE node_id = $2 AND at_ms = $3")
+        .bind(change.percent)
         .bind(node.to_owned())
+        .bind(change.at_ms)
         .execute(conn)
         .await?;
     Ok(())
