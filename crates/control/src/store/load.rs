@@ -1,9 +1,11 @@
 //! Node load: the traffic a node served over its last window of usage reports (at least
 //! [`MIN_WINDOW_MS`]), in Mbit/s and as a share of its capacity. DNS steering skips nodes
 //! at or above a service's `max_load_percent`, so the share rides in the DNS snapshot; to
-//! keep snapshots from
-//! churning with every report, the published share changes (and the configuration version
-//! moves) only when it moved by [`PUBLISH_STEP`] points or more.
+//! keep snapshots from churning with every report, the published share changes (and the
+//! configuration version moves) only when it moves into another band of [`PUBLISH_STEP`]
+//! points (0-4, 5-9, ..., 90-94, ...): a share crossing a threshold on a band edge — the
+//! default `max_load_percent` of 90 is one — is always published; a threshold inside a
+//! band is honoured to within the band.
 
 use lingjing_model::Node;
 use sqlx::{AnyConnection, Row};
@@ -11,7 +13,7 @@ use sqlx::{AnyConnection, Row};
 use crate::error::StoreError;
 use crate::store::get_doc;
 
-/// The smallest change of a node's load share, in points, that is published.
+/// The width of the bands of load share, in points, whose changes are published.
 pub const PUBLISH_STEP: i64 = 5;
 /// The shortest window a load share is measured over, in milliseconds.
 pub const MIN_WINDOW_MS: i64 = 5_000;
@@ -83,7 +85,7 @@ pub async fn record_load(
     } else {
         (i128::from(mbps) * 100 / i128::from(doc.capacity_mbps)).clamp(0, 255) as i64
     };
-    let publish = (percent - stored).abs() >= PUBLISH_STEP || (percent == 0) != (stored == 0);
+    let publish = publishes(stored, percent);
     sqlx::query("UPDATE node_load SET mbps = $1, at_ms = $2, pending_bytes = 0 WHERE node_id = $3")
         .bind(mbps)
         .bind(now_ms)
@@ -96,6 +98,11 @@ pub async fn record_load(
         at_ms: now_ms,
         publish,
     }))
+}
+
+/// Whether a measured share differs enough from the published one to be published.
+fn publishes(published: i64, measured: i64) -> bool {
+    published / PUBLISH_STEP != measured / PUBLISH_STEP
 }
 
 /// The published load share of every node that reported, by node id.
@@ -124,4 +131,22 @@ pub async fn publish_load(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::publishes;
+
+    #[test]
+    fn a_share_crossing_a_band_edge_is_published() {
+        // The default max_load_percent (90) is a band edge: crossing it always shows.
+        assert!(publishes(87, 91));
+        assert!(publishes(91, 89));
+        assert!(publishes(0, 5));
+        assert!(publishes(255, 0));
+        // Moves inside a band do not churn snapshots.
+        assert!(!publishes(90, 94));
+        assert!(!publishes(3, 0));
+        assert!(!publishes(87, 89));
+    }
 }
