@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -122,12 +122,23 @@ pub fn node(id: &str, site: &str, roles: Vec<NodeRole>, http_port: u16) -> NodeI
     }
 }
 
-/// A loopback address nothing listens on (bound, then released): connecting to it is
-/// refused at once.
+/// A loopback address nothing listens on: connecting to it is refused at once.
 pub fn closed_port() -> SocketAddr {
-    let listener = StdListener::bind("127.0.0.1:0").expect("bind a free port");
-    let addr = listener.local_addr().expect("local addr");
-    drop(listener);
+    // Bound but not listening, and held until the test process ends: connects are
+    // refused, and no other test's server can take the port meanwhile (a port freed
+    // right away could be, and then it answers).
+    static HELD: Mutex<Vec<socket2::Socket>> = Mutex::new(Vec::new());
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .expect("a TCP socket");
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind a free port");
+    let addr = socket
+        .local_addr()
+        .expect("local addr")
+        .as_socket()
+        .expect("an inet address");
+    HELD.lock().expect("held sockets").push(socket);
     addr
 }
 
