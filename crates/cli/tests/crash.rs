@@ -133,59 +133,9 @@ async fn sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres() {
-    let url = match std::env::var("LINGJING_TEST_POSTGRES") {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ => {
-            eprintln!(
-                "skipped: set LINGJING_TEST_POSTGRES=postgres://USER@HOST:PORT/DB to run the crash test on PostgreSQL"
-            );
-            return;
-        }
-    };
-    use sqlx::Connection;
-    let name = format!("lingjing_crash_{}_{}", std::process::id(), common::now_ms());
-    let mut admin = sqlx::PgConnection::connect(&url)
-        .await
-        .unwrap_or_else(|e| panic!("connect to LINGJING_TEST_POSTGRES ({url}): {e}"));
-    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .expect("create the test database");
-    let db = with_database(&url, &name);
-    let dir = tempfile::tempdir().expect("tempdir");
-
-    // Run it as its own task so that the database is dropped even when it fails.
-    let path = dir.path().to_owned();
-    let result = tokio::spawn(async move {
-        writes_acknowledged_before_a_kill_survive_it("postgres", &db, &path).await
+    lingjing_control::testing::with_scratch_postgres("the crash test", |db| async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        writes_acknowledged_before_a_kill_survive_it("postgres", &db, dir.path()).await;
     })
     .await;
-    let dropped = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await;
-    if let Err(e) = dropped {
-        eprintln!("could not drop the test database {name}: {e}");
-    }
-    let _ = admin.close().await;
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
-}
-
-/// `url` with its database name replaced by `db`.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let end = base[authority..]
-        .find('/')
-        .map_or(base.len(), |i| authority + i);
-    let mut out = format!("{}/{db}", &base[..end]);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
 }

@@ -18,6 +18,8 @@ pub mod server;
 pub mod sla;
 pub mod snapshot;
 pub mod store;
+#[doc(hidden)]
+pub mod testing;
 pub mod time;
 
 pub use error::{ApiError, StoreError};

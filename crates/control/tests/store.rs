@@ -205,73 +205,10 @@ async fn sqlite() {
 
 #[tokio::test]
 async fn postgres() {
-    let url = match std::env::var("LINGJING_TEST_POSTGRES") {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ => {
-            eprintln!(
-                "skipped: set LINGJING_TEST_POSTGRES=postgres://USER@HOST:PORT/DB to run the store suite on PostgreSQL"
-            );
-            return;
-        }
-    };
-    use sqlx::Connection;
-    let name = format!("lingjing_test_{:016x}", rand::random::<u64>());
-    let mut admin = sqlx::PgConnection::connect(&url)
-        .await
-        .unwrap_or_else(|e| panic!("connect to LINGJING_TEST_POSTGRES ({url}): {e}"));
-    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .expect("create the test database");
-    let db_url = with_database(&url, &name);
-
-    // Run the suite as its own task so that the database is dropped even when it fails.
-    let result = tokio::spawn(async move { suite(&db_url, Backend::Postgres).await }).await;
-
-    let dropped = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await;
-    if let Err(e) = dropped {
-        eprintln!("could not drop the test database {name}: {e}");
-    }
-    let _ = admin.close().await;
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
-}
-
-/// `url` with its database name replaced by `db`.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let end = base[authority..]
-        .find('/')
-        .map_or(base.len(), |i| authority + i);
-    let mut out = format!("{}/{db}", &base[..end]);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
-}
-
-#[test]
-fn database_urls_are_rewritten() {
-    assert_eq!(
-        with_database("postgres://postgres@127.0.0.1:5432/postgres", "t"),
-        "postgres://postgres@127.0.0.1:5432/t"
-    );
-    assert_eq!(
-        with_database("postgresql://u:p@db:5432?sslmode=disable", "t"),
-        "postgresql://u:p@db:5432/t?sslmode=disable"
-    );
-    assert_eq!(
-        with_database("postgres://db/a?x=1&y=2", "t"),
-        "postgres://db/t?x=1&y=2"
-    );
+    lingjing_control::testing::with_scratch_postgres("the store suite", |url| async move {
+        suite(&url, Backend::Postgres).await
+    })
+    .await;
 }
 
 /// The environment variable that turns [`crash_child`] into the crashing writer.
