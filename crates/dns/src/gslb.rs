@@ -16,6 +16,10 @@
 //!   included; a CNAME answers every type but CNAME's own with itself (resolvers chase
 //!   it); the ancestors of a static name exist (NODATA, not NXDOMAIN, RFC 8020);
 //! - anything else under `Z`: NXDOMAIN; names outside `Z`: REFUSED.
+//!
+//! `ANY` gets a minimal answer (RFC 8482 §4.1): one RRset of the name, never all of
+//! them: the SOA at the apex, the A set of `ns1.Z` (AAAA without IPv4), a service's
+//! IPv4 addresses, a static name's CNAME or its first record set.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -678,15 +682,19 @@ impl Gslb {
         let Some(sets) = self.statics.get(owner) else {
             return decision;
         };
+        // ANY (RFC 8482): one RRset, none when the name already answers with one (the
+        // apex's SOA).
+        if qtype == RecordType::ANY && !decision.answers.is_empty() {
+            return decision;
+        }
         let cname = sets.iter().find(|s| s.rtype == RecordType::CNAME);
-        let matching: Vec<&StaticSet> = match cname {
-            Some(c) if qtype != RecordType::CNAME => vec![c],
+        let set = match cname {
+            Some(c) if qtype != RecordType::CNAME => Some(c),
             _ => sets
                 .iter()
-                .filter(|s| qtype == RecordType::ANY || s.rtype == qtype)
-                .collect(),
+                .find(|s| qtype == RecordType::ANY || s.rtype == qtype),
         };
-        for set in matching {
+        if let Some(set) = set {
             decision
                 .answers
                 .extend(set.data.iter().map(|i| (set.ttl, Rdata::Static(*i))));
@@ -702,7 +710,8 @@ impl Gslb {
         let answers: Vec<(u32, Rdata)> = match qtype {
             RecordType::SOA => vec![(ZONE_TTL, Rdata::Soa)],
             RecordType::NS => vec![(ZONE_TTL, Rdata::Ns)],
-            RecordType::ANY => vec![(ZONE_TTL, Rdata::Soa), (ZONE_TTL, Rdata::Ns)],
+            // RFC 8482: one RRset, not every one the name has.
+            RecordType::ANY => vec![(ZONE_TTL, Rdata::Soa)],
             _ => Vec::new(),
         };
         if answers.is_empty() {
@@ -721,10 +730,12 @@ impl Gslb {
     }
 
     fn name_server(&self, qtype: RecordType) -> Decision {
+        // ANY (RFC 8482): one RRset, the A set unless there is none.
+        let any_v4 = self.ns_addrs.iter().any(IpAddr::is_ipv4);
         let want = |a: &IpAddr| match qtype {
             RecordType::A => a.is_ipv4(),
             RecordType::AAAA => a.is_ipv6(),
-            RecordType::ANY => true,
+            RecordType::ANY => a.is_ipv4() == any_v4,
             _ => false,
         };
         let answers: Vec<(u32, Rdata)> = self

@@ -11,6 +11,7 @@
 //! - [`scope`]: the ECS scope of an answer; pure.
 //! - [`wire`]: request bytes to response bytes (hickory-proto); pure.
 //! - [`server`]: the UDP and TCP listeners, and [`DnsServer::apply`] for new snapshots.
+//! - [`rrl`]: response rate limiting of UDP answers per client network (with slip).
 //! - [`metrics`]: Prometheus metrics of the server; [`admin`]: its admin HTTP server
 //!   (`/healthz`, `/metrics`, `/explain`).
 //!
@@ -21,6 +22,7 @@ pub mod admin;
 mod fast;
 pub mod gslb;
 pub mod metrics;
+pub mod rrl;
 pub mod scope;
 pub mod server;
 pub mod steer;
@@ -28,6 +30,7 @@ pub mod wire;
 
 pub use gslb::{BuildError, ClientInfo, Decision, Gslb, Rcode, Rdata};
 pub use metrics::DnsMetrics;
+pub use rrl::RrlConfig;
 pub use server::{DnsConfig, DnsError, DnsHandle, DnsServer, start};
 pub use steer::{CandidateView, Explanation, Family, Nearness, Rule};
 pub use wire::{Outcome, Transport, respond, respond_traced};

@@ -1,7 +1,9 @@
 //! Prometheus metrics of the DNS server, served at `/metrics` on the admin port
 //! (OpenMetrics text): queries by type, response code and transport, answers per site
 //! and client line, the time to answer, the snapshot version, truncated responses and
-//! dropped packets.
+//! dropped packets; and the abuse defences: UDP responses slipped or dropped by rate
+//! limiting, `ANY` queries answered minimally, TCP connections refused by a cap or
+//! closed by a timeout.
 //!
 //! Labels are `&'static str` or shared `Arc<str>` taken from the snapshot, so counting a
 //! query allocates nothing once its label set has been seen.
@@ -48,6 +50,22 @@ pub struct AnswerLabels {
     pub line: Arc<str>,
 }
 
+/// Labels of `lingjing_dns_tcp_refused_connections_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// `per_client` (the client's address holds `max_tcp_connections_per_client`) or
+    /// `total` (`max_tcp_connections` are open).
+    pub limit: &'static str,
+}
+
+/// Labels of `lingjing_dns_tcp_timeouts_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TimeoutLabels {
+    /// `idle` (no complete query in time) or `write` (the client did not read its
+    /// response in time).
+    pub timeout: &'static str,
+}
+
 /// Every metric of the DNS server.
 #[derive(Debug)]
 pub struct DnsMetrics {
@@ -58,6 +76,16 @@ pub struct DnsMetrics {
     pub snapshot_version: Gauge,
     pub truncated: Counter,
     pub dropped: Counter,
+    /// UDP responses over the client network's rate sent truncated (TC=1, slip).
+    pub rrl_slipped: Counter,
+    /// UDP responses over the client network's rate not sent.
+    pub rrl_dropped: Counter,
+    /// `ANY` queries answered with one RRset (RFC 8482).
+    pub any_minimized: Counter,
+    /// TCP connections closed at once because a connection cap was reached.
+    pub tcp_refused: Family<RefusedLabels, Counter>,
+    /// TCP connections closed by a timeout.
+    pub tcp_timeouts: Family<TimeoutLabels, Counter>,
     unknown_line: Arc<str>,
 }
 
@@ -101,6 +129,38 @@ impl Default for DnsMetrics {
             "Requests not answered: too short, not a query, unencodable, or a panic",
             dropped.clone(),
         );
+        let rrl_slipped = Counter::default();
+        registry.register(
+            "rrl_slipped_responses",
+            "UDP responses over the client network's rate limit sent minimal with TC set \
+             (slip), so genuine clients retry over TCP",
+            rrl_slipped.clone(),
+        );
+        let rrl_dropped = Counter::default();
+        registry.register(
+            "rrl_dropped_responses",
+            "UDP responses over the client network's rate limit not sent",
+            rrl_dropped.clone(),
+        );
+        let any_minimized = Counter::default();
+        registry.register(
+            "any_minimized_responses",
+            "ANY queries answered with one RRset instead of all (RFC 8482)",
+            any_minimized.clone(),
+        );
+        let tcp_refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "tcp_refused_connections",
+            "TCP connections closed on accept because a connection cap was reached, by cap",
+            tcp_refused.clone(),
+        );
+        let tcp_timeouts = Family::<TimeoutLabels, Counter>::default();
+        registry.register(
+            "tcp_timeouts",
+            "TCP connections closed by a timeout: idle (no complete query in time) or \
+             write (the client did not read its response in time)",
+            tcp_timeouts.clone(),
+        );
         DnsMetrics {
             registry,
             queries,
@@ -109,6 +169,11 @@ impl Default for DnsMetrics {
             snapshot_version,
             truncated,
             dropped,
+            rrl_slipped,
+            rrl_dropped,
+            any_minimized,
+            tcp_refused,
+            tcp_timeouts,
             unknown_line: Arc::from("unknown"),
         }
     }
@@ -154,6 +219,10 @@ pub struct LocalMetrics {
     duration_nanos: u64,
     truncated: u64,
     dropped: u64,
+    any_minimized: u64,
+    /// Responses slipped and dropped by rate limiting.
+    pub(crate) rrl_slipped: u64,
+    pub(crate) rrl_dropped: u64,
 }
 
 impl LocalMetrics {
@@ -196,6 +265,9 @@ impl LocalMetrics {
         match self.queries.iter_mut().find(|(l, _)| *l == labels) {
             Some((_, n)) => *n += 1,
             None => self.queries.push((labels, 1)),
+        }
+        if answer.qtype == Some(RecordType::ANY) {
+            self.any_minimized += 1;
         }
         if answer.truncated {
             self.truncated += 1;
@@ -259,6 +331,15 @@ impl LocalMetrics {
         }
         if self.dropped > 0 {
             metrics.dropped.inc_by(std::mem::take(&mut self.dropped));
+        }
+        for (count, counter) in [
+            (&mut self.any_minimized, &metrics.any_minimized),
+            (&mut self.rrl_slipped, &metrics.rrl_slipped),
+            (&mut self.rrl_dropped, &metrics.rrl_dropped),
+        ] {
+            if *count > 0 {
+                counter.inc_by(std::mem::take(count));
+            }
         }
     }
 }

@@ -7,20 +7,25 @@
 //! packet) in batches: on Linux one `recvmmsg` takes every datagram waiting (up to 32),
 //! each is answered into a reused buffer (the fast path of `crate::fast` first), the
 //! batch's counts go to the metrics, and one `sendmmsg` sends the answers. Elsewhere,
-//! one datagram at a time.
+//! one datagram at a time. Every UDP answer passes response rate limiting first
+//! (`crate::rrl`, `DnsConfig::rrl`): over its client network's rate it is dropped or
+//! slipped (sent cut to a truncated answer).
 //!
 //! TCP (RFC 7766, tokio): 2-byte length framing, any number of queries per connection
-//! answered in order, the connection closed after `tcp_idle_timeout` without a query
-//! or on any framing error; at most `max_tcp_connections` at once (more wait in the
-//! accept queue).
+//! answered in order, not rate limited. A connection is closed when no complete query
+//! arrives within `tcp_idle_timeout` (however it trickles in), when a response is not
+//! taken within `tcp_write_timeout` (a client that does not read), or on any framing
+//! error. At most `max_tcp_connections` at once, and `max_tcp_connections_per_client`
+//! from one address: a connection past either cap is closed as soon as accepted.
 //!
 //! A panic while answering one request (there should be none) drops that request,
 //! never the listener.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle as ThreadHandle;
 use std::time::{Duration, Instant};
 
@@ -28,11 +33,15 @@ use arc_swap::ArcSwap;
 use lingjing_model::{DnsSnapshot, Snapshot};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::gslb::{BuildError, ClientInfo, Gslb};
-use crate::metrics::{Answer, DnsMetrics, LocalMetrics, qtype_name, rcode_name, transport_name};
+use crate::metrics::{
+    Answer, DnsMetrics, LocalMetrics, RefusedLabels, TimeoutLabels, qtype_name, rcode_name,
+    transport_name,
+};
+use crate::rrl::{Clock, Rrl, RrlConfig, Verdict};
 use crate::steer::{Explanation, Family};
 use crate::wire::{Outcome, Transport, respond_hickory, respond_traced};
 
@@ -42,10 +51,19 @@ pub struct DnsConfig {
     /// Addresses served over both UDP and TCP. With port 0, the TCP listener takes the
     /// port the UDP socket got.
     pub listen: Vec<SocketAddr>,
-    /// A TCP connection without a query for this long is closed.
+    /// A TCP connection on which no complete query arrives for this long (since it
+    /// opened or since its last response) is closed.
     pub tcp_idle_timeout: Duration,
-    /// TCP connections served at once.
+    /// A TCP connection whose response the client does not take within this long is
+    /// closed.
+    pub tcp_write_timeout: Duration,
+    /// TCP connections served at once; more are closed as soon as accepted.
     pub max_tcp_connections: usize,
+    /// TCP connections served at once from one client address; more are closed as
+    /// soon as accepted.
+    pub max_tcp_connections_per_client: usize,
+    /// Response rate limiting of UDP answers per client network.
+    pub rrl: RrlConfig,
     /// The admin HTTP server (`/healthz`, `/metrics`, `/explain`); `None`: none.
     pub admin: Option<SocketAddr>,
     /// Log every query (`tracing` target `lingjing::dns::query`, level INFO).
@@ -53,15 +71,50 @@ pub struct DnsConfig {
 }
 
 impl DnsConfig {
-    /// UDP and TCP on `addr`, with default limits.
+    /// UDP and TCP on `addr`, with default limits: TCP idle timeout 10 s (Knot's),
+    /// write timeout 5 s, 1,024 TCP connections, 16 per client address, and
+    /// [`RrlConfig::default`] (200 responses a second per /24 or /56, slip 2).
     pub fn on(addr: SocketAddr) -> Self {
         DnsConfig {
             listen: vec![addr],
             tcp_idle_timeout: Duration::from_secs(10),
+            tcp_write_timeout: Duration::from_secs(5),
             max_tcp_connections: 1024,
+            max_tcp_connections_per_client: 16,
+            rrl: RrlConfig::default(),
             admin: None,
             query_log: false,
         }
+    }
+
+    /// Why this configuration cannot be served, if it cannot.
+    fn check(&self) -> Result<(), DnsError> {
+        self.rrl.check().map_err(DnsError::Config)?;
+        for (name, value) in [
+            ("TCP idle timeout", self.tcp_idle_timeout),
+            ("TCP write timeout", self.tcp_write_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(DnsError::Config(format!(
+                    "the {name} is zero: every connection would close at once; give a \
+                     duration such as 10s"
+                )));
+            }
+        }
+        for (name, value) in [
+            ("max TCP connections", self.max_tcp_connections),
+            (
+                "max TCP connections per client",
+                self.max_tcp_connections_per_client,
+            ),
+        ] {
+            if value == 0 {
+                return Err(DnsError::Config(format!(
+                    "the {name} is 0: no TCP connection could be served; give at least 1"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -75,6 +128,8 @@ pub enum DnsError {
     },
     #[error("snapshot version {got} is older than the one applied ({applied})")]
     Stale { got: u64, applied: u64 },
+    #[error("invalid DNS server setting: {0}")]
+    Config(String),
     #[error(transparent)]
     Build(#[from] BuildError),
 }
@@ -191,6 +246,7 @@ impl Drop for DnsHandle {
 
 /// Binds every address of `config` (UDP and TCP) and serves from `server`.
 pub async fn start(config: &DnsConfig, server: Arc<DnsServer>) -> Result<DnsHandle, DnsError> {
+    config.check()?;
     let (stop, stopped) = watch::channel(false);
     let mut handle = DnsHandle {
         server: server.clone(),
@@ -203,14 +259,23 @@ pub async fn start(config: &DnsConfig, server: Arc<DnsServer>) -> Result<DnsHand
         udp_threads: Vec::new(),
     };
     let log = config.query_log;
-    let permits = Arc::new(Semaphore::new(config.max_tcp_connections.max(1)));
+    let rrl = Rrl::new(&config.rrl, Clock::monotonic()).map(Arc::new);
+    let tcp = Arc::new(TcpOptions {
+        idle: config.tcp_idle_timeout,
+        write: config.tcp_write_timeout,
+        log,
+        caps: Arc::new(TcpCaps::new(
+            config.max_tcp_connections,
+            config.max_tcp_connections_per_client,
+        )),
+    });
     for addr in &config.listen {
-        let (udp, tcp) = bind_pair(*addr).await?;
+        let (udp, tcp_listener) = bind_pair(*addr).await?;
         let udp_addr = udp.local_addr().map_err(|source| DnsError::Bind {
             addr: *addr,
             source,
         })?;
-        let tcp_addr = tcp.local_addr().map_err(|source| DnsError::Bind {
+        let tcp_addr = tcp_listener.local_addr().map_err(|source| DnsError::Bind {
             addr: *addr,
             source,
         })?;
@@ -225,14 +290,14 @@ pub async fn start(config: &DnsConfig, server: Arc<DnsServer>) -> Result<DnsHand
             })?);
         }
         for socket in sockets {
-            let (server, stop) = (server.clone(), handle.udp_stop.clone());
+            let (server, stop, rrl) = (server.clone(), handle.udp_stop.clone(), rrl.clone());
             // The caller's tracing subscriber, as the tasks on its runtime would log to.
             let dispatch = tracing::dispatcher::get_default(Clone::clone);
             let thread = std::thread::Builder::new()
                 .name("dns-udp".into())
                 .spawn(move || {
                     tracing::dispatcher::with_default(&dispatch, || {
-                        serve_udp(socket, &server, &stop, log);
+                        serve_udp(socket, &server, &stop, log, rrl.as_deref());
                     });
                 })
                 .map_err(|source| DnsError::Bind {
@@ -242,12 +307,10 @@ pub async fn start(config: &DnsConfig, server: Arc<DnsServer>) -> Result<DnsHand
             handle.udp_threads.push(thread);
         }
         handle.tasks.push(tokio::spawn(serve_tcp(
-            tcp,
+            tcp_listener,
             server.clone(),
             stopped.clone(),
-            permits.clone(),
-            config.tcp_idle_timeout,
-            log,
+            tcp.clone(),
         )));
     }
     if let Some(addr) = config.admin {
@@ -365,23 +428,39 @@ fn log_query(src: SocketAddr, transport: Transport, outcome: &Outcome, answered:
     );
 }
 
-/// One UDP worker: until `stop`, receives a batch, answers it, counts it, sends it.
-fn serve_udp(socket: std::net::UdpSocket, server: &DnsServer, stop: &AtomicBool, log: bool) {
+/// One UDP worker: until `stop`, receives a batch, answers it (each answer within its
+/// client network's rate, with `rrl`), counts it, sends it.
+fn serve_udp(
+    socket: std::net::UdpSocket,
+    server: &DnsServer,
+    stop: &AtomicBool,
+    log: bool,
+    rrl: Option<&Rrl>,
+) {
     let mut batch = udp::Batch::new(socket);
     let mut answers = Answers::default();
     let mut metrics = LocalMetrics::default();
+    // This worker's count of responses suppressed by rate limiting (for slip).
+    let mut suppressed = 0;
     while !stop.load(Ordering::Relaxed) {
         // The answers of the version current when the batch arrived.
         let mut gslb = None;
         // One clock reading per request: the end of one is the start of the next.
         let mut mark = None;
+        // One rate limiting clock reading per batch.
+        let mut now = None;
         let received = batch.recv(|request, src| {
             let gslb = gslb.get_or_insert_with(|| server.gslb.load());
             let started = mark.unwrap_or_else(Instant::now);
             if let Some(out) = answers.next(src) {
                 let (answered, done) =
                     answer_udp(gslb, request, src, log, &mut metrics, out, started);
-                if !answered {
+                let send = answered
+                    && rrl.is_none_or(|rrl| {
+                        let now = *now.get_or_insert_with(|| rrl.now());
+                        within_rate(rrl, src.ip(), now, &mut suppressed, out, &mut metrics)
+                    });
+                if !send {
                     answers.cancel();
                 }
                 mark = Some(done);
@@ -401,6 +480,29 @@ fn serve_udp(socket: std::net::UdpSocket, server: &DnsServer, stop: &AtomicBool,
         metrics.flush(&server.metrics);
         batch.send(&answers);
         answers.clear();
+    }
+}
+
+/// Rate limiting of one UDP answer in `out` to `client`: whether to send it (cut to a
+/// truncated answer when it slips).
+fn within_rate(
+    rrl: &Rrl,
+    client: IpAddr,
+    now: u64,
+    suppressed: &mut u32,
+    out: &mut Vec<u8>,
+    metrics: &mut LocalMetrics,
+) -> bool {
+    match rrl.verdict(client, now, suppressed) {
+        Verdict::Send => true,
+        Verdict::Slip if crate::rrl::slip(out) => {
+            metrics.rrl_slipped += 1;
+            true
+        }
+        Verdict::Slip | Verdict::Drop => {
+            metrics.rrl_dropped += 1;
+            false
+        }
     }
 }
 
@@ -644,36 +746,124 @@ const BATCH: usize = 32;
 /// The largest datagram received whole.
 const MAX_DATAGRAM: usize = 65_535;
 
+/// How TCP connections are served, shared by every TCP listener.
+struct TcpOptions {
+    idle: Duration,
+    write: Duration,
+    log: bool,
+    caps: Arc<TcpCaps>,
+}
+
+/// The connection caps: in all, and per client address.
+struct TcpCaps {
+    max_total: usize,
+    max_per_client: usize,
+    total: AtomicUsize,
+    /// Open connections per client address (only addresses with one open: at most
+    /// `max_total` entries).
+    per_client: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Why a connection was refused: the metric label of the cap reached.
+const CAP_TOTAL: &str = "total";
+const CAP_PER_CLIENT: &str = "per_client";
+
+impl TcpCaps {
+    fn new(max_total: usize, max_per_client: usize) -> Self {
+        TcpCaps {
+            max_total: max_total.max(1),
+            max_per_client: max_per_client.max(1),
+            total: AtomicUsize::new(0),
+            per_client: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a place for a connection from `client`, held until the [`TcpPlace`] is
+    /// dropped; `Err` with the cap reached.
+    fn admit(self: &Arc<Self>, client: IpAddr) -> Result<TcpPlace, &'static str> {
+        let client = client.to_canonical();
+        if self.total.fetch_add(1, Ordering::Relaxed) >= self.max_total {
+            self.total.fetch_sub(1, Ordering::Relaxed);
+            return Err(CAP_TOTAL);
+        }
+        let mut per_client = self
+            .per_client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let open = per_client.entry(client).or_insert(0);
+        if *open >= self.max_per_client {
+            drop(per_client);
+            self.total.fetch_sub(1, Ordering::Relaxed);
+            return Err(CAP_PER_CLIENT);
+        }
+        *open += 1;
+        Ok(TcpPlace {
+            caps: self.clone(),
+            client,
+        })
+    }
+}
+
+/// A connection's place under the caps, given back when dropped.
+struct TcpPlace {
+    caps: Arc<TcpCaps>,
+    client: IpAddr,
+}
+
+impl Drop for TcpPlace {
+    fn drop(&mut self) {
+        let mut per_client = self
+            .caps
+            .per_client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(open) = per_client.get_mut(&self.client) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                per_client.remove(&self.client);
+            }
+        }
+        drop(per_client);
+        self.caps.total.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 async fn serve_tcp(
     listener: TcpListener,
     server: Arc<DnsServer>,
     mut stopped: watch::Receiver<bool>,
-    permits: Arc<Semaphore>,
-    idle: Duration,
-    log: bool,
+    options: Arc<TcpOptions>,
 ) {
     loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            _ = stopped.changed() => return,
-        };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stopped.changed() => return,
         };
         match accepted {
             Ok((stream, src)) => {
+                let place = match options.caps.admit(src.ip()) {
+                    Ok(place) => place,
+                    Err(limit) => {
+                        // Closed at once: the client reads end of stream.
+                        drop(stream);
+                        server
+                            .metrics
+                            .tcp_refused
+                            .get_or_create(&RefusedLabels { limit })
+                            .inc();
+                        tracing::debug!(%src, limit, "tcp connection refused: cap reached");
+                        continue;
+                    }
+                };
                 let server = server.clone();
                 let stopped = stopped.clone();
+                let options = options.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = serve_connection(stream, src, &server, stopped, idle, log).await
+                    if let Err(e) = serve_connection(stream, src, &server, stopped, &options).await
                     {
                         tracing::debug!(error = %e, %src, "tcp connection ended");
                     }
-                    drop(permit);
+                    drop(place);
                 });
             }
             Err(e) => {
@@ -685,39 +875,59 @@ async fn serve_tcp(
     }
 }
 
+/// Reads one length-framed query into `buf`: its length, or `None` when the client
+/// closed the connection between two queries.
+async fn read_query(stream: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+    let mut len = [0u8; 2];
+    match stream.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = usize::from(u16::from_be_bytes(len));
+    let request = buf
+        .get_mut(..len)
+        .ok_or_else(|| std::io::Error::other("query longer than the buffer"))?;
+    stream.read_exact(request).await?;
+    Ok(Some(len))
+}
+
 async fn serve_connection(
     mut stream: TcpStream,
     src: SocketAddr,
     server: &DnsServer,
     mut stopped: watch::Receiver<bool>,
-    idle: Duration,
-    log: bool,
+    options: &TcpOptions,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
+    let timed_out = |timeout: &'static str| {
+        server
+            .metrics
+            .tcp_timeouts
+            .get_or_create(&TimeoutLabels { timeout })
+            .inc();
+    };
     let mut buf = vec![0u8; 65_535];
     loop {
-        let mut len = [0u8; 2];
+        // The whole query within the idle timeout, however slowly it trickles in.
         let read = tokio::select! {
-            r = tokio::time::timeout(idle, stream.read_exact(&mut len)) => r,
+            r = tokio::time::timeout(options.idle, read_query(&mut stream, &mut buf)) => r,
             _ = stopped.changed() => return Ok(()),
         };
-        match read {
-            Ok(Ok(_)) => {}
-            // Closed by the client, or idle too long: done.
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+        let len = match read {
+            Ok(Ok(Some(len))) => len,
+            // Closed by the client between queries: done.
+            Ok(Ok(None)) => return Ok(()),
             Ok(Err(e)) => return Err(e),
-            Err(_) => return Ok(()),
-        }
-        let len = usize::from(u16::from_be_bytes(len));
-        let Some(request) = buf.get_mut(..len) else {
+            Err(_) => {
+                timed_out("idle");
+                return Ok(());
+            }
+        };
+        let Some(request) = buf.get(..len) else {
             return Ok(());
         };
-        match tokio::time::timeout(idle, stream.read_exact(request)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Ok(()),
-        }
-        let Some(response) = answer(server, request, src, Transport::Tcp, log) else {
+        let Some(response) = answer(server, request, src, Transport::Tcp, options.log) else {
             continue;
         };
         let Ok(rlen) = u16::try_from(response.len()) else {
@@ -727,7 +937,13 @@ async fn serve_connection(
         let mut out = Vec::with_capacity(response.len() + 2);
         out.extend_from_slice(&rlen.to_be_bytes());
         out.extend_from_slice(&response);
-        stream.write_all(&out).await?;
+        match tokio::time::timeout(options.write, stream.write_all(&out)).await {
+            Ok(written) => written?,
+            Err(_) => {
+                timed_out("write");
+                return Ok(());
+            }
+        }
     }
 }
 

@@ -84,11 +84,20 @@ pub fn node_mut<'a>(body: &'a mut DnsSnapshot, id: &str) -> &'a mut NodeInfo {
 
 /// A server on 127.0.0.1:0 serving `body` at `version`.
 pub async fn serve(version: u64, body: DnsSnapshot) -> DnsHandle {
+    serve_with(version, body, |_| {}).await
+}
+
+/// [`serve`] with the default configuration changed by `configure`.
+pub async fn serve_with(
+    version: u64,
+    body: DnsSnapshot,
+    configure: impl FnOnce(&mut DnsConfig),
+) -> DnsHandle {
     let server = Arc::new(DnsServer::new());
     server.apply(&snapshot(version, body)).unwrap();
-    start(&DnsConfig::on("127.0.0.1:0".parse().unwrap()), server)
-        .await
-        .unwrap()
+    let mut config = DnsConfig::on("127.0.0.1:0".parse().unwrap());
+    configure(&mut config);
+    start(&config, server).await.unwrap()
 }
 
 /// A query message.
