@@ -5,6 +5,10 @@
 //! newer versions. Each newer snapshot goes to the data plane's `apply`; only when that
 //! succeeds is it written to disk (atomically: temp file, fsync, rename) and acknowledged
 //! by a heartbeat. Versions only move forward: an older or equal version is never applied.
+//!
+//! A node authenticates with its own credential ([`node_credential`]: exchanged once for
+//! a join token, then kept 0600 in its state directory, which is 0700), and never sends it
+//! in plain HTTP to a control plane off this host unless told `insecure`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,7 +28,12 @@ use crate::rest::Client;
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     pub endpoint: String,
+    /// The node's credential (or, in tests, the operator token).
     pub token: String,
+    /// A CA file (PEM) to trust for an `https://` endpoint beside the system's roots.
+    pub ca: Option<PathBuf>,
+    /// Allow plain `http://` to a control plane that is not on this host.
+    pub insecure: bool,
     /// This node's id in the inventory.
     pub node: String,
     pub role: Role,
@@ -40,6 +49,8 @@ impl AgentConfig {
         AgentConfig {
             endpoint: endpoint.to_owned(),
             token: token.to_owned(),
+            ca: None,
+            insecure: false,
             node: node.to_owned(),
             role,
             state_dir: state_dir.to_owned(),
@@ -120,28 +131,101 @@ pub fn load_snapshot<T: DeserializeOwned>(path: &Path) -> Option<Snapshot<T>> {
     }
 }
 
-/// Writes `snapshot` to `path` so that a crash leaves either the old or the new file.
+/// Writes `snapshot` to `path` (0600, in a 0700 directory) so that a crash leaves either
+/// the old or the new file.
 pub fn save_snapshot<T: Serialize>(path: &Path, snapshot: &Snapshot<T>) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("json.tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        serde_json::to_writer(&mut f, snapshot).map_err(std::io::Error::other)?;
-        f.flush()?;
-        f.sync_all()?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::fs::ensure_private_dir(dir)?;
     }
-    std::fs::rename(&tmp, path)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
+    let bytes = serde_json::to_vec(snapshot).map_err(std::io::Error::other)?;
+    crate::fs::write_private(path, &bytes)
+}
+
+/// Refuses to send a node's credential in plain HTTP to a control plane that is not on
+/// this host (loopback), unless `insecure`.
+pub fn check_endpoint(endpoint: &str, insecure: bool) -> Result<(), ClientError> {
+    let Some(rest) = endpoint.strip_prefix("http://") else {
+        return Ok(());
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        authority.split(':').next().unwrap_or("")
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback || insecure {
+        return Ok(());
     }
-    Ok(())
+    Err(ClientError::Config(format!(
+        "refusing to send this node's credential in plain HTTP to the control plane at {endpoint}, which is not on this host: use an https:// endpoint (with --ca FILE for a private CA), or pass --insecure if the network in between is trusted"
+    )))
+}
+
+/// The file holding `node`'s credential in `state_dir`.
+pub fn credential_path(state_dir: &Path, node: &str) -> PathBuf {
+    state_dir.join(format!("{node}.credential"))
+}
+
+/// The node's credential: the one kept in `state_dir`, or one exchanged for `join_token`
+/// (then kept there, 0600). With both, the join token is tried first (an operator
+/// re-issues one after a revocation); if the control plane refuses it (already used,
+/// expired) or cannot be reached, the kept credential is used.
+pub async fn node_credential(
+    endpoint: &str,
+    ca: Option<&Path>,
+    insecure: bool,
+    node: &str,
+    state_dir: &Path,
+    join_token: Option<&str>,
+) -> Result<String, ClientError> {
+    check_endpoint(endpoint, insecure)?;
+    let path = credential_path(state_dir, node);
+    let io = |e: std::io::Error, what: &str| {
+        ClientError::Config(format!("cannot {what} {}: {e}", path.display()))
+    };
+    crate::fs::ensure_private_dir(state_dir).map_err(|e| io(e, "create the state directory of"))?;
+    crate::fs::tighten_file(&path).map_err(|e| io(e, "tighten the mode of"))?;
+    let kept = match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => Some(t.trim().to_owned()),
+        Ok(_) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io(e, "read")),
+    };
+    let Some(join_token) = join_token.map(str::trim).filter(|t| !t.is_empty()) else {
+        return kept.ok_or_else(|| {
+            ClientError::Config(format!(
+                "node `{node}` has no credential in {}: start it once with --join-token TOKEN (the operator issues one with `lingjing node join-token {node}`)",
+                state_dir.display()
+            ))
+        });
+    };
+    let client = Client::with_ca(endpoint, "", ca)?;
+    match client.exchange_join_token(node, join_token).await {
+        Ok(credential) => {
+            crate::fs::write_private(&path, format!("{credential}\n").as_bytes())
+                .map_err(|e| io(e, "keep the node credential in"))?;
+            tracing::info!(node, path = %path.display(), "exchanged the join token for this node's credential");
+            Ok(credential)
+        }
+        Err(e) => match kept {
+            Some(k) => {
+                tracing::info!(node, reason = %e, "the join token was not exchanged; using the credential kept in the state directory");
+                Ok(k)
+            }
+            None => Err(e),
+        },
+    }
 }
 
 impl Agent {
     pub fn new(config: AgentConfig) -> Result<Agent, ClientError> {
-        let client = Client::new(&config.endpoint, &config.token)?;
+        check_endpoint(&config.endpoint, config.insecure)?;
+        let client = Client::with_ca(&config.endpoint, &config.token, config.ca.as_deref())?;
         Ok(Agent {
             config,
             client,
@@ -166,6 +250,12 @@ impl Agent {
         let applied = Arc::new(AtomicU64::new(0));
         let applied_changed = Arc::new(Notify::new());
         let path = self.config.snapshot_path();
+        // Kept from before this version, or by hand: only this user may read them.
+        if let Err(e) = crate::fs::ensure_private_dir(&self.config.state_dir)
+            .and_then(|()| crate::fs::tighten_file(&path))
+        {
+            tracing::warn!(error = %e, dir = %self.config.state_dir.display(), "cannot make the state directory private");
+        }
         if let Some(saved) = load_snapshot::<T>(&path) {
             let version = saved.version;
             match apply(Arc::new(saved)) {

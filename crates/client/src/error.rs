@@ -22,6 +22,11 @@ pub enum ClientError {
         #[source]
         source: reqwest::Error,
     },
+    /// The control plane's TLS certificate is not trusted (or not valid for its name).
+    #[error(
+        "the TLS certificate of the control plane at {endpoint} is not trusted: {detail} (give the CA that signed it with --ca FILE or LINGJING_CA; `lingjing up` keeps its CA in DATA_DIR/ca.pem)"
+    )]
+    Certificate { endpoint: String, detail: String },
     #[error("request failed: {0}")]
     Http(#[from] reqwest::Error),
     #[error("unexpected answer from the control plane: {0}")]

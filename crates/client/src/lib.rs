@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod error;
+pub mod fs;
 pub mod rest;
 
 pub use agent::{Agent, AgentConfig, AgentHandle, UsageSource};

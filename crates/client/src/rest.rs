@@ -1,6 +1,8 @@
 //! The typed REST client: one method per HTTP verb over JSON, errors decoded from the
-//! API's `{ "error": ... }` bodies.
+//! API's `{ "error": ... }` bodies. Over HTTPS it trusts the system's roots plus, when
+//! given, the CA file of a private control plane (`lingjing up` makes one).
 
+use std::path::Path;
 use std::time::Duration;
 
 use lingjing_model::snapshot::{Heartbeat, Role, Snapshot};
@@ -19,17 +21,49 @@ pub struct Client {
 }
 
 impl Client {
-    /// `endpoint` like `http://127.0.0.1:7700`; `token` is the operator token or a tenant key.
+    /// `endpoint` like `https://127.0.0.1:7700`; `token` is the operator token, a tenant
+    /// key or a node credential.
     pub fn new(endpoint: &str, token: &str) -> Result<Client, ClientError> {
+        Client::with_ca(endpoint, token, None)
+    }
+
+    /// Like [`Client::new`], also trusting the CA certificates (PEM) in the file `ca`.
+    pub fn with_ca(endpoint: &str, token: &str, ca: Option<&Path>) -> Result<Client, ClientError> {
         let endpoint = endpoint.trim_end_matches('/').to_owned();
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
             return Err(ClientError::Config(format!(
                 "endpoint `{endpoint}` must start with http:// or https://"
             )));
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .build()?;
+            // Below the control plane's idle timeout, so a pooled connection is never
+            // reused just as the server closes it.
+            .pool_idle_timeout(Duration::from_secs(20));
+        if let Some(path) = ca {
+            let pem = std::fs::read(path).map_err(|e| {
+                ClientError::Config(format!(
+                    "cannot read the CA file {}: {e} (--ca FILE or LINGJING_CA)",
+                    path.display()
+                ))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                ClientError::Config(format!(
+                    "the CA file {} holds no usable PEM certificate: {e}",
+                    path.display()
+                ))
+            })?;
+            if certs.is_empty() {
+                return Err(ClientError::Config(format!(
+                    "the CA file {} holds no PEM certificate",
+                    path.display()
+                )));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build()?;
         Ok(Client {
             http,
             endpoint,
@@ -49,7 +83,12 @@ impl Client {
 
     async fn send(&self, req: RequestBuilder) -> Result<Response, ClientError> {
         let res = req.send().await.map_err(|e| {
-            if e.is_connect() || e.is_timeout() {
+            if let Some(detail) = certificate_problem(&e) {
+                ClientError::Certificate {
+                    endpoint: self.endpoint.clone(),
+                    detail,
+                }
+            } else if e.is_connect() || e.is_timeout() {
                 ClientError::Unreachable {
                     endpoint: self.endpoint.clone(),
                     source: e,
@@ -157,6 +196,25 @@ impl Client {
         Self::json(res).await.map(Some)
     }
 
+    /// Exchanges a one-time join token for `node`'s credential (needs no token of its own).
+    pub async fn exchange_join_token(
+        &self,
+        node: &str,
+        join_token: &str,
+    ) -> Result<String, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Credential {
+            credential: String,
+        }
+        let req = self
+            .http
+            .post(format!("{}/v1/nodes/{node}/credential", self.endpoint))
+            .timeout(Duration::from_secs(30))
+            .json(&serde_json::json!({ "join_token": join_token.trim() }));
+        let c: Credential = Self::json(self.send(req).await?).await?;
+        Ok(c.credential)
+    }
+
     /// Reports `node` alive with what it has applied (the first call registers it).
     pub async fn heartbeat(&self, node: &str, beat: &Heartbeat) -> Result<(), ClientError> {
         let req = self
@@ -166,4 +224,17 @@ impl Client {
         self.send(req).await?;
         Ok(())
     }
+}
+
+/// The TLS certificate problem behind a failed request, if that is what failed it.
+fn certificate_problem(e: &reqwest::Error) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        let text = err.to_string();
+        if text.contains("certificate") || text.contains("UnknownIssuer") {
+            return Some(text);
+        }
+        source = err.source();
+    }
+    None
 }
