@@ -1,5 +1,10 @@
-//! Who is calling: the operator (fleet-wide token) or a tenant (an API key scoped to its
-//! own resources). Keys are stored only as SHA-256 hashes.
+//! Who is calling: the operator (fleet-wide token), a tenant (an API key scoped to its
+//! own resources) or a node (its own credential, for its own snapshot and heartbeats).
+//! Keys, node credentials and join tokens are stored only as SHA-256 hashes.
+//!
+//! [`Caller`] is the extractor of operator and tenant routes: a node credential gets 403
+//! there. [`DataPlaneCaller`] is the extractor of the data planes' routes (snapshots,
+//! heartbeats): the operator or a node, a tenant key gets 403.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -60,7 +65,67 @@ pub async fn create_api_key(
     Ok((id, secret))
 }
 
+/// Prefix of node credentials (`ljn_...`).
+pub const NODE_CREDENTIAL_PREFIX: &str = "ljn_";
+/// Prefix of join tokens (`ljj_...`).
+pub const JOIN_TOKEN_PREFIX: &str = "ljj_";
+
+/// Who presented a valid token, before the route decides what it may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Operator,
+    Tenant(String),
+    Node(String),
+}
+
+/// The caller of a data-plane route: the operator, or a node with its own credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataPlaneCaller {
+    Operator,
+    Node(String),
+}
+
+impl DataPlaneCaller {
+    /// Refuses a node acting for another node.
+    pub fn require_node(&self, id: &str) -> Result<(), ApiError> {
+        match self {
+            DataPlaneCaller::Node(me) if me != id => Err(ApiError::Forbidden(format!(
+                "this node credential belongs to node `{me}`: it may act only for its own node, not for `{id}`"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match Principal::from_request_parts(parts, state).await? {
+            Principal::Operator => Ok(Caller::Operator),
+            Principal::Tenant(t) => Ok(Caller::Tenant(t)),
+            Principal::Node(n) => Err(ApiError::Forbidden(format!(
+                "this is node `{n}`'s credential: it may only read its own role's snapshot and post its own heartbeats; use the operator token or a tenant API key"
+            ))),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for DataPlaneCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match Principal::from_request_parts(parts, state).await? {
+            Principal::Operator => Ok(DataPlaneCaller::Operator),
+            Principal::Node(n) => Ok(DataPlaneCaller::Node(n)),
+            Principal::Tenant(_) => Err(ApiError::Forbidden(
+                "snapshots and heartbeats are for data-plane nodes (their node credential) and the operator; tenant API keys manage only their own services".into(),
+            )),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
@@ -82,16 +147,33 @@ impl FromRequestParts<AppState> for Caller {
             })?;
         let hash = sha256_hex(token);
         if hash == state.operator_token_sha256 {
-            return Ok(Caller::Operator);
+            return Ok(Principal::Operator);
         }
         if token.starts_with("ljk_") {
             let row = sqlx::query("SELECT tenant_id FROM api_keys WHERE secret_sha256 = $1")
-                .bind(hash)
+                .bind(hash.clone())
                 .fetch_optional(state.store.pool())
                 .await?;
             if let Some(row) = row {
-                return Ok(Caller::Tenant(row.try_get::<String, _>(0)?));
+                return Ok(Principal::Tenant(row.try_get::<String, _>(0)?));
             }
+        }
+        if token.starts_with(NODE_CREDENTIAL_PREFIX) {
+            let row = sqlx::query("SELECT node_id FROM node_credentials WHERE secret_sha256 = $1")
+                .bind(hash)
+                .fetch_optional(state.store.pool())
+                .await?;
+            return match row {
+                Some(row) => Ok(Principal::Node(row.try_get::<String, _>(0)?)),
+                None => Err(ApiError::Unauthorized(
+                    "this node credential is not valid (revoked, or its node was deleted): issue a join token with `lingjing node join-token NODE` and restart the node with --join-token".into(),
+                )),
+            };
+        }
+        if token.starts_with(JOIN_TOKEN_PREFIX) {
+            return Err(ApiError::Unauthorized(
+                "a join token is not a credential: a node exchanges it once at POST /v1/nodes/{id}/credential (start the node with --join-token)".into(),
+            ));
         }
         Err(ApiError::Unauthorized(
             "the token is not valid: check LINGJING_TOKEN or the key you were given".into(),

@@ -1,5 +1,9 @@
 //! The data planes' side of the API: long-polled snapshots per role, and heartbeats that
 //! register a node and acknowledge the snapshot version it has applied.
+//!
+//! A node's credential reaches only its own node: the snapshot of a role the node has in
+//! the inventory, and heartbeats (with usage and acknowledgements) for its own id. The
+//! operator token reaches all of them.
 
 use std::time::Duration;
 
@@ -8,12 +12,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use lingjing_model::Node;
 use lingjing_model::snapshot::{Heartbeat, Role};
+use lingjing_model::{Node, NodeRole};
 use serde::Deserialize;
 
 use super::{ApiJson, ApiQuery, AppState};
-use crate::auth::Caller;
+use crate::auth::DataPlaneCaller;
 use crate::error::ApiError;
 use crate::store::{
     HeartbeatRecord, get_doc, publish_load, record_heartbeat, record_load, record_usage,
@@ -47,19 +51,51 @@ fn parse_role(role: &str) -> Result<Role, ApiError> {
     role.parse().map_err(ApiError::NotFound)
 }
 
+/// Whether a node with `roles` runs the data plane of `role`.
+pub fn node_has_role(roles: &[NodeRole], role: Role) -> bool {
+    roles.iter().any(|r| match role {
+        Role::Edge => matches!(r, NodeRole::Edge | NodeRole::Parent),
+        Role::Dns => matches!(r, NodeRole::Dns),
+    })
+}
+
+/// Refuses a node credential asking for a role its node does not have.
+fn require_role(node: &Node, role: Role) -> Result<(), ApiError> {
+    if node_has_role(&node.roles, role) {
+        return Ok(());
+    }
+    let roles: Vec<String> = node.roles.iter().map(ToString::to_string).collect();
+    Err(ApiError::Forbidden(format!(
+        "node `{}` has the roles [{}]: its credential may not read or report for the {role} role",
+        node.id,
+        roles.join(", ")
+    )))
+}
+
 async fn snapshot(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: DataPlaneCaller,
     Path(role): Path<String>,
     ApiQuery(params): ApiQuery<SnapshotParams>,
 ) -> Result<Response, ApiError> {
-    caller.require_operator()?;
     let role = parse_role(&role)?;
-    if let Some(node) = &params.node {
+    let node = match (&caller, &params.node) {
+        (DataPlaneCaller::Node(me), asked) => {
+            if let Some(asked) = asked {
+                caller.require_node(asked)?;
+            }
+            Some(me)
+        }
+        (DataPlaneCaller::Operator, asked) => asked.as_ref(),
+    };
+    if let Some(node) = node {
         let mut conn = state.store.pool().acquire().await?;
-        get_doc::<Node>(&mut conn, node)
+        let doc = get_doc::<Node>(&mut conn, node)
             .await?
             .ok_or_else(|| ApiError::not_found("node", node))?;
+        if matches!(caller, DataPlaneCaller::Node(_)) {
+            require_role(&doc, role)?;
+        }
     }
     let wait = params
         .timeout_ms
@@ -86,15 +122,18 @@ async fn snapshot(
 
 async fn heartbeat(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: DataPlaneCaller,
     Path(id): Path<String>,
     ApiJson(beat): ApiJson<Heartbeat>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require_operator()?;
+    caller.require_node(&id)?;
     let mut w = state.store.write(false).await?;
-    get_doc::<Node>(&mut w.tx, &id)
+    let node = get_doc::<Node>(&mut w.tx, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("node", &id))?;
+    if matches!(caller, DataPlaneCaller::Node(_)) {
+        require_role(&node, beat.role)?;
+    }
     let mut load = None;
     let now = crate::time::now_ms();
     if beat.usage_seq > 0 {

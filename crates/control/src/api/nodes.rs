@@ -1,0 +1,214 @@
+//! Node credentials: the operator issues a one-time join token for a node
+//! (`POST /v1/nodes/{id}/join-token`), the node exchanges it once for its own long-lived
+//! credential (`POST /v1/nodes/{id}/credential`), and the operator can revoke that at once
+//! (`POST /v1/nodes/{id}/revoke`). Tokens and credentials are stored only as SHA-256
+//! hashes; a node has at most one credential (a new exchange replaces the old one).
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, response::IntoResponse};
+use lingjing_model::Node;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use utoipa::ToSchema;
+
+use super::{ApiJson, ApiQuery, AppState};
+use crate::auth::{Caller, JOIN_TOKEN_PREFIX, NODE_CREDENTIAL_PREFIX, random_hex, sha256_hex};
+use crate::error::ApiError;
+use crate::store::get_doc;
+
+/// How long a join token stays valid by default (seconds).
+pub const DEFAULT_JOIN_TOKEN_TTL_S: u64 = 3600;
+/// The longest a join token may stay valid (seconds): a week.
+pub const MAX_JOIN_TOKEN_TTL_S: u64 = 7 * 24 * 3600;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/nodes/{id}/join-token", post(issue_join_token))
+        .route("/v1/nodes/{id}/credential", post(exchange))
+        .route("/v1/nodes/{id}/revoke", post(revoke))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct JoinTokenParams {
+    /// Seconds the token stays valid (default 3600, at most a week).
+    ttl_s: Option<u64>,
+}
+
+/// A new join token, shown only once.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JoinToken {
+    pub node: String,
+    /// The one-time secret: start the node with `--join-token` set to it.
+    pub join_token: String,
+    /// When it stops being accepted (RFC 3339).
+    pub expires_at: String,
+}
+
+/// What a node presents to get its credential.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CredentialRequest {
+    pub join_token: String,
+}
+
+/// A node's credential, shown only once: the node keeps it in its state directory.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NodeCredential {
+    pub node: String,
+    pub credential: String,
+}
+
+/// What a revocation removed.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Revoked {
+    pub node: String,
+    /// Whether the node had a credential (it no longer works).
+    pub credential: bool,
+    /// Unused join tokens of the node that no longer work.
+    pub join_tokens: u64,
+}
+
+async fn node_exists(state: &AppState, id: &str) -> Result<(), ApiError> {
+    let mut conn = state.store.pool().acquire().await?;
+    get_doc::<Node>(&mut conn, id)
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| ApiError::not_found("node", id))
+}
+
+async fn issue_join_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<JoinTokenParams>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_operator()?;
+    let ttl_s = params.ttl_s.unwrap_or(DEFAULT_JOIN_TOKEN_TTL_S);
+    if ttl_s == 0 || ttl_s > MAX_JOIN_TOKEN_TTL_S {
+        return Err(ApiError::invalid(
+            "ttl_s",
+            format!("must be between 1 and {MAX_JOIN_TOKEN_TTL_S} seconds"),
+        ));
+    }
+    node_exists(&state, &id).await?;
+    let secret = format!("{JOIN_TOKEN_PREFIX}{}", random_hex(24));
+    let expires_ms = crate::time::now_ms().saturating_add((ttl_s * 1000) as i64);
+    let mut w = state.store.write(false).await?;
+    sqlx::query(
+        "INSERT INTO node_join_tokens (secret_sha256, node_id, created_at, expires_at_ms) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(sha256_hex(&secret))
+    .bind(id.clone())
+    .bind(crate::time::now_rfc3339())
+    .bind(expires_ms)
+    .execute(&mut *w.tx)
+    .await?;
+    w.commit().await?;
+    tracing::info!(node = %id, ttl_s, "join token issued");
+    Ok((
+        StatusCode::CREATED,
+        Json(JoinToken {
+            node: id,
+            join_token: secret,
+            expires_at: crate::time::rfc3339_from_ms(expires_ms),
+        }),
+    ))
+}
+
+/// Exchanges a join token for the node's credential. Needs no `Authorization`: the join
+/// token is the proof. The token is used up even if the node never keeps the answer.
+async fn exchange(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<CredentialRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let hash = sha256_hex(req.join_token.trim());
+    let now = crate::time::now_ms();
+    let mut w = state.store.write(false).await?;
+    let used = sqlx::query(
+        "UPDATE node_join_tokens SET used_at = $1 WHERE secret_sha256 = $2 AND node_id = $3 AND used_at IS NULL AND expires_at_ms > $4 RETURNING node_id",
+    )
+    .bind(crate::time::now_rfc3339())
+    .bind(hash.clone())
+    .bind(id.clone())
+    .bind(now)
+    .fetch_optional(&mut *w.tx)
+    .await?;
+    if used.is_none() {
+        let row = sqlx::query(
+            "SELECT node_id, used_at, expires_at_ms FROM node_join_tokens WHERE secret_sha256 = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&mut *w.tx)
+        .await?;
+        let why = match row {
+            None => "is not valid (mistyped, or revoked)".to_owned(),
+            Some(r) => {
+                let node: String = r.try_get(0)?;
+                let used_at: Option<String> = r.try_get(1)?;
+                if node != id {
+                    format!("was issued for node `{node}`, not `{id}`")
+                } else if let Some(at) = used_at {
+                    format!("was already used (at {at}); a join token works once")
+                } else {
+                    "has expired".to_owned()
+                }
+            }
+        };
+        return Err(ApiError::Unauthorized(format!(
+            "this join token {why}: issue a new one with `lingjing node join-token {id}`"
+        )));
+    }
+    let credential = format!("{NODE_CREDENTIAL_PREFIX}{}", random_hex(32));
+    sqlx::query("DELETE FROM node_credentials WHERE node_id = $1")
+        .bind(id.clone())
+        .execute(&mut *w.tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO node_credentials (node_id, secret_sha256, created_at) VALUES ($1, $2, $3)",
+    )
+    .bind(id.clone())
+    .bind(sha256_hex(&credential))
+    .bind(crate::time::now_rfc3339())
+    .execute(&mut *w.tx)
+    .await?;
+    w.commit().await?;
+    tracing::info!(node = %id, "node credential issued for a join token");
+    Ok((
+        StatusCode::CREATED,
+        Json(NodeCredential {
+            node: id,
+            credential,
+        }),
+    ))
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Revoked>, ApiError> {
+    caller.require_operator()?;
+    node_exists(&state, &id).await?;
+    let mut w = state.store.write(false).await?;
+    let credential = sqlx::query("DELETE FROM node_credentials WHERE node_id = $1")
+        .bind(id.clone())
+        .execute(&mut *w.tx)
+        .await?
+        .rows_affected();
+    let join_tokens =
+        sqlx::query("DELETE FROM node_join_tokens WHERE node_id = $1 AND used_at IS NULL")
+            .bind(id.clone())
+            .execute(&mut *w.tx)
+            .await?
+            .rows_affected();
+    w.commit().await?;
+    tracing::info!(node = %id, credential, join_tokens, "node credential revoked");
+    Ok(Json(Revoked {
+        node: id,
+        credential: credential > 0,
+        join_tokens,
+    }))
+}
