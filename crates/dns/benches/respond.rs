@@ -1,8 +1,10 @@
 //! A micro benchmark of answering one query, without sockets: the fast path
 //! (`respond`) against the hickory path (`respond_traced` with `detail`), and the full
 //! decision alone (`Gslb::answer_labels`, what the hickory path steers with), for a
-//! plain A query and one with ECS, over the fuzz targets' snapshot. No criterion: a
-//! fixed number of rounds, the best of a few runs, in ns per query.
+//! plain A query and one with ECS, over the fuzz targets' snapshot; and what response
+//! rate limiting adds to a UDP answer within the rate (`Rrl::allow`, over 4,096 client
+//! networks). No criterion: a fixed number of rounds, the best of a few runs, in ns per
+//! query.
 //!
 //!     cargo bench -p lingjing-dns --bench respond [-- FILTER]   # e.g. `-- fast`
 
@@ -15,7 +17,8 @@ use std::hint::black_box;
 use std::net::IpAddr;
 use std::time::Instant;
 
-use lingjing_dns::{Gslb, Transport, respond, respond_traced};
+use lingjing_dns::rrl::{Clock, Rrl};
+use lingjing_dns::{Gslb, RrlConfig, Transport, respond, respond_traced};
 
 const ROUNDS: u32 = 300_000;
 
@@ -102,4 +105,18 @@ fn main() {
             ));
         });
     }
+    // A rate no client reaches here: every check passes, as for most answers.
+    let config = RrlConfig {
+        responses_per_second: 1_000_000,
+        burst: 1_000_000,
+        ..RrlConfig::default()
+    };
+    let rrl = Rrl::new(&config, Clock::monotonic()).unwrap();
+    let now = rrl.now();
+    let mut i = 0u32;
+    time("rrl: allow, within the rate", || {
+        i = i.wrapping_add(1);
+        let client = IpAddr::from(((i & 4095) << 8).to_be_bytes());
+        assert!(rrl.allow(black_box(client), now));
+    });
 }
