@@ -34,6 +34,10 @@ pub struct Reference {
 pub struct ViewContext {
     /// The platform DNS zone, e.g. `cdn.lingjing.test.`.
     pub zone: String,
+    /// The operator's trust settings (allowed origin networks, reserved labels, ...).
+    pub policy: crate::policy::TrustPolicy,
+    /// Where this control plane's API listens: never a tenant's origin.
+    pub control_endpoint: Option<std::net::SocketAddr>,
 }
 
 /// A resource kind of the REST API.
@@ -73,9 +77,14 @@ pub trait Resource:
     fn after_write(
         &self,
         _conn: &mut AnyConnection,
+        _ctx: &ViewContext,
     ) -> impl Future<Output = Result<(), ApiError>> + Send {
         async { Ok(()) }
     }
+
+    /// On replace, before validation: carry over write-only secrets the caller left out
+    /// (reads never return them).
+    fn keep_secrets(&mut self, _existing: &Self) {}
 
     /// Checks before a delete, inside the write transaction.
     fn before_delete(
@@ -172,7 +181,11 @@ impl Resource for Region {
             .map(|p| reference::<Region>("parent", p))
             .collect()
     }
-    async fn after_write(&self, conn: &mut AnyConnection) -> Result<(), ApiError> {
+    async fn after_write(
+        &self,
+        conn: &mut AnyConnection,
+        _ctx: &ViewContext,
+    ) -> Result<(), ApiError> {
         let regions: BTreeMap<String, Region> = list_docs::<Region>(conn)
             .await?
             .into_iter()
@@ -298,7 +311,11 @@ impl Resource for Site {
         refs
     }
     /// Caches fill from their parent site: the chain of parents must end.
-    async fn after_write(&self, conn: &mut AnyConnection) -> Result<(), ApiError> {
+    async fn after_write(
+        &self,
+        conn: &mut AnyConnection,
+        _ctx: &ViewContext,
+    ) -> Result<(), ApiError> {
         let parents: BTreeMap<String, Option<String>> = list_docs::<Site>(conn)
             .await?
             .into_iter()
@@ -374,7 +391,11 @@ impl Resource for Node {
     fn references(&self) -> Vec<Reference> {
         vec![reference::<Site>("site", &self.site)]
     }
-    async fn after_write(&self, conn: &mut AnyConnection) -> Result<(), ApiError> {
+    async fn after_write(
+        &self,
+        conn: &mut AnyConnection,
+        _ctx: &ViewContext,
+    ) -> Result<(), ApiError> {
         let elsewhere = sqlx::query(
             "SELECT a.address, p.id FROM ip_allocations a JOIN ip_pools p ON p.id = a.pool_id \
              WHERE a.node_id = $1 AND p.site_id <> $2 LIMIT 1",
@@ -444,7 +465,11 @@ impl Resource for IpPool {
         refs.extend(self.line.iter().map(|l| reference::<Line>("line", l)));
         refs
     }
-    async fn after_write(&self, conn: &mut AnyConnection) -> Result<(), ApiError> {
+    async fn after_write(
+        &self,
+        conn: &mut AnyConnection,
+        _ctx: &ViewContext,
+    ) -> Result<(), ApiError> {
         // An address in two pools could be handed to two nodes.
         for other in list_docs::<IpPool>(&mut *conn).await? {
             let overlap = other.cidr.contains(&self.cidr.network())
@@ -569,6 +594,8 @@ pub struct ServiceView {
     pub service: Service,
     /// Point the tenant's hostnames here (a CNAME), e.g. `demo.cdn.lingjing.test.`.
     pub cname: String,
+    /// Each hostname's domain-control state; only `verified` names are served.
+    pub hostname_status: Vec<crate::hostnames::HostnameStatus>,
 }
 
 impl Resource for Service {
@@ -586,6 +613,14 @@ impl Resource for Service {
     }
     fn columns(&self) -> Vec<(&'static str, Option<String>)> {
         vec![("tenant_id", Some(self.tenant.clone()))]
+    }
+    fn keep_secrets(&mut self, existing: &Self) {
+        if let (Some(new), Some(old)) = (&mut self.tls, &existing.tls)
+            && new.key_pem.is_empty()
+            && new.cert_pem == old.cert_pem
+        {
+            new.key_pem = old.key_pem.clone();
+        }
     }
     fn references(&self) -> Vec<Reference> {
         let s = &self.steering;
@@ -615,25 +650,17 @@ impl Resource for Service {
         );
         refs
     }
-    async fn after_write(&self, conn: &mut AnyConnection) -> Result<(), ApiError> {
+    async fn after_write(
+        &self,
+        conn: &mut AnyConnection,
+        ctx: &ViewContext,
+    ) -> Result<(), ApiError> {
+        crate::hostnames::check_service_id(&self.id, ctx)?;
         for (i, host) in self.hostnames.iter().enumerate() {
-            let row = sqlx::query(
-                "SELECT service_id FROM service_hostnames WHERE hostname = $1 AND service_id <> $2",
-            )
-            .bind(host.clone())
-            .bind(self.id.clone())
-            .fetch_optional(&mut *conn)
-            .await?;
-            if row.is_some() {
-                return Err(ApiError::Conflict {
-                    code: "hostname_taken",
-                    message: format!(
-                        "`{host}` is already served by another service; remove it there first"
-                    ),
-                    field: Some(format!("hostnames[{i}]")),
-                });
-            }
+            crate::hostnames::check_name(&format!("hostnames[{i}]"), host, ctx)?;
         }
+        crate::origins::check_service(conn, self, ctx).await?;
+        crate::hostnames::check_ownership(conn, self).await?;
         let record = sqlx::query("SELECT id FROM dns_records WHERE name = $1")
             .bind(self.id.to_ascii_lowercase())
             .fetch_optional(&mut *conn)
@@ -649,29 +676,27 @@ impl Resource for Service {
                 field: Some("id".into()),
             });
         }
-        sqlx::query("DELETE FROM service_hostnames WHERE service_id = $1")
-            .bind(self.id.clone())
-            .execute(&mut *conn)
-            .await?;
-        for host in &self.hostnames {
-            sqlx::query("INSERT INTO service_hostnames (hostname, service_id) VALUES ($1, $2)")
-                .bind(host.clone())
-                .bind(self.id.clone())
-                .execute(&mut *conn)
-                .await?;
-        }
+        crate::hostnames::sync(conn, self).await?;
         Ok(())
     }
     async fn views(
-        _conn: &mut AnyConnection,
+        conn: &mut AnyConnection,
         items: Vec<Self>,
         ctx: &ViewContext,
     ) -> Result<Vec<Self::View>, StoreError> {
+        let mut states = crate::hostnames::statuses(conn, &items).await?;
         Ok(items
             .into_iter()
-            .map(|service| ServiceView {
-                cname: format!("{}.{}", service.id, ctx.zone),
-                service,
+            .map(|mut service| {
+                // Private keys are write-only: never returned.
+                if let Some(tls) = &mut service.tls {
+                    tls.key_pem = String::new();
+                }
+                ServiceView {
+                    cname: format!("{}.{}", service.id, ctx.zone),
+                    hostname_status: states.remove(&service.id).unwrap_or_default(),
+                    service,
+                }
             })
             .collect())
     }
@@ -711,7 +736,11 @@ impl Resource for DnsRecord {
             ("rtype", Some(self.rtype.as_str().to_owned())),
         ]
     }
-    async fn after_write(&self, conn: &mut AnyConnection) -> Result<(), ApiError> {
+    async fn after_write(
+        &self,
+        conn: &mut AnyConnection,
+        _ctx: &ViewContext,
+    ) -> Result<(), ApiError> {
         let owner = record_owner(self);
         let service = sqlx::query("SELECT id FROM services WHERE id = $1")
             .bind(owner.clone())

@@ -12,7 +12,7 @@ use sqlx::{AnyConnection, Row};
 use tokio::sync::watch;
 
 use crate::error::StoreError;
-use crate::resource::node_addresses;
+use crate::resource::{ViewContext, node_addresses};
 use crate::store::{Store, list_docs};
 
 /// A serialised snapshot, shared (without copying) by every poller of that version.
@@ -22,15 +22,15 @@ pub type Body = axum::body::Bytes;
 pub struct Hub {
     version: watch::Sender<u64>,
     cache: Mutex<HashMap<Role, (u64, Body)>>,
-    zone: String,
+    ctx: Arc<ViewContext>,
 }
 
 impl Hub {
-    pub fn new(version: u64, zone: String) -> Arc<Hub> {
+    pub fn new(version: u64, ctx: Arc<ViewContext>) -> Arc<Hub> {
         Arc::new(Hub {
             version: watch::Sender::new(version),
             cache: Mutex::new(HashMap::new()),
-            zone,
+            ctx,
         })
     }
 
@@ -75,8 +75,8 @@ impl Hub {
         }
         let mut tx = store.read().await?;
         let bytes = match role {
-            Role::Edge => encode(build_edge(&mut tx).await?)?,
-            Role::Dns => encode(build_dns(&mut tx, &self.zone).await?)?,
+            Role::Edge => encode(build_edge(&mut tx, &self.ctx).await?)?,
+            Role::Dns => encode(build_dns(&mut tx, &self.ctx.zone).await?)?,
         };
         tx.commit().await?;
         let (version, json) = bytes;
@@ -135,7 +135,10 @@ async fn node_infos(conn: &mut AnyConnection) -> Result<Vec<NodeInfo>, StoreErro
 pub const MAX_SNAPSHOT_PURGES: i64 = 10_000;
 
 /// Builds the edge snapshot from one consistent read.
-pub async fn build_edge(conn: &mut AnyConnection) -> Result<Snapshot<EdgeSnapshot>, StoreError> {
+pub async fn build_edge(
+    conn: &mut AnyConnection,
+    ctx: &ViewContext,
+) -> Result<Snapshot<EdgeSnapshot>, StoreError> {
     let version = version(conn).await?;
     let mut purges = crate::api::purges::recent_purges(&mut *conn, MAX_SNAPSHOT_PURGES + 1).await?;
     let purges_complete_after = if purges.len() as i64 > MAX_SNAPSHOT_PURGES {
@@ -144,12 +147,14 @@ pub async fn build_edge(conn: &mut AnyConnection) -> Result<Snapshot<EdgeSnapsho
         0
     };
     purges.reverse();
+    let services = list_docs::<Service>(conn).await?;
     let body = EdgeSnapshot {
-        services: list_docs::<Service>(conn).await?,
+        services: crate::hostnames::only_verified(conn, services).await?,
         sites: list_docs::<Site>(conn).await?,
         nodes: node_infos(conn).await?,
         purges,
         purges_complete_after,
+        origin_policy: crate::origins::policy(conn, ctx).await?,
     };
     Ok(Snapshot {
         version,
@@ -185,7 +190,8 @@ pub async fn build_dns(
     zone: &str,
 ) -> Result<Snapshot<DnsSnapshot>, StoreError> {
     let version = version(conn).await?;
-    let mut services = list_docs::<Service>(conn).await?;
+    let services = list_docs::<Service>(conn).await?;
+    let mut services = crate::hostnames::only_verified(conn, services).await?;
     for s in &mut services {
         s.tls = None;
     }

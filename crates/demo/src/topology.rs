@@ -199,6 +199,7 @@ pub fn demo_topology(origin: SocketAddr) -> DemoTopology {
                 ignore_query: true,
                 sort_query: false,
                 key_headers: Vec::new(),
+                cache_set_cookie: false,
             },
             CacheRule {
                 path: "/api/*".into(),
@@ -207,6 +208,7 @@ pub fn demo_topology(origin: SocketAddr) -> DemoTopology {
                 ignore_query: false,
                 sort_query: false,
                 key_headers: Vec::new(),
+                cache_set_cookie: false,
             },
         ],
         steering: SteeringPolicy {

@@ -76,6 +76,11 @@ pub struct CacheRule {
     /// Request headers included in the cache key.
     #[serde(default)]
     pub key_headers: Vec<String>,
+    /// Store responses that carry `Set-Cookie` in the shared cache (the cookie is
+    /// stripped from what is stored and served from cache). Off: such responses are not
+    /// stored.
+    #[serde(default)]
+    pub cache_set_cookie: bool,
 }
 
 /// A PEM certificate chain and private key.

@@ -89,6 +89,10 @@ pub struct EdgeSnapshot {
     /// an older version than this may have missed one and must drop its whole cache.
     #[serde(default)]
     pub purges_complete_after: u64,
+    /// Which addresses an origin (or a parent) may resolve to: checked again at connect
+    /// time, after name resolution, so DNS rebinding cannot reach the platform.
+    #[serde(default)]
+    pub origin_policy: crate::OriginPolicy,
 }
 
 /// What a GSLB DNS server needs: the zone, the classification tables and the candidates.

@@ -136,7 +136,7 @@ async fn create<R: Resource>(
     }
     check_references(&mut w.tx, &item).await?;
     insert_doc(&mut w.tx, &item).await?;
-    item.after_write(&mut w.tx).await?;
+    item.after_write(&mut w.tx, &state.views).await?;
     state.published(w.commit().await?);
     tracing::info!(kind = R::KIND, id = item.id(), "created");
     Ok((StatusCode::CREATED, Json(view_one(&state, item).await?)))
@@ -146,7 +146,7 @@ async fn replace<R: Resource>(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    ApiJson(item): ApiJson<R>,
+    ApiJson(mut item): ApiJson<R>,
 ) -> Result<Json<R::View>, ApiError> {
     check_kind_access::<R>(&caller, true)?;
     if item.id() != id {
@@ -158,12 +158,13 @@ async fn replace<R: Resource>(
             ),
         ));
     }
-    item.validate()?;
     let mut w = state.store.write(true).await?;
     let existing = get_doc::<R>(&mut w.tx, &id)
         .await?
         .filter(|i| permitted(&caller, i))
         .ok_or_else(|| ApiError::not_found(R::KIND, &id))?;
+    item.keep_secrets(&existing);
+    item.validate()?;
     if !permitted(&caller, &item) || existing.tenant() != item.tenant() {
         return Err(ApiError::invalid(
             "tenant",
@@ -172,7 +173,7 @@ async fn replace<R: Resource>(
     }
     check_references(&mut w.tx, &item).await?;
     update_doc(&mut w.tx, &item).await?;
-    item.after_write(&mut w.tx).await?;
+    item.after_write(&mut w.tx, &state.views).await?;
     state.published(w.commit().await?);
     tracing::info!(kind = R::KIND, id = item.id(), "updated");
     Ok(Json(view_one(&state, item).await?))

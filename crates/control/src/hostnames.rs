@@ -1,0 +1,413 @@
+//! Hostname ownership and domain control. A hostname (or wildcard) belongs to one tenant:
+//! no other tenant may claim the same name, a wildcard covering it, or a name under its
+//! wildcard. Public suffixes, wildcards directly under one, and names in the platform zone
+//! are refused. A new hostname is `pending` until its tenant proves control with a TXT
+//! record `_lingjing-challenge.<name>` holding the hostname's token, or the operator
+//! approves it; data planes see only `verified` names.
+//!
+//! Rows live in `service_hostnames` (hostname, service, state, token, and the labels
+//! reversed, `example.demo.*`, so "names under this wildcard" is one indexed prefix query).
+//! Every check is a handful of indexed lookups per hostname: linear in the input.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use lingjing_model::Service;
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, Row};
+use utoipa::ToSchema;
+
+use crate::auth::random_hex;
+use crate::error::{ApiError, StoreError};
+use crate::resource::ViewContext;
+
+/// The TXT owner label a tenant publishes its token under.
+pub const CHALLENGE_LABEL: &str = "_lingjing-challenge";
+
+/// Whether a hostname may be served yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HostnameState {
+    /// Waiting for proof of domain control; not served.
+    Pending,
+    /// Proven (or approved by the operator); served by edges and DNS.
+    Verified,
+}
+
+impl HostnameState {
+    fn as_str(self) -> &'static str {
+        match self {
+            HostnameState::Pending => "pending",
+            HostnameState::Verified => "verified",
+        }
+    }
+    fn parse(s: &str) -> HostnameState {
+        if s == "verified" {
+            HostnameState::Verified
+        } else {
+            HostnameState::Pending
+        }
+    }
+}
+
+/// A hostname's domain-control state and what to publish to prove control.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HostnameStatus {
+    pub hostname: String,
+    pub state: HostnameState,
+    /// Publish a TXT record with this name...
+    pub challenge_name: String,
+    /// ... holding this value, then `POST /v1/services/{id}/verify`.
+    pub challenge_value: String,
+    /// When it was verified (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<String>,
+    /// Why the last check did not verify it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// `*.a.b` -> `a.b`; `a.b` -> `a.b`.
+fn base(host: &str) -> &str {
+    host.strip_prefix("*.").unwrap_or(host)
+}
+
+/// The name the TXT challenge is published under: `_lingjing-challenge.<name>` (for a
+/// wildcard, under the name it covers).
+pub fn challenge_name(host: &str) -> String {
+    format!("{CHALLENGE_LABEL}.{}", base(host))
+}
+
+/// Labels reversed and joined: `www.demo.example` -> `example.demo.www`.
+pub fn reversed(host: &str) -> String {
+    host.rsplit('.').collect::<Vec<_>>().join(".")
+}
+
+/// Checks a hostname against the public suffix list and the platform zone, naming
+/// `field` in the error.
+pub fn check_name(field: &str, host: &str, ctx: &ViewContext) -> Result<(), ApiError> {
+    let name = base(host);
+    let wildcard = host.starts_with("*.");
+    let suffix = psl::suffix(name.as_bytes()).map(|s| s.as_bytes().to_vec());
+    if suffix.as_deref() == Some(name.as_bytes()) {
+        return Err(ApiError::invalid(
+            field,
+            if wildcard {
+                format!(
+                    "`{host}` covers every name under the public suffix `{name}`; claim names of your own domain instead"
+                )
+            } else {
+                format!("`{host}` is a public suffix, not a domain anyone can own")
+            },
+        ));
+    }
+    let zone = ctx.zone.trim_end_matches('.');
+    let in_zone = name == zone || name.ends_with(&format!(".{zone}"));
+    let covers_zone = wildcard && zone.ends_with(&format!(".{name}"));
+    if in_zone || covers_zone {
+        return Err(ApiError::invalid(
+            field,
+            format!(
+                "`{host}` is in the platform's own zone `{zone}`; use your own domain and point it here with a CNAME"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a service id that is a reserved label of the platform zone.
+pub fn check_service_id(id: &str, ctx: &ViewContext) -> Result<(), ApiError> {
+    if let Some(pattern) = ctx.policy.reserved(id) {
+        return Err(ApiError::Conflict {
+            code: "name_reserved",
+            message: format!(
+                "the service id `{id}` becomes the DNS name `{id}.{}`, which the platform reserves (`{pattern}`); choose another id",
+                ctx.zone
+            ),
+            field: Some("id".into()),
+        });
+    }
+    Ok(())
+}
+
+/// The tenant owning another service that holds `hostname` exactly, if any.
+async fn holder(
+    conn: &mut AnyConnection,
+    hostname: &str,
+    service: &str,
+) -> Result<Option<(String, String)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT h.service_id, s.tenant_id FROM service_hostnames h JOIN services s ON s.id = h.service_id \
+         WHERE h.hostname = $1 AND h.service_id <> $2",
+    )
+    .bind(hostname.to_owned())
+    .bind(service.to_owned())
+    .fetch_optional(conn)
+    .await?;
+    Ok(match row {
+        Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),
+        None => None,
+    })
+}
+
+fn taken(i: usize, message: String) -> ApiError {
+    ApiError::Conflict {
+        code: "hostname_taken",
+        message,
+        field: Some(format!("hostnames[{i}]")),
+    }
+}
+
+/// Refuses hostnames of `service` that another service holds, or that overlap (cover or
+/// are covered by) a name another tenant holds.
+pub async fn check_ownership(conn: &mut AnyConnection, service: &Service) -> Result<(), ApiError> {
+    for (i, host) in service.hostnames.iter().enumerate() {
+        if let Some((other, _)) = holder(&mut *conn, host, &service.id).await? {
+            return Err(taken(
+                i,
+                format!(
+                    "`{host}` is already served by another service (`{other}` if it is yours); remove it there first"
+                ),
+            ));
+        }
+        // Covered by another tenant's wildcard: `*.b.c` or `*.c` for `a.b.c` (and for
+        // `*.a.b.c`, the wildcards above `a.b.c`).
+        let name = base(host);
+        let labels: Vec<&str> = name.split('.').collect();
+        let first = if host.starts_with("*.") { 0 } else { 1 };
+        for k in first..labels.len() {
+            let wildcard = format!("*.{}", labels[k..].join("."));
+            if wildcard == *host {
+                continue;
+            }
+            if let Some((_, tenant)) = holder(&mut *conn, &wildcard, &service.id).await?
+                && tenant != service.tenant
+            {
+                return Err(taken(
+                    i,
+                    format!("`{host}` falls under `{wildcard}`, which another tenant holds"),
+                ));
+            }
+        }
+        // Covering another tenant's names: anything under `*.name`.
+        if host.starts_with("*.") {
+            let prefix = format!("{}.", reversed(name));
+            let row = sqlx::query(
+                "SELECT h.hostname FROM service_hostnames h JOIN services s ON s.id = h.service_id \
+                 WHERE h.reversed >= $1 AND h.reversed < $2 AND s.tenant_id <> $3 LIMIT 1",
+            )
+            .bind(prefix.clone())
+            .bind(format!("{}/", prefix.trim_end_matches('.')))
+            .bind(service.tenant.clone())
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some(r) = row {
+                let other: String = r.try_get(0)?;
+                return Err(taken(
+                    i,
+                    format!("`{host}` would cover `{other}`, which another tenant holds"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Records the service's hostnames: kept names keep their state and token, new ones start
+/// `pending` with a fresh token, removed ones are dropped.
+pub async fn sync(conn: &mut AnyConnection, service: &Service) -> Result<(), StoreError> {
+    let existing: HashSet<String> =
+        sqlx::query("SELECT hostname FROM service_hostnames WHERE service_id = $1")
+            .bind(service.id.clone())
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
+    let wanted: HashSet<&str> = service.hostnames.iter().map(String::as_str).collect();
+    for gone in existing.iter().filter(|h| !wanted.contains(h.as_str())) {
+        sqlx::query("DELETE FROM service_hostnames WHERE hostname = $1 AND service_id = $2")
+            .bind(gone.clone())
+            .bind(service.id.clone())
+            .execute(&mut *conn)
+            .await?;
+    }
+    for host in service.hostnames.iter().filter(|h| !existing.contains(*h)) {
+        sqlx::query(
+            "INSERT INTO service_hostnames (hostname, service_id, reversed, state, token) \
+             VALUES ($1, $2, $3, 'pending', $4)",
+        )
+        .bind(host.clone())
+        .bind(service.id.clone())
+        .bind(reversed(host))
+        .bind(format!("lingjing-verify={}", random_hex(16)))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The hostname states of the given services, in each service's hostname order.
+pub async fn statuses(
+    conn: &mut AnyConnection,
+    services: &[Service],
+) -> Result<HashMap<String, Vec<HostnameStatus>>, StoreError> {
+    let ids: HashSet<&str> = services.iter().map(|s| s.id.as_str()).collect();
+    let rows = sqlx::query(
+        "SELECT hostname, service_id, state, token, verified_at FROM service_hostnames",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut by_host: HashMap<(String, String), HostnameStatus> = HashMap::new();
+    for r in &rows {
+        let service: String = r.try_get(1)?;
+        if !ids.contains(service.as_str()) {
+            continue;
+        }
+        let hostname: String = r.try_get(0)?;
+        let state: String = r.try_get(2)?;
+        by_host.insert(
+            (service, hostname.clone()),
+            HostnameStatus {
+                challenge_name: challenge_name(&hostname),
+                hostname,
+                state: HostnameState::parse(&state),
+                challenge_value: r.try_get(3)?,
+                verified_at: r.try_get(4)?,
+                detail: None,
+            },
+        );
+    }
+    Ok(services
+        .iter()
+        .map(|s| {
+            let list = s
+                .hostnames
+                .iter()
+                .filter_map(|h| by_host.remove(&(s.id.clone(), h.clone())))
+                .collect();
+            (s.id.clone(), list)
+        })
+        .collect())
+}
+
+/// Verified hostnames per service: what data planes may serve.
+pub async fn verified(
+    conn: &mut AnyConnection,
+) -> Result<BTreeMap<String, HashSet<String>>, StoreError> {
+    let rows =
+        sqlx::query("SELECT service_id, hostname FROM service_hostnames WHERE state = 'verified'")
+            .fetch_all(conn)
+            .await?;
+    let mut out: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+    for r in &rows {
+        out.entry(r.try_get(0)?)
+            .or_default()
+            .insert(r.try_get(1)?);
+    }
+    Ok(out)
+}
+
+/// Keeps only verified hostnames in `services` and drops services left with none.
+pub async fn only_verified(
+    conn: &mut AnyConnection,
+    services: Vec<Service>,
+) -> Result<Vec<Service>, StoreError> {
+    let verified = verified(conn).await?;
+    Ok(services
+        .into_iter()
+        .filter_map(|mut s| {
+            let ok = verified.get(&s.id)?;
+            s.hostnames.retain(|h| ok.contains(h));
+            (!s.hostnames.is_empty()).then_some(s)
+        })
+        .collect())
+}
+
+/// Marks `hostname` of `service` verified.
+pub async fn mark_verified(
+    conn: &mut AnyConnection,
+    service: &str,
+    hostname: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE service_hostnames SET state = $1, verified_at = $2 WHERE service_id = $3 AND hostname = $4",
+    )
+    .bind(HostnameState::Verified.as_str())
+    .bind(crate::time::now_rfc3339())
+    .bind(service.to_owned())
+    .bind(hostname.to_owned())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Fills `reversed` for rows written before it existed (their state defaults to
+/// `verified`: names served before domain control keep being served).
+pub async fn backfill(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    let rows = sqlx::query("SELECT hostname FROM service_hostnames WHERE reversed = ''")
+        .fetch_all(&mut *conn)
+        .await?;
+    for r in &rows {
+        let host: String = r.try_get(0)?;
+        sqlx::query("UPDATE service_hostnames SET reversed = $1 WHERE hostname = $2")
+            .bind(reversed(&host))
+            .bind(host)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::TrustPolicy;
+
+    fn ctx() -> ViewContext {
+        ViewContext {
+            zone: "cdn.lingjing.test.".into(),
+            policy: TrustPolicy::default(),
+            control_endpoint: None,
+        }
+    }
+
+    #[test]
+    fn public_suffixes_and_zone() {
+        let ctx = ctx();
+        for bad in [
+            "com",
+            "co.uk",
+            "*.com",
+            "*.co.uk",
+            "github.io",
+            "*.github.io",
+            "example",
+            "*.example",
+            "cdn.lingjing.test",
+            "www.cdn.lingjing.test",
+            "*.cdn.lingjing.test",
+            "*.lingjing.test",
+        ] {
+            assert!(check_name("h", bad, &ctx).is_err(), "{bad}");
+        }
+        for ok in [
+            "example.com",
+            "*.example.com",
+            "www.example.co.uk",
+            "me.github.io",
+            "www.demo.example",
+            "*.demo.example",
+            "lingjing.test",
+            "other.test",
+        ] {
+            assert!(check_name("h", ok, &ctx).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn reversing() {
+        assert_eq!(reversed("www.demo.example"), "example.demo.www");
+        assert_eq!(reversed("*.demo.example"), "example.demo.*");
+        assert_eq!(challenge_name("*.demo.example"), "_lingjing-challenge.demo.example");
+    }
+}
