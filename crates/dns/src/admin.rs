@@ -5,10 +5,20 @@
 //!   the [`Explanation`](crate::Explanation) of how that client is answered, as JSON;
 //!   400 with `{"error": ...}` for bad parameters, 404 for a name that is not a service
 //!   name of the zone, 503 before the first snapshot.
+//!
+//! Slow or numerous clients cannot hold it ([`AdminLimits`]): at most
+//! `max_connections` at once (more are closed as soon as accepted), a connection on
+//! which nothing moves for `idle_timeout` is closed, and none reads past
+//! `read_deadline` after it opened (a client trickling its request's head a byte at a
+//! time gets no further: hyper, under `axum::serve`, has no header-read timer).
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -17,8 +27,10 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::{Instant, Sleep};
 
 use crate::gslb::ClientInfo;
 use crate::server::DnsServer;
@@ -33,12 +45,191 @@ pub fn router(server: Arc<DnsServer>) -> Router {
         .with_state(server)
 }
 
+/// The admin server's limits on its clients (`DnsConfig::admin_limits`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminLimits {
+    /// Connections served at once; more are closed as soon as accepted.
+    pub max_connections: usize,
+    /// A connection on which no byte is read or written for this long, while the
+    /// server waits on it, is closed.
+    pub idle_timeout: Duration,
+    /// Reads on a connection fail this long after it opened: how long a client may
+    /// take over its requests (a response being written still completes).
+    pub read_deadline: Duration,
+}
+
+impl Default for AdminLimits {
+    /// 64 connections, 10 s idle, reads for 60 s.
+    fn default() -> Self {
+        AdminLimits {
+            max_connections: 64,
+            idle_timeout: Duration::from_secs(10),
+            read_deadline: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The listener `axum::serve` takes connections from: the cap applied on accept, each
+/// connection wrapped in its timeouts.
+struct Capped {
+    listener: TcpListener,
+    slots: Arc<Semaphore>,
+    limits: AdminLimits,
+}
+
+impl axum::serve::Listener for Capped {
+    type Io = Guarded;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Guarded, SocketAddr) {
+        loop {
+            let (stream, client) = match self.listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off a little.
+                    tracing::debug!(error = %e, "dns admin: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+                tracing::debug!(%client, "dns admin: connection cap reached; closed");
+                continue;
+            };
+            let now = Instant::now();
+            let guarded = Guarded {
+                stream,
+                idle: self.limits.idle_timeout,
+                reads_end: now + self.limits.read_deadline,
+                idle_deadline: now + self.limits.idle_timeout,
+                timer: Box::pin(tokio::time::sleep_until(now + self.limits.idle_timeout)),
+                _permit: permit,
+            };
+            return (guarded, client);
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// One admin connection: its stream, its timeouts, and its place under the cap.
+struct Guarded {
+    stream: TcpStream,
+    idle: Duration,
+    reads_end: Instant,
+    /// When the connection is idle too long, moved on by every read or write.
+    idle_deadline: Instant,
+    /// Wakes a pending read or write at its deadline.
+    timer: Pin<Box<Sleep>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Guarded {
+    /// Something moved: the idle deadline starts again.
+    fn active(&mut self) {
+        self.idle_deadline = Instant::now() + self.idle;
+    }
+
+    /// Whether a pending read or write has waited past its deadline; if not, the
+    /// timer wakes `cx` at the deadline (or the stream earlier).
+    fn expired(&mut self, cx: &mut Context<'_>, reading: bool) -> bool {
+        let deadline = if reading {
+            self.idle_deadline.min(self.reads_end)
+        } else {
+            self.idle_deadline
+        };
+        if self.timer.deadline() != deadline {
+            self.timer.as_mut().reset(deadline);
+        }
+        self.timer.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "dns admin connection timed out")
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if Instant::now() >= this.reads_end {
+            return Poll::Ready(Err(timed_out()));
+        }
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                this.active();
+                Poll::Ready(r)
+            }
+            Poll::Pending if this.expired(cx, true) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.stream).poll_write(cx, buf) {
+            Poll::Ready(r) => {
+                this.active();
+                Poll::Ready(r)
+            }
+            Poll::Pending if this.expired(cx, false) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.stream).poll_write_vectored(cx, bufs) {
+            Poll::Ready(r) => {
+                this.active();
+                Poll::Ready(r)
+            }
+            Poll::Pending if this.expired(cx, false) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
 /// Serves the admin routes on `listener` until `stopped` turns true.
 pub(crate) async fn serve(
     listener: TcpListener,
     server: Arc<DnsServer>,
+    limits: AdminLimits,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let listener = Capped {
+        listener,
+        slots: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+        limits,
+    };
     let shutdown = async move {
         while !*stopped.borrow_and_update() {
             if stopped.changed().await.is_err() {

@@ -28,6 +28,7 @@ pub mod server;
 pub mod steer;
 pub mod wire;
 
+pub use admin::AdminLimits;
 pub use gslb::{BuildError, ClientInfo, Decision, Gslb, Rcode, Rdata};
 pub use metrics::DnsMetrics;
 pub use rrl::RrlConfig;

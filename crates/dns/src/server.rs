@@ -36,6 +36,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::admin::AdminLimits;
 use crate::gslb::{BuildError, ClientInfo, Gslb};
 use crate::metrics::{
     Answer, DnsMetrics, LocalMetrics, RefusedLabels, TimeoutLabels, qtype_name, rcode_name,
@@ -66,6 +67,8 @@ pub struct DnsConfig {
     pub rrl: RrlConfig,
     /// The admin HTTP server (`/healthz`, `/metrics`, `/explain`); `None`: none.
     pub admin: Option<SocketAddr>,
+    /// The admin server's connection cap and timeouts.
+    pub admin_limits: AdminLimits,
     /// Log every query (`tracing` target `lingjing::dns::query`, level INFO).
     pub query_log: bool,
 }
@@ -83,6 +86,7 @@ impl DnsConfig {
             max_tcp_connections_per_client: 16,
             rrl: RrlConfig::default(),
             admin: None,
+            admin_limits: AdminLimits::default(),
             query_log: false,
         }
     }
@@ -93,6 +97,8 @@ impl DnsConfig {
         for (name, value) in [
             ("TCP idle timeout", self.tcp_idle_timeout),
             ("TCP write timeout", self.tcp_write_timeout),
+            ("admin idle timeout", self.admin_limits.idle_timeout),
+            ("admin read deadline", self.admin_limits.read_deadline),
         ] {
             if value.is_zero() {
                 return Err(DnsError::Config(format!(
@@ -107,6 +113,7 @@ impl DnsConfig {
                 "max TCP connections per client",
                 self.max_tcp_connections_per_client,
             ),
+            ("max admin connections", self.admin_limits.max_connections),
         ] {
             if value == 0 {
                 return Err(DnsError::Config(format!(
@@ -325,6 +332,7 @@ pub async fn start(config: &DnsConfig, server: Arc<DnsServer>) -> Result<DnsHand
         handle.tasks.push(tokio::spawn(crate::admin::serve(
             listener,
             server.clone(),
+            config.admin_limits.clone(),
             stopped.clone(),
         )));
     }

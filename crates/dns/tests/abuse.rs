@@ -2,7 +2,8 @@
 //! response rate limiting of UDP per client network (with slip: truncated answers that
 //! send genuine clients to TCP), RFC 8482 minimal answers to `ANY` over UDP and TCP,
 //! the TCP connection caps (per client address and in all), and the TCP idle and write
-//! timeouts; each with its metric. Nothing here depends on timing: rate limits are
+//! timeouts, each with its metric; the admin HTTP server's connection cap, idle
+//! timeout and read deadline. Nothing here depends on timing: rate limits are
 //! checked against the time measured, timeouts are short but only bound how long an
 //! outcome may take to show.
 
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::{Ask, DEMO, ZONE, addresses, demo_dns, serve_with, tcp, udp};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
-use lingjing_dns::{DnsHandle, RrlConfig};
+use lingjing_dns::{AdminLimits, DnsHandle, RrlConfig};
 use lingjing_model::record::RecordType as Kind;
 use lingjing_model::{DnsRecord, DnsSnapshot};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -394,6 +395,84 @@ async fn a_tcp_client_that_does_not_read_is_closed() {
     // Others are still served.
     let ask = Ask::new(DEMO, RecordType::A);
     assert!(!addresses(&tcp(h.tcp_addrs()[0], &ask).await).is_empty());
+    h.shutdown().await;
+}
+
+/// A server with its admin HTTP server, with `limits`.
+async fn serve_admin(limits: AdminLimits) -> DnsHandle {
+    serve_with(1, demo_dns(), |c| {
+        c.admin = Some("127.0.0.1:0".parse().unwrap());
+        c.admin_limits = limits;
+    })
+    .await
+}
+
+/// One keep-alive `GET /healthz` on `stream`: whether a 200 came back.
+async fn healthz_on(stream: &mut TcpStream) -> bool {
+    let request = b"GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n";
+    if stream.write_all(request).await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 1024];
+    match tokio::time::timeout(BOUND, stream.read(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => buf[..n].starts_with(b"HTTP/1.1 200"),
+        _ => false,
+    }
+}
+
+#[tokio::test]
+async fn admin_connections_past_the_cap_are_closed() {
+    let h = serve_admin(AdminLimits {
+        max_connections: 2,
+        ..AdminLimits::default()
+    })
+    .await;
+    let admin = h.admin_addr().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(admin).await.unwrap();
+        assert!(healthz_on(&mut s).await);
+        held.push(s);
+    }
+    let mut third = TcpStream::connect(admin).await.unwrap();
+    assert!(ended(&mut third).await, "closed past the cap");
+    assert!(healthz_on(&mut held[1]).await, "the held ones still served");
+    drop(held.pop());
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let mut s = TcpStream::connect(admin).await.unwrap();
+        if healthz_on(&mut s).await {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the place never came back");
+        tokio::task::yield_now().await;
+    }
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn slow_and_idle_admin_clients_are_closed() {
+    // Idle: nothing sent at all.
+    let h = serve_admin(AdminLimits {
+        idle_timeout: Duration::from_secs(1),
+        ..AdminLimits::default()
+    })
+    .await;
+    let mut idle = TcpStream::connect(h.admin_addr().unwrap()).await.unwrap();
+    assert!(ended(&mut idle).await, "an idle admin connection is closed");
+    h.shutdown().await;
+    // Slow: a request head begun and never finished, with idleness allowed for long.
+    let h = serve_admin(AdminLimits {
+        idle_timeout: Duration::from_secs(3600),
+        read_deadline: Duration::from_secs(1),
+        ..AdminLimits::default()
+    })
+    .await;
+    let mut slow = TcpStream::connect(h.admin_addr().unwrap()).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: a")
+        .await
+        .unwrap();
+    assert!(ended(&mut slow).await, "a slow request head is cut off");
     h.shutdown().await;
 }
 
