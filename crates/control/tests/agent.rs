@@ -25,6 +25,10 @@ async fn control(dir: &std::path::Path) -> lingjing_control::ControlHandle {
             operator_token: TOKEN.into(),
             zone: "cdn.lingjing.test.".into(),
             health: None,
+            policy: lingjing_control::TrustPolicy {
+                allow_origins: vec!["127.0.0.0/8".into(), "::1/128".into()],
+                ..Default::default()
+            },
         },
         store,
     )
@@ -99,6 +103,11 @@ async fn agent_follows_changes_acknowledges_and_survives_the_control_plane() {
         .post("/v1/services", &service("a"))
         .await
         .expect("service");
+    // Served once its hostnames are verified (approved here, as the operator).
+    let _: Value = c
+        .post("/v1/services/a/verify", &json!({"approve": true}))
+        .await
+        .expect("approve");
     let second = cp.store().version().await.expect("version");
     assert!(second > first);
     tokio::time::timeout(HANG, agent.wait_applied(second))

@@ -52,7 +52,7 @@ async fn crud_round_trip_of_every_kind() {
     assert_eq!(api.ids("nodes").await, ["nj-1-a", "wx-1-a", "wx-1-b"]);
     assert_eq!(api.ids("pools").await, ["wx-1-telecom"]);
     assert_eq!(api.ids("tenants").await, ["demo"]);
-    assert_eq!(api.ids("services").await, ["www"]);
+    assert_eq!(api.ids("services").await, ["shop"]);
 
     // What was created reads back, with defaults and the views' extra fields.
     let r = api.get("/v1/regions/cn-js-wuxi").await.ok(200);
@@ -86,9 +86,9 @@ async fn crud_round_trip_of_every_kind() {
     );
     let t = api.get("/v1/tenants/demo").await.ok(200);
     assert_subset(&t, &tenant("demo"));
-    let svc = api.get("/v1/services/www").await.ok(200);
-    assert_subset(&svc, &service("www", "demo", &["www.demo.example"]));
-    assert_eq!(svc["cname"], "www.cdn.lingjing.test.");
+    let svc = api.get("/v1/services/shop").await.ok(200);
+    assert_subset(&svc, &service("shop", "demo", &["www.demo.example"]));
+    assert_eq!(svc["cname"], "shop.cdn.lingjing.test.");
     assert_eq!(svc["steering"]["answer_count"], 2);
 
     // Creating any of them again is refused and names the id.
@@ -99,7 +99,7 @@ async fn crud_round_trip_of_every_kind() {
         ("nodes", node("wx-1-a", "wx-1", &["edge"])),
         ("pools", pool("wx-1-telecom", "wx-1", None, "10.9.0.0/24")),
         ("tenants", tenant("demo")),
-        ("services", service("www", "demo", &["other.demo.example"])),
+        ("services", service("shop", "demo", &["other.demo.example"])),
     ];
     for (kind, body) in again {
         api.post(&format!("/v1/{kind}"), body)
@@ -132,14 +132,14 @@ async fn crud_round_trip_of_every_kind() {
     let mut t = tenant("demo");
     t["contact"] = json!("ops@demo.example");
     api.put("/v1/tenants/demo", t.clone()).await.ok(200);
-    let mut svc = service("www", "demo", &["www.demo.example", "img.demo.example"]);
+    let mut svc = service("shop", "demo", &["www.demo.example", "img.demo.example"]);
     svc["origins"] = json!([
         { "address": "origin.demo.example:443", "weight": 3, "tls": true },
         { "address": "127.0.0.1:7901", "backup": true }
     ]);
     svc["cache_rules"] = json!([{ "path": "/assets/*", "ttl_secs": 3600 }]);
     svc["steering"] = json!({ "sites": ["wx-1"], "fallback_sites": ["nj-1"], "ttl": 30 });
-    api.put("/v1/services/www", svc.clone()).await.ok(200);
+    api.put("/v1/services/shop", svc.clone()).await.ok(200);
 
     assert_subset(&api.get("/v1/regions/cn-js-wuxi").await.ok(200), &r);
     assert_subset(&api.get("/v1/lines/telecom").await.ok(200), &l);
@@ -147,7 +147,7 @@ async fn crud_round_trip_of_every_kind() {
     assert_subset(&api.get("/v1/nodes/wx-1-a").await.ok(200), &n);
     assert_subset(&api.get("/v1/pools/wx-1-telecom").await.ok(200), &p);
     assert_subset(&api.get("/v1/tenants/demo").await.ok(200), &t);
-    let got = api.get("/v1/services/www").await.ok(200);
+    let got = api.get("/v1/services/shop").await.ok(200);
     assert_subset(&got, &svc);
     assert_eq!(got["origins"][1]["weight"], 1, "default weight");
     assert_eq!(got["steering"]["answer_count"], 2, "default answer count");
@@ -169,7 +169,7 @@ async fn crud_round_trip_of_every_kind() {
 
     // Delete everything, referrers first; each is gone afterwards.
     let order = [
-        ("services", "www"),
+        ("services", "shop"),
         ("tenants", "demo"),
         ("pools", "wx-1-telecom"),
         ("nodes", "wx-1-a"),
@@ -354,7 +354,7 @@ async fn refused_requests_answer_clearly_and_change_nothing() {
         .await
         .err_field(422, "invalid", "id");
     api.put(
-        "/v1/services/www",
+        "/v1/services/shop",
         service("www2", "demo", &["www.demo.example"]),
     )
     .await
@@ -362,8 +362,8 @@ async fn refused_requests_answer_clearly_and_change_nothing() {
     // ... and the owner of a service cannot change.
     api.create("tenants", tenant("other")).await;
     api.put(
-        "/v1/services/www",
-        service("www", "other", &["www.demo.example"]),
+        "/v1/services/shop",
+        service("shop", "other", &["www.demo.example"]),
     )
     .await
     .err_field(422, "invalid", "tenant");
@@ -381,7 +381,7 @@ async fn refused_requests_answer_clearly_and_change_nothing() {
     let wrong = api.with_token("not-the-operator-token");
     wrong.get("/v1/regions").await.err(401, "unauthorized");
     wrong
-        .delete("/v1/services/www")
+        .delete("/v1/services/shop")
         .await
         .err(401, "unauthorized");
     api.with_token("ljk_000000000000_bogus")
@@ -535,14 +535,14 @@ async fn a_hostname_belongs_to_one_service() {
 
     // A service may keep its own hostnames across updates, and give one up.
     api.put(
-        "/v1/services/www",
-        service("www", "demo", &["www.demo.example", "static.demo.example"]),
+        "/v1/services/shop",
+        service("shop", "demo", &["www.demo.example", "static.demo.example"]),
     )
     .await
     .ok(200);
     api.put(
-        "/v1/services/www",
-        service("www", "demo", &["static.demo.example"]),
+        "/v1/services/shop",
+        service("shop", "demo", &["static.demo.example"]),
     )
     .await
     .ok(200);
@@ -560,7 +560,7 @@ async fn a_hostname_belongs_to_one_service() {
     )
     .await
     .err(409, "hostname_taken");
-    api.delete("/v1/services/www").await.ok(204);
+    api.delete("/v1/services/shop").await.ok(204);
     api.create(
         "services",
         service("static2", "other", &["static.demo.example"]),
@@ -589,13 +589,15 @@ async fn tenant_keys_see_and_change_only_their_own_services() {
     // Alpha sees its own service only.
     assert_eq!(alpha.ids("services").await, ["a-site"]);
     alpha.get("/v1/services/a-site").await.ok(200);
-    for id in ["b-site", "www"] {
+    for id in ["b-site", "shop"] {
         let path = format!("/v1/services/{id}");
         alpha.get(&path).await.err(404, "not_found");
         let mut changed = op.get(&path).await.ok(200);
         changed["origins"] = json!([{ "address": "evil.example:80" }]);
         // The view's `cname` is not part of a service.
-        changed.as_object_mut().expect("object").remove("cname");
+        for view_only in ["cname", "hostname_status"] {
+            changed.as_object_mut().expect("object").remove(view_only);
+        }
         let resp = alpha.put(&path, changed.clone()).await;
         assert!(
             resp.status == 404 || resp.status == 403,
@@ -721,7 +723,7 @@ async fn tenant_keys_see_and_change_only_their_own_services() {
 
     // Beta's service is untouched; the operator sees everyone's.
     assert_eq!(op.get("/v1/services/b-site").await.ok(200), beta_view);
-    assert_eq!(op.ids("services").await, ["a-site", "b-site", "www"]);
+    assert_eq!(op.ids("services").await, ["a-site", "b-site", "shop"]);
 
     // A revoked key stops working at once.
     let keys = op.get("/v1/tenants/alpha/keys").await.ok(200);
@@ -1030,7 +1032,7 @@ async fn long_polls_wake_on_changes_and_versions_only_grow() {
     assert_eq!(first.version_header(), Some(v0));
     assert_eq!(first_body["role"], "edge");
     assert!(first_body["generated_at"].is_string());
-    assert_eq!(ids(&first_body["body"]["services"]), ["www"]);
+    assert_eq!(ids(&first_body["body"]["services"]), ["shop"]);
     assert_eq!(ids(&first_body["body"]["sites"]), ["nj-1", "wx-1"]);
 
     // Nothing newer: a short poll times out with 304 and the current version.
@@ -1043,18 +1045,28 @@ async fn long_polls_wake_on_changes_and_versions_only_grow() {
     // A change wakes a waiting poller (long before its own 10 s timeout: 200, not 304).
     let mut last = v0;
     for (i, role) in ["edge", "dns", "edge"].into_iter().enumerate() {
+        // A new service is pending (not in snapshots) until approved: the approval is the
+        // change the poller waits for.
+        let id = format!("svc-{i}");
+        api.post(
+            "/v1/services",
+            service(&id, "demo", &[&format!("{id}.demo.example")]),
+        )
+        .await
+        .ok(201);
+        last = api.version().await;
         let poller = {
             let api = api.clone();
             tokio::spawn(async move { poll(&api, role, last, 10_000).await })
         };
         // Give the poller a moment to start waiting; correctness does not depend on it.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let id = format!("svc-{i}");
-        api.create(
-            "services",
-            service(&id, "demo", &[&format!("{id}.demo.example")]),
+        api.post(
+            &format!("/v1/services/{id}/verify"),
+            json!({ "approve": true }),
         )
-        .await;
+        .await
+        .ok(200);
         let woke = tokio::time::timeout(Duration::from_secs(30), poller)
             .await
             .expect("the poller returns")
@@ -1131,12 +1143,12 @@ async fn dns_snapshots_carry_no_tls_keys() {
     let mut plane = start().await;
     let api = plane.api.clone();
     seed_topology(&api).await;
-    let mut svc = service("www", "demo", &["www.demo.example"]);
+    let mut svc = service("shop", "demo", &["www.demo.example"]);
     svc["tls"] = json!({
         "cert_pem": "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
         "key_pem": "-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n",
     });
-    api.put("/v1/services/www", svc).await.ok(200);
+    api.put("/v1/services/shop", svc).await.ok(200);
     let edge = poll(&api, "edge", 0, 0).await.ok(200);
     assert!(edge["body"]["services"][0]["tls"]["key_pem"].is_string());
     let dns = poll(&api, "dns", 0, 0).await.ok(200);
@@ -1470,7 +1482,7 @@ async fn openapi_document_lists_every_route() {
         routes.push((format!("/v1/{kind}"), &["get", "post"]));
         routes.push((format!("/v1/{kind}/{{id}}"), &["get", "put", "delete"]));
     }
-    let others: [(&str, &[&str]); 14] = [
+    let others: [(&str, &[&str]); 15] = [
         ("/v1/dns-records", &["get", "post"]),
         ("/v1/dns-records/{id}", &["get", "put", "delete"]),
         ("/v1/sla", &["get"]),
@@ -1485,6 +1497,7 @@ async fn openapi_document_lists_every_route() {
         ("/v1/tenants/{id}/keys/{key}", &["delete"]),
         ("/v1/snapshots/{role}", &["get"]),
         ("/v1/nodes/{id}/heartbeat", &["post"]),
+        ("/v1/services/{id}/verify", &["post"]),
     ];
     routes.extend(others.iter().map(|(p, m)| ((*p).to_owned(), *m)));
     for (path, methods) in &routes {
@@ -1572,22 +1585,29 @@ async fn static_dns_records_are_checked_and_reach_the_dns_snapshot() {
     op.post("/v1/dns-records", rec("ns", "ns1", "A", &["192.0.2.1"]))
         .await
         .err_field(422, "invalid", "name");
-    op.post("/v1/dns-records", rec("www-a", "www", "A", &["192.0.2.1"]))
+    op.post("/v1/dns-records", rec("shop-a", "shop", "A", &["192.0.2.1"]))
         .await
         .err_field(409, "name_taken", "name");
     op.post("/v1/dns-records", rec("api-2", "api", "A", &["192.0.2.11"]))
         .await
         .err_field(409, "name_taken", "name");
-    op.post("/v1/dns-records", rec("api-c", "api", "CNAME", &["www"]))
+    op.post("/v1/dns-records", rec("api-c", "api", "CNAME", &["shop"]))
         .await
         .err_field(409, "name_taken", "name");
     op.create("tenants", tenant("t2")).await;
     let after_tenant = op.version().await;
     op.post("/v1/services", service("api", "t2", &["api.t2.example"]))
         .await
-        .err_field(409, "name_taken", "id");
+        .err_field(409, "name_reserved", "id");
     assert_eq!(op.version().await, after_tenant);
     assert!(after_tenant == before + 1, "{before} -> {after_tenant}");
+    op.create("dns-records", rec("docs", "docs", "A", &["192.0.2.12"]))
+        .await;
+    let after_docs = op.version().await;
+    op.post("/v1/services", service("docs", "t2", &["docs.t2.example"]))
+        .await
+        .err_field(409, "name_taken", "id");
+    assert_eq!(op.version().await, after_docs);
     let demo_key = tenant_key(&op, "demo").await;
     op.with_token(&demo_key)
         .post("/v1/dns-records", rec("t", "t", "A", &["192.0.2.1"]))
@@ -1601,8 +1621,8 @@ async fn static_dns_records_are_checked_and_reach_the_dns_snapshot() {
         .iter()
         .map(|r| r["id"].as_str().expect("id"))
         .collect();
-    assert_eq!(names, ["api", "api6", "spf"]);
+    assert_eq!(names, ["api", "api6", "docs", "spf"]);
     op.delete("/v1/dns-records/api6").await.ok(204);
-    assert_eq!(op.ids("dns-records").await, ["api", "spf"]);
+    assert_eq!(op.ids("dns-records").await, ["api", "docs", "spf"]);
     plane.shutdown().await;
 }

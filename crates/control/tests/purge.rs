@@ -30,7 +30,7 @@ async fn purges_reach_the_snapshot_and_report_per_node_progress() {
         )
         .await
         .ok(201);
-    assert_eq!(issued["service"], "www");
+    assert_eq!(issued["service"], "shop");
     assert_eq!(issued["mode"], "hard");
     let version = issued["version"].as_u64().expect("version");
     assert_eq!(version, api.version().await);
@@ -61,7 +61,7 @@ async fn purges_reach_the_snapshot_and_report_per_node_progress() {
     let soft = api
         .post(
             "/v1/purges",
-            json!({"kind": "tag", "service": "www", "targets": ["product-7"], "mode": "soft"}),
+            json!({"kind": "tag", "service": "shop", "targets": ["product-7"], "mode": "soft"}),
         )
         .await
         .ok(201);

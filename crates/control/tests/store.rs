@@ -51,14 +51,14 @@ async fn suite(url: &str, backend: Backend) {
 
     // Read back.
     assert_eq!(api.ids("nodes").await, ["nj-1-a", "wx-1-a", "wx-1-b"]);
-    let svc = api.get("/v1/services/www").await.ok(200);
+    let svc = api.get("/v1/services/shop").await.ok(200);
     assert_eq!(svc["hostnames"], json!(["www.demo.example"]));
 
     // Update: visible, and a newer version.
-    let mut changed = service("www", "demo", &["www.demo.example", "cdn.demo.example"]);
+    let mut changed = service("shop", "demo", &["www.demo.example", "cdn.demo.example"]);
     changed["origins"][0]["weight"] = json!(5);
-    api.put("/v1/services/www", changed).await.ok(200);
-    let svc = api.get("/v1/services/www").await.ok(200);
+    api.put("/v1/services/shop", changed).await.ok(200);
+    let svc = api.get("/v1/services/shop").await.ok(200);
     assert_eq!(svc["origins"][0]["weight"], 5);
     assert_eq!(svc["hostnames"][1], "cdn.demo.example");
     let v2 = api.version().await;
@@ -100,7 +100,7 @@ async fn suite(url: &str, backend: Backend) {
     .ok(204);
     let key = tenant_key(&api, "demo").await;
     let tenant_api = api.with_token(&key);
-    assert_eq!(tenant_api.ids("services").await, ["www"]);
+    assert_eq!(tenant_api.ids("services").await, ["shop"]);
 
     // A second control plane on the same database (a replica) sees all of it.
     let store2 = Store::open(url).await.expect("open the store again");
@@ -109,7 +109,7 @@ async fn suite(url: &str, backend: Backend) {
     assert_eq!(dump(&api2).await, seen);
     assert_eq!(api2.version().await, api.version().await);
     let tenant_api2 = api2.with_token(&key);
-    assert_eq!(tenant_api2.ids("services").await, ["www"]);
+    assert_eq!(tenant_api2.ids("services").await, ["shop"]);
 
     // A write through one replica wakes a long poll on the other (200 long before the
     // poll's own 10 s timeout, which would answer 304).
@@ -187,8 +187,8 @@ async fn suite(url: &str, backend: Backend) {
     let node = api.get("/v1/nodes/wx-1-a").await.ok(200);
     assert_eq!(node["status"]["applied"]["edge"], 9);
     assert_eq!(node["addresses"].as_array().expect("addresses").len(), 14);
-    api.with_token(&key).get("/v1/services/www").await.ok(200);
-    api.delete("/v1/services/www").await.ok(204);
+    api.with_token(&key).get("/v1/services/shop").await.ok(200);
+    api.delete("/v1/services/shop").await.ok(204);
     assert!(api.version().await > version);
     // The tables of the migrations were not applied twice: the ids are still unique.
     api.post("/v1/tenants", tenant("demo"))
@@ -257,7 +257,7 @@ async fn sqlite_keeps_acknowledged_writes_across_a_crash() {
     assert_eq!(store.version().await.expect("version"), version);
     let (handle, api) = serve_store(store).await;
     assert_eq!(api.version().await, version);
-    assert_eq!(api.ids("services").await, ["last", "www"]);
+    assert_eq!(api.ids("services").await, ["last", "shop"]);
     let node = api.get("/v1/nodes/wx-1-a").await.ok(200);
     assert_eq!(node["addresses"], json!(["10.1.0.1"]));
     assert_eq!(node["status"]["applied"]["edge"], 3);

@@ -13,7 +13,7 @@ async fn usage_is_summed_counted_once_and_scoped_to_the_tenant() {
     common::seed_topology(&api).await;
     let beat = |seq: u64, requests: u64, bytes: u64| {
         json!({"role": "edge", "applied_version": 1, "usage_seq": seq,
-               "usage": [{"service": "www", "requests": requests, "bytes_out": bytes}]})
+               "usage": [{"service": "shop", "requests": requests, "bytes_out": bytes}]})
     };
     api.post("/v1/nodes/wx-1-a/heartbeat", beat(10, 5, 500))
         .await
@@ -31,17 +31,17 @@ async fn usage_is_summed_counted_once_and_scoped_to_the_tenant() {
     api.post("/v1/nodes/wx-1-a/heartbeat", beat(10, 5, 500))
         .await
         .ok(204);
-    let usage = api.get("/v1/services/www/usage").await.ok(200);
+    let usage = api.get("/v1/services/shop/usage").await.ok(200);
     assert_eq!(usage["requests"], 8, "{usage}");
     assert_eq!(usage["bytes_out"], 521);
     assert!(!usage["minutes"].as_array().expect("minutes").is_empty());
 
     let empty = api
-        .get("/v1/services/www/usage?from=2020-01-01T00:00:00Z&to=2020-01-02T00:00:00Z")
+        .get("/v1/services/shop/usage?from=2020-01-01T00:00:00Z&to=2020-01-02T00:00:00Z")
         .await
         .ok(200);
     assert_eq!(empty["requests"], 0);
-    api.get("/v1/services/www/usage?from=yesterday")
+    api.get("/v1/services/shop/usage?from=yesterday")
         .await
         .err(400, "bad_request");
     api.get("/v1/services/nope/usage")
@@ -51,12 +51,12 @@ async fn usage_is_summed_counted_once_and_scoped_to_the_tenant() {
     api.create("tenants", common::tenant("other")).await;
     let other = api.with_token(&common::tenant_key(&api, "other").await);
     other
-        .get("/v1/services/www/usage")
+        .get("/v1/services/shop/usage")
         .await
         .err(404, "not_found");
     let demo = api.with_token(&common::tenant_key(&api, "demo").await);
     assert_eq!(
-        demo.get("/v1/services/www/usage").await.ok(200)["requests"],
+        demo.get("/v1/services/shop/usage").await.ok(200)["requests"],
         8
     );
     plane.shutdown().await;
@@ -90,7 +90,7 @@ async fn usage_reports_set_the_nodes_load_share_in_the_dns_snapshot() {
     api.put("/v1/nodes/wx-1-a", node).await.ok(200);
     let beat = |seq: u64, bytes: u64| {
         json!({"role": "edge", "applied_version": 1, "usage_seq": seq,
-               "usage": [{"service": "www", "requests": 1, "bytes_out": bytes}]})
+               "usage": [{"service": "shop", "requests": 1, "bytes_out": bytes}]})
     };
     // The first report starts the clock; traffic is measured over windows of at least
     // 5 s: 100 MB in a window of well under 80 s is far above 1 Mbit/s.

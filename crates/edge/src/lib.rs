@@ -5,10 +5,13 @@
 //! (Host -> service, per snapshot), `cache` (RFC 9111 policy, keys, storage, request
 //! collapsing), `upstream` (parent tier, origins, pooling, retries), `range` (byte ranges), `slice` (large objects in slices),
 //! `server` (listeners, admin `/healthz` and `/metrics`), `tls` (certificates by SNI),
-//! `node` (shared state, snapshot application), `metrics` (Prometheus).
+//! `node` (shared state, snapshot application), `metrics` (Prometheus), `guard` (origin
+//! policy at connect time, loop detection), `limits` (connection and HTTP server limits).
 
 pub mod body;
 pub mod cache;
+pub mod guard;
+pub mod limits;
 pub mod metrics;
 pub mod node;
 pub mod proxy;

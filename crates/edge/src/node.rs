@@ -39,6 +39,9 @@ pub struct EdgeConfig {
     /// Size of the slices large objects and range requests are cached in
     /// (`crate::slice`; default [`crate::slice::DEFAULT_SLICE_BYTES`]).
     pub slice_bytes: u64,
+    /// Limits of the HTTP, HTTPS and admin listeners (slow clients, connection counts,
+    /// HTTP/2 streams); see [`crate::limits::ServerLimits`].
+    pub limits: crate::limits::ServerLimits,
 }
 
 impl EdgeConfig {
@@ -53,6 +56,7 @@ impl EdgeConfig {
             disk_bytes: 10 * 1024 * 1024 * 1024,
             access_log: true,
             slice_bytes: crate::slice::DEFAULT_SLICE_BYTES,
+            limits: crate::limits::ServerLimits::default(),
         }
     }
 }
@@ -73,6 +77,11 @@ pub struct Edge {
     pub inflight: Inflight,
     pub upstream: Upstream,
     pub metrics: Metrics,
+    /// The origin policy and loop guard of the snapshot being served (`crate::guard`).
+    pub guard: Arc<ArcSwap<crate::guard::Guard>>,
+    pub guard_metrics: crate::guard::GuardMetrics,
+    /// Connection counters of the listeners (`crate::limits`).
+    pub conn_metrics: crate::limits::ConnMetrics,
     /// `1.1 lingjing-<node>`.
     pub via: HeaderValue,
     pub access_log: bool,
@@ -97,6 +106,17 @@ impl Edge {
             Some(h) => h.clone(),
             None => Arc::new(MemoryStore::new(config.memory_bytes)),
         };
+        let mut metrics = Metrics::default();
+        let guard_metrics = crate::guard::GuardMetrics::register(&mut metrics.registry);
+        let conn_metrics = crate::limits::ConnMetrics::register(&mut metrics.registry);
+        let guard = Arc::new(ArcSwap::from_pointee(crate::guard::Guard::empty(
+            &config.node_id,
+        )));
+        let upstream = Upstream::new(
+            &config.node_id,
+            guard.clone(),
+            guard_metrics.origin_refused.clone(),
+        );
         Arc::new(Edge {
             node_id: config.node_id.clone(),
             routes: ArcSwap::from_pointee(Routes::default()),
@@ -106,8 +126,11 @@ impl Edge {
             purge_epoch: std::sync::atomic::AtomicU64::new(0),
             usage: Arc::default(),
             inflight: Inflight::default(),
-            upstream: Upstream::default(),
-            metrics: Metrics::default(),
+            upstream,
+            metrics,
+            guard,
+            guard_metrics,
+            conn_metrics,
             via,
             access_log: config.access_log,
             slice_bytes: config.slice_bytes.max(1),
@@ -136,6 +159,13 @@ impl Edge {
         }
         let routes = Routes::build(snapshot.version, &snapshot.body, &self.node_id, &self.usage);
         self.certs.update(&snapshot.body.services);
+        // Before the routes: a request routed by the new table is checked by its policy.
+        let guard = crate::guard::Guard::build(&snapshot.body, &self.node_id);
+        let policy_changed = self.guard.load().policy != guard.policy;
+        self.guard.store(Arc::new(guard));
+        if policy_changed {
+            self.upstream.reset_origin_pool();
+        }
         self.routes.store(Arc::new(routes));
         self.apply_purges(previous, snapshot.version, &snapshot.body);
         self.metrics.snapshot_version.set(snapshot.version as i64);

@@ -89,6 +89,10 @@ pub async fn handle(
     client: SocketAddr,
     tls: bool,
 ) -> Response<Body> {
+    // A request that already passed through this platform is a loop (`crate::guard`).
+    if let Some(res) = crate::guard::refuse_loop(&edge, req.headers(), client) {
+        return res;
+    }
     let started = Instant::now();
     let host = req
         .uri()

@@ -1,6 +1,8 @@
 //! The listeners of an edge node: HTTP/1.1 and h2c on each HTTP address, HTTP/1.1 and h2
 //! (by ALPN) over TLS on each HTTPS address, and the admin server (`/healthz`,
-//! `/metrics`). Shutdown stops accepting and lets in-flight requests finish.
+//! `/metrics`), all under the limits of `crate::limits` (header-read and idle timeouts,
+//! connection caps, HTTP/2 streams). Shutdown stops accepting and lets in-flight requests
+//! finish.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,18 +13,18 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::body::Body;
+use crate::body::{Body, BoxError};
+use crate::limits::{self, ConnGate, Handler};
 use crate::node::{Edge, EdgeConfig};
 
 /// Largest request head accepted (request line and headers); larger gets 431/414.
@@ -69,9 +71,17 @@ impl EdgeHandle {
     }
 }
 
-/// Binds every listener of `config` and serves `edge`.
+/// How long shutdown waits for a listener's connections to finish.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Binds every listener of `config` and serves `edge`, under `config.limits`.
 pub async fn start(config: &EdgeConfig, edge: Arc<Edge>) -> std::io::Result<EdgeHandle> {
     let (stop, stopped) = watch::channel(false);
+    let limits = &config.limits;
+    let builder = Arc::new(limits.builder());
+    // One cap for the public listeners together; the admin port has its own.
+    let public_gate = ConnGate::new(limits.max_connections, edge.conn_metrics.clone());
+    let admin_gate = ConnGate::new(limits.admin_max_connections, edge.conn_metrics.clone());
     let mut tasks = Vec::new();
     let mut http = Vec::new();
     for addr in &config.http {
@@ -82,6 +92,9 @@ pub async fn start(config: &EdgeConfig, edge: Arc<Edge>) -> std::io::Result<Edge
         tasks.push(tokio::spawn(serve_http(
             listener,
             edge.clone(),
+            builder.clone(),
+            public_gate.clone(),
+            limits.idle_timeout,
             stopped.clone(),
         )));
     }
@@ -99,6 +112,9 @@ pub async fn start(config: &EdgeConfig, edge: Arc<Edge>) -> std::io::Result<Edge
                 listener,
                 acceptor.clone(),
                 edge.clone(),
+                builder.clone(),
+                public_gate.clone(),
+                limits.idle_timeout,
                 stopped.clone(),
             )));
         }
@@ -114,14 +130,15 @@ pub async fn start(config: &EdgeConfig, edge: Arc<Edge>) -> std::io::Result<Edge
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(edge.clone());
-    let mut admin_stop = stopped.clone();
-    tasks.push(tokio::spawn(async move {
-        let _ = axum::serve(admin_listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = admin_stop.wait_for(|s| *s).await;
-            })
-            .await;
-    }));
+    tasks.push(tokio::spawn(serve_admin(
+        admin_listener,
+        app,
+        edge.clone(),
+        builder.clone(),
+        admin_gate,
+        limits.idle_timeout,
+        stopped.clone(),
+    )));
     tracing::info!(node = %config.node_id, ?http, ?https, %admin, "edge node listening");
     Ok(EdgeHandle {
         edge,
@@ -133,70 +150,41 @@ pub async fn start(config: &EdgeConfig, edge: Arc<Edge>) -> std::io::Result<Edge
     })
 }
 
-/// The connection builder of the HTTP and HTTPS listeners: HTTP/1.1, or HTTP/2 when the
-/// connection starts with its preface (h2c, or h2 negotiated by ALPN).
-fn conn_builder() -> Arc<auto::Builder<TokioExecutor>> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .max_buf_size(MAX_HEAD_BYTES)
-        .writev(true)
-        .keep_alive(true)
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
-    builder.http2().max_concurrent_streams(256);
-    Arc::new(builder)
-}
-
-/// The next connection (with Nagle off), or `None` once the node is stopping. Accept
-/// errors (e.g. out of file descriptors) are logged and retried after a pause.
-async fn accept_next(
-    listener: &TcpListener,
-    stopped: &mut watch::Receiver<bool>,
-) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stopped.wait_for(|s| *s) => return None,
-        };
-        match accepted {
-            Ok((stream, client)) => {
-                let _ = stream.set_nodelay(true);
-                return Some((stream, client));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-async fn serve_http(listener: TcpListener, edge: Arc<Edge>, mut stopped: watch::Receiver<bool>) {
-    let builder = conn_builder();
-    let graceful = GracefulShutdown::new();
-    loop {
-        let Some((stream, client)) = accept_next(&listener, &mut stopped).await else {
-            break;
-        };
-        let edge = edge.clone();
-        let service = service_fn(move |req| {
+async fn serve_http(
+    listener: TcpListener,
+    edge: Arc<Edge>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    gate: ConnGate,
+    idle: Duration,
+    stopped: watch::Receiver<bool>,
+) {
+    limits::serve_listener(
+        "http",
+        listener,
+        gate,
+        stopped,
+        DRAIN,
+        |stream, client, stopped| {
             let edge = edge.clone();
+            let builder = builder.clone();
             async move {
-                Ok::<_, std::convert::Infallible>(
-                    crate::proxy::handle(edge, req, client, false).await,
+                let metrics = edge.conn_metrics.clone();
+                let handler: Handler = Arc::new(move |req| {
+                    Box::pin(crate::proxy::handle(edge.clone(), req, client, false))
+                });
+                limits::serve_connection(
+                    &builder,
+                    TokioIo::new(stream),
+                    handler,
+                    idle,
+                    (&metrics, "http"),
+                    stopped,
                 )
+                .await;
             }
-        });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+        },
+    )
+    .await;
 }
 
 /// Accepts TLS connections: each handshakes in its own task (at most
@@ -206,53 +194,108 @@ async fn serve_https(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     edge: Arc<Edge>,
-    mut stopped: watch::Receiver<bool>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    gate: ConnGate,
+    idle: Duration,
+    stopped: watch::Receiver<bool>,
 ) {
-    let builder = conn_builder();
-    let graceful = GracefulShutdown::new();
-    loop {
-        let Some((stream, client)) = accept_next(&listener, &mut stopped).await else {
-            break;
-        };
-        let edge = edge.clone();
-        let acceptor = acceptor.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let mut stopped = stopped.clone();
-        tokio::spawn(async move {
-            let handshake = tokio::select! {
-                h = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => h,
-                _ = stopped.wait_for(|s| *s) => return,
-            };
-            let stream = match handshake {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%client, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%client, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let sni: Option<Arc<str>> = stream.get_ref().1.server_name().map(Arc::from);
-            let service = service_fn(move |req| {
-                let edge = edge.clone();
-                let sni = sni.clone();
-                async move {
-                    if misdirected(&edge, sni.as_deref(), &req) {
-                        return Ok::<_, std::convert::Infallible>(misdirected_response());
+    limits::serve_listener(
+        "https",
+        listener,
+        gate,
+        stopped,
+        DRAIN,
+        |stream, client, mut stopped| {
+            let edge = edge.clone();
+            let builder = builder.clone();
+            let acceptor = acceptor.clone();
+            async move {
+                let handshake = tokio::select! {
+                    h = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => h,
+                    _ = stopped.wait_for(|s| *s) => return,
+                };
+                let stream = match handshake {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%client, error = %e, "TLS handshake failed");
+                        return;
                     }
-                    Ok(crate::proxy::handle(edge, req, client, true).await)
-                }
-            });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(error = %e, "connection ended with an error");
+                    Err(_) => {
+                        tracing::debug!(%client, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let sni: Option<Arc<str>> = stream.get_ref().1.server_name().map(Arc::from);
+                let metrics = edge.conn_metrics.clone();
+                let handler: Handler = Arc::new(move |req| {
+                    let edge = edge.clone();
+                    let sni = sni.clone();
+                    Box::pin(async move {
+                        if misdirected(&edge, sni.as_deref(), &req) {
+                            return misdirected_response();
+                        }
+                        crate::proxy::handle(edge, req, client, true).await
+                    })
+                });
+                limits::serve_connection(
+                    &builder,
+                    TokioIo::new(stream),
+                    handler,
+                    idle,
+                    (&metrics, "https"),
+                    stopped,
+                )
+                .await;
             }
-        });
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+        },
+    )
+    .await;
+}
+
+/// The admin port (`/healthz`, `/metrics`), under the same limits with its own cap.
+async fn serve_admin(
+    listener: TcpListener,
+    app: Router,
+    edge: Arc<Edge>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    gate: ConnGate,
+    idle: Duration,
+    stopped: watch::Receiver<bool>,
+) {
+    limits::serve_listener(
+        "admin",
+        listener,
+        gate,
+        stopped,
+        DRAIN,
+        |stream, _client, stopped| {
+            let app = app.clone();
+            let builder = builder.clone();
+            let metrics = edge.conn_metrics.clone();
+            async move {
+                let handler: Handler = Arc::new(move |req| {
+                    let mut app = app.clone();
+                    Box::pin(async move {
+                        let res = match tower_service::Service::call(&mut app, req).await {
+                            Ok(res) => res,
+                            Err(never) => match never {},
+                        };
+                        res.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync())
+                    })
+                });
+                limits::serve_connection(
+                    &builder,
+                    TokioIo::new(stream),
+                    handler,
+                    idle,
+                    (&metrics, "admin"),
+                    stopped,
+                )
+                .await;
+            }
+        },
+    )
+    .await;
 }
 
 /// Whether `req` names (by `:authority` or Host) a service other than the one whose

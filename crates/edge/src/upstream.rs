@@ -2,9 +2,19 @@
 //! its origins (weighted among the primaries, backups when no primary answers). Connections
 //! are pooled; a request that failed to connect is retried on the next target, which is
 //! safe because nothing was sent.
+//!
+//! Parents and origins use separate pools: parents are platform nodes (trusted, plain
+//! connector), origins go through [`crate::guard::OriginConnector`], which checks every
+//! resolved address against the snapshot's origin policy before connecting. Separate pools
+//! also mean an origin whose authority equals a parent's address never reuses a parent's
+//! (unchecked) connection.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use prometheus_client::metrics::counter::Counter;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, Uri};
@@ -15,6 +25,7 @@ use hyper_util::rt::TokioExecutor;
 use rand::Rng;
 
 use crate::body::Body;
+use crate::guard::{Guard, OriginConnector};
 use crate::metrics::{Metrics, UpstreamLabels};
 use crate::routes::ServiceRoute;
 
@@ -61,24 +72,70 @@ pub enum UpstreamError {
     Failed(String, String),
     #[error("TLS to origin {0} is not supported yet")]
     TlsUnsupported(String),
+    /// The origin policy refused every address of the origin (nothing was connected to).
+    #[error("{0}")]
+    Refused(String),
 }
 
-/// The pooled HTTP client to parents and origins.
+/// `err` and its sources, `: `-separated (hyper's errors put the cause in the sources).
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = e.source();
+    }
+    out
+}
+
+/// The pooled HTTP clients to parents and origins.
 pub struct Upstream {
-    client: Client<HttpConnector, Body>,
+    /// This node's id, named in the parent-fetch mark.
+    node_id: String,
+    parents: Client<HttpConnector, Body>,
+    /// Replaced (with an empty pool) when the origin policy changes, so that no connection
+    /// made under an older policy is reused.
+    origins: ArcSwap<Client<OriginConnector, Body>>,
+    connector: OriginConnector,
 }
 
-impl Default for Upstream {
-    fn default() -> Self {
+fn origin_client(connector: OriginConnector) -> Client<OriginConnector, Body> {
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .build(connector)
+}
+
+impl Upstream {
+    /// The client of node `node_id`; origins are checked against `guard`'s policy at
+    /// connect time (`refused` counts refused addresses).
+    pub fn new(node_id: &str, guard: Arc<ArcSwap<Guard>>, refused: Counter) -> Upstream {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         connector.set_nodelay(true);
         connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
+        let parents = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
             .build(connector);
-        Upstream { client }
+        let connector = OriginConnector::new(guard, refused, CONNECT_TIMEOUT);
+        Upstream {
+            node_id: node_id.to_owned(),
+            parents,
+            origins: ArcSwap::from_pointee(origin_client(connector.clone())),
+            connector,
+        }
+    }
+
+    /// Drops the pooled origin connections (in-flight requests keep theirs): every later
+    /// origin request connects anew, checked by the current origin policy.
+    pub fn reset_origin_pool(&self) {
+        self.origins
+            .store(Arc::new(origin_client(self.connector.clone())));
     }
 }
 
@@ -200,6 +257,7 @@ impl Upstream {
                 if let Ok(v) = HeaderValue::from_str(&target.host) {
                     h.insert(header::HOST, v);
                 }
+                crate::guard::mark_parent_fetch(h, target.tier == Tier::Parent, &self.node_id);
             }
             let retryable = body.is_none();
             let req = match req.body(body.take().unwrap_or_else(crate::body::empty)) {
@@ -210,7 +268,11 @@ impl Upstream {
                 tier: target.tier.as_str().to_owned(),
             };
             let started = Instant::now();
-            match tokio::time::timeout(RESPONSE_TIMEOUT, self.client.request(req)).await {
+            let sent = match target.tier {
+                Tier::Parent => self.parents.request(req),
+                Tier::Origin => self.origins.load().request(req),
+            };
+            match tokio::time::timeout(RESPONSE_TIMEOUT, sent).await {
                 Ok(Ok(res)) => {
                     metrics
                         .upstream_seconds
@@ -221,9 +283,18 @@ impl Upstream {
                 Ok(Err(e)) => {
                     metrics.upstream_errors.get_or_create(&labels).inc();
                     let connect_failed = e.is_connect();
-                    failures.push(format!("{authority}: {e}"));
+                    if let Some(refused) = crate::guard::refusal(&e) {
+                        let why = refused.to_string();
+                        if !retryable {
+                            return Err(UpstreamError::Refused(why));
+                        }
+                        failures.push(why);
+                        continue;
+                    }
+                    let why = error_chain(&e);
+                    failures.push(format!("{authority}: {why}"));
                     if !(connect_failed && retryable) {
-                        return Err(UpstreamError::Failed(authority.to_owned(), e.to_string()));
+                        return Err(UpstreamError::Failed(authority.to_owned(), why));
                     }
                     tracing::debug!(upstream = authority, error = %e, "connect failed, trying the next upstream");
                 }

@@ -86,6 +86,11 @@ fn snapshot(version: u64, services: Vec<Service>) -> Snapshot<EdgeSnapshot> {
             services,
             sites: vec![],
             nodes: vec![],
+            // The test origin listens on loopback.
+            origin_policy: lingjing_model::OriginPolicy {
+                allowed: vec!["127.0.0.0/8".to_owned()],
+                ..lingjing_model::OriginPolicy::default()
+            },
             ..EdgeSnapshot::default()
         },
     }

@@ -43,10 +43,10 @@ pub async fn verify(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<VerifyResult>, ApiError> {
-    let req: VerifyRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        VerifyRequest::default()
-    } else {
-        parse_json(&body)?
+    let req: VerifyRequest = match parse_json::<Option<VerifyRequest>>(&body) {
+        _ if body.iter().all(u8::is_ascii_whitespace) => VerifyRequest::default(),
+        Ok(req) => req.unwrap_or_default(),
+        Err(e) => return Err(e),
     };
     if req.approve {
         caller.require_operator()?;

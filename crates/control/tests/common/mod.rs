@@ -61,13 +61,45 @@ pub fn sqlite_url(path: &std::path::Path) -> String {
     format!("sqlite://{}", path.display())
 }
 
+/// The trust policy of test control planes: origins on loopback allowed (test origins
+/// listen there).
+pub fn loopback_policy() -> lingjing_control::TrustPolicy {
+    lingjing_control::TrustPolicy {
+        allow_origins: vec!["127.0.0.0/8".into(), "::1/128".into()],
+        ..Default::default()
+    }
+}
+
+/// Starts a control plane with `policy` on `127.0.0.1:0` over a fresh SQLite file.
+pub async fn start_with(policy: lingjing_control::TrustPolicy) -> TestPlane {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("control.db");
+    let store = Store::open_sqlite_file(&db).await.expect("open the store");
+    let (handle, api) = serve_store_with(store, policy).await;
+    TestPlane {
+        handle: Some(handle),
+        api,
+        db,
+        dir,
+    }
+}
+
 /// Serves `store` on `127.0.0.1:0`; returns the handle and an operator client.
 pub async fn serve_store(store: Store) -> (ControlHandle, Api) {
+    serve_store_with(store, loopback_policy()).await
+}
+
+/// Serves `store` with `policy` on `127.0.0.1:0`.
+pub async fn serve_store_with(
+    store: Store,
+    policy: lingjing_control::TrustPolicy,
+) -> (ControlHandle, Api) {
     let config = ControlConfig {
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         operator_token: OPERATOR_TOKEN.to_owned(),
         zone: DEFAULT_ZONE.to_owned(),
         health: None,
+        policy,
     };
     let handle = serve(config, store).await.expect("serve");
     let api = Api::new(&handle.url(), Some(OPERATOR_TOKEN));
@@ -219,9 +251,22 @@ impl Api {
         .await
     }
 
-    /// Creates `body` under `/v1/{plural}`, expecting 201; returns the view.
+    /// Creates `body` under `/v1/{plural}`, expecting 201; returns the view. A service
+    /// created with the operator token is approved too (its hostnames verified), so it
+    /// reaches the snapshots; post to `/v1/services` directly to keep it pending.
     pub async fn create(&self, plural: &str, body: Value) -> Value {
-        self.post(&format!("/v1/{plural}"), body).await.ok(201)
+        let view = self.post(&format!("/v1/{plural}"), body).await.ok(201);
+        if plural == "services" && self.token.as_deref() == Some(OPERATOR_TOKEN) {
+            let id = view["id"].as_str().expect("service id");
+            self.post(
+                &format!("/v1/services/{id}/verify"),
+                json!({ "approve": true }),
+            )
+            .await
+            .ok(200);
+            return self.get(&format!("/v1/services/{id}")).await.ok(200);
+        }
+        view
     }
 
     /// The ids of `/v1/{plural}`, in the order listed.
@@ -401,8 +446,13 @@ pub fn service(id: &str, tenant: &str, hostnames: &[&str]) -> Value {
 /// - sites `nj-1` (Nanjing, the parent) and `wx-1` (Wuxi, fills from `nj-1`);
 /// - nodes `nj-1-a` (parent, dns), `wx-1-a` and `wx-1-b` (edge);
 /// - pool `wx-1-telecom` (10.1.0.0/28 at `wx-1`);
-/// - tenant `demo` with service `www` (`www.demo.example`).
+/// - tenant `demo` with service `shop` (`www.demo.example`).
 pub async fn seed_topology(api: &Api) {
+    seed_topology_with_origin(api, "127.0.0.1:7900").await;
+}
+
+/// [`seed_topology`] with the service's origin at `origin`.
+pub async fn seed_topology_with_origin(api: &Api, origin: &str) {
     api.create("regions", region("cn", None, "country")).await;
     api.create("regions", region("cn-js", Some("cn"), "province"))
         .await;
@@ -432,8 +482,9 @@ pub async fn seed_topology(api: &Api) {
     )
     .await;
     api.create("tenants", tenant("demo")).await;
-    api.create("services", service("www", "demo", &["www.demo.example"]))
-        .await;
+    let mut shop = service("shop", "demo", &["www.demo.example"]);
+    shop["origins"] = json!([{ "address": origin, "weight": 1 }]);
+    api.create("services", shop).await;
 }
 
 /// Creates an API key of `tenant`; returns its secret.

@@ -77,7 +77,8 @@ pub fn rule(path: &str) -> CacheRule {
     }
 }
 
-/// An edge snapshot of `services`, without sites or nodes (no parent tier).
+/// An edge snapshot of `services`, without sites or nodes (no parent tier), whose origin
+/// policy allows loopback origins (every test origin listens on 127.0.0.1).
 pub fn snapshot(version: u64, services: Vec<Service>) -> Snapshot<EdgeSnapshot> {
     Snapshot {
         version,
@@ -85,8 +86,17 @@ pub fn snapshot(version: u64, services: Vec<Service>) -> Snapshot<EdgeSnapshot> 
         generated_at: "2025-01-01T00:00:00Z".to_owned(),
         body: EdgeSnapshot {
             services,
+            origin_policy: loopback_allowed(),
             ..EdgeSnapshot::default()
         },
+    }
+}
+
+/// An origin policy that allows loopback origins (`127.0.0.0/8`, `::1`).
+pub fn loopback_allowed() -> lingjing_model::OriginPolicy {
+    lingjing_model::OriginPolicy {
+        allowed: vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()],
+        ..lingjing_model::OriginPolicy::default()
     }
 }
 
