@@ -50,7 +50,9 @@ async fn a_client_that_never_finishes_its_request_head_is_disconnected() {
     })
     .await;
     let mut slow = TcpStream::connect(edge.addr).await.expect("connect");
-    slow.write_all(b"GET / HT").await.expect("half a request line");
+    slow.write_all(b"GET / HT")
+        .await
+        .expect("half a request line");
     let answer = until_closed(&mut slow).await.expect("disconnected");
     if !answer.is_empty() {
         assert_eq!(raw_status(&answer), 408);
@@ -83,10 +85,9 @@ async fn h1(
     addr: std::net::SocketAddr,
 ) -> hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>> {
     let stream = TcpStream::connect(addr).await.expect("connect");
-    let (send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .expect("handshake");
+    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .expect("handshake");
     tokio::spawn(conn);
     send
 }
@@ -132,10 +133,9 @@ async fn connections_over_the_cap_are_closed_and_the_admitted_ones_keep_working(
         .await
         .expect("metrics");
     assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("lingjing_edge_connections_refused_total{listener=\"http\"} ")
-                && !l.ends_with(" 0")),
+        metrics.lines().any(|l| l
+            .starts_with("lingjing_edge_connections_refused_total{listener=\"http\"} ")
+            && !l.ends_with(" 0")),
         "{metrics}"
     );
     // The admitted connections still work.

@@ -52,7 +52,11 @@ async fn metric(edge: &TestEdge, name: &str) -> u64 {
 #[tokio::test]
 async fn a_loopback_origin_is_refused_unless_its_network_is_allowed() {
     let origin = plain_origin().await;
-    let refused = with_policy(1, vec![common::origin(origin.addr())], OriginPolicy::default());
+    let refused = with_policy(
+        1,
+        vec![common::origin(origin.addr())],
+        OriginPolicy::default(),
+    );
     let edge = TestEdge::start("edge-a", &refused).await;
     let client = edge.client(&[HOST]);
 
@@ -134,7 +138,11 @@ async fn an_allowed_endpoint_works_and_a_refused_primary_falls_through_to_it() {
         let got = get(&client, &edge.url(HOST, "/")).await;
         assert_eq!((got.status, got.text().as_str()), (200, "from the origin"));
     }
-    assert_eq!(refused.total(), 0, "only the allowed endpoint is connected to");
+    assert_eq!(
+        refused.total(),
+        0,
+        "only the allowed endpoint is connected to"
+    );
     assert_eq!(allowed.total(), 3);
 }
 
@@ -180,7 +188,12 @@ async fn an_origin_pointing_back_at_the_edge_is_a_loop_not_an_endless_fetch() {
     assert_eq!(metric(&edge, "lingjing_edge_loops_total").await, 1);
 
     // A client that forges our Via is refused at once.
-    let got = get_with(&client, &edge.url(HOST, "/"), &[("via", "1.1 lingjing-edge-a")]).await;
+    let got = get_with(
+        &client,
+        &edge.url(HOST, "/"),
+        &[("via", "1.1 lingjing-edge-a")],
+    )
+    .await;
     assert_eq!(got.status, 508);
 }
 
@@ -221,7 +234,12 @@ async fn a_parent_whose_origin_points_back_at_a_child_detects_the_loop() {
     ];
     snap.body.nodes = vec![
         node("child-1", "edge-site", vec![NodeRole::Edge], child.port()),
-        node("parent-1", "parent-site", vec![NodeRole::Parent], parent.port()),
+        node(
+            "parent-1",
+            "parent-site",
+            vec![NodeRole::Parent],
+            parent.port(),
+        ),
     ];
     parent.apply(&snap);
     child.apply(&snap);
