@@ -43,6 +43,8 @@ pub struct Metrics {
     pub disk_corrupt: Gauge,
     pub lookups: std::sync::atomic::AtomicU64,
     pub hits: std::sync::atomic::AtomicU64,
+    /// Memory held by shared fills (`crate::cache::fill`), updated by the fills.
+    pub fill: crate::cache::fill::FillMeter,
 }
 
 impl Default for Metrics {
@@ -57,7 +59,7 @@ impl Default for Metrics {
         let bytes_out = Family::<ServiceLabels, Counter>::default();
         registry.register(
             "sent_bytes",
-            "Body bytes sent to clients",
+            "Body bytes sent to clients (counted as they are written)",
             bytes_out.clone(),
         );
         let bytes_in = Family::<UpstreamLabels, Counter>::default();
@@ -118,7 +120,24 @@ impl Default for Metrics {
             "Disk cache entries found torn or corrupt (deleted, never served)",
             disk_corrupt.clone(),
         );
+        let fill = crate::cache::fill::FillMeter::default();
+        registry.register(
+            "fill_buffered_bytes",
+            "Body bytes held in memory by shared fills in progress",
+            fill.buffered.clone(),
+        );
+        registry.register(
+            "fill_buffer_peak_bytes",
+            "Most body bytes one shared fill has held at once since start",
+            fill.peak.clone(),
+        );
+        registry.register(
+            "fill_sealed",
+            "Shared fills that reached their buffer limit (later clients fetched on their own)",
+            fill.sealed.clone(),
+        );
         Metrics {
+            fill,
             registry,
             hit_ratio,
             disk_corrupt,

@@ -42,6 +42,9 @@ pub struct EdgeConfig {
     /// Limits of the HTTP, HTTPS and admin listeners (slow clients, connection counts,
     /// HTTP/2 streams); see [`crate::limits::ServerLimits`].
     pub limits: crate::limits::ServerLimits,
+    /// Resource bounds of the cache (longest cached URL, fill buffer); see
+    /// [`crate::cache::CacheLimits`].
+    pub cache_limits: crate::cache::CacheLimits,
 }
 
 impl EdgeConfig {
@@ -57,6 +60,7 @@ impl EdgeConfig {
             access_log: true,
             slice_bytes: crate::slice::DEFAULT_SLICE_BYTES,
             limits: crate::limits::ServerLimits::default(),
+            cache_limits: crate::cache::CacheLimits::default(),
         }
     }
 }
@@ -87,6 +91,8 @@ pub struct Edge {
     pub access_log: bool,
     /// Slice size for large objects and range requests (`crate::slice`).
     pub slice_bytes: u64,
+    /// Resource bounds of the cache (`crate::cache::CacheLimits`).
+    pub cache_limits: crate::cache::CacheLimits,
 }
 
 impl Edge {
@@ -125,7 +131,10 @@ impl Edge {
             hybrid,
             purge_epoch: std::sync::atomic::AtomicU64::new(0),
             usage: Arc::default(),
-            inflight: Inflight::default(),
+            inflight: Inflight::new(
+                config.cache_limits.fill_buffer_bytes,
+                metrics.fill.clone(),
+            ),
             upstream,
             metrics,
             guard,
@@ -134,6 +143,7 @@ impl Edge {
             via,
             access_log: config.access_log,
             slice_bytes: config.slice_bytes.max(1),
+            cache_limits: config.cache_limits,
         })
     }
 

@@ -24,7 +24,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::body::{self, Body};
-use crate::cache::fill::{Fill, FillHead, Joined};
+use crate::cache::fill::{Fill, FillHead, Joined, Reader};
 use crate::cache::key;
 use crate::cache::policy::{
     self, Evaluation, Freshness, RequestCacheControl, RuleOverride, Storability,
@@ -80,6 +80,13 @@ struct Ctx {
     client: SocketAddr,
     tls: bool,
     started: Instant,
+}
+
+impl Ctx {
+    /// The cache-key namespace of this request: its service and scheme.
+    fn namespace(&self) -> String {
+        key::namespace(&self.route.service.id, key::Scheme::of(self.tls))
+    }
 }
 
 /// Handles one client request.
@@ -168,28 +175,30 @@ fn finish(
             cache: result.x_cache().to_owned(),
         })
         .inc();
-    let sent = res
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .filter(|_| parts.method != Method::HEAD);
-    ctx.route.usage.record(sent.unwrap_or(0));
+    ctx.route.usage.request();
+    // Body bytes are counted as they are written, whatever the framing: a chunked body
+    // counts, an aborted download counts what was sent.
+    let usage = ctx.route.usage.clone();
+    let sent_bytes = ctx
+        .edge
+        .metrics
+        .bytes_out
+        .get_or_create(&ServiceLabels {
+            service: service.clone(),
+        })
+        .clone();
+    let res = res.map(|b| {
+        body::counted(b, move |n| {
+            usage.sent(n);
+            sent_bytes.inc_by(n);
+        })
+    });
     if !matches!(result, CacheResult::Pass | CacheResult::Error) {
         use std::sync::atomic::Ordering;
         ctx.edge.metrics.lookups.fetch_add(1, Ordering::Relaxed);
         if matches!(result, CacheResult::Hit | CacheResult::Stale) {
             ctx.edge.metrics.hits.fetch_add(1, Ordering::Relaxed);
         }
-    }
-    if let Some(len) = sent {
-        ctx.edge
-            .metrics
-            .bytes_out
-            .get_or_create(&ServiceLabels {
-                service: service.clone(),
-            })
-            .inc_by(len);
     }
     log(
         &ctx.edge,
@@ -358,13 +367,22 @@ fn bad_gateway(ctx: &Ctx, why: &str) -> Response<Body> {
 fn invalidate_targets(ctx: &Ctx, parts: &Parts, res_headers: &HeaderMap) {
     let mut paths = vec![path_and_query(parts).to_owned()];
     paths.extend(policy::invalidation_targets(&ctx.host, res_headers));
+    let service = &ctx.route.service.id;
+    let candidates = ctx
+        .edge
+        .store
+        .host_keys(&key::host_bucket(service, &ctx.host));
     for p in paths {
         let path_only = p.split('?').next().unwrap_or(&p);
         let rule = key::rule_for(&ctx.route.service.cache_rules, path_only);
-        let url = key::url_key(&ctx.host, &p, rule);
-        for k in ctx.edge.store.keys() {
-            if key::key_url(&k) == url {
-                ctx.edge.store.remove(&k);
+        // Both schemes: the resource changed, whichever way it was fetched.
+        let urls: Vec<String> = key::Scheme::ALL
+            .iter()
+            .map(|s| key::url_key(&key::namespace(service, *s), &ctx.host, &p, rule))
+            .collect();
+        for k in &candidates {
+            if urls.iter().any(|u| key::key_url(k) == u) {
+                ctx.edge.store.remove(k);
             }
         }
     }
@@ -378,7 +396,12 @@ async fn cached(ctx: &Ctx, parts: &Parts) -> (Response<Body>, CacheResult) {
     if rule_override.bypass {
         return pass(ctx, parts, None, false).await;
     }
-    let cache_key = key::cache_key(&ctx.host, pq, rule, &parts.headers);
+    if pq.len() > ctx.edge.cache_limits.max_url_bytes {
+        // Not cached: a key this long would cost memory out of proportion (limit in
+        // `CacheLimits::max_url_bytes`).
+        return pass(ctx, parts, None, false).await;
+    }
+    let cache_key = key::cache_key(&ctx.namespace(), &ctx.host, pq, rule, &parts.headers);
     let req_cc = RequestCacheControl::parse(&parts.headers);
     let now = SystemTime::now();
     let mut stale: Option<Arc<CachedResponse>> = None;
@@ -395,14 +418,14 @@ async fn cached(ctx: &Ctx, parts: &Parts) -> (Response<Body>, CacheResult) {
                 }
                 Evaluation::StaleWhileRevalidate => {
                     // Refresh in the background; this client gets the stale copy now.
-                    if let Joined::Leader(fill) = ctx.edge.inflight.join(&cache_key) {
+                    if let Joined::Leader(reader) = ctx.edge.inflight.join(&cache_key) {
                         start_fill(
                             ctx,
                             parts,
                             &cache_key,
                             rule_override,
                             Some(stored.clone()),
-                            fill,
+                            reader.fill().clone(),
                         );
                     }
                     return (
@@ -451,21 +474,21 @@ async fn cached(ctx: &Ctx, parts: &Parts) -> (Response<Body>, CacheResult) {
             crate::slice::Answer::Fallback => {}
         }
     }
-    let (fill, leader) = match ctx.edge.inflight.join(&cache_key) {
-        Joined::Leader(fill) => {
+    let (reader, leader) = match ctx.edge.inflight.join(&cache_key) {
+        Joined::Leader(reader) => {
             start_fill(
                 ctx,
                 parts,
                 &cache_key,
                 rule_override,
                 stale.clone(),
-                fill.clone(),
+                reader.fill().clone(),
             );
-            (fill, true)
+            (reader, true)
         }
-        Joined::Follower(fill) => (fill, false),
+        Joined::Follower(reader) => (reader, false),
     };
-    let head = fill.head().await;
+    let head = reader.fill().head().await;
     let serve_stale = |stale: &Arc<CachedResponse>| {
         (
             respond_stored(
@@ -506,7 +529,10 @@ async fn cached(ctx: &Ctx, parts: &Parts) -> (Response<Body>, CacheResult) {
             } else {
                 CacheResult::Collapsed
             };
-            (respond_fill(ctx, parts, h, fill, result).await, result)
+            (
+                respond_fill(ctx, parts, h, reader, result, leader).await,
+                result,
+            )
         }
     }
 }
@@ -570,7 +596,7 @@ async fn run_fill(
             SystemTime::now(),
         ) == Evaluation::Fresh
     {
-        fill.complete_from(s);
+        fill.complete_from(s, Vec::new());
         return;
     }
     let request_time = SystemTime::now();
@@ -613,6 +639,9 @@ async fn run_fill(
         // RFC 9111 §4.3.4: freshen the stored response with the 304's headers.
         let mut merged = old.headers.clone();
         policy::apply_304(&mut merged, &head.headers);
+        // A cookie the 304 sets is for the client that asked, never stored or shared.
+        let set_cookie = take_set_cookie(&mut merged);
+        let cookie_rule_refuses = !set_cookie.is_empty() && !rule.cache_set_cookie;
         let updated = match policy::storability(
             &Method::GET,
             req_headers,
@@ -621,6 +650,7 @@ async fn run_fill(
             &rule,
             response_time,
         ) {
+            Storability::Yes(_) if cookie_rule_refuses => None,
             Storability::Yes(params) => Some(CachedResponse {
                 freshness: Freshness::new(
                     &params,
@@ -644,8 +674,9 @@ async fn run_fill(
             headers: served.headers.clone(),
             shareable: true,
             variant: served.variant.clone(),
+            set_cookie,
         }));
-        fill.push(served.body.clone());
+        fill.push_stored(served.body.clone());
         fill.finish(Ok(()));
         return;
     }
@@ -665,6 +696,13 @@ async fn run_fill(
         .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|l| l > MAX_OBJECT_BYTES);
     let mut keep = matches!(storable, Storability::Yes(_)) && !too_big;
+    // A shared (stored) response never carries the first client's cookie: that client
+    // alone gets it (a cache rule allowed storing it; otherwise it is not shared).
+    let set_cookie = if keep {
+        take_set_cookie(&mut head.headers)
+    } else {
+        Vec::new()
+    };
     // Not shared: only the client that started the fetch reads it, through a bounded
     // channel, so a huge or private body never piles up in memory.
     let (mut direct_tx, direct) = if keep {
@@ -682,6 +720,7 @@ async fn run_fill(
         variant: policy::vary_fields(&head.headers)
             .map(|f| policy::vary_signature(&f, req_headers))
             .unwrap_or_default(),
+        set_cookie,
     }));
     // Too large to store whole: store it as slices as it streams, for range requests.
     let mut slicer = match (&storable, too_big, head.status) {
@@ -739,7 +778,7 @@ async fn run_fill(
                                 }
                             }
                         }
-                        None if shared => fill.push(data),
+                        None if shared => fill.push(data).await,
                         None => {}
                     }
                 }
@@ -792,6 +831,8 @@ pub(crate) fn store(
     let Ok(vary) = policy::vary_fields(&response.headers) else {
         return;
     };
+    // Hits never carry the cookie of the client whose fetch stored the response.
+    response.headers.remove(header::SET_COOKIE);
     response.variant = policy::vary_signature(&vary, req_headers);
     let entry = match edge.store.get(cache_key) {
         Some(e) => e.with_variant(vary, response),
@@ -801,6 +842,17 @@ pub(crate) fn store(
         },
     };
     edge.store.put(cache_key.to_owned(), Arc::new(entry));
+}
+
+/// Removes and returns the `Set-Cookie` lines of `headers`.
+fn take_set_cookie(headers: &mut HeaderMap) -> Vec<HeaderValue> {
+    let values = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .cloned()
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    values
 }
 
 /// `Surrogate-Key` (space-separated) and `Cache-Tag` (comma-separated) values.
@@ -871,7 +923,7 @@ fn respond_stored(
     ranged(parts, stored.status, headers, &stored.body)
 }
 
-/// The whole body, or the requested ranges of it.
+/// The whole body, or the requested ranges of it. HEAD builds no body.
 fn ranged(
     parts: &Parts,
     status: StatusCode,
@@ -889,72 +941,80 @@ fn ranged(
     match ranges {
         RangeRequest::Full => {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-            response(
-                status,
-                headers,
-                if head {
-                    body::empty()
-                } else {
-                    body::full(whole.clone())
-                },
-            )
+            let b = if head {
+                body::empty()
+            } else {
+                body::full(whole.clone())
+            };
+            response(status, headers, b)
         }
-        RangeRequest::Unsatisfiable => {
-            headers.insert(header::CONTENT_RANGE, value(&format!("bytes */{len}")));
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
-            response(StatusCode::RANGE_NOT_SATISFIABLE, headers, body::empty())
-        }
+        RangeRequest::Unsatisfiable => unsatisfiable(headers, len),
         RangeRequest::Ranges(rs) if rs.len() == 1 => {
             let (s, e) = rs[0];
-            headers.insert(
-                header::CONTENT_RANGE,
-                value(&range::content_range(s, e, len)),
-            );
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(e - s + 1));
-            let part = whole.slice(s as usize..=e as usize);
-            response(
-                StatusCode::PARTIAL_CONTENT,
-                headers,
-                if head {
-                    body::empty()
-                } else {
-                    body::full(part)
-                },
-            )
+            single_range_headers(&mut headers, s, e, len);
+            let b = if head {
+                body::empty()
+            } else {
+                body::full(whole.slice(s as usize..=e as usize))
+            };
+            response(StatusCode::PARTIAL_CONTENT, headers, b)
         }
         RangeRequest::Ranges(rs) => {
-            let ct = headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let (boundary, multipart) = range::multipart(whole, &rs, ct.as_deref());
-            headers.insert(
-                header::CONTENT_TYPE,
-                value(&format!("multipart/byteranges; boundary={boundary}")),
-            );
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(multipart.len()));
-            response(
-                StatusCode::PARTIAL_CONTENT,
-                headers,
-                if head {
-                    body::empty()
-                } else {
-                    body::full(multipart)
-                },
-            )
+            let multipart = multipart_headers(&mut headers, &rs, len);
+            let b = if head {
+                body::empty()
+            } else {
+                body::full(multipart.body(whole))
+            };
+            response(StatusCode::PARTIAL_CONTENT, headers, b)
         }
     }
 }
 
+/// A 416 for a representation of `len` bytes.
+fn unsatisfiable(mut headers: HeaderMap, len: u64) -> Response<Body> {
+    headers.insert(header::CONTENT_RANGE, value(&format!("bytes */{len}")));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    response(StatusCode::RANGE_NOT_SATISFIABLE, headers, body::empty())
+}
+
+/// `Content-Range` and `Content-Length` of a single-range 206.
+fn single_range_headers(headers: &mut HeaderMap, s: u64, e: u64, len: u64) {
+    headers.insert(
+        header::CONTENT_RANGE,
+        value(&range::content_range(s, e, len)),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(e - s + 1));
+}
+
+/// The multipart answer for `rs`, with its `Content-Type` and `Content-Length` set.
+fn multipart_headers(headers: &mut HeaderMap, rs: &[(u64, u64)], len: u64) -> range::Multipart {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let multipart = range::Multipart::new(rs, ct.as_deref(), len);
+    headers.insert(header::CONTENT_TYPE, value(&multipart.content_type()));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(multipart.len()));
+    multipart
+}
+
 /// Answers from a fill in progress (streaming), with ranges when the length is known.
+/// `leader`: this client started the fetch (it alone gets the response's cookies).
 async fn respond_fill(
     ctx: &Ctx,
     parts: &Parts,
     head: FillHead,
-    fill: Arc<Fill>,
+    reader: Reader,
     result: CacheResult,
+    leader: bool,
 ) -> Response<Body> {
     let mut headers = head.headers;
+    if leader {
+        for cookie in head.set_cookie {
+            headers.append(header::SET_COOKIE, cookie);
+        }
+    }
     let status = if head.status == StatusCode::NOT_MODIFIED {
         StatusCode::OK
     } else {
@@ -979,6 +1039,7 @@ async fn respond_fill(
         }
         return response(StatusCode::NOT_MODIFIED, headers, body::empty());
     }
+    let head_only = parts.method == Method::HEAD;
     if let Some(direct) = &head.direct {
         // Not shared: this client alone reads the body as it arrives (Range ignored: the
         // whole response is sent, which RFC 9110 allows).
@@ -986,7 +1047,7 @@ async fn respond_fill(
         let Some(rx) = rx else {
             return bad_gateway(ctx, "the response was already handed to another client");
         };
-        let b = if parts.method == Method::HEAD {
+        let b = if head_only {
             body::empty()
         } else {
             body::stream(futures::stream::unfold(rx, |mut rx| async move {
@@ -999,43 +1060,42 @@ async fn respond_fill(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let head_only = parts.method == Method::HEAD;
     if let (Some(len), StatusCode::OK) = (len, status) {
         headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         match range::parse(&parts.headers, &headers, len) {
             RangeRequest::Full => {}
-            RangeRequest::Unsatisfiable => {
-                headers.insert(header::CONTENT_RANGE, value(&format!("bytes */{len}")));
-                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
-                return response(StatusCode::RANGE_NOT_SATISFIABLE, headers, body::empty());
-            }
+            RangeRequest::Unsatisfiable => return unsatisfiable(headers, len),
             RangeRequest::Ranges(rs) if rs.len() == 1 => {
                 let (s, e) = rs[0];
-                headers.insert(
-                    header::CONTENT_RANGE,
-                    value(&range::content_range(s, e, len)),
-                );
-                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(e - s + 1));
+                single_range_headers(&mut headers, s, e, len);
                 let b = if head_only {
                     body::empty()
                 } else {
-                    body::stream(fill.stream(s, Some(e + 1)))
+                    body::stream(reader.stream(s, Some(e + 1)))
                 };
                 return response(StatusCode::PARTIAL_CONTENT, headers, b);
             }
-            RangeRequest::Ranges(_) => {
-                // Several ranges: wait for the whole body, then cut it.
-                return match fill.body().await {
+            RangeRequest::Ranges(rs) if head_only => {
+                multipart_headers(&mut headers, &rs, len);
+                return response(StatusCode::PARTIAL_CONTENT, headers, body::empty());
+            }
+            RangeRequest::Ranges(_) if len <= reader.fill().limit() => {
+                // Several ranges: wait for the whole body (it fits the fill's buffer), then
+                // cut it.
+                return match reader.body().await {
                     Ok(whole) => ranged(parts, status, headers, &whole),
                     Err(e) => bad_gateway(ctx, &e),
                 };
             }
+            // Several ranges of a body larger than the fill's buffer: the whole response
+            // streams instead (RFC 9110 §14.2 lets a server ignore Range).
+            RangeRequest::Ranges(_) => {}
         }
     }
     let b = if head_only {
         body::empty()
     } else {
-        body::stream(fill.stream(0, None))
+        body::stream(reader.stream(0, None))
     };
     response(status, headers, b)
 }

@@ -1,62 +1,79 @@
 //! Applying purges from the edge snapshot to the cache: by exact URL, by URL prefix or by
 //! tag, hard (remove) or soft (mark stale, keeping the object for stale-while-revalidate
 //! and revalidation).
+//!
+//! A purge only ever touches the entries of its own service: keys carry the service in
+//! their namespace (`cache::key`), and the candidates come from the tiers' purge indexes
+//! (`cache::index`) for the purge's service and the target's host (or tag), so a purge
+//! whose URL names another service's hostname finds nothing of that service, and no purge
+//! scans every key. A URL or prefix purge covers both schemes (`http://` and `https://`
+//! copies alike), whichever scheme its target is written with.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use lingjing_model::purge::split_url;
-use lingjing_model::service::host_matches;
 use lingjing_model::{Purge, PurgeKind, PurgeMode, Service};
 
-use crate::cache::key;
+use crate::cache::key::{self, Scheme};
 use crate::cache::store::{CachedResponse, Entry, Storage};
 
-/// Applies `purge` (of `service`) to `store`; returns how many cache keys it touched.
+/// Applies `purge` (of `service`, the snapshot's copy of `purge.service`; its cache rules
+/// shape the keys of URL targets) to `store`; returns how many cache keys it touched.
 pub fn apply(store: &dyn Storage, purge: &Purge, service: Option<&Service>) -> usize {
-    let keys = store.keys();
-    let mut touched = 0;
-    let hosts: Vec<&str> = service
-        .map(|s| s.hostnames.iter().map(String::as_str).collect())
-        .unwrap_or_default();
+    let id = purge.service.as_str();
     let rules = service.map(|s| s.cache_rules.as_slice()).unwrap_or(&[]);
-    let host_of_service = |host: &str| hosts.iter().any(|h| host_matches(h, host));
-    for k in keys {
-        let matched = match purge.kind {
-            PurgeKind::Url => purge.targets.iter().any(|t| {
-                split_url(t).is_some_and(|(host, pq)| {
-                    let path = pq.split('?').next().unwrap_or(&pq);
-                    key::key_url(&k) == key::url_key(&host, &pq, key::rule_for(rules, path))
-                })
-            }),
-            PurgeKind::Prefix => purge.targets.iter().any(|t| {
-                split_url(t).is_some_and(|(host, prefix)| {
-                    k.starts_with(&key::url_prefix_key(&host, &prefix))
-                })
-            }),
-            PurgeKind::Tag => {
-                key::key_host_and_path(&k).is_some_and(|(h, _)| host_of_service(h))
-                    && store.get(&k).is_some_and(|e| {
-                        e.variants
-                            .iter()
-                            .any(|v| v.tags.iter().any(|tag| purge.targets.contains(tag)))
-                    })
+    let mut matched: Vec<Arc<String>> = Vec::new();
+    for target in &purge.targets {
+        match purge.kind {
+            PurgeKind::Url => {
+                let Some((host, pq)) = split_url(target) else {
+                    continue;
+                };
+                let path = pq.split('?').next().unwrap_or(&pq);
+                let rule = key::rule_for(rules, path);
+                let urls: Vec<String> = Scheme::ALL
+                    .iter()
+                    .map(|s| key::url_key(&key::namespace(id, *s), &host, &pq, rule))
+                    .collect();
+                matched.extend(
+                    store
+                        .host_keys(&key::host_bucket(id, &host))
+                        .into_iter()
+                        .filter(|k| urls.iter().any(|u| key::key_url(k) == u)),
+                );
             }
-        };
-        if !matched {
-            continue;
+            PurgeKind::Prefix => {
+                let Some((host, prefix)) = split_url(target) else {
+                    continue;
+                };
+                let prefixes: Vec<String> = Scheme::ALL
+                    .iter()
+                    .map(|s| key::url_prefix_key(&key::namespace(id, *s), &host, &prefix))
+                    .collect();
+                matched.extend(
+                    store
+                        .host_keys(&key::host_bucket(id, &host))
+                        .into_iter()
+                        .filter(|k| prefixes.iter().any(|p| k.starts_with(p.as_str()))),
+                );
+            }
+            PurgeKind::Tag => matched.extend(store.tag_keys(&key::tag_bucket(id, target))),
         }
-        touched += 1;
+    }
+    matched.sort();
+    matched.dedup();
+    for k in &matched {
         match purge.mode {
-            PurgeMode::Hard => store.remove(&k),
+            PurgeMode::Hard => store.remove(k),
             PurgeMode::Soft => {
-                if let Some(e) = store.get(&k) {
+                if let Some(e) = store.get(k) {
                     store.put(k.to_string(), Arc::new(expired(&e)));
                 }
             }
         }
     }
-    touched
+    matched.len()
 }
 
 /// The entry with every variant stale (lifetime zero), windows kept.

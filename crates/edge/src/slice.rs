@@ -66,11 +66,15 @@ pub fn object_key(key: &str) -> &str {
     key.split_once(SLICE_SEPARATOR).map_or(key, |(k, _)| k)
 }
 
-/// Removes every slice stored for the object `key`; returns how many.
+/// Removes every slice stored for the object `key`; returns how many. The candidates are
+/// the keys of the object's service and host (the purge index), not every key.
 pub fn drop_slices(store: &dyn Storage, key: &str) -> usize {
     let prefix = format!("{key}{SLICE_SEPARATOR}slice=");
+    let Some(bucket) = crate::cache::key::key_host_bucket(key) else {
+        return 0;
+    };
     let mut n = 0;
-    for k in store.keys() {
+    for k in store.host_keys(&bucket) {
         if k.starts_with(&prefix) {
             store.remove(&k);
             n += 1;
@@ -184,12 +188,13 @@ async fn open(req: &Arc<SliceRequest>, k: u64) -> Opened {
     if let Some(s) = lookup(req, &skey) {
         return Opened::Slice(Source::Stored(s));
     }
-    let (fill, leader) = match req.edge.inflight.join(&skey) {
-        Joined::Leader(f) => {
-            spawn_fill(req.clone(), k, skey.clone(), f.clone(), true);
-            (f, true)
+    // Unbounded by the fill buffer: a slice fill holds at most one slice.
+    let (fill, leader) = match req.edge.inflight.join_bounded(&skey, u64::MAX) {
+        Joined::Leader(r) => {
+            spawn_fill(req.clone(), k, skey.clone(), r.fill().clone(), true);
+            (r.fill().clone(), true)
         }
-        Joined::Follower(f) => (f, false),
+        Joined::Follower(r) => (r.fill().clone(), false),
     };
     let mut head = fill.head().await;
     let foreign = |h: &FillHead| {
@@ -232,7 +237,7 @@ async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str) {
     let epoch = edge.purge_epoch.load(std::sync::atomic::Ordering::Acquire);
     // A fill that ended between the lookup and the join has stored the slice already.
     if let Some(s) = lookup(req, skey) {
-        fill.complete_from(&s);
+        fill.complete_from(&s, Vec::new());
         return;
     }
     let size = edge.slice_bytes.max(1);
@@ -273,6 +278,7 @@ async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str) {
             headers: head.headers,
             shareable: false,
             variant: String::new(),
+            set_cookie: Vec::new(),
         }));
         fill.finish(Err("the upstream did not answer with a slice".into()));
         return;
@@ -307,8 +313,14 @@ async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str) {
         policy::Storability::Yes(p) => Some(p),
         policy::Storability::No(_) => None,
     };
+    if params.is_some() {
+        // Shared and stored (a rule allows cookies): no client gets another's cookie.
+        head.headers.remove(header::SET_COOKIE);
+        object_headers.remove(header::SET_COOKIE);
+    }
     fill.set_head(Ok(FillHead {
         direct: None,
+        set_cookie: Vec::new(),
         status: StatusCode::PARTIAL_CONTENT,
         headers: head.headers.clone(),
         shareable: params.is_some(),
@@ -335,7 +347,7 @@ async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str) {
                     if params.is_some() {
                         body.extend_from_slice(&data);
                     }
-                    fill.push(data);
+                    fill.push(data).await;
                 }
             }
             Some(Err(e)) => break Err(format!("upstream body failed: {e}")),
@@ -473,30 +485,17 @@ pub async fn respond(req: Arc<SliceRequest>, cache_status: impl Fn(&str) -> Head
         }
         pieces.push(Piece::Span(s, e));
     } else {
-        let boundary = format!("lingjing-{:016x}", rand::random::<u64>());
         let ct = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        for &(s, e) in &spans {
-            let mut part = format!("\r\n--{boundary}\r\n");
-            if let Some(ct) = &ct {
-                part.push_str(&format!("Content-Type: {ct}\r\n"));
-            }
-            part.push_str(&format!(
-                "Content-Range: {}\r\n\r\n",
-                range::content_range(s, e, total)
-            ));
-            pieces.push(Piece::Literal(Bytes::from(part)));
-            pieces.push(Piece::Span(s, e));
+        let multipart = range::Multipart::new(&spans, ct.as_deref(), total);
+        for (head, (s, e)) in multipart.parts() {
+            pieces.push(Piece::Literal(head.clone()));
+            pieces.push(Piece::Span(*s, *e));
         }
-        pieces.push(Piece::Literal(Bytes::from(format!(
-            "\r\n--{boundary}--\r\n"
-        ))));
-        headers.insert(
-            header::CONTENT_TYPE,
-            value(&format!("multipart/byteranges; boundary={boundary}")),
-        );
+        pieces.push(Piece::Literal(multipart.tail().clone()));
+        headers.insert(header::CONTENT_TYPE, value(&multipart.content_type()));
     }
     let length: u64 = pieces
         .iter()
@@ -596,7 +595,14 @@ async fn send_span(
         }
         Source::Filling(_, fill) => {
             use futures::StreamExt;
-            let mut stream = std::pin::pin!(fill.clone().stream(from, Some(to)));
+            // Slice fills are unbounded (one slice at most), so never sealed.
+            let Some(reader) = fill.reader() else {
+                let _ = tx
+                    .send(Err(std::io::Error::other("slice fetch no longer buffered")))
+                    .await;
+                return false;
+            };
+            let mut stream = std::pin::pin!(reader.stream(from, Some(to)));
             let mut sent = from;
             while let Some(item) = stream.next().await {
                 let failed = item.is_err();

@@ -1,5 +1,7 @@
 //! Per-service traffic counters (requests, body bytes sent), counted lock-free on the hot
-//! path and taken by the agent to report to the control plane with each heartbeat.
+//! path and taken by the agent to report to the control plane with each heartbeat. Body
+//! bytes are counted as the response body is written (`crate::body::counted`), so a
+//! chunked response counts and an aborted one counts what was sent.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,9 +18,20 @@ pub struct UsageCounters {
 }
 
 impl UsageCounters {
+    /// Counts a request and `bytes_out` body bytes sent.
     pub fn record(&self, bytes_out: u64) {
+        self.request();
+        self.sent(bytes_out);
+    }
+
+    /// Counts a request (its body bytes are counted as they are sent: [`Self::sent`]).
+    pub fn request(&self) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+    }
+
+    /// Counts body bytes written to a client.
+    pub fn sent(&self, bytes: u64) {
+        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
     }
 }
 

@@ -68,6 +68,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use sha2::{Digest, Sha256};
 
+use super::index::{PurgeIndex, entry_tags};
 use super::policy::Freshness;
 use super::store::{CachedResponse, Entry, Storage};
 
@@ -152,6 +153,9 @@ struct State {
     pending: HashMap<u128, Pending>,
     pending_bytes: u64,
     next_gen: u64,
+    /// The keys of `index` by host and by tag (rebuilt by `open`, kept in step with
+    /// `index` by [`State::file`] and [`State::unfile`]).
+    purge: PurgeIndex,
 }
 
 struct Slot {
@@ -240,11 +244,12 @@ impl DiskStore {
             pending: HashMap::new(),
             pending_bytes: 0,
             next_gen: 1,
+            purge: PurgeIndex::default(),
         };
         let mut victims = Vec::new();
         for (hash, f) in found {
             state.policy.insert_main(hash, blocks(f.len), &mut victims);
-            state.index.insert(
+            state.file(
                 hash,
                 Slot {
                     key: Arc::new(f.key),
@@ -254,7 +259,7 @@ impl DiskStore {
             );
         }
         for v in victims {
-            state.index.remove(&v);
+            state.unfile(&v);
             remove_file(&entry_path(&dir, v));
             report.evicted += 1;
         }
@@ -409,7 +414,7 @@ impl DiskStore {
                 state.pending_bytes -= p.weight;
             }
             state.policy.remove(&hash);
-            if state.index.remove(&hash).is_some() {
+            if state.unfile(&hash).is_some() {
                 // Under the lock: the writer cannot rename a file in between.
                 remove_file(&entry_path(&self.shared.dir, hash));
             }
@@ -471,6 +476,41 @@ impl DiskStore {
                 .map(|(_, p)| p.key.clone()),
         );
         keys
+    }
+
+    /// The keys in a host bucket (`key::host_bucket`): from the purge index, plus the
+    /// queued puts in that bucket.
+    pub fn host_keys(&self, bucket: &str) -> Vec<Arc<String>> {
+        let state = self.shared.lock();
+        let mut keys = state.purge.host_keys(bucket);
+        keys.extend(
+            state.pending_keys(|_, k| super::key::key_host_bucket(k).as_deref() == Some(bucket)),
+        );
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    /// The keys in a tag bucket (`key::tag_bucket`): from the purge index, plus the queued
+    /// puts in that bucket.
+    pub fn tag_keys(&self, bucket: &str) -> Vec<Arc<String>> {
+        let state = self.shared.lock();
+        let mut keys = state.purge.tag_keys(bucket);
+        keys.extend(state.pending_keys(|entry, k| {
+            entry.variants.iter().any(|v| {
+                v.tags
+                    .iter()
+                    .any(|t| super::key::key_tag_bucket(k, t).as_deref() == Some(bucket))
+            })
+        }));
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    /// Keys in the purge index (files on disk whose key is a cache key).
+    pub fn indexed_keys(&self) -> usize {
+        self.shared.lock().purge.len()
     }
 
     /// Bytes (rounded up to blocks) and entries on disk; queued writes not included.
@@ -537,6 +577,14 @@ impl Storage for DiskStore {
         DiskStore::keys(self)
     }
 
+    fn host_keys(&self, bucket: &str) -> Vec<Arc<String>> {
+        DiskStore::host_keys(self, bucket)
+    }
+
+    fn tag_keys(&self, bucket: &str) -> Vec<Arc<String>> {
+        DiskStore::tag_keys(self, bucket)
+    }
+
     fn usage(&self) -> (u64, u64) {
         DiskStore::usage(self)
     }
@@ -555,7 +603,7 @@ impl Shared {
     fn forget_if_current(&self, hash: u128, generation: u64) {
         let mut state = self.lock();
         if state.is_current(hash, generation) {
-            state.index.remove(&hash);
+            state.unfile(&hash);
             state.policy.remove(&hash);
             remove_file(&entry_path(&self.dir, hash));
         }
@@ -592,7 +640,7 @@ impl Shared {
             Err(e) => {
                 tracing::warn!(path = %temp.display(), error = %e, "cache file write failed");
                 self.write_errors.fetch_add(1, Ordering::Relaxed);
-                state.index.remove(&hash);
+                state.unfile(&hash);
                 state.policy.remove(&hash);
                 remove_file(&path);
                 drop(state);
@@ -604,19 +652,19 @@ impl Shared {
         state.policy.insert(hash, blocks(len), &mut victims);
         let mut unlink = Vec::with_capacity(victims.len() + 1);
         if victims.contains(&hash) {
-            state.index.remove(&hash);
+            state.unfile(&hash);
             self.evictions.fetch_add(1, Ordering::Relaxed);
             unlink.push(path);
             unlink.push(temp);
         } else if let Err(e) = fs::rename(&temp, &path) {
             tracing::warn!(path = %path.display(), error = %e, "cache file rename failed");
             self.write_errors.fetch_add(1, Ordering::Relaxed);
-            state.index.remove(&hash);
+            state.unfile(&hash);
             state.policy.remove(&hash);
             unlink.push(path);
             unlink.push(temp);
         } else {
-            state.index.insert(
+            state.file(
                 hash,
                 Slot {
                     key,
@@ -627,7 +675,7 @@ impl Shared {
         }
         for v in victims {
             if v != hash {
-                state.index.remove(&v);
+                state.unfile(&v);
                 self.evictions.fetch_add(1, Ordering::Relaxed);
                 unlink.push(entry_path(&self.dir, v));
             }
@@ -642,6 +690,30 @@ impl Shared {
 }
 
 impl State {
+    /// Indexes a file (replacing the key's previous slot) and its purge entries.
+    fn file(&mut self, hash: u128, slot: Slot) {
+        self.unfile(&hash);
+        self.purge.insert(&slot.key, &slot.tags);
+        self.index.insert(hash, slot);
+    }
+
+    /// Drops a file from the index and its purge entries.
+    fn unfile(&mut self, hash: &u128) -> Option<Slot> {
+        let slot = self.index.remove(hash)?;
+        self.purge.remove(&slot.key, &slot.tags);
+        Some(slot)
+    }
+
+    /// The queued puts' keys for which `matches` holds (the queue is bounded by
+    /// [`DiskOptions::max_pending_bytes`]).
+    fn pending_keys(&self, matches: impl Fn(&Entry, &str) -> bool) -> Vec<Arc<String>> {
+        self.pending
+            .values()
+            .filter(|p| matches(&p.entry, &p.key))
+            .map(|p| p.key.clone())
+            .collect()
+    }
+
     /// `hash` is on disk at `generation`, with no newer put queued.
     fn is_current(&self, hash: u128, generation: u64) -> bool {
         !self.pending.contains_key(&hash)
@@ -690,18 +762,6 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
         }
         _ => f(),
     }
-}
-
-/// The variants' tags, sorted and deduplicated.
-fn entry_tags(entry: &Entry) -> Box<[String]> {
-    let mut tags: Vec<String> = entry
-        .variants
-        .iter()
-        .flat_map(|v| v.tags.iter().cloned())
-        .collect();
-    tags.sort();
-    tags.dedup();
-    tags.into()
 }
 
 fn meta_path(dir: &Path, name: &str) -> io::Result<PathBuf> {

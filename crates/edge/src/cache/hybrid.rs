@@ -114,9 +114,7 @@ impl Storage for HybridStore {
 
     /// The union of both tiers' keys.
     fn keys(&self) -> Vec<Arc<String>> {
-        let mut keys: HashSet<Arc<String>> = self.disk.keys().into_iter().collect();
-        keys.extend(self.memory.keys());
-        keys.into_iter().collect()
+        union(self.disk.keys(), self.memory.keys())
     }
 
     /// Bytes of both tiers together; entries: the larger tier's count (the disk tier holds
@@ -127,8 +125,22 @@ impl Storage for HybridStore {
         (memory_bytes + disk_bytes, memory_entries.max(disk_entries))
     }
 
+    fn host_keys(&self, bucket: &str) -> Vec<Arc<String>> {
+        union(self.disk.host_keys(bucket), self.memory.host_keys(bucket))
+    }
+
+    fn tag_keys(&self, bucket: &str) -> Vec<Arc<String>> {
+        union(self.disk.tag_keys(bucket), self.memory.tag_keys(bucket))
+    }
+
     /// Evictions of both tiers (an entry evicted from memory is usually still on disk).
     fn evictions(&self) -> u64 {
         self.memory.evictions() + self.disk.evictions()
     }
+}
+
+fn union(a: Vec<Arc<String>>, b: Vec<Arc<String>>) -> Vec<Arc<String>> {
+    let mut keys: HashSet<Arc<String>> = a.into_iter().collect();
+    keys.extend(b);
+    keys.into_iter().collect()
 }

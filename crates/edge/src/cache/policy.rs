@@ -353,6 +353,9 @@ pub struct RuleOverride {
     pub ttl: Option<Duration>,
     /// Never store matching responses.
     pub bypass: bool,
+    /// Store responses that carry `Set-Cookie` (the cookie is stripped from what is
+    /// stored); off, they are not stored.
+    pub cache_set_cookie: bool,
 }
 
 impl From<&CacheRule> for RuleOverride {
@@ -360,6 +363,7 @@ impl From<&CacheRule> for RuleOverride {
         RuleOverride {
             ttl: rule.ttl_secs.map(secs),
             bypass: rule.bypass,
+            cache_set_cookie: rule.cache_set_cookie,
         }
     }
 }
@@ -419,7 +423,10 @@ pub fn is_heuristically_cacheable(status: StatusCode) -> bool {
 ///   override either);
 /// * the request has `Authorization` and the response has none of `public`, `s-maxage`,
 ///   `must-revalidate` (§3.5);
-/// * the response has `Vary: *` (§4.1).
+/// * the response has `Vary: *` (§4.1);
+/// * the response has `Set-Cookie` and `rule.cache_set_cookie` is off (a product rule: a
+///   shared cache must not hand one client's cookie to the next; with the rule on, the
+///   proxy stores the response without its `Set-Cookie`).
 ///
 /// Otherwise the lifetime is, first match:
 /// * `rule.ttl` when the status is heuristically cacheable ([`is_heuristically_cacheable`];
@@ -442,8 +449,6 @@ pub fn is_heuristically_cacheable(status: StatusCode) -> bool {
 /// `must-revalidate`, `proxy-revalidate`, `s-maxage` (§5.2.2.10) and `no-cache`.
 ///
 /// `now` stands for the time the response was received, used where `Date` is missing.
-/// `Set-Cookie` does not prevent storing (§3, as RFC 9111 §7 notes); the proxy decides
-/// whether to strip it.
 pub fn storability(
     method: &Method,
     req: &HeaderMap,
@@ -484,6 +489,9 @@ pub fn storability(
     }
     if vary_fields(res).is_err() {
         return Storability::No("Vary: *");
+    }
+    if res.contains_key(header::SET_COOKIE) && !rule.cache_set_cookie {
+        return Storability::No("response sets a cookie");
     }
 
     let has_validator = res.contains_key(header::ETAG) || last_modified(res).is_some();
@@ -1331,6 +1339,7 @@ mod tests {
         let bypass = RuleOverride {
             ttl: None,
             bypass: true,
+            cache_set_cookie: false,
         };
         assert_eq!(
             no(store_with(
@@ -1345,6 +1354,7 @@ mod tests {
         let ttl = RuleOverride {
             ttl: Some(Duration::from_secs(300)),
             bypass: false,
+            cache_set_cookie: false,
         };
         assert!(matches!(
             store_with(&[], 200, &[("cache-control", "no-store")], &ttl),
@@ -1391,6 +1401,7 @@ mod tests {
         let ttl = RuleOverride {
             ttl: Some(Duration::from_secs(60)),
             bypass: false,
+            cache_set_cookie: false,
         };
         assert_eq!(
             no(store_with(&auth, 200, &[], &ttl)),
@@ -1615,6 +1626,7 @@ mod tests {
         let ttl = RuleOverride {
             ttl: Some(Duration::from_secs(300)),
             bypass: false,
+            cache_set_cookie: false,
         };
         // No freshness, no validator: stored anyway.
         let s = yes(store_with(&[], 200, &[], &ttl));
@@ -1657,6 +1669,7 @@ mod tests {
         let zero = RuleOverride {
             ttl: Some(Duration::ZERO),
             bypass: false,
+            cache_set_cookie: false,
         };
         assert!(matches!(
             store_with(&[], 200, &[], &zero),
@@ -1664,6 +1677,20 @@ mod tests {
         ));
         let s = yes(store_with(&[], 200, &[("etag", "\"e\"")], &zero));
         assert_eq!(s.lifetime, Duration::ZERO);
+    }
+
+    #[test]
+    fn set_cookie_is_stored_only_when_a_rule_allows_it() {
+        let res = [("cache-control", "max-age=60"), ("set-cookie", "s=1")];
+        assert_eq!(
+            no(store_with(&[], 200, &res, &RuleOverride::default())),
+            "response sets a cookie"
+        );
+        let allow = RuleOverride {
+            cache_set_cookie: true,
+            ..RuleOverride::default()
+        };
+        yes(store_with(&[], 200, &res, &allow));
     }
 
     #[test]
@@ -1675,6 +1702,7 @@ mod tests {
             ignore_query: false,
             sort_query: false,
             key_headers: Vec::new(),
+            cache_set_cookie: false,
         };
         let o = RuleOverride::from(&rule);
         assert_eq!(o.ttl, Some(Duration::from_secs(MAX_DELTA_SECONDS)));
@@ -2378,6 +2406,7 @@ mod tests {
             let rule = RuleOverride {
                 ttl: (rng.below(2) == 0).then(|| Duration::from_secs(rng.next())),
                 bypass: rng.below(8) == 0,
+                cache_set_cookie: rng.below(2) == 0,
             };
             if let Storability::Yes(s) = storability(&Method::GET, &req, status, &res, &rule, now) {
                 assert!(s.lifetime <= Duration::from_secs(MAX_DELTA_SECONDS));

@@ -6,13 +6,15 @@
 //! immutable and shared (`Arc`): a change (a new variant, a 304 refresh, a soft purge)
 //! stores a new entry, so readers never see a half-written one.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, StatusCode};
 
+use super::index::{PurgeIndex, entry_tags};
 use super::policy::Freshness;
 
 /// Most variants kept per URL (`Vary`); the least recently stored one goes first.
@@ -35,14 +37,16 @@ pub struct CachedResponse {
 }
 
 impl CachedResponse {
-    /// Bytes this response takes, roughly.
+    /// Bytes this response takes in memory, roughly: the body, every header (with a
+    /// per-field overhead), the variant signature and the tags.
     pub fn weight(&self) -> usize {
         let headers: usize = self
             .headers
             .iter()
             .map(|(k, v)| k.as_str().len() + v.len() + 32)
             .sum();
-        self.body.len() + headers + 256
+        let tags: usize = self.tags.iter().map(|t| t.len() + 24).sum();
+        self.body.len() + headers + self.variant.len() + tags + 256
     }
 }
 
@@ -87,8 +91,10 @@ impl Entry {
         Entry { vary, variants }
     }
 
+    /// Bytes this entry takes in memory, roughly: every variant and the `Vary` names.
     pub fn weight(&self) -> usize {
-        self.variants.iter().map(|v| v.weight()).sum::<usize>() + 64
+        let vary: usize = self.vary.iter().map(|n| n.as_str().len() + 24).sum();
+        self.variants.iter().map(|v| v.weight()).sum::<usize>() + vary + 64
     }
 }
 
@@ -97,46 +103,155 @@ pub trait Storage: Send + Sync + 'static {
     fn get(&self, key: &str) -> Option<Arc<Entry>>;
     fn put(&self, key: String, entry: Arc<Entry>);
     fn remove(&self, key: &str);
-    /// Every key, for purges by prefix or tag.
+    /// Every key (a flush).
     fn keys(&self) -> Vec<Arc<String>>;
+    /// The keys in a host bucket (`key::host_bucket(service, host)`: a service's keys for
+    /// one host, both schemes), from the purge index: purges by URL or prefix,
+    /// invalidations, dropping an object's slices.
+    fn host_keys(&self, bucket: &str) -> Vec<Arc<String>>;
+    /// The keys in a tag bucket (`key::tag_bucket(service, tag)`), from the purge index.
+    fn tag_keys(&self, bucket: &str) -> Vec<Arc<String>>;
     /// Bytes and entries held.
     fn usage(&self) -> (u64, u64);
     /// Entries evicted for room since start.
     fn evictions(&self) -> u64;
 }
 
+/// How many stripes of put locks the memory tier has.
+const PUT_STRIPES: usize = 64;
+
 /// The memory tier: a size-bounded map with moka's TinyLFU admission and eviction, so one
-/// scan of cold objects cannot flush the hot set.
+/// scan of cold objects cannot flush the hot set, and the purge index of what it holds.
+///
+/// An entry's weight ([`MemoryStore::weigh`]) counts the key (held twice: by the map and
+/// by the index), the entry ([`Entry::weight`]) and the index's copy of its tags, so
+/// long URLs or many tags cannot hold more memory than the capacity says.
+///
+/// Index consistency: each put takes a generation number; the index records the
+/// generation of the key's latest put, and moka's removal listener (evictions, admission
+/// refusals, explicit removals, replacements) drops a key from the index only when the
+/// removed value carries the recorded generation. Puts of one key are serialised (a
+/// striped lock) so the map and the index always agree on the latest.
 pub struct MemoryStore {
-    cache: moka::sync::Cache<String, Arc<Entry>>,
+    cache: moka::sync::Cache<String, Stored>,
+    index: Arc<Mutex<MemoryIndex>>,
+    put_locks: Vec<Mutex<()>>,
+    next_generation: AtomicU64,
     evictions: Arc<AtomicU64>,
 }
 
+/// A value of the memory tier: the entry and the generation of its put.
+#[derive(Clone)]
+struct Stored {
+    generation: u64,
+    entry: Arc<Entry>,
+}
+
+#[derive(Default)]
+struct MemoryIndex {
+    /// Key -> generation of its latest put and the tags it was indexed with.
+    records: HashMap<Arc<String>, (u64, Box<[String]>)>,
+    purge: PurgeIndex,
+}
+
+impl MemoryIndex {
+    fn forget(&mut self, key: &str, generation: u64) {
+        let owned = key.to_owned();
+        if self
+            .records
+            .get(&owned)
+            .is_some_and(|(g, _)| *g == generation)
+            && let Some((_, tags)) = self.records.remove(&owned)
+        {
+            self.purge.remove(key, &tags);
+        }
+    }
+}
+
 impl MemoryStore {
-    /// A store holding at most `capacity_bytes` of responses.
+    /// A store holding at most `capacity_bytes` of entries (as [`MemoryStore::weigh`]
+    /// counts them).
     pub fn new(capacity_bytes: u64) -> MemoryStore {
         let evictions = Arc::new(AtomicU64::new(0));
+        let index = Arc::new(Mutex::new(MemoryIndex::default()));
         let counter = evictions.clone();
+        let listener_index = index.clone();
         let cache = moka::sync::Cache::builder()
             .max_capacity(capacity_bytes)
-            .weigher(|_k: &String, v: &Arc<Entry>| u32::try_from(v.weight()).unwrap_or(u32::MAX))
-            .eviction_listener(move |_k, _v, cause| {
+            .weigher(|k: &String, v: &Stored| {
+                u32::try_from(MemoryStore::weigh(k, &v.entry)).unwrap_or(u32::MAX)
+            })
+            .eviction_listener(move |k: Arc<String>, v: Stored, cause| {
                 if cause == moka::notification::RemovalCause::Size {
                     counter.fetch_add(1, Ordering::Relaxed);
                 }
+                lock(&listener_index).forget(&k, v.generation);
             })
             .build();
-        MemoryStore { cache, evictions }
+        MemoryStore {
+            cache,
+            index,
+            put_locks: (0..PUT_STRIPES).map(|_| Mutex::new(())).collect(),
+            next_generation: AtomicU64::new(1),
+            evictions,
+        }
     }
+
+    /// The bytes an entry under `key` is accounted for: the entry, the key twice (map and
+    /// index) and the tags once more (the index's record).
+    pub fn weigh(key: &str, entry: &Entry) -> usize {
+        let tags: usize = entry
+            .variants
+            .iter()
+            .flat_map(|v| v.tags.iter())
+            .map(|t| t.len() + 24)
+            .sum();
+        entry.weight() + 2 * key.len() + tags + 128
+    }
+
+    /// Keys in the purge index (for tests and metrics: equals the entries held once
+    /// moka's pending work has run).
+    pub fn indexed_keys(&self) -> usize {
+        self.cache.run_pending_tasks();
+        lock(&self.index).records.len()
+    }
+
+    fn put_lock(&self, key: &str) -> std::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        let stripe = (h.finish() as usize) % self.put_locks.len();
+        self.put_locks[stripe]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn lock(index: &Mutex<MemoryIndex>) -> std::sync::MutexGuard<'_, MemoryIndex> {
+    index.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Storage for MemoryStore {
     fn get(&self, key: &str) -> Option<Arc<Entry>> {
-        self.cache.get(key)
+        self.cache.get(key).map(|s| s.entry)
     }
 
     fn put(&self, key: String, entry: Arc<Entry>) {
-        self.cache.insert(key, entry);
+        let _serial = self.put_lock(&key);
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::new(key.clone());
+        let tags = entry_tags(&entry);
+        {
+            let mut index = lock(&self.index);
+            if let Some((_, old)) = index
+                .records
+                .insert(shared.clone(), (generation, tags.clone()))
+            {
+                index.purge.remove(&key, &old);
+            }
+            index.purge.insert(&shared, &tags);
+        }
+        self.cache.insert(key, Stored { generation, entry });
     }
 
     fn remove(&self, key: &str) {
@@ -145,6 +260,14 @@ impl Storage for MemoryStore {
 
     fn keys(&self) -> Vec<Arc<String>> {
         self.cache.iter().map(|(k, _)| k).collect()
+    }
+
+    fn host_keys(&self, bucket: &str) -> Vec<Arc<String>> {
+        lock(&self.index).purge.host_keys(bucket)
+    }
+
+    fn tag_keys(&self, bucket: &str) -> Vec<Arc<String>> {
+        lock(&self.index).purge.tag_keys(bucket)
     }
 
     fn usage(&self) -> (u64, u64) {
