@@ -418,14 +418,14 @@ async fn cached(ctx: &Ctx, parts: &Parts) -> (Response<Body>, CacheResult) {
                 }
                 Evaluation::StaleWhileRevalidate => {
                     // Refresh in the background; this client gets the stale copy now.
-                    if let Joined::Leader(reader) = ctx.edge.inflight.join(&cache_key) {
+                    if let Some(fill) = ctx.edge.inflight.lead(&cache_key) {
                         start_fill(
                             ctx,
                             parts,
                             &cache_key,
                             rule_override,
                             Some(stored.clone()),
-                            reader.fill().clone(),
+                            fill,
                         );
                     }
                     return (

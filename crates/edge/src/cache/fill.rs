@@ -554,6 +554,19 @@ impl Inflight {
         Joined::Leader(fill.register())
     }
 
+    /// Registers a new fetch for `key` only if none is in flight, sealed or not: for a
+    /// background refresh, which no client reads (`Some`: the caller must run it and call
+    /// `Inflight::done`).
+    pub fn lead(&self, key: &str) -> Option<Arc<Fill>> {
+        let mut map = self.fills.lock().unwrap_or_else(|e| e.into_inner());
+        if map.contains_key(key) {
+            return None;
+        }
+        let fill = Arc::new(Fill::new(self.limit, self.meter.clone()));
+        map.insert(key.to_owned(), fill.clone());
+        Some(fill)
+    }
+
     /// Removes the fetch for `key` (if it is still `fill`).
     pub fn done(&self, key: &str, fill: &Arc<Fill>) {
         let mut map = self.fills.lock().unwrap_or_else(|e| e.into_inner());
@@ -691,6 +704,17 @@ mod tests {
         // No reader left: the fill drops what it must and seals.
         fill.push(Bytes::from("abcdef")).await;
         assert!(matches!(inflight.join("k"), Joined::Leader(_)));
+    }
+
+    #[tokio::test]
+    async fn a_background_refresh_is_not_started_twice() {
+        let inflight = Inflight::new(4, FillMeter::default());
+        let fill = inflight.lead("k").expect("first leads");
+        fill.push(Bytes::from("abcdef")).await;
+        // Sealed, but still in flight: no second refresh.
+        assert!(inflight.lead("k").is_none());
+        inflight.done("k", &fill);
+        assert!(inflight.lead("k").is_some());
     }
 
     #[test]
