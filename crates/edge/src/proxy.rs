@@ -4,14 +4,20 @@
 //!    404 — the edge is never an open proxy.
 //! 2. **classify**: GET/HEAD go through the cache unless a cache rule bypasses it; other
 //!    methods pass through and, on success, invalidate the target URL (RFC 9111 §4.4).
-//! 3. **lookup**: the cache key (host, path, query and headers as the service's rules say)
+//! 3. **lookup**: the cache key (in the service's and scheme's namespace: host, path,
+//!    query and headers as the service's rules say; URLs longer than
+//!    `CacheLimits::max_url_bytes` pass through uncached)
 //!    and the variant for the request's `Vary` fields; RFC 9111 decides whether the stored
 //!    response is fresh, may be served stale while it is refreshed, or must be revalidated.
 //! 4. **fill**: a miss (or revalidation) joins the one in-flight fetch for the key
-//!    (`cache::fill`), which goes to the parent tier or the origins (`upstream`).
+//!    (`cache::fill`, a bounded buffer: a client too late for it fetches on its own),
+//!    which goes to the parent tier or the origins (`upstream`). A response with
+//!    `Set-Cookie` is shared and stored only under a `cache_set_cookie` rule, and then
+//!    without the cookie (the client that fetched it alone gets it).
 //! 5. **respond**: conditional requests (304), ranges (206/416), and the edge's headers:
 //!    `Age`, `Via`, `X-Cache`, `Cache-Status` (RFC 9211).
-//! 6. **log**: a JSON-able access log event and the Prometheus counters.
+//! 6. **log**: a JSON-able access log event and the Prometheus counters; the body bytes
+//!    (usage, `sent_bytes`) are counted as the body is written (`body::counted`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
