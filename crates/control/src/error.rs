@@ -45,6 +45,15 @@ pub enum ApiError {
     Internal(String),
     #[error("the service is unavailable: {0}")]
     Unavailable(String),
+    /// A request body over the route's size limit (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// A tenant quota the operator set is used up (403, `quota_exceeded`).
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// Too many requests of a kind per minute (429, `rate_limited`).
+    #[error("{message}")]
+    RateLimited { message: String, retry_after_s: u64 },
 }
 
 impl ApiError {
@@ -75,6 +84,9 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::QuotaExceeded(_) => StatusCode::FORBIDDEN,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -89,6 +101,9 @@ impl ApiError {
             ApiError::Conflict { code, .. } => code,
             ApiError::Internal(_) => "internal",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::TooLarge(_) => "too_large",
+            ApiError::QuotaExceeded(_) => "quota_exceeded",
+            ApiError::RateLimited { .. } => "rate_limited",
         }
     }
 }
@@ -131,7 +146,17 @@ impl IntoResponse for ApiError {
                 field,
             },
         };
-        (self.status(), axum::Json(body)).into_response()
+        let retry_after = match &self {
+            ApiError::RateLimited { retry_after_s, .. } => Some(*retry_after_s),
+            _ => None,
+        };
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        if let Some(s) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, s.into());
+        }
+        response
     }
 }
 

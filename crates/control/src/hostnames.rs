@@ -300,9 +300,7 @@ pub async fn verified(
             .await?;
     let mut out: BTreeMap<String, HashSet<String>> = BTreeMap::new();
     for r in &rows {
-        out.entry(r.try_get(0)?)
-            .or_default()
-            .insert(r.try_get(1)?);
+        out.entry(r.try_get(0)?).or_default().insert(r.try_get(1)?);
     }
     Ok(out)
 }
@@ -408,6 +406,9 @@ mod tests {
     fn reversing() {
         assert_eq!(reversed("www.demo.example"), "example.demo.www");
         assert_eq!(reversed("*.demo.example"), "example.demo.*");
-        assert_eq!(challenge_name("*.demo.example"), "_lingjing-challenge.demo.example");
+        assert_eq!(
+            challenge_name("*.demo.example"),
+            "_lingjing-challenge.demo.example"
+        );
     }
 }

@@ -18,7 +18,10 @@ use crate::store::list_docs;
 
 /// The policy for the platform as it is now: the operator's allowances, every node's
 /// addresses (or, inside an allowed network, its ports) and the control plane's endpoint.
-pub async fn policy(conn: &mut AnyConnection, ctx: &ViewContext) -> Result<OriginPolicy, StoreError> {
+pub async fn policy(
+    conn: &mut AnyConnection,
+    ctx: &ViewContext,
+) -> Result<OriginPolicy, StoreError> {
     let allowances: Vec<Allowance> = ctx
         .policy
         .allow_origins
@@ -91,7 +94,11 @@ pub async fn check_service(
                 field,
                 format!(
                     "`{host}` names {}; origins must be outside the platform",
-                    if local { "this machine" } else { "the platform itself" }
+                    if local {
+                        "this machine"
+                    } else {
+                        "the platform itself"
+                    }
                 ),
             ));
         }

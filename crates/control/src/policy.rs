@@ -11,7 +11,17 @@ use lingjing_model::origin_policy::Allowance;
 /// records and `TrustPolicy::reserved_labels`. A trailing `*` matches any label starting
 /// with what precedes it.
 pub const BUILTIN_RESERVED_LABELS: &[&str] = &[
-    "www", "ns*", "api", "s3", "console", "admin", "mail", "smtp", "imap", "ftp", "status",
+    "www",
+    "ns*",
+    "api",
+    "s3",
+    "console",
+    "admin",
+    "mail",
+    "smtp",
+    "imap",
+    "ftp",
+    "status",
     "localhost",
 ];
 

@@ -587,6 +587,26 @@ impl Resource for Tenant {
     }
 }
 
+/// Refuses a service beyond its tenant's `quotas.services` (the row is already written,
+/// so the count includes it; the transaction is rolled back).
+async fn check_service_quota(conn: &mut AnyConnection, tenant: &str) -> Result<(), ApiError> {
+    let quota = crate::store::get_doc::<Tenant>(&mut *conn, tenant)
+        .await?
+        .map(|t| t.quotas.services)
+        .unwrap_or_default();
+    let count: i64 = sqlx::query("SELECT COUNT(*) FROM services WHERE tenant_id = $1")
+        .bind(tenant.to_owned())
+        .fetch_one(conn)
+        .await?
+        .try_get(0)?;
+    if count > i64::from(quota) {
+        return Err(ApiError::QuotaExceeded(format!(
+            "tenant `{tenant}` may have {quota} services (`quotas.services`, set by the operator): remove one or ask the operator to raise it"
+        )));
+    }
+    Ok(())
+}
+
 /// A service with its CNAME target in the platform zone.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ServiceView {
@@ -661,6 +681,7 @@ impl Resource for Service {
         }
         crate::origins::check_service(conn, self, ctx).await?;
         crate::hostnames::check_ownership(conn, self).await?;
+        check_service_quota(conn, &self.tenant).await?;
         let record = sqlx::query("SELECT id FROM dns_records WHERE name = $1")
             .bind(self.id.to_ascii_lowercase())
             .fetch_optional(&mut *conn)

@@ -1585,9 +1585,12 @@ async fn static_dns_records_are_checked_and_reach_the_dns_snapshot() {
     op.post("/v1/dns-records", rec("ns", "ns1", "A", &["192.0.2.1"]))
         .await
         .err_field(422, "invalid", "name");
-    op.post("/v1/dns-records", rec("shop-a", "shop", "A", &["192.0.2.1"]))
-        .await
-        .err_field(409, "name_taken", "name");
+    op.post(
+        "/v1/dns-records",
+        rec("shop-a", "shop", "A", &["192.0.2.1"]),
+    )
+    .await
+    .err_field(409, "name_taken", "name");
     op.post("/v1/dns-records", rec("api-2", "api", "A", &["192.0.2.11"]))
         .await
         .err_field(409, "name_taken", "name");

@@ -114,14 +114,21 @@ async fn a_hostname_belongs_to_one_tenant() {
 
     // Equal, covering, covered: refused with the name that conflicts.
     for (id, host, mentions) in [
-        ("e1", "*.demo.example", "demo.example`, which another tenant holds"),
+        (
+            "e1",
+            "*.demo.example",
+            "demo.example`, which another tenant holds",
+        ),
         ("e2", "www.demo.example", "www.demo.example"),
         ("e3", "a.img.demo.example", "*.img.demo.example"),
         ("e4", "*.x.img.demo.example", "*.img.demo.example"),
         ("e5", "*.img.demo.example", "*.img.demo.example"),
     ] {
         let r = evil
-            .post("/v1/services", service(id, "evil", &["ok.evil.example", host]))
+            .post(
+                "/v1/services",
+                service(id, "evil", &["ok.evil.example", host]),
+            )
             .await
             .err_field(409, "hostname_taken", "hostnames[1]");
         assert!(r.message().contains(mentions), "{host}: {}", r.message());
@@ -149,16 +156,16 @@ async fn a_hostname_belongs_to_one_tenant() {
     assert_eq!(op.version().await, before, "refusals change nothing");
 
     // The same tenant may overlap its own names (the edge routes exact names first).
-    demo.post(
+    demo.post("/v1/services", service("all", "demo", &["*.demo.example"]))
+        .await
+        .ok(201);
+    // And another tenant's unrelated names are fine.
+    evil.post(
         "/v1/services",
-        service("all", "demo", &["*.demo.example"]),
+        service("evil", "evil", &["www.evil.example"]),
     )
     .await
     .ok(201);
-    // And another tenant's unrelated names are fine.
-    evil.post("/v1/services", service("evil", "evil", &["www.evil.example"]))
-        .await
-        .ok(201);
     plane.shutdown().await;
 }
 
@@ -216,7 +223,10 @@ async fn new_hostnames_wait_for_proof_of_domain_control() {
         "{r}"
     );
     // A wrong value does not pass; a tenant cannot approve itself.
-    dns.publish("_lingjing-challenge.www.evil.example", "lingjing-verify=guess");
+    dns.publish(
+        "_lingjing-challenge.www.evil.example",
+        "lingjing-verify=guess",
+    );
     let r = evil
         .post("/v1/services/evil/verify", Value::Null)
         .await
@@ -295,12 +305,7 @@ async fn origins_stay_outside_the_platform() {
     )
     .await
     .ok(201);
-    let control = plane
-        .handle
-        .as_ref()
-        .expect("running")
-        .addr()
-        .to_string();
+    let control = plane.handle.as_ref().expect("running").addr().to_string();
     let before = op.version().await;
     for origin in [
         "127.0.0.1:7900",
@@ -412,5 +417,114 @@ async fn tls_private_keys_are_write_only() {
     // The DNS snapshot carries no keys at all.
     let snap = op.get("/v1/snapshots/dns").await.ok(200);
     assert!(!snap.to_string().contains("secret-key-material"));
+    plane.shutdown().await;
+}
+
+#[tokio::test]
+async fn limits_and_quotas_answer_with_the_limit() {
+    let (mut plane, _demo, evil) = plane_with_tenants().await;
+    let op = plane.api.clone();
+    let before = op.version().await;
+
+    // A body over the route's limit: 413 with the JSON error, before any parsing.
+    let huge = format!(
+        "{{\"id\": \"x\", \"pad\": \"{}\"}}",
+        "a".repeat(2 * 1024 * 1024)
+    );
+    let r = evil
+        .send(
+            reqwest::Method::POST,
+            "/v1/services",
+            common::Body::Raw(Some("application/json"), huge.into_bytes()),
+        )
+        .await
+        .err(413, "too_large");
+    assert!(r.message().contains("limit"), "{}", r.message());
+
+    // Lists per service are capped, naming the limit.
+    let many: Vec<String> = (0..101).map(|i| format!("h{i}.evil.example")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let r = evil
+        .post("/v1/services", service("evil", "evil", &many))
+        .await
+        .err_field(422, "invalid", "hostnames");
+    assert!(r.message().contains("limit of 100"), "{}", r.message());
+    let mut s = service("evil", "evil", &["www.evil.example"]);
+    s["origins"] = json!(
+        (0..17)
+            .map(|i| json!({"address": format!("origin{i}.evil.example:80")}))
+            .collect::<Vec<_>>()
+    );
+    evil.post("/v1/services", s)
+        .await
+        .err_field(422, "invalid", "origins");
+    assert_eq!(op.version().await, before, "refusals change nothing");
+
+    // API keys per tenant (two exist: plane_with_tenants made one for each tenant).
+    for _ in 1..lingjing_model::tenant::MAX_API_KEYS {
+        op.send(
+            reqwest::Method::POST,
+            "/v1/tenants/evil/keys",
+            common::Body::None,
+        )
+        .await
+        .ok(201);
+    }
+    op.send(
+        reqwest::Method::POST,
+        "/v1/tenants/evil/keys",
+        common::Body::None,
+    )
+    .await
+    .err(409, "limit_reached");
+
+    // Quotas the operator sets: a tenant may read them, not raise them.
+    let mut t = tenant("evil");
+    t["quotas"] = json!({"services": 1, "purges_per_minute": 2});
+    op.put("/v1/tenants/evil", t.clone()).await.ok(200);
+    assert_eq!(
+        evil.get("/v1/tenants/evil").await.ok(200)["quotas"]["services"],
+        1
+    );
+    t["quotas"]["services"] = json!(1000);
+    evil.put("/v1/tenants/evil", t).await.err(403, "forbidden");
+    evil.post(
+        "/v1/services",
+        service("evil", "evil", &["www.evil.example"]),
+    )
+    .await
+    .ok(201);
+    let r = evil
+        .post(
+            "/v1/services",
+            service("evil2", "evil", &["two.evil.example"]),
+        )
+        .await
+        .err(403, "quota_exceeded");
+    assert!(r.message().contains("quotas.services"), "{}", r.message());
+    op.post("/v1/services/evil/verify", json!({"approve": true}))
+        .await
+        .ok(200);
+    let purge =
+        json!({"service": "evil", "kind": "prefix", "targets": ["http://www.evil.example/"]});
+    for _ in 0..2 {
+        evil.post("/v1/purges", purge.clone()).await.ok(201);
+    }
+    let r = evil.post("/v1/purges", purge.clone()).await;
+    assert_eq!(
+        r.headers.get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"60"[..])
+    );
+    let r = r.err(429, "rate_limited");
+    assert!(r.message().contains("purges_per_minute"), "{}", r.message());
+    // The operator is not held to a tenant's quota.
+    op.post("/v1/purges", purge).await.ok(201);
+
+    // The OpenAPI document states the list limits.
+    let doc = op.get("/v1/openapi.json").await.ok(200);
+    assert_eq!(
+        doc["components"]["schemas"]["Service"]["properties"]["hostnames"]["maxItems"],
+        100
+    );
     plane.shutdown().await;
 }

@@ -179,6 +179,7 @@ pub fn demo_topology(origin: SocketAddr) -> DemoTopology {
         id: "demo".into(),
         name: "Demo tenant".into(),
         contact: Some("ops@demo.example".into()),
+        quotas: Default::default(),
     }];
     let services = vec![Service {
         id: "demo".into(),

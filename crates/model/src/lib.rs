@@ -23,13 +23,13 @@ pub mod validate;
 
 pub use line::{Line, LinePrefix};
 pub use node::{Node, NodePorts, NodeRole};
+pub use origin_policy::{CompiledOriginPolicy, OriginPolicy, OriginRefused};
 pub use pool::{Allocation, IpPool};
 pub use purge::{Purge, PurgeKind, PurgeMode, PurgeRequest};
 pub use record::{DnsRecord, RecordType, RecordValue};
 pub use region::{Region, RegionLevel, Tier};
 pub use service::{CacheRule, Origin, Service, SteeringPolicy, TlsCertificate};
 pub use site::Site;
-pub use origin_policy::{CompiledOriginPolicy, OriginPolicy, OriginRefused};
 pub use snapshot::{DnsSnapshot, EdgeSnapshot, NodeInfo, Role, Snapshot};
 pub use tenant::Tenant;
 pub use validate::{Validate, ValidationError};

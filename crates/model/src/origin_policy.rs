@@ -120,10 +120,10 @@ impl CompiledOriginPolicy {
         if self.platform_addresses.contains(&ip) || self.platform_endpoints.contains(&canon) {
             return Err(OriginRefused::Platform(addr));
         }
-        if let Some(kind) = non_public(ip) {
-            if !self.allowed.iter().any(|a| a.covers(canon)) {
-                return Err(OriginRefused::NotPublic(addr, kind));
-            }
+        if let Some(kind) = non_public(ip)
+            && !self.allowed.iter().any(|a| a.covers(canon))
+        {
+            return Err(OriginRefused::NotPublic(addr, kind));
         }
         Ok(())
     }

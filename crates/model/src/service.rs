@@ -7,7 +7,18 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::ident::check_id;
-use crate::validate::{Validate, ValidationError, check_unique};
+use crate::validate::{Validate, ValidationError, check_max_items, check_unique};
+
+/// Most hostnames per service.
+pub const MAX_HOSTNAMES: usize = 100;
+/// Most origins per service.
+pub const MAX_ORIGINS: usize = 16;
+/// Most cache rules per service.
+pub const MAX_CACHE_RULES: usize = 100;
+/// Most request headers in one cache rule's key.
+pub const MAX_KEY_HEADERS: usize = 16;
+/// Most entries in each steering list (sites, fallbacks, weights).
+pub const MAX_STEERING_ENTRIES: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -17,12 +28,16 @@ pub struct Service {
     pub id: String,
     /// The owning tenant.
     pub tenant: String,
-    /// The tenant's hostnames served by this service (each belongs to one service only).
+    /// The tenant's hostnames served by this service (each belongs to one tenant and one
+    /// service only; at most 100).
+    #[schema(max_items = 100)]
     pub hostnames: Vec<String>,
-    /// Where misses are fetched from.
+    /// Where misses are fetched from (at most 16).
+    #[schema(max_items = 16)]
     pub origins: Vec<Origin>,
-    /// Per-path overrides of caching, first match wins.
+    /// Per-path overrides of caching, first match wins (at most 100).
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub cache_rules: Vec<CacheRule>,
     #[serde(default)]
     pub steering: SteeringPolicy,
@@ -73,8 +88,9 @@ pub struct CacheRule {
     /// Sort query parameters in the cache key.
     #[serde(default)]
     pub sort_query: bool,
-    /// Request headers included in the cache key.
+    /// Request headers included in the cache key (at most 16).
     #[serde(default)]
+    #[schema(max_items = 16)]
     pub key_headers: Vec<String>,
     /// Store responses that carry `Set-Cookie` in the shared cache (the cookie is
     /// stripped from what is stored and served from cache). Off: such responses are not
@@ -217,6 +233,13 @@ impl Validate for CacheRule {
                 "a bypass rule cannot set a TTL",
             ));
         }
+        check_max_items("key_headers", &self.key_headers, MAX_KEY_HEADERS)?;
+        if self.path.len() > 1024 {
+            return Err(ValidationError::new(
+                "path",
+                "must be at most 1024 characters",
+            ));
+        }
         for (i, h) in self.key_headers.iter().enumerate() {
             let ok = !h.is_empty()
                 && h.bytes()
@@ -239,10 +262,17 @@ impl Validate for SteeringPolicy {
             ("fallback_lines", &self.fallback_lines),
             ("fallback_sites", &self.fallback_sites),
         ] {
+            check_max_items(field, list, MAX_STEERING_ENTRIES)?;
             for (i, s) in list.iter().enumerate() {
                 check_id(&format!("{field}[{i}]"), s)?;
             }
             check_unique(field, list)?;
+        }
+        if self.site_weights.len() > MAX_STEERING_ENTRIES {
+            return Err(ValidationError::new(
+                "site_weights",
+                format!("at most {MAX_STEERING_ENTRIES} sites"),
+            ));
         }
         for (site, w) in &self.site_weights {
             check_id("site_weights", site)?;
@@ -282,10 +312,13 @@ impl Validate for Service {
                 "a service needs at least one hostname",
             ));
         }
+        check_max_items("hostnames", &self.hostnames, MAX_HOSTNAMES)?;
         for (i, h) in self.hostnames.iter().enumerate() {
             check_hostname(&format!("hostnames[{i}]"), h)?;
         }
         check_unique("hostnames", &self.hostnames)?;
+        check_max_items("origins", &self.origins, MAX_ORIGINS)?;
+        check_max_items("cache_rules", &self.cache_rules, MAX_CACHE_RULES)?;
         if self.origins.is_empty() {
             return Err(ValidationError::new(
                 "origins",
@@ -308,6 +341,12 @@ impl Validate for Service {
         }
         self.steering.validate().map_err(|e| e.within("steering"))?;
         if let Some(tls) = &self.tls {
+            if tls.cert_pem.len() + tls.key_pem.len() > 256 * 1024 {
+                return Err(ValidationError::new(
+                    "tls",
+                    "a certificate chain and key of at most 256 KiB",
+                ));
+            }
             if !tls.cert_pem.contains("-----BEGIN CERTIFICATE-----") {
                 return Err(ValidationError::new(
                     "tls.cert_pem",

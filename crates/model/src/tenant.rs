@@ -16,7 +16,32 @@ pub struct Tenant {
     /// Who to call about this tenant.
     #[serde(default)]
     pub contact: Option<String>,
+    /// What the tenant may use, set by the operator.
+    #[serde(default)]
+    pub quotas: TenantQuotas,
 }
+
+/// Per-tenant quotas, set by the operator (a tenant key can read them, not change them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantQuotas {
+    /// Most services the tenant may have.
+    pub services: u32,
+    /// Most purges the tenant may issue per minute.
+    pub purges_per_minute: u32,
+}
+
+impl Default for TenantQuotas {
+    fn default() -> Self {
+        Self {
+            services: 100,
+            purges_per_minute: 60,
+        }
+    }
+}
+
+/// Most API keys per tenant.
+pub const MAX_API_KEYS: usize = 10;
 
 impl Validate for Tenant {
     fn validate(&self) -> Result<(), ValidationError> {
@@ -24,6 +49,12 @@ impl Validate for Tenant {
         check_name("name", &self.name)?;
         if let Some(c) = &self.contact {
             check_name("contact", c)?;
+        }
+        if self.quotas.services > 100_000 || self.quotas.purges_per_minute > 100_000 {
+            return Err(ValidationError::new(
+                "quotas",
+                "each quota must be at most 100000",
+            ));
         }
         Ok(())
     }

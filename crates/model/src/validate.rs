@@ -58,18 +58,34 @@ pub fn check_name(field: &str, value: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
-/// Checks a list has no duplicates, naming the first repeated entry.
-pub fn check_unique<T: PartialEq + fmt::Display>(
+/// Checks a list has no duplicates, naming the first repeated entry (linear: one hash
+/// set, whatever the list's length).
+pub fn check_unique<T: Eq + std::hash::Hash + fmt::Display>(
     field: &str,
     items: &[T],
 ) -> Result<(), ValidationError> {
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        if items[..i].contains(item) {
+        if !seen.insert(item) {
             return Err(ValidationError::new(
                 format!("{field}[{i}]"),
                 format!("`{item}` is listed twice"),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Checks a list is at most `max` long, naming the limit.
+pub fn check_max_items<T>(field: &str, items: &[T], max: usize) -> Result<(), ValidationError> {
+    if items.len() > max {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "{} entries is over the limit of {max}; split them over several resources or ask the operator",
+                items.len()
+            ),
+        ));
     }
     Ok(())
 }

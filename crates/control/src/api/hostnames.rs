@@ -3,7 +3,6 @@
 //! without it) and marks proven names verified, which puts them in the data planes'
 //! snapshots.
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -11,7 +10,7 @@ use lingjing_model::Service;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{AppState, parse_json};
+use super::{ApiBytes, AppState, parse_json};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::hostnames::{self, HostnameState, HostnameStatus};
@@ -41,7 +40,7 @@ pub async fn verify(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Json<VerifyResult>, ApiError> {
     let req: VerifyRequest = match parse_json::<Option<VerifyRequest>>(&body) {
         _ if body.iter().all(u8::is_ascii_whitespace) => VerifyRequest::default(),
@@ -67,7 +66,10 @@ pub async fn verify(
         .unwrap_or_default();
     drop(conn);
     let mut proven = Vec::new();
-    for status in list.iter_mut().filter(|s| s.state == HostnameState::Pending) {
+    for status in list
+        .iter_mut()
+        .filter(|s| s.state == HostnameState::Pending)
+    {
         if req.approve {
             proven.push(status.hostname.clone());
             continue;

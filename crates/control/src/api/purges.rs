@@ -10,7 +10,7 @@ use lingjing_model::purge::split_url;
 use lingjing_model::service::host_matches;
 use lingjing_model::snapshot::NodeStatus;
 use lingjing_model::{
-    Node, NodeRole, Purge, PurgeKind, PurgeMode, PurgeRequest, Service, Validate,
+    Node, NodeRole, Purge, PurgeKind, PurgeMode, PurgeRequest, Service, Tenant, Validate,
 };
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};
@@ -93,6 +93,33 @@ pub async fn recent_purges(conn: &mut AnyConnection, limit: i64) -> Result<Vec<P
     rows.iter().map(row_to_purge).collect()
 }
 
+/// Refuses a tenant's purge once its `purges_per_minute` quota is used up (429).
+async fn check_purge_rate(conn: &mut AnyConnection, tenant: &str) -> Result<(), ApiError> {
+    let quota = get_doc::<Tenant>(&mut *conn, tenant)
+        .await?
+        .map(|t| t.quotas.purges_per_minute)
+        .unwrap_or_default();
+    let since = crate::time::rfc3339_from_ms(crate::time::now_ms() - 60_000);
+    let row = sqlx::query(
+        "SELECT COUNT(*) FROM purges p JOIN services s ON s.id = p.service_id \
+         WHERE s.tenant_id = $1 AND p.created_at >= $2",
+    )
+    .bind(tenant.to_owned())
+    .bind(since)
+    .fetch_one(conn)
+    .await?;
+    let issued: i64 = row.try_get(0)?;
+    if issued >= i64::from(quota) {
+        return Err(ApiError::RateLimited {
+            message: format!(
+                "tenant `{tenant}` issued {issued} purges in the last minute; its quota is {quota} per minute (the operator sets `quotas.purges_per_minute`): retry later, or purge by prefix or tag to cover more at once"
+            ),
+            retry_after_s: 60,
+        });
+    }
+    Ok(())
+}
+
 async fn status(conn: &mut AnyConnection, purge: Purge) -> Result<PurgeStatus, StoreError> {
     let statuses = node_statuses(&mut *conn).await?;
     let mut applied = Vec::new();
@@ -146,6 +173,9 @@ async fn create(
             Caller::Tenant(t) => &s.tenant == t,
         })
         .ok_or_else(|| ApiError::not_found("service", &service_id))?;
+    if let Caller::Tenant(t) = &caller {
+        check_purge_rate(&mut w.tx, t).await?;
+    }
     if req.kind != PurgeKind::Tag {
         for (i, t) in req.targets.iter().enumerate() {
             let host = split_url(t).map(|(h, _)| h).unwrap_or_default();

@@ -30,6 +30,20 @@ async fn create(
     get_doc::<Tenant>(&mut w.tx, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("tenant", &id))?;
+    let keys: i64 = sqlx::query("SELECT COUNT(*) FROM api_keys WHERE tenant_id = $1")
+        .bind(id.clone())
+        .fetch_one(&mut *w.tx)
+        .await?
+        .try_get(0)?;
+    if keys as usize >= lingjing_model::tenant::MAX_API_KEYS {
+        return Err(ApiError::conflict(
+            "limit_reached",
+            format!(
+                "tenant `{id}` has {keys} API keys, the limit is {}: revoke one first (lingjing tenant key-revoke)",
+                lingjing_model::tenant::MAX_API_KEYS
+            ),
+        ));
+    }
     let (key_id, secret) = create_api_key(&mut w.tx, &id).await?;
     w.commit().await?;
     tracing::info!(tenant = %id, key = %key_id, "api key created");
