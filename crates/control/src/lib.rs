@@ -11,8 +11,13 @@
 
 pub mod api;
 pub mod auth;
+pub mod challenge;
 pub mod error;
 pub mod health;
+pub mod hostnames;
+pub mod listener;
+pub mod origins;
+pub mod policy;
 pub mod resource;
 pub mod server;
 pub mod sla;
@@ -23,5 +28,6 @@ pub mod testing;
 pub mod time;
 
 pub use error::{ApiError, StoreError};
-pub use server::{ControlConfig, ControlHandle, serve};
+pub use policy::TrustPolicy;
+pub use server::{ControlConfig, ControlHandle, serve, serve_with};
 pub use store::Store;

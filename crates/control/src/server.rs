@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use crate::api::{AppState, router};
 use crate::auth::sha256_hex;
 use crate::error::StoreError;
+pub use crate::listener::{HttpOptions, ServerLimits, TlsFiles};
 use crate::resource::ViewContext;
 use crate::snapshot::Hub;
 use crate::store::Store;
@@ -30,11 +31,15 @@ pub struct ControlConfig {
     pub zone: String,
     /// Active health checks of the nodes (`None`: off).
     pub health: Option<crate::health::HealthConfig>,
+    /// What tenants may point at and name (origins, reserved labels, domain control).
+    pub policy: crate::policy::TrustPolicy,
 }
 
 /// A running control plane.
 pub struct ControlHandle {
     addr: SocketAddr,
+    /// Serving HTTPS.
+    tls: bool,
     store: Arc<Store>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
@@ -48,9 +53,10 @@ impl ControlHandle {
         self.addr
     }
 
-    /// The API's base URL, e.g. `http://127.0.0.1:7700`.
+    /// The API's base URL, e.g. `http://127.0.0.1:7700` (`https://` when serving TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -75,32 +81,53 @@ impl ControlHandle {
     }
 }
 
-/// Binds `config.listen` and serves the API over `store`.
+/// Binds `config.listen` and serves the API over `store` (plain HTTP, default limits).
 pub async fn serve(config: ControlConfig, store: Store) -> Result<ControlHandle, ServeError> {
-    let store = Arc::new(store);
-    let hub = Hub::new(store.version().await?, config.zone.clone());
-    let state = AppState {
-        store: store.clone(),
-        hub: hub.clone(),
-        operator_token_sha256: sha256_hex(&config.operator_token),
-        views: Arc::new(ViewContext {
-            zone: config.zone.clone(),
-        }),
+    serve_with(config, HttpOptions::default(), store).await
+}
+
+/// Binds `config.listen` and serves the API over `store`, over TLS when `http.tls` is set,
+/// with `http.limits` (see [`crate::listener`]).
+pub async fn serve_with(
+    config: ControlConfig,
+    http: HttpOptions,
+    store: Store,
+) -> Result<ControlHandle, ServeError> {
+    let acceptor = match &http.tls {
+        Some(files) => Some(tokio_rustls::TlsAcceptor::from(
+            crate::listener::server_config(files)?,
+        )),
+        None => None,
     };
-    let app = router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+    let tls = acceptor.is_some();
+    let store = Arc::new(store);
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| ServeError::Bind(config.listen, e))?;
     let addr = listener
         .local_addr()
         .map_err(|e| ServeError::Bind(config.listen, e))?;
+    let views = Arc::new(ViewContext {
+        zone: config.zone.clone(),
+        policy: config.policy.clone(),
+        control_endpoint: Some(addr),
+    });
+    let hub = Hub::new(store.version().await?, views.clone());
+    let state = AppState {
+        store: store.clone(),
+        hub: hub.clone(),
+        operator_token_sha256: sha256_hex(&config.operator_token),
+        views,
+    };
+    let app = router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
+        let (stop_all, stop_seen) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let _ = stopped.await;
+            let _ = stop_all.send(true);
+        });
+        crate::listener::serve(listener, app, acceptor, http.limits, stop_seen).await
     });
     // Writes by another control-plane replica on the same PostgreSQL reach this one's
     // long-pollers through this check.
@@ -119,9 +146,10 @@ pub async fn serve(config: ControlConfig, store: Store) -> Result<ControlHandle,
     let prober = config
         .health
         .map(|h| crate::health::spawn(store.clone(), hub.clone(), h));
-    tracing::info!(%addr, "control plane listening");
+    tracing::info!(%addr, tls, "control plane listening");
     Ok(ControlHandle {
         addr,
+        tls,
         store,
         stop: Some(stop),
         task,
@@ -139,4 +167,6 @@ pub enum ServeError {
         "cannot listen on {0}: {1} (is another lingjing already running? pick another address with --listen)"
     )]
     Bind(SocketAddr, std::io::Error),
+    #[error("{0}")]
+    Tls(#[from] crate::listener::TlsError),
 }

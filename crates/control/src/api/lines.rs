@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -13,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
 use utoipa::ToSchema;
 
-use super::{ApiJson, ApiQuery, AppState};
+use super::{ApiBytes, ApiJson, ApiQuery, AppState};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::store::{get_doc, insert_doc, list_docs};
@@ -87,7 +86,7 @@ async fn import(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(params): ApiQuery<ImportParams>,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Json<ImportSummary>, ApiError> {
     caller.require_operator()?;
     let text = std::str::from_utf8(&body)

@@ -3,8 +3,10 @@
 
 mod agents;
 mod crud;
+pub mod hostnames;
 mod ipam;
 mod lines;
+mod nodes;
 pub mod openapi;
 pub mod purges;
 mod sla;
@@ -26,8 +28,42 @@ use crate::resource::ViewContext;
 use crate::snapshot::Hub;
 use crate::store::Store;
 
-/// Largest request body accepted (a whole-country line table fits).
-pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// Largest request body of most routes (services, purges, tenants, inventory): far more
+/// than the largest valid one (100 hostnames, a certificate chain).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Largest request body of the operator's bulk routes (line prefix tables: a
+/// whole-country table fits).
+pub const MAX_BULK_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// The answer to a body over the route's limit.
+fn too_large() -> ApiError {
+    ApiError::TooLarge(format!(
+        "the request body is over this endpoint's limit ({} KiB; {} MiB for line prefix tables): send less",
+        MAX_BODY_BYTES / 1024,
+        MAX_BULK_BODY_BYTES / (1024 * 1024)
+    ))
+}
+
+/// The raw request body; a body over the route's limit gets the JSON error (413).
+pub struct ApiBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state)
+            .await
+            .map(ApiBytes)
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    too_large()
+                } else {
+                    ApiError::BadRequest(format!("could not read the body: {e}"))
+                }
+            })
+    }
+}
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -58,10 +94,12 @@ pub fn router(state: AppState) -> Router {
         .merge(crud::routes::<DnsRecord>())
         .merge(crud::routes::<Tenant>())
         .merge(crud::routes::<Service>())
+        .merge(hostnames::routes())
         .merge(ipam::routes())
-        .merge(lines::routes())
+        .merge(lines::routes().layer(axum::extract::DefaultBodyLimit::max(MAX_BULK_BODY_BYTES)))
         .merge(tenants::routes())
         .merge(agents::routes())
+        .merge(nodes::routes())
         .merge(purges::routes())
         .merge(usage::routes())
         .merge(sla::routes())
@@ -113,9 +151,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 "send the body as JSON with `Content-Type: application/json`".into(),
             ));
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
+        let ApiBytes(bytes) = ApiBytes::from_request(req, state).await?;
         parse_json(&bytes).map(ApiJson)
     }
 }

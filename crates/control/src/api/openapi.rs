@@ -231,6 +231,17 @@ fn other_ops() -> Vec<Op> {
     let int = u64::schema;
     vec![
         Op::new(
+            HttpMethod::Post,
+            "/v1/services/{id}/verify",
+            "services",
+            "verify_service_hostnames",
+            "Prove control of the service's pending hostnames (TXT `_lingjing-challenge.<name>`), or approve them (operator)",
+        )
+        .body("application/json", schema_ref("VerifyRequest"))
+        .ok("200", "Each hostname's state; `detail` says why one is still pending", Some(schema_ref("VerifyResult")))
+        .err("403", "`approve` needs the operator token")
+        .err("404", "No such service (or not yours)"),
+        Op::new(
             HttpMethod::Get,
             "/v1/pools/{id}/allocations",
             "pools",
@@ -372,6 +383,35 @@ fn other_ops() -> Vec<Op> {
         .err("404", "Unknown node"),
         Op::new(
             HttpMethod::Post,
+            "/v1/nodes/{id}/join-token",
+            "nodes",
+            "issue_join_token",
+            "Issue a one-time join token for a node (operator only; shown once)",
+        )
+        .query("ttl_s", "Seconds it stays valid (default 3600, at most 604800)", int())
+        .ok("201", "Issued", Some(schema_ref("JoinToken")))
+        .err("404", "Unknown node")
+        .err("422", "Invalid ttl_s"),
+        Op::new(
+            HttpMethod::Post,
+            "/v1/nodes/{id}/credential",
+            "nodes",
+            "exchange_join_token",
+            "Exchange a join token for the node's credential (no Authorization needed; the token works once)",
+        )
+        .body("application/json", schema_ref("CredentialRequest"))
+        .ok("201", "The node's credential (shown once)", Some(schema_ref("NodeCredential"))),
+        Op::new(
+            HttpMethod::Post,
+            "/v1/nodes/{id}/revoke",
+            "nodes",
+            "revoke_node_credential",
+            "Revoke a node's credential and its unused join tokens at once (operator only)",
+        )
+        .ok("200", "Revoked", Some(schema_ref("Revoked")))
+        .err("404", "Unknown node"),
+        Op::new(
+            HttpMethod::Post,
             "/v1/purges",
             "purges",
             "create_purge",
@@ -493,9 +533,17 @@ pub fn document() -> OpenApi {
     components = add_schema::<ApiKeyInfo>(components);
     components = add_schema::<NewApiKey>(components);
     components = add_schema::<Heartbeat>(components);
+    components = add_schema::<super::nodes::JoinToken>(components);
+    components = add_schema::<super::nodes::CredentialRequest>(components);
+    components = add_schema::<super::nodes::NodeCredential>(components);
+    components = add_schema::<super::nodes::Revoked>(components);
     components = add_schema::<EdgeSnapshotResponse>(components);
     components = add_schema::<DnsSnapshotResponse>(components);
     components = add_schema::<ErrorBody>(components);
+    components = add_schema::<super::hostnames::VerifyRequest>(components);
+    components = add_schema::<super::hostnames::VerifyResult>(components);
+    components = add_schema::<crate::hostnames::HostnameStatus>(components);
+    components = add_schema::<crate::hostnames::HostnameState>(components);
     components = add_schema::<lingjing_model::PurgeRequest>(components);
     components = add_schema::<lingjing_model::Purge>(components);
     components = add_schema::<lingjing_model::snapshot::ServiceUsage>(components);

@@ -79,6 +79,14 @@ impl Store {
             }
             _ => url.to_owned(),
         };
+        let sqlite_file = match backend {
+            Backend::Sqlite => sqlite_path(&url),
+            Backend::Postgres => None,
+        };
+        if let Some(path) = &sqlite_file {
+            // It holds tenants' private keys: only this user may read it (and its WAL).
+            private_sqlite_files(path).map_err(sqlx::Error::Io)?;
+        }
         let options = AnyConnectOptions::from_str(&url)?;
         let pool_options = AnyPoolOptions::new()
             .acquire_timeout(Duration::from_secs(10))
@@ -107,6 +115,10 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
+        if let Some(path) = &sqlite_file {
+            private_sqlite_files(path).map_err(sqlx::Error::Io)?;
+        }
+        crate::hostnames::backfill(&mut *pool.acquire().await?).await?;
         Ok(Store {
             pool,
             backend,
@@ -203,4 +215,50 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The database file of a `sqlite:` URL (none for an in-memory database).
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    if path.is_empty() || path.contains(":memory:") {
+        return None;
+    }
+    Some(std::path::PathBuf::from(path))
+}
+
+/// Creates the SQLite file 0600 if it is missing (SQLite gives its `-wal` and `-shm` files
+/// the database file's mode) and tightens the three files if they are looser.
+fn private_sqlite_files(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if !path.exists() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)?;
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            let file = std::path::PathBuf::from(name);
+            match std::fs::metadata(&file) {
+                Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+                    tracing::info!(path = %file.display(), "made the database file readable by its owner only (0600)");
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
