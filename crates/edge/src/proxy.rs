@@ -525,6 +525,9 @@ async fn cached(ctx: &Ctx, parts: &Parts) -> (Response<Body>, CacheResult) {
                         .as_ref()
                         != Some(&h.variant)) =>
         {
+            // Leave the shared fetch first: a reader that never reads would hold its
+            // buffer (and the fetch) back.
+            drop(reader);
             pass(ctx, parts, None, false).await
         }
         Ok(h) => {

@@ -1,8 +1,8 @@
 //! Stored responses and the storage behind a narrow trait.
 //!
-//! An entry is everything cached under one primary key (the service and scheme, then host
-//! + path + query shaped by the service's cache rules: `super::key`): the `Vary` field
-//! names the origin sent and up to
+//! An entry is everything cached under one primary key (the service and scheme, then the
+//! host, path and query shaped by the service's cache rules: `super::key`): the `Vary`
+//! field names the origin sent and up to
 //! [`MAX_VARIANTS`] variants, each a complete response (head and body). Entries are
 //! immutable and shared (`Arc`): a change (a new variant, a 304 refresh, a soft purge)
 //! stores a new entry, so readers never see a half-written one.
