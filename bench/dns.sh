@@ -249,7 +249,7 @@ start_ours() {
     log "ours: $LINGJING_BIN up --data-dir $RUN/ours/data --dns-listen $ADDR:${PORT[ours]} ..."
     start_bg ours "$LINGJING_BIN" up --data-dir "$RUN/ours/data" \
         --listen "$ADDR:17700" --origin-listen "$ADDR:17900" --dns-listen "$ADDR:${PORT[ours]}" \
-        --dns-admin "$ADDR:17953" \
+        --dns-admin "$ADDR:17953" --dns-rrl-rate 0 \
         --edge-http-port 18080 --edge-https-port 18443 --edge-admin-port 19090
     SERVER_PID=$LAST_PID
     if ! wait_dns "${PORT[ours]}" "$SERVER_PID"; then

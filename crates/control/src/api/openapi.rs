@@ -497,6 +497,16 @@ fn add_resource<R: Resource>(components: ComponentsBuilder) -> ComponentsBuilder
     add_schema::<R::View>(add_schema::<R>(components))
 }
 
+/// The document's description, with the limits every client meets.
+const DESCRIPTION: &str = "Inventory, IPAM, tenants, services and snapshot distribution of the Lingjing edge cloud. \
+Authenticate with `Authorization: Bearer <operator token, tenant API key or node credential>`.\n\n\
+Limits (each answered with a 4xx naming it): request bodies 1 MiB (413 `too_large`; 64 MiB for the operator's \
+line prefix tables); per service at most 100 hostnames, 16 origins, 100 cache rules, 16 key headers per rule, \
+64 entries per steering list, 256 KiB of certificate and key (422 `invalid` naming the field); 1000 targets per purge; \
+10 API keys per tenant (409 `limit_reached`); per-tenant quotas set by the operator in `Tenant.quotas`: services \
+(403 `quota_exceeded`) and purges per minute (429 `rate_limited` with `Retry-After`). New hostnames are `pending` \
+until `POST /v1/services/{id}/verify` finds the `_lingjing-challenge` TXT record (see `hostname_status`).";
+
 /// Builds the document.
 pub fn document() -> OpenApi {
     let mut paths = Paths::new();
@@ -554,7 +564,7 @@ pub fn document() -> OpenApi {
             InfoBuilder::new()
                 .title("Lingjing control plane")
                 .version(env!("CARGO_PKG_VERSION"))
-                .description(Some("Inventory, IPAM, tenants, services and snapshot distribution of the Lingjing edge cloud. Authenticate with `Authorization: Bearer <operator token or tenant API key>`."))
+                .description(Some(DESCRIPTION))
                 .build(),
         )
         .paths(paths)
