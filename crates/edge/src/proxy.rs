@@ -84,14 +84,34 @@ struct Ctx {
     route: Arc<ServiceRoute>,
     host: String,
     client: SocketAddr,
-    tls: bool,
+    /// The scheme the client used (see [`client_scheme`]).
+    scheme: key::Scheme,
     started: Instant,
 }
 
 impl Ctx {
     /// The cache-key namespace of this request: its service and scheme.
     fn namespace(&self) -> String {
-        key::namespace(&self.route.service.id, key::Scheme::of(self.tls))
+        key::namespace(&self.route.service.id, self.scheme)
+    }
+}
+
+/// The scheme the client used: that of its connection, or, on a fetch from a child edge
+/// (marked with [`crate::guard::PARENT_FETCH`], which the loop guard has checked), the
+/// `X-Forwarded-Proto` the child sent, so that a parent keys and fetches an https client's
+/// object as https. Trusting a forged mark is harmless: the object is then fetched from the
+/// origin as https and stored as https, which is what it is.
+fn client_scheme(headers: &HeaderMap, tls: bool) -> key::Scheme {
+    let forwarded_https = || {
+        headers.contains_key(&crate::guard::PARENT_FETCH)
+            && headers
+                .get("x-forwarded-proto")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+    };
+    if tls || forwarded_https() {
+        key::Scheme::Https
+    } else {
+        key::Scheme::Http
     }
 }
 
@@ -147,7 +167,7 @@ pub async fn handle(
         route,
         host,
         client,
-        tls,
+        scheme: client_scheme(req.headers(), tls),
         started,
     };
     let (parts, incoming) = req.into_parts();
@@ -293,7 +313,7 @@ fn upstream_headers(ctx: &Ctx, client_headers: &HeaderMap, fill: bool) -> Header
     }
     h.insert(
         HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static(if ctx.tls { "https" } else { "http" }),
+        HeaderValue::from_static(ctx.scheme.as_str()),
     );
     h.append(header::VIA, ctx.edge.via.clone());
     h

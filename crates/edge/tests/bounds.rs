@@ -1,10 +1,11 @@
 //! The edge's trust and resource bounds (issue 9, items 2 and 9), end to end on loopback:
 //! purges touch only the issuing service's entries (even for a hostname another service
 //! also matches) and use per-host and per-tag indexes that follow the disk tier across a
-//! restart; http and https are cached apart; a memory entry weighs its key; URLs over the
-//! limit are not cached; overlapping ranges are coalesced and capped; a shared fill holds
-//! a bounded amount; `Set-Cookie` is never replayed to another client; usage counts the
-//! body bytes actually sent. Each test also shows the legitimate path still working.
+//! restart; http and https are cached apart (by a parent tier too); a memory entry weighs
+//! its key; URLs over the limit are not cached; overlapping ranges are coalesced and
+//! capped; a shared fill holds a bounded amount; `Set-Cookie` is never replayed to another
+//! client; usage counts the body bytes actually sent. Each test also shows the legitimate
+//! path still working.
 
 mod common;
 
@@ -644,6 +645,72 @@ async fn http_and_https_are_cached_apart() {
     assert_eq!((got.x_cache(), got.text().as_str()), ("HIT", "https"));
     assert_eq!(origin.requests("/p"), 2);
     edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_parent_keeps_its_childrens_http_and_https_apart() {
+    let origin = TestOrigin::start(|parts| async move {
+        let proto = req_header(&parts, "x-forwarded-proto").to_owned();
+        respond(200, &[("cache-control", "max-age=600")], proto)
+    })
+    .await;
+    let (tls, ca_pem) = tls_certificate(HOST);
+    let mut svc = service("svc", HOST, vec![common::origin(origin.addr())]);
+    svc.tls = Some(tls);
+    let parent = TestEdge::start_empty("parent-1").await;
+    let child = TestEdge::start_configured("child-1", |c| {
+        c.https = vec!["127.0.0.1:0".parse().expect("addr")];
+    })
+    .await;
+    let mut snap = snapshot(1, vec![svc]);
+    snap.body.sites = vec![
+        site("edge-site", Some("parent-site")),
+        site("parent-site", None),
+    ];
+    snap.body.nodes = vec![
+        node(
+            "child-1",
+            "edge-site",
+            vec![lingjing_model::NodeRole::Edge],
+            child.port(),
+        ),
+        node(
+            "parent-1",
+            "parent-site",
+            vec![lingjing_model::NodeRole::Parent],
+            parent.port(),
+        ),
+    ];
+    parent.apply(&snap);
+    child.apply(&snap);
+    let https_addr = child.handle.https_addrs()[0];
+    let secure = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("ca"))
+        .resolve(HOST, https_addr)
+        .no_proxy()
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .expect("client");
+    let plain = child.client(&[HOST]);
+    let https_url = format!("https://{HOST}:{}/p", https_addr.port());
+    let got = get(&plain, &child.url(HOST, "/p")).await;
+    assert_eq!(got.text(), "http");
+    assert!(got.all("via").join(",").contains("lingjing-parent-1"));
+    let got = get(&secure, &https_url).await;
+    assert_eq!(
+        got.text(),
+        "https",
+        "the parent served its http copy to https"
+    );
+    assert_eq!(origin.requests("/p"), 2);
+    // A second child request of each scheme is a hit.
+    assert_eq!(get(&secure, &https_url).await.text(), "https");
+    assert_eq!(get(&plain, &child.url(HOST, "/p")).await.text(), "http");
+    assert_eq!(origin.requests("/p"), 2);
+    child.shutdown().await;
+    parent.shutdown().await;
 }
 
 /// A certificate for `host` signed by a fresh CA, and the CA's PEM.
