@@ -74,6 +74,7 @@ pub fn rule(path: &str) -> CacheRule {
         ignore_query: false,
         sort_query: false,
         key_headers: Vec::new(),
+        cache_set_cookie: false,
     }
 }
 
