@@ -44,6 +44,14 @@
 //! the calling thread; on a multi-threaded Tokio runtime they run it in
 //! `block_in_place`, so they do not stall the runtime's other tasks.
 //!
+//! # Purge index
+//!
+//! Next to the index, a [`PurgeIndex`] files every indexed key under its service's host
+//! and under each of its tags (from the file headers at `open`, then wherever the index
+//! changes: writes, removals, evictions, corrupt files), so purges and invalidations read
+//! one bucket instead of every key; [`DiskStore::host_keys`] and [`DiskStore::tag_keys`]
+//! add the matching queued puts (the queue is bounded).
+//!
 //! # Eviction
 //!
 //! [`S3Fifo`] (Yang et al., SOSP 2023), weighted by bytes: new keys enter a small FIFO
