@@ -20,18 +20,18 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Control plane URL for operator commands.
-    #[arg(
-        long,
-        global = true,
-        env = "LINGJING_ENDPOINT",
-        default_value = "http://127.0.0.1:7700"
-    )]
-    pub endpoint: String,
+    /// Control plane URL (default: the one `lingjing up` wrote to DATA_DIR/endpoint, else
+    /// https://127.0.0.1:7700).
+    #[arg(long, global = true, env = "LINGJING_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// CA certificate (PEM) to trust for the control plane's TLS certificate beside the
+    /// system's roots (default: DATA_DIR/ca.pem, made by `lingjing up`, when present).
+    #[arg(long, global = true, env = "LINGJING_CA")]
+    pub ca: Option<PathBuf>,
     /// Operator token or tenant API key (default: the `up` data dir's operator.token).
     #[arg(long, global = true, env = "LINGJING_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Data directory of `lingjing up` (used for its token when no --token is given).
+    /// Data directory of `lingjing up` (used for its token, CA and endpoint when not given).
     #[arg(
         long,
         global = true,
@@ -86,7 +86,7 @@ pub enum Command {
     Tenant(TenantCmd),
     /// Services (CDN properties) of tenants.
     #[command(subcommand)]
-    Service(ResourceCmd<ServiceAdd>),
+    Service(ServiceCmd),
     /// Static DNS records: the operator's own names under the platform zone.
     #[command(subcommand)]
     Record(ResourceCmd<RecordAdd>),
@@ -187,6 +187,42 @@ pub struct UpArgs {
     pub edge_admin_port: Option<u16>,
     #[command(flatten)]
     pub health: HealthArgs,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    #[command(flatten)]
+    pub dns_abuse: DnsAbuseArgs,
+}
+
+/// What tenants may name and point at.
+#[derive(Debug, Args, Clone)]
+pub struct TrustArgs {
+    /// A network (`10.0.0.0/8`) or endpoint (`127.0.0.1:7900`) that tenants' origins may
+    /// use although it is not public (repeat for several). Platform addresses stay refused.
+    #[arg(long = "allow-origin")]
+    pub allow_origins: Vec<String>,
+    /// A service id to reserve as a label of the platform zone, besides `www`, `ns*`,
+    /// `api` and the like (a trailing `*` reserves a prefix; repeat for several).
+    #[arg(long = "reserved-label")]
+    pub reserved_labels: Vec<String>,
+    /// DNS resolver (`IP:PORT`) asked for `_lingjing-challenge` TXT records when tenants
+    /// verify hostnames (default: the system's resolver).
+    #[arg(long)]
+    pub challenge_resolver: Option<SocketAddr>,
+}
+
+impl TrustArgs {
+    /// The policy, checked; `extra_allowed` are allowances the command adds itself.
+    pub fn policy(&self, extra_allowed: &[String]) -> anyhow::Result<lingjing_control::TrustPolicy> {
+        let mut allow_origins = self.allow_origins.clone();
+        allow_origins.extend(extra_allowed.iter().cloned());
+        let policy = lingjing_control::TrustPolicy {
+            allow_origins,
+            reserved_labels: self.reserved_labels.clone(),
+            challenge_resolver: self.challenge_resolver,
+        };
+        policy.check().map_err(anyhow::Error::msg)?;
+        Ok(policy)
+    }
 }
 
 /// How the control plane checks nodes.
@@ -234,15 +270,49 @@ pub struct DnsArgs {
     /// Address served over UDP and TCP.
     #[arg(long, default_value = "127.0.0.1:5300")]
     pub listen: Vec<SocketAddr>,
-    /// Where the last good snapshot is kept (default: DATA_DIR/dns-NODE).
+    /// Where the node's credential and last good snapshot are kept (default:
+    /// DATA_DIR/dns-NODE).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub join: JoinArgs,
     /// Admin HTTP address: /healthz, /metrics (Prometheus), /explain?name=&client=.
     #[arg(long, default_value = "127.0.0.1:9053")]
     pub admin: SocketAddr,
     /// Log every query (target `lingjing::dns::query`, level INFO).
     #[arg(long)]
     pub query_log: bool,
+    #[command(flatten)]
+    pub abuse: DnsAbuseArgs,
+}
+
+/// How the DNS server limits abusive clients.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct DnsAbuseArgs {
+    /// UDP answers per second per client network (/24, /56) before response rate
+    /// limiting drops or truncates them; 0 turns rate limiting off (e.g. for benchmarks).
+    #[arg(long, default_value_t = 200)]
+    pub dns_rrl_rate: u32,
+    /// Answers a client network may get in a burst above the rate.
+    #[arg(long, default_value_t = 200)]
+    pub dns_rrl_burst: u32,
+    /// Every Nth suppressed answer is sent truncated (TC=1) so real clients retry over
+    /// TCP; 0 drops them all.
+    #[arg(long, default_value_t = 2)]
+    pub dns_rrl_slip: u32,
+    /// Most TCP connections from one client address.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub dns_max_tcp_per_client: u64,
+}
+
+impl DnsAbuseArgs {
+    /// Sets these limits on a DNS server's configuration.
+    pub fn apply(&self, config: &mut lingjing_dns::DnsConfig) {
+        config.rrl.responses_per_second = self.dns_rrl_rate;
+        config.rrl.burst = self.dns_rrl_burst;
+        config.rrl.slip = self.dns_rrl_slip;
+        config.max_tcp_connections_per_client = self.dns_max_tcp_per_client as usize;
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -291,12 +361,29 @@ pub struct EdgeArgs {
     /// Serve this edge snapshot file (JSON) instead of following a control plane.
     #[arg(long)]
     pub standalone: Option<PathBuf>,
-    /// Where the last good snapshot is kept (default: DATA_DIR/edge-NODE).
+    /// Where the node's credential and last good snapshot are kept (default:
+    /// DATA_DIR/edge-NODE).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub join: JoinArgs,
     /// Do not log each request.
     #[arg(long)]
     pub no_access_log: bool,
+}
+
+/// How a data plane gets and protects its node credential.
+#[derive(Debug, Args, Clone)]
+pub struct JoinArgs {
+    /// One-time join token (`lingjing node join-token ID`), exchanged at first start for
+    /// the node's credential, which is kept in the state directory (later starts need no
+    /// token).
+    #[arg(long, env = "LINGJING_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
+    /// Allow a plain http:// control plane that is not on this host (the credential then
+    /// crosses the network unencrypted).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Args)]
@@ -310,11 +397,22 @@ pub struct ControlArgs {
     /// File holding the operator token (else LINGJING_OPERATOR_TOKEN).
     #[arg(long, env = "LINGJING_OPERATOR_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// Serve HTTPS with this certificate (PEM, server certificate first); needs --tls-key.
+    #[arg(long, env = "LINGJING_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "LINGJING_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Connections served at once; more are closed at once.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
     /// Platform DNS zone.
     #[arg(long, default_value = lingjing_control::server::DEFAULT_ZONE)]
     pub zone: String,
     #[command(flatten)]
     pub health: HealthArgs,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 /// The commands every resource kind has.
@@ -441,6 +539,15 @@ pub enum NodeCmd {
     Drain { id: String },
     /// Hand the node out again.
     Undrain { id: String },
+    /// Issue a one-time join token for the node (start it with --join-token).
+    JoinToken {
+        id: String,
+        /// Seconds the token stays valid.
+        #[arg(long, default_value_t = 3600)]
+        ttl_s: u64,
+    },
+    /// Revoke the node's credential (and its unused join tokens) at once.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Args)]
@@ -494,6 +601,20 @@ pub enum TenantCmd {
     Keys { tenant: String },
     /// Revoke an API key.
     KeyRevoke { tenant: String, key: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCmd {
+    #[command(flatten)]
+    Resource(ResourceCmd<ServiceAdd>),
+    /// Prove control of the service's pending hostnames: checks the TXT record
+    /// `_lingjing-challenge.<hostname>` (`service show` says what to publish).
+    Verify {
+        id: String,
+        /// Operator only: approve every pending hostname without the DNS check.
+        #[arg(long)]
+        approve: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ mod commands;
 mod context;
 mod logging;
 mod output;
+mod pki;
 mod seed;
 
 use clap::Parser;

@@ -12,7 +12,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use common::{EdgeProc, Proc, Response, eventually, get, resolve, start_dns, start_edge};
+use common::{
+    Access, EdgeProc, Proc, Response, eventually, get, join_token, resolve, start_dns, start_edge,
+};
 use lingjing_client::Client;
 use serde_json::Value;
 
@@ -56,22 +58,34 @@ fn start_up(data: &Path, listen: &str) -> (Proc, String) {
     (up, url)
 }
 
-fn standalone_edge(data: &Path, endpoint: &str, token: &str) -> EdgeProc {
+/// The edge process, trusting `up`'s CA; with a join token on its first start, later
+/// with the credential it kept.
+fn standalone_edge(data: &Path, endpoint: &str, join_token: Option<&str>) -> EdgeProc {
+    let ca = data.join("ca.pem");
+    let access = Access {
+        ca: Some(&ca),
+        join_token,
+    };
     start_edge(
         "wuxi-1-e1",
         IpAddr::from([127, 0, 0, 1]),
         endpoint,
-        token,
+        access,
         &data.join("standalone-edge"),
         true,
     )
 }
 
-fn standalone_dns(data: &Path, endpoint: &str, token: &str) -> (Proc, SocketAddr) {
+fn standalone_dns(data: &Path, endpoint: &str, join_token: Option<&str>) -> (Proc, SocketAddr) {
+    let ca = data.join("ca.pem");
+    let access = Access {
+        ca: Some(&ca),
+        join_token,
+    };
     start_dns(
         "nanjing-1-dns1",
         endpoint,
-        token,
+        access,
         &data.join("standalone-dns"),
     )
 }
@@ -107,8 +121,11 @@ async fn the_data_planes_keep_serving_without_the_control_plane_and_catch_up_whe
     let (mut up, endpoint) = start_up(&data, "127.0.0.1:0");
     let token = std::fs::read_to_string(data.join("operator.token")).expect("token");
     let token = token.trim();
-    let mut edge = standalone_edge(&data, &endpoint, token);
-    let (mut dns_proc, dns) = standalone_dns(&data, &endpoint, token);
+    let operator = Client::with_ca(&endpoint, token, Some(&data.join("ca.pem"))).expect("client");
+    let edge_join = join_token(&operator, "wuxi-1-e1").await;
+    let dns_join = join_token(&operator, "nanjing-1-dns1").await;
+    let mut edge = standalone_edge(&data, &endpoint, Some(&edge_join));
+    let (mut dns_proc, dns) = standalone_dns(&data, &endpoint, Some(&dns_join));
 
     // The edge gets its snapshot from the control plane; then it caches the page.
     let first = eventually("the page through the edge", Duration::from_secs(20), || {
@@ -134,10 +151,11 @@ async fn the_data_planes_keep_serving_without_the_control_plane_and_catch_up_whe
     );
     answers(dns, &[wuxi], "DNS without the control plane");
 
-    // The edge restarts with nothing but its state directory.
+    // The edge restarts with nothing but its state directory (snapshot, disk cache and
+    // credential).
     edge.proc.terminate();
     drop(edge);
-    let edge = standalone_edge(&data, &endpoint, token);
+    let edge = standalone_edge(&data, &endpoint, None);
     let after = fetch(&edge);
     assert_eq!(after.status, 200, "after restart: {}", after.head);
     assert!(
@@ -150,13 +168,13 @@ async fn the_data_planes_keep_serving_without_the_control_plane_and_catch_up_whe
     // So does DNS: it answers from the snapshot it kept as soon as it listens.
     dns_proc.terminate();
     drop(dns_proc);
-    let (_dns_proc, dns) = standalone_dns(&data, &endpoint, token);
+    let (_dns_proc, dns) = standalone_dns(&data, &endpoint, None);
     answers(dns, &[wuxi], "DNS restarted without the control plane");
     let offline_version = edge_version(&edge).expect("the edge's snapshot version");
 
     // The control plane comes back on the same database and address; the data planes
     // reconnect by themselves. An operator drains the Wuxi node and asks for two answers.
-    let listen = endpoint.trim_start_matches("http://").to_owned();
+    let listen = endpoint.trim_start_matches("https://").to_owned();
     let (_up, again) = start_up(&data, &listen);
     assert_eq!(again, endpoint);
     let out = std::process::Command::new(common::BIN)
@@ -169,6 +187,8 @@ async fn the_data_planes_keep_serving_without_the_control_plane_and_catch_up_whe
             "--token",
             token,
         ])
+        .arg("--ca")
+        .arg(data.join("ca.pem"))
         .output()
         .expect("lingjing node drain");
     assert!(
@@ -176,9 +196,12 @@ async fn the_data_planes_keep_serving_without_the_control_plane_and_catch_up_whe
         "node drain: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let api = Client::new(&endpoint, token).expect("client");
+    let api = operator;
     let mut service: Value = api.get("/v1/services/demo").await.expect("service");
-    service.as_object_mut().expect("object").remove("cname");
+    // Read-only fields of the view.
+    let fields = service.as_object_mut().expect("object");
+    fields.remove("cname");
+    fields.remove("hostname_status");
     service["steering"]["answer_count"] = 2.into();
     let _: Value = api
         .put("/v1/services/demo", &service)

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use common::{Access, join_token, start_dns, start_edge};
 use common::{EdgeProc, eventually, get, now_ms, record_ports, resolve, seed, start_control};
-use common::{start_dns, start_edge};
 use lingjing_client::Client;
 use lingjing_control::time::rfc3339_from_ms;
 use lingjing_demo::{OriginConfig, demo_topology};
@@ -80,12 +80,22 @@ async fn dns_fails_over_when_an_edge_dies_and_the_sla_report_counts_the_outage()
             .as_str()
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("{id} has an address: {n}"));
-        let edge = start_edge(id, ip, &url, TOKEN, &dir.path().join(id), false);
+        let token = join_token(&api, id).await;
+        let access = Access {
+            join_token: Some(&token),
+            ..Default::default()
+        };
+        let edge = start_edge(id, ip, &url, access, &dir.path().join(id), false);
         record_ports(&api, &edge).await.expect("record the ports");
         edges.push(edge);
     }
     assert_eq!(edges.len(), 4, "three edges and the parent");
-    let (_dns, dns) = start_dns("nanjing-1-dns1", &url, TOKEN, &dir.path().join("dns"));
+    let token = join_token(&api, "nanjing-1-dns1").await;
+    let access = Access {
+        join_token: Some(&token),
+        ..Default::default()
+    };
+    let (_dns, dns) = start_dns("nanjing-1-dns1", &url, access, &dir.path().join("dns"));
 
     // Every node passes its probes (on its real ports; a probe of the seeded default port
     // before that may have marked one down, which takes 3 passes to undo).
@@ -176,14 +186,14 @@ async fn dns_fails_over_when_an_edge_dies_and_the_sla_report_counts_the_outage()
 
     // The node comes back, 3 s after the kill (an outage long enough to measure): a new
     // process (on new ports, written into the inventory); after 3 passed probes it is up
-    // again, and DNS hands it out again.
+    // again, and DNS hands it out again. It authenticates with the credential it kept.
     tokio::time::sleep(Duration::from_secs(3).saturating_sub(killed.elapsed())).await;
     let restart_ms = now_ms();
     edges[wuxi] = start_edge(
         WUXI_NODE,
         wuxi_ip,
         &url,
-        TOKEN,
+        Access::default(),
         &dir.path().join(WUXI_NODE),
         false,
     );

@@ -2,7 +2,10 @@
 //! topology, operator commands read it back, its GSLB DNS answers a client of a demo line
 //! with that line's node (and another once that node is drained, and the operator's static
 //! records), SIGTERM stops it cleanly, and a second `up` on the same directory reuses it
-//! without duplicating anything.
+//! without duplicating anything. The control API is HTTPS from `up`'s own CA: the CLI
+//! finds endpoint, CA and token in the data directory, and refuses the server without the
+//! CA; the secrets in the data directory are readable by their owner only, and the data
+//! planes hold their own credentials, never the operator token.
 
 mod common;
 
@@ -78,6 +81,97 @@ fn start_up(data_dir: &Path) -> Up {
         edges,
         dns: dns.expect("up printed the DNS address"),
     }
+}
+
+/// Runs `lingjing ARGS` with nothing but `--data-dir` (endpoint, CA and token come from it).
+fn lingjing_in(data_dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("LINGJING_TOKEN")
+        .env_remove("LINGJING_ENDPOINT")
+        .env_remove("LINGJING_CA")
+        .output()
+        .expect("run lingjing")
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// The data directory, the database and every secret in it are readable by their owner
+/// only; each data plane has its own credential, and no file but `operator.token` holds
+/// the operator token.
+#[cfg(unix)]
+fn secrets_are_private(data: &Path) {
+    assert_eq!(mode(data), 0o700, "{}", data.display());
+    for f in [
+        "lingjing.db",
+        "lingjing.db-wal",
+        "lingjing.db-shm",
+        "operator.token",
+        "ca-key.pem",
+        "control-key.pem",
+    ] {
+        assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+    }
+    let token = std::fs::read_to_string(data.join("operator.token")).expect("token file");
+    let token = token.trim().as_bytes();
+    let mut credentials = 0;
+    let mut snapshots = 0;
+    for entry in std::fs::read_dir(data).expect("data dir").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("edge-") || name.starts_with("dns-")) {
+            continue;
+        }
+        assert_eq!(mode(&entry.path()), 0o700, "{name}");
+        for f in files_under(&entry.path()) {
+            let fname = f.file_name().expect("name").to_string_lossy().into_owned();
+            if fname.ends_with(".credential") {
+                credentials += 1;
+                assert_eq!(mode(&f), 0o600, "{}", f.display());
+            }
+            if fname.ends_with(".snapshot.json") {
+                snapshots += 1;
+                assert_eq!(mode(&f), 0o600, "{}", f.display());
+            }
+            // A temp file of the cache may be renamed away meanwhile.
+            let Ok(bytes) = std::fs::read(&f) else {
+                continue;
+            };
+            assert!(
+                !bytes.windows(token.len()).any(|w| w == token),
+                "{} holds the operator token",
+                f.display()
+            );
+        }
+        if name.starts_with("edge-") {
+            assert_eq!(mode(&entry.path().join("cache")), 0o700, "{name}/cache");
+        }
+    }
+    assert_eq!(credentials, 5, "four edge nodes and the DNS node");
+    assert_eq!(snapshots, 5);
 }
 
 fn lingjing(data_dir: &Path, endpoint: &str, args: &[&str]) -> String {
@@ -167,6 +261,8 @@ fn up_seeds_once_and_serves_operator_commands() {
     let mut reported = 0;
     for _ in 0..100 {
         let out = Command::new("curl")
+            .arg("--cacert")
+            .arg(data.join("ca.pem"))
             .args(["-s", "-H"])
             .arg(format!("Authorization: Bearer {}", token.trim()))
             .arg(format!("{url}/v1/services/demo/usage"))
@@ -197,10 +293,88 @@ fn up_seeds_once_and_serves_operator_commands() {
     assert!(services.contains("www.demo.example") && services.contains("demo.cdn.lingjing.test."));
     let token = std::fs::read_to_string(data.join("operator.token")).expect("token file");
     assert!(token.trim().len() >= 32);
+
+    // HTTPS from up's CA: the CLI finds endpoint, CA and token in the data directory...
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let listed = lingjing_in(&data, &["site", "list"]);
+    assert!(
+        listed.status.success(),
+        "site list from the data directory: {}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("wuxi-1"));
+    // ...and without the CA, refuses the server with a clear message.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("dir");
+    let refused = Command::new(BIN)
+        .args(["site", "list", "--endpoint", &url, "--token", token.trim()])
+        .arg("--data-dir")
+        .arg(&elsewhere)
+        .env_remove("LINGJING_CA")
+        .output()
+        .expect("run lingjing");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("not trusted") && stderr.contains("--ca"),
+        "{stderr}"
+    );
+    let with_ca = Command::new(BIN)
+        .args(["site", "list", "--endpoint", &url, "--token", token.trim()])
+        .arg("--data-dir")
+        .arg(&elsewhere)
+        .arg("--ca")
+        .arg(data.join("ca.pem"))
+        .output()
+        .expect("run lingjing");
+    assert!(
+        with_ca.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with_ca.stderr)
+    );
+    #[cfg(unix)]
+    secrets_are_private(&data);
+    let credential = |node: &str| {
+        std::fs::read_to_string(
+            data.join(format!("edge-{node}"))
+                .join(format!("{node}.credential")),
+        )
+        .expect("credential")
+    };
+    let wuxi_credential = credential("wuxi-1-e1");
+
     dns_follows_lines_drains_and_static_records(&data, &url, dns);
     terminate(child);
 
+    // Looser modes (say, from an older version or a careless copy) are tightened at start.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let loose = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod")
+        };
+        loose(&data, 0o755);
+        loose(&data.join("lingjing.db"), 0o644);
+        loose(&data.join("operator.token"), 0o644);
+        loose(&data.join("edge-wuxi-1-e1/wuxi-1-e1.credential"), 0o644);
+        loose(
+            &data.join("edge-wuxi-1-e1/wuxi-1-e1-edge.snapshot.json"),
+            0o644,
+        );
+    }
+
     let Up { child, url, .. } = start_up(&data);
+    #[cfg(unix)]
+    secrets_are_private(&data);
+    // The nodes kept their credentials (no new join tokens) and use them: a purge is
+    // acknowledged by all of them.
+    assert_eq!(credential("wuxi-1-e1"), wuxi_credential);
+    let purged = lingjing(
+        &data,
+        &url,
+        &["purge", "url", "http://www.demo.example/?n=2"],
+    );
+    assert!(purged.contains("applied on all 4 nodes"), "{purged}");
     let again: serde_json::Value =
         serde_json::from_str(&lingjing(&data, &url, &["node", "list", "--json"])).expect("json");
     assert_eq!(

@@ -1482,7 +1482,7 @@ async fn openapi_document_lists_every_route() {
         routes.push((format!("/v1/{kind}"), &["get", "post"]));
         routes.push((format!("/v1/{kind}/{{id}}"), &["get", "put", "delete"]));
     }
-    let others: [(&str, &[&str]); 15] = [
+    let others: [(&str, &[&str]); 18] = [
         ("/v1/dns-records", &["get", "post"]),
         ("/v1/dns-records/{id}", &["get", "put", "delete"]),
         ("/v1/sla", &["get"]),
@@ -1497,6 +1497,9 @@ async fn openapi_document_lists_every_route() {
         ("/v1/tenants/{id}/keys/{key}", &["delete"]),
         ("/v1/snapshots/{role}", &["get"]),
         ("/v1/nodes/{id}/heartbeat", &["post"]),
+        ("/v1/nodes/{id}/join-token", &["post"]),
+        ("/v1/nodes/{id}/credential", &["post"]),
+        ("/v1/nodes/{id}/revoke", &["post"]),
         ("/v1/services/{id}/verify", &["post"]),
     ];
     routes.extend(others.iter().map(|(p, m)| ((*p).to_owned(), *m)));

@@ -22,13 +22,31 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     let store = Store::open(&args.db)
         .await
         .with_context(|| format!("cannot open the database {}", args.db))?;
-    let handle = lingjing_control::serve(
+    let http = lingjing_control::server::HttpOptions {
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(lingjing_control::server::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        },
+        limits: lingjing_control::server::ServerLimits {
+            max_connections: args.max_connections as usize,
+            ..Default::default()
+        },
+    };
+    if http.tls.is_none() && !args.listen.ip().is_loopback() {
+        tracing::warn!(listen = %args.listen, "serving the control API in plain HTTP on a non-loopback address: give --tls-cert and --tls-key");
+    }
+    let handle = lingjing_control::serve_with(
         ControlConfig {
             listen: args.listen,
             operator_token: token,
             zone: args.zone,
             health: Some(args.health.config()),
+            policy: args.trust.policy(&[])?,
         },
+        http,
         store,
     )
     .await?;

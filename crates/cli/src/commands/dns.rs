@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use lingjing_client::{Agent, AgentConfig};
+use lingjing_client::Agent;
 use lingjing_dns::{ClientInfo, DnsConfig, DnsServer, Family};
 use lingjing_model::snapshot::{DnsSnapshot, Role, Snapshot};
 
@@ -25,23 +25,18 @@ pub async fn run(global: &Global, args: DnsArgs) -> anyhow::Result<()> {
         bail!("give the DNS node's id with --node (see `lingjing node list`)");
     };
     let server = Arc::new(DnsServer::new());
-    let token = crate::context::token(global)?;
     let state_dir = args
         .state_dir
         .clone()
         .unwrap_or_else(|| global.data_dir.join(format!("dns-{node}")));
-    let agent = Agent::new(AgentConfig::new(
-        &global.endpoint,
-        &token,
-        &node,
-        Role::Dns,
-        &state_dir,
-    ))?;
-    let _agent = start_agent(agent, server.clone());
+    let config =
+        super::edge::agent_config(global, &args.join, &node, Role::Dns, &state_dir).await?;
+    let _agent = start_agent(Agent::new(config)?, server.clone());
     let mut config = DnsConfig::on(args.listen[0]);
     config.listen = args.listen.clone();
     config.admin = Some(args.admin);
     config.query_log = args.query_log;
+    args.abuse.apply(&mut config);
     let handle = lingjing_dns::start(&config, server).await?;
     eprintln!(
         "lingjing dns {node} serving on {:?} (UDP and TCP; Ctrl-C to stop)",

@@ -8,13 +8,20 @@ use lingjing_client::{Agent, AgentConfig};
 use lingjing_edge::{Edge, EdgeConfig};
 use lingjing_model::snapshot::{EdgeSnapshot, Role, Snapshot};
 
-use crate::args::{EdgeArgs, Global};
+use crate::args::{EdgeArgs, Global, JoinArgs};
 
 pub async fn run(global: &Global, args: EdgeArgs) -> anyhow::Result<()> {
     let mut config = EdgeConfig::new(&args.node, args.listen[0], args.admin);
     config.http = args.listen.clone();
     config.https = args.listen_https.clone();
     config.memory_bytes = args.memory_cache_mb * 1024 * 1024;
+    if let Some(dir) = &args.disk_cache_dir
+        && !dir.exists()
+    {
+        // Tenants' content: only this user may read it.
+        lingjing_client::fs::ensure_private_dir(dir)
+            .with_context(|| format!("cannot create the disk cache directory {}", dir.display()))?;
+    }
     config.disk_dir = args.disk_cache_dir.clone();
     config.disk_bytes = args.disk_cache_mb * 1024 * 1024;
     config.access_log = !args.no_access_log;
@@ -29,20 +36,13 @@ pub async fn run(global: &Global, args: EdgeArgs) -> anyhow::Result<()> {
             None
         }
         None => {
-            let client = crate::context::client(global)?;
-            let token = crate::context::token(global)?;
             let state_dir = args
                 .state_dir
                 .clone()
                 .unwrap_or_else(|| global.data_dir.join(format!("edge-{}", args.node)));
-            let agent = Agent::new(AgentConfig::new(
-                client.endpoint(),
-                &token,
-                &args.node,
-                Role::Edge,
-                &state_dir,
-            ))?;
-            Some(start_agent(agent, edge.clone()))
+            let config =
+                agent_config(global, &args.join, &args.node, Role::Edge, &state_dir).await?;
+            Some(start_agent(Agent::new(config)?, edge.clone()))
         }
     };
     let handle = lingjing_edge::start(&config, edge).await?;
@@ -57,6 +57,34 @@ pub async fn run(global: &Global, args: EdgeArgs) -> anyhow::Result<()> {
     eprintln!("shutting down");
     handle.shutdown().await;
     Ok(())
+}
+
+/// The agent configuration of a data plane started from the command line: the node's own
+/// credential (kept in `state_dir`, or exchanged for `--join-token`), never the operator
+/// token; the control plane's CA; plain HTTP off this host refused unless `--insecure`.
+pub async fn agent_config(
+    global: &Global,
+    join: &JoinArgs,
+    node: &str,
+    role: Role,
+    state_dir: &std::path::Path,
+) -> anyhow::Result<AgentConfig> {
+    let endpoint = crate::context::endpoint(global);
+    let ca = crate::context::ca(global);
+    let credential = lingjing_client::agent::node_credential(
+        &endpoint,
+        ca.as_deref(),
+        join.insecure,
+        node,
+        state_dir,
+        join.join_token.as_deref(),
+    )
+    .await
+    .with_context(|| format!("node `{node}` cannot authenticate to the control plane"))?;
+    let mut config = AgentConfig::new(&endpoint, &credential, node, role, state_dir);
+    config.ca = ca;
+    config.insecure = join.insecure;
+    Ok(config)
 }
 
 /// Runs the agent loop feeding `edge`.

@@ -3,6 +3,7 @@
 mod control;
 mod dns;
 mod edge;
+mod node_access;
 mod purge;
 mod resources;
 mod up;

@@ -1,7 +1,13 @@
 //! `lingjing up`: the whole platform on one machine: the control plane on SQLite in the
 //! data directory, the demo origin, and the demo topology seeded once.
+//!
+//! The data directory is 0700 and its secrets 0600 (database, operator token, CA and
+//! server keys, node credentials, snapshots). The control API serves HTTPS with a
+//! certificate from a local CA (`pki.rs`); the edge and DNS nodes `up` runs trust that CA
+//! and authenticate with their own node credentials, got with join tokens `up` issues on
+//! their first start: they never hold the operator token.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use lingjing_client::Client;
@@ -9,11 +15,13 @@ use lingjing_control::{ControlConfig, Store};
 use lingjing_demo::{OriginConfig, demo_topology};
 
 use crate::args::{Global, UpArgs};
-use crate::context::TOKEN_FILE;
+use crate::context::{ENDPOINT_FILE, TOKEN_FILE};
 
 /// Reads the operator token from the data dir, creating one on first start.
 fn operator_token(data_dir: &Path) -> anyhow::Result<String> {
     let path = data_dir.join(TOKEN_FILE);
+    lingjing_client::fs::tighten_file(&path)
+        .with_context(|| format!("cannot make {} private", path.display()))?;
     if let Ok(t) = std::fs::read_to_string(&path) {
         let t = t.trim().to_owned();
         if !t.is_empty() {
@@ -21,40 +29,22 @@ fn operator_token(data_dir: &Path) -> anyhow::Result<String> {
         }
     }
     let token = lingjing_control::auth::random_hex(24);
-    write_private(&path, &token).with_context(|| format!("cannot write {}", path.display()))?;
+    lingjing_client::fs::write_private(&path, format!("{token}\n").as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(token)
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path)?;
-    writeln!(f, "{text}")?;
-    f.sync_all()
 }
 
 pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
     let data_dir = &global.data_dir;
-    std::fs::create_dir_all(data_dir)
+    lingjing_client::fs::ensure_private_dir(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let token = operator_token(data_dir)?;
+    let tls = crate::pki::ensure(data_dir, args.listen)
+        .context("cannot make the control API's TLS certificate")?;
     let db = data_dir.join("lingjing.db");
     let store = Store::open_sqlite_file(&db)
         .await
         .with_context(|| format!("cannot open {}", db.display()))?;
-    let control = lingjing_control::serve(
-        ControlConfig {
-            listen: args.listen,
-            operator_token: token.clone(),
-            zone: args.zone.clone(),
-            health: Some(args.health.config()),
-        },
-        store,
-    )
-    .await?;
     let origin = lingjing_demo::serve(OriginConfig {
         listen: args.origin_listen,
         ..OriginConfig::default()
@@ -67,7 +57,28 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
         )
     })?;
 
-    let client = Client::new(&control.url(), &token)?;
+    let control = lingjing_control::serve_with(
+        ControlConfig {
+            listen: args.listen,
+            operator_token: token.clone(),
+            zone: args.zone.clone(),
+            health: Some(args.health.config()),
+            // The demo origin is the one loopback endpoint tenants' origins may use.
+            policy: args.trust.policy(&[origin.addr().to_string()])?,
+        },
+        lingjing_control::server::HttpOptions {
+            tls: Some(tls.server.clone()),
+            ..Default::default()
+        },
+        store,
+    )
+    .await?;
+    let api = local_url(&control);
+    // Operator commands run from this directory find the endpoint (and the CA, token).
+    let endpoint_file = data_dir.join(ENDPOINT_FILE);
+    std::fs::write(&endpoint_file, format!("{api}\n"))
+        .with_context(|| format!("cannot write {}", endpoint_file.display()))?;
+    let client = Client::with_ca(&api, &token, Some(&tls.ca))?;
     let created = crate::seed::seed(&client, &demo_topology(origin.addr()))
         .await
         .context("seeding the demo topology failed")?;
@@ -75,13 +86,13 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
         tracing::info!(created, "demo topology seeded");
     }
 
-    let edges = start_edges(global, &args, &client, &control.url(), &token).await?;
-    let dns = start_dns(global, &args, &client, &control.url(), &token).await?;
+    let edges = start_edges(global, &args, &client, &tls.ca).await?;
+    let dns = start_dns(global, &args, &client, &tls.ca).await?;
 
-    let api = control.url();
     println!(
         "\nLingjing is up.\n\
          \n  control plane   {api}   (OpenAPI: {api}/v1/openapi.json)\
+         \n  TLS CA          {ca}   (clients verify the control plane with it)\
          \n  demo origin     http://{origin}/\
          \n  GSLB DNS        {dns_addr} (UDP and TCP), zone {zone}\
          \n  DNS admin       http://{dns_admin}/metrics   http://{dns_admin}/healthz\
@@ -90,7 +101,7 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
          \n  operator token  {token}   (also in {dir}/{TOKEN_FILE})\
          \n\nTry:\
          \n  lingjing site list            (cargo run --release -- site list)\
-         \n  curl -H \"Authorization: Bearer $(cat {dir}/{TOKEN_FILE})\" {api}/v1/sites\
+         \n  curl --cacert {ca} -H \"Authorization: Bearer $(cat {dir}/{TOKEN_FILE})\" {api}/v1/sites\
          \n  curl -i http://{origin}/\
          {try_edge}\
          \n  dig @{dns_ip} -p {dns_port} demo.{zone} A +subnet=198.51.100.1/32   (a Wuxi telecom client)\
@@ -98,6 +109,7 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
          \n  curl 'http://{dns_admin}/explain?name=demo.{zone}&client=203.0.113.70&subnet=32'\
          \n\nCtrl-C stops everything.",
         origin = origin.addr(),
+        ca = tls.ca.display(),
         dir = data_dir.display(),
         dns_addr = dns.handle.udp_addrs()[0],
         dns_admin = dns
@@ -141,6 +153,59 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The control API's URL as this host reaches it (loopback for a wildcard listen address).
+fn local_url(control: &lingjing_control::ControlHandle) -> String {
+    let mut addr = control.addr();
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let scheme = if control.url().starts_with("https") {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{addr}")
+}
+
+/// The agent configuration of a node `up` runs: its own credential, kept in its state
+/// directory, or got on its first start with a join token `up` issues for it.
+async fn node_agent(
+    client: &Client,
+    ca: &Path,
+    node: &str,
+    role: lingjing_model::snapshot::Role,
+    state_dir: &Path,
+) -> anyhow::Result<lingjing_client::AgentConfig> {
+    let kept = lingjing_client::agent::credential_path(state_dir, node).is_file();
+    let join_token = if kept {
+        None
+    } else {
+        let t: serde_json::Value = client
+            .post(&format!("/v1/nodes/{node}/join-token"), &serde_json::json!({}))
+            .await
+            .with_context(|| format!("cannot issue a join token for node {node}"))?;
+        t["join_token"].as_str().map(str::to_owned)
+    };
+    let credential = lingjing_client::agent::node_credential(
+        client.endpoint(),
+        Some(ca),
+        false,
+        node,
+        state_dir,
+        join_token.as_deref(),
+    )
+    .await
+    .with_context(|| format!("node {node} cannot get its credential"))?;
+    let mut config =
+        lingjing_client::AgentConfig::new(client.endpoint(), &credential, node, role, state_dir);
+    config.ca = Some(PathBuf::from(ca));
+    Ok(config)
+}
+
 /// An edge node run by `up`.
 struct RunningEdge {
     handle: lingjing_edge::EdgeHandle,
@@ -155,8 +220,7 @@ async fn start_edges(
     global: &Global,
     args: &UpArgs,
     client: &Client,
-    api: &str,
-    token: &str,
+    ca: &Path,
 ) -> anyhow::Result<Vec<RunningEdge>> {
     let nodes: Vec<serde_json::Value> = client.get("/v1/nodes").await?;
     let mut running = Vec::new();
@@ -183,22 +247,23 @@ async fn start_edges(
         let mut config = lingjing_edge::EdgeConfig::new(&node.id, http, admin);
         config.https = vec![https];
         config.memory_bytes = 64 * 1024 * 1024;
-        config.disk_dir = Some(
-            global
-                .data_dir
-                .join(format!("edge-{}", node.id))
-                .join("cache"),
-        );
+        let state_dir = global.data_dir.join(format!("edge-{}", node.id));
+        let cache_dir = state_dir.join("cache");
+        lingjing_client::fs::ensure_private_dir(&cache_dir)
+            .with_context(|| format!("cannot create {}", cache_dir.display()))?;
+        config.disk_dir = Some(cache_dir);
         config.disk_bytes = 1024 * 1024 * 1024;
         let edge = lingjing_edge::Edge::new(&config);
-        let state_dir = global.data_dir.join(format!("edge-{}", node.id));
-        let agent = lingjing_client::Agent::new(lingjing_client::AgentConfig::new(
-            api,
-            token,
-            &node.id,
-            lingjing_model::snapshot::Role::Edge,
-            &state_dir,
-        ))?;
+        let agent = lingjing_client::Agent::new(
+            node_agent(
+                client,
+                ca,
+                &node.id,
+                lingjing_model::snapshot::Role::Edge,
+                &state_dir,
+            )
+            .await?,
+        )?;
         let agent = super::edge::start_agent(agent, edge.clone());
         let handle = lingjing_edge::start(&config, edge).await.with_context(|| {
             format!(
@@ -244,8 +309,7 @@ async fn start_dns(
     global: &Global,
     args: &UpArgs,
     client: &Client,
-    api: &str,
-    token: &str,
+    ca: &Path,
 ) -> anyhow::Result<RunningDns> {
     let nodes: Vec<serde_json::Value> = client.get("/v1/nodes").await?;
     let node = nodes
@@ -259,16 +323,20 @@ async fn start_dns(
         .context("the inventory has no node with the `dns` role")?
         .to_owned();
     let server = std::sync::Arc::new(lingjing_dns::DnsServer::new());
-    let agent = lingjing_client::Agent::new(lingjing_client::AgentConfig::new(
-        api,
-        token,
-        &node,
-        lingjing_model::snapshot::Role::Dns,
-        &global.data_dir.join(format!("dns-{node}")),
-    ))?;
+    let agent = lingjing_client::Agent::new(
+        node_agent(
+            client,
+            ca,
+            &node,
+            lingjing_model::snapshot::Role::Dns,
+            &global.data_dir.join(format!("dns-{node}")),
+        )
+        .await?,
+    )?;
     let agent = super::dns::start_agent(agent, server.clone());
     let mut config = lingjing_dns::DnsConfig::on(args.dns_listen);
     config.admin = Some(args.dns_admin);
+    args.dns_abuse.apply(&mut config);
     let handle = lingjing_dns::start(&config, server)
         .await
         .with_context(|| {

@@ -52,6 +52,8 @@ impl Proc {
             .env("RUST_LOG", "warn")
             .env_remove("LINGJING_TOKEN")
             .env_remove("LINGJING_ENDPOINT")
+            .env_remove("LINGJING_CA")
+            .env_remove("LINGJING_JOIN_TOKEN")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -182,6 +184,9 @@ pub fn start_control(db: &str, token_file: &Path, listen: &str) -> (Proc, String
             listen.as_ref(),
             "--token-file".as_ref(),
             token_file.as_os_str(),
+            // Test origins listen on 127.0.0.1 (the nodes are on 127.0.1.x).
+            "--allow-origin".as_ref(),
+            "127.0.0.1/32".as_ref(),
         ],
     );
     let url = p.wait_for("its URL", |l| {
@@ -191,6 +196,38 @@ pub fn start_control(db: &str, token_file: &Path, listen: &str) -> (Proc, String
             .map(str::to_owned)
     });
     (p, url)
+}
+
+/// How a data-plane process authenticates: the CA of an HTTPS control plane, and a join
+/// token for its first start (none: it uses the credential kept in its state directory).
+#[derive(Clone, Copy, Default)]
+pub struct Access<'a> {
+    pub ca: Option<&'a Path>,
+    pub join_token: Option<&'a str>,
+}
+
+impl Access<'_> {
+    fn args(&self) -> Vec<std::ffi::OsString> {
+        let mut args = Vec::new();
+        if let Some(ca) = self.ca {
+            args.push("--ca".into());
+            args.push(ca.into());
+        }
+        if let Some(t) = self.join_token {
+            args.push("--join-token".into());
+            args.push(t.into());
+        }
+        args
+    }
+}
+
+/// Issues a one-time join token for `node` (the operator's client).
+pub async fn join_token(c: &Client, node: &str) -> String {
+    let t: Value = c
+        .post(&format!("/v1/nodes/{node}/join-token"), &json!({}))
+        .await
+        .unwrap_or_else(|e| panic!("join token for {node}: {e}"));
+    t["join_token"].as_str().expect("join_token").to_owned()
 }
 
 /// A running `lingjing edge`.
@@ -207,7 +244,7 @@ pub fn start_edge(
     node: &str,
     ip: IpAddr,
     endpoint: &str,
-    token: &str,
+    access: Access<'_>,
     state_dir: &Path,
     disk_cache: bool,
 ) -> EdgeProc {
@@ -225,14 +262,13 @@ pub fn start_edge(
         "--no-access-log",
         "--endpoint",
         endpoint,
-        "--token",
-        token,
         "--state-dir",
     ]
     .iter()
     .map(Into::into)
     .collect();
     args.push(state_dir.into());
+    args.extend(access.args());
     if disk_cache {
         args.push("--disk-cache-dir".into());
         args.push(state_dir.join("cache").into());
@@ -256,25 +292,30 @@ pub fn start_edge(
 
 /// `lingjing dns` for `node` on 127.0.0.1 (free ports), following the control plane at
 /// `endpoint`, keeping its snapshot in `state_dir`; returns it and its DNS address.
-pub fn start_dns(node: &str, endpoint: &str, token: &str, state_dir: &Path) -> (Proc, SocketAddr) {
-    let mut p = Proc::spawn(
-        &format!("lingjing dns {node}"),
-        [
-            "dns".as_ref(),
-            "--node".as_ref(),
-            node.as_ref(),
-            "--listen".as_ref(),
-            "127.0.0.1:0".as_ref(),
-            "--admin".as_ref(),
-            "127.0.0.1:0".as_ref(),
-            "--endpoint".as_ref(),
-            endpoint.as_ref(),
-            "--token".as_ref(),
-            token.as_ref(),
-            "--state-dir".as_ref(),
-            state_dir.as_os_str(),
-        ],
-    );
+pub fn start_dns(
+    node: &str,
+    endpoint: &str,
+    access: Access<'_>,
+    state_dir: &Path,
+) -> (Proc, SocketAddr) {
+    let mut args: Vec<std::ffi::OsString> = [
+        "dns",
+        "--node",
+        node,
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--endpoint",
+        endpoint,
+        "--state-dir",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    args.push(state_dir.into());
+    args.extend(access.args());
+    let mut p = Proc::spawn(&format!("lingjing dns {node}"), args);
     let addr = p.wait_for("its address", |l| addr_after(l, "serving on"));
     (p, addr)
 }
@@ -438,6 +479,14 @@ pub async fn seed(c: &Client, t: &DemoTopology) {
     }
     for s in &t.services {
         ensure(c, "services", &s.id, s).await;
+        // The demo's hostnames are approved by the operator, as `lingjing up` does.
+        let _: Value = c
+            .post(
+                &format!("/v1/services/{}/verify", s.id),
+                &json!({ "approve": true }),
+            )
+            .await
+            .expect("approve the demo hostnames");
     }
 }
 
