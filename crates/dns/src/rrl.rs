@@ -13,11 +13,15 @@
 //! The buckets live in one fixed table of atomics shared by every UDP worker, sized
 //! once ([`RrlConfig::table_size`]) however many sources send: a network's bucket is
 //! the slot its keyed hash picks, checked and updated with one compare-and-swap (no
-//! lock, no allocation). Each slot packs a 16-bit tag of the hash (another network in
-//! the same slot starts it afresh) and the bucket as GCRA keeps it: the theoretical
-//! arrival time of the next response, in microseconds of the [`Clock`]. Two networks
-//! sharing a slot and a tag share a bucket; the hash's key is random per server, so a
-//! sender cannot aim at another network's slot.
+//! lock, no allocation). Each slot packs a 16-bit tag of the hash (the network that
+//! owns the bucket) and the bucket as GCRA keeps it: the theoretical arrival time of the
+//! next response, in microseconds of the [`Clock`]. Another network whose hash picks
+//! the same slot takes it over only when the bucket is idle (its arrival time not
+//! ahead of now: fully refilled, so nothing is lost); until then it is charged to that
+//! bucket. Networks that collide thus share a bucket, and a flood from spoofed random
+//! sources, which touches every slot, cannot reset a limited network's bucket to a
+//! fresh burst. The hash's key is random per server, so a sender cannot aim at another
+//! network's slot.
 
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::net::IpAddr;
@@ -171,8 +175,7 @@ pub struct Rrl {
     /// intervals.
     tolerance: u64,
     slip: u32,
-    v4_mask: u32,
-    v6_mask: u128,
+    networks: Networks,
     key: [u64; 3],
     clock: Clock,
 }
@@ -187,8 +190,6 @@ impl Rrl {
         let size = config.table_size.clamp(1, MAX_TABLE).next_power_of_two();
         let interval = 1_000_000u64.div_ceil(u64::from(config.responses_per_second));
         let burst = u64::from(config.burst).clamp(1, MAX_BURST);
-        let v4 = u32::from(config.ipv4_prefix.min(32));
-        let v6 = u32::from(config.ipv6_prefix.min(128));
         let state = RandomState::new();
         let random = |n: u64| {
             let mut h = state.build_hasher();
@@ -201,8 +202,7 @@ impl Rrl {
             interval,
             tolerance: (burst - 1) * interval,
             slip: config.slip,
-            v4_mask: u32::MAX.checked_shl(32 - v4).unwrap_or(0),
-            v6_mask: u128::MAX.checked_shl(128 - v6).unwrap_or(0),
+            networks: Networks::new(config),
             key: [random(1), random(2), random(3)],
             clock,
         })
@@ -226,24 +226,31 @@ impl Rrl {
         // A few tries when another worker updates the same bucket at the same moment;
         // past them the response passes (the rate holds to within those few).
         for _ in 0..4 {
-            let arrival = if current & !TIME_MASK == tag {
-                current & TIME_MASK
-            } else {
-                now
-            };
-            // How far the arrival time is ahead of now (wrapping in 48 bits). A bucket
-            // is never ahead by more than tolerance + interval; more means it is stale
-            // (behind now, or from a wrapped clock): it starts afresh.
-            let ahead = arrival.wrapping_sub(now) & TIME_MASK;
-            let ahead = if ahead > self.tolerance + self.interval {
+            // How far the slot's arrival time is ahead of now (wrapping in 48 bits). A
+            // bucket is never ahead by more than tolerance + interval; more means it is
+            // stale (behind now, or from a wrapped clock): it is full, as at 0. So is
+            // a slot never used (0).
+            let ahead = (current & TIME_MASK).wrapping_sub(now) & TIME_MASK;
+            let ahead = if current == 0 || ahead > self.tolerance + self.interval {
                 0
             } else {
                 ahead
             };
+            // Another network's bucket is taken over only once it is idle (full again,
+            // arrival time not ahead of now), which starts it afresh with nothing
+            // charged, exactly as the old owner's would be. Until then the response is
+            // charged to that bucket, under its owner's tag: networks that collide share
+            // it, and a flood of spoofed sources cannot hand a limited network a fresh
+            // burst by resetting its slot.
+            let owner = if ahead == 0 {
+                tag
+            } else {
+                current & !TIME_MASK
+            };
             if ahead > self.tolerance {
                 return false;
             }
-            let next = tag | (now.wrapping_add(ahead).wrapping_add(self.interval) & TIME_MASK);
+            let next = owner | (now.wrapping_add(ahead).wrapping_add(self.interval) & TIME_MASK);
             match slot.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return true,
                 Err(seen) => current = seen,
@@ -273,16 +280,47 @@ impl Rrl {
     /// The keyed hash of `client`'s network: the slot in its low bits, the tag in its
     /// high 16.
     fn hash(&self, client: IpAddr) -> u64 {
-        let (family, hi, lo) = match client.to_canonical() {
-            IpAddr::V4(a) => (1, 0, u64::from(u32::from(a) & self.v4_mask)),
+        let (family, hi, lo) = match self.networks.network(client) {
+            IpAddr::V4(a) => (1, 0, u64::from(u32::from(a))),
             IpAddr::V6(a) => {
-                let net = u128::from(a) & self.v6_mask;
+                let net = u128::from(a);
                 (2, (net >> 64) as u64, net as u64)
             }
         };
         let [k0, k1, k2] = self.key;
         let h = fold(lo ^ k0, hi ^ k1 ^ family);
         fold(h ^ k2, 0x9e37_79b9_7f4a_7c15)
+    }
+}
+
+/// The client network an address belongs to: the address cut to
+/// [`RrlConfig::ipv4_prefix`] or [`RrlConfig::ipv6_prefix`] bits (an IPv4-mapped IPv6
+/// address counts as IPv4). Rate limiting counts per network, and so does the TCP
+/// per-client connection cap (`crate::server`), so that the many addresses one client
+/// holds (a whole IPv6 /64) count as one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Networks {
+    v4_mask: u32,
+    v6_mask: u128,
+}
+
+impl Networks {
+    /// The networks of `config`'s prefix lengths (clamped to 32 and 128).
+    pub fn new(config: &RrlConfig) -> Self {
+        let v4 = u32::from(config.ipv4_prefix.min(32));
+        let v6 = u32::from(config.ipv6_prefix.min(128));
+        Networks {
+            v4_mask: u32::MAX.checked_shl(32 - v4).unwrap_or(0),
+            v6_mask: u128::MAX.checked_shl(128 - v6).unwrap_or(0),
+        }
+    }
+
+    /// The network of `client`: its address with the host bits cleared.
+    pub fn network(&self, client: IpAddr) -> IpAddr {
+        match client.to_canonical() {
+            IpAddr::V4(a) => IpAddr::from((u32::from(a) & self.v4_mask).to_be_bytes()),
+            IpAddr::V6(a) => IpAddr::from((u128::from(a) & self.v6_mask).to_be_bytes()),
+        }
     }
 }
 
@@ -468,14 +506,108 @@ mod tests {
             ..config(1, 1, 0)
         });
         assert_eq!(rrl.slots.len(), 1024);
-        // A million sources: each passes once (its own bucket or a fresh slot).
-        for i in 0..1_000_000u32 {
-            rrl.allow(IpAddr::from((i << 8).to_be_bytes()), clock.now());
-        }
+        // A million sources at one instant: at most one passes per slot (a colliding
+        // network shares the bucket it finds spent).
+        let passed = (0..1_000_000u32)
+            .filter(|i| rrl.allow(IpAddr::from((i << 8).to_be_bytes()), clock.now()))
+            .count();
+        assert!(passed <= 1024, "{passed} passed");
         assert_eq!(rrl.slots.len(), 1024);
+        // Once the buckets have refilled, a network has its own burst again.
+        clock.advance(1_000_000);
         let client = ip("192.0.2.1");
         assert!(rrl.allow(client, clock.now()));
         assert!(!rrl.allow(client, clock.now()));
+    }
+
+    #[test]
+    fn a_flood_of_spoofed_networks_cannot_reset_a_limited_network() {
+        let (rrl, clock) = limiter(RrlConfig {
+            table_size: 1024,
+            ..config(10, 5, 0)
+        });
+        let victim = ip("192.0.2.1");
+        let passed = (0..100).filter(|_| rrl.allow(victim, clock.now())).count();
+        assert_eq!(passed, 5);
+        // Every slot is hit many times by other networks within the victim's 100 ms.
+        for round in 0..10u32 {
+            for i in 0..100_000u32 {
+                rrl.allow(
+                    IpAddr::from((round << 28 | i << 8).to_be_bytes()),
+                    clock.now(),
+                );
+            }
+            assert!(
+                !rrl.allow(victim, clock.now()),
+                "round {round}: still limited"
+            );
+            clock.advance(9_000);
+        }
+        // Only the rate comes back: one token per 100 ms, shared with whoever
+        // collides with the victim.
+        clock.advance(10_000);
+        let passed = (0..100).filter(|_| rrl.allow(victim, clock.now())).count();
+        assert!(passed <= 1, "{passed} passed");
+    }
+
+    #[test]
+    fn a_colliding_network_takes_over_a_slot_only_once_it_is_idle() {
+        // One slot: every network collides.
+        let (rrl, clock) = limiter(RrlConfig {
+            table_size: 1,
+            ..config(10, 3, 0)
+        });
+        assert_eq!(rrl.slots.len(), 1);
+        let tag = |client| rrl.hash(client) & !TIME_MASK;
+        let owner = || rrl.slots[0].load(Ordering::Relaxed) & !TIME_MASK;
+        let a = ip("192.0.2.1");
+        // A network whose tag differs from A's (all but one in 65,536 do).
+        let b = (0..=255u8)
+            .map(|n| IpAddr::from([198, 51, n, 1]))
+            .find(|&b| tag(b) != tag(a))
+            .expect("a network with another tag");
+
+        let passed = (0..10).filter(|_| rrl.allow(a, clock.now())).count();
+        assert_eq!(passed, 3, "A's burst");
+        assert_eq!(owner(), tag(a));
+        // B cannot reset A's spent bucket: it is charged to it, and A stays limited.
+        for _ in 0..10 {
+            assert!(!rrl.allow(b, clock.now()), "B shares A's spent bucket");
+            assert!(!rrl.allow(a, clock.now()), "A still limited");
+        }
+        assert_eq!(owner(), tag(a));
+        // One token back: whoever asks first takes it, still in A's bucket.
+        clock.advance(100_000);
+        assert!(rrl.allow(b, clock.now()));
+        assert!(!rrl.allow(a, clock.now()));
+        assert_eq!(owner(), tag(a));
+        // Once A's bucket has fully refilled (idle), B takes the slot over, afresh.
+        clock.advance(300_000);
+        let passed = (0..10).filter(|_| rrl.allow(b, clock.now())).count();
+        assert_eq!(passed, 3, "B's own burst");
+        assert_eq!(owner(), tag(b));
+        assert!(!rrl.allow(a, clock.now()), "now A shares B's spent bucket");
+    }
+
+    #[test]
+    fn networks_cut_addresses_to_the_prefixes() {
+        let networks = Networks::new(&RrlConfig::default());
+        assert_eq!(networks.network(ip("198.51.100.77")), ip("198.51.100.0"));
+        assert_eq!(
+            networks.network(ip("::ffff:198.51.100.77")),
+            ip("198.51.100.0")
+        );
+        assert_eq!(
+            networks.network(ip("2001:db8:1:2ff:1:2:3:4")),
+            ip("2001:db8:1:200::")
+        );
+        let all = Networks::new(&RrlConfig {
+            ipv4_prefix: 32,
+            ipv6_prefix: 0,
+            ..RrlConfig::default()
+        });
+        assert_eq!(all.network(ip("198.51.100.77")), ip("198.51.100.77"));
+        assert_eq!(all.network(ip("2001:db8::1")), ip("::"));
     }
 
     #[test]
