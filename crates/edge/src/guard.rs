@@ -2,7 +2,11 @@
 //! operator's [`OriginPolicy`] does not allow (checked in the origin connector, after name
 //! resolution and before every new connection, so DNS rebinding cannot pass and pooled
 //! connections were all checked), and serve a request that has already been through this
-//! platform (a loop through `Via`, answered 508).
+//! platform (a loop, answered 508). Loops are recognised by this platform's `Via`
+//! pseudonyms and by its RFC 8586 `CDN-Loop` entry ([`CDN_ID`]), which every upstream
+//! request carries ([`append_cdn_loop`]): `Via` is often stripped or rewritten by other
+//! CDNs, `CDN-Loop` is meant to survive them, so a loop edge -> other CDN -> edge is caught
+//! too.
 //!
 //! Both read a [`Guard`] compiled once per snapshot ([`Guard::build`]).
 
@@ -35,6 +39,107 @@ pub const PARENT_FETCH: HeaderName = HeaderName::from_static("lingjing-parent-fe
 /// The pseudonym a node writes in `Via` (`1.1 lingjing-<node>`).
 pub fn pseudonym(node_id: &str) -> String {
     format!("lingjing-{node_id}")
+}
+
+/// The RFC 8586 `CDN-Loop` request header.
+pub const CDN_LOOP: HeaderName = HeaderName::from_static("cdn-loop");
+
+/// The cdn-id this platform writes in `CDN-Loop` (RFC 8586 §2), with a `node` parameter
+/// naming the node: `CDN-Loop: lingjing; node=edge-a`. Any entry with this cdn-id, with or
+/// without parameters, is this platform's.
+pub const CDN_ID: &str = "lingjing";
+
+/// Node `node_id`'s `CDN-Loop` entry: `lingjing; node=<id>` (the id quoted when it is not
+/// a token; the bare cdn-id when it cannot be written in a header at all).
+pub fn cdn_info(node_id: &str) -> HeaderValue {
+    let param = if !node_id.is_empty() && node_id.bytes().all(is_tchar) {
+        node_id.to_owned()
+    } else {
+        let escaped: String = node_id
+            .chars()
+            .flat_map(|c| match c {
+                '"' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        format!("\"{escaped}\"")
+    };
+    HeaderValue::from_str(&format!("{CDN_ID}; node={param}"))
+        .unwrap_or_else(|_| HeaderValue::from_static(CDN_ID))
+}
+
+/// Appends this node's entry (`info`, from [`cdn_info`]) to an upstream request's
+/// `CDN-Loop`, after whatever the client and earlier CDNs wrote there (RFC 8586 §2).
+pub fn append_cdn_loop(headers: &mut HeaderMap, info: &HeaderValue) {
+    headers.append(CDN_LOOP, info.clone());
+}
+
+/// RFC 9110 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Splits `s` at `sep` outside quoted strings (RFC 9110 §5.6.4), trimming each part.
+fn split_unquoted(s: &str, sep: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut quoted, mut escaped, mut start) = (false, false, 0);
+    for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if quoted && c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            quoted = !quoted;
+        } else if c == sep && !quoted {
+            parts.push(s[start..i].trim());
+            start = i + c.len_utf8();
+        }
+    }
+    parts.push(s[start..].trim());
+    parts
+}
+
+/// A quoted-string's content, unescaped (a token as it is).
+fn unquote(v: &str) -> String {
+    match v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+        Some(inner) => {
+            let mut out = String::with_capacity(inner.len());
+            let mut chars = inner.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => out.extend(chars.next()),
+                    c => out.push(c),
+                }
+            }
+            out
+        }
+        None => v.to_owned(),
+    }
+}
+
+/// This platform's entries in the request's `CDN-Loop` fields: for each, the node it names
+/// (`None`: no `node` parameter). Other CDNs' entries are skipped.
+fn our_cdn_loop_entries(headers: &HeaderMap) -> Vec<Option<String>> {
+    headers
+        .get_all(&CDN_LOOP)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| split_unquoted(v, ','))
+        .filter_map(|info| {
+            let mut parts = split_unquoted(info, ';').into_iter();
+            let id = parts.next()?;
+            if !id.eq_ignore_ascii_case(CDN_ID) {
+                return None;
+            }
+            let node = parts.find_map(|p| {
+                let (name, value) = p.split_once('=')?;
+                name.trim()
+                    .eq_ignore_ascii_case("node")
+                    .then(|| unquote(value.trim()))
+            });
+            Some(node)
+        })
+        .collect()
 }
 
 /// What the guard knows from one snapshot.
@@ -83,21 +188,23 @@ impl Guard {
     /// Whether a request with `headers` has already been through this platform and must
     /// not be fetched again: `Some(why)` for a loop.
     ///
-    /// A request carrying one of this platform's `Via` pseudonyms is a loop, except the
-    /// one legitimate case: a child edge filling from its parent. Telling the two apart:
-    /// the child marks that fetch with [`PARENT_FETCH`] (its node id), and the edge removes
-    /// that header from every request it sends anywhere else, so a request that went out
-    /// to an origin and came back never carries it. A parent therefore accepts our `Via`
-    /// only when the request is so marked, names exactly one node of ours (the child that
-    /// marked it, which is not this node) and this node is in the parent tier.
+    /// A request carrying one of this platform's `Via` pseudonyms, or this platform's
+    /// entry in `CDN-Loop` ([`CDN_ID`]; another CDN on the way may have stripped `Via` but
+    /// keeps `CDN-Loop`), is a loop, except the one legitimate case: a child edge filling
+    /// from its parent. Telling the two apart: the child marks that fetch with
+    /// [`PARENT_FETCH`] (its node id), and the edge removes that header from every request
+    /// it sends anywhere else, so a request that went out to an origin and came back never
+    /// carries it. A parent therefore accepts our `Via` and `CDN-Loop` only when the
+    /// request is so marked, this node is in the parent tier, and each names at most one
+    /// hop of ours: the child that marked it (a node of the snapshot, not this one).
     ///
     /// The mark is not a secret: a client could send it. That buys nothing: it lets the
-    /// first hop through once, and the next hop carries two of our pseudonyms (or this
-    /// node's own) and is refused, so no loop outlives two hops. (Checking the client
-    /// address against the snapshot's node addresses instead would break behind NAT and
-    /// on single-host deployments where every node and origin shares 127.0.0.1.)
+    /// first hop through once, and the next hop carries two of our hops (or this node's
+    /// own) and is refused, so no loop outlives two hops. (Checking the client address
+    /// against the snapshot's node addresses instead would break behind NAT and on
+    /// single-host deployments where every node and origin shares 127.0.0.1.)
     pub fn loop_reason(&self, headers: &HeaderMap) -> Option<String> {
-        let ours: Vec<&str> = headers
+        let via: Vec<&str> = headers
             .get_all(header::VIA)
             .iter()
             .filter_map(|v| v.to_str().ok())
@@ -105,26 +212,53 @@ impl Guard {
             .filter_map(|hop| hop.split_whitespace().nth(1))
             .filter(|by| self.pseudonyms.contains(*by))
             .collect();
-        let first = *ours.first()?;
-        if ours.contains(&self.own.as_str()) {
+        let cdn = our_cdn_loop_entries(headers);
+        if via.is_empty() && cdn.is_empty() {
+            return None;
+        }
+        let own_cdn = cdn
+            .iter()
+            .any(|n| n.as_deref().is_some_and(|n| pseudonym(n) == self.own));
+        let own = via.contains(&self.own.as_str()) || own_cdn;
+        let marked = headers.get(&PARENT_FETCH).and_then(|v| v.to_str().ok());
+        let parent_fetch = !own
+            && self.is_parent
+            && marked.is_some_and(|child| {
+                let child_via = pseudonym(child);
+                self.pseudonyms.contains(&child_via)
+                    && via.len() <= 1
+                    && via.iter().all(|v| *v == child_via)
+                    && cdn.len() <= 1
+                    && cdn.iter().all(|n| n.as_deref() == Some(child))
+            });
+        if parent_fetch {
+            return None;
+        }
+        let mut seen = Vec::new();
+        if !via.is_empty() {
+            seen.push(format!("Via: {}", via.join(", ")));
+        }
+        if !cdn.is_empty() {
+            let entries: Vec<String> = cdn
+                .iter()
+                .map(|n| match n {
+                    Some(n) => format!("{CDN_ID}; node={n}"),
+                    None => CDN_ID.to_owned(),
+                })
+                .collect();
+            seen.push(format!("CDN-Loop: {}", entries.join(", ")));
+        }
+        if own {
             return Some(format!(
-                "this request already passed through this node ({})",
-                self.own
+                "this request already passed through this node, {} ({})",
+                self.own,
+                seen.join("; ")
             ));
         }
-        let marked_by = headers
-            .get(&PARENT_FETCH)
-            .and_then(|v| v.to_str().ok())
-            .map(pseudonym);
-        let parent_fetch = self.is_parent && ours.len() == 1 && marked_by.as_deref() == Some(first);
-        if parent_fetch {
-            None
-        } else {
-            Some(format!(
-                "this request already passed through this platform (Via: {})",
-                ours.join(", ")
-            ))
-        }
+        Some(format!(
+            "this request already passed through this platform ({})",
+            seen.join("; ")
+        ))
     }
 }
 
@@ -415,6 +549,123 @@ mod tests {
                 ]))
                 .is_some()
         );
+    }
+
+    #[test]
+    fn our_cdn_loop_entry_is_a_loop_whatever_via_says() {
+        let g = Guard::build(&snap(), "child");
+        for value in [
+            "lingjing",
+            "LingJing",
+            "cloudflare, lingjing",
+            "lingjing; node=parent",
+            "lingjing; node=\"x, y\"",
+            "lingjing; node=unknown-node",
+        ] {
+            assert!(
+                g.loop_reason(&headers(&[("cdn-loop", value)])).is_some(),
+                "{value}"
+            );
+        }
+        // Split over several lines, with a quoted comma in another CDN's parameter.
+        assert!(
+            g.loop_reason(&headers(&[
+                ("cdn-loop", "foo; v=\"a,lingjing\""),
+                ("cdn-loop", "bar, lingjing; node=parent")
+            ]))
+            .is_some()
+        );
+        let why = g
+            .loop_reason(&headers(&[("cdn-loop", "lingjing; node=child")]))
+            .expect("a loop");
+        assert!(why.contains("this node"), "{why}");
+    }
+
+    #[test]
+    fn other_cdns_entries_are_no_loop() {
+        let g = Guard::build(&snap(), "child");
+        for value in [
+            "cloudflare",
+            "cloudflare, fastly; x=1",
+            "lingjing.example.net",
+            "not-lingjing; node=child",
+            "foo; v=\"lingjing, x\"",
+        ] {
+            assert!(
+                g.loop_reason(&headers(&[("cdn-loop", value)])).is_none(),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_parent_accepts_one_marked_child_hop_in_cdn_loop_too() {
+        let parent = Guard::build(&snap(), "parent");
+        let mark = ("lingjing-parent-fetch", "child");
+        let via = ("via", "1.1 lingjing-child");
+        let child_cdn = ("cdn-loop", "cloudflare, lingjing; node=child");
+        assert!(
+            parent
+                .loop_reason(&headers(&[via, child_cdn, mark]))
+                .is_none()
+        );
+        // Without Via (stripped on the way): still one child hop.
+        assert!(parent.loop_reason(&headers(&[child_cdn, mark])).is_none());
+        // Unmarked: a loop through an origin or another CDN.
+        assert!(parent.loop_reason(&headers(&[via, child_cdn])).is_some());
+        // Two of our hops, a hop without a node, another node's hop, or this node's own.
+        for cdn in [
+            "lingjing; node=child, lingjing; node=child",
+            "lingjing",
+            "lingjing; node=other",
+            "lingjing; node=parent",
+        ] {
+            assert!(
+                parent
+                    .loop_reason(&headers(&[via, ("cdn-loop", cdn), mark]))
+                    .is_some(),
+                "{cdn}"
+            );
+        }
+        // The mark must name a node of the snapshot.
+        assert!(
+            parent
+                .loop_reason(&headers(&[
+                    ("cdn-loop", "lingjing; node=stranger"),
+                    ("lingjing-parent-fetch", "stranger")
+                ]))
+                .is_some()
+        );
+        // A node that is not a parent never takes our CDN-Loop.
+        let child = Guard::build(&snap(), "child");
+        assert!(
+            child
+                .loop_reason(&headers(&[
+                    ("cdn-loop", "lingjing; node=parent"),
+                    ("lingjing-parent-fetch", "parent")
+                ]))
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn cdn_info_names_the_node_and_is_appended() {
+        assert_eq!(cdn_info("edge-a"), "lingjing; node=edge-a");
+        assert_eq!(cdn_info("a b\"c"), "lingjing; node=\"a b\\\"c\"");
+        let mut h = headers(&[("cdn-loop", "cloudflare")]);
+        append_cdn_loop(&mut h, &cdn_info("edge-a"));
+        let all: Vec<_> = h.get_all(&CDN_LOOP).iter().collect();
+        assert_eq!(all, ["cloudflare", "lingjing; node=edge-a"]);
+        // What a node writes, it recognises as its own.
+        let g = Guard::build(&snap(), "child");
+        let mut h = HeaderMap::new();
+        append_cdn_loop(&mut h, &cdn_info("child"));
+        let why = g.loop_reason(&h).expect("a loop");
+        assert!(why.contains("this node"), "{why}");
+        assert_eq!(our_cdn_loop_entries(&h), [Some("child".to_owned())]);
+        let mut h = HeaderMap::new();
+        append_cdn_loop(&mut h, &cdn_info("a b\"c"));
+        assert_eq!(our_cdn_loop_entries(&h), [Some("a b\"c".to_owned())]);
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! resolved address against the snapshot's origin policy before connecting. Separate pools
 //! also mean an origin whose authority equals a parent's address never reuses a parent's
 //! (unchecked) connection.
+//!
+//! Every upstream request, to a parent or an origin, carries this node's RFC 8586
+//! `CDN-Loop` entry (`crate::guard::cdn_info`), so the loop guard recognises it when it
+//! comes back, even through another CDN that rewrote `Via`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -96,6 +100,8 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 pub struct Upstream {
     /// This node's id, named in the parent-fetch mark.
     node_id: String,
+    /// This node's `CDN-Loop` entry, appended to every upstream request.
+    cdn_info: HeaderValue,
     parents: Client<HttpConnector, Body>,
     /// Replaced (with an empty pool) when the origin policy changes, so that no connection
     /// made under an older policy is reused.
@@ -125,6 +131,7 @@ impl Upstream {
         let connector = OriginConnector::new(guard, refused, CONNECT_TIMEOUT);
         Upstream {
             node_id: node_id.to_owned(),
+            cdn_info: crate::guard::cdn_info(node_id),
             parents,
             origins: ArcSwap::from_pointee(origin_client(connector.clone())),
             connector,
@@ -258,6 +265,7 @@ impl Upstream {
                     h.insert(header::HOST, v);
                 }
                 crate::guard::mark_parent_fetch(h, target.tier == Tier::Parent, &self.node_id);
+                crate::guard::append_cdn_loop(h, &self.cdn_info);
             }
             let retryable = body.is_none();
             let req = match req.body(body.take().unwrap_or_else(crate::body::empty)) {

@@ -1,10 +1,13 @@
 //! Origins stay outside the platform: the edge checks every address an origin resolves to
 //! against the snapshot's origin policy before connecting (loopback, private and platform
 //! addresses are refused unless the operator allowed them; platform addresses always), and
-//! a request that already passed through the platform (our `Via`) is answered 508 instead
-//! of being fetched again.
+//! a request that already passed through the platform (our `Via`, or our RFC 8586
+//! `CDN-Loop` entry, which survives CDNs that strip `Via`) is answered 508 instead of being
+//! fetched again.
 
 mod common;
+
+use std::sync::{Arc, Mutex};
 
 use common::*;
 use lingjing_model::snapshot::{EdgeSnapshot, Snapshot};
@@ -248,4 +251,170 @@ async fn a_parent_whose_origin_points_back_at_a_child_detects_the_loop() {
     assert_eq!(got.status, 508, "{}", got.text());
     assert_eq!(metric(&parent, "lingjing_edge_loops_total").await, 0);
     assert_eq!(metric(&child, "lingjing_edge_loops_total").await, 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// RFC 8586 CDN-Loop
+// ---------------------------------------------------------------------------------------
+
+/// An origin answering 200 (not cacheable) that records every `CDN-Loop` value it sees.
+async fn recording_origin() -> (TestOrigin, Arc<Mutex<Vec<Vec<String>>>>) {
+    let seen: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    let record = seen.clone();
+    let origin = TestOrigin::start(move |parts| {
+        let values = parts
+            .headers
+            .get_all("cdn-loop")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
+        record.lock().expect("lock").push(values);
+        async { respond(200, &[("cache-control", "no-store")], "from the origin") }
+    })
+    .await;
+    (origin, seen)
+}
+
+/// The `CDN-Loop` entries of one request, split at commas.
+fn entries(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .flat_map(|l| l.split(','))
+        .map(|e| e.trim().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_request_carrying_our_cdn_loop_entry_is_refused_without_a_fetch() {
+    let (origin, _) = recording_origin().await;
+    let edge = TestEdge::start(
+        "edge-a",
+        &with_policy(1, vec![common::origin(origin.addr())], loopback_allowed()),
+    )
+    .await;
+    let client = edge.client(&[HOST]);
+    for (i, value) in [
+        "lingjing",
+        "cloudflare, lingjing; node=edge-b",
+        "lingjing; node=edge-a",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let got = get_with(&client, &edge.url(HOST, "/"), &[("cdn-loop", value)]).await;
+        assert_eq!(got.status, 508, "{value}: {}", got.text());
+        assert!(got.text().contains("CDN-Loop"), "{}", got.text());
+        assert_eq!(
+            metric(&edge, "lingjing_edge_loops_total").await,
+            i as u64 + 1
+        );
+    }
+    assert_eq!(origin.total(), 0, "nothing was fetched");
+}
+
+#[tokio::test]
+async fn another_cdns_entry_is_served_and_ours_is_appended() {
+    let (origin, seen) = recording_origin().await;
+    let edge = TestEdge::start(
+        "edge-a",
+        &with_policy(1, vec![common::origin(origin.addr())], loopback_allowed()),
+    )
+    .await;
+    let client = edge.client(&[HOST]);
+    let got = get_with(&client, &edge.url(HOST, "/"), &[("cdn-loop", "cloudflare")]).await;
+    assert_eq!((got.status, got.text().as_str()), (200, "from the origin"));
+    // Without one: ours alone. (Passed through too: a POST carries it.)
+    let got = fetch(client.post(edge.url(HOST, "/form")).body("x")).await;
+    assert_eq!(got.status, 200);
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(entries(&seen[0]), ["cloudflare", "lingjing; node=edge-a"]);
+    assert_eq!(entries(&seen[1]), ["lingjing; node=edge-a"]);
+    assert_eq!(metric(&edge, "lingjing_edge_loops_total").await, 0);
+}
+
+#[tokio::test]
+async fn a_tiered_fetch_carries_both_hops_and_still_works() {
+    let (origin, seen) = recording_origin().await;
+    let parent = TestEdge::start_empty("parent-1").await;
+    let child = TestEdge::start_empty("child-1").await;
+    let mut snap = with_policy(1, vec![common::origin(origin.addr())], loopback_allowed());
+    snap.body.sites = vec![
+        site("edge-site", Some("parent-site")),
+        site("parent-site", None),
+    ];
+    snap.body.nodes = vec![
+        node("child-1", "edge-site", vec![NodeRole::Edge], child.port()),
+        node(
+            "parent-1",
+            "parent-site",
+            vec![NodeRole::Parent],
+            parent.port(),
+        ),
+    ];
+    parent.apply(&snap);
+    child.apply(&snap);
+    let got = get_with(
+        &child.client(&[HOST]),
+        &child.url(HOST, "/"),
+        &[("cdn-loop", "cloudflare")],
+    )
+    .await;
+    assert_eq!((got.status, got.text().as_str()), (200, "from the origin"));
+    let via = got.all("via").join(", ");
+    assert!(
+        via.contains("lingjing-parent-1"),
+        "went through the parent: {via}"
+    );
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        entries(&seen[0]),
+        [
+            "cloudflare",
+            "lingjing; node=child-1",
+            "lingjing; node=parent-1"
+        ]
+    );
+    assert_eq!(metric(&parent, "lingjing_edge_loops_total").await, 0);
+    assert_eq!(metric(&child, "lingjing_edge_loops_total").await, 0);
+}
+
+#[tokio::test]
+async fn a_loop_through_another_cdn_that_strips_via_is_caught() {
+    // The "other CDN": forwards every request to the edge, dropping `Via` (as many CDNs
+    // do) and keeping `CDN-Loop` (as RFC 8586 asks).
+    let edge = TestEdge::start_empty("edge-a").await;
+    let edge_addr = edge.addr;
+    let forwarder = TestOrigin::start(move |parts| async move {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(REQUEST_TIMEOUT)
+            .resolve(HOST, edge_addr)
+            .build()
+            .expect("client");
+        let mut req = client.get(format!("http://{HOST}:{}{}", edge_addr.port(), parts.uri));
+        for (name, value) in &parts.headers {
+            if name != "via" && name != "host" {
+                req = req.header(name.as_str(), value.as_bytes());
+            }
+        }
+        let got = fetch(req).await;
+        respond(
+            got.status,
+            &[("cache-control", "no-store")],
+            got.body.to_vec(),
+        )
+    })
+    .await;
+    edge.apply(&with_policy(
+        1,
+        vec![common::origin(forwarder.addr())],
+        loopback_allowed(),
+    ));
+    let got = get(&edge.client(&[HOST]), &edge.url(HOST, "/cdn")).await;
+    assert_eq!(got.status, 508, "{}", got.text());
+    assert!(got.text().contains("CDN-Loop"), "{}", got.text());
+    assert_eq!(forwarder.total(), 1, "the loop stopped at its second pass");
+    assert_eq!(metric(&edge, "lingjing_edge_loops_total").await, 1);
 }
