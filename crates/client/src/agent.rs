@@ -398,3 +398,41 @@ async fn poll_loop<T, F>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check_endpoint;
+
+    #[test]
+    fn plain_http_is_refused_off_this_host_unless_insecure() {
+        for ok in [
+            "https://192.0.2.1:7700",
+            "http://127.0.0.1:7700",
+            "http://127.8.9.10:7700/",
+            "http://[::1]:7700",
+            "http://localhost:7700",
+            "http://LOCALHOST",
+        ] {
+            assert!(check_endpoint(ok, false).is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://192.0.2.1:7700",
+            "http://[2001:db8::1]:7700",
+            "http://control.example:7700",
+            "http://localhost.example.com",
+            "http://127.0.0.1@192.0.2.1:7700",
+        ] {
+            let err = check_endpoint(refused, false)
+                .expect_err(refused)
+                .to_string();
+            assert!(
+                err.contains("--insecure") && err.contains("https://"),
+                "{err}"
+            );
+            assert!(
+                check_endpoint(refused, true).is_ok(),
+                "{refused} with insecure"
+            );
+        }
+    }
+}

@@ -253,3 +253,68 @@ async fn revoking_ends_the_credential_and_unused_join_tokens_at_once() {
         .err(404, "not_found");
     plane.shutdown().await;
 }
+
+/// The data plane's side (`lingjing_client::agent::node_credential`): the join token is
+/// exchanged once and the credential kept (0600); later starts use the kept one, also
+/// when started again with the used token; a new token after a revocation replaces it.
+#[tokio::test]
+async fn a_node_keeps_its_credential_and_replaces_it_after_a_revocation() {
+    use lingjing_client::agent::{credential_path, node_credential};
+    let mut plane = common::start().await;
+    let api = plane.api.clone();
+    common::seed_topology(&api).await;
+    let url = api.base().to_owned();
+    let state = plane.dir.path().join("wx-1-a-state");
+
+    let none = node_credential(&url, None, false, "wx-1-a", &state, None)
+        .await
+        .expect_err("no credential, no token");
+    assert!(
+        none.to_string().contains("lingjing node join-token wx-1-a"),
+        "{none}"
+    );
+
+    let token = join_token(&api, "wx-1-a").await;
+    let first = node_credential(&url, None, false, "wx-1-a", &state, Some(&token))
+        .await
+        .expect("exchanged");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| {
+            std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
+        };
+        assert_eq!(mode(&credential_path(&state, "wx-1-a")), 0o600);
+        assert_eq!(mode(&state), 0o700);
+    }
+    let kept = node_credential(&url, None, false, "wx-1-a", &state, None)
+        .await
+        .expect("kept");
+    assert_eq!(kept, first);
+    let again = node_credential(&url, None, false, "wx-1-a", &state, Some(&token))
+        .await
+        .expect("the used token falls back to the kept credential");
+    assert_eq!(again, first);
+    api.with_token(&first)
+        .get("/v1/snapshots/edge?after=0&timeout_ms=10")
+        .await
+        .ok(200);
+
+    api.post("/v1/nodes/wx-1-a/revoke", json!({})).await.ok(200);
+    let token = join_token(&api, "wx-1-a").await;
+    let second = node_credential(&url, None, false, "wx-1-a", &state, Some(&token))
+        .await
+        .expect("exchanged again");
+    assert_ne!(second, first);
+    assert_eq!(
+        std::fs::read_to_string(credential_path(&state, "wx-1-a"))
+            .expect("kept")
+            .trim(),
+        second
+    );
+    api.with_token(&second)
+        .get("/v1/snapshots/edge?after=0&timeout_ms=10")
+        .await
+        .ok(200);
+    plane.shutdown().await;
+}
