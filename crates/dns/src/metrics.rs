@@ -53,7 +53,7 @@ pub struct AnswerLabels {
 /// Labels of `lingjing_dns_tcp_refused_connections_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RefusedLabels {
-    /// `per_client` (the client's address holds `max_tcp_connections_per_client`) or
+    /// `per_client` (the client's network holds `max_tcp_connections_per_client`) or
     /// `total` (`max_tcp_connections` are open).
     pub limit: &'static str,
 }

@@ -16,7 +16,11 @@
 //! arrives within `tcp_idle_timeout` (however it trickles in), when a response is not
 //! taken within `tcp_write_timeout` (a client that does not read), or on any framing
 //! error. At most `max_tcp_connections` at once, and `max_tcp_connections_per_client`
-//! from one address: a connection past either cap is closed as soon as accepted.
+//! from one client network (the address cut to the prefix lengths rate limiting uses,
+//! [`RrlConfig::ipv4_prefix`] and [`RrlConfig::ipv6_prefix`]: a /24 or a /56 by
+//! default, so one client's many IPv6 addresses cannot take every place and shut the
+//! TCP fallback slipped answers rely on): a connection past either cap is closed as
+//! soon as accepted.
 //!
 //! A panic while answering one request (there should be none) drops that request,
 //! never the listener.
@@ -42,7 +46,7 @@ use crate::metrics::{
     Answer, DnsMetrics, LocalMetrics, RefusedLabels, TimeoutLabels, qtype_name, rcode_name,
     transport_name,
 };
-use crate::rrl::{Clock, Rrl, RrlConfig, Verdict};
+use crate::rrl::{Clock, Networks, Rrl, RrlConfig, Verdict};
 use crate::steer::{Explanation, Family};
 use crate::wire::{Outcome, Transport, respond_hickory, respond_traced};
 
@@ -60,8 +64,9 @@ pub struct DnsConfig {
     pub tcp_write_timeout: Duration,
     /// TCP connections served at once; more are closed as soon as accepted.
     pub max_tcp_connections: usize,
-    /// TCP connections served at once from one client address; more are closed as
-    /// soon as accepted.
+    /// TCP connections served at once from one client network (cut to `rrl`'s
+    /// `ipv4_prefix` / `ipv6_prefix`, whether or not rate limiting is on); more are
+    /// closed as soon as accepted.
     pub max_tcp_connections_per_client: usize,
     /// Response rate limiting of UDP answers per client network.
     pub rrl: RrlConfig,
@@ -75,7 +80,7 @@ pub struct DnsConfig {
 
 impl DnsConfig {
     /// UDP and TCP on `addr`, with default limits: TCP idle timeout 10 s (Knot's),
-    /// write timeout 5 s, 1,024 TCP connections, 16 per client address, and
+    /// write timeout 5 s, 1,024 TCP connections, 16 per client network (/24 or /56), and
     /// [`RrlConfig::default`] (200 responses a second per /24 or /56, slip 2).
     pub fn on(addr: SocketAddr) -> Self {
         DnsConfig {
@@ -274,6 +279,7 @@ pub async fn start(config: &DnsConfig, server: Arc<DnsServer>) -> Result<DnsHand
         caps: Arc::new(TcpCaps::new(
             config.max_tcp_connections,
             config.max_tcp_connections_per_client,
+            Networks::new(&config.rrl),
         )),
     });
     for addr in &config.listen {
@@ -762,12 +768,14 @@ struct TcpOptions {
     caps: Arc<TcpCaps>,
 }
 
-/// The connection caps: in all, and per client address.
+/// The connection caps: in all, and per client network.
 struct TcpCaps {
     max_total: usize,
     max_per_client: usize,
+    /// What a client network is (the prefix lengths of rate limiting).
+    networks: Networks,
     total: AtomicUsize,
-    /// Open connections per client address (only addresses with one open: at most
+    /// Open connections per client network (only networks with one open: at most
     /// `max_total` entries).
     per_client: Mutex<HashMap<IpAddr, usize>>,
 }
@@ -777,19 +785,20 @@ const CAP_TOTAL: &str = "total";
 const CAP_PER_CLIENT: &str = "per_client";
 
 impl TcpCaps {
-    fn new(max_total: usize, max_per_client: usize) -> Self {
+    fn new(max_total: usize, max_per_client: usize, networks: Networks) -> Self {
         TcpCaps {
             max_total: max_total.max(1),
             max_per_client: max_per_client.max(1),
+            networks,
             total: AtomicUsize::new(0),
             per_client: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Takes a place for a connection from `client`, held until the [`TcpPlace`] is
-    /// dropped; `Err` with the cap reached.
+    /// Takes a place for a connection from `client` (counted with the rest of its
+    /// network), held until the [`TcpPlace`] is dropped; `Err` with the cap reached.
     fn admit(self: &Arc<Self>, client: IpAddr) -> Result<TcpPlace, &'static str> {
-        let client = client.to_canonical();
+        let client = self.networks.network(client);
         if self.total.fetch_add(1, Ordering::Relaxed) >= self.max_total {
             self.total.fetch_sub(1, Ordering::Relaxed);
             return Err(CAP_TOTAL);
@@ -815,6 +824,7 @@ impl TcpCaps {
 /// A connection's place under the caps, given back when dropped.
 struct TcpPlace {
     caps: Arc<TcpCaps>,
+    /// The client's network.
     client: IpAddr,
 }
 
@@ -958,6 +968,34 @@ async fn serve_connection(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_per_client_cap_counts_a_client_network_together() {
+        let caps = Arc::new(TcpCaps::new(100, 2, Networks::new(&RrlConfig::default())));
+        let ip = |s: &str| -> IpAddr { s.parse().expect("address") };
+        // Two addresses of one /56: its two places.
+        let a = caps.admit(ip("2001:db8:0:1::1")).expect("first");
+        let _b = caps.admit(ip("2001:db8:0:ff:1:2:3:4")).expect("second");
+        assert_eq!(
+            caps.admit(ip("2001:db8:0:2::5")).err(),
+            Some(CAP_PER_CLIENT),
+            "a third address of the /56"
+        );
+        let _c = caps.admit(ip("2001:db8:0:100::1")).expect("another /56");
+        // IPv4 per /24, mapped or not.
+        let _d = caps.admit(ip("192.0.2.1")).expect("v4");
+        let _e = caps
+            .admit(ip("::ffff:192.0.2.200"))
+            .expect("v4-mapped, same /24");
+        assert_eq!(caps.admit(ip("192.0.2.99")).err(), Some(CAP_PER_CLIENT));
+        let _f = caps.admit(ip("192.0.3.1")).expect("another /24");
+        // A place given back serves any address of the network.
+        drop(a);
+        let _g = caps
+            .admit(ip("2001:db8:0:3::9"))
+            .expect("the place came back");
+        assert_eq!(caps.total.load(Ordering::Relaxed), 6);
+    }
 
     #[cfg(target_os = "linux")]
     #[test]

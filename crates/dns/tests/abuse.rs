@@ -1,7 +1,7 @@
 //! The DNS server's abuse defences, black-box over real sockets on 127.0.0.0/8:
 //! response rate limiting of UDP per client network (with slip: truncated answers that
 //! send genuine clients to TCP), RFC 8482 minimal answers to `ANY` over UDP and TCP,
-//! the TCP connection caps (per client address and in all), and the TCP idle and write
+//! the TCP connection caps (per client network and in all), and the TCP idle and write
 //! timeouts, each with its metric; the admin HTTP server's connection cap, idle
 //! timeout and read deadline. Nothing here depends on timing: rate limits are
 //! checked against the time measured, timeouts are short but only bound how long an
@@ -272,15 +272,17 @@ async fn tcp_connections_past_the_per_client_cap_are_closed() {
     let h = serve_with(1, demo_dns(), |c| c.max_tcp_connections_per_client = 2).await;
     let server = h.tcp_addrs()[0];
     let ask = Ask::new(DEMO, RecordType::A);
-    // Two connections from one address, each answered (so the server holds both).
+    // Two connections from two addresses of one /24 (the client network, as rate
+    // limiting cuts it), each answered (so the server holds both).
     let mut held = Vec::new();
-    for _ in 0..2 {
-        let mut s = tcp_from("127.0.0.1", server).await;
-        assert!(ask_on(&mut s, &ask).await.is_some());
+    for local in ["127.0.5.1", "127.0.5.2"] {
+        let mut s = tcp_from(local, server).await;
+        assert!(ask_on(&mut s, &ask).await.is_some(), "{local}");
         held.push(s);
     }
-    // A third from the same address is closed without an answer.
-    let mut third = tcp_from("127.0.0.1", server).await;
+    // A third from yet another address of that /24 is closed without an answer: the
+    // network's addresses count together.
+    let mut third = tcp_from("127.0.5.3", server).await;
     assert!(ended(&mut third).await, "closed past the cap");
     assert!(ask_on(&mut third, &ask).await.is_none());
     assert_eq!(
@@ -290,16 +292,17 @@ async fn tcp_connections_past_the_per_client_cap_are_closed() {
         ),
         1
     );
-    // Another client is served meanwhile, and the held connections still are.
+    // A client of another /24 is served meanwhile, and the held connections still are.
     let mut other = tcp_from(OTHER_CLIENT, server).await;
     assert!(!addresses(&ask_on(&mut other, &ask).await.expect("answered")).is_empty());
     assert!(ask_on(&mut held[0], &ask).await.is_some());
 
-    // One closed: its place comes back (once the server has seen the close).
+    // One closed: the network's place comes back (once the server has seen the
+    // close), for any of its addresses.
     drop(held.pop());
     let deadline = Instant::now() + BOUND;
     loop {
-        let mut s = tcp_from("127.0.0.1", server).await;
+        let mut s = tcp_from("127.0.5.4", server).await;
         if ask_on(&mut s, &ask).await.is_some() {
             break;
         }
