@@ -394,22 +394,24 @@ fn invalidate_targets(ctx: &Ctx, parts: &Parts, res_headers: &HeaderMap) {
     let mut paths = vec![path_and_query(parts).to_owned()];
     paths.extend(policy::invalidation_targets(&ctx.host, res_headers));
     let service = &ctx.route.service.id;
-    let candidates = ctx
-        .edge
-        .store
-        .host_keys(&key::host_bucket(service, &ctx.host));
+    let mut urls = std::collections::HashSet::new();
     for p in paths {
         let path_only = p.split('?').next().unwrap_or(&p);
         let rule = key::rule_for(&ctx.route.service.cache_rules, path_only);
         // Both schemes: the resource changed, whichever way it was fetched.
-        let urls: Vec<String> = key::Scheme::ALL
-            .iter()
-            .map(|s| key::url_key(&key::namespace(service, *s), &ctx.host, &p, rule))
-            .collect();
-        for k in &candidates {
-            if urls.iter().any(|u| key::key_url(k) == u) {
-                ctx.edge.store.remove(k);
-            }
+        urls.extend(
+            key::Scheme::ALL
+                .iter()
+                .map(|s| key::url_key(&key::namespace(service, *s), &ctx.host, &p, rule)),
+        );
+    }
+    for k in ctx
+        .edge
+        .store
+        .host_keys(&key::host_bucket(service, &ctx.host))
+    {
+        if urls.contains(key::key_url(&k)) {
+            ctx.edge.store.remove(&k);
         }
     }
 }
