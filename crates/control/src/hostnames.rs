@@ -129,22 +129,43 @@ pub fn check_service_id(id: &str, ctx: &ViewContext) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The tenant owning another service that holds `hostname` exactly, if any.
+/// Another service's row for a hostname.
+struct Held {
+    service: String,
+    tenant: String,
+    verified: bool,
+    claimed_at: String,
+}
+
+impl Held {
+    /// Whether this claim keeps others off the name: verified, or pending for less than
+    /// the policy's `pending_ttl` (`cutoff` is the oldest claim time that still counts).
+    fn blocks(&self, cutoff: &str) -> bool {
+        self.verified || self.claimed_at.as_str() >= cutoff
+    }
+}
+
+/// The other service holding `hostname` exactly, if any.
 async fn holder(
     conn: &mut AnyConnection,
     hostname: &str,
     service: &str,
-) -> Result<Option<(String, String)>, StoreError> {
+) -> Result<Option<Held>, StoreError> {
     let row = sqlx::query(
-        "SELECT h.service_id, s.tenant_id FROM service_hostnames h JOIN services s ON s.id = h.service_id \
-         WHERE h.hostname = $1 AND h.service_id <> $2",
+        "SELECT h.service_id, s.tenant_id, h.state, h.claimed_at FROM service_hostnames h \
+         JOIN services s ON s.id = h.service_id WHERE h.hostname = $1 AND h.service_id <> $2",
     )
     .bind(hostname.to_owned())
     .bind(service.to_owned())
     .fetch_optional(conn)
     .await?;
     Ok(match row {
-        Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),
+        Some(r) => Some(Held {
+            service: r.try_get(0)?,
+            tenant: r.try_get(1)?,
+            verified: r.try_get::<String, _>(2)? == "verified",
+            claimed_at: r.try_get(3)?,
+        }),
         None => None,
     })
 }
@@ -157,59 +178,139 @@ fn taken(i: usize, message: String) -> ApiError {
     }
 }
 
+/// The oldest claim time (RFC 3339) of a pending name that still holds it.
+fn claim_cutoff(ctx: &ViewContext) -> String {
+    let ttl_ms = i64::try_from(ctx.policy.pending_ttl.as_millis()).unwrap_or(i64::MAX);
+    crate::time::rfc3339_from_ms(crate::time::now_ms().saturating_sub(ttl_ms))
+}
+
+/// Why `host` of `tenant` may not be served next to other tenants' names: an overlapping
+/// name (equal, covering or covered) another tenant holds. `only_verified`: count only
+/// verified names (when verifying); else also pending claims younger than the cutoff.
+async fn overlap(
+    conn: &mut AnyConnection,
+    host: &str,
+    service: &str,
+    tenant: &str,
+    cutoff: Option<&str>,
+) -> Result<Option<String>, StoreError> {
+    let counts = |h: &Held| h.tenant != tenant && cutoff.map_or(h.verified, |c| h.blocks(c));
+    // Covered by another tenant's wildcard: `*.b.c` or `*.c` for `a.b.c` (and for
+    // `*.a.b.c`, the wildcards above `a.b.c`).
+    let name = base(host);
+    let labels: Vec<&str> = name.split('.').collect();
+    let first = if host.starts_with("*.") { 0 } else { 1 };
+    for k in first..labels.len() {
+        let wildcard = format!("*.{}", labels[k..].join("."));
+        if wildcard == host {
+            continue;
+        }
+        if let Some(h) = holder(&mut *conn, &wildcard, service).await?
+            && counts(&h)
+        {
+            return Ok(Some(format!(
+                "`{host}` falls under `{wildcard}`, which another tenant holds"
+            )));
+        }
+    }
+    // Covering another tenant's names: anything under `*.name`.
+    if host.starts_with("*.") {
+        let prefix = format!("{}.", reversed(name));
+        let rows = sqlx::query(
+            "SELECT h.hostname, h.state, h.claimed_at FROM service_hostnames h \
+             JOIN services s ON s.id = h.service_id \
+             WHERE h.reversed >= $1 AND h.reversed < $2 AND s.tenant_id <> $3 \
+             AND (h.state = 'verified' OR h.claimed_at >= $4) LIMIT 1",
+        )
+        .bind(prefix.clone())
+        .bind(format!("{}/", prefix.trim_end_matches('.')))
+        .bind(tenant.to_owned())
+        // Verified only: no pending claim is younger than the far future.
+        .bind(cutoff.unwrap_or("9999").to_owned())
+        .fetch_all(&mut *conn)
+        .await?;
+        if let Some(r) = rows.first() {
+            let other: String = r.try_get(0)?;
+            return Ok(Some(format!(
+                "`{host}` would cover `{other}`, which another tenant holds"
+            )));
+        }
+    }
+    Ok(None)
+}
+
 /// Refuses hostnames of `service` that another service holds, or that overlap (cover or
-/// are covered by) a name another tenant holds.
-pub async fn check_ownership(conn: &mut AnyConnection, service: &Service) -> Result<(), ApiError> {
+/// are covered by) a name another tenant holds: verified, or claimed (pending) within the
+/// policy's `pending_ttl`. A claim of another tenant's that stayed pending longer is
+/// released: the name is taken from that service.
+pub async fn check_ownership(
+    conn: &mut AnyConnection,
+    service: &Service,
+    ctx: &ViewContext,
+) -> Result<(), ApiError> {
+    let cutoff = claim_cutoff(ctx);
     for (i, host) in service.hostnames.iter().enumerate() {
-        if let Some((other, _)) = holder(&mut *conn, host, &service.id).await? {
-            return Err(taken(
-                i,
-                format!(
-                    "`{host}` is already served by another service (`{other}` if it is yours); remove it there first"
-                ),
-            ));
-        }
-        // Covered by another tenant's wildcard: `*.b.c` or `*.c` for `a.b.c` (and for
-        // `*.a.b.c`, the wildcards above `a.b.c`).
-        let name = base(host);
-        let labels: Vec<&str> = name.split('.').collect();
-        let first = if host.starts_with("*.") { 0 } else { 1 };
-        for k in first..labels.len() {
-            let wildcard = format!("*.{}", labels[k..].join("."));
-            if wildcard == *host {
-                continue;
-            }
-            if let Some((_, tenant)) = holder(&mut *conn, &wildcard, &service.id).await?
-                && tenant != service.tenant
-            {
+        if let Some(h) = holder(&mut *conn, host, &service.id).await? {
+            if h.tenant == service.tenant || h.blocks(&cutoff) {
+                let whose = if h.tenant == service.tenant {
+                    format!("your service `{}`", h.service)
+                } else if h.verified {
+                    "another tenant".to_owned()
+                } else {
+                    format!(
+                        "another tenant (not verified yet; an unverified claim is released {} h after it was made)",
+                        ctx.policy.pending_ttl.as_secs() / 3600
+                    )
+                };
                 return Err(taken(
                     i,
-                    format!("`{host}` falls under `{wildcard}`, which another tenant holds"),
+                    format!("`{host}` is already held by {whose}; remove it there first"),
                 ));
             }
+            release(&mut *conn, &h.service, host).await?;
         }
-        // Covering another tenant's names: anything under `*.name`.
-        if host.starts_with("*.") {
-            let prefix = format!("{}.", reversed(name));
-            let row = sqlx::query(
-                "SELECT h.hostname FROM service_hostnames h JOIN services s ON s.id = h.service_id \
-                 WHERE h.reversed >= $1 AND h.reversed < $2 AND s.tenant_id <> $3 LIMIT 1",
-            )
-            .bind(prefix.clone())
-            .bind(format!("{}/", prefix.trim_end_matches('.')))
-            .bind(service.tenant.clone())
-            .fetch_optional(&mut *conn)
-            .await?;
-            if let Some(r) = row {
-                let other: String = r.try_get(0)?;
-                return Err(taken(
-                    i,
-                    format!("`{host}` would cover `{other}`, which another tenant holds"),
-                ));
-            }
+        if let Some(why) = overlap(
+            &mut *conn,
+            host,
+            &service.id,
+            &service.tenant,
+            Some(&cutoff),
+        )
+        .await?
+        {
+            return Err(taken(i, why));
         }
     }
     Ok(())
+}
+
+/// Takes an expired pending `host` from `service` (row and document).
+async fn release(conn: &mut AnyConnection, service: &str, host: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM service_hostnames WHERE hostname = $1 AND service_id = $2")
+        .bind(host.to_owned())
+        .bind(service.to_owned())
+        .execute(&mut *conn)
+        .await?;
+    if let Some(mut s) = crate::store::get_doc::<Service>(&mut *conn, service).await? {
+        s.hostnames.retain(|h| h != host);
+        crate::store::update_doc(&mut *conn, &s).await?;
+    }
+    tracing::info!(
+        service,
+        hostname = host,
+        "released an unverified hostname claim"
+    );
+    Ok(())
+}
+
+/// Why `host` of `service` cannot be verified: another tenant holds an overlapping
+/// verified name.
+pub async fn verify_conflict(
+    conn: &mut AnyConnection,
+    service: &Service,
+    host: &str,
+) -> Result<Option<String>, StoreError> {
+    overlap(conn, host, &service.id, &service.tenant, None).await
 }
 
 /// Records the service's hostnames: kept names keep their state and token, new ones start
@@ -233,13 +334,14 @@ pub async fn sync(conn: &mut AnyConnection, service: &Service) -> Result<(), Sto
     }
     for host in service.hostnames.iter().filter(|h| !existing.contains(*h)) {
         sqlx::query(
-            "INSERT INTO service_hostnames (hostname, service_id, reversed, state, token) \
-             VALUES ($1, $2, $3, 'pending', $4)",
+            "INSERT INTO service_hostnames (hostname, service_id, reversed, state, token, claimed_at) \
+             VALUES ($1, $2, $3, 'pending', $4, $5)",
         )
         .bind(host.clone())
         .bind(service.id.clone())
         .bind(reversed(host))
         .bind(format!("lingjing-verify={}", random_hex(16)))
+        .bind(crate::time::now_rfc3339())
         .execute(&mut *conn)
         .await?;
     }
@@ -252,11 +354,21 @@ pub async fn statuses(
     services: &[Service],
 ) -> Result<HashMap<String, Vec<HostnameStatus>>, StoreError> {
     let ids: HashSet<&str> = services.iter().map(|s| s.id.as_str()).collect();
-    let rows = sqlx::query(
-        "SELECT hostname, service_id, state, token, verified_at FROM service_hostnames",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
+    let mut rows = Vec::new();
+    let all: Vec<&str> = ids.iter().copied().collect();
+    for chunk in all.chunks(500) {
+        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT hostname, service_id, state, token, verified_at FROM service_hostnames \
+             WHERE service_id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind((*id).to_owned());
+        }
+        rows.extend(q.fetch_all(&mut *conn).await?);
+    }
     let mut by_host: HashMap<(String, String), HostnameStatus> = HashMap::new();
     for r in &rows {
         let service: String = r.try_get(1)?;
@@ -340,18 +452,52 @@ pub async fn mark_verified(
 }
 
 /// Fills `reversed` for rows written before it existed (their state defaults to
-/// `verified`: names served before domain control keep being served).
+/// `verified`: names served before domain control keep being served), then withdraws
+/// from service every such wildcard that covers another tenant's name (the more specific
+/// name wins; the wildcard's tenant must prove control again).
 pub async fn backfill(conn: &mut AnyConnection) -> Result<(), StoreError> {
-    let rows = sqlx::query("SELECT hostname FROM service_hostnames WHERE reversed = ''")
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT h.hostname, h.service_id, s.tenant_id FROM service_hostnames h \
+         JOIN services s ON s.id = h.service_id WHERE h.reversed = ''",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut filled = Vec::new();
     for r in &rows {
         let host: String = r.try_get(0)?;
         sqlx::query("UPDATE service_hostnames SET reversed = $1 WHERE hostname = $2")
             .bind(reversed(&host))
-            .bind(host)
+            .bind(host.clone())
             .execute(&mut *conn)
             .await?;
+        filled.push((host, r.try_get::<String, _>(1)?, r.try_get::<String, _>(2)?));
+    }
+    for (host, service, tenant) in filled.iter().filter(|(h, _, _)| h.starts_with("*.")) {
+        let prefix = format!("{}.", reversed(base(host)));
+        let other = sqlx::query(
+            "SELECT h.hostname FROM service_hostnames h JOIN services s ON s.id = h.service_id \
+             WHERE h.reversed >= $1 AND h.reversed < $2 AND s.tenant_id <> $3 LIMIT 1",
+        )
+        .bind(prefix.clone())
+        .bind(format!("{}/", prefix.trim_end_matches('.')))
+        .bind(tenant.clone())
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(o) = other {
+            let other: String = o.try_get(0)?;
+            sqlx::query(
+                "UPDATE service_hostnames SET state = 'pending', claimed_at = $1, token = $2 \
+                 WHERE hostname = $3 AND service_id = $4",
+            )
+            .bind(crate::time::now_rfc3339())
+            .bind(format!("lingjing-verify={}", random_hex(16)))
+            .bind(host.clone())
+            .bind(service.clone())
+            .execute(&mut *conn)
+            .await?;
+            tracing::warn!(hostname = %host, %service, covers = %other,
+                "a wildcard covering another tenant's name is withdrawn until it is verified again");
+        }
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! (`--challenge-resolver`), and per-tenant defaults for quotas.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use lingjing_model::origin_policy::Allowance;
 
@@ -26,7 +27,7 @@ pub const BUILTIN_RESERVED_LABELS: &[&str] = &[
 ];
 
 /// What the operator allows tenants beyond the defaults.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct TrustPolicy {
     /// Networks (`10.0.0.0/8`) or endpoints (`127.0.0.1:7900`) an origin may use although
     /// they are not public addresses. Platform addresses stay refused.
@@ -35,6 +36,22 @@ pub struct TrustPolicy {
     pub reserved_labels: Vec<String>,
     /// The DNS resolver asked for `_lingjing-challenge` TXT records; `None`: the system's.
     pub challenge_resolver: Option<SocketAddr>,
+    /// How long an unverified hostname claim keeps other tenants off the name.
+    pub pending_ttl: Duration,
+}
+
+/// How long an unverified hostname claim holds the name by default: three days.
+pub const DEFAULT_PENDING_TTL: Duration = Duration::from_secs(72 * 3600);
+
+impl Default for TrustPolicy {
+    fn default() -> Self {
+        Self {
+            allow_origins: Vec::new(),
+            reserved_labels: Vec::new(),
+            challenge_resolver: None,
+            pending_ttl: DEFAULT_PENDING_TTL,
+        }
+    }
 }
 
 impl TrustPolicy {

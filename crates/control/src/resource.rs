@@ -82,6 +82,16 @@ pub trait Resource:
         async { Ok(()) }
     }
 
+    /// Checks only a new resource must pass (quotas, reserved ids), inside the write
+    /// transaction after `after_write`.
+    fn after_create(
+        &self,
+        _conn: &mut AnyConnection,
+        _ctx: &ViewContext,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send {
+        async { Ok(()) }
+    }
+
     /// On replace, before validation: carry over write-only secrets the caller left out
     /// (reads never return them).
     fn keep_secrets(&mut self, _existing: &Self) {}
@@ -634,6 +644,29 @@ impl Resource for Service {
     fn columns(&self) -> Vec<(&'static str, Option<String>)> {
         vec![("tenant_id", Some(self.tenant.clone()))]
     }
+    async fn after_create(
+        &self,
+        conn: &mut AnyConnection,
+        ctx: &ViewContext,
+    ) -> Result<(), ApiError> {
+        crate::hostnames::check_service_id(&self.id, ctx)?;
+        let record = sqlx::query("SELECT id FROM dns_records WHERE name = $1")
+            .bind(self.id.to_ascii_lowercase())
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(r) = record {
+            let record: String = r.try_get(0)?;
+            return Err(ApiError::Conflict {
+                code: "name_taken",
+                message: format!(
+                    "the DNS name `{}` is held by static record `{record}`; remove it or choose another service id",
+                    self.id
+                ),
+                field: Some("id".into()),
+            });
+        }
+        check_service_quota(conn, &self.tenant).await
+    }
     fn keep_secrets(&mut self, existing: &Self) {
         if let (Some(new), Some(old)) = (&mut self.tls, &existing.tls)
             && new.key_pem.is_empty()
@@ -675,28 +708,11 @@ impl Resource for Service {
         conn: &mut AnyConnection,
         ctx: &ViewContext,
     ) -> Result<(), ApiError> {
-        crate::hostnames::check_service_id(&self.id, ctx)?;
         for (i, host) in self.hostnames.iter().enumerate() {
             crate::hostnames::check_name(&format!("hostnames[{i}]"), host, ctx)?;
         }
         crate::origins::check_service(conn, self, ctx).await?;
-        crate::hostnames::check_ownership(conn, self).await?;
-        check_service_quota(conn, &self.tenant).await?;
-        let record = sqlx::query("SELECT id FROM dns_records WHERE name = $1")
-            .bind(self.id.to_ascii_lowercase())
-            .fetch_optional(&mut *conn)
-            .await?;
-        if let Some(r) = record {
-            let record: String = r.try_get(0)?;
-            return Err(ApiError::Conflict {
-                code: "name_taken",
-                message: format!(
-                    "the DNS name `{}` is held by static record `{record}`; remove it or choose another service id",
-                    self.id
-                ),
-                field: Some("id".into()),
-            });
-        }
+        crate::hostnames::check_ownership(conn, self, ctx).await?;
         crate::hostnames::sync(conn, self).await?;
         Ok(())
     }

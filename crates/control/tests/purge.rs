@@ -122,7 +122,7 @@ async fn tenants_purge_only_their_own_services() {
     api.create("tenants", common::tenant("other")).await;
     api.create(
         "services",
-        common::service("shop", "other", &["shop.other.example"]),
+        common::service("store", "other", &["shop.other.example"]),
     )
     .await;
     let demo = api.with_token(&common::tenant_key(&api, "demo").await);
@@ -134,7 +134,7 @@ async fn tenants_purge_only_their_own_services() {
     .ok(201);
     demo.post(
         "/v1/purges",
-        json!({"kind": "tag", "service": "shop", "targets": ["t"]}),
+        json!({"kind": "tag", "service": "store", "targets": ["t"]}),
     )
     .await
     .err(404, "not_found");

@@ -46,7 +46,10 @@ async fn suite(url: &str, backend: Backend) {
     // Create through the API; every write bumps the version.
     seed_topology(&api).await;
     let v = api.version().await;
-    assert_eq!(v, 14, "one version per created resource");
+    assert_eq!(
+        v, 15,
+        "one version per created resource, and the service's approval"
+    );
     assert_eq!(first.store().version().await.expect("version"), v);
 
     // Read back.

@@ -502,6 +502,13 @@ async fn limits_and_quotas_answer_with_the_limit() {
         .await
         .err(403, "quota_exceeded");
     assert!(r.message().contains("quotas.services"), "{}", r.message());
+    // A quota at its limit still lets the tenant change what it has.
+    evil.put(
+        "/v1/services/evil",
+        service("evil", "evil", &["www.evil.example", "two.evil.example"]),
+    )
+    .await
+    .ok(200);
     op.post("/v1/services/evil/verify", json!({"approve": true}))
         .await
         .ok(200);
@@ -525,6 +532,94 @@ async fn limits_and_quotas_answer_with_the_limit() {
     assert_eq!(
         doc["components"]["schemas"]["Service"]["properties"]["hostnames"]["maxItems"],
         100
+    );
+    plane.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unverified_claim_holds_a_name_only_for_a_while() {
+    // Default policy: another tenant's fresh pending claim holds the name.
+    let (mut plane, demo, evil) = plane_with_tenants().await;
+    evil.post(
+        "/v1/services",
+        service("evil", "evil", &["shop.demo.example"]),
+    )
+    .await
+    .ok(201);
+    let r = demo
+        .post(
+            "/v1/services",
+            service("shop2", "demo", &["shop.demo.example"]),
+        )
+        .await
+        .err_field(409, "hostname_taken", "hostnames[0]");
+    assert!(r.message().contains("not verified yet"), "{}", r.message());
+    plane.shutdown().await;
+
+    // With claims released at once (pending_ttl 0): the real owner takes the name, and a
+    // late proof of control cannot override another tenant's verified name.
+    let dns = TxtServer::start().await;
+    let mut policy = loopback_policy();
+    policy.pending_ttl = std::time::Duration::ZERO;
+    policy.challenge_resolver = Some(dns.addr);
+    let mut plane = start_with(policy).await;
+    let op = plane.api.clone();
+    common::seed_topology(&op).await;
+    op.create("tenants", tenant("evil")).await;
+    let demo = op.with_token(&tenant_key(&op, "demo").await);
+    let evil = op.with_token(&tenant_key(&op, "evil").await);
+    let view = evil
+        .post(
+            "/v1/services",
+            service(
+                "evil",
+                "evil",
+                &[
+                    "shop.demo.example",
+                    "*.img.demo.example",
+                    "www.evil.example",
+                ],
+            ),
+        )
+        .await
+        .ok(201);
+    let wildcard_token = view["hostname_status"][1]["challenge_value"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    demo.post(
+        "/v1/services",
+        service(
+            "shop2",
+            "demo",
+            &["shop.demo.example", "a.img.demo.example"],
+        ),
+    )
+    .await
+    .ok(201);
+    let evil_view = evil.get("/v1/services/evil").await.ok(200);
+    assert_eq!(
+        evil_view["hostnames"],
+        json!(["*.img.demo.example", "www.evil.example"]),
+        "the unverified claim was released"
+    );
+    op.post("/v1/services/shop2/verify", json!({"approve": true}))
+        .await
+        .ok(200);
+    dns.publish("_lingjing-challenge.img.demo.example", &wildcard_token);
+    let r = evil
+        .post("/v1/services/evil/verify", json!({}))
+        .await
+        .ok(200);
+    let wildcard = &r["hostnames"][0];
+    assert_eq!(wildcard["hostname"], "*.img.demo.example");
+    assert_eq!(wildcard["state"], "pending");
+    assert!(
+        wildcard["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("a.img.demo.example"),
+        "{r}"
     );
     plane.shutdown().await;
 }

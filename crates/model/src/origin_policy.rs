@@ -117,7 +117,12 @@ impl CompiledOriginPolicy {
     pub fn check(&self, addr: SocketAddr) -> Result<(), OriginRefused> {
         let ip = canonical(addr.ip());
         let canon = SocketAddr::new(ip, addr.port());
-        if self.platform_addresses.contains(&ip) || self.platform_endpoints.contains(&canon) {
+        // An endpoint on the unspecified address (a control plane listening on
+        // `0.0.0.0:7700`) is that port on every address.
+        let endpoint = |ep: &SocketAddr| {
+            *ep == canon || (ep.ip().is_unspecified() && ep.port() == addr.port())
+        };
+        if self.platform_addresses.contains(&ip) || self.platform_endpoints.iter().any(endpoint) {
             return Err(OriginRefused::Platform(addr));
         }
         if let Some(kind) = non_public(ip)
@@ -191,10 +196,19 @@ fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
         "site-local"
     } else if s[0] == 0x2001 && s[1] == 0x0db8 {
         "a documentation address"
-    } else if s[0] == 0x0064 && s[1] == 0xff9b {
-        // NAT64 (64:ff9b::/96) embeds an IPv4 address: judge that one.
+    } else if s[0] == 0x0064 && s[1] == 0xff9b && s[2] == 0x0001 {
+        "local-use NAT64 (64:ff9b:1::/48)"
+    } else if (s[0] == 0x0064 && s[1] == 0xff9b) || s[0..6] == [0, 0, 0, 0, 0xffff, 0] {
+        // NAT64 (64:ff9b::/96) and IPv4-translated (::ffff:0:0/96) embed an IPv4
+        // address: judge that one.
         let v4 = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
         return non_public_v4(v4);
+    } else if s[0] == 0x2001 && s[1] == 0 {
+        "Teredo (2001::/32)"
+    } else if s[0] == 0x0100 && s[1..4] == [0, 0, 0] {
+        "discard-only (100::/64)"
+    } else if s[0] == 0x2001 && s[1] < 0x0200 {
+        "IETF protocol assignments (2001::/23)"
     } else if s[0] == 0x2002 {
         // 6to4 embeds an IPv4 address too.
         let v4 = Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8);
@@ -243,6 +257,10 @@ mod tests {
             "[64:ff9b::7f00:1]:80",
             "[2002:7f00:1::]:80",
             "[::]:80",
+            "[::ffff:0:7f00:1]:80",
+            "[64:ff9b:1::1]:80",
+            "[2001:0:4136:e378::1]:80",
+            "[100::1]:80",
         ] {
             assert!(p.check(sa(bad)).is_err(), "{bad}");
         }
@@ -263,6 +281,15 @@ mod tests {
             Err(OriginRefused::Platform(_))
         ));
         assert!(p.check(sa("127.0.0.1:7900")).is_ok());
+        // A control plane on 0.0.0.0:7800 is that port on every address.
+        let p = OriginPolicy {
+            allowed: vec!["0.0.0.0/0".into()],
+            platform_addresses: vec![],
+            platform_endpoints: vec![sa("0.0.0.0:7800")],
+        }
+        .compile();
+        assert!(p.check(sa("10.1.2.3:7800")).is_err());
+        assert!(p.check(sa("10.1.2.3:7801")).is_ok());
     }
 
     #[test]

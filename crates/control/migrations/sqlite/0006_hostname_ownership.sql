@@ -6,5 +6,7 @@ ALTER TABLE service_hostnames ADD COLUMN reversed TEXT NOT NULL DEFAULT '';
 ALTER TABLE service_hostnames ADD COLUMN state TEXT NOT NULL DEFAULT 'verified';
 ALTER TABLE service_hostnames ADD COLUMN token TEXT NOT NULL DEFAULT '';
 ALTER TABLE service_hostnames ADD COLUMN verified_at TEXT;
+-- When a pending name was claimed: an unverified claim holds the name only so long.
+ALTER TABLE service_hostnames ADD COLUMN claimed_at TEXT NOT NULL DEFAULT '';
 CREATE INDEX service_hostnames_reversed ON service_hostnames (reversed);
 CREATE INDEX service_hostnames_service ON service_hostnames (service_id);

@@ -137,6 +137,7 @@ async fn create<R: Resource>(
     check_references(&mut w.tx, &item).await?;
     insert_doc(&mut w.tx, &item).await?;
     item.after_write(&mut w.tx, &state.views).await?;
+    item.after_create(&mut w.tx, &state.views).await?;
     state.published(w.commit().await?);
     tracing::info!(kind = R::KIND, id = item.id(), "created");
     Ok((StatusCode::CREATED, Json(view_one(&state, item).await?)))

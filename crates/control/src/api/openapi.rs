@@ -569,6 +569,9 @@ pub fn document() -> OpenApi {
         )
         .paths(paths)
         .components(Some(components.build()))
-        .security(Some(vec![SecurityRequirement::new("token", Vec::<String>::new())]))
+        .security(Some(vec![SecurityRequirement::new(
+            "token",
+            Vec::<String>::new(),
+        )]))
         .build()
 }
