@@ -623,3 +623,49 @@ async fn an_unverified_claim_holds_a_name_only_for_a_while() {
     );
     plane.shutdown().await;
 }
+
+/// Rows from before ownership checks (their `reversed` column empty, all verified): at
+/// the next start a wildcard covering another tenant's name is withdrawn (pending), the
+/// specific name keeps being served.
+#[tokio::test]
+async fn an_upgrade_withdraws_wildcards_over_other_tenants_names() {
+    let (mut plane, _demo, evil) = plane_with_tenants().await;
+    evil.post(
+        "/v1/services",
+        service("evil", "evil", &["*.elsewhere.example"]),
+    )
+    .await
+    .ok(201);
+    plane.shutdown().await;
+    // As an older release would have stored it: evil's wildcard over demo's name.
+    {
+        let store = lingjing_control::Store::open_sqlite_file(&plane.db)
+            .await
+            .expect("open");
+        sqlx::query(
+            "UPDATE service_hostnames SET hostname = '*.demo.example', state = 'verified' \
+             WHERE service_id = 'evil'",
+        )
+        .execute(store.pool())
+        .await
+        .expect("update");
+        sqlx::query("UPDATE service_hostnames SET reversed = ''")
+            .execute(store.pool())
+            .await
+            .expect("update");
+        store.close().await;
+    }
+    let store = lingjing_control::Store::open_sqlite_file(&plane.db)
+        .await
+        .expect("reopen");
+    let (handle, api) = common::serve_store(store).await;
+    let snap = api.get("/v1/snapshots/edge").await.ok(200);
+    let served: Vec<&str> = snap["body"]["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .map(|s| s["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(served, ["shop"], "the covering wildcard is withdrawn");
+    handle.shutdown().await.expect("shutdown");
+}
