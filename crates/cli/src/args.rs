@@ -300,7 +300,7 @@ pub struct DnsAbuseArgs {
     /// TCP; 0 drops them all.
     #[arg(long, default_value_t = 2)]
     pub dns_rrl_slip: u32,
-    /// Most TCP connections from one client address.
+    /// Most TCP connections from one client network (/24 or /56, the rate limiter's prefixes).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=65_536))]
     pub dns_max_tcp_per_client: u64,
 }

@@ -23,7 +23,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(cmd) => resources::node(&global, cmd).await,
         Command::Pool(cmd) => resources::pool(&global, cmd).await,
         Command::Tenant(cmd) => resources::tenant(&global, cmd).await,
-        Command::Service(cmd) => resources::resource(&global, "services", cmd).await,
+        Command::Service(cmd) => resources::service(&global, cmd).await,
         Command::Record(cmd) => resources::resource(&global, "dns-records", cmd).await,
         Command::Purge(cmd) => purge::run(&global, cmd).await,
         Command::Sla(cmd) => resources::sla(&global, cmd).await,

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::args::{
     AddArgs, Global, LineAdd, LineCmd, NodeAdd, NodeCmd, PoolAdd, PoolCmd, RecordAdd, RegionAdd,
-    ResourceCmd, ServiceAdd, SiteAdd, SlaCmd, TenantAdd, TenantCmd,
+    ResourceCmd, ServiceAdd, ServiceCmd, SiteAdd, SlaCmd, TenantAdd, TenantCmd,
 };
 use crate::context::client;
 use crate::output::{print_list, print_one};
@@ -143,6 +143,7 @@ impl AddFields for TenantAdd {
             name: self.name.clone().unwrap_or_else(|| id.clone()),
             id,
             contact: self.contact.clone(),
+            quotas: Default::default(),
         };
         Ok(serde_json::to_value(t)?)
     }
@@ -416,11 +417,52 @@ pub async fn tenant(global: &Global, cmd: TenantCmd) -> anyhow::Result<()> {
     }
 }
 
+pub async fn service(global: &Global, cmd: ServiceCmd) -> anyhow::Result<()> {
+    let (id, approve) = match cmd {
+        ServiceCmd::Resource(r) => return resource(global, "services", r).await,
+        ServiceCmd::Verify { id, approve } => (id, approve),
+    };
+    let c = client(global)?;
+    let result: Value = c
+        .post(
+            &format!("/v1/services/{id}/verify"),
+            &json!({ "approve": approve }),
+        )
+        .await
+        .map_err(explain)?;
+    if global.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+        return Ok(());
+    }
+    let mut pending = 0;
+    for h in result["hostnames"].as_array().into_iter().flatten() {
+        let name = h["hostname"].as_str().unwrap_or_default();
+        if h["state"] == "verified" {
+            println!("{name}: verified");
+        } else {
+            pending += 1;
+            println!(
+                "{name}: pending: {}\n  publish: {} TXT \"{}\"",
+                h["detail"].as_str().unwrap_or("not proven yet"),
+                h["challenge_name"].as_str().unwrap_or_default(),
+                h["challenge_value"].as_str().unwrap_or_default(),
+            );
+        }
+    }
+    if pending > 0 {
+        bail!("{pending} hostname(s) of `{id}` still pending: they are not served until verified");
+    }
+    Ok(())
+}
+
 pub async fn node(global: &Global, cmd: NodeCmd) -> anyhow::Result<()> {
     let (id, drained) = match cmd {
         NodeCmd::Resource(r) => return resource(global, "nodes", r).await,
         NodeCmd::Drain { id } => (id, true),
         NodeCmd::Undrain { id } => (id, false),
+        cmd @ (NodeCmd::JoinToken { .. } | NodeCmd::Revoke { .. }) => {
+            return super::node_access::run(global, cmd).await;
+        }
     };
     let c = client(global)?;
     let view: Value = c.get(&format!("/v1/nodes/{id}")).await.map_err(explain)?;
