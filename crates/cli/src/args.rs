@@ -208,17 +208,24 @@ pub struct TrustArgs {
     /// verify hostnames (default: the system's resolver).
     #[arg(long)]
     pub challenge_resolver: Option<SocketAddr>,
+    /// Hours an unverified hostname claim keeps other tenants off the name.
+    #[arg(long, default_value_t = 72, value_parser = clap::value_parser!(u64).range(0..=8760))]
+    pub pending_claim_hours: u64,
 }
 
 impl TrustArgs {
     /// The policy, checked; `extra_allowed` are allowances the command adds itself.
-    pub fn policy(&self, extra_allowed: &[String]) -> anyhow::Result<lingjing_control::TrustPolicy> {
+    pub fn policy(
+        &self,
+        extra_allowed: &[String],
+    ) -> anyhow::Result<lingjing_control::TrustPolicy> {
         let mut allow_origins = self.allow_origins.clone();
         allow_origins.extend(extra_allowed.iter().cloned());
         let policy = lingjing_control::TrustPolicy {
             allow_origins,
             reserved_labels: self.reserved_labels.clone(),
             challenge_resolver: self.challenge_resolver,
+            pending_ttl: std::time::Duration::from_secs(self.pending_claim_hours * 3600),
         };
         policy.check().map_err(anyhow::Error::msg)?;
         Ok(policy)
