@@ -342,8 +342,12 @@ fn up_seeds_once_and_serves_operator_commands() {
         .expect("credential")
     };
     let wuxi_credential = credential("wuxi-1-e1");
+    let suqian_credential = credential("suqian-1-e1");
 
     dns_follows_lines_drains_and_static_records(&data, &url, dns);
+    // A revoked node gets a new credential from the next `up`.
+    let revoked = lingjing(&data, &url, &["node", "revoke", "suqian-1-e1"]);
+    assert!(revoked.contains("credential revoked"), "{revoked}");
     terminate(child);
 
     // Looser modes (say, from an older version or a careless copy) are tightened at start.
@@ -366,9 +370,10 @@ fn up_seeds_once_and_serves_operator_commands() {
     let Up { child, url, .. } = start_up(&data);
     #[cfg(unix)]
     secrets_are_private(&data);
-    // The nodes kept their credentials (no new join tokens) and use them: a purge is
+    // The nodes kept their credentials (the revoked one joined again) and use them: a purge is
     // acknowledged by all of them.
     assert_eq!(credential("wuxi-1-e1"), wuxi_credential);
+    assert_ne!(credential("suqian-1-e1"), suqian_credential);
     let purged = lingjing(
         &data,
         &url,

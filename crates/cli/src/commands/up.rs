@@ -180,7 +180,29 @@ async fn node_agent(
     role: lingjing_model::snapshot::Role,
     state_dir: &Path,
 ) -> anyhow::Result<lingjing_client::AgentConfig> {
-    let kept = lingjing_client::agent::credential_path(state_dir, node).is_file();
+    let path = lingjing_client::agent::credential_path(state_dir, node);
+    let kept = match std::fs::read_to_string(&path) {
+        // A kept credential the control plane no longer knows (revoked, or a new
+        // database) is replaced: `up` is the operator of its own nodes.
+        Ok(credential) => {
+            let probe = Client::with_ca(client.endpoint(), credential.trim(), Some(ca))?;
+            let refused = probe
+                .poll_snapshot::<serde_json::Value>(
+                    role,
+                    node,
+                    u64::MAX >> 1,
+                    std::time::Duration::from_millis(1),
+                )
+                .await
+                .err()
+                .is_some_and(|e| e.status() == Some(401));
+            if refused {
+                tracing::warn!(node, "the kept node credential was refused; joining again");
+            }
+            !refused
+        }
+        Err(_) => false,
+    };
     let join_token = if kept {
         None
     } else {
