@@ -45,6 +45,8 @@ pub struct Metrics {
     pub hits: std::sync::atomic::AtomicU64,
     /// Memory held by shared fills (`crate::cache::fill`), updated by the fills.
     pub fill: crate::cache::fill::FillMeter,
+    /// Memory reserved by store buffers (`crate::cache::budget`).
+    pub store_budget: crate::cache::budget::StoreBudgetMeter,
 }
 
 impl Default for Metrics {
@@ -136,8 +138,25 @@ impl Default for Metrics {
             "Shared fills that reached their buffer limit (later clients fetched on their own)",
             fill.sealed.clone(),
         );
+        let store_budget = crate::cache::budget::StoreBudgetMeter::default();
+        registry.register(
+            "store_buffer_bytes",
+            "Bytes reserved by fills keeping bodies to store them (bounded by the store buffer budget)",
+            store_budget.reserved.clone(),
+        );
+        registry.register(
+            "store_buffer_peak_bytes",
+            "Most bytes reserved by store buffers at once since start",
+            store_budget.peak.clone(),
+        );
+        registry.register(
+            "store_buffer_refused",
+            "Fills served but not stored because the node's store buffer budget was spent",
+            store_budget.refused.clone(),
+        );
         Metrics {
             fill,
+            store_budget,
             registry,
             hit_ratio,
             disk_corrupt,

@@ -42,7 +42,7 @@ pub struct EdgeConfig {
     /// Limits of the HTTP, HTTPS and admin listeners (slow clients, connection counts,
     /// HTTP/2 streams); see [`crate::limits::ServerLimits`].
     pub limits: crate::limits::ServerLimits,
-    /// Resource bounds of the cache (longest cached URL, fill buffer); see
+    /// Resource bounds of the cache (longest cached URL, fill buffer, store buffers); see
     /// [`crate::cache::CacheLimits`].
     pub cache_limits: crate::cache::CacheLimits,
 }
@@ -93,6 +93,8 @@ pub struct Edge {
     pub slice_bytes: u64,
     /// Resource bounds of the cache (`crate::cache::CacheLimits`).
     pub cache_limits: crate::cache::CacheLimits,
+    /// The budget of every fill's copy of a body kept to store it (`crate::cache::budget`).
+    pub store_buffers: Arc<crate::cache::budget::StoreBudget>,
 }
 
 impl Edge {
@@ -123,6 +125,10 @@ impl Edge {
             guard.clone(),
             guard_metrics.origin_refused.clone(),
         );
+        let store_buffers = Arc::new(crate::cache::budget::StoreBudget::new(
+            config.cache_limits.store_buffer_bytes,
+            metrics.store_budget.clone(),
+        ));
         Arc::new(Edge {
             node_id: config.node_id.clone(),
             routes: ArcSwap::from_pointee(Routes::default()),
@@ -131,10 +137,7 @@ impl Edge {
             hybrid,
             purge_epoch: std::sync::atomic::AtomicU64::new(0),
             usage: Arc::default(),
-            inflight: Inflight::new(
-                config.cache_limits.fill_buffer_bytes,
-                metrics.fill.clone(),
-            ),
+            inflight: Inflight::new(config.cache_limits.fill_buffer_bytes, metrics.fill.clone()),
             upstream,
             metrics,
             guard,
@@ -144,6 +147,7 @@ impl Edge {
             access_log: config.access_log,
             slice_bytes: config.slice_bytes.max(1),
             cache_limits: config.cache_limits,
+            store_buffers,
         })
     }
 

@@ -13,7 +13,9 @@
 //!    (`cache::fill`, a bounded buffer: a client too late for it fetches on its own),
 //!    which goes to the parent tier or the origins (`upstream`). A response with
 //!    `Set-Cookie` is shared and stored only under a `cache_set_cookie` rule, and then
-//!    without the cookie (the client that fetched it alone gets it).
+//!    without the cookie (the client that fetched it alone gets it). The copy a fill keeps
+//!    to store the body counts against the node's store-buffer budget (`cache::budget`):
+//!    past it, the response is streamed to its clients but not stored.
 //! 5. **respond**: conditional requests (304), ranges (206/416), and the edge's headers:
 //!    `Age`, `Via`, `X-Cache`, `Cache-Status` (RFC 9211).
 //! 6. **log**: a JSON-able access log event and the Prometheus counters; the body bytes
@@ -720,13 +722,13 @@ async fn run_fill(
         &rule,
         response_time,
     );
-    let too_big = head
+    let content_length = head
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|l| l > MAX_OBJECT_BYTES);
-    let mut keep = matches!(storable, Storability::Yes(_)) && !too_big;
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_big = content_length.is_some_and(|l| l > MAX_OBJECT_BYTES);
+    let keep = matches!(storable, Storability::Yes(_)) && !too_big;
     // A shared (stored) response never carries the first client's cookie: that client
     // alone gets it (a cache rule allowed storing it; otherwise it is not shared).
     let set_cookie = if keep {
@@ -773,7 +775,12 @@ async fn run_fill(
         _ => None,
     };
     let mut received: u64 = 0;
-    let mut body = bytes::BytesMut::new();
+    // The copy kept to store the body, within the node's store-buffer budget: when that is
+    // spent (or the body outgrows `MAX_OBJECT_BYTES`), the copy is dropped and the response
+    // is only streamed, not stored.
+    let mut body = keep.then(|| {
+        crate::cache::budget::StoreBuffer::new(edge.store_buffers.clone(), content_length)
+    });
     let result = loop {
         match futures::future::poll_fn(|cx| {
             hyper::body::Body::poll_frame(std::pin::Pin::new(&mut incoming), cx)
@@ -789,13 +796,10 @@ async fn run_fill(
                     {
                         slicer = None;
                     }
-                    if keep {
-                        if received > MAX_OBJECT_BYTES {
-                            keep = false;
-                            body = bytes::BytesMut::new();
-                        } else {
-                            body.extend_from_slice(&data);
-                        }
+                    if let Some(buf) = &mut body
+                        && (received > MAX_OBJECT_BYTES || !buf.push(&data))
+                    {
+                        body = None;
                     }
                     match &direct_tx {
                         Some(tx) => {
@@ -824,7 +828,8 @@ async fn run_fill(
     };
     drop(direct_tx);
     edge.metrics.bytes_in.get_or_create(&tier).inc_by(received);
-    if let (Ok(()), true, Storability::Yes(params)) = (&result, keep, &storable) {
+    let kept = body.is_some();
+    if let (Ok(()), Some(body), Storability::Yes(params)) = (&result, body, &storable) {
         let response = CachedResponse {
             status: head.status,
             freshness: Freshness::new(
@@ -834,12 +839,12 @@ async fn run_fill(
             ),
             tags: surrogate_keys(&head.headers),
             headers: head.headers,
-            body: body.freeze(),
+            body: body.into_bytes(),
             variant: String::new(),
             stored_at: response_time,
         };
         store(edge, cache_key, req_headers, response, epoch);
-    } else if stored.is_some() && result.is_ok() && !keep && !head.status.is_server_error() {
+    } else if stored.is_some() && result.is_ok() && !kept && !head.status.is_server_error() {
         // The new response may not be stored: the old one must not be served either. A 5xx
         // does not replace it (RFC 9111 §4.3.3): it stays for stale-if-error.
         edge.store.remove(cache_key);

@@ -37,7 +37,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
 use tokio::sync::mpsc;
@@ -329,7 +329,11 @@ async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str) {
             .unwrap_or_default(),
     }));
     let mut received: u64 = 0;
-    let mut body = BytesMut::new();
+    // The copy kept to store the slice, within the node's store-buffer budget (when that is
+    // spent, the slice is served but not stored).
+    let mut body = params.is_some().then(|| {
+        crate::cache::budget::StoreBuffer::new(edge.store_buffers.clone(), Some(expected))
+    });
     let result = loop {
         match futures::future::poll_fn(|cx| {
             hyper::body::Body::poll_frame(std::pin::Pin::new(&mut incoming), cx)
@@ -344,8 +348,10 @@ async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str) {
                     if received > expected {
                         break Err("slice longer than its Content-Range".into());
                     }
-                    if params.is_some() {
-                        body.extend_from_slice(&data);
+                    if let Some(buf) = &mut body
+                        && !buf.push(&data)
+                    {
+                        body = None;
                     }
                     fill.push(data).await;
                 }
@@ -359,7 +365,7 @@ async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str) {
             tier: target.tier.as_str().to_owned(),
         })
         .inc_by(received);
-    if let (Ok(()), Some(params)) = (&result, params) {
+    if let (Ok(()), Some(params), Some(body)) = (&result, params, body) {
         let (status, headers, key) = if whole {
             (StatusCode::OK, object_headers, req.key.as_str())
         } else {
@@ -374,7 +380,7 @@ async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str) {
             ),
             tags: crate::proxy::surrogate_keys(&headers),
             headers,
-            body: body.freeze(),
+            body: body.into_bytes(),
             variant: String::new(),
             stored_at: response_time,
         };
@@ -652,7 +658,9 @@ pub struct Slicer {
     size: u64,
     total: u64,
     next: u64,
-    buf: BytesMut,
+    /// The slice being filled, within the node's store-buffer budget (`None` before the
+    /// first byte of each slice).
+    buf: Option<crate::cache::budget::StoreBuffer>,
     headers: HeaderMap,
     params: policy::Storable,
     request_time: SystemTime,
@@ -673,7 +681,7 @@ impl Slicer {
             size: size.max(1),
             total,
             next: 0,
-            buf: BytesMut::new(),
+            buf: None,
             headers,
             params,
             request_time,
@@ -682,7 +690,8 @@ impl Slicer {
     }
 
     /// Takes the next body bytes; stores the slices they complete. Returns false when the
-    /// body is longer than announced (nothing more is stored).
+    /// body is longer than announced, or the node's store-buffer budget has no room for
+    /// the slice (nothing more is stored).
     pub fn push(
         &mut self,
         edge: &Edge,
@@ -697,12 +706,21 @@ impl Slicer {
                 return false;
             }
             let slice_len = self.size.min(self.total - start);
-            let room = (slice_len - self.buf.len() as u64) as usize;
+            let buf = self.buf.get_or_insert_with(|| {
+                crate::cache::budget::StoreBuffer::new(edge.store_buffers.clone(), Some(slice_len))
+            });
+            let room = (slice_len - buf.len()) as usize;
             let take = room.min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
+            if !buf.push(&data[..take]) {
+                self.buf = None;
+                return false;
+            }
             data = &data[take..];
-            if self.buf.len() as u64 == slice_len {
-                let body = std::mem::take(&mut self.buf).freeze();
+            if buf.len() == slice_len {
+                let Some(buf) = self.buf.take() else {
+                    return false;
+                };
+                let body = buf.into_bytes();
                 let mut headers = self.headers.clone();
                 headers.insert(
                     header::CONTENT_RANGE,

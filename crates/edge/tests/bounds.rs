@@ -510,6 +510,123 @@ async fn a_shared_fill_buffers_at_most_its_limit_and_every_client_gets_the_whole
     edge.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn store_buffers_share_one_node_wide_budget_and_a_fill_past_it_is_served_not_stored() {
+    const OBJECT: usize = 256 * 1024;
+    const BUDGET: u64 = 300 * 1024;
+    let body_of = |path: &str| -> Vec<u8> {
+        let seed = path.len() + usize::from(path.as_bytes()[1]);
+        (0..OBJECT).map(|j| ((j * 7 + seed) % 251) as u8).collect()
+    };
+    // `/a` sends half its body, then waits at `gate`; `/b` sends all of it at once.
+    let gate = Arc::new(Semaphore::new(0));
+    let g = gate.clone();
+    let origin = TestOrigin::start(move |parts| {
+        let gate = g.clone();
+        let body = body_of(parts.uri.path());
+        let slow = parts.uri.path() == "/a";
+        async move {
+            let halves = vec![
+                Bytes::copy_from_slice(&body[..OBJECT / 2]),
+                Bytes::copy_from_slice(&body[OBJECT / 2..]),
+            ];
+            let chunks =
+                futures::stream::unfold((halves.into_iter(), 0usize), move |(mut halves, i)| {
+                    let gate = gate.clone();
+                    async move {
+                        if slow && i == 1 {
+                            gate.acquire().await.expect("gate").forget();
+                        }
+                        let half = halves.next()?;
+                        Some((Ok::<_, std::io::Error>(half), (halves, i + 1)))
+                    }
+                });
+            respond(
+                200,
+                &[
+                    ("cache-control", "max-age=600"),
+                    ("content-length", &OBJECT.to_string()),
+                ],
+                Body::from_stream(chunks),
+            )
+        }
+    })
+    .await;
+    let edge = TestEdge::start_configured("edge-store-budget", |c| {
+        c.cache_limits.store_buffer_bytes = BUDGET;
+    })
+    .await;
+    edge.apply(&snapshot(
+        1,
+        vec![service("svc", HOST, vec![common::origin(origin.addr())])],
+    ));
+    let node = edge.handle.edge.clone();
+    assert_eq!(node.store_buffers.limit(), BUDGET);
+    let client = edge.client(&[HOST]);
+
+    // A client asks for `/a` and does not read: its fill keeps half the body to store it.
+    let a = client
+        .get(edge.url(HOST, "/a"))
+        .send()
+        .await
+        .expect("/a answered");
+    assert_eq!(a.status(), 200);
+    wait_until("/a's fill buffered half its body", || {
+        node.store_buffers.used() >= (OBJECT / 2) as u64
+    })
+    .await;
+
+    // `/b` meanwhile: the budget has no room for its copy. It is served in full anyway.
+    let b = get(&client, &edge.url(HOST, "/b")).await;
+    assert_eq!((b.status, b.x_cache()), (200, "MISS"));
+    assert_eq!(b.body.as_ref(), body_of("/b").as_slice());
+    assert_eq!(node.store_buffers.refused(), 1);
+
+    // `/a` completes, and is stored (its reservation fitted all along).
+    gate.add_permits(1);
+    let a = a.bytes().await.expect("/a's body");
+    assert_eq!(a.as_ref(), body_of("/a").as_slice());
+    wait_until("the fills ended", || node.inflight.is_empty()).await;
+    assert_eq!(node.store_buffers.used(), 0, "every reservation released");
+    assert_eq!(get(&client, &edge.url(HOST, "/a")).await.x_cache(), "HIT");
+
+    // `/b` was not stored: fetched again, and with the budget to spare now, stored.
+    let b = get(&client, &edge.url(HOST, "/b")).await;
+    assert_eq!(b.x_cache(), "MISS");
+    assert_eq!(b.body.as_ref(), body_of("/b").as_slice());
+    wait_until("the fill ended", || node.inflight.is_empty()).await;
+    let b = get(&client, &edge.url(HOST, "/b")).await;
+    assert_eq!(b.x_cache(), "HIT");
+    assert_eq!(b.body.as_ref(), body_of("/b").as_slice());
+    assert_eq!((origin.requests("/a"), origin.requests("/b")), (1, 2));
+
+    // What was accounted never exceeded the budget, and `/metrics` says so.
+    assert!(
+        node.store_buffers.peak() <= BUDGET,
+        "{}",
+        node.store_buffers.peak()
+    );
+    assert_eq!(node.store_buffers.refused(), 1);
+    let metrics = reqwest::get(edge.admin_url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
+    };
+    assert_eq!(value("lingjing_edge_store_buffer_refused_total"), 1);
+    assert_eq!(value("lingjing_edge_store_buffer_bytes "), 0);
+    assert!(value("lingjing_edge_store_buffer_peak_bytes") <= BUDGET);
+    edge.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------------------
 // Set-Cookie (item 8)
 // ---------------------------------------------------------------------------------------

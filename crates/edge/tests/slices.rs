@@ -508,3 +508,34 @@ async fn a_whole_get_too_large_to_store_is_stored_as_slices() {
     }
     assert_eq!(origin.requests("/large.bin"), 1);
 }
+
+#[tokio::test]
+async fn slices_past_the_store_buffer_budget_are_served_but_not_stored() {
+    const BUDGET: u64 = SLICE / 2;
+    let origin = demo_origin(1_000_000).await;
+    let edge = TestEdge::start_configured("edge-a", |c| {
+        c.slice_bytes = SLICE;
+        c.memory_bytes = MEMORY;
+        c.cache_limits.store_buffer_bytes = BUDGET;
+    })
+    .await;
+    edge.apply(&snapshot(
+        1,
+        vec![service("svc-a", HOST, vec![common::origin(origin.addr())])],
+    ));
+    let client = edge.client(&[HOST]);
+    let url = edge.url(HOST, "/large.bin");
+    // No slice fits the budget: each is served from its fetch, none is stored.
+    for round in 1..=2 {
+        let got = get_with(&client, &url, &[("range", "bytes=100000-200000")]).await;
+        assert_eq!(got.x_cache(), "MISS", "round {round}");
+        assert_range_demo(&got, 100_000, 200_000);
+        assert_eq!(origin.requests("/large.bin"), 3 * round);
+        idle(&edge).await;
+    }
+    assert!(stored_slices(&edge).is_empty());
+    let budget = &edge.handle.edge.store_buffers;
+    assert!(budget.peak() <= BUDGET, "{}", budget.peak());
+    assert_eq!(budget.used(), 0);
+    assert!(budget.refused() >= 6, "{}", budget.refused());
+}

@@ -2,8 +2,10 @@
 //! their storage (`store`), the purge indexes of each tier (`index`), and request
 //! collapsing (`fill`): concurrent misses for one key share one upstream fetch and read
 //! the response as it streams in. The storage tiers: memory (`store::MemoryStore`), local
-//! disk (`disk`, checksummed files, S3-FIFO) and both together (`hybrid`).
+//! disk (`disk`, checksummed files, S3-FIFO) and both together (`hybrid`). The node-wide
+//! budget of the copies fills keep to store bodies: `budget`.
 
+pub mod budget;
 pub mod disk;
 pub mod fill;
 pub mod hybrid;
@@ -22,6 +24,11 @@ pub struct CacheLimits {
     /// ([`fill`]); past it, clients that come later fetch on their own. Default
     /// [`CacheLimits::DEFAULT_FILL_BUFFER_BYTES`].
     pub fill_buffer_bytes: u64,
+    /// Most bytes all fills together keep to store their bodies ([`budget`]: the copy of
+    /// a whole object, or of one slice, until it is stored); past it, a fill's response is
+    /// still streamed to its clients in full but not stored. Default
+    /// [`CacheLimits::DEFAULT_STORE_BUFFER_BYTES`].
+    pub store_buffer_bytes: u64,
 }
 
 impl CacheLimits {
@@ -29,6 +36,8 @@ impl CacheLimits {
     pub const DEFAULT_MAX_URL_BYTES: usize = 8 * 1024;
     /// 8 MiB.
     pub const DEFAULT_FILL_BUFFER_BYTES: u64 = 8 * 1024 * 1024;
+    /// 256 MiB (four objects of `proxy::MAX_OBJECT_BYTES` at once).
+    pub const DEFAULT_STORE_BUFFER_BYTES: u64 = 256 * 1024 * 1024;
 }
 
 impl Default for CacheLimits {
@@ -36,6 +45,7 @@ impl Default for CacheLimits {
         CacheLimits {
             max_url_bytes: Self::DEFAULT_MAX_URL_BYTES,
             fill_buffer_bytes: Self::DEFAULT_FILL_BUFFER_BYTES,
+            store_buffer_bytes: Self::DEFAULT_STORE_BUFFER_BYTES,
         }
     }
 }
