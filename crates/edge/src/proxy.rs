@@ -1146,3 +1146,181 @@ fn response(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body
     *res.headers_mut() = headers;
     res
 }
+
+/// The responders for HEAD: the body built is empty (`size_hint` exactly 0, so nothing
+/// could be written whatever the connection does with a HEAD), while `Content-Length` is
+/// that of the GET. Checked here, on the responses the edge builds, because an HTTP client
+/// cannot tell: hyper never sends a HEAD body anyway.
+#[cfg(test)]
+mod head_tests {
+    use std::time::Duration;
+
+    use http::Request;
+    use http_body::Body as _;
+
+    use super::*;
+    use crate::cache::fill::Fill;
+    use crate::routes::ServiceRoute;
+
+    const LEN: usize = 1000;
+
+    fn whole() -> Bytes {
+        Bytes::from((0..LEN).map(|i| (i % 251) as u8).collect::<Vec<u8>>())
+    }
+
+    fn parts(method: Method, range: Option<&str>) -> Parts {
+        let mut req = Request::builder().method(method).uri("/obj");
+        if let Some(r) = range {
+            req = req.header(header::RANGE, r);
+        }
+        req.body(()).expect("request").into_parts().0
+    }
+
+    fn stored_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(LEN));
+        h
+    }
+
+    fn content_length(res: &Response<Body>) -> u64 {
+        res.headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .expect("a Content-Length")
+    }
+
+    /// A HEAD answer: `status`, `Content-Length` `len`, and a body that is exactly empty.
+    fn assert_head(res: &Response<Body>, status: StatusCode, len: u64) {
+        assert_eq!(res.status(), status);
+        assert_eq!(content_length(res), len);
+        assert_eq!(res.body().size_hint().exact(), Some(0), "HEAD built a body");
+    }
+
+    const RANGES: [(Option<&str>, StatusCode); 3] = [
+        (None, StatusCode::OK),
+        (Some("bytes=10-19"), StatusCode::PARTIAL_CONTENT),
+        (Some("bytes=0-99,50-199,-100"), StatusCode::PARTIAL_CONTENT),
+    ];
+
+    #[test]
+    fn a_stored_response_answers_head_with_the_gets_length_and_no_body() {
+        for (range, status) in RANGES {
+            let get = ranged(
+                &parts(Method::GET, range),
+                StatusCode::OK,
+                stored_headers(),
+                &whole(),
+            );
+            let len = content_length(&get);
+            // The GET builds exactly the body its Content-Length announces.
+            assert_eq!(get.body().size_hint().exact(), Some(len), "{range:?}");
+            let head = ranged(
+                &parts(Method::HEAD, range),
+                StatusCode::OK,
+                stored_headers(),
+                &whole(),
+            );
+            assert_head(&head, status, len);
+            if range.is_some_and(|r| r.contains(',')) {
+                assert!(
+                    head.headers()[header::CONTENT_TYPE]
+                        .to_str()
+                        .expect("ascii")
+                        .starts_with("multipart/byteranges")
+                );
+            }
+        }
+        // Unsatisfiable: 416 with no body either way.
+        let head = ranged(
+            &parts(Method::HEAD, Some("bytes=5000-")),
+            StatusCode::OK,
+            stored_headers(),
+            &whole(),
+        );
+        assert_head(&head, StatusCode::RANGE_NOT_SATISFIABLE, 0);
+    }
+
+    fn ctx() -> Ctx {
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let mut config = crate::EdgeConfig::new("edge-head", any, any);
+        config.access_log = false;
+        Ctx {
+            edge: Edge::new(&config),
+            route: Arc::new(ServiceRoute {
+                service: lingjing_model::Service {
+                    id: "svc".to_owned(),
+                    tenant: "t".to_owned(),
+                    hostnames: vec!["h.example".to_owned()],
+                    origins: Vec::new(),
+                    cache_rules: Vec::new(),
+                    steering: Default::default(),
+                    tls: None,
+                },
+                parents: Vec::new(),
+                usage: Arc::default(),
+            }),
+            host: "h.example".to_owned(),
+            client: any,
+            scheme: key::Scheme::Http,
+            started: Instant::now(),
+        }
+    }
+
+    fn fill_head(direct: bool) -> (FillHead, Option<crate::cache::fill::DirectBody>) {
+        let direct = direct.then(|| {
+            let (_tx, rx) = tokio::sync::mpsc::channel(1);
+            Arc::new(std::sync::Mutex::new(Some(rx)))
+        });
+        (
+            FillHead {
+                direct: direct.clone(),
+                status: StatusCode::OK,
+                headers: stored_headers(),
+                shareable: direct.is_none(),
+                variant: String::new(),
+                set_cookie: Vec::new(),
+            },
+            direct,
+        )
+    }
+
+    /// HEAD on a fill whose body has not arrived (and never will): answered at once,
+    /// without waiting for or building a body.
+    #[tokio::test]
+    async fn a_fill_in_progress_answers_head_without_a_body_or_waiting_for_one() {
+        let ctx = ctx();
+        // The multipart length, as a stored response would announce it.
+        let multipart_len = content_length(&ranged(
+            &parts(Method::GET, RANGES[2].0),
+            StatusCode::OK,
+            stored_headers(),
+            &whole(),
+        ));
+        for (direct, range, status, len) in [
+            (false, RANGES[0].0, RANGES[0].1, LEN as u64),
+            (false, RANGES[1].0, RANGES[1].1, 10),
+            (false, RANGES[2].0, RANGES[2].1, multipart_len),
+            (true, None, StatusCode::OK, LEN as u64),
+        ] {
+            let fill = Arc::new(Fill::default());
+            let reader = fill.reader().expect("a reader");
+            let (head, _direct) = fill_head(direct);
+            let res = tokio::time::timeout(
+                Duration::from_secs(20),
+                respond_fill(
+                    &ctx,
+                    &parts(Method::HEAD, range),
+                    head,
+                    reader,
+                    CacheResult::Miss,
+                    true,
+                ),
+            )
+            .await
+            .expect("HEAD answered without waiting for the body");
+            assert_head(&res, status, len);
+        }
+    }
+}

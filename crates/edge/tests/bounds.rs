@@ -353,7 +353,9 @@ async fn overlapping_ranges_never_send_more_than_the_object() {
     assert_eq!(got.text().matches("Content-Range: ").count(), 2);
     assert!((got.body.len() as u64) < 200 + 1000 + 2 * 200);
     assert_eq!(got.header("content-length"), got.body.len().to_string());
-    // HEAD: the same length, no body.
+    // HEAD: the same length. (That it builds no body is checked on the responders
+    // themselves, `proxy::head_tests`: hyper never sends a HEAD body, so a client cannot
+    // tell.)
     let head = fetch(
         client
             .head(&url)
@@ -362,7 +364,6 @@ async fn overlapping_ranges_never_send_more_than_the_object() {
     .await;
     assert_eq!(head.status, 206);
     assert_eq!(head.header("content-length"), got.body.len().to_string());
-    assert!(head.body.is_empty());
 
     // Seventeen disjoint ranges: the whole object, once.
     let many: Vec<String> = (0..17).map(|i| format!("{0}-{0}", i * 100)).collect();
@@ -387,7 +388,9 @@ async fn overlapping_ranges_never_send_more_than_the_object() {
 }
 
 #[tokio::test]
-async fn head_of_several_ranges_on_a_miss_builds_no_body() {
+async fn head_of_several_ranges_on_a_miss_announces_the_multipart_length() {
+    // That it builds no body is checked on the responder, `proxy::head_tests` (hyper never
+    // sends a HEAD body, so a client cannot tell).
     let origin = demo_origin(OBJECT).await;
     let snap = snapshot(
         1,
@@ -402,7 +405,6 @@ async fn head_of_several_ranges_on_a_miss_builds_no_body() {
         head.header("content-type")
             .starts_with("multipart/byteranges")
     );
-    assert!(head.body.is_empty());
     let get = get_with(&client, &url, &[("range", "bytes=0-1,5-6")]).await;
     assert_eq!(get.status, 206);
     assert_eq!(head.header("content-length"), get.body.len().to_string());
@@ -911,9 +913,6 @@ async fn usage_counts_the_body_bytes_sent_chunked_or_cut_short() {
     drop(res);
     assert_eq!(usage.requests.load(Ordering::Relaxed), 2);
     assert_eq!(usage.bytes_out.load(Ordering::Relaxed), 110_000);
-    // HEAD sends no body.
-    let head = fetch(client.head(edge.url(HOST, "/chunked"))).await;
-    assert_eq!(head.status, 200);
-    assert_eq!(usage.bytes_out.load(Ordering::Relaxed), 110_000);
+    // (HEAD builds no body to count: checked on the responders, `proxy::head_tests`.)
     edge.shutdown().await;
 }
