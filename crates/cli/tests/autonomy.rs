@@ -23,9 +23,9 @@ const HOST: &str = "www.demo.example";
 /// A telecom client in Wuxi (the demo splits 198.51.100.0/24 per city; Wuxi is the first /26).
 const WUXI_TELECOM: &str = "198.51.100.1/32";
 
-/// `lingjing up` on `data`, its control plane on `listen`; returns it and the control
-/// plane's URL.
-fn start_up(data: &Path, listen: &str) -> (Proc, String) {
+/// `lingjing up` on `data`, its control plane on `listen` and its demo origin on
+/// `origin`; returns it, the control plane's URL and the origin's address.
+fn start_up(data: &Path, listen: &str, origin: &str) -> (Proc, String, String) {
     let mut up = Proc::spawn(
         "lingjing up",
         [
@@ -33,7 +33,7 @@ fn start_up(data: &Path, listen: &str) -> (Proc, String) {
             "--listen".as_ref(),
             listen.as_ref(),
             "--origin-listen".as_ref(),
-            "127.0.0.1:0".as_ref(),
+            origin.as_ref(),
             "--dns-listen".as_ref(),
             "127.0.0.1:0".as_ref(),
             "--dns-admin".as_ref(),
@@ -52,10 +52,19 @@ fn start_up(data: &Path, listen: &str) -> (Proc, String) {
         let rest = l.trim().strip_prefix("control plane")?;
         rest.split_whitespace().next().map(str::to_owned)
     });
+    let origin = up.wait_for("the origin's address", |l| {
+        let rest = l.trim().strip_prefix("demo origin")?;
+        let url = rest.split_whitespace().next()?;
+        Some(
+            url.trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_owned(),
+        )
+    });
     up.wait_for("that it is up", |l| {
         l.contains("Ctrl-C stops everything").then_some(())
     });
-    (up, url)
+    (up, url, origin)
 }
 
 /// The edge process, trusting `up`'s CA; with a join token on its first start, later
@@ -118,7 +127,7 @@ fn edge_version(edge: &EdgeProc) -> Option<u64> {
 async fn the_data_planes_keep_serving_without_the_control_plane_and_catch_up_when_it_returns() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let (mut up, endpoint) = start_up(&data, "127.0.0.1:0");
+    let (mut up, endpoint, origin) = start_up(&data, "127.0.0.1:0", "127.0.0.1:0");
     let token = std::fs::read_to_string(data.join("operator.token")).expect("token");
     let token = token.trim();
     let operator = Client::with_ca(&endpoint, token, Some(&data.join("ca.pem"))).expect("client");
@@ -175,7 +184,9 @@ async fn the_data_planes_keep_serving_without_the_control_plane_and_catch_up_whe
     // The control plane comes back on the same database and address; the data planes
     // reconnect by themselves. An operator drains the Wuxi node and asks for two answers.
     let listen = endpoint.trim_start_matches("https://").to_owned();
-    let (_up, again) = start_up(&data, &listen);
+    // The origin too, as `up` on its default addresses does: the service's origin (which
+    // only the operator's allowance admits) is where it was.
+    let (_up, again, _) = start_up(&data, &listen, &origin);
     assert_eq!(again, endpoint);
     let out = std::process::Command::new(common::BIN)
         .args([

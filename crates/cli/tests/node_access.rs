@@ -176,7 +176,7 @@ async fn a_node_joins_with_a_one_time_token_and_is_revoked_at_once() {
     node.heartbeat("wuxi-1-e1", &beat).await.expect("its own");
 
     let revoked = cli(&["node", "revoke", "wuxi-1-e1"]);
-    assert!(revoked.contains("credential revoked"), "{revoked}");
+    assert!(revoked.contains("credential(s) revoked"), "{revoked}");
     let after = node
         .heartbeat("wuxi-1-e1", &beat)
         .await

@@ -213,7 +213,7 @@ async fn revoking_ends_the_credential_and_unused_join_tokens_at_once() {
     let r = api.post("/v1/nodes/wx-1-a/revoke", json!({})).await.ok(200);
     assert_eq!(
         r,
-        json!({"node": "wx-1-a", "credential": true, "join_tokens": 1})
+        json!({"node": "wx-1-a", "credential": true, "credentials": 1, "join_tokens": 1})
     );
     let refused = edge
         .get("/v1/snapshots/edge?after=0&timeout_ms=10")
@@ -238,16 +238,21 @@ async fn revoking_ends_the_credential_and_unused_join_tokens_at_once() {
         .get("/v1/snapshots/edge?after=0&timeout_ms=10")
         .await
         .ok(200);
-    // A second exchange replaces the first credential.
+    // A second join (say, the node reinstalled) adds a credential without ending the
+    // first; a revocation ends both.
     let newer = credential(&api, "wx-1-a").await;
-    again
-        .get("/v1/snapshots/edge?after=0&timeout_ms=10")
-        .await
-        .err(401, "unauthorized");
-    newer
-        .get("/v1/snapshots/edge?after=0&timeout_ms=10")
-        .await
-        .ok(200);
+    for c in [&again, &newer] {
+        c.get("/v1/snapshots/edge?after=0&timeout_ms=10")
+            .await
+            .ok(200);
+    }
+    let r = api.post("/v1/nodes/wx-1-a/revoke", json!({})).await.ok(200);
+    assert_eq!(r["credentials"], 2, "{r}");
+    for c in [&again, &newer] {
+        c.get("/v1/snapshots/edge?after=0&timeout_ms=10")
+            .await
+            .err(401, "unauthorized");
+    }
     api.post("/v1/nodes/nope/revoke", json!({}))
         .await
         .err(404, "not_found");

@@ -38,12 +38,13 @@ pub async fn run(global: &Global, cmd: NodeCmd) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&r)?);
                 return Ok(());
             }
+            let n = r["credentials"].as_u64().unwrap_or(0);
             println!(
                 "{id}: {}; {} unused join token(s) revoked",
-                if r["credential"].as_bool() == Some(true) {
-                    "credential revoked (the node is refused from now on)"
+                if n > 0 {
+                    format!("{n} credential(s) revoked (the node is refused from now on)")
                 } else {
-                    "had no credential"
+                    "had no credential".to_owned()
                 },
                 r["join_tokens"]
             );

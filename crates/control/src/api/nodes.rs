@@ -2,7 +2,9 @@
 //! (`POST /v1/nodes/{id}/join-token`), the node exchanges it once for its own long-lived
 //! credential (`POST /v1/nodes/{id}/credential`), and the operator can revoke that at once
 //! (`POST /v1/nodes/{id}/revoke`). Tokens and credentials are stored only as SHA-256
-//! hashes; a node has at most one credential (a new exchange replaces the old one).
+//! hashes. Each join token gives one credential, so a node reinstalled (or a new host
+//! taking over its id) joins again without disturbing the running one; revoking ends all
+//! of a node's credentials.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -64,8 +66,10 @@ pub struct NodeCredential {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Revoked {
     pub node: String,
-    /// Whether the node had a credential (it no longer works).
+    /// Whether the node had credentials (they no longer work).
     pub credential: bool,
+    /// How many credentials were revoked.
+    pub credentials: u64,
     /// Unused join tokens of the node that no longer work.
     pub join_tokens: u64,
 }
@@ -162,10 +166,6 @@ async fn exchange(
         )));
     }
     let credential = format!("{NODE_CREDENTIAL_PREFIX}{}", random_hex(32));
-    sqlx::query("DELETE FROM node_credentials WHERE node_id = $1")
-        .bind(id.clone())
-        .execute(&mut *w.tx)
-        .await?;
     sqlx::query(
         "INSERT INTO node_credentials (node_id, secret_sha256, created_at) VALUES ($1, $2, $3)",
     )
@@ -209,6 +209,7 @@ async fn revoke(
     Ok(Json(Revoked {
         node: id,
         credential: credential > 0,
+        credentials: credential,
         join_tokens,
     }))
 }
