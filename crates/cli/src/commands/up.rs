@@ -207,7 +207,10 @@ async fn node_agent(
         None
     } else {
         let t: serde_json::Value = client
-            .post(&format!("/v1/nodes/{node}/join-token"), &serde_json::json!({}))
+            .post(
+                &format!("/v1/nodes/{node}/join-token"),
+                &serde_json::json!({}),
+            )
             .await
             .with_context(|| format!("cannot issue a join token for node {node}"))?;
         t["join_token"].as_str().map(str::to_owned)
