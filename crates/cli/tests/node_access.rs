@@ -3,7 +3,9 @@
 //! credential (0600, in a 0700 state directory), the credential reaches only its own
 //! node's data-plane routes, a used token is refused, `lingjing node revoke` ends the
 //! credential at once; a data plane refuses plain HTTP to a control plane off this host
-//! unless `--insecure`, and a node with neither credential nor token says what to do.
+//! unless `--insecure`, and a node with neither credential nor token says what to do;
+//! `lingjing control --tls-cert/--tls-key` serves HTTPS that the CLI verifies with `--ca`
+//! and refuses, with a clear message, without it.
 
 mod common;
 
@@ -183,4 +185,85 @@ async fn a_node_joins_with_a_one_time_token_and_is_revoked_at_once() {
         .expect_err("a revoked credential");
     assert_eq!(after.status(), Some(401), "{after}");
     drop(edge);
+}
+
+/// A CA and a server certificate for 127.0.0.1 in `dir`: (cert, key, ca).
+fn certificates(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let ca_cert = ca.self_signed(&ca_key).expect("ca cert");
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("cert");
+    let paths = (
+        dir.join("control.pem"),
+        dir.join("control-key.pem"),
+        dir.join("ca.pem"),
+    );
+    std::fs::write(&paths.0, cert.pem()).expect("cert");
+    std::fs::write(&paths.1, key.serialize_pem()).expect("key");
+    std::fs::write(&paths.2, ca_cert.pem()).expect("ca");
+    paths
+}
+
+#[test]
+fn control_serves_https_and_the_cli_verifies_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("operator.token");
+    std::fs::write(&token_file, TOKEN).expect("token file");
+    let (cert, key, ca) = certificates(dir.path());
+    let db = format!("sqlite://{}", dir.path().join("control.db").display());
+    let mut control = common::Proc::spawn(
+        "lingjing control (TLS)",
+        [
+            "control".as_ref(),
+            "--db".as_ref(),
+            db.as_ref(),
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--token-file".as_ref(),
+            token_file.as_os_str(),
+            "--tls-cert".as_ref(),
+            cert.as_os_str(),
+            "--tls-key".as_ref(),
+            key.as_os_str(),
+        ],
+    );
+    let url = control.wait_for("its URL", |l| {
+        l.split("lingjing control plane on ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .map(str::to_owned)
+    });
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let site_list = |ca: Option<&Path>| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["site", "list", "--endpoint", &url, "--token", TOKEN])
+            .arg("--data-dir")
+            .arg(dir.path().join("no-data-dir"))
+            .env_remove("LINGJING_CA");
+        if let Some(ca) = ca {
+            cmd.arg("--ca").arg(ca);
+        }
+        cmd.output().expect("run lingjing")
+    };
+    let ok = site_list(Some(&ca));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let refused = site_list(None);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("not trusted") && stderr.contains("--ca"),
+        "{stderr}"
+    );
 }
