@@ -377,6 +377,45 @@ pub struct EdgeArgs {
     /// Do not log each request.
     #[arg(long)]
     pub no_access_log: bool,
+    #[command(flatten)]
+    pub limits: EdgeLimitArgs,
+}
+
+/// How an edge node bounds its clients and its memory.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct EdgeLimitArgs {
+    /// Most open client connections (HTTP and HTTPS together); more are closed at accept.
+    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    /// Seconds a client has to send a request head.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_read_timeout_s: u64,
+    /// Seconds an idle keep-alive connection is kept.
+    #[arg(long, default_value_t = 75, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub idle_timeout_s: u64,
+    /// URLs (path and query) longer than this are passed through, not cached.
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(256..=1_048_576))]
+    pub max_cache_url_bytes: u64,
+    /// MiB one shared fetch buffers for clients that join it late.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub fill_buffer_mb: u64,
+    /// MiB all fetches together may hold to store bodies; past it responses are served
+    /// but not stored.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub store_buffer_mb: u64,
+}
+
+impl EdgeLimitArgs {
+    /// Sets these limits on an edge node's configuration.
+    pub fn apply(&self, config: &mut lingjing_edge::EdgeConfig) {
+        use std::time::Duration;
+        config.limits.max_connections = self.max_connections as usize;
+        config.limits.header_read_timeout = Duration::from_secs(self.header_read_timeout_s);
+        config.limits.idle_timeout = Duration::from_secs(self.idle_timeout_s);
+        config.cache_limits.max_url_bytes = self.max_cache_url_bytes as usize;
+        config.cache_limits.fill_buffer_bytes = self.fill_buffer_mb * 1024 * 1024;
+        config.cache_limits.store_buffer_bytes = self.store_buffer_mb * 1024 * 1024;
+    }
 }
 
 /// How a data plane gets and protects its node credential.
