@@ -59,8 +59,6 @@ pub async fn verify(
         .filter(|s| match &caller {
             Caller::Operator => true,
             Caller::Tenant(t) => *t == s.tenant,
-            #[allow(unreachable_patterns)]
-            _ => false,
         })
         .ok_or_else(|| ApiError::not_found("service", &id))?;
     let mut list = hostnames::statuses(&mut conn, std::slice::from_ref(&service))
