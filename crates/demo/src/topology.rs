@@ -219,6 +219,8 @@ pub fn demo_topology(origin: SocketAddr) -> DemoTopology {
             ..SteeringPolicy::default()
         },
         tls: None,
+        targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
+        forward_targeted_cache_control: false,
     }];
     DemoTopology {
         regions,

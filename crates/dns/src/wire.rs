@@ -408,6 +408,8 @@ pub(crate) mod tests {
                 cache_rules: Vec::new(),
                 steering: Default::default(),
                 tls: None,
+                targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
+                forward_targeted_cache_control: false,
             }],
             ..DnsSnapshot::default()
         };

@@ -189,6 +189,15 @@ fn finish(
     result: CacheResult,
 ) -> Response<Body> {
     let h = res.headers_mut();
+    // Targeted cache-control fields (RFC 9213) are for this platform's caches: a child edge
+    // (`PARENT_FETCH`) gets them, a client only when the service says so.
+    if !ctx.route.service.forward_targeted_cache_control
+        && !parts.headers.contains_key(&crate::guard::PARENT_FETCH)
+    {
+        for name in ctx.route.targeted.iter() {
+            h.remove(name);
+        }
+    }
     h.append(header::VIA, ctx.edge.via.clone());
     h.insert(
         HeaderName::from_static("x-cache"),
@@ -422,7 +431,10 @@ fn invalidate_targets(ctx: &Ctx, parts: &Parts, res_headers: &HeaderMap) {
 async fn cached(ctx: &Ctx, parts: &Parts) -> (Response<Body>, CacheResult) {
     let pq = path_and_query(parts);
     let rule = key::rule_for(&ctx.route.service.cache_rules, parts.uri.path());
-    let rule_override = rule.map(RuleOverride::from).unwrap_or_default();
+    let rule_override = RuleOverride {
+        targeted: ctx.route.targeted.clone(),
+        ..rule.map(RuleOverride::from).unwrap_or_default()
+    };
     if rule_override.bypass {
         return pass(ctx, parts, None, false).await;
     }
@@ -492,7 +504,7 @@ async fn cached(ctx: &Ctx, parts: &Parts) -> (Response<Body>, CacheResult) {
             upstream_headers: upstream_headers(ctx, &parts.headers, true),
             req_headers: parts.headers.clone(),
             key: cache_key.clone(),
-            rule: rule_override,
+            rule: rule_override.clone(),
         });
         let edge = ctx.edge.clone();
         match crate::slice::respond(req, move |p| edge.cache_status(p)).await {
@@ -1257,9 +1269,12 @@ mod head_tests {
                     cache_rules: Vec::new(),
                     steering: Default::default(),
                     tls: None,
+                    targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
+                    forward_targeted_cache_control: false,
                 },
                 parents: Vec::new(),
                 usage: Arc::default(),
+                targeted: Arc::default(),
             }),
             host: "h.example".to_owned(),
             client: any,

@@ -243,6 +243,8 @@ mod tests {
             cache_rules: vec![ignore.clone()],
             steering: Default::default(),
             tls: None,
+            targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
+            forward_targeted_cache_control: false,
         };
         let stat = key::cache_key(
             &key::namespace("a", Scheme::Http),

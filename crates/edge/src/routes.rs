@@ -18,6 +18,8 @@ pub struct ServiceRoute {
     pub parents: Vec<SocketAddr>,
     /// The service's traffic counters (kept across snapshots).
     pub usage: Arc<crate::usage::UsageCounters>,
+    /// The service's targeted cache-control fields (RFC 9213), in precedence order.
+    pub targeted: Arc<[http::HeaderName]>,
 }
 
 impl ServiceRoute {
@@ -28,6 +30,16 @@ impl ServiceRoute {
     pub fn backups(&self) -> impl Iterator<Item = &Origin> {
         self.service.origins.iter().filter(|o| o.backup)
     }
+}
+
+/// The service's targeted cache-control field names (validated by the control plane; a
+/// name that is not a header name is skipped).
+pub fn targeted_fields(service: &Service) -> Arc<[http::HeaderName]> {
+    service
+        .targeted_cache_control
+        .iter()
+        .filter_map(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
+        .collect()
 }
 
 /// Host -> service, for one snapshot version.
@@ -57,6 +69,7 @@ impl Routes {
                 service: service.clone(),
                 parents: parents.clone(),
                 usage: usage.counters(&service.id),
+                targeted: targeted_fields(service),
             });
             for host in &service.hostnames {
                 match host.strip_prefix('*') {

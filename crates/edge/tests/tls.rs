@@ -74,6 +74,8 @@ fn service(id: &str, hosts: &[&str], origin: SocketAddr, tls: Option<TlsCertific
         cache_rules: vec![],
         steering: SteeringPolicy::default(),
         tls,
+        targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
+        forward_targeted_cache_control: false,
     }
 }
 

@@ -19,6 +19,8 @@ pub const MAX_CACHE_RULES: usize = 100;
 pub const MAX_KEY_HEADERS: usize = 16;
 /// Most entries in each steering list (sites, fallbacks, weights).
 pub const MAX_STEERING_ENTRIES: usize = 64;
+/// Most targeted cache-control fields (RFC 9213) in a service's precedence chain.
+pub const MAX_TARGETED_CACHE_CONTROL: usize = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +46,25 @@ pub struct Service {
     /// Certificate for HTTPS, chosen by SNI.
     #[serde(default)]
     pub tls: Option<TlsCertificate>,
+    /// Targeted cache-control fields (RFC 9213) the edge obeys instead of `Cache-Control`,
+    /// first present and valid one wins; lower-case field names, at most 4. Default:
+    /// `["lingjing-cache-control", "cdn-cache-control"]`; empty: only `Cache-Control`.
+    #[serde(default = "default_targeted_cache_control")]
+    #[schema(max_items = 4)]
+    pub targeted_cache_control: Vec<String>,
+    /// Send the targeted fields above on to clients (off: they are removed from responses;
+    /// `Cache-Control` always goes through unchanged).
+    #[serde(default)]
+    pub forward_targeted_cache_control: bool,
+}
+
+/// The default precedence chain of targeted cache-control fields (RFC 9213): Lingjing's
+/// own field, then the one for every CDN.
+pub fn default_targeted_cache_control() -> Vec<String> {
+    vec![
+        "lingjing-cache-control".to_owned(),
+        "cdn-cache-control".to_owned(),
+    ]
 }
 
 /// An origin server of a service.
@@ -340,6 +361,15 @@ impl Validate for Service {
                 .map_err(|e| e.within(format!("cache_rules[{i}]")))?;
         }
         self.steering.validate().map_err(|e| e.within("steering"))?;
+        check_max_items(
+            "targeted_cache_control",
+            &self.targeted_cache_control,
+            MAX_TARGETED_CACHE_CONTROL,
+        )?;
+        for (i, name) in self.targeted_cache_control.iter().enumerate() {
+            check_targeted_field(&format!("targeted_cache_control[{i}]"), name)?;
+        }
+        check_unique("targeted_cache_control", &self.targeted_cache_control)?;
         if let Some(tls) = &self.tls {
             if tls.cert_pem.len() + tls.key_pem.len() > 256 * 1024 {
                 return Err(ValidationError::new(
@@ -364,6 +394,31 @@ impl Validate for Service {
     }
 }
 
+/// A targeted cache-control field name: a lower-case header name (letters, digits, `-`,
+/// at most 64 bytes) that is not `cache-control` itself.
+fn check_targeted_field(field: &str, name: &str) -> Result<(), ValidationError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !ok {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "`{name}` is not a lower-case header name (letters, digits and `-`, at most 64), e.g. `cdn-cache-control`"
+            ),
+        ));
+    }
+    if name == "cache-control" {
+        return Err(ValidationError::new(
+            field,
+            "`cache-control` is always the last resort; list only targeted fields such as `cdn-cache-control`",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,7 +438,39 @@ mod tests {
             cache_rules: vec![],
             steering: SteeringPolicy::default(),
             tls: None,
+            targeted_cache_control: default_targeted_cache_control(),
+            forward_targeted_cache_control: false,
         }
+    }
+
+    #[test]
+    fn targeted_cache_control_chain() {
+        let json = r#"{"id":"demo","tenant":"demo","hostnames":["a.example"],
+            "origins":[{"address":"127.0.0.1:1"}]}"#;
+        let s: Service = serde_json::from_str(json).expect("old JSON still parses");
+        assert_eq!(s.targeted_cache_control, default_targeted_cache_control());
+        assert!(!s.forward_targeted_cache_control);
+        let mut s = service();
+        s.targeted_cache_control = vec![];
+        assert!(s.validate().is_ok());
+        for bad in ["CDN-Cache-Control", "a b", "", "cache-control", "x:y"] {
+            let mut s = service();
+            s.targeted_cache_control = vec![bad.to_owned()];
+            assert_eq!(
+                s.validate().expect_err(bad).field,
+                "targeted_cache_control[0]",
+                "{bad}"
+            );
+        }
+        let mut s = service();
+        s.targeted_cache_control = (0..5).map(|i| format!("x{i}-cache-control")).collect();
+        assert_eq!(
+            s.validate().expect_err("five").field,
+            "targeted_cache_control"
+        );
+        let mut s = service();
+        s.targeted_cache_control = vec!["cdn-cache-control".into(), "cdn-cache-control".into()];
+        assert!(s.validate().is_err());
     }
 
     #[test]

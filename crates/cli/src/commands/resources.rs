@@ -196,6 +196,8 @@ impl AddFields for ServiceAdd {
             cache_rules: Vec::new(),
             steering,
             tls: None,
+            targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
+            forward_targeted_cache_control: false,
         };
         Ok(serde_json::to_value(s)?)
     }

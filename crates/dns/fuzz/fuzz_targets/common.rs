@@ -41,6 +41,8 @@ pub fn gslb() -> Gslb {
         cache_rules: Vec::new(),
         steering: Default::default(),
         tls: None,
+        targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
+        forward_targeted_cache_control: false,
     };
     service.steering.answer_count = 2;
     service.steering.fallback_sites = vec!["s3".into()];

@@ -1,6 +1,7 @@
 //! HTTP caching semantics for a *shared* cache, as pure functions: RFC 9111 (HTTP
-//! Caching), RFC 5861 (`stale-while-revalidate`, `stale-if-error`) and the conditional
-//! requests of RFC 9110 §13.
+//! Caching), RFC 5861 (`stale-while-revalidate`, `stale-if-error`), RFC 9213 (targeted
+//! cache-control fields such as `CDN-Cache-Control`) and the conditional requests of RFC
+//! 9110 §13.
 //!
 //! This module owns every caching decision the proxy makes and nothing else: no I/O, no
 //! async, no clock (callers pass `now`, `request_time`, `response_time`). The life of a
@@ -164,11 +165,31 @@ pub struct ResponseCacheControl {
 impl ResponseCacheControl {
     /// Parses the response's `Cache-Control` fields. Never fails.
     pub fn parse(headers: &HeaderMap) -> ResponseCacheControl {
+        ResponseCacheControl::from_directives(directives(headers, &header::CACHE_CONTROL))
+    }
+
+    /// The directives this cache obeys (RFC 9213 §2.2): those of the first field of
+    /// `targeted` (in order) whose value is present, non-empty and a valid Structured Field
+    /// Dictionary (RFC 8941), else those of `Cache-Control`. The flag is true when a
+    /// targeted field was chosen: `Cache-Control` and `Expires` are then ignored.
+    pub fn parse_targeted(
+        headers: &HeaderMap,
+        targeted: &[HeaderName],
+    ) -> (ResponseCacheControl, bool) {
+        for name in targeted {
+            if let Some(d) = targeted_directives(headers, name) {
+                return (ResponseCacheControl::from_directives(d), true);
+            }
+        }
+        (ResponseCacheControl::parse(headers), false)
+    }
+
+    fn from_directives(directives: Vec<Directive>) -> ResponseCacheControl {
         fn smallest(slot: &mut Option<u64>, n: u64) {
             *slot = Some(slot.map_or(n, |m| m.min(n)));
         }
         let mut cc = ResponseCacheControl::default();
-        for d in directives(headers, &header::CACHE_CONTROL) {
+        for d in directives {
             let n = || delta_seconds(d.value.as_deref()).unwrap_or(0);
             match d.name.as_str() {
                 "public" => cc.public = true,
@@ -186,6 +207,242 @@ impl ResponseCacheControl {
             }
         }
         cc
+    }
+}
+
+/// The directives of a targeted cache-control field (RFC 9213 §2.1): its field lines as
+/// one Structured Field Dictionary (RFC 8941 §4.2.2). `None` when the field is absent,
+/// empty or not a valid Dictionary (the next field of the chain is then used). A member
+/// `name=?0` is dropped, `?1` or a bare name is a flag, an Integer keeps its digits, and
+/// any other value (String, Token, Decimal, Byte Sequence, Inner List) is kept as an
+/// empty value, so that a duration of the wrong type counts as 0, as in `Cache-Control`.
+/// Parameters are ignored.
+fn targeted_directives(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<Directive>> {
+    let mut input = Vec::new();
+    for line in headers.get_all(name) {
+        if !input.is_empty() {
+            input.push(b',');
+        }
+        input.extend_from_slice(line.as_bytes());
+    }
+    let members = sf::dictionary(&input)?;
+    if members.is_empty() {
+        return None;
+    }
+    Some(
+        members
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let value = match value {
+                    sf::Value::True => None,
+                    sf::Value::False => return None,
+                    sf::Value::Integer(digits) => Some(digits),
+                    sf::Value::Other => Some(String::new()),
+                };
+                Some(Directive { name, value })
+            })
+            .collect(),
+    )
+}
+
+/// Just enough of RFC 8941 (Structured Field Values) to validate and read a Dictionary.
+mod sf {
+    /// A member's value, as far as cache directives care.
+    #[derive(Debug, PartialEq, Eq)]
+    pub(super) enum Value {
+        /// Boolean true, or a bare key.
+        True,
+        /// Boolean false.
+        False,
+        /// An Integer, as written (`-5`, `60`).
+        Integer(String),
+        /// Any other Item or an Inner List.
+        Other,
+    }
+
+    struct Parser<'a> {
+        input: &'a [u8],
+        pos: usize,
+    }
+
+    /// Parses a Dictionary (RFC 8941 §4.2.2); `None` when the input is not one. A
+    /// repeated key keeps its last value, at its first place.
+    pub(super) fn dictionary(input: &[u8]) -> Option<Vec<(String, Value)>> {
+        let mut p = Parser { input, pos: 0 };
+        p.skip(|b| b == b' ');
+        let mut out: Vec<(String, Value)> = Vec::new();
+        while p.peek().is_some() {
+            let key = p.key()?;
+            let value = if p.eat(b'=') {
+                p.item_or_inner_list()?
+            } else {
+                p.parameters()?;
+                Value::True
+            };
+            match out.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = value,
+                None => out.push((key, value)),
+            }
+            p.skip(|b| b == b' ' || b == b'\t');
+            if p.peek().is_none() {
+                break;
+            }
+            if !p.eat(b',') {
+                return None;
+            }
+            p.skip(|b| b == b' ' || b == b'\t');
+            // Something must follow the comma.
+            p.peek()?;
+        }
+        Some(out)
+    }
+
+    impl Parser<'_> {
+        fn peek(&self) -> Option<u8> {
+            self.input.get(self.pos).copied()
+        }
+
+        fn eat(&mut self, b: u8) -> bool {
+            let hit = self.peek() == Some(b);
+            if hit {
+                self.pos += 1;
+            }
+            hit
+        }
+
+        fn skip(&mut self, f: impl Fn(u8) -> bool) {
+            while self.peek().is_some_and(&f) {
+                self.pos += 1;
+            }
+        }
+
+        fn key(&mut self) -> Option<String> {
+            let start = self.pos;
+            if !self
+                .peek()
+                .is_some_and(|b| b.is_ascii_lowercase() || b == b'*')
+            {
+                return None;
+            }
+            self.skip(|b| {
+                b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || matches!(b, b'_' | b'-' | b'.' | b'*')
+            });
+            Some(String::from_utf8_lossy(&self.input[start..self.pos]).into_owned())
+        }
+
+        fn item_or_inner_list(&mut self) -> Option<Value> {
+            if self.eat(b'(') {
+                loop {
+                    self.skip(|b| b == b' ');
+                    if self.eat(b')') {
+                        break;
+                    }
+                    self.bare_item()?;
+                    self.parameters()?;
+                    if !matches!(self.peek(), Some(b' ' | b')')) {
+                        return None;
+                    }
+                }
+                self.parameters()?;
+                return Some(Value::Other);
+            }
+            let value = self.bare_item()?;
+            self.parameters()?;
+            Some(value)
+        }
+
+        fn parameters(&mut self) -> Option<()> {
+            while self.eat(b';') {
+                self.skip(|b| b == b' ');
+                self.key()?;
+                if self.eat(b'=') {
+                    self.bare_item()?;
+                }
+            }
+            Some(())
+        }
+
+        fn bare_item(&mut self) -> Option<Value> {
+            match self.peek()? {
+                b'-' | b'0'..=b'9' => self.number(),
+                b'"' => self.string(),
+                b':' => self.byte_sequence(),
+                b'?' => {
+                    self.pos += 1;
+                    match self.peek()? {
+                        b'1' => {
+                            self.pos += 1;
+                            Some(Value::True)
+                        }
+                        b'0' => {
+                            self.pos += 1;
+                            Some(Value::False)
+                        }
+                        _ => None,
+                    }
+                }
+                b if b.is_ascii_alphabetic() || b == b'*' => {
+                    self.skip(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&b));
+                    Some(Value::Other)
+                }
+                _ => None,
+            }
+        }
+
+        /// An Integer (at most 15 digits) or a Decimal (at most 12 digits, `.`, 1 to 3).
+        fn number(&mut self) -> Option<Value> {
+            let start = self.pos;
+            self.eat(b'-');
+            let int_start = self.pos;
+            self.skip(|b| b.is_ascii_digit());
+            let int_digits = self.pos - int_start;
+            if int_digits == 0 {
+                return None;
+            }
+            if !self.eat(b'.') {
+                if int_digits > 15 {
+                    return None;
+                }
+                let digits = String::from_utf8_lossy(&self.input[start..self.pos]).into_owned();
+                return Some(Value::Integer(digits));
+            }
+            let frac_start = self.pos;
+            self.skip(|b| b.is_ascii_digit());
+            let frac_digits = self.pos - frac_start;
+            if int_digits > 12 || frac_digits == 0 || frac_digits > 3 {
+                return None;
+            }
+            Some(Value::Other)
+        }
+
+        fn string(&mut self) -> Option<Value> {
+            self.pos += 1;
+            loop {
+                match self.peek()? {
+                    b'"' => {
+                        self.pos += 1;
+                        return Some(Value::Other);
+                    }
+                    b'\\' => {
+                        self.pos += 1;
+                        if !matches!(self.peek()?, b'"' | b'\\') {
+                            return None;
+                        }
+                        self.pos += 1;
+                    }
+                    0x20..=0x7e => self.pos += 1,
+                    _ => return None,
+                }
+            }
+        }
+
+        fn byte_sequence(&mut self) -> Option<Value> {
+            self.pos += 1;
+            self.skip(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
+            self.eat(b':').then_some(Value::Other)
+        }
     }
 }
 
@@ -344,9 +601,10 @@ fn age_value(res: &HeaderMap) -> Duration {
 // Storing responses
 // ---------------------------------------------------------------------------------------
 
-/// What a tenant's [`CacheRule`] changes about caching: a fixed freshness lifetime, or no
-/// caching at all. The default changes nothing.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What a tenant's [`CacheRule`] and service change about caching: a fixed freshness
+/// lifetime, no caching at all, the targeted cache-control fields obeyed. The default
+/// changes nothing (and obeys only `Cache-Control`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuleOverride {
     /// Replaces the freshness lifetime (and `no-cache`) the origin's headers give, for
     /// heuristically cacheable status codes; capped at [`MAX_DELTA_SECONDS`].
@@ -356,6 +614,9 @@ pub struct RuleOverride {
     /// Store responses that carry `Set-Cookie` (the cookie is stripped from what is
     /// stored); off, they are not stored.
     pub cache_set_cookie: bool,
+    /// The targeted cache-control fields (RFC 9213) obeyed instead of `Cache-Control`,
+    /// first present and valid one wins (the service's `targeted_cache_control`).
+    pub targeted: std::sync::Arc<[HeaderName]>,
 }
 
 impl From<&CacheRule> for RuleOverride {
@@ -364,6 +625,7 @@ impl From<&CacheRule> for RuleOverride {
             ttl: rule.ttl_secs.map(secs),
             bypass: rule.bypass,
             cache_set_cookie: rule.cache_set_cookie,
+            targeted: std::sync::Arc::default(),
         }
     }
 }
@@ -428,6 +690,11 @@ pub fn is_heuristically_cacheable(status: StatusCode) -> bool {
 ///   shared cache must not hand one client's cookie to the next; with the rule on, the
 ///   proxy stores the response without its `Set-Cookie`).
 ///
+/// The response directives are those of the first targeted field of `rule.targeted`
+/// (RFC 9213, e.g. `Lingjing-Cache-Control`, `CDN-Cache-Control`) that is present and a
+/// valid Structured Field Dictionary, instead of `Cache-Control` and `Expires`; without one,
+/// `Cache-Control`'s ([`ResponseCacheControl::parse_targeted`]).
+///
 /// Otherwise the lifetime is, first match:
 /// * `rule.ttl` when the status is heuristically cacheable ([`is_heuristically_cacheable`];
 ///   a tenant's TTL does not pin a 5xx or a 302 in the cache): that lifetime, even without
@@ -475,7 +742,7 @@ pub fn storability(
     if status == StatusCode::NOT_MODIFIED {
         return Storability::No("304 is not stored");
     }
-    let cc = ResponseCacheControl::parse(res);
+    let (cc, targeted) = ResponseCacheControl::parse_targeted(res, &rule.targeted);
     if cc.no_store {
         return Storability::No("response has no-store");
     }
@@ -512,7 +779,7 @@ pub fn storability(
     {
         return useful(storable(cap(ttl), must_revalidate, false), has_validator);
     }
-    let explicit = explicit_lifetime(&cc, res, now);
+    let explicit = explicit_lifetime(&cc, targeted, res, now);
     if explicit.is_none() && !heuristic_status && !cc.public {
         return Storability::No("status not cacheable without explicit freshness");
     }
@@ -550,9 +817,11 @@ fn useful(s: Storable, has_validator: bool) -> Storability {
 }
 
 /// The explicit freshness lifetime (RFC 9111 §4.2.1): `s-maxage`, `max-age`, or
-/// `Expires` − `Date`; `None` when the response has none of them.
+/// `Expires` − `Date` (not when the directives came from a targeted field, `targeted`:
+/// RFC 9213 §2.2 ignores `Expires` then); `None` when the response has none of them.
 fn explicit_lifetime(
     cc: &ResponseCacheControl,
+    targeted: bool,
     res: &HeaderMap,
     now: SystemTime,
 ) -> Option<Duration> {
@@ -561,6 +830,9 @@ fn explicit_lifetime(
     }
     if let Some(m) = cc.max_age {
         return Some(secs(m));
+    }
+    if targeted {
+        return None;
     }
     let mut all = res.get_all(header::EXPIRES).iter();
     let first = all.next()?;
@@ -1340,6 +1612,7 @@ mod tests {
             ttl: None,
             bypass: true,
             cache_set_cookie: false,
+            ..RuleOverride::default()
         };
         assert_eq!(
             no(store_with(
@@ -1355,6 +1628,7 @@ mod tests {
             ttl: Some(Duration::from_secs(300)),
             bypass: false,
             cache_set_cookie: false,
+            ..RuleOverride::default()
         };
         assert!(matches!(
             store_with(&[], 200, &[("cache-control", "no-store")], &ttl),
@@ -1402,6 +1676,7 @@ mod tests {
             ttl: Some(Duration::from_secs(60)),
             bypass: false,
             cache_set_cookie: false,
+            ..RuleOverride::default()
         };
         assert_eq!(
             no(store_with(&auth, 200, &[], &ttl)),
@@ -1627,6 +1902,7 @@ mod tests {
             ttl: Some(Duration::from_secs(300)),
             bypass: false,
             cache_set_cookie: false,
+            ..RuleOverride::default()
         };
         // No freshness, no validator: stored anyway.
         let s = yes(store_with(&[], 200, &[], &ttl));
@@ -1670,6 +1946,7 @@ mod tests {
             ttl: Some(Duration::ZERO),
             bypass: false,
             cache_set_cookie: false,
+            ..RuleOverride::default()
         };
         assert!(matches!(
             store_with(&[], 200, &[], &zero),
@@ -1780,6 +2057,157 @@ mod tests {
         assert_eq!(f.staleness(at(T0 + 75)), Duration::from_secs(5));
         // A clock going back does not make it younger than it arrived.
         assert_eq!(f.age(at(T0 - 1000)), Duration::from_secs(30));
+    }
+
+    fn targeted_rule(names: &[&'static str]) -> RuleOverride {
+        RuleOverride {
+            targeted: names.iter().map(|n| HeaderName::from_static(n)).collect(),
+            ..RuleOverride::default()
+        }
+    }
+
+    #[test]
+    fn structured_field_dictionaries() {
+        use sf::Value::*;
+        let ok = |v: &str| sf::dictionary(v.as_bytes()).expect(v);
+        assert_eq!(
+            ok("  max-age=60, no-store,private=?0,\tx=?1;p=\"q\", *k.v_2=:YWJj:, t=tok/en:1"),
+            vec![
+                ("max-age".to_owned(), Integer("60".to_owned())),
+                ("no-store".to_owned(), True),
+                ("private".to_owned(), False),
+                ("x".to_owned(), True),
+                ("*k.v_2".to_owned(), Other),
+                ("t".to_owned(), Other),
+            ]
+        );
+        assert_eq!(
+            ok("a=(1 \"b\";c=1 d);e, f=-1.25"),
+            vec![("a".to_owned(), Other), ("f".to_owned(), Other),]
+        );
+        assert!(ok("").is_empty());
+        for bad in [
+            "A=1",
+            "a=",
+            "a=1,",
+            ",a",
+            "a=\"x",
+            "a=\"\\n\"",
+            "a=?2",
+            "a=1.",
+            "a=1.2345",
+            "a=1234567890123456",
+            "a=(1",
+            "a=(1)x",
+            "a=:YWJj",
+            "a b",
+            "a=é",
+            "a;=1",
+        ] {
+            assert_eq!(sf::dictionary(bad.as_bytes()), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn targeted_cache_control_rfc9213() {
+        let chain = targeted_rule(&["lingjing-cache-control", "cdn-cache-control"]);
+        let with = |res: &[(&str, &str)], rule: &RuleOverride| store_with(&[], 200, res, rule);
+        // CDN-Cache-Control replaces Cache-Control (not merged).
+        let res = [
+            ("cache-control", "no-store"),
+            ("cdn-cache-control", "max-age=60"),
+        ];
+        assert_eq!(yes(with(&res, &chain)).lifetime, Duration::from_secs(60));
+        assert_eq!(
+            no(with(&res, &RuleOverride::default())),
+            "response has no-store"
+        );
+        let res = [
+            ("cache-control", "max-age=600, must-revalidate"),
+            ("cdn-cache-control", "max-age=60"),
+        ];
+        let s = yes(with(&res, &chain));
+        assert_eq!(s.lifetime, Duration::from_secs(60));
+        assert!(!s.must_revalidate);
+        // The first of the chain wins.
+        let res = [
+            ("lingjing-cache-control", "no-store"),
+            ("cdn-cache-control", "max-age=60"),
+        ];
+        assert_eq!(no(with(&res, &chain)), "response has no-store");
+        let res = [
+            ("lingjing-cache-control", "max-age=5"),
+            ("cdn-cache-control", "no-store"),
+        ];
+        assert_eq!(yes(with(&res, &chain)).lifetime, Duration::from_secs(5));
+        // Invalid or empty: the next field, then Cache-Control.
+        for bad in [
+            "max-age=\"60",
+            "Max-Age=60",
+            "max-age=60,",
+            "max-age=1.2.3",
+            "",
+            "max-age=(1 2",
+        ] {
+            let res = [
+                ("lingjing-cache-control", bad),
+                ("cdn-cache-control", "max-age=7"),
+            ];
+            assert_eq!(
+                yes(with(&res, &chain)).lifetime,
+                Duration::from_secs(7),
+                "{bad}"
+            );
+        }
+        let res = [
+            ("cdn-cache-control", "max-age=60 x"),
+            ("cache-control", "max-age=9"),
+        ];
+        assert_eq!(yes(with(&res, &chain)).lifetime, Duration::from_secs(9));
+        // Dictionary details: parameters ignored, ?0 drops a flag, wrong types count as 0,
+        // several lines form one dictionary, the last duplicate wins.
+        let res = [(
+            "cdn-cache-control",
+            "max-age=60;x=1, no-store=?0, private=?0",
+        )];
+        assert_eq!(yes(with(&res, &chain)).lifetime, Duration::from_secs(60));
+        let res = [("cdn-cache-control", "max-age=\"60\""), ("etag", "\"a\"")];
+        assert_eq!(yes(with(&res, &chain)).lifetime, Duration::ZERO);
+        let res = [("cdn-cache-control", "max-age=-5"), ("etag", "\"a\"")];
+        assert_eq!(yes(with(&res, &chain)).lifetime, Duration::ZERO);
+        let res = [("cdn-cache-control", "max-age=10, max-age=20, private=?1")];
+        assert_eq!(no(with(&res, &chain)), "response is private");
+        let res = [
+            ("cdn-cache-control", "max-age=10"),
+            ("cdn-cache-control", "max-age=20"),
+        ];
+        assert_eq!(yes(with(&res, &chain)).lifetime, Duration::from_secs(20));
+        let res = [
+            (
+                "cdn-cache-control",
+                "no-cache=(a b), stale-while-revalidate=30",
+            ),
+            ("etag", "\"a\""),
+        ];
+        let s = yes(with(&res, &chain));
+        assert!(s.must_revalidate && s.lifetime.is_zero());
+        // A targeted field that is used makes Expires ignored (RFC 9213 §2.2).
+        let res = [
+            ("cdn-cache-control", "must-revalidate"),
+            ("date", &date(T0)),
+            ("expires", &date(T0 + 100)),
+            ("etag", "\"a\""),
+        ];
+        assert_eq!(yes(with(&res, &chain)).lifetime, Duration::ZERO);
+        // An empty chain: only Cache-Control.
+        let res = [
+            ("cache-control", "max-age=3"),
+            ("cdn-cache-control", "max-age=60"),
+        ];
+        assert_eq!(
+            yes(with(&res, &RuleOverride::default())).lifetime,
+            Duration::from_secs(3)
+        );
     }
 
     // --- evaluate ------------------------------------------------------------------------------
@@ -2369,6 +2797,7 @@ mod tests {
     fn random_header_values_never_panic() {
         let names = [
             header::CACHE_CONTROL,
+            HeaderName::from_static("cdn-cache-control"),
             header::PRAGMA,
             header::EXPIRES,
             header::DATE,
@@ -2407,6 +2836,11 @@ mod tests {
                 ttl: (rng.below(2) == 0).then(|| Duration::from_secs(rng.next())),
                 bypass: rng.below(8) == 0,
                 cache_set_cookie: rng.below(2) == 0,
+                targeted: if rng.below(2) == 0 {
+                    std::sync::Arc::from([HeaderName::from_static("cdn-cache-control")])
+                } else {
+                    std::sync::Arc::default()
+                },
             };
             if let Storability::Yes(s) = storability(&Method::GET, &req, status, &res, &rule, now) {
                 assert!(s.lifetime <= Duration::from_secs(MAX_DELTA_SECONDS));

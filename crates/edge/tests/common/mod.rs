@@ -62,6 +62,8 @@ pub fn service(id: &str, host: &str, origins: Vec<Origin>) -> Service {
         cache_rules: Vec::new(),
         steering: SteeringPolicy::default(),
         tls: None,
+        targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
+        forward_targeted_cache_control: false,
     }
 }
 
