@@ -1,8 +1,8 @@
-//! Targeted cache control (RFC 9213) end to end, one
+//! Targeted cache control (RFC 9213) and the `Age` field (RFC 9111 §5.1) end to end, one
 //! real edge node (or a child and its parent) in front of a scripted origin on loopback:
 //! `Lingjing-Cache-Control` and `CDN-Cache-Control` decide the edge's caching instead of
 //! `Cache-Control`, in the service's configured order, and do not reach clients unless the
-//! service forwards them.
+//! service forwards them; an `Age` list or bad value does not make a fresh response stale.
 
 mod common;
 
@@ -27,6 +27,10 @@ fn scripted_headers(path: &str) -> Vec<(&'static str, &'static str)> {
             ("cache-control", "no-store"),
             ("lingjing-cache-control", "max-age=\"60"),
         ]),
+        "/age-list" => h.extend([("cache-control", "max-age=60"), ("age", "0, old")]),
+        // Only the first member counts: not 900 seconds old.
+        "/age-list-old" => h.extend([("cache-control", "max-age=60"), ("age", "5, 900")]),
+        "/age-bad" => h.extend([("cache-control", "max-age=60"), ("age", "old")]),
         _ => {}
     }
     h
@@ -116,6 +120,21 @@ async fn a_custom_chain_and_forwarding() {
     assert_eq!((first.as_str(), second.as_str()), ("MISS", "HIT"));
     assert_eq!(got.header("cdn-cache-control"), "max-age=60", "forwarded");
     assert_eq!(got.header("lingjing-cache-control"), "no-store");
+}
+
+#[tokio::test]
+async fn an_age_list_does_not_make_a_fresh_response_stale() {
+    let origin = scripted_origin().await;
+    let (edge, client) =
+        edge_for(service("svc-a", HOST, vec![common::origin(origin.addr())])).await;
+    let (first, second, got) = twice(&edge, &client, "/age-list").await;
+    assert_eq!((first.as_str(), second.as_str()), ("MISS", "HIT"));
+    assert_eq!(origin.requests("/age-list"), 1);
+    let age: u64 = got
+        .header("age")
+        .parse()
+        .expect("one Age value from the edge");
+    assert!(age < 60, "{age}");
 }
 
 #[tokio::test]

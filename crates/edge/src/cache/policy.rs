@@ -580,20 +580,19 @@ fn last_modified(res: &HeaderMap) -> Option<SystemTime> {
     res.get(header::LAST_MODIFIED).and_then(parse_date)
 }
 
-/// The `Age` value (RFC 9111 §5.1): the largest valid delta-seconds among its field lines
-/// and elements; 0 when there is none.
+/// The `Age` value (RFC 9111 §5.1): the first member of the field (a list keeps only its
+/// first member; later members and field lines are discarded), ignored — 0 — when that
+/// member is not delta-seconds. A list or a bad value never makes a response older than
+/// its first member says.
 fn age_value(res: &HeaderMap) -> Duration {
-    let mut age = 0;
-    for line in res.get_all(header::AGE) {
-        for element in split_list(line.as_bytes()) {
-            let n = std::str::from_utf8(element)
-                .ok()
-                .and_then(|s| delta_seconds(Some(s)));
-            if let Some(n) = n {
-                age = age.max(n);
-            }
-        }
-    }
+    let first = res
+        .get_all(header::AGE)
+        .iter()
+        .find_map(|line| split_list(line.as_bytes()).first().copied());
+    let age = first
+        .and_then(|element| std::str::from_utf8(element).ok())
+        .and_then(|s| delta_seconds(Some(s)))
+        .unwrap_or(0);
     secs(age)
 }
 
@@ -2057,6 +2056,32 @@ mod tests {
         assert_eq!(f.staleness(at(T0 + 75)), Duration::from_secs(5));
         // A clock going back does not make it younger than it arrived.
         assert_eq!(f.age(at(T0 - 1000)), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn age_field_per_rfc9111_5_1() {
+        let age = |v: &[&str]| {
+            let mut h = HeaderMap::new();
+            for line in v {
+                h.append(header::AGE, HeaderValue::from_str(line).expect("value"));
+            }
+            age_value(&h).as_secs()
+        };
+        // A list keeps its first member; a bad one is ignored (0), never "very old".
+        assert_eq!(age(&["0, old"]), 0);
+        assert_eq!(age(&["5, 99999"]), 5);
+        assert_eq!(age(&["old, 50"]), 0);
+        assert_eq!(age(&["7", "900"]), 7);
+        assert_eq!(age(&["-3"]), 0);
+        assert_eq!(age(&["1.5"]), 0);
+        assert_eq!(age(&[""]), 0);
+        assert_eq!(age(&[" , 4"]), 4);
+        assert_eq!(age(&[]), 0);
+        // A fresh response with `Age: 0, old` stays fresh.
+        let res = headers(&[("cache-control", "max-age=60"), ("age", "0, old")]);
+        let storable = yes(store(&[("cache-control", "max-age=60"), ("age", "0, old")]));
+        let f = Freshness::new(&storable, initial_age(&res, at(T0), at(T0)), at(T0));
+        assert!(f.is_fresh(at(T0 + 59)));
     }
 
     fn targeted_rule(names: &[&'static str]) -> RuleOverride {
