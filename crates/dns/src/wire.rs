@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Message, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
-use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, SOA};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use crate::gslb::{ClientInfo, Decision, Gslb, NS_LABEL, Rdata, truncate};
@@ -133,6 +133,7 @@ fn respond_into(
     let op_code = OpCode::from_u8((request[2] >> 3) & 0x0f);
     let recursion_desired = request[2] & 0x01 != 0;
     let parsed = Message::from_vec(request);
+    let raw = request;
 
     let mut response = Message::response(id, op_code);
     response.metadata.recursion_desired = recursion_desired;
@@ -174,7 +175,8 @@ fn respond_into(
             return encode(response, &request, transport, out);
         }
     }
-    let ecs = match client_subnet(&request) {
+    let ecs = match client_subnet(&request).and_then(|e| raw_subnet_ok(raw).then_some(e).ok_or(()))
+    {
         Ok(ecs) => ecs,
         Err(()) => {
             response.metadata.response_code = ResponseCode::FormErr;
@@ -252,6 +254,59 @@ fn client_subnet(request: &Message) -> Result<Option<ClientSubnet>, ()> {
     }
 }
 
+/// Whether every ECS option of `request` (already parsed by hickory) has exactly
+/// `ceil(source / 8)` address bytes (RFC 7871 §6: a wrong size is FORMERR); hickory
+/// drops the extra bytes, and with them address bits past the source prefix.
+fn raw_subnet_ok(request: &[u8]) -> bool {
+    fn u16_at(b: &[u8], at: usize) -> Option<usize> {
+        Some(usize::from(u16::from_be_bytes(
+            b.get(at..at + 2)?.try_into().ok()?,
+        )))
+    }
+    fn skip_name(b: &[u8], mut pos: usize) -> Option<usize> {
+        loop {
+            let len = *b.get(pos)?;
+            match len {
+                0 => return Some(pos + 1),
+                l if l & 0xc0 == 0xc0 => return Some(pos + 2),
+                l => pos += 1 + usize::from(l),
+            }
+        }
+    }
+    let check = || -> Option<bool> {
+        let counts: Vec<usize> = (0..4)
+            .map(|i| u16_at(request, 4 + 2 * i))
+            .collect::<Option<_>>()?;
+        let mut pos = 12;
+        for _ in 0..counts[0] {
+            pos = skip_name(request, pos)? + 4;
+        }
+        for _ in 0..counts[1] + counts[2] + counts[3] {
+            pos = skip_name(request, pos)?;
+            let rtype = u16_at(request, pos)?;
+            let rdlen = u16_at(request, pos + 8)?;
+            let rdata = request.get(pos + 10..pos + 10 + rdlen)?;
+            pos += 10 + rdlen;
+            if rtype != 41 {
+                continue;
+            }
+            let mut at = 0;
+            while at < rdata.len() {
+                let (code, len) = (u16_at(rdata, at)?, u16_at(rdata, at + 2)?);
+                if code == 8 {
+                    let source = usize::from(*rdata.get(at + 6)?);
+                    if len != 4 + source.div_ceil(8) {
+                        return Some(false);
+                    }
+                }
+                at += 4 + len;
+            }
+        }
+        Some(true)
+    };
+    check().unwrap_or(true)
+}
+
 /// Puts the decision's records into the response.
 fn fill(response: &mut Message, gslb: &Gslb, query: &Query, decision: &Decision) {
     response.metadata.response_code = decision.rcode.into();
@@ -262,7 +317,9 @@ fn fill(response: &mut Message, gslb: &Gslb, query: &Query, decision: &Decision)
     let Ok(ns_name) = Name::from_ascii(format!("{NS_LABEL}.{}", gslb.zone())) else {
         return;
     };
-    let owner = query.name().clone();
+    // The query name owns the answers up to a CNAME; its target owns those after it
+    // (a chain chased in the zone).
+    let mut owner = query.name().clone();
     for (ttl, rdata) in &decision.answers {
         let data = match rdata {
             Rdata::Addr(a) => addr_rdata(*a),
@@ -273,9 +330,16 @@ fn fill(response: &mut Message, gslb: &Gslb, query: &Query, decision: &Decision)
                 None => continue,
             },
         };
+        let next_owner = match (rdata, &data) {
+            (Rdata::Static(_), RData::CNAME(CNAME(target))) => Some(target.clone()),
+            _ => None,
+        };
         response
             .answers
             .push(Record::from_rdata(owner.clone(), *ttl, data));
+        if let Some(target) = next_owner {
+            owner = target;
+        }
     }
     if decision.negative {
         // RFC 2308 §3: the SOA's TTL is the negative caching time.

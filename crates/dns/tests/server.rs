@@ -403,3 +403,48 @@ async fn a_new_snapshot_moves_clients_off_a_failed_node() {
     assert_eq!(suqian.verdict, "dropped: drained");
     h.shutdown().await;
 }
+
+/// A query for `demo` A with one ECS option of IPv4 `address` bytes and `source` bits,
+/// built by hand so the address goes out exactly as given.
+fn query_with_ecs(source: u8, address: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x51, 0x52, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
+    for label in DEMO.trim_end_matches('.').split('.') {
+        p.push(label.len() as u8);
+        p.extend(label.as_bytes());
+    }
+    p.extend([0, 0, 1, 0, 1]);
+    let mut ecs = vec![0, 8];
+    ecs.extend(((4 + address.len()) as u16).to_be_bytes());
+    ecs.extend([0, 1, source, 0]);
+    ecs.extend(address);
+    p.extend([0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+    p.extend((ecs.len() as u16).to_be_bytes());
+    p.extend(ecs);
+    p
+}
+
+#[tokio::test]
+async fn ecs_address_bits_past_the_source_prefix_are_formerr() {
+    // RFC 7871 §6: 198.51.100.1/24 sets bits past /24: FORMERR over UDP and TCP (the
+    // fast path leaves it to the hickory path, which refuses it); 198.51.100.0/24 is
+    // answered.
+    let h = serve(1, demo_dns()).await;
+    let bad = query_with_ecs(24, &[198, 51, 100, 1]);
+    let good = query_with_ecs(24, &[198, 51, 100]);
+    let r = Message::from_vec(&udp_raw(h.udp_addrs()[0], &bad).await.unwrap()).unwrap();
+    assert_eq!(r.metadata.id, 0x5152);
+    assert_eq!(r.metadata.response_code, ResponseCode::FormErr);
+    assert!(r.answers.is_empty());
+    let r = tcp_many(h.tcp_addrs()[0], &[bad, good.clone()]).await;
+    assert_eq!(r[0].metadata.response_code, ResponseCode::FormErr);
+    assert_eq!(r[1].metadata.response_code, ResponseCode::NoError);
+    assert!(!addresses(&r[1]).is_empty());
+    // A bit past /26 within the last address byte, sent the usual way.
+    let m = udp(
+        h.udp_addrs()[0],
+        &Ask::new(DEMO, RecordType::A).ecs("198.51.100.65/26"),
+    )
+    .await;
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    h.shutdown().await;
+}
