@@ -13,8 +13,12 @@
 //! - `ns1.Z`: A/AAAA of the healthy, undrained nodes with the `dns` role;
 //! - `<service id>.Z`: A/AAAA steered per client (see `crate::steer`);
 //! - the operator's static records (`DnsSnapshot::records`) at their names, the apex
-//!   included; a CNAME answers every type but CNAME's own with itself (resolvers chase
-//!   it); the ancestors of a static name exist (NODATA, not NXDOMAIN, RFC 8020);
+//!   included; a CNAME answers every type but CNAME's own (and ANY) with itself, chased
+//!   within the zone (RFC 1034 §4.3.2 step 3a: the target's records follow, the
+//!   response code and negative answer are the last name's, RFC 6604; at most
+//!   [`MAX_CNAME_CHAIN`] CNAMEs, a cycle stops at its first repeat; a target outside
+//!   the zone is left to the resolver); the ancestors of a static name exist (NODATA,
+//!   not NXDOMAIN, RFC 8020);
 //! - anything else under `Z`: NXDOMAIN; names outside `Z`: REFUSED.
 //!
 //! `ANY` gets a minimal answer (RFC 8482 §4.1): one RRset of the name, never all of
@@ -39,6 +43,8 @@ pub const ZONE_TTL: u32 = 3600;
 pub const NEGATIVE_TTL: u32 = 30;
 /// The label of the zone's name server.
 pub const NS_LABEL: &str = "ns1";
+/// The most CNAME records one answer holds when chasing static CNAMEs in the zone.
+pub const MAX_CNAME_CHAIN: usize = 8;
 /// Client subnet length hashed for the weighted order, per family.
 const HASH_LEN_V4: u8 = 24;
 const HASH_LEN_V6: u8 = 56;
@@ -103,6 +109,10 @@ impl StaticRecords {
                 out.data.push(rdata);
             }
             if set.data.is_empty() {
+                continue;
+            }
+            if set.rtype == RecordType::CNAME && set.data.len() > 1 {
+                tracing::warn!(record = %record.id, name = %owner, "a CNAME has more than one target; not served");
                 continue;
             }
             for i in 1..labels.len() {
@@ -189,7 +199,8 @@ pub struct Decision {
     pub rcode: Rcode,
     /// Whether the name is in the zone (the AA bit).
     pub authoritative: bool,
-    /// Answer records: TTL and data.
+    /// Answer records: TTL and data. The owner of each is the query name, or, after a
+    /// static CNAME record, that CNAME's target (a chased chain, RFC 1034 §4.3.2).
     pub answers: Vec<(u32, Rdata)>,
     /// NXDOMAIN or NODATA: the SOA goes in the authority section.
     pub negative: bool,
@@ -464,17 +475,41 @@ impl Gslb {
         client: &ClientInfo,
         explain: bool,
     ) -> Decision {
+        let Some(relative) = self.relative(labels) else {
+            return Decision::new(Rcode::Refused, false);
+        };
+        let mut decision = self.decide(relative, qtype, client, explain);
+        self.chase(&mut decision, qtype, client);
+        // Answers not tailored to the client are valid for every client: scope 0.
+        if client.ecs.is_some() && decision.ecs_scope.is_none() {
+            decision.ecs_scope = Some(0);
+        }
+        decision
+    }
+
+    /// The labels of `labels` below the zone; `None` for a name outside it (or no zone).
+    fn relative<'l>(&self, labels: &'l [&'l [u8]]) -> Option<&'l [&'l [u8]]> {
         let z = self.zone_labels.len();
+        let r = labels.len().checked_sub(z)?;
+        let (relative, zone) = labels.split_at(r);
         let in_zone = !self.zone.is_empty()
-            && labels.len() >= z
-            && labels[labels.len() - z..]
+            && zone
                 .iter()
                 .zip(&self.zone_labels)
                 .all(|(a, b)| a.eq_ignore_ascii_case(b.as_bytes()));
-        if !in_zone {
-            return Decision::new(Rcode::Refused, false);
-        }
-        let mut decision = match &labels[..labels.len() - z] {
+        in_zone.then_some(relative)
+    }
+
+    /// The decision for a name in the zone given by its labels below the zone, before
+    /// any CNAME is chased.
+    fn decide(
+        &self,
+        relative: &[&[u8]],
+        qtype: RecordType,
+        client: &ClientInfo,
+        explain: bool,
+    ) -> Decision {
+        match relative {
             [] => self.with_statics(self.apex(qtype), "", qtype),
             [label] if label.eq_ignore_ascii_case(NS_LABEL.as_bytes()) => self.name_server(qtype),
             [label] => match std::str::from_utf8(label)
@@ -482,15 +517,57 @@ impl Gslb {
                 .and_then(|l| self.services.get(&l.to_ascii_lowercase()))
             {
                 Some(plan) => self.service(plan, qtype, client, explain),
-                None => self.static_name(&labels[..labels.len() - z], qtype),
+                None => self.static_name(relative, qtype),
             },
             relative => self.static_name(relative, qtype),
-        };
-        // Answers not tailored to the client are valid for every client: scope 0.
-        if client.ecs.is_some() && decision.ecs_scope.is_none() {
-            decision.ecs_scope = Some(0);
         }
-        decision
+    }
+
+    /// The static CNAME that `decision` ends with: its index and target.
+    fn last_cname<'s>(&'s self, decision: &Decision) -> Option<(u32, &'s Name)> {
+        match decision.answers.last() {
+            Some(&(_, Rdata::Static(i))) => match self.static_rdata(i) {
+                Some(RData::CNAME(CNAME(target))) => Some((i, target)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Chases the static CNAME a decision ends with into the zone (RFC 1034 §4.3.2
+    /// step 3a): the target's decision (a static name, a service steered for `client`,
+    /// the apex or the name server) is appended, its response code, negative flag,
+    /// glue, ECS scope, sites and line replace the alias's (RFC 6604: the last name's
+    /// code). Stops at a target outside the zone, at [`MAX_CNAME_CHAIN`] CNAMEs, and
+    /// before a CNAME already in the answer (a cycle). Not for CNAME or ANY questions,
+    /// which the CNAME itself answers.
+    fn chase(&self, decision: &mut Decision, qtype: RecordType, client: &ClientInfo) {
+        if matches!(qtype, RecordType::CNAME | RecordType::ANY) {
+            return;
+        }
+        let mut chain: Vec<u32> = Vec::new();
+        while let Some((index, target)) = self.last_cname(decision) {
+            chain.push(index);
+            let labels: Vec<&[u8]> = target.iter().collect();
+            let Some(relative) = self.relative(&labels) else {
+                return;
+            };
+            let next = self.decide(relative, qtype, client, false);
+            let next_cname = self.last_cname(&next).map(|(j, _)| j);
+            if next_cname.is_some_and(|j| chain.contains(&j) || chain.len() >= MAX_CNAME_CHAIN) {
+                return;
+            }
+            decision.answers.extend(next.answers);
+            decision.rcode = next.rcode;
+            decision.negative = next.negative;
+            decision.glue.extend(next.glue);
+            decision.ecs_scope = next.ecs_scope;
+            decision.sites.extend(next.sites);
+            decision.line = next.line;
+            if next_cname.is_none() {
+                return;
+            }
+        }
     }
 
     /// [`answer_labels`](Self::answer_labels) without explanation and without

@@ -363,3 +363,53 @@ fn weights_capacities_loads_and_fallbacks_match() {
         same_as_hickory(&gslb, &p, src, Transport::Udp);
     }
 }
+
+#[test]
+fn cname_chains_match() {
+    // Static CNAMEs chased in the zone (to static names, the service, the apex, a
+    // missing name, a cycle, outside), asked for several types with and without ECS.
+    use lingjing_model::DnsRecord;
+    use lingjing_model::record::RecordType as Kind;
+    let mut body = common::demo_dns();
+    let rec = |name: &str, rtype: Kind, value: &str| DnsRecord {
+        id: name.into(),
+        name: name.into(),
+        rtype,
+        ttl: 60,
+        values: vec![value.into()],
+    };
+    body.records = vec![
+        rec("www", Kind::A, "192.0.2.10"),
+        rec("api", Kind::Cname, "www"),
+        rec("v1.api", Kind::Cname, "api"),
+        rec("edge", Kind::Cname, "demo"),
+        rec("top", Kind::Cname, "cdn.lingjing.test."),
+        rec("gone", Kind::Cname, "nothing"),
+        rec("ext", Kind::Cname, "www.example.com."),
+        rec("loop1", Kind::Cname, "loop2"),
+        rec("loop2", Kind::Cname, "loop1"),
+    ];
+    let gslb = Gslb::build(&body, 5).unwrap();
+    let src: IpAddr = "198.51.100.7".parse().unwrap();
+    let mut rng = StdRng::seed_from_u64(11);
+    for text in ["api", "v1.api", "edge", "top", "gone", "ext", "loop1"] {
+        let qname = format!("{text}.cdn.lingjing.test");
+        for qtype in [1u16, 28, 5, 6, 2, 15, 255] {
+            for ecs in [false, true] {
+                let mut p = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(ecs)];
+                p.extend(name(&mut rng, &qname));
+                p.extend(qtype.to_be_bytes());
+                p.extend(1u16.to_be_bytes());
+                if ecs {
+                    let opt = option(8, &[0, 1, 24, 0, 198, 51, 100]);
+                    p.extend([0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+                    p.extend((opt.len() as u16).to_be_bytes());
+                    p.extend(opt);
+                }
+                for transport in [Transport::Udp, Transport::Tcp] {
+                    same_as_hickory(&gslb, &p, src, transport);
+                }
+            }
+        }
+    }
+}
