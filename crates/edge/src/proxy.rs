@@ -1269,7 +1269,8 @@ mod head_tests {
                     cache_rules: Vec::new(),
                     steering: Default::default(),
                     tls: None,
-                    targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
+                    targeted_cache_control: lingjing_model::service::default_targeted_cache_control(
+                    ),
                     forward_targeted_cache_control: false,
                 },
                 parents: Vec::new(),
