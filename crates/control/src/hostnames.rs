@@ -213,30 +213,43 @@ async fn overlap(
             )));
         }
     }
-    // Covering another tenant's names: anything under `*.name`.
-    if host.starts_with("*.") {
-        let prefix = format!("{}.", reversed(name));
-        let rows = sqlx::query(
-            "SELECT h.hostname, h.state, h.claimed_at FROM service_hostnames h \
-             JOIN services s ON s.id = h.service_id \
-             WHERE h.reversed >= $1 AND h.reversed < $2 AND s.tenant_id <> $3 \
-             AND (h.state = 'verified' OR h.claimed_at >= $4) LIMIT 1",
-        )
-        .bind(prefix.clone())
-        .bind(format!("{}/", prefix.trim_end_matches('.')))
-        .bind(tenant.to_owned())
-        // Verified only: no pending claim is younger than the far future.
-        .bind(cutoff.unwrap_or("9999").to_owned())
-        .fetch_all(&mut *conn)
-        .await?;
-        if let Some(r) = rows.first() {
-            let other: String = r.try_get(0)?;
-            return Ok(Some(format!(
-                "`{host}` would cover `{other}`, which another tenant holds"
-            )));
-        }
+    // Covering another tenant's names: anything under `*.name`. A pending claim counts
+    // from `cutoff` on; with no cutoff only verified names (no claim is that young).
+    if host.starts_with("*.")
+        && let Some(other) = covered_name(conn, host, tenant, cutoff.unwrap_or("9999")).await?
+    {
+        return Ok(Some(format!(
+            "`{host}` would cover `{other}`, which another tenant holds"
+        )));
     }
     Ok(None)
+}
+
+/// A name under the wildcard `host` that a tenant other than `tenant` holds: verified, or
+/// claimed at or after `since` (`""`: any claim). One indexed range query on the
+/// reversed labels.
+async fn covered_name(
+    conn: &mut AnyConnection,
+    host: &str,
+    tenant: &str,
+    since: &str,
+) -> Result<Option<String>, StoreError> {
+    let prefix = format!("{}.", reversed(base(host)));
+    let row = sqlx::query(
+        "SELECT h.hostname FROM service_hostnames h JOIN services s ON s.id = h.service_id \
+         WHERE h.reversed >= $1 AND h.reversed < $2 AND s.tenant_id <> $3 \
+         AND (h.state = 'verified' OR h.claimed_at >= $4) LIMIT 1",
+    )
+    .bind(prefix.clone())
+    .bind(format!("{}/", prefix.trim_end_matches('.')))
+    .bind(tenant.to_owned())
+    .bind(since.to_owned())
+    .fetch_optional(conn)
+    .await?;
+    Ok(match row {
+        Some(r) => Some(r.try_get(0)?),
+        None => None,
+    })
 }
 
 /// Refuses hostnames of `service` that another service holds, or that overlap (cover or
@@ -473,18 +486,8 @@ pub async fn backfill(conn: &mut AnyConnection) -> Result<(), StoreError> {
         filled.push((host, r.try_get::<String, _>(1)?, r.try_get::<String, _>(2)?));
     }
     for (host, service, tenant) in filled.iter().filter(|(h, _, _)| h.starts_with("*.")) {
-        let prefix = format!("{}.", reversed(base(host)));
-        let other = sqlx::query(
-            "SELECT h.hostname FROM service_hostnames h JOIN services s ON s.id = h.service_id \
-             WHERE h.reversed >= $1 AND h.reversed < $2 AND s.tenant_id <> $3 LIMIT 1",
-        )
-        .bind(prefix.clone())
-        .bind(format!("{}/", prefix.trim_end_matches('.')))
-        .bind(tenant.clone())
-        .fetch_optional(&mut *conn)
-        .await?;
-        if let Some(o) = other {
-            let other: String = o.try_get(0)?;
+        let other = covered_name(&mut *conn, host, tenant, "").await?;
+        if let Some(other) = other {
             sqlx::query(
                 "UPDATE service_hostnames SET state = 'pending', claimed_at = $1, token = $2 \
                  WHERE hostname = $3 AND service_id = $4",

@@ -45,10 +45,11 @@ pub async fn verify(
     Path(id): Path<String>,
     ApiBytes(body): ApiBytes,
 ) -> Result<Json<VerifyResult>, ApiError> {
-    let req: VerifyRequest = match parse_json::<Option<VerifyRequest>>(&body) {
-        _ if body.iter().all(u8::is_ascii_whitespace) => VerifyRequest::default(),
-        Ok(req) => req.unwrap_or_default(),
-        Err(e) => return Err(e),
+    // The body may be left out, empty or `null`.
+    let req = if body.iter().all(u8::is_ascii_whitespace) {
+        VerifyRequest::default()
+    } else {
+        parse_json::<Option<VerifyRequest>>(&body)?.unwrap_or_default()
     };
     if req.approve {
         caller.require_operator()?;
