@@ -15,10 +15,9 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use common::{Access, join_token, start_dns, start_edge};
-use common::{EdgeProc, eventually, get, now_ms, record_ports, resolve, seed, start_control};
+use common::{EdgeProc, eventually, get, now_ms, record_ports, resolve};
 use lingjing_client::Client;
 use lingjing_control::time::rfc3339_from_ms;
-use lingjing_demo::{OriginConfig, demo_topology};
 use serde_json::Value;
 
 const NAME: &str = "demo.cdn.lingjing.test.";
@@ -51,20 +50,9 @@ async fn health(api: &Client) -> BTreeMap<String, (Option<bool>, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_fails_over_when_an_edge_dies_and_the_sla_report_counts_the_outage() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let token_file = dir.path().join("operator.token");
-    std::fs::write(&token_file, TOKEN).expect("token file");
-
     // The origin runs in the test; everything else is a `lingjing` process.
-    let origin = lingjing_demo::serve(OriginConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        ..OriginConfig::default()
-    })
-    .await
-    .expect("demo origin");
-    let db = format!("sqlite://{}", dir.path().join("control.db").display());
-    let (_control, url) = start_control(&db, &token_file, "127.0.0.1:0");
-    let api = Client::new(&url, TOKEN).expect("client");
-    seed(&api, &demo_topology(origin.addr())).await;
+    let platform = common::DemoPlatform::start(dir.path(), TOKEN).await;
+    let (url, api) = (platform.url.clone(), platform.api.clone());
 
     // One edge process per edge or parent node, on the node's address from IPAM, with its
     // real ports written into the inventory so the health probes reach it.

@@ -11,12 +11,11 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::{Access, eventually, get, join_token, record_ports, seed, start_control};
+use common::{Access, DemoPlatform, eventually, get, join_token, record_ports};
 use common::{start_dns, start_edge};
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 use lingjing_client::{Client, ClientError};
-use lingjing_demo::{OriginConfig, demo_topology};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "security-test-operator-token-0123456789";
@@ -59,18 +58,8 @@ fn refused(r: Result<Value, ClientError>, status: u16, code: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_tenant_and_client_are_refused_by_the_running_platform() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let token_file = dir.path().join("operator.token");
-    std::fs::write(&token_file, TOKEN).expect("token file");
-    let origin = lingjing_demo::serve(OriginConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        ..OriginConfig::default()
-    })
-    .await
-    .expect("demo origin");
-    let db = format!("sqlite://{}", dir.path().join("control.db").display());
-    let (_control, url) = start_control(&db, &token_file, "127.0.0.1:0");
-    let op = Client::new(&url, TOKEN).expect("client");
-    seed(&op, &demo_topology(origin.addr())).await;
+    let platform = DemoPlatform::start(dir.path(), TOKEN).await;
+    let (url, op) = (platform.url.clone(), platform.api.clone());
 
     let edge_ip = "127.0.1.1".parse().expect("ip");
     let token = join_token(&op, EDGE).await;

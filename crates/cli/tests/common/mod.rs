@@ -198,6 +198,41 @@ pub fn start_control(db: &str, token_file: &Path, listen: &str) -> (Proc, String
     (p, url)
 }
 
+/// The demo origin (in the test) and a plain-HTTP `lingjing control` over SQLite in a
+/// directory, seeded with the demo topology through the API, as `lingjing up` would.
+pub struct DemoPlatform {
+    pub origin: lingjing_demo::OriginHandle,
+    pub control: Proc,
+    /// The control plane's URL.
+    pub url: String,
+    /// The operator's client.
+    pub api: Client,
+}
+
+impl DemoPlatform {
+    /// Starts it in `dir` with the operator token `token`.
+    pub async fn start(dir: &Path, token: &str) -> DemoPlatform {
+        let token_file = dir.join("operator.token");
+        std::fs::write(&token_file, token).expect("token file");
+        let origin = lingjing_demo::serve(lingjing_demo::OriginConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            ..lingjing_demo::OriginConfig::default()
+        })
+        .await
+        .expect("demo origin");
+        let db = format!("sqlite://{}", dir.join("control.db").display());
+        let (control, url) = start_control(&db, &token_file, "127.0.0.1:0");
+        let api = Client::new(&url, token).expect("client");
+        seed(&api, &lingjing_demo::demo_topology(origin.addr())).await;
+        DemoPlatform {
+            origin,
+            control,
+            url,
+            api,
+        }
+    }
+}
+
 /// How a data-plane process authenticates: the CA of an HTTPS control plane, and a join
 /// token for its first start (none: it uses the credential kept in its state directory).
 #[derive(Clone, Copy, Default)]
