@@ -235,6 +235,13 @@ async fn new_hostnames_wait_for_proof_of_domain_control() {
     evil.post("/v1/services/evil/verify", json!({"approve": true}))
         .await
         .err(403, "forbidden");
+    // A malformed body is refused, naming the field.
+    evil.post("/v1/services/evil/verify", json!({"approve": "yes"}))
+        .await
+        .err_field(422, "invalid", "approve");
+    evil.post("/v1/services/evil/verify", json!({"nope": 1}))
+        .await
+        .err(422, "invalid");
     // Another tenant cannot verify (or see) it.
     let demo = op.with_token(&tenant_key(&op, "demo").await);
     demo.post("/v1/services/evil/verify", json!({}))
