@@ -670,10 +670,15 @@ pub struct ServiceAdd {
     /// A hostname served (repeat for several).
     #[arg(long = "hostname")]
     pub hostnames: Vec<String>,
-    /// An origin `host:port` (repeat for several; append `,backup` for a backup origin or
-    /// `,weight=N`).
+    /// An origin `host:port` (repeat for several); options after commas: `backup`,
+    /// `weight=N`, `host=NAME` (Host header and TLS name), `tls` (HTTPS to the origin),
+    /// `tls-skip-verify` (HTTPS without checking the certificate: tests only).
     #[arg(long = "origin")]
     pub origins: Vec<String>,
+    /// A PEM file of CA certificates trusted for this service's TLS origins, besides the
+    /// public roots (e.g. a private CA).
+    #[arg(long = "origin-ca", value_name = "PEM_FILE")]
+    pub origin_ca: Option<std::path::PathBuf>,
     /// DNS answer TTL in seconds.
     #[arg(long)]
     pub ttl: Option<u32>,

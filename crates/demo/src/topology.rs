@@ -191,6 +191,7 @@ pub fn demo_topology(origin: SocketAddr) -> DemoTopology {
             backup: false,
             tls: false,
             host_header: None,
+            tls_skip_verify: false,
         }],
         cache_rules: vec![
             CacheRule {
@@ -221,6 +222,7 @@ pub fn demo_topology(origin: SocketAddr) -> DemoTopology {
         tls: None,
         targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
         forward_targeted_cache_control: false,
+        origin_ca_pem: None,
     }];
     DemoTopology {
         regions,

@@ -474,6 +474,7 @@ pub(crate) mod tests {
                 tls: None,
                 targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
                 forward_targeted_cache_control: false,
+                origin_ca_pem: None,
             }],
             ..DnsSnapshot::default()
         };

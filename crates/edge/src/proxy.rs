@@ -101,16 +101,18 @@ impl Ctx {
 /// The scheme the client used: that of its connection, or, on a fetch from a child edge
 /// (marked with [`crate::guard::PARENT_FETCH`], which the loop guard has checked), the
 /// `X-Forwarded-Proto` the child sent, so that a parent keys and fetches an https client's
-/// object as https. Trusting a forged mark is harmless: the object is then fetched from the
-/// origin as https and stored as https, which is what it is.
+/// object as https, and an http client's as http even when the child reached the parent
+/// over TLS. Trusting a forged mark is harmless: the object is then fetched from the
+/// origin with the scheme claimed and stored under it, which is what it is.
 fn client_scheme(headers: &HeaderMap, tls: bool) -> key::Scheme {
-    let forwarded_https = || {
-        headers.contains_key(&crate::guard::PARENT_FETCH)
-            && headers
-                .get("x-forwarded-proto")
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+    let https = if headers.contains_key(&crate::guard::PARENT_FETCH) {
+        headers
+            .get("x-forwarded-proto")
+            .map_or(tls, |v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+    } else {
+        tls
     };
-    if tls || forwarded_https() {
+    if https {
         key::Scheme::Https
     } else {
         key::Scheme::Http
@@ -1272,10 +1274,12 @@ mod head_tests {
                     targeted_cache_control: lingjing_model::service::default_targeted_cache_control(
                     ),
                     forward_targeted_cache_control: false,
+                    origin_ca_pem: None,
                 },
                 parents: Vec::new(),
                 usage: Arc::default(),
                 targeted: Arc::default(),
+                origin_ca: None,
             }),
             host: "h.example".to_owned(),
             client: any,

@@ -245,6 +245,7 @@ mod tests {
             tls: None,
             targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
             forward_targeted_cache_control: false,
+            origin_ca_pem: None,
         };
         let stat = key::cache_key(
             &key::namespace("a", Scheme::Http),

@@ -15,11 +15,13 @@ use lingjing_model::{NodeRole, Origin, Service};
 pub struct ServiceRoute {
     pub service: Service,
     /// Parent-cache nodes to fill from (empty: go to the origins directly).
-    pub parents: Vec<SocketAddr>,
+    pub parents: Vec<ParentAddr>,
     /// The service's traffic counters (kept across snapshots).
     pub usage: Arc<crate::usage::UsageCounters>,
     /// The service's targeted cache-control fields (RFC 9213), in precedence order.
     pub targeted: Arc<[http::HeaderName]>,
+    /// The service's own CA certificates (PEM) for its TLS origins.
+    pub origin_ca: Option<Arc<str>>,
 }
 
 impl ServiceRoute {
@@ -40,6 +42,14 @@ pub fn targeted_fields(service: &Service) -> Arc<[http::HeaderName]> {
         .iter()
         .filter_map(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
         .collect()
+}
+
+/// Where a parent-cache node listens: plain HTTP, and HTTPS (used for services that have a
+/// certificate, which the parent then presents).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParentAddr {
+    pub http: SocketAddr,
+    pub https: SocketAddr,
 }
 
 /// Host -> service, for one snapshot version.
@@ -70,6 +80,7 @@ impl Routes {
                 parents: parents.clone(),
                 usage: usage.counters(&service.id),
                 targeted: targeted_fields(service),
+                origin_ca: service.origin_ca_pem.as_deref().map(Arc::from),
             });
             for host in &service.hostnames {
                 match host.strip_prefix('*') {
@@ -124,8 +135,8 @@ pub fn strip_port(host: &str) -> &str {
     }
 }
 
-/// The HTTP addresses of the healthy parent-cache nodes of this node's site's parent.
-fn parent_addresses(snapshot: &EdgeSnapshot, node_id: &str) -> Vec<SocketAddr> {
+/// The addresses of the healthy parent-cache nodes of this node's site's parent.
+fn parent_addresses(snapshot: &EdgeSnapshot, node_id: &str) -> Vec<ParentAddr> {
     let Some(me) = snapshot.nodes.iter().find(|n| n.node.id == node_id) else {
         return Vec::new();
     };
@@ -150,9 +161,10 @@ fn parent_addresses(snapshot: &EdgeSnapshot, node_id: &str) -> Vec<SocketAddr> {
                 && !n.node.drained
         })
         .flat_map(|n| {
-            n.addresses
-                .iter()
-                .map(|a| SocketAddr::new(*a, n.node.ports.http))
+            n.addresses.iter().map(|a| ParentAddr {
+                http: SocketAddr::new(*a, n.node.ports.http),
+                https: SocketAddr::new(*a, n.node.ports.https),
+            })
         })
         .collect()
 }

@@ -776,11 +776,10 @@ async fn a_parent_keeps_its_childrens_http_and_https_apart() {
     let (tls, ca_pem) = tls_certificate(HOST);
     let mut svc = service("svc", HOST, vec![common::origin(origin.addr())]);
     svc.tls = Some(tls);
-    let parent = TestEdge::start_empty("parent-1").await;
-    let child = TestEdge::start_configured("child-1", |c| {
-        c.https = vec!["127.0.0.1:0".parse().expect("addr")];
-    })
-    .await;
+    // Both listen for HTTPS: the child to its clients, the parent to the child (a service
+    // with a certificate is filled over TLS).
+    let parent = TestEdge::start_configured("parent-1", |c| c.https = vec![c.http[0]]).await;
+    let child = TestEdge::start_configured("child-1", |c| c.https = vec![c.http[0]]).await;
     let mut snap = snapshot(1, vec![svc]);
     snap.body.sites = vec![
         site("edge-site", Some("parent-site")),
@@ -800,6 +799,7 @@ async fn a_parent_keeps_its_childrens_http_and_https_apart() {
             parent.port(),
         ),
     ];
+    snap.body.nodes[1].node.ports.https = parent.handle.https_addrs()[0].port();
     parent.apply(&snap);
     child.apply(&snap);
     let https_addr = child.handle.https_addrs()[0];
@@ -832,25 +832,10 @@ async fn a_parent_keeps_its_childrens_http_and_https_apart() {
     parent.shutdown().await;
 }
 
-/// A certificate for `host` signed by a fresh CA, and the CA's PEM.
+/// A certificate for `host` from a fresh test CA, and that CA's PEM.
 fn tls_certificate(host: &str) -> (lingjing_model::TlsCertificate, String) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let issuer =
-        CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("ca key")).expect("ca cert");
-    let key = KeyPair::generate().expect("key");
-    let cert = CertificateParams::new(vec![host.to_owned()])
-        .expect("params")
-        .signed_by(&key, &issuer)
-        .expect("leaf");
-    (
-        lingjing_model::TlsCertificate {
-            cert_pem: format!("{}{}", cert.pem(), issuer.pem()),
-            key_pem: key.serialize_pem(),
-        },
-        issuer.pem(),
-    )
+    let ca = common::pki::Ca::new("bounds test CA");
+    (ca.leaf(&[host]).0, ca.pem())
 }
 
 // ---------------------------------------------------------------------------------------

@@ -5,59 +5,19 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use common::pki::Ca;
 use lingjing_demo::{OriginConfig, OriginHandle};
 use lingjing_edge::tls::CertStore;
 use lingjing_edge::{Edge, EdgeConfig, EdgeHandle};
 use lingjing_model::snapshot::{EdgeSnapshot, Role, Snapshot};
 use lingjing_model::{Origin, Service, SteeringPolicy, TlsCertificate};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-/// A test certificate authority.
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        Ca { issuer }
-    }
-
-    fn pem(&self) -> String {
-        self.issuer.pem()
-    }
-
-    /// A leaf certificate for `names` (chain: leaf, then this CA) and the leaf's DER.
-    fn leaf(&self, names: &[&str]) -> (TlsCertificate, Vec<u8>) {
-        let key = KeyPair::generate().unwrap();
-        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-        let mut params = CertificateParams::new(names.clone()).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, names[0].as_str());
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let tls = TlsCertificate {
-            cert_pem: format!("{}{}", cert.pem(), self.pem()),
-            key_pem: key.serialize_pem(),
-        };
-        (tls, cert.der().to_vec())
-    }
-}
 
 fn service(id: &str, hosts: &[&str], origin: SocketAddr, tls: Option<TlsCertificate>) -> Service {
     Service {
@@ -70,12 +30,14 @@ fn service(id: &str, hosts: &[&str], origin: SocketAddr, tls: Option<TlsCertific
             backup: false,
             tls: false,
             host_header: None,
+            tls_skip_verify: false,
         }],
         cache_rules: vec![],
         steering: SteeringPolicy::default(),
         tls,
         targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
         forward_targeted_cache_control: false,
+        origin_ca_pem: None,
     }
 }
 

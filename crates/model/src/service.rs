@@ -56,6 +56,10 @@ pub struct Service {
     /// `Cache-Control` always goes through unchanged).
     #[serde(default)]
     pub forward_targeted_cache_control: bool,
+    /// PEM CA certificates trusted, besides the public roots, for this service's origins
+    /// that use TLS (e.g. a private CA); at most 256 KiB.
+    #[serde(default)]
+    pub origin_ca_pem: Option<String>,
 }
 
 /// The default precedence chain of targeted cache-control fields (RFC 9213): Lingjing's
@@ -79,9 +83,14 @@ pub struct Origin {
     /// Used only when no primary origin is reachable.
     #[serde(default)]
     pub backup: bool,
-    /// Connect to the origin with TLS.
+    /// Connect to the origin with TLS (SNI and the certificate name are the host header's
+    /// host; HTTP/2 when the origin offers it).
     #[serde(default)]
     pub tls: bool,
+    /// Accept any certificate from this origin (TLS still encrypts, but anyone on the path
+    /// can impersonate the origin). For tests and migrations only; needs `tls`.
+    #[serde(default)]
+    pub tls_skip_verify: bool,
     /// Host header sent to the origin; the client's by default.
     #[serde(default)]
     pub host_header: Option<String>,
@@ -232,6 +241,12 @@ impl Validate for Origin {
         }
         if let Some(h) = &self.host_header {
             check_hostname("host_header", h)?;
+        }
+        if self.tls_skip_verify && !self.tls {
+            return Err(ValidationError::new(
+                "tls_skip_verify",
+                "applies only to an origin with `tls: true`",
+            ));
         }
         Ok(())
     }
@@ -390,6 +405,20 @@ impl Validate for Service {
                 ));
             }
         }
+        if let Some(ca) = &self.origin_ca_pem {
+            if ca.len() > 256 * 1024 {
+                return Err(ValidationError::new(
+                    "origin_ca_pem",
+                    "CA certificates of at most 256 KiB",
+                ));
+            }
+            if !ca.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(ValidationError::new(
+                    "origin_ca_pem",
+                    "must be PEM CA certificates (-----BEGIN CERTIFICATE-----)",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -434,12 +463,14 @@ mod tests {
                 backup: false,
                 tls: false,
                 host_header: None,
+                tls_skip_verify: false,
             }],
             cache_rules: vec![],
             steering: SteeringPolicy::default(),
             tls: None,
             targeted_cache_control: default_targeted_cache_control(),
             forward_targeted_cache_control: false,
+            origin_ca_pem: None,
         }
     }
 
@@ -471,6 +502,29 @@ mod tests {
         let mut s = service();
         s.targeted_cache_control = vec!["cdn-cache-control".into(), "cdn-cache-control".into()];
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn origin_tls_settings_are_checked() {
+        let mut s = service();
+        s.origins[0].tls_skip_verify = true;
+        assert_eq!(
+            s.validate().expect_err("skip without tls").field,
+            "origins[0].tls_skip_verify"
+        );
+        s.origins[0].tls = true;
+        assert!(s.validate().is_ok());
+        let mut s = service();
+        s.origin_ca_pem = Some("not a certificate".into());
+        assert_eq!(s.validate().expect_err("not PEM").field, "origin_ca_pem");
+        s.origin_ca_pem = Some(format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            "A".repeat(300 * 1024)
+        ));
+        assert_eq!(s.validate().expect_err("too big").field, "origin_ca_pem");
+        s.origin_ca_pem =
+            Some("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into());
+        assert!(s.validate().is_ok());
     }
 
     #[test]

@@ -158,18 +158,25 @@ fn parse_origin(spec: &str) -> anyhow::Result<Origin> {
         backup: false,
         tls: false,
         host_header: None,
+        tls_skip_verify: false,
     };
     for opt in parts {
         match opt.split_once('=') {
             None if opt == "backup" => origin.backup = true,
             None if opt == "tls" => origin.tls = true,
+            None if opt == "tls-skip-verify" => {
+                origin.tls = true;
+                origin.tls_skip_verify = true;
+            }
             Some(("weight", w)) => {
                 origin.weight = w
                     .parse()
                     .with_context(|| format!("origin weight `{w}` is not a number"))?;
             }
             Some(("host", h)) => origin.host_header = Some(h.to_owned()),
-            _ => bail!("unknown origin option `{opt}`: use backup, tls, weight=N or host=NAME"),
+            _ => bail!(
+                "unknown origin option `{opt}`: use backup, tls, tls-skip-verify, weight=N or host=NAME"
+            ),
         }
     }
     Ok(origin)
@@ -198,6 +205,7 @@ impl AddFields for ServiceAdd {
             tls: None,
             targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
             forward_targeted_cache_control: false,
+            origin_ca_pem: self.origin_ca.as_deref().map(read_input).transpose()?,
         };
         Ok(serde_json::to_value(s)?)
     }

@@ -9,6 +9,8 @@
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -49,6 +51,7 @@ pub fn origin(addr: SocketAddr) -> Origin {
         backup: false,
         tls: false,
         host_header: None,
+        tls_skip_verify: false,
     }
 }
 
@@ -64,6 +67,7 @@ pub fn service(id: &str, host: &str, origins: Vec<Origin>) -> Service {
         tls: None,
         targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
         forward_targeted_cache_control: false,
+        origin_ca_pem: None,
     }
 }
 

@@ -9,6 +9,9 @@
 //! also mean an origin whose authority equals a parent's address never reuses a parent's
 //! (unchecked) connection.
 //!
+//! Upstreams over TLS (origins with `tls`, parents for services with a certificate) go
+//! through [`tls`]: one pooled client per address and trust, HTTP/2 when offered.
+//!
 //! Every upstream request, to a parent or an origin, carries this node's RFC 8586
 //! `CDN-Loop` entry (`crate::guard::cdn_info`), so the loop guard recognises it when it
 //! comes back, even through another CDN that rewrote `Via`.
@@ -28,10 +31,13 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rand::Rng;
 
+pub mod tls;
+
 use crate::body::Body;
 use crate::guard::{Guard, OriginConnector};
 use crate::metrics::{Metrics, UpstreamLabels};
 use crate::routes::ServiceRoute;
+use tls::{TlsClients, Trust};
 
 /// Time allowed to connect to one upstream.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -46,8 +52,8 @@ pub struct Target {
     /// The Host header to send.
     pub host: String,
     pub tier: Tier,
-    /// Connect with TLS (origins only).
-    pub tls: bool,
+    /// Connect with TLS, checking the certificate so.
+    pub tls: Option<Trust>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,8 +80,6 @@ pub enum UpstreamError {
     Timeout(String),
     #[error("upstream {0} failed: {1}")]
     Failed(String, String),
-    #[error("TLS to origin {0} is not supported yet")]
-    TlsUnsupported(String),
     /// The origin policy refused every address of the origin (nothing was connected to).
     #[error("{0}")]
     Refused(String),
@@ -107,6 +111,9 @@ pub struct Upstream {
     /// made under an older policy is reused.
     origins: ArcSwap<Client<OriginConnector, Body>>,
     connector: OriginConnector,
+    /// TLS clients to origins (over the origin policy's connector), reset with `origins`.
+    origins_tls: TlsClients<OriginConnector>,
+    parents_tls: TlsClients<HttpConnector>,
 }
 
 fn origin_client(connector: OriginConnector) -> Client<OriginConnector, Body> {
@@ -127,14 +134,17 @@ impl Upstream {
         let parents = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
-            .build(connector);
+            .build(connector.clone());
+        let parents_tls = TlsClients::new(connector);
         let connector = OriginConnector::new(guard, refused, CONNECT_TIMEOUT);
         Upstream {
             node_id: node_id.to_owned(),
             cdn_info: crate::guard::cdn_info(node_id),
             parents,
             origins: ArcSwap::from_pointee(origin_client(connector.clone())),
+            origins_tls: TlsClients::new(connector.clone()),
             connector,
+            parents_tls,
         }
     }
 
@@ -143,22 +153,29 @@ impl Upstream {
     pub fn reset_origin_pool(&self) {
         self.origins
             .store(Arc::new(origin_client(self.connector.clone())));
+        self.origins_tls.reset();
     }
 }
 
 /// The order in which to try upstreams for `key`: parents (a stable choice per key, so
 /// each parent caches its share), then primary origins by weighted random, then backups.
+/// A service with a certificate reaches its parents over TLS, trusting only a parent that
+/// presents that certificate.
 pub fn targets(route: &ServiceRoute, key: &str, client_host: &str) -> Vec<Target> {
     let mut out = Vec::new();
     if !route.parents.is_empty() {
         let start = (fxhash(key) % route.parents.len() as u64) as usize;
         for i in 0..route.parents.len() {
-            let p: SocketAddr = route.parents[(start + i) % route.parents.len()];
+            let p = route.parents[(start + i) % route.parents.len()];
+            let (addr, tls): (SocketAddr, _) = match &route.service.tls {
+                Some(cert) => (p.https, Some(Trust::Pinned(cert.cert_pem.as_str().into()))),
+                None => (p.http, None),
+            };
             out.push(Target {
-                authority: p.to_string(),
+                authority: addr.to_string(),
                 host: client_host.to_owned(),
                 tier: Tier::Parent,
-                tls: false,
+                tls,
             });
         }
     }
@@ -180,13 +197,24 @@ pub fn targets(route: &ServiceRoute, key: &str, client_host: &str) -> Vec<Target
             })
             .unwrap_or(0);
         let o = primaries.remove(idx);
-        out.push(origin_target(o, client_host));
+        out.push(origin_target(route, o, client_host));
     }
-    out.extend(route.backups().map(|o| origin_target(o, client_host)));
+    out.extend(
+        route
+            .backups()
+            .map(|o| origin_target(route, o, client_host)),
+    );
     out
 }
 
-fn origin_target(o: &lingjing_model::Origin, client_host: &str) -> Target {
+fn origin_target(route: &ServiceRoute, o: &lingjing_model::Origin, client_host: &str) -> Target {
+    let tls = match (o.tls, o.tls_skip_verify) {
+        (false, _) => None,
+        (true, true) => Some(Trust::SkipVerify),
+        (true, false) => Some(Trust::Roots {
+            extra_ca: route.origin_ca.clone(),
+        }),
+    };
     Target {
         authority: o.address.clone(),
         host: o
@@ -194,7 +222,7 @@ fn origin_target(o: &lingjing_model::Origin, client_host: &str) -> Target {
             .clone()
             .unwrap_or_else(|| client_host.to_owned()),
         tier: Tier::Origin,
-        tls: o.tls,
+        tls,
     }
 }
 
@@ -247,11 +275,13 @@ impl Upstream {
         let mut failures = Vec::new();
         for target in targets {
             let authority = target.authority.as_str();
-            if target.tls {
-                failures.push(UpstreamError::TlsUnsupported(target.authority.clone()).to_string());
-                continue;
-            }
-            let uri: Uri = match format!("http://{authority}{path_and_query}").parse() {
+            // Over TLS the URI names the host (SNI, certificate name, HTTP/2 :authority);
+            // the TLS client connects to `authority` whatever the URI says.
+            let uri = match &target.tls {
+                Some(_) => format!("https://{}{path_and_query}", target.host),
+                None => format!("http://{authority}{path_and_query}"),
+            };
+            let uri: Uri = match uri.parse() {
                 Ok(u) => u,
                 Err(e) => {
                     failures.push(format!("{authority}: bad URI: {e}"));
@@ -276,9 +306,31 @@ impl Upstream {
                 tier: target.tier.as_str().to_owned(),
             };
             let started = Instant::now();
-            let sent = match target.tier {
-                Tier::Parent => self.parents.request(req),
-                Tier::Origin => self.origins.load().request(req),
+            let sent = match (&target.tls, target.tier) {
+                (None, Tier::Parent) => self.parents.request(req),
+                (None, Tier::Origin) => self.origins.load().request(req),
+                (Some(trust), tier) => {
+                    let client = match tier {
+                        Tier::Parent => self
+                            .parents_tls
+                            .client(authority, trust)
+                            .map(|c| c.request(req)),
+                        Tier::Origin => self
+                            .origins_tls
+                            .client(authority, trust)
+                            .map(|c| c.request(req)),
+                    };
+                    match client {
+                        Ok(sent) => sent,
+                        Err(e) if retryable => {
+                            failures.push(format!("{authority}: {e}"));
+                            continue;
+                        }
+                        Err(e) => {
+                            return Err(UpstreamError::Failed(authority.to_owned(), e.to_string()));
+                        }
+                    }
+                }
             };
             match tokio::time::timeout(RESPONSE_TIMEOUT, sent).await {
                 Ok(Ok(res)) => {
