@@ -496,10 +496,10 @@ async fn cached(ctx: &Ctx, parts: &Parts) -> (Response<Body>, CacheResult) {
             CacheResult::Miss,
         );
     }
-    // A range of an object not stored whole: fetch and serve only the slices it needs.
-    if stale.is_none() && parts.method == Method::GET && crate::slice::wants_slices(&parts.headers)
-    {
-        let req = Arc::new(crate::slice::SliceRequest {
+    // A range of an object not stored whole: fetch and serve only the slices it needs; a
+    // plain GET of an object held only as slices: assemble it from them.
+    if stale.is_none() && parts.method == Method::GET {
+        let req = crate::slice::SliceRequest {
             edge: ctx.edge.clone(),
             targets: upstream::targets(&ctx.route, &cache_key, &ctx.host),
             pq: pq.to_owned(),
@@ -507,15 +507,17 @@ async fn cached(ctx: &Ctx, parts: &Parts) -> (Response<Body>, CacheResult) {
             req_headers: parts.headers.clone(),
             key: cache_key.clone(),
             rule: rule_override.clone(),
-        });
-        let edge = ctx.edge.clone();
-        match crate::slice::respond(req, move |p| edge.cache_status(p)).await {
-            crate::slice::Answer::Served(res, true) => return (res, CacheResult::Hit),
-            crate::slice::Answer::Served(res, false) => return (res, CacheResult::Miss),
-            crate::slice::Answer::Failed(e) => {
-                return (bad_gateway(ctx, &e), CacheResult::Error);
+        };
+        if crate::slice::wants_slices(&parts.headers) || crate::slice::held_as_slices(&req) {
+            let edge = ctx.edge.clone();
+            match crate::slice::respond(Arc::new(req), move |p| edge.cache_status(p)).await {
+                crate::slice::Answer::Served(res, true) => return (res, CacheResult::Hit),
+                crate::slice::Answer::Served(res, false) => return (res, CacheResult::Miss),
+                crate::slice::Answer::Failed(e) => {
+                    return (bad_gateway(ctx, &e), CacheResult::Error);
+                }
+                crate::slice::Answer::Fallback => {}
             }
-            crate::slice::Answer::Fallback => {}
         }
     }
     let (reader, leader) = match ctx.edge.inflight.join(&cache_key) {

@@ -30,9 +30,16 @@
 //!
 //! A whole-object GET whose response is too large to store whole
 //! ([`crate::proxy::MAX_OBJECT_BYTES`]) is cut into slices as it streams ([`Slicer`]), so
-//! later range requests hit. Freshness: each slice carries the freshness of its own
-//! response, computed as for a 200 with the same headers; a stale slice is fetched again
-//! whole (no conditional request).
+//! later range requests hit. A plain `GET` (no `Range`) of an object held only as slices
+//! is served whole from them (missing slices fetched as slices), not fetched whole.
+//!
+//! Freshness: each slice carries the freshness of its own response, computed as for a 200
+//! with the same headers, and is treated like a whole object: within
+//! `stale-while-revalidate` it is served stale while one background fetch revalidates it;
+//! otherwise a stale slice is revalidated with a conditional range request
+//! (`If-None-Match`/`If-Modified-Since` from the slice), a matching 304 freshening the
+//! stored slice without moving its bytes again, and `stale-if-error` serving it when the
+//! upstream fails.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -170,28 +177,80 @@ enum Opened {
     Failed(String),
 }
 
-/// The fresh stored response under `skey` for this request.
-fn lookup(req: &SliceRequest, skey: &str) -> Option<Arc<CachedResponse>> {
-    let entry = req.edge.store.get(skey)?;
-    let s = entry.variant(&policy::vary_signature(&entry.vary, &req.req_headers))?;
-    (policy::evaluate(
+/// What the store holds under a slice key, as this request may use it.
+enum Held {
+    Fresh(Arc<CachedResponse>),
+    /// Stale within `stale-while-revalidate`: served, and refreshed in the background.
+    StaleWhileRevalidate(Arc<CachedResponse>),
+    /// Stale: revalidate; serve it if the upstream fails and `stale_if_error` allows.
+    Stale {
+        stored: Arc<CachedResponse>,
+        stale_if_error: bool,
+    },
+    Nothing,
+}
+
+fn held(req: &SliceRequest, skey: &str) -> Held {
+    let Some(entry) = req.edge.store.get(skey) else {
+        return Held::Nothing;
+    };
+    let Some(s) = entry.variant(&policy::vary_signature(&entry.vary, &req.req_headers)) else {
+        return Held::Nothing;
+    };
+    match policy::evaluate(
         &s.freshness,
         &RequestCacheControl::parse(&req.req_headers),
         SystemTime::now(),
-    ) == Evaluation::Fresh)
-        .then(|| s.clone())
+    ) {
+        Evaluation::Fresh => Held::Fresh(s.clone()),
+        Evaluation::StaleWhileRevalidate => Held::StaleWhileRevalidate(s.clone()),
+        Evaluation::Revalidate { stale_if_error } => Held::Stale {
+            stored: s.clone(),
+            stale_if_error,
+        },
+    }
 }
+
+/// The stored slice under `skey` if it may be served now (fresh, or stale while it is
+/// revalidated).
+fn lookup(req: &SliceRequest, skey: &str) -> Option<Arc<CachedResponse>> {
+    match held(req, skey) {
+        Held::Fresh(s) | Held::StaleWhileRevalidate(s) => Some(s),
+        Held::Stale { .. } | Held::Nothing => None,
+    }
+}
+
+/// Whether a plain `GET` of the object `key` can be assembled from its slices: its first
+/// slice is stored and may be served (the rest are fetched as slices when missing).
+pub fn held_as_slices(req: &SliceRequest) -> bool {
+    lookup(req, &slice_key(&req.key, 0)).is_some()
+}
+
+/// A stale slice a fill revalidates, and whether it may be served when the upstream fails.
+type Revalidating = Option<(Arc<CachedResponse>, bool)>;
 
 /// Opens slice `k`: from the store, or from the (joined or started) fill.
 async fn open(req: &Arc<SliceRequest>, k: u64) -> Opened {
     let skey = slice_key(&req.key, k);
-    if let Some(s) = lookup(req, &skey) {
-        return Opened::Slice(Source::Stored(s));
-    }
+    let stale = match held(req, &skey) {
+        Held::Fresh(s) => return Opened::Slice(Source::Stored(s)),
+        Held::StaleWhileRevalidate(s) => {
+            // One background revalidation (none if a fetch of this slice is in flight).
+            if let Some(fill) = req.edge.inflight.lead(&skey) {
+                spawn_fill(req.clone(), k, skey, fill, true, Some((s.clone(), false)));
+            }
+            return Opened::Slice(Source::Stored(s));
+        }
+        Held::Stale {
+            stored,
+            stale_if_error,
+        } => Some((stored, stale_if_error)),
+        Held::Nothing => None,
+    };
     // Unbounded by the fill buffer: a slice fill holds at most one slice.
     let (fill, leader) = match req.edge.inflight.join_bounded(&skey, u64::MAX) {
         Joined::Leader(r) => {
-            spawn_fill(req.clone(), k, skey.clone(), r.fill().clone(), true);
+            spawn_fill(req.clone(), k, skey.clone(), r.fill().clone(), true, stale);
             (r.fill().clone(), true)
         }
         Joined::Follower(r) => (r.fill().clone(), false),
@@ -209,7 +268,7 @@ async fn open(req: &Arc<SliceRequest>, k: u64) -> Opened {
     if !leader && matches!(&head, Ok(h) if foreign(h)) {
         // Another client's response that may not be shared: fetch this one's own.
         let own = Arc::new(Fill::default());
-        spawn_fill(req.clone(), k, skey, own.clone(), false);
+        spawn_fill(req.clone(), k, skey, own.clone(), false, None);
         head = own.head().await;
         fill = own;
     }
@@ -222,21 +281,29 @@ async fn open(req: &Arc<SliceRequest>, k: u64) -> Opened {
     }
 }
 
-fn spawn_fill(req: Arc<SliceRequest>, k: u64, skey: String, fill: Arc<Fill>, registered: bool) {
+fn spawn_fill(
+    req: Arc<SliceRequest>,
+    k: u64,
+    skey: String,
+    fill: Arc<Fill>,
+    registered: bool,
+    stale: Revalidating,
+) {
     tokio::spawn(async move {
-        run_fill(&req, &fill, k, &skey).await;
+        run_fill(&req, &fill, k, &skey, stale).await;
         if registered {
             req.edge.inflight.done(&skey, &fill);
         }
     });
 }
 
-/// Fetches slice `k` into `fill` and stores it when it arrived complete.
-async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str) {
+/// Fetches slice `k` into `fill` and stores it when it arrived complete; with `stale`, a
+/// conditional request that a matching 304 answers by freshening the stored slice.
+async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str, stale: Revalidating) {
     let edge = &req.edge;
     let epoch = edge.purge_epoch.load(std::sync::atomic::Ordering::Acquire);
     // A fill that ended between the lookup and the join has stored the slice already.
-    if let Some(s) = lookup(req, skey) {
+    if let Held::Fresh(s) = held(req, skey) {
         fill.complete_from(&s, Vec::new());
         return;
     }
@@ -247,22 +314,39 @@ async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str) {
     if let Ok(v) = HeaderValue::from_str(&format!("bytes={start}-{end}")) {
         headers.insert(header::RANGE, v);
     }
+    let mut conditional = headers.clone();
+    if let Some((s, _)) = &stale {
+        conditional.extend(policy::revalidation_headers(&s.headers));
+    }
     let request_time = SystemTime::now();
-    let (res, target) = match edge
-        .upstream
-        .send(
-            &req.targets,
-            &Method::GET,
-            &req.pq,
-            &headers,
-            None,
-            &edge.metrics,
-        )
-        .await
+    let send = |headers: HeaderMap| async move {
+        edge.upstream
+            .send(
+                &req.targets,
+                &Method::GET,
+                &req.pq,
+                &headers,
+                None,
+                &edge.metrics,
+            )
+            .await
+    };
+    let mut sent = send(conditional).await;
+    if let (Ok((res, _)), Some((s, _))) = (&sent, &stale)
+        && res.status() == StatusCode::NOT_MODIFIED
+        && !policy::not_modified_matches(&s.headers, res.headers())
     {
+        // The 304 is for another representation (RFC 9111 §4.3.4): fetch the slice.
+        sent = send(headers).await;
+    }
+    let (res, target) = match sent {
         Ok(r) => r,
         Err(e) => {
-            fill.finish(Err(e.to_string()));
+            match &stale {
+                // RFC 5861 §4: the stale slice rather than the error.
+                Some((s, true)) => fill.complete_from(s, Vec::new()),
+                _ => fill.finish(Err(e.to_string())),
+            }
             return;
         }
     };
@@ -270,6 +354,19 @@ async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str) {
     let (mut head, mut incoming) = res.into_parts();
     strip_hop_by_hop(&mut head.headers);
     head.headers.remove("x-cache");
+    if head.status == StatusCode::NOT_MODIFIED
+        && let Some((s, _)) = &stale
+    {
+        let served = freshen(req, s, &head.headers, request_time, response_time);
+        match &served {
+            Some(updated) => {
+                crate::proxy::store(edge, skey, &req.req_headers, updated.clone(), epoch)
+            }
+            None => edge.store.remove(skey),
+        }
+        fill.complete_from(served.as_ref().unwrap_or(s), Vec::new());
+        return;
+    }
     if head.status != StatusCode::PARTIAL_CONTENT {
         // Not a slice: the body is not read (the proxy goes the usual way).
         fill.set_head(Ok(FillHead {
@@ -387,6 +484,47 @@ async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str) {
         crate::proxy::store(edge, key, &req.req_headers, response, epoch);
     }
     fill.finish(result);
+}
+
+/// The stored slice `old` freshened with a matching 304's headers (RFC 9111 §4.3.4), if
+/// it may still be stored; `None`: it may not (it is served once, then dropped).
+fn freshen(
+    req: &SliceRequest,
+    old: &CachedResponse,
+    not_modified: &HeaderMap,
+    request_time: SystemTime,
+    response_time: SystemTime,
+) -> Option<CachedResponse> {
+    let mut merged = old.headers.clone();
+    policy::apply_304(&mut merged, not_modified);
+    // Shared: a cookie the 304 sets is never stored.
+    merged.remove(header::SET_COOKIE);
+    // A slice is as storable, and as fresh, as the whole response would be.
+    let mut object_headers = merged.clone();
+    object_headers.remove(header::CONTENT_RANGE);
+    if let Some((_, _, total)) = parse_content_range(&merged) {
+        object_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+    }
+    match policy::storability(
+        &Method::GET,
+        &req.req_headers,
+        StatusCode::OK,
+        &object_headers,
+        &req.rule,
+        response_time,
+    ) {
+        policy::Storability::Yes(params) => Some(CachedResponse {
+            freshness: Freshness::new(
+                &params,
+                policy::initial_age(&merged, request_time, response_time),
+                response_time,
+            ),
+            headers: merged,
+            stored_at: response_time,
+            ..old.clone()
+        }),
+        policy::Storability::No(_) => None,
+    }
 }
 
 /// The headers that must agree between slices of one object.

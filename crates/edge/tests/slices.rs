@@ -539,3 +539,130 @@ async fn slices_past_the_store_buffer_budget_are_served_but_not_stored() {
     assert_eq!(budget.used(), 0);
     assert!(budget.refused() >= 6, "{}", budget.refused());
 }
+
+/// An origin for `/obj` of `size` bytes, ETag `"v1"`, answering with `cache_control`: a
+/// matching `If-None-Match` gets 304, a range 206, no range 200; every request logged as
+/// (Range, If-None-Match).
+async fn revalidating(
+    size: u64,
+    cache_control: &'static str,
+) -> (Arc<Mutex<Vec<(String, String)>>>, TestOrigin) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let seen = log.clone();
+    let origin = TestOrigin::start(move |parts| {
+        let seen = seen.clone();
+        async move {
+            let range = req_header(&parts, "range").to_owned();
+            let inm = req_header(&parts, "if-none-match").to_owned();
+            seen.lock().expect("log").push((range.clone(), inm.clone()));
+            let base = [("etag", "\"v1\""), ("cache-control", cache_control)];
+            if inm == "\"v1\"" {
+                return respond(304, &base, Body::empty());
+            }
+            let span = range.strip_prefix("bytes=").and_then(|r| {
+                let (a, b) = r.split_once('-')?;
+                Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?))
+            });
+            let Some((a, b)) = span else {
+                return respond(200, &base, content(1, 0, size));
+            };
+            let b = b.min(size - 1);
+            let cr = format!("bytes {a}-{b}/{size}");
+            let mut headers = base.to_vec();
+            headers.push(("content-range", cr.as_str()));
+            respond(206, &headers, content(1, a, b + 1))
+        }
+    })
+    .await;
+    (log, origin)
+}
+
+fn logged(log: &Mutex<Vec<(String, String)>>) -> Vec<(String, String)> {
+    log.lock().expect("log").clone()
+}
+
+#[tokio::test]
+async fn a_stale_slice_is_revalidated_with_a_conditional_range_request() {
+    let (log, origin) = revalidating(200_000, "max-age=0").await;
+    let (edge, client) = sliced_edge(origin.addr(), SLICE).await;
+    let url = edge.url(HOST, "/obj");
+    let got = get_with(&client, &url, &[("range", "bytes=10-99")]).await;
+    assert_range(&got, 1, 10, 99, 200_000);
+    idle(&edge).await;
+    // Stale at once (max-age=0): the next request revalidates the slice, and the 304
+    // freshens it without its bytes crossing the network again.
+    let got = get_with(&client, &url, &[("range", "bytes=100-199")]).await;
+    assert_range(&got, 1, 100, 199, 200_000);
+    idle(&edge).await;
+    assert_eq!(
+        logged(&log),
+        vec![
+            ("bytes=0-65535".to_owned(), String::new()),
+            ("bytes=0-65535".to_owned(), "\"v1\"".to_owned()),
+        ]
+    );
+    assert_eq!(
+        assert_slices_complete(&edge),
+        1,
+        "the slice is still stored"
+    );
+}
+
+#[tokio::test]
+async fn a_slice_within_stale_while_revalidate_is_served_and_refreshed_in_the_background() {
+    let (log, origin) = revalidating(200_000, "max-age=0, stale-while-revalidate=600").await;
+    let (edge, client) = sliced_edge(origin.addr(), SLICE).await;
+    let url = edge.url(HOST, "/obj");
+    let got = get_with(&client, &url, &[("range", "bytes=0-9")]).await;
+    assert_eq!(got.x_cache(), "MISS");
+    idle(&edge).await;
+    let got = get_with(&client, &url, &[("range", "bytes=20-29")]).await;
+    assert_range(&got, 1, 20, 29, 200_000);
+    assert_eq!(got.x_cache(), "HIT", "served from the stale slice");
+    let log2 = log.clone();
+    wait_until("the background revalidation", move || {
+        logged(&log2).len() == 2
+    })
+    .await;
+    assert_eq!(
+        logged(&log)[1],
+        ("bytes=0-65535".to_owned(), "\"v1\"".to_owned())
+    );
+    idle(&edge).await;
+    assert_eq!(assert_slices_complete(&edge), 1);
+}
+
+#[tokio::test]
+async fn a_plain_get_of_an_object_held_as_slices_is_assembled_from_them() {
+    let (script, origin) = scripted(300_000).await;
+    let (edge, client) = sliced_edge(origin.addr(), SLICE).await;
+    let url = edge.url(HOST, "/obj");
+    let got = get_with(&client, &url, &[("range", "bytes=0-99")]).await;
+    assert_range(&got, 0, 0, 99, 300_000);
+    idle(&edge).await;
+    // No Range: the whole object, from slice 0 (stored) and slices 1-4 fetched as slices;
+    // the origin never sees a whole-object request.
+    let got = get(&client, &url).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.header("content-length"), "300000");
+    assert!(
+        got.body == content(0, 0, 300_000),
+        "the whole object, in order"
+    );
+    idle(&edge).await;
+    assert_eq!(
+        script.ranges(),
+        vec![
+            "bytes=0-65535",
+            "bytes=65536-131071",
+            "bytes=131072-196607",
+            "bytes=196608-262143",
+            "bytes=262144-327679",
+        ]
+    );
+    // Every slice is now stored: the next plain GET is a hit.
+    let got = get(&client, &url).await;
+    assert_eq!((got.status, got.x_cache()), (200, "HIT"));
+    assert!(got.body == content(0, 0, 300_000));
+    assert_eq!(script.ranges().len(), 5);
+}
