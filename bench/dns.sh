@@ -243,15 +243,15 @@ lat() {
 # cpu NAME TEST [ECS]: fixed-rate dnsperf run at CPU_QPS; records the server's CPU time
 # per query answered, in microseconds.
 cpu() {
-    local name=$1 test=$2 ecs=() out t0 t1 answered
+    local name=$1 test=$2 ecs=() out mark ticks answered
     [[ ${3:-} == ecs ]] && ecs=(-E "8:$ECS_HEX")
     out="$RUN/$name-$test.cpu"
-    t0=$(cpu_ticks "$SERVER_PID")
+    mark=$(cpu_mark "$SERVER_PID")
     dnsperf -s "$ADDR" -p "${PORT[$name]}" -d "$RUN/queries.txt" -l "$CPU_DURATION" \
         -c "$CLIENTS" -T 1 -Q "$CPU_QPS" -t 2 "${ecs[@]}" >"$out" 2>&1 || true
-    t1=$(cpu_ticks "$SERVER_PID")
+    ticks=$(cpu_since "$mark" "$SERVER_PID")
     answered=$(awk '/Queries completed:/ {print $3}' "$out")
-    R[$name|$test|cpu]=$(cpu_us_per_req "$((t1 - t0))" "${answered:-0}")
+    R[$name|$test|cpu]=$(cpu_us_per_req "$ticks" "${answered:-0}")
     log "$name $test @ $CPU_QPS q/s: ${R[$name|$test|cpu]} us CPU per query" \
         "(${answered:-?} answered)"
 }

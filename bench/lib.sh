@@ -132,16 +132,35 @@ tree_pids() {
     return 0
 }
 
-# cpu_ticks PID: user + system CPU time (/proc/PID/stat fields 14 and 15, all threads) of
-# PID and its descendants alive now, in clock ticks. Measured before and after a run, the
-# difference is the run's CPU time as long as no process of the tree exits in between.
-cpu_ticks() {
-    local pid total=0 t
+# pid_ticks PID: user + system CPU time of PID (/proc/PID/stat fields 14 and 15, all its
+# threads) in clock ticks, or nothing when it is gone.
+pid_ticks() {
+    # The command name (field 2) may hold spaces: count the fields after its ")".
+    sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}' || true
+}
+
+# cpu_mark PID: the CPU time of PID and of each descendant alive now, as "pid:ticks ...",
+# for cpu_since.
+cpu_mark() {
+    local pid t out=""
     while read -r pid; do
-        # The command name (field 2) may hold spaces: count fields after its ")".
-        t=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}') || t=0
-        total=$((total + ${t:-0}))
+        t=$(pid_ticks "$pid")
+        [[ -n $t ]] && out+="$pid:$t "
     done < <(tree_pids "$1")
+    echo "$out"
+}
+
+# cpu_since MARK PID: the CPU ticks PID and its descendants spent since cpu_mark gave MARK:
+# for each process alive now, its ticks less those at the mark (all of them for one
+# started since). A process that exited in between (nginx's cache loader) counts nothing.
+cpu_since() {
+    local e pid t total=0
+    local -A before=()
+    for e in $1; do before[${e%%:*}]=${e#*:}; done
+    while read -r pid; do
+        t=$(pid_ticks "$pid")
+        [[ -n $t ]] && total=$((total + t - ${before[$pid]:-0}))
+    done < <(tree_pids "$2")
     echo "$total"
 }
 
