@@ -2,7 +2,7 @@
 # CDN edge benchmark: Lingjing's edge node ("ours") against nginx (proxy_cache) and
 # Varnish configured for the same job, all on loopback in front of one nginx origin.
 #
-#   bench/cdn.sh                              # default run: 3 runs, about 15-20 minutes
+#   bench/cdn.sh                              # default run: 3 runs, about 20-25 minutes
 #   RUNS=5 DURATION=30s CONNS=128 bench/cdn.sh  # more runs / longer / wider
 #   SERVERS="nginx ours" bench/cdn.sh         # a subset
 #   DURATION=2s RUNS=1 SETTLE=0 bench/cdn.sh  # smoke run (figures meaningless)
@@ -39,7 +39,7 @@
 #
 # Missing tools are installed with apt-get (Debian/Ubuntu, as root).
 # Environment (defaults in brackets):
-#   RUNS [3]  SETTLE [60] (seconds)  BUSY_FACTOR [0.5]   runs, wait for a quiet machine
+#   RUNS [3]  SETTLE [90] (seconds)  BUSY_FACTOR [0.5]   runs, wait for a quiet machine
 #   DURATION [10s]  CONNS [64]  THREADS [2]          wrk runs (hits and miss)
 #   H2_DURATION [5] (seconds)  H2_STREAMS [10]       h2load runs (-D, -m); H2=0 skips them
 #   MISS_DURATION [$DURATION]                        miss-path run
@@ -64,7 +64,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CONF="$ROOT/bench/cdn"
 
 RUNS=${RUNS:-3}
-SETTLE=${SETTLE:-60}
+SETTLE=${SETTLE:-90}
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
@@ -441,7 +441,7 @@ cpu_tests() {
 # bench_server SRV: one turn of SRV in run RUN_NO: waits for a quiet machine, starts SRV,
 # runs every measurement, stops it; keeps its results in RUNR.
 bench_server() {
-    local srv=$1 obj t k load
+    local srv=$1 k load
     SERVER_PID=""
     for k in "${!R[@]}"; do [[ $k == "$srv|"* ]] && unset "R[$k]"; done
     load=$(settle "$SETTLE")

@@ -188,9 +188,9 @@ machine_busy() {
 }
 
 # settle SECONDS: waits (SECONDS at most) for the 1-minute load average to fall to
-# BUSY_FACTOR x cores or below (the previous run's own load takes about 40 s to decay on
-# an otherwise idle machine); then prints the load line with " BUSY" appended when it is
-# still above (another process is using the machine: the run's figures are marked).
+# BUSY_FACTOR x cores or below (the previous turn's own load takes about a minute to
+# decay on an otherwise idle machine); then prints the load line with " BUSY" appended
+# when it is still above (another process is using the machine: the turn is marked).
 settle() {
     local i
     for ((i = 0; i < $1; i++)); do
