@@ -2,30 +2,55 @@
 # CDN edge benchmark: Lingjing's edge node ("ours") against nginx (proxy_cache) and
 # Varnish configured for the same job, all on loopback in front of one nginx origin.
 #
-#   bench/cdn.sh                              # default run, about 2-3 minutes
-#   DURATION=30s CONNS=128 bench/cdn.sh       # longer / wider
+#   bench/cdn.sh                              # default run: 3 runs, about 20-25 minutes
+#   RUNS=5 DURATION=30s CONNS=128 bench/cdn.sh  # more runs / longer / wider
 #   SERVERS="nginx ours" bench/cdn.sh         # a subset
+#   DURATION=2s RUNS=1 SETTLE=0 bench/cdn.sh  # smoke run (figures meaningless)
 #
-# For each server, one at a time (the others are stopped), it measures:
+# RUNS runs; in each, every server in turn (the others are stopped), the order rotated
+# from run to run (run 1: nginx varnish ours, run 2: varnish ours nginx, ...) so that no
+# server always goes first or last. Before each server's turn the script waits (SETTLE
+# seconds at most) for the 1-minute load average to fall to BUSY_FACTOR x cores, then
+# prints it; if it is still above, something else is using the machine and that turn is
+# marked BUSY: its figures carry a "*" in the tables. Each turn measures:
 #   - cache hits of /1k.bin and /100k.bin over keep-alive HTTP/1.1 with wrk:
 #     requests/s, p50 and p99 latency, resident memory of the server after the run, and
 #     how many requests reached the origin during the run (a hit run must add none);
 #   - the same over cleartext HTTP/2 (h2c, prior knowledge) with h2load, where supported;
 #   - the miss path: every request a new URL, so every one is fetched from the origin;
 #   - request collapsing: COLLAPSE_N clients ask at once for one uncached URL whose origin
-#     response takes about a second; the origin's access log says how many fetches it got.
+#     response takes about a second; the origin's access log says how many fetches it got;
+#   - CPU time per request at a fixed request rate, for each of those scenarios: the
+#     server's user + system CPU time (/proc/PID/stat of it and its child processes)
+#     over the requests answered while h2load sends CPU_RATE requests a second (h2load
+#     --rps, a fixed rate per connection: wrk2 is not in Debian, nor are oha or vegeta;
+#     h2load comes with nghttp2-client) for CPU_DURATION seconds, over HTTP/1.1 (--h1) or
+#     h2c as the scenario; the miss path at MISS_CPU_RATE on one connection (every URL
+#     new: h2load's URL list is per connection). The unlimited-rate runs share the cores
+#     with the load tool, so fast servers converge on its limit; the CPU each spends per
+#     request still tells them apart.
+# Figures reported are medians over the runs; the summary table gives the spread
+# (min-max over the runs) of ours/peer ratios, each computed within one run.
 #
 # Ports (all 127.0.0.1): origin 18000; nginx 18001 (h2c 18011); varnish 18002 (h1 + h2c);
 # ours 18003 (admin 18004). Configs are in bench/cdn/. Servers run in the foreground of
-# background jobs with a private run directory; everything is stopped on exit.
+# background jobs with a private run directory; everything is stopped on exit. Shared
+# helpers are in bench/lib.sh.
 #
 # Missing tools are installed with apt-get (Debian/Ubuntu, as root).
 # Environment (defaults in brackets):
+#   RUNS [3]  SETTLE [90] (seconds)  BUSY_FACTOR [0.5]   runs, wait for a quiet machine
 #   DURATION [10s]  CONNS [64]  THREADS [2]          wrk runs (hits and miss)
 #   H2_DURATION [5] (seconds)  H2_STREAMS [10]       h2load runs (-D, -m); H2=0 skips them
 #   MISS_DURATION [$DURATION]                        miss-path run
 #   COLLAPSE_N [200]                                 concurrent clients in the collapse test
-#   SERVERS ["nginx varnish ours"]                   which servers, in order
+#   CPU_RATE [5000]  CPU_CONNS [10]  CPU_DURATION [5] (seconds)   fixed-rate CPU runs
+#   MISS_CPU_RATE [500]                              fixed-rate CPU run of the miss path
+#   CPU_H2_STREAMS [100]                             streams a connection may have open in
+#                                                    the h2c CPU runs (h2load -m): the rate
+#                                                    holds even with slow answers
+#   CPU=0                                            skips the fixed-rate CPU runs
+#   SERVERS ["nginx varnish ours"]                   which servers (run 1's order)
 #   LINGJING_BIN [target/release/lingjing]           our binary
 #   OURS_ARGS []                                     extra flags for `lingjing edge`
 #   BUILD_OURS [0]                                   1: cargo build --release -p lingjing first
@@ -38,6 +63,8 @@ PATH=$PATH:/usr/sbin:/sbin # nginx and varnishd live in sbin
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CONF="$ROOT/bench/cdn"
 
+RUNS=${RUNS:-3}
+SETTLE=${SETTLE:-90}
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
@@ -46,6 +73,12 @@ H2_DURATION=${H2_DURATION:-5}
 H2_STREAMS=${H2_STREAMS:-10}
 MISS_DURATION=${MISS_DURATION:-$DURATION}
 COLLAPSE_N=${COLLAPSE_N:-200}
+CPU=${CPU:-1}
+CPU_RATE=${CPU_RATE:-5000}
+CPU_CONNS=${CPU_CONNS:-10}
+CPU_DURATION=${CPU_DURATION:-5}
+MISS_CPU_RATE=${MISS_CPU_RATE:-500}
+CPU_H2_STREAMS=${CPU_H2_STREAMS:-100}
 SERVERS=${SERVERS:-nginx varnish ours}
 LINGJING_BIN=${LINGJING_BIN:-$ROOT/target/release/lingjing}
 BUILD_OURS=${BUILD_OURS:-0}
@@ -72,72 +105,31 @@ declare -A OBJECT_LABEL=([/1k.bin]="1 KiB" [/100k.bin]="100 KiB")
 RUN=""            # private run directory (configs, caches, logs)
 SERVER_PID=""     # the server being measured (its processes are this one and descendants)
 PIDS=()           # every process this script started, stopped on exit
-declare -A R=()   # results: R[server|test|field]
+declare -A R=()   # results: R[server|test|field] (the current run's; medians after all)
+declare -A RUNR=() # every run's results: RUNR[run|server|test|field]
+declare -A BUSY=() # BUSY[server|run]=1: that turn started on a busy machine
+declare -A LOADS=() # LOADS[server|run]: the load line before that turn
+RUN_NO=0          # the run in progress (1..RUNS)
 NONCE="$(date +%s)-$$"
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 # ---------------------------------------------------------------------------------------
 # Setup and teardown
 # ---------------------------------------------------------------------------------------
 
 # Installs the tools that are missing (one apt-get update, one install).
-ensure_tools() {
-    local -A pkg_of=([nginx]=nginx [varnishd]=varnish [wrk]=wrk [h2load]=nghttp2-client
-        [curl]=curl [python3]=python3 [cc]=gcc)
-    local missing=() cmd
-    for cmd in "${!pkg_of[@]}"; do
-        command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_of[$cmd]}")
-    done
-    [[ ${#missing[@]} -eq 0 ]] && return 0
-    [[ $(id -u) -eq 0 ]] || die "missing packages (${missing[*]}); run as root or install them"
-    command -v apt-get >/dev/null 2>&1 || die "missing packages (${missing[*]}) and no apt-get"
-    log "installing: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    # policy-rc.d may or may not stop the packages' services from starting; we never use
-    # them (our servers have their own configs and ports), but stop them if they did start.
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    local p
-    for p in nginx varnish; do
-        if [[ " ${missing[*]} " == *" $p "* ]] && command -v service >/dev/null 2>&1; then
-            service "$p" stop >/dev/null 2>&1 || true
-        fi
-    done
+ensure_cdn_tools() {
+    ensure_tools --stop nginx --stop varnish nginx=nginx varnishd=varnish wrk=wrk \
+        h2load=nghttp2-client curl=curl python3=python3 cc=gcc
 }
-
-# Stops every process we started (by pid), then removes the run directory.
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do
-        wait_gone "$pid" 50 || kill -KILL "$pid" 2>/dev/null || true
-    done
-    if [[ -n $RUN && -d $RUN ]]; then
-        if [[ $KEEP_RUN == 1 ]]; then log "run directory kept: $RUN"; else rm -rf "$RUN"; fi
-    fi
-}
-
-# wait_gone PID TENTHS: waits until PID has exited; fails after TENTHS/10 seconds.
-wait_gone() {
-    local i
-    for ((i = 0; i < $2; i++)); do
-        kill -0 "$1" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/$ADDR/$1") 2>/dev/null; }
 
 check_ports_free() {
     local p
     for p in "$PORT_ORIGIN" "$PORT_NGINX" "$PORT_NGINX_H2" "$PORT_VARNISH" "$PORT_OURS" \
         "$PORT_OURS_ADMIN"; do
-        port_in_use "$p" && die "port $ADDR:$p is already in use; stop whatever listens there"
+        tcp_port_in_use "$ADDR" "$p" && die "port $ADDR:$p is already in use; stop whatever listens there"
     done
     return 0
 }
@@ -154,38 +146,12 @@ make_run_dir() {
     chmod 644 "$RUN/varnish.vcl"
 }
 
-# start_bg NAME CMD...: starts CMD in the background, output to $RUN/NAME.log.
-start_bg() {
-    local name=$1
-    shift
-    "$@" >"$RUN/$name.log" 2>&1 &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-}
+# http_answers PORT: a GET of / on PORT gets any HTTP answer.
+http_answers() { curl -s -o /dev/null --max-time 1 "http://$ADDR:$1/" 2>/dev/null; }
 
-# stop_pid PID: stops one server we started, waits for it and forgets it.
-stop_pid() {
-    local p keep=()
-    kill -TERM "$1" 2>/dev/null || true
-    wait_gone "$1" 100 || kill -KILL "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-    for p in "${PIDS[@]+"${PIDS[@]}"}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]+"${keep[@]}"}")
-}
-
-# wait_http PORT PID: waits (10 s at most) until a GET of / on PORT gets any HTTP answer
-# while PID stays alive.
-wait_http() {
-    local i
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$2" 2>/dev/null || return 1
-        if curl -s -o /dev/null --max-time 1 "http://$ADDR:$1/" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    return 1
-}
+# wait_http PORT PID: waits (10 s at most) until PORT gets any HTTP answer while PID stays
+# alive.
+wait_http() { wait_for 100 "$2" http_answers "$1"; }
 
 # ---------------------------------------------------------------------------------------
 # Servers. Each start_* sets SERVER_PID (or returns non-zero); stop with stop_pid.
@@ -229,12 +195,15 @@ start_varnish() {
 # --no-access-log and --memory-cache-mb 256 are added when `lingjing edge --help` lists
 # them. Returns non-zero (and the run goes on with the peers) when it is not there or does
 # not answer HTTP within 10 s.
+# build_ours: with BUILD_OURS=1, cargo build --release -p lingjing (once, before the runs).
+build_ours() {
+    [[ $BUILD_OURS == 1 && " $SERVERS " == *" ours "* ]] || return 0
+    log "ours: cargo build --release -p lingjing"
+    (cd "$ROOT" && cargo build --release -p lingjing) >"$RUN/ours-build.log" 2>&1 ||
+        log "ours: build failed (see $RUN/ours-build.log)"
+}
+
 start_ours() {
-    if [[ $BUILD_OURS == 1 ]]; then
-        log "ours: cargo build --release -p lingjing"
-        (cd "$ROOT" && cargo build --release -p lingjing) >"$RUN/ours-build.log" 2>&1 ||
-            { log "ours: build failed (see $RUN/ours-build.log)"; return 1; }
-    fi
     if [[ ! -x $LINGJING_BIN ]]; then
         log "ours: $LINGJING_BIN not found"
         return 1
@@ -279,28 +248,15 @@ server_port() {
 # mem_kib PID FIELD: sums FIELD (VmRSS from status, or Pss from smaps_rollup) in KiB over
 # PID and all its descendants.
 mem_kib() {
-    local root=$1 field=$2 total=0 pid ppid v
-    local -a todo=("$root") all=()
-    local -A children=()
-    while read -r pid ppid; do
-        children[$ppid]+="$pid "
-    done < <(awk '/^Pid:/ {p = $2} /^PPid:/ {print p, $2; nextfile}' \
-        /proc/[0-9]*/status 2>/dev/null)
-    while [[ ${#todo[@]} -gt 0 ]]; do
-        pid=${todo[0]}
-        todo=("${todo[@]:1}")
-        all+=("$pid")
-        # shellcheck disable=SC2206 # splitting the list of child pids is intended
-        [[ -n ${children[$pid]:-} ]] && todo+=(${children[$pid]})
-    done
-    for pid in "${all[@]}"; do
+    local field=$2 total=0 pid v
+    while read -r pid; do
         if [[ $field == VmRSS ]]; then
             v=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
         else
             v=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null || true)
         fi
         total=$((total + ${v:-0}))
-    done
+    done < <(tree_pids "$1")
     echo "$total"
 }
 
@@ -356,7 +312,7 @@ parse_wrk() {
 hit_run() {
     local srv=$1 obj=$2 port out before after
     port=$(server_port "$srv")
-    out="$RUN/wrk-$srv-${obj#/}.txt"
+    out="$RUN/wrk-$srv-${obj#/}-$RUN_NO.txt"
     before=$(origin_requests)
     wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Host: $HOST_HEADER" \
         -s "$CONF/report.lua" "http://$ADDR:$port$obj" >"$out" 2>&1 || true
@@ -373,8 +329,8 @@ hit_run() {
 h2_run() {
     local srv=$1 obj=$2 port out reqlog ok rps
     port=$(server_port "$srv" h2)
-    out="$RUN/h2load-$srv-${obj#/}.txt"
-    reqlog="$RUN/h2load-$srv-${obj#/}.log"
+    out="$RUN/h2load-$srv-${obj#/}-$RUN_NO.txt"
+    reqlog="$RUN/h2load-$srv-${obj#/}-$RUN_NO.log"
     timeout $((H2_DURATION + 30)) h2load -D "$H2_DURATION" -c "$CONNS" -m "$H2_STREAMS" \
         -t "$THREADS" -H ":authority: $HOST_HEADER" --log-file="$reqlog" \
         "http://$ADDR:$port$obj" >"$out" 2>&1 || true
@@ -399,10 +355,10 @@ h2_run() {
 miss_run() {
     local srv=$1 port out before after
     port=$(server_port "$srv")
-    out="$RUN/wrk-$srv-miss.txt"
+    out="$RUN/wrk-$srv-miss-$RUN_NO.txt"
     before=$(origin_requests)
     wrk -t"$THREADS" -c"$CONNS" -d"$MISS_DURATION" --latency -H "Host: $HOST_HEADER" \
-        -s "$CONF/miss.lua" "http://$ADDR:$port/" -- "$NONCE-$srv" >"$out" 2>&1 || true
+        -s "$CONF/miss.lua" "http://$ADDR:$port/" -- "$NONCE-$srv-$RUN_NO" >"$out" 2>&1 || true
     after=$(origin_requests)
     parse_wrk "$out" "$srv" miss || return 0
     R["$srv|miss|origin"]=$((after - before - 1))
@@ -415,8 +371,8 @@ miss_run() {
 collapse_run() {
     local srv=$1 port path out fetched
     port=$(server_port "$srv")
-    path="/slow/collapse-$NONCE-$srv"
-    out="$RUN/collapse-$srv.txt"
+    path="/slow/collapse-$NONCE-$srv-$RUN_NO"
+    out="$RUN/collapse-$srv-$RUN_NO.txt"
     python3 "$CONF/collapse.py" --addr "$ADDR" --port "$port" --path "$path" \
         --host-header "$HOST_HEADER" -n "$COLLAPSE_N" >"$out" 2>&1 || true
     sleep 0.5 # the origin writes its log line when a response has been sent
@@ -428,11 +384,78 @@ collapse_run() {
         "clients (${R["$srv|collapse|ok"]:-0} ok, ${R["$srv|collapse|elapsed_ms"]:-?} ms)"
 }
 
-# bench_server SRV: starts SRV, runs every measurement, stops it.
+# cpu_run SRV TEST: h2load at a fixed rate for CPU_DURATION seconds against TEST's
+# scenario (hit/OBJ: HTTP/1.1, h2/OBJ: h2c, miss: HTTP/1.1 with a new URL per request);
+# records the server's CPU time per request answered (cpu_us) and the rate reached
+# (cpu_rps). A rate not reached (below 90 %) is logged: the figure then is at that rate.
+cpu_run() {
+    local srv=$1 test=$2 proto=h1 target=$CPU_RATE port out urls mark ticks ok i args=()
+    case $test in
+        hit/*) args=(-c "$CPU_CONNS" --rps "$(((CPU_RATE + CPU_CONNS - 1) / CPU_CONNS))") ;;
+        h2/*) proto=h2
+            args=(-c "$CPU_CONNS" -m "$CPU_H2_STREAMS"
+                --rps "$(((CPU_RATE + CPU_CONNS - 1) / CPU_CONNS))") ;;
+        miss) target=$MISS_CPU_RATE ;;
+        *) die "unknown test $test" ;;
+    esac
+    port=$(server_port "$srv" "$proto")
+    out="$RUN/cpu-$srv-${test//\//-}-$RUN_NO.txt"
+    if [[ $test == miss ]]; then
+        # One connection (h2load's URL list is per connection), each URL new.
+        urls="$RUN/cpu-miss-urls.txt"
+        for ((i = 1; i <= MISS_CPU_RATE * CPU_DURATION * 2 + 100; i++)); do
+            echo "http://$ADDR:$port/miss/cpu-$NONCE-$srv-$RUN_NO-$i"
+        done >"$urls"
+        args=(-c 1 --rps "$MISS_CPU_RATE" -i "$urls")
+    else
+        args+=("http://$ADDR:$port/${test#*/}")
+    fi
+    [[ $proto == h1 ]] && args=(--h1 "${args[@]}")
+    mark=$(cpu_mark "$SERVER_PID")
+    timeout $((CPU_DURATION + 30)) h2load -D "$CPU_DURATION" -t 1 \
+        -H ":authority: $HOST_HEADER" "${args[@]}" >"$out" 2>&1 || true
+    ticks=$(cpu_since "$mark" "$SERVER_PID")
+    ok=$(awk '/^requests:/ {print $8}' "$out")
+    if [[ -z $ok || $ok -eq 0 ]]; then
+        log "$srv: cpu $test: no successful requests, see $out"
+        return 0
+    fi
+    R["$srv|$test|cpu_us"]=$(cpu_us_per_req "$ticks" "$ok")
+    R["$srv|$test|cpu_rps"]=$(awk -v n="$ok" -v d="$CPU_DURATION" 'BEGIN {printf "%.0f", n / d}')
+    if awk -v r="${R["$srv|$test|cpu_rps"]}" -v t="$target" 'BEGIN {exit !(r < 0.9 * t)}'; then
+        log "$srv: cpu $test: WARNING: ${R["$srv|$test|cpu_rps"]} req/s of $target reached"
+    fi
+    log "$srv: cpu $test @ ${R["$srv|$test|cpu_rps"]} req/s: ${R["$srv|$test|cpu_us"]} us CPU per request"
+}
+
+# The scenarios of the fixed-rate CPU runs and of the summary table.
+cpu_tests() {
+    local obj
+    for obj in "${OBJECTS[@]}"; do echo "hit$obj"; done
+    if [[ $H2 == 1 ]]; then
+        for obj in "${OBJECTS[@]}"; do echo "h2$obj"; done
+    fi
+    echo miss
+}
+
+# bench_server SRV: one turn of SRV in run RUN_NO: waits for a quiet machine, starts SRV,
+# runs every measurement, stops it; keeps its results in RUNR.
 bench_server() {
-    local srv=$1 obj
+    local srv=$1 k load
     SERVER_PID=""
-    log "=== $srv"
+    for k in "${!R[@]}"; do [[ $k == "$srv|"* ]] && unset "R[$k]"; done
+    load=$(settle "$SETTLE")
+    LOADS["$srv|$RUN_NO"]=$load
+    [[ $load == *BUSY ]] && BUSY["$srv|$RUN_NO"]=1
+    log "=== $srv (run $RUN_NO/$RUNS): $load"
+    bench_turn "$srv"
+    for k in "${!R[@]}"; do [[ $k == "$srv|"* ]] && RUNR["$RUN_NO|$k"]=${R[$k]}; done
+    return 0
+}
+
+# bench_turn SRV: starts SRV, runs every measurement, stops it.
+bench_turn() {
+    local srv=$1 obj t
     if ! "start_$srv"; then
         if [[ $srv == ours ]]; then
             echo "ours: not available yet"
@@ -459,9 +482,42 @@ bench_server() {
     fi
     miss_run "$srv"
     collapse_run "$srv"
+    if [[ $CPU == 1 ]]; then
+        while read -r t; do cpu_run "$srv" "$t"; done < <(cpu_tests)
+    fi
     stop_pid "$SERVER_PID"
     SERVER_PID=""
     rm -rf "${RUN:?}/$srv/cache" # the miss run's objects; free the memory for the next one
+}
+
+# rotated RUN: SERVERS rotated left by RUN - 1 (run 1: as given).
+rotated() {
+    local -a s
+    read -r -a s <<<"$SERVERS"
+    local n=${#s[@]} i order=()
+    for ((i = 0; i < n; i++)); do order+=("${s[(i + $1 - 1) % n]}"); done
+    echo "${order[*]}"
+}
+
+# summarize: R[key] = the median of RUNR[run|key] over the runs (available: 1 if any run
+# had the server available).
+summarize() {
+    local k key r
+    local -A keys=()
+    for k in "${!RUNR[@]}"; do keys[${k#*|}]=1; done
+    R=()
+    for key in "${!keys[@]}"; do
+        local vals=()
+        for ((r = 1; r <= RUNS; r++)); do
+            [[ -n ${RUNR["$r|$key"]+set} ]] && vals+=("${RUNR["$r|$key"]}")
+        done
+        if [[ $key == *"|available" ]]; then
+            R[$key]=0
+            [[ " ${vals[*]} " == *" 1 "* ]] && R[$key]=1
+        else
+            R[$key]=$(median "${vals[@]}")
+        fi
+    done
 }
 
 # ---------------------------------------------------------------------------------------
@@ -471,15 +527,6 @@ bench_server() {
 fmt_rps() { [[ -n ${1:-} ]] && awk -v v="$1" 'BEGIN {printf "%.0f", v}' || echo n/a; }
 fmt_ms() { [[ -n ${1:-} ]] && awk -v v="$1" 'BEGIN {printf "%.2f ms", v / 1000}' || echo n/a; }
 fmt_mib() { [[ -n ${1:-} ]] && awk -v v="$1" 'BEGIN {printf "%.1f", v / 1024}' || echo n/a; }
-# ratio A B: "x" A/B with two decimals, or n/a.
-ratio() {
-    if [[ -z ${1:-} || -z ${2:-} ]]; then echo n/a; return; fi
-    awk -v a="$1" -v b="$2" 'BEGIN {if (b == 0) print "n/a"; else printf "x%.2f", a / b}'
-}
-
-# frac A B: A/B with two decimals, or n/a.
-frac() { ratio "$@" | sed 's/^x//'; }
-
 # ratios_line TEST: ours against each peer for req/s (higher is better), p99 and, for
 # hits, RSS (lower is better).
 ratios_line() {
@@ -504,13 +551,101 @@ versions() {
     echo "nginx $n, varnish $v, wrk $w, h2load $h"
 }
 
+# busy_star SRV: "*" when any of SRV's turns started on a busy machine.
+busy_star() {
+    local r
+    for ((r = 1; r <= RUNS; r++)); do
+        [[ -n ${BUSY["$1|$r"]:-} ]] && { echo "*"; return 0; }
+    done
+    return 0
+}
+
+# srv_label SRV: SRV and its busy_star.
+srv_label() { echo "$1$(busy_star "$1")"; }
+
+# busy_note: the footnote for the "*" mark, when any turn was busy.
+busy_note() {
+    [[ ${#BUSY[@]} -gt 0 ]] || return 0
+    echo "* = at least one of its turns started with the 1-minute load average above" \
+        "$BUSY_FACTOR x $(nproc) cores (a busy machine: figures not comparable)."
+}
+
+# run_ratios SRV_A SRV_B TEST FIELD: "median (min–max)" of A/B over the runs, each ratio
+# within one run, or n/a.
+run_ratios() {
+    local r a b vals=() m
+    for ((r = 1; r <= RUNS; r++)); do
+        a=${RUNR["$r|$1|$3|$4"]:-}
+        b=${RUNR["$r|$2|$3|$4"]:-}
+        [[ -n $a && -n $b ]] && vals+=("$(frac "$a" "$b")")
+    done
+    m=$(median "${vals[@]+"${vals[@]}"}")
+    [[ -n $m ]] || { echo n/a; return 0; }
+    printf 'x%.2f (%s)\n' "$m" "$(spread "${vals[@]}")"
+}
+
+# slash_join FORMATTER TEST FIELD SRV...: FORMATTER's figure of each server, joined by "/".
+slash_join() {
+    local fmt=$1 t=$2 f=$3 out="" srv
+    shift 3
+    for srv in "$@"; do out+="$("$fmt" "${R["$srv|$t|$f"]:-}")/"; done
+    echo "${out%/}"
+}
+fmt_msn() { [[ -n ${1:-} ]] && awk -v v="$1" 'BEGIN {printf "%.2f", v / 1000}' || echo n/a; }
+fmt_2f() { [[ -n ${1:-} && $1 != n/a ]] && awk -v v="$1" 'BEGIN {printf "%.2f", v}' || echo n/a; }
+
+# summary_table: one line per scenario: each server's median req/s, ours/peer req/s
+# ratio (median and spread over the runs), p99 (ms) and CPU us per request at a fixed
+# rate, servers in the order ours, nginx, varnish.
+summary_table() {
+    local srvs=() peers=() srv t label ratios rps
+    for srv in ours nginx varnish; do
+        [[ " $SERVERS " == *" $srv "* ]] && srvs+=("$srv")
+    done
+    for srv in nginx varnish; do
+        [[ " $SERVERS " == *" $srv "* && " $SERVERS " == *" ours "* ]] && peers+=("$srv")
+    done
+    local -A label_of=([hit/1k.bin]="1 KiB hit, HTTP/1.1" [hit/100k.bin]="100 KiB hit, HTTP/1.1"
+        [h2/1k.bin]="1 KiB hit, h2c" [h2/100k.bin]="100 KiB hit, h2c" [miss]="miss, 1 KiB")
+    echo
+    echo "Summary: medians of $RUNS runs; ratio: ours/peer req/s per run, median (min–max);"
+    echo "p99 in ms; CPU: us of server CPU per request at a fixed rate (h2load --rps:" \
+        "$CPU_RATE req/s, miss $MISS_CPU_RATE req/s)"
+    printf '  %-22s' scenario
+    for srv in "${srvs[@]}"; do printf ' %13s' "$srv req/s"; done
+    for srv in "${peers[@]}"; do printf ' %20s' "ours/$srv"; done
+    printf ' %24s %24s\n' "p99 $(IFS=/; echo "${srvs[*]}")" "CPU $(IFS=/; echo "${srvs[*]}")"
+    while read -r t; do
+        label=${label_of[$t]:-$t}
+        printf '  %-22s' "$label"
+        for srv in "${srvs[@]}"; do
+            rps=$(fmt_rps "${R["$srv|$t|rps"]:-}")
+            [[ $rps == n/a ]] || rps+=$(busy_star "$srv")
+            printf ' %13s' "$rps"
+        done
+        for srv in "${peers[@]}"; do
+            ratios=$(run_ratios ours "$srv" "$t" rps)
+            printf ' %20s' "$ratios"
+        done
+        printf ' %24s %24s\n' "$(slash_join fmt_msn "$t" p99_us "${srvs[@]}")" \
+            "$(slash_join fmt_2f "$t" cpu_us "${srvs[@]}")"
+    done < <(cpu_tests)
+    echo "  ratio above 1: ours serves more; p99 and CPU: lower is better. $(busy_note)"
+}
+
 report() {
     local obj t srv
     echo
     echo "CDN edge benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load tool and servers on the same cores"
     echo "wrk -t$THREADS -c$CONNS -d$DURATION --latency; h2load -D $H2_DURATION -c $CONNS -m $H2_STREAMS -t $THREADS (h2c)"
     echo "$(versions); run directory on $RUN_BASE"
-    echo "load average before the run: $LOAD_START (the run itself drives it up)"
+    echo "Medians of $RUNS runs (server order rotated between runs); before each turn:"
+    local r
+    for ((r = 1; r <= RUNS; r++)); do
+        for srv in $(rotated "$r"); do
+            printf '  run %d %-8s %s\n' "$r" "$srv" "${LOADS["$srv|$r"]:-n/a}"
+        done
+    done
     for obj in "${OBJECTS[@]}"; do
         t="hit$obj"
         echo
@@ -519,10 +654,10 @@ report() {
             'RSS MiB' 'PSS MiB' 'origin' 'h2c req/s' 'h2c p50' 'h2c p99'
         for srv in $SERVERS; do
             if [[ ${R["$srv|available"]:-0} != 1 ]]; then
-                printf '  %-8s %10s\n' "$srv" "not available"
+                printf '  %-8s %10s\n' "$(srv_label "$srv")" "not available"
                 continue
             fi
-            printf '  %-8s %10s %10s %10s %9s %9s %8s   %10s %10s %10s\n' "$srv" \
+            printf '  %-8s %10s %10s %10s %9s %9s %8s   %10s %10s %10s\n' "$(srv_label "$srv")" \
                 "$(fmt_rps "${R["$srv|$t|rps"]:-}")" "$(fmt_ms "${R["$srv|$t|p50_us"]:-}")" \
                 "$(fmt_ms "${R["$srv|$t|p99_us"]:-}")" "$(fmt_mib "${R["$srv|$t|rss_kib"]:-}")" \
                 "$(fmt_mib "${R["$srv|$t|pss_kib"]:-}")" "${R["$srv|$t|origin"]:-n/a}" \
@@ -537,8 +672,8 @@ report() {
     printf '  %-8s %10s %10s %10s %12s\n' server 'req/s' p50 p99 'origin/reqs'
     for srv in $SERVERS; do
         [[ ${R["$srv|available"]:-0} == 1 ]] ||
-            { printf '  %-8s %10s\n' "$srv" "not available"; continue; }
-        printf '  %-8s %10s %10s %10s %12s\n' "$srv" "$(fmt_rps "${R["$srv|miss|rps"]:-}")" \
+            { printf '  %-8s %10s\n' "$(srv_label "$srv")" "not available"; continue; }
+        printf '  %-8s %10s %10s %10s %12s\n' "$(srv_label "$srv")" "$(fmt_rps "${R["$srv|miss|rps"]:-}")" \
             "$(fmt_ms "${R["$srv|miss|p50_us"]:-}")" "$(fmt_ms "${R["$srv|miss|p99_us"]:-}")" \
             "$(frac "${R["$srv|miss|origin"]:-}" "${R["$srv|miss|requests"]:-}")"
     done
@@ -548,8 +683,8 @@ report() {
     printf '  %-8s %16s %10s %10s\n' server 'origin fetches' ratio 'clients ok'
     for srv in $SERVERS; do
         [[ ${R["$srv|available"]:-0} == 1 ]] ||
-            { printf '  %-8s %16s\n' "$srv" "not available"; continue; }
-        printf '  %-8s %16s %10s %10s\n' "$srv" \
+            { printf '  %-8s %16s\n' "$(srv_label "$srv")" "not available"; continue; }
+        printf '  %-8s %16s %10s %10s\n' "$(srv_label "$srv")" \
             "${R["$srv|collapse|fetched"]:-n/a}/$COLLAPSE_N" \
             "$(awk -v a="${R["$srv|collapse|fetched"]:-0}" -v n="$COLLAPSE_N" \
                 'BEGIN {printf "%.3f", a / n}')" \
@@ -561,7 +696,7 @@ report() {
     echo "not in its RSS; $(fmt_mib "${R["nginx|cache_files_kib"]:-}") MiB after the hit runs);"
     echo "Varnish keeps them in its malloc storage (in its RSS). origin: requests that"
     echo "reached the origin during the hit run (0 = all hits). Ratios: ours/peer; req/s"
-    echo "above 1 and p99, RSS below 1 mean ours is ahead."
+    echo "above 1 and p99, RSS below 1 mean ours is ahead. $(busy_note)"
 }
 
 write_results() {
@@ -569,27 +704,32 @@ write_results() {
     {
         printf 'key\tvalue\n'
         for k in "${!R[@]}"; do printf '%s\t%s\n' "$k" "${R[$k]}"; done | sort
+        for k in "${!RUNR[@]}"; do printf 'run %s\t%s\n' "$k" "${RUNR[$k]}"; done | sort -V
+        for k in "${!LOADS[@]}"; do printf 'load %s\t%s\n' "$k" "${LOADS[$k]}"; done | sort
     } >"$RESULTS"
     log "results: $RESULTS"
 }
 
 main() {
-    ensure_tools
+    ensure_cdn_tools
     # Room for every connection (the servers inherit it).
     ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     check_ports_free
     trap cleanup EXIT
     trap 'exit 130' INT TERM
-    LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-    if awk -v l="${LOAD_START%% *}" 'BEGIN {exit !(l > 0.5)}'; then
-        log "note: load average $LOAD_START before the run; something else is busy, expect noise"
-    fi
+    log "machine: $(load_line); $RUNS runs, servers rotated between runs"
     make_run_dir
     log "run directory: $RUN"
+    build_ours
     start_origin
     local srv
-    for srv in $SERVERS; do bench_server "$srv"; done
+    for ((RUN_NO = 1; RUN_NO <= RUNS; RUN_NO++)); do
+        log "=== run $RUN_NO/$RUNS: $(rotated "$RUN_NO")"
+        for srv in $(rotated "$RUN_NO"); do bench_server "$srv"; done
+    done
+    summarize
     report
+    summary_table
     write_results
 }
 

@@ -84,56 +84,13 @@ SERVER_PID=""
 PIDS=()
 declare -A R=() # R[server|test|field]
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
-ensure_tools() {
-    local -A pkg_of=([dnsperf]=dnsperf [gdnsd]=gdnsd [knotd]=knot [knotc]=knot
-        [dig]=dnsutils [python3]=python3)
-    local missing=() cmd
-    for cmd in "${!pkg_of[@]}"; do
-        command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_of[$cmd]}")
-    done
-    [[ ${#missing[@]} -eq 0 ]] && return 0
-    # shellcheck disable=SC2207 # dedupe package names
-    missing=($(printf '%s\n' "${missing[@]}" | sort -u))
-    [[ $(id -u) -eq 0 ]] || die "missing packages (${missing[*]}); run as root or install them"
-    command -v apt-get >/dev/null 2>&1 || die "missing packages (${missing[*]}) and no apt-get"
-    log "installing: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # The packages' own services (if the install started them) listen on port 53, not on
-    # ours; stop them anyway so they take no CPU during the runs.
-    local p
-    for p in gdnsd knot; do
-        if [[ " ${missing[*]} " == *" $p "* ]] && command -v service >/dev/null 2>&1; then
-            service "$p" stop >/dev/null 2>&1 || true
-        fi
-    done
+ensure_dns_tools() {
+    ensure_tools --stop gdnsd --stop knot dnsperf=dnsperf gdnsd=gdnsd knotd=knot knotc=knot \
+        dig=dnsutils python3=python3
 }
-
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do
-        wait_gone "$pid" 50 || kill -KILL "$pid" 2>/dev/null || true
-    done
-    if [[ -n $RUN && -d $RUN ]]; then
-        if [[ $KEEP_RUN == 1 ]]; then log "run directory kept: $RUN"; else rm -rf "$RUN"; fi
-    fi
-}
-
-wait_gone() {
-    local i
-    for ((i = 0; i < $2; i++)); do
-        kill -0 "$1" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-udp_port_in_use() { ss -Hlun "sport = :$1" 2>/dev/null | grep -q .; }
 
 check_ports_free() {
     local s p
@@ -144,27 +101,10 @@ check_ports_free() {
     done
     if [[ " $SERVERS " == *" ours "* ]]; then
         for p in 17700 17900 17953; do
-            (exec 3<>"/dev/tcp/$ADDR/$p") 2>/dev/null && die "port $ADDR:$p is already in use"
+            tcp_port_in_use "$ADDR" "$p" && die "port $ADDR:$p is already in use"
         done
     fi
     return 0
-}
-
-start_bg() {
-    local name=$1
-    shift
-    "$@" >"$RUN/$name.log" 2>&1 &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-}
-
-stop_pid() {
-    local p keep=()
-    kill -TERM "$1" 2>/dev/null || true
-    wait_gone "$1" 100 || kill -KILL "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-    for p in "${PIDS[@]+"${PIDS[@]}"}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]+"${keep[@]}"}")
 }
 
 # answer PORT [SUBNET]: the A records of QNAME (sorted, comma-joined) or "rcode:X".
@@ -178,17 +118,15 @@ answer() {
     awk '$4 == "A" {print $5}' <<<"$out" | sort | paste -sd, -
 }
 
-# wait_dns PORT PID: waits (30 s at most) until PORT answers QNAME A with NOERROR.
-wait_dns() {
-    local i a
-    for ((i = 0; i < 300; i++)); do
-        kill -0 "$2" 2>/dev/null || return 1
-        a=$(answer "$1")
-        [[ $a != no-answer && $a != rcode:* && -n $a ]] && return 0
-        sleep 0.1
-    done
-    return 1
+# answers_ok PORT: PORT answers QNAME A with NOERROR and addresses.
+answers_ok() {
+    local a
+    a=$(answer "$1")
+    [[ $a != no-answer && $a != rcode:* && -n $a ]]
 }
+
+# wait_dns PORT PID: waits (30 s at most) until PORT answers QNAME A with NOERROR.
+wait_dns() { wait_for 300 "$2" answers_ok "$1"; }
 
 # check_answers NAME WHEN: digs every CHECKS entry; records and prints mismatches.
 check_answers() {
@@ -302,22 +240,18 @@ lat() {
         "$(wc -l <"$out.ms") answers, ${R[$name|$test|latbad]:-?} not NOERROR"
 }
 
-# cpu_ticks PID: user + system CPU time of PID (all its threads), in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-
 # cpu NAME TEST [ECS]: fixed-rate dnsperf run at CPU_QPS; records the server's CPU time
 # per query answered, in microseconds.
 cpu() {
-    local name=$1 test=$2 ecs=() out t0 t1 answered
+    local name=$1 test=$2 ecs=() out mark ticks answered
     [[ ${3:-} == ecs ]] && ecs=(-E "8:$ECS_HEX")
     out="$RUN/$name-$test.cpu"
-    t0=$(cpu_ticks "$SERVER_PID")
+    mark=$(cpu_mark "$SERVER_PID")
     dnsperf -s "$ADDR" -p "${PORT[$name]}" -d "$RUN/queries.txt" -l "$CPU_DURATION" \
         -c "$CLIENTS" -T 1 -Q "$CPU_QPS" -t 2 "${ecs[@]}" >"$out" 2>&1 || true
-    t1=$(cpu_ticks "$SERVER_PID")
+    ticks=$(cpu_since "$mark" "$SERVER_PID")
     answered=$(awk '/Queries completed:/ {print $3}' "$out")
-    R[$name|$test|cpu]=$(awk -v d="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" \
-        -v n="${answered:-0}" 'BEGIN {if (n > 0) printf "%.2f", d / hz / n * 1e6; else print "n/a"}')
+    R[$name|$test|cpu]=$(cpu_us_per_req "$ticks" "${answered:-0}")
     log "$name $test @ $CPU_QPS q/s: ${R[$name|$test|cpu]} us CPU per query" \
         "(${answered:-?} answered)"
 }
@@ -343,11 +277,6 @@ measure() {
     R[$name|ok]=1
 }
 
-ratio() { # ratio A B -> "xA/B" or blank
-    [[ -n ${1:-} && -n ${2:-} && $2 != 0 && $1 != n/a && $2 != n/a ]] || return 0
-    awk -v a="$1" -v b="$2" 'BEGIN {printf "x%.2f", a / b}'
-}
-
 report() {
     local s t label
     printf '\nGSLB DNS: dnsperf -l %s -c %s -T %s -q %s (q/s, avg); -Q %s -l %s (p50, p99); -Q %s -l %s (CPU); ECS %s\n' \
@@ -361,8 +290,8 @@ report() {
             [[ -n ${R[$s|ok]:-} ]] || { printf '%-6s %-6s %10s\n' "$t" "$s" "n/a"; continue; }
             local og="" ok=""
             if [[ $s == ours ]]; then
-                og=$(ratio "${R[ours|$t|qps]:-}" "${R[gdnsd|$t|qps]:-}")
-                ok=$(ratio "${R[ours|$t|qps]:-}" "${R[knot|$t|qps]:-}")
+                og=$(ratio "${R[ours|$t|qps]:-}" "${R[gdnsd|$t|qps]:-}" "")
+                ok=$(ratio "${R[ours|$t|qps]:-}" "${R[knot|$t|qps]:-}" "")
             fi
             label="${R[$s|check|before]:-?}/${R[$s|check|after]:-?}"
             printf '%-6s %-6s %10s %9s %9s %9s %9s %9s %12s %12s %8s\n' "$t" "$s" \
@@ -379,20 +308,20 @@ report() {
         "Latency ratios (p99, ours/peer; below 1 = ours faster):"
     for t in plain ecs; do
         printf '  %-5s ours/gdnsd %s  ours/knot %s\n' "$t" \
-            "$(ratio "${R[ours|$t|p99]:-}" "${R[gdnsd|$t|p99]:-}")" \
-            "$(ratio "${R[ours|$t|p99]:-}" "${R[knot|$t|p99]:-}")"
+            "$(ratio "${R[ours|$t|p99]:-}" "${R[gdnsd|$t|p99]:-}" "")" \
+            "$(ratio "${R[ours|$t|p99]:-}" "${R[knot|$t|p99]:-}" "")"
     done
     echo "CPU per query ratios (ours/peer; below 1 = ours cheaper):"
     for t in plain ecs; do
         printf '  %-5s ours/gdnsd %s  ours/knot %s\n' "$t" \
-            "$(ratio "${R[ours|$t|cpu]:-}" "${R[gdnsd|$t|cpu]:-}")" \
-            "$(ratio "${R[ours|$t|cpu]:-}" "${R[knot|$t|cpu]:-}")"
+            "$(ratio "${R[ours|$t|cpu]:-}" "${R[gdnsd|$t|cpu]:-}" "")" \
+            "$(ratio "${R[ours|$t|cpu]:-}" "${R[knot|$t|cpu]:-}" "")"
     done
     log "results: $RESULTS; dnsperf outputs in the run directory (KEEP_RUN=1 keeps it)"
 }
 
 main() {
-    ensure_tools
+    ensure_dns_tools
     check_ports_free
     RUN=$(mktemp -d "$RUN_BASE/lingjing-dns.XXXXXX")
     trap cleanup EXIT
