@@ -10,10 +10,11 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
 use crate::api::AppState;
 use crate::error::{ApiError, StoreError};
+use crate::store::{nodes, tenants};
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,14 +54,13 @@ pub async fn create_api_key(
 ) -> Result<(String, String), StoreError> {
     let id = random_hex(6);
     let secret = format!("ljk_{id}_{}", random_hex(24));
-    sqlx::query(
-        "INSERT INTO api_keys (id, tenant_id, secret_sha256, created_at) VALUES ($1, $2, $3, $4)",
+    crate::store::tenants::insert_api_key(
+        conn,
+        &id,
+        tenant,
+        &sha256_hex(&secret),
+        &crate::time::now_rfc3339(),
     )
-    .bind(id.clone())
-    .bind(tenant.to_owned())
-    .bind(sha256_hex(&secret))
-    .bind(crate::time::now_rfc3339())
-    .execute(conn)
     .await?;
     Ok((id, secret))
 }
@@ -149,22 +149,14 @@ impl FromRequestParts<AppState> for Principal {
         if hash == state.operator_token_sha256 {
             return Ok(Principal::Operator);
         }
-        if token.starts_with("ljk_") {
-            let row = sqlx::query("SELECT tenant_id FROM api_keys WHERE secret_sha256 = $1")
-                .bind(hash.clone())
-                .fetch_optional(state.store.pool())
-                .await?;
-            if let Some(row) = row {
-                return Ok(Principal::Tenant(row.try_get::<String, _>(0)?));
-            }
+        if token.starts_with("ljk_")
+            && let Some(tenant) = tenants::tenant_for_api_key(&state.store, &hash).await?
+        {
+            return Ok(Principal::Tenant(tenant));
         }
         if token.starts_with(NODE_CREDENTIAL_PREFIX) {
-            let row = sqlx::query("SELECT node_id FROM node_credentials WHERE secret_sha256 = $1")
-                .bind(hash)
-                .fetch_optional(state.store.pool())
-                .await?;
-            return match row {
-                Some(row) => Ok(Principal::Node(row.try_get::<String, _>(0)?)),
+            return match nodes::node_for_credential(&state.store, &hash).await? {
+                Some(node) => Ok(Principal::Node(node)),
                 None => Err(ApiError::Unauthorized(
                     "this node credential is not valid (revoked, or its node was deleted): issue a join token with `lingjing node join-token NODE` and restart the node with --join-token".into(),
                 )),

@@ -17,15 +17,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lingjing_model::{Node, NodeRole};
-use sqlx::Row;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::error::StoreError;
-use crate::resource::node_addresses;
 use crate::snapshot::Hub;
-use crate::store::{Store, list_docs};
+use crate::store::ipam::node_addresses;
+use crate::store::{Store, last_heartbeats, list_docs};
 use crate::time::{now_ms, rfc3339_from_ms};
 
 /// How nodes are probed.
@@ -112,13 +111,7 @@ struct Target {
 async fn targets(store: &Store) -> Result<Vec<Target>, StoreError> {
     let mut conn = store.pool().acquire().await?;
     let mut addresses = node_addresses(&mut conn).await?;
-    let mut beats: HashMap<String, i64> = HashMap::new();
-    for r in sqlx::query("SELECT node_id, MAX(last_heartbeat_ms) FROM node_status GROUP BY node_id")
-        .fetch_all(&mut *conn)
-        .await?
-    {
-        beats.insert(r.try_get(0)?, r.try_get(1)?);
-    }
+    let beats = last_heartbeats(&mut conn).await?;
     Ok(list_docs::<Node>(&mut conn)
         .await?
         .into_iter()
@@ -179,35 +172,10 @@ async fn record(
     at_ms: i64,
 ) -> Result<Option<u64>, StoreError> {
     let mut w = store.write(true).await?;
-    let (now, ms) = (rfc3339_from_ms(at_ms), at_ms);
-    let exists = sqlx::query("SELECT 1 FROM nodes WHERE id = $1")
-        .bind(node.to_owned())
-        .fetch_optional(&mut *w.tx)
-        .await?
-        .is_some();
-    if !exists {
+    let at = rfc3339_from_ms(at_ms);
+    if !crate::store::health::record_change(&mut w.tx, node, healthy, &at, at_ms, reason).await? {
         return Ok(None);
     }
-    sqlx::query("DELETE FROM node_health WHERE node_id = $1")
-        .bind(node.to_owned())
-        .execute(&mut *w.tx)
-        .await?;
-    sqlx::query("INSERT INTO node_health (node_id, healthy, since, since_ms, reason) VALUES ($1, $2, $3, $4, $5)")
-        .bind(node.to_owned())
-        .bind(i64::from(healthy))
-        .bind(now.clone())
-        .bind(ms)
-        .bind(reason.to_owned())
-        .execute(&mut *w.tx)
-        .await?;
-    sqlx::query("INSERT INTO health_events (node_id, healthy, at, at_ms, reason) VALUES ($1, $2, $3, $4, $5)")
-        .bind(node.to_owned())
-        .bind(i64::from(healthy))
-        .bind(now)
-        .bind(ms)
-        .bind(reason.to_owned())
-        .execute(&mut *w.tx)
-        .await?;
     w.commit().await
 }
 
@@ -215,14 +183,9 @@ async fn record(
 pub fn spawn(store: Arc<Store>, hub: Arc<Hub>, config: HealthConfig) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut trackers: HashMap<String, Tracker> = HashMap::new();
-        if let Ok(rows) = sqlx::query("SELECT node_id, healthy FROM node_health")
-            .fetch_all(store.pool())
-            .await
-        {
-            for r in rows {
-                if let (Ok(node), Ok(h)) = (r.try_get::<String, _>(0), r.try_get::<i64, _>(1)) {
-                    trackers.entry(node).or_default().healthy = Some(h != 0);
-                }
+        if let Ok(states) = crate::store::health::health_states(&store).await {
+            for (node, healthy) in states {
+                trackers.entry(node).or_default().healthy = Some(healthy);
             }
         }
         let started_ms = now_ms();

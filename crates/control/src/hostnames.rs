@@ -6,19 +6,21 @@
 //! approves it; data planes see only `verified` names.
 //!
 //! Rows live in `service_hostnames` (hostname, service, state, token, and the labels
-//! reversed, `example.demo.*`, so "names under this wildcard" is one indexed prefix query).
-//! Every check is a handful of indexed lookups per hostname: linear in the input.
+//! reversed, `example.demo.*`, so "names under this wildcard" is one indexed prefix query),
+//! read and written through `crate::store::hostnames`. Every check is a handful of indexed
+//! lookups per hostname: linear in the input.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use lingjing_model::Service;
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 use utoipa::ToSchema;
 
 use crate::auth::random_hex;
+use crate::context::ViewContext;
 use crate::error::{ApiError, StoreError};
-use crate::resource::ViewContext;
+use crate::store::hostnames::{self as rows, Held, holder};
 
 /// The TXT owner label a tenant publishes its token under.
 pub const CHALLENGE_LABEL: &str = "_lingjing-challenge";
@@ -129,47 +131,6 @@ pub fn check_service_id(id: &str, ctx: &ViewContext) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Another service's row for a hostname.
-struct Held {
-    service: String,
-    tenant: String,
-    verified: bool,
-    claimed_at: String,
-}
-
-impl Held {
-    /// Whether this claim keeps others off the name: verified, or pending for less than
-    /// the policy's `pending_ttl` (`cutoff` is the oldest claim time that still counts).
-    fn blocks(&self, cutoff: &str) -> bool {
-        self.verified || self.claimed_at.as_str() >= cutoff
-    }
-}
-
-/// The other service holding `hostname` exactly, if any.
-async fn holder(
-    conn: &mut AnyConnection,
-    hostname: &str,
-    service: &str,
-) -> Result<Option<Held>, StoreError> {
-    let row = sqlx::query(
-        "SELECT h.service_id, s.tenant_id, h.state, h.claimed_at FROM service_hostnames h \
-         JOIN services s ON s.id = h.service_id WHERE h.hostname = $1 AND h.service_id <> $2",
-    )
-    .bind(hostname.to_owned())
-    .bind(service.to_owned())
-    .fetch_optional(conn)
-    .await?;
-    Ok(match row {
-        Some(r) => Some(Held {
-            service: r.try_get(0)?,
-            tenant: r.try_get(1)?,
-            verified: r.try_get::<String, _>(2)? == "verified",
-            claimed_at: r.try_get(3)?,
-        }),
-        None => None,
-    })
-}
-
 fn taken(i: usize, message: String) -> ApiError {
     ApiError::Conflict {
         code: "hostname_taken",
@@ -235,21 +196,7 @@ async fn covered_name(
     since: &str,
 ) -> Result<Option<String>, StoreError> {
     let prefix = format!("{}.", reversed(base(host)));
-    let row = sqlx::query(
-        "SELECT h.hostname FROM service_hostnames h JOIN services s ON s.id = h.service_id \
-         WHERE h.reversed >= $1 AND h.reversed < $2 AND s.tenant_id <> $3 \
-         AND (h.state = 'verified' OR h.claimed_at >= $4) LIMIT 1",
-    )
-    .bind(prefix.clone())
-    .bind(format!("{}/", prefix.trim_end_matches('.')))
-    .bind(tenant.to_owned())
-    .bind(since.to_owned())
-    .fetch_optional(conn)
-    .await?;
-    Ok(match row {
-        Some(r) => Some(r.try_get(0)?),
-        None => None,
-    })
+    rows::name_under(conn, &prefix, tenant, since).await
 }
 
 /// Refuses hostnames of `service` that another service holds, or that overlap (cover or
@@ -299,11 +246,7 @@ pub async fn check_ownership(
 
 /// Takes an expired pending `host` from `service` (row and document).
 async fn release(conn: &mut AnyConnection, service: &str, host: &str) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM service_hostnames WHERE hostname = $1 AND service_id = $2")
-        .bind(host.to_owned())
-        .bind(service.to_owned())
-        .execute(&mut *conn)
-        .await?;
+    rows::delete_hostname(&mut *conn, host, service).await?;
     if let Some(mut s) = crate::store::get_doc::<Service>(&mut *conn, service).await? {
         s.hostnames.retain(|h| h != host);
         crate::store::update_doc(&mut *conn, &s).await?;
@@ -329,33 +272,20 @@ pub async fn verify_conflict(
 /// Records the service's hostnames: kept names keep their state and token, new ones start
 /// `pending` with a fresh token, removed ones are dropped.
 pub async fn sync(conn: &mut AnyConnection, service: &Service) -> Result<(), StoreError> {
-    let existing: HashSet<String> =
-        sqlx::query("SELECT hostname FROM service_hostnames WHERE service_id = $1")
-            .bind(service.id.clone())
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()?;
+    let existing = rows::hostnames_of(&mut *conn, &service.id).await?;
     let wanted: HashSet<&str> = service.hostnames.iter().map(String::as_str).collect();
     for gone in existing.iter().filter(|h| !wanted.contains(h.as_str())) {
-        sqlx::query("DELETE FROM service_hostnames WHERE hostname = $1 AND service_id = $2")
-            .bind(gone.clone())
-            .bind(service.id.clone())
-            .execute(&mut *conn)
-            .await?;
+        rows::delete_hostname(&mut *conn, gone, &service.id).await?;
     }
     for host in service.hostnames.iter().filter(|h| !existing.contains(*h)) {
-        sqlx::query(
-            "INSERT INTO service_hostnames (hostname, service_id, reversed, state, token, claimed_at) \
-             VALUES ($1, $2, $3, 'pending', $4, $5)",
+        rows::insert_pending(
+            &mut *conn,
+            host,
+            &service.id,
+            &reversed(host),
+            &format!("lingjing-verify={}", random_hex(16)),
+            &crate::time::now_rfc3339(),
         )
-        .bind(host.clone())
-        .bind(service.id.clone())
-        .bind(reversed(host))
-        .bind(format!("lingjing-verify={}", random_hex(16)))
-        .bind(crate::time::now_rfc3339())
-        .execute(&mut *conn)
         .await?;
     }
     Ok(())
@@ -367,37 +297,20 @@ pub async fn statuses(
     services: &[Service],
 ) -> Result<HashMap<String, Vec<HostnameStatus>>, StoreError> {
     let ids: HashSet<&str> = services.iter().map(|s| s.id.as_str()).collect();
-    let mut rows = Vec::new();
     let all: Vec<&str> = ids.iter().copied().collect();
-    for chunk in all.chunks(500) {
-        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT hostname, service_id, state, token, verified_at FROM service_hostnames \
-             WHERE service_id IN ({})",
-            placeholders.join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind((*id).to_owned());
-        }
-        rows.extend(q.fetch_all(&mut *conn).await?);
-    }
     let mut by_host: HashMap<(String, String), HostnameStatus> = HashMap::new();
-    for r in &rows {
-        let service: String = r.try_get(1)?;
-        if !ids.contains(service.as_str()) {
+    for r in rows::hostname_rows(conn, &all).await? {
+        if !ids.contains(r.service.as_str()) {
             continue;
         }
-        let hostname: String = r.try_get(0)?;
-        let state: String = r.try_get(2)?;
         by_host.insert(
-            (service, hostname.clone()),
+            (r.service, r.hostname.clone()),
             HostnameStatus {
-                challenge_name: challenge_name(&hostname),
-                hostname,
-                state: HostnameState::parse(&state),
-                challenge_value: r.try_get(3)?,
-                verified_at: r.try_get(4)?,
+                challenge_name: challenge_name(&r.hostname),
+                hostname: r.hostname,
+                state: HostnameState::parse(&r.state),
+                challenge_value: r.token,
+                verified_at: r.verified_at,
                 detail: None,
             },
         );
@@ -415,27 +328,12 @@ pub async fn statuses(
         .collect())
 }
 
-/// Verified hostnames per service: what data planes may serve.
-pub async fn verified(
-    conn: &mut AnyConnection,
-) -> Result<BTreeMap<String, HashSet<String>>, StoreError> {
-    let rows =
-        sqlx::query("SELECT service_id, hostname FROM service_hostnames WHERE state = 'verified'")
-            .fetch_all(conn)
-            .await?;
-    let mut out: BTreeMap<String, HashSet<String>> = BTreeMap::new();
-    for r in &rows {
-        out.entry(r.try_get(0)?).or_default().insert(r.try_get(1)?);
-    }
-    Ok(out)
-}
-
 /// Keeps only verified hostnames in `services` and drops services left with none.
 pub async fn only_verified(
     conn: &mut AnyConnection,
     services: Vec<Service>,
 ) -> Result<Vec<Service>, StoreError> {
-    let verified = verified(conn).await?;
+    let verified = rows::verified(conn).await?;
     Ok(services
         .into_iter()
         .filter_map(|mut s| {
@@ -452,16 +350,14 @@ pub async fn mark_verified(
     service: &str,
     hostname: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE service_hostnames SET state = $1, verified_at = $2 WHERE service_id = $3 AND hostname = $4",
+    rows::set_state(
+        conn,
+        service,
+        hostname,
+        HostnameState::Verified.as_str(),
+        &crate::time::now_rfc3339(),
     )
-    .bind(HostnameState::Verified.as_str())
-    .bind(crate::time::now_rfc3339())
-    .bind(service.to_owned())
-    .bind(hostname.to_owned())
-    .execute(conn)
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Fills `reversed` for rows written before it existed (their state defaults to
@@ -469,34 +365,20 @@ pub async fn mark_verified(
 /// from service every such wildcard that covers another tenant's name (the more specific
 /// name wins; the wildcard's tenant must prove control again).
 pub async fn backfill(conn: &mut AnyConnection) -> Result<(), StoreError> {
-    let rows = sqlx::query(
-        "SELECT h.hostname, h.service_id, s.tenant_id FROM service_hostnames h \
-         JOIN services s ON s.id = h.service_id WHERE h.reversed = ''",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut filled = Vec::new();
-    for r in &rows {
-        let host: String = r.try_get(0)?;
-        sqlx::query("UPDATE service_hostnames SET reversed = $1 WHERE hostname = $2")
-            .bind(reversed(&host))
-            .bind(host.clone())
-            .execute(&mut *conn)
-            .await?;
-        filled.push((host, r.try_get::<String, _>(1)?, r.try_get::<String, _>(2)?));
+    let filled = rows::without_reversed(&mut *conn).await?;
+    for (host, _, _) in &filled {
+        rows::set_reversed(&mut *conn, host, &reversed(host)).await?;
     }
     for (host, service, tenant) in filled.iter().filter(|(h, _, _)| h.starts_with("*.")) {
         let other = covered_name(&mut *conn, host, tenant, "").await?;
         if let Some(other) = other {
-            sqlx::query(
-                "UPDATE service_hostnames SET state = 'pending', claimed_at = $1, token = $2 \
-                 WHERE hostname = $3 AND service_id = $4",
+            rows::withdraw(
+                &mut *conn,
+                host,
+                service,
+                &crate::time::now_rfc3339(),
+                &format!("lingjing-verify={}", random_hex(16)),
             )
-            .bind(crate::time::now_rfc3339())
-            .bind(format!("lingjing-verify={}", random_hex(16)))
-            .bind(host.clone())
-            .bind(service.clone())
-            .execute(&mut *conn)
             .await?;
             tracing::warn!(hostname = %host, %service, covers = %other,
                 "a wildcard covering another tenant's name is withdrawn until it is verified again");

@@ -12,6 +12,7 @@
 pub mod api;
 pub mod auth;
 pub mod challenge;
+pub mod context;
 pub mod error;
 pub mod health;
 pub mod hostnames;

@@ -12,8 +12,9 @@ use lingjing_model::origin_policy::{Allowance, OriginPolicy};
 use lingjing_model::{Node, Service};
 use sqlx::AnyConnection;
 
+use crate::context::ViewContext;
 use crate::error::{ApiError, StoreError};
-use crate::resource::{ViewContext, node_addresses};
+use crate::store::ipam::node_addresses;
 use crate::store::list_docs;
 
 /// The policy for the platform as it is now: the operator's allowances, every node's

@@ -11,9 +11,9 @@ use tokio::task::JoinHandle;
 
 use crate::api::{AppState, router};
 use crate::auth::sha256_hex;
+use crate::context::ViewContext;
 use crate::error::StoreError;
 pub use crate::listener::{HttpOptions, ServerLimits, TlsFiles};
-use crate::resource::ViewContext;
 use crate::snapshot::Hub;
 use crate::store::Store;
 

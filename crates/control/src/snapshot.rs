@@ -1,19 +1,27 @@
 //! Snapshot building and distribution: per data-plane role, the control plane builds one
 //! immutable snapshot per configuration version (from one consistent read), serialises it
 //! once, and wakes every long-polling agent when a newer version commits.
+//!
+//! Layering: the builder reads the database only through `crate::store` (and the rules of
+//! `crate::hostnames` and `crate::origins` that decide what data planes may see, which
+//! read it the same way), with the platform settings of `crate::context`. It never uses
+//! the API (`crate::api`) or the resource handlers (`crate::resource`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lingjing_model::snapshot::{DnsSnapshot, EdgeSnapshot, NodeInfo, Role, Snapshot};
-use lingjing_model::{IpPool, Line, LinePrefix, Node, Region, Service, Site};
-use sqlx::{AnyConnection, Row};
+use lingjing_model::{IpPool, Line, Node, Region, Service, Site};
+use sqlx::AnyConnection;
 use tokio::sync::watch;
 
+use crate::context::ViewContext;
 use crate::error::StoreError;
-use crate::resource::{ViewContext, node_addresses};
-use crate::store::{Store, list_docs};
+use crate::store::ipam::node_addresses;
+use crate::store::lines::all_prefixes;
+use crate::store::purges::recent_purges;
+use crate::store::{Store, config_version, list_docs};
 
 /// A serialised snapshot, shared (without copying) by every poller of that version.
 pub type Body = axum::body::Bytes;
@@ -100,22 +108,9 @@ fn encode<T: serde::Serialize>(s: Snapshot<T>) -> Result<(u64, Vec<u8>), StoreEr
         .map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-async fn version(conn: &mut AnyConnection) -> Result<u64, StoreError> {
-    let row = sqlx::query("SELECT version FROM config_version WHERE id = 1")
-        .fetch_one(conn)
-        .await?;
-    Ok(row.try_get::<i64, _>(0)? as u64)
-}
-
 async fn node_infos(conn: &mut AnyConnection) -> Result<Vec<NodeInfo>, StoreError> {
     let mut addresses = node_addresses(&mut *conn).await?;
-    let down: std::collections::BTreeSet<String> =
-        sqlx::query("SELECT node_id FROM node_health WHERE healthy = 0")
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()?;
+    let down = crate::store::health::unhealthy_nodes(&mut *conn).await?;
     let load = crate::store::load_percents(&mut *conn).await?;
     Ok(list_docs::<Node>(conn)
         .await?
@@ -139,8 +134,8 @@ pub async fn build_edge(
     conn: &mut AnyConnection,
     ctx: &ViewContext,
 ) -> Result<Snapshot<EdgeSnapshot>, StoreError> {
-    let version = version(conn).await?;
-    let mut purges = crate::api::purges::recent_purges(&mut *conn, MAX_SNAPSHOT_PURGES + 1).await?;
+    let version = config_version(conn).await?;
+    let mut purges = recent_purges(&mut *conn, MAX_SNAPSHOT_PURGES + 1).await?;
     let purges_complete_after = if purges.len() as i64 > MAX_SNAPSHOT_PURGES {
         purges.pop().map(|p| p.version).unwrap_or(0)
     } else {
@@ -164,32 +159,12 @@ pub async fn build_edge(
     })
 }
 
-/// All line prefixes, ordered by line and prefix.
-pub async fn all_prefixes(conn: &mut AnyConnection) -> Result<Vec<LinePrefix>, StoreError> {
-    let rows =
-        sqlx::query("SELECT line_id, cidr, region_id FROM line_prefixes ORDER BY line_id, cidr")
-            .fetch_all(conn)
-            .await?;
-    rows.iter()
-        .map(|r| {
-            let cidr: String = r.try_get(1)?;
-            Ok(LinePrefix {
-                line: r.try_get(0)?,
-                cidr: cidr
-                    .parse()
-                    .map_err(|_| StoreError::Corrupt(format!("line prefix `{cidr}`")))?,
-                region: r.try_get(2)?,
-            })
-        })
-        .collect()
-}
-
 /// Builds the DNS snapshot from one consistent read. TLS keys are left out.
 pub async fn build_dns(
     conn: &mut AnyConnection,
     zone: &str,
 ) -> Result<Snapshot<DnsSnapshot>, StoreError> {
-    let version = version(conn).await?;
+    let version = config_version(conn).await?;
     let services = list_docs::<Service>(conn).await?;
     let mut services = crate::hostnames::only_verified(conn, services).await?;
     for s in &mut services {

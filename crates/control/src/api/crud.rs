@@ -15,7 +15,7 @@ use super::{ApiJson, AppState};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::resource::{Resource, referrer_of};
-use crate::store::{delete_doc, get_doc, insert_doc, list_docs, update_doc};
+use crate::store::{delete_doc, get_doc, insert_doc, list_docs, row_exists, update_doc};
 
 pub fn routes<R: Resource>() -> Router<AppState> {
     Router::new()
@@ -52,12 +52,7 @@ fn check_kind_access<R: Resource>(caller: &Caller, writing: bool) -> Result<(), 
 
 async fn check_references<R: Resource>(conn: &mut AnyConnection, item: &R) -> Result<(), ApiError> {
     for r in item.references() {
-        let sql = format!("SELECT 1 FROM {} WHERE id = $1", r.table);
-        let found = sqlx::query(&sql)
-            .bind(r.id.clone())
-            .fetch_optional(&mut *conn)
-            .await?;
-        if found.is_none() {
+        if !row_exists(&mut *conn, r.table, &r.id).await? {
             return Err(ApiError::invalid(
                 r.field,
                 format!(

@@ -11,13 +11,13 @@ use axum::routing::{delete, get};
 use axum::{Json, Router};
 use lingjing_model::{Allocation, IpPool, Node};
 use serde::Deserialize;
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 use utoipa::ToSchema;
 
 use super::{ApiJson, AppState};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::store::get_doc;
+use crate::store::{get_doc, ipam};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -43,28 +43,6 @@ async fn pool_or_404(conn: &mut AnyConnection, id: &str) -> Result<IpPool, ApiEr
         .ok_or_else(|| ApiError::not_found("pool", id))
 }
 
-async fn allocations(conn: &mut AnyConnection, pool: &str) -> Result<Vec<Allocation>, ApiError> {
-    let rows =
-        sqlx::query("SELECT address, node_id, allocated_at FROM ip_allocations WHERE pool_id = $1")
-            .bind(pool.to_owned())
-            .fetch_all(conn)
-            .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let address: String = r.try_get(0)?;
-        out.push(Allocation {
-            pool: pool.to_owned(),
-            address: address.parse().map_err(|_| {
-                ApiError::Internal(format!("stored address `{address}` is corrupt"))
-            })?,
-            node: r.try_get(1)?,
-            allocated_at: r.try_get(2)?,
-        });
-    }
-    out.sort_by_key(|a| a.address);
-    Ok(out)
-}
-
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -73,7 +51,7 @@ async fn list(
     caller.require_operator()?;
     let mut conn = state.store.pool().acquire().await?;
     pool_or_404(&mut conn, &id).await?;
-    Ok(Json(allocations(&mut conn, &id).await?))
+    Ok(Json(ipam::allocations(&mut conn, &id).await?))
 }
 
 async fn allocate(
@@ -97,7 +75,7 @@ async fn allocate(
             ),
         ));
     }
-    let taken: BTreeSet<IpAddr> = allocations(&mut w.tx, &id)
+    let taken: BTreeSet<IpAddr> = ipam::allocations(&mut w.tx, &id)
         .await?
         .into_iter()
         .map(|a| a.address)
@@ -136,15 +114,7 @@ async fn allocate(
         node: node.id.clone(),
         allocated_at: crate::time::now_rfc3339(),
     };
-    sqlx::query(
-        "INSERT INTO ip_allocations (pool_id, address, node_id, allocated_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(allocation.pool.clone())
-    .bind(allocation.address.to_string())
-    .bind(allocation.node.clone())
-    .bind(allocation.allocated_at.clone())
-    .execute(&mut *w.tx)
-    .await?;
+    ipam::insert_allocation(&mut w.tx, &allocation).await?;
     state.published(w.commit().await?);
     tracing::info!(pool = %allocation.pool, address = %allocation.address, node = %allocation.node, "allocated");
     Ok((StatusCode::CREATED, Json(allocation)))
@@ -161,12 +131,7 @@ async fn release(
         .map_err(|_| ApiError::BadRequest(format!("`{address}` is not an IP address")))?;
     let mut w = state.store.write(true).await?;
     pool_or_404(&mut w.tx, &id).await?;
-    let done = sqlx::query("DELETE FROM ip_allocations WHERE pool_id = $1 AND address = $2")
-        .bind(id.clone())
-        .bind(addr.to_string())
-        .execute(&mut *w.tx)
-        .await?;
-    if done.rows_affected() == 0 {
+    if !ipam::delete_allocation(&mut w.tx, &id, addr).await? {
         return Err(ApiError::NotFound(format!(
             "{addr} is not allocated from pool `{id}`"
         )));

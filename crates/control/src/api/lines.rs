@@ -53,7 +53,7 @@ async fn list(
     get_doc::<Line>(&mut conn, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("line", &id))?;
-    let all = crate::snapshot::all_prefixes(&mut conn).await?;
+    let all = crate::store::lines::all_prefixes(&mut conn).await?;
     Ok(Json(all.into_iter().filter(|p| p.line == id).collect()))
 }
 
@@ -166,30 +166,7 @@ async fn store_prefixes(
             ));
         }
     }
-    for line in lines {
-        sqlx::query("DELETE FROM line_prefixes WHERE line_id = $1")
-            .bind(line.clone())
-            .execute(&mut *conn)
-            .await?;
-    }
-    const BATCH: usize = 500;
-    for chunk in prefixes.chunks(BATCH) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
-            .collect();
-        let sql = format!(
-            "INSERT INTO line_prefixes (line_id, cidr, region_id) VALUES {}",
-            values.join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for p in chunk {
-            q = q
-                .bind(p.line.clone())
-                .bind(p.cidr.to_string())
-                .bind(p.region.clone());
-        }
-        q.execute(&mut *conn).await?;
-    }
+    crate::store::lines::replace_prefixes(&mut *conn, lines, prefixes).await?;
     let mut counts: BTreeMap<String, u64> = lines.iter().map(|l| (l.clone(), 0)).collect();
     for p in prefixes {
         *counts.entry(p.line.clone()).or_default() += 1;

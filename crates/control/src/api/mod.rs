@@ -23,8 +23,8 @@ use axum::routing::get;
 use lingjing_model::{DnsRecord, IpPool, Line, Node, Region, Service, Site, Tenant};
 use serde::de::DeserializeOwned;
 
+use crate::context::ViewContext;
 use crate::error::ApiError;
-use crate::resource::ViewContext;
 use crate::snapshot::Hub;
 use crate::store::Store;
 

@@ -13,13 +13,12 @@ use axum::routing::post;
 use axum::{Json, response::IntoResponse};
 use lingjing_model::Node;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use utoipa::ToSchema;
 
 use super::{ApiJson, ApiQuery, AppState};
 use crate::auth::{Caller, JOIN_TOKEN_PREFIX, NODE_CREDENTIAL_PREFIX, random_hex, sha256_hex};
 use crate::error::ApiError;
-use crate::store::get_doc;
+use crate::store::{get_doc, nodes};
 
 /// How long a join token stays valid by default (seconds).
 pub const DEFAULT_JOIN_TOKEN_TTL_S: u64 = 3600;
@@ -100,14 +99,13 @@ async fn issue_join_token(
     let secret = format!("{JOIN_TOKEN_PREFIX}{}", random_hex(24));
     let expires_ms = crate::time::now_ms().saturating_add((ttl_s * 1000) as i64);
     let mut w = state.store.write(false).await?;
-    sqlx::query(
-        "INSERT INTO node_join_tokens (secret_sha256, node_id, created_at, expires_at_ms) VALUES ($1, $2, $3, $4)",
+    nodes::insert_join_token(
+        &mut w.tx,
+        &sha256_hex(&secret),
+        &id,
+        &crate::time::now_rfc3339(),
+        expires_ms,
     )
-    .bind(sha256_hex(&secret))
-    .bind(id.clone())
-    .bind(crate::time::now_rfc3339())
-    .bind(expires_ms)
-    .execute(&mut *w.tx)
     .await?;
     w.commit().await?;
     tracing::info!(node = %id, ttl_s, "join token issued");
@@ -131,30 +129,16 @@ async fn exchange(
     let hash = sha256_hex(req.join_token.trim());
     let now = crate::time::now_ms();
     let mut w = state.store.write(false).await?;
-    let used = sqlx::query(
-        "UPDATE node_join_tokens SET used_at = $1 WHERE secret_sha256 = $2 AND node_id = $3 AND used_at IS NULL AND expires_at_ms > $4 RETURNING node_id",
-    )
-    .bind(crate::time::now_rfc3339())
-    .bind(hash.clone())
-    .bind(id.clone())
-    .bind(now)
-    .fetch_optional(&mut *w.tx)
-    .await?;
-    if used.is_none() {
-        let row = sqlx::query(
-            "SELECT node_id, used_at, expires_at_ms FROM node_join_tokens WHERE secret_sha256 = $1",
-        )
-        .bind(hash)
-        .fetch_optional(&mut *w.tx)
-        .await?;
-        let why = match row {
+    let used =
+        nodes::use_join_token(&mut w.tx, &hash, &id, &crate::time::now_rfc3339(), now).await?;
+    if !used {
+        let why = match nodes::join_token(&mut w.tx, &hash).await? {
             None => "is not valid (mistyped, or revoked)".to_owned(),
-            Some(r) => {
-                let node: String = r.try_get(0)?;
-                let used_at: Option<String> = r.try_get(1)?;
+            Some(token) => {
+                let node = token.node;
                 if node != id {
                     format!("was issued for node `{node}`, not `{id}`")
-                } else if let Some(at) = used_at {
+                } else if let Some(at) = token.used_at {
                     format!("was already used (at {at}); a join token works once")
                 } else {
                     "has expired".to_owned()
@@ -166,13 +150,12 @@ async fn exchange(
         )));
     }
     let credential = format!("{NODE_CREDENTIAL_PREFIX}{}", random_hex(32));
-    sqlx::query(
-        "INSERT INTO node_credentials (node_id, secret_sha256, created_at) VALUES ($1, $2, $3)",
+    nodes::insert_credential(
+        &mut w.tx,
+        &id,
+        &sha256_hex(&credential),
+        &crate::time::now_rfc3339(),
     )
-    .bind(id.clone())
-    .bind(sha256_hex(&credential))
-    .bind(crate::time::now_rfc3339())
-    .execute(&mut *w.tx)
     .await?;
     w.commit().await?;
     tracing::info!(node = %id, "node credential issued for a join token");
@@ -193,17 +176,8 @@ async fn revoke(
     caller.require_operator()?;
     node_exists(&state, &id).await?;
     let mut w = state.store.write(false).await?;
-    let credential = sqlx::query("DELETE FROM node_credentials WHERE node_id = $1")
-        .bind(id.clone())
-        .execute(&mut *w.tx)
-        .await?
-        .rows_affected();
-    let join_tokens =
-        sqlx::query("DELETE FROM node_join_tokens WHERE node_id = $1 AND used_at IS NULL")
-            .bind(id.clone())
-            .execute(&mut *w.tx)
-            .await?
-            .rows_affected();
+    let credential = nodes::delete_credentials(&mut w.tx, &id).await?;
+    let join_tokens = nodes::delete_unused_join_tokens(&mut w.tx, &id).await?;
     w.commit().await?;
     tracing::info!(node = %id, credential, join_tokens, "node credential revoked");
     Ok(Json(Revoked {

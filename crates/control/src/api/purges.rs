@@ -13,12 +13,13 @@ use lingjing_model::{
     Node, NodeRole, Purge, PurgeKind, PurgeMode, PurgeRequest, Service, Tenant, Validate,
 };
 use serde::Serialize;
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 use utoipa::ToSchema;
 
 use super::{ApiJson, AppState};
 use crate::auth::Caller;
 use crate::error::{ApiError, StoreError};
+use crate::store::purges::{NewPurge, insert_purge, recent_purges, tenant_purges_since};
 use crate::store::{get_doc, list_docs, node_statuses};
 
 pub fn routes() -> Router<AppState> {
@@ -66,33 +67,6 @@ fn service_for(req: &PurgeRequest, services: &[Service]) -> Result<String, ApiEr
         .ok_or_else(|| ApiError::invalid("targets", "give at least one URL"))
 }
 
-fn row_to_purge(r: &sqlx::any::AnyRow) -> Result<Purge, StoreError> {
-    let kind: String = r.try_get(2)?;
-    let mode: String = r.try_get(3)?;
-    let targets: String = r.try_get(4)?;
-    let corrupt = |what: &str| StoreError::Corrupt(format!("purge {what}"));
-    Ok(Purge {
-        id: r.try_get::<i64, _>(0)? as u64,
-        service: r.try_get(1)?,
-        kind: serde_json::from_value(serde_json::Value::String(kind))
-            .map_err(|_| corrupt("kind"))?,
-        mode: serde_json::from_value(serde_json::Value::String(mode))
-            .map_err(|_| corrupt("mode"))?,
-        targets: serde_json::from_str(&targets).map_err(|_| corrupt("targets"))?,
-        version: r.try_get::<i64, _>(5)? as u64,
-        created_at: r.try_get(6)?,
-    })
-}
-
-const COLUMNS: &str = "id, service_id, kind, mode, targets, version, created_at";
-
-/// The newest `limit` purges, newest first.
-pub async fn recent_purges(conn: &mut AnyConnection, limit: i64) -> Result<Vec<Purge>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM purges ORDER BY id DESC LIMIT $1");
-    let rows = sqlx::query(&sql).bind(limit).fetch_all(conn).await?;
-    rows.iter().map(row_to_purge).collect()
-}
-
 /// Refuses a tenant's purge once its `purges_per_minute` quota is used up (429).
 async fn check_purge_rate(conn: &mut AnyConnection, tenant: &str) -> Result<(), ApiError> {
     let quota = get_doc::<Tenant>(&mut *conn, tenant)
@@ -100,15 +74,7 @@ async fn check_purge_rate(conn: &mut AnyConnection, tenant: &str) -> Result<(), 
         .map(|t| t.quotas.purges_per_minute)
         .unwrap_or_default();
     let since = crate::time::rfc3339_from_ms(crate::time::now_ms() - 60_000);
-    let row = sqlx::query(
-        "SELECT COUNT(*) FROM purges p JOIN services s ON s.id = p.service_id \
-         WHERE s.tenant_id = $1 AND p.created_at >= $2",
-    )
-    .bind(tenant.to_owned())
-    .bind(since)
-    .fetch_one(conn)
-    .await?;
-    let issued: i64 = row.try_get(0)?;
+    let issued = tenant_purges_since(conn, tenant, &since).await?;
     if issued >= i64::from(quota) {
         return Err(ApiError::RateLimited {
             message: format!(
@@ -200,19 +166,20 @@ async fn create(
     let targets =
         serde_json::to_string(&req.targets).map_err(|e| ApiError::Internal(e.to_string()))?;
     let now = crate::time::now_rfc3339();
-    let row = sqlx::query(
-        "INSERT INTO purges (service_id, kind, mode, targets, version, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    let id = insert_purge(
+        &mut w.tx,
+        NewPurge {
+            service: &service.id,
+            kind,
+            mode,
+            targets: &targets,
+            version,
+            created_at: &now,
+        },
     )
-    .bind(service.id.clone())
-    .bind(kind)
-    .bind(mode)
-    .bind(targets)
-    .bind(version as i64)
-    .bind(now.clone())
-    .fetch_one(&mut *w.tx)
     .await?;
     let purge = Purge {
-        id: row.try_get::<i64, _>(0)? as u64,
+        id,
         service: service.id,
         kind: req.kind,
         targets: req.targets,
@@ -247,13 +214,9 @@ async fn show(
     Path(id): Path<u64>,
 ) -> Result<Json<PurgeStatus>, ApiError> {
     let mut conn = state.store.pool().acquire().await?;
-    let sql = format!("SELECT {COLUMNS} FROM purges WHERE id = $1");
-    let row = sqlx::query(&sql)
-        .bind(id as i64)
-        .fetch_optional(&mut *conn)
+    let purge = crate::store::purges::purge(&mut conn, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("purge {id} does not exist")))?;
-    let purge = row_to_purge(&row)?;
     if let Caller::Tenant(t) = &caller {
         let owner = get_doc::<Service>(&mut conn, &purge.service).await?;
         if owner.is_none_or(|s| &s.tenant != t) {

@@ -8,7 +8,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use lingjing_model::{Node, NodeRole, Service, Site};
 use serde::Deserialize;
-use sqlx::Row;
 
 use super::{ApiQuery, AppState};
 use crate::auth::Caller;
@@ -61,19 +60,8 @@ async fn sla(
         return Err(ApiError::BadRequest("`from` must be before `to`".into()));
     }
     let mut conn = state.store.pool().acquire().await?;
-    let rows = sqlx::query(
-        "SELECT node_id, at_ms, healthy FROM health_events WHERE at_ms < $1 ORDER BY at_ms, id",
-    )
-    .bind(to)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut changes: BTreeMap<String, Vec<Change>> = BTreeMap::new();
-    for r in rows {
-        changes
-            .entry(r.try_get(0)?)
-            .or_default()
-            .push((r.try_get(1)?, r.try_get::<i64, _>(2)? != 0));
-    }
+    let changes: BTreeMap<String, Vec<Change>> =
+        crate::store::health::health_changes(&mut conn, to).await?;
     let nodes: Vec<Node> = list_docs::<Node>(&mut conn)
         .await?
         .into_iter()

@@ -7,12 +7,11 @@ use axum::routing::{delete, get};
 use axum::{Json, Router};
 use lingjing_model::Tenant;
 use lingjing_model::tenant::{ApiKeyInfo, NewApiKey};
-use sqlx::Row;
 
 use super::AppState;
 use crate::auth::{Caller, create_api_key};
 use crate::error::ApiError;
-use crate::store::get_doc;
+use crate::store::{get_doc, tenants};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -30,11 +29,7 @@ async fn create(
     get_doc::<Tenant>(&mut w.tx, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("tenant", &id))?;
-    let keys: i64 = sqlx::query("SELECT COUNT(*) FROM api_keys WHERE tenant_id = $1")
-        .bind(id.clone())
-        .fetch_one(&mut *w.tx)
-        .await?
-        .try_get(0)?;
+    let keys = tenants::api_key_count(&mut w.tx, &id).await?;
     if keys as usize >= lingjing_model::tenant::MAX_API_KEYS {
         return Err(ApiError::conflict(
             "limit_reached",
@@ -63,20 +58,7 @@ async fn list(
     Path(id): Path<String>,
 ) -> Result<Json<Vec<ApiKeyInfo>>, ApiError> {
     caller.require_operator()?;
-    let rows =
-        sqlx::query("SELECT id, created_at FROM api_keys WHERE tenant_id = $1 ORDER BY created_at")
-            .bind(id.clone())
-            .fetch_all(state.store.pool())
-            .await?;
-    let mut out = Vec::new();
-    for r in rows {
-        out.push(ApiKeyInfo {
-            id: r.try_get(0)?,
-            tenant: id.clone(),
-            created_at: r.try_get(1)?,
-        });
-    }
-    Ok(Json(out))
+    Ok(Json(tenants::api_keys(&state.store, &id).await?))
 }
 
 async fn revoke(
@@ -86,12 +68,7 @@ async fn revoke(
 ) -> Result<StatusCode, ApiError> {
     caller.require_operator()?;
     let mut w = state.store.write(false).await?;
-    let done = sqlx::query("DELETE FROM api_keys WHERE tenant_id = $1 AND id = $2")
-        .bind(id.clone())
-        .bind(key.clone())
-        .execute(&mut *w.tx)
-        .await?;
-    if done.rows_affected() == 0 {
+    if !tenants::delete_api_key(&mut w.tx, &id, &key).await? {
         return Err(ApiError::NotFound(format!(
             "tenant `{id}` has no key `{key}`"
         )));

@@ -94,3 +94,17 @@ pub async fn delete_doc<R: Resource>(
     let done = sqlx::query(&sql).bind(id).execute(conn).await?;
     Ok(done.rows_affected() > 0)
 }
+
+/// Whether `table` has a row with this id (a reference check, by table name).
+pub async fn row_exists(
+    conn: &mut AnyConnection,
+    table: &str,
+    id: &str,
+) -> Result<bool, StoreError> {
+    let sql = format!("SELECT 1 FROM {table} WHERE id = $1");
+    let found = sqlx::query(&sql)
+        .bind(id.to_owned())
+        .fetch_optional(conn)
+        .await?;
+    Ok(found.is_some())
+}

@@ -6,10 +6,24 @@
 //! bumps the configuration version. That row lock serialises writers on both backends, so
 //! checks made inside a write transaction (references, IPAM) cannot race, and versions
 //! commit in order.
+//!
+//! All SQL of the control plane lives in this module and its children, one per kind of
+//! thing stored; the rest of the crate calls their typed functions (a test, `tidy`, keeps
+//! it so). Each function takes the connection or transaction its caller holds, so the
+//! caller decides what runs in one transaction.
 
 mod docs;
+pub mod health;
+pub mod hostnames;
+pub mod ipam;
+pub mod lines;
 mod load;
+pub mod nodes;
+pub mod purges;
+pub mod records;
+pub mod services;
 mod status;
+pub mod tenants;
 mod usage;
 
 use std::path::Path;
@@ -17,14 +31,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, Transaction};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::error::StoreError;
 
-pub use docs::{delete_doc, get_doc, insert_doc, list_docs, update_doc};
+pub use docs::{delete_doc, get_doc, insert_doc, list_docs, row_exists, update_doc};
 pub use load::{LoadChange, load_percents, publish_load, record_load};
-pub use status::{HeartbeatRecord, node_statuses, record_heartbeat};
+pub use status::{HeartbeatRecord, last_heartbeats, node_statuses, record_heartbeat};
 pub use usage::{record_usage, service_usage};
 
 /// Which database is behind the store.
@@ -215,6 +229,15 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The current configuration version, read on `conn` (inside a snapshot's read
+/// transaction, the version that snapshot is of).
+pub async fn config_version(conn: &mut AnyConnection) -> Result<u64, StoreError> {
+    let row = sqlx::query("SELECT version FROM config_version WHERE id = 1")
+        .fetch_one(conn)
+        .await?;
+    Ok(row.try_get::<i64, _>(0)? as u64)
 }
 
 /// The database file of a `sqlite:` URL (none for an in-memory database).

@@ -99,3 +99,18 @@ pub async fn node_statuses(
     }
     Ok(out)
 }
+
+/// When each node's agent last heartbeated (its latest over all roles), in milliseconds,
+/// by node id.
+pub async fn last_heartbeats(
+    conn: &mut AnyConnection,
+) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+    let mut beats = std::collections::HashMap::new();
+    for r in sqlx::query("SELECT node_id, MAX(last_heartbeat_ms) FROM node_status GROUP BY node_id")
+        .fetch_all(conn)
+        .await?
+    {
+        beats.insert(r.try_get(0)?, r.try_get(1)?);
+    }
+    Ok(beats)
+}

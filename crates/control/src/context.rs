@@ -1,0 +1,14 @@
+//! The platform settings that views, checks and snapshots read: the DNS zone, the
+//! operator's trust policy and the control plane's own endpoint. Data only, shared by the
+//! API, the resource checks and the snapshot builder.
+
+/// What the API needs to build views (and the snapshot builder to build snapshots).
+#[derive(Debug, Clone)]
+pub struct ViewContext {
+    /// The platform DNS zone, e.g. `cdn.lingjing.test.`.
+    pub zone: String,
+    /// The operator's trust settings (allowed origin networks, reserved labels, ...).
+    pub policy: crate::policy::TrustPolicy,
+    /// Where this control plane's API listens: never a tenant's origin.
+    pub control_endpoint: Option<std::net::SocketAddr>,
+}
