@@ -71,7 +71,7 @@ pub async fn service_usage(
     to_ms: i64,
 ) -> Result<Vec<(i64, UsageMinute)>, StoreError> {
     let rows = sqlx::query(
-        "SELECT minute_ms, SUM(requests), SUM(bytes_out) FROM usage_minutes \
+        "SELECT minute_ms, CAST(SUM(requests) AS BIGINT), CAST(SUM(bytes_out) AS BIGINT) FROM usage_minutes \
          WHERE service_id = $1 AND minute_ms >= $2 AND minute_ms < $3 GROUP BY minute_ms ORDER BY minute_ms",
     )
     .bind(service.to_owned())
