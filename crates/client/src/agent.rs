@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use lingjing_model::snapshot::{Heartbeat, Role, Snapshot, UsageSample};
+use lingjing_model::snapshot::{Heartbeat, Role, Snapshot, UsageSample, UsageSource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
@@ -64,12 +64,6 @@ impl AgentConfig {
         self.state_dir
             .join(format!("{}-{}.snapshot.json", self.node, self.role))
     }
-}
-
-/// Where an agent gets the traffic its data plane served, to report with heartbeats.
-pub trait UsageSource: Send + Sync + 'static {
-    /// Takes (and resets) what was counted since the last call.
-    fn take(&self) -> Vec<UsageSample>;
 }
 
 /// The agent, not yet running.

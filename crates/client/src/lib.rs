@@ -8,6 +8,7 @@ pub mod error;
 pub mod fs;
 pub mod rest;
 
-pub use agent::{Agent, AgentConfig, AgentHandle, UsageSource};
+pub use agent::{Agent, AgentConfig, AgentHandle};
+pub use lingjing_model::snapshot::UsageSource;
 pub use error::ClientError;
 pub use rest::Client;

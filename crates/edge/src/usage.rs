@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use lingjing_client::UsageSource;
+use lingjing_model::snapshot::UsageSource;
 use lingjing_model::snapshot::UsageSample;
 
 /// The counters of one service.

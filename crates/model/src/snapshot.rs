@@ -169,6 +169,13 @@ pub struct UsageSample {
     pub bytes_out: u64,
 }
 
+/// Where a data plane's agent gets the traffic it served, to report with heartbeats
+/// (implemented by the edge; a trait here so the data planes need not depend on the agent).
+pub trait UsageSource: Send + Sync + 'static {
+    /// Takes (and resets) what was counted since the last call.
+    fn take(&self) -> Vec<UsageSample>;
+}
+
 /// A service's traffic over a window, as the API reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ServiceUsage {
