@@ -86,19 +86,33 @@ impl RequestCacheControl {
 /// Conservative merging: flags are or-ed (so `public` with `private` is private), and each
 /// duration is the smallest one given. A malformed `max-age` or `s-maxage` (not
 /// delta-seconds, or missing its value) counts as 0 — the response is stale (§4.2.1); a
-/// malformed `stale-while-revalidate` or `stale-if-error` counts as 0 (no window). The
-/// qualified forms `no-cache="field"` and `private="field"` are treated as unqualified
-/// (§5.2.2.4, §5.2.2.7 allow it). Values are capped at [`MAX_DELTA_SECONDS`]; unknown
-/// directives are ignored (`must-understand` included: `no-store` is always honoured).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// malformed `stale-while-revalidate` or `stale-if-error` counts as 0 (no window). Values
+/// are capped at [`MAX_DELTA_SECONDS`]; unknown directives are ignored (`must-understand`
+/// included: `no-store` is always honoured).
+///
+/// The qualified forms `no-cache="field, ..."` and `private="field, ..."` (§5.2.2.4,
+/// §5.2.2.7; quoted or as a token, names in any case, whitespace around them ignored) fill
+/// [`no_cache_fields`](Self::no_cache_fields) and [`private_fields`](Self::private_fields)
+/// instead of the flags: the response may be stored and reused, without those fields
+/// (`fields_not_to_store` in `storing`). A qualified form is read as unqualified — the
+/// flag is set — when its list is empty, holds anything that is not a field name, or names
+/// a field this cache needs to serve and evaluate the stored response ([`KEPT_FIELDS`],
+/// and any `*cache-control` field); §5.2.2.4 and §5.2.2.7 allow a cache to do so.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResponseCacheControl {
     /// `public` (§5.2.2.9): storable even when it normally would not be (Authorization,
     /// status codes that are not heuristically cacheable).
     pub public: bool,
-    /// `private` (§5.2.2.7): a shared cache must not store it.
+    /// `private` without field names (§5.2.2.7): a shared cache must not store it.
     pub private: bool,
-    /// `no-cache` (§5.2.2.4): must be revalidated before every use.
+    /// The fields of `private="..."` (§5.2.2.7), lower-case, each once: a shared cache
+    /// must not store them, and may store the rest of the response.
+    pub private_fields: Vec<HeaderName>,
+    /// `no-cache` without field names (§5.2.2.4): must be revalidated before every use.
     pub no_cache: bool,
+    /// The fields of `no-cache="..."` (§5.2.2.4), lower-case, each once: the response may
+    /// be reused without revalidation, but never with these fields.
+    pub no_cache_fields: Vec<HeaderName>,
     /// `no-store` (§5.2.2.5): must not be stored.
     pub no_store: bool,
     /// `max-age=N` (§5.2.2.1).
@@ -150,8 +164,14 @@ impl ResponseCacheControl {
             let n = || delta_seconds(d.value.as_deref()).unwrap_or(0);
             match d.name.as_str() {
                 "public" => cc.public = true,
-                "private" => cc.private = true,
-                "no-cache" => cc.no_cache = true,
+                "private" => match d.value.as_deref().and_then(qualified_fields) {
+                    Some(names) => add_fields(&mut cc.private_fields, names),
+                    None => cc.private = true,
+                },
+                "no-cache" => match d.value.as_deref().and_then(qualified_fields) {
+                    Some(names) => add_fields(&mut cc.no_cache_fields, names),
+                    None => cc.no_cache = true,
+                },
                 "no-store" => cc.no_store = true,
                 "must-revalidate" => cc.must_revalidate = true,
                 "proxy-revalidate" => cc.proxy_revalidate = true,
@@ -167,13 +187,58 @@ impl ResponseCacheControl {
     }
 }
 
+/// Fields a qualified `no-cache` or `private` may not remove from a stored response: those
+/// that frame and describe its body, its validators, and those its freshness and variant
+/// selection are computed from. A list naming one is read as the unqualified directive.
+pub const KEPT_FIELDS: [HeaderName; 12] = [
+    header::AGE,
+    header::CACHE_CONTROL,
+    header::CONTENT_ENCODING,
+    header::CONTENT_LENGTH,
+    header::CONTENT_RANGE,
+    header::CONTENT_TYPE,
+    header::DATE,
+    header::ETAG,
+    header::EXPIRES,
+    header::LAST_MODIFIED,
+    header::TRANSFER_ENCODING,
+    header::VARY,
+];
+
+/// The field names of a qualified `no-cache` or `private` argument (already unquoted): a
+/// comma-separated list, elements trimmed of whitespace, names lower-cased. `None` when
+/// the list has no name, an element that is not a valid field name, or a name in
+/// [`KEPT_FIELDS`] or ending in `cache-control` (the targeted fields): the directive is
+/// then read as unqualified, the conservative reading.
+fn qualified_fields(value: &str) -> Option<Vec<HeaderName>> {
+    let mut names = Vec::new();
+    for element in split_list(value.as_bytes()) {
+        let name = HeaderName::from_bytes(element).ok()?;
+        if KEPT_FIELDS.contains(&name) || name.as_str().ends_with("cache-control") {
+            return None;
+        }
+        names.push(name);
+    }
+    (!names.is_empty()).then_some(names)
+}
+
+/// Appends the names of `more` that `fields` does not hold yet.
+fn add_fields(fields: &mut Vec<HeaderName>, more: Vec<HeaderName>) {
+    for name in more {
+        if !fields.contains(&name) {
+            fields.push(name);
+        }
+    }
+}
+
 /// The directives of a targeted cache-control field (RFC 9213 §2.1): its field lines as
 /// one Structured Field Dictionary (RFC 8941 §4.2.2). `None` when the field is absent,
 /// empty or not a valid Dictionary (the next field of the chain is then used). A member
-/// `name=?0` is dropped, `?1` or a bare name is a flag, an Integer keeps its digits, and
-/// any other value (String, Token, Decimal, Byte Sequence, Inner List) is kept as an
-/// empty value, so that a duration of the wrong type counts as 0, as in `Cache-Control`.
-/// Parameters are ignored.
+/// `name=?0` is dropped, `?1` or a bare name is a flag, an Integer keeps its digits, the
+/// String of `no-cache` and `private` is their list of field names (`no-cache="set-cookie"`),
+/// and any other value (String, Token, Decimal, Byte Sequence, Inner List) is kept as an
+/// empty value, so that a duration of the wrong type counts as 0, as in `Cache-Control`,
+/// and a `no-cache` or `private` of another type is unqualified. Parameters are ignored.
 fn targeted_directives(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<Directive>> {
     let mut input = Vec::new();
     for line in headers.get_all(name) {
@@ -193,8 +258,13 @@ fn targeted_directives(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<Dir
                 let value = match value {
                     sf::Value::True => None,
                     sf::Value::False => return None,
+                    // The field names of `no-cache` and `private`: a String, or none.
+                    _ if name == "no-cache" || name == "private" => match value {
+                        sf::Value::String(fields) => Some(fields),
+                        _ => Some(String::new()),
+                    },
                     sf::Value::Integer(digits) => Some(digits),
-                    sf::Value::Other => Some(String::new()),
+                    sf::Value::String(_) | sf::Value::Other => Some(String::new()),
                 };
                 Some(Directive { name, value })
             })
@@ -376,7 +446,9 @@ mod tests {
             ResponseCacheControl {
                 public: true,
                 private: false,
+                private_fields: Vec::new(),
                 no_cache: false,
+                no_cache_fields: Vec::new(),
                 no_store: false,
                 max_age: Some(60),
                 s_maxage: Some(30),
@@ -392,16 +464,125 @@ mod tests {
             "cache-control",
             "no-cache=\"set-cookie, x-a\", max-age=5",
         )]));
-        assert!(cc.no_cache);
+        assert_eq!(
+            cc.no_cache_fields,
+            [header::SET_COOKIE, names(&["x-a"])[0].clone()]
+        );
         assert_eq!(cc.max_age, Some(5));
-        let cc = ResponseCacheControl::parse(&headers(&[("cache-control", "private=\"x\"")]));
-        assert!(cc.private);
         // Escapes in quoted strings.
         let cc = ResponseCacheControl::parse(&headers(&[(
             "cache-control",
             r#"x="a\"b,c", max-age="7""#,
         )]));
         assert_eq!(cc.max_age, Some(7));
+    }
+
+    fn names(names: &[&str]) -> Vec<HeaderName> {
+        names
+            .iter()
+            .map(|n| HeaderName::from_bytes(n.as_bytes()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn qualified_no_cache_and_private_rfc9111_5_2_2_4_and_5_2_2_7() {
+        let parse = |v: &str| ResponseCacheControl::parse(&headers(&[("cache-control", v)]));
+        let fields = |v: &str| {
+            let cc = parse(v);
+            (
+                cc.no_cache,
+                cc.no_cache_fields,
+                cc.private,
+                cc.private_fields,
+            )
+        };
+        // Quoted lists, any case, whitespace around names and commas, empty elements.
+        let cc = parse("max-age=60, no-cache=\" Set-Cookie ,X-Foo,, x-bar\"");
+        assert!(!cc.no_cache);
+        assert_eq!(cc.no_cache_fields, names(&["set-cookie", "x-foo", "x-bar"]));
+        assert_eq!(cc.max_age, Some(60));
+        // The token form (senders should quote, recipients accept both), and private.
+        assert_eq!(
+            fields("NO-CACHE=Set-Cookie, Private=\"X-Foo\""),
+            (false, names(&["set-cookie"]), false, names(&["x-foo"]))
+        );
+        // Both directives, over several lines: lists join, each name once.
+        let cc = ResponseCacheControl::parse(&headers(&[
+            ("cache-control", "no-cache=\"x-a, x-b\", private=\"x-c\""),
+            ("cache-control", "no-cache=\"X-B, x-d\", private=\"x-a\""),
+        ]));
+        assert_eq!(cc.no_cache_fields, names(&["x-a", "x-b", "x-d"]));
+        assert_eq!(cc.private_fields, names(&["x-c", "x-a"]));
+        assert!(!cc.no_cache && !cc.private);
+        // An unqualified form next to a qualified one: the unqualified one holds.
+        let cc = parse("no-cache=\"x-a\", no-cache");
+        assert!(cc.no_cache);
+        assert_eq!(cc.no_cache_fields, names(&["x-a"]));
+        assert!(parse("private, private=\"x-a\"").private);
+        // Read as unqualified: an empty list, something that is not a field name, a field
+        // the stored response needs, a targeted cache-control field.
+        for v in [
+            "no-cache=\"\"",
+            "no-cache=",
+            "no-cache=\" , \"",
+            "no-cache=\"x-a, x b\"",
+            "no-cache=\"x-a; y\"",
+            "no-cache=\"x-a, ETag\"",
+            "no-cache=\"content-encoding\"",
+            "no-cache=\"Vary\"",
+            "no-cache=\"cache-control\"",
+            "no-cache=\"CDN-Cache-Control\"",
+        ] {
+            assert_eq!(fields(v), (true, vec![], false, vec![]), "{v}");
+            let private = v.replace("no-cache", "private");
+            assert_eq!(fields(&private), (false, vec![], true, vec![]), "{private}");
+        }
+        for kept in &KEPT_FIELDS {
+            assert!(parse(&format!("private=\"{kept}\"")).private, "{kept}");
+        }
+    }
+
+    #[test]
+    fn qualified_directives_in_targeted_fields() {
+        let targeted = [HeaderName::from_static("cdn-cache-control")];
+        let parse = |res: &[(&str, &str)]| {
+            let (cc, used) = ResponseCacheControl::parse_targeted(&headers(res), &targeted);
+            assert!(used);
+            cc
+        };
+        // A String member is the list of field names.
+        let cc = parse(&[
+            ("cache-control", "no-cache"),
+            (
+                "cdn-cache-control",
+                "max-age=60, no-cache=\"Set-Cookie, x-foo\", private=\"x-bar\"",
+            ),
+        ]);
+        assert!(!cc.no_cache && !cc.private);
+        assert_eq!(cc.no_cache_fields, names(&["set-cookie", "x-foo"]));
+        assert_eq!(cc.private_fields, names(&["x-bar"]));
+        // A Token, an Inner List or another type: unqualified, as an empty list is.
+        for member in [
+            "no-cache=set-cookie",
+            "no-cache=(\"set-cookie\")",
+            "no-cache=1",
+            "no-cache=\"\"",
+            "no-cache=\"date\"",
+        ] {
+            let cc = parse(&[("cdn-cache-control", member)]);
+            assert!(cc.no_cache && cc.no_cache_fields.is_empty(), "{member}");
+        }
+        // A String means field names only for no-cache and private: max-age="60" is 0.
+        assert_eq!(
+            parse(&[("cdn-cache-control", "max-age=\"60\"")]).max_age,
+            Some(0)
+        );
+        // The Cache-Control lists do not count when a targeted field is used.
+        let cc = parse(&[
+            ("cache-control", "no-cache=\"x-a\""),
+            ("cdn-cache-control", "max-age=60"),
+        ]);
+        assert!(cc.no_cache_fields.is_empty());
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //!
 //! 1. [`storability`] says whether an origin response may be stored, and with which
 //!    freshness parameters ([`Storable`]); [`initial_age`] and [`Freshness::new`] add its age (§4.2.3).
+//!    [`remove_fields_not_to_store`] leaves out the fields the origin keeps out of shared
+//!    copies (qualified `no-cache` and `private`, §5.2.2.4, §5.2.2.7).
 //! 2. For each request, [`vary_signature`] over the stored [`vary_fields`] picks the
 //!    variant (§4.1) and [`evaluate`] says whether it can be served as is, served stale
 //!    while it is refreshed in the background, or must be revalidated first (§4.2, §4.2.4,
@@ -42,10 +44,13 @@ mod validation;
 mod vary;
 
 pub(crate) use cache_control::normalized_field;
-pub use cache_control::{RequestCacheControl, ResponseCacheControl};
+pub use cache_control::{KEPT_FIELDS, RequestCacheControl, ResponseCacheControl};
 pub use freshness::{Evaluation, Freshness, evaluate, initial_age};
 pub use invalidation::{invalidates, invalidation_targets};
-pub use storing::{RuleOverride, Storability, Storable, is_heuristically_cacheable, storability};
+pub use storing::{
+    RuleOverride, Storability, Storable, fields_not_to_store, is_heuristically_cacheable,
+    remove_fields_not_to_store, storability,
+};
 pub use validation::{apply_304, client_not_modified, not_modified_matches, revalidation_headers};
 pub use vary::{VaryStar, vary_fields, vary_signature};
 
@@ -194,6 +199,8 @@ mod tests {
                     std::sync::Arc::default()
                 },
             };
+            let mut stored = res.clone();
+            remove_fields_not_to_store(&mut stored, &rule);
             if let Storability::Yes(s) = storability(&Method::GET, &req, status, &res, &rule, now) {
                 assert!(s.lifetime <= Duration::from_secs(MAX_DELTA_SECONDS));
                 let f = Freshness::new(&s, initial_age(&res, now, now), now);

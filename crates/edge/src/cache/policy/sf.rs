@@ -10,6 +10,8 @@ pub(super) enum Value {
     False,
     /// An Integer, as written (`-5`, `60`).
     Integer(String),
+    /// A String, its escapes resolved.
+    String(String),
     /// Any other Item or an Inner List.
     Other,
 }
@@ -171,20 +173,26 @@ impl Parser<'_> {
 
     fn string(&mut self) -> Option<Value> {
         self.pos += 1;
+        let mut out = String::new();
         loop {
             match self.peek()? {
                 b'"' => {
                     self.pos += 1;
-                    return Some(Value::Other);
+                    return Some(Value::String(out));
                 }
                 b'\\' => {
                     self.pos += 1;
-                    if !matches!(self.peek()?, b'"' | b'\\') {
+                    let escaped = self.peek()?;
+                    if !matches!(escaped, b'"' | b'\\') {
                         return None;
                     }
+                    out.push(char::from(escaped));
                     self.pos += 1;
                 }
-                0x20..=0x7e => self.pos += 1,
+                b @ 0x20..=0x7e => {
+                    out.push(char::from(b));
+                    self.pos += 1;
+                }
                 _ => return None,
             }
         }
@@ -219,6 +227,13 @@ mod tests {
         assert_eq!(
             ok("a=(1 \"b\";c=1 d);e, f=-1.25"),
             vec![("a".to_owned(), Other), ("f".to_owned(), Other),]
+        );
+        assert_eq!(
+            ok(r#"no-cache="Set-Cookie, x-a", p="a\"b\\c""#),
+            vec![
+                ("no-cache".to_owned(), String("Set-Cookie, x-a".to_owned())),
+                ("p".to_owned(), String("a\"b\\c".to_owned())),
+            ]
         );
         assert!(ok("").is_empty());
         for bad in [

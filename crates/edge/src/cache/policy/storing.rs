@@ -94,14 +94,19 @@ pub fn is_heuristically_cacheable(status: StatusCode) -> bool {
 /// * the request has `Cache-Control: no-store` (§5.2.1.5);
 /// * the status is 1xx, 206 (ranges are handled elsewhere) or 304 (it updates a stored
 ///   response: [`apply_304`](super::apply_304));
-/// * the response has `no-store` or `private` (§5.2.2.5, §5.2.2.7; a tenant's TTL does not
-///   override either);
+/// * the response has `no-store` or an unqualified `private` (§5.2.2.5, §5.2.2.7; a
+///   tenant's TTL does not override either);
 /// * the request has `Authorization` and the response has none of `public`, `s-maxage`,
 ///   `must-revalidate` (§3.5);
 /// * the response has `Vary: *` (§4.1);
-/// * the response has `Set-Cookie` and `rule.cache_set_cookie` is off (a product rule: a
-///   shared cache must not hand one client's cookie to the next; with the rule on, the
-///   proxy stores the response without its `Set-Cookie`).
+/// * the response has `Set-Cookie`, `rule.cache_set_cookie` is off and the origin does
+///   not list `Set-Cookie` in a qualified `no-cache` or `private` (a product rule: a
+///   shared cache must not hand one client's cookie to the next; with the rule on, or
+///   the field listed, the proxy stores the response without its `Set-Cookie`).
+///
+/// A qualified `no-cache="field, ..."` or `private="field, ..."` does not stop storing or
+/// reuse: the listed fields are left out of the stored response
+/// ([`fields_not_to_store`], [`remove_fields_not_to_store`]).
 ///
 /// The response directives are those of the first targeted field of `rule.targeted`
 /// (RFC 9213, e.g. `Lingjing-Cache-Control`, `CDN-Cache-Control`) that is present and a
@@ -112,8 +117,8 @@ pub fn is_heuristically_cacheable(status: StatusCode) -> bool {
 /// * `rule.ttl` when the status is heuristically cacheable ([`is_heuristically_cacheable`];
 ///   a tenant's TTL does not pin a 5xx or a 302 in the cache): that lifetime, even without
 ///   validators, and despite a `no-cache` or `max-age` of the origin;
-/// * `no-cache` (§5.2.2.4): zero with `must_revalidate`, stored only with a validator
-///   (`ETag` or `Last-Modified`);
+/// * an unqualified `no-cache` (§5.2.2.4): zero with `must_revalidate`, stored only with a
+///   validator (`ETag` or `Last-Modified`);
 /// * explicit freshness (§4.2.1): `s-maxage`, else `max-age`, else `Expires` − `Date` (the
 ///   `now` when there is no valid `Date`); an invalid `Expires` (or several different
 ///   ones) means already expired;
@@ -126,7 +131,7 @@ pub fn is_heuristically_cacheable(status: StatusCode) -> bool {
 /// freshness; a response with neither freshness information nor a validator is not
 /// stored ("no freshness information or validator"), nor one that would be stale on
 /// arrival with no validator and no stale window to use it in. `must_revalidate` is set by
-/// `must-revalidate`, `proxy-revalidate`, `s-maxage` (§5.2.2.10) and `no-cache`.
+/// `must-revalidate`, `proxy-revalidate`, `s-maxage` (§5.2.2.10) and unqualified `no-cache`.
 ///
 /// `now` stands for the time the response was received, used where `Date` is missing.
 pub fn storability(
@@ -170,7 +175,10 @@ pub fn storability(
     if vary_fields(res).is_err() {
         return Storability::No("Vary: *");
     }
-    if res.contains_key(header::SET_COOKIE) && !rule.cache_set_cookie {
+    if res.contains_key(header::SET_COOKIE)
+        && !rule.cache_set_cookie
+        && !fields_not_to_store(&cc).contains(&header::SET_COOKIE)
+    {
         return Storability::No("response sets a cookie");
     }
 
@@ -216,6 +224,29 @@ pub fn storability(
         storable(lifetime, must_revalidate, heuristic),
         has_validator,
     )
+}
+
+/// The fields a shared cache leaves out of the response it stores (RFC 9111 §5.2.2.4,
+/// §5.2.2.7): those of a qualified `no-cache="..."` (never sent on a reuse that was not
+/// revalidated) and of a qualified `private="..."` (never stored by a shared cache), in
+/// that order, each once. The client whose request fetched the response still gets them.
+pub fn fields_not_to_store(cc: &ResponseCacheControl) -> Vec<HeaderName> {
+    let mut out = cc.no_cache_fields.clone();
+    for name in &cc.private_fields {
+        if !out.contains(name) {
+            out.push(name.clone());
+        }
+    }
+    out
+}
+
+/// Removes from `headers` (a response about to be stored) the [`fields_not_to_store`] of
+/// the directives this cache obeys for it (`rule.targeted`, as [`storability`] reads them).
+pub fn remove_fields_not_to_store(headers: &mut HeaderMap, rule: &RuleOverride) {
+    let (cc, _) = ResponseCacheControl::parse_targeted(headers, &rule.targeted);
+    for name in fields_not_to_store(&cc) {
+        headers.remove(name);
+    }
 }
 
 /// Refuses what could never be used: stale on arrival, nothing to revalidate with, and no
@@ -589,6 +620,114 @@ mod tests {
             no(store(&[("cache-control", "no-cache")])),
             "no freshness information or validator"
         );
+    }
+
+    #[test]
+    fn qualified_no_cache_and_private_store_without_the_fields() {
+        // Stored and reused without revalidation: only the listed fields are held back.
+        for cc in [
+            "max-age=60, no-cache=\"x-foo\"",
+            "max-age=60, private=\"x-foo\"",
+            "max-age=60, no-cache=\"x-foo\", private=\"x-bar\"",
+        ] {
+            let s = yes(store(&[("cache-control", cc)]));
+            assert_eq!(s.lifetime, Duration::from_secs(60), "{cc}");
+            assert!(!s.must_revalidate, "{cc}");
+        }
+        // Unqualified, or a list read as unqualified: as before.
+        let s = yes(store(&[
+            ("cache-control", "max-age=60, no-cache"),
+            ("etag", "\"v\""),
+        ]));
+        assert!(s.lifetime.is_zero() && s.must_revalidate);
+        let s = yes(store(&[
+            ("cache-control", "max-age=60, no-cache=\"etag\""),
+            ("etag", "\"v\""),
+        ]));
+        assert!(s.lifetime.is_zero() && s.must_revalidate);
+        assert_eq!(
+            no(store(&[("cache-control", "max-age=60, private=\"\"")])),
+            "response is private"
+        );
+        // A listed Set-Cookie lets the response be stored without a cookie rule.
+        for cc in [
+            "max-age=60, no-cache=\"Set-Cookie\"",
+            "max-age=60, private=\"x-a, set-cookie\"",
+        ] {
+            let s = yes(store(&[("cache-control", cc), ("set-cookie", "s=1")]));
+            assert_eq!(s.lifetime, Duration::from_secs(60), "{cc}");
+        }
+        assert_eq!(
+            no(store(&[
+                ("cache-control", "max-age=60, no-cache=\"x-foo\""),
+                ("set-cookie", "s=1"),
+            ])),
+            "response sets a cookie"
+        );
+        // Through a targeted field, which then alone counts.
+        let chain = targeted_rule(&["cdn-cache-control"]);
+        let res = [
+            ("cache-control", "no-cache=\"set-cookie\""),
+            ("cdn-cache-control", "max-age=60"),
+            ("set-cookie", "s=1"),
+        ];
+        assert_eq!(
+            no(store_with(&[], 200, &res, &chain)),
+            "response sets a cookie"
+        );
+        let res = [
+            ("cdn-cache-control", "max-age=60, no-cache=\"set-cookie\""),
+            ("set-cookie", "s=1"),
+        ];
+        assert!(!yes(store_with(&[], 200, &res, &chain)).must_revalidate);
+    }
+
+    #[test]
+    fn fields_not_to_store_are_removed_from_the_stored_copy() {
+        let cc = ResponseCacheControl::parse(&headers(&[(
+            "cache-control",
+            "no-cache=\"X-B, set-cookie\", private=\"x-a, x-b\", max-age=9",
+        )]));
+        let fields = fields_not_to_store(&cc);
+        let names: Vec<&str> = fields.iter().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-b", "set-cookie", "x-a"]);
+        assert!(
+            fields_not_to_store(&ResponseCacheControl::parse(&headers(&[(
+                "cache-control",
+                "no-cache, private, max-age=9"
+            )])))
+            .is_empty()
+        );
+
+        let mut res = headers(&[
+            (
+                "cache-control",
+                "max-age=60, no-cache=\"set-cookie, x-foo\"",
+            ),
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+            ("x-foo", "1"),
+            ("x-bar", "2"),
+            ("etag", "\"v\""),
+        ]);
+        remove_fields_not_to_store(&mut res, &RuleOverride::default());
+        let mut left: Vec<&str> = res.keys().map(|n| n.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["cache-control", "etag", "x-bar"]);
+
+        // The directives obeyed name the fields: the targeted field's when one is used.
+        let chain = targeted_rule(&["cdn-cache-control"]);
+        let mut res = headers(&[
+            ("cache-control", "private=\"x-bar\""),
+            ("cdn-cache-control", "max-age=60, private=\"x-foo\""),
+            ("x-foo", "1"),
+            ("x-bar", "2"),
+        ]);
+        remove_fields_not_to_store(&mut res, &chain);
+        assert!(!res.contains_key("x-foo"));
+        assert!(res.contains_key("x-bar"));
+        remove_fields_not_to_store(&mut res, &RuleOverride::default());
+        assert!(!res.contains_key("x-bar"));
     }
 
     #[test]
