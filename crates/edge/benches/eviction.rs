@@ -1,5 +1,5 @@
 //! Eviction policies of the edge cache on skewed workloads: the hit ratio of the disk
-//! tier's S3-FIFO (`lingjing_edge::cache::disk::S3Fifo`) against plain LRU and against
+//! tier's S3-FIFO (`lingjing_edge::cache::eviction::S3Fifo`) against plain LRU and against
 //! moka's W-TinyLFU (the memory tier), then criterion timings of the policies and of the
 //! disk tier's reads and writes.
 //!
@@ -19,7 +19,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group};
 use http::{HeaderMap, HeaderValue, StatusCode};
-use lingjing_edge::cache::disk::{DiskOptions, DiskStore, S3Fifo};
+use lingjing_edge::cache::disk::{DiskOptions, DiskStore};
+use lingjing_edge::cache::eviction::S3Fifo;
 use lingjing_edge::cache::policy::Freshness;
 use lingjing_edge::cache::store::{CachedResponse, Entry};
 use rand::rngs::StdRng;

@@ -690,6 +690,7 @@ async fn run_fill(
         policy::apply_304(&mut merged, &head.headers);
         // A cookie the 304 sets is for the client that asked, never stored or shared.
         let set_cookie = take_set_cookie(&mut merged);
+        policy::remove_fields_not_to_store(&mut merged, &rule);
         let cookie_rule_refuses = !set_cookie.is_empty() && !rule.cache_set_cookie;
         let updated = match policy::storability(
             &Method::GET,
@@ -771,6 +772,8 @@ async fn run_fill(
             .unwrap_or_default(),
         set_cookie,
     }));
+    // What is stored (whole or as slices) lacks the fields of a qualified no-cache/private.
+    policy::remove_fields_not_to_store(&mut head.headers, &rule);
     // Too large to store whole: store it as slices as it streams, for range requests.
     let mut slicer = match (&storable, too_big, head.status) {
         (Storability::Yes(params), true, StatusCode::OK) => head

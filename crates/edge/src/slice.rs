@@ -414,6 +414,8 @@ async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str, stale: Re
         // Shared and stored (a rule allows cookies): no client gets another's cookie.
         head.headers.remove(header::SET_COOKIE);
         object_headers.remove(header::SET_COOKIE);
+        policy::remove_fields_not_to_store(&mut head.headers, &req.rule);
+        policy::remove_fields_not_to_store(&mut object_headers, &req.rule);
     }
     fill.set_head(Ok(FillHead {
         direct: None,

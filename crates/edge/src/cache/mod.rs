@@ -2,11 +2,13 @@
 //! their storage (`store`), the purge indexes of each tier (`index`), and request
 //! collapsing (`fill`): concurrent misses for one key share one upstream fetch and read
 //! the response as it streams in. The storage tiers: memory (`store::MemoryStore`), local
-//! disk (`disk`, checksummed files, S3-FIFO) and both together (`hybrid`). The node-wide
-//! budget of the copies fills keep to store bodies: `budget`.
+//! disk (`disk`, checksummed files, evicted by the S3-FIFO policy of `eviction`) and both
+//! together (`hybrid`). The node-wide budget of the copies fills keep to store bodies:
+//! `budget`.
 
 pub mod budget;
 pub mod disk;
+pub mod eviction;
 pub mod fill;
 pub mod hybrid;
 pub mod index;
