@@ -12,8 +12,9 @@
 //! 4. **fill**: a miss (or revalidation) joins the one in-flight fetch for the key
 //!    (`cache::fill`, a bounded buffer: a client too late for it fetches on its own),
 //!    which goes to the parent tier or the origins (`upstream`). A response with
-//!    `Set-Cookie` is shared and stored only under a `cache_set_cookie` rule, and then
-//!    without the cookie (the client that fetched it alone gets it). The copy a fill keeps
+//!    `Set-Cookie` is shared and stored only under a `cache_set_cookie` rule (or when the
+//!    origin lists it in a qualified `no-cache`/`private`), and then without the cookie
+//!    (the client that fetched it alone gets it). The copy a fill keeps
 //!    to store the body counts against the node's store-buffer budget (`cache::budget`):
 //!    past it, the response is streamed to its clients but not stored.
 //! 5. **respond**: conditional requests (304), ranges (206/416), and the edge's headers:

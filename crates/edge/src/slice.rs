@@ -411,7 +411,8 @@ async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str, stale: Re
         policy::Storability::No(_) => None,
     };
     if params.is_some() {
-        // Shared and stored (a rule allows cookies): no client gets another's cookie.
+        // Shared and stored (a rule allows cookies, or the origin listed Set-Cookie in a
+        // qualified no-cache/private): no client gets another's cookie.
         head.headers.remove(header::SET_COOKIE);
         object_headers.remove(header::SET_COOKIE);
         policy::remove_fields_not_to_store(&mut head.headers, &req.rule);
@@ -499,8 +500,10 @@ fn freshen(
 ) -> Option<CachedResponse> {
     let mut merged = old.headers.clone();
     policy::apply_304(&mut merged, not_modified);
-    // Shared: a cookie the 304 sets is never stored.
+    // Shared: a cookie the 304 sets is never stored, nor fields the origin listed in a
+    // qualified no-cache/private.
     merged.remove(header::SET_COOKIE);
+    policy::remove_fields_not_to_store(&mut merged, &req.rule);
     // A slice is as storable, and as fresh, as the whole response would be.
     let mut object_headers = merged.clone();
     object_headers.remove(header::CONTENT_RANGE);

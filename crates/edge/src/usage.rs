@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use lingjing_model::snapshot::UsageSource;
 use lingjing_model::snapshot::UsageSample;
+use lingjing_model::snapshot::UsageSource;
 
 /// The counters of one service.
 #[derive(Debug, Default)]
