@@ -12,6 +12,11 @@ mod seed;
 
 use clap::Parser;
 
+/// mimalloc instead of glibc malloc: the data planes allocate per request on every worker
+/// thread, where glibc's arena locks and free-list work showed in profiles.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     // `lingjing ... | head` closes the pipe early: end quietly, as a shell tool should.
     let default_hook = std::panic::take_hook();
