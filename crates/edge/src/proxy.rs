@@ -39,6 +39,7 @@ use crate::cache::policy::{
     self, Evaluation, Freshness, RequestCacheControl, RuleOverride, Storability,
 };
 use crate::cache::store::{CachedResponse, Entry};
+use crate::fetch;
 use crate::metrics::{RequestLabels, ServiceLabels};
 use crate::node::Edge;
 use crate::range::{self, RangeRequest};
@@ -600,10 +601,7 @@ fn start_fill(
     let edge = ctx.edge.clone();
     let pq = path_and_query(parts).to_owned();
     let targets = upstream::targets(&ctx.route, cache_key, &ctx.host);
-    let mut headers = upstream_headers(ctx, &parts.headers, true);
-    if let Some(s) = &stored {
-        headers.extend(policy::revalidation_headers(&s.headers));
-    }
+    let headers = upstream_headers(ctx, &parts.headers, true);
     let req_headers = parts.headers.clone();
     let cache_key = cache_key.to_owned();
     tokio::spawn(async move {
@@ -649,71 +647,31 @@ async fn run_fill(
         fill.complete_from(s, Vec::new());
         return;
     }
-    let request_time = SystemTime::now();
-    let mut sent = edge
-        .upstream
-        .send(targets, &Method::GET, pq, headers, None, &edge.metrics)
-        .await;
-    let mismatched = matches!((&sent, &stored), (Ok((res, _)), Some(old))
-        if res.status() == StatusCode::NOT_MODIFIED
-            && !policy::not_modified_matches(&old.headers, res.headers()));
-    if mismatched {
-        // The 304 is for another representation (RFC 9111 §4.3.4): fetch it whole.
-        let mut plain = headers.clone();
-        plain.remove(header::IF_NONE_MATCH);
-        plain.remove(header::IF_MODIFIED_SINCE);
-        sent = edge
-            .upstream
-            .send(targets, &Method::GET, pq, &plain, None, &edge.metrics)
-            .await;
-    }
-    let (res, target) = match sent {
-        Ok(r) => r,
+    let stale = stored.as_ref().map(|s| &s.headers);
+    let mut fetched = match fetch::fetch(edge, targets, pq, headers, stale).await {
+        Ok(f) => f,
         Err(e) => {
             fill.finish(Err(e.to_string()));
             return;
         }
     };
-    let response_time = SystemTime::now();
-    let (mut head, mut incoming) = res.into_parts();
-    strip_hop_by_hop(&mut head.headers);
-    head.headers.remove("x-cache");
-    let tier = crate::metrics::UpstreamLabels {
-        tier: target.tier.as_str().to_owned(),
-    };
+    let (request_time, response_time) = (fetched.request_time, fetched.response_time);
 
-    if head.status == StatusCode::NOT_MODIFIED
-        && let Some(old) = &stored
-        && policy::not_modified_matches(&old.headers, &head.headers)
+    if let Some(old) = &stored
+        && fetched.freshens(&old.headers)
     {
         // RFC 9111 §4.3.4: freshen the stored response with the 304's headers.
-        let mut merged = old.headers.clone();
-        policy::apply_304(&mut merged, &head.headers);
-        // A cookie the 304 sets is for the client that asked, never stored or shared.
-        let set_cookie = take_set_cookie(&mut merged);
-        policy::remove_fields_not_to_store(&mut merged, &rule);
-        let cookie_rule_refuses = !set_cookie.is_empty() && !rule.cache_set_cookie;
-        let updated = match policy::storability(
-            &Method::GET,
-            req_headers,
-            old.status,
-            &merged,
-            &rule,
-            response_time,
-        ) {
-            Storability::Yes(_) if cookie_rule_refuses => None,
-            Storability::Yes(params) => Some(CachedResponse {
-                freshness: Freshness::new(
-                    &params,
-                    policy::initial_age(&merged, request_time, response_time),
-                    response_time,
-                ),
-                headers: merged,
-                stored_at: response_time,
-                ..(**old).clone()
-            }),
-            Storability::No(_) => None,
-        };
+        let fetch::Freshened {
+            mut updated,
+            set_cookie,
+        } = fetch::freshen(old, &fetched, req_headers, &rule, |merged| {
+            (old.status, merged.clone())
+        });
+        // A cookie the 304 sets is for the client that asked, never stored or shared;
+        // without a cookie rule it keeps the freshened response out of the store.
+        if !set_cookie.is_empty() && !rule.cache_set_cookie {
+            updated = None;
+        }
         let served = updated.clone().unwrap_or_else(|| (**old).clone());
         match updated {
             Some(u) => store(edge, cache_key, req_headers, u, epoch),
@@ -732,6 +690,7 @@ async fn run_fill(
         return;
     }
 
+    let head = &mut fetched.head;
     let storable = policy::storability(
         &Method::GET,
         req_headers,
@@ -756,7 +715,7 @@ async fn run_fill(
     };
     // Not shared: only the client that started the fetch reads it, through a bounded
     // channel, so a huge or private body never piles up in memory.
-    let (mut direct_tx, direct) = if keep {
+    let (direct_tx, direct) = if keep {
         (None, None)
     } else {
         let (tx, rx) = tokio::sync::mpsc::channel(DIRECT_CHUNKS);
@@ -776,7 +735,7 @@ async fn run_fill(
     // What is stored (whole or as slices) lacks the fields of a qualified no-cache/private.
     policy::remove_fields_not_to_store(&mut head.headers, &rule);
     // Too large to store whole: store it as slices as it streams, for range requests.
-    let mut slicer = match (&storable, too_big, head.status) {
+    let slicer = match (&storable, too_big, head.status) {
         (Storability::Yes(params), true, StatusCode::OK) => head
             .headers
             .get(header::CONTENT_LENGTH)
@@ -794,62 +753,29 @@ async fn run_fill(
             }),
         _ => None,
     };
-    let mut received: u64 = 0;
     // The copy kept to store the body, within the node's store-buffer budget: when that is
     // spent (or the body outgrows `MAX_OBJECT_BYTES`), the copy is dropped and the response
     // is only streamed, not stored.
-    let mut body = keep.then(|| {
+    let copy = keep.then(|| {
         crate::cache::budget::StoreBuffer::new(edge.store_buffers.clone(), content_length)
     });
-    let result = loop {
-        match futures::future::poll_fn(|cx| {
-            hyper::body::Body::poll_frame(std::pin::Pin::new(&mut incoming), cx)
-        })
-        .await
-        {
-            None => break Ok(()),
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    received += data.len() as u64;
-                    if let Some(s) = &mut slicer
-                        && !s.push(edge, cache_key, req_headers, epoch, &data)
-                    {
-                        slicer = None;
-                    }
-                    if let Some(buf) = &mut body
-                        && (received > MAX_OBJECT_BYTES || !buf.push(&data))
-                    {
-                        body = None;
-                    }
-                    match &direct_tx {
-                        Some(tx) => {
-                            let sent = tokio::time::timeout(DIRECT_WAIT, tx.send(Ok(data))).await;
-                            if !matches!(sent, Ok(Ok(()))) {
-                                // The client left (or never came): keep going only to
-                                // store slices.
-                                direct_tx = None;
-                                if slicer.is_none() {
-                                    break Err("the client went away".to_owned());
-                                }
-                            }
-                        }
-                        None if shared => fill.push(data).await,
-                        None => {}
-                    }
-                }
-            }
-            Some(Err(e)) => {
-                if let Some(tx) = &direct_tx {
-                    let _ = tx.try_send(Err(std::io::Error::other(e.to_string())));
-                }
-                break Err(format!("upstream body failed: {e}"));
-            }
-        }
+    let mut sink = FillSink {
+        edge,
+        fill,
+        key: cache_key,
+        req_headers,
+        epoch,
+        slicer,
+        direct: direct_tx,
+        shared,
     };
-    drop(direct_tx);
-    edge.metrics.bytes_in.get_or_create(&tier).inc_by(received);
-    let kept = body.is_some();
-    if let (Ok(()), Some(body), Storability::Yes(params)) = (&result, body, &storable) {
+    let fetch::Pumped { result, copy } =
+        fetch::pump(edge, &mut fetched, copy, MAX_OBJECT_BYTES, &mut sink).await;
+    // The one reader of an unshared body sees its end.
+    drop(sink);
+    let head = fetched.head;
+    let kept = copy.is_some();
+    if let (Ok(()), Some(body), Storability::Yes(params)) = (&result, copy, &storable) {
         let response = CachedResponse {
             status: head.status,
             freshness: Freshness::new(
@@ -870,6 +796,53 @@ async fn run_fill(
         edge.store.remove(cache_key);
     }
     fill.finish(result);
+}
+
+/// Where a whole-object fill's body goes: to every reader of the fill (shared), or
+/// through the bounded channel to the one client that started it (direct); and into the
+/// slicer of a response too large to store whole.
+struct FillSink<'a> {
+    edge: &'a Edge,
+    fill: &'a Fill,
+    key: &'a str,
+    req_headers: &'a HeaderMap,
+    epoch: u64,
+    slicer: Option<crate::slice::Slicer>,
+    /// The direct channel, until its client goes away.
+    direct: Option<tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>>,
+    /// The body goes to the fill's readers (no direct channel).
+    shared: bool,
+}
+
+impl fetch::Sink for FillSink<'_> {
+    async fn take(&mut self, data: Bytes, _received: u64) -> Result<(), String> {
+        if let Some(s) = &mut self.slicer
+            && !s.push(self.edge, self.key, self.req_headers, self.epoch, &data)
+        {
+            self.slicer = None;
+        }
+        match &self.direct {
+            Some(tx) => {
+                let sent = tokio::time::timeout(DIRECT_WAIT, tx.send(Ok(data))).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    // The client left (or never came): keep going only to store slices.
+                    self.direct = None;
+                    if self.slicer.is_none() {
+                        return Err("the client went away".to_owned());
+                    }
+                }
+            }
+            None if self.shared => self.fill.push(data).await,
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn failed(&mut self, why: &str) {
+        if let Some(tx) = &self.direct {
+            let _ = tx.try_send(Err(std::io::Error::other(why.to_owned())));
+        }
+    }
 }
 
 /// Stores `response` as the variant for `req_headers`.

@@ -53,9 +53,10 @@ use crate::body::{self, Body};
 use crate::cache::fill::{Fill, FillHead, Joined};
 use crate::cache::policy::{self, Evaluation, Freshness, RequestCacheControl, RuleOverride};
 use crate::cache::store::{CachedResponse, Storage};
+use crate::fetch;
 use crate::node::Edge;
 use crate::range::{self, RangeRequest};
-use crate::upstream::{self, strip_hop_by_hop};
+use crate::upstream;
 
 /// Default slice size: 1 MiB.
 pub const DEFAULT_SLICE_BYTES: u64 = 1024 * 1024;
@@ -314,33 +315,10 @@ async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str, stale: Re
     if let Ok(v) = HeaderValue::from_str(&format!("bytes={start}-{end}")) {
         headers.insert(header::RANGE, v);
     }
-    let mut conditional = headers.clone();
-    if let Some((s, _)) = &stale {
-        conditional.extend(policy::revalidation_headers(&s.headers));
-    }
-    let request_time = SystemTime::now();
-    let send = |headers: HeaderMap| async move {
-        edge.upstream
-            .send(
-                &req.targets,
-                &Method::GET,
-                &req.pq,
-                &headers,
-                None,
-                &edge.metrics,
-            )
-            .await
-    };
-    let mut sent = send(conditional).await;
-    if let (Ok((res, _)), Some((s, _))) = (&sent, &stale)
-        && res.status() == StatusCode::NOT_MODIFIED
-        && !policy::not_modified_matches(&s.headers, res.headers())
+    let revalidating = stale.as_ref().map(|(s, _)| &s.headers);
+    let mut fetched = match fetch::fetch(edge, &req.targets, &req.pq, &headers, revalidating).await
     {
-        // The 304 is for another representation (RFC 9111 §4.3.4): fetch the slice.
-        sent = send(headers).await;
-    }
-    let (res, target) = match sent {
-        Ok(r) => r,
+        Ok(f) => f,
         Err(e) => {
             match &stale {
                 // RFC 5861 §4: the stale slice rather than the error.
@@ -350,14 +328,14 @@ async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str, stale: Re
             return;
         }
     };
-    let response_time = SystemTime::now();
-    let (mut head, mut incoming) = res.into_parts();
-    strip_hop_by_hop(&mut head.headers);
-    head.headers.remove("x-cache");
-    if head.status == StatusCode::NOT_MODIFIED
+    if fetched.head.status == StatusCode::NOT_MODIFIED
         && let Some((s, _)) = &stale
     {
-        let served = freshen(req, s, &head.headers, request_time, response_time);
+        // A slice is as storable, and as fresh, as the whole response would be.
+        let served = fetch::freshen(s, &fetched, &req.req_headers, &req.rule, |merged| {
+            (StatusCode::OK, object_headers(merged))
+        })
+        .updated;
         match &served {
             Some(updated) => {
                 crate::proxy::store(edge, skey, &req.req_headers, updated.clone(), epoch)
@@ -367,12 +345,13 @@ async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str, stale: Re
         fill.complete_from(served.as_ref().unwrap_or(s), Vec::new());
         return;
     }
+    let head = &mut fetched.head;
     if head.status != StatusCode::PARTIAL_CONTENT {
         // Not a slice: the body is not read (the proxy goes the usual way).
         fill.set_head(Ok(FillHead {
             direct: None,
             status: head.status,
-            headers: head.headers,
+            headers: head.headers.clone(),
             shareable: false,
             variant: String::new(),
             set_cookie: Vec::new(),
@@ -394,9 +373,7 @@ async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str, stale: Re
     }
     let expected = b - a + 1;
     let whole = k == 0 && expected == total;
-    let mut object_headers = head.headers.clone();
-    object_headers.remove(header::CONTENT_RANGE);
-    object_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+    let mut object_headers = object_headers(&head.headers);
     // A slice is as storable, and as fresh, as the whole response would be.
     let storable = policy::storability(
         &Method::GET,
@@ -404,7 +381,7 @@ async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str, stale: Re
         StatusCode::OK,
         &object_headers,
         &req.rule,
-        response_time,
+        fetched.response_time,
     );
     let params = match storable {
         policy::Storability::Yes(p) => Some(p),
@@ -428,49 +405,26 @@ async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str, stale: Re
             .map(|f| policy::vary_signature(&f, &req.req_headers))
             .unwrap_or_default(),
     }));
-    let mut received: u64 = 0;
     // The copy kept to store the slice, within the node's store-buffer budget (when that is
     // spent, the slice is served but not stored).
-    let mut body = params.is_some().then(|| {
+    let copy = params.is_some().then(|| {
         crate::cache::budget::StoreBuffer::new(edge.store_buffers.clone(), Some(expected))
     });
-    let result = loop {
-        match futures::future::poll_fn(|cx| {
-            hyper::body::Body::poll_frame(std::pin::Pin::new(&mut incoming), cx)
-        })
-        .await
-        {
-            None if received == expected => break Ok(()),
-            None => break Err(format!("slice cut short: {received} of {expected} bytes")),
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    received += data.len() as u64;
-                    if received > expected {
-                        break Err("slice longer than its Content-Range".into());
-                    }
-                    if let Some(buf) = &mut body
-                        && !buf.push(&data)
-                    {
-                        body = None;
-                    }
-                    fill.push(data).await;
-                }
-            }
-            Some(Err(e)) => break Err(format!("upstream body failed: {e}")),
-        }
-    };
-    edge.metrics
-        .bytes_in
-        .get_or_create(&crate::metrics::UpstreamLabels {
-            tier: target.tier.as_str().to_owned(),
-        })
-        .inc_by(received);
-    if let (Ok(()), Some(params), Some(body)) = (&result, params, body) {
+    let fetch::Pumped { result, copy } = fetch::pump(
+        edge,
+        &mut fetched,
+        copy,
+        expected,
+        &mut SliceSink { fill, expected },
+    )
+    .await;
+    if let (Ok(()), Some(params), Some(body)) = (&result, params, copy) {
         let (status, headers, key) = if whole {
             (StatusCode::OK, object_headers, req.key.as_str())
         } else {
-            (StatusCode::PARTIAL_CONTENT, head.headers, skey)
+            (StatusCode::PARTIAL_CONTENT, fetched.head.headers, skey)
         };
+        let (request_time, response_time) = (fetched.request_time, fetched.response_time);
         let response = CachedResponse {
             status,
             freshness: Freshness::new(
@@ -489,46 +443,42 @@ async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str, stale: Re
     fill.finish(result);
 }
 
-/// The stored slice `old` freshened with a matching 304's headers (RFC 9111 §4.3.4), if
-/// it may still be stored; `None`: it may not (it is served once, then dropped).
-fn freshen(
-    req: &SliceRequest,
-    old: &CachedResponse,
-    not_modified: &HeaderMap,
-    request_time: SystemTime,
-    response_time: SystemTime,
-) -> Option<CachedResponse> {
-    let mut merged = old.headers.clone();
-    policy::apply_304(&mut merged, not_modified);
-    // Shared: a cookie the 304 sets is never stored, nor fields the origin listed in a
-    // qualified no-cache/private.
-    merged.remove(header::SET_COOKIE);
-    policy::remove_fields_not_to_store(&mut merged, &req.rule);
-    // A slice is as storable, and as fresh, as the whole response would be.
-    let mut object_headers = merged.clone();
-    object_headers.remove(header::CONTENT_RANGE);
-    if let Some((_, _, total)) = parse_content_range(&merged) {
-        object_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+/// The headers of the whole object, from those of one of its slices: no `Content-Range`,
+/// and the `Content-Length` of the whole (when the `Content-Range` gives it).
+fn object_headers(slice: &HeaderMap) -> HeaderMap {
+    let mut headers = slice.clone();
+    headers.remove(header::CONTENT_RANGE);
+    if let Some((_, _, total)) = parse_content_range(slice) {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
     }
-    match policy::storability(
-        &Method::GET,
-        &req.req_headers,
-        StatusCode::OK,
-        &object_headers,
-        &req.rule,
-        response_time,
-    ) {
-        policy::Storability::Yes(params) => Some(CachedResponse {
-            freshness: Freshness::new(
-                &params,
-                policy::initial_age(&merged, request_time, response_time),
-                response_time,
-            ),
-            headers: merged,
-            stored_at: response_time,
-            ..old.clone()
-        }),
-        policy::Storability::No(_) => None,
+    headers
+}
+
+/// Where a slice fill's body goes: to the fill's readers, exactly the `expected` bytes
+/// its `Content-Range` announced.
+struct SliceSink<'a> {
+    fill: &'a Fill,
+    expected: u64,
+}
+
+impl fetch::Sink for SliceSink<'_> {
+    async fn take(&mut self, data: Bytes, received: u64) -> Result<(), String> {
+        if received > self.expected {
+            return Err("slice longer than its Content-Range".into());
+        }
+        self.fill.push(data).await;
+        Ok(())
+    }
+
+    fn end(&mut self, received: u64) -> Result<(), String> {
+        if received == self.expected {
+            Ok(())
+        } else {
+            Err(format!(
+                "slice cut short: {received} of {} bytes",
+                self.expected
+            ))
+        }
     }
 }
 
