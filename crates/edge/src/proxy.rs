@@ -17,8 +17,9 @@
 //!    (the client that fetched it alone gets it). The copy a fill keeps
 //!    to store the body counts against the node's store-buffer budget (`cache::budget`):
 //!    past it, the response is streamed to its clients but not stored.
-//! 5. **respond**: conditional requests (304), ranges (206/416), and the edge's headers:
-//!    `Age`, `Via`, `X-Cache`, `Cache-Status` (RFC 9211).
+//! 5. **respond**: conditional requests (304), ranges (206/416, built by the range
+//!    responder `range::Ranged` from a stored body or a fill in progress), and the edge's
+//!    headers: `Age`, `Via`, `X-Cache`, `Cache-Status` (RFC 9211).
 //! 6. **log**: a JSON-able access log event and the Prometheus counters; the body bytes
 //!    (usage, `sent_bytes`) are counted as the body is written (`body::counted`).
 
@@ -42,7 +43,7 @@ use crate::cache::store::{CachedResponse, Entry};
 use crate::fetch;
 use crate::metrics::{RequestLabels, ServiceLabels};
 use crate::node::Edge;
-use crate::range::{self, RangeRequest};
+use crate::range::Ranged;
 use crate::routes::ServiceRoute;
 use crate::upstream::{self, strip_hop_by_hop};
 
@@ -952,80 +953,15 @@ fn respond_stored(
     ranged(parts, stored.status, headers, &stored.body)
 }
 
-/// The whole body, or the requested ranges of it. HEAD builds no body.
-fn ranged(
-    parts: &Parts,
-    status: StatusCode,
-    mut headers: HeaderMap,
-    whole: &Bytes,
-) -> Response<Body> {
-    let len = whole.len() as u64;
-    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    let head = parts.method == Method::HEAD;
-    let ranges = if status == StatusCode::OK {
-        range::parse(&parts.headers, &headers, len)
+/// The whole body, or the requested ranges of it (`range::Ranged`). HEAD builds no body.
+fn ranged(parts: &Parts, status: StatusCode, headers: HeaderMap, whole: &Bytes) -> Response<Body> {
+    let ranged = Ranged::new(&parts.headers, status, headers, whole.len() as u64);
+    let b = if parts.method == Method::HEAD {
+        body::empty()
     } else {
-        RangeRequest::Full
+        body::full(ranged.cut(whole))
     };
-    match ranges {
-        RangeRequest::Full => {
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-            let b = if head {
-                body::empty()
-            } else {
-                body::full(whole.clone())
-            };
-            response(status, headers, b)
-        }
-        RangeRequest::Unsatisfiable => unsatisfiable(headers, len),
-        RangeRequest::Ranges(rs) if rs.len() == 1 => {
-            let (s, e) = rs[0];
-            single_range_headers(&mut headers, s, e, len);
-            let b = if head {
-                body::empty()
-            } else {
-                body::full(whole.slice(s as usize..=e as usize))
-            };
-            response(StatusCode::PARTIAL_CONTENT, headers, b)
-        }
-        RangeRequest::Ranges(rs) => {
-            let multipart = multipart_headers(&mut headers, &rs, len);
-            let b = if head {
-                body::empty()
-            } else {
-                body::full(multipart.body(whole))
-            };
-            response(StatusCode::PARTIAL_CONTENT, headers, b)
-        }
-    }
-}
-
-/// A 416 for a representation of `len` bytes.
-fn unsatisfiable(mut headers: HeaderMap, len: u64) -> Response<Body> {
-    headers.insert(header::CONTENT_RANGE, value(&format!("bytes */{len}")));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
-    response(StatusCode::RANGE_NOT_SATISFIABLE, headers, body::empty())
-}
-
-/// `Content-Range` and `Content-Length` of a single-range 206.
-fn single_range_headers(headers: &mut HeaderMap, s: u64, e: u64, len: u64) {
-    headers.insert(
-        header::CONTENT_RANGE,
-        value(&range::content_range(s, e, len)),
-    );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(e - s + 1));
-}
-
-/// The multipart answer for `rs`, with its `Content-Type` and `Content-Length` set.
-fn multipart_headers(headers: &mut HeaderMap, rs: &[(u64, u64)], len: u64) -> range::Multipart {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let multipart = range::Multipart::new(rs, ct.as_deref(), len);
-    headers.insert(header::CONTENT_TYPE, value(&multipart.content_type()));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(multipart.len()));
-    multipart
+    response(ranged.status, ranged.headers, b)
 }
 
 /// Answers from a fill in progress (streaming), with ranges when the length is known.
@@ -1090,36 +1026,30 @@ async fn respond_fill(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if let (Some(len), StatusCode::OK) = (len, status) {
-        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-        match range::parse(&parts.headers, &headers, len) {
-            RangeRequest::Full => {}
-            RangeRequest::Unsatisfiable => return unsatisfiable(headers, len),
-            RangeRequest::Ranges(rs) if rs.len() == 1 => {
-                let (s, e) = rs[0];
-                single_range_headers(&mut headers, s, e, len);
-                let b = if head_only {
-                    body::empty()
-                } else {
-                    body::stream(reader.stream(s, Some(e + 1)))
-                };
-                return response(StatusCode::PARTIAL_CONTENT, headers, b);
-            }
-            RangeRequest::Ranges(rs) if head_only => {
-                multipart_headers(&mut headers, &rs, len);
-                return response(StatusCode::PARTIAL_CONTENT, headers, body::empty());
-            }
-            RangeRequest::Ranges(_) if len <= reader.fill().limit() => {
-                // Several ranges: wait for the whole body (it fits the fill's buffer), then
-                // cut it.
+        let ranged = Ranged::new(&parts.headers, status, headers.clone(), len);
+        let b = match ranged.spans().as_slice() {
+            _ if head_only || ranged.status == StatusCode::RANGE_NOT_SATISFIABLE => body::empty(),
+            _ if ranged.status == StatusCode::OK => body::stream(reader.stream(0, None)),
+            [(s, e)] => body::stream(reader.stream(*s, Some(e + 1))),
+            // Several ranges: wait for the whole body (it fits the fill's buffer), then cut
+            // it.
+            _ if len <= reader.fill().limit() => {
                 return match reader.body().await {
-                    Ok(whole) => ranged(parts, status, headers, &whole),
+                    Ok(whole) => {
+                        let b = body::full(ranged.cut(&whole));
+                        response(ranged.status, ranged.headers, b)
+                    }
                     Err(e) => bad_gateway(ctx, &e),
                 };
             }
             // Several ranges of a body larger than the fill's buffer: the whole response
             // streams instead (RFC 9110 §14.2 lets a server ignore Range).
-            RangeRequest::Ranges(_) => {}
-        }
+            _ => {
+                headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                return response(status, headers, body::stream(reader.stream(0, None)));
+            }
+        };
+        return response(ranged.status, ranged.headers, b);
     }
     let b = if head_only {
         body::empty()
@@ -1127,10 +1057,6 @@ async fn respond_fill(
         body::stream(reader.stream(0, None))
     };
     response(status, headers, b)
-}
-
-fn value(s: &str) -> HeaderValue {
-    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 fn response(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body> {

@@ -15,9 +15,10 @@
 //!
 //! Serving: the slice holding the first requested byte (slice 0 for a suffix range) is
 //! opened first; its headers give the total length and the object's headers, against which
-//! the `Range` (and `If-Range`) is evaluated: 206 (one range, or `multipart/byteranges`
-//! built from the slices), 416, or — `If-Range` not matching — the whole object as 200, all
-//! streamed slice by slice in order. `X-Cache` is HIT when every needed slice was cached.
+//! the `Range` (and `If-Range`) is evaluated by the range responder
+//! ([`crate::range::Ranged`]): 206 (one range, or `multipart/byteranges`), 416, or —
+//! `If-Range` not matching — the whole object as 200; the body's pieces are then streamed
+//! in order, each span read slice by slice. `X-Cache` is HIT when every needed slice was cached.
 //! Every slice must carry the same total length, `ETag` and `Last-Modified` as the first
 //! one: on a mismatch the object changed between slices, every slice of the key is
 //! dropped and the response is cut off (never spliced from two versions); the next request
@@ -55,7 +56,7 @@ use crate::cache::policy::{self, Evaluation, Freshness, RequestCacheControl, Rul
 use crate::cache::store::{CachedResponse, Storage};
 use crate::fetch;
 use crate::node::Edge;
-use crate::range::{self, RangeRequest};
+use crate::range::{self, Piece, RangeRequest, Ranged};
 use crate::upstream;
 
 /// Default slice size: 1 MiB.
@@ -491,12 +492,6 @@ fn version(headers: &HeaderMap) -> (Option<HeaderValue>, Option<HeaderValue>, Op
     )
 }
 
-/// One piece of the response body: literal bytes, or a span `[start, end]` of the object.
-enum Piece {
-    Literal(Bytes),
-    Span(u64, u64),
-}
-
 /// Serves a client's range request from slices. `cache_status` makes the `Cache-Status`
 /// value (from its parameters).
 pub async fn respond(req: Arc<SliceRequest>, cache_status: impl Fn(&str) -> HeaderValue) -> Answer {
@@ -526,7 +521,10 @@ pub async fn respond(req: Arc<SliceRequest>, cache_status: impl Fn(&str) -> Head
                     headers.insert(name, v.clone());
                 }
             }
-            return Answer::Served(unsatisfiable(headers, total, &cache_status), false);
+            return Answer::Served(
+                unsatisfiable(Ranged::unsatisfiable(headers, total), &cache_status),
+                false,
+            );
         }
         Opened::NotSlice(..) => return Answer::Fallback,
     };
@@ -546,16 +544,15 @@ pub async fn respond(req: Arc<SliceRequest>, cache_status: impl Fn(&str) -> Head
         *res.headers_mut() = headers;
         return Answer::Served(res, matches!(probe, Source::Stored(_)));
     }
-    let (status, spans) = match range::parse(&req.req_headers, &headers, total) {
-        RangeRequest::Unsatisfiable => {
-            return Answer::Served(unsatisfiable(headers, total, &cache_status), false);
-        }
-        RangeRequest::Full if total == 0 => return Answer::Fallback,
-        RangeRequest::Full => (StatusCode::OK, vec![(0, total - 1)]),
-        RangeRequest::Ranges(rs) => (StatusCode::PARTIAL_CONTENT, rs),
-    };
+    let ranged = Ranged::new(&req.req_headers, StatusCode::OK, headers, total);
+    if ranged.status == StatusCode::RANGE_NOT_SATISFIABLE {
+        return Answer::Served(unsatisfiable(ranged, &cache_status), false);
+    }
+    if ranged.status == StatusCode::OK && total == 0 {
+        return Answer::Fallback;
+    }
     let hit = matches!(probe, Source::Stored(_))
-        && spans.iter().all(|&(s, e)| {
+        && ranged.spans().iter().all(|&(s, e)| {
             (s / size..=e / size)
                 .all(|k| k == probe_k || lookup(&req, &slice_key(&req.key, k)).is_some())
         });
@@ -563,8 +560,12 @@ pub async fn respond(req: Arc<SliceRequest>, cache_status: impl Fn(&str) -> Head
         Source::Stored(s) => s.freshness.age(now).as_secs(),
         Source::Filling(..) => 0,
     };
+    let Ranged {
+        status,
+        mut headers,
+        pieces,
+    } = ranged;
     headers.insert(header::AGE, HeaderValue::from(age));
-    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     headers.append(
         HeaderName::from_static("cache-status"),
         cache_status(if hit {
@@ -573,37 +574,6 @@ pub async fn respond(req: Arc<SliceRequest>, cache_status: impl Fn(&str) -> Head
             "fwd=uri-miss; detail=slices"
         }),
     );
-    let mut pieces = Vec::new();
-    if spans.len() == 1 {
-        let (s, e) = spans[0];
-        if status == StatusCode::PARTIAL_CONTENT {
-            headers.insert(
-                header::CONTENT_RANGE,
-                value(&range::content_range(s, e, total)),
-            );
-        }
-        pieces.push(Piece::Span(s, e));
-    } else {
-        let ct = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let multipart = range::Multipart::new(&spans, ct.as_deref(), total);
-        for (head, (s, e)) in multipart.parts() {
-            pieces.push(Piece::Literal(head.clone()));
-            pieces.push(Piece::Span(*s, *e));
-        }
-        pieces.push(Piece::Literal(multipart.tail().clone()));
-        headers.insert(header::CONTENT_TYPE, value(&multipart.content_type()));
-    }
-    let length: u64 = pieces
-        .iter()
-        .map(|p| match p {
-            Piece::Literal(b) => b.len() as u64,
-            Piece::Span(s, e) => e - s + 1,
-        })
-        .sum();
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::spawn(send_pieces(req, pieces, (probe_k, probe), tx));
     let stream = futures::stream::unfold(rx, |mut rx| async move {
@@ -723,20 +693,19 @@ async fn send_span(
     }
 }
 
-fn unsatisfiable(
-    mut headers: HeaderMap,
-    total: u64,
-    cache_status: &impl Fn(&str) -> HeaderValue,
-) -> Response<Body> {
-    headers.insert(header::CONTENT_RANGE, value(&format!("bytes */{total}")));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
-    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+/// A 416 ([`Ranged::unsatisfiable`]) served from slices: no body.
+fn unsatisfiable(ranged: Ranged, cache_status: &impl Fn(&str) -> HeaderValue) -> Response<Body> {
+    let Ranged {
+        status,
+        mut headers,
+        ..
+    } = ranged;
     headers.append(
         HeaderName::from_static("cache-status"),
         cache_status("detail=slices"),
     );
     let mut res = Response::new(body::empty());
-    *res.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+    *res.status_mut() = status;
     *res.headers_mut() = headers;
     res
 }
