@@ -24,6 +24,11 @@
 //! dropped and the response is cut off (never spliced from two versions); the next request
 //! starts over.
 //!
+//! A slice fill (`SliceFill`) runs in phases like a whole-object one (`crate::proxy`),
+//! through the same upstream fetch, 304 merge and body pump (`crate::fetch`): reuse a
+//! slice stored meanwhile, fetch, freshen (304), check that the 206 is exactly the slice,
+//! decide (storable as the whole object would be), pump, store.
+//!
 //! Special answers to a slice request: a 206 covering the whole object (objects no larger
 //! than one slice) is stored as the whole object (200) under the object's key; a 416 is
 //! passed on; any other status (200 from an origin without range support, 404, 5xx…) makes
@@ -292,156 +297,282 @@ fn spawn_fill(
     stale: Revalidating,
 ) {
     tokio::spawn(async move {
-        run_fill(&req, &fill, k, &skey, stale).await;
+        let job = SliceFill {
+            req: &req,
+            fill: &fill,
+            k,
+            skey: &skey,
+            stale,
+        };
+        job.run().await;
         if registered {
             req.edge.inflight.done(&skey, &fill);
         }
     });
 }
 
-/// Fetches slice `k` into `fill` and stores it when it arrived complete; with `stale`, a
-/// conditional request that a matching 304 answers by freshening the stored slice.
-async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str, stale: Revalidating) {
-    let edge = &req.edge;
-    let epoch = edge.purge_epoch.load(std::sync::atomic::Ordering::Acquire);
-    // A fill that ended between the lookup and the join has stored the slice already.
-    if let Held::Fresh(s) = held(req, skey) {
-        fill.complete_from(&s, Vec::new());
-        return;
-    }
-    let size = edge.slice_bytes.max(1);
-    let start = k.saturating_mul(size);
-    let end = start.saturating_add(size - 1);
-    let mut headers = req.upstream_headers.clone();
-    if let Ok(v) = HeaderValue::from_str(&format!("bytes={start}-{end}")) {
-        headers.insert(header::RANGE, v);
-    }
-    let revalidating = stale.as_ref().map(|(s, _)| &s.headers);
-    let mut fetched = match fetch::fetch(edge, &req.targets, &req.pq, &headers, revalidating).await
-    {
-        Ok(f) => f,
-        Err(e) => {
-            match &stale {
-                // RFC 5861 §4: the stale slice rather than the error.
-                Some((s, true)) => fill.complete_from(s, Vec::new()),
-                _ => fill.finish(Err(e.to_string())),
-            }
+/// One slice fill: slice `k` of the object fetched into `fill`, phase by phase
+/// ([`SliceFill::run`]).
+struct SliceFill<'a> {
+    req: &'a SliceRequest,
+    fill: &'a Fill,
+    k: u64,
+    /// The slice's cache key.
+    skey: &'a str,
+    /// The stale stored slice this fill revalidates.
+    stale: Revalidating,
+}
+
+/// A 206 that [`SliceFill::check`] found to be exactly the slice asked for.
+struct SliceBytes {
+    /// Its length (the object's end may cut the last slice short).
+    expected: u64,
+    /// The object's length.
+    total: u64,
+}
+
+impl SliceFill<'_> {
+    /// Fetches the slice and stores it when it arrived complete; with `stale`, a
+    /// conditional request that a matching 304 answers by freshening the stored slice.
+    /// Phases: [`reuse_stored`](Self::reuse_stored), [`fetch`](Self::fetch),
+    /// [`freshen`](Self::freshen) (a 304), else [`check`](Self::check),
+    /// [`decide`](Self::decide), [`pump`](Self::pump) and [`store`](Self::store). The
+    /// fill is finished whichever way it ends.
+    async fn run(&self) {
+        let epoch = self
+            .req
+            .edge
+            .purge_epoch
+            .load(std::sync::atomic::Ordering::Acquire);
+        if self.reuse_stored() {
             return;
         }
-    };
-    if fetched.head.status == StatusCode::NOT_MODIFIED
-        && let Some((s, _)) = &stale
-    {
-        // A slice is as storable, and as fresh, as the whole response would be.
-        let served = fetch::freshen(s, &fetched, &req.req_headers, &req.rule, |merged| {
+        let Some(mut fetched) = self.fetch().await else {
+            return;
+        };
+        if fetched.head.status == StatusCode::NOT_MODIFIED
+            && let Some((s, _)) = &self.stale
+        {
+            self.freshen(s, &fetched, epoch);
+            return;
+        }
+        let Some(bytes) = self.check(&fetched) else {
+            return;
+        };
+        let (params, object_headers) = self.decide(&mut fetched);
+        let pumped = self.pump(&mut fetched, &bytes, params.is_some()).await;
+        self.store(
+            fetched,
+            &bytes,
+            params.zip(Some(object_headers)),
+            pumped,
+            epoch,
+        );
+    }
+
+    /// A fill that ended between the lookup and the join has stored the slice already:
+    /// hands it to this fill's readers (`true`: done).
+    fn reuse_stored(&self) -> bool {
+        match held(self.req, self.skey) {
+            Held::Fresh(s) => {
+                self.fill.complete_from(&s, Vec::new());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The first and last byte of the slice.
+    fn span(&self) -> (u64, u64) {
+        let size = self.req.edge.slice_bytes.max(1);
+        let start = self.k.saturating_mul(size);
+        (start, start.saturating_add(size - 1))
+    }
+
+    /// The upstream's answer to `Range: bytes=<the slice>` (`crate::fetch::fetch`,
+    /// conditional when revalidating); `None`: it failed, and the fill was finished with
+    /// the error or, within `stale-if-error`, with the stale slice (RFC 5861 §4).
+    async fn fetch(&self) -> Option<fetch::Fetched> {
+        let req = self.req;
+        let (start, end) = self.span();
+        let mut headers = req.upstream_headers.clone();
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes={start}-{end}")) {
+            headers.insert(header::RANGE, v);
+        }
+        let revalidating = self.stale.as_ref().map(|(s, _)| &s.headers);
+        match fetch::fetch(&req.edge, &req.targets, &req.pq, &headers, revalidating).await {
+            Ok(f) => Some(f),
+            Err(e) => {
+                match &self.stale {
+                    Some((s, true)) => self.fill.complete_from(s, Vec::new()),
+                    _ => self.fill.finish(Err(e.to_string())),
+                }
+                None
+            }
+        }
+    }
+
+    /// A 304 for the stale slice `old`: freshened with its headers and stored if it may
+    /// still be (else dropped), and served to the fill's readers.
+    fn freshen(&self, old: &Arc<CachedResponse>, not_modified: &fetch::Fetched, epoch: u64) {
+        let req = self.req;
+        // A slice is as storable, and as fresh, as the whole response would be; the 304's
+        // cookie goes to no one.
+        let served = fetch::freshen(old, not_modified, &req.req_headers, &req.rule, |merged| {
             (StatusCode::OK, object_headers(merged))
         })
         .updated;
         match &served {
-            Some(updated) => {
-                crate::proxy::store(edge, skey, &req.req_headers, updated.clone(), epoch)
-            }
-            None => edge.store.remove(skey),
-        }
-        fill.complete_from(served.as_ref().unwrap_or(s), Vec::new());
-        return;
-    }
-    let head = &mut fetched.head;
-    if head.status != StatusCode::PARTIAL_CONTENT {
-        // Not a slice: the body is not read (the proxy goes the usual way).
-        fill.set_head(Ok(FillHead {
-            direct: None,
-            status: head.status,
-            headers: head.headers.clone(),
-            shareable: false,
-            variant: String::new(),
-            set_cookie: Vec::new(),
-        }));
-        fill.finish(Err("the upstream did not answer with a slice".into()));
-        return;
-    }
-    let Some((a, b, total)) = parse_content_range(&head.headers) else {
-        fill.finish(Err(
-            "the upstream sent a 206 without a usable Content-Range".into(),
-        ));
-        return;
-    };
-    if a != start || b != end.min(total - 1) {
-        fill.finish(Err(format!(
-            "the upstream sent bytes {a}-{b} for slice bytes {start}-{end}"
-        )));
-        return;
-    }
-    let expected = b - a + 1;
-    let whole = k == 0 && expected == total;
-    let mut object_headers = object_headers(&head.headers);
-    // A slice is as storable, and as fresh, as the whole response would be.
-    let storable = policy::storability(
-        &Method::GET,
-        &req.req_headers,
-        StatusCode::OK,
-        &object_headers,
-        &req.rule,
-        fetched.response_time,
-    );
-    let params = match storable {
-        policy::Storability::Yes(p) => Some(p),
-        policy::Storability::No(_) => None,
-    };
-    if params.is_some() {
-        // Shared and stored (a rule allows cookies, or the origin listed Set-Cookie in a
-        // qualified no-cache/private): no client gets another's cookie.
-        head.headers.remove(header::SET_COOKIE);
-        object_headers.remove(header::SET_COOKIE);
-        policy::remove_fields_not_to_store(&mut head.headers, &req.rule);
-        policy::remove_fields_not_to_store(&mut object_headers, &req.rule);
-    }
-    fill.set_head(Ok(FillHead {
-        direct: None,
-        set_cookie: Vec::new(),
-        status: StatusCode::PARTIAL_CONTENT,
-        headers: head.headers.clone(),
-        shareable: params.is_some(),
-        variant: policy::vary_fields(&head.headers)
-            .map(|f| policy::vary_signature(&f, &req.req_headers))
-            .unwrap_or_default(),
-    }));
-    // The copy kept to store the slice, within the node's store-buffer budget (when that is
-    // spent, the slice is served but not stored).
-    let copy = params.is_some().then(|| {
-        crate::cache::budget::StoreBuffer::new(edge.store_buffers.clone(), Some(expected))
-    });
-    let fetch::Pumped { result, copy } = fetch::pump(
-        edge,
-        &mut fetched,
-        copy,
-        expected,
-        &mut SliceSink { fill, expected },
-    )
-    .await;
-    if let (Ok(()), Some(params), Some(body)) = (&result, params, copy) {
-        let (status, headers, key) = if whole {
-            (StatusCode::OK, object_headers, req.key.as_str())
-        } else {
-            (StatusCode::PARTIAL_CONTENT, fetched.head.headers, skey)
-        };
-        let (request_time, response_time) = (fetched.request_time, fetched.response_time);
-        let response = CachedResponse {
-            status,
-            freshness: Freshness::new(
-                &params,
-                policy::initial_age(&headers, request_time, response_time),
-                response_time,
+            Some(updated) => crate::proxy::store(
+                &req.edge,
+                self.skey,
+                &req.req_headers,
+                updated.clone(),
+                epoch,
             ),
-            tags: crate::proxy::surrogate_keys(&headers),
-            headers,
-            body: body.into_bytes(),
-            variant: String::new(),
-            stored_at: response_time,
-        };
-        crate::proxy::store(edge, key, &req.req_headers, response, epoch);
+            None => req.edge.store.remove(self.skey),
+        }
+        self.fill
+            .complete_from(served.as_ref().unwrap_or(old), Vec::new());
     }
-    fill.finish(result);
+
+    /// Whether the response is a 206 with exactly this slice's bytes; if not, the fill is
+    /// finished (another status is published as its head, unread, for the proxy to go the
+    /// usual way).
+    fn check(&self, fetched: &fetch::Fetched) -> Option<SliceBytes> {
+        let head = &fetched.head;
+        if head.status != StatusCode::PARTIAL_CONTENT {
+            self.fill.set_head(Ok(FillHead {
+                direct: None,
+                status: head.status,
+                headers: head.headers.clone(),
+                shareable: false,
+                variant: String::new(),
+                set_cookie: Vec::new(),
+            }));
+            self.fill
+                .finish(Err("the upstream did not answer with a slice".into()));
+            return None;
+        }
+        let Some((a, b, total)) = parse_content_range(&head.headers) else {
+            self.fill.finish(Err(
+                "the upstream sent a 206 without a usable Content-Range".into(),
+            ));
+            return None;
+        };
+        let (start, end) = self.span();
+        if a != start || b != end.min(total - 1) {
+            self.fill.finish(Err(format!(
+                "the upstream sent bytes {a}-{b} for slice bytes {start}-{end}"
+            )));
+            return None;
+        }
+        Some(SliceBytes {
+            expected: b - a + 1,
+            total,
+        })
+    }
+
+    /// Whether the slice may be stored (as the whole response would be), and publishes
+    /// its head: a stored slice is shared, without `Set-Cookie` and the fields a
+    /// qualified no-cache/private lists. Returns the storage parameters and the object's
+    /// headers (for a slice that is the whole object).
+    fn decide(&self, fetched: &mut fetch::Fetched) -> (Option<policy::Storable>, HeaderMap) {
+        let req = self.req;
+        let head = &mut fetched.head;
+        let mut object_headers = object_headers(&head.headers);
+        // A slice is as storable, and as fresh, as the whole response would be.
+        let params = match policy::storability(
+            &Method::GET,
+            &req.req_headers,
+            StatusCode::OK,
+            &object_headers,
+            &req.rule,
+            fetched.response_time,
+        ) {
+            policy::Storability::Yes(p) => Some(p),
+            policy::Storability::No(_) => None,
+        };
+        if params.is_some() {
+            // Shared and stored (a rule allows cookies, or the origin listed Set-Cookie in
+            // a qualified no-cache/private): no client gets another's cookie.
+            head.headers.remove(header::SET_COOKIE);
+            object_headers.remove(header::SET_COOKIE);
+            policy::remove_fields_not_to_store(&mut head.headers, &req.rule);
+            policy::remove_fields_not_to_store(&mut object_headers, &req.rule);
+        }
+        self.fill.set_head(Ok(FillHead {
+            direct: None,
+            set_cookie: Vec::new(),
+            status: StatusCode::PARTIAL_CONTENT,
+            headers: head.headers.clone(),
+            shareable: params.is_some(),
+            variant: policy::vary_fields(&head.headers)
+                .map(|f| policy::vary_signature(&f, &req.req_headers))
+                .unwrap_or_default(),
+        }));
+        (params, object_headers)
+    }
+
+    /// Streams the slice to the fill's readers (exactly its expected bytes), keeping a
+    /// copy to store when `keep` (`crate::fetch::pump`).
+    async fn pump(
+        &self,
+        fetched: &mut fetch::Fetched,
+        bytes: &SliceBytes,
+        keep: bool,
+    ) -> fetch::Pumped {
+        let edge = &self.req.edge;
+        // The copy kept to store the slice, within the node's store-buffer budget (when
+        // that is spent, the slice is served but not stored).
+        let copy = keep.then(|| {
+            crate::cache::budget::StoreBuffer::new(edge.store_buffers.clone(), Some(bytes.expected))
+        });
+        let mut sink = SliceSink {
+            fill: self.fill,
+            expected: bytes.expected,
+        };
+        fetch::pump(edge, fetched, copy, bytes.expected, &mut sink).await
+    }
+
+    /// Stores the slice when it arrived complete and may be stored (`storing`: its
+    /// storage parameters and the object's headers); a slice that is the whole object is
+    /// stored as the object (200). Finishes the fill.
+    fn store(
+        &self,
+        fetched: fetch::Fetched,
+        bytes: &SliceBytes,
+        storing: Option<(policy::Storable, HeaderMap)>,
+        pumped: fetch::Pumped,
+        epoch: u64,
+    ) {
+        let req = self.req;
+        let fetch::Pumped { result, copy } = pumped;
+        if let (Ok(()), Some((params, object_headers)), Some(body)) = (&result, storing, copy) {
+            let whole = self.k == 0 && bytes.expected == bytes.total;
+            let (status, headers, key) = if whole {
+                (StatusCode::OK, object_headers, req.key.as_str())
+            } else {
+                (StatusCode::PARTIAL_CONTENT, fetched.head.headers, self.skey)
+            };
+            let (request_time, response_time) = (fetched.request_time, fetched.response_time);
+            let response = CachedResponse {
+                status,
+                freshness: Freshness::new(
+                    &params,
+                    policy::initial_age(&headers, request_time, response_time),
+                    response_time,
+                ),
+                tags: crate::proxy::surrogate_keys(&headers),
+                headers,
+                body: body.into_bytes(),
+                variant: String::new(),
+                stored_at: response_time,
+            };
+            crate::proxy::store(&req.edge, key, &req.req_headers, response, epoch);
+        }
+        self.fill.finish(result);
+    }
 }
 
 /// The headers of the whole object, from those of one of its slices: no `Content-Range`,
