@@ -361,13 +361,8 @@ impl SliceFill<'_> {
         };
         let (params, object_headers) = self.decide(&mut fetched);
         let pumped = self.pump(&mut fetched, &bytes, params.is_some()).await;
-        self.store(
-            fetched,
-            &bytes,
-            params.zip(Some(object_headers)),
-            pumped,
-            epoch,
-        );
+        let storing = params.map(|p| (p, object_headers));
+        self.store(fetched, &bytes, storing, pumped, epoch);
     }
 
     /// A fill that ended between the lookup and the join has stored the slice already:
