@@ -3,13 +3,16 @@
 //!
 //! Start with `proxy.rs`: the request lifecycle, phase by phase. Around it: `routes`
 //! (Host -> service, per snapshot), `cache` (RFC 9111 policy, keys, storage, request
-//! collapsing), `upstream` (parent tier, origins, pooling, retries), `range` (byte ranges), `slice` (large objects in slices),
-//! `server` (listeners, admin `/healthz` and `/metrics`), `tls` (certificates by SNI),
-//! `node` (shared state, snapshot application), `metrics` (Prometheus), `guard` (origin
-//! policy at connect time, loop detection), `limits` (connection and HTTP server limits).
+//! collapsing), `fetch` (a fill's upstream fetch, 304 merge and body pump, shared by whole
+//! objects and slices), `upstream` (parent tier, origins, pooling, retries), `range` (byte
+//! ranges), `slice` (large objects in slices), `server` (listeners, admin `/healthz` and
+//! `/metrics`), `tls` (certificates by SNI), `node` (shared state, snapshot application),
+//! `metrics` (Prometheus), `guard` (origin policy at connect time, loop detection),
+//! `limits` (connection and HTTP server limits).
 
 pub mod body;
 pub mod cache;
+mod fetch;
 pub mod guard;
 pub mod limits;
 pub mod metrics;

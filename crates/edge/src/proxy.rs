@@ -10,15 +10,21 @@
 //!    and the variant for the request's `Vary` fields; RFC 9111 decides whether the stored
 //!    response is fresh, may be served stale while it is refreshed, or must be revalidated.
 //! 4. **fill**: a miss (or revalidation) joins the one in-flight fetch for the key
-//!    (`cache::fill`, a bounded buffer: a client too late for it fetches on its own),
-//!    which goes to the parent tier or the origins (`upstream`). A response with
-//!    `Set-Cookie` is shared and stored only under a `cache_set_cookie` rule (or when the
-//!    origin lists it in a qualified `no-cache`/`private`), and then without the cookie
-//!    (the client that fetched it alone gets it). The copy a fill keeps
-//!    to store the body counts against the node's store-buffer budget (`cache::budget`):
-//!    past it, the response is streamed to its clients but not stored.
-//! 5. **respond**: conditional requests (304), ranges (206/416), and the edge's headers:
-//!    `Age`, `Via`, `X-Cache`, `Cache-Status` (RFC 9211).
+//!    (`cache::fill`, a bounded buffer: a client too late for it fetches on its own). The
+//!    leader runs it in its own task as a `FillJob`, phase by phase: `reuse_stored` (a
+//!    fill that ended between lookup and join stored it already), `fetch` (the parent
+//!    tier or the origins, through `crate::fetch`, conditional when revalidating),
+//!    `freshen` (a matching 304), `decide` (storability, `Set-Cookie`, too big to store
+//!    whole, shared or direct), `pump` (the body to the readers, a store copy, slices)
+//!    and `store`. A response with `Set-Cookie` is shared and stored only under a
+//!    `cache_set_cookie` rule (or when the origin lists it in a qualified
+//!    `no-cache`/`private`), and then without the cookie (the client that fetched it alone
+//!    gets it). The copy a fill keeps to store the body counts against the node's
+//!    store-buffer budget (`cache::budget`): past it, the response is streamed to its
+//!    clients but not stored.
+//! 5. **respond**: conditional requests (304), ranges (206/416, built by the range
+//!    responder `range::Ranged` from a stored body or a fill in progress), and the edge's
+//!    headers: `Age`, `Via`, `X-Cache`, `Cache-Status` (RFC 9211).
 //! 6. **log**: a JSON-able access log event and the Prometheus counters; the body bytes
 //!    (usage, `sent_bytes`) are counted as the body is written (`body::counted`).
 
@@ -39,9 +45,10 @@ use crate::cache::policy::{
     self, Evaluation, Freshness, RequestCacheControl, RuleOverride, Storability,
 };
 use crate::cache::store::{CachedResponse, Entry};
+use crate::fetch;
 use crate::metrics::{RequestLabels, ServiceLabels};
 use crate::node::Edge;
-use crate::range::{self, RangeRequest};
+use crate::range::Ranged;
 use crate::routes::ServiceRoute;
 use crate::upstream::{self, strip_hop_by_hop};
 
@@ -154,17 +161,15 @@ pub async fn handle(
                 "unknown host `{host}`: this Lingjing edge serves only the hostnames of services configured on the platform\n"
             ),
         );
-        log(
-            &edge,
-            None,
-            &req.method().clone(),
-            &host,
-            req.uri().path(),
-            &res,
-            CacheResult::Error,
+        let access = Access {
+            service: None,
+            method: req.method(),
+            host: &host,
+            path: req.uri().path(),
             client,
             started,
-        );
+        };
+        log(&edge, &access, &res, CacheResult::Error);
         return res;
     };
     let ctx = Ctx {
@@ -240,32 +245,38 @@ fn finish(
             ctx.edge.metrics.hits.fetch_add(1, Ordering::Relaxed);
         }
     }
-    log(
-        &ctx.edge,
-        Some(service),
-        &parts.method,
-        &ctx.host,
-        parts.uri.path(),
-        &res,
-        result,
-        ctx.client,
-        ctx.started,
-    );
+    let access = Access {
+        service: Some(service),
+        method: &parts.method,
+        host: &ctx.host,
+        path: parts.uri.path(),
+        client: ctx.client,
+        started: ctx.started,
+    };
+    log(&ctx.edge, &access, &res, result);
     res
 }
 
-#[allow(clippy::too_many_arguments)]
-fn log(
-    edge: &Edge,
-    service: Option<&str>,
-    method: &Method,
-    host: &str,
-    path: &str,
-    res: &Response<Body>,
-    result: CacheResult,
+/// What the access log says of a request, besides its response.
+struct Access<'a> {
+    /// The service, when the host named one.
+    service: Option<&'a str>,
+    method: &'a Method,
+    host: &'a str,
+    path: &'a str,
     client: SocketAddr,
     started: Instant,
-) {
+}
+
+fn log(edge: &Edge, access: &Access<'_>, res: &Response<Body>, result: CacheResult) {
+    let Access {
+        service,
+        method,
+        host,
+        path,
+        client,
+        started,
+    } = *access;
     if !edge.access_log {
         return;
     }
@@ -588,7 +599,8 @@ async fn cached(ctx: &Ctx, parts: &Parts) -> (Response<Body>, CacheResult) {
 }
 
 /// Starts the fetch that fills `key` (a revalidation when `stored` is given). It runs in
-/// its own task and ends by storing the response (when it may) and leaving `inflight`.
+/// its own task ([`FillJob::run`]) and ends by storing the response (when it may) and
+/// leaving `inflight`.
 fn start_fill(
     ctx: &Ctx,
     parts: &Parts,
@@ -597,129 +609,132 @@ fn start_fill(
     stored: Option<Arc<CachedResponse>>,
     fill: Arc<Fill>,
 ) {
-    let edge = ctx.edge.clone();
-    let pq = path_and_query(parts).to_owned();
-    let targets = upstream::targets(&ctx.route, cache_key, &ctx.host);
-    let mut headers = upstream_headers(ctx, &parts.headers, true);
-    if let Some(s) = &stored {
-        headers.extend(policy::revalidation_headers(&s.headers));
-    }
-    let req_headers = parts.headers.clone();
-    let cache_key = cache_key.to_owned();
+    let job = FillJob {
+        edge: ctx.edge.clone(),
+        fill,
+        targets: upstream::targets(&ctx.route, cache_key, &ctx.host),
+        pq: path_and_query(parts).to_owned(),
+        headers: upstream_headers(ctx, &parts.headers, true),
+        req_headers: parts.headers.clone(),
+        key: cache_key.to_owned(),
+        rule,
+        stale: stored,
+    };
     tokio::spawn(async move {
-        run_fill(
-            &edge,
-            &fill,
-            &targets,
-            &pq,
-            &headers,
-            &req_headers,
-            &cache_key,
-            rule,
-            stored,
-        )
-        .await;
-        edge.inflight.done(&cache_key, &fill);
+        job.run().await;
+        job.edge.inflight.done(&job.key, &job.fill);
     });
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_fill(
-    edge: &Edge,
-    fill: &Fill,
-    targets: &[upstream::Target],
-    pq: &str,
-    headers: &HeaderMap,
-    req_headers: &HeaderMap,
-    cache_key: &str,
+/// One whole-object fill: the request it fetches for, and its phases ([`FillJob::run`]).
+struct FillJob {
+    edge: Arc<Edge>,
+    /// The fill its readers follow.
+    fill: Arc<Fill>,
+    targets: Vec<upstream::Target>,
+    pq: String,
+    /// Headers for upstream: forwarding headers added, `Range` and conditionals removed.
+    headers: HeaderMap,
+    /// The headers of the client request that started the fill.
+    req_headers: HeaderMap,
+    /// The cache key filled.
+    key: String,
     rule: RuleOverride,
-    stored: Option<Arc<CachedResponse>>,
-) {
-    let epoch = edge.purge_epoch.load(std::sync::atomic::Ordering::Acquire);
-    // A fill that ended between this request's lookup and its `join` has stored the
-    // response already: hand that to this fill's readers instead of fetching again.
-    if let Some(entry) = edge.store.get(cache_key)
-        && let Some(s) = entry.variant(&policy::vary_signature(&entry.vary, req_headers))
-        && policy::evaluate(
-            &s.freshness,
-            &RequestCacheControl::parse(req_headers),
-            SystemTime::now(),
-        ) == Evaluation::Fresh
-    {
-        fill.complete_from(s, Vec::new());
-        return;
-    }
-    let request_time = SystemTime::now();
-    let mut sent = edge
-        .upstream
-        .send(targets, &Method::GET, pq, headers, None, &edge.metrics)
-        .await;
-    let mismatched = matches!((&sent, &stored), (Ok((res, _)), Some(old))
-        if res.status() == StatusCode::NOT_MODIFIED
-            && !policy::not_modified_matches(&old.headers, res.headers()));
-    if mismatched {
-        // The 304 is for another representation (RFC 9111 §4.3.4): fetch it whole.
-        let mut plain = headers.clone();
-        plain.remove(header::IF_NONE_MATCH);
-        plain.remove(header::IF_MODIFIED_SINCE);
-        sent = edge
-            .upstream
-            .send(targets, &Method::GET, pq, &plain, None, &edge.metrics)
-            .await;
-    }
-    let (res, target) = match sent {
-        Ok(r) => r,
-        Err(e) => {
-            fill.finish(Err(e.to_string()));
+    /// The stale stored response this fill revalidates.
+    stale: Option<Arc<CachedResponse>>,
+}
+
+/// What [`FillJob::decide`] made of a response to stream (not a matching 304).
+struct Decision {
+    storable: Storability,
+    /// The copy kept to store the body whole (stored and shared, not too big).
+    copy: Option<crate::cache::budget::StoreBuffer>,
+    /// The slicer of a response too large to store whole.
+    slicer: Option<crate::slice::Slicer>,
+    /// The direct channel of a response that is not shared.
+    direct: Option<tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>>,
+}
+
+impl FillJob {
+    /// The phases of a fill: [`reuse_stored`](Self::reuse_stored) (done already),
+    /// [`fetch`](Self::fetch), [`freshen`](Self::freshen) (a matching 304), else
+    /// [`decide`](Self::decide), [`pump`](Self::pump) and [`store`](Self::store). The fill
+    /// is finished whichever way it ends.
+    async fn run(&self) {
+        // A purge from now on may target what this fill fetches: then it is not stored.
+        let epoch = self
+            .edge
+            .purge_epoch
+            .load(std::sync::atomic::Ordering::Acquire);
+        if self.reuse_stored() {
             return;
         }
-    };
-    let response_time = SystemTime::now();
-    let (mut head, mut incoming) = res.into_parts();
-    strip_hop_by_hop(&mut head.headers);
-    head.headers.remove("x-cache");
-    let tier = crate::metrics::UpstreamLabels {
-        tier: target.tier.as_str().to_owned(),
-    };
-
-    if head.status == StatusCode::NOT_MODIFIED
-        && let Some(old) = &stored
-        && policy::not_modified_matches(&old.headers, &head.headers)
-    {
-        // RFC 9111 §4.3.4: freshen the stored response with the 304's headers.
-        let mut merged = old.headers.clone();
-        policy::apply_304(&mut merged, &head.headers);
-        // A cookie the 304 sets is for the client that asked, never stored or shared.
-        let set_cookie = take_set_cookie(&mut merged);
-        policy::remove_fields_not_to_store(&mut merged, &rule);
-        let cookie_rule_refuses = !set_cookie.is_empty() && !rule.cache_set_cookie;
-        let updated = match policy::storability(
-            &Method::GET,
-            req_headers,
-            old.status,
-            &merged,
-            &rule,
-            response_time,
-        ) {
-            Storability::Yes(_) if cookie_rule_refuses => None,
-            Storability::Yes(params) => Some(CachedResponse {
-                freshness: Freshness::new(
-                    &params,
-                    policy::initial_age(&merged, request_time, response_time),
-                    response_time,
-                ),
-                headers: merged,
-                stored_at: response_time,
-                ..(**old).clone()
-            }),
-            Storability::No(_) => None,
+        let Some(mut fetched) = self.fetch().await else {
+            return;
         };
+        if let Some(old) = &self.stale
+            && fetched.freshens(&old.headers)
+        {
+            self.freshen(old, &fetched, epoch);
+            return;
+        }
+        let decision = self.decide(&mut fetched);
+        let storable = decision.storable;
+        let pumped = self.pump(&mut fetched, decision, epoch).await;
+        self.store(fetched, storable, pumped, epoch);
+    }
+
+    /// A fill that ended between this request's lookup and its `join` has stored the
+    /// response already: hands that to this fill's readers instead of fetching again
+    /// (`true`: done).
+    fn reuse_stored(&self) -> bool {
+        if let Some(entry) = self.edge.store.get(&self.key)
+            && let Some(s) = entry.variant(&policy::vary_signature(&entry.vary, &self.req_headers))
+            && policy::evaluate(
+                &s.freshness,
+                &RequestCacheControl::parse(&self.req_headers),
+                SystemTime::now(),
+            ) == Evaluation::Fresh
+        {
+            self.fill.complete_from(s, Vec::new());
+            return true;
+        }
+        false
+    }
+
+    /// The upstream response (`crate::fetch::fetch`: conditional when revalidating);
+    /// `None`: it failed, and so did the fill.
+    async fn fetch(&self) -> Option<fetch::Fetched> {
+        let stale = self.stale.as_ref().map(|s| &s.headers);
+        match fetch::fetch(&self.edge, &self.targets, &self.pq, &self.headers, stale).await {
+            Ok(f) => Some(f),
+            Err(e) => {
+                self.fill.finish(Err(e.to_string()));
+                None
+            }
+        }
+    }
+
+    /// RFC 9111 §4.3.4: `old` freshened with the matching 304's headers, stored if it may
+    /// still be (else dropped), and served to the fill's readers.
+    fn freshen(&self, old: &Arc<CachedResponse>, not_modified: &fetch::Fetched, epoch: u64) {
+        let fetch::Freshened {
+            mut updated,
+            set_cookie,
+        } = fetch::freshen(old, not_modified, &self.req_headers, &self.rule, |merged| {
+            (old.status, merged.clone())
+        });
+        // A cookie the 304 sets is for the client that asked, never stored or shared;
+        // without a cookie rule it keeps the freshened response out of the store.
+        if !set_cookie.is_empty() && !self.rule.cache_set_cookie {
+            updated = None;
+        }
         let served = updated.clone().unwrap_or_else(|| (**old).clone());
         match updated {
-            Some(u) => store(edge, cache_key, req_headers, u, epoch),
-            None => edge.store.remove(cache_key),
+            Some(u) => store(&self.edge, &self.key, &self.req_headers, u, epoch),
+            None => self.edge.store.remove(&self.key),
         }
-        fill.set_head(Ok(FillHead {
+        self.fill.set_head(Ok(FillHead {
             direct: None,
             status: StatusCode::NOT_MODIFIED,
             headers: served.headers.clone(),
@@ -727,149 +742,209 @@ async fn run_fill(
             variant: served.variant.clone(),
             set_cookie,
         }));
-        fill.push_stored(served.body.clone());
-        fill.finish(Ok(()));
-        return;
+        self.fill.push_stored(served.body.clone());
+        self.fill.finish(Ok(()));
     }
 
-    let storable = policy::storability(
-        &Method::GET,
-        req_headers,
-        head.status,
-        &head.headers,
-        &rule,
-        response_time,
-    );
-    let content_length = head
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let too_big = content_length.is_some_and(|l| l > MAX_OBJECT_BYTES);
-    let keep = matches!(storable, Storability::Yes(_)) && !too_big;
-    // A shared (stored) response never carries the first client's cookie: that client
-    // alone gets it (a cache rule allowed storing it; otherwise it is not shared).
-    let set_cookie = if keep {
-        take_set_cookie(&mut head.headers)
-    } else {
-        Vec::new()
-    };
-    // Not shared: only the client that started the fetch reads it, through a bounded
-    // channel, so a huge or private body never piles up in memory.
-    let (mut direct_tx, direct) = if keep {
-        (None, None)
-    } else {
-        let (tx, rx) = tokio::sync::mpsc::channel(DIRECT_CHUNKS);
-        (Some(tx), Some(Arc::new(std::sync::Mutex::new(Some(rx)))))
-    };
-    let shared = direct.is_none();
-    fill.set_head(Ok(FillHead {
-        direct,
-        status: head.status,
-        headers: head.headers.clone(),
-        shareable: keep,
-        variant: policy::vary_fields(&head.headers)
-            .map(|f| policy::vary_signature(&f, req_headers))
-            .unwrap_or_default(),
-        set_cookie,
-    }));
-    // What is stored (whole or as slices) lacks the fields of a qualified no-cache/private.
-    policy::remove_fields_not_to_store(&mut head.headers, &rule);
-    // Too large to store whole: store it as slices as it streams, for range requests.
-    let mut slicer = match (&storable, too_big, head.status) {
-        (Storability::Yes(params), true, StatusCode::OK) => head
+    /// Decides what becomes of the response and publishes its head to the fill's readers:
+    /// whether it may be stored (`Set-Cookie` only for the client that started the fetch),
+    /// whether it is too big to store whole (then stored as slices, when its length is
+    /// known), and whether it is shared or goes to that client alone over a bounded
+    /// channel. The head kept in `fetched` is then what would be stored.
+    fn decide(&self, fetched: &mut fetch::Fetched) -> Decision {
+        let head = &mut fetched.head;
+        let storable = policy::storability(
+            &Method::GET,
+            &self.req_headers,
+            head.status,
+            &head.headers,
+            &self.rule,
+            fetched.response_time,
+        );
+        let content_length = head
             .headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(|total| {
-                crate::slice::Slicer::new(
-                    edge.slice_bytes,
-                    total,
-                    head.headers.clone(),
-                    *params,
-                    request_time,
-                    response_time,
-                )
-            }),
-        _ => None,
-    };
-    let mut received: u64 = 0;
-    // The copy kept to store the body, within the node's store-buffer budget: when that is
-    // spent (or the body outgrows `MAX_OBJECT_BYTES`), the copy is dropped and the response
-    // is only streamed, not stored.
-    let mut body = keep.then(|| {
-        crate::cache::budget::StoreBuffer::new(edge.store_buffers.clone(), content_length)
-    });
-    let result = loop {
-        match futures::future::poll_fn(|cx| {
-            hyper::body::Body::poll_frame(std::pin::Pin::new(&mut incoming), cx)
-        })
-        .await
-        {
-            None => break Ok(()),
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    received += data.len() as u64;
-                    if let Some(s) = &mut slicer
-                        && !s.push(edge, cache_key, req_headers, epoch, &data)
-                    {
-                        slicer = None;
-                    }
-                    if let Some(buf) = &mut body
-                        && (received > MAX_OBJECT_BYTES || !buf.push(&data))
-                    {
-                        body = None;
-                    }
-                    match &direct_tx {
-                        Some(tx) => {
-                            let sent = tokio::time::timeout(DIRECT_WAIT, tx.send(Ok(data))).await;
-                            if !matches!(sent, Ok(Ok(()))) {
-                                // The client left (or never came): keep going only to
-                                // store slices.
-                                direct_tx = None;
-                                if slicer.is_none() {
-                                    break Err("the client went away".to_owned());
-                                }
-                            }
-                        }
-                        None if shared => fill.push(data).await,
-                        None => {}
-                    }
-                }
-            }
-            Some(Err(e)) => {
-                if let Some(tx) = &direct_tx {
-                    let _ = tx.try_send(Err(std::io::Error::other(e.to_string())));
-                }
-                break Err(format!("upstream body failed: {e}"));
-            }
-        }
-    };
-    drop(direct_tx);
-    edge.metrics.bytes_in.get_or_create(&tier).inc_by(received);
-    let kept = body.is_some();
-    if let (Ok(()), Some(body), Storability::Yes(params)) = (&result, body, &storable) {
-        let response = CachedResponse {
-            status: head.status,
-            freshness: Freshness::new(
-                params,
-                policy::initial_age(&head.headers, request_time, response_time),
-                response_time,
-            ),
-            tags: surrogate_keys(&head.headers),
-            headers: head.headers,
-            body: body.into_bytes(),
-            variant: String::new(),
-            stored_at: response_time,
+            .and_then(|v| v.parse::<u64>().ok());
+        let too_big = content_length.is_some_and(|l| l > MAX_OBJECT_BYTES);
+        let keep = matches!(storable, Storability::Yes(_)) && !too_big;
+        // A shared (stored) response never carries the first client's cookie: that client
+        // alone gets it (a cache rule allowed storing it; otherwise it is not shared).
+        let set_cookie = if keep {
+            take_set_cookie(&mut head.headers)
+        } else {
+            Vec::new()
         };
-        store(edge, cache_key, req_headers, response, epoch);
-    } else if stored.is_some() && result.is_ok() && !kept && !head.status.is_server_error() {
-        // The new response may not be stored: the old one must not be served either. A 5xx
-        // does not replace it (RFC 9111 §4.3.3): it stays for stale-if-error.
-        edge.store.remove(cache_key);
+        // Not shared: only the client that started the fetch reads it, through a bounded
+        // channel, so a huge or private body never piles up in memory.
+        let (direct_tx, direct) = if keep {
+            (None, None)
+        } else {
+            let (tx, rx) = tokio::sync::mpsc::channel(DIRECT_CHUNKS);
+            (Some(tx), Some(Arc::new(std::sync::Mutex::new(Some(rx)))))
+        };
+        self.fill.set_head(Ok(FillHead {
+            direct,
+            status: head.status,
+            headers: head.headers.clone(),
+            shareable: keep,
+            variant: policy::vary_fields(&head.headers)
+                .map(|f| policy::vary_signature(&f, &self.req_headers))
+                .unwrap_or_default(),
+            set_cookie,
+        }));
+        // What is stored (whole or as slices) lacks the fields of a qualified
+        // no-cache/private.
+        policy::remove_fields_not_to_store(&mut head.headers, &self.rule);
+        // Too large to store whole: store it as slices as it streams, for range requests.
+        let slicer = match (&storable, too_big, head.status) {
+            // The length as stored: one the origin listed in a qualified no-cache/private
+            // is not.
+            (Storability::Yes(params), true, StatusCode::OK) => head
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(|total| {
+                    crate::slice::Slicer::new(
+                        self.edge.slice_bytes,
+                        total,
+                        head.headers.clone(),
+                        *params,
+                        fetched.request_time,
+                        fetched.response_time,
+                    )
+                }),
+            _ => None,
+        };
+        // The copy kept to store the body, within the node's store-buffer budget: when
+        // that is spent (or the body outgrows `MAX_OBJECT_BYTES`), the copy is dropped and
+        // the response is only streamed, not stored.
+        let copy = keep.then(|| {
+            crate::cache::budget::StoreBuffer::new(self.edge.store_buffers.clone(), content_length)
+        });
+        Decision {
+            storable,
+            copy,
+            slicer,
+            direct: direct_tx,
+        }
     }
-    fill.finish(result);
+
+    /// Streams the body to the fill's readers (or the direct channel) and the slicer,
+    /// keeping the store copy (`crate::fetch::pump`).
+    async fn pump(
+        &self,
+        fetched: &mut fetch::Fetched,
+        decision: Decision,
+        epoch: u64,
+    ) -> fetch::Pumped {
+        let mut sink = FillSink {
+            edge: &self.edge,
+            fill: &self.fill,
+            key: &self.key,
+            req_headers: &self.req_headers,
+            epoch,
+            slicer: decision.slicer,
+            shared: decision.direct.is_none(),
+            direct: decision.direct,
+        };
+        // The sink (and its direct channel) is dropped on return: the one reader of an
+        // unshared body sees its end before the response is stored.
+        fetch::pump(
+            &self.edge,
+            fetched,
+            decision.copy,
+            MAX_OBJECT_BYTES,
+            &mut sink,
+        )
+        .await
+    }
+
+    /// Stores the response when it arrived whole and may be stored; when it may not, a
+    /// stale response it revalidated is dropped too (but not for a 5xx). Finishes the
+    /// fill.
+    fn store(
+        &self,
+        fetched: fetch::Fetched,
+        storable: Storability,
+        pumped: fetch::Pumped,
+        epoch: u64,
+    ) {
+        let fetch::Pumped { result, copy } = pumped;
+        let (head, request_time, response_time) =
+            (fetched.head, fetched.request_time, fetched.response_time);
+        let kept = copy.is_some();
+        if let (Ok(()), Some(body), Storability::Yes(params)) = (&result, copy, &storable) {
+            let response = CachedResponse {
+                status: head.status,
+                freshness: Freshness::new(
+                    params,
+                    policy::initial_age(&head.headers, request_time, response_time),
+                    response_time,
+                ),
+                tags: surrogate_keys(&head.headers),
+                headers: head.headers,
+                body: body.into_bytes(),
+                variant: String::new(),
+                stored_at: response_time,
+            };
+            store(&self.edge, &self.key, &self.req_headers, response, epoch);
+        } else if self.stale.is_some() && result.is_ok() && !kept && !head.status.is_server_error()
+        {
+            // The new response may not be stored: the old one must not be served either.
+            // A 5xx does not replace it (RFC 9111 §4.3.3): it stays for stale-if-error.
+            self.edge.store.remove(&self.key);
+        }
+        self.fill.finish(result);
+    }
+}
+
+/// Where a whole-object fill's body goes: to every reader of the fill (shared), or
+/// through the bounded channel to the one client that started it (direct); and into the
+/// slicer of a response too large to store whole.
+struct FillSink<'a> {
+    edge: &'a Edge,
+    fill: &'a Fill,
+    key: &'a str,
+    req_headers: &'a HeaderMap,
+    epoch: u64,
+    slicer: Option<crate::slice::Slicer>,
+    /// The direct channel, until its client goes away.
+    direct: Option<tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>>,
+    /// The body goes to the fill's readers (no direct channel).
+    shared: bool,
+}
+
+impl fetch::Sink for FillSink<'_> {
+    async fn take(&mut self, data: Bytes, _received: u64) -> Result<(), String> {
+        if let Some(s) = &mut self.slicer
+            && !s.push(self.edge, self.key, self.req_headers, self.epoch, &data)
+        {
+            self.slicer = None;
+        }
+        match &self.direct {
+            Some(tx) => {
+                let sent = tokio::time::timeout(DIRECT_WAIT, tx.send(Ok(data))).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    // The client left (or never came): keep going only to store slices.
+                    self.direct = None;
+                    if self.slicer.is_none() {
+                        return Err("the client went away".to_owned());
+                    }
+                }
+            }
+            None if self.shared => self.fill.push(data).await,
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn failed(&mut self, why: &str) {
+        if let Some(tx) = &self.direct {
+            let _ = tx.try_send(Err(std::io::Error::other(why.to_owned())));
+        }
+    }
 }
 
 /// Stores `response` as the variant for `req_headers`.
@@ -979,80 +1054,15 @@ fn respond_stored(
     ranged(parts, stored.status, headers, &stored.body)
 }
 
-/// The whole body, or the requested ranges of it. HEAD builds no body.
-fn ranged(
-    parts: &Parts,
-    status: StatusCode,
-    mut headers: HeaderMap,
-    whole: &Bytes,
-) -> Response<Body> {
-    let len = whole.len() as u64;
-    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    let head = parts.method == Method::HEAD;
-    let ranges = if status == StatusCode::OK {
-        range::parse(&parts.headers, &headers, len)
+/// The whole body, or the requested ranges of it (`range::Ranged`). HEAD builds no body.
+fn ranged(parts: &Parts, status: StatusCode, headers: HeaderMap, whole: &Bytes) -> Response<Body> {
+    let ranged = Ranged::new(&parts.headers, status, headers, whole.len() as u64);
+    let b = if parts.method == Method::HEAD {
+        body::empty()
     } else {
-        RangeRequest::Full
+        body::full(ranged.cut(whole))
     };
-    match ranges {
-        RangeRequest::Full => {
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-            let b = if head {
-                body::empty()
-            } else {
-                body::full(whole.clone())
-            };
-            response(status, headers, b)
-        }
-        RangeRequest::Unsatisfiable => unsatisfiable(headers, len),
-        RangeRequest::Ranges(rs) if rs.len() == 1 => {
-            let (s, e) = rs[0];
-            single_range_headers(&mut headers, s, e, len);
-            let b = if head {
-                body::empty()
-            } else {
-                body::full(whole.slice(s as usize..=e as usize))
-            };
-            response(StatusCode::PARTIAL_CONTENT, headers, b)
-        }
-        RangeRequest::Ranges(rs) => {
-            let multipart = multipart_headers(&mut headers, &rs, len);
-            let b = if head {
-                body::empty()
-            } else {
-                body::full(multipart.body(whole))
-            };
-            response(StatusCode::PARTIAL_CONTENT, headers, b)
-        }
-    }
-}
-
-/// A 416 for a representation of `len` bytes.
-fn unsatisfiable(mut headers: HeaderMap, len: u64) -> Response<Body> {
-    headers.insert(header::CONTENT_RANGE, value(&format!("bytes */{len}")));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
-    response(StatusCode::RANGE_NOT_SATISFIABLE, headers, body::empty())
-}
-
-/// `Content-Range` and `Content-Length` of a single-range 206.
-fn single_range_headers(headers: &mut HeaderMap, s: u64, e: u64, len: u64) {
-    headers.insert(
-        header::CONTENT_RANGE,
-        value(&range::content_range(s, e, len)),
-    );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(e - s + 1));
-}
-
-/// The multipart answer for `rs`, with its `Content-Type` and `Content-Length` set.
-fn multipart_headers(headers: &mut HeaderMap, rs: &[(u64, u64)], len: u64) -> range::Multipart {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let multipart = range::Multipart::new(rs, ct.as_deref(), len);
-    headers.insert(header::CONTENT_TYPE, value(&multipart.content_type()));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(multipart.len()));
-    multipart
+    response(ranged.status, ranged.headers, b)
 }
 
 /// Answers from a fill in progress (streaming), with ranges when the length is known.
@@ -1117,36 +1127,30 @@ async fn respond_fill(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if let (Some(len), StatusCode::OK) = (len, status) {
-        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-        match range::parse(&parts.headers, &headers, len) {
-            RangeRequest::Full => {}
-            RangeRequest::Unsatisfiable => return unsatisfiable(headers, len),
-            RangeRequest::Ranges(rs) if rs.len() == 1 => {
-                let (s, e) = rs[0];
-                single_range_headers(&mut headers, s, e, len);
-                let b = if head_only {
-                    body::empty()
-                } else {
-                    body::stream(reader.stream(s, Some(e + 1)))
-                };
-                return response(StatusCode::PARTIAL_CONTENT, headers, b);
-            }
-            RangeRequest::Ranges(rs) if head_only => {
-                multipart_headers(&mut headers, &rs, len);
-                return response(StatusCode::PARTIAL_CONTENT, headers, body::empty());
-            }
-            RangeRequest::Ranges(_) if len <= reader.fill().limit() => {
-                // Several ranges: wait for the whole body (it fits the fill's buffer), then
-                // cut it.
+        let ranged = Ranged::new(&parts.headers, status, headers.clone(), len);
+        let b = match ranged.spans().as_slice() {
+            _ if head_only || ranged.status == StatusCode::RANGE_NOT_SATISFIABLE => body::empty(),
+            _ if ranged.status == StatusCode::OK => body::stream(reader.stream(0, None)),
+            [(s, e)] => body::stream(reader.stream(*s, Some(e + 1))),
+            // Several ranges: wait for the whole body (it fits the fill's buffer), then cut
+            // it.
+            _ if len <= reader.fill().limit() => {
                 return match reader.body().await {
-                    Ok(whole) => ranged(parts, status, headers, &whole),
+                    Ok(whole) => {
+                        let b = body::full(ranged.cut(&whole));
+                        response(ranged.status, ranged.headers, b)
+                    }
                     Err(e) => bad_gateway(ctx, &e),
                 };
             }
             // Several ranges of a body larger than the fill's buffer: the whole response
             // streams instead (RFC 9110 §14.2 lets a server ignore Range).
-            RangeRequest::Ranges(_) => {}
-        }
+            _ => {
+                headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                return response(status, headers, body::stream(reader.stream(0, None)));
+            }
+        };
+        return response(ranged.status, ranged.headers, b);
     }
     let b = if head_only {
         body::empty()
@@ -1154,10 +1158,6 @@ async fn respond_fill(
         body::stream(reader.stream(0, None))
     };
     response(status, headers, b)
-}
-
-fn value(s: &str) -> HeaderValue {
-    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 fn response(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body> {

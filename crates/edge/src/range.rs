@@ -1,5 +1,11 @@
-//! Byte ranges (RFC 9110 §14): parsing `Range` against a known length, `If-Range`, and the
-//! `multipart/byteranges` body for several ranges.
+//! Byte ranges (RFC 9110 §14): parsing `Range` against a known length, `If-Range`, and
+//! the one range responder, [`Ranged`], which every ranged answer of the edge goes
+//! through: whole stored bodies and fills in progress (`crate::proxy`) and objects served
+//! from slices (`crate::slice`). From the request's headers, the representation's headers
+//! and its length it builds the status (200, 206 or 416), the headers (`Accept-Ranges`,
+//! `Content-Range`, the `multipart/byteranges` `Content-Type`, `Content-Length`) and the
+//! body as a list of [`Piece`]s: literal bytes (the part headers of a multipart answer)
+//! and spans of the representation, which each caller reads its own way.
 //!
 //! Bounds: ranges that overlap or touch are coalesced (RFC 9110 §15.3.7.2 allows it,
 //! whatever their order; the result is then sorted), so the bytes of the parts never add
@@ -10,8 +16,8 @@
 //! representation plus [`MAX_RANGES`] part headers.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::HeaderMap;
-use http::header;
+use http::StatusCode;
+use http::header::{self, HeaderMap, HeaderValue};
 
 /// Most ranges honoured in one request after coalescing; more is answered whole.
 pub const MAX_RANGES: usize = 16;
@@ -212,22 +218,179 @@ impl Multipart {
         &self.tail
     }
 
-    /// The body, cut from the whole representation (`ranges` must lie within it).
-    pub fn body(&self, whole: &Bytes) -> Bytes {
-        let mut out = BytesMut::with_capacity(usize::try_from(self.len()).unwrap_or(0));
+    /// The body in pieces: each part's header block and span, then the closing delimiter.
+    pub fn pieces(&self) -> Vec<Piece> {
+        let mut out = Vec::with_capacity(self.parts.len() * 2 + 1);
         for (head, (s, e)) in &self.parts {
-            out.put_slice(head);
-            out.put_slice(&whole[*s as usize..=*e as usize]);
+            out.push(Piece::Literal(head.clone()));
+            out.push(Piece::Span(*s, *e));
         }
-        out.put_slice(&self.tail);
-        out.freeze()
+        out.push(Piece::Literal(self.tail.clone()));
+        out
     }
+}
+
+/// One piece of a ranged answer's body: literal bytes, or the inclusive span
+/// `[start, end]` of the representation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Literal(Bytes),
+    Span(u64, u64),
+}
+
+/// An answer to a request for a representation of known length, its `Range` (and
+/// `If-Range`) applied: the status, the headers, and the body as [`Piece`]s (how the spans
+/// are read is the caller's: from a stored body, a fill in progress, slices).
+#[derive(Debug, Clone)]
+pub struct Ranged {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// The body, in order; its length is the `Content-Length` set in `headers`.
+    pub pieces: Vec<Piece>,
+}
+
+impl Ranged {
+    /// The answer to the request headers `req` for a representation of `total` bytes with
+    /// `status` and `headers` (whose validators `If-Range` is checked against, and whose
+    /// `Content-Type` labels the parts of a multipart answer). Only a 200 is ranged:
+    ///
+    /// * no usable `Range` (or `If-Range` not matching, or another status): `status`, the
+    ///   whole representation (`Content-Length: total`);
+    /// * one range: 206 with `Content-Range` and the range's `Content-Length`;
+    /// * several: 206 `multipart/byteranges` (`Content-Type` with the boundary,
+    ///   `Content-Length` of the whole multipart body);
+    /// * none satisfiable: [`Ranged::unsatisfiable`].
+    ///
+    /// Every answer says `Accept-Ranges: bytes`.
+    pub fn new(req: &HeaderMap, status: StatusCode, mut headers: HeaderMap, total: u64) -> Ranged {
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        let ranges = if status == StatusCode::OK {
+            parse(req, &headers, total)
+        } else {
+            RangeRequest::Full
+        };
+        match ranges {
+            RangeRequest::Full => {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+                let pieces = if total == 0 {
+                    Vec::new()
+                } else {
+                    vec![Piece::Span(0, total - 1)]
+                };
+                Ranged {
+                    status,
+                    headers,
+                    pieces,
+                }
+            }
+            RangeRequest::Unsatisfiable => Ranged::unsatisfiable(headers, total),
+            RangeRequest::Ranges(rs) if rs.len() == 1 => {
+                let (s, e) = rs[0];
+                headers.insert(header::CONTENT_RANGE, value(&content_range(s, e, total)));
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(e - s + 1));
+                Ranged {
+                    status: StatusCode::PARTIAL_CONTENT,
+                    headers,
+                    pieces: vec![Piece::Span(s, e)],
+                }
+            }
+            RangeRequest::Ranges(rs) => {
+                let ct = headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let multipart = Multipart::new(&rs, ct.as_deref(), total);
+                headers.insert(header::CONTENT_TYPE, value(&multipart.content_type()));
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(multipart.len()));
+                Ranged {
+                    status: StatusCode::PARTIAL_CONTENT,
+                    headers,
+                    pieces: multipart.pieces(),
+                }
+            }
+        }
+    }
+
+    /// A 416 for a representation of `total` bytes (`Content-Range: bytes */total`), with
+    /// `headers` and no body.
+    pub fn unsatisfiable(mut headers: HeaderMap, total: u64) -> Ranged {
+        headers.insert(header::CONTENT_RANGE, value(&format!("bytes */{total}")));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        Ranged {
+            status: StatusCode::RANGE_NOT_SATISFIABLE,
+            headers,
+            pieces: Vec::new(),
+        }
+    }
+
+    /// The spans of the body, in order.
+    pub fn spans(&self) -> Vec<(u64, u64)> {
+        self.pieces
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Span(s, e) => Some((*s, *e)),
+                Piece::Literal(_) => None,
+            })
+            .collect()
+    }
+
+    /// Whether the body is `multipart/byteranges` (several ranges).
+    pub fn is_multipart(&self) -> bool {
+        self.spans().len() > 1
+    }
+
+    /// The body's length (its `Content-Length`).
+    pub fn len(&self) -> u64 {
+        self.pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Literal(b) => b.len() as u64,
+                Piece::Span(s, e) => e - s + 1,
+            })
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The body, cut from the whole representation `whole` (a single span shares its
+    /// bytes). Spans reaching past `whole` are cut short (never a panic): the body is then
+    /// shorter than its `Content-Length`.
+    pub fn cut(&self, whole: &Bytes) -> Bytes {
+        let span = |s: u64, e: u64| {
+            let end = usize::try_from(e.saturating_add(1))
+                .unwrap_or(usize::MAX)
+                .min(whole.len());
+            let start = usize::try_from(s).unwrap_or(usize::MAX).min(end);
+            whole.slice(start..end)
+        };
+        match self.pieces.as_slice() {
+            [] => Bytes::new(),
+            [Piece::Span(s, e)] => span(*s, *e),
+            pieces => {
+                let mut out = BytesMut::with_capacity(usize::try_from(self.len()).unwrap_or(0));
+                for p in pieces {
+                    match p {
+                        Piece::Literal(b) => out.put_slice(b),
+                        Piece::Span(s, e) => out.put_slice(&span(*s, *e)),
+                    }
+                }
+                out.freeze()
+            }
+        }
+    }
+}
+
+/// A header value, or `invalid` for text that cannot be one (never the case for the
+/// values built here).
+fn value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 #[cfg(test)]
 mod tests {
-    use http::HeaderValue;
-
     use super::*;
 
     fn req(range: &str) -> HeaderMap {
@@ -289,10 +452,76 @@ mod tests {
     }
 
     #[test]
+    fn the_responder_answers_whole_one_range_several_or_416() {
+        let mut stored = HeaderMap::new();
+        stored.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        let whole = Bytes::from_static(b"0123456789");
+        let header = |r: &Ranged, name| {
+            r.headers
+                .get(name)
+                .map(|v: &HeaderValue| v.to_str().expect("ascii").to_owned())
+        };
+        let full = Ranged::new(&HeaderMap::new(), StatusCode::OK, stored.clone(), 10);
+        assert_eq!(full.status, StatusCode::OK);
+        assert_eq!(full.cut(&whole), whole);
+        assert_eq!(header(&full, header::CONTENT_LENGTH).as_deref(), Some("10"));
+        assert_eq!(
+            header(&full, header::ACCEPT_RANGES).as_deref(),
+            Some("bytes")
+        );
+        // Another status is answered whole, Range or not.
+        let other = Ranged::new(&req("bytes=0-1"), StatusCode::NOT_FOUND, stored.clone(), 10);
+        assert_eq!((other.status, other.len()), (StatusCode::NOT_FOUND, 10));
+        let one = Ranged::new(&req("bytes=2-4"), StatusCode::OK, stored.clone(), 10);
+        assert_eq!(one.status, StatusCode::PARTIAL_CONTENT);
+        assert_eq!(one.cut(&whole), Bytes::from_static(b"234"));
+        assert_eq!(
+            header(&one, header::CONTENT_RANGE).as_deref(),
+            Some("bytes 2-4/10")
+        );
+        assert_eq!(header(&one, header::CONTENT_LENGTH).as_deref(), Some("3"));
+        let several = Ranged::new(&req("bytes=0-1,8-9"), StatusCode::OK, stored.clone(), 10);
+        assert!(several.is_multipart());
+        assert_eq!(several.spans(), vec![(0, 1), (8, 9)]);
+        assert_eq!(several.cut(&whole).len() as u64, several.len());
+        assert_eq!(
+            header(&several, header::CONTENT_LENGTH),
+            Some(several.len().to_string())
+        );
+        assert!(
+            header(&several, header::CONTENT_TYPE)
+                .expect("a Content-Type")
+                .starts_with("multipart/byteranges; boundary=")
+        );
+        let none = Ranged::new(&req("bytes=10-"), StatusCode::OK, stored.clone(), 10);
+        assert_eq!(none.status, StatusCode::RANGE_NOT_SATISFIABLE);
+        assert!(none.pieces.is_empty());
+        assert_eq!(
+            header(&none, header::CONTENT_RANGE).as_deref(),
+            Some("bytes */10")
+        );
+        // An empty representation has no span; a body shorter than announced is cut short.
+        assert!(
+            Ranged::new(&HeaderMap::new(), StatusCode::OK, stored, 0)
+                .pieces
+                .is_empty()
+        );
+        assert_eq!(
+            one.cut(&Bytes::from_static(b"012")),
+            Bytes::from_static(b"2")
+        );
+    }
+
+    #[test]
     fn multipart_body_carries_each_range() {
         let body = Bytes::from_static(b"0123456789");
         let m = Multipart::new(&[(0, 1), (8, 9)], Some("text/plain"), 10);
-        let out = m.body(&body);
+        let out = Ranged {
+            status: StatusCode::PARTIAL_CONTENT,
+            headers: HeaderMap::new(),
+            pieces: m.pieces(),
+        }
+        .cut(&body);
         assert_eq!(out.len() as u64, m.len());
         let text = String::from_utf8(out.to_vec()).expect("utf8");
         assert!(text.contains("Content-Range: bytes 0-1/10\r\n\r\n01"));

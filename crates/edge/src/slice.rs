@@ -15,13 +15,19 @@
 //!
 //! Serving: the slice holding the first requested byte (slice 0 for a suffix range) is
 //! opened first; its headers give the total length and the object's headers, against which
-//! the `Range` (and `If-Range`) is evaluated: 206 (one range, or `multipart/byteranges`
-//! built from the slices), 416, or — `If-Range` not matching — the whole object as 200, all
-//! streamed slice by slice in order. `X-Cache` is HIT when every needed slice was cached.
+//! the `Range` (and `If-Range`) is evaluated by the range responder
+//! ([`crate::range::Ranged`]): 206 (one range, or `multipart/byteranges`), 416, or —
+//! `If-Range` not matching — the whole object as 200; the body's pieces are then streamed
+//! in order, each span read slice by slice. `X-Cache` is HIT when every needed slice was cached.
 //! Every slice must carry the same total length, `ETag` and `Last-Modified` as the first
 //! one: on a mismatch the object changed between slices, every slice of the key is
 //! dropped and the response is cut off (never spliced from two versions); the next request
 //! starts over.
+//!
+//! A slice fill (`SliceFill`) runs in phases like a whole-object one (`crate::proxy`),
+//! through the same upstream fetch, 304 merge and body pump (`crate::fetch`): reuse a
+//! slice stored meanwhile, fetch, freshen (304), check that the 206 is exactly the slice,
+//! decide (storable as the whole object would be), pump, store.
 //!
 //! Special answers to a slice request: a 206 covering the whole object (objects no larger
 //! than one slice) is stored as the whole object (200) under the object's key; a 416 is
@@ -53,9 +59,10 @@ use crate::body::{self, Body};
 use crate::cache::fill::{Fill, FillHead, Joined};
 use crate::cache::policy::{self, Evaluation, Freshness, RequestCacheControl, RuleOverride};
 use crate::cache::store::{CachedResponse, Storage};
+use crate::fetch;
 use crate::node::Edge;
-use crate::range::{self, RangeRequest};
-use crate::upstream::{self, strip_hop_by_hop};
+use crate::range::{self, Piece, RangeRequest, Ranged};
+use crate::upstream;
 
 /// Default slice size: 1 MiB.
 pub const DEFAULT_SLICE_BYTES: u64 = 1024 * 1024;
@@ -290,245 +297,315 @@ fn spawn_fill(
     stale: Revalidating,
 ) {
     tokio::spawn(async move {
-        run_fill(&req, &fill, k, &skey, stale).await;
+        let job = SliceFill {
+            req: &req,
+            fill: &fill,
+            k,
+            skey: &skey,
+            stale,
+        };
+        job.run().await;
         if registered {
             req.edge.inflight.done(&skey, &fill);
         }
     });
 }
 
-/// Fetches slice `k` into `fill` and stores it when it arrived complete; with `stale`, a
-/// conditional request that a matching 304 answers by freshening the stored slice.
-async fn run_fill(req: &SliceRequest, fill: &Fill, k: u64, skey: &str, stale: Revalidating) {
-    let edge = &req.edge;
-    let epoch = edge.purge_epoch.load(std::sync::atomic::Ordering::Acquire);
-    // A fill that ended between the lookup and the join has stored the slice already.
-    if let Held::Fresh(s) = held(req, skey) {
-        fill.complete_from(&s, Vec::new());
-        return;
-    }
-    let size = edge.slice_bytes.max(1);
-    let start = k.saturating_mul(size);
-    let end = start.saturating_add(size - 1);
-    let mut headers = req.upstream_headers.clone();
-    if let Ok(v) = HeaderValue::from_str(&format!("bytes={start}-{end}")) {
-        headers.insert(header::RANGE, v);
-    }
-    let mut conditional = headers.clone();
-    if let Some((s, _)) = &stale {
-        conditional.extend(policy::revalidation_headers(&s.headers));
-    }
-    let request_time = SystemTime::now();
-    let send = |headers: HeaderMap| async move {
-        edge.upstream
-            .send(
-                &req.targets,
-                &Method::GET,
-                &req.pq,
-                &headers,
-                None,
-                &edge.metrics,
-            )
-            .await
-    };
-    let mut sent = send(conditional).await;
-    if let (Ok((res, _)), Some((s, _))) = (&sent, &stale)
-        && res.status() == StatusCode::NOT_MODIFIED
-        && !policy::not_modified_matches(&s.headers, res.headers())
-    {
-        // The 304 is for another representation (RFC 9111 §4.3.4): fetch the slice.
-        sent = send(headers).await;
-    }
-    let (res, target) = match sent {
-        Ok(r) => r,
-        Err(e) => {
-            match &stale {
-                // RFC 5861 §4: the stale slice rather than the error.
-                Some((s, true)) => fill.complete_from(s, Vec::new()),
-                _ => fill.finish(Err(e.to_string())),
-            }
-            return;
-        }
-    };
-    let response_time = SystemTime::now();
-    let (mut head, mut incoming) = res.into_parts();
-    strip_hop_by_hop(&mut head.headers);
-    head.headers.remove("x-cache");
-    if head.status == StatusCode::NOT_MODIFIED
-        && let Some((s, _)) = &stale
-    {
-        let served = freshen(req, s, &head.headers, request_time, response_time);
-        match &served {
-            Some(updated) => {
-                crate::proxy::store(edge, skey, &req.req_headers, updated.clone(), epoch)
-            }
-            None => edge.store.remove(skey),
-        }
-        fill.complete_from(served.as_ref().unwrap_or(s), Vec::new());
-        return;
-    }
-    if head.status != StatusCode::PARTIAL_CONTENT {
-        // Not a slice: the body is not read (the proxy goes the usual way).
-        fill.set_head(Ok(FillHead {
-            direct: None,
-            status: head.status,
-            headers: head.headers,
-            shareable: false,
-            variant: String::new(),
-            set_cookie: Vec::new(),
-        }));
-        fill.finish(Err("the upstream did not answer with a slice".into()));
-        return;
-    }
-    let Some((a, b, total)) = parse_content_range(&head.headers) else {
-        fill.finish(Err(
-            "the upstream sent a 206 without a usable Content-Range".into(),
-        ));
-        return;
-    };
-    if a != start || b != end.min(total - 1) {
-        fill.finish(Err(format!(
-            "the upstream sent bytes {a}-{b} for slice bytes {start}-{end}"
-        )));
-        return;
-    }
-    let expected = b - a + 1;
-    let whole = k == 0 && expected == total;
-    let mut object_headers = head.headers.clone();
-    object_headers.remove(header::CONTENT_RANGE);
-    object_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
-    // A slice is as storable, and as fresh, as the whole response would be.
-    let storable = policy::storability(
-        &Method::GET,
-        &req.req_headers,
-        StatusCode::OK,
-        &object_headers,
-        &req.rule,
-        response_time,
-    );
-    let params = match storable {
-        policy::Storability::Yes(p) => Some(p),
-        policy::Storability::No(_) => None,
-    };
-    if params.is_some() {
-        // Shared and stored (a rule allows cookies, or the origin listed Set-Cookie in a
-        // qualified no-cache/private): no client gets another's cookie.
-        head.headers.remove(header::SET_COOKIE);
-        object_headers.remove(header::SET_COOKIE);
-        policy::remove_fields_not_to_store(&mut head.headers, &req.rule);
-        policy::remove_fields_not_to_store(&mut object_headers, &req.rule);
-    }
-    fill.set_head(Ok(FillHead {
-        direct: None,
-        set_cookie: Vec::new(),
-        status: StatusCode::PARTIAL_CONTENT,
-        headers: head.headers.clone(),
-        shareable: params.is_some(),
-        variant: policy::vary_fields(&head.headers)
-            .map(|f| policy::vary_signature(&f, &req.req_headers))
-            .unwrap_or_default(),
-    }));
-    let mut received: u64 = 0;
-    // The copy kept to store the slice, within the node's store-buffer budget (when that is
-    // spent, the slice is served but not stored).
-    let mut body = params.is_some().then(|| {
-        crate::cache::budget::StoreBuffer::new(edge.store_buffers.clone(), Some(expected))
-    });
-    let result = loop {
-        match futures::future::poll_fn(|cx| {
-            hyper::body::Body::poll_frame(std::pin::Pin::new(&mut incoming), cx)
-        })
-        .await
-        {
-            None if received == expected => break Ok(()),
-            None => break Err(format!("slice cut short: {received} of {expected} bytes")),
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    received += data.len() as u64;
-                    if received > expected {
-                        break Err("slice longer than its Content-Range".into());
-                    }
-                    if let Some(buf) = &mut body
-                        && !buf.push(&data)
-                    {
-                        body = None;
-                    }
-                    fill.push(data).await;
-                }
-            }
-            Some(Err(e)) => break Err(format!("upstream body failed: {e}")),
-        }
-    };
-    edge.metrics
-        .bytes_in
-        .get_or_create(&crate::metrics::UpstreamLabels {
-            tier: target.tier.as_str().to_owned(),
-        })
-        .inc_by(received);
-    if let (Ok(()), Some(params), Some(body)) = (&result, params, body) {
-        let (status, headers, key) = if whole {
-            (StatusCode::OK, object_headers, req.key.as_str())
-        } else {
-            (StatusCode::PARTIAL_CONTENT, head.headers, skey)
-        };
-        let response = CachedResponse {
-            status,
-            freshness: Freshness::new(
-                &params,
-                policy::initial_age(&headers, request_time, response_time),
-                response_time,
-            ),
-            tags: crate::proxy::surrogate_keys(&headers),
-            headers,
-            body: body.into_bytes(),
-            variant: String::new(),
-            stored_at: response_time,
-        };
-        crate::proxy::store(edge, key, &req.req_headers, response, epoch);
-    }
-    fill.finish(result);
+/// One slice fill: slice `k` of the object fetched into `fill`, phase by phase
+/// ([`SliceFill::run`]).
+struct SliceFill<'a> {
+    req: &'a SliceRequest,
+    fill: &'a Fill,
+    k: u64,
+    /// The slice's cache key.
+    skey: &'a str,
+    /// The stale stored slice this fill revalidates.
+    stale: Revalidating,
 }
 
-/// The stored slice `old` freshened with a matching 304's headers (RFC 9111 §4.3.4), if
-/// it may still be stored; `None`: it may not (it is served once, then dropped).
-fn freshen(
-    req: &SliceRequest,
-    old: &CachedResponse,
-    not_modified: &HeaderMap,
-    request_time: SystemTime,
-    response_time: SystemTime,
-) -> Option<CachedResponse> {
-    let mut merged = old.headers.clone();
-    policy::apply_304(&mut merged, not_modified);
-    // Shared: a cookie the 304 sets is never stored, nor fields the origin listed in a
-    // qualified no-cache/private.
-    merged.remove(header::SET_COOKIE);
-    policy::remove_fields_not_to_store(&mut merged, &req.rule);
-    // A slice is as storable, and as fresh, as the whole response would be.
-    let mut object_headers = merged.clone();
-    object_headers.remove(header::CONTENT_RANGE);
-    if let Some((_, _, total)) = parse_content_range(&merged) {
-        object_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+/// A 206 that [`SliceFill::check`] found to be exactly the slice asked for.
+struct SliceBytes {
+    /// Its length (the object's end may cut the last slice short).
+    expected: u64,
+    /// The object's length.
+    total: u64,
+}
+
+impl SliceFill<'_> {
+    /// Fetches the slice and stores it when it arrived complete; with `stale`, a
+    /// conditional request that a matching 304 answers by freshening the stored slice.
+    /// Phases: [`reuse_stored`](Self::reuse_stored), [`fetch`](Self::fetch),
+    /// [`freshen`](Self::freshen) (a 304), else [`check`](Self::check),
+    /// [`decide`](Self::decide), [`pump`](Self::pump) and [`store`](Self::store). The
+    /// fill is finished whichever way it ends.
+    async fn run(&self) {
+        let epoch = self
+            .req
+            .edge
+            .purge_epoch
+            .load(std::sync::atomic::Ordering::Acquire);
+        if self.reuse_stored() {
+            return;
+        }
+        let Some(mut fetched) = self.fetch().await else {
+            return;
+        };
+        if fetched.head.status == StatusCode::NOT_MODIFIED
+            && let Some((s, _)) = &self.stale
+        {
+            self.freshen(s, &fetched, epoch);
+            return;
+        }
+        let Some(bytes) = self.check(&fetched) else {
+            return;
+        };
+        let (params, object_headers) = self.decide(&mut fetched);
+        let pumped = self.pump(&mut fetched, &bytes, params.is_some()).await;
+        let storing = params.map(|p| (p, object_headers));
+        self.store(fetched, &bytes, storing, pumped, epoch);
     }
-    match policy::storability(
-        &Method::GET,
-        &req.req_headers,
-        StatusCode::OK,
-        &object_headers,
-        &req.rule,
-        response_time,
-    ) {
-        policy::Storability::Yes(params) => Some(CachedResponse {
-            freshness: Freshness::new(
-                &params,
-                policy::initial_age(&merged, request_time, response_time),
-                response_time,
+
+    /// A fill that ended between the lookup and the join has stored the slice already:
+    /// hands it to this fill's readers (`true`: done).
+    fn reuse_stored(&self) -> bool {
+        match held(self.req, self.skey) {
+            Held::Fresh(s) => {
+                self.fill.complete_from(&s, Vec::new());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The first and last byte of the slice.
+    fn span(&self) -> (u64, u64) {
+        let size = self.req.edge.slice_bytes.max(1);
+        let start = self.k.saturating_mul(size);
+        (start, start.saturating_add(size - 1))
+    }
+
+    /// The upstream's answer to `Range: bytes=<the slice>` (`crate::fetch::fetch`,
+    /// conditional when revalidating); `None`: it failed, and the fill was finished with
+    /// the error or, within `stale-if-error`, with the stale slice (RFC 5861 §4).
+    async fn fetch(&self) -> Option<fetch::Fetched> {
+        let req = self.req;
+        let (start, end) = self.span();
+        let mut headers = req.upstream_headers.clone();
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes={start}-{end}")) {
+            headers.insert(header::RANGE, v);
+        }
+        let revalidating = self.stale.as_ref().map(|(s, _)| &s.headers);
+        match fetch::fetch(&req.edge, &req.targets, &req.pq, &headers, revalidating).await {
+            Ok(f) => Some(f),
+            Err(e) => {
+                match &self.stale {
+                    Some((s, true)) => self.fill.complete_from(s, Vec::new()),
+                    _ => self.fill.finish(Err(e.to_string())),
+                }
+                None
+            }
+        }
+    }
+
+    /// A 304 for the stale slice `old`: freshened with its headers and stored if it may
+    /// still be (else dropped), and served to the fill's readers.
+    fn freshen(&self, old: &Arc<CachedResponse>, not_modified: &fetch::Fetched, epoch: u64) {
+        let req = self.req;
+        // A slice is as storable, and as fresh, as the whole response would be; the 304's
+        // cookie goes to no one.
+        let served = fetch::freshen(old, not_modified, &req.req_headers, &req.rule, |merged| {
+            (StatusCode::OK, object_headers(merged))
+        })
+        .updated;
+        match &served {
+            Some(updated) => crate::proxy::store(
+                &req.edge,
+                self.skey,
+                &req.req_headers,
+                updated.clone(),
+                epoch,
             ),
-            headers: merged,
-            stored_at: response_time,
-            ..old.clone()
-        }),
-        policy::Storability::No(_) => None,
+            None => req.edge.store.remove(self.skey),
+        }
+        self.fill
+            .complete_from(served.as_ref().unwrap_or(old), Vec::new());
+    }
+
+    /// Whether the response is a 206 with exactly this slice's bytes; if not, the fill is
+    /// finished (another status is published as its head, unread, for the proxy to go the
+    /// usual way).
+    fn check(&self, fetched: &fetch::Fetched) -> Option<SliceBytes> {
+        let head = &fetched.head;
+        if head.status != StatusCode::PARTIAL_CONTENT {
+            self.fill.set_head(Ok(FillHead {
+                direct: None,
+                status: head.status,
+                headers: head.headers.clone(),
+                shareable: false,
+                variant: String::new(),
+                set_cookie: Vec::new(),
+            }));
+            self.fill
+                .finish(Err("the upstream did not answer with a slice".into()));
+            return None;
+        }
+        let Some((a, b, total)) = parse_content_range(&head.headers) else {
+            self.fill.finish(Err(
+                "the upstream sent a 206 without a usable Content-Range".into(),
+            ));
+            return None;
+        };
+        let (start, end) = self.span();
+        if a != start || b != end.min(total - 1) {
+            self.fill.finish(Err(format!(
+                "the upstream sent bytes {a}-{b} for slice bytes {start}-{end}"
+            )));
+            return None;
+        }
+        Some(SliceBytes {
+            expected: b - a + 1,
+            total,
+        })
+    }
+
+    /// Whether the slice may be stored (as the whole response would be), and publishes
+    /// its head: a stored slice is shared, without `Set-Cookie` and the fields a
+    /// qualified no-cache/private lists. Returns the storage parameters and the object's
+    /// headers (for a slice that is the whole object).
+    fn decide(&self, fetched: &mut fetch::Fetched) -> (Option<policy::Storable>, HeaderMap) {
+        let req = self.req;
+        let head = &mut fetched.head;
+        let mut object_headers = object_headers(&head.headers);
+        // A slice is as storable, and as fresh, as the whole response would be.
+        let params = match policy::storability(
+            &Method::GET,
+            &req.req_headers,
+            StatusCode::OK,
+            &object_headers,
+            &req.rule,
+            fetched.response_time,
+        ) {
+            policy::Storability::Yes(p) => Some(p),
+            policy::Storability::No(_) => None,
+        };
+        if params.is_some() {
+            // Shared and stored (a rule allows cookies, or the origin listed Set-Cookie in
+            // a qualified no-cache/private): no client gets another's cookie.
+            head.headers.remove(header::SET_COOKIE);
+            object_headers.remove(header::SET_COOKIE);
+            policy::remove_fields_not_to_store(&mut head.headers, &req.rule);
+            policy::remove_fields_not_to_store(&mut object_headers, &req.rule);
+        }
+        self.fill.set_head(Ok(FillHead {
+            direct: None,
+            set_cookie: Vec::new(),
+            status: StatusCode::PARTIAL_CONTENT,
+            headers: head.headers.clone(),
+            shareable: params.is_some(),
+            variant: policy::vary_fields(&head.headers)
+                .map(|f| policy::vary_signature(&f, &req.req_headers))
+                .unwrap_or_default(),
+        }));
+        (params, object_headers)
+    }
+
+    /// Streams the slice to the fill's readers (exactly its expected bytes), keeping a
+    /// copy to store when `keep` (`crate::fetch::pump`).
+    async fn pump(
+        &self,
+        fetched: &mut fetch::Fetched,
+        bytes: &SliceBytes,
+        keep: bool,
+    ) -> fetch::Pumped {
+        let edge = &self.req.edge;
+        // The copy kept to store the slice, within the node's store-buffer budget (when
+        // that is spent, the slice is served but not stored).
+        let copy = keep.then(|| {
+            crate::cache::budget::StoreBuffer::new(edge.store_buffers.clone(), Some(bytes.expected))
+        });
+        let mut sink = SliceSink {
+            fill: self.fill,
+            expected: bytes.expected,
+        };
+        fetch::pump(edge, fetched, copy, bytes.expected, &mut sink).await
+    }
+
+    /// Stores the slice when it arrived complete and may be stored (`storing`: its
+    /// storage parameters and the object's headers); a slice that is the whole object is
+    /// stored as the object (200). Finishes the fill.
+    fn store(
+        &self,
+        fetched: fetch::Fetched,
+        bytes: &SliceBytes,
+        storing: Option<(policy::Storable, HeaderMap)>,
+        pumped: fetch::Pumped,
+        epoch: u64,
+    ) {
+        let req = self.req;
+        let fetch::Pumped { result, copy } = pumped;
+        if let (Ok(()), Some((params, object_headers)), Some(body)) = (&result, storing, copy) {
+            let whole = self.k == 0 && bytes.expected == bytes.total;
+            let (status, headers, key) = if whole {
+                (StatusCode::OK, object_headers, req.key.as_str())
+            } else {
+                (StatusCode::PARTIAL_CONTENT, fetched.head.headers, self.skey)
+            };
+            let (request_time, response_time) = (fetched.request_time, fetched.response_time);
+            let response = CachedResponse {
+                status,
+                freshness: Freshness::new(
+                    &params,
+                    policy::initial_age(&headers, request_time, response_time),
+                    response_time,
+                ),
+                tags: crate::proxy::surrogate_keys(&headers),
+                headers,
+                body: body.into_bytes(),
+                variant: String::new(),
+                stored_at: response_time,
+            };
+            crate::proxy::store(&req.edge, key, &req.req_headers, response, epoch);
+        }
+        self.fill.finish(result);
+    }
+}
+
+/// The headers of the whole object, from those of one of its slices: no `Content-Range`,
+/// and the `Content-Length` of the whole (when the `Content-Range` gives it).
+fn object_headers(slice: &HeaderMap) -> HeaderMap {
+    let mut headers = slice.clone();
+    headers.remove(header::CONTENT_RANGE);
+    if let Some((_, _, total)) = parse_content_range(slice) {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+    }
+    headers
+}
+
+/// Where a slice fill's body goes: to the fill's readers, exactly the `expected` bytes
+/// its `Content-Range` announced.
+struct SliceSink<'a> {
+    fill: &'a Fill,
+    expected: u64,
+}
+
+impl fetch::Sink for SliceSink<'_> {
+    async fn take(&mut self, data: Bytes, received: u64) -> Result<(), String> {
+        if received > self.expected {
+            return Err("slice longer than its Content-Range".into());
+        }
+        self.fill.push(data).await;
+        Ok(())
+    }
+
+    fn end(&mut self, received: u64) -> Result<(), String> {
+        if received == self.expected {
+            Ok(())
+        } else {
+            Err(format!(
+                "slice cut short: {received} of {} bytes",
+                self.expected
+            ))
+        }
     }
 }
 
@@ -539,12 +616,6 @@ fn version(headers: &HeaderMap) -> (Option<HeaderValue>, Option<HeaderValue>, Op
         headers.get(header::LAST_MODIFIED).cloned(),
         parse_content_range(headers).map(|(_, _, t)| t),
     )
-}
-
-/// One piece of the response body: literal bytes, or a span `[start, end]` of the object.
-enum Piece {
-    Literal(Bytes),
-    Span(u64, u64),
 }
 
 /// Serves a client's range request from slices. `cache_status` makes the `Cache-Status`
@@ -576,7 +647,10 @@ pub async fn respond(req: Arc<SliceRequest>, cache_status: impl Fn(&str) -> Head
                     headers.insert(name, v.clone());
                 }
             }
-            return Answer::Served(unsatisfiable(headers, total, &cache_status), false);
+            return Answer::Served(
+                unsatisfiable(Ranged::unsatisfiable(headers, total), &cache_status),
+                false,
+            );
         }
         Opened::NotSlice(..) => return Answer::Fallback,
     };
@@ -596,16 +670,15 @@ pub async fn respond(req: Arc<SliceRequest>, cache_status: impl Fn(&str) -> Head
         *res.headers_mut() = headers;
         return Answer::Served(res, matches!(probe, Source::Stored(_)));
     }
-    let (status, spans) = match range::parse(&req.req_headers, &headers, total) {
-        RangeRequest::Unsatisfiable => {
-            return Answer::Served(unsatisfiable(headers, total, &cache_status), false);
-        }
-        RangeRequest::Full if total == 0 => return Answer::Fallback,
-        RangeRequest::Full => (StatusCode::OK, vec![(0, total - 1)]),
-        RangeRequest::Ranges(rs) => (StatusCode::PARTIAL_CONTENT, rs),
-    };
+    let ranged = Ranged::new(&req.req_headers, StatusCode::OK, headers, total);
+    if ranged.status == StatusCode::RANGE_NOT_SATISFIABLE {
+        return Answer::Served(unsatisfiable(ranged, &cache_status), false);
+    }
+    if ranged.status == StatusCode::OK && total == 0 {
+        return Answer::Fallback;
+    }
     let hit = matches!(probe, Source::Stored(_))
-        && spans.iter().all(|&(s, e)| {
+        && ranged.spans().iter().all(|&(s, e)| {
             (s / size..=e / size)
                 .all(|k| k == probe_k || lookup(&req, &slice_key(&req.key, k)).is_some())
         });
@@ -613,8 +686,12 @@ pub async fn respond(req: Arc<SliceRequest>, cache_status: impl Fn(&str) -> Head
         Source::Stored(s) => s.freshness.age(now).as_secs(),
         Source::Filling(..) => 0,
     };
+    let Ranged {
+        status,
+        mut headers,
+        pieces,
+    } = ranged;
     headers.insert(header::AGE, HeaderValue::from(age));
-    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     headers.append(
         HeaderName::from_static("cache-status"),
         cache_status(if hit {
@@ -623,37 +700,6 @@ pub async fn respond(req: Arc<SliceRequest>, cache_status: impl Fn(&str) -> Head
             "fwd=uri-miss; detail=slices"
         }),
     );
-    let mut pieces = Vec::new();
-    if spans.len() == 1 {
-        let (s, e) = spans[0];
-        if status == StatusCode::PARTIAL_CONTENT {
-            headers.insert(
-                header::CONTENT_RANGE,
-                value(&range::content_range(s, e, total)),
-            );
-        }
-        pieces.push(Piece::Span(s, e));
-    } else {
-        let ct = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let multipart = range::Multipart::new(&spans, ct.as_deref(), total);
-        for (head, (s, e)) in multipart.parts() {
-            pieces.push(Piece::Literal(head.clone()));
-            pieces.push(Piece::Span(*s, *e));
-        }
-        pieces.push(Piece::Literal(multipart.tail().clone()));
-        headers.insert(header::CONTENT_TYPE, value(&multipart.content_type()));
-    }
-    let length: u64 = pieces
-        .iter()
-        .map(|p| match p {
-            Piece::Literal(b) => b.len() as u64,
-            Piece::Span(s, e) => e - s + 1,
-        })
-        .sum();
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::spawn(send_pieces(req, pieces, (probe_k, probe), tx));
     let stream = futures::stream::unfold(rx, |mut rx| async move {
@@ -773,20 +819,19 @@ async fn send_span(
     }
 }
 
-fn unsatisfiable(
-    mut headers: HeaderMap,
-    total: u64,
-    cache_status: &impl Fn(&str) -> HeaderValue,
-) -> Response<Body> {
-    headers.insert(header::CONTENT_RANGE, value(&format!("bytes */{total}")));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
-    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+/// A 416 ([`Ranged::unsatisfiable`]) served from slices: no body.
+fn unsatisfiable(ranged: Ranged, cache_status: &impl Fn(&str) -> HeaderValue) -> Response<Body> {
+    let Ranged {
+        status,
+        mut headers,
+        ..
+    } = ranged;
     headers.append(
         HeaderName::from_static("cache-status"),
         cache_status("detail=slices"),
     );
     let mut res = Response::new(body::empty());
-    *res.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+    *res.status_mut() = status;
     *res.headers_mut() = headers;
     res
 }

@@ -1,7 +1,10 @@
 //! Request collapsing: one upstream fetch per key at a time, shared by every client that
 //! asks for the key meanwhile. The fetch runs in its own task (a client that disconnects
 //! does not abort it or leave a torn entry); readers follow the response as it streams in,
-//! each from any byte offset.
+//! each from any byte offset. This module owns the [`Fill`] (head, buffered body,
+//! readers) and the [`Inflight`] map; the fetch that feeds a fill is run elsewhere, in
+//! phases: `crate::proxy`'s `FillJob` for whole objects, `crate::slice`'s `SliceFill` for
+//! slices, both through `crate::fetch`.
 //!
 //! # Memory bound
 //!

@@ -12,6 +12,9 @@
 //! Upstreams over TLS (origins with `tls`, parents for services with a certificate) go
 //! through [`tls`]: one pooled client per address and trust, HTTP/2 when offered.
 //!
+//! Cache fills do not call [`Upstream::send`] directly: they go through `crate::fetch`,
+//! which adds revalidation and the mismatched-304 retry on top.
+//!
 //! Every upstream request, to a parent or an origin, carries this node's RFC 8586
 //! `CDN-Loop` entry (`crate::guard::cdn_info`), so the loop guard recognises it when it
 //! comes back, even through another CDN that rewrote `Via`.
