@@ -345,14 +345,8 @@ async fn overlapping_ranges_never_send_more_than_the_object() {
 
     // Overlapping and disjoint: coalesced into two parts, bounded by object + overhead.
     let got = get_with(&client, &url, &[("range", "bytes=0-99,50-199,-100,9000-")]).await;
-    assert_eq!(got.status, 206);
-    assert!(
-        got.header("content-type")
-            .starts_with("multipart/byteranges")
-    );
-    assert_eq!(got.text().matches("Content-Range: ").count(), 2);
+    assert_eq!(parse_multipart(&got).len(), 2);
     assert!((got.body.len() as u64) < 200 + 1000 + 2 * 200);
-    assert_eq!(got.header("content-length"), got.body.len().to_string());
     // HEAD: the same length. (That it builds no body is checked on the responders
     // themselves, `proxy::head_tests`: hyper never sends a HEAD body, so a client cannot
     // tell.)
@@ -382,8 +376,7 @@ async fn overlapping_ranges_never_send_more_than_the_object() {
         &[("range", &format!("bytes={}", many[..16].join(",")))],
     )
     .await;
-    assert_eq!(got.status, 206);
-    assert_eq!(got.text().matches("Content-Range: ").count(), 16);
+    assert_eq!(parse_multipart(&got).len(), 16);
     edge.shutdown().await;
 }
 
@@ -406,7 +399,7 @@ async fn head_of_several_ranges_on_a_miss_announces_the_multipart_length() {
             .starts_with("multipart/byteranges")
     );
     let get = get_with(&client, &url, &[("range", "bytes=0-1,5-6")]).await;
-    assert_eq!(get.status, 206);
+    assert_eq!(parse_multipart(&get).len(), 2);
     assert_eq!(head.header("content-length"), get.body.len().to_string());
     edge.shutdown().await;
 }

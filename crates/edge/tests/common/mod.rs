@@ -297,6 +297,83 @@ impl Got {
     }
 }
 
+/// One part of a `multipart/byteranges` answer.
+#[derive(Debug)]
+pub struct Part {
+    /// The first byte of the span, from the part's `Content-Range`.
+    pub first: u64,
+    /// The last byte of the span (inclusive).
+    pub last: u64,
+    /// The total length the part's `Content-Range` announces.
+    pub total: u64,
+    /// The part's bytes.
+    pub data: bytes::Bytes,
+}
+
+/// Splits a `multipart/byteranges` answer into its parts, in order, checking on the way
+/// that it is a 206 with a multipart content type and a `Content-Length` equal to the
+/// body, that every part has a `Content-Range` and that the closing delimiter is there.
+pub fn parse_multipart(got: &Got) -> Vec<Part> {
+    assert_eq!(got.status, 206);
+    let ct = got.header("content-type");
+    let boundary = ct
+        .strip_prefix("multipart/byteranges; boundary=")
+        .unwrap_or_else(|| panic!("content-type {ct}"));
+    assert_eq!(got.header("content-length"), got.body.len().to_string());
+    let delimiter = format!("\r\n--{boundary}");
+    let mut parts = Vec::new();
+    let mut at = 0;
+    loop {
+        let i = find_bytes(&got.body[at..], delimiter.as_bytes()).expect("delimiter");
+        at += i + delimiter.len();
+        if got.body[at..].starts_with(b"--") {
+            break;
+        }
+        let head_end = find_bytes(&got.body[at..], b"\r\n\r\n").expect("part head");
+        let head = String::from_utf8_lossy(&got.body[at..at + head_end]).into_owned();
+        let range = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Range: bytes "))
+            .expect("part Content-Range");
+        let (span, total) = range.split_once('/').expect("span/total");
+        let (first, last) = span.split_once('-').expect("first-last");
+        let (first, last): (u64, u64) =
+            (first.parse().expect("first"), last.parse().expect("last"));
+        let start = at + head_end + 4;
+        let end = start + usize::try_from(last - first + 1).expect("part length");
+        parts.push(Part {
+            first,
+            last,
+            total: total.parse().expect("total"),
+            data: got.body.slice(start..end),
+        });
+        at = end;
+    }
+    parts
+}
+
+/// Checks a `multipart/byteranges` answer holds exactly `ranges` (inclusive) of the demo
+/// origin's `/large.bin`, each part announcing `total`.
+pub fn assert_multipart(got: &Got, ranges: &[(u64, u64)], total: u64) {
+    let parts = parse_multipart(got);
+    for p in &parts {
+        assert_eq!(p.total, total, "part {}-{}", p.first, p.last);
+        assert!(
+            p.data == large_bytes(p.first, p.last + 1).as_slice(),
+            "part {}-{}",
+            p.first,
+            p.last
+        );
+    }
+    let spans: Vec<(u64, u64)> = parts.iter().map(|p| (p.first, p.last)).collect();
+    assert_eq!(spans, ranges);
+}
+
+/// Where `needle` first starts in `hay`.
+pub fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
 /// Sends `req` and reads the whole answer.
 pub async fn fetch(req: reqwest::RequestBuilder) -> Got {
     let res = req.send().await.expect("request answered");
