@@ -721,14 +721,8 @@ async fn a_rule_stores_set_cookie_responses_without_the_cookie() {
 
 #[tokio::test]
 async fn http_and_https_are_cached_apart() {
-    let origin = TestOrigin::start(|parts| async move {
-        let proto = req_header(&parts, "x-forwarded-proto").to_owned();
-        respond(200, &[("cache-control", "max-age=600")], proto)
-    })
-    .await;
-    let (tls, ca_pem) = tls_certificate(HOST);
-    let mut svc = service("svc", HOST, vec![common::origin(origin.addr())]);
-    svc.tls = Some(tls);
+    let origin = proto_origin().await;
+    let (svc, ca_pem) = tls_service(&origin);
     let edge = TestEdge::start_configured("edge-scheme", |c| {
         c.https = vec!["127.0.0.1:0".parse().expect("addr")];
     })
@@ -736,15 +730,7 @@ async fn http_and_https_are_cached_apart() {
     edge.apply(&snapshot(1, vec![svc]));
     let https_addr = edge.handle.https_addrs()[0];
     let plain = edge.client(&[HOST]);
-    let secure = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("ca"))
-        .resolve(HOST, https_addr)
-        .no_proxy()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .expect("client");
+    let secure = https_client(&ca_pem, https_addr);
     let http_url = edge.url(HOST, "/p");
     let https_url = format!("https://{HOST}:{}/p", https_addr.port());
     let got = get(&plain, &http_url).await;
@@ -761,50 +747,19 @@ async fn http_and_https_are_cached_apart() {
 
 #[tokio::test]
 async fn a_parent_keeps_its_childrens_http_and_https_apart() {
-    let origin = TestOrigin::start(|parts| async move {
-        let proto = req_header(&parts, "x-forwarded-proto").to_owned();
-        respond(200, &[("cache-control", "max-age=600")], proto)
-    })
-    .await;
-    let (tls, ca_pem) = tls_certificate(HOST);
-    let mut svc = service("svc", HOST, vec![common::origin(origin.addr())]);
-    svc.tls = Some(tls);
+    let origin = proto_origin().await;
+    let (svc, ca_pem) = tls_service(&origin);
     // Both listen for HTTPS: the child to its clients, the parent to the child (a service
     // with a certificate is filled over TLS).
     let parent = TestEdge::start_configured("parent-1", |c| c.https = vec![c.http[0]]).await;
     let child = TestEdge::start_configured("child-1", |c| c.https = vec![c.http[0]]).await;
     let mut snap = snapshot(1, vec![svc]);
-    snap.body.sites = vec![
-        site("edge-site", Some("parent-site")),
-        site("parent-site", None),
-    ];
-    snap.body.nodes = vec![
-        node(
-            "child-1",
-            "edge-site",
-            vec![lingjing_model::NodeRole::Edge],
-            child.port(),
-        ),
-        node(
-            "parent-1",
-            "parent-site",
-            vec![lingjing_model::NodeRole::Parent],
-            parent.port(),
-        ),
-    ];
+    two_tiers(&mut snap, child.port(), parent.port());
     snap.body.nodes[1].node.ports.https = parent.handle.https_addrs()[0].port();
     parent.apply(&snap);
     child.apply(&snap);
     let https_addr = child.handle.https_addrs()[0];
-    let secure = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("ca"))
-        .resolve(HOST, https_addr)
-        .no_proxy()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .expect("client");
+    let secure = https_client(&ca_pem, https_addr);
     let plain = child.client(&[HOST]);
     let https_url = format!("https://{HOST}:{}/p", https_addr.port());
     let got = get(&plain, &child.url(HOST, "/p")).await;
@@ -825,10 +780,35 @@ async fn a_parent_keeps_its_childrens_http_and_https_apart() {
     parent.shutdown().await;
 }
 
-/// A certificate for `host` from a fresh test CA, and that CA's PEM.
-fn tls_certificate(host: &str) -> (lingjing_model::TlsCertificate, String) {
+/// An origin that answers with the `X-Forwarded-Proto` it got, cacheable.
+async fn proto_origin() -> TestOrigin {
+    TestOrigin::start(|parts| async move {
+        let proto = req_header(&parts, "x-forwarded-proto").to_owned();
+        respond(200, &[("cache-control", "max-age=600")], proto)
+    })
+    .await
+}
+
+/// The service `svc` for [`HOST`] on `origin`, with a certificate from a fresh test CA;
+/// and that CA's PEM.
+fn tls_service(origin: &TestOrigin) -> (lingjing_model::Service, String) {
     let ca = common::pki::Ca::new("bounds test CA");
-    (ca.leaf(&[host]).0, ca.pem())
+    let mut svc = service("svc", HOST, vec![common::origin(origin.addr())]);
+    svc.tls = Some(ca.leaf(&[HOST]).0);
+    (svc, ca.pem())
+}
+
+/// An HTTPS client trusting only `ca_pem`, resolving [`HOST`] to `addr`.
+fn https_client(ca_pem: &str, addr: std::net::SocketAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("ca"))
+        .resolve(HOST, addr)
+        .no_proxy()
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .expect("client")
 }
 
 // ---------------------------------------------------------------------------------------

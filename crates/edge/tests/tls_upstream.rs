@@ -10,7 +10,7 @@ mod common;
 use common::pki::{Ca, TlsOrigin};
 use common::*;
 use lingjing_model::snapshot::{EdgeSnapshot, Snapshot};
-use lingjing_model::{NodeRole, Origin, TlsCertificate};
+use lingjing_model::{Origin, TlsCertificate};
 
 /// A TLS origin at `origin` with `host_header`.
 fn tls_origin(origin: &TlsOrigin, host_header: Option<&str>, skip_verify: bool) -> Origin {
@@ -145,21 +145,8 @@ fn tiered_tls_snapshot(
     let mut svc = service("svc-a", HOST, vec![common::origin(origin)]);
     svc.tls = Some(cert.clone());
     let mut snap = snapshot(1, vec![svc]);
-    snap.body.sites = vec![
-        site("edge-site", Some("parent-site")),
-        site("parent-site", None),
-    ];
-    let mut parent = node(
-        "parent-1",
-        "parent-site",
-        vec![NodeRole::Parent],
-        closed_port().port(),
-    );
-    parent.node.ports.https = https_port;
-    snap.body.nodes = vec![
-        node("child-1", "edge-site", vec![NodeRole::Edge], 1),
-        parent,
-    ];
+    two_tiers(&mut snap, 1, closed_port().port());
+    snap.body.nodes[1].node.ports.https = https_port;
     snap
 }
 

@@ -139,6 +139,25 @@ pub fn node(id: &str, site: &str, roles: Vec<NodeRole>, http_port: u16) -> NodeI
     }
 }
 
+/// Makes `snap` two tiers: node `child-1` (edge role) at site `edge-site`, which fills
+/// from site `parent-site` with node `parent-1` (parent role); their HTTP ports are
+/// `child_port` and `parent_port`. The nodes are listed child first.
+pub fn two_tiers(snap: &mut Snapshot<EdgeSnapshot>, child_port: u16, parent_port: u16) {
+    snap.body.sites = vec![
+        site("edge-site", Some("parent-site")),
+        site("parent-site", None),
+    ];
+    snap.body.nodes = vec![
+        node("child-1", "edge-site", vec![NodeRole::Edge], child_port),
+        node(
+            "parent-1",
+            "parent-site",
+            vec![NodeRole::Parent],
+            parent_port,
+        ),
+    ];
+}
+
 /// A loopback address nothing listens on: connecting to it is refused at once.
 pub fn closed_port() -> SocketAddr {
     // Bound but not listening, and held until the test process ends: connects are
@@ -295,6 +314,21 @@ impl Got {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+}
+
+/// Checks `got` is a 206 with bytes `start..=end_incl` of a `total`-byte object, and that
+/// those bytes are `expected`.
+pub fn assert_partial(got: &Got, start: u64, end_incl: u64, total: u64, expected: &[u8]) {
+    assert_eq!(got.status, 206, "{start}-{end_incl}: {:?}", got.headers);
+    assert_eq!(
+        got.header("content-range"),
+        format!("bytes {start}-{end_incl}/{total}")
+    );
+    assert_eq!(
+        got.header("content-length"),
+        (end_incl - start + 1).to_string()
+    );
+    assert!(got.body == expected, "wrong bytes for {start}-{end_incl}");
 }
 
 /// One part of a `multipart/byteranges` answer.
