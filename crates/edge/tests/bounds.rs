@@ -602,19 +602,9 @@ async fn store_buffers_share_one_node_wide_budget_and_a_fill_past_it_is_served_n
         node.store_buffers.peak()
     );
     assert_eq!(node.store_buffers.refused(), 1);
-    let metrics = reqwest::get(edge.admin_url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = edge.metrics().await;
     let value = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{name} in /metrics"))
+        metric_value(&metrics, name).unwrap_or_else(|| panic!("{name} in /metrics"))
     };
     assert_eq!(value("lingjing_edge_store_buffer_refused_total"), 1);
     assert_eq!(value("lingjing_edge_store_buffer_bytes "), 0);

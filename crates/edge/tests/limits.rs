@@ -126,12 +126,7 @@ async fn connections_over_the_cap_are_closed_and_the_admitted_ones_keep_working(
     let answer = until_closed(&mut over).await.expect("closed at accept");
     assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
     // The admin port has its own cap: the operator still gets in.
-    let metrics = reqwest::get(edge.admin_url("/metrics"))
-        .await
-        .expect("admin answers")
-        .text()
-        .await
-        .expect("metrics");
+    let metrics = edge.metrics().await;
     assert!(
         metrics.lines().any(|l| l
             .starts_with("lingjing_edge_connections_refused_total{listener=\"http\"} ")

@@ -38,18 +38,9 @@ fn allowing(allowed: &[&str]) -> OriginPolicy {
     }
 }
 
+/// The value of metric `name` on `edge` (0 when absent).
 async fn metric(edge: &TestEdge, name: &str) -> u64 {
-    let text = reqwest::get(edge.admin_url("/metrics"))
-        .await
-        .expect("metrics answered")
-        .text()
-        .await
-        .expect("metrics read");
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    metric_value(&edge.metrics().await, name).unwrap_or(0)
 }
 
 #[tokio::test]

@@ -274,11 +274,31 @@ impl TestEdge {
         format!("http://{}{path}", self.handle.admin_addr())
     }
 
+    /// The admin port's `/metrics` page.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.admin_url("/metrics"))
+            .await
+            .expect("metrics answered")
+            .text()
+            .await
+            .expect("metrics read")
+    }
+
     pub async fn shutdown(self) {
         tokio::time::timeout(WAIT, self.handle.shutdown())
             .await
             .expect("edge shuts down in time");
     }
+}
+
+/// The value of the first sample in the `/metrics` page `metrics` whose line starts with
+/// `name`.
+pub fn metric_value(metrics: &str, name: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
 }
 
 /// One response, read whole.
