@@ -22,6 +22,7 @@ use lingjing_edge::cache::policy::Freshness;
 use lingjing_edge::cache::store::{CachedResponse, Entry, MemoryStore, Storage};
 use lingjing_model::{Purge, PurgeKind, PurgeMode};
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 
 fn purge(id: u64, service: &str, kind: PurgeKind, mode: PurgeMode, target: &str) -> Purge {
     Purge {
@@ -277,10 +278,7 @@ async fn urls_over_the_limit_are_not_cached() {
     let origin = tagged_origin().await;
     let edge =
         TestEdge::start_configured("edge-url", |c| c.cache_limits.max_url_bytes = 1000).await;
-    edge.apply(&snapshot(
-        1,
-        vec![service("svc", HOST, vec![common::origin(origin.addr())])],
-    ));
+    edge.apply(&snapshot_for("svc", origin.addr()));
     let client = edge.client(&[HOST]);
     // Exactly at the limit: cached.
     let at = format!("/at?{}", "a".repeat(1000 - "/at?".len()));
@@ -308,10 +306,7 @@ const OBJECT: u64 = 10_000;
 #[tokio::test]
 async fn overlapping_ranges_never_send_more_than_the_object() {
     let origin = demo_origin(OBJECT).await;
-    let snap = snapshot(
-        1,
-        vec![service("svc", HOST, vec![common::origin(origin.addr())])],
-    );
+    let snap = snapshot_for("svc", origin.addr());
     let edge = TestEdge::start("edge-ranges", &snap).await;
     let client = edge.client(&[HOST]);
     let sixteen = format!("bytes={}", vec!["0-"; 16].join(","));
@@ -385,10 +380,7 @@ async fn head_of_several_ranges_on_a_miss_announces_the_multipart_length() {
     // That it builds no body is checked on the responder, `proxy::head_tests` (hyper never
     // sends a HEAD body, so a client cannot tell).
     let origin = demo_origin(OBJECT).await;
-    let snap = snapshot(
-        1,
-        vec![service("svc", HOST, vec![common::origin(origin.addr())])],
-    );
+    let snap = snapshot_for("svc", origin.addr());
     let edge = TestEdge::start("edge-head", &snap).await;
     let client = edge.client(&[HOST]);
     let url = edge.url(HOST, "/large.bin");
@@ -455,26 +447,14 @@ async fn a_shared_fill_buffers_at_most_its_limit_and_every_client_gets_the_whole
         c.cache_limits.fill_buffer_bytes = LIMIT;
     })
     .await;
-    edge.apply(&snapshot(
-        1,
-        vec![service("svc", HOST, vec![common::origin(origin.addr())])],
-    ));
+    edge.apply(&snapshot_for("svc", origin.addr()));
     let node = edge.handle.edge.clone();
     let client = edge.client(&[HOST]);
     let url = edge.url(HOST, "/stream");
     let expected: Vec<u8> = (0..CHUNKS).flat_map(pattern).collect();
 
     // A leads, B joins before the head.
-    let a = tokio::spawn({
-        let (client, url) = (client.clone(), url.clone());
-        async move { get(&client, &url).await }
-    });
-    wait_until("A joined", || node.inflight.readers() == 1).await;
-    let b = tokio::spawn({
-        let (client, url) = (client.clone(), url.clone());
-        async move { get(&client, &url).await }
-    });
-    wait_until("B joined", || node.inflight.readers() == 2).await;
+    let (a, b) = a_leads_b_joins(&edge, &client, &url).await;
     start.add_permits(1);
     // Half the body (256 KiB) goes through a 64 KiB buffer: it seals.
     wait_until("the fill sealed", || node.metrics.fill.sealed.get() >= 1).await;
@@ -551,10 +531,7 @@ async fn store_buffers_share_one_node_wide_budget_and_a_fill_past_it_is_served_n
         c.cache_limits.store_buffer_bytes = BUDGET;
     })
     .await;
-    edge.apply(&snapshot(
-        1,
-        vec![service("svc", HOST, vec![common::origin(origin.addr())])],
-    ));
+    edge.apply(&snapshot_for("svc", origin.addr()));
     let node = edge.handle.edge.clone();
     assert_eq!(node.store_buffers.limit(), BUDGET);
     let client = edge.client(&[HOST]);
@@ -640,20 +617,28 @@ async fn cookie_origin(gate: Arc<Semaphore>) -> TestOrigin {
     .await
 }
 
-/// A leads and B joins the same fetch; returns both answers.
-async fn two_collapsed(edge: &TestEdge, gate: &Semaphore, url: &str) -> (Got, Got) {
+/// Starts `GET url` by A, and once A leads the fetch, by B, which joins it; returns the
+/// two requests in flight.
+async fn a_leads_b_joins(
+    edge: &TestEdge,
+    client: &reqwest::Client,
+    url: &str,
+) -> (JoinHandle<Got>, JoinHandle<Got>) {
     let node = edge.handle.edge.clone();
-    let client = edge.client(&[HOST]);
-    let a = tokio::spawn({
+    let spawn_get = || {
         let (client, url) = (client.clone(), url.to_owned());
-        async move { get(&client, &url).await }
-    });
+        tokio::spawn(async move { get(&client, &url).await })
+    };
+    let a = spawn_get();
     wait_until("A joined", || node.inflight.readers() == 1).await;
-    let b = tokio::spawn({
-        let (client, url) = (client.clone(), url.to_owned());
-        async move { get(&client, &url).await }
-    });
+    let b = spawn_get();
     wait_until("B joined", || node.inflight.readers() == 2).await;
+    (a, b)
+}
+
+/// A leads and B joins the same fetch, which `gate` then lets go; returns both answers.
+async fn two_collapsed(edge: &TestEdge, gate: &Semaphore, url: &str) -> (Got, Got) {
+    let (a, b) = a_leads_b_joins(edge, &edge.client(&[HOST]), url).await;
     gate.add_permits(1);
     (a.await.expect("A"), b.await.expect("B"))
 }
@@ -662,14 +647,7 @@ async fn two_collapsed(edge: &TestEdge, gate: &Semaphore, url: &str) -> (Got, Go
 async fn responses_with_set_cookie_are_not_shared_without_a_rule() {
     let gate = Arc::new(Semaphore::new(0));
     let origin = cookie_origin(gate.clone()).await;
-    let edge = TestEdge::start(
-        "edge-cookie",
-        &snapshot(
-            1,
-            vec![service("svc", HOST, vec![common::origin(origin.addr())])],
-        ),
-    )
-    .await;
+    let edge = TestEdge::start("edge-cookie", &snapshot_for("svc", origin.addr())).await;
     let url = edge.url(HOST, "/me");
     let (a, b) = two_collapsed(&edge, &gate, &url).await;
     assert_eq!(a.all("set-cookie"), vec!["id=1; Path=/"]);
@@ -832,14 +810,7 @@ async fn usage_counts_the_body_bytes_sent_chunked_or_cut_short() {
         )
     })
     .await;
-    let edge = TestEdge::start(
-        "edge-usage",
-        &snapshot(
-            1,
-            vec![service("svc", HOST, vec![common::origin(origin.addr())])],
-        ),
-    )
-    .await;
+    let edge = TestEdge::start("edge-usage", &snapshot_for("svc", origin.addr())).await;
     let usage = edge.handle.edge.usage.counters("svc");
     let client = edge.client(&[HOST]);
     let got = get(&client, &edge.url(HOST, "/chunked")).await;

@@ -16,10 +16,7 @@ use tokio::sync::Semaphore;
 
 /// Edge node `edge-a` serving [`HOST`] (service `svc-a`) from the origin at `origin`.
 async fn edge_for(origin: SocketAddr) -> TestEdge {
-    let snap = snapshot(
-        1,
-        vec![service("svc-a", HOST, vec![common::origin(origin)])],
-    );
+    let snap = snapshot_for("svc-a", origin);
     TestEdge::start("edge-a", &snap).await
 }
 

@@ -34,10 +34,7 @@ async fn demo_edge_with(
 ) -> (lingjing_demo::OriginHandle, TestEdge) {
     let origin = demo_origin(1024).await;
     let edge = TestEdge::start_configured("edge-a", tweak).await;
-    edge.apply(&snapshot(
-        1,
-        vec![service("svc-a", HOST, vec![common::origin(origin.addr())])],
-    ));
+    edge.apply(&snapshot_for("svc-a", origin.addr()));
     (origin, edge)
 }
 

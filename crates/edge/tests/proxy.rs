@@ -17,10 +17,7 @@ use tokio::sync::Semaphore;
 /// A demo origin and an edge serving it as service `svc-a` for [`HOST`].
 async fn demo_edge(large_size: u64) -> (lingjing_demo::OriginHandle, TestEdge, reqwest::Client) {
     let origin = demo_origin(large_size).await;
-    let snap = snapshot(
-        1,
-        vec![service("svc-a", HOST, vec![common::origin(origin.addr())])],
-    );
+    let snap = snapshot_for("svc-a", origin.addr());
     let edge = TestEdge::start("edge-a", &snap).await;
     let client = edge.client(&[HOST]);
     (origin, edge, client)
@@ -673,10 +670,7 @@ fn assert_range(got: &Got, start: u64, end_incl: u64) {
 async fn ranges_are_served_on_a_miss() {
     // A fresh edge per case, so each request is the one that fills the cache.
     let origin = demo_origin(LARGE).await;
-    let snap = snapshot(
-        1,
-        vec![service("svc-a", HOST, vec![common::origin(origin.addr())])],
-    );
+    let snap = snapshot_for("svc-a", origin.addr());
     let cases: [(&str, Option<(u64, u64)>); 4] = [
         ("bytes=100-199", Some((100, 199))),
         ("bytes=65500-65599", Some((65_500, 65_599))),

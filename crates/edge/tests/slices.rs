@@ -125,10 +125,7 @@ async fn scripted(size: u64) -> (Arc<Script>, TestOrigin) {
 }
 
 async fn sliced_edge(origin: std::net::SocketAddr, slice: u64) -> (TestEdge, reqwest::Client) {
-    let snap = snapshot(
-        1,
-        vec![service("svc-a", HOST, vec![common::origin(origin)])],
-    );
+    let snap = snapshot_for("svc-a", origin);
     let edge = TestEdge::start_sliced("edge-a", &snap, slice, MEMORY).await;
     let client = edge.client(&[HOST]);
     (edge, client)
@@ -473,10 +470,7 @@ async fn slices_past_the_store_buffer_budget_are_served_but_not_stored() {
         c.cache_limits.store_buffer_bytes = BUDGET;
     })
     .await;
-    edge.apply(&snapshot(
-        1,
-        vec![service("svc-a", HOST, vec![common::origin(origin.addr())])],
-    ));
+    edge.apply(&snapshot_for("svc-a", origin.addr()));
     let client = edge.client(&[HOST]);
     let url = edge.url(HOST, "/large.bin");
     // No slice fits the budget: each is served from its fetch, none is stored.

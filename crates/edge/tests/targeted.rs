@@ -140,10 +140,7 @@ async fn an_age_list_does_not_make_a_fresh_response_stale() {
 async fn a_child_edge_gets_the_targeted_fields_from_its_parent() {
     let origin = scripted_origin().await;
     let parent = TestEdge::start_empty("parent-1").await;
-    let mut snap = snapshot(
-        1,
-        vec![service("svc-a", HOST, vec![common::origin(origin.addr())])],
-    );
+    let mut snap = snapshot_for("svc-a", origin.addr());
     two_tiers(&mut snap, 1, parent.port());
     parent.apply(&snap);
     let child = TestEdge::start("child-1", &snap).await;

@@ -99,6 +99,11 @@ pub fn snapshot(version: u64, services: Vec<Service>) -> Snapshot<EdgeSnapshot> 
     }
 }
 
+/// A version 1 snapshot of one service `id` for [`HOST`], fetching from `origin`.
+pub fn snapshot_for(id: &str, origin: SocketAddr) -> Snapshot<EdgeSnapshot> {
+    snapshot(1, vec![service(id, HOST, vec![self::origin(origin)])])
+}
+
 /// An origin policy that allows loopback origins (`127.0.0.0/8`, `::1`).
 pub fn loopback_allowed() -> lingjing_model::OriginPolicy {
     lingjing_model::OriginPolicy {
