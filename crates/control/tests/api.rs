@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use common::{
-    Api, Body, assert_subset, ids, line, node, pool, region, seed_topology, service, site, start,
+    Api, Body, assert_subset, ids, line, node, pool, region, service, site, start, start_seeded,
     tenant, tenant_key,
 };
 use reqwest::Method;
@@ -38,9 +38,7 @@ async fn everything(api: &Api) -> Vec<Value> {
 
 #[tokio::test]
 async fn crud_round_trip_of_every_kind() {
-    let mut plane = start().await;
-    let api = plane.api.clone();
-    seed_topology(&api).await;
+    let (mut plane, api) = start_seeded().await;
 
     // Lists are ordered by id, whatever the order of creation.
     assert_eq!(
@@ -201,9 +199,7 @@ async fn crud_round_trip_of_every_kind() {
 
 #[tokio::test]
 async fn refused_requests_answer_clearly_and_change_nothing() {
-    let mut plane = start().await;
-    let api = plane.api.clone();
-    seed_topology(&api).await;
+    let (mut plane, api) = start_seeded().await;
     let before = everything(&api).await;
     let version = api.version().await;
 
@@ -415,9 +411,7 @@ async fn refused_requests_answer_clearly_and_change_nothing() {
 /// A child region may not be as large as its parent, also after its parent is changed.
 #[tokio::test]
 async fn region_tree_stays_ordered_when_a_parent_changes() {
-    let mut plane = start().await;
-    let api = plane.api.clone();
-    seed_topology(&api).await;
+    let (mut plane, api) = start_seeded().await;
     let before = everything(&api).await;
     // `cn-js` has the cities `cn-js-wuxi` and `cn-js-nanjing` inside it.
     api.put("/v1/regions/cn-js", region("cn-js", Some("cn"), "county"))
@@ -430,9 +424,7 @@ async fn region_tree_stays_ordered_when_a_parent_changes() {
 /// Sites fill their caches from their parent site: the chain must not loop.
 #[tokio::test]
 async fn site_parents_cannot_form_a_cycle() {
-    let mut plane = start().await;
-    let api = plane.api.clone();
-    seed_topology(&api).await;
+    let (mut plane, api) = start_seeded().await;
     let before = everything(&api).await;
     // `wx-1` fills from `nj-1`; making `nj-1` fill from `wx-1` would loop.
     api.put(
@@ -452,15 +444,9 @@ async fn site_parents_cannot_form_a_cycle() {
 
 #[tokio::test]
 async fn deletes_are_refused_while_referenced() {
-    let mut plane = start().await;
-    let api = plane.api.clone();
-    seed_topology(&api).await;
-    api.post(
-        "/v1/pools/wx-1-telecom/allocations",
-        json!({ "node": "wx-1-a" }),
-    )
-    .await
-    .ok(201);
+    let (mut plane, api) = start_seeded().await;
+    api.allocate("wx-1-telecom", json!({ "node": "wx-1-a" }))
+        .await;
     api.put(
         "/v1/lines/unicom/prefixes",
         json!([{ "cidr": "203.0.113.0/24", "line": "unicom", "region": "cn-js-nanjing" }]),
@@ -507,9 +493,7 @@ async fn deletes_are_refused_while_referenced() {
 
 #[tokio::test]
 async fn a_hostname_belongs_to_one_service() {
-    let mut plane = start().await;
-    let api = plane.api.clone();
-    seed_topology(&api).await;
+    let (mut plane, api) = start_seeded().await;
     api.create("tenants", tenant("other")).await;
 
     // Another service (of any tenant) cannot take `www.demo.example`.
@@ -571,9 +555,7 @@ async fn a_hostname_belongs_to_one_service() {
 
 #[tokio::test]
 async fn tenant_keys_see_and_change_only_their_own_services() {
-    let mut plane = start().await;
-    let op = plane.api.clone();
-    seed_topology(&op).await;
+    let (mut plane, op) = start_seeded().await;
     op.create("tenants", tenant("alpha")).await;
     op.create("tenants", tenant("beta")).await;
     op.create(
@@ -613,97 +595,90 @@ async fn tenant_keys_see_and_change_only_their_own_services() {
         alpha.delete(&path).await.err(404, "not_found");
     }
     // Alpha cannot create services for others, nor take their ids or hostnames.
-    alpha
-        .post(
-            "/v1/services",
+    for (svc, status, code) in [
+        (
             service("b-two", "beta", &["two.beta.example"]),
-        )
-        .await
-        .err(403, "forbidden");
-    alpha
-        .post(
-            "/v1/services",
+            403,
+            "forbidden",
+        ),
+        (
             service("b-site", "alpha", &["x.alpha.example"]),
-        )
-        .await
-        .err(409, "already_exists");
-    alpha
-        .post(
-            "/v1/services",
+            409,
+            "already_exists",
+        ),
+        (
             service("a-two", "alpha", &["www.beta.example"]),
-        )
-        .await
-        .err(409, "hostname_taken");
+            409,
+            "hostname_taken",
+        ),
+    ] {
+        alpha.post("/v1/services", svc).await.err(status, code);
+    }
     assert_eq!(op.get("/v1/services/b-site").await.ok(200), beta_view);
 
     // Alpha may read its own tenant record, and no other.
     assert_eq!(alpha.ids("tenants").await, ["alpha"]);
     alpha.get("/v1/tenants/alpha").await.ok(200);
     alpha.get("/v1/tenants/beta").await.err(404, "not_found");
-    alpha
-        .put("/v1/tenants/alpha", tenant("alpha"))
-        .await
-        .err(403, "forbidden");
-    alpha
-        .delete("/v1/tenants/alpha")
-        .await
-        .err(403, "forbidden");
 
-    // The fleet is the operator's.
+    // Changing its tenant record, and the fleet, are the operator's.
     for kind in ["regions", "lines", "sites", "nodes", "pools"] {
         alpha
             .get(&format!("/v1/{kind}"))
             .await
             .err(403, "forbidden");
     }
-    alpha.get("/v1/sites/wx-1").await.err(403, "forbidden");
-    alpha
-        .post("/v1/regions", region("evil", Some("cn"), "province"))
-        .await
-        .err(403, "forbidden");
-    alpha
-        .put("/v1/nodes/wx-1-a", node("wx-1-a", "wx-1", &["edge"]))
-        .await
-        .err(403, "forbidden");
-    alpha.delete("/v1/nodes/wx-1-a").await.err(403, "forbidden");
-    alpha
-        .post("/v1/tenants", tenant("gamma"))
-        .await
-        .err(403, "forbidden");
-    alpha
-        .post(
+    let text = |t: &str| Body::Raw(Some("text/plain"), t.as_bytes().to_vec());
+    for (method, path, body) in [
+        (
+            Method::PUT,
+            "/v1/tenants/alpha",
+            Body::Json(tenant("alpha")),
+        ),
+        (Method::DELETE, "/v1/tenants/alpha", Body::None),
+        (Method::GET, "/v1/sites/wx-1", Body::None),
+        (
+            Method::POST,
+            "/v1/regions",
+            Body::Json(region("evil", Some("cn"), "province")),
+        ),
+        (
+            Method::PUT,
+            "/v1/nodes/wx-1-a",
+            Body::Json(node("wx-1-a", "wx-1", &["edge"])),
+        ),
+        (Method::DELETE, "/v1/nodes/wx-1-a", Body::None),
+        (Method::POST, "/v1/tenants", Body::Json(tenant("gamma"))),
+        (
+            Method::POST,
             "/v1/pools/wx-1-telecom/allocations",
-            json!({ "node": "wx-1-a" }),
-        )
-        .await
-        .err(403, "forbidden");
-    alpha
-        .get("/v1/pools/wx-1-telecom/allocations")
-        .await
-        .err(403, "forbidden");
-    alpha
-        .get("/v1/lines/telecom/prefixes")
-        .await
-        .err(403, "forbidden");
-    alpha
-        .post_text("/v1/lines/import", "198.51.100.0/24 telecom\n")
-        .await
-        .err(403, "forbidden");
-    alpha
-        .send(Method::POST, "/v1/tenants/alpha/keys", Body::None)
-        .await
-        .err(403, "forbidden");
-    alpha
-        .get("/v1/snapshots/edge?after=0&timeout_ms=0")
-        .await
-        .err(403, "forbidden");
-    alpha
-        .post(
+            Body::Json(json!({ "node": "wx-1-a" })),
+        ),
+        (
+            Method::GET,
+            "/v1/pools/wx-1-telecom/allocations",
+            Body::None,
+        ),
+        (Method::GET, "/v1/lines/telecom/prefixes", Body::None),
+        (
+            Method::POST,
+            "/v1/lines/import",
+            text("198.51.100.0/24 telecom\n"),
+        ),
+        (Method::POST, "/v1/tenants/alpha/keys", Body::None),
+        (
+            Method::GET,
+            "/v1/snapshots/edge?after=0&timeout_ms=0",
+            Body::None,
+        ),
+        (
+            Method::POST,
             "/v1/nodes/wx-1-a/heartbeat",
-            json!({ "role": "edge", "applied_version": 1 }),
-        )
-        .await
-        .err(403, "forbidden");
+            Body::Json(json!({ "role": "edge", "applied_version": 1 })),
+        ),
+    ] {
+        alpha.send(method, path, body).await.err(403, "forbidden");
+    }
 
     // Alpha manages its own services.
     let mut own = service("a-two", "alpha", &["two.alpha.example"]);
@@ -746,9 +721,7 @@ async fn tenant_keys_see_and_change_only_their_own_services() {
 
 #[tokio::test]
 async fn concurrent_allocations_hand_out_each_address_once() {
-    let mut plane = start().await;
-    let api = plane.api.clone();
-    seed_topology(&api).await;
+    let (mut plane, api) = start_seeded().await;
     api.create("pools", pool("wx-1-big", "wx-1", None, "10.0.0.0/26"))
         .await;
 
@@ -828,13 +801,7 @@ async fn concurrent_allocations_hand_out_each_address_once() {
             .len(),
         61
     );
-    let again = api
-        .post(
-            "/v1/pools/wx-1-big/allocations",
-            json!({ "node": "wx-1-b" }),
-        )
-        .await
-        .ok(201);
+    let again = api.allocate("wx-1-big", json!({ "node": "wx-1-b" })).await;
     assert_eq!(again["address"], "10.0.0.17");
     assert_eq!(again["node"], "wx-1-b");
     api.post(
@@ -848,9 +815,7 @@ async fn concurrent_allocations_hand_out_each_address_once() {
 
 #[tokio::test]
 async fn allocation_requests_are_checked() {
-    let mut plane = start().await;
-    let api = plane.api.clone();
-    seed_topology(&api).await;
+    let (mut plane, api) = start_seeded().await;
     let path = "/v1/pools/wx-1-telecom/allocations";
 
     // The lowest free address, or the one asked for.
@@ -915,10 +880,7 @@ async fn allocation_requests_are_checked() {
     // IPv6 pools skip the subnet-router anycast address; releases take any spelling.
     api.create("pools", pool("wx-1-v6", "wx-1", None, "2001:db8:7::/125"))
         .await;
-    let v6 = api
-        .post("/v1/pools/wx-1-v6/allocations", json!({ "node": "wx-1-a" }))
-        .await
-        .ok(201);
+    let v6 = api.allocate("wx-1-v6", json!({ "node": "wx-1-a" })).await;
     assert_eq!(v6["address"], "2001:db8:7::1");
     api.delete("/v1/pools/wx-1-v6/allocations/2001:DB8:7:0::1")
         .await
@@ -933,9 +895,7 @@ async fn allocation_requests_are_checked() {
 /// Pools may not overlap: an address in two pools could be handed to two nodes.
 #[tokio::test]
 async fn pools_cannot_overlap() {
-    let mut plane = start().await;
-    let api = plane.api.clone();
-    seed_topology(&api).await;
+    let (mut plane, api) = start_seeded().await;
     // wx-1-telecom is 10.1.0.0/28.
     let before = everything(&api).await;
     for (id, site, cidr) in [
@@ -944,10 +904,7 @@ async fn pools_cannot_overlap() {
         ("around", "nj-1", "10.1.0.0/24"),
     ] {
         let resp = api.post("/v1/pools", pool(id, site, None, cidr)).await;
-        assert!(
-            resp.status == 409 || resp.status == 422,
-            "pool {cidr} overlapping 10.1.0.0/28: {resp:?}"
-        );
+        assert_conflict(&resp, &format!("pool {cidr} overlapping 10.1.0.0/28"));
     }
     assert_eq!(everything(&api).await, before);
     // Neighbours are fine, and so is a PUT of a pool onto itself.
@@ -962,10 +919,7 @@ async fn pools_cannot_overlap() {
     let resp = api
         .put("/v1/pools/next", pool("next", "nj-1", None, "10.1.0.0/27"))
         .await;
-    assert!(
-        resp.status == 409 || resp.status == 422,
-        "growing a pool over another: {resp:?}"
-    );
+    assert_conflict(&resp, "growing a pool over another");
     plane.shutdown().await;
 }
 
@@ -973,35 +927,29 @@ async fn pools_cannot_overlap() {
 /// allocations cannot move to another site: the addresses would be at the wrong site.
 #[tokio::test]
 async fn allocated_addresses_stay_at_their_site() {
-    let mut plane = start().await;
-    let api = plane.api.clone();
-    seed_topology(&api).await;
-    api.post(
-        "/v1/pools/wx-1-telecom/allocations",
-        json!({ "node": "wx-1-a" }),
-    )
-    .await
-    .ok(201);
+    let (mut plane, api) = start_seeded().await;
+    api.allocate("wx-1-telecom", json!({ "node": "wx-1-a" }))
+        .await;
     let before = everything(&api).await;
     let moved = api
         .put("/v1/nodes/wx-1-a", node("wx-1-a", "nj-1", &["edge"]))
         .await;
-    assert!(
-        moved.status == 409 || moved.status == 422,
-        "moving a node away from its pool's site: {moved:?}"
-    );
+    assert_conflict(&moved, "moving a node away from its pool's site");
     let moved = api
         .put(
             "/v1/pools/wx-1-telecom",
             pool("wx-1-telecom", "nj-1", Some("telecom"), "10.1.0.0/28"),
         )
         .await;
-    assert!(
-        moved.status == 409 || moved.status == 422,
-        "moving a pool with allocations to another site: {moved:?}"
-    );
+    assert_conflict(&moved, "moving a pool with allocations to another site");
     assert_eq!(everything(&api).await, before);
     plane.shutdown().await;
+}
+
+/// Asserts `resp` refused a change that conflicts with the rest: 409, or 422.
+#[track_caller]
+fn assert_conflict(resp: &common::Resp, what: &str) {
+    assert!(resp.status == 409 || resp.status == 422, "{what}: {resp:?}");
 }
 
 /// Parses an RFC 3339 timestamp of the API.
@@ -1019,9 +967,7 @@ async fn poll(api: &Api, role: &str, after: u64, timeout_ms: u64) -> common::Res
 
 #[tokio::test]
 async fn long_polls_wake_on_changes_and_versions_only_grow() {
-    let mut plane = start().await;
-    let api = plane.api.clone();
-    seed_topology(&api).await;
+    let (mut plane, api) = start_seeded().await;
 
     // The first poll answers at once with the current version.
     let first = poll(&api, "edge", 0, 10_000).await;
@@ -1140,9 +1086,7 @@ async fn long_polls_wake_on_changes_and_versions_only_grow() {
 
 #[tokio::test]
 async fn dns_snapshots_carry_no_tls_keys() {
-    let mut plane = start().await;
-    let api = plane.api.clone();
-    seed_topology(&api).await;
+    let (mut plane, api) = start_seeded().await;
     let mut svc = service("shop", "demo", &["www.demo.example"]);
     svc["tls"] = json!({
         "cert_pem": "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
@@ -1160,9 +1104,7 @@ async fn dns_snapshots_carry_no_tls_keys() {
 
 #[tokio::test]
 async fn heartbeats_show_in_the_node_view() {
-    let mut plane = start().await;
-    let api = plane.api.clone();
-    seed_topology(&api).await;
+    let (mut plane, api) = start_seeded().await;
     let version = api.version().await;
 
     api.post(
@@ -1259,9 +1201,7 @@ async fn heartbeats_show_in_the_node_view() {
 
 #[tokio::test]
 async fn line_tables_import_and_reach_the_dns_snapshot() {
-    let mut plane = start().await;
-    let api = plane.api.clone();
-    seed_topology(&api).await;
+    let (mut plane, api) = start_seeded().await;
 
     let table = "\
 # carrier list, CIDR line [region]
@@ -1429,9 +1369,7 @@ async fn line_tables_import_and_reach_the_dns_snapshot() {
 /// Malformed query strings get the JSON error body, like every other refusal.
 #[tokio::test]
 async fn bad_query_strings_get_the_json_error_body() {
-    let mut plane = start().await;
-    let api = plane.api.clone();
-    seed_topology(&api).await;
+    let (mut plane, api) = start_seeded().await;
     // The harness checks the error body of each of these.
     api.get("/v1/snapshots/edge?after=soon")
         .await
@@ -1564,9 +1502,7 @@ fn collect_refs(v: &Value, out: &mut Vec<String>) {
 
 #[tokio::test]
 async fn static_dns_records_are_checked_and_reach_the_dns_snapshot() {
-    let mut plane = start().await;
-    let op = plane.api.clone();
-    seed_topology(&op).await;
+    let (mut plane, op) = start_seeded().await;
     let rec = |id: &str, name: &str, rtype: &str, values: &[&str]| json!({"id": id, "name": name, "type": rtype, "values": values});
     let view = op
         .create("dns-records", rec("api", "api", "A", &["192.0.2.10"]))

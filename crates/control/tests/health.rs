@@ -93,12 +93,8 @@ async fn probes_mark_nodes_down_and_up_and_dns_follows() {
     api.put("/v1/nodes/wx-1-a", node).await.ok(200);
     api.create("pools", common::pool("lo", "wx-1", None, "127.0.0.0/30"))
         .await;
-    api.post(
-        "/v1/pools/lo/allocations",
-        json!({"node": "wx-1-a", "address": "127.0.0.1"}),
-    )
-    .await
-    .ok(201);
+    api.allocate("lo", json!({"node": "wx-1-a", "address": "127.0.0.1"}))
+        .await;
 
     let healthy = wait_for(&api, true).await;
     assert!(healthy["status"]["health_since"].is_string());

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use lingjing_control::server::{DEFAULT_ZONE, HttpOptions, ServerLimits, TlsFiles};
+use lingjing_control::server::{DEFAULT_ZONE, HttpOptions, ServeError, ServerLimits, TlsFiles};
 use lingjing_control::{ControlConfig, ControlHandle, Store, serve_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -16,23 +16,28 @@ const TOKEN: &str = "listener-test-operator-token";
 /// Only reached when the server fails to close a connection it should close.
 const BOUND: Duration = Duration::from_secs(30);
 
-async fn start(dir: &Path, http: HttpOptions) -> ControlHandle {
+/// Serves a control plane on a store in `dir`, with `http`, on a free loopback port.
+async fn try_start(dir: &Path, http: HttpOptions) -> Result<ControlHandle, ServeError> {
     let store = Store::open_sqlite_file(&dir.join("db.sqlite"))
         .await
         .expect("store");
-    serve_with(
-        ControlConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            operator_token: TOKEN.into(),
-            zone: DEFAULT_ZONE.into(),
-            health: None,
-            policy: Default::default(),
-        },
-        http,
-        store,
-    )
-    .await
-    .expect("serve")
+    let config = ControlConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        operator_token: TOKEN.into(),
+        zone: DEFAULT_ZONE.into(),
+        health: None,
+        policy: Default::default(),
+    };
+    serve_with(config, http, store).await
+}
+
+async fn start(dir: &Path, http: HttpOptions) -> ControlHandle {
+    try_start(dir, http).await.expect("serve")
+}
+
+/// A plain-HTTP control plane on a store in `dir`, under `limits`.
+async fn start_limited(dir: &Path, limits: ServerLimits) -> ControlHandle {
+    start(dir, HttpOptions { tls: None, limits }).await
 }
 
 /// A CA and a server certificate for `localhost` and `127.0.0.1`, as PEM files in `dir`.
@@ -104,26 +109,16 @@ async fn https_is_verified_against_the_given_ca() {
 #[tokio::test]
 async fn a_missing_or_bad_certificate_file_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open_sqlite_file(&dir.path().join("db.sqlite"))
-        .await
-        .expect("store");
     let missing = TlsFiles {
         cert: dir.path().join("nope.pem"),
         key: dir.path().join("nope-key.pem"),
     };
-    let err = serve_with(
-        ControlConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            operator_token: TOKEN.into(),
-            zone: DEFAULT_ZONE.into(),
-            health: None,
-            policy: Default::default(),
-        },
+    let err = try_start(
+        dir.path(),
         HttpOptions {
             tls: Some(missing),
             ..Default::default()
         },
-        store,
     )
     .await
     .err()
@@ -176,16 +171,13 @@ async fn healthz(stream: &mut TcpStream) -> bool {
 #[tokio::test]
 async fn a_slow_request_head_is_cut_off() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let cp = start(
+    let cp = start_limited(
         dir.path(),
-        HttpOptions {
-            tls: None,
-            limits: ServerLimits {
-                header_read_timeout: Duration::from_millis(200),
-                // Far longer than the test's bound: only the header timeout can close it.
-                idle_timeout: Duration::from_secs(600),
-                ..Default::default()
-            },
+        ServerLimits {
+            header_read_timeout: Duration::from_millis(200),
+            // Far longer than the test's bound: only the header timeout can close it.
+            idle_timeout: Duration::from_secs(600),
+            ..Default::default()
         },
     )
     .await;
@@ -204,14 +196,11 @@ async fn a_slow_request_head_is_cut_off() {
 #[tokio::test]
 async fn an_idle_connection_is_closed_but_a_long_poll_is_not() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let cp = start(
+    let cp = start_limited(
         dir.path(),
-        HttpOptions {
-            tls: None,
-            limits: ServerLimits {
-                idle_timeout: Duration::from_millis(300),
-                ..Default::default()
-            },
+        ServerLimits {
+            idle_timeout: Duration::from_millis(300),
+            ..Default::default()
         },
     )
     .await;
@@ -238,14 +227,11 @@ async fn an_idle_connection_is_closed_but_a_long_poll_is_not() {
 #[tokio::test]
 async fn connections_over_the_cap_are_closed() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let cp = start(
+    let cp = start_limited(
         dir.path(),
-        HttpOptions {
-            tls: None,
-            limits: ServerLimits {
-                max_connections: 2,
-                ..Default::default()
-            },
+        ServerLimits {
+            max_connections: 2,
+            ..Default::default()
         },
     )
     .await;

@@ -48,9 +48,7 @@ fn beat_with_usage(seq: u64) -> Value {
 
 #[tokio::test]
 async fn a_join_token_works_once_for_its_own_node() {
-    let mut plane = common::start().await;
-    let api = plane.api.clone();
-    common::seed_topology(&api).await;
+    let (mut plane, api) = common::start_seeded().await;
 
     let token = join_token(&api, "wx-1-a").await;
     // Issued for wx-1-a: not usable for another node (and not used up by trying).
@@ -100,9 +98,7 @@ async fn a_join_token_works_once_for_its_own_node() {
 
 #[tokio::test]
 async fn a_node_credential_reaches_only_its_own_node_and_role() {
-    let mut plane = common::start().await;
-    let api = plane.api.clone();
-    common::seed_topology(&api).await;
+    let (mut plane, api) = common::start_seeded().await;
     api.create("nodes", common::node("dns-1", "nj-1", &["dns"]))
         .await;
 
@@ -203,9 +199,7 @@ async fn a_node_credential_reaches_only_its_own_node_and_role() {
 
 #[tokio::test]
 async fn revoking_ends_the_credential_and_unused_join_tokens_at_once() {
-    let mut plane = common::start().await;
-    let api = plane.api.clone();
-    common::seed_topology(&api).await;
+    let (mut plane, api) = common::start_seeded().await;
     let edge = credential(&api, "wx-1-a").await;
     let other = credential(&api, "wx-1-b").await;
     let pending = join_token(&api, "wx-1-a").await;
@@ -265,9 +259,7 @@ async fn revoking_ends_the_credential_and_unused_join_tokens_at_once() {
 #[tokio::test]
 async fn a_node_keeps_its_credential_and_replaces_it_after_a_revocation() {
     use lingjing_client::agent::{credential_path, node_credential};
-    let mut plane = common::start().await;
-    let api = plane.api.clone();
-    common::seed_topology(&api).await;
+    let (mut plane, api) = common::start_seeded().await;
     let url = api.base().to_owned();
     let state = plane.dir.path().join("wx-1-a-state");
 

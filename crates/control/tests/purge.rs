@@ -19,9 +19,7 @@ fn names(v: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn purges_reach_the_snapshot_and_report_per_node_progress() {
-    let mut plane = common::start().await;
-    let api = plane.api.clone();
-    common::seed_topology(&api).await;
+    let (mut plane, api) = common::start_seeded().await;
 
     let issued = api
         .post(
@@ -74,9 +72,7 @@ async fn purges_reach_the_snapshot_and_report_per_node_progress() {
 
 #[tokio::test]
 async fn bad_purges_are_refused_and_change_nothing() {
-    let mut plane = common::start().await;
-    let api = plane.api.clone();
-    common::seed_topology(&api).await;
+    let (mut plane, api) = common::start_seeded().await;
     let before = api.version().await;
     api.post(
         "/v1/purges",
@@ -116,9 +112,7 @@ async fn bad_purges_are_refused_and_change_nothing() {
 
 #[tokio::test]
 async fn tenants_purge_only_their_own_services() {
-    let mut plane = common::start().await;
-    let api = plane.api.clone();
-    common::seed_topology(&api).await;
+    let (mut plane, api) = common::start_seeded().await;
     api.create("tenants", common::tenant("other")).await;
     api.create(
         "services",

@@ -82,12 +82,8 @@ async fn suite(url: &str, backend: Backend) {
 
     // The other tables: allocations, prefixes, keys, node status.
     let a = api
-        .post(
-            "/v1/pools/wx-1-telecom/allocations",
-            json!({ "node": "wx-1-a" }),
-        )
-        .await
-        .ok(201);
+        .allocate("wx-1-telecom", json!({ "node": "wx-1-a" }))
+        .await;
     assert_eq!(a["address"], "10.1.0.1");
     api.post_text(
         "/v1/lines/import",
@@ -280,12 +276,8 @@ async fn crash_child() {
         .expect("open the store");
     let (_handle, api) = serve_store(store).await;
     seed_topology(&api).await;
-    api.post(
-        "/v1/pools/wx-1-telecom/allocations",
-        json!({ "node": "wx-1-a" }),
-    )
-    .await
-    .ok(201);
+    api.allocate("wx-1-telecom", json!({ "node": "wx-1-a" }))
+        .await;
     api.post(
         "/v1/nodes/wx-1-a/heartbeat",
         json!({ "role": "edge", "applied_version": 3 }),

@@ -306,12 +306,8 @@ async fn origins_stay_outside_the_platform() {
         common::pool("wx-1-pub", "wx-1", None, "1.2.3.0/29"),
     )
     .await;
-    op.post(
-        "/v1/pools/wx-1-pub/allocations",
-        json!({"node": "wx-1-a", "address": "1.2.3.1"}),
-    )
-    .await
-    .ok(201);
+    op.allocate("wx-1-pub", json!({"node": "wx-1-a", "address": "1.2.3.1"}))
+        .await;
     let control = plane.handle.as_ref().expect("running").addr().to_string();
     let before = op.version().await;
     for origin in [
@@ -375,12 +371,8 @@ async fn allowed_networks_still_refuse_platform_endpoints() {
     common::seed_topology(&op).await;
     op.create("pools", common::pool("lo", "wx-1", None, "127.0.3.0/30"))
         .await;
-    op.post(
-        "/v1/pools/lo/allocations",
-        json!({"node": "wx-1-a", "address": "127.0.3.1"}),
-    )
-    .await
-    .ok(201);
+    op.allocate("lo", json!({"node": "wx-1-a", "address": "127.0.3.1"}))
+        .await;
     let control = plane.handle.as_ref().expect("running").addr().to_string();
     // Inside an allowed network a node's own ports and the control plane stay refused...
     for origin in [control.as_str(), "127.0.3.1:8080", "127.0.3.1:9090"] {

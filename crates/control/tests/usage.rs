@@ -8,9 +8,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn usage_is_summed_counted_once_and_scoped_to_the_tenant() {
-    let mut plane = common::start().await;
-    let api = plane.api.clone();
-    common::seed_topology(&api).await;
+    let (mut plane, api) = common::start_seeded().await;
     let beat = |seq: u64, requests: u64, bytes: u64| {
         json!({"role": "edge", "applied_version": 1, "usage_seq": seq,
                "usage": [{"service": "shop", "requests": requests, "bytes_out": bytes}]})
@@ -79,9 +77,7 @@ async fn load_in_dns_snapshot(api: &common::Api, node: &str) -> serde_json::Valu
 
 #[tokio::test]
 async fn usage_reports_set_the_nodes_load_share_in_the_dns_snapshot() {
-    let mut plane = common::start().await;
-    let api = plane.api.clone();
-    common::seed_topology(&api).await;
+    let (mut plane, api) = common::start_seeded().await;
     let mut node = api.get("/v1/nodes/wx-1-a").await.ok(200);
     for k in ["addresses", "status"] {
         node.as_object_mut().expect("object").remove(k);

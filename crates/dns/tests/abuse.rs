@@ -17,12 +17,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Ask, DEMO, ZONE, addresses, demo_dns, serve_with, tcp, udp};
+use common::{Ask, DEMO, ZONE, addresses, demo_dns, name, record, serve_with, tcp, udp};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use lingjing_dns::{AdminLimits, DnsHandle, RrlConfig};
+use lingjing_model::DnsSnapshot;
 use lingjing_model::record::RecordType as Kind;
-use lingjing_model::{DnsRecord, DnsSnapshot};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 
@@ -191,16 +191,6 @@ async fn without_rate_limiting_every_query_is_answered() {
     h.shutdown().await;
 }
 
-fn record(id: &str, name: &str, rtype: Kind, values: &[&str]) -> DnsRecord {
-    DnsRecord {
-        id: id.into(),
-        name: name.into(),
-        rtype,
-        ttl: 120,
-        values: values.iter().map(|v| (*v).to_owned()).collect(),
-    }
-}
-
 fn with_records() -> DnsSnapshot {
     let mut body = demo_dns();
     body.records = vec![
@@ -222,7 +212,6 @@ fn rrsets(m: &Message) -> HashSet<RecordType> {
 #[tokio::test]
 async fn any_is_answered_with_one_rrset_over_udp_and_tcp() {
     let h = serve_with(1, with_records(), |_| {}).await;
-    let name = |n: &str| format!("{n}.{ZONE}");
     let mut asked = 0;
     for edns in [false, true] {
         for (qname, want) in [

@@ -9,21 +9,11 @@
 
 mod common;
 
-use common::{Ask, DEMO, ZONE, addresses, demo_dns, ecs_of, serve, tcp, udp};
+use common::{Ask, DEMO, ZONE, addresses, demo_dns, ecs_of, name, record, serve, tcp, udp};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
+use lingjing_model::DnsSnapshot;
 use lingjing_model::record::RecordType as Kind;
-use lingjing_model::{DnsRecord, DnsSnapshot};
-
-fn record(id: &str, name: &str, rtype: Kind, values: &[&str]) -> DnsRecord {
-    DnsRecord {
-        id: id.into(),
-        name: name.into(),
-        rtype,
-        ttl: 120,
-        values: values.iter().map(|v| (*v).to_owned()).collect(),
-    }
-}
 
 fn with_records() -> DnsSnapshot {
     let mut body = demo_dns();
@@ -40,10 +30,6 @@ fn with_records() -> DnsSnapshot {
         record("clash", "demo", Kind::A, &["192.0.2.99"]),
     ];
     body
-}
-
-fn name(n: &str) -> String {
-    format!("{n}.{ZONE}")
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
@@ -83,20 +83,22 @@ pub async fn start(config: &EdgeConfig, edge: Arc<Edge>) -> std::io::Result<Edge
     let public_gate = ConnGate::new(limits.max_connections, edge.conn_metrics.clone());
     let admin_gate = ConnGate::new(limits.admin_max_connections, edge.conn_metrics.clone());
     let mut tasks = Vec::new();
-    let mut http = Vec::new();
-    for addr in &config.http {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-        http.push(listener.local_addr()?);
-        tasks.push(tokio::spawn(serve_http(
+    let mut spawn = |kind: Kind, listener: TcpListener, gate: ConnGate| {
+        tasks.push(tokio::spawn(serve(
+            kind,
             listener,
             edge.clone(),
             builder.clone(),
-            public_gate.clone(),
+            gate,
             limits.idle_timeout,
             stopped.clone(),
         )));
+    };
+    let mut http = Vec::new();
+    for addr in &config.http {
+        let listener = bind(*addr, "").await?;
+        http.push(listener.local_addr()?);
+        spawn(Kind::Http, listener, public_gate.clone());
     }
     let mut https = Vec::new();
     if !config.https.is_empty() {
@@ -104,41 +106,18 @@ pub async fn start(config: &EdgeConfig, edge: Arc<Edge>) -> std::io::Result<Edge
             .map_err(|e| std::io::Error::other(format!("cannot configure TLS: {e}")))?;
         let acceptor = TlsAcceptor::from(tls);
         for addr in &config.https {
-            let listener = TcpListener::bind(addr).await.map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot listen on {addr} (https): {e}"))
-            })?;
+            let listener = bind(*addr, " (https)").await?;
             https.push(listener.local_addr()?);
-            tasks.push(tokio::spawn(serve_https(
-                listener,
-                acceptor.clone(),
-                edge.clone(),
-                builder.clone(),
-                public_gate.clone(),
-                limits.idle_timeout,
-                stopped.clone(),
-            )));
+            spawn(Kind::Https(acceptor.clone()), listener, public_gate.clone());
         }
     }
-    let admin_listener = TcpListener::bind(config.admin).await.map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("cannot listen on {} (admin): {e}", config.admin),
-        )
-    })?;
+    let admin_listener = bind(config.admin, " (admin)").await?;
     let admin = admin_listener.local_addr()?;
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(edge.clone());
-    tasks.push(tokio::spawn(serve_admin(
-        admin_listener,
-        app,
-        edge.clone(),
-        builder.clone(),
-        admin_gate,
-        limits.idle_timeout,
-        stopped.clone(),
-    )));
+    spawn(Kind::Admin(app), admin_listener, admin_gate);
     tracing::info!(node = %config.node_id, ?http, ?https, %admin, "edge node listening");
     Ok(EdgeHandle {
         edge,
@@ -150,152 +129,147 @@ pub async fn start(config: &EdgeConfig, edge: Arc<Edge>) -> std::io::Result<Edge
     })
 }
 
-async fn serve_http(
-    listener: TcpListener,
-    edge: Arc<Edge>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    gate: ConnGate,
-    idle: Duration,
-    stopped: watch::Receiver<bool>,
-) {
-    limits::serve_listener(
-        "http",
-        listener,
-        gate,
-        stopped,
-        DRAIN,
-        |stream, client, stopped| {
-            let edge = edge.clone();
-            let builder = builder.clone();
-            async move {
-                let metrics = edge.conn_metrics.clone();
-                let handler: Handler = Arc::new(move |req| {
-                    Box::pin(crate::proxy::handle(edge.clone(), req, client, false))
-                });
-                limits::serve_connection(
-                    &builder,
-                    TokioIo::new(stream),
-                    handler,
-                    idle,
-                    (&metrics, "http"),
-                    stopped,
-                )
-                .await;
-            }
-        },
-    )
-    .await;
+/// Binds `addr`; a failure names the address and `what` (e.g. `" (https)"`).
+async fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}{what}: {e}")))
 }
 
-/// Accepts TLS connections: each handshakes in its own task (at most
-/// [`TLS_HANDSHAKE_TIMEOUT`]; a failed one is logged at debug and closed), then is served
-/// like a plain HTTP connection, with `tls` set for the proxy.
-async fn serve_https(
+/// What a listener serves; accepting, caps, limits and draining are the same for all.
+#[derive(Clone)]
+enum Kind {
+    /// HTTP/1.1 and h2c to the proxy.
+    Http,
+    /// TLS, then HTTP/1.1 or h2 (by ALPN) to the proxy, with `tls` set for it.
+    Https(TlsAcceptor),
+    /// The admin port (`/healthz`, `/metrics`), under the same limits with its own cap.
+    Admin(Router),
+}
+
+impl Kind {
+    /// The listener's name in logs and connection metrics.
+    fn name(&self) -> &'static str {
+        match self {
+            Kind::Http => "http",
+            Kind::Https(_) => "https",
+            Kind::Admin(_) => "admin",
+        }
+    }
+}
+
+/// Serves `listener` as `kind` until `stopped`, each connection admitted by `gate` and in
+/// its own task. A TLS connection handshakes first (at most [`TLS_HANDSHAKE_TIMEOUT`]; a
+/// failed one is logged at debug and closed), then is served like a plain one.
+async fn serve(
+    kind: Kind,
     listener: TcpListener,
-    acceptor: TlsAcceptor,
     edge: Arc<Edge>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     gate: ConnGate,
     idle: Duration,
     stopped: watch::Receiver<bool>,
 ) {
+    let name = kind.name();
     limits::serve_listener(
-        "https",
+        name,
         listener,
         gate,
         stopped,
         DRAIN,
         |stream, client, mut stopped| {
+            let kind = kind.clone();
             let edge = edge.clone();
             let builder = builder.clone();
-            let acceptor = acceptor.clone();
             async move {
-                let handshake = tokio::select! {
-                    h = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => h,
-                    _ = stopped.wait_for(|s| *s) => return,
-                };
-                let stream = match handshake {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%client, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%client, "TLS handshake timed out");
-                        return;
-                    }
-                };
-                let sni: Option<Arc<str>> = stream.get_ref().1.server_name().map(Arc::from);
                 let metrics = edge.conn_metrics.clone();
-                let handler: Handler = Arc::new(move |req| {
-                    let edge = edge.clone();
-                    let sni = sni.clone();
-                    Box::pin(async move {
-                        if misdirected(&edge, sni.as_deref(), &req) {
-                            return misdirected_response();
-                        }
-                        crate::proxy::handle(edge, req, client, true).await
-                    })
-                });
-                limits::serve_connection(
-                    &builder,
-                    TokioIo::new(stream),
-                    handler,
-                    idle,
-                    (&metrics, "https"),
-                    stopped,
-                )
-                .await;
+                // A TLS connection is served over its TLS stream, the others over TCP.
+                let handler = match kind {
+                    Kind::Http => proxy_handler(edge, client, None),
+                    Kind::Admin(app) => admin_handler(app),
+                    Kind::Https(acceptor) => {
+                        let Some(stream) = handshake(&acceptor, stream, client, &mut stopped).await
+                        else {
+                            return;
+                        };
+                        let sni: Option<Arc<str>> = stream.get_ref().1.server_name().map(Arc::from);
+                        let handler = proxy_handler(edge, client, Some(sni));
+                        let io = TokioIo::new(stream);
+                        limits::serve_connection(
+                            &builder,
+                            io,
+                            handler,
+                            idle,
+                            (&metrics, name),
+                            stopped,
+                        )
+                        .await;
+                        return;
+                    }
+                };
+                let io = TokioIo::new(stream);
+                limits::serve_connection(&builder, io, handler, idle, (&metrics, name), stopped)
+                    .await;
             }
         },
     )
     .await;
 }
 
-/// The admin port (`/healthz`, `/metrics`), under the same limits with its own cap.
-async fn serve_admin(
-    listener: TcpListener,
-    app: Router,
-    edge: Arc<Edge>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    gate: ConnGate,
-    idle: Duration,
-    stopped: watch::Receiver<bool>,
-) {
-    limits::serve_listener(
-        "admin",
-        listener,
-        gate,
-        stopped,
-        DRAIN,
-        |stream, _client, stopped| {
-            let app = app.clone();
-            let builder = builder.clone();
-            let metrics = edge.conn_metrics.clone();
-            async move {
-                let handler: Handler = Arc::new(move |req| {
-                    let mut app = app.clone();
-                    Box::pin(async move {
-                        let res = match tower_service::Service::call(&mut app, req).await {
-                            Ok(res) => res,
-                            Err(never) => match never {},
-                        };
-                        res.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync())
-                    })
-                });
-                limits::serve_connection(
-                    &builder,
-                    TokioIo::new(stream),
-                    handler,
-                    idle,
-                    (&metrics, "admin"),
-                    stopped,
-                )
-                .await;
+/// The TLS handshake of `stream`, at most [`TLS_HANDSHAKE_TIMEOUT`]; `None` (logged at
+/// debug) when it fails, times out or the listener stops meanwhile.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    client: SocketAddr,
+    stopped: &mut watch::Receiver<bool>,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let handshake = tokio::select! {
+        h = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => h,
+        _ = stopped.wait_for(|s| *s) => return None,
+    };
+    match handshake {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            tracing::debug!(%client, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%client, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// The proxy for a connection from `client`. `tls` holds the server name (SNI) of a TLS
+/// connection, whose requests for another service are answered 421; `None` on plain HTTP.
+fn proxy_handler(edge: Arc<Edge>, client: SocketAddr, tls: Option<Option<Arc<str>>>) -> Handler {
+    Arc::new(move |req| {
+        let edge = edge.clone();
+        let tls = tls.clone();
+        Box::pin(async move {
+            if let Some(sni) = &tls
+                && misdirected(&edge, sni.as_deref(), &req)
+            {
+                return misdirected_response();
             }
-        },
-    )
-    .await;
+            crate::proxy::handle(edge, req, client, tls.is_some()).await
+        })
+    })
+}
+
+/// The admin router as a connection's handler.
+fn admin_handler(app: Router) -> Handler {
+    Arc::new(move |req| {
+        let mut app = app.clone();
+        Box::pin(async move {
+            let res = match tower_service::Service::call(&mut app, req).await {
+                Ok(res) => res,
+                Err(never) => match never {},
+            };
+            res.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync())
+        })
+    })
 }
 
 /// Whether `req` names (by `:authority` or Host) a service other than the one whose

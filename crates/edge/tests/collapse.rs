@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -13,20 +14,27 @@ use std::time::Duration;
 use common::*;
 use tokio::sync::Semaphore;
 
+/// Edge node `edge-a` serving [`HOST`] (service `svc-a`) from the origin at `origin`.
+async fn edge_for(origin: SocketAddr) -> TestEdge {
+    let snap = snapshot_for("svc-a", origin);
+    TestEdge::start("edge-a", &snap).await
+}
+
+/// A client of `edge` that keeps up to `clients` idle connections, so that that many
+/// concurrent requests each have their own.
+fn pooled_client(edge: &TestEdge, clients: usize) -> reqwest::Client {
+    edge.client_builder(&[HOST])
+        .pool_max_idle_per_host(clients)
+        .build()
+        .expect("client")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_concurrent_misses_cost_the_origin_one_request() {
     const CLIENTS: usize = 1000;
     let origin = demo_origin(1024).await;
-    let snap = snapshot(
-        1,
-        vec![service("svc-a", HOST, vec![common::origin(origin.addr())])],
-    );
-    let edge = TestEdge::start("edge-a", &snap).await;
-    let client = edge
-        .client_builder(&[HOST])
-        .pool_max_idle_per_host(CLIENTS)
-        .build()
-        .expect("client");
+    let edge = edge_for(origin.addr()).await;
+    let client = pooled_client(&edge, CLIENTS);
     let url = edge.url(HOST, "/slow?ms=300");
     let answers = futures::future::join_all((0..CLIENTS).map(|_| get(&client, &url))).await;
 
@@ -76,16 +84,8 @@ async fn clients_arriving_as_a_fetch_completes_do_not_refetch() {
     let origin =
         TestOrigin::start(|_| async { respond(200, &[("cache-control", "max-age=600")], "quick") })
             .await;
-    let snap = snapshot(
-        1,
-        vec![service("svc-a", HOST, vec![common::origin(origin.addr())])],
-    );
-    let edge = TestEdge::start("edge-a", &snap).await;
-    let client = edge
-        .client_builder(&[HOST])
-        .pool_max_idle_per_host(CLIENTS)
-        .build()
-        .expect("client");
+    let edge = edge_for(origin.addr()).await;
+    let client = pooled_client(&edge, CLIENTS);
     let mut refetched = Vec::new();
     for round in 0..ROUNDS {
         let path = format!("/r/{round}");
@@ -125,16 +125,8 @@ async fn a_response_that_may_not_be_stored_is_never_shared() {
         }
     })
     .await;
-    let snap = snapshot(
-        1,
-        vec![service("svc-a", HOST, vec![common::origin(origin.addr())])],
-    );
-    let edge = TestEdge::start("edge-a", &snap).await;
-    let client = edge
-        .client_builder(&[HOST])
-        .pool_max_idle_per_host(CLIENTS)
-        .build()
-        .expect("client");
+    let edge = edge_for(origin.addr()).await;
+    let client = pooled_client(&edge, CLIENTS);
     let url = edge.url(HOST, "/mine");
     let answers = futures::future::join_all((0..CLIENTS).map(|_| get(&client, &url))).await;
     let mut bodies: Vec<String> = answers.iter().map(Got::text).collect();
@@ -160,11 +152,7 @@ async fn a_client_that_goes_away_does_not_abort_the_fetch() {
         }
     })
     .await;
-    let snap = snapshot(
-        1,
-        vec![service("svc-a", HOST, vec![common::origin(origin.addr())])],
-    );
-    let edge = TestEdge::start("edge-a", &snap).await;
+    let edge = edge_for(origin.addr()).await;
     let url = edge.url(HOST, "/big");
     let first = {
         let client = edge.client(&[HOST]);
@@ -221,11 +209,7 @@ async fn collapsing_does_not_mix_up_variants() {
         }
     })
     .await;
-    let snap = snapshot(
-        1,
-        vec![service("svc-a", HOST, vec![common::origin(origin.addr())])],
-    );
-    let edge = TestEdge::start("edge-a", &snap).await;
+    let edge = edge_for(origin.addr()).await;
     let client = edge.client(&[HOST]);
     let url = edge.url(HOST, "/v");
     let gzip = {
@@ -266,11 +250,7 @@ async fn a_large_private_body_streams_to_its_one_client_intact() {
         async move { respond(200, &[("cache-control", "private")], body) }
     })
     .await;
-    let snap = snapshot(
-        1,
-        vec![service("svc-a", HOST, vec![common::origin(origin.addr())])],
-    );
-    let edge = TestEdge::start("edge-a", &snap).await;
+    let edge = edge_for(origin.addr()).await;
     let client = edge.client(&[HOST]);
     let url = edge.url(HOST, "/download");
     let got = get(&client, &url).await;

@@ -62,11 +62,7 @@ async fn early_hints_origin() -> (std::net::SocketAddr, Arc<AtomicU64>) {
 #[tokio::test]
 async fn early_hints_are_read_past_and_never_cached() {
     let (addr, count) = early_hints_origin().await;
-    let edge = TestEdge::start(
-        "edge-1",
-        &snapshot(1, vec![service("svc", HOST, vec![common::origin(addr)])]),
-    )
-    .await;
+    let edge = TestEdge::start("edge-1", &snapshot_for("svc", addr)).await;
     let client = edge.client(&[HOST]);
     let first = get(&client, &edge.url(HOST, "/page")).await;
     assert_eq!((first.status, first.x_cache()), (200, "MISS"));

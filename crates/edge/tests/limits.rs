@@ -34,10 +34,7 @@ async fn demo_edge_with(
 ) -> (lingjing_demo::OriginHandle, TestEdge) {
     let origin = demo_origin(1024).await;
     let edge = TestEdge::start_configured("edge-a", tweak).await;
-    edge.apply(&snapshot(
-        1,
-        vec![service("svc-a", HOST, vec![common::origin(origin.addr())])],
-    ));
+    edge.apply(&snapshot_for("svc-a", origin.addr()));
     (origin, edge)
 }
 
@@ -126,12 +123,7 @@ async fn connections_over_the_cap_are_closed_and_the_admitted_ones_keep_working(
     let answer = until_closed(&mut over).await.expect("closed at accept");
     assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
     // The admin port has its own cap: the operator still gets in.
-    let metrics = reqwest::get(edge.admin_url("/metrics"))
-        .await
-        .expect("admin answers")
-        .text()
-        .await
-        .expect("metrics");
+    let metrics = edge.metrics().await;
     assert!(
         metrics.lines().any(|l| l
             .starts_with("lingjing_edge_connections_refused_total{listener=\"http\"} ")

@@ -38,18 +38,9 @@ fn allowing(allowed: &[&str]) -> OriginPolicy {
     }
 }
 
+/// The value of metric `name` on `edge` (0 when absent).
 async fn metric(edge: &TestEdge, name: &str) -> u64 {
-    let text = reqwest::get(edge.admin_url("/metrics"))
-        .await
-        .expect("metrics answered")
-        .text()
-        .await
-        .expect("metrics read");
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    metric_value(&edge.metrics().await, name).unwrap_or(0)
 }
 
 #[tokio::test]
@@ -231,19 +222,7 @@ async fn a_parent_whose_origin_points_back_at_a_child_detects_the_loop() {
     let parent = TestEdge::start_empty("parent-1").await;
     let child = TestEdge::start_empty("child-1").await;
     let mut snap = with_policy(1, vec![common::origin(child.addr)], loopback_allowed());
-    snap.body.sites = vec![
-        site("edge-site", Some("parent-site")),
-        site("parent-site", None),
-    ];
-    snap.body.nodes = vec![
-        node("child-1", "edge-site", vec![NodeRole::Edge], child.port()),
-        node(
-            "parent-1",
-            "parent-site",
-            vec![NodeRole::Parent],
-            parent.port(),
-        ),
-    ];
+    two_tiers(&mut snap, child.port(), parent.port());
     parent.apply(&snap);
     child.apply(&snap);
     // child -> parent (accepted: a marked parent fetch) -> origin = child: a loop.
@@ -339,19 +318,7 @@ async fn a_tiered_fetch_carries_both_hops_and_still_works() {
     let parent = TestEdge::start_empty("parent-1").await;
     let child = TestEdge::start_empty("child-1").await;
     let mut snap = with_policy(1, vec![common::origin(origin.addr())], loopback_allowed());
-    snap.body.sites = vec![
-        site("edge-site", Some("parent-site")),
-        site("parent-site", None),
-    ];
-    snap.body.nodes = vec![
-        node("child-1", "edge-site", vec![NodeRole::Edge], child.port()),
-        node(
-            "parent-1",
-            "parent-site",
-            vec![NodeRole::Parent],
-            parent.port(),
-        ),
-    ];
+    two_tiers(&mut snap, child.port(), parent.port());
     parent.apply(&snap);
     child.apply(&snap);
     let got = get_with(

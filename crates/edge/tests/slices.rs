@@ -125,28 +125,19 @@ async fn scripted(size: u64) -> (Arc<Script>, TestOrigin) {
 }
 
 async fn sliced_edge(origin: std::net::SocketAddr, slice: u64) -> (TestEdge, reqwest::Client) {
-    let snap = snapshot(
-        1,
-        vec![service("svc-a", HOST, vec![common::origin(origin)])],
-    );
+    let snap = snapshot_for("svc-a", origin);
     let edge = TestEdge::start_sliced("edge-a", &snap, slice, MEMORY).await;
     let client = edge.client(&[HOST]);
     (edge, client)
 }
 
 fn assert_range(got: &Got, v: u32, start: u64, end_incl: u64, total: u64) {
-    assert_eq!(got.status, 206, "{start}-{end_incl}");
-    assert_eq!(
-        got.header("content-range"),
-        format!("bytes {start}-{end_incl}/{total}")
-    );
-    assert_eq!(
-        got.header("content-length"),
-        (end_incl - start + 1).to_string()
-    );
-    assert!(
-        got.body == content(v, start, end_incl + 1),
-        "bytes {start}-{end_incl}"
+    assert_partial(
+        got,
+        start,
+        end_incl,
+        total,
+        &content(v, start, end_incl + 1),
     );
 }
 
@@ -260,46 +251,6 @@ async fn the_origin_gets_exactly_the_slice_aligned_ranges() {
     assert_eq!(script.ranges().len(), 4);
     idle(&edge).await;
     assert_eq!(assert_slices_complete(&edge), 4);
-}
-
-/// Checks a `multipart/byteranges` answer holds exactly `ranges` of `/large.bin`.
-fn assert_multipart(got: &Got, ranges: &[(u64, u64)], total: u64) {
-    assert_eq!(got.status, 206);
-    let ct = got.header("content-type");
-    let boundary = ct
-        .strip_prefix("multipart/byteranges; boundary=")
-        .expect("multipart content type");
-    assert_eq!(got.header("content-length"), got.body.len().to_string());
-    let delim = format!("\r\n--{boundary}");
-    let body = &got.body[..];
-    let mut parts = Vec::new();
-    let mut rest = body;
-    loop {
-        let at = find(rest, delim.as_bytes()).expect("delimiter");
-        rest = &rest[at + delim.len()..];
-        if rest.starts_with(b"--") {
-            break;
-        }
-        let head_end = find(rest, b"\r\n\r\n").expect("part head");
-        let head = String::from_utf8_lossy(&rest[..head_end]).into_owned();
-        let cr = head
-            .lines()
-            .find_map(|l| l.strip_prefix("Content-Range: bytes "))
-            .expect("part Content-Range");
-        let (span, len) = cr.split_once('/').expect("total");
-        assert_eq!(len, total.to_string());
-        let (s, e) = span.split_once('-').expect("span");
-        let (s, e): (u64, u64) = (s.parse().expect("s"), e.parse().expect("e"));
-        let data = &rest[head_end + 4..head_end + 4 + (e - s + 1) as usize];
-        assert!(data == large_bytes(s, e + 1).as_slice(), "part {s}-{e}");
-        parts.push((s, e));
-        rest = &rest[head_end + 4 + (e - s + 1) as usize..];
-    }
-    assert_eq!(parts, ranges);
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 #[tokio::test]
@@ -519,10 +470,7 @@ async fn slices_past_the_store_buffer_budget_are_served_but_not_stored() {
         c.cache_limits.store_buffer_bytes = BUDGET;
     })
     .await;
-    edge.apply(&snapshot(
-        1,
-        vec![service("svc-a", HOST, vec![common::origin(origin.addr())])],
-    ));
+    edge.apply(&snapshot_for("svc-a", origin.addr()));
     let client = edge.client(&[HOST]);
     let url = edge.url(HOST, "/large.bin");
     // No slice fits the budget: each is served from its fetch, none is stored.

@@ -7,7 +7,6 @@
 mod common;
 
 use common::*;
-use lingjing_model::NodeRole;
 use lingjing_model::Service;
 
 /// The origin's answer for each test path: `Cache-Control` plus targeted fields.
@@ -141,23 +140,8 @@ async fn an_age_list_does_not_make_a_fresh_response_stale() {
 async fn a_child_edge_gets_the_targeted_fields_from_its_parent() {
     let origin = scripted_origin().await;
     let parent = TestEdge::start_empty("parent-1").await;
-    let mut snap = snapshot(
-        1,
-        vec![service("svc-a", HOST, vec![common::origin(origin.addr())])],
-    );
-    snap.body.sites = vec![
-        site("edge-site", Some("parent-site")),
-        site("parent-site", None),
-    ];
-    snap.body.nodes = vec![
-        node("child-1", "edge-site", vec![NodeRole::Edge], 1),
-        node(
-            "parent-1",
-            "parent-site",
-            vec![NodeRole::Parent],
-            parent.port(),
-        ),
-    ];
+    let mut snap = snapshot_for("svc-a", origin.addr());
+    two_tiers(&mut snap, 1, parent.port());
     parent.apply(&snap);
     let child = TestEdge::start("child-1", &snap).await;
     let client = child.client(&[HOST]);

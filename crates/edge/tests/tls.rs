@@ -11,53 +11,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use common::pki::Ca;
+use common::snapshot;
 use lingjing_demo::{OriginConfig, OriginHandle};
 use lingjing_edge::tls::CertStore;
 use lingjing_edge::{Edge, EdgeConfig, EdgeHandle};
-use lingjing_model::snapshot::{EdgeSnapshot, Role, Snapshot};
-use lingjing_model::{Origin, Service, SteeringPolicy, TlsCertificate};
+use lingjing_model::{Service, TlsCertificate};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
+/// Service `id` for `hosts` (tenant `tenant-{id}`) on `origin`, with certificate `tls`.
 fn service(id: &str, hosts: &[&str], origin: SocketAddr, tls: Option<TlsCertificate>) -> Service {
-    Service {
-        id: id.to_owned(),
-        tenant: format!("tenant-{id}"),
-        hostnames: hosts.iter().map(|h| (*h).to_owned()).collect(),
-        origins: vec![Origin {
-            address: origin.to_string(),
-            weight: 1,
-            backup: false,
-            tls: false,
-            host_header: None,
-            tls_skip_verify: false,
-        }],
-        cache_rules: vec![],
-        steering: SteeringPolicy::default(),
-        tls,
-        targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
-        forward_targeted_cache_control: false,
-        origin_ca_pem: None,
-    }
-}
-
-fn snapshot(version: u64, services: Vec<Service>) -> Snapshot<EdgeSnapshot> {
-    Snapshot {
-        version,
-        role: Role::Edge,
-        generated_at: "2025-01-01T00:00:00Z".to_owned(),
-        body: EdgeSnapshot {
-            services,
-            sites: vec![],
-            nodes: vec![],
-            // The test origin listens on loopback.
-            origin_policy: lingjing_model::OriginPolicy {
-                allowed: vec!["127.0.0.0/8".to_owned()],
-                ..lingjing_model::OriginPolicy::default()
-            },
-            ..EdgeSnapshot::default()
-        },
-    }
+    let mut svc = common::service(id, hosts[0], vec![common::origin(origin)]);
+    svc.tenant = format!("tenant-{id}");
+    svc.hostnames = hosts.iter().map(|h| (*h).to_owned()).collect();
+    svc.tls = tls;
+    svc
 }
 
 /// The certificates of the services of the first snapshot.

@@ -10,7 +10,7 @@ mod common;
 use common::pki::{Ca, TlsOrigin};
 use common::*;
 use lingjing_model::snapshot::{EdgeSnapshot, Snapshot};
-use lingjing_model::{NodeRole, Origin, TlsCertificate};
+use lingjing_model::{Origin, TlsCertificate};
 
 /// A TLS origin at `origin` with `host_header`.
 fn tls_origin(origin: &TlsOrigin, host_header: Option<&str>, skip_verify: bool) -> Origin {
@@ -29,11 +29,18 @@ fn tls_snapshot(origin: Origin, ca: Option<String>) -> Snapshot<EdgeSnapshot> {
     snapshot(1, vec![svc])
 }
 
-#[tokio::test]
-async fn an_https_origin_is_checked_with_the_service_ca_and_reached_over_h2() {
+/// A fresh test CA and a TLS origin (h2 or HTTP/1.1) with its certificate for
+/// `origin.test`.
+async fn origin_test() -> (Ca, TlsOrigin) {
     let ca = Ca::new("origin test CA");
     let (cert, _) = ca.leaf(&["origin.test"]);
     let origin = TlsOrigin::start(&cert, &["h2", "http/1.1"]).await;
+    (ca, origin)
+}
+
+#[tokio::test]
+async fn an_https_origin_is_checked_with_the_service_ca_and_reached_over_h2() {
+    let (ca, origin) = origin_test().await;
     let snap = tls_snapshot(
         tls_origin(&origin, Some("origin.test"), false),
         Some(ca.pem()),
@@ -89,9 +96,7 @@ async fn an_http1_only_origin_gets_http1_and_the_clients_host_as_sni() {
 
 #[tokio::test]
 async fn an_origin_certificate_that_does_not_check_out_is_refused() {
-    let ca = Ca::new("origin test CA");
-    let (cert, _) = ca.leaf(&["origin.test"]);
-    let origin = TlsOrigin::start(&cert, &["h2", "http/1.1"]).await;
+    let (ca, origin) = origin_test().await;
 
     // No CA bundle: the test CA is not a public root.
     let edge = TestEdge::start(
@@ -145,21 +150,8 @@ fn tiered_tls_snapshot(
     let mut svc = service("svc-a", HOST, vec![common::origin(origin)]);
     svc.tls = Some(cert.clone());
     let mut snap = snapshot(1, vec![svc]);
-    snap.body.sites = vec![
-        site("edge-site", Some("parent-site")),
-        site("parent-site", None),
-    ];
-    let mut parent = node(
-        "parent-1",
-        "parent-site",
-        vec![NodeRole::Parent],
-        closed_port().port(),
-    );
-    parent.node.ports.https = https_port;
-    snap.body.nodes = vec![
-        node("child-1", "edge-site", vec![NodeRole::Edge], 1),
-        parent,
-    ];
+    two_tiers(&mut snap, 1, closed_port().port());
+    snap.body.nodes[1].node.ports.https = https_port;
     snap
 }
 
@@ -207,9 +199,7 @@ async fn a_parent_is_reached_over_tls_and_must_present_the_services_certificate(
 
 #[tokio::test]
 async fn a_tls_origin_is_held_to_the_origin_policy_like_a_plain_one() {
-    let ca = Ca::new("origin test CA");
-    let (cert, _) = ca.leaf(&["origin.test"]);
-    let origin = TlsOrigin::start(&cert, &["h2", "http/1.1"]).await;
+    let (ca, origin) = origin_test().await;
     let mut snap = tls_snapshot(
         tls_origin(&origin, Some("origin.test"), false),
         Some(ca.pem()),

@@ -16,10 +16,7 @@ fn tiered_snapshot(
     children: &[&str],
     parent_port: u16,
 ) -> Snapshot<EdgeSnapshot> {
-    let mut snap = snapshot(
-        1,
-        vec![service("svc-a", HOST, vec![common::origin(origin)])],
-    );
+    let mut snap = snapshot_for("svc-a", origin);
     snap.body.sites = vec![
         site("edge-site", Some("parent-site")),
         site("parent-site", None),

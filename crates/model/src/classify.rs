@@ -436,6 +436,9 @@ impl Interner {
 
 #[cfg(test)]
 mod tests {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
     use super::*;
 
     fn net(s: &str) -> IpNet {
@@ -722,26 +725,6 @@ mod tests {
         assert_eq!(empty.classify(ip("1.1.1.1")), None);
     }
 
-    /// xorshift64*: a small deterministic PRNG, so the test needs no dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-
-        fn u128(&mut self) -> u128 {
-            (u128::from(self.next()) << 64) | u128::from(self.next())
-        }
-    }
-
     /// The reference: scan every prefix, keep the longest match (the last one among
     /// equal prefixes).
     fn naive(prefixes: &[(IpNet, u32)], ip: IpAddr) -> Option<u32> {
@@ -760,7 +743,7 @@ mod tests {
 
     /// Addresses to probe: random ones, and the boundaries of random source prefixes
     /// (first, last, one before, one after).
-    fn probes_v4(rng: &mut Rng, prefixes: &[(IpNet, u32)], count: usize) -> Vec<IpAddr> {
+    fn probes_v4(rng: &mut StdRng, prefixes: &[(IpNet, u32)], count: usize) -> Vec<IpAddr> {
         let v4: Vec<(u32, u32)> = prefixes
             .iter()
             .filter_map(|(n, _)| match n {
@@ -771,15 +754,15 @@ mod tests {
         (0..count)
             .map(|i| {
                 let a = if v4.is_empty() || i % 2 == 0 {
-                    rng.next() as u32
+                    rng.random::<u32>()
                 } else {
-                    let (s, e) = v4[rng.below(v4.len() as u64) as usize];
-                    match rng.below(5) {
+                    let (s, e) = v4[rng.random_range(0..v4.len())];
+                    match rng.random_range(0..5) {
                         0 => s,
                         1 => e,
                         2 => s.wrapping_sub(1),
                         3 => e.wrapping_add(1),
-                        _ => s | ((rng.next() as u32) & (e - s)),
+                        _ => s | (rng.random::<u32>() & (e - s)),
                     }
                 };
                 let a = Ipv4Addr::from(a);
@@ -792,7 +775,7 @@ mod tests {
             .collect()
     }
 
-    fn probes_v6(rng: &mut Rng, prefixes: &[(IpNet, u32)], count: usize) -> Vec<IpAddr> {
+    fn probes_v6(rng: &mut StdRng, prefixes: &[(IpNet, u32)], count: usize) -> Vec<IpAddr> {
         let v6: Vec<(u128, u128)> = prefixes
             .iter()
             .filter_map(|(n, _)| match n {
@@ -803,15 +786,15 @@ mod tests {
         (0..count)
             .map(|i| {
                 let a = if v6.is_empty() || i % 4 == 0 {
-                    rng.u128()
+                    rng.random::<u128>()
                 } else {
-                    let (s, e) = v6[rng.below(v6.len() as u64) as usize];
-                    match rng.below(5) {
+                    let (s, e) = v6[rng.random_range(0..v6.len())];
+                    match rng.random_range(0..5) {
                         0 => s,
                         1 => e,
                         2 => s.wrapping_sub(1),
                         3 => e.wrapping_add(1),
-                        _ => s | (rng.u128() & (e - s)),
+                        _ => s | (rng.random::<u128>() & (e - s)),
                     }
                 };
                 IpAddr::V6(Ipv6Addr::from(a))
@@ -819,42 +802,44 @@ mod tests {
             .collect()
     }
 
-    fn random_v4_prefixes(rng: &mut Rng, count: usize) -> Vec<(IpNet, u32)> {
+    fn random_v4_prefixes(rng: &mut StdRng, count: usize) -> Vec<(IpNet, u32)> {
         // A few "hot" /8s so that prefixes nest and overlap a lot, plus some anywhere.
-        let hot: Vec<u32> = (0..6).map(|_| (rng.next() as u32) & 0xff00_0000).collect();
+        let hot: Vec<u32> = (0..6).map(|_| rng.random::<u32>() & 0xff00_0000).collect();
         (0..count)
             .map(|_| {
-                let len = match rng.below(10) {
-                    0 => rng.below(9) as u8,          // /0../8
-                    1..=3 => 8 + rng.below(9) as u8,  // /8../16
-                    4..=7 => 16 + rng.below(9) as u8, // /16../24
-                    _ => 24 + rng.below(9) as u8,     // /24../32
+                let len = match rng.random_range(0..10) {
+                    0 => rng.random_range(0..9u8),          // /0../8
+                    1..=3 => 8 + rng.random_range(0..9u8),  // /8../16
+                    4..=7 => 16 + rng.random_range(0..9u8), // /16../24
+                    _ => 24 + rng.random_range(0..9u8),     // /24../32
                 };
-                let mut a = rng.next() as u32;
-                if rng.below(4) != 0 {
-                    a = hot[rng.below(hot.len() as u64) as usize] | (a & 0x00ff_ffff);
+                let mut a = rng.random::<u32>();
+                if rng.random_range(0..4) != 0 {
+                    a = hot[rng.random_range(0..hot.len())] | (a & 0x00ff_ffff);
                 }
                 let n = ipnet::Ipv4Net::new(Ipv4Addr::from(a), len).expect("len <= 32");
-                (IpNet::V4(n), rng.below(12) as u32)
+                (IpNet::V4(n), rng.random_range(0..12u32))
             })
             .collect()
     }
 
-    fn random_v6_prefixes(rng: &mut Rng, count: usize) -> Vec<(IpNet, u32)> {
-        let hot: Vec<u128> = (0..6).map(|_| rng.u128() & !(u128::MAX >> 24)).collect();
+    fn random_v6_prefixes(rng: &mut StdRng, count: usize) -> Vec<(IpNet, u32)> {
+        let hot: Vec<u128> = (0..6)
+            .map(|_| rng.random::<u128>() & !(u128::MAX >> 24))
+            .collect();
         (0..count)
             .map(|_| {
-                let len = match rng.below(10) {
-                    0 => rng.below(25) as u8,
-                    1..=6 => 24 + rng.below(41) as u8,
-                    _ => 64 + rng.below(65) as u8,
+                let len = match rng.random_range(0..10) {
+                    0 => rng.random_range(0..25u8),
+                    1..=6 => 24 + rng.random_range(0..41u8),
+                    _ => 64 + rng.random_range(0..65u8),
                 };
-                let mut a = rng.u128();
-                if rng.below(4) != 0 {
-                    a = hot[rng.below(hot.len() as u64) as usize] | (a & (u128::MAX >> 24));
+                let mut a = rng.random::<u128>();
+                if rng.random_range(0..4) != 0 {
+                    a = hot[rng.random_range(0..hot.len())] | (a & (u128::MAX >> 24));
                 }
                 let n = ipnet::Ipv6Net::new(Ipv6Addr::from(a), len).expect("len <= 128");
-                (IpNet::V6(n), rng.below(12) as u32)
+                (IpNet::V6(n), rng.random_range(0..12u32))
             })
             .collect()
     }
@@ -862,13 +847,13 @@ mod tests {
     #[test]
     fn randomized_against_naive_scan() {
         for seed in [0x9e37_79b9_7f4a_7c15_u64, 1, 0xdead_beef] {
-            let mut rng = Rng(seed);
+            let mut rng = StdRng::seed_from_u64(seed);
             let mut prefixes = random_v4_prefixes(&mut rng, 1_000);
             prefixes.extend(random_v6_prefixes(&mut rng, 1_000));
             // Some exact duplicates with other values, to exercise "last one wins".
             for _ in 0..50 {
-                let (n, _) = prefixes[rng.below(prefixes.len() as u64) as usize];
-                prefixes.push((n, 100 + rng.below(3) as u32));
+                let (n, _) = prefixes[rng.random_range(0..prefixes.len())];
+                prefixes.push((n, 100 + rng.random_range(0..3u32)));
             }
             let t: PrefixTable<u32> = prefixes.iter().copied().collect();
             assert_eq!(t.len(), prefixes.len());
@@ -887,7 +872,7 @@ mod tests {
     #[test]
     fn randomized_small_tables() {
         // Small tables use a small bucket index; check many shapes of them.
-        let mut rng = Rng(42);
+        let mut rng = StdRng::seed_from_u64(42);
         for round in 0..300 {
             let count = 1 + round % 20;
             let mut prefixes = random_v4_prefixes(&mut rng, count);

@@ -56,6 +56,15 @@ pub async fn start() -> TestPlane {
     }
 }
 
+/// A control plane on a fresh SQLite store with [`seed_topology`], and a clone of its
+/// operator client.
+pub async fn start_seeded() -> (TestPlane, Api) {
+    let plane = start().await;
+    let api = plane.api.clone();
+    seed_topology(&api).await;
+    (plane, api)
+}
+
 /// The `sqlite://` URL of a database file.
 pub fn sqlite_url(path: &std::path::Path) -> String {
     format!("sqlite://{}", path.display())
@@ -249,6 +258,14 @@ impl Api {
             Body::Raw(Some("text/plain"), text.as_bytes().to_vec()),
         )
         .await
+    }
+
+    /// Allocates an address from pool `pool` (`body`: the node, and the address if
+    /// chosen), expecting 201; returns the allocation.
+    pub async fn allocate(&self, pool: &str, body: Value) -> Value {
+        self.post(&format!("/v1/pools/{pool}/allocations"), body)
+            .await
+            .ok(201)
     }
 
     /// Creates `body` under `/v1/{plural}`, expecting 201; returns the view. A service

@@ -21,6 +21,28 @@ use tokio::net::{TcpStream, UdpSocket};
 pub const ZONE: &str = "cdn.lingjing.test.";
 pub const DEMO: &str = "demo.cdn.lingjing.test.";
 
+/// `n` in the zone: `{n}.{ZONE}`.
+pub fn name(n: &str) -> String {
+    format!("{n}.{ZONE}")
+}
+
+/// A static record `id`: `name` (relative to the zone, `@` for the apex) of type `rtype`,
+/// TTL 120, with `values`.
+pub fn record(
+    id: &str,
+    name: &str,
+    rtype: lingjing_model::record::RecordType,
+    values: &[&str],
+) -> lingjing_model::DnsRecord {
+    lingjing_model::DnsRecord {
+        id: id.into(),
+        name: name.into(),
+        rtype,
+        ttl: 120,
+        values: values.iter().map(|v| (*v).to_owned()).collect(),
+    }
+}
+
 /// The demo topology as the control plane would hand it to DNS: every node healthy, its
 /// address allocated by IPAM from the demo pools.
 pub fn demo_dns() -> DnsSnapshot {

@@ -99,6 +99,11 @@ pub fn snapshot(version: u64, services: Vec<Service>) -> Snapshot<EdgeSnapshot> 
     }
 }
 
+/// A version 1 snapshot of one service `id` for [`HOST`], fetching from `origin`.
+pub fn snapshot_for(id: &str, origin: SocketAddr) -> Snapshot<EdgeSnapshot> {
+    snapshot(1, vec![service(id, HOST, vec![self::origin(origin)])])
+}
+
 /// An origin policy that allows loopback origins (`127.0.0.0/8`, `::1`).
 pub fn loopback_allowed() -> lingjing_model::OriginPolicy {
     lingjing_model::OriginPolicy {
@@ -137,6 +142,25 @@ pub fn node(id: &str, site: &str, roles: Vec<NodeRole>, http_port: u16) -> NodeI
         healthy: true,
         load_percent: 0,
     }
+}
+
+/// Makes `snap` two tiers: node `child-1` (edge role) at site `edge-site`, which fills
+/// from site `parent-site` with node `parent-1` (parent role); their HTTP ports are
+/// `child_port` and `parent_port`. The nodes are listed child first.
+pub fn two_tiers(snap: &mut Snapshot<EdgeSnapshot>, child_port: u16, parent_port: u16) {
+    snap.body.sites = vec![
+        site("edge-site", Some("parent-site")),
+        site("parent-site", None),
+    ];
+    snap.body.nodes = vec![
+        node("child-1", "edge-site", vec![NodeRole::Edge], child_port),
+        node(
+            "parent-1",
+            "parent-site",
+            vec![NodeRole::Parent],
+            parent_port,
+        ),
+    ];
 }
 
 /// A loopback address nothing listens on: connecting to it is refused at once.
@@ -255,11 +279,31 @@ impl TestEdge {
         format!("http://{}{path}", self.handle.admin_addr())
     }
 
+    /// The admin port's `/metrics` page.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.admin_url("/metrics"))
+            .await
+            .expect("metrics answered")
+            .text()
+            .await
+            .expect("metrics read")
+    }
+
     pub async fn shutdown(self) {
         tokio::time::timeout(WAIT, self.handle.shutdown())
             .await
             .expect("edge shuts down in time");
     }
+}
+
+/// The value of the first sample in the `/metrics` page `metrics` whose line starts with
+/// `name`.
+pub fn metric_value(metrics: &str, name: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
 }
 
 /// One response, read whole.
@@ -295,6 +339,98 @@ impl Got {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+}
+
+/// Checks `got` is a 206 with bytes `start..=end_incl` of a `total`-byte object, and that
+/// those bytes are `expected`.
+pub fn assert_partial(got: &Got, start: u64, end_incl: u64, total: u64, expected: &[u8]) {
+    assert_eq!(got.status, 206, "{start}-{end_incl}: {:?}", got.headers);
+    assert_eq!(
+        got.header("content-range"),
+        format!("bytes {start}-{end_incl}/{total}")
+    );
+    assert_eq!(
+        got.header("content-length"),
+        (end_incl - start + 1).to_string()
+    );
+    assert!(got.body == expected, "wrong bytes for {start}-{end_incl}");
+}
+
+/// One part of a `multipart/byteranges` answer.
+#[derive(Debug)]
+pub struct Part {
+    /// The first byte of the span, from the part's `Content-Range`.
+    pub first: u64,
+    /// The last byte of the span (inclusive).
+    pub last: u64,
+    /// The total length the part's `Content-Range` announces.
+    pub total: u64,
+    /// The part's bytes.
+    pub data: bytes::Bytes,
+}
+
+/// Splits a `multipart/byteranges` answer into its parts, in order, checking on the way
+/// that it is a 206 with a multipart content type and a `Content-Length` equal to the
+/// body, that every part has a `Content-Range` and that the closing delimiter is there.
+pub fn parse_multipart(got: &Got) -> Vec<Part> {
+    assert_eq!(got.status, 206);
+    let ct = got.header("content-type");
+    let boundary = ct
+        .strip_prefix("multipart/byteranges; boundary=")
+        .unwrap_or_else(|| panic!("content-type {ct}"));
+    assert_eq!(got.header("content-length"), got.body.len().to_string());
+    let delimiter = format!("\r\n--{boundary}");
+    let mut parts = Vec::new();
+    let mut at = 0;
+    loop {
+        let i = find_bytes(&got.body[at..], delimiter.as_bytes()).expect("delimiter");
+        at += i + delimiter.len();
+        if got.body[at..].starts_with(b"--") {
+            break;
+        }
+        let head_end = find_bytes(&got.body[at..], b"\r\n\r\n").expect("part head");
+        let head = String::from_utf8_lossy(&got.body[at..at + head_end]).into_owned();
+        let range = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Range: bytes "))
+            .expect("part Content-Range");
+        let (span, total) = range.split_once('/').expect("span/total");
+        let (first, last) = span.split_once('-').expect("first-last");
+        let (first, last): (u64, u64) =
+            (first.parse().expect("first"), last.parse().expect("last"));
+        let start = at + head_end + 4;
+        let end = start + usize::try_from(last - first + 1).expect("part length");
+        parts.push(Part {
+            first,
+            last,
+            total: total.parse().expect("total"),
+            data: got.body.slice(start..end),
+        });
+        at = end;
+    }
+    parts
+}
+
+/// Checks a `multipart/byteranges` answer holds exactly `ranges` (inclusive) of the demo
+/// origin's `/large.bin`, each part announcing `total`.
+pub fn assert_multipart(got: &Got, ranges: &[(u64, u64)], total: u64) {
+    let parts = parse_multipart(got);
+    for p in &parts {
+        assert_eq!(p.total, total, "part {}-{}", p.first, p.last);
+        assert!(
+            p.data == large_bytes(p.first, p.last + 1).as_slice(),
+            "part {}-{}",
+            p.first,
+            p.last
+        );
+    }
+    let spans: Vec<(u64, u64)> = parts.iter().map(|p| (p.first, p.last)).collect();
+    assert_eq!(spans, ranges);
+}
+
+/// Where `needle` first starts in `hay`.
+pub fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Sends `req` and reads the whole answer.

@@ -78,27 +78,16 @@ mod tests {
 
     use http::header::{self, HeaderMap, HeaderName, HeaderValue};
     use http::{Method, StatusCode};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
 
     use super::testing::*;
     use super::*;
 
     // --- robustness ---------------------------------------------------------------------------
 
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
-
     /// Random header values, biased towards the characters the parsers care about.
-    fn random_value(rng: &mut Rng) -> HeaderValue {
+    fn random_value(rng: &mut StdRng) -> HeaderValue {
         const PIECES: &[&[u8]] = &[
             b"max-age",
             b"s-maxage",
@@ -136,15 +125,15 @@ mod tests {
             b"#",
         ];
         let mut out = Vec::new();
-        for _ in 0..rng.below(12) {
-            if rng.below(4) == 0 {
+        for _ in 0..rng.random_range(0..12) {
+            if rng.random_range(0..4) == 0 {
                 // A raw byte, any that a header value may hold.
-                let b = (rng.next() & 0xff) as u8;
+                let b = rng.random::<u8>();
                 if b == b'\t' || (b >= 0x20 && b != 0x7f) {
                     out.push(b);
                 }
             } else {
-                out.extend_from_slice(PIECES[rng.below(PIECES.len())]);
+                out.extend_from_slice(PIECES[rng.random_range(0..PIECES.len())]);
             }
         }
         HeaderValue::from_bytes(&out).unwrap()
@@ -169,31 +158,31 @@ mod tests {
             header::CONNECTION,
             header::AUTHORIZATION,
         ];
-        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let mut rng = StdRng::seed_from_u64(0x2545_f491_4f6c_dd1d);
         for _ in 0..5_000 {
             let mut req = HeaderMap::new();
             let mut res = HeaderMap::new();
-            for _ in 0..rng.below(6) {
+            for _ in 0..rng.random_range(0..6) {
                 req.append(
-                    names[rng.below(names.len())].clone(),
+                    names[rng.random_range(0..names.len())].clone(),
                     random_value(&mut rng),
                 );
             }
-            for _ in 0..rng.below(8) {
+            for _ in 0..rng.random_range(0..8) {
                 res.append(
-                    names[rng.below(names.len())].clone(),
+                    names[rng.random_range(0..names.len())].clone(),
                     random_value(&mut rng),
                 );
             }
-            let now = at(rng.next() % (1 << 40));
+            let now = at(rng.random_range(0..1u64 << 40));
             let req_cc = RequestCacheControl::parse(&req);
             let _ = ResponseCacheControl::parse(&res);
-            let status = StatusCode::from_u16(100 + (rng.next() % 500) as u16).unwrap();
+            let status = StatusCode::from_u16(rng.random_range(100..600u16)).unwrap();
             let rule = RuleOverride {
-                ttl: (rng.below(2) == 0).then(|| Duration::from_secs(rng.next())),
-                bypass: rng.below(8) == 0,
-                cache_set_cookie: rng.below(2) == 0,
-                targeted: if rng.below(2) == 0 {
+                ttl: (rng.random_range(0..2) == 0).then(|| Duration::from_secs(rng.random())),
+                bypass: rng.random_range(0..8) == 0,
+                cache_set_cookie: rng.random_range(0..2) == 0,
+                targeted: if rng.random_range(0..2) == 0 {
                     std::sync::Arc::from([HeaderName::from_static("cdn-cache-control")])
                 } else {
                     std::sync::Arc::default()
@@ -210,7 +199,7 @@ mod tests {
                     let _ = f.remaining(later);
                 }
             }
-            let _ = initial_age(&res, now, at(rng.next() % (1 << 40)));
+            let _ = initial_age(&res, now, at(rng.random_range(0..1u64 << 40)));
             let _ = revalidation_headers(&res);
             let _ = not_modified_matches(&res, &req);
             let _ = client_not_modified(&req, &res);
