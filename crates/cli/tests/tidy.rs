@@ -128,7 +128,8 @@ fn the_where_is_table_points_at_real_functions() {
         ]
         .iter()
         .any(|kw| {
-            text.contains(&format!("{kw}{item}(")) || text.contains(&format!("{kw}{item} "))
+            text.contains(&format!("{kw}{item}("))
+                || text.contains(&format!("{kw}{item} "))
                 || text.contains(&format!("{kw}{item}<"))
                 || text.contains(&format!("{kw}{item}:"))
                 || text.contains(&format!("{kw}{item};"))
@@ -138,7 +139,10 @@ fn the_where_is_table_points_at_real_functions() {
             wrong.push(cell.to_owned());
         }
     }
-    assert!(checked >= 20, "the table names at least 20 places ({checked})");
+    assert!(
+        checked >= 20,
+        "the table names at least 20 places ({checked})"
+    );
     assert!(
         wrong.is_empty(),
         "the where-is table names places that do not exist: {wrong:?}"

@@ -9,6 +9,6 @@ pub mod fs;
 pub mod rest;
 
 pub use agent::{Agent, AgentConfig, AgentHandle};
-pub use lingjing_model::snapshot::UsageSource;
 pub use error::ClientError;
+pub use lingjing_model::snapshot::UsageSource;
 pub use rest::Client;
