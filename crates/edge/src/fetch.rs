@@ -222,10 +222,8 @@ pub(crate) async fn pump(
         }
     };
     edge.metrics
+        .tier(fetched.target.tier)
         .bytes_in
-        .get_or_create(&crate::metrics::UpstreamLabels {
-            tier: fetched.target.tier.as_str().to_owned(),
-        })
         .inc_by(received);
     Pumped { result, copy }
 }

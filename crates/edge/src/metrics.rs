@@ -25,6 +25,34 @@ pub struct UpstreamLabels {
     pub tier: String,
 }
 
+/// The `X-Cache` values requests are counted under.
+const RESULTS: [&str; 6] = ["HIT", "MISS", "STALE", "REVALIDATED", "PASS", "ERROR"];
+
+/// One service's request and sent-byte counters, resolved once per snapshot: the request
+/// path counts without building (or hashing) a label set.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceCounters {
+    requests: [Counter; 6],
+    pub bytes_out: Counter,
+}
+
+impl ServiceCounters {
+    /// Counts one request answered with `x_cache`.
+    pub fn request(&self, x_cache: &str) {
+        if let Some(i) = RESULTS.iter().position(|r| *r == x_cache) {
+            self.requests[i].inc();
+        }
+    }
+}
+
+/// One upstream tier's metrics, resolved once.
+#[derive(Debug, Clone)]
+pub struct TierMetrics {
+    pub seconds: Histogram,
+    pub errors: Counter,
+    pub bytes_in: Counter,
+}
+
 /// Every metric of the node.
 pub struct Metrics {
     pub registry: Registry,
@@ -33,6 +61,8 @@ pub struct Metrics {
     pub bytes_in: Family<UpstreamLabels, Counter>,
     pub upstream_seconds: Family<UpstreamLabels, Histogram>,
     pub upstream_errors: Family<UpstreamLabels, Counter>,
+    /// The upstream metrics of the parent tier, then the origin tier.
+    tiers: [TierMetrics; 2],
     pub cache_bytes: Gauge,
     pub cache_objects: Gauge,
     pub evictions: Gauge,
@@ -47,6 +77,36 @@ pub struct Metrics {
     pub fill: crate::cache::fill::FillMeter,
     /// Memory reserved by store buffers (`crate::cache::budget`).
     pub store_budget: crate::cache::budget::StoreBudgetMeter,
+}
+
+impl Metrics {
+    /// The request and sent-byte counters of `service`.
+    pub fn service_counters(&self, service: &str) -> ServiceCounters {
+        ServiceCounters {
+            requests: RESULTS.map(|r| {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        service: service.to_owned(),
+                        cache: r.to_owned(),
+                    })
+                    .clone()
+            }),
+            bytes_out: self
+                .bytes_out
+                .get_or_create(&ServiceLabels {
+                    service: service.to_owned(),
+                })
+                .clone(),
+        }
+    }
+
+    /// The upstream metrics of `tier`.
+    pub fn tier(&self, tier: crate::upstream::Tier) -> &TierMetrics {
+        match tier {
+            crate::upstream::Tier::Parent => &self.tiers[0],
+            crate::upstream::Tier::Origin => &self.tiers[1],
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -154,7 +214,18 @@ impl Default for Metrics {
             "Fills served but not stored because the node's store buffer budget was spent",
             store_budget.refused.clone(),
         );
+        let tiers = ["parent", "origin"].map(|tier| {
+            let labels = UpstreamLabels {
+                tier: tier.to_owned(),
+            };
+            TierMetrics {
+                seconds: upstream_seconds.get_or_create(&labels).clone(),
+                errors: upstream_errors.get_or_create(&labels).clone(),
+                bytes_in: bytes_in.get_or_create(&labels).clone(),
+            }
+        });
         Metrics {
+            tiers,
             fill,
             store_budget,
             registry,

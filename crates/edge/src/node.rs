@@ -171,7 +171,13 @@ impl Edge {
                 snapshot.version
             ));
         }
-        let routes = Routes::build(snapshot.version, &snapshot.body, &self.node_id, &self.usage);
+        let routes = Routes::build(
+            snapshot.version,
+            &snapshot.body,
+            &self.node_id,
+            &self.usage,
+            &self.metrics,
+        );
         self.certs.update(&snapshot.body.services);
         // Before the routes: a request routed by the new table is checked by its policy.
         let guard = crate::guard::Guard::build(&snapshot.body, &self.node_id);

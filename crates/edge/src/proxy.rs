@@ -46,7 +46,6 @@ use crate::cache::policy::{
 };
 use crate::cache::store::{CachedResponse, Entry};
 use crate::fetch;
-use crate::metrics::{RequestLabels, ServiceLabels};
 use crate::node::Edge;
 use crate::range::Ranged;
 use crate::routes::ServiceRoute;
@@ -212,26 +211,12 @@ fn finish(
         HeaderValue::from_static(result.x_cache()),
     );
     let service = &ctx.route.service.id;
-    ctx.edge
-        .metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            service: service.clone(),
-            cache: result.x_cache().to_owned(),
-        })
-        .inc();
+    ctx.route.counters.request(result.x_cache());
     ctx.route.usage.request();
     // Body bytes are counted as they are written, whatever the framing: a chunked body
     // counts, an aborted download counts what was sent.
     let usage = ctx.route.usage.clone();
-    let sent_bytes = ctx
-        .edge
-        .metrics
-        .bytes_out
-        .get_or_create(&ServiceLabels {
-            service: service.clone(),
-        })
-        .clone();
+    let sent_bytes = ctx.route.counters.bytes_out.clone();
     let res = res.map(|b| {
         body::counted(b, move |n| {
             usage.sent(n);
@@ -1286,6 +1271,7 @@ mod head_tests {
                 usage: Arc::default(),
                 targeted: Arc::default(),
                 origin_ca: None,
+                counters: Default::default(),
             }),
             host: "h.example".to_owned(),
             client: any,

@@ -22,6 +22,8 @@ pub struct ServiceRoute {
     pub targeted: Arc<[http::HeaderName]>,
     /// The service's own CA certificates (PEM) for its TLS origins.
     pub origin_ca: Option<Arc<str>>,
+    /// The service's request and sent-byte counters.
+    pub counters: crate::metrics::ServiceCounters,
 }
 
 impl ServiceRoute {
@@ -68,6 +70,7 @@ impl Routes {
         snapshot: &EdgeSnapshot,
         node_id: &str,
         usage: &crate::usage::UsageRegistry,
+        metrics: &crate::metrics::Metrics,
     ) -> Routes {
         let parents = parent_addresses(snapshot, node_id);
         let mut routes = Routes {
@@ -81,6 +84,7 @@ impl Routes {
                 usage: usage.counters(&service.id),
                 targeted: targeted_fields(service),
                 origin_ca: service.origin_ca_pem.as_deref().map(Arc::from),
+                counters: metrics.service_counters(&service.id),
             });
             for host in &service.hostnames {
                 match host.strip_prefix('*') {

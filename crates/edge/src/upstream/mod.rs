@@ -38,7 +38,7 @@ pub mod tls;
 
 use crate::body::Body;
 use crate::guard::{Guard, OriginConnector};
-use crate::metrics::{Metrics, UpstreamLabels};
+use crate::metrics::Metrics;
 use crate::routes::ServiceRoute;
 use tls::{TlsClients, Trust};
 
@@ -305,9 +305,7 @@ impl Upstream {
                 Ok(r) => r,
                 Err(e) => return Err(UpstreamError::Failed(authority.to_owned(), e.to_string())),
             };
-            let labels = UpstreamLabels {
-                tier: target.tier.as_str().to_owned(),
-            };
+            let tier_metrics = metrics.tier(target.tier);
             let started = Instant::now();
             let sent = match (&target.tls, target.tier) {
                 (None, Tier::Parent) => self.parents.request(req),
@@ -337,14 +335,13 @@ impl Upstream {
             };
             match tokio::time::timeout(RESPONSE_TIMEOUT, sent).await {
                 Ok(Ok(res)) => {
-                    metrics
-                        .upstream_seconds
-                        .get_or_create(&labels)
+                    tier_metrics
+                        .seconds
                         .observe(started.elapsed().as_secs_f64());
                     return Ok((res, target.clone()));
                 }
                 Ok(Err(e)) => {
-                    metrics.upstream_errors.get_or_create(&labels).inc();
+                    tier_metrics.errors.inc();
                     let connect_failed = e.is_connect();
                     if let Some(refused) = crate::guard::refusal(&e) {
                         let why = refused.to_string();
@@ -362,7 +359,7 @@ impl Upstream {
                     tracing::debug!(upstream = authority, error = %e, "connect failed, trying the next upstream");
                 }
                 Err(_) => {
-                    metrics.upstream_errors.get_or_create(&labels).inc();
+                    tier_metrics.errors.inc();
                     return Err(UpstreamError::Timeout(authority.to_owned()));
                 }
             }
