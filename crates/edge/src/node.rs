@@ -78,6 +78,9 @@ pub struct Edge {
     pub usage: Arc<crate::usage::UsageRegistry>,
     /// Bumped by every purge; a fill started under an older epoch does not store.
     pub purge_epoch: std::sync::atomic::AtomicU64,
+    /// Whether any slice has been stored (or was found in the store at start): until one
+    /// is, a plain GET miss skips looking for slices to assemble (`slice::held_as_slices`).
+    pub holds_slices: std::sync::atomic::AtomicBool,
     pub inflight: Inflight,
     pub upstream: Upstream,
     pub metrics: Metrics,
@@ -129,7 +132,12 @@ impl Edge {
             config.cache_limits.store_buffer_bytes,
             metrics.store_budget.clone(),
         ));
+        let holds_slices = store
+            .keys()
+            .iter()
+            .any(|k| k.contains(crate::slice::SLICE_SEPARATOR));
         Arc::new(Edge {
+            holds_slices: std::sync::atomic::AtomicBool::new(holds_slices),
             node_id: config.node_id.clone(),
             routes: ArcSwap::from_pointee(Routes::default()),
             certs: Arc::new(crate::tls::Certificates::default()),

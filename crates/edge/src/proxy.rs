@@ -495,7 +495,11 @@ async fn cached(ctx: &Ctx, parts: &Parts) -> (Response<Body>, CacheResult) {
     }
     // A range of an object not stored whole: fetch and serve only the slices it needs; a
     // plain GET of an object held only as slices: assemble it from them.
-    if stale.is_none() && parts.method == Method::GET {
+    if stale.is_none()
+        && parts.method == Method::GET
+        && (crate::slice::wants_slices(&parts.headers)
+            || crate::slice::held_as_slices(&ctx.edge, &cache_key, &parts.headers))
+    {
         let req = crate::slice::SliceRequest {
             edge: ctx.edge.clone(),
             targets: upstream::targets(&ctx.route, &cache_key, &ctx.host),
@@ -505,16 +509,14 @@ async fn cached(ctx: &Ctx, parts: &Parts) -> (Response<Body>, CacheResult) {
             key: cache_key.clone(),
             rule: rule_override.clone(),
         };
-        if crate::slice::wants_slices(&parts.headers) || crate::slice::held_as_slices(&req) {
-            let edge = ctx.edge.clone();
-            match crate::slice::respond(Arc::new(req), move |p| edge.cache_status(p)).await {
-                crate::slice::Answer::Served(res, true) => return (res, CacheResult::Hit),
-                crate::slice::Answer::Served(res, false) => return (res, CacheResult::Miss),
-                crate::slice::Answer::Failed(e) => {
-                    return (bad_gateway(ctx, &e), CacheResult::Error);
-                }
-                crate::slice::Answer::Fallback => {}
+        let edge = ctx.edge.clone();
+        match crate::slice::respond(Arc::new(req), move |p| edge.cache_status(p)).await {
+            crate::slice::Answer::Served(res, true) => return (res, CacheResult::Hit),
+            crate::slice::Answer::Served(res, false) => return (res, CacheResult::Miss),
+            crate::slice::Answer::Failed(e) => {
+                return (bad_gateway(ctx, &e), CacheResult::Error);
             }
+            crate::slice::Answer::Fallback => {}
         }
     }
     let (reader, leader) = match ctx.edge.inflight.join(&cache_key) {
@@ -947,6 +949,10 @@ pub(crate) fn store(
     let Ok(vary) = policy::vary_fields(&response.headers) else {
         return;
     };
+    if cache_key.contains(crate::slice::SLICE_SEPARATOR) {
+        edge.holds_slices
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     // Hits never carry the cookie of the client whose fetch stored the response.
     response.headers.remove(header::SET_COOKIE);
     response.variant = policy::vary_signature(&vary, req_headers);

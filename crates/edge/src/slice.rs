@@ -198,15 +198,19 @@ enum Held {
 }
 
 fn held(req: &SliceRequest, skey: &str) -> Held {
-    let Some(entry) = req.edge.store.get(skey) else {
+    held_by(&req.edge, &req.req_headers, skey)
+}
+
+fn held_by(edge: &Edge, req_headers: &HeaderMap, skey: &str) -> Held {
+    let Some(entry) = edge.store.get(skey) else {
         return Held::Nothing;
     };
-    let Some(s) = entry.variant(&policy::vary_signature(&entry.vary, &req.req_headers)) else {
+    let Some(s) = entry.variant(&policy::vary_signature(&entry.vary, req_headers)) else {
         return Held::Nothing;
     };
     match policy::evaluate(
         &s.freshness,
-        &RequestCacheControl::parse(&req.req_headers),
+        &RequestCacheControl::parse(req_headers),
         SystemTime::now(),
     ) {
         Evaluation::Fresh => Held::Fresh(s.clone()),
@@ -229,8 +233,13 @@ fn lookup(req: &SliceRequest, skey: &str) -> Option<Arc<CachedResponse>> {
 
 /// Whether a plain `GET` of the object `key` can be assembled from its slices: its first
 /// slice is stored and may be served (the rest are fetched as slices when missing).
-pub fn held_as_slices(req: &SliceRequest) -> bool {
-    lookup(req, &slice_key(&req.key, 0)).is_some()
+/// Cheap when the node holds no slices at all (no lookup).
+pub fn held_as_slices(edge: &Edge, key: &str, req_headers: &HeaderMap) -> bool {
+    edge.holds_slices.load(std::sync::atomic::Ordering::Relaxed)
+        && matches!(
+            held_by(edge, req_headers, &slice_key(key, 0)),
+            Held::Fresh(_) | Held::StaleWhileRevalidate(_)
+        )
 }
 
 /// A stale slice a fill revalidates, and whether it may be served when the upstream fails.
