@@ -10,9 +10,10 @@
 # RUNS runs; in each, every server in turn (the others are stopped), the order rotated
 # from run to run (run 1: nginx varnish ours, run 2: varnish ours nginx, ...) so that no
 # server always goes first or last. Before each server's turn the script waits (SETTLE
-# seconds at most) for the 1-minute load average to fall to BUSY_FACTOR x cores, then
-# prints it; if it is still above, something else is using the machine and that turn is
-# marked BUSY: its figures carry a "*" in the tables. Each turn measures:
+# seconds at most) until at most BUSY_CPU of the cores' time is busy over BUSY_WINDOW
+# seconds (/proc/stat), then prints that share and the load average; if the cores are
+# still busy, something else is using the machine and that turn is marked BUSY: its
+# figures carry a "*" in the tables. Each turn measures:
 #   - cache hits of /1k.bin and /100k.bin over keep-alive HTTP/1.1 with wrk:
 #     requests/s, p50 and p99 latency, resident memory of the server after the run, and
 #     how many requests reached the origin during the run (a hit run must add none);
@@ -39,7 +40,8 @@
 #
 # Missing tools are installed with apt-get (Debian/Ubuntu, as root).
 # Environment (defaults in brackets):
-#   RUNS [3]  SETTLE [90] (seconds)  BUSY_FACTOR [0.5]   runs, wait for a quiet machine
+#   RUNS [3]  SETTLE [90] (seconds)  BUSY_CPU [0.15]  BUSY_WINDOW [2] (seconds)
+#                                                    runs, wait for a quiet machine
 #   DURATION [10s]  CONNS [64]  THREADS [2]          wrk runs (hits and miss)
 #   H2_DURATION [5] (seconds)  H2_STREAMS [10]       h2load runs (-D, -m); H2=0 skips them
 #   MISS_DURATION [$DURATION]                        miss-path run
@@ -566,8 +568,8 @@ srv_label() { echo "$1$(busy_star "$1")"; }
 # busy_note: the footnote for the "*" mark, when any turn was busy.
 busy_note() {
     [[ ${#BUSY[@]} -gt 0 ]] || return 0
-    echo "* = at least one of its turns started with the 1-minute load average above" \
-        "$BUSY_FACTOR x $(nproc) cores (a busy machine: figures not comparable)."
+    echo "* = at least one of its turns started with more than $BUSY_CPU of the" \
+        "$(nproc) cores' time busy (a busy machine: figures not comparable)."
 }
 
 # run_ratios SRV_A SRV_B TEST FIELD: "median (min–max)" of A/B over the runs, each ratio

@@ -174,30 +174,56 @@ cpu_us_per_req() {
 # The machine: load average and the busy mark
 # ---------------------------------------------------------------------------------------
 
-# BUSY_FACTOR: a run is marked busy when the 1-minute load average before it is above
-# BUSY_FACTOR x cores.
-BUSY_FACTOR=${BUSY_FACTOR:-0.5}
+# BUSY_CPU: a run is marked busy when, just before it, more than this share of all cores'
+# time was busy (user, system, irq, steal) over BUSY_WINDOW seconds: something else is
+# running. The 1-minute load average is printed too, but it is not the test: it still
+# carries the previous server's turn for a minute or more (Varnish's ~100 threads keep it
+# near 4 on this box), though the machine is idle once that server stopped.
+BUSY_CPU=${BUSY_CPU:-0.15}
+BUSY_WINDOW=${BUSY_WINDOW:-2}
 
-# load_line: "load average L1 L5 L15 on N cores".
-load_line() { echo "load average $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"; }
+# cpu_ticks: "busy idle" jiffies of all cores from /proc/stat.
+cpu_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6}' /proc/stat; }
 
-# machine_busy: the 1-minute load average is above BUSY_FACTOR x cores.
-machine_busy() {
-    awk -v l="$(cut -d' ' -f1 /proc/loadavg)" -v n="$(nproc)" -v f="$BUSY_FACTOR" \
-        'BEGIN {exit !(l > f * n)}'
+# cpu_busy_share: the share (0-1) of all cores' time spent busy over BUSY_WINDOW seconds.
+cpu_busy_share() {
+    local a b
+    a=$(cpu_ticks)
+    sleep "$BUSY_WINDOW"
+    b=$(cpu_ticks)
+    awk -v a="$a" -v b="$b" 'BEGIN {
+        split(a, x, " "); split(b, y, " ");
+        busy = y[1] - x[1]; idle = y[2] - x[2];
+        if (busy + idle > 0) printf "%.2f", busy / (busy + idle); else print "0.00"
+    }'
 }
 
-# settle SECONDS: waits (SECONDS at most) for the 1-minute load average to fall to
-# BUSY_FACTOR x cores or below (the previous turn's own load takes about a minute to
-# decay on an otherwise idle machine); then prints the load line with " BUSY" appended
-# when it is still above (another process is using the machine: the turn is marked).
+# load_line [SHARE]: "load average L1 L5 L15 on N cores" (", cpu busy P%" with SHARE).
+load_line() {
+    local line
+    line="load average $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
+    [[ -n ${1:-} ]] && line+=", cpu busy $(awk -v s="$1" 'BEGIN {printf "%d", s * 100}')%"
+    echo "$line"
+}
+
+# share_busy SHARE: SHARE is above BUSY_CPU.
+share_busy() { awk -v s="$1" -v f="$BUSY_CPU" 'BEGIN {exit !(s > f)}'; }
+
+# machine_busy: more than BUSY_CPU of the cores' time was busy over the next BUSY_WINDOW s.
+machine_busy() { share_busy "$(cpu_busy_share)"; }
+
+# settle SECONDS: waits (SECONDS at most) until the cores are quiet (at most BUSY_CPU of
+# their time busy over BUSY_WINDOW s); then prints the load line with the busy share, and
+# " BUSY" appended when they are still busy (another process is using the machine: the
+# turn is marked).
 settle() {
-    local i
-    for ((i = 0; i < $1; i++)); do
-        machine_busy || break
-        sleep 1
+    local start=$SECONDS share
+    while :; do
+        share=$(cpu_busy_share)
+        share_busy "$share" || break
+        ((SECONDS - start < $1)) || break
     done
-    if machine_busy; then echo "$(load_line) BUSY"; else load_line; fi
+    if share_busy "$share"; then echo "$(load_line "$share") BUSY"; else load_line "$share"; fi
 }
 
 # ---------------------------------------------------------------------------------------
