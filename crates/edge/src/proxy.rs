@@ -727,7 +727,10 @@ impl FillJob {
             headers: served.headers.clone(),
             shareable: true,
             variant: served.variant.clone(),
-            set_cookie,
+            leader_only: set_cookie
+                .into_iter()
+                .map(|v| (header::SET_COOKIE, v))
+                .collect(),
         }));
         self.fill.push_stored(served.body.clone());
         self.fill.finish(Ok(()));
@@ -755,10 +758,19 @@ impl FillJob {
             .and_then(|v| v.parse::<u64>().ok());
         let too_big = content_length.is_some_and(|l| l > MAX_OBJECT_BYTES);
         let keep = matches!(storable, Storability::Yes(_)) && !too_big;
-        // A shared (stored) response never carries the first client's cookie: that client
-        // alone gets it (a cache rule allowed storing it; otherwise it is not shared).
-        let set_cookie = if keep {
-            take_set_cookie(&mut head.headers)
+        // A shared (stored) response never carries the first client's cookie, nor the
+        // fields a qualified no-cache/private lists: that client alone gets them (a cache
+        // rule or the origin's list allowed storing the cookie; otherwise it is not shared).
+        let leader_only = if keep {
+            let mut taken: Vec<_> = take_set_cookie(&mut head.headers)
+                .into_iter()
+                .map(|v| (header::SET_COOKIE, v))
+                .collect();
+            taken.extend(policy::take_fields_not_to_store(
+                &mut head.headers,
+                &self.rule,
+            ));
+            taken
         } else {
             Vec::new()
         };
@@ -778,7 +790,7 @@ impl FillJob {
             variant: policy::vary_fields(&head.headers)
                 .map(|f| policy::vary_signature(&f, &self.req_headers))
                 .unwrap_or_default(),
-            set_cookie,
+            leader_only,
         }));
         // What is stored (whole or as slices) lacks the fields of a qualified
         // no-cache/private.
@@ -1068,8 +1080,8 @@ async fn respond_fill(
 ) -> Response<Body> {
     let mut headers = head.headers;
     if leader {
-        for cookie in head.set_cookie {
-            headers.append(header::SET_COOKIE, cookie);
+        for (name, value) in head.leader_only {
+            headers.append(name, value);
         }
     }
     let status = if head.status == StatusCode::NOT_MODIFIED {
@@ -1298,7 +1310,7 @@ mod head_tests {
                 headers: stored_headers(),
                 shareable: direct.is_none(),
                 variant: String::new(),
-                set_cookie: Vec::new(),
+                leader_only: Vec::new(),
             },
             direct,
         )

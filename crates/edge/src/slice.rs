@@ -452,7 +452,7 @@ impl SliceFill<'_> {
                 headers: head.headers.clone(),
                 shareable: false,
                 variant: String::new(),
-                set_cookie: Vec::new(),
+                leader_only: Vec::new(),
             }));
             self.fill
                 .finish(Err("the upstream did not answer with a slice".into()));
@@ -507,7 +507,7 @@ impl SliceFill<'_> {
         }
         self.fill.set_head(Ok(FillHead {
             direct: None,
-            set_cookie: Vec::new(),
+            leader_only: Vec::new(),
             status: StatusCode::PARTIAL_CONTENT,
             headers: head.headers.clone(),
             shareable: params.is_some(),

@@ -2,8 +2,9 @@
 //! (RFC 9111 §5.2.2.4, §5.2.2.7) end to end, one real edge node in front of a scripted
 //! origin on loopback: the response is stored and reused without revalidation, the listed
 //! fields left out of the stored copy (the client whose request fetched it still gets
-//! them), also when a targeted field (`CDN-Cache-Control`) carries the list and when a 304
-//! refreshes the stored response; an unqualified `no-cache` still revalidates every use.
+//! them; one that joined that fetch does not), also when a targeted field
+//! (`CDN-Cache-Control`) carries the list and when a 304 refreshes the stored response; an
+//! unqualified `no-cache` still revalidates every use.
 
 mod common;
 
@@ -182,4 +183,66 @@ async fn an_unqualified_no_cache_still_revalidates_every_use() {
         assert_eq!(got.all("set-cookie"), ["session=abc"]);
         assert_eq!(origin.requests("/unqualified"), n);
     }
+}
+
+#[tokio::test]
+async fn a_client_that_joins_the_fetch_does_not_get_the_listed_fields() {
+    use std::sync::Arc;
+    use tokio::sync::Semaphore;
+    let gate = Arc::new(Semaphore::new(0));
+    let g = gate.clone();
+    let origin = TestOrigin::start(move |_| {
+        let gate = g.clone();
+        async move {
+            let _permit = gate.acquire().await.expect("gate");
+            respond(
+                200,
+                &[
+                    (
+                        "cache-control",
+                        "max-age=60, no-cache=\"x-secret\", private=\"set-cookie\"",
+                    ),
+                    ("x-secret", "for the first client"),
+                    ("set-cookie", "session=first"),
+                ],
+                "shared body",
+            )
+        }
+    })
+    .await;
+    let edge = TestEdge::start("edge-1", &snapshot_for("svc", origin.addr())).await;
+    let url = edge.url(HOST, "/joined");
+    let spawn_get = || {
+        let client = edge.client(&[HOST]);
+        let url = url.clone();
+        tokio::spawn(async move { get(&client, &url).await })
+    };
+    let first = spawn_get();
+    wait_until("the fetch reaches the origin", || {
+        origin.requests("/joined") == 1
+    })
+    .await;
+    let second = spawn_get();
+    let e = edge.handle.edge.clone();
+    wait_until("the second client joins the fetch", move || {
+        e.inflight.readers() == 2
+    })
+    .await;
+    gate.add_permits(10);
+    let (first, second) = (first.await.expect("first"), second.await.expect("second"));
+    assert_eq!(first.header("x-secret"), "for the first client");
+    assert_eq!(first.header("set-cookie"), "session=first");
+    assert!(
+        second.header("cache-status").contains("collapsed"),
+        "{:?}",
+        second.headers
+    );
+    assert_eq!(second.text(), "shared body");
+    assert!(second.header("x-secret").is_empty(), "{:?}", second.headers);
+    assert!(
+        second.header("set-cookie").is_empty(),
+        "{:?}",
+        second.headers
+    );
+    assert_eq!(origin.requests("/joined"), 1);
 }

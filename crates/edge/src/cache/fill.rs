@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
@@ -39,8 +39,8 @@ pub const SLOW_READER: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct FillHead {
     pub status: StatusCode,
-    /// The headers every reader gets (never `Set-Cookie` when shareable: see
-    /// `set_cookie`).
+    /// The headers every reader gets (never `Set-Cookie`, nor the fields a qualified
+    /// `no-cache`/`private` lists, when shareable: see `leader_only`).
     pub headers: HeaderMap,
     /// Whether the response will be stored: if not, readers other than the one that
     /// started the fetch must fetch for themselves (it may be private to that client).
@@ -52,9 +52,10 @@ pub struct FillHead {
     /// the one client that started the fetch (taken once). Memory stays bounded whatever
     /// the object's size, and the upstream read waits for that client (backpressure).
     pub direct: Option<DirectBody>,
-    /// `Set-Cookie` values of a shareable response, for the client that started the fetch
-    /// only: other clients and the cache never see them.
-    pub set_cookie: Vec<HeaderValue>,
+    /// Fields of a shareable response for the client that started the fetch only (its
+    /// `Set-Cookie`, and the fields a qualified `no-cache`/`private` lists): other clients
+    /// and the cache never see them.
+    pub leader_only: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// A body handed to exactly one reader through a bounded channel.
@@ -320,12 +321,12 @@ impl Fill {
     }
 
     /// Completes the fill at once from a stored response (a fetch that another fill made
-    /// unnecessary by storing it first, or a revalidated one). `set_cookie`: for the
+    /// unnecessary by storing it first, or a revalidated one). `leader_only`: for the
     /// client that started the fetch.
     pub fn complete_from(
         &self,
         stored: &crate::cache::store::CachedResponse,
-        set_cookie: Vec<HeaderValue>,
+        leader_only: Vec<(HeaderName, HeaderValue)>,
     ) {
         self.set_head(Ok(FillHead {
             direct: None,
@@ -333,7 +334,7 @@ impl Fill {
             headers: stored.headers.clone(),
             shareable: true,
             variant: stored.variant.clone(),
-            set_cookie,
+            leader_only,
         }));
         self.push_stored(stored.body.clone());
         self.finish(Ok(()));
@@ -621,7 +622,7 @@ mod tests {
             headers: HeaderMap::new(),
             shareable: true,
             variant: String::new(),
-            set_cookie: Vec::new(),
+            leader_only: Vec::new(),
         })
     }
 

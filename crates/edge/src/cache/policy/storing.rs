@@ -243,10 +243,24 @@ pub fn fields_not_to_store(cc: &ResponseCacheControl) -> Vec<HeaderName> {
 /// Removes from `headers` (a response about to be stored) the [`fields_not_to_store`] of
 /// the directives this cache obeys for it (`rule.targeted`, as [`storability`] reads them).
 pub fn remove_fields_not_to_store(headers: &mut HeaderMap, rule: &RuleOverride) {
+    take_fields_not_to_store(headers, rule);
+}
+
+/// [`remove_fields_not_to_store`], returning the fields removed (for the client whose
+/// request fetched the response, which alone may get them).
+pub fn take_fields_not_to_store(
+    headers: &mut HeaderMap,
+    rule: &RuleOverride,
+) -> Vec<(HeaderName, http::HeaderValue)> {
     let (cc, _) = ResponseCacheControl::parse_targeted(headers, &rule.targeted);
+    let mut taken = Vec::new();
     for name in fields_not_to_store(&cc) {
+        for value in headers.get_all(&name) {
+            taken.push((name.clone(), value.clone()));
+        }
         headers.remove(name);
     }
+    taken
 }
 
 /// Refuses what could never be used: stale on arrival, nothing to revalidate with, and no
