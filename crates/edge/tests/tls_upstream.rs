@@ -216,3 +216,31 @@ async fn a_tls_origin_is_held_to_the_origin_policy_like_a_plain_one() {
     );
     edge.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_pooled_tls_connection_is_not_reused_after_the_origin_policy_changes() {
+    let (ca, origin) = origin_test().await;
+    let snap = tls_snapshot(
+        tls_origin(&origin, Some("origin.test"), false),
+        Some(ca.pem()),
+    );
+    let edge = TestEdge::start("edge-1", &snap).await;
+    let client = edge.client(&[HOST]);
+    let got = get(&client, &edge.url(HOST, "/before")).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(origin.connections(), 1, "one pooled connection");
+    // The operator withdraws loopback from the allowed networks: the pooled connection,
+    // made under the old policy, must not carry another request.
+    let mut refused = snap.clone();
+    refused.version = 2;
+    refused.body.origin_policy = lingjing_model::OriginPolicy::default();
+    edge.apply(&refused);
+    let got = get(&client, &edge.url(HOST, "/after")).await;
+    assert_eq!(got.status, 502, "{}", got.text());
+    assert!(
+        origin.seen().iter().all(|s| s.path != "/after"),
+        "{:?}",
+        origin.seen()
+    );
+    edge.shutdown().await;
+}
