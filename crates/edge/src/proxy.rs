@@ -793,8 +793,10 @@ impl FillJob {
             leader_only,
         }));
         // What is stored (whole or as slices) lacks the fields of a qualified
-        // no-cache/private.
-        policy::remove_fields_not_to_store(&mut head.headers, &self.rule);
+        // no-cache/private (a shared response's were taken for the leader above).
+        if !keep {
+            policy::remove_fields_not_to_store(&mut head.headers, &self.rule);
+        }
         // Too large to store whole: store it as slices as it streams, for range requests.
         let slicer = match (&storable, too_big, head.status) {
             // The length as stored: one the origin listed in a qualified no-cache/private
@@ -1289,6 +1291,7 @@ mod head_tests {
                 usage: Arc::default(),
                 targeted: Arc::default(),
                 origin_ca: None,
+                parent_pin: None,
                 counters: Default::default(),
             }),
             host: "h.example".to_owned(),

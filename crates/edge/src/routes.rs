@@ -20,8 +20,11 @@ pub struct ServiceRoute {
     pub usage: Arc<crate::usage::UsageCounters>,
     /// The service's targeted cache-control fields (RFC 9213), in precedence order.
     pub targeted: Arc<[http::HeaderName]>,
-    /// The service's own CA certificates (PEM) for its TLS origins.
-    pub origin_ca: Option<Arc<str>>,
+    /// The service's own CA certificates for its TLS origins.
+    pub origin_ca: Option<crate::upstream::tls::Pem>,
+    /// The service's certificate, which its parents must present (services with one fill
+    /// from their parents over TLS).
+    pub parent_pin: Option<crate::upstream::tls::Pem>,
     /// The service's request and sent-byte counters.
     pub counters: crate::metrics::ServiceCounters,
 }
@@ -83,7 +86,14 @@ impl Routes {
                 parents: parents.clone(),
                 usage: usage.counters(&service.id),
                 targeted: targeted_fields(service),
-                origin_ca: service.origin_ca_pem.as_deref().map(Arc::from),
+                origin_ca: service
+                    .origin_ca_pem
+                    .as_deref()
+                    .map(crate::upstream::tls::Pem::new),
+                parent_pin: service
+                    .tls
+                    .as_ref()
+                    .map(|c| crate::upstream::tls::Pem::new(&c.cert_pem)),
                 counters: metrics.service_counters(&service.id),
             });
             for host in &service.hostnames {

@@ -38,13 +38,19 @@ async fn origin_test() -> (Ca, TlsOrigin) {
     (ca, origin)
 }
 
-#[tokio::test]
-async fn an_https_origin_is_checked_with_the_service_ca_and_reached_over_h2() {
+/// [`origin_test`] and a snapshot that reaches it as `origin.test`, trusting its CA.
+async fn trusted_origin() -> (TlsOrigin, Snapshot<EdgeSnapshot>) {
     let (ca, origin) = origin_test().await;
     let snap = tls_snapshot(
         tls_origin(&origin, Some("origin.test"), false),
         Some(ca.pem()),
     );
+    (origin, snap)
+}
+
+#[tokio::test]
+async fn an_https_origin_is_checked_with_the_service_ca_and_reached_over_h2() {
+    let (origin, snap) = trusted_origin().await;
     let edge = TestEdge::start("edge-1", &snap).await;
     let client = edge.client(&[HOST]);
 
@@ -199,11 +205,7 @@ async fn a_parent_is_reached_over_tls_and_must_present_the_services_certificate(
 
 #[tokio::test]
 async fn a_tls_origin_is_held_to_the_origin_policy_like_a_plain_one() {
-    let (ca, origin) = origin_test().await;
-    let mut snap = tls_snapshot(
-        tls_origin(&origin, Some("origin.test"), false),
-        Some(ca.pem()),
-    );
+    let (origin, mut snap) = trusted_origin().await;
     // The default policy: loopback is not a public address.
     snap.body.origin_policy = lingjing_model::OriginPolicy::default();
     let edge = TestEdge::start("edge-1", &snap).await;
@@ -219,11 +221,7 @@ async fn a_tls_origin_is_held_to_the_origin_policy_like_a_plain_one() {
 
 #[tokio::test]
 async fn a_pooled_tls_connection_is_not_reused_after_the_origin_policy_changes() {
-    let (ca, origin) = origin_test().await;
-    let snap = tls_snapshot(
-        tls_origin(&origin, Some("origin.test"), false),
-        Some(ca.pem()),
-    );
+    let (origin, snap) = trusted_origin().await;
     let edge = TestEdge::start("edge-1", &snap).await;
     let client = edge.client(&[HOST]);
     let got = get(&client, &edge.url(HOST, "/before")).await;

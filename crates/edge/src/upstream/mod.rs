@@ -170,8 +170,8 @@ pub fn targets(route: &ServiceRoute, key: &str, client_host: &str) -> Vec<Target
         let start = (fxhash(key) % route.parents.len() as u64) as usize;
         for i in 0..route.parents.len() {
             let p = route.parents[(start + i) % route.parents.len()];
-            let (addr, tls): (SocketAddr, _) = match &route.service.tls {
-                Some(cert) => (p.https, Some(Trust::Pinned(cert.cert_pem.as_str().into()))),
+            let (addr, tls): (SocketAddr, _) = match &route.parent_pin {
+                Some(pin) => (p.https, Some(Trust::Pinned(pin.clone()))),
                 None => (p.http, None),
             };
             out.push(Target {

@@ -38,13 +38,46 @@ const MAX_CLIENTS: usize = 4096;
 /// How an upstream's certificate is checked.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Trust {
-    /// Public roots, plus the service's own CA certificates (PEM) if it has any.
-    Roots { extra_ca: Option<Arc<str>> },
+    /// Public roots, plus the service's own CA certificates if it has any.
+    Roots { extra_ca: Option<Pem> },
     /// Any certificate (the origin's explicit `tls_skip_verify`).
     SkipVerify,
     /// Exactly this certificate (the first of the PEM chain): a parent serving the
     /// service's certificate.
-    Pinned(Arc<str>),
+    Pinned(Pem),
+}
+
+/// PEM text, shared, compared and hashed by its SHA-256: made once per snapshot, so that
+/// finding a request's pooled client costs a 32-byte hash, not one over a CA bundle of up
+/// to 256 KiB.
+#[derive(Debug, Clone)]
+pub struct Pem {
+    text: Arc<str>,
+    digest: [u8; 32],
+}
+
+impl Pem {
+    pub fn new(text: &str) -> Pem {
+        use sha2::Digest;
+        Pem {
+            text: Arc::from(text),
+            digest: sha2::Sha256::digest(text.as_bytes()).into(),
+        }
+    }
+}
+
+impl PartialEq for Pem {
+    fn eq(&self, other: &Pem) -> bool {
+        self.digest == other.digest
+    }
+}
+
+impl Eq for Pem {}
+
+impl std::hash::Hash for Pem {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.digest.hash(state);
+    }
 }
 
 /// A connector that connects to one address whatever the request URI names (the URI
@@ -206,7 +239,7 @@ pub fn client_config(trust: &Trust) -> Result<ClientConfig, TlsSetupError> {
             extra_ca: Some(pem),
         } => {
             let mut roots = (*public_roots()).clone();
-            let certs = pem_certs(pem).map_err(TlsSetupError::BadCa)?;
+            let certs = pem_certs(&pem.text).map_err(TlsSetupError::BadCa)?;
             let (added, _) = roots.add_parsable_certificates(certs);
             if added == 0 {
                 return Err(TlsSetupError::BadCa(
@@ -223,7 +256,7 @@ pub fn client_config(trust: &Trust) -> Result<ClientConfig, TlsSetupError> {
             }))
             .with_no_client_auth(),
         Trust::Pinned(pem) => {
-            let leaf = pem_certs(pem)
+            let leaf = pem_certs(&pem.text)
                 .map_err(TlsSetupError::BadPin)?
                 .swap_remove(0);
             builder
