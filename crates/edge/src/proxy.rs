@@ -970,6 +970,7 @@ pub(crate) fn store(
     // Hits never carry the cookie of the client whose fetch stored the response.
     response.headers.remove(header::SET_COOKIE);
     response.variant = policy::vary_signature(&vary, req_headers);
+    let response = response.detached();
     let entry = match edge.store.get(cache_key) {
         Some(e) => e.with_variant(vary, response),
         None => Entry {
