@@ -53,9 +53,9 @@
 #                                                    holds even with slow answers
 #   CPU=0                                            skips the fixed-rate CPU runs
 #   SERVERS ["nginx varnish ours"]                   which servers (run 1's order)
-#   LINGJING_BIN [target/release/lingjing]           our binary
+#   LINGJING_BIN [target/dist/lingjing]           our binary
 #   OURS_ARGS []                                     extra flags for `lingjing edge`
-#   BUILD_OURS [0]                                   1: cargo build --release -p lingjing first
+#   BUILD_OURS [0]                                   1: cargo build --profile dist -p lingjing first
 #   KEEP_RUN [0]                                     1: keep the run directory (logs) on exit
 #   RESULTS [$TMPDIR/lingjing-cdn-results.tsv]       machine-readable results
 #   RUN_BASE [/dev/shm if writable, else $TMPDIR]    where the run directory (caches) goes
@@ -82,7 +82,7 @@ CPU_DURATION=${CPU_DURATION:-5}
 MISS_CPU_RATE=${MISS_CPU_RATE:-500}
 CPU_H2_STREAMS=${CPU_H2_STREAMS:-100}
 SERVERS=${SERVERS:-nginx varnish ours}
-LINGJING_BIN=${LINGJING_BIN:-$ROOT/target/release/lingjing}
+LINGJING_BIN=${LINGJING_BIN:-$ROOT/target/dist/lingjing}
 BUILD_OURS=${BUILD_OURS:-0}
 KEEP_RUN=${KEEP_RUN:-0}
 RESULTS=${RESULTS:-${TMPDIR:-/tmp}/lingjing-cdn-results.tsv}
@@ -189,7 +189,7 @@ start_varnish() {
 
 # ===================================== HOOK: ours =======================================
 # Lingjing's edge node. The contract (see bench/README.md, "CDN edge vs nginx and Varnish"):
-#   cargo build --release -p lingjing      ->  target/release/lingjing (or LINGJING_BIN)
+#   cargo build --profile dist -p lingjing      ->  target/dist/lingjing (or LINGJING_BIN)
 #   lingjing edge --standalone bench/cdn/edge-snapshot.json \
 #       --listen 127.0.0.1:18003 --admin 127.0.0.1:18004 --node bench-edge
 # serving bench.example from the origin 127.0.0.1:18000 over HTTP/1.1 keep-alive (and h2c
@@ -197,11 +197,11 @@ start_varnish() {
 # --no-access-log and --memory-cache-mb 256 are added when `lingjing edge --help` lists
 # them. Returns non-zero (and the run goes on with the peers) when it is not there or does
 # not answer HTTP within 10 s.
-# build_ours: with BUILD_OURS=1, cargo build --release -p lingjing (once, before the runs).
+# build_ours: with BUILD_OURS=1, cargo build --profile dist -p lingjing (once, before the runs).
 build_ours() {
     [[ $BUILD_OURS == 1 && " $SERVERS " == *" ours "* ]] || return 0
-    log "ours: cargo build --release -p lingjing"
-    (cd "$ROOT" && cargo build --release -p lingjing) >"$RUN/ours-build.log" 2>&1 ||
+    log "ours: cargo build --profile dist -p lingjing"
+    (cd "$ROOT" && cargo build --profile dist -p lingjing) >"$RUN/ours-build.log" 2>&1 ||
         log "ours: build failed (see $RUN/ours-build.log)"
 }
 

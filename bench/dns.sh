@@ -34,8 +34,8 @@
 #   LAT_QPS [20000]  LAT_DURATION [3]                            fixed-rate latency runs
 #   CPU_QPS [100000]  CPU_DURATION [3]                           fixed-rate CPU runs
 #   SERVERS ["ours gdnsd knot"]                                  which servers, in order
-#   LINGJING_BIN [target/release/lingjing]                       our binary
-#   BUILD_OURS [0]                     1: cargo build --release -p lingjing first
+#   LINGJING_BIN [target/dist/lingjing]                       our binary
+#   BUILD_OURS [0]                     1: cargo build --profile dist -p lingjing first
 #   KEEP_RUN [0]                       1: keep the run directory (logs) on exit
 #   RESULTS [$TMPDIR/lingjing-dns-results.tsv]                   machine-readable results
 set -euo pipefail
@@ -53,7 +53,7 @@ CPU_QPS=${CPU_QPS:-100000}
 CPU_DURATION=${CPU_DURATION:-3}
 LAT_DURATION=${LAT_DURATION:-3}
 SERVERS=${SERVERS:-ours gdnsd knot}
-LINGJING_BIN=${LINGJING_BIN:-$ROOT/target/release/lingjing}
+LINGJING_BIN=${LINGJING_BIN:-$ROOT/target/dist/lingjing}
 BUILD_OURS=${BUILD_OURS:-0}
 KEEP_RUN=${KEEP_RUN:-0}
 RESULTS=${RESULTS:-${TMPDIR:-/tmp}/lingjing-dns-results.tsv}
@@ -174,8 +174,8 @@ start_knot() {
 # memory is not comparable with the peers', so no RSS column.
 start_ours() {
     if [[ $BUILD_OURS == 1 ]]; then
-        log "ours: cargo build --release -p lingjing"
-        (cd "$ROOT" && cargo build --release -p lingjing) >"$RUN/ours-build.log" 2>&1 ||
+        log "ours: cargo build --profile dist -p lingjing"
+        (cd "$ROOT" && cargo build --profile dist -p lingjing) >"$RUN/ours-build.log" 2>&1 ||
             { log "ours: build failed (see $RUN/ours-build.log)"; return 1; }
     fi
     [[ -x $LINGJING_BIN ]] || { log "ours: $LINGJING_BIN not found"; return 1; }

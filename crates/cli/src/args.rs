@@ -377,6 +377,11 @@ pub struct EdgeArgs {
     /// Do not log each request.
     #[arg(long)]
     pub no_access_log: bool,
+    /// Threads serving the HTTP and HTTPS listeners, each with its own runtime, listening
+    /// socket (SO_REUSEPORT) and upstream connections (default: one per CPU; 0: one shared
+    /// work-stealing runtime).
+    #[arg(long)]
+    pub threads: Option<usize>,
     #[command(flatten)]
     pub limits: EdgeLimitArgs,
 }

@@ -12,6 +12,7 @@
 
 pub mod body;
 pub mod cache;
+pub mod cores;
 mod fetch;
 pub mod guard;
 pub mod limits;

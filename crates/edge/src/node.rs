@@ -45,6 +45,9 @@ pub struct EdgeConfig {
     /// Resource bounds of the cache (longest cached URL, fill buffer, store buffers); see
     /// [`crate::cache::CacheLimits`].
     pub cache_limits: crate::cache::CacheLimits,
+    /// Serve the public listeners thread-per-core on this many threads, each with its own
+    /// runtime and upstream pools (`crate::cores`); 0: on the caller's runtime.
+    pub threads: usize,
 }
 
 impl EdgeConfig {
@@ -61,6 +64,7 @@ impl EdgeConfig {
             slice_bytes: crate::slice::DEFAULT_SLICE_BYTES,
             limits: crate::limits::ServerLimits::default(),
             cache_limits: crate::cache::CacheLimits::default(),
+            threads: 0,
         }
     }
 }
@@ -125,6 +129,7 @@ impl Edge {
         )));
         let upstream = Upstream::new(
             &config.node_id,
+            config.threads,
             guard.clone(),
             guard_metrics.origin_refused.clone(),
         );

@@ -74,7 +74,9 @@ impl EdgeHandle {
 /// How long shutdown waits for a listener's connections to finish.
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// Binds every listener of `config` and serves `edge`, under `config.limits`.
+/// Binds every listener of `config` and serves `edge`, under `config.limits`. With
+/// `config.threads` set, the public listeners are served thread-per-core
+/// (`crate::cores`); the admin listener always runs on the caller's runtime.
 pub async fn start(config: &EdgeConfig, edge: Arc<Edge>) -> std::io::Result<EdgeHandle> {
     let (stop, stopped) = watch::channel(false);
     let limits = &config.limits;
@@ -82,23 +84,16 @@ pub async fn start(config: &EdgeConfig, edge: Arc<Edge>) -> std::io::Result<Edge
     // One cap for the public listeners together; the admin port has its own.
     let public_gate = ConnGate::new(limits.max_connections, edge.conn_metrics.clone());
     let admin_gate = ConnGate::new(limits.admin_max_connections, edge.conn_metrics.clone());
-    let mut tasks = Vec::new();
-    let mut spawn = |kind: Kind, listener: TcpListener, gate: ConnGate| {
-        tasks.push(tokio::spawn(serve(
-            kind,
-            listener,
-            edge.clone(),
-            builder.clone(),
-            gate,
-            limits.idle_timeout,
-            stopped.clone(),
-        )));
+    let serving = Serving {
+        edge: edge.clone(),
+        builder,
+        idle: limits.idle_timeout,
+        stopped,
     };
+    let mut public = Public::new(config.threads);
     let mut http = Vec::new();
     for addr in &config.http {
-        let listener = bind(*addr, "").await?;
-        http.push(listener.local_addr()?);
-        spawn(Kind::Http, listener, public_gate.clone());
+        http.push(public.bind(*addr, "", Kind::Http).await?);
     }
     let mut https = Vec::new();
     if !config.https.is_empty() {
@@ -106,19 +101,26 @@ pub async fn start(config: &EdgeConfig, edge: Arc<Edge>) -> std::io::Result<Edge
             .map_err(|e| std::io::Error::other(format!("cannot configure TLS: {e}")))?;
         let acceptor = TlsAcceptor::from(tls);
         for addr in &config.https {
-            let listener = bind(*addr, " (https)").await?;
-            https.push(listener.local_addr()?);
-            spawn(Kind::Https(acceptor.clone()), listener, public_gate.clone());
+            https.push(
+                public
+                    .bind(*addr, " (https)", Kind::Https(acceptor.clone()))
+                    .await?,
+            );
         }
     }
+    let mut tasks = public.serve(&serving, &public_gate)?;
     let admin_listener = bind(config.admin, " (admin)").await?;
     let admin = admin_listener.local_addr()?;
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(edge.clone());
-    spawn(Kind::Admin(app), admin_listener, admin_gate);
-    tracing::info!(node = %config.node_id, ?http, ?https, %admin, "edge node listening");
+    tasks.push(tokio::spawn(serving.clone().serve(
+        Kind::Admin(app),
+        admin_listener,
+        admin_gate,
+    )));
+    tracing::info!(node = %config.node_id, ?http, ?https, %admin, threads = config.threads, "edge node listening");
     Ok(EdgeHandle {
         edge,
         http,
@@ -133,7 +135,93 @@ pub async fn start(config: &EdgeConfig, edge: Arc<Edge>) -> std::io::Result<Edge
 async fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}{what}: {e}")))
+        .map_err(|e| cannot_listen(addr, what, e))
+}
+
+fn cannot_listen(addr: SocketAddr, what: &str, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("cannot listen on {addr}{what}: {e}"))
+}
+
+/// The public listeners: on the caller's runtime (`threads` 0), or one socket per address
+/// and core, each core serving its own sockets.
+enum Public {
+    Shared(Vec<(Kind, TcpListener)>),
+    PerCore(Vec<Vec<(Kind, std::net::TcpListener)>>),
+}
+
+impl Public {
+    fn new(threads: usize) -> Public {
+        if threads == 0 {
+            Public::Shared(Vec::new())
+        } else {
+            Public::PerCore((0..threads).map(|_| Vec::new()).collect())
+        }
+    }
+
+    /// Binds `addr` (once per core when per-core) to be served as `kind`; the bound
+    /// address.
+    async fn bind(
+        &mut self,
+        addr: SocketAddr,
+        what: &str,
+        kind: Kind,
+    ) -> std::io::Result<SocketAddr> {
+        match self {
+            Public::Shared(listeners) => {
+                let listener = bind(addr, what).await?;
+                let bound = listener.local_addr()?;
+                listeners.push((kind, listener));
+                Ok(bound)
+            }
+            Public::PerCore(cores) => {
+                let sockets = crate::cores::bind_shared(addr, cores.len())
+                    .map_err(|e| cannot_listen(addr, what, e))?;
+                let bound = sockets[0].local_addr()?;
+                for (core, socket) in cores.iter_mut().zip(sockets) {
+                    core.push((kind.clone(), socket));
+                }
+                Ok(bound)
+            }
+        }
+    }
+
+    /// Starts serving every listener; a task per listener (shared) or per core thread.
+    fn serve(self, serving: &Serving, gate: &ConnGate) -> std::io::Result<Vec<JoinHandle<()>>> {
+        let mut tasks = Vec::new();
+        match self {
+            Public::Shared(listeners) => {
+                for (kind, listener) in listeners {
+                    tasks.push(tokio::spawn(serving.clone().serve(
+                        kind,
+                        listener,
+                        gate.clone(),
+                    )));
+                }
+            }
+            Public::PerCore(cores) => {
+                for (core, listeners) in cores.into_iter().enumerate() {
+                    let serving = serving.clone();
+                    let gate = gate.clone();
+                    let finished = crate::cores::spawn("edge", core, move |_| async move {
+                        let mut set = tokio::task::JoinSet::new();
+                        for (kind, socket) in listeners {
+                            match TcpListener::from_std(socket) {
+                                Ok(listener) => {
+                                    set.spawn(serving.clone().serve(kind, listener, gate.clone()));
+                                }
+                                Err(e) => tracing::error!(error = %e, "cannot serve a listener"),
+                            }
+                        }
+                        set.join_all().await;
+                    })?;
+                    tasks.push(tokio::spawn(async move {
+                        let _ = finished.await;
+                    }));
+                }
+            }
+        }
+        Ok(tasks)
+    }
 }
 
 /// What a listener serves; accepting, caps, limits and draining are the same for all.
@@ -158,62 +246,81 @@ impl Kind {
     }
 }
 
-/// Serves `listener` as `kind` until `stopped`, each connection admitted by `gate` and in
-/// its own task. A TLS connection handshakes first (at most [`TLS_HANDSHAKE_TIMEOUT`]; a
-/// failed one is logged at debug and closed), then is served like a plain one.
-async fn serve(
-    kind: Kind,
-    listener: TcpListener,
+/// What every listener's accept loop shares.
+#[derive(Clone)]
+struct Serving {
     edge: Arc<Edge>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    gate: ConnGate,
     idle: Duration,
     stopped: watch::Receiver<bool>,
-) {
-    let name = kind.name();
-    limits::serve_listener(
-        name,
-        listener,
-        gate,
-        stopped,
-        DRAIN,
-        |stream, client, mut stopped| {
-            let kind = kind.clone();
-            let edge = edge.clone();
-            let builder = builder.clone();
-            async move {
-                let metrics = edge.conn_metrics.clone();
-                // A TLS connection is served over its TLS stream, the others over TCP.
-                let handler = match kind {
-                    Kind::Http => proxy_handler(edge, client, None),
-                    Kind::Admin(app) => admin_handler(app),
-                    Kind::Https(acceptor) => {
-                        let Some(stream) = handshake(&acceptor, stream, client, &mut stopped).await
-                        else {
+}
+
+impl Serving {
+    /// Serves `listener` as `kind` until stopped, each connection admitted by `gate` and
+    /// in its own task. A TLS connection handshakes first (at most
+    /// [`TLS_HANDSHAKE_TIMEOUT`]; a failed one is logged at debug and closed), then is
+    /// served like a plain one.
+    async fn serve(self, kind: Kind, listener: TcpListener, gate: ConnGate) {
+        let Serving {
+            edge,
+            builder,
+            idle,
+            stopped,
+        } = self;
+        let name = kind.name();
+        limits::serve_listener(
+            name,
+            listener,
+            gate,
+            stopped,
+            DRAIN,
+            |stream, client, mut stopped| {
+                let kind = kind.clone();
+                let edge = edge.clone();
+                let builder = builder.clone();
+                async move {
+                    let metrics = edge.conn_metrics.clone();
+                    // A TLS connection is served over its TLS stream, the others over TCP.
+                    let handler = match kind {
+                        Kind::Http => proxy_handler(edge, client, None),
+                        Kind::Admin(app) => admin_handler(app),
+                        Kind::Https(acceptor) => {
+                            let Some(stream) =
+                                handshake(&acceptor, stream, client, &mut stopped).await
+                            else {
+                                return;
+                            };
+                            let sni: Option<Arc<str>> =
+                                stream.get_ref().1.server_name().map(Arc::from);
+                            let handler = proxy_handler(edge, client, Some(sni));
+                            let io = TokioIo::new(stream);
+                            limits::serve_connection(
+                                &builder,
+                                io,
+                                handler,
+                                idle,
+                                (&metrics, name),
+                                stopped,
+                            )
+                            .await;
                             return;
-                        };
-                        let sni: Option<Arc<str>> = stream.get_ref().1.server_name().map(Arc::from);
-                        let handler = proxy_handler(edge, client, Some(sni));
-                        let io = TokioIo::new(stream);
-                        limits::serve_connection(
-                            &builder,
-                            io,
-                            handler,
-                            idle,
-                            (&metrics, name),
-                            stopped,
-                        )
-                        .await;
-                        return;
-                    }
-                };
-                let io = TokioIo::new(stream);
-                limits::serve_connection(&builder, io, handler, idle, (&metrics, name), stopped)
+                        }
+                    };
+                    let io = TokioIo::new(stream);
+                    limits::serve_connection(
+                        &builder,
+                        io,
+                        handler,
+                        idle,
+                        (&metrics, name),
+                        stopped,
+                    )
                     .await;
-            }
-        },
-    )
-    .await;
+                }
+            },
+        )
+        .await;
+    }
 }
 
 /// The TLS handshake of `stream`, at most [`TLS_HANDSHAKE_TIMEOUT`]; `None` (logged at

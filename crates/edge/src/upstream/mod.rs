@@ -103,17 +103,24 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// The pooled HTTP clients to parents and origins.
+/// The pooled HTTP clients to parents and origins, one set per core (`crate::cores`):
+/// a pooled connection is driven by the runtime that made it, so each core keeps its own.
 pub struct Upstream {
     /// This node's id, named in the parent-fetch mark.
     node_id: String,
     /// This node's `CDN-Loop` entry, appended to every upstream request.
     cdn_info: HeaderValue,
+    connector: OriginConnector,
+    /// Never empty: index `crate::cores::current()` (modulo the length).
+    cores: Vec<Pools>,
+}
+
+/// One core's pools.
+struct Pools {
     parents: Client<HttpConnector, Body>,
     /// Replaced (with an empty pool) when the origin policy changes, so that no connection
     /// made under an older policy is reused.
     origins: ArcSwap<Client<OriginConnector, Body>>,
-    connector: OriginConnector,
     /// TLS clients to origins (over the origin policy's connector), reset with `origins`.
     origins_tls: TlsClients<OriginConnector>,
     parents_tls: TlsClients<HttpConnector>,
@@ -127,36 +134,53 @@ fn origin_client(connector: OriginConnector) -> Client<OriginConnector, Body> {
 }
 
 impl Upstream {
-    /// The client of node `node_id`; origins are checked against `guard`'s policy at
-    /// connect time (`refused` counts refused addresses).
-    pub fn new(node_id: &str, guard: Arc<ArcSwap<Guard>>, refused: Counter) -> Upstream {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
-        let parents = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(connector.clone());
-        let parents_tls = TlsClients::new(connector);
+    /// The client of node `node_id`, with pools for `cores` cores (at least one); origins
+    /// are checked against `guard`'s policy at connect time (`refused` counts refused
+    /// addresses).
+    pub fn new(
+        node_id: &str,
+        cores: usize,
+        guard: Arc<ArcSwap<Guard>>,
+        refused: Counter,
+    ) -> Upstream {
+        let mut plain = HttpConnector::new();
+        plain.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        plain.set_nodelay(true);
+        plain.enforce_http(true);
         let connector = OriginConnector::new(guard, refused, CONNECT_TIMEOUT);
+        let cores = (0..cores.max(1))
+            .map(|_| Pools {
+                parents: Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(60))
+                    .pool_max_idle_per_host(256)
+                    .build(plain.clone()),
+                parents_tls: TlsClients::new(plain.clone()),
+                origins: ArcSwap::from_pointee(origin_client(connector.clone())),
+                origins_tls: TlsClients::new(connector.clone()),
+            })
+            .collect();
         Upstream {
             node_id: node_id.to_owned(),
             cdn_info: crate::guard::cdn_info(node_id),
-            parents,
-            origins: ArcSwap::from_pointee(origin_client(connector.clone())),
-            origins_tls: TlsClients::new(connector.clone()),
             connector,
-            parents_tls,
+            cores,
         }
+    }
+
+    /// The calling core's pools.
+    fn pools(&self) -> &Pools {
+        &self.cores[crate::cores::current() % self.cores.len()]
     }
 
     /// Drops the pooled origin connections (in-flight requests keep theirs): every later
     /// origin request connects anew, checked by the current origin policy.
     pub fn reset_origin_pool(&self) {
-        self.origins
-            .store(Arc::new(origin_client(self.connector.clone())));
-        self.origins_tls.reset();
+        for pools in &self.cores {
+            pools
+                .origins
+                .store(Arc::new(origin_client(self.connector.clone())));
+            pools.origins_tls.reset();
+        }
     }
 }
 
@@ -307,16 +331,17 @@ impl Upstream {
             };
             let tier_metrics = metrics.tier(target.tier);
             let started = Instant::now();
+            let pools = self.pools();
             let sent = match (&target.tls, target.tier) {
-                (None, Tier::Parent) => self.parents.request(req),
-                (None, Tier::Origin) => self.origins.load().request(req),
+                (None, Tier::Parent) => pools.parents.request(req),
+                (None, Tier::Origin) => pools.origins.load().request(req),
                 (Some(trust), tier) => {
                     let client = match tier {
-                        Tier::Parent => self
+                        Tier::Parent => pools
                             .parents_tls
                             .client(authority, trust)
                             .map(|c| c.request(req)),
-                        Tier::Origin => self
+                        Tier::Origin => pools
                             .origins_tls
                             .client(authority, trust)
                             .map(|c| c.request(req)),
