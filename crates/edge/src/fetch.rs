@@ -112,7 +112,8 @@ pub(crate) struct Freshened {
 /// `old` freshened with the headers of the matching 304 `not_modified` (RFC 9111
 /// §4.3.4): the merged headers lose the 304's `Set-Cookie` and the fields a qualified
 /// `no-cache`/`private` lists, and get new freshness (from `not_modified`'s request and
-/// response times). `judged_as` gives, from the merged headers, the status and headers
+/// response times). A 304 that sets a cookie leaves the response storable only as a 200
+/// that sets one would be (`policy::stored_without_cookie`). `judged_as` gives, from the merged headers, the status and headers
 /// storability is judged on for `req_headers` under `rule` (a whole object: its own; a
 /// slice: those of the whole object it is part of).
 pub(crate) fn freshen(
@@ -125,7 +126,10 @@ pub(crate) fn freshen(
     let (request_time, response_time) = (not_modified.request_time, not_modified.response_time);
     let mut merged = old.headers.clone();
     policy::apply_304(&mut merged, &not_modified.head.headers);
-    let set_cookie = merged.get_all(header::SET_COOKIE).iter().cloned().collect();
+    let set_cookie: Vec<HeaderValue> = merged.get_all(header::SET_COOKIE).iter().cloned().collect();
+    // The 304 sets a cookie: stored (without it) only as a 200 that sets one would be.
+    let (cc, _) = policy::ResponseCacheControl::parse_targeted(&merged, &rule.targeted);
+    let cookie_kept_out = !set_cookie.is_empty() && !policy::stored_without_cookie(&cc, rule);
     merged.remove(header::SET_COOKIE);
     policy::remove_fields_not_to_store(&mut merged, rule);
     let (status, judged) = judged_as(&merged);
@@ -148,7 +152,8 @@ pub(crate) fn freshen(
             ..old.clone()
         }),
         Storability::No(_) => None,
-    };
+    }
+    .filter(|_| !cookie_kept_out);
     Freshened {
         updated,
         set_cookie,

@@ -705,17 +705,15 @@ impl FillJob {
     /// RFC 9111 §4.3.4: `old` freshened with the matching 304's headers, stored if it may
     /// still be (else dropped), and served to the fill's readers.
     fn freshen(&self, old: &Arc<CachedResponse>, not_modified: &fetch::Fetched, epoch: u64) {
+        // A cookie the 304 sets is for the client that asked, never stored or shared;
+        // unless the rule or the origin's list allows it, it keeps the freshened response
+        // out of the store.
         let fetch::Freshened {
-            mut updated,
+            updated,
             set_cookie,
         } = fetch::freshen(old, not_modified, &self.req_headers, &self.rule, |merged| {
             (old.status, merged.clone())
         });
-        // A cookie the 304 sets is for the client that asked, never stored or shared;
-        // without a cookie rule it keeps the freshened response out of the store.
-        if !set_cookie.is_empty() && !self.rule.cache_set_cookie {
-            updated = None;
-        }
         let served = updated.clone().unwrap_or_else(|| (**old).clone());
         match updated {
             Some(u) => store(&self.edge, &self.key, &self.req_headers, u, epoch),

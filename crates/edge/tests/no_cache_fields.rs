@@ -45,6 +45,8 @@ fn scripted_headers(path: &str) -> Vec<(&'static str, &'static str)> {
             ("cache-control", "max-age=0, no-cache=\"x-foo\""),
             ("x-foo", "1"),
         ]),
+        // Stale at once; its 304 sets a cookie the origin lists.
+        "/refreshed-cookie" => h.extend([("cache-control", "max-age=0, no-cache=\"set-cookie\"")]),
         _ => {}
     }
     h
@@ -60,6 +62,13 @@ async fn scripted_origin() -> TestOrigin {
                     ("etag", "\"v1\""),
                     ("cache-control", "max-age=60, no-cache=\"x-foo\""),
                     ("x-foo", "2"),
+                ];
+            }
+            if path == "/refreshed-cookie" {
+                headers = vec![
+                    ("etag", "\"v1\""),
+                    ("cache-control", "max-age=60, no-cache=\"set-cookie\""),
+                    ("set-cookie", "session=new"),
                 ];
             }
             return respond(304, &headers, "");
@@ -157,6 +166,27 @@ async fn a_304_does_not_bring_a_listed_field_into_the_stored_response() {
     assert_eq!(third.x_cache(), "HIT");
     assert!(third.all("x-foo").is_empty());
     assert_eq!(origin.requests("/refreshed"), 2);
+}
+
+#[tokio::test]
+async fn a_304_that_sets_a_listed_cookie_refreshes_the_stored_response_without_it() {
+    let origin = scripted_origin().await;
+    let (edge, client) = edge_for(&origin).await;
+
+    assert_eq!(
+        get_ok(&edge, &client, "/refreshed-cookie").await.x_cache(),
+        "MISS"
+    );
+    // The revalidating client gets the 304's cookie ...
+    let second = get_ok(&edge, &client, "/refreshed-cookie").await;
+    assert_eq!(second.x_cache(), "REVALIDATED");
+    assert_eq!(second.all("set-cookie"), ["session=new"]);
+    // ... and the refreshed response is stored without it (the origin listed it), so the
+    // next client gets a hit and no cookie.
+    let third = get_ok(&edge, &client, "/refreshed-cookie").await;
+    assert_eq!(third.x_cache(), "HIT");
+    assert!(third.all("set-cookie").is_empty());
+    assert_eq!(origin.requests("/refreshed-cookie"), 2);
 }
 
 #[tokio::test]

@@ -49,7 +49,7 @@ pub use freshness::{Evaluation, Freshness, evaluate, initial_age};
 pub use invalidation::{invalidates, invalidation_targets};
 pub use storing::{
     RuleOverride, Storability, Storable, fields_not_to_store, is_heuristically_cacheable,
-    remove_fields_not_to_store, storability, take_fields_not_to_store,
+    remove_fields_not_to_store, storability, stored_without_cookie, take_fields_not_to_store,
 };
 pub use validation::{apply_304, client_not_modified, not_modified_matches, revalidation_headers};
 pub use vary::{VaryStar, vary_fields, vary_signature};

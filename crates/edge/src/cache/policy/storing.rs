@@ -175,10 +175,7 @@ pub fn storability(
     if vary_fields(res).is_err() {
         return Storability::No("Vary: *");
     }
-    if res.contains_key(header::SET_COOKIE)
-        && !rule.cache_set_cookie
-        && !fields_not_to_store(&cc).contains(&header::SET_COOKIE)
-    {
+    if res.contains_key(header::SET_COOKIE) && !stored_without_cookie(&cc, rule) {
         return Storability::No("response sets a cookie");
     }
 
@@ -238,6 +235,13 @@ pub fn fields_not_to_store(cc: &ResponseCacheControl) -> Vec<HeaderName> {
         }
     }
     out
+}
+
+/// Whether a response that sets a cookie may still be stored, without its `Set-Cookie`:
+/// a cookie rule says so (`rule.cache_set_cookie`), or the origin lists `Set-Cookie` in a
+/// qualified `no-cache` or `private` of `cc` (the directives this cache obeys).
+pub fn stored_without_cookie(cc: &ResponseCacheControl, rule: &RuleOverride) -> bool {
+    rule.cache_set_cookie || fields_not_to_store(cc).contains(&header::SET_COOKIE)
 }
 
 /// Removes from `headers` (a response about to be stored) the [`fields_not_to_store`] of
