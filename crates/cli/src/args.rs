@@ -66,6 +66,9 @@ pub enum Command {
     /// Run a GSLB DNS server fed by the control plane, or explain an answer
     /// (`lingjing dns explain NAME --client IP`).
     Dns(DnsArgs),
+    /// Run a storage node: keeps the content-addressed, checksummed blocks of objects for
+    /// the S3 gateways (`/v1/blocks/{sha256}`, cluster token required).
+    Storage(StorageArgs),
     /// Regions: the country > province > city > county tree.
     #[command(subcommand)]
     Region(ResourceCmd<RegionAdd>),
@@ -291,6 +294,25 @@ pub struct DnsArgs {
     pub query_log: bool,
     #[command(flatten)]
     pub abuse: DnsAbuseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StorageArgs {
+    /// This storage node's id in the inventory.
+    #[arg(long)]
+    pub node: String,
+    /// HTTP address the gateways reach the node on.
+    #[arg(long, default_value = "127.0.0.1:7810")]
+    pub listen: SocketAddr,
+    /// Where the blocks are kept (default: DATA_DIR/storage-NODE/blocks).
+    #[arg(long)]
+    pub blocks_dir: Option<PathBuf>,
+    /// File holding the cluster token the gateways present (one line; keep it 0600).
+    #[arg(long)]
+    pub token_file: PathBuf,
+    /// Largest block accepted, in MiB.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub max_block_mb: u64,
 }
 
 /// How the DNS server limits abusive clients.

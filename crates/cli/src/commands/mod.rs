@@ -6,6 +6,7 @@ mod edge;
 mod node_access;
 mod purge;
 mod resources;
+mod storage;
 mod up;
 
 use crate::args::{Cli, Command};
@@ -17,6 +18,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Control(args) => control::run(args).await,
         Command::Edge(args) => edge::run(&global, args).await,
         Command::Dns(args) => dns::run(&global, args).await,
+        Command::Storage(args) => storage::run(&global, args).await,
         Command::Region(cmd) => resources::resource(&global, "regions", cmd).await,
         Command::Line(cmd) => resources::line(&global, cmd).await,
         Command::Site(cmd) => resources::resource(&global, "sites", cmd).await,

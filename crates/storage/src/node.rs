@@ -1,0 +1,393 @@
+//! The storage node's HTTP server: the gateways' access to its [`BlockStore`].
+//!
+//! | route | answer |
+//! |---|---|
+//! | `PUT /v1/blocks/{id}` | 201 stored (durable), 200 already held; 400 bytes that do not hash to `id`; 413 over the block limit |
+//! | `GET /v1/blocks/{id}` | 200 the checked bytes; 404 not here; 500 `corrupt` (quarantined: read another replica) |
+//! | `HEAD /v1/blocks/{id}` | 200 with `Content-Length`, 404 |
+//! | `DELETE /v1/blocks/{id}` | 204, 404 |
+//! | `GET /v1/status` | [`StoreStatus`] as JSON |
+//! | `GET /healthz`, `GET /metrics` | liveness; Prometheus metrics |
+//!
+//! Every `/v1` route needs `Authorization: Bearer <cluster token>` (the secret the
+//! gateways and storage nodes share; compared in constant time); `/healthz` and
+//! `/metrics` say nothing about tenants' data and need none. Errors are JSON
+//! `{"error": "..."}` saying what to do.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::block::{BlockError, BlockId, BlockStore, Put};
+
+/// Default largest block a node accepts.
+pub const DEFAULT_MAX_BLOCK_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A storage node's settings.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id in the inventory.
+    pub node_id: String,
+    pub listen: SocketAddr,
+    /// Where its blocks live.
+    pub data_dir: PathBuf,
+    /// The cluster token every `/v1` request must carry (not empty).
+    pub token: String,
+    /// The largest block accepted.
+    pub max_block_bytes: u64,
+}
+
+/// A running storage node.
+pub struct NodeHandle {
+    pub store: Arc<BlockStore>,
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl NodeHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting and waits for in-flight requests.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    /// put, get, head, delete, status.
+    op: String,
+    status: u16,
+}
+
+/// The node's metrics.
+#[derive(Default)]
+struct NodeMetrics {
+    requests: Family<OpLabels, Counter>,
+    blocks_written: Counter,
+    blocks_read: Counter,
+    checksum_failures: Counter,
+    bytes_in: Counter,
+    bytes_out: Counter,
+    blocks: Gauge,
+    used_bytes: Gauge,
+    free_bytes: Gauge,
+}
+
+impl NodeMetrics {
+    fn registry(&self) -> Registry {
+        let mut r = Registry::with_prefix("lingjing_storage");
+        r.register(
+            "requests",
+            "Block requests by operation and status",
+            self.requests.clone(),
+        );
+        r.register(
+            "blocks_written",
+            "Blocks written (durably)",
+            self.blocks_written.clone(),
+        );
+        r.register(
+            "blocks_read",
+            "Blocks read and checked",
+            self.blocks_read.clone(),
+        );
+        r.register(
+            "checksum_failures",
+            "Blocks that failed their checksum on read (quarantined)",
+            self.checksum_failures.clone(),
+        );
+        r.register("bytes_in", "Block bytes written", self.bytes_in.clone());
+        r.register("bytes_out", "Block bytes served", self.bytes_out.clone());
+        r.register("blocks", "Blocks held", self.blocks.clone());
+        r.register(
+            "used_bytes",
+            "Bytes of blocks held",
+            self.used_bytes.clone(),
+        );
+        r.register(
+            "free_bytes",
+            "Bytes free on the node's file system",
+            self.free_bytes.clone(),
+        );
+        r
+    }
+
+    fn count(&self, op: &str, status: StatusCode) {
+        self.requests
+            .get_or_create(&OpLabels {
+                op: op.to_owned(),
+                status: status.as_u16(),
+            })
+            .inc();
+    }
+}
+
+struct Node {
+    store: Arc<BlockStore>,
+    token: String,
+    metrics: NodeMetrics,
+    registry: Registry,
+}
+
+/// Opens the block store of `config` and serves it until shut down.
+pub async fn start(config: NodeConfig) -> std::io::Result<NodeHandle> {
+    if config.token.trim().is_empty() {
+        return Err(std::io::Error::other(
+            "a storage node needs a cluster token (the gateways' shared secret)",
+        ));
+    }
+    let dir = config.data_dir.clone();
+    let max = config.max_block_bytes;
+    let store = tokio::task::spawn_blocking(move || BlockStore::open(&dir, max))
+        .await
+        .map_err(std::io::Error::other)?
+        .map_err(|e| {
+            std::io::Error::other(format!(
+                "cannot open the block store in {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+    let store = Arc::new(store);
+    let metrics = NodeMetrics::default();
+    let registry = metrics.registry();
+    let node = Arc::new(Node {
+        store: store.clone(),
+        token: config.token.clone(),
+        metrics,
+        registry,
+    });
+    let body_limit = usize::try_from(config.max_block_bytes).unwrap_or(usize::MAX);
+    let v1 = Router::new()
+        .route(
+            "/v1/blocks/{id}",
+            get(get_block)
+                .head(head_block)
+                .put(put_block)
+                .delete(delete_block),
+        )
+        .route("/v1/status", get(status))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(node.clone(), authorize));
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics_page))
+        .merge(v1)
+        .with_state(node);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {} (storage): {e}", config.listen),
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "storage node server failed");
+        }
+    });
+    tracing::info!(node = %config.node_id, %addr, "storage node listening");
+    Ok(NodeHandle {
+        store,
+        addr,
+        stop,
+        task,
+    })
+}
+
+/// A JSON error answer.
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (
+        status,
+        axum::Json(serde_json::json!({ "error": message.to_string() })),
+    )
+        .into_response()
+}
+
+/// Refuses `/v1` requests without the cluster token.
+async fn authorize(State(node): State<Arc<Node>>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if presented.is_some_and(|p| same_secret(p.as_bytes(), node.token.as_bytes())) {
+        return next.run(req).await;
+    }
+    let mut res = error(
+        StatusCode::UNAUTHORIZED,
+        "this storage node serves only the platform's gateways: send Authorization: Bearer <cluster token>",
+    );
+    res.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    res
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Runs blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, BlockError> + Send + 'static,
+) -> Result<T, BlockError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(BlockError::Io(std::io::Error::other(e))))
+}
+
+fn block_error(node: &Node, e: BlockError) -> Response {
+    match e {
+        BlockError::BadId(_) | BlockError::Mismatch { .. } => error(StatusCode::BAD_REQUEST, e),
+        BlockError::TooLarge { .. } => error(StatusCode::PAYLOAD_TOO_LARGE, e),
+        BlockError::Corrupt { .. } => {
+            node.metrics.checksum_failures.inc();
+            error(StatusCode::INTERNAL_SERVER_ERROR, e)
+        }
+        BlockError::Io(_) => {
+            tracing::error!(error = %e, "block I/O failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, e)
+        }
+    }
+}
+
+async fn put_block(State(node): State<Arc<Node>>, Path(id): Path<String>, body: Bytes) -> Response {
+    let res = match id.parse::<BlockId>() {
+        Err(e) => block_error(&node, e),
+        Ok(id) => {
+            let store = node.store.clone();
+            let len = body.len() as u64;
+            match blocking(move || store.put(&id, &body)).await {
+                Ok(Put::Stored) => {
+                    node.metrics.blocks_written.inc();
+                    node.metrics.bytes_in.inc_by(len);
+                    StatusCode::CREATED.into_response()
+                }
+                Ok(Put::Present) => StatusCode::OK.into_response(),
+                Err(e) => block_error(&node, e),
+            }
+        }
+    };
+    node.metrics.count("put", res.status());
+    res
+}
+
+async fn get_block(State(node): State<Arc<Node>>, Path(id): Path<String>) -> Response {
+    let res = match id.parse::<BlockId>() {
+        Err(e) => block_error(&node, e),
+        Ok(id) => {
+            let store = node.store.clone();
+            match blocking(move || store.get(&id)).await {
+                Ok(Some(data)) => {
+                    node.metrics.blocks_read.inc();
+                    node.metrics.bytes_out.inc_by(data.len() as u64);
+                    let mut headers = HeaderMap::new();
+                    headers.insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/octet-stream"),
+                    );
+                    (headers, data).into_response()
+                }
+                Ok(None) => error(
+                    StatusCode::NOT_FOUND,
+                    format!("block {id} is not on this node"),
+                ),
+                Err(e) => block_error(&node, e),
+            }
+        }
+    };
+    node.metrics.count("get", res.status());
+    res
+}
+
+async fn head_block(State(node): State<Arc<Node>>, Path(id): Path<String>) -> Response {
+    let res = match id.parse::<BlockId>() {
+        Err(e) => block_error(&node, e),
+        Ok(id) => {
+            let store = node.store.clone();
+            match blocking(move || store.len(&id)).await {
+                Ok(Some(len)) => ([(header::CONTENT_LENGTH, len.to_string())], ()).into_response(),
+                Ok(None) => StatusCode::NOT_FOUND.into_response(),
+                Err(e) => block_error(&node, e),
+            }
+        }
+    };
+    node.metrics.count("head", res.status());
+    res
+}
+
+async fn delete_block(State(node): State<Arc<Node>>, Path(id): Path<String>) -> Response {
+    let res = match id.parse::<BlockId>() {
+        Err(e) => block_error(&node, e),
+        Ok(id) => {
+            let store = node.store.clone();
+            match blocking(move || store.delete(&id)).await {
+                Ok(true) => StatusCode::NO_CONTENT.into_response(),
+                Ok(false) => error(
+                    StatusCode::NOT_FOUND,
+                    format!("block {id} is not on this node"),
+                ),
+                Err(e) => block_error(&node, e),
+            }
+        }
+    };
+    node.metrics.count("delete", res.status());
+    res
+}
+
+async fn status(State(node): State<Arc<Node>>) -> Response {
+    node.metrics.count("status", StatusCode::OK);
+    axum::Json(node.store.status()).into_response()
+}
+
+async fn metrics_page(State(node): State<Arc<Node>>) -> Response {
+    let s = node.store.status();
+    let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    node.metrics.blocks.set(gauge(s.blocks));
+    node.metrics.used_bytes.set(gauge(s.used_bytes));
+    node.metrics.free_bytes.set(gauge(s.free_bytes));
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &node.registry).is_err() {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode the metrics",
+        );
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}
