@@ -1,0 +1,202 @@
+//! The gateway's side of the storage nodes: writing a block to its replicas and reading
+//! it back from whichever replica answers.
+//!
+//! **Writes** go to the first `replicas` nodes of the block's [`placement::order`] at
+//! once; a node that fails is replaced by the next in the order. A write is acknowledged
+//! only when it is durable on a write quorum (a majority of `replicas`) spanning at least
+//! two sites when the cluster has two or more: then losing any one site loses no
+//! acknowledged block. A write short of that fails (what reached some nodes is harmless:
+//! blocks are content-addressed, and unreferenced ones are collected later).
+//!
+//! **Reads** try the nodes that acknowledged the block first (the object's block map),
+//! then the rest in placement order; a node that is down, does not hold the block, or
+//! holds a corrupt copy (it quarantines it and answers 500) is skipped. The bytes are
+//! hashed here as well before they are returned, so a replica that lies is skipped too.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::join_all;
+
+use crate::block::BlockId;
+use crate::placement::{self, NodeRef};
+
+/// Time allowed for one block request to one node.
+pub const NODE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a block could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error(
+        "block {id} is durable on {acked} node(s) in {sites} site(s); a write needs {quorum} in {sites_needed} site(s): {failures}"
+    )]
+    NoQuorum {
+        id: BlockId,
+        acked: usize,
+        sites: usize,
+        quorum: usize,
+        sites_needed: usize,
+        failures: String,
+    },
+    #[error("no storage node could serve block {id}: {failures}")]
+    Unreadable { id: BlockId, failures: String },
+    #[error("the cluster has no storage nodes")]
+    NoNodes,
+}
+
+/// Where a block was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    pub id: BlockId,
+    pub len: u64,
+    /// The nodes that acknowledged it (durable there), by id.
+    pub nodes: Vec<String>,
+}
+
+/// Talks to the storage nodes with the cluster token.
+pub struct Replicas {
+    http: reqwest::Client,
+    token: String,
+    nodes: Vec<NodeRef>,
+    replicas: usize,
+}
+
+impl Replicas {
+    /// A client for `nodes`, keeping `replicas` copies of each block (at least 1, at most
+    /// the number of nodes).
+    pub fn new(
+        nodes: Vec<NodeRef>,
+        replicas: usize,
+        token: &str,
+    ) -> Result<Replicas, ReplicaError> {
+        if nodes.is_empty() {
+            return Err(ReplicaError::NoNodes);
+        }
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(NODE_TIMEOUT)
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap_or_default();
+        let replicas = replicas.clamp(1, nodes.len());
+        Ok(Replicas {
+            http,
+            token: token.to_owned(),
+            nodes,
+            replicas,
+        })
+    }
+
+    fn url(node: &NodeRef, id: &BlockId) -> String {
+        format!("http://{}/v1/blocks/{id}", node.addr)
+    }
+
+    /// Sends block `data` to `node`; `Err` says why it is not durable there.
+    async fn put_one(&self, node: &NodeRef, id: &BlockId, data: Bytes) -> Result<(), String> {
+        match self
+            .http
+            .put(Self::url(node, id))
+            .bearer_auth(&self.token)
+            .body(data)
+            .send()
+            .await
+        {
+            Ok(res) if res.status().is_success() => Ok(()),
+            Ok(res) => {
+                let status = res.status();
+                let text = res.text().await.unwrap_or_default();
+                Err(format!("{}: {status} {}", node.id, text.trim()))
+            }
+            Err(e) => Err(format!("{}: {e}", node.id)),
+        }
+    }
+
+    /// Writes `data` as a block, durably on enough replicas (see the module docs).
+    pub async fn put(&self, data: Bytes) -> Result<Placed, ReplicaError> {
+        let id = BlockId::of(&data);
+        let order = placement::order(&id, &self.nodes);
+        let quorum = self.replicas / 2 + 1;
+        let sites_needed = placement::site_count(self.nodes.iter())
+            .min(2)
+            .min(self.replicas);
+        let mut acked: Vec<&NodeRef> = Vec::new();
+        let mut failures: Vec<String> = Vec::new();
+        let mut next = 0;
+        // Rounds: the missing replicas go to the next nodes in order, all at once.
+        while acked.len() < self.replicas && next < order.len() {
+            let want = self.replicas - acked.len();
+            let batch: Vec<&NodeRef> = order[next..].iter().take(want).copied().collect();
+            next += batch.len();
+            let results = join_all(
+                batch
+                    .iter()
+                    .map(|node| self.put_one(node, &id, data.clone())),
+            )
+            .await;
+            for (node, result) in batch.into_iter().zip(results) {
+                match result {
+                    Ok(()) => acked.push(node),
+                    Err(e) => failures.push(e),
+                }
+            }
+        }
+        let sites = placement::site_count(acked.iter().copied());
+        if acked.len() < quorum || sites < sites_needed {
+            return Err(ReplicaError::NoQuorum {
+                id,
+                acked: acked.len(),
+                sites,
+                quorum,
+                sites_needed,
+                failures: failures.join("; "),
+            });
+        }
+        if !failures.is_empty() {
+            tracing::warn!(block = %id, failures = %failures.join("; "), "block written with replacements");
+        }
+        Ok(Placed {
+            id,
+            len: data.len() as u64,
+            nodes: acked.iter().map(|n| n.id.clone()).collect(),
+        })
+    }
+
+    /// Block `id`'s bytes from the first replica that serves a correct copy, trying the
+    /// nodes in `hint` (where it was written) first.
+    pub async fn get(&self, id: &BlockId, hint: &[String]) -> Result<Bytes, ReplicaError> {
+        let mut tried: HashSet<&str> = HashSet::new();
+        let hinted = hint
+            .iter()
+            .filter_map(|h| self.nodes.iter().find(|n| &n.id == h));
+        let candidates: Vec<&NodeRef> = hinted
+            .chain(placement::order(id, &self.nodes))
+            .filter(|n| tried.insert(n.id.as_str()))
+            .collect();
+        let mut failures = Vec::new();
+        for node in candidates {
+            match self
+                .http
+                .get(Self::url(node, id))
+                .bearer_auth(&self.token)
+                .send()
+                .await
+            {
+                Ok(res) if res.status().is_success() => match res.bytes().await {
+                    Ok(bytes) if BlockId::of(&bytes) == *id => return Ok(bytes),
+                    Ok(_) => failures.push(format!(
+                        "{}: served bytes that do not match the id",
+                        node.id
+                    )),
+                    Err(e) => failures.push(format!("{}: {e}", node.id)),
+                },
+                Ok(res) => failures.push(format!("{}: {}", node.id, res.status())),
+                Err(e) => failures.push(format!("{}: {e}", node.id)),
+            }
+        }
+        Err(ReplicaError::Unreadable {
+            id: *id,
+            failures: failures.join("; "),
+        })
+    }
+}
