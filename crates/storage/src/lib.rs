@@ -7,6 +7,8 @@
 //! rotted on disk is never served (it is quarantined and counted instead).
 
 pub mod block;
+pub mod gateway;
+pub mod meta;
 pub mod node;
 pub mod placement;
 pub mod replicas;

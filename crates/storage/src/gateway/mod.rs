@@ -1,0 +1,164 @@
+//! The S3 gateway: the S3 API (on `s3s` 0.14.1, which checks SigV4 headers, presigned
+//! URLs and aws-chunked payloads) over the metadata database ([`crate::meta`]) and the
+//! replicated blocks on the storage nodes ([`crate::replicas`]). Stateless: any number
+//! of gateways can share one PostgreSQL and one set of storage nodes.
+//!
+//! Path-style and virtual-hosted-style addressing (`BUCKET.{domain}`), access keys that
+//! belong to a tenant ([`S3Key`]), and the operations in [`s3`]; everything else answers
+//! `NotImplemented`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use s3s::auth::{S3Auth, SecretKey};
+use s3s::host::MultiDomain;
+use s3s::service::S3ServiceBuilder;
+use s3s::{S3Result, s3_error};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::meta::Meta;
+use crate::placement::NodeRef;
+use crate::replicas::Replicas;
+
+pub mod s3;
+
+/// Default size objects are cut into.
+pub const DEFAULT_BLOCK_BYTES: usize = 1024 * 1024;
+
+/// An S3 access key and the tenant it belongs to.
+#[derive(Debug, Clone)]
+pub struct S3Key {
+    pub access_key: String,
+    pub secret: String,
+    pub tenant: String,
+}
+
+/// A gateway's settings.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    /// The virtual-host domain: `BUCKET.{domain}` addresses a bucket.
+    pub domain: String,
+    /// The metadata database URL (`sqlite://PATH` or `postgres://...`).
+    pub meta_url: String,
+    pub nodes: Vec<NodeRef>,
+    /// Copies kept of each block.
+    pub replicas: usize,
+    /// The cluster token the storage nodes want.
+    pub cluster_token: String,
+    pub block_bytes: usize,
+    pub keys: Vec<S3Key>,
+}
+
+/// A running gateway.
+pub struct GatewayHandle {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl GatewayHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting; connections in flight end on their own.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// The access keys, by key id.
+#[derive(Clone, Default)]
+pub(crate) struct Keys(Arc<HashMap<String, S3Key>>);
+
+impl Keys {
+    pub(crate) fn tenant(&self, access_key: &str) -> Option<&str> {
+        self.0.get(access_key).map(|k| k.tenant.as_str())
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Auth for Keys {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        match self.0.get(access_key) {
+            Some(k) => Ok(SecretKey::from(k.secret.as_str())),
+            None => Err(s3_error!(
+                InvalidAccessKeyId,
+                "the access key is not known to this platform"
+            )),
+        }
+    }
+}
+
+/// Opens the metadata database and serves S3 on `config.listen` until shut down.
+pub async fn start(config: GatewayConfig) -> std::io::Result<GatewayHandle> {
+    let meta = Meta::open(&config.meta_url)
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let replicas = Replicas::new(config.nodes.clone(), config.replicas, &config.cluster_token)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let keys = Keys(Arc::new(
+        config
+            .keys
+            .iter()
+            .map(|k| (k.access_key.clone(), k.clone()))
+            .collect(),
+    ));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {} (S3): {e}", config.listen),
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let gateway = s3::Gateway {
+        meta,
+        replicas: Arc::new(replicas),
+        keys: keys.clone(),
+        block_bytes: config.block_bytes.max(4096),
+    };
+    let mut builder = S3ServiceBuilder::new(gateway);
+    builder.set_auth(keys);
+    let domains = [
+        config.domain.clone(),
+        format!("{}:{}", config.domain, addr.port()),
+    ];
+    let host = MultiDomain::new(&domains)
+        .map_err(|e| std::io::Error::other(format!("bad S3 domain {:?}: {e}", config.domain)))?;
+    builder.set_host(host);
+    let service = builder.build();
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        let http = auto::Builder::new(TokioExecutor::new());
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        loop {
+            let (socket, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "S3 accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = async { stopped.wait_for(|s| *s).await.map(|_| ()) } => break,
+            };
+            let conn = http.serve_connection(TokioIo::new(socket), service.clone());
+            let conn = graceful.watch(conn.into_owned());
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+        drop(graceful);
+    });
+    tracing::info!(%addr, domain = %config.domain, "S3 gateway listening");
+    Ok(GatewayHandle { addr, stop, task })
+}

@@ -1,0 +1,592 @@
+//! The S3 operations: buckets (create, head, delete when empty, list, location) and
+//! objects (put, get with ranges, head, delete, list v2 with prefix, delimiter,
+//! continuation token, start-after, max-keys and `encoding-type=url`), each scoped to the
+//! tenant of the request's access key (another tenant's bucket is `AccessDenied`).
+//!
+//! A PUT streams the body, cuts it into blocks of `block_bytes`, writes each to its
+//! replicas as it fills (memory per request: one block), checks the length it got
+//! against the one declared (s3s does not for aws-chunked bodies), and only then makes
+//! the object visible, in one statement. A GET streams the blocks a range covers, one at
+//! a time, through a channel of two: memory per request stays bounded whatever the size.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use md5::{Digest, Md5};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use s3s::dto::*;
+use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+
+use super::Keys;
+use crate::block::BlockId;
+use crate::meta::{self, BlockRef, Created, Meta, MetaError};
+use crate::replicas::Replicas;
+
+/// The most keys a listing returns (S3's limit).
+const MAX_KEYS: i32 = 1000;
+
+/// Characters `encoding-type=url` leaves as they are (as S3 does).
+const URL_SAFE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+pub(crate) struct Gateway {
+    pub(crate) meta: Meta,
+    pub(crate) replicas: Arc<Replicas>,
+    pub(crate) keys: Keys,
+    pub(crate) block_bytes: usize,
+}
+
+fn internal(e: impl std::fmt::Display) -> S3Error {
+    tracing::error!(error = %e, "S3 request failed");
+    S3Error::with_message(S3ErrorCode::InternalError, e.to_string())
+}
+
+impl From<MetaError> for S3Error {
+    fn from(e: MetaError) -> S3Error {
+        internal(e)
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn timestamp(ms: i64) -> Timestamp {
+    let t = UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    Timestamp::from(t)
+}
+
+/// A body stream error as the client should see it: a tampered chunk is a bad
+/// signature (403), a payload that does not match its declared hash a 400, anything
+/// else an incomplete body.
+fn body_error(e: &dyn std::fmt::Display) -> S3Error {
+    let text = e.to_string();
+    if text.contains("SignatureMismatch") {
+        return S3Error::with_message(
+            S3ErrorCode::SignatureDoesNotMatch,
+            "a chunk's signature does not match: the upload was altered in transit",
+        );
+    }
+    if text.contains("Sha256Mismatch") {
+        let code = "XAmzContentSHA256Mismatch"
+            .parse::<S3ErrorCode>()
+            .unwrap_or(S3ErrorCode::BadDigest);
+        let mut err =
+            S3Error::with_message(code, "the body does not match its x-amz-content-sha256");
+        err.set_status_code(http::StatusCode::BAD_REQUEST);
+        return err;
+    }
+    S3Error::with_message(
+        S3ErrorCode::IncompleteBody,
+        format!("reading the body failed: {text}"),
+    )
+}
+
+impl Gateway {
+    /// The tenant of the request's access key (every operation here is signed).
+    fn tenant<T>(&self, req: &S3Request<T>) -> S3Result<String> {
+        req.credentials
+            .as_ref()
+            .and_then(|c| self.keys.tenant(&c.access_key))
+            .map(str::to_owned)
+            .ok_or_else(|| s3_error!(AccessDenied, "sign the request with an access key"))
+    }
+
+    /// Bucket `name`, if the request's tenant owns it.
+    async fn own_bucket<T>(&self, req: &S3Request<T>, name: &str) -> S3Result<meta::Bucket> {
+        let tenant = self.tenant(req)?;
+        match self.meta.bucket(name).await? {
+            None => Err(s3_error!(NoSuchBucket, "no bucket {name}")),
+            Some(b) if b.tenant != tenant => Err(s3_error!(
+                AccessDenied,
+                "bucket {name} belongs to another account"
+            )),
+            Some(b) => Ok(b),
+        }
+    }
+
+    async fn own_object<T>(
+        &self,
+        req: &S3Request<T>,
+        bucket: &str,
+        key: &str,
+    ) -> S3Result<meta::Object> {
+        self.own_bucket(req, bucket).await?;
+        self.meta
+            .object(bucket, key)
+            .await?
+            .ok_or_else(|| s3_error!(NoSuchKey, "no object {key} in {bucket}"))
+    }
+
+    /// Writes one block to its replicas.
+    async fn write_block(&self, data: Bytes) -> S3Result<BlockRef> {
+        let placed = self.replicas.put(data).await.map_err(|e| {
+            tracing::error!(error = %e, "block write failed");
+            S3Error::with_message(S3ErrorCode::ServiceUnavailable, e.to_string())
+        })?;
+        Ok(BlockRef {
+            id: placed.id.to_string(),
+            len: placed.len,
+            nodes: placed.nodes,
+        })
+    }
+}
+
+/// Conditions on an existing object's ETag (`If-Match`, `If-None-Match`), as RFC 9110
+/// §13.1.1–2 for GET and HEAD: `Some(412)` or `Some(304)` when the request stops here.
+fn etag_precondition(
+    etag: &str,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> Option<S3Error> {
+    let matches = |c: &ETagCondition| match c {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(ETag::Strong(v) | ETag::Weak(v)) => v == etag,
+    };
+    if if_match.is_some_and(|c| !matches(c)) {
+        return Some(s3_error!(
+            PreconditionFailed,
+            "If-Match does not match the object's ETag"
+        ));
+    }
+    if if_none_match.is_some_and(matches) {
+        return Some(S3Error::new(S3ErrorCode::NotModified));
+    }
+    None
+}
+
+fn not_implemented(what: &str) -> S3Error {
+    s3_error!(NotImplemented, "{what} is not implemented yet")
+}
+
+#[async_trait::async_trait]
+impl S3 for Gateway {
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        let tenant = self.tenant(&req)?;
+        let name = &req.input.bucket;
+        if req.input.acl.is_some() || req.input.object_lock_enabled_for_bucket == Some(true) {
+            return Err(not_implemented("CreateBucket with an ACL or object lock"));
+        }
+        match self.meta.create_bucket(name, &tenant, now_ms()).await? {
+            Created::Created => Ok(S3Response::new(CreateBucketOutput {
+                location: Some(format!("/{name}")),
+            })),
+            Created::OwnedByYou => Err(s3_error!(
+                BucketAlreadyOwnedByYou,
+                "you own bucket {name} already"
+            )),
+            Created::TakenByAnother => Err(s3_error!(
+                BucketAlreadyExists,
+                "bucket names are global and {name} is taken: choose another"
+            )),
+        }
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.own_bucket(&req, &req.input.bucket).await?;
+        Ok(S3Response::new(HeadBucketOutput::default()))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        self.own_bucket(&req, &req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketLocationOutput::default()))
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        let name = &req.input.bucket;
+        self.own_bucket(&req, name).await?;
+        if !self.meta.delete_empty_bucket(name).await? {
+            return Err(s3_error!(
+                BucketNotEmpty,
+                "bucket {name} still holds objects: delete them first"
+            ));
+        }
+        Ok(S3Response::new(DeleteBucketOutput::default()))
+    }
+
+    async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let tenant = self.tenant(&req)?;
+        let buckets = self
+            .meta
+            .buckets(&tenant)
+            .await?
+            .into_iter()
+            .map(|b| Bucket {
+                name: Some(b.name),
+                creation_date: Some(timestamp(b.created_at)),
+                ..Default::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(buckets),
+            owner: Some(Owner {
+                display_name: Some(tenant.clone()),
+                id: Some(tenant),
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        self.own_bucket(&req, &req.input.bucket).await?;
+        if req.input.if_match.is_some() || req.input.if_none_match.is_some() {
+            return Err(not_implemented("a conditional PutObject"));
+        }
+        // The length declared: Content-Length (s3s sets it to the decoded length of an
+        // aws-chunked body) or x-amz-decoded-content-length.
+        let declared: Option<u64> = req
+            .input
+            .content_length
+            .and_then(|n| u64::try_from(n).ok())
+            .or_else(|| {
+                req.headers
+                    .get("x-amz-decoded-content-length")?
+                    .to_str()
+                    .ok()?
+                    .parse()
+                    .ok()
+            });
+        let input = req.input;
+        let mut body = input
+            .body
+            .ok_or_else(|| s3_error!(IncompleteBody, "the request has no body"))?;
+        let mut md5 = Md5::new();
+        let mut received: u64 = 0;
+        let mut blocks = Vec::new();
+        let mut pending = BytesMut::with_capacity(self.block_bytes);
+        while let Some(chunk) = body.next().await {
+            let mut chunk = chunk.map_err(|e| body_error(&e))?;
+            received += chunk.len() as u64;
+            if declared.is_some_and(|d| received > d) {
+                return Err(s3_error!(
+                    IncompleteBody,
+                    "the body is longer than its declared length"
+                ));
+            }
+            md5.update(&chunk);
+            while !chunk.is_empty() {
+                let room = self.block_bytes - pending.len();
+                let take = room.min(chunk.len());
+                pending.extend_from_slice(&chunk.split_to(take));
+                if pending.len() == self.block_bytes {
+                    let full =
+                        std::mem::replace(&mut pending, BytesMut::with_capacity(self.block_bytes));
+                    blocks.push(self.write_block(full.freeze()).await?);
+                }
+            }
+        }
+        if declared.is_some_and(|d| received != d) {
+            return Err(s3_error!(
+                IncompleteBody,
+                "the body ended after {received} bytes, short of its declared length"
+            ));
+        }
+        if !pending.is_empty() {
+            blocks.push(self.write_block(pending.freeze()).await?);
+        }
+        let etag = hex::encode(md5.finalize());
+        let metadata: Vec<(String, String)> =
+            input.metadata.unwrap_or_default().into_iter().collect();
+        self.meta
+            .put_object(&meta::Object {
+                bucket: input.bucket,
+                key: input.key,
+                size: received,
+                etag: etag.clone(),
+                content_type: input.content_type.map(|c| c.to_string()),
+                metadata,
+                last_modified: now_ms(),
+                blocks,
+            })
+            .await?;
+        Ok(S3Response::new(PutObjectOutput {
+            e_tag: Some(ETag::Strong(etag)),
+            ..Default::default()
+        }))
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let object = self
+            .own_object(&req, &req.input.bucket, &req.input.key)
+            .await?;
+        if req.input.if_modified_since.is_some() || req.input.if_unmodified_since.is_some() {
+            return Err(not_implemented("If-Modified-Since and If-Unmodified-Since"));
+        }
+        if let Some(stop) = etag_precondition(
+            &object.etag,
+            req.input.if_match.as_ref(),
+            req.input.if_none_match.as_ref(),
+        ) {
+            return Err(stop);
+        }
+        Ok(S3Response::new(HeadObjectOutput {
+            content_length: Some(i64::try_from(object.size).unwrap_or(i64::MAX)),
+            e_tag: Some(ETag::Strong(object.etag)),
+            last_modified: Some(timestamp(object.last_modified)),
+            content_type: object.content_type.and_then(|c| c.parse().ok()),
+            metadata: Some(object.metadata.into_iter().collect()),
+            accept_ranges: Some("bytes".into()),
+            ..Default::default()
+        }))
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let object = self
+            .own_object(&req, &req.input.bucket, &req.input.key)
+            .await?;
+        if req.input.if_modified_since.is_some()
+            || req.input.if_unmodified_since.is_some()
+            || req.input.part_number.is_some()
+        {
+            return Err(not_implemented(
+                "If-Modified-Since, If-Unmodified-Since and partNumber",
+            ));
+        }
+        if let Some(stop) = etag_precondition(
+            &object.etag,
+            req.input.if_match.as_ref(),
+            req.input.if_none_match.as_ref(),
+        ) {
+            return Err(stop);
+        }
+        let span = match &req.input.range {
+            Some(r) => r.check(object.size)?,
+            None => 0..object.size,
+        };
+        let content_range = req.input.range.as_ref().map(|_| {
+            format!(
+                "bytes {}-{}/{}",
+                span.start,
+                span.end.saturating_sub(1),
+                object.size
+            )
+        });
+        // The blocks the span covers, with the part of each it needs.
+        let mut parts = Vec::new();
+        let mut offset = 0u64;
+        for block in &object.blocks {
+            let (start, end) = (offset, offset + block.len);
+            offset = end;
+            if end <= span.start || start >= span.end {
+                continue;
+            }
+            let from = span.start.max(start) - start;
+            let to = span.end.min(end) - start;
+            let id: BlockId = block.id.parse().map_err(internal)?;
+            parts.push((id, block.nodes.clone(), from, to));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+        let replicas = self.replicas.clone();
+        tokio::spawn(async move {
+            for (id, nodes, from, to) in parts {
+                let chunk = match replicas.get(&id, &nodes).await {
+                    Ok(data) => {
+                        let (from, to) = (
+                            usize::try_from(from).unwrap_or(0),
+                            usize::try_from(to).unwrap_or(0),
+                        );
+                        if to > data.len() || from > to {
+                            Err(std::io::Error::other(format!(
+                                "block {id} is shorter than the object's map says"
+                            )))
+                        } else {
+                            Ok(data.slice(from..to))
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "object read failed");
+                        Err(std::io::Error::other(e.to_string()))
+                    }
+                };
+                let failed = chunk.is_err();
+                if tx.send(chunk).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        Ok(S3Response::new(GetObjectOutput {
+            body: Some(StreamingBlob::wrap(stream)),
+            content_length: Some(i64::try_from(span.end - span.start).unwrap_or(i64::MAX)),
+            content_range,
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(ETag::Strong(object.etag)),
+            last_modified: Some(timestamp(object.last_modified)),
+            content_type: object.content_type.and_then(|c| c.parse().ok()),
+            metadata: Some(object.metadata.into_iter().collect()),
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        self.own_bucket(&req, &req.input.bucket).await?;
+        if req.input.version_id.is_some() {
+            return Err(not_implemented("versioning"));
+        }
+        // Deleting a key that is not there succeeds, as in S3. Its blocks stay until
+        // garbage collection (not written yet).
+        self.meta
+            .delete_object(&req.input.bucket, &req.input.key)
+            .await?;
+        Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let input = &req.input;
+        self.own_bucket(&req, &input.bucket).await?;
+        let url = match input.encoding_type.as_ref().map(|e| e.as_str()) {
+            None => false,
+            Some("url") => true,
+            Some(other) => {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "encoding-type {other:?} is not supported: use url"
+                ));
+            }
+        };
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+        let max_keys = input.max_keys.unwrap_or(MAX_KEYS).clamp(0, MAX_KEYS);
+        let mut after = match &input.continuation_token {
+            Some(token) => {
+                let bytes = hex::decode(token).map_err(|_| {
+                    s3_error!(
+                        InvalidArgument,
+                        "the continuation token is not one this gateway gave"
+                    )
+                })?;
+                String::from_utf8(bytes).map_err(|_| {
+                    s3_error!(
+                        InvalidArgument,
+                        "the continuation token is not one this gateway gave"
+                    )
+                })?
+            }
+            None => input.start_after.clone().unwrap_or_default(),
+        };
+        let mut contents = Vec::new();
+        let mut prefixes: Vec<String> = Vec::new();
+        // The last key or common prefix returned: where the next page starts.
+        let mut last = None;
+        let mut truncated = false;
+        let limit = usize::try_from(max_keys).unwrap_or(0);
+        'pages: loop {
+            let page = self.meta.list(&input.bucket, &prefix, &after, 1000).await?;
+            let full_page = page.len() == 1000;
+            let mut skipped_ahead = false;
+            for o in page {
+                after.clone_from(&o.key);
+                let common = delimiter.as_ref().and_then(|d| {
+                    o.key[prefix.len()..]
+                        .find(d.as_str())
+                        .map(|i| o.key[..prefix.len() + i + d.len()].to_owned())
+                });
+                if contents.len() + prefixes.len() >= limit {
+                    truncated = true;
+                    break 'pages;
+                }
+                match common {
+                    Some(c) => {
+                        // Every other key under this common prefix is skipped: the next
+                        // query starts past them.
+                        after = format!("{c}\u{10FFFF}");
+                        last = Some(c.clone());
+                        prefixes.push(c);
+                        skipped_ahead = true;
+                        break;
+                    }
+                    None => {
+                        last = Some(o.key.clone());
+                        contents.push(Object {
+                            key: Some(o.key),
+                            size: Some(i64::try_from(o.size).unwrap_or(i64::MAX)),
+                            e_tag: Some(ETag::Strong(o.etag)),
+                            last_modified: Some(timestamp(o.last_modified)),
+                            ..Default::default()
+                        });
+                    }
+                }
+            }
+            if !full_page && !skipped_ahead {
+                break;
+            }
+        }
+        let encode = |s: String| {
+            if url {
+                utf8_percent_encode(&s, URL_SAFE).to_string()
+            } else {
+                s
+            }
+        };
+        let key_count = i32::try_from(contents.len() + prefixes.len()).unwrap_or(i32::MAX);
+        let contents = contents
+            .into_iter()
+            .map(|mut o| {
+                o.key = o.key.map(encode);
+                o
+            })
+            .collect();
+        Ok(S3Response::new(ListObjectsV2Output {
+            name: Some(input.bucket.clone()),
+            prefix: Some(encode(prefix.clone())),
+            delimiter: delimiter.map(encode),
+            max_keys: Some(max_keys),
+            key_count: Some(key_count),
+            continuation_token: input.continuation_token.clone(),
+            start_after: input.start_after.clone().map(encode),
+            is_truncated: Some(truncated),
+            next_continuation_token: truncated
+                .then(|| last.map(|l| hex::encode(l.as_bytes())))
+                .flatten(),
+            contents: Some(contents),
+            common_prefixes: Some(
+                prefixes
+                    .into_iter()
+                    .map(|p| CommonPrefix {
+                        prefix: Some(encode(p)),
+                    })
+                    .collect(),
+            ),
+            encoding_type: input.encoding_type.clone(),
+            ..Default::default()
+        }))
+    }
+}
