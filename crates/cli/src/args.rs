@@ -69,6 +69,8 @@ pub enum Command {
     /// Run a storage node: keeps the content-addressed, checksummed blocks of objects for
     /// the S3 gateways (`/v1/blocks/{sha256}`, cluster token required).
     Storage(StorageArgs),
+    /// Run an S3 gateway over storage nodes (the S3 API for aws-cli, boto3, rclone).
+    S3(S3Args),
     /// Regions: the country > province > city > county tree.
     #[command(subcommand)]
     Region(ResourceCmd<RegionAdd>),
@@ -155,7 +157,11 @@ impl Command {
     pub fn is_server(&self) -> bool {
         matches!(
             self,
-            Command::Up(_) | Command::Control(_) | Command::Edge(_)
+            Command::Up(_)
+                | Command::Control(_)
+                | Command::Edge(_)
+                | Command::Storage(_)
+                | Command::S3(_)
         )
     }
 }
@@ -313,6 +319,35 @@ pub struct StorageArgs {
     /// Largest block accepted, in MiB.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub max_block_mb: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct S3Args {
+    /// Address the S3 API listens on.
+    #[arg(long, default_value = "127.0.0.1:7800")]
+    pub listen: SocketAddr,
+    /// Virtual-host domain: BUCKET.DOMAIN addresses a bucket (path style works too).
+    #[arg(long, default_value = "s3.lingjing.test")]
+    pub domain: String,
+    /// Metadata database: sqlite://PATH or postgres://... (default: a SQLite file in
+    /// DATA_DIR/s3/meta.db).
+    #[arg(long)]
+    pub meta_url: Option<String>,
+    /// A storage node, as ID@SITE=ADDR (repeat for each), e.g. st-1@wuxi=127.0.0.1:7810.
+    #[arg(long = "node", required = true)]
+    pub nodes: Vec<String>,
+    /// Copies kept of each block (placed in different sites first).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=16))]
+    pub replicas: u64,
+    /// File holding the cluster token the storage nodes want.
+    #[arg(long)]
+    pub token_file: PathBuf,
+    /// File of access keys, one per line: ACCESS_KEY SECRET TENANT (keep it 0600).
+    #[arg(long)]
+    pub keys_file: PathBuf,
+    /// Size objects are cut into, in KiB.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(4..=16384))]
+    pub block_kb: u64,
 }
 
 /// How the DNS server limits abusive clients.

@@ -19,6 +19,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Edge(args) => edge::run(&global, args).await,
         Command::Dns(args) => dns::run(&global, args).await,
         Command::Storage(args) => storage::run(&global, args).await,
+        Command::S3(args) => storage::gateway(&global, args).await,
         Command::Region(cmd) => resources::resource(&global, "regions", cmd).await,
         Command::Line(cmd) => resources::line(&global, cmd).await,
         Command::Site(cmd) => resources::resource(&global, "sites", cmd).await,
