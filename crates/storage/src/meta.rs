@@ -188,12 +188,14 @@ impl Meta {
             .collect()
     }
 
-    /// Deletes bucket `name` if it holds no object: `Ok(false)` when it is not empty.
+    /// Deletes bucket `name` if it holds no object and no upload in progress: `Ok(false)`
+    /// when it is not empty.
     pub async fn delete_empty_bucket(&self, name: &str) -> Result<bool, MetaError> {
         // One statement: an object written meanwhile either commits first (and the bucket
         // stays) or finds no bucket (the foreign key refuses it).
         let deleted = sqlx::query(
-            "DELETE FROM buckets WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM objects WHERE bucket = $1)",
+            "DELETE FROM buckets WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM objects WHERE bucket = $1)
+             AND NOT EXISTS (SELECT 1 FROM uploads WHERE bucket = $1)",
         )
         .bind(name)
         .execute(&self.pool)
@@ -204,29 +206,7 @@ impl Meta {
 
     /// Makes `object` the current version of its key (inserted or replaced at once).
     pub async fn put_object(&self, object: &Object) -> Result<(), MetaError> {
-        let metadata = serde_json::to_string(&object.metadata)
-            .map_err(|e| MetaError::Corrupt(e.to_string()))?;
-        let blocks =
-            serde_json::to_string(&object.blocks).map_err(|e| MetaError::Corrupt(e.to_string()))?;
-        let size = i64::try_from(object.size).map_err(|_| MetaError::Corrupt("size".into()))?;
-        sqlx::query(
-            "INSERT INTO objects (bucket, key, size, etag, content_type, metadata, last_modified, blocks)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (bucket, key) DO UPDATE SET size = excluded.size, etag = excluded.etag,
-               content_type = excluded.content_type, metadata = excluded.metadata,
-               last_modified = excluded.last_modified, blocks = excluded.blocks",
-        )
-        .bind(&object.bucket)
-        .bind(&object.key)
-        .bind(size)
-        .bind(&object.etag)
-        .bind(object.content_type.as_deref())
-        .bind(metadata)
-        .bind(object.last_modified)
-        .bind(blocks)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        upsert_object(&self.pool, object).await
     }
 
     pub async fn object(&self, bucket: &str, key: &str) -> Result<Option<Object>, MetaError> {
@@ -281,6 +261,187 @@ impl Meta {
         }
         Ok(out)
     }
+}
+
+/// A multipart upload in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub upload_id: String,
+    pub bucket: String,
+    pub key: String,
+    pub content_type: Option<String>,
+    pub metadata: Vec<(String, String)>,
+    pub initiated: i64,
+}
+
+/// One uploaded part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub part_number: i64,
+    pub size: u64,
+    /// The part's MD5 in hex.
+    pub etag: String,
+    pub blocks: Vec<BlockRef>,
+    pub last_modified: i64,
+}
+
+fn json<T: Serialize>(v: &T) -> Result<String, MetaError> {
+    serde_json::to_string(v).map_err(|e| MetaError::Corrupt(e.to_string()))
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(s: &str) -> Result<T, MetaError> {
+    serde_json::from_str(s).map_err(|e| MetaError::Corrupt(e.to_string()))
+}
+
+impl Meta {
+    pub async fn create_upload(&self, upload: &Upload) -> Result<(), MetaError> {
+        sqlx::query(
+            "INSERT INTO uploads (upload_id, bucket, key, content_type, metadata, initiated) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&upload.upload_id)
+        .bind(&upload.bucket)
+        .bind(&upload.key)
+        .bind(upload.content_type.as_deref())
+        .bind(json(&upload.metadata)?)
+        .bind(upload.initiated)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn upload(&self, upload_id: &str) -> Result<Option<Upload>, MetaError> {
+        let row = sqlx::query(
+            "SELECT upload_id, bucket, key, content_type, metadata, initiated FROM uploads WHERE upload_id = $1",
+        )
+        .bind(upload_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let metadata: String = r.try_get("metadata")?;
+            Ok(Upload {
+                upload_id: r.try_get("upload_id")?,
+                bucket: r.try_get("bucket")?,
+                key: r.try_get("key")?,
+                content_type: r.try_get("content_type")?,
+                metadata: from_json(&metadata)?,
+                initiated: r.try_get("initiated")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records part `part.part_number` of `upload_id` (replacing an earlier upload of the
+    /// same number); `false` when the upload is gone (completed or aborted meanwhile).
+    pub async fn put_part(&self, upload_id: &str, part: &Part) -> Result<bool, MetaError> {
+        let size = i64::try_from(part.size).map_err(|_| MetaError::Corrupt("size".into()))?;
+        let done = sqlx::query(
+            "INSERT INTO parts (upload_id, part_number, size, etag, blocks, last_modified)
+             SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM uploads WHERE upload_id = $1)
+             ON CONFLICT (upload_id, part_number) DO UPDATE SET size = excluded.size, etag = excluded.etag,
+               blocks = excluded.blocks, last_modified = excluded.last_modified",
+        )
+        .bind(upload_id)
+        .bind(part.part_number)
+        .bind(size)
+        .bind(&part.etag)
+        .bind(json(&part.blocks)?)
+        .bind(part.last_modified)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(done == 1)
+    }
+
+    /// The parts of `upload_id`, by number.
+    pub async fn parts(&self, upload_id: &str) -> Result<Vec<Part>, MetaError> {
+        let rows = sqlx::query(
+            "SELECT part_number, size, etag, blocks, last_modified FROM parts WHERE upload_id = $1 ORDER BY part_number",
+        )
+        .bind(upload_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let blocks: String = r.try_get("blocks")?;
+                let size: i64 = r.try_get("size")?;
+                Ok(Part {
+                    part_number: r.try_get("part_number")?,
+                    size: u64::try_from(size)
+                        .map_err(|_| MetaError::Corrupt("negative size".into()))?,
+                    etag: r.try_get("etag")?,
+                    blocks: from_json(&blocks)?,
+                    last_modified: r.try_get("last_modified")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Completes `upload_id` as `object`: the object row is written and the upload (with
+    /// its parts) removed in one transaction; `false` when the upload is gone already.
+    pub async fn complete_upload(
+        &self,
+        upload_id: &str,
+        object: &Object,
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.pool.begin().await?;
+        let removed = sqlx::query("DELETE FROM uploads WHERE upload_id = $1")
+            .bind(upload_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if removed != 1 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM parts WHERE upload_id = $1")
+            .bind(upload_id)
+            .execute(&mut *tx)
+            .await?;
+        upsert_object(&mut *tx, object).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Abandons `upload_id` and its parts; `false` when there was none.
+    pub async fn abort_upload(&self, upload_id: &str) -> Result<bool, MetaError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM parts WHERE upload_id = $1")
+            .bind(upload_id)
+            .execute(&mut *tx)
+            .await?;
+        let removed = sqlx::query("DELETE FROM uploads WHERE upload_id = $1")
+            .bind(upload_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(removed == 1)
+    }
+}
+
+/// The statement that makes `object` the current version of its key.
+async fn upsert_object<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    executor: E,
+    object: &Object,
+) -> Result<(), MetaError> {
+    let size = i64::try_from(object.size).map_err(|_| MetaError::Corrupt("size".into()))?;
+    sqlx::query(
+        "INSERT INTO objects (bucket, key, size, etag, content_type, metadata, last_modified, blocks)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (bucket, key) DO UPDATE SET size = excluded.size, etag = excluded.etag,
+           content_type = excluded.content_type, metadata = excluded.metadata,
+           last_modified = excluded.last_modified, blocks = excluded.blocks",
+    )
+    .bind(&object.bucket)
+    .bind(&object.key)
+    .bind(size)
+    .bind(&object.etag)
+    .bind(object.content_type.as_deref())
+    .bind(json(&object.metadata)?)
+    .bind(object.last_modified)
+    .bind(json(&object.blocks)?)
+    .execute(executor)
+    .await?;
+    Ok(())
 }
 
 fn object_from_row(r: &sqlx::any::AnyRow) -> Result<Object, MetaError> {

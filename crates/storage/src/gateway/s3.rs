@@ -35,6 +35,35 @@ const URL_SAFE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~')
     .remove(b'/');
 
+/// The largest object a single PUT takes (S3's limit); larger ones go multipart.
+const MAX_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// The smallest part but the last of a multipart upload (S3's limit).
+const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
+/// The most parts of a multipart upload (S3's limit).
+const MAX_PARTS: i32 = 10_000;
+
+/// The body length a request declared: Content-Length (s3s sets it to the decoded length
+/// of an aws-chunked body) or `x-amz-decoded-content-length`.
+fn declared_length(content_length: Option<i64>, headers: &http::HeaderMap) -> Option<u64> {
+    content_length
+        .and_then(|n| u64::try_from(n).ok())
+        .or_else(|| {
+            headers
+                .get("x-amz-decoded-content-length")?
+                .to_str()
+                .ok()?
+                .parse()
+                .ok()
+        })
+}
+
+/// A body written as blocks.
+struct Stored {
+    size: u64,
+    md5: [u8; 16],
+    blocks: Vec<BlockRef>,
+}
+
 pub(crate) struct Gateway {
     pub(crate) meta: Meta,
     pub(crate) replicas: Arc<Replicas>,
@@ -124,6 +153,86 @@ impl Gateway {
             .object(bucket, key)
             .await?
             .ok_or_else(|| s3_error!(NoSuchKey, "no object {key} in {bucket}"))
+    }
+
+    /// Streams `body` into blocks on their replicas (one block in memory at a time),
+    /// checking its length against `declared` (s3s does not for aws-chunked bodies) and
+    /// `limit`.
+    async fn store_body(
+        &self,
+        mut body: StreamingBlob,
+        declared: Option<u64>,
+        limit: u64,
+    ) -> S3Result<Stored> {
+        if declared.is_some_and(|d| d > limit) {
+            return Err(s3_error!(
+                EntityTooLarge,
+                "the body is larger than {limit} bytes"
+            ));
+        }
+        let mut md5 = Md5::new();
+        let mut received: u64 = 0;
+        let mut blocks = Vec::new();
+        let mut pending = BytesMut::with_capacity(self.block_bytes);
+        while let Some(chunk) = body.next().await {
+            let mut chunk = chunk.map_err(|e| body_error(&e))?;
+            received += chunk.len() as u64;
+            if declared.is_some_and(|d| received > d) {
+                return Err(s3_error!(
+                    IncompleteBody,
+                    "the body is longer than its declared length"
+                ));
+            }
+            if received > limit {
+                return Err(s3_error!(
+                    EntityTooLarge,
+                    "the body is larger than {limit} bytes"
+                ));
+            }
+            md5.update(&chunk);
+            while !chunk.is_empty() {
+                let room = self.block_bytes - pending.len();
+                let take = room.min(chunk.len());
+                pending.extend_from_slice(&chunk.split_to(take));
+                if pending.len() == self.block_bytes {
+                    let full =
+                        std::mem::replace(&mut pending, BytesMut::with_capacity(self.block_bytes));
+                    blocks.push(self.write_block(full.freeze()).await?);
+                }
+            }
+        }
+        if declared.is_some_and(|d| received != d) {
+            return Err(s3_error!(
+                IncompleteBody,
+                "the body ended after {received} bytes, short of its declared length"
+            ));
+        }
+        if !pending.is_empty() {
+            blocks.push(self.write_block(pending.freeze()).await?);
+        }
+        Ok(Stored {
+            size: received,
+            md5: md5.finalize().into(),
+            blocks,
+        })
+    }
+
+    /// Upload `upload_id`, if it is for `bucket`/`key` in a bucket of the request's tenant.
+    async fn own_upload<T>(
+        &self,
+        req: &S3Request<T>,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> S3Result<meta::Upload> {
+        self.own_bucket(req, bucket).await?;
+        match self.meta.upload(upload_id).await? {
+            Some(u) if u.bucket == bucket && u.key == key => Ok(u),
+            _ => Err(s3_error!(
+                NoSuchUpload,
+                "no upload {upload_id} for {key} in {bucket} (completed or aborted?)"
+            )),
+        }
     }
 
     /// Writes one block to its replicas.
@@ -258,71 +367,23 @@ impl S3 for Gateway {
         if req.input.if_match.is_some() || req.input.if_none_match.is_some() {
             return Err(not_implemented("a conditional PutObject"));
         }
-        // The length declared: Content-Length (s3s sets it to the decoded length of an
-        // aws-chunked body) or x-amz-decoded-content-length.
-        let declared: Option<u64> = req
-            .input
-            .content_length
-            .and_then(|n| u64::try_from(n).ok())
-            .or_else(|| {
-                req.headers
-                    .get("x-amz-decoded-content-length")?
-                    .to_str()
-                    .ok()?
-                    .parse()
-                    .ok()
-            });
+        let declared = declared_length(req.input.content_length, &req.headers);
         let input = req.input;
-        let mut body = input
+        let body = input
             .body
             .ok_or_else(|| s3_error!(IncompleteBody, "the request has no body"))?;
-        let mut md5 = Md5::new();
-        let mut received: u64 = 0;
-        let mut blocks = Vec::new();
-        let mut pending = BytesMut::with_capacity(self.block_bytes);
-        while let Some(chunk) = body.next().await {
-            let mut chunk = chunk.map_err(|e| body_error(&e))?;
-            received += chunk.len() as u64;
-            if declared.is_some_and(|d| received > d) {
-                return Err(s3_error!(
-                    IncompleteBody,
-                    "the body is longer than its declared length"
-                ));
-            }
-            md5.update(&chunk);
-            while !chunk.is_empty() {
-                let room = self.block_bytes - pending.len();
-                let take = room.min(chunk.len());
-                pending.extend_from_slice(&chunk.split_to(take));
-                if pending.len() == self.block_bytes {
-                    let full =
-                        std::mem::replace(&mut pending, BytesMut::with_capacity(self.block_bytes));
-                    blocks.push(self.write_block(full.freeze()).await?);
-                }
-            }
-        }
-        if declared.is_some_and(|d| received != d) {
-            return Err(s3_error!(
-                IncompleteBody,
-                "the body ended after {received} bytes, short of its declared length"
-            ));
-        }
-        if !pending.is_empty() {
-            blocks.push(self.write_block(pending.freeze()).await?);
-        }
-        let etag = hex::encode(md5.finalize());
-        let metadata: Vec<(String, String)> =
-            input.metadata.unwrap_or_default().into_iter().collect();
+        let stored = self.store_body(body, declared, MAX_OBJECT_BYTES).await?;
+        let etag = hex::encode(stored.md5);
         self.meta
             .put_object(&meta::Object {
                 bucket: input.bucket,
                 key: input.key,
-                size: received,
+                size: stored.size,
                 etag: etag.clone(),
                 content_type: input.content_type.map(|c| c.to_string()),
-                metadata,
+                metadata: input.metadata.unwrap_or_default().into_iter().collect(),
                 last_modified: now_ms(),
-                blocks,
+                blocks: stored.blocks,
             })
             .await?;
         Ok(S3Response::new(PutObjectOutput {
@@ -586,6 +647,232 @@ impl S3 for Gateway {
                     .collect(),
             ),
             encoding_type: input.encoding_type.clone(),
+            ..Default::default()
+        }))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        self.own_bucket(&req, &req.input.bucket).await?;
+        let input = req.input;
+        let upload_id = hex::encode(rand::random::<[u8; 16]>());
+        self.meta
+            .create_upload(&meta::Upload {
+                upload_id: upload_id.clone(),
+                bucket: input.bucket.clone(),
+                key: input.key.clone(),
+                content_type: input.content_type.map(|c| c.to_string()),
+                metadata: input.metadata.unwrap_or_default().into_iter().collect(),
+                initiated: now_ms(),
+            })
+            .await?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(upload_id),
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let input = &req.input;
+        self.own_upload(&req, &input.bucket, &input.key, &input.upload_id)
+            .await?;
+        if !(1..=MAX_PARTS).contains(&input.part_number) {
+            return Err(s3_error!(
+                InvalidArgument,
+                "part numbers go from 1 to {MAX_PARTS}"
+            ));
+        }
+        let declared = declared_length(input.content_length, &req.headers);
+        let input = req.input;
+        let body = input
+            .body
+            .ok_or_else(|| s3_error!(IncompleteBody, "the request has no body"))?;
+        let stored = self.store_body(body, declared, MAX_OBJECT_BYTES).await?;
+        let etag = hex::encode(stored.md5);
+        let recorded = self
+            .meta
+            .put_part(
+                &input.upload_id,
+                &meta::Part {
+                    part_number: i64::from(input.part_number),
+                    size: stored.size,
+                    etag: etag.clone(),
+                    blocks: stored.blocks,
+                    last_modified: now_ms(),
+                },
+            )
+            .await?;
+        if !recorded {
+            return Err(s3_error!(
+                NoSuchUpload,
+                "the upload was completed or aborted meanwhile"
+            ));
+        }
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(ETag::Strong(etag)),
+            ..Default::default()
+        }))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let input = &req.input;
+        let upload = self
+            .own_upload(&req, &input.bucket, &input.key, &input.upload_id)
+            .await?;
+        if input.if_match.is_some() || input.if_none_match.is_some() {
+            return Err(not_implemented("a conditional CompleteMultipartUpload"));
+        }
+        let listed = input
+            .multipart_upload
+            .as_ref()
+            .and_then(|m| m.parts.clone())
+            .unwrap_or_default();
+        if listed.is_empty() {
+            return Err(s3_error!(
+                MalformedXML,
+                "list the parts to complete the upload with"
+            ));
+        }
+        let uploaded = self.meta.parts(&input.upload_id).await?;
+        let mut chosen: Vec<&meta::Part> = Vec::with_capacity(listed.len());
+        let mut previous = 0;
+        for part in &listed {
+            let number = part.part_number.unwrap_or(0);
+            if number <= previous {
+                return Err(s3_error!(
+                    InvalidPartOrder,
+                    "list the parts in ascending order, each once"
+                ));
+            }
+            previous = number;
+            let found = uploaded.iter().find(|p| p.part_number == i64::from(number));
+            let etag_matches = |p: &meta::Part| match &part.e_tag {
+                Some(ETag::Strong(e) | ETag::Weak(e)) => e.trim_matches('"') == p.etag,
+                None => false,
+            };
+            match found {
+                Some(p) if etag_matches(p) => chosen.push(p),
+                _ => {
+                    return Err(s3_error!(
+                        InvalidPart,
+                        "part {number} was not uploaded, or its ETag differs"
+                    ));
+                }
+            }
+        }
+        if let Some(small) = chosen[..chosen.len() - 1]
+            .iter()
+            .find(|p| p.size < MIN_PART_BYTES)
+        {
+            return Err(s3_error!(
+                EntityTooSmall,
+                "part {} has {} bytes; every part but the last needs at least {MIN_PART_BYTES}",
+                small.part_number,
+                small.size
+            ));
+        }
+        // S3's multipart ETag: the MD5 of the parts' MD5s, then the number of parts.
+        let mut md5 = Md5::new();
+        for p in &chosen {
+            md5.update(hex::decode(&p.etag).map_err(internal)?);
+        }
+        let etag = format!("{}-{}", hex::encode(md5.finalize()), chosen.len());
+        let object = meta::Object {
+            bucket: upload.bucket.clone(),
+            key: upload.key.clone(),
+            size: chosen.iter().map(|p| p.size).sum(),
+            etag: etag.clone(),
+            content_type: upload.content_type.clone(),
+            metadata: upload.metadata.clone(),
+            last_modified: now_ms(),
+            blocks: chosen
+                .iter()
+                .flat_map(|p| p.blocks.iter().cloned())
+                .collect(),
+        };
+        if !self
+            .meta
+            .complete_upload(&upload.upload_id, &object)
+            .await?
+        {
+            return Err(s3_error!(
+                NoSuchUpload,
+                "the upload was completed or aborted meanwhile"
+            ));
+        }
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(upload.bucket.clone()),
+            key: Some(upload.key),
+            e_tag: Some(ETag::Strong(etag)),
+            location: Some(format!("/{}/{}", upload.bucket, object.key)),
+            ..Default::default()
+        }))
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let input = &req.input;
+        self.own_upload(&req, &input.bucket, &input.key, &input.upload_id)
+            .await?;
+        if !self.meta.abort_upload(&input.upload_id).await? {
+            return Err(s3_error!(
+                NoSuchUpload,
+                "the upload was completed or aborted meanwhile"
+            ));
+        }
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let input = &req.input;
+        self.own_upload(&req, &input.bucket, &input.key, &input.upload_id)
+            .await?;
+        let max = input.max_parts.unwrap_or(1000).clamp(1, 1000);
+        let marker = i64::from(input.part_number_marker.unwrap_or(0));
+        let all = self.meta.parts(&input.upload_id).await?;
+        let after: Vec<_> = all.into_iter().filter(|p| p.part_number > marker).collect();
+        let truncated = after.len() > usize::try_from(max).unwrap_or(1000);
+        let page: Vec<_> = after
+            .into_iter()
+            .take(usize::try_from(max).unwrap_or(1000))
+            .collect();
+        let next = truncated
+            .then(|| page.last().and_then(|p| i32::try_from(p.part_number).ok()))
+            .flatten();
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(input.bucket.clone()),
+            key: Some(input.key.clone()),
+            upload_id: Some(input.upload_id.clone()),
+            max_parts: Some(max),
+            is_truncated: Some(truncated),
+            part_number_marker: input.part_number_marker,
+            next_part_number_marker: next,
+            parts: Some(
+                page.into_iter()
+                    .map(|p| Part {
+                        part_number: i32::try_from(p.part_number).ok(),
+                        size: i64::try_from(p.size).ok(),
+                        e_tag: Some(ETag::Strong(p.etag)),
+                        last_modified: Some(timestamp(p.last_modified)),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
             ..Default::default()
         }))
     }

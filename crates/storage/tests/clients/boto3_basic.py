@@ -134,6 +134,54 @@ for fn, kwargs in [
 assert error_code(forged.list_objects_v2, Bucket="assets")[0] == "SignatureDoesNotMatch"
 assert shop.get_object(Bucket="assets", Key="img/logo.png")["Body"].read() == b"PNG..."
 
+# Multipart: the SDK's own transfer (12 MB in 5 MB parts), then the raw API.
+from boto3.s3.transfer import TransferConfig
+import io
+large = os.urandom(12 * 1024 * 1024)
+shop.upload_fileobj(io.BytesIO(large), "assets", "video/large.bin",
+                    Config=TransferConfig(multipart_threshold=5 * 1024 * 1024,
+                                          multipart_chunksize=5 * 1024 * 1024, max_concurrency=2))
+head = shop.head_object(Bucket="assets", Key="video/large.bin")
+assert head["ContentLength"] == len(large)
+part_md5s = b"".join(hashlib.md5(large[i:i + 5 * 1024 * 1024]).digest() for i in range(0, len(large), 5 * 1024 * 1024))
+assert head["ETag"] == '"%s-3"' % hashlib.md5(part_md5s).hexdigest(), head["ETag"]
+assert shop.get_object(Bucket="assets", Key="video/large.bin")["Body"].read() == large
+r = shop.get_object(Bucket="assets", Key="video/large.bin", Range="bytes=5242870-5242890")
+assert r["Body"].read() == large[5242870:5242891]
+
+up = shop.create_multipart_upload(Bucket="assets", Key="parts.bin", ContentType="application/x-test")
+uid = up["UploadId"]
+p1 = shop.upload_part(Bucket="assets", Key="parts.bin", UploadId=uid, PartNumber=1, Body=large[:5 * 1024 * 1024])
+p2 = shop.upload_part(Bucket="assets", Key="parts.bin", UploadId=uid, PartNumber=2, Body=b"tail")
+listed = shop.list_parts(Bucket="assets", Key="parts.bin", UploadId=uid)
+assert [(p["PartNumber"], p["Size"]) for p in listed["Parts"]] == [(1, 5 * 1024 * 1024), (2, 4)], listed["Parts"]
+assert error_code(rival.list_parts, Bucket="assets", Key="parts.bin", UploadId=uid)[0] == "AccessDenied"
+# Not visible before it is completed.
+assert error_code(shop.head_object, Bucket="assets", Key="parts.bin")[1] == 404
+bad = {"Parts": [{"PartNumber": 1, "ETag": p1["ETag"]}, {"PartNumber": 2, "ETag": '"0000"'}]}
+assert error_code(shop.complete_multipart_upload, Bucket="assets", Key="parts.bin", UploadId=uid,
+                  MultipartUpload=bad)[0] == "InvalidPart"
+unordered = {"Parts": [{"PartNumber": 2, "ETag": p2["ETag"]}, {"PartNumber": 1, "ETag": p1["ETag"]}]}
+assert error_code(shop.complete_multipart_upload, Bucket="assets", Key="parts.bin", UploadId=uid,
+                  MultipartUpload=unordered)[0] == "InvalidPartOrder"
+good = {"Parts": [{"PartNumber": 1, "ETag": p1["ETag"]}, {"PartNumber": 2, "ETag": p2["ETag"]}]}
+done = shop.complete_multipart_upload(Bucket="assets", Key="parts.bin", UploadId=uid, MultipartUpload=good)
+assert done["ETag"].endswith('-2"'), done["ETag"]
+whole = shop.get_object(Bucket="assets", Key="parts.bin")
+assert whole["Body"].read() == large[:5 * 1024 * 1024] + b"tail"
+assert whole["ContentType"] == "application/x-test"
+assert error_code(shop.complete_multipart_upload, Bucket="assets", Key="parts.bin", UploadId=uid,
+                  MultipartUpload=good)[0] == "NoSuchUpload"
+# A part under 5 MB that is not the last is refused; an aborted upload is gone.
+small = shop.create_multipart_upload(Bucket="assets", Key="small.bin")["UploadId"]
+s1 = shop.upload_part(Bucket="assets", Key="small.bin", UploadId=small, PartNumber=1, Body=b"a" * 100)
+s2 = shop.upload_part(Bucket="assets", Key="small.bin", UploadId=small, PartNumber=2, Body=b"b" * 100)
+assert error_code(shop.complete_multipart_upload, Bucket="assets", Key="small.bin", UploadId=small,
+                  MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": s1["ETag"]},
+                                             {"PartNumber": 2, "ETag": s2["ETag"]}]})[0] == "EntityTooSmall"
+shop.abort_multipart_upload(Bucket="assets", Key="small.bin", UploadId=small)
+assert error_code(shop.list_parts, Bucket="assets", Key="small.bin", UploadId=small)[0] == "NoSuchUpload"
+
 # What is not implemented says so.
 assert error_code(shop.put_bucket_versioning, Bucket="assets",
                   VersioningConfiguration={"Status": "Enabled"})[0] == "NotImplemented"
