@@ -57,6 +57,36 @@ fn declared_length(content_length: Option<i64>, headers: &http::HeaderMap) -> Op
         })
 }
 
+/// Whether a listing's keys are to be URL-encoded (`encoding-type=url`).
+fn url_encoding(encoding: Option<&EncodingType>) -> S3Result<bool> {
+    match encoding.map(|e| e.as_str()) {
+        None => Ok(false),
+        Some("url") => Ok(true),
+        Some(other) => Err(s3_error!(
+            InvalidArgument,
+            "encoding-type {other:?} is not supported: use url"
+        )),
+    }
+}
+
+/// `s` as a listing returns it: URL-encoded when `url`.
+fn encoded(s: String, url: bool) -> String {
+    if url {
+        utf8_percent_encode(&s, URL_SAFE).to_string()
+    } else {
+        s
+    }
+}
+
+/// One page of a listing ([`Gateway::list_page`]).
+struct Listed {
+    contents: Vec<Object>,
+    prefixes: Vec<String>,
+    truncated: bool,
+    /// The last key or common prefix returned: where the next page starts.
+    last: Option<String>,
+}
+
 /// A body written as blocks.
 struct Stored {
     size: u64,
@@ -233,6 +263,71 @@ impl Gateway {
                 "no upload {upload_id} for {key} in {bucket} (completed or aborted?)"
             )),
         }
+    }
+
+    /// One page of a listing: up to `max_keys` objects and common prefixes of `bucket`
+    /// under `prefix` (grouped at `delimiter`), after the key `after`.
+    async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        mut after: String,
+        max_keys: i32,
+    ) -> S3Result<Listed> {
+        let mut contents = Vec::new();
+        let mut prefixes: Vec<String> = Vec::new();
+        // The last key or common prefix returned: where the next page starts.
+        let mut last = None;
+        let mut truncated = false;
+        let limit = usize::try_from(max_keys).unwrap_or(0);
+        'pages: loop {
+            let page = self.meta.list(bucket, prefix, &after, 1000).await?;
+            let full_page = page.len() == 1000;
+            let mut skipped_ahead = false;
+            for o in page {
+                after.clone_from(&o.key);
+                let common = delimiter.and_then(|d| {
+                    o.key[prefix.len()..]
+                        .find(d)
+                        .map(|i| o.key[..prefix.len() + i + d.len()].to_owned())
+                });
+                if contents.len() + prefixes.len() >= limit {
+                    truncated = true;
+                    break 'pages;
+                }
+                match common {
+                    Some(c) => {
+                        // Every other key under this common prefix is skipped: the next
+                        // query starts past them.
+                        after = format!("{c}\u{10FFFF}");
+                        last = Some(c.clone());
+                        prefixes.push(c);
+                        skipped_ahead = true;
+                        break;
+                    }
+                    None => {
+                        last = Some(o.key.clone());
+                        contents.push(Object {
+                            key: Some(o.key),
+                            size: Some(i64::try_from(o.size).unwrap_or(i64::MAX)),
+                            e_tag: Some(ETag::Strong(o.etag)),
+                            last_modified: Some(timestamp(o.last_modified)),
+                            ..Default::default()
+                        });
+                    }
+                }
+            }
+            if !full_page && !skipped_ahead {
+                break;
+            }
+        }
+        Ok(Listed {
+            contents,
+            prefixes,
+            truncated,
+            last,
+        })
     }
 
     /// Writes one block to its replicas.
@@ -533,20 +628,11 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let input = &req.input;
         self.own_bucket(&req, &input.bucket).await?;
-        let url = match input.encoding_type.as_ref().map(|e| e.as_str()) {
-            None => false,
-            Some("url") => true,
-            Some(other) => {
-                return Err(s3_error!(
-                    InvalidArgument,
-                    "encoding-type {other:?} is not supported: use url"
-                ));
-            }
-        };
+        let url = url_encoding(input.encoding_type.as_ref())?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
         let max_keys = input.max_keys.unwrap_or(MAX_KEYS).clamp(0, MAX_KEYS);
-        let mut after = match &input.continuation_token {
+        let after = match &input.continuation_token {
             Some(token) => {
                 let bytes = hex::decode(token).map_err(|_| {
                     s3_error!(
@@ -563,60 +649,22 @@ impl S3 for Gateway {
             }
             None => input.start_after.clone().unwrap_or_default(),
         };
-        let mut contents = Vec::new();
-        let mut prefixes: Vec<String> = Vec::new();
-        // The last key or common prefix returned: where the next page starts.
-        let mut last = None;
-        let mut truncated = false;
-        let limit = usize::try_from(max_keys).unwrap_or(0);
-        'pages: loop {
-            let page = self.meta.list(&input.bucket, &prefix, &after, 1000).await?;
-            let full_page = page.len() == 1000;
-            let mut skipped_ahead = false;
-            for o in page {
-                after.clone_from(&o.key);
-                let common = delimiter.as_ref().and_then(|d| {
-                    o.key[prefix.len()..]
-                        .find(d.as_str())
-                        .map(|i| o.key[..prefix.len() + i + d.len()].to_owned())
-                });
-                if contents.len() + prefixes.len() >= limit {
-                    truncated = true;
-                    break 'pages;
-                }
-                match common {
-                    Some(c) => {
-                        // Every other key under this common prefix is skipped: the next
-                        // query starts past them.
-                        after = format!("{c}\u{10FFFF}");
-                        last = Some(c.clone());
-                        prefixes.push(c);
-                        skipped_ahead = true;
-                        break;
-                    }
-                    None => {
-                        last = Some(o.key.clone());
-                        contents.push(Object {
-                            key: Some(o.key),
-                            size: Some(i64::try_from(o.size).unwrap_or(i64::MAX)),
-                            e_tag: Some(ETag::Strong(o.etag)),
-                            last_modified: Some(timestamp(o.last_modified)),
-                            ..Default::default()
-                        });
-                    }
-                }
-            }
-            if !full_page && !skipped_ahead {
-                break;
-            }
-        }
-        let encode = |s: String| {
-            if url {
-                utf8_percent_encode(&s, URL_SAFE).to_string()
-            } else {
-                s
-            }
-        };
+        let listed = self
+            .list_page(
+                &input.bucket,
+                &prefix,
+                delimiter.as_deref(),
+                after,
+                max_keys,
+            )
+            .await?;
+        let (contents, prefixes, truncated, last) = (
+            listed.contents,
+            listed.prefixes,
+            listed.truncated,
+            listed.last,
+        );
+        let encode = |s: String| encoded(s, url);
         let key_count = i32::try_from(contents.len() + prefixes.len()).unwrap_or(i32::MAX);
         let contents = contents
             .into_iter()
@@ -873,6 +921,111 @@ impl S3 for Gateway {
                     })
                     .collect(),
             ),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        let input = &req.input;
+        self.own_bucket(&req, &input.bucket).await?;
+        let url = url_encoding(input.encoding_type.as_ref())?;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+        let max_keys = input.max_keys.unwrap_or(MAX_KEYS).clamp(0, MAX_KEYS);
+        let listed = self
+            .list_page(
+                &input.bucket,
+                &prefix,
+                delimiter.as_deref(),
+                input.marker.clone().unwrap_or_default(),
+                max_keys,
+            )
+            .await?;
+        let encode = |s: String| encoded(s, url);
+        Ok(S3Response::new(ListObjectsOutput {
+            name: Some(input.bucket.clone()),
+            prefix: Some(encode(prefix.clone())),
+            marker: input.marker.clone().map(encode),
+            max_keys: Some(max_keys),
+            is_truncated: Some(listed.truncated),
+            next_marker: listed
+                .truncated
+                .then_some(listed.last)
+                .flatten()
+                .map(encode),
+            contents: Some(
+                listed
+                    .contents
+                    .into_iter()
+                    .map(|mut o| {
+                        o.key = o.key.map(encode);
+                        o
+                    })
+                    .collect(),
+            ),
+            common_prefixes: Some(
+                listed
+                    .prefixes
+                    .into_iter()
+                    .map(|p| CommonPrefix {
+                        prefix: Some(encode(p)),
+                    })
+                    .collect(),
+            ),
+            delimiter: delimiter.map(encode),
+            encoding_type: input.encoding_type.clone(),
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let input = &req.input;
+        self.own_bucket(&req, &input.bucket).await?;
+        if input.delete.objects.len() > 1000 {
+            return Err(s3_error!(
+                MalformedXML,
+                "at most 1000 keys per DeleteObjects request"
+            ));
+        }
+        let quiet = input.delete.quiet == Some(true);
+        let mut deleted = Vec::new();
+        let mut errors = Vec::new();
+        for o in &input.delete.objects {
+            if o.version_id.is_some() {
+                errors.push(Error {
+                    key: Some(o.key.clone()),
+                    code: Some("NotImplemented".into()),
+                    message: Some("versioning is not implemented yet".into()),
+                    ..Default::default()
+                });
+                continue;
+            }
+            match self.meta.delete_object(&input.bucket, &o.key).await {
+                Ok(_) if quiet => {}
+                Ok(_) => deleted.push(DeletedObject {
+                    key: Some(o.key.clone()),
+                    ..Default::default()
+                }),
+                Err(e) => {
+                    tracing::error!(error = %e, key = %o.key, "delete failed");
+                    errors.push(Error {
+                        key: Some(o.key.clone()),
+                        code: Some("InternalError".into()),
+                        message: Some("the object could not be deleted; retry".into()),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: Some(errors),
             ..Default::default()
         }))
     }

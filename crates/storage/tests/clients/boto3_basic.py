@@ -111,6 +111,14 @@ encoded = shop.list_objects_v2(Bucket="assets", Prefix="odd/", EncodingType="url
 assert [urllib.parse.unquote(o["Key"]) for o in encoded["Contents"]] == ["odd/a b+c%d&é.txt"]
 assert " " not in encoded["Contents"][0]["Key"]
 
+# ListObjects (v1), as rclone and older tools use it: markers instead of tokens.
+v1 = shop.list_objects(Bucket="assets", Prefix="docs/", MaxKeys=3)
+assert [o["Key"] for o in v1["Contents"]] == [f"docs/page{i}.html" for i in range(3)]
+assert v1["IsTruncated"] is True
+rest = shop.list_objects(Bucket="assets", Prefix="docs/", Marker=v1["NextMarker"])
+assert [o["Key"] for o in rest["Contents"]] == ["docs/page3.html", "docs/page4.html"]
+assert [p["Prefix"] for p in shop.list_objects(Bucket="assets", Delimiter="/")["CommonPrefixes"]][:1] == ["docs/"]
+
 # A presigned URL works without credentials, and only until it expires.
 url = shop.generate_presigned_url("get_object", Params={"Bucket": "assets", "Key": "img/logo.png"}, ExpiresIn=300)
 assert urllib.request.urlopen(url).read() == b"PNG..."
@@ -189,8 +197,11 @@ assert error_code(shop.put_bucket_versioning, Bucket="assets",
 # Deleting: objects, then the (then empty) bucket; a non-empty bucket stays.
 assert error_code(shop.delete_bucket, Bucket="assets")[0] == "BucketNotEmpty"
 assert error_code(shop.get_object, Bucket="assets", Key="missing")[0] == "NoSuchKey"
-for o in shop.list_objects_v2(Bucket="assets")["Contents"]:
-    shop.delete_object(Bucket="assets", Key=o["Key"])
+keys = [{"Key": o["Key"]} for o in shop.list_objects_v2(Bucket="assets")["Contents"]]
+assert error_code(rival.delete_objects, Bucket="assets", Delete={"Objects": keys})[0] == "AccessDenied"
+gone = shop.delete_objects(Bucket="assets", Delete={"Objects": keys + [{"Key": "never-there"}]})
+assert sorted(d["Key"] for d in gone["Deleted"]) == sorted([k["Key"] for k in keys] + ["never-there"])
+assert shop.list_objects_v2(Bucket="assets")["KeyCount"] == 0
 shop.delete_bucket(Bucket="assets")
 assert error_code(shop.head_bucket, Bucket="assets")[1] == 404
 print("boto3: all checks passed")
