@@ -367,6 +367,15 @@ fn etag_precondition(
     None
 }
 
+/// A canned ACL other than `private` (what every bucket and object is today) is refused
+/// rather than ignored: `public-read` comes with anonymous access.
+fn private_only(acl: Option<&str>) -> S3Result<()> {
+    match acl {
+        None | Some("private") => Ok(()),
+        Some(other) => Err(not_implemented(&format!("the canned ACL {other:?}"))),
+    }
+}
+
 fn not_implemented(what: &str) -> S3Error {
     s3_error!(NotImplemented, "{what} is not implemented yet")
 }
@@ -379,8 +388,9 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<CreateBucketOutput>> {
         let tenant = self.tenant(&req)?;
         let name = &req.input.bucket;
-        if req.input.acl.is_some() || req.input.object_lock_enabled_for_bucket == Some(true) {
-            return Err(not_implemented("CreateBucket with an ACL or object lock"));
+        private_only(req.input.acl.as_ref().map(|a| a.as_str()))?;
+        if req.input.object_lock_enabled_for_bucket == Some(true) {
+            return Err(not_implemented("object lock"));
         }
         match self.meta.create_bucket(name, &tenant, now_ms()).await? {
             Created::Created => Ok(S3Response::new(CreateBucketOutput {
@@ -462,6 +472,7 @@ impl S3 for Gateway {
         if req.input.if_match.is_some() || req.input.if_none_match.is_some() {
             return Err(not_implemented("a conditional PutObject"));
         }
+        private_only(req.input.acl.as_ref().map(|a| a.as_str()))?;
         let declared = declared_length(req.input.content_length, &req.headers);
         let input = req.input;
         let body = input
@@ -704,6 +715,7 @@ impl S3 for Gateway {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         self.own_bucket(&req, &req.input.bucket).await?;
+        private_only(req.input.acl.as_ref().map(|a| a.as_str()))?;
         let input = req.input;
         let upload_id = hex::encode(rand::random::<[u8; 16]>());
         self.meta

@@ -190,7 +190,10 @@ assert error_code(shop.complete_multipart_upload, Bucket="assets", Key="small.bi
 shop.abort_multipart_upload(Bucket="assets", Key="small.bin", UploadId=small)
 assert error_code(shop.list_parts, Bucket="assets", Key="small.bin", UploadId=small)[0] == "NoSuchUpload"
 
-# What is not implemented says so.
+# What is not implemented says so: a canned ACL other than private is refused, not ignored.
+shop.put_object(Bucket="assets", Key="acl/private", Body=b"x", ACL="private")
+assert error_code(shop.put_object, Bucket="assets", Key="acl/public", Body=b"x", ACL="public-read")[0] == "NotImplemented"
+assert error_code(shop.head_object, Bucket="assets", Key="acl/public")[1] == 404
 assert error_code(shop.put_bucket_versioning, Bucket="assets",
                   VersioningConfiguration={"Status": "Enabled"})[0] == "NotImplemented"
 
