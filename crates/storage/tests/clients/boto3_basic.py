@@ -132,7 +132,8 @@ except urllib.error.HTTPError as e:
 # Another tenant can neither read, write, list nor delete; a forged signature is refused.
 for fn, kwargs in [
     (rival.get_object, {"Bucket": "assets", "Key": "img/logo.png"}),
-    (rival.put_object, {"Bucket": "assets", "Key": "evil", "Body": b"x"}),
+    (client(os.environ["RIVAL_KEY"], os.environ["RIVAL_SECRET"]).put_object,
+     {"Bucket": "assets", "Key": "evil", "Body": b"x"}),
     (rival.list_objects_v2, {"Bucket": "assets"}),
     (rival.delete_object, {"Bucket": "assets", "Key": "img/logo.png"}),
     (rival.delete_bucket, {"Bucket": "assets"}),
@@ -192,8 +193,13 @@ assert error_code(shop.list_parts, Bucket="assets", Key="small.bin", UploadId=sm
 
 # What is not implemented says so: a canned ACL other than private is refused, not ignored.
 shop.put_object(Bucket="assets", Key="acl/private", Body=b"x", ACL="private")
-assert error_code(shop.put_object, Bucket="assets", Key="acl/public", Body=b"x", ACL="public-read")[0] == "NotImplemented"
-assert error_code(shop.head_object, Bucket="assets", Key="acl/public")[1] == 404
+# (A PUT refused before its body is read, on a client of its own: botocore misparses the
+# next response on a connection whose `Expect: 100-continue` got a final answer instead of a
+# 100 — boto/botocore#3755 — so later checks would fail for botocore's sake.)
+assert error_code(client(os.environ["SHOP_KEY"], os.environ["SHOP_SECRET"]).put_object,
+                  Bucket="assets", Key="acl/public", Body=b"x", ACL="public-read")[0] == "NotImplemented"
+_acl = error_code(shop.head_object, Bucket="assets", Key="acl/public")
+assert _acl[1] == 404, _acl
 assert error_code(shop.put_bucket_versioning, Bucket="assets",
                   VersioningConfiguration={"Status": "Enabled"})[0] == "NotImplemented"
 
