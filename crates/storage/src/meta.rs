@@ -209,6 +209,55 @@ impl Meta {
         upsert_object(&self.pool, object).await
     }
 
+    /// Writes `object` only if no object is at its key (`If-None-Match: *`), atomically:
+    /// `false` when one is.
+    pub async fn put_object_if_absent(&self, object: &Object) -> Result<bool, MetaError> {
+        let size = i64::try_from(object.size).map_err(|_| MetaError::Corrupt("size".into()))?;
+        let done = sqlx::query(
+            "INSERT INTO objects (bucket, key, size, etag, content_type, metadata, last_modified, blocks)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (bucket, key) DO NOTHING",
+        )
+        .bind(&object.bucket)
+        .bind(&object.key)
+        .bind(size)
+        .bind(&object.etag)
+        .bind(object.content_type.as_deref())
+        .bind(json(&object.metadata)?)
+        .bind(object.last_modified)
+        .bind(json(&object.blocks)?)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(done == 1)
+    }
+
+    /// Replaces the object at `object`'s key only if its current ETag is `etag` (any ETag
+    /// when `None`: it must exist), atomically (`If-Match`): `false` otherwise.
+    pub async fn replace_object_if(
+        &self,
+        object: &Object,
+        etag: Option<&str>,
+    ) -> Result<bool, MetaError> {
+        let size = i64::try_from(object.size).map_err(|_| MetaError::Corrupt("size".into()))?;
+        let done = sqlx::query(
+            "UPDATE objects SET size = $3, etag = $4, content_type = $5, metadata = $6, last_modified = $7, blocks = $8
+             WHERE bucket = $1 AND key = $2 AND ($9 IS NULL OR etag = $9)",
+        )
+        .bind(&object.bucket)
+        .bind(&object.key)
+        .bind(size)
+        .bind(&object.etag)
+        .bind(object.content_type.as_deref())
+        .bind(json(&object.metadata)?)
+        .bind(object.last_modified)
+        .bind(json(&object.blocks)?)
+        .bind(etag)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(done == 1)
+    }
+
     pub async fn object(&self, bucket: &str, key: &str) -> Result<Option<Object>, MetaError> {
         let row = sqlx::query(
             "SELECT bucket, key, size, etag, content_type, metadata, last_modified, blocks FROM objects WHERE bucket = $1 AND key = $2",
@@ -553,6 +602,50 @@ mod tests {
         assert_eq!(
             keys(m.list("b", "a%", "", 100).await.expect("percent")),
             ["a%"]
+        );
+    }
+
+    #[tokio::test]
+    async fn conditional_writes_are_decided_by_the_statement() {
+        let m = meta().await;
+        m.create_bucket("b", "t", 1).await.expect("create");
+        assert!(
+            m.put_object_if_absent(&object("b", "k", "e1"))
+                .await
+                .expect("first")
+        );
+        assert!(
+            !m.put_object_if_absent(&object("b", "k", "e2"))
+                .await
+                .expect("second")
+        );
+        assert_eq!(
+            m.object("b", "k").await.expect("get").expect("some").etag,
+            "e1"
+        );
+        assert!(
+            !m.replace_object_if(&object("b", "k", "e3"), Some("e2"))
+                .await
+                .expect("stale")
+        );
+        assert!(
+            m.replace_object_if(&object("b", "k", "e3"), Some("e1"))
+                .await
+                .expect("current")
+        );
+        assert!(
+            m.replace_object_if(&object("b", "k", "e4"), None)
+                .await
+                .expect("any")
+        );
+        assert!(
+            !m.replace_object_if(&object("b", "missing", "e1"), None)
+                .await
+                .expect("missing")
+        );
+        assert_eq!(
+            m.object("b", "k").await.expect("get").expect("some").etag,
+            "e4"
         );
     }
 }

@@ -87,6 +87,15 @@ struct Listed {
     last: Option<String>,
 }
 
+/// A conditional PUT's condition.
+enum Condition {
+    None,
+    /// `If-None-Match: *`: only if no object is at the key.
+    Absent,
+    /// `If-Match`: only if the object's ETag is this one (any, when `None`).
+    Matching(Option<String>),
+}
+
 /// A body written as blocks.
 struct Stored {
     size: u64,
@@ -330,6 +339,35 @@ impl Gateway {
         })
     }
 
+    /// Whether a conditional PUT may go ahead as things are now (it is decided again,
+    /// atomically, when the object is written).
+    async fn check_put_condition(
+        &self,
+        bucket: &str,
+        key: &str,
+        condition: &Condition,
+    ) -> S3Result<()> {
+        let current = match condition {
+            Condition::None => return Ok(()),
+            _ => self.meta.object(bucket, key).await?,
+        };
+        match (condition, current) {
+            (Condition::Absent, Some(_)) => Err(s3_error!(
+                PreconditionFailed,
+                "an object is at {key} already (If-None-Match: *)"
+            )),
+            (Condition::Matching(_), None) => Err(s3_error!(
+                NoSuchKey,
+                "no object {key} in {bucket} (If-Match)"
+            )),
+            (Condition::Matching(Some(e)), Some(o)) if *e != o.etag => Err(s3_error!(
+                PreconditionFailed,
+                "the object's ETag is not the one If-Match names"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Writes one block to its replicas.
     async fn write_block(&self, data: Bytes) -> S3Result<BlockRef> {
         let placed = self.replicas.put(data).await.map_err(|e| {
@@ -344,6 +382,14 @@ impl Gateway {
     }
 }
 
+/// Whether `condition` holds for an object whose ETag is `etag`.
+fn etag_matches(condition: &ETagCondition, etag: &str) -> bool {
+    match condition {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(ETag::Strong(v) | ETag::Weak(v)) => v == etag,
+    }
+}
+
 /// Conditions on an existing object's ETag (`If-Match`, `If-None-Match`), as RFC 9110
 /// §13.1.1–2 for GET and HEAD: `Some(412)` or `Some(304)` when the request stops here.
 fn etag_precondition(
@@ -351,10 +397,7 @@ fn etag_precondition(
     if_match: Option<&ETagCondition>,
     if_none_match: Option<&ETagCondition>,
 ) -> Option<S3Error> {
-    let matches = |c: &ETagCondition| match c {
-        ETagCondition::Any => true,
-        ETagCondition::ETag(ETag::Strong(v) | ETag::Weak(v)) => v == etag,
-    };
+    let matches = |c: &ETagCondition| etag_matches(c, etag);
     if if_match.is_some_and(|c| !matches(c)) {
         return Some(s3_error!(
             PreconditionFailed,
@@ -469,10 +512,23 @@ impl S3 for Gateway {
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         self.own_bucket(&req, &req.input.bucket).await?;
-        if req.input.if_match.is_some() || req.input.if_none_match.is_some() {
-            return Err(not_implemented("a conditional PutObject"));
-        }
         private_only(req.input.acl.as_ref().map(|a| a.as_str()))?;
+        let condition = match (&req.input.if_none_match, &req.input.if_match) {
+            (None, None) => Condition::None,
+            (Some(ETagCondition::Any), None) => Condition::Absent,
+            (None, Some(ETagCondition::Any)) => Condition::Matching(None),
+            (None, Some(ETagCondition::ETag(ETag::Strong(e) | ETag::Weak(e)))) => {
+                Condition::Matching(Some(e.clone()))
+            }
+            _ => {
+                return Err(not_implemented(
+                    "If-None-Match other than * on PUT, or with If-Match",
+                ));
+            }
+        };
+        // Refused early when it already fails (no block written); decided atomically below.
+        self.check_put_condition(&req.input.bucket, &req.input.key, &condition)
+            .await?;
         let declared = declared_length(req.input.content_length, &req.headers);
         let input = req.input;
         let body = input
@@ -480,18 +536,30 @@ impl S3 for Gateway {
             .ok_or_else(|| s3_error!(IncompleteBody, "the request has no body"))?;
         let stored = self.store_body(body, declared, MAX_OBJECT_BYTES).await?;
         let etag = hex::encode(stored.md5);
-        self.meta
-            .put_object(&meta::Object {
-                bucket: input.bucket,
-                key: input.key,
-                size: stored.size,
-                etag: etag.clone(),
-                content_type: input.content_type.map(|c| c.to_string()),
-                metadata: input.metadata.unwrap_or_default().into_iter().collect(),
-                last_modified: now_ms(),
-                blocks: stored.blocks,
-            })
-            .await?;
+        let object = meta::Object {
+            bucket: input.bucket,
+            key: input.key,
+            size: stored.size,
+            etag: etag.clone(),
+            content_type: input.content_type.map(|c| c.to_string()),
+            metadata: input.metadata.unwrap_or_default().into_iter().collect(),
+            last_modified: now_ms(),
+            blocks: stored.blocks,
+        };
+        let written = match &condition {
+            Condition::None => {
+                self.meta.put_object(&object).await?;
+                true
+            }
+            Condition::Absent => self.meta.put_object_if_absent(&object).await?,
+            Condition::Matching(e) => self.meta.replace_object_if(&object, e.as_deref()).await?,
+        };
+        if !written {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "the object changed while it was uploaded: the condition no longer holds"
+            ));
+        }
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(etag)),
             ..Default::default()
@@ -1038,6 +1106,96 @@ impl S3 for Gateway {
         Ok(S3Response::new(DeleteObjectsOutput {
             deleted: Some(deleted),
             errors: Some(errors),
+            ..Default::default()
+        }))
+    }
+
+    /// A copy is a new object row over the same blocks: blocks are content-addressed and
+    /// immutable, so no byte is read or written.
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let input = &req.input;
+        let (source_bucket, source_key) = match &input.copy_source {
+            CopySource::Bucket {
+                bucket,
+                key,
+                version_id,
+            } => {
+                if version_id.is_some() {
+                    return Err(not_implemented("versioning"));
+                }
+                (bucket.to_string(), key.to_string())
+            }
+            _ => return Err(not_implemented("copying from an access point")),
+        };
+        private_only(input.acl.as_ref().map(|a| a.as_str()))?;
+        if input.copy_source_if_modified_since.is_some()
+            || input.copy_source_if_unmodified_since.is_some()
+        {
+            return Err(not_implemented(
+                "x-amz-copy-source-if-modified-since and -if-unmodified-since",
+            ));
+        }
+        self.own_bucket(&req, &input.bucket).await?;
+        let source = self.own_object(&req, &source_bucket, &source_key).await?;
+        if input
+            .copy_source_if_match
+            .as_ref()
+            .is_some_and(|c| !etag_matches(c, &source.etag))
+            || input
+                .copy_source_if_none_match
+                .as_ref()
+                .is_some_and(|c| etag_matches(c, &source.etag))
+        {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "the source object's ETag does not meet the copy-source conditions"
+            ));
+        }
+        let replace = input
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == "REPLACE");
+        if source_bucket == input.bucket && source_key == input.key && !replace {
+            return Err(s3_error!(
+                InvalidRequest,
+                "copying an object onto itself needs --metadata-directive REPLACE (new metadata)"
+            ));
+        }
+        let (content_type, metadata) = if replace {
+            (
+                input.content_type.as_ref().map(|c| c.to_string()),
+                input
+                    .metadata
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
+            )
+        } else {
+            (source.content_type.clone(), source.metadata.clone())
+        };
+        let now = now_ms();
+        self.meta
+            .put_object(&meta::Object {
+                bucket: input.bucket.clone(),
+                key: input.key.clone(),
+                size: source.size,
+                etag: source.etag.clone(),
+                content_type,
+                metadata,
+                last_modified: now,
+                blocks: source.blocks,
+            })
+            .await?;
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: Some(ETag::Strong(source.etag)),
+                last_modified: Some(timestamp(now)),
+                ..Default::default()
+            }),
             ..Default::default()
         }))
     }

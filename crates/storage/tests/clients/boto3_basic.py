@@ -81,6 +81,38 @@ etag = head["ETag"]
 assert error_code(shop.get_object, Bucket="assets", Key="img/logo.png", IfMatch='"nope"')[1] == 412
 assert error_code(shop.get_object, Bucket="assets", Key="img/logo.png", IfNoneMatch=etag)[1] == 304
 
+# Conditional PUTs (refused ones on clients of their own: see the ACL check below).
+fresh = lambda: client(os.environ["SHOP_KEY"], os.environ["SHOP_SECRET"])
+created = shop.put_object(Bucket="assets", Key="cond", Body=b"v1", IfNoneMatch="*")
+assert error_code(fresh().put_object, Bucket="assets", Key="cond", Body=b"v2", IfNoneMatch="*")[1] == 412
+assert error_code(fresh().put_object, Bucket="assets", Key="cond", Body=b"v2", IfMatch='"0000"')[1] == 412
+assert error_code(fresh().put_object, Bucket="assets", Key="nothing-here", Body=b"v2", IfMatch=created["ETag"])[1] == 404
+shop.put_object(Bucket="assets", Key="cond", Body=b"v2", IfMatch=created["ETag"])
+assert shop.get_object(Bucket="assets", Key="cond")["Body"].read() == b"v2"
+shop.delete_object(Bucket="assets", Key="cond")
+
+# Copies share the source's blocks; metadata is copied, or replaced on request.
+shop.copy_object(Bucket="assets", Key="img/copy.png", CopySource={"Bucket": "assets", "Key": "img/logo.png"})
+copy = shop.get_object(Bucket="assets", Key="img/copy.png")
+assert copy["Body"].read() == b"PNG..." and copy["Metadata"] == {"owner": "web-team"}, copy["Metadata"]
+assert copy["ETag"] == etag
+shop.copy_object(Bucket="assets", Key="video/big-copy.bin", CopySource="assets/video/big.bin",
+                 MetadataDirective="REPLACE", ContentType="video/mp4", Metadata={"k": "v"})
+big_copy = shop.get_object(Bucket="assets", Key="video/big-copy.bin")
+assert big_copy["Body"].read() == big and big_copy["ContentType"] == "video/mp4" and big_copy["Metadata"] == {"k": "v"}
+assert error_code(shop.copy_object, Bucket="assets", Key="img/logo.png",
+                  CopySource="assets/img/logo.png")[0] == "InvalidRequest"
+assert error_code(shop.copy_object, Bucket="assets", Key="x", CopySource="assets/img/logo.png",
+                  CopySourceIfMatch='"nope"')[1] == 412
+rival.create_bucket(Bucket="rival-bucket")
+assert error_code(rival.copy_object, Bucket="rival-bucket", Key="stolen",
+                  CopySource="assets/img/logo.png")[0] == "AccessDenied"
+rival.delete_bucket(Bucket="rival-bucket")
+for k in ("img/copy.png", "video/big-copy.bin"):
+    shop.delete_object(Bucket="assets", Key=k)
+# The source is untouched by deleting a copy (blocks are shared, rows are not).
+assert shop.get_object(Bucket="assets", Key="video/big.bin")["Body"].read() == big
+
 # Listings: prefix, delimiter, pagination.
 for i in range(5):
     shop.put_object(Bucket="assets", Key=f"docs/page{i}.html", Body=b"<p>%d</p>" % i)
