@@ -24,7 +24,8 @@
 #   - correctness again after the load (the server must still answer right).
 #
 # Ports (127.0.0.1): ours 15300 (plus `lingjing up`'s control plane 17700, demo origin
-# 17900, DNS admin 17953, edges on 127.0.1.x:18080/18443/19090); gdnsd 15301; knot
+# 17900, DNS admin 17953, edges on 127.0.1.x:18080/18443/19090, S3 17800, storage
+# nodes 127.0.1.x:17810); gdnsd 15301; knot
 # 15302. Configs are in bench/dns/. Servers run in the foreground of background jobs
 # with a private run directory; everything is stopped on exit. Never systemd.
 #
@@ -188,7 +189,8 @@ start_ours() {
     start_bg ours "$LINGJING_BIN" up --data-dir "$RUN/ours/data" \
         --listen "$ADDR:17700" --origin-listen "$ADDR:17900" --dns-listen "$ADDR:${PORT[ours]}" \
         --dns-admin "$ADDR:17953" --dns-rrl-rate 0 \
-        --edge-http-port 18080 --edge-https-port 18443 --edge-admin-port 19090
+        --edge-http-port 18080 --edge-https-port 18443 --edge-admin-port 19090 \
+        --s3-listen "$ADDR:17800" --storage-port 17810
     SERVER_PID=$LAST_PID
     if ! wait_dns "${PORT[ours]}" "$SERVER_PID"; then
         log "ours: DNS did not answer within 30 s; its output:"

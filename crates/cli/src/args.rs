@@ -160,7 +160,7 @@ impl Command {
             Command::Up(_)
                 | Command::Control(_)
                 | Command::Edge(_)
-                | Command::Storage(_)
+                | Command::Storage(StorageArgs { command: None, .. })
                 | Command::S3(_)
         )
     }
@@ -194,6 +194,13 @@ pub struct UpArgs {
     /// Port of the edge nodes' admin listeners (default: each node's configured port).
     #[arg(long)]
     pub edge_admin_port: Option<u16>,
+    /// S3 API address of the gateway `up` runs.
+    #[arg(long, default_value = "127.0.0.1:7800")]
+    pub s3_listen: SocketAddr,
+    /// Run every storage node on this port of its own address instead of the inventory's
+    /// (0: any free port; the inventory is updated to match).
+    #[arg(long)]
+    pub storage_port: Option<u16>,
     #[command(flatten)]
     pub health: HealthArgs,
     #[command(flatten)]
@@ -303,26 +310,48 @@ pub struct DnsArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct StorageArgs {
-    /// This storage node's id in the inventory.
+    #[command(subcommand)]
+    pub command: Option<StorageSub>,
+    /// This storage node's id in the inventory (a node with the `storage` role).
     #[arg(long)]
-    pub node: String,
+    pub node: Option<String>,
     /// HTTP address the gateways reach the node on.
     #[arg(long, default_value = "127.0.0.1:7810")]
     pub listen: SocketAddr,
     /// Where the blocks are kept (default: DATA_DIR/storage-NODE/blocks).
     #[arg(long)]
     pub blocks_dir: Option<PathBuf>,
-    /// File holding the cluster token the gateways present (one line; keep it 0600).
+    /// Run without a control plane, with the cluster token in this file (one line; keep
+    /// it 0600). Without it the node joins the control plane, which hands it the token
+    /// and to which it reports its disk.
     #[arg(long)]
-    pub token_file: PathBuf,
+    pub token_file: Option<PathBuf>,
+    /// Where the node keeps its credential and last snapshot (default:
+    /// DATA_DIR/storage-NODE).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub join: JoinArgs,
     /// Largest block accepted, in MiB.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub max_block_mb: u64,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum StorageSub {
+    /// The storage nodes: site, health, used and free space, blocks held (from the
+    /// control plane).
+    Status,
+}
+
 #[derive(Debug, Args)]
 pub struct S3Args {
+    /// This gateway's id in the inventory (a node with the `s3` role): the control plane
+    /// hands it the storage nodes, the cluster token and the tenants' S3 keys.
+    #[arg(long, required_unless_present = "storage_nodes")]
+    pub node: Option<String>,
     /// Address the S3 API listens on.
     #[arg(long, default_value = "127.0.0.1:7800")]
     pub listen: SocketAddr,
@@ -333,21 +362,28 @@ pub struct S3Args {
     /// DATA_DIR/s3/meta.db).
     #[arg(long)]
     pub meta_url: Option<String>,
-    /// A storage node, as ID@SITE=ADDR (repeat for each), e.g. st-1@wuxi=127.0.0.1:7810.
-    #[arg(long = "node", required = true)]
-    pub nodes: Vec<String>,
-    /// Copies kept of each block (placed in different sites first).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=16))]
-    pub replicas: u64,
-    /// File holding the cluster token the storage nodes want.
+    /// Where the gateway keeps its credential and last snapshot (default: DATA_DIR/s3-NODE).
     #[arg(long)]
-    pub token_file: PathBuf,
-    /// File of access keys, one per line: ACCESS_KEY SECRET TENANT (keep it 0600).
-    #[arg(long)]
-    pub keys_file: PathBuf,
+    pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub join: JoinArgs,
     /// Size objects are cut into, in KiB.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(4..=16384))]
     pub block_kb: u64,
+    /// Without a control plane: a storage node, as ID@SITE=ADDR (repeat for each), e.g.
+    /// st-1@wuxi=127.0.0.1:7810.
+    #[arg(long = "storage-node", conflicts_with = "node", requires_all = ["token_file", "keys_file"])]
+    pub storage_nodes: Vec<String>,
+    /// Without a control plane: copies kept of each block (placed in different sites first).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=16))]
+    pub replicas: u64,
+    /// Without a control plane: the file holding the cluster token the storage nodes want.
+    #[arg(long, requires = "storage_nodes")]
+    pub token_file: Option<PathBuf>,
+    /// Without a control plane: the file of access keys, one per line: ACCESS_KEY SECRET
+    /// TENANT (keep it 0600).
+    #[arg(long, requires = "storage_nodes")]
+    pub keys_file: Option<PathBuf>,
 }
 
 /// How the DNS server limits abusive clients.
@@ -709,6 +745,13 @@ pub enum TenantCmd {
     Keys { tenant: String },
     /// Revoke an API key.
     KeyRevoke { tenant: String, key: String },
+    /// Create an S3 access key for the tenant (the secret is shown once); the S3
+    /// gateways accept it with their next snapshot (within seconds).
+    S3KeyCreate { tenant: String },
+    /// List the tenant's S3 access keys.
+    S3Keys { tenant: String },
+    /// Revoke an S3 access key: the gateways refuse it from their next snapshot.
+    S3KeyRevoke { tenant: String, access_key: String },
 }
 
 #[derive(Debug, Subcommand)]

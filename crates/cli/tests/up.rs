@@ -24,6 +24,9 @@ struct Up {
     url: String,
     edges: Vec<(String, String)>,
     dns: SocketAddr,
+    /// The S3 gateway's URL and the demo key (access key, secret).
+    s3: String,
+    s3_key: (String, String),
 }
 
 /// Starts `lingjing up` on free ports.
@@ -45,6 +48,10 @@ fn start_up(data_dir: &Path) -> Up {
             "0",
             "--edge-admin-port",
             "0",
+            "--s3-listen",
+            "127.0.0.1:0",
+            "--storage-port",
+            "0",
             "--data-dir",
         ])
         .arg(data_dir)
@@ -57,6 +64,8 @@ fn start_up(data_dir: &Path) -> Up {
     let mut url = None;
     let mut dns = None;
     let mut edges = Vec::new();
+    let mut s3 = None;
+    let mut s3_key = None;
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("read stdout");
         if let Some(rest) = line.trim().strip_prefix("control plane") {
@@ -71,11 +80,21 @@ fn start_up(data_dir: &Path) -> Up {
                 edges.push((node.to_owned(), http.to_owned()));
             }
         }
+        if let Some(rest) = line.trim().strip_prefix("S3 demo key") {
+            let mut words = rest.split_whitespace();
+            if let (Some(a), Some(s)) = (words.next(), words.next()) {
+                s3_key = Some((a.to_owned(), s.to_owned()));
+            }
+        } else if let Some(rest) = line.trim().strip_prefix("S3 ") {
+            s3 = rest.split_whitespace().next().map(str::to_owned);
+        }
         if line.contains("Ctrl-C stops everything") {
             break;
         }
     }
     Up {
+        s3: s3.expect("up printed the S3 endpoint"),
+        s3_key: s3_key.expect("up printed the demo S3 key"),
         child,
         url: url.expect("up printed the control plane URL"),
         edges,
@@ -133,6 +152,7 @@ fn secrets_are_private(data: &Path) {
         "operator.token",
         "ca-key.pem",
         "control-key.pem",
+        "s3-demo-key",
     ] {
         assert_eq!(mode(&data.join(f)), 0o600, "{f}");
     }
@@ -142,7 +162,11 @@ fn secrets_are_private(data: &Path) {
     let mut snapshots = 0;
     for entry in std::fs::read_dir(data).expect("data dir").flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !(name.starts_with("edge-") || name.starts_with("dns-")) {
+        let node_dir = ["edge-", "dns-", "storage-", "s3-"]
+            .iter()
+            .any(|p| name.starts_with(p))
+            && entry.path().is_dir();
+        if !node_dir && name != "s3" {
             continue;
         }
         assert_eq!(mode(&entry.path()), 0o700, "{name}");
@@ -169,9 +193,15 @@ fn secrets_are_private(data: &Path) {
         if name.starts_with("edge-") {
             assert_eq!(mode(&entry.path().join("cache")), 0o700, "{name}/cache");
         }
+        if name.starts_with("storage-") {
+            assert_eq!(mode(&entry.path().join("blocks")), 0o700, "{name}/blocks");
+        }
     }
-    assert_eq!(credentials, 5, "four edge nodes and the DNS node");
-    assert_eq!(snapshots, 5);
+    assert_eq!(
+        credentials, 9,
+        "four edge nodes, the DNS node, three storage nodes and the S3 gateway"
+    );
+    assert_eq!(snapshots, 9);
 }
 
 fn lingjing(data_dir: &Path, endpoint: &str, args: &[&str]) -> String {
@@ -220,7 +250,10 @@ fn up_seeds_once_and_serves_operator_commands() {
         url,
         edges,
         dns,
+        s3,
+        s3_key,
     } = start_up(&data);
+    object_storage_runs_on_three_sites(&data, &s3, &s3_key);
     assert_eq!(edges.len(), 4, "three edge nodes and one parent: {edges:?}");
     let wuxi = &edges
         .iter()
@@ -283,7 +316,7 @@ fn up_seeds_once_and_serves_operator_commands() {
     let nodes: serde_json::Value =
         serde_json::from_str(&lingjing(&data, &url, &["node", "list", "--json"])).expect("json");
     let nodes = nodes.as_array().expect("array");
-    assert_eq!(nodes.len(), 5);
+    assert_eq!(nodes.len(), 9);
     assert!(
         nodes
             .iter()
@@ -367,7 +400,13 @@ fn up_seeds_once_and_serves_operator_commands() {
         );
     }
 
-    let Up { child, url, .. } = start_up(&data);
+    let Up {
+        child,
+        url,
+        s3: again_s3,
+        s3_key: again_key,
+        ..
+    } = start_up(&data);
     #[cfg(unix)]
     secrets_are_private(&data);
     // The nodes kept their credentials (the revoked one joined again) and use them: a purge is
@@ -384,7 +423,7 @@ fn up_seeds_once_and_serves_operator_commands() {
         serde_json::from_str(&lingjing(&data, &url, &["node", "list", "--json"])).expect("json");
     assert_eq!(
         again.as_array().map(Vec::len),
-        Some(5),
+        Some(9),
         "second up duplicated nodes"
     );
     assert!(
@@ -396,8 +435,124 @@ fn up_seeds_once_and_serves_operator_commands() {
         "second up allocated more addresses"
     );
     let pools = lingjing(&data, &url, &["pool", "allocations", "nanjing-1-lo"]);
-    assert_eq!(pools.lines().count(), 3, "{pools}");
+    assert_eq!(pools.lines().count(), 4, "{pools}");
+    // The demo key was kept, and the object written before the restart reads back.
+    assert_eq!(again_key, s3_key, "second up made a new demo key");
+    if common::boto3_available() {
+        let (access, secret) = &again_key;
+        let read = boto3(
+            &again_s3,
+            access,
+            secret,
+            "assert s3.get_object(Bucket='demo', Key='kept')['Body'].read() == DATA",
+        );
+        assert!(
+            read.status.success(),
+            "{}",
+            String::from_utf8_lossy(&read.stderr)
+        );
+    }
     terminate(child);
+}
+
+/// Runs `code` in Python with `s3`, a boto3 client of `endpoint` with this key, and
+/// `DATA`, 2.5 MB of bytes (three 1 MiB blocks).
+fn boto3(endpoint: &str, access: &str, secret: &str, code: &str) -> std::process::Output {
+    let script = format!(
+        "import boto3\nfrom botocore.config import Config\n\
+         s3 = boto3.client('s3', endpoint_url='{endpoint}', aws_access_key_id='{access}', \
+         aws_secret_access_key='{secret}', region_name='us-east-1', \
+         config=Config(retries={{'max_attempts': 1}}))\n\
+         DATA = bytes(range(256)) * 10000\n{code}\n"
+    );
+    Command::new("python3")
+        .args(["-c", &script])
+        .env_remove("AWS_CA_BUNDLE")
+        .output()
+        .expect("python3")
+}
+
+/// `up`'s object storage: three storage nodes in three sites report to the control plane
+/// (`lingjing storage status`); the gateway refuses unsigned requests; with boto3, the
+/// demo key writes and reads the demo bucket, and is refused once revoked (a new one is
+/// made for the next `up`).
+fn object_storage_runs_on_three_sites(data: &Path, s3: &str, key: &(String, String)) {
+    assert!(s3.starts_with("http://127.0.0.1:"), "{s3}");
+    let status = common::eventually(
+        "every storage node reports its disk",
+        Duration::from_secs(20),
+        || {
+            let out = lingjing_in(data, &["storage", "status"]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            (out.status.success() && !text.contains("never")).then_some(text)
+        },
+    );
+    assert!(status.contains("3 node(s) in 3 site(s)"), "{status}");
+    for node in ["wuxi-1-s1", "suqian-1-s1", "taizhou-1-s1"] {
+        assert!(status.contains(node), "{node}: {status}");
+    }
+    let anonymous = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}"])
+        .arg(format!("{s3}/demo"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&anonymous.stdout);
+    assert!(
+        text.ends_with("403") && text.contains("AccessDenied"),
+        "{text}"
+    );
+    let key_file = std::fs::read_to_string(data.join("s3-demo-key")).expect("key file");
+    assert_eq!(key_file.trim(), format!("{} {}", key.0, key.1));
+    if !common::boto3_available() {
+        return;
+    }
+    let (access, secret) = key;
+    let wrote = boto3(
+        s3,
+        access,
+        secret,
+        "s3.put_object(Bucket='demo', Key='kept', Body=DATA)\n\
+         assert s3.get_object(Bucket='demo', Key='kept')['Body'].read() == DATA\n\
+         assert [b['Name'] for b in s3.list_buckets()['Buckets']] == ['demo']",
+    );
+    assert!(
+        wrote.status.success(),
+        "{}",
+        String::from_utf8_lossy(&wrote.stderr)
+    );
+    // A second key, revoked: refused within a few snapshot rounds.
+    let made = lingjing_in(data, &["tenant", "s3-key-create", "demo", "--json"]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let made: serde_json::Value = serde_json::from_slice(&made.stdout).expect("json");
+    let (a2, s2) = (
+        made["access_key"].as_str().expect("access_key"),
+        made["secret"].as_str().expect("secret"),
+    );
+    common::eventually("the new key is accepted", Duration::from_secs(20), || {
+        boto3(s3, a2, s2, "s3.head_bucket(Bucket='demo')")
+            .status
+            .success()
+            .then_some(())
+    });
+    let revoked = lingjing_in(data, &["tenant", "s3-key-revoke", "demo", a2]);
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    common::eventually(
+        "the revoked key is refused",
+        Duration::from_secs(20),
+        || {
+            let out = boto3(s3, a2, s2, "s3.head_bucket(Bucket='demo')");
+            (!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("403"))
+                .then_some(())
+        },
+    );
 }
 
 /// `dig @DNS demo.cdn.lingjing.test A +subnet=...` for clients of each demo line: a node of

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use lingjing_model::snapshot::{Heartbeat, Role, Snapshot, UsageSample, UsageSource};
+use lingjing_model::snapshot::{
+    Heartbeat, Role, Snapshot, StorageReportSource, UsageSample, UsageSource,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
@@ -71,6 +73,7 @@ pub struct Agent {
     config: AgentConfig,
     client: Client,
     usage: Option<Arc<dyn UsageSource>>,
+    storage: Option<Arc<dyn StorageReportSource>>,
 }
 
 /// A running agent.
@@ -224,12 +227,19 @@ impl Agent {
             config,
             client,
             usage: None,
+            storage: None,
         })
     }
 
     /// Reports `usage` with every heartbeat, each batch exactly once.
     pub fn with_usage(mut self, usage: Arc<dyn UsageSource>) -> Agent {
         self.usage = Some(usage);
+        self
+    }
+
+    /// Sends a storage node's disk report with every heartbeat.
+    pub fn with_storage_report(mut self, source: Arc<dyn StorageReportSource>) -> Agent {
+        self.storage = Some(source);
         self
     }
 
@@ -269,6 +279,7 @@ impl Agent {
             applied.clone(),
             ack.clone(),
             self.usage,
+            self.storage,
         ));
         let poll = tokio::spawn(poll_loop(
             self.client,
@@ -292,6 +303,7 @@ async fn heartbeat_loop(
     applied: Arc<AtomicU64>,
     ack: Arc<Notify>,
     usage: Option<Arc<dyn UsageSource>>,
+    storage: Option<Arc<dyn StorageReportSource>>,
 ) {
     let mut failures = 0u32;
     // A batch is resent with the same sequence number until acknowledged. Sequence
@@ -317,6 +329,7 @@ async fn heartbeat_loop(
             agent: Some(format!("lingjing/{}", env!("CARGO_PKG_VERSION"))),
             usage: pending.clone(),
             usage_seq: if pending.is_empty() { 0 } else { seq },
+            storage: storage.as_ref().map(|s| s.report()),
         };
         match client.heartbeat(&config.node, &beat).await {
             Ok(()) => {

@@ -1,5 +1,5 @@
-//! Active health checking: the control plane probes every edge and parent node's
-//! `/healthz` on its admin port, and after `fall` failures in a row marks it down (after
+//! Active health checking: the control plane probes every edge, parent and storage
+//! node's `/healthz` on its admin port, and after `fall` failures in a row marks it down (after
 //! `rise` successes, up again). Every change is stored with its time — that of the first
 //! check of the streak that made it — and reason (uptime
 //! and SLA reports are computed from these) and bumps the configuration version, so DNS
@@ -119,7 +119,7 @@ async fn targets(store: &Store) -> Result<Vec<Target>, StoreError> {
             let probed = n
                 .roles
                 .iter()
-                .any(|r| matches!(r, NodeRole::Edge | NodeRole::Parent));
+                .any(|r| matches!(r, NodeRole::Edge | NodeRole::Parent | NodeRole::Storage));
             let probe = addresses
                 .remove(&n.id)
                 .and_then(|a| a.into_iter().next())

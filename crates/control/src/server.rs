@@ -101,6 +101,11 @@ pub async fn serve_with(
     };
     let tls = acceptor.is_some();
     let store = Arc::new(store);
+    {
+        let mut w = store.write(false).await?;
+        crate::store::storage::ensure_cluster_token(&mut w.tx).await?;
+        w.commit().await?;
+    }
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| ServeError::Bind(config.listen, e))?;

@@ -11,8 +11,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lingjing_model::snapshot::{DnsSnapshot, EdgeSnapshot, NodeInfo, Role, Snapshot};
-use lingjing_model::{IpPool, Line, Node, Region, Service, Site};
+use lingjing_model::snapshot::{
+    DnsSnapshot, EdgeSnapshot, NodeInfo, Role, Snapshot, StorageSnapshot,
+};
+use lingjing_model::{IpPool, Line, Node, NodeRole, Region, Service, Site};
 use sqlx::AnyConnection;
 use tokio::sync::watch;
 
@@ -85,6 +87,7 @@ impl Hub {
         let bytes = match role {
             Role::Edge => encode(build_edge(&mut tx, &self.ctx).await?)?,
             Role::Dns => encode(build_dns(&mut tx, &self.ctx.zone).await?)?,
+            Role::Storage | Role::S3 => encode(build_storage(&mut tx, role).await?)?,
         };
         tx.commit().await?;
         let (version, json) = bytes;
@@ -186,5 +189,43 @@ pub async fn build_dns(
         role: Role::Dns,
         generated_at: crate::time::now_rfc3339(),
         body,
+    })
+}
+
+/// Copies kept of each block (the gateways keep fewer when the cluster has fewer nodes).
+pub const DEFAULT_REPLICAS: u32 = 3;
+
+/// Builds the storage (`role` Storage) or S3 gateway (`role` S3) snapshot from one
+/// consistent read: only the gateways' snapshot carries the tenants' S3 keys.
+pub async fn build_storage(
+    conn: &mut AnyConnection,
+    role: Role,
+) -> Result<Snapshot<StorageSnapshot>, StoreError> {
+    let version = config_version(conn).await?;
+    let cluster_token = crate::store::storage::cluster_token(&mut *conn)
+        .await?
+        .ok_or_else(|| {
+            StoreError::Corrupt("no storage cluster token: restart the control plane".into())
+        })?;
+    let nodes = node_infos(&mut *conn)
+        .await?
+        .into_iter()
+        .filter(|n| n.node.roles.contains(&NodeRole::Storage))
+        .collect();
+    let s3_keys = if role == Role::S3 {
+        crate::store::storage::all_s3_credentials(conn).await?
+    } else {
+        Vec::new()
+    };
+    Ok(Snapshot {
+        version,
+        role,
+        generated_at: crate::time::now_rfc3339(),
+        body: StorageSnapshot {
+            cluster_token,
+            replicas: DEFAULT_REPLICAS,
+            nodes,
+            s3_keys,
+        },
     })
 }

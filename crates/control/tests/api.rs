@@ -396,7 +396,7 @@ async fn refused_requests_answer_clearly_and_change_nothing() {
 
     // Unknown endpoints are JSON 404s too.
     api.get("/v1/widgets").await.err(404, "not_found");
-    api.get("/v1/snapshots/storage").await.err(404, "not_found");
+    api.get("/v1/snapshots/widget").await.err(404, "not_found");
 
     // None of that changed anything, not even the configuration version.
     assert_eq!(everything(&api).await, before);
@@ -1183,7 +1183,7 @@ async fn heartbeats_show_in_the_node_view() {
     .err(404, "not_found");
     api.post(
         "/v1/nodes/wx-1-a/heartbeat",
-        json!({ "role": "storage", "applied_version": 1 }),
+        json!({ "role": "widget", "applied_version": 1 }),
     )
     .await
     .err_field(422, "invalid", "role");
@@ -1420,7 +1420,7 @@ async fn openapi_document_lists_every_route() {
         routes.push((format!("/v1/{kind}"), &["get", "post"]));
         routes.push((format!("/v1/{kind}/{{id}}"), &["get", "put", "delete"]));
     }
-    let others: [(&str, &[&str]); 18] = [
+    let others: [(&str, &[&str]); 21] = [
         ("/v1/dns-records", &["get", "post"]),
         ("/v1/dns-records/{id}", &["get", "put", "delete"]),
         ("/v1/sla", &["get"]),
@@ -1433,6 +1433,9 @@ async fn openapi_document_lists_every_route() {
         ("/v1/lines/import", &["post"]),
         ("/v1/tenants/{id}/keys", &["get", "post"]),
         ("/v1/tenants/{id}/keys/{key}", &["delete"]),
+        ("/v1/tenants/{id}/s3-keys", &["get", "post"]),
+        ("/v1/tenants/{id}/s3-keys/{key}", &["delete"]),
+        ("/v1/storage/status", &["get"]),
         ("/v1/snapshots/{role}", &["get"]),
         ("/v1/nodes/{id}/heartbeat", &["post"]),
         ("/v1/nodes/{id}/join-token", &["post"]),

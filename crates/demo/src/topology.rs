@@ -1,7 +1,8 @@
 //! The demo topology `lingjing up` seeds once: a few Jiangsu sites (Wuxi, Suqian, Taizhou)
 //! on the telecom, unicom and mobile lines, a regional parent site in Nanjing, IP pools on
 //! loopback so every node has its own address, the tenant `demo` and its service
-//! `www.demo.example` (CNAME target `demo.cdn.lingjing.test.`).
+//! `www.demo.example` (CNAME target `demo.cdn.lingjing.test.`), and object storage: a
+//! storage node in each of the three edge sites and an S3 gateway node in Nanjing.
 //!
 //! Client lines use the documentation ranges (198.51.100.0/24 telecom, 203.0.113.0/24
 //! unicom, 192.0.2.0/24 mobile, and 2001:db8::/32 for IPv6), split per city, so a client can
@@ -13,6 +14,12 @@ use lingjing_model::{
     CacheRule, IpPool, Line, LinePrefix, Node, NodePorts, NodeRole, Origin, Region, RegionLevel,
     Service, Site, SteeringPolicy, Tenant, Tier,
 };
+
+/// The port of the demo storage nodes' block API (each on its own loopback address).
+pub const STORAGE_PORT: u16 = 7810;
+
+/// The demo bucket `up` creates for tenant `demo`.
+pub const DEMO_BUCKET: &str = "demo";
 
 /// Everything the demo consists of, in the order it must be created.
 #[derive(Debug, Clone)]
@@ -140,12 +147,26 @@ pub fn demo_topology(origin: SocketAddr) -> DemoTopology {
         capacity_mbps: mbps,
         drained: false,
     };
+    let storage_node = |id: &str, site: &str| Node {
+        ports: NodePorts {
+            http: STORAGE_PORT,
+            https: STORAGE_PORT,
+            admin: STORAGE_PORT,
+        },
+        ..node(id, site, vec![NodeRole::Storage], 1_000)
+    };
     let nodes = vec![
         node("nanjing-1-p1", "nanjing-1", vec![NodeRole::Parent], 40_000),
         node("nanjing-1-dns1", "nanjing-1", vec![NodeRole::Dns], 1_000),
         node("wuxi-1-e1", "wuxi-1", vec![NodeRole::Edge], 10_000),
         node("suqian-1-e1", "suqian-1", vec![NodeRole::Edge], 10_000),
         node("taizhou-1-e1", "taizhou-1", vec![NodeRole::Edge], 10_000),
+        // Object storage: one storage node in each of three sites (the block API and its
+        // /healthz on port 7810 of the node's own loopback address), and the S3 gateway.
+        storage_node("wuxi-1-s1", "wuxi-1"),
+        storage_node("suqian-1-s1", "suqian-1"),
+        storage_node("taizhou-1-s1", "taizhou-1"),
+        node("nanjing-1-s3", "nanjing-1", vec![NodeRole::S3], 1_000),
     ];
     let pool = |id: &str, site: &str, cidr: &str| -> Option<IpPool> {
         Some(IpPool {
@@ -171,6 +192,10 @@ pub fn demo_topology(origin: SocketAddr) -> DemoTopology {
         ("taizhou-1-lo", "taizhou-1-e1"),
         ("nanjing-1-lo", "nanjing-1-p1"),
         ("nanjing-1-lo", "nanjing-1-dns1"),
+        ("wuxi-1-lo", "wuxi-1-s1"),
+        ("suqian-1-lo", "suqian-1-s1"),
+        ("taizhou-1-lo", "taizhou-1-s1"),
+        ("nanjing-1-lo", "nanjing-1-s3"),
     ]
     .into_iter()
     .map(|(p, n)| (p.to_owned(), n.to_owned()))
@@ -279,6 +304,21 @@ mod tests {
             .try_for_each(Validate::validate)
             .expect("services");
         assert_eq!(t.pools.len(), 4);
+        let storage: Vec<_> = t
+            .nodes
+            .iter()
+            .filter(|n| n.roles.contains(&NodeRole::Storage))
+            .collect();
+        assert_eq!(storage.len(), 3, "three storage nodes");
+        let sites: std::collections::HashSet<_> = storage.iter().map(|n| &n.site).collect();
+        assert_eq!(sites.len(), 3, "in three sites");
+        for n in storage {
+            assert!(
+                t.allocations.iter().any(|(_, node)| node == &n.id),
+                "{} has its own address",
+                n.id
+            );
+        }
         assert_eq!(t.prefixes.len(), 24);
     }
 }

@@ -36,8 +36,10 @@ pub enum NodeRole {
     Parent,
     /// Answers GSLB DNS queries.
     Dns,
-    /// Holds objects (object storage).
+    /// Holds objects' blocks (object storage).
     Storage,
+    /// Runs an S3 gateway over the storage nodes.
+    S3,
 }
 
 impl std::fmt::Display for NodeRole {
@@ -47,6 +49,7 @@ impl std::fmt::Display for NodeRole {
             NodeRole::Parent => "parent",
             NodeRole::Dns => "dns",
             NodeRole::Storage => "storage",
+            NodeRole::S3 => "s3",
         })
     }
 }
@@ -78,7 +81,7 @@ impl Validate for Node {
         if self.roles.is_empty() {
             return Err(ValidationError::new(
                 "roles",
-                "a node needs at least one role (edge, parent, dns, storage)",
+                "a node needs at least one role (edge, parent, dns, storage, s3)",
             ));
         }
         check_unique("roles", &self.roles)?;

@@ -77,3 +77,25 @@ pub struct NewApiKey {
     /// Send as `Authorization: Bearer <secret>`.
     pub secret: String,
 }
+
+/// Most S3 access keys per tenant.
+pub const MAX_S3_KEYS: usize = 10;
+
+/// A tenant's S3 access key, as listed (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct S3KeyInfo {
+    /// The access key id (`AWS_ACCESS_KEY_ID`).
+    pub access_key: String,
+    pub tenant: String,
+    pub created_at: String,
+}
+
+/// A freshly created S3 access key: `secret` is shown by the API only this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NewS3Key {
+    /// `AWS_ACCESS_KEY_ID`.
+    pub access_key: String,
+    /// `AWS_SECRET_ACCESS_KEY`.
+    pub secret: String,
+    pub tenant: String,
+}

@@ -55,6 +55,8 @@ pub struct NodeConfig {
 /// A running storage node.
 pub struct NodeHandle {
     pub store: Arc<BlockStore>,
+    node: Arc<Node>,
+    node_id: String,
     addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -65,10 +67,42 @@ impl NodeHandle {
         self.addr
     }
 
+    /// This node's id in the inventory.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// What replaces the cluster token while the node runs.
+    pub fn token_setter(&self) -> TokenSetter {
+        TokenSetter(self.node.clone())
+    }
+
     /// Stops accepting and waits for in-flight requests.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+    }
+}
+
+/// Replaces a running node's cluster token (when the control plane's snapshot brings a
+/// new one).
+#[derive(Clone)]
+pub struct TokenSetter(Arc<Node>);
+
+impl TokenSetter {
+    /// From now on requests must carry `token` (an empty one is ignored).
+    pub fn set(&self, token: &str) {
+        if token.trim().is_empty() {
+            return;
+        }
+        let mut t = match self.0.token.write() {
+            Ok(t) => t,
+            Err(e) => e.into_inner(),
+        };
+        if **t != *token {
+            *t = Arc::from(token);
+            tracing::info!("storage node: cluster token replaced");
+        }
     }
 }
 
@@ -144,7 +178,8 @@ impl NodeMetrics {
 
 struct Node {
     store: Arc<BlockStore>,
-    token: String,
+    /// The cluster token; replaced when the control plane's snapshot brings a new one.
+    token: std::sync::RwLock<Arc<str>>,
     metrics: NodeMetrics,
     registry: Registry,
 }
@@ -172,7 +207,7 @@ pub async fn start(config: NodeConfig) -> std::io::Result<NodeHandle> {
     let registry = metrics.registry();
     let node = Arc::new(Node {
         store: store.clone(),
-        token: config.token.clone(),
+        token: std::sync::RwLock::new(Arc::from(config.token.as_str())),
         metrics,
         registry,
     });
@@ -192,7 +227,7 @@ pub async fn start(config: NodeConfig) -> std::io::Result<NodeHandle> {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_page))
         .merge(v1)
-        .with_state(node);
+        .with_state(node.clone());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| {
@@ -217,6 +252,8 @@ pub async fn start(config: NodeConfig) -> std::io::Result<NodeHandle> {
     tracing::info!(node = %config.node_id, %addr, "storage node listening");
     Ok(NodeHandle {
         store,
+        node,
+        node_id: config.node_id.clone(),
         addr,
         stop,
         task,
@@ -239,7 +276,12 @@ async fn authorize(State(node): State<Arc<Node>>, req: Request, next: Next) -> R
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if presented.is_some_and(|p| same_secret(p.as_bytes(), node.token.as_bytes())) {
+    let token = node
+        .token
+        .read()
+        .map(|t| t.clone())
+        .unwrap_or_else(|e| e.into_inner().clone());
+    if presented.is_some_and(|p| same_secret(p.as_bytes(), token.as_bytes())) {
         return next.run(req).await;
     }
     let mut res = error(

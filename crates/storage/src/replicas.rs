@@ -14,6 +14,7 @@
 //! hashed here as well before they are returned, so a replica that lies is skipped too.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -57,9 +58,35 @@ pub struct Placed {
 /// Talks to the storage nodes with the cluster token.
 pub struct Replicas {
     http: reqwest::Client,
+    cluster: std::sync::RwLock<Arc<Cluster>>,
+}
+
+/// The nodes, token and replication a request works with, from start to end (a new
+/// snapshot applies to the requests after it).
+struct Cluster {
     token: String,
+    /// Up nodes first, then the ones the control plane reports down (tried last).
     nodes: Vec<NodeRef>,
+    down: HashSet<String>,
     replicas: usize,
+}
+
+impl Cluster {
+    fn new(nodes: Vec<NodeRef>, down: HashSet<String>, replicas: usize, token: &str) -> Cluster {
+        Cluster {
+            replicas: replicas.clamp(1, nodes.len().max(1)),
+            token: token.to_owned(),
+            nodes,
+            down,
+        }
+    }
+
+    /// `order` with the nodes reported down moved to the end (stable).
+    fn up_first<'a>(&self, order: Vec<&'a NodeRef>) -> Vec<&'a NodeRef> {
+        let (up, down): (Vec<_>, Vec<_>) =
+            order.into_iter().partition(|n| !self.down.contains(&n.id));
+        up.into_iter().chain(down).collect()
+    }
 }
 
 impl Replicas {
@@ -79,13 +106,42 @@ impl Replicas {
             .pool_max_idle_per_host(64)
             .build()
             .unwrap_or_default();
-        let replicas = replicas.clamp(1, nodes.len());
         Ok(Replicas {
             http,
-            token: token.to_owned(),
-            nodes,
-            replicas,
+            cluster: std::sync::RwLock::new(Arc::new(Cluster::new(
+                nodes,
+                HashSet::new(),
+                replicas,
+                token,
+            ))),
         })
+    }
+
+    /// Replaces the nodes (with those reported `down` tried last), the copies kept and
+    /// the token, for the requests that start after this. An empty node list is refused.
+    pub fn update(
+        &self,
+        nodes: Vec<NodeRef>,
+        down: HashSet<String>,
+        replicas: usize,
+        token: &str,
+    ) -> Result<(), ReplicaError> {
+        if nodes.is_empty() {
+            return Err(ReplicaError::NoNodes);
+        }
+        let next = Arc::new(Cluster::new(nodes, down, replicas, token));
+        match self.cluster.write() {
+            Ok(mut c) => *c = next,
+            Err(e) => *e.into_inner() = next,
+        }
+        Ok(())
+    }
+
+    fn cluster(&self) -> Arc<Cluster> {
+        match self.cluster.read() {
+            Ok(c) => c.clone(),
+            Err(e) => e.into_inner().clone(),
+        }
     }
 
     fn url(node: &NodeRef, id: &BlockId) -> String {
@@ -93,11 +149,17 @@ impl Replicas {
     }
 
     /// Sends block `data` to `node`; `Err` says why it is not durable there.
-    async fn put_one(&self, node: &NodeRef, id: &BlockId, data: Bytes) -> Result<(), String> {
+    async fn put_one(
+        &self,
+        token: &str,
+        node: &NodeRef,
+        id: &BlockId,
+        data: Bytes,
+    ) -> Result<(), String> {
         match self
             .http
             .put(Self::url(node, id))
-            .bearer_auth(&self.token)
+            .bearer_auth(token)
             .body(data)
             .send()
             .await
@@ -115,23 +177,22 @@ impl Replicas {
     /// Writes `data` as a block, durably on enough replicas (see the module docs).
     pub async fn put(&self, data: Bytes) -> Result<Placed, ReplicaError> {
         let id = BlockId::of(&data);
-        let order = placement::order(&id, &self.nodes);
-        let quorum = self.replicas / 2 + 1;
-        let sites_needed = placement::site_count(self.nodes.iter())
-            .min(2)
-            .min(self.replicas);
+        let c = self.cluster();
+        let order = c.up_first(placement::order(&id, &c.nodes));
+        let quorum = c.replicas / 2 + 1;
+        let sites_needed = placement::site_count(c.nodes.iter()).min(2).min(c.replicas);
         let mut acked: Vec<&NodeRef> = Vec::new();
         let mut failures: Vec<String> = Vec::new();
         let mut next = 0;
         // Rounds: the missing replicas go to the next nodes in order, all at once.
-        while acked.len() < self.replicas && next < order.len() {
-            let want = self.replicas - acked.len();
+        while acked.len() < c.replicas && next < order.len() {
+            let want = c.replicas - acked.len();
             let batch: Vec<&NodeRef> = order[next..].iter().take(want).copied().collect();
             next += batch.len();
             let results = join_all(
                 batch
                     .iter()
-                    .map(|node| self.put_one(node, &id, data.clone())),
+                    .map(|node| self.put_one(&c.token, node, &id, data.clone())),
             )
             .await;
             for (node, result) in batch.into_iter().zip(results) {
@@ -165,20 +226,23 @@ impl Replicas {
     /// Block `id`'s bytes from the first replica that serves a correct copy, trying the
     /// nodes in `hint` (where it was written) first.
     pub async fn get(&self, id: &BlockId, hint: &[String]) -> Result<Bytes, ReplicaError> {
+        let c = self.cluster();
         let mut tried: HashSet<&str> = HashSet::new();
         let hinted = hint
             .iter()
-            .filter_map(|h| self.nodes.iter().find(|n| &n.id == h));
-        let candidates: Vec<&NodeRef> = hinted
-            .chain(placement::order(id, &self.nodes))
-            .filter(|n| tried.insert(n.id.as_str()))
-            .collect();
+            .filter_map(|h| c.nodes.iter().find(|n| &n.id == h));
+        let candidates: Vec<&NodeRef> = c.up_first(
+            hinted
+                .chain(placement::order(id, &c.nodes))
+                .filter(|n| tried.insert(n.id.as_str()))
+                .collect(),
+        );
         let mut failures = Vec::new();
         for node in candidates {
             match self
                 .http
                 .get(Self::url(node, id))
-                .bearer_auth(&self.token)
+                .bearer_auth(&c.token)
                 .send()
                 .await
             {

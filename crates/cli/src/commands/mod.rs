@@ -8,6 +8,7 @@ mod purge;
 mod resources;
 mod storage;
 mod up;
+mod up_storage;
 
 use crate::args::{Cli, Command};
 

@@ -424,6 +424,43 @@ pub async fn tenant(global: &Global, cmd: TenantCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        TenantCmd::S3KeyCreate { tenant } => {
+            let c = client(global)?;
+            let key: Value = c
+                .post(&format!("/v1/tenants/{tenant}/s3-keys"), &json!({}))
+                .await
+                .map_err(explain)?;
+            if global.json {
+                print_one(&key, true);
+            } else {
+                println!(
+                    "AWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}",
+                    key["access_key"].as_str().unwrap_or_default(),
+                    key["secret"].as_str().unwrap_or_default()
+                );
+                eprintln!("(the secret is shown only now: keep it safe)");
+            }
+            Ok(())
+        }
+        TenantCmd::S3Keys { tenant } => {
+            let c = client(global)?;
+            let items: Value = c
+                .get(&format!("/v1/tenants/{tenant}/s3-keys"))
+                .await
+                .map_err(explain)?;
+            print_list("S3 keys", &items, global.json);
+            Ok(())
+        }
+        TenantCmd::S3KeyRevoke { tenant, access_key } => {
+            let c = client(global)?;
+            c.delete(&format!("/v1/tenants/{tenant}/s3-keys/{access_key}"))
+                .await
+                .map_err(explain)?;
+            if !global.json {
+                println!("revoked {access_key}");
+            }
+            Ok(())
+        }
     }
 }
 

@@ -1,14 +1,28 @@
-//! `lingjing storage`: one storage node, serving its blocks to the S3 gateways; and
-//! `lingjing s3`: an S3 gateway over storage nodes.
+//! `lingjing storage`: one storage node, serving its blocks to the S3 gateways;
+//! `lingjing storage status`; and `lingjing s3`: an S3 gateway over storage nodes.
+//!
+//! Both run fed by the control plane (a node credential, the `storage` or `s3` snapshot:
+//! the cluster token, the storage nodes and, for gateways, the tenants' S3 keys), or
+//! standalone from files (`--token-file`, `--storage-node`, `--keys-file`). `up` starts
+//! its storage nodes and gateway with [`start_managed_node`] and [`start_managed_gateway`].
 
+use std::collections::HashSet;
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use lingjing_storage::gateway::{GatewayConfig, S3Key};
-use lingjing_storage::node::NodeConfig;
+use lingjing_client::{Agent, AgentHandle};
+use lingjing_model::snapshot::{
+    Role, Snapshot, StorageNodeStatus, StorageReport, StorageReportSource, StorageSnapshot,
+};
+use lingjing_storage::block::BlockStore;
+use lingjing_storage::gateway::{ClusterUpdate, GatewayConfig, GatewayHandle, S3Key};
+use lingjing_storage::node::{NodeConfig, NodeHandle};
 use lingjing_storage::placement::NodeRef;
+use tokio::sync::watch;
 
-use crate::args::{Global, S3Args, StorageArgs};
+use crate::args::{Global, S3Args, StorageArgs, StorageSub};
 
 /// The cluster token in `path` (one line, not empty).
 fn cluster_token(path: &Path) -> anyhow::Result<String> {
@@ -26,37 +40,295 @@ fn cluster_token(path: &Path) -> anyhow::Result<String> {
 }
 
 pub async fn run(global: &Global, args: StorageArgs) -> anyhow::Result<()> {
-    let token = cluster_token(&args.token_file)?;
-    let data_dir = args.blocks_dir.clone().unwrap_or_else(|| {
-        global
-            .data_dir
-            .join(format!("storage-{}", args.node))
-            .join("blocks")
-    });
+    if let Some(StorageSub::Status) = args.command {
+        return status(global).await;
+    }
+    let Some(node) = args.node.clone() else {
+        bail!(
+            "give this storage node's inventory id with --node ID (or run `lingjing storage status`)"
+        );
+    };
+    let node_dir = global.data_dir.join(format!("storage-{node}"));
+    let data_dir = args
+        .blocks_dir
+        .clone()
+        .unwrap_or_else(|| node_dir.join("blocks"));
     if !data_dir.exists() {
         // Tenants' data: only this user may read it.
         lingjing_client::fs::ensure_private_dir(&data_dir).with_context(|| {
             format!("cannot create the blocks directory {}", data_dir.display())
         })?;
     }
-    let handle = lingjing_storage::start(NodeConfig {
-        node_id: args.node.clone(),
+    let config = NodeConfig {
+        node_id: node.clone(),
         listen: args.listen,
         data_dir: data_dir.clone(),
-        token,
+        token: String::new(),
         max_block_bytes: args.max_block_mb * 1024 * 1024,
-    })
-    .await?;
+    };
+    let (handle, agent) = match &args.token_file {
+        Some(file) => {
+            let config = NodeConfig {
+                token: cluster_token(file)?,
+                ..config
+            };
+            (lingjing_storage::start(config).await?, None)
+        }
+        None => {
+            let state_dir = args.state_dir.clone().unwrap_or(node_dir);
+            let agent =
+                super::edge::agent_config(global, &args.join, &node, Role::Storage, &state_dir)
+                    .await?;
+            let managed = start_managed_node(Agent::new(agent)?, config).await?;
+            (managed.handle, Some(managed.agent))
+        }
+    };
     eprintln!(
-        "lingjing storage {} serving blocks in {} on http://{} (Ctrl-C to stop)",
-        args.node,
+        "lingjing storage {node} serving blocks in {} on http://{} (Ctrl-C to stop)",
         data_dir.display(),
         handle.addr()
     );
     super::shutdown_signal().await;
     eprintln!("shutting down");
+    if let Some(agent) = agent {
+        agent.stop();
+    }
     handle.shutdown().await;
     Ok(())
+}
+
+/// How long a node or gateway waits for its first snapshot before giving up.
+const FIRST_SNAPSHOT_WAIT: Duration = Duration::from_secs(120);
+
+/// Waits for the first snapshot the agent hands over.
+async fn first_snapshot(
+    rx: &mut watch::Receiver<Option<Arc<Snapshot<StorageSnapshot>>>>,
+    what: &str,
+) -> anyhow::Result<Arc<Snapshot<StorageSnapshot>>> {
+    let waited = tokio::time::timeout(FIRST_SNAPSHOT_WAIT, rx.wait_for(Option::is_some)).await;
+    match waited {
+        Ok(Ok(s)) => s.clone().context("no snapshot"),
+        _ => bail!(
+            "{what} got no snapshot from the control plane within {}s: is it in the inventory with its role, and is the control plane up?",
+            FIRST_SNAPSHOT_WAIT.as_secs()
+        ),
+    }
+}
+
+/// A storage node fed by the control plane, and its agent.
+pub struct ManagedNode {
+    pub handle: NodeHandle,
+    pub agent: AgentHandle,
+}
+
+/// A storage node's disk as its heartbeats report it (nothing before the store is open).
+struct DiskReport(Arc<OnceLock<Arc<BlockStore>>>);
+
+impl StorageReportSource for DiskReport {
+    fn report(&self) -> StorageReport {
+        self.0.get().map_or_else(StorageReport::default, |store| {
+            let s = store.status();
+            StorageReport {
+                used_bytes: s.used_bytes,
+                free_bytes: s.free_bytes,
+                blocks: s.blocks,
+            }
+        })
+    }
+}
+
+/// Starts a storage node whose cluster token comes from the control plane's `storage`
+/// snapshot (it starts once the first one is in), and that reports its disk with its
+/// heartbeats. `config.token` is ignored.
+pub async fn start_managed_node(agent: Agent, config: NodeConfig) -> anyhow::Result<ManagedNode> {
+    let store = Arc::new(OnceLock::new());
+    let (tx, mut rx) = watch::channel(None);
+    let agent = agent
+        .with_storage_report(Arc::new(DiskReport(store.clone())))
+        .start(move |s: Arc<Snapshot<StorageSnapshot>>| {
+            if s.body.cluster_token.trim().is_empty() {
+                return Err("the snapshot has no cluster token".to_owned());
+            }
+            tx.send_replace(Some(s));
+            Ok(())
+        });
+    let first = first_snapshot(&mut rx, &format!("storage node {}", config.node_id)).await?;
+    let handle = lingjing_storage::start(NodeConfig {
+        token: first.body.cluster_token.clone(),
+        ..config
+    })
+    .await?;
+    let _ = store.set(handle.store.clone());
+    let tokens = handle.token_setter();
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let latest = rx.borrow_and_update().clone();
+            if let Some(s) = latest {
+                tokens.set(&s.body.cluster_token);
+            }
+        }
+    });
+    Ok(ManagedNode { handle, agent })
+}
+
+/// An S3 gateway fed by the control plane, and its agent.
+pub struct ManagedGateway {
+    pub handle: GatewayHandle,
+    pub agent: AgentHandle,
+}
+
+/// What a gateway takes from a `s3` snapshot: the storage nodes with an address (at
+/// `ports.http`), those unhealthy or drained to try last, the token and the keys.
+pub fn cluster_update(body: &StorageSnapshot) -> Result<ClusterUpdate, String> {
+    let mut nodes = Vec::new();
+    let mut down = HashSet::new();
+    for n in &body.nodes {
+        let Some(ip) = n.addresses.first() else {
+            continue;
+        };
+        if !n.healthy || n.node.drained {
+            down.insert(n.node.id.clone());
+        }
+        nodes.push(NodeRef {
+            id: n.node.id.clone(),
+            site: n.node.site.clone(),
+            addr: std::net::SocketAddr::new(*ip, n.node.ports.http),
+        });
+    }
+    if nodes.is_empty() {
+        return Err("the snapshot has no storage node with an address".to_owned());
+    }
+    if body.cluster_token.trim().is_empty() {
+        return Err("the snapshot has no cluster token".to_owned());
+    }
+    Ok(ClusterUpdate {
+        nodes,
+        down,
+        replicas: usize::try_from(body.replicas).unwrap_or(3),
+        cluster_token: body.cluster_token.clone(),
+        keys: body
+            .s3_keys
+            .iter()
+            .map(|k| S3Key {
+                access_key: k.access_key.clone(),
+                secret: k.secret.clone(),
+                tenant: k.tenant.clone(),
+            })
+            .collect(),
+    })
+}
+
+/// Starts an S3 gateway whose storage nodes, cluster token and access keys come from the
+/// control plane's `s3` snapshot (it starts once the first usable one is in; later ones
+/// apply to the requests after them). `config`'s nodes, keys, token and replicas are
+/// ignored.
+pub async fn start_managed_gateway(
+    agent: Agent,
+    config: GatewayConfig,
+) -> anyhow::Result<ManagedGateway> {
+    let (tx, mut rx) = watch::channel(None);
+    let agent = agent.start(move |s: Arc<Snapshot<StorageSnapshot>>| {
+        cluster_update(&s.body)?;
+        tx.send_replace(Some(s));
+        Ok(())
+    });
+    let first = first_snapshot(&mut rx, "the S3 gateway").await?;
+    let update = cluster_update(&first.body).map_err(anyhow::Error::msg)?;
+    let handle = lingjing_storage::gateway::start(GatewayConfig {
+        nodes: update.nodes,
+        replicas: update.replicas,
+        cluster_token: update.cluster_token,
+        keys: update.keys,
+        ..config
+    })
+    .await?;
+    let updater = handle.updater();
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let latest = rx.borrow_and_update().clone();
+            if let Some(s) = latest
+                && let Err(e) = cluster_update(&s.body).and_then(|u| updater.update(u))
+            {
+                tracing::warn!(version = s.version, error = %e, "S3 snapshot not applied");
+            }
+        }
+    });
+    Ok(ManagedGateway { handle, agent })
+}
+
+/// `lingjing storage status`: the storage nodes as the control plane sees them.
+async fn status(global: &Global) -> anyhow::Result<()> {
+    let c = crate::context::client(global)?;
+    let nodes: Vec<StorageNodeStatus> = c
+        .get("/v1/storage/status")
+        .await
+        .map_err(super::resources::explain)?;
+    if global.json {
+        println!("{}", serde_json::to_string_pretty(&nodes)?);
+        return Ok(());
+    }
+    if nodes.is_empty() {
+        println!("no storage nodes (add a node with the `storage` role)");
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:<12} {:<22} {:<8} {:>10} {:>10} {:>9}  REPORTED",
+        "NODE", "SITE", "ADDRESS", "HEALTH", "USED", "FREE", "BLOCKS"
+    );
+    let (mut used, mut free, mut blocks) = (0u64, 0u64, 0u64);
+    for n in &nodes {
+        let addr = n.node.addresses.first().map_or_else(
+            || "-".to_owned(),
+            |ip| std::net::SocketAddr::new(*ip, n.node.node.ports.http).to_string(),
+        );
+        let health = if n.node.node.drained {
+            "drained"
+        } else if n.node.healthy {
+            "up"
+        } else {
+            "down"
+        };
+        let r = n.report.unwrap_or_default();
+        used += r.used_bytes;
+        free += r.free_bytes;
+        blocks += r.blocks;
+        println!(
+            "{:<16} {:<12} {:<22} {:<8} {:>10} {:>10} {:>9}  {}",
+            n.node.node.id,
+            n.node.node.site,
+            addr,
+            health,
+            human_bytes(r.used_bytes),
+            human_bytes(r.free_bytes),
+            r.blocks,
+            n.reported_at.as_deref().unwrap_or("never")
+        );
+    }
+    let sites: HashSet<&str> = nodes.iter().map(|n| n.node.node.site.as_str()).collect();
+    println!(
+        "{} node(s) in {} site(s); {} used, {} free, {blocks} block copies",
+        nodes.len(),
+        sites.len(),
+        human_bytes(used),
+        human_bytes(free)
+    );
+    Ok(())
+}
+
+/// `n` bytes in binary units, e.g. `1.5 GiB`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// A storage node given as `ID@SITE=ADDR`.
@@ -111,11 +383,6 @@ fn s3_keys(path: &Path) -> anyhow::Result<Vec<S3Key>> {
 }
 
 pub async fn gateway(global: &Global, args: S3Args) -> anyhow::Result<()> {
-    let nodes = args
-        .nodes
-        .iter()
-        .map(|s| node_ref(s))
-        .collect::<anyhow::Result<Vec<_>>>()?;
     let meta_url = match &args.meta_url {
         Some(url) => url.clone(),
         None => {
@@ -125,17 +392,45 @@ pub async fn gateway(global: &Global, args: S3Args) -> anyhow::Result<()> {
             format!("sqlite://{}", dir.join("meta.db").display())
         }
     };
-    let handle = lingjing_storage::gateway::start(GatewayConfig {
+    let config = GatewayConfig {
         listen: args.listen,
         domain: args.domain.clone(),
         meta_url,
-        nodes,
+        nodes: Vec::new(),
         replicas: usize::try_from(args.replicas).unwrap_or(3),
-        cluster_token: cluster_token(&args.token_file)?,
+        cluster_token: String::new(),
         block_bytes: usize::try_from(args.block_kb * 1024).unwrap_or(1 << 20),
-        keys: s3_keys(&args.keys_file)?,
-    })
-    .await?;
+        keys: Vec::new(),
+    };
+    let (handle, agent) = match (&args.node, &args.token_file, &args.keys_file) {
+        (_, Some(token_file), Some(keys_file)) if !args.storage_nodes.is_empty() => {
+            let nodes = args
+                .storage_nodes
+                .iter()
+                .map(|s| node_ref(s))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let config = GatewayConfig {
+                nodes,
+                cluster_token: cluster_token(token_file)?,
+                keys: s3_keys(keys_file)?,
+                ..config
+            };
+            (lingjing_storage::gateway::start(config).await?, None)
+        }
+        (Some(node), _, _) => {
+            let state_dir = args
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| global.data_dir.join(format!("s3-{node}")));
+            let agent =
+                super::edge::agent_config(global, &args.join, node, Role::S3, &state_dir).await?;
+            let managed = start_managed_gateway(Agent::new(agent)?, config).await?;
+            (managed.handle, Some(managed.agent))
+        }
+        _ => bail!(
+            "give the gateway's inventory id with --node ID (fed by the control plane), or run it standalone with --storage-node ID@SITE=ADDR --token-file F --keys-file F"
+        ),
+    };
     eprintln!(
         "lingjing s3 serving http://{} (virtual hosts *.{}) (Ctrl-C to stop)",
         handle.addr(),
@@ -143,6 +438,9 @@ pub async fn gateway(global: &Global, args: S3Args) -> anyhow::Result<()> {
     );
     super::shutdown_signal().await;
     eprintln!("shutting down");
+    if let Some(agent) = agent {
+        agent.stop();
+    }
     handle.shutdown().await;
     Ok(())
 }

@@ -88,6 +88,7 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
 
     let edges = start_edges(global, &args, &client, &tls.ca).await?;
     let dns = start_dns(global, &args, &client, &tls.ca).await?;
+    let storage = super::up_storage::start(global, &args, &client, &tls.ca).await?;
 
     println!(
         "\nLingjing is up.\n\
@@ -97,6 +98,7 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
          \n  GSLB DNS        {dns_addr} (UDP and TCP), zone {zone}\
          \n  DNS admin       http://{dns_admin}/metrics   http://{dns_admin}/healthz\
          {edge_lines}\
+         {storage_lines}\
          \n  data directory  {dir}\
          \n  operator token  {token}   (also in {dir}/{TOKEN_FILE})\
          \n\nTry:\
@@ -107,6 +109,7 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
          \n  dig @{dns_ip} -p {dns_port} demo.{zone} A +subnet=198.51.100.1/32   (a Wuxi telecom client)\
          \n  lingjing dns explain demo.{zone} --client 203.0.113.70 --subnet 32\
          \n  curl 'http://{dns_admin}/explain?name=demo.{zone}&client=203.0.113.70&subnet=32'\
+         {try_s3}\
          \n\nCtrl-C stops everything.",
         origin = origin.addr(),
         ca = tls.ca.display(),
@@ -131,6 +134,8 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
                 )
             })
             .unwrap_or_default(),
+        storage_lines = storage_lines(&storage, &global.data_dir),
+        try_s3 = try_s3(&storage),
         edge_lines = edges
             .iter()
             .map(|e| {
@@ -146,11 +151,53 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
         e.agent.stop();
         e.handle.shutdown().await;
     }
+    storage.shutdown().await;
     dns.agent.stop();
     dns.handle.shutdown().await;
     origin.shutdown().await.ok();
     control.shutdown().await?;
     Ok(())
+}
+
+/// The lines of the start banner about object storage.
+fn storage_lines(storage: &super::up_storage::RunningStorage, dir: &Path) -> String {
+    let mut out = String::new();
+    if let Some(g) = &storage.gateway {
+        out += &format!(
+            "\n  S3              http://{}   (virtual hosts BUCKET.s3.lingjing.test)",
+            g.handle.addr()
+        );
+    }
+    for (n, site) in &storage.nodes {
+        out += &format!(
+            "\n  storage {:<14} http://{}  site {site}",
+            n.handle.node_id(),
+            n.handle.addr()
+        );
+    }
+    if let Some((access, secret)) = &storage.demo_key {
+        out += &format!(
+            "\n  S3 demo key     {access} {secret}   (tenant demo, bucket demo; also in {}/{})",
+            dir.display(),
+            super::up_storage::DEMO_KEY_FILE
+        );
+    }
+    out
+}
+
+/// The banner's S3 examples.
+fn try_s3(storage: &super::up_storage::RunningStorage) -> String {
+    let (Some(g), Some((access, secret))) = (&storage.gateway, &storage.demo_key) else {
+        return String::new();
+    };
+    let s3 = format!("aws --endpoint-url http://{}", g.handle.addr());
+    format!(
+        "\n  export AWS_ACCESS_KEY_ID={access} AWS_SECRET_ACCESS_KEY={secret} AWS_DEFAULT_REGION=us-east-1\
+         \n  {s3} s3 cp README.md s3://demo/\
+         \n  {s3} s3 ls s3://demo/\
+         \n  curl \"$({s3} s3 presign s3://demo/README.md)\"\
+         \n  lingjing storage status"
+    )
 }
 
 /// The control API's URL as this host reaches it (loopback for a wildcard listen address).
@@ -173,7 +220,7 @@ fn local_url(control: &lingjing_control::ControlHandle) -> String {
 
 /// The agent configuration of a node `up` runs: its own credential, kept in its state
 /// directory, or got on its first start with a join token `up` issues for it.
-async fn node_agent(
+pub(super) async fn node_agent(
     client: &Client,
     ca: &Path,
     node: &str,

@@ -549,3 +549,20 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// Whether python3 can import boto3. Where `LINGJING_TEST_BOTO3` is set (`.ci/run` sets
+/// it) its absence is a failure; elsewhere the boto3 checks say they were skipped.
+pub fn boto3_available() -> bool {
+    let found = std::process::Command::new("python3")
+        .args(["-c", "import boto3"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("LINGJING_TEST_BOTO3").is_none(),
+            "LINGJING_TEST_BOTO3 is set but python3 cannot import boto3 (pip install boto3)"
+        );
+        eprintln!("skipped the boto3 checks: python3 with boto3 not found (pip install boto3)");
+    }
+    found
+}

@@ -56,6 +56,8 @@ pub fn node_has_role(roles: &[NodeRole], role: Role) -> bool {
     roles.iter().any(|r| match role {
         Role::Edge => matches!(r, NodeRole::Edge | NodeRole::Parent),
         Role::Dns => matches!(r, NodeRole::Dns),
+        Role::Storage => matches!(r, NodeRole::Storage),
+        Role::S3 => matches!(r, NodeRole::S3),
     })
 }
 
@@ -148,6 +150,18 @@ async fn heartbeat(
     } else if matches!(beat.role, Role::Edge) {
         // An edge heartbeat without a report: it served nothing since the last one.
         load = record_load(&mut w.tx, &id, 0, now).await?;
+    }
+    if let Some(report) = &beat.storage {
+        if beat.role != Role::Storage {
+            return Err(ApiError::Invalid(
+                lingjing_model::validate::ValidationError::new(
+                    "storage",
+                    "only a storage node's heartbeat (role `storage`) carries a disk report",
+                ),
+            ));
+        }
+        crate::store::storage::record_report(&mut w.tx, &id, report, &crate::time::now_rfc3339())
+            .await?;
     }
     record_heartbeat(
         &mut w.tx,

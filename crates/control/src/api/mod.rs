@@ -10,6 +10,7 @@ mod nodes;
 pub mod openapi;
 pub mod purges;
 mod sla;
+mod storage;
 mod tenants;
 mod usage;
 
@@ -98,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ipam::routes())
         .merge(lines::routes().layer(axum::extract::DefaultBodyLimit::max(MAX_BULK_BODY_BYTES)))
         .merge(tenants::routes())
+        .merge(storage::routes())
         .merge(agents::routes())
         .merge(nodes::routes())
         .merge(purges::routes())

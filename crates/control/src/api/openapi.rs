@@ -44,6 +44,16 @@ pub struct DnsSnapshotResponse {
     pub body: DnsSnapshot,
 }
 
+/// One version of the `storage` or `s3` snapshot, as `GET /v1/snapshots/{storage,s3}`
+/// returns it.
+#[derive(Serialize, ToSchema)]
+pub struct StorageSnapshotResponse {
+    pub version: u64,
+    pub role: Role,
+    pub generated_at: String,
+    pub body: lingjing_model::snapshot::StorageSnapshot,
+}
+
 pub async fn serve(State(_): State<AppState>) -> Json<OpenApi> {
     Json(document())
 }
@@ -343,10 +353,47 @@ fn other_ops() -> Vec<Op> {
         .ok("204", "Revoked", None),
         Op::new(
             HttpMethod::Get,
+            "/v1/tenants/{id}/s3-keys",
+            "storage",
+            "list_s3_keys",
+            "List a tenant's S3 access keys (operator or the tenant itself)",
+        )
+        .ok("200", "Keys (without secrets)", Some(array_of("S3KeyInfo"))),
+        Op::new(
+            HttpMethod::Post,
+            "/v1/tenants/{id}/s3-keys",
+            "storage",
+            "create_s3_key",
+            "Create an S3 access key for a tenant (operator or the tenant itself)",
+        )
+        .ok(
+            "201",
+            "Created; the secret is shown only now",
+            Some(schema_ref("NewS3Key")),
+        )
+        .err("409", "The tenant has the most S3 keys allowed"),
+        Op::new(
+            HttpMethod::Delete,
+            "/v1/tenants/{id}/s3-keys/{key}",
+            "storage",
+            "revoke_s3_key",
+            "Revoke an S3 access key (the gateways refuse it from their next snapshot)",
+        )
+        .ok("204", "Revoked", None),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/storage/status",
+            "storage",
+            "storage_status",
+            "Storage nodes: health and their last disk report",
+        )
+        .ok("200", "Storage nodes", Some(array_of("StorageNodeStatus"))),
+        Op::new(
+            HttpMethod::Get,
             "/v1/snapshots/{role}",
             "agents",
             "poll_snapshot",
-            "Long-poll the snapshot of a data-plane role (`edge` or `dns`)",
+            "Long-poll the snapshot of a data-plane role (`edge`, `dns`, `storage` or `s3`)",
         )
         .query("node", "The polling node's id", String::schema())
         .query(
@@ -366,6 +413,7 @@ fn other_ops() -> Vec<Op> {
                 utoipa::openapi::schema::OneOfBuilder::new()
                     .item(schema_ref("EdgeSnapshotResponse"))
                     .item(schema_ref("DnsSnapshotResponse"))
+                    .item(schema_ref("StorageSnapshotResponse"))
                     .build(),
             ))),
         )
@@ -549,6 +597,10 @@ pub fn document() -> OpenApi {
     components = add_schema::<super::nodes::Revoked>(components);
     components = add_schema::<EdgeSnapshotResponse>(components);
     components = add_schema::<DnsSnapshotResponse>(components);
+    components = add_schema::<StorageSnapshotResponse>(components);
+    components = add_schema::<lingjing_model::tenant::S3KeyInfo>(components);
+    components = add_schema::<lingjing_model::tenant::NewS3Key>(components);
+    components = add_schema::<lingjing_model::snapshot::StorageNodeStatus>(components);
     components = add_schema::<ErrorBody>(components);
     components = add_schema::<super::hostnames::VerifyRequest>(components);
     components = add_schema::<super::hostnames::VerifyResult>(components);

@@ -23,6 +23,7 @@ pub mod purges;
 pub mod records;
 pub mod services;
 mod status;
+pub mod storage;
 pub mod tenants;
 mod usage;
 

@@ -517,3 +517,20 @@ pub async fn tenant_key(api: &Api, tenant: &str) -> String {
     assert_eq!(key["tenant"], tenant);
     key["secret"].as_str().expect("secret").to_owned()
 }
+
+/// A client holding node `node`'s own credential (join token issued and exchanged).
+pub async fn node_credential(api: &Api, node: &str) -> Api {
+    let t = api
+        .post(&format!("/v1/nodes/{node}/join-token"), json!({}))
+        .await
+        .ok(201);
+    let c = api
+        .anonymous()
+        .post(
+            &format!("/v1/nodes/{node}/credential"),
+            json!({ "join_token": t["join_token"] }),
+        )
+        .await
+        .ok(201);
+    api.with_token(c["credential"].as_str().expect("credential"))
+}

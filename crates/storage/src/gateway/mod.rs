@@ -7,9 +7,9 @@
 //! belong to a tenant ([`S3Key`]), and the operations in [`s3`]; everything else answers
 //! `NotImplemented`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -57,13 +57,34 @@ pub struct GatewayConfig {
 /// A running gateway.
 pub struct GatewayHandle {
     addr: SocketAddr,
+    replicas: Arc<Replicas>,
+    keys: Keys,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+}
+
+/// What a gateway takes from each new control-plane snapshot.
+#[derive(Debug, Clone)]
+pub struct ClusterUpdate {
+    pub nodes: Vec<NodeRef>,
+    /// Nodes the control plane reports unhealthy (tried last).
+    pub down: HashSet<String>,
+    pub replicas: usize,
+    pub cluster_token: String,
+    pub keys: Vec<S3Key>,
 }
 
 impl GatewayHandle {
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// What applies new views of the cluster while the gateway runs.
+    pub fn updater(&self) -> GatewayUpdater {
+        GatewayUpdater {
+            replicas: self.replicas.clone(),
+            keys: self.keys.clone(),
+        }
     }
 
     /// Stops accepting; connections in flight end on their own.
@@ -73,20 +94,70 @@ impl GatewayHandle {
     }
 }
 
-/// The access keys, by key id.
+/// Applies new views of the cluster to a running gateway.
+#[derive(Clone)]
+pub struct GatewayUpdater {
+    replicas: Arc<Replicas>,
+    keys: Keys,
+}
+
+impl GatewayUpdater {
+    /// Applies a new view of the cluster and the access keys to the requests that start
+    /// after it (a revoked key is refused from then on). Refused, changing nothing, when
+    /// it has no storage nodes.
+    pub fn update(&self, update: ClusterUpdate) -> Result<(), String> {
+        self.replicas
+            .update(
+                update.nodes,
+                update.down,
+                update.replicas,
+                &update.cluster_token,
+            )
+            .map_err(|e| e.to_string())?;
+        self.keys.replace(&update.keys);
+        Ok(())
+    }
+}
+
+/// The access keys, by key id (replaced as a whole when a snapshot brings new ones).
 #[derive(Clone, Default)]
-pub(crate) struct Keys(Arc<HashMap<String, S3Key>>);
+pub(crate) struct Keys(Arc<RwLock<Arc<HashMap<String, S3Key>>>>);
 
 impl Keys {
-    pub(crate) fn tenant(&self, access_key: &str) -> Option<&str> {
-        self.0.get(access_key).map(|k| k.tenant.as_str())
+    fn new(list: &[S3Key]) -> Keys {
+        let keys = Keys::default();
+        keys.replace(list);
+        keys
+    }
+
+    fn current(&self) -> Arc<HashMap<String, S3Key>> {
+        match self.0.read() {
+            Ok(k) => k.clone(),
+            Err(e) => e.into_inner().clone(),
+        }
+    }
+
+    fn replace(&self, keys: &[S3Key]) {
+        let next: Arc<HashMap<String, S3Key>> = Arc::new(
+            keys.iter()
+                .map(|k| (k.access_key.clone(), k.clone()))
+                .collect(),
+        );
+        match self.0.write() {
+            Ok(mut k) => *k = next,
+            Err(e) => *e.into_inner() = next,
+        }
+    }
+
+    pub(crate) fn tenant(&self, access_key: &str) -> Option<String> {
+        self.current().get(access_key).map(|k| k.tenant.clone())
     }
 }
 
 #[async_trait::async_trait]
 impl S3Auth for Keys {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
-        match self.0.get(access_key) {
+        match self.current().get(access_key) {
             Some(k) => Ok(SecretKey::from(k.secret.as_str())),
             None => Err(s3_error!(
                 InvalidAccessKeyId,
@@ -103,13 +174,7 @@ pub async fn start(config: GatewayConfig) -> std::io::Result<GatewayHandle> {
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let replicas = Replicas::new(config.nodes.clone(), config.replicas, &config.cluster_token)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let keys = Keys(Arc::new(
-        config
-            .keys
-            .iter()
-            .map(|k| (k.access_key.clone(), k.clone()))
-            .collect(),
-    ));
+    let keys = Keys::new(&config.keys);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| {
@@ -119,14 +184,15 @@ pub async fn start(config: GatewayConfig) -> std::io::Result<GatewayHandle> {
             )
         })?;
     let addr = listener.local_addr()?;
+    let replicas = Arc::new(replicas);
     let gateway = s3::Gateway {
         meta,
-        replicas: Arc::new(replicas),
+        replicas: replicas.clone(),
         keys: keys.clone(),
         block_bytes: config.block_bytes.max(4096),
     };
     let mut builder = S3ServiceBuilder::new(gateway);
-    builder.set_auth(keys);
+    builder.set_auth(keys.clone());
     let domains = [
         config.domain.clone(),
         format!("{}:{}", config.domain, addr.port()),
@@ -160,5 +226,11 @@ pub async fn start(config: GatewayConfig) -> std::io::Result<GatewayHandle> {
         drop(graceful);
     });
     tracing::info!(%addr, domain = %config.domain, "S3 gateway listening");
-    Ok(GatewayHandle { addr, stop, task })
+    Ok(GatewayHandle {
+        addr,
+        replicas,
+        keys,
+        stop,
+        task,
+    })
 }

@@ -164,7 +164,6 @@ impl Gateway {
         req.credentials
             .as_ref()
             .and_then(|c| self.keys.tenant(&c.access_key))
-            .map(str::to_owned)
             .ok_or_else(|| s3_error!(AccessDenied, "sign the request with an access key"))
     }
 

@@ -1,0 +1,133 @@
+//! Object storage in the API: tenants' S3 access keys (created by the operator or the
+//! tenant itself; the secret is shown once; revocation reaches the gateways with the next
+//! `s3` snapshot) and the storage nodes' status for operators.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use lingjing_model::Tenant;
+use lingjing_model::snapshot::{S3Credential, StorageNodeStatus};
+use lingjing_model::tenant::{MAX_S3_KEYS, NewS3Key, S3KeyInfo};
+
+use super::AppState;
+use crate::auth::{Caller, random_hex};
+use crate::error::ApiError;
+use crate::store::{get_doc, storage};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/tenants/{id}/s3-keys", get(list).post(create))
+        .route("/v1/tenants/{id}/s3-keys/{key}", delete(revoke))
+        .route("/v1/storage/status", get(status))
+}
+
+/// The operator, or tenant `id` itself.
+fn require_tenant(caller: &Caller, id: &str) -> Result<(), ApiError> {
+    match caller {
+        Caller::Operator => Ok(()),
+        Caller::Tenant(t) if t == id => Ok(()),
+        Caller::Tenant(t) => Err(ApiError::Forbidden(format!(
+            "this API key belongs to tenant `{t}`: it manages only its own S3 keys, not `{id}`'s"
+        ))),
+    }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<NewS3Key>), ApiError> {
+    require_tenant(&caller, &id)?;
+    let mut w = state.store.write(true).await?;
+    get_doc::<Tenant>(&mut w.tx, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant", &id))?;
+    let keys = storage::s3_key_count(&mut w.tx, &id).await?;
+    if keys as usize >= MAX_S3_KEYS {
+        return Err(ApiError::conflict(
+            "limit_reached",
+            format!(
+                "tenant `{id}` has {keys} S3 keys, the limit is {MAX_S3_KEYS}: revoke one first (lingjing tenant s3-key-revoke)"
+            ),
+        ));
+    }
+    // The shapes AWS uses: a 20-character key id and a 40-character secret.
+    let key = S3Credential {
+        access_key: format!("LJ{}", random_hex(9).to_ascii_uppercase()),
+        secret: random_hex(20),
+        tenant: id.clone(),
+    };
+    storage::insert_s3_key(&mut w.tx, &key, &crate::time::now_rfc3339()).await?;
+    if let Some(v) = w.commit().await? {
+        state.hub.publish(v);
+    }
+    tracing::info!(tenant = %id, access_key = %key.access_key, "S3 key created");
+    Ok((
+        StatusCode::CREATED,
+        Json(NewS3Key {
+            access_key: key.access_key,
+            secret: key.secret,
+            tenant: id,
+        }),
+    ))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<S3KeyInfo>>, ApiError> {
+    require_tenant(&caller, &id)?;
+    let mut conn = state.store.pool().acquire().await?;
+    get_doc::<Tenant>(&mut conn, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant", &id))?;
+    Ok(Json(storage::s3_keys(&mut conn, &id).await?))
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, key)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    require_tenant(&caller, &id)?;
+    let mut w = state.store.write(true).await?;
+    if !storage::delete_s3_key(&mut w.tx, &id, &key).await? {
+        return Err(ApiError::NotFound(format!(
+            "tenant `{id}` has no S3 key `{key}`"
+        )));
+    }
+    if let Some(v) = w.commit().await? {
+        state.hub.publish(v);
+    }
+    tracing::info!(tenant = %id, access_key = %key, "S3 key revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn status(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<StorageNodeStatus>>, ApiError> {
+    caller.require_operator()?;
+    let mut tx = state.store.read().await?;
+    let nodes = crate::snapshot::build_storage(&mut tx, lingjing_model::snapshot::Role::Storage)
+        .await?
+        .body
+        .nodes;
+    let mut reports = storage::reports(&mut tx).await?;
+    tx.commit().await?;
+    Ok(Json(
+        nodes
+            .into_iter()
+            .map(|node| {
+                let report = reports.remove(&node.node.id);
+                StorageNodeStatus {
+                    node,
+                    reported_at: report.as_ref().map(|(_, at)| at.clone()),
+                    report: report.map(|(r, _)| r),
+                }
+            })
+            .collect(),
+    ))
+}

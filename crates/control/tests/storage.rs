@@ -1,0 +1,198 @@
+//! Object storage in the control plane: tenants' S3 keys (created by the operator or the
+//! tenant itself, never by another tenant; secrets shown once and never listed), the
+//! `storage` and `s3` snapshots (only gateways get the keys; each role only its own
+//! nodes), the cluster token, and storage nodes' disk reports.
+
+mod common;
+
+use serde_json::{Value, json};
+
+async fn snapshot(api: &common::Api, role: &str) -> Value {
+    api.get(&format!("/v1/snapshots/{role}?after=0&timeout_ms=10"))
+        .await
+        .ok(200)
+}
+
+fn keys_of(snapshot: &Value) -> Vec<String> {
+    snapshot["body"]["s3_keys"]
+        .as_array()
+        .expect("s3_keys")
+        .iter()
+        .map(|k| k["access_key"].as_str().expect("access_key").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn s3_keys_belong_to_their_tenant_and_reach_only_the_gateways() {
+    let (mut plane, api) = common::start_seeded().await;
+    api.create("tenants", common::tenant("rival")).await;
+    api.create("nodes", common::node("wx-1-s", "wx-1", &["storage"]))
+        .await;
+    api.create("nodes", common::node("nj-1-g", "nj-1", &["s3"]))
+        .await;
+
+    let before = api.version().await;
+    let key = api
+        .post("/v1/tenants/demo/s3-keys", json!({}))
+        .await
+        .ok(201);
+    let access = key["access_key"].as_str().expect("access_key").to_owned();
+    let secret = key["secret"].as_str().expect("secret").to_owned();
+    assert!(access.starts_with("LJ") && access.len() == 20, "{key}");
+    assert_eq!(secret.len(), 40, "{key}");
+    assert_eq!(key["tenant"], "demo");
+    assert!(
+        api.version().await > before,
+        "a new key is a new snapshot version"
+    );
+
+    // A tenant manages its own keys, not another's.
+    let demo = api.with_token(&common::tenant_key(&api, "demo").await);
+    let rival = api.with_token(&common::tenant_key(&api, "rival").await);
+    let own = demo
+        .post("/v1/tenants/demo/s3-keys", json!({}))
+        .await
+        .ok(201);
+    let r = rival
+        .post("/v1/tenants/demo/s3-keys", json!({}))
+        .await
+        .err(403, "forbidden");
+    assert!(r.message().contains("rival"), "{r:?}");
+    rival
+        .get("/v1/tenants/demo/s3-keys")
+        .await
+        .err(403, "forbidden");
+    rival
+        .delete(&format!("/v1/tenants/demo/s3-keys/{access}"))
+        .await
+        .err(403, "forbidden");
+    // Nor through its own path: the key is not the rival's.
+    rival
+        .delete(&format!("/v1/tenants/rival/s3-keys/{access}"))
+        .await
+        .err(404, "not_found");
+    api.post("/v1/tenants/nobody/s3-keys", json!({}))
+        .await
+        .err(404, "not_found");
+
+    // Listed without secrets.
+    let listed = demo.get("/v1/tenants/demo/s3-keys").await.ok(200);
+    let text = listed.to_string();
+    assert!(text.contains(&access), "{listed}");
+    assert!(
+        !text.contains(&secret) && !text.contains("secret"),
+        "{listed}"
+    );
+    assert_eq!(listed.as_array().map(Vec::len), Some(2));
+
+    // Only the gateway's snapshot carries the keys; both share the cluster token; each
+    // role's credential reads only its own role.
+    let storage = common::node_credential(&api, "wx-1-s").await;
+    let gateway = common::node_credential(&api, "nj-1-g").await;
+    let edge = common::node_credential(&api, "wx-1-a").await;
+    let st = snapshot(&storage, "storage").await;
+    let gw = snapshot(&gateway, "s3").await;
+    let token = st["body"]["cluster_token"].as_str().expect("token");
+    assert!(token.starts_with("ljs_") && token.len() > 20, "{st}");
+    assert_eq!(gw["body"]["cluster_token"], token);
+    assert!(
+        keys_of(&st).is_empty(),
+        "storage nodes get no S3 keys: {st}"
+    );
+    let gw_keys = keys_of(&gw);
+    assert!(gw_keys.contains(&access), "{gw}");
+    assert!(gw.to_string().contains(&secret), "gateways need the secret");
+    let nodes: Vec<&str> = gw["body"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| n["node"]["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(nodes, ["wx-1-s"], "only storage nodes");
+    for (who, role) in [
+        (&storage, "s3"),
+        (&edge, "s3"),
+        (&edge, "storage"),
+        (&gateway, "storage"),
+        (&gateway, "edge"),
+    ] {
+        who.get(&format!("/v1/snapshots/{role}?after=0&timeout_ms=10"))
+            .await
+            .err(403, "forbidden");
+    }
+    demo.get("/v1/snapshots/s3?after=0&timeout_ms=10")
+        .await
+        .err(403, "forbidden");
+
+    // Revoked: gone from the next snapshot.
+    demo.delete(&format!("/v1/tenants/demo/s3-keys/{access}"))
+        .await
+        .ok(204);
+    demo.delete(&format!("/v1/tenants/demo/s3-keys/{access}"))
+        .await
+        .err(404, "not_found");
+    let gw = snapshot(&gateway, "s3").await;
+    assert!(!keys_of(&gw).contains(&access), "{gw}");
+    assert!(keys_of(&gw).contains(&own["access_key"].as_str().expect("own").to_owned()));
+
+    // A bounded number per tenant.
+    for _ in 0..lingjing_model::tenant::MAX_S3_KEYS {
+        api.post("/v1/tenants/rival/s3-keys", json!({}))
+            .await
+            .ok(201);
+    }
+    let r = api
+        .post("/v1/tenants/rival/s3-keys", json!({}))
+        .await
+        .err(409, "limit_reached");
+    assert!(r.message().contains("s3-key-revoke"), "{r:?}");
+    plane.shutdown().await;
+}
+
+#[tokio::test]
+async fn storage_nodes_report_their_disk_to_the_operator() {
+    let (mut plane, api) = common::start_seeded().await;
+    api.create("nodes", common::node("wx-1-s", "wx-1", &["storage"]))
+        .await;
+    let storage = common::node_credential(&api, "wx-1-s").await;
+    let edge = common::node_credential(&api, "wx-1-a").await;
+
+    let status = api.get("/v1/storage/status").await.ok(200);
+    assert_eq!(status[0]["node"]["node"]["id"], "wx-1-s", "{status}");
+    assert!(status[0]["report"].is_null(), "{status}");
+
+    let report = json!({"used_bytes": 1000, "free_bytes": 5000, "blocks": 3});
+    storage
+        .post(
+            "/v1/nodes/wx-1-s/heartbeat",
+            json!({"role": "storage", "applied_version": 1, "storage": report}),
+        )
+        .await
+        .ok(204);
+    let status = api.get("/v1/storage/status").await.ok(200);
+    assert_eq!(status[0]["report"], report, "{status}");
+    assert!(status[0]["reported_at"].is_string(), "{status}");
+
+    // Only a storage node's heartbeat carries a disk report, and only for itself.
+    edge.post(
+        "/v1/nodes/wx-1-a/heartbeat",
+        json!({"role": "edge", "storage": report}),
+    )
+    .await
+    .err_field(422, "invalid", "storage");
+    storage
+        .post(
+            "/v1/nodes/wx-1-a/heartbeat",
+            json!({"role": "storage", "storage": report}),
+        )
+        .await
+        .err(403, "forbidden");
+    // The status is the operator's.
+    let tenant = api.with_token(&common::tenant_key(&api, "demo").await);
+    tenant.get("/v1/storage/status").await.err(403, "forbidden");
+    storage
+        .get("/v1/storage/status")
+        .await
+        .err(403, "forbidden");
+    plane.shutdown().await;
+}
