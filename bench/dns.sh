@@ -190,7 +190,7 @@ start_ours() {
         --listen "$ADDR:17700" --origin-listen "$ADDR:17900" --dns-listen "$ADDR:${PORT[ours]}" \
         --dns-admin "$ADDR:17953" --dns-rrl-rate 0 \
         --edge-http-port 18080 --edge-https-port 18443 --edge-admin-port 19090 \
-        --s3-listen "$ADDR:17800" --storage-port 17810
+        --s3-listen "$ADDR:17800" --s3-admin "$ADDR:17801" --storage-port 17810
     SERVER_PID=$LAST_PID
     if ! wait_dns "${PORT[ours]}" "$SERVER_PID"; then
         log "ours: DNS did not answer within 30 s; its output:"

@@ -197,6 +197,9 @@ pub struct UpArgs {
     /// S3 API address of the gateway `up` runs.
     #[arg(long, default_value = "127.0.0.1:7800")]
     pub s3_listen: SocketAddr,
+    /// The S3 gateway's admin address (`/metrics`, `/healthz`).
+    #[arg(long, default_value = "127.0.0.1:7801")]
+    pub s3_admin: SocketAddr,
     /// Run every storage node on this port of its own address instead of the inventory's
     /// (0: any free port; the inventory is updated to match).
     #[arg(long)]
@@ -355,6 +358,9 @@ pub struct S3Args {
     /// Address the S3 API listens on.
     #[arg(long, default_value = "127.0.0.1:7800")]
     pub listen: SocketAddr,
+    /// Admin address: Prometheus `/metrics` and `/healthz`.
+    #[arg(long, default_value = "127.0.0.1:7801")]
+    pub admin: SocketAddr,
     /// Virtual-host domain: BUCKET.DOMAIN addresses a bucket (path style works too).
     #[arg(long, default_value = "s3.lingjing.test")]
     pub domain: String,

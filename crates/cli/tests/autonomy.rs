@@ -46,6 +46,8 @@ fn start_up(data: &Path, listen: &str, origin: &str) -> (Proc, String, String) {
             "0".as_ref(),
             "--s3-listen".as_ref(),
             "127.0.0.1:0".as_ref(),
+            "--s3-admin".as_ref(),
+            "127.0.0.1:0".as_ref(),
             "--storage-port".as_ref(),
             "0".as_ref(),
             "--data-dir".as_ref(),

@@ -27,6 +27,8 @@ struct Up {
     /// The S3 gateway's URL and the demo key (access key, secret).
     s3: String,
     s3_key: (String, String),
+    /// The gateway's `/metrics` URL.
+    s3_admin: String,
 }
 
 /// Starts `lingjing up` on free ports.
@@ -50,6 +52,8 @@ fn start_up(data_dir: &Path) -> Up {
             "0",
             "--s3-listen",
             "127.0.0.1:0",
+            "--s3-admin",
+            "127.0.0.1:0",
             "--storage-port",
             "0",
             "--data-dir",
@@ -66,6 +70,7 @@ fn start_up(data_dir: &Path) -> Up {
     let mut edges = Vec::new();
     let mut s3 = None;
     let mut s3_key = None;
+    let mut s3_admin = None;
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("read stdout");
         if let Some(rest) = line.trim().strip_prefix("control plane") {
@@ -85,6 +90,8 @@ fn start_up(data_dir: &Path) -> Up {
             if let (Some(a), Some(s)) = (words.next(), words.next()) {
                 s3_key = Some((a.to_owned(), s.to_owned()));
             }
+        } else if let Some(rest) = line.trim().strip_prefix("S3 admin") {
+            s3_admin = rest.split_whitespace().next().map(str::to_owned);
         } else if let Some(rest) = line.trim().strip_prefix("S3 ") {
             s3 = rest.split_whitespace().next().map(str::to_owned);
         }
@@ -95,6 +102,7 @@ fn start_up(data_dir: &Path) -> Up {
     Up {
         s3: s3.expect("up printed the S3 endpoint"),
         s3_key: s3_key.expect("up printed the demo S3 key"),
+        s3_admin: s3_admin.expect("up printed the S3 admin URL"),
         child,
         url: url.expect("up printed the control plane URL"),
         edges,
@@ -252,8 +260,18 @@ fn up_seeds_once_and_serves_operator_commands() {
         dns,
         s3,
         s3_key,
+        s3_admin,
     } = start_up(&data);
     object_storage_runs_on_three_sites(&data, &s3, &s3_key);
+    let metrics = Command::new("curl")
+        .args(["-s", &s3_admin])
+        .output()
+        .expect("curl");
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.contains("lingjing_s3_requests_total"),
+        "{s3_admin}: {metrics}"
+    );
     assert_eq!(edges.len(), 4, "three edge nodes and one parent: {edges:?}");
     let wuxi = &edges
         .iter()

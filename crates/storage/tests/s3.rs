@@ -87,6 +87,9 @@ async fn boto3_uses_the_gateway_unchanged() {
     })
     .await
     .expect("gateway");
+    let admin = gateway::metrics::serve_admin("127.0.0.1:0".parse().expect("addr"), gw.metrics())
+        .await
+        .expect("admin listener");
     for script in ["boto3_basic.py", "aws_chunked.py"] {
         let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
         let endpoint = format!("http://{}", gw.addr());
@@ -114,5 +117,36 @@ async fn boto3_uses_the_gateway_unchanged() {
         );
         assert!(stdout.contains("all checks passed"), "{script}: {stdout}");
     }
+    // The gateway counted what the clients did, by S3 operation and status.
+    let metrics = reqwest::get(format!("http://{}/metrics", admin.addr()))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    for counted in [
+        r#"lingjing_s3_requests_total{op="PutObject",status="200"}"#,
+        r#"lingjing_s3_requests_total{op="GetObject",status="206"}"#,
+        r#"lingjing_s3_requests_total{op="CompleteMultipartUpload",status="200"}"#,
+        r#"lingjing_s3_requests_total{op="GetObject",status="403"}"#,
+        r#"lingjing_s3_response_head_seconds_count{op="ListObjectsV2"}"#,
+    ] {
+        assert!(metrics.contains(counted), "{counted} missing:\n{metrics}");
+    }
+    let total = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        total("lingjing_s3_bytes_in_total ") > 1_000_000,
+        "{metrics}"
+    );
+    assert!(
+        total("lingjing_s3_bytes_out_total ") > 1_000_000,
+        "{metrics}"
+    );
+    admin.shutdown().await;
     gw.shutdown().await;
 }

@@ -431,16 +431,21 @@ pub async fn gateway(global: &Global, args: S3Args) -> anyhow::Result<()> {
             "give the gateway's inventory id with --node ID (fed by the control plane), or run it standalone with --storage-node ID@SITE=ADDR --token-file F --keys-file F"
         ),
     };
+    let admin = lingjing_storage::gateway::metrics::serve_admin(args.admin, handle.metrics())
+        .await
+        .context("pick another admin address with --admin")?;
     eprintln!(
-        "lingjing s3 serving http://{} (virtual hosts *.{}) (Ctrl-C to stop)",
+        "lingjing s3 serving http://{} (virtual hosts *.{}), metrics on http://{}/metrics (Ctrl-C to stop)",
         handle.addr(),
-        args.domain
+        args.domain,
+        admin.addr()
     );
     super::shutdown_signal().await;
     eprintln!("shutting down");
     if let Some(agent) = agent {
         agent.stop();
     }
+    admin.shutdown().await;
     handle.shutdown().await;
     Ok(())
 }

@@ -168,6 +168,9 @@ fn storage_lines(storage: &super::up_storage::RunningStorage, dir: &Path) -> Str
             g.handle.addr()
         );
     }
+    if let Some(a) = &storage.admin {
+        out += &format!("\n  S3 admin        http://{}/metrics", a.addr());
+    }
     for (n, site) in &storage.nodes {
         out += &format!(
             "\n  storage {:<14} http://{}  site {site}",

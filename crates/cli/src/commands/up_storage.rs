@@ -12,6 +12,7 @@ use lingjing_client::{Agent, Client};
 use lingjing_model::NodeRole;
 use lingjing_model::snapshot::Role;
 use lingjing_storage::gateway::GatewayConfig;
+use lingjing_storage::gateway::metrics::{AdminHandle, serve_admin};
 use lingjing_storage::node::NodeConfig;
 use serde_json::Value;
 
@@ -27,12 +28,17 @@ const DEMO_TENANT: &str = "demo";
 pub struct RunningStorage {
     pub nodes: Vec<(ManagedNode, String)>,
     pub gateway: Option<ManagedGateway>,
+    /// The gateway's `/metrics` and `/healthz`.
+    pub admin: Option<AdminHandle>,
     /// The demo key (access key, secret), when the demo tenant exists.
     pub demo_key: Option<(String, String)>,
 }
 
 impl RunningStorage {
     pub async fn shutdown(self) {
+        if let Some(a) = self.admin {
+            a.shutdown().await;
+        }
         if let Some(g) = self.gateway {
             g.agent.stop();
             g.handle.shutdown().await;
@@ -110,6 +116,7 @@ pub async fn start(
         return Ok(RunningStorage {
             nodes,
             gateway: None,
+            admin: None,
             demo_key: None,
         });
     };
@@ -143,9 +150,13 @@ pub async fn start(
             args.s3_listen
         )
     })?;
+    let admin = serve_admin(args.s3_admin, gateway.handle.metrics())
+        .await
+        .context("pick another address for the S3 gateway's admin with --s3-admin")?;
     Ok(RunningStorage {
         nodes,
         gateway: Some(gateway),
+        admin: Some(admin),
         demo_key,
     })
 }

@@ -17,13 +17,16 @@ use s3s::auth::{S3Auth, SecretKey};
 use s3s::host::MultiDomain;
 use s3s::service::S3ServiceBuilder;
 use s3s::{S3Result, s3_error};
+use std::time::Instant;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::meta::Meta;
 use crate::placement::NodeRef;
 use crate::replicas::Replicas;
+use metrics::{GatewayMetrics, OpSlot};
 
+pub mod metrics;
 pub mod s3;
 
 /// Default size objects are cut into.
@@ -57,6 +60,7 @@ pub struct GatewayConfig {
 /// A running gateway.
 pub struct GatewayHandle {
     addr: SocketAddr,
+    metrics: Arc<GatewayMetrics>,
     replicas: Arc<Replicas>,
     keys: Keys,
     stop: watch::Sender<bool>,
@@ -77,6 +81,11 @@ pub struct ClusterUpdate {
 impl GatewayHandle {
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The gateway's metrics (serve them with [`metrics::serve_admin`]).
+    pub fn metrics(&self) -> Arc<GatewayMetrics> {
+        self.metrics.clone()
     }
 
     /// What applies new views of the cluster while the gateway runs.
@@ -193,6 +202,7 @@ pub async fn start(config: GatewayConfig) -> std::io::Result<GatewayHandle> {
     };
     let mut builder = S3ServiceBuilder::new(gateway);
     builder.set_auth(keys.clone());
+    builder.set_access(metrics::Access);
     let domains = [
         config.domain.clone(),
         format!("{}:{}", config.domain, addr.port()),
@@ -201,6 +211,8 @@ pub async fn start(config: GatewayConfig) -> std::io::Result<GatewayHandle> {
         .map_err(|e| std::io::Error::other(format!("bad S3 domain {:?}: {e}", config.domain)))?;
     builder.set_host(host);
     let service = builder.build();
+    let metrics = Arc::new(GatewayMetrics::default());
+    let counted = metrics.clone();
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
         let http = auto::Builder::new(TokioExecutor::new());
@@ -217,7 +229,31 @@ pub async fn start(config: GatewayConfig) -> std::io::Result<GatewayHandle> {
                 },
                 _ = async { stopped.wait_for(|s| *s).await.map(|_| ()) } => break,
             };
-            let conn = http.serve_connection(TokioIo::new(socket), service.clone());
+            let service = service.clone();
+            let metrics = counted.clone();
+            let counting =
+                hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                    let slot = OpSlot::default();
+                    req.extensions_mut().insert(slot.clone());
+                    let bytes_in = metrics::declared_len(req.headers());
+                    let started = Instant::now();
+                    let service = service.clone();
+                    let metrics = metrics.clone();
+                    async move {
+                        let res = hyper::service::Service::call(&service, req).await;
+                        if let Ok(r) = &res {
+                            metrics.observe(
+                                slot.take(),
+                                r.status(),
+                                started.elapsed(),
+                                bytes_in,
+                                r.headers(),
+                            );
+                        }
+                        res
+                    }
+                });
+            let conn = http.serve_connection(TokioIo::new(socket), counting);
             let conn = graceful.watch(conn.into_owned());
             tokio::spawn(async move {
                 let _ = conn.await;
@@ -228,6 +264,7 @@ pub async fn start(config: GatewayConfig) -> std::io::Result<GatewayHandle> {
     tracing::info!(%addr, domain = %config.domain, "S3 gateway listening");
     Ok(GatewayHandle {
         addr,
+        metrics,
         replicas,
         keys,
         stop,

@@ -1,0 +1,240 @@
+//! The gateway's Prometheus metrics and its admin listener (`/metrics`, `/healthz`):
+//! requests by S3 operation and status, the time to the response's head per operation,
+//! and bytes in and out (as declared by the request's decoded length and the response's
+//! `Content-Length`).
+//!
+//! The operation name comes from s3s itself: [`Access`] (the gateway's `S3Access`, which
+//! s3s calls for every routed request) writes it into an [`OpSlot`] the server put in the
+//! request's extensions. Requests refused before routing (a bad signature, an unknown
+//! key) count as operation `-`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use http::{HeaderMap, StatusCode};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use s3s::S3Result;
+use s3s::access::{S3Access, S3AccessContext};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpStatus {
+    op: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Op {
+    op: String,
+}
+
+/// The gateway's metrics.
+pub struct GatewayMetrics {
+    requests: Family<OpStatus, Counter>,
+    head_seconds: Family<Op, Histogram>,
+    bytes_in: Counter,
+    bytes_out: Counter,
+    registry: Registry,
+}
+
+impl Default for GatewayMetrics {
+    fn default() -> Self {
+        let requests = Family::<OpStatus, Counter>::default();
+        let head_seconds = Family::<Op, Histogram>::new_with_constructor(|| {
+            // 1 ms to ~33 s.
+            Histogram::new(exponential_buckets(0.001, 2.0, 16))
+        });
+        let bytes_in = Counter::default();
+        let bytes_out = Counter::default();
+        let mut registry = Registry::with_prefix("lingjing_s3");
+        registry.register(
+            "requests",
+            "S3 requests by operation and status",
+            requests.clone(),
+        );
+        registry.register(
+            "response_head_seconds",
+            "Time from a request's head to its response's head, by operation",
+            head_seconds.clone(),
+        );
+        registry.register(
+            "bytes_in",
+            "Object bytes received (declared lengths)",
+            bytes_in.clone(),
+        );
+        registry.register(
+            "bytes_out",
+            "Bytes sent in response bodies (Content-Length)",
+            bytes_out.clone(),
+        );
+        GatewayMetrics {
+            requests,
+            head_seconds,
+            bytes_in,
+            bytes_out,
+            registry,
+        }
+    }
+}
+
+impl GatewayMetrics {
+    /// Counts one answered request.
+    pub(crate) fn observe(
+        &self,
+        op: Option<String>,
+        status: StatusCode,
+        elapsed: Duration,
+        bytes_in: Option<u64>,
+        response: &HeaderMap,
+    ) {
+        let op = op.unwrap_or_else(|| "-".to_owned());
+        self.requests
+            .get_or_create(&OpStatus {
+                op: op.clone(),
+                status: status.as_u16(),
+            })
+            .inc();
+        self.head_seconds
+            .get_or_create(&Op { op })
+            .observe(elapsed.as_secs_f64());
+        if let Some(n) = bytes_in {
+            self.bytes_in.inc_by(n);
+        }
+        if let Some(n) = header_u64(response, "content-length") {
+            self.bytes_out.inc_by(n);
+        }
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+fn header_u64(h: &HeaderMap, name: &str) -> Option<u64> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// The body length a request declares (an aws-chunked body's payload length is in
+/// `x-amz-decoded-content-length`).
+pub(crate) fn declared_len(request: &HeaderMap) -> Option<u64> {
+    header_u64(request, "x-amz-decoded-content-length")
+        .or_else(|| header_u64(request, "content-length"))
+}
+
+/// Where [`Access`] leaves the operation name of one request.
+#[derive(Clone, Default)]
+pub(crate) struct OpSlot(Arc<Mutex<Option<String>>>);
+
+impl OpSlot {
+    pub(crate) fn take(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|mut s| s.take())
+    }
+
+    fn set(&self, op: &str) {
+        if let Ok(mut s) = self.0.lock() {
+            *s = Some(op.to_owned());
+        }
+    }
+}
+
+/// The gateway's access check: notes the operation for the metrics, then requires a
+/// signed request (anonymous requests are refused).
+pub(crate) struct Access;
+
+#[async_trait::async_trait]
+impl S3Access for Access {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let op = cx.s3_op().name().to_owned();
+        if let Some(slot) = cx.extensions_mut().get::<OpSlot>() {
+            slot.set(&op);
+        }
+        match cx.credentials() {
+            Some(_) => Ok(()),
+            None => Err(s3s::s3_error!(
+                AccessDenied,
+                "sign the request with an S3 access key (lingjing tenant s3-key-create)"
+            )),
+        }
+    }
+}
+
+/// A running admin listener.
+pub struct AdminHandle {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl AdminHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Serves `/metrics` and `/healthz` of a gateway on `listen`.
+pub async fn serve_admin(
+    listen: SocketAddr,
+    metrics: Arc<GatewayMetrics>,
+) -> std::io::Result<AdminHandle> {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    match metrics.encode() {
+                        Ok(text) => (
+                            [(
+                                header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            text,
+                        )
+                            .into_response(),
+                        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                    }
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {listen} (S3 admin): {e}"),
+        )
+    })?;
+    let addr = listener.local_addr()?;
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "S3 admin server failed");
+        }
+    });
+    Ok(AdminHandle { addr, stop, task })
+}
