@@ -1,0 +1,82 @@
+"""Writes objects to an S3 endpoint until told to stop, for the storage crash tests.
+
+Usage: s3_writer.py bucket ENDPOINT BUCKET             -- create the bucket
+       s3_writer.py write ENDPOINT BUCKET STOPFILE   -- PUT obj-00000, obj-00001, ...
+                                                        printing "ACK key" or "ERR key why"
+       s3_writer.py verify ENDPOINT BUCKET KEYS...    -- every key reads back byte-exact
+       s3_writer.py absent ENDPOINT BUCKET KEYS...    -- none of the keys exists
+
+Object bytes are a function of the key (several blocks each), so a reader can check
+them without keeping them. The key comes from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+"""
+
+import hashlib
+import os
+import sys
+
+import boto3
+from botocore.config import Config
+
+
+def body(key):
+    seed = hashlib.sha256(key.encode()).digest()
+    n = 150_000 + int.from_bytes(seed[:2], "big") * 3
+    return (seed * (n // len(seed) + 1))[:n]
+
+
+def client(endpoint):
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=60),
+    )
+
+
+def write(endpoint, bucket, stop):
+    s3 = client(endpoint)
+    i = 0
+    while not os.path.exists(stop):
+        key = f"obj-{i:05d}"
+        i += 1
+        try:
+            s3.put_object(Bucket=bucket, Key=key, Body=body(key))
+            print(f"ACK {key}", flush=True)
+        except Exception as e:  # noqa: BLE001 - every failure is reported, none hidden
+            print(f"ERR {key} {str(e).splitlines()[0]}", flush=True)
+
+
+def verify(endpoint, bucket, keys):
+    s3 = client(endpoint)
+    for key in keys:
+        got = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert got == body(key), f"{key}: {len(got)} bytes differ from what was acknowledged"
+    print(f"verified {len(keys)}", flush=True)
+
+
+def absent(endpoint, bucket, keys):
+    s3 = client(endpoint)
+    for key in keys:
+        try:
+            s3.head_object(Bucket=bucket, Key=key)
+        except s3.exceptions.ClientError as e:
+            assert e.response["Error"]["Code"] in ("404", "NoSuchKey"), e.response
+            continue
+        raise AssertionError(f"{key} exists although its PUT failed")
+    listed = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert not set(listed) & set(keys), listed
+    print(f"absent {len(keys)}", flush=True)
+
+
+if __name__ == "__main__":
+    cmd, endpoint, bucket, *rest = sys.argv[1:]
+    if cmd == "bucket":
+        client(endpoint).create_bucket(Bucket=bucket)
+    elif cmd == "write":
+        write(endpoint, bucket, rest[0])
+    elif cmd == "verify":
+        verify(endpoint, bucket, rest)
+    elif cmd == "absent":
+        absent(endpoint, bucket, rest)
+    else:
+        sys.exit(f"unknown command {cmd}")
