@@ -232,8 +232,17 @@ assert error_code(client(os.environ["SHOP_KEY"], os.environ["SHOP_SECRET"]).put_
                   Bucket="assets", Key="acl/public", Body=b"x", ACL="public-read")[0] == "NotImplemented"
 _acl = error_code(shop.head_object, Bucket="assets", Key="acl/public")
 assert _acl[1] == 404, _acl
-assert error_code(shop.put_bucket_versioning, Bucket="assets",
-                  VersioningConfiguration={"Status": "Enabled"})[0] == "NotImplemented"
+assert error_code(shop.put_bucket_lifecycle_configuration, Bucket="assets",
+                  LifecycleConfiguration={"Rules": [{"ID": "x", "Status": "Enabled", "Filter": {"Prefix": ""},
+                                                     "Expiration": {"Days": 1}}]})[0] == "NotImplemented"
+# An unversioned bucket shows no version ids, and has none but `null`.
+plain = shop.put_object(Bucket="assets", Key="plain", Body=b"x")
+assert "VersionId" not in plain, plain
+assert "VersionId" not in shop.head_object(Bucket="assets", Key="plain")
+assert shop.get_bucket_versioning(Bucket="assets").get("Status") is None
+assert shop.get_object(Bucket="assets", Key="plain", VersionId="null")["Body"].read() == b"x"
+assert [(v["Key"], v["VersionId"]) for v in shop.list_object_versions(Bucket="assets", Prefix="plain")["Versions"]] == [("plain", "null")]
+assert "DeleteMarker" not in shop.delete_object(Bucket="assets", Key="plain")
 
 # Deleting: objects, then the (then empty) bucket; a non-empty bucket stays.
 assert error_code(shop.delete_bucket, Bucket="assets")[0] == "BucketNotEmpty"
