@@ -1,8 +1,9 @@
 //! The S3 operations: buckets (create, head, delete when empty, list, location,
-//! versioning) and objects (put, copy, get with ranges, head, delete, DeleteObjects,
-//! list v1 and v2 with prefix, delimiter, continuation token or marker, start-after,
-//! max-keys and `encoding-type=url`, ListObjectVersions, multipart uploads), each scoped
-//! to the tenant of the request's access key (another tenant's bucket is `AccessDenied`).
+//! versioning) and objects (put and copy, both conditional; get with ranges and head,
+//! both conditional on the ETag and the time; delete, DeleteObjects, list v1 and v2 with
+//! prefix, delimiter, continuation token or marker, start-after, max-keys and
+//! `encoding-type=url`, ListObjectVersions, multipart uploads), each scoped to the tenant
+//! of the request's access key (another tenant's bucket is `AccessDenied`).
 //!
 //! A PUT streams the body, cuts it into blocks of `block_bytes`, writes each to its
 //! replicas as it fills (memory per request: one block), checks the length it got
@@ -549,24 +550,63 @@ fn etag_matches(condition: &ETagCondition, etag: &str) -> bool {
     }
 }
 
-/// Conditions on an existing object's ETag (`If-Match`, `If-None-Match`), as RFC 9110
-/// §13.1.1–2 for GET and HEAD: `Some(412)` or `Some(304)` when the request stops here.
-fn etag_precondition(
-    etag: &str,
-    if_match: Option<&ETagCondition>,
-    if_none_match: Option<&ETagCondition>,
-) -> Option<S3Error> {
-    let matches = |c: &ETagCondition| etag_matches(c, etag);
-    if if_match.is_some_and(|c| !matches(c)) {
-        return Some(s3_error!(
+/// The conditions of a read (GET, HEAD) or a copy source on an object, each optional.
+#[derive(Default)]
+struct Preconditions<'a> {
+    if_match: Option<&'a ETagCondition>,
+    if_none_match: Option<&'a ETagCondition>,
+    if_modified_since: Option<&'a Timestamp>,
+    if_unmodified_since: Option<&'a Timestamp>,
+}
+
+/// Seconds since the Unix epoch: HTTP dates have no finer grain, so an object's time is
+/// compared by its whole seconds.
+fn epoch_seconds(t: &Timestamp) -> i64 {
+    time::OffsetDateTime::from(t.clone()).unix_timestamp()
+}
+
+/// Whether `object` fails `p`, evaluated as RFC 9110 §13.2.2 orders them and S3 does:
+/// If-Match (else If-Unmodified-Since) failing is `Failed`; If-None-Match matching (else
+/// If-Modified-Since with no change since) is `NotModified`.
+fn precondition(object: &meta::Object, p: &Preconditions<'_>) -> Option<Stop> {
+    let modified = object.last_modified.div_euclid(1000);
+    let failed = match p.if_match {
+        Some(c) => !etag_matches(c, &object.etag),
+        None => p
+            .if_unmodified_since
+            .is_some_and(|t| modified > epoch_seconds(t)),
+    };
+    if failed {
+        return Some(Stop::Failed);
+    }
+    let unchanged = match p.if_none_match {
+        Some(c) => etag_matches(c, &object.etag),
+        None => p
+            .if_modified_since
+            .is_some_and(|t| modified <= epoch_seconds(t)),
+    };
+    unchanged.then_some(Stop::NotModified)
+}
+
+/// Why [`precondition`] stops a request.
+#[derive(Debug, PartialEq, Eq)]
+enum Stop {
+    /// 412 Precondition Failed.
+    Failed,
+    /// 304 Not Modified on a read (412 on a copy source).
+    NotModified,
+}
+
+/// A GET's or HEAD's answer to [`precondition`].
+fn read_precondition(object: &meta::Object, p: &Preconditions<'_>) -> S3Result<()> {
+    match precondition(object, p) {
+        None => Ok(()),
+        Some(Stop::Failed) => Err(s3_error!(
             PreconditionFailed,
-            "If-Match does not match the object's ETag"
-        ));
+            "the object does not meet If-Match or If-Unmodified-Since"
+        )),
+        Some(Stop::NotModified) => Err(S3Error::new(S3ErrorCode::NotModified)),
     }
-    if if_none_match.is_some_and(matches) {
-        return Some(S3Error::new(S3ErrorCode::NotModified));
-    }
-    None
 }
 
 /// A canned ACL other than `private` (what every bucket and object is today) is refused
@@ -761,16 +801,15 @@ impl S3 for Gateway {
         let (bucket, object) = self
             .readable(&req, &req.input.bucket, &req.input.key, named)
             .await?;
-        if req.input.if_modified_since.is_some() || req.input.if_unmodified_since.is_some() {
-            return Err(not_implemented("If-Modified-Since and If-Unmodified-Since"));
-        }
-        if let Some(stop) = etag_precondition(
-            &object.etag,
-            req.input.if_match.as_ref(),
-            req.input.if_none_match.as_ref(),
-        ) {
-            return Err(stop);
-        }
+        read_precondition(
+            &object,
+            &Preconditions {
+                if_match: req.input.if_match.as_ref(),
+                if_none_match: req.input.if_none_match.as_ref(),
+                if_modified_since: req.input.if_modified_since.as_ref(),
+                if_unmodified_since: req.input.if_unmodified_since.as_ref(),
+            },
+        )?;
         Ok(S3Response::new(HeadObjectOutput {
             content_length: Some(i64::try_from(object.size).unwrap_or(i64::MAX)),
             e_tag: Some(ETag::Strong(object.etag)),
@@ -791,21 +830,18 @@ impl S3 for Gateway {
         let (bucket, object) = self
             .readable(&req, &req.input.bucket, &req.input.key, named)
             .await?;
-        if req.input.if_modified_since.is_some()
-            || req.input.if_unmodified_since.is_some()
-            || req.input.part_number.is_some()
-        {
-            return Err(not_implemented(
-                "If-Modified-Since, If-Unmodified-Since and partNumber",
-            ));
+        if req.input.part_number.is_some() {
+            return Err(not_implemented("partNumber on GetObject"));
         }
-        if let Some(stop) = etag_precondition(
-            &object.etag,
-            req.input.if_match.as_ref(),
-            req.input.if_none_match.as_ref(),
-        ) {
-            return Err(stop);
-        }
+        read_precondition(
+            &object,
+            &Preconditions {
+                if_match: req.input.if_match.as_ref(),
+                if_none_match: req.input.if_none_match.as_ref(),
+                if_modified_since: req.input.if_modified_since.as_ref(),
+                if_unmodified_since: req.input.if_unmodified_since.as_ref(),
+            },
+        )?;
         let span = match &req.input.range {
             Some(r) => r.check(object.size)?,
             None => 0..object.size,
@@ -1472,13 +1508,6 @@ impl S3 for Gateway {
             _ => return Err(not_implemented("copying from an access point")),
         };
         private_only(input.acl.as_ref().map(|a| a.as_str()))?;
-        if input.copy_source_if_modified_since.is_some()
-            || input.copy_source_if_unmodified_since.is_some()
-        {
-            return Err(not_implemented(
-                "x-amz-copy-source-if-modified-since and -if-unmodified-since",
-            ));
-        }
         self.own_bucket(&req, &input.bucket).await?;
         let (from_bucket, source) = match self
             .readable(&req, &source_bucket, &source_key, source_version.as_deref())
@@ -1492,18 +1521,17 @@ impl S3 for Gateway {
             }
             other => other?,
         };
-        if input
-            .copy_source_if_match
-            .as_ref()
-            .is_some_and(|c| !etag_matches(c, &source.etag))
-            || input
-                .copy_source_if_none_match
-                .as_ref()
-                .is_some_and(|c| etag_matches(c, &source.etag))
-        {
+        let conditions = Preconditions {
+            if_match: input.copy_source_if_match.as_ref(),
+            if_none_match: input.copy_source_if_none_match.as_ref(),
+            if_modified_since: input.copy_source_if_modified_since.as_ref(),
+            if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+        };
+        // Every failed copy-source condition is 412, as in S3.
+        if precondition(&source, &conditions).is_some() {
             return Err(s3_error!(
                 PreconditionFailed,
-                "the source object's ETag does not meet the copy-source conditions"
+                "the source object does not meet the x-amz-copy-source-if-* conditions"
             ));
         }
         let replace = input
@@ -1565,5 +1593,73 @@ impl S3 for Gateway {
             version_id: shown_version(written.versioning, &written.version_id, false),
             ..Default::default()
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from(time::OffsetDateTime::from_unix_timestamp(seconds).expect("time"))
+    }
+
+    #[test]
+    fn preconditions_are_evaluated_in_rfc_order_on_whole_seconds() {
+        let mut object = meta::Object::new("b", "k");
+        object.etag = "e1".into();
+        // 1000.5 s: compared as 1000.
+        object.last_modified = 1_000_500;
+        let etag = ETagCondition::ETag(ETag::Strong("e1".into()));
+        let other = ETagCondition::ETag(ETag::Strong("e2".into()));
+        let (before, same, after) = (at(999), at(1000), at(1001));
+        let check = |p: Preconditions<'_>| precondition(&object, &p);
+        assert_eq!(check(Preconditions::default()), None);
+        let ims = |t| Preconditions {
+            if_modified_since: Some(t),
+            ..Default::default()
+        };
+        assert_eq!(check(ims(&before)), None);
+        assert_eq!(check(ims(&same)), Some(Stop::NotModified));
+        assert_eq!(check(ims(&after)), Some(Stop::NotModified));
+        let ius = |t| Preconditions {
+            if_unmodified_since: Some(t),
+            ..Default::default()
+        };
+        assert_eq!(check(ius(&before)), Some(Stop::Failed));
+        assert_eq!(check(ius(&same)), None);
+        // If-Match decides alone when present; so does If-None-Match.
+        assert_eq!(
+            check(Preconditions {
+                if_match: Some(&etag),
+                if_unmodified_since: Some(&before),
+                ..Default::default()
+            }),
+            None
+        );
+        assert_eq!(
+            check(Preconditions {
+                if_match: Some(&other),
+                if_unmodified_since: Some(&after),
+                ..Default::default()
+            }),
+            Some(Stop::Failed)
+        );
+        assert_eq!(
+            check(Preconditions {
+                if_none_match: Some(&other),
+                if_modified_since: Some(&after),
+                ..Default::default()
+            }),
+            None
+        );
+        assert_eq!(
+            check(Preconditions {
+                if_none_match: Some(&etag),
+                if_modified_since: Some(&before),
+                ..Default::default()
+            }),
+            Some(Stop::NotModified)
+        );
     }
 }

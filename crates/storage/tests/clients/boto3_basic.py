@@ -81,6 +81,22 @@ etag = head["ETag"]
 assert error_code(shop.get_object, Bucket="assets", Key="img/logo.png", IfMatch='"nope"')[1] == 412
 assert error_code(shop.get_object, Bucket="assets", Key="img/logo.png", IfNoneMatch=etag)[1] == 304
 
+# Conditional GET and HEAD on the time (whole seconds, as HTTP dates have them): If-Match
+# comes before If-Unmodified-Since, If-None-Match before If-Modified-Since.
+from datetime import timedelta
+changed = head["LastModified"]
+day = timedelta(days=1)
+logo = dict(Bucket="assets", Key="img/logo.png")
+assert shop.get_object(**logo, IfModifiedSince=changed - day)["Body"].read() == b"PNG..."
+assert error_code(shop.get_object, **logo, IfModifiedSince=changed)[1] == 304
+assert error_code(shop.head_object, **logo, IfModifiedSince=changed + day)[1] == 304
+assert error_code(shop.get_object, **logo, IfUnmodifiedSince=changed - day)[1] == 412
+assert error_code(shop.head_object, **logo, IfUnmodifiedSince=changed - day)[1] == 412
+assert shop.get_object(**logo, IfUnmodifiedSince=changed)["Body"].read() == b"PNG..."
+assert shop.head_object(**logo, IfMatch=etag, IfUnmodifiedSince=changed - day)["ETag"] == etag
+assert shop.get_object(**logo, IfNoneMatch='"other"', IfModifiedSince=changed + day)["ETag"] == etag
+assert error_code(shop.get_object, **logo, IfNoneMatch=etag, IfModifiedSince=changed - day)[1] == 304
+
 # Conditional PUTs (refused ones on clients of their own: see the ACL check below).
 fresh = lambda: client(os.environ["SHOP_KEY"], os.environ["SHOP_SECRET"])
 created = shop.put_object(Bucket="assets", Key="cond", Body=b"v1", IfNoneMatch="*")
@@ -104,6 +120,18 @@ assert error_code(shop.copy_object, Bucket="assets", Key="img/logo.png",
                   CopySource="assets/img/logo.png")[0] == "InvalidRequest"
 assert error_code(shop.copy_object, Bucket="assets", Key="x", CopySource="assets/img/logo.png",
                   CopySourceIfMatch='"nope"')[1] == 412
+# The copy-source time conditions: any that fails is 412, and nothing is copied.
+for failing in [dict(CopySourceIfUnmodifiedSince=changed - day), dict(CopySourceIfModifiedSince=changed + day),
+                dict(CopySourceIfModifiedSince=changed),
+                dict(CopySourceIfNoneMatch=etag, CopySourceIfModifiedSince=changed - day)]:
+    assert error_code(shop.copy_object, Bucket="assets", Key="x", CopySource="assets/img/logo.png",
+                      **failing)[1] == 412, failing
+assert error_code(shop.head_object, Bucket="assets", Key="x")[1] == 404
+for passing in [dict(CopySourceIfModifiedSince=changed - day), dict(CopySourceIfUnmodifiedSince=changed),
+                dict(CopySourceIfMatch=etag, CopySourceIfUnmodifiedSince=changed - day),
+                dict(CopySourceIfNoneMatch='"other"', CopySourceIfModifiedSince=changed + day)]:
+    shop.copy_object(Bucket="assets", Key="x", CopySource="assets/img/logo.png", **passing)
+    shop.delete_object(Bucket="assets", Key="x")
 rival.create_bucket(Bucket="rival-bucket")
 assert error_code(rival.copy_object, Bucket="rival-bucket", Key="stolen",
                   CopySource="assets/img/logo.png")[0] == "AccessDenied"
