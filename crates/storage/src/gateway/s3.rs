@@ -2,8 +2,9 @@
 //! versioning) and objects (put and copy, both conditional; get with ranges and head,
 //! both conditional on the ETag and the time; delete, DeleteObjects, list v1 and v2 with
 //! prefix, delimiter, continuation token or marker, start-after, max-keys and
-//! `encoding-type=url`, ListObjectVersions, multipart uploads), each scoped to the tenant
-//! of the request's access key (another tenant's bucket is `AccessDenied`).
+//! `encoding-type=url`, ListObjectVersions, multipart uploads with parts copied from
+//! object ranges), each scoped to the tenant of the request's access key (another
+//! tenant's bucket is `AccessDenied`).
 //!
 //! A PUT streams the body, cuts it into blocks of `block_bytes`, writes each to its
 //! replicas as it fills (memory per request: one block), checks the length it got
@@ -105,6 +106,40 @@ fn resume_after(after: String, prefix: &str, delimiter: Option<&str>) -> String 
         Some(c) if c == after => format!("{after}\u{10FFFF}"),
         _ => after,
     }
+}
+
+/// The object a copy reads ([`Gateway::copy_source`]).
+struct Source {
+    bucket: meta::Bucket,
+    object: meta::Object,
+    /// The copy source named the version.
+    named_version: bool,
+}
+
+/// The byte span `x-amz-copy-source-range` (`bytes=FIRST-LAST`, both included) names
+/// in an object of `size` bytes; the whole object without one.
+fn copy_range(range: Option<&str>, size: u64) -> S3Result<std::ops::Range<u64>> {
+    let Some(range) = range else {
+        return Ok(0..size);
+    };
+    let span = range
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(first, last)| Some((first.parse::<u64>().ok()?, last.parse::<u64>().ok()?)))
+        .filter(|(first, last)| first <= last);
+    let Some((first, last)) = span else {
+        return Err(s3_error!(
+            InvalidArgument,
+            "x-amz-copy-source-range must be bytes=FIRST-LAST, the zero-based offsets of the first and last bytes to copy"
+        ));
+    };
+    if last >= size {
+        return Err(s3_error!(
+            InvalidArgument,
+            "the range {range} is not within the source object of {size} bytes"
+        ));
+    }
+    Ok(first..last + 1)
 }
 
 /// One page of ListObjectVersions ([`Gateway::versions_page`]).
@@ -526,6 +561,92 @@ impl Gateway {
                 })
             }
         }
+    }
+
+    /// The object a copy reads, in a bucket of the request's tenant, if it meets the
+    /// `x-amz-copy-source-if-*` conditions (any failing is 412, as in S3).
+    async fn copy_source<T>(
+        &self,
+        req: &S3Request<T>,
+        source: &CopySource,
+        conditions: &Preconditions<'_>,
+    ) -> S3Result<Source> {
+        let (bucket, key, version_id) = match source {
+            CopySource::Bucket {
+                bucket,
+                key,
+                version_id,
+            } => (bucket, key, version_id.as_deref()),
+            _ => return Err(not_implemented("copying from an access point")),
+        };
+        let (bucket, object) = match self.readable(req, bucket, key, version_id).await {
+            Err(e) if *e.code() == S3ErrorCode::MethodNotAllowed => {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "the source of a copy may not be a delete marker"
+                ));
+            }
+            other => other?,
+        };
+        if precondition(&object, conditions).is_some() {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "the source object does not meet the x-amz-copy-source-if-* conditions"
+            ));
+        }
+        Ok(Source {
+            bucket,
+            object,
+            named_version: version_id.is_some(),
+        })
+    }
+
+    /// The bytes `span` of `source` as the blocks of a new part: blocks wholly inside the
+    /// span are shared (content-addressed), the pieces of the blocks at its ends written
+    /// anew. Every byte is read once, for the part's MD5; one block in memory at a time.
+    async fn copy_blocks(
+        &self,
+        source: &meta::Object,
+        span: std::ops::Range<u64>,
+    ) -> S3Result<Stored> {
+        let mut md5 = Md5::new();
+        let mut blocks = Vec::new();
+        let mut offset = 0u64;
+        for block in &source.blocks {
+            let (start, end) = (offset, offset + block.len);
+            offset = end;
+            if end <= span.start || start >= span.end {
+                continue;
+            }
+            let from = span.start.max(start) - start;
+            let to = span.end.min(end) - start;
+            let id: BlockId = block.id.parse().map_err(internal)?;
+            let data = self.replicas.get(&id, &block.nodes).await.map_err(|e| {
+                tracing::error!(error = %e, "copy source read failed");
+                S3Error::with_message(S3ErrorCode::ServiceUnavailable, e.to_string())
+            })?;
+            let (from_at, to_at) = (
+                usize::try_from(from).map_err(internal)?,
+                usize::try_from(to).map_err(internal)?,
+            );
+            if to_at > data.len() {
+                return Err(internal(format!(
+                    "block {id} is shorter than the object's map says"
+                )));
+            }
+            let piece = data.slice(from_at..to_at);
+            md5.update(&piece);
+            if from == 0 && to == block.len {
+                blocks.push(block.clone());
+            } else {
+                blocks.push(self.write_block(piece).await?);
+            }
+        }
+        Ok(Stored {
+            size: span.end - span.start,
+            md5: md5.finalize().into(),
+            blocks,
+        })
     }
 
     /// Writes one block to its replicas.
@@ -1082,6 +1203,78 @@ impl S3 for Gateway {
         }))
     }
 
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let input = &req.input;
+        self.own_upload(&req, &input.bucket, &input.key, &input.upload_id)
+            .await?;
+        if !(1..=MAX_PARTS).contains(&input.part_number) {
+            return Err(s3_error!(
+                InvalidArgument,
+                "part numbers go from 1 to {MAX_PARTS}"
+            ));
+        }
+        if input.copy_source_sse_customer_key.is_some() || input.sse_customer_key.is_some() {
+            return Err(not_implemented("server-side encryption with customer keys"));
+        }
+        let source = self
+            .copy_source(
+                &req,
+                &input.copy_source,
+                &Preconditions {
+                    if_match: input.copy_source_if_match.as_ref(),
+                    if_none_match: input.copy_source_if_none_match.as_ref(),
+                    if_modified_since: input.copy_source_if_modified_since.as_ref(),
+                    if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+                },
+            )
+            .await?;
+        let span = copy_range(input.copy_source_range.as_deref(), source.object.size)?;
+        if span.end - span.start > MAX_OBJECT_BYTES {
+            return Err(s3_error!(
+                EntityTooLarge,
+                "a part is at most {MAX_OBJECT_BYTES} bytes: copy a smaller range"
+            ));
+        }
+        let stored = self.copy_blocks(&source.object, span).await?;
+        let etag = hex::encode(stored.md5);
+        let now = now_ms();
+        let recorded = self
+            .meta
+            .put_part(
+                &input.upload_id,
+                &meta::Part {
+                    part_number: i64::from(input.part_number),
+                    size: stored.size,
+                    etag: etag.clone(),
+                    blocks: stored.blocks,
+                    last_modified: now,
+                },
+            )
+            .await?;
+        if !recorded {
+            return Err(s3_error!(
+                NoSuchUpload,
+                "the upload was completed or aborted meanwhile"
+            ));
+        }
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(CopyPartResult {
+                e_tag: Some(ETag::Strong(etag)),
+                last_modified: Some(timestamp(now)),
+                ..Default::default()
+            }),
+            copy_source_version_id: shown_version(
+                source.bucket.versioning,
+                &source.object.version_id,
+                source.named_version,
+            ),
+            ..Default::default()
+        }))
+    }
+
     async fn complete_multipart_upload(
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
@@ -1495,43 +1688,29 @@ impl S3 for Gateway {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let input = &req.input;
-        let (source_bucket, source_key, source_version) = match &input.copy_source {
-            CopySource::Bucket {
-                bucket,
-                key,
-                version_id,
-            } => (
-                bucket.to_string(),
-                key.to_string(),
-                version_id.as_ref().map(|v| v.to_string()),
-            ),
-            _ => return Err(not_implemented("copying from an access point")),
-        };
         private_only(input.acl.as_ref().map(|a| a.as_str()))?;
         self.own_bucket(&req, &input.bucket).await?;
-        let (from_bucket, source) = match self
-            .readable(&req, &source_bucket, &source_key, source_version.as_deref())
-            .await
-        {
-            Err(e) if *e.code() == S3ErrorCode::MethodNotAllowed => {
-                return Err(s3_error!(
-                    InvalidRequest,
-                    "the source of a copy may not be a delete marker"
-                ));
-            }
-            other => other?,
-        };
-        let conditions = Preconditions {
-            if_match: input.copy_source_if_match.as_ref(),
-            if_none_match: input.copy_source_if_none_match.as_ref(),
-            if_modified_since: input.copy_source_if_modified_since.as_ref(),
-            if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
-        };
-        // Every failed copy-source condition is 412, as in S3.
-        if precondition(&source, &conditions).is_some() {
+        let Source {
+            bucket: from_bucket,
+            object: source,
+            named_version,
+        } = self
+            .copy_source(
+                &req,
+                &input.copy_source,
+                &Preconditions {
+                    if_match: input.copy_source_if_match.as_ref(),
+                    if_none_match: input.copy_source_if_none_match.as_ref(),
+                    if_modified_since: input.copy_source_if_modified_since.as_ref(),
+                    if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+                },
+            )
+            .await?;
+        let (source_bucket, source_key) = (&from_bucket.name, &source.key);
+        if source.size > MAX_OBJECT_BYTES {
             return Err(s3_error!(
-                PreconditionFailed,
-                "the source object does not meet the x-amz-copy-source-if-* conditions"
+                InvalidRequest,
+                "a copy source is at most {MAX_OBJECT_BYTES} bytes: copy larger ones by parts (UploadPartCopy)"
             ));
         }
         let replace = input
@@ -1539,10 +1718,7 @@ impl S3 for Gateway {
             .as_ref()
             .is_some_and(|d| d.as_str() == "REPLACE");
         // Copying a named version onto its own key restores it, as in S3.
-        if source_bucket == input.bucket
-            && source_key == input.key
-            && source_version.is_none()
-            && !replace
+        if *source_bucket == input.bucket && *source_key == input.key && !named_version && !replace
         {
             return Err(s3_error!(
                 InvalidRequest,
@@ -1588,7 +1764,7 @@ impl S3 for Gateway {
             copy_source_version_id: shown_version(
                 from_bucket.versioning,
                 &source.version_id,
-                source_version.is_some(),
+                named_version,
             ),
             version_id: shown_version(written.versioning, &written.version_id, false),
             ..Default::default()
@@ -1602,6 +1778,26 @@ mod tests {
 
     fn at(seconds: i64) -> Timestamp {
         Timestamp::from(time::OffsetDateTime::from_unix_timestamp(seconds).expect("time"))
+    }
+
+    #[test]
+    fn copy_source_ranges_are_first_to_last_within_the_object() {
+        assert_eq!(copy_range(None, 10).expect("whole"), 0..10);
+        assert_eq!(copy_range(Some("bytes=0-9"), 10).expect("all"), 0..10);
+        assert_eq!(copy_range(Some("bytes=3-3"), 10).expect("one"), 3..4);
+        for bad in [
+            "bytes=0-10",
+            "bytes=5-4",
+            "bytes=-3",
+            "bytes=3-",
+            "bytes=a-b",
+            "items=0-1",
+            "bytes=0-1,3-4",
+            "",
+        ] {
+            let e = copy_range(Some(bad), 10).expect_err(bad);
+            assert_eq!(*e.code(), S3ErrorCode::InvalidArgument, "{bad}");
+        }
     }
 
     #[test]

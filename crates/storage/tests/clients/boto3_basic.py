@@ -241,6 +241,43 @@ assert whole["Body"].read() == large[:5 * 1024 * 1024] + b"tail"
 assert whole["ContentType"] == "application/x-test"
 assert error_code(shop.complete_multipart_upload, Bucket="assets", Key="parts.bin", UploadId=uid,
                   MultipartUpload=good)[0] == "NoSuchUpload"
+# UploadPartCopy: parts copied from ranges of objects (the blocks inside the range are
+# shared, the ends re-cut), then a part uploaded.
+up = shop.create_multipart_upload(Bucket="assets", Key="assembled.bin")
+auid = up["UploadId"]
+c1 = shop.upload_part_copy(Bucket="assets", Key="assembled.bin", UploadId=auid, PartNumber=1,
+                           CopySource="assets/video/large.bin", CopySourceRange="bytes=1000-5243879")
+assert c1["CopyPartResult"]["ETag"] == '"%s"' % hashlib.md5(large[1000:5243880]).hexdigest(), c1
+c2 = shop.upload_part_copy(Bucket="assets", Key="assembled.bin", UploadId=auid, PartNumber=2,
+                           CopySource={"Bucket": "assets", "Key": "video/large.bin"})
+assert c2["CopyPartResult"]["ETag"] == '"%s"' % hashlib.md5(large).hexdigest()
+c3 = shop.upload_part(Bucket="assets", Key="assembled.bin", UploadId=auid, PartNumber=3, Body=b"end")
+# (Uploaded, then left out of the completion.)
+c4 = shop.upload_part_copy(Bucket="assets", Key="assembled.bin", UploadId=auid, PartNumber=4,
+                           CopySource="assets/video/big.bin")
+assert c4["CopyPartResult"]["ETag"] == '"%s"' % hashlib.md5(big).hexdigest()
+for bad in ["bytes=5-1", "bytes=0-300000", "items=0-1", "bytes=-5", "bytes=1-x"]:
+    assert error_code(shop.upload_part_copy, Bucket="assets", Key="assembled.bin", UploadId=auid, PartNumber=4,
+                      CopySource="assets/video/big.bin", CopySourceRange=bad)[:2] == ("InvalidArgument", 400), bad
+assert error_code(shop.upload_part_copy, Bucket="assets", Key="assembled.bin", UploadId=auid, PartNumber=4,
+                  CopySource="assets/video/big.bin", CopySourceIfMatch='"nope"')[1] == 412
+assert error_code(shop.upload_part_copy, Bucket="assets", Key="assembled.bin", UploadId=auid, PartNumber=4,
+                  CopySource="assets/no-such-object")[1] == 404
+rival.create_bucket(Bucket="rival-parts")
+rup = rival.create_multipart_upload(Bucket="rival-parts", Key="stolen")["UploadId"]
+assert error_code(rival.upload_part_copy, Bucket="rival-parts", Key="stolen", UploadId=rup, PartNumber=1,
+                  CopySource="assets/video/big.bin")[0] == "AccessDenied"
+rival.abort_multipart_upload(Bucket="rival-parts", Key="stolen", UploadId=rup)
+rival.delete_bucket(Bucket="rival-parts")
+assert [p["PartNumber"] for p in shop.list_parts(Bucket="assets", Key="assembled.bin", UploadId=auid)["Parts"]] == [1, 2, 3, 4]
+shop.complete_multipart_upload(Bucket="assets", Key="assembled.bin", UploadId=auid, MultipartUpload={"Parts": [
+    {"PartNumber": 1, "ETag": c1["CopyPartResult"]["ETag"]}, {"PartNumber": 2, "ETag": c2["CopyPartResult"]["ETag"]},
+    {"PartNumber": 3, "ETag": c3["ETag"]}]})
+assembled = large[1000:5243880] + large + b"end"
+assert shop.get_object(Bucket="assets", Key="assembled.bin")["Body"].read() == assembled
+r = shop.get_object(Bucket="assets", Key="assembled.bin", Range="bytes=5242870-5242890")
+assert r["Body"].read() == assembled[5242870:5242891]
+
 # A part under 5 MB that is not the last is refused; an aborted upload is gone.
 small = shop.create_multipart_upload(Bucket="assets", Key="small.bin")["UploadId"]
 s1 = shop.upload_part(Bucket="assets", Key="small.bin", UploadId=small, PartNumber=1, Body=b"a" * 100)

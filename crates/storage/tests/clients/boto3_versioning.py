@@ -99,6 +99,17 @@ assert body(Key="big") == big2
 assert body(Key="big", VersionId=b1) == big1
 assert body(Key="big", VersionId=b1, Range="bytes=65530-131080") == big1[65530:131081]
 
+# UploadPartCopy from an old version.
+up = shop.create_multipart_upload(Bucket="history", Key="from-old")["UploadId"]
+part = shop.upload_part_copy(Bucket="history", Key="from-old", UploadId=up, PartNumber=1,
+                             CopySource={"Bucket": "history", "Key": "big", "VersionId": b1},
+                             CopySourceRange="bytes=10-70009")
+assert part["CopySourceVersionId"] == b1, part
+shop.complete_multipart_upload(Bucket="history", Key="from-old", UploadId=up, MultipartUpload={
+    "Parts": [{"PartNumber": 1, "ETag": part["CopyPartResult"]["ETag"]}]})
+assert body(Key="from-old") == big1[10:70010]
+shop.delete_object(Bucket="history", Key="from-old")
+
 # A delete without a version id adds a delete marker: the key is gone from reads and
 # listings, not from ListObjectVersions.
 deleted = shop.delete_object(Bucket="history", Key="doc")
