@@ -108,9 +108,13 @@ pub fn is_version_id(id: &str) -> bool {
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
 }
 
-/// A version id greater than `after` (the id ordering the key's latest version): a
-/// microsecond timestamp (at least one past `after`'s) then 64 random bits, in hex.
+/// A version id greater than `after` (the id ordering the key's latest version) and than
+/// every id this process made before: a microsecond timestamp (at least one past
+/// `after`'s) then 64 random bits, in hex.
 fn next_version_id(after: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // The last time part given out by this process: ids made here only grow.
+    static LAST: AtomicU64 = AtomicU64::new(0);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
@@ -118,8 +122,19 @@ fn next_version_id(after: &str) -> String {
         .get(..16)
         .and_then(|h| u64::from_str_radix(h, 16).ok())
         .unwrap_or(0);
-    let t = now.max(previous.saturating_add(1));
+    let floor = now.max(previous.saturating_add(1));
+    let t = match LAST.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+        Some(floor.max(last.saturating_add(1)))
+    }) {
+        Ok(last) | Err(last) => floor.max(last.saturating_add(1)),
+    };
     format!("{t:016x}{:016x}", rand::random::<u64>())
+}
+
+/// A new multipart upload id: like a version id, its creation time then random bits,
+/// so that a key's uploads list in the order they were started.
+pub fn new_upload_id() -> String {
+    next_version_id("")
 }
 
 /// One version of an object (as written, or as read back).
@@ -602,18 +617,42 @@ impl Meta {
         .bind(upload_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            let metadata: String = r.try_get("metadata")?;
-            Ok(Upload {
-                upload_id: r.try_get("upload_id")?,
-                bucket: r.try_get("bucket")?,
-                key: r.try_get("key")?,
-                content_type: r.try_get("content_type")?,
-                metadata: from_json(&metadata)?,
-                initiated: r.try_get("initiated")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(upload_from_row).transpose()
+    }
+
+    /// Up to `limit` uploads in progress in `bucket` whose keys start with `prefix`, by key
+    /// and then upload id, after upload `after_upload` of key `after_key` (after every
+    /// upload of `after_key` when `None`).
+    pub async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after_key: &str,
+        after_upload: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Upload>, MetaError> {
+        let rows = sqlx::query(
+            "SELECT upload_id, bucket, key, content_type, metadata, initiated FROM uploads
+             WHERE bucket = $1 AND key >= $2 AND (key > $3 OR (key = $3 AND upload_id > $4))
+             ORDER BY key, upload_id LIMIT $5",
+        )
+        .bind(bucket)
+        .bind(prefix)
+        .bind(after_key)
+        // Upload ids are hex: `~` sorts after them all.
+        .bind(after_upload.unwrap_or("~"))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let u = upload_from_row(r)?;
+            if !u.key.starts_with(prefix) {
+                break;
+            }
+            out.push(u);
+        }
+        Ok(out)
     }
 
     /// Records part `part.part_number` of `upload_id` (replacing an earlier upload of the
@@ -931,6 +970,18 @@ async fn remove_version(
         }
     }
     Ok(Some(current))
+}
+
+fn upload_from_row(r: &sqlx::any::AnyRow) -> Result<Upload, MetaError> {
+    let metadata: String = r.try_get("metadata")?;
+    Ok(Upload {
+        upload_id: r.try_get("upload_id")?,
+        bucket: r.try_get("bucket")?,
+        key: r.try_get("key")?,
+        content_type: r.try_get("content_type")?,
+        metadata: from_json(&metadata)?,
+        initiated: r.try_get("initiated")?,
+    })
 }
 
 fn bucket_from_row(r: &sqlx::any::AnyRow) -> Result<Bucket, MetaError> {
@@ -1417,6 +1468,48 @@ mod tests {
                     .len(),
                 1
             );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn uploads_are_listed_by_key_then_id_from_a_marker() {
+        on_each_database(|m| async move {
+            m.create_bucket("b", "t", 1).await.expect("create");
+            let mut ids = Vec::new();
+            for key in ["b/2", "a", "b/1", "a"] {
+                let id = new_upload_id();
+                m.create_upload(&Upload {
+                    upload_id: id.clone(),
+                    bucket: "b".into(),
+                    key: key.into(),
+                    content_type: None,
+                    metadata: vec![],
+                    initiated: 1,
+                })
+                .await
+                .expect("upload");
+                ids.push(id);
+            }
+            let list = |prefix: &'static str, key: &'static str, after: Option<String>, limit| {
+                let m = m.clone();
+                async move {
+                    m.list_uploads("b", prefix, key, after.as_deref(), limit)
+                        .await
+                        .expect("list")
+                        .into_iter()
+                        .map(|u| u.upload_id)
+                        .collect::<Vec<_>>()
+                }
+            };
+            assert!(ids[1] < ids[3], "ids sort by creation");
+            let all = [&ids[1], &ids[3], &ids[2], &ids[0]].map(String::clone);
+            assert_eq!(list("", "", None, 100).await, all);
+            assert_eq!(list("", "a", Some(ids[1].clone()), 2).await, all[1..3]);
+            assert_eq!(list("", "a", None, 100).await, all[2..]);
+            assert_eq!(list("b/", "", None, 100).await, all[2..]);
+            m.abort_upload(&ids[0]).await.expect("abort");
+            assert_eq!(list("b/", "", None, 100).await, all[2..3]);
         })
         .await;
     }

@@ -3,8 +3,8 @@
 //! both conditional on the ETag and the time; delete, DeleteObjects, list v1 and v2 with
 //! prefix, delimiter, continuation token or marker, start-after, max-keys and
 //! `encoding-type=url`, ListObjectVersions, multipart uploads with parts copied from
-//! object ranges), each scoped to the tenant of the request's access key (another
-//! tenant's bucket is `AccessDenied`).
+//! object ranges, ListMultipartUploads), each scoped to the tenant of the request's
+//! access key (another tenant's bucket is `AccessDenied`).
 //!
 //! A PUT streams the body, cuts it into blocks of `block_bytes`, writes each to its
 //! replicas as it fills (memory per request: one block), checks the length it got
@@ -1139,7 +1139,7 @@ impl S3 for Gateway {
         self.own_bucket(&req, &req.input.bucket).await?;
         private_only(req.input.acl.as_ref().map(|a| a.as_str()))?;
         let input = req.input;
-        let upload_id = hex::encode(rand::random::<[u8; 16]>());
+        let upload_id = meta::new_upload_id();
         self.meta
             .create_upload(&meta::Upload {
                 upload_id: upload_id.clone(),
@@ -1387,6 +1387,120 @@ impl S3 for Gateway {
             ));
         }
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let input = &req.input;
+        self.own_bucket(&req, &input.bucket).await?;
+        let url = url_encoding(input.encoding_type.as_ref())?;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+        let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000);
+        let key_marker = input.key_marker.clone().filter(|k| !k.is_empty());
+        // S3 ignores an upload-id-marker without a key-marker.
+        let upload_marker = input
+            .upload_id_marker
+            .clone()
+            .filter(|u| !u.is_empty() && key_marker.is_some());
+        let mut after_key = key_marker.clone().unwrap_or_default();
+        let mut after_upload = upload_marker.clone();
+        if after_upload.is_none() {
+            after_key = resume_after(after_key, &prefix, delimiter.as_deref());
+        }
+        let limit = usize::try_from(max).unwrap_or(0);
+        let mut uploads = Vec::new();
+        let mut prefixes: Vec<String> = Vec::new();
+        let mut last: Option<(String, Option<String>)> = None;
+        let mut truncated = false;
+        'pages: loop {
+            let page = self
+                .meta
+                .list_uploads(
+                    &input.bucket,
+                    &prefix,
+                    &after_key,
+                    after_upload.as_deref(),
+                    1000,
+                )
+                .await?;
+            let full_page = page.len() == 1000;
+            let mut skipped_ahead = false;
+            for u in page {
+                after_key.clone_from(&u.key);
+                after_upload = Some(u.upload_id.clone());
+                if uploads.len() + prefixes.len() >= limit {
+                    truncated = true;
+                    break 'pages;
+                }
+                match common_prefix(&u.key, &prefix, delimiter.as_deref()) {
+                    Some(c) => {
+                        after_key = format!("{c}\u{10FFFF}");
+                        after_upload = None;
+                        last = Some((c.clone(), None));
+                        prefixes.push(c);
+                        skipped_ahead = true;
+                        break;
+                    }
+                    None => {
+                        last = Some((u.key.clone(), Some(u.upload_id.clone())));
+                        uploads.push(u);
+                    }
+                }
+            }
+            if !full_page && !skipped_ahead {
+                break;
+            }
+        }
+        let tenant = self.tenant(&req)?;
+        let encode = |s: String| encoded(s, url);
+        let (next_key, next_upload) = match last.filter(|_| truncated) {
+            Some((k, u)) => (Some(encode(k)), u),
+            None => (None, None),
+        };
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(input.bucket.clone()),
+            prefix: Some(encode(prefix.clone())),
+            delimiter: delimiter.map(encode),
+            key_marker: Some(key_marker.map(encode).unwrap_or_default()),
+            upload_id_marker: Some(upload_marker.unwrap_or_default()),
+            max_uploads: Some(max),
+            is_truncated: Some(truncated),
+            next_key_marker: next_key,
+            next_upload_id_marker: next_upload,
+            uploads: Some(
+                uploads
+                    .into_iter()
+                    .map(|u| MultipartUpload {
+                        key: Some(encode(u.key)),
+                        upload_id: Some(u.upload_id),
+                        initiated: Some(timestamp(u.initiated)),
+                        storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+                        owner: Some(Owner {
+                            display_name: Some(tenant.clone()),
+                            id: Some(tenant.clone()),
+                        }),
+                        initiator: Some(Initiator {
+                            display_name: Some(tenant.clone()),
+                            id: Some(tenant.clone()),
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            common_prefixes: Some(
+                prefixes
+                    .into_iter()
+                    .map(|p| CommonPrefix {
+                        prefix: Some(encode(p)),
+                    })
+                    .collect(),
+            ),
+            encoding_type: input.encoding_type.clone(),
+            ..Default::default()
+        }))
     }
 
     async fn list_parts(

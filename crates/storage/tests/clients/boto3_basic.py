@@ -278,6 +278,32 @@ assert shop.get_object(Bucket="assets", Key="assembled.bin")["Body"].read() == a
 r = shop.get_object(Bucket="assets", Key="assembled.bin", Range="bytes=5242870-5242890")
 assert r["Body"].read() == assembled[5242870:5242891]
 
+# ListMultipartUploads: by key, then in the order they were started; markers, prefix and
+# delimiter.
+started = []
+for k in ["up/a", "up/b/1", "up/a", "up/b/2", "upz"]:
+    started.append((k, shop.create_multipart_upload(Bucket="assets", Key=k)["UploadId"]))
+listed = shop.list_multipart_uploads(Bucket="assets", Prefix="up")
+order = [(u["Key"], u["UploadId"]) for u in listed["Uploads"]]
+assert order == [started[0], started[2], started[1], started[3], started[4]], order
+assert listed["IsTruncated"] is False and listed["Uploads"][0]["Initiated"]
+grouped = shop.list_multipart_uploads(Bucket="assets", Prefix="up/", Delimiter="/")
+assert [u["Key"] for u in grouped["Uploads"]] == ["up/a", "up/a"], grouped
+assert [c["Prefix"] for c in grouped["CommonPrefixes"]] == ["up/b/"], grouped
+page = shop.list_multipart_uploads(Bucket="assets", Prefix="up", MaxUploads=1)
+assert page["IsTruncated"] and (page["NextKeyMarker"], page["NextUploadIdMarker"]) == started[0], page
+rest = shop.list_multipart_uploads(Bucket="assets", Prefix="up", KeyMarker="up/a", UploadIdMarker=started[0][1])
+assert [(u["Key"], u["UploadId"]) for u in rest["Uploads"]] == order[1:]
+after_key = shop.list_multipart_uploads(Bucket="assets", Prefix="up", KeyMarker="up/a")
+assert [u["Key"] for u in after_key["Uploads"]] == ["up/b/1", "up/b/2", "upz"]
+paged = [(u["Key"], u["UploadId"]) for p in shop.get_paginator("list_multipart_uploads").paginate(
+    Bucket="assets", Prefix="up", PaginationConfig={"PageSize": 2}) for u in p.get("Uploads", [])]
+assert paged == order, paged
+assert error_code(rival.list_multipart_uploads, Bucket="assets")[0] == "AccessDenied"
+for k, u in started:
+    shop.abort_multipart_upload(Bucket="assets", Key=k, UploadId=u)
+assert shop.list_multipart_uploads(Bucket="assets").get("Uploads", []) == []
+
 # A part under 5 MB that is not the last is refused; an aborted upload is gone.
 small = shop.create_multipart_upload(Bucket="assets", Key="small.bin")["UploadId"]
 s1 = shop.upload_part(Bucket="assets", Key="small.bin", UploadId=small, PartNumber=1, Body=b"a" * 100)
