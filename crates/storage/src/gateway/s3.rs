@@ -771,6 +771,15 @@ fn shown_version(versioning: Versioning, version_id: &str, named: bool) -> Optio
     (versioning != Versioning::Unversioned || named).then(|| version_id.to_owned())
 }
 
+/// Object tags (`x-amz-tagging`) are refused rather than dropped: tagging is not
+/// implemented yet.
+fn no_tagging(tagging: Option<&str>) -> S3Result<()> {
+    match tagging {
+        None | Some("") => Ok(()),
+        Some(_) => Err(not_implemented("object tagging (x-amz-tagging)")),
+    }
+}
+
 fn not_implemented(what: &str) -> S3Error {
     s3_error!(NotImplemented, "{what} is not implemented yet")
 }
@@ -865,6 +874,7 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         self.own_bucket(&req, &req.input.bucket).await?;
         private_only(req.input.acl.as_ref().map(|a| a.as_str()))?;
+        no_tagging(req.input.tagging.as_deref())?;
         let condition = match (&req.input.if_none_match, &req.input.if_match) {
             (None, None) => Condition::None,
             (Some(ETagCondition::Any), None) => Condition::Absent,
@@ -1138,6 +1148,7 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         self.own_bucket(&req, &req.input.bucket).await?;
         private_only(req.input.acl.as_ref().map(|a| a.as_str()))?;
+        no_tagging(req.input.tagging.as_deref())?;
         let input = req.input;
         let upload_id = meta::new_upload_id();
         self.meta
@@ -1803,6 +1814,7 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let input = &req.input;
         private_only(input.acl.as_ref().map(|a| a.as_str()))?;
+        no_tagging(input.tagging.as_deref())?;
         self.own_bucket(&req, &input.bucket).await?;
         let Source {
             bucket: from_bucket,
