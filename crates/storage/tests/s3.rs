@@ -1,7 +1,9 @@
 //! The S3 gateway over three real storage nodes on loopback, driven by the real AWS SDK
 //! for Python (`tests/clients/boto3_basic.py`): buckets, objects across several blocks,
 //! ranges, conditionals, listings, presigned URLs, multipart, tenancy and forged
-//! signatures; and signed aws-chunked uploads built by hand on botocore's signer
+//! signatures; bucket versioning (`tests/clients/boto3_versioning.py`): versions read by
+//! id, delete markers, permanent deletes, ListObjectVersions, suspended buckets; and
+//! signed aws-chunked uploads built by hand on botocore's signer
 //! (`tests/clients/aws_chunked.py`): a tampered chunk and a lying decoded length refused.
 //!
 //! boto3 must be installed (`.ci/run` installs it and sets `LINGJING_TEST_BOTO3=1`, which
@@ -90,7 +92,7 @@ async fn boto3_uses_the_gateway_unchanged() {
     let admin = gateway::metrics::serve_admin("127.0.0.1:0".parse().expect("addr"), gw.metrics())
         .await
         .expect("admin listener");
-    for script in ["boto3_basic.py", "aws_chunked.py"] {
+    for script in ["boto3_basic.py", "boto3_versioning.py", "aws_chunked.py"] {
         let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
         let endpoint = format!("http://{}", gw.addr());
         let out = tokio::task::spawn_blocking(move || {

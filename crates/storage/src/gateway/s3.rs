@@ -1,13 +1,23 @@
-//! The S3 operations: buckets (create, head, delete when empty, list, location) and
-//! objects (put, get with ranges, head, delete, list v2 with prefix, delimiter,
-//! continuation token, start-after, max-keys and `encoding-type=url`), each scoped to the
-//! tenant of the request's access key (another tenant's bucket is `AccessDenied`).
+//! The S3 operations: buckets (create, head, delete when empty, list, location,
+//! versioning) and objects (put and copy, both conditional; get with ranges and head,
+//! both conditional on the ETag and the time; delete, DeleteObjects, list v1 and v2 with
+//! prefix, delimiter, continuation token or marker, start-after, max-keys and
+//! `encoding-type=url`, ListObjectVersions, multipart uploads with parts copied from
+//! object ranges, ListMultipartUploads), each scoped to the tenant of the request's
+//! access key (another tenant's bucket is `AccessDenied`).
 //!
 //! A PUT streams the body, cuts it into blocks of `block_bytes`, writes each to its
 //! replicas as it fills (memory per request: one block), checks the length it got
 //! against the one declared (s3s does not for aws-chunked bodies), and only then makes
-//! the object visible, in one statement. A GET streams the blocks a range covers, one at
-//! a time, through a channel of two: memory per request stays bounded whatever the size.
+//! the object visible, in one transaction ([`crate::meta`]). A GET streams the blocks a
+//! range covers, one at a time, through a channel of two: memory per request stays
+//! bounded whatever the size.
+//!
+//! Versioning follows S3: in a versioned bucket every write is a new version (its id in
+//! `x-amz-version-id`), a DELETE without a version id adds a delete marker, and a version
+//! id on GET, HEAD, DELETE or a copy source addresses one version; a bucket never
+//! versioned shows no version ids. Deleting never frees blocks: they are shared by
+//! versions and copies, and garbage collection is not written yet.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -21,7 +31,7 @@ use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::Keys;
 use crate::block::BlockId;
-use crate::meta::{self, BlockRef, Created, Meta, MetaError};
+use crate::meta::{self, BlockRef, Condition, Created, Meta, MetaError, Versioning};
 use crate::replicas::Replicas;
 
 /// The most keys a listing returns (S3's limit).
@@ -78,6 +88,69 @@ fn encoded(s: String, url: bool) -> String {
     }
 }
 
+/// The common prefix `key` falls under, when listing `prefix` grouped at `delimiter`.
+fn common_prefix(key: &str, prefix: &str, delimiter: Option<&str>) -> Option<String> {
+    let d = delimiter?;
+    let rest = key.get(prefix.len()..)?;
+    rest.find(d)
+        .map(|i| key[..prefix.len() + i + d.len()].to_owned())
+}
+
+/// Where a listing resumes after `after` (a marker or continuation): past every key under
+/// it when it is a common prefix (a page can end with one), else right after it.
+fn resume_after(after: String, prefix: &str, delimiter: Option<&str>) -> String {
+    if !after.starts_with(prefix) {
+        return after;
+    }
+    match common_prefix(&after, prefix, delimiter) {
+        Some(c) if c == after => format!("{after}\u{10FFFF}"),
+        _ => after,
+    }
+}
+
+/// The object a copy reads ([`Gateway::copy_source`]).
+struct Source {
+    bucket: meta::Bucket,
+    object: meta::Object,
+    /// The copy source named the version.
+    named_version: bool,
+}
+
+/// The byte span `x-amz-copy-source-range` (`bytes=FIRST-LAST`, both included) names
+/// in an object of `size` bytes; the whole object without one.
+fn copy_range(range: Option<&str>, size: u64) -> S3Result<std::ops::Range<u64>> {
+    let Some(range) = range else {
+        return Ok(0..size);
+    };
+    let span = range
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(first, last)| Some((first.parse::<u64>().ok()?, last.parse::<u64>().ok()?)))
+        .filter(|(first, last)| first <= last);
+    let Some((first, last)) = span else {
+        return Err(s3_error!(
+            InvalidArgument,
+            "x-amz-copy-source-range must be bytes=FIRST-LAST, the zero-based offsets of the first and last bytes to copy"
+        ));
+    };
+    if last >= size {
+        return Err(s3_error!(
+            InvalidArgument,
+            "the range {range} is not within the source object of {size} bytes"
+        ));
+    }
+    Ok(first..last + 1)
+}
+
+/// One page of ListObjectVersions ([`Gateway::versions_page`]).
+struct VersionsListed {
+    versions: Vec<meta::Version>,
+    prefixes: Vec<String>,
+    truncated: bool,
+    /// The key (or common prefix) and version id last returned: where the next page starts.
+    last: Option<(String, Option<String>)>,
+}
+
 /// One page of a listing ([`Gateway::list_page`]).
 struct Listed {
     contents: Vec<Object>,
@@ -85,15 +158,6 @@ struct Listed {
     truncated: bool,
     /// The last key or common prefix returned: where the next page starts.
     last: Option<String>,
-}
-
-/// A conditional PUT's condition.
-enum Condition {
-    None,
-    /// `If-None-Match: *`: only if no object is at the key.
-    Absent,
-    /// `If-Match`: only if the object's ETag is this one (any, when `None`).
-    Matching(Option<String>),
 }
 
 /// A body written as blocks.
@@ -180,17 +244,50 @@ impl Gateway {
         }
     }
 
-    async fn own_object<T>(
+    /// The version a read addresses (`version_id`, or else the latest) in a bucket of the
+    /// request's tenant, and that bucket. A delete marker answers 404 NoSuchKey when it is
+    /// the latest and 405 MethodNotAllowed when named by its id, with
+    /// `x-amz-delete-marker: true` (as S3 does).
+    async fn readable<T>(
         &self,
         req: &S3Request<T>,
         bucket: &str,
         key: &str,
-    ) -> S3Result<meta::Object> {
-        self.own_bucket(req, bucket).await?;
-        self.meta
-            .object(bucket, key)
-            .await?
-            .ok_or_else(|| s3_error!(NoSuchKey, "no object {key} in {bucket}"))
+        version_id: Option<&str>,
+    ) -> S3Result<(meta::Bucket, meta::Object)> {
+        let owned = self.own_bucket(req, bucket).await?;
+        let object = match version_arg(version_id)? {
+            None => {
+                let o = self
+                    .meta
+                    .object(bucket, key)
+                    .await?
+                    .ok_or_else(|| s3_error!(NoSuchKey, "no object {key} in {bucket}"))?;
+                if o.delete_marker {
+                    return Err(delete_marker_error(
+                        s3_error!(NoSuchKey, "{key} in {bucket} is deleted (a delete marker)"),
+                        &o.version_id,
+                    ));
+                }
+                o
+            }
+            Some(v) => {
+                let o = self
+                    .meta
+                    .object_version(bucket, key, v)
+                    .await?
+                    .ok_or_else(|| s3_error!(NoSuchVersion, "no version {v} of {key} in {bucket}"))?
+                    .object;
+                if o.delete_marker {
+                    return Err(delete_marker_error(
+                        s3_error!(MethodNotAllowed, "version {v} of {key} is a delete marker"),
+                        v,
+                    ));
+                }
+                o
+            }
+        };
+        Ok((owned, object))
     }
 
     /// Streams `body` into blocks on their replicas (one block in memory at a time),
@@ -283,6 +380,7 @@ impl Gateway {
         mut after: String,
         max_keys: i32,
     ) -> S3Result<Listed> {
+        after = resume_after(after, prefix, delimiter);
         let mut contents = Vec::new();
         let mut prefixes: Vec<String> = Vec::new();
         // The last key or common prefix returned: where the next page starts.
@@ -295,11 +393,7 @@ impl Gateway {
             let mut skipped_ahead = false;
             for o in page {
                 after.clone_from(&o.key);
-                let common = delimiter.and_then(|d| {
-                    o.key[prefix.len()..]
-                        .find(d)
-                        .map(|i| o.key[..prefix.len() + i + d.len()].to_owned())
-                });
+                let common = common_prefix(&o.key, prefix, delimiter);
                 if contents.len() + prefixes.len() >= limit {
                     truncated = true;
                     break 'pages;
@@ -338,6 +432,69 @@ impl Gateway {
         })
     }
 
+    /// One page of ListObjectVersions: up to `max_keys` versions, delete markers and
+    /// common prefixes of `bucket` under `prefix` (grouped at `delimiter`), after version
+    /// `after_version` of `after_key` (after all of `after_key` when `None`).
+    async fn versions_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        after_key: String,
+        mut after_version: Option<String>,
+        max_keys: i32,
+    ) -> S3Result<VersionsListed> {
+        let mut after_key = if after_version.is_none() {
+            resume_after(after_key, prefix, delimiter)
+        } else {
+            after_key
+        };
+        let mut versions = Vec::new();
+        let mut prefixes: Vec<String> = Vec::new();
+        let mut last = None;
+        let mut truncated = false;
+        let limit = usize::try_from(max_keys).unwrap_or(0);
+        'pages: loop {
+            let page = self
+                .meta
+                .list_versions(bucket, prefix, &after_key, after_version.as_deref(), 1000)
+                .await?;
+            let full_page = page.len() == 1000;
+            let mut skipped_ahead = false;
+            for v in page {
+                after_key.clone_from(&v.object.key);
+                after_version = Some(v.object.version_id.clone());
+                if versions.len() + prefixes.len() >= limit {
+                    truncated = true;
+                    break 'pages;
+                }
+                match common_prefix(&v.object.key, prefix, delimiter) {
+                    Some(c) => {
+                        after_key = format!("{c}\u{10FFFF}");
+                        after_version = None;
+                        last = Some((c.clone(), None));
+                        prefixes.push(c);
+                        skipped_ahead = true;
+                        break;
+                    }
+                    None => {
+                        last = Some((v.object.key.clone(), Some(v.object.version_id.clone())));
+                        versions.push(v);
+                    }
+                }
+            }
+            if !full_page && !skipped_ahead {
+                break;
+            }
+        }
+        Ok(VersionsListed {
+            versions,
+            prefixes,
+            truncated,
+            last,
+        })
+    }
+
     /// Whether a conditional PUT may go ahead as things are now (it is decided again,
     /// atomically, when the object is written).
     async fn check_put_condition(
@@ -348,7 +505,12 @@ impl Gateway {
     ) -> S3Result<()> {
         let current = match condition {
             Condition::None => return Ok(()),
-            _ => self.meta.object(bucket, key).await?,
+            // A delete marker is no object.
+            _ => self
+                .meta
+                .object(bucket, key)
+                .await?
+                .filter(|o| !o.delete_marker),
         };
         match (condition, current) {
             (Condition::Absent, Some(_)) => Err(s3_error!(
@@ -365,6 +527,125 @@ impl Gateway {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// Deletes `key` (S3's DeleteObject, also one entry of DeleteObjects): version
+    /// `version_id` for good when named, else the object (unversioned bucket) or by a new
+    /// delete marker. Deleting what is not there succeeds, as in S3. Blocks stay until
+    /// garbage collection (not written yet).
+    async fn delete_one(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> S3Result<DeletedObject> {
+        match version_arg(version_id)? {
+            Some(v) => {
+                let removed = self.meta.delete_version(bucket, key, v).await?;
+                let marker = removed.is_some_and(|o| o.delete_marker);
+                Ok(DeletedObject {
+                    key: Some(key.to_owned()),
+                    version_id: Some(v.to_owned()),
+                    delete_marker: marker.then_some(true),
+                    delete_marker_version_id: marker.then(|| v.to_owned()),
+                })
+            }
+            None => {
+                let marker = self.meta.delete_object(bucket, key, now_ms()).await?;
+                Ok(DeletedObject {
+                    key: Some(key.to_owned()),
+                    version_id: None,
+                    delete_marker: marker.as_ref().map(|_| true),
+                    delete_marker_version_id: marker.map(|m| m.version_id),
+                })
+            }
+        }
+    }
+
+    /// The object a copy reads, in a bucket of the request's tenant, if it meets the
+    /// `x-amz-copy-source-if-*` conditions (any failing is 412, as in S3).
+    async fn copy_source<T>(
+        &self,
+        req: &S3Request<T>,
+        source: &CopySource,
+        conditions: &Preconditions<'_>,
+    ) -> S3Result<Source> {
+        let (bucket, key, version_id) = match source {
+            CopySource::Bucket {
+                bucket,
+                key,
+                version_id,
+            } => (bucket, key, version_id.as_deref()),
+            _ => return Err(not_implemented("copying from an access point")),
+        };
+        let (bucket, object) = match self.readable(req, bucket, key, version_id).await {
+            Err(e) if *e.code() == S3ErrorCode::MethodNotAllowed => {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "the source of a copy may not be a delete marker"
+                ));
+            }
+            other => other?,
+        };
+        if precondition(&object, conditions).is_some() {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "the source object does not meet the x-amz-copy-source-if-* conditions"
+            ));
+        }
+        Ok(Source {
+            bucket,
+            object,
+            named_version: version_id.is_some(),
+        })
+    }
+
+    /// The bytes `span` of `source` as the blocks of a new part: blocks wholly inside the
+    /// span are shared (content-addressed), the pieces of the blocks at its ends written
+    /// anew. Every byte is read once, for the part's MD5; one block in memory at a time.
+    async fn copy_blocks(
+        &self,
+        source: &meta::Object,
+        span: std::ops::Range<u64>,
+    ) -> S3Result<Stored> {
+        let mut md5 = Md5::new();
+        let mut blocks = Vec::new();
+        let mut offset = 0u64;
+        for block in &source.blocks {
+            let (start, end) = (offset, offset + block.len);
+            offset = end;
+            if end <= span.start || start >= span.end {
+                continue;
+            }
+            let from = span.start.max(start) - start;
+            let to = span.end.min(end) - start;
+            let id: BlockId = block.id.parse().map_err(internal)?;
+            let data = self.replicas.get(&id, &block.nodes).await.map_err(|e| {
+                tracing::error!(error = %e, "copy source read failed");
+                S3Error::with_message(S3ErrorCode::ServiceUnavailable, e.to_string())
+            })?;
+            let (from_at, to_at) = (
+                usize::try_from(from).map_err(internal)?,
+                usize::try_from(to).map_err(internal)?,
+            );
+            if to_at > data.len() {
+                return Err(internal(format!(
+                    "block {id} is shorter than the object's map says"
+                )));
+            }
+            let piece = data.slice(from_at..to_at);
+            md5.update(&piece);
+            if from == 0 && to == block.len {
+                blocks.push(block.clone());
+            } else {
+                blocks.push(self.write_block(piece).await?);
+            }
+        }
+        Ok(Stored {
+            size: span.end - span.start,
+            md5: md5.finalize().into(),
+            blocks,
+        })
     }
 
     /// Writes one block to its replicas.
@@ -389,24 +670,63 @@ fn etag_matches(condition: &ETagCondition, etag: &str) -> bool {
     }
 }
 
-/// Conditions on an existing object's ETag (`If-Match`, `If-None-Match`), as RFC 9110
-/// §13.1.1–2 for GET and HEAD: `Some(412)` or `Some(304)` when the request stops here.
-fn etag_precondition(
-    etag: &str,
-    if_match: Option<&ETagCondition>,
-    if_none_match: Option<&ETagCondition>,
-) -> Option<S3Error> {
-    let matches = |c: &ETagCondition| etag_matches(c, etag);
-    if if_match.is_some_and(|c| !matches(c)) {
-        return Some(s3_error!(
+/// The conditions of a read (GET, HEAD) or a copy source on an object, each optional.
+#[derive(Default)]
+struct Preconditions<'a> {
+    if_match: Option<&'a ETagCondition>,
+    if_none_match: Option<&'a ETagCondition>,
+    if_modified_since: Option<&'a Timestamp>,
+    if_unmodified_since: Option<&'a Timestamp>,
+}
+
+/// Seconds since the Unix epoch: HTTP dates have no finer grain, so an object's time is
+/// compared by its whole seconds.
+fn epoch_seconds(t: &Timestamp) -> i64 {
+    time::OffsetDateTime::from(t.clone()).unix_timestamp()
+}
+
+/// Whether `object` fails `p`, evaluated as RFC 9110 §13.2.2 orders them and S3 does:
+/// If-Match (else If-Unmodified-Since) failing is `Failed`; If-None-Match matching (else
+/// If-Modified-Since with no change since) is `NotModified`.
+fn precondition(object: &meta::Object, p: &Preconditions<'_>) -> Option<Stop> {
+    let modified = object.last_modified.div_euclid(1000);
+    let failed = match p.if_match {
+        Some(c) => !etag_matches(c, &object.etag),
+        None => p
+            .if_unmodified_since
+            .is_some_and(|t| modified > epoch_seconds(t)),
+    };
+    if failed {
+        return Some(Stop::Failed);
+    }
+    let unchanged = match p.if_none_match {
+        Some(c) => etag_matches(c, &object.etag),
+        None => p
+            .if_modified_since
+            .is_some_and(|t| modified <= epoch_seconds(t)),
+    };
+    unchanged.then_some(Stop::NotModified)
+}
+
+/// Why [`precondition`] stops a request.
+#[derive(Debug, PartialEq, Eq)]
+enum Stop {
+    /// 412 Precondition Failed.
+    Failed,
+    /// 304 Not Modified on a read (412 on a copy source).
+    NotModified,
+}
+
+/// A GET's or HEAD's answer to [`precondition`].
+fn read_precondition(object: &meta::Object, p: &Preconditions<'_>) -> S3Result<()> {
+    match precondition(object, p) {
+        None => Ok(()),
+        Some(Stop::Failed) => Err(s3_error!(
             PreconditionFailed,
-            "If-Match does not match the object's ETag"
-        ));
+            "the object does not meet If-Match or If-Unmodified-Since"
+        )),
+        Some(Stop::NotModified) => Err(S3Error::new(S3ErrorCode::NotModified)),
     }
-    if if_none_match.is_some_and(matches) {
-        return Some(S3Error::new(S3ErrorCode::NotModified));
-    }
-    None
 }
 
 /// A canned ACL other than `private` (what every bucket and object is today) is refused
@@ -415,6 +735,47 @@ fn private_only(acl: Option<&str>) -> S3Result<()> {
     match acl {
         None | Some("private") => Ok(()),
         Some(other) => Err(not_implemented(&format!("the canned ACL {other:?}"))),
+    }
+}
+
+/// A version id from the request: one this gateway never gives out is 400
+/// InvalidArgument, as in S3.
+fn version_arg(id: Option<&str>) -> S3Result<Option<&str>> {
+    match id {
+        Some(v) if !meta::is_version_id(v) => {
+            Err(s3_error!(InvalidArgument, "invalid version id {v:?}"))
+        }
+        other => Ok(other),
+    }
+}
+
+/// `e` with `x-amz-delete-marker: true` and the marker's version id, as S3 answers a
+/// read that meets a delete marker.
+fn delete_marker_error(mut e: S3Error, version_id: &str) -> S3Error {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        "x-amz-delete-marker",
+        http::HeaderValue::from_static("true"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(version_id) {
+        headers.insert("x-amz-version-id", v);
+    }
+    e.set_headers(headers);
+    e
+}
+
+/// The version id a response shows: none for a bucket that was never versioned (unless
+/// the request named one).
+fn shown_version(versioning: Versioning, version_id: &str, named: bool) -> Option<String> {
+    (versioning != Versioning::Unversioned || named).then(|| version_id.to_owned())
+}
+
+/// Object tags (`x-amz-tagging`) are refused rather than dropped: tagging is not
+/// implemented yet.
+fn no_tagging(tagging: Option<&str>) -> S3Result<()> {
+    match tagging {
+        None | Some("") => Ok(()),
+        Some(_) => Err(not_implemented("object tagging (x-amz-tagging)")),
     }
 }
 
@@ -512,6 +873,7 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         self.own_bucket(&req, &req.input.bucket).await?;
         private_only(req.input.acl.as_ref().map(|a| a.as_str()))?;
+        no_tagging(req.input.tagging.as_deref())?;
         let condition = match (&req.input.if_none_match, &req.input.if_match) {
             (None, None) => Condition::None,
             (Some(ETagCondition::Any), None) => Condition::Absent,
@@ -536,31 +898,27 @@ impl S3 for Gateway {
         let stored = self.store_body(body, declared, MAX_OBJECT_BYTES).await?;
         let etag = hex::encode(stored.md5);
         let object = meta::Object {
-            bucket: input.bucket,
-            key: input.key,
             size: stored.size,
             etag: etag.clone(),
             content_type: input.content_type.map(|c| c.to_string()),
             metadata: input.metadata.unwrap_or_default().into_iter().collect(),
             last_modified: now_ms(),
             blocks: stored.blocks,
+            ..meta::Object::new(&input.bucket, &input.key)
         };
-        let written = match &condition {
-            Condition::None => {
-                self.meta.put_object(&object).await?;
-                true
-            }
-            Condition::Absent => self.meta.put_object_if_absent(&object).await?,
-            Condition::Matching(e) => self.meta.replace_object_if(&object, e.as_deref()).await?,
-        };
-        if !written {
-            return Err(s3_error!(
-                PreconditionFailed,
-                "the object changed while it was uploaded: the condition no longer holds"
-            ));
-        }
+        let written = self
+            .meta
+            .put_object(&object, &condition)
+            .await?
+            .ok_or_else(|| {
+                s3_error!(
+                    PreconditionFailed,
+                    "the object changed while it was uploaded: the condition no longer holds"
+                )
+            })?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(etag)),
+            version_id: shown_version(written.versioning, &written.version_id, false),
             ..Default::default()
         }))
     }
@@ -569,19 +927,19 @@ impl S3 for Gateway {
         &self,
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
-        let object = self
-            .own_object(&req, &req.input.bucket, &req.input.key)
+        let named = req.input.version_id.as_deref();
+        let (bucket, object) = self
+            .readable(&req, &req.input.bucket, &req.input.key, named)
             .await?;
-        if req.input.if_modified_since.is_some() || req.input.if_unmodified_since.is_some() {
-            return Err(not_implemented("If-Modified-Since and If-Unmodified-Since"));
-        }
-        if let Some(stop) = etag_precondition(
-            &object.etag,
-            req.input.if_match.as_ref(),
-            req.input.if_none_match.as_ref(),
-        ) {
-            return Err(stop);
-        }
+        read_precondition(
+            &object,
+            &Preconditions {
+                if_match: req.input.if_match.as_ref(),
+                if_none_match: req.input.if_none_match.as_ref(),
+                if_modified_since: req.input.if_modified_since.as_ref(),
+                if_unmodified_since: req.input.if_unmodified_since.as_ref(),
+            },
+        )?;
         Ok(S3Response::new(HeadObjectOutput {
             content_length: Some(i64::try_from(object.size).unwrap_or(i64::MAX)),
             e_tag: Some(ETag::Strong(object.etag)),
@@ -589,6 +947,7 @@ impl S3 for Gateway {
             content_type: object.content_type.and_then(|c| c.parse().ok()),
             metadata: Some(object.metadata.into_iter().collect()),
             accept_ranges: Some("bytes".into()),
+            version_id: shown_version(bucket.versioning, &object.version_id, named.is_some()),
             ..Default::default()
         }))
     }
@@ -597,24 +956,22 @@ impl S3 for Gateway {
         &self,
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
-        let object = self
-            .own_object(&req, &req.input.bucket, &req.input.key)
+        let named = req.input.version_id.as_deref();
+        let (bucket, object) = self
+            .readable(&req, &req.input.bucket, &req.input.key, named)
             .await?;
-        if req.input.if_modified_since.is_some()
-            || req.input.if_unmodified_since.is_some()
-            || req.input.part_number.is_some()
-        {
-            return Err(not_implemented(
-                "If-Modified-Since, If-Unmodified-Since and partNumber",
-            ));
+        if req.input.part_number.is_some() {
+            return Err(not_implemented("partNumber on GetObject"));
         }
-        if let Some(stop) = etag_precondition(
-            &object.etag,
-            req.input.if_match.as_ref(),
-            req.input.if_none_match.as_ref(),
-        ) {
-            return Err(stop);
-        }
+        read_precondition(
+            &object,
+            &Preconditions {
+                if_match: req.input.if_match.as_ref(),
+                if_none_match: req.input.if_none_match.as_ref(),
+                if_modified_since: req.input.if_modified_since.as_ref(),
+                if_unmodified_since: req.input.if_unmodified_since.as_ref(),
+            },
+        )?;
         let span = match &req.input.range {
             Some(r) => r.check(object.size)?,
             None => 0..object.size,
@@ -680,6 +1037,7 @@ impl S3 for Gateway {
             last_modified: Some(timestamp(object.last_modified)),
             content_type: object.content_type.and_then(|c| c.parse().ok()),
             metadata: Some(object.metadata.into_iter().collect()),
+            version_id: shown_version(bucket.versioning, &object.version_id, named.is_some()),
             ..Default::default()
         }))
     }
@@ -688,16 +1046,22 @@ impl S3 for Gateway {
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
-        self.own_bucket(&req, &req.input.bucket).await?;
-        if req.input.version_id.is_some() {
-            return Err(not_implemented("versioning"));
+        let input = &req.input;
+        self.own_bucket(&req, &input.bucket).await?;
+        if input.if_match.is_some()
+            || input.if_match_last_modified_time.is_some()
+            || input.if_match_size.is_some()
+        {
+            return Err(not_implemented("a conditional DeleteObject"));
         }
-        // Deleting a key that is not there succeeds, as in S3. Its blocks stay until
-        // garbage collection (not written yet).
-        self.meta
-            .delete_object(&req.input.bucket, &req.input.key)
+        let deleted = self
+            .delete_one(&input.bucket, &input.key, input.version_id.as_deref())
             .await?;
-        Ok(S3Response::new(DeleteObjectOutput::default()))
+        Ok(S3Response::new(DeleteObjectOutput {
+            delete_marker: deleted.delete_marker,
+            version_id: deleted.delete_marker_version_id.or(deleted.version_id),
+            ..Default::default()
+        }))
     }
 
     async fn list_objects_v2(
@@ -783,8 +1147,9 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         self.own_bucket(&req, &req.input.bucket).await?;
         private_only(req.input.acl.as_ref().map(|a| a.as_str()))?;
+        no_tagging(req.input.tagging.as_deref())?;
         let input = req.input;
-        let upload_id = hex::encode(rand::random::<[u8; 16]>());
+        let upload_id = meta::new_upload_id();
         self.meta
             .create_upload(&meta::Upload {
                 upload_id: upload_id.clone(),
@@ -844,6 +1209,78 @@ impl S3 for Gateway {
         }
         Ok(S3Response::new(UploadPartOutput {
             e_tag: Some(ETag::Strong(etag)),
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let input = &req.input;
+        self.own_upload(&req, &input.bucket, &input.key, &input.upload_id)
+            .await?;
+        if !(1..=MAX_PARTS).contains(&input.part_number) {
+            return Err(s3_error!(
+                InvalidArgument,
+                "part numbers go from 1 to {MAX_PARTS}"
+            ));
+        }
+        if input.copy_source_sse_customer_key.is_some() || input.sse_customer_key.is_some() {
+            return Err(not_implemented("server-side encryption with customer keys"));
+        }
+        let source = self
+            .copy_source(
+                &req,
+                &input.copy_source,
+                &Preconditions {
+                    if_match: input.copy_source_if_match.as_ref(),
+                    if_none_match: input.copy_source_if_none_match.as_ref(),
+                    if_modified_since: input.copy_source_if_modified_since.as_ref(),
+                    if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+                },
+            )
+            .await?;
+        let span = copy_range(input.copy_source_range.as_deref(), source.object.size)?;
+        if span.end - span.start > MAX_OBJECT_BYTES {
+            return Err(s3_error!(
+                EntityTooLarge,
+                "a part is at most {MAX_OBJECT_BYTES} bytes: copy a smaller range"
+            ));
+        }
+        let stored = self.copy_blocks(&source.object, span).await?;
+        let etag = hex::encode(stored.md5);
+        let now = now_ms();
+        let recorded = self
+            .meta
+            .put_part(
+                &input.upload_id,
+                &meta::Part {
+                    part_number: i64::from(input.part_number),
+                    size: stored.size,
+                    etag: etag.clone(),
+                    blocks: stored.blocks,
+                    last_modified: now,
+                },
+            )
+            .await?;
+        if !recorded {
+            return Err(s3_error!(
+                NoSuchUpload,
+                "the upload was completed or aborted meanwhile"
+            ));
+        }
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(CopyPartResult {
+                e_tag: Some(ETag::Strong(etag)),
+                last_modified: Some(timestamp(now)),
+                ..Default::default()
+            }),
+            copy_source_version_id: shown_version(
+                source.bucket.versioning,
+                &source.object.version_id,
+                source.named_version,
+            ),
             ..Default::default()
         }))
     }
@@ -915,8 +1352,6 @@ impl S3 for Gateway {
         }
         let etag = format!("{}-{}", hex::encode(md5.finalize()), chosen.len());
         let object = meta::Object {
-            bucket: upload.bucket.clone(),
-            key: upload.key.clone(),
             size: chosen.iter().map(|p| p.size).sum(),
             etag: etag.clone(),
             content_type: upload.content_type.clone(),
@@ -926,22 +1361,24 @@ impl S3 for Gateway {
                 .iter()
                 .flat_map(|p| p.blocks.iter().cloned())
                 .collect(),
+            ..meta::Object::new(&upload.bucket, &upload.key)
         };
-        if !self
+        let written = self
             .meta
             .complete_upload(&upload.upload_id, &object)
             .await?
-        {
-            return Err(s3_error!(
-                NoSuchUpload,
-                "the upload was completed or aborted meanwhile"
-            ));
-        }
+            .ok_or_else(|| {
+                s3_error!(
+                    NoSuchUpload,
+                    "the upload was completed or aborted meanwhile"
+                )
+            })?;
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(upload.bucket.clone()),
             key: Some(upload.key),
             e_tag: Some(ETag::Strong(etag)),
             location: Some(format!("/{}/{}", upload.bucket, object.key)),
+            version_id: shown_version(written.versioning, &written.version_id, false),
             ..Default::default()
         }))
     }
@@ -960,6 +1397,120 @@ impl S3 for Gateway {
             ));
         }
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let input = &req.input;
+        self.own_bucket(&req, &input.bucket).await?;
+        let url = url_encoding(input.encoding_type.as_ref())?;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+        let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000);
+        let key_marker = input.key_marker.clone().filter(|k| !k.is_empty());
+        // S3 ignores an upload-id-marker without a key-marker.
+        let upload_marker = input
+            .upload_id_marker
+            .clone()
+            .filter(|u| !u.is_empty() && key_marker.is_some());
+        let mut after_key = key_marker.clone().unwrap_or_default();
+        let mut after_upload = upload_marker.clone();
+        if after_upload.is_none() {
+            after_key = resume_after(after_key, &prefix, delimiter.as_deref());
+        }
+        let limit = usize::try_from(max).unwrap_or(0);
+        let mut uploads = Vec::new();
+        let mut prefixes: Vec<String> = Vec::new();
+        let mut last: Option<(String, Option<String>)> = None;
+        let mut truncated = false;
+        'pages: loop {
+            let page = self
+                .meta
+                .list_uploads(
+                    &input.bucket,
+                    &prefix,
+                    &after_key,
+                    after_upload.as_deref(),
+                    1000,
+                )
+                .await?;
+            let full_page = page.len() == 1000;
+            let mut skipped_ahead = false;
+            for u in page {
+                after_key.clone_from(&u.key);
+                after_upload = Some(u.upload_id.clone());
+                if uploads.len() + prefixes.len() >= limit {
+                    truncated = true;
+                    break 'pages;
+                }
+                match common_prefix(&u.key, &prefix, delimiter.as_deref()) {
+                    Some(c) => {
+                        after_key = format!("{c}\u{10FFFF}");
+                        after_upload = None;
+                        last = Some((c.clone(), None));
+                        prefixes.push(c);
+                        skipped_ahead = true;
+                        break;
+                    }
+                    None => {
+                        last = Some((u.key.clone(), Some(u.upload_id.clone())));
+                        uploads.push(u);
+                    }
+                }
+            }
+            if !full_page && !skipped_ahead {
+                break;
+            }
+        }
+        let tenant = self.tenant(&req)?;
+        let encode = |s: String| encoded(s, url);
+        let (next_key, next_upload) = match last.filter(|_| truncated) {
+            Some((k, u)) => (Some(encode(k)), u),
+            None => (None, None),
+        };
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(input.bucket.clone()),
+            prefix: Some(encode(prefix.clone())),
+            delimiter: delimiter.map(encode),
+            key_marker: Some(key_marker.map(encode).unwrap_or_default()),
+            upload_id_marker: Some(upload_marker.unwrap_or_default()),
+            max_uploads: Some(max),
+            is_truncated: Some(truncated),
+            next_key_marker: next_key,
+            next_upload_id_marker: next_upload,
+            uploads: Some(
+                uploads
+                    .into_iter()
+                    .map(|u| MultipartUpload {
+                        key: Some(encode(u.key)),
+                        upload_id: Some(u.upload_id),
+                        initiated: Some(timestamp(u.initiated)),
+                        storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+                        owner: Some(Owner {
+                            display_name: Some(tenant.clone()),
+                            id: Some(tenant.clone()),
+                        }),
+                        initiator: Some(Initiator {
+                            display_name: Some(tenant.clone()),
+                            id: Some(tenant.clone()),
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            common_prefixes: Some(
+                prefixes
+                    .into_iter()
+                    .map(|p| CommonPrefix {
+                        prefix: Some(encode(p)),
+                    })
+                    .collect(),
+            ),
+            encoding_type: input.encoding_type.clone(),
+            ..Default::default()
+        }))
     }
 
     async fn list_parts(
@@ -1076,28 +1627,32 @@ impl S3 for Gateway {
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         for o in &input.delete.objects {
-            if o.version_id.is_some() {
+            if o.e_tag.is_some() || o.last_modified_time.is_some() || o.size.is_some() {
                 errors.push(Error {
                     key: Some(o.key.clone()),
+                    version_id: o.version_id.clone(),
                     code: Some("NotImplemented".into()),
-                    message: Some("versioning is not implemented yet".into()),
-                    ..Default::default()
+                    message: Some("conditional deletes are not implemented yet".into()),
                 });
                 continue;
             }
-            match self.meta.delete_object(&input.bucket, &o.key).await {
+            match self
+                .delete_one(&input.bucket, &o.key, o.version_id.as_deref())
+                .await
+            {
                 Ok(_) if quiet => {}
-                Ok(_) => deleted.push(DeletedObject {
-                    key: Some(o.key.clone()),
-                    ..Default::default()
-                }),
+                Ok(d) => deleted.push(d),
                 Err(e) => {
-                    tracing::error!(error = %e, key = %o.key, "delete failed");
+                    let internal = *e.code() == S3ErrorCode::InternalError;
                     errors.push(Error {
                         key: Some(o.key.clone()),
-                        code: Some("InternalError".into()),
-                        message: Some("the object could not be deleted; retry".into()),
-                        ..Default::default()
+                        version_id: o.version_id.clone(),
+                        code: Some(e.code().as_str().to_owned()),
+                        message: Some(if internal {
+                            "the object could not be deleted; retry".to_owned()
+                        } else {
+                            e.message().unwrap_or_default().to_owned()
+                        }),
                     });
                 }
             }
@@ -1109,6 +1664,147 @@ impl S3 for Gateway {
         }))
     }
 
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        let input = &req.input;
+        self.own_bucket(&req, &input.bucket).await?;
+        let config = &input.versioning_configuration;
+        if input.mfa.is_some()
+            || config
+                .mfa_delete
+                .as_ref()
+                .is_some_and(|m| m.as_str() == MFADelete::ENABLED)
+        {
+            return Err(not_implemented("MFA delete"));
+        }
+        let state = match config.status.as_ref().map(|s| s.as_str()) {
+            Some(BucketVersioningStatus::ENABLED) => Versioning::Enabled,
+            Some(BucketVersioningStatus::SUSPENDED) => Versioning::Suspended,
+            _ => {
+                return Err(s3_error!(
+                    MalformedXML,
+                    "the versioning Status must be Enabled or Suspended"
+                ));
+            }
+        };
+        if !self.meta.set_versioning(&input.bucket, state).await? {
+            return Err(s3_error!(NoSuchBucket, "no bucket {}", input.bucket));
+        }
+        Ok(S3Response::new(PutBucketVersioningOutput::default()))
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        let bucket = self.own_bucket(&req, &req.input.bucket).await?;
+        let status = match bucket.versioning {
+            Versioning::Unversioned => None,
+            Versioning::Enabled => Some(BucketVersioningStatus::from_static(
+                BucketVersioningStatus::ENABLED,
+            )),
+            Versioning::Suspended => Some(BucketVersioningStatus::from_static(
+                BucketVersioningStatus::SUSPENDED,
+            )),
+        };
+        Ok(S3Response::new(GetBucketVersioningOutput {
+            status,
+            ..Default::default()
+        }))
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        let input = &req.input;
+        self.own_bucket(&req, &input.bucket).await?;
+        let url = url_encoding(input.encoding_type.as_ref())?;
+        if input.optional_object_attributes.is_some() {
+            return Err(not_implemented("optional object attributes"));
+        }
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+        let max_keys = input.max_keys.unwrap_or(MAX_KEYS).clamp(0, MAX_KEYS);
+        let key_marker = input.key_marker.clone().filter(|k| !k.is_empty());
+        let version_marker = input.version_id_marker.clone().filter(|v| !v.is_empty());
+        if version_marker.is_some() && key_marker.is_none() {
+            return Err(s3_error!(
+                InvalidArgument,
+                "a version-id-marker needs a key-marker"
+            ));
+        }
+        version_arg(version_marker.as_deref())?;
+        let listed = self
+            .versions_page(
+                &input.bucket,
+                &prefix,
+                delimiter.as_deref(),
+                key_marker.clone().unwrap_or_default(),
+                version_marker.clone(),
+                max_keys,
+            )
+            .await?;
+        let encode = |s: String| encoded(s, url);
+        let (next_key, next_version) = match listed.last.filter(|_| listed.truncated) {
+            Some((k, v)) => (Some(encode(k)), v),
+            None => (None, None),
+        };
+        let mut versions = Vec::new();
+        let mut markers = Vec::new();
+        for v in listed.versions {
+            let o = v.object;
+            if o.delete_marker {
+                markers.push(DeleteMarkerEntry {
+                    is_latest: Some(v.is_latest),
+                    key: Some(encode(o.key)),
+                    last_modified: Some(timestamp(o.last_modified)),
+                    version_id: Some(o.version_id),
+                    ..Default::default()
+                });
+            } else {
+                versions.push(ObjectVersion {
+                    e_tag: Some(ETag::Strong(o.etag)),
+                    is_latest: Some(v.is_latest),
+                    key: Some(encode(o.key)),
+                    last_modified: Some(timestamp(o.last_modified)),
+                    size: Some(i64::try_from(o.size).unwrap_or(i64::MAX)),
+                    storage_class: Some(ObjectVersionStorageClass::from_static(
+                        ObjectVersionStorageClass::STANDARD,
+                    )),
+                    version_id: Some(o.version_id),
+                    ..Default::default()
+                });
+            }
+        }
+        Ok(S3Response::new(ListObjectVersionsOutput {
+            name: Some(input.bucket.clone()),
+            prefix: Some(encode(prefix.clone())),
+            delimiter: delimiter.map(encode),
+            key_marker: Some(key_marker.map(encode).unwrap_or_default()),
+            version_id_marker: Some(version_marker.unwrap_or_default()),
+            max_keys: Some(max_keys),
+            is_truncated: Some(listed.truncated),
+            next_key_marker: next_key,
+            next_version_id_marker: next_version,
+            versions: Some(versions),
+            delete_markers: Some(markers),
+            common_prefixes: Some(
+                listed
+                    .prefixes
+                    .into_iter()
+                    .map(|p| CommonPrefix {
+                        prefix: Some(encode(p)),
+                    })
+                    .collect(),
+            ),
+            encoding_type: input.encoding_type.clone(),
+            ..Default::default()
+        }))
+    }
+
     /// A copy is a new object row over the same blocks: blocks are content-addressed and
     /// immutable, so no byte is read or written.
     async fn copy_object(
@@ -1116,48 +1812,39 @@ impl S3 for Gateway {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let input = &req.input;
-        let (source_bucket, source_key) = match &input.copy_source {
-            CopySource::Bucket {
-                bucket,
-                key,
-                version_id,
-            } => {
-                if version_id.is_some() {
-                    return Err(not_implemented("versioning"));
-                }
-                (bucket.to_string(), key.to_string())
-            }
-            _ => return Err(not_implemented("copying from an access point")),
-        };
         private_only(input.acl.as_ref().map(|a| a.as_str()))?;
-        if input.copy_source_if_modified_since.is_some()
-            || input.copy_source_if_unmodified_since.is_some()
-        {
-            return Err(not_implemented(
-                "x-amz-copy-source-if-modified-since and -if-unmodified-since",
-            ));
-        }
+        no_tagging(input.tagging.as_deref())?;
         self.own_bucket(&req, &input.bucket).await?;
-        let source = self.own_object(&req, &source_bucket, &source_key).await?;
-        if input
-            .copy_source_if_match
-            .as_ref()
-            .is_some_and(|c| !etag_matches(c, &source.etag))
-            || input
-                .copy_source_if_none_match
-                .as_ref()
-                .is_some_and(|c| etag_matches(c, &source.etag))
-        {
+        let Source {
+            bucket: from_bucket,
+            object: source,
+            named_version,
+        } = self
+            .copy_source(
+                &req,
+                &input.copy_source,
+                &Preconditions {
+                    if_match: input.copy_source_if_match.as_ref(),
+                    if_none_match: input.copy_source_if_none_match.as_ref(),
+                    if_modified_since: input.copy_source_if_modified_since.as_ref(),
+                    if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+                },
+            )
+            .await?;
+        let (source_bucket, source_key) = (&from_bucket.name, &source.key);
+        if source.size > MAX_OBJECT_BYTES {
             return Err(s3_error!(
-                PreconditionFailed,
-                "the source object's ETag does not meet the copy-source conditions"
+                InvalidRequest,
+                "a copy source is at most {MAX_OBJECT_BYTES} bytes: copy larger ones by parts (UploadPartCopy)"
             ));
         }
         let replace = input
             .metadata_directive
             .as_ref()
             .is_some_and(|d| d.as_str() == "REPLACE");
-        if source_bucket == input.bucket && source_key == input.key && !replace {
+        // Copying a named version onto its own key restores it, as in S3.
+        if *source_bucket == input.bucket && *source_key == input.key && !named_version && !replace
+        {
             return Err(s3_error!(
                 InvalidRequest,
                 "copying an object onto itself needs --metadata-directive REPLACE (new metadata)"
@@ -1177,25 +1864,123 @@ impl S3 for Gateway {
             (source.content_type.clone(), source.metadata.clone())
         };
         let now = now_ms();
-        self.meta
-            .put_object(&meta::Object {
-                bucket: input.bucket.clone(),
-                key: input.key.clone(),
-                size: source.size,
-                etag: source.etag.clone(),
-                content_type,
-                metadata,
-                last_modified: now,
-                blocks: source.blocks,
-            })
-            .await?;
+        let written = self
+            .meta
+            .put_object(
+                &meta::Object {
+                    size: source.size,
+                    etag: source.etag.clone(),
+                    content_type,
+                    metadata,
+                    last_modified: now,
+                    blocks: source.blocks,
+                    ..meta::Object::new(&input.bucket, &input.key)
+                },
+                &Condition::None,
+            )
+            .await?
+            .ok_or_else(|| internal("an unconditional write was refused"))?;
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(ETag::Strong(source.etag)),
                 last_modified: Some(timestamp(now)),
                 ..Default::default()
             }),
+            copy_source_version_id: shown_version(
+                from_bucket.versioning,
+                &source.version_id,
+                named_version,
+            ),
+            version_id: shown_version(written.versioning, &written.version_id, false),
             ..Default::default()
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from(time::OffsetDateTime::from_unix_timestamp(seconds).expect("time"))
+    }
+
+    #[test]
+    fn copy_source_ranges_are_first_to_last_within_the_object() {
+        assert_eq!(copy_range(None, 10).expect("whole"), 0..10);
+        assert_eq!(copy_range(Some("bytes=0-9"), 10).expect("all"), 0..10);
+        assert_eq!(copy_range(Some("bytes=3-3"), 10).expect("one"), 3..4);
+        for bad in [
+            "bytes=0-10",
+            "bytes=5-4",
+            "bytes=-3",
+            "bytes=3-",
+            "bytes=a-b",
+            "items=0-1",
+            "bytes=0-1,3-4",
+            "",
+        ] {
+            let e = copy_range(Some(bad), 10).expect_err(bad);
+            assert_eq!(*e.code(), S3ErrorCode::InvalidArgument, "{bad}");
+        }
+    }
+
+    #[test]
+    fn preconditions_are_evaluated_in_rfc_order_on_whole_seconds() {
+        let mut object = meta::Object::new("b", "k");
+        object.etag = "e1".into();
+        // 1000.5 s: compared as 1000.
+        object.last_modified = 1_000_500;
+        let etag = ETagCondition::ETag(ETag::Strong("e1".into()));
+        let other = ETagCondition::ETag(ETag::Strong("e2".into()));
+        let (before, same, after) = (at(999), at(1000), at(1001));
+        let check = |p: Preconditions<'_>| precondition(&object, &p);
+        assert_eq!(check(Preconditions::default()), None);
+        let ims = |t| Preconditions {
+            if_modified_since: Some(t),
+            ..Default::default()
+        };
+        assert_eq!(check(ims(&before)), None);
+        assert_eq!(check(ims(&same)), Some(Stop::NotModified));
+        assert_eq!(check(ims(&after)), Some(Stop::NotModified));
+        let ius = |t| Preconditions {
+            if_unmodified_since: Some(t),
+            ..Default::default()
+        };
+        assert_eq!(check(ius(&before)), Some(Stop::Failed));
+        assert_eq!(check(ius(&same)), None);
+        // If-Match decides alone when present; so does If-None-Match.
+        assert_eq!(
+            check(Preconditions {
+                if_match: Some(&etag),
+                if_unmodified_since: Some(&before),
+                ..Default::default()
+            }),
+            None
+        );
+        assert_eq!(
+            check(Preconditions {
+                if_match: Some(&other),
+                if_unmodified_since: Some(&after),
+                ..Default::default()
+            }),
+            Some(Stop::Failed)
+        );
+        assert_eq!(
+            check(Preconditions {
+                if_none_match: Some(&other),
+                if_modified_since: Some(&after),
+                ..Default::default()
+            }),
+            None
+        );
+        assert_eq!(
+            check(Preconditions {
+                if_none_match: Some(&etag),
+                if_modified_since: Some(&before),
+                ..Default::default()
+            }),
+            Some(Stop::NotModified)
+        );
     }
 }
