@@ -344,9 +344,14 @@ pub struct StorageArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum StorageSub {
-    /// The storage nodes: site, health, used and free space, blocks held (from the
-    /// control plane).
-    Status,
+    /// The storage nodes (site, health, used and free space, blocks held, from the
+    /// control plane) and, from the S3 metadata, objects and under-replicated blocks.
+    Status {
+        /// The S3 metadata database to count objects and blocks in (default: `up`'s,
+        /// DATA_DIR/s3/meta.db, when it exists).
+        #[arg(long)]
+        meta_url: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

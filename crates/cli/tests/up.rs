@@ -20,7 +20,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_lingjing");
 /// A running `up`: the child, the control plane URL, the edge node URLs by node id and
 /// the DNS server's address.
 struct Up {
-    child: Child,
+    child: Running,
     url: String,
     edges: Vec<(String, String)>,
     dns: SocketAddr,
@@ -29,6 +29,18 @@ struct Up {
     s3_key: (String, String),
     /// The gateway's `/metrics` URL.
     s3_admin: String,
+}
+
+/// The `up` process, killed if the test fails before it is terminated.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// Starts `lingjing up` on free ports.
@@ -100,10 +112,10 @@ fn start_up(data_dir: &Path) -> Up {
         }
     }
     Up {
+        child: Running(Some(child)),
         s3: s3.expect("up printed the S3 endpoint"),
         s3_key: s3_key.expect("up printed the demo S3 key"),
         s3_admin: s3_admin.expect("up printed the S3 admin URL"),
-        child,
         url: url.expect("up printed the control plane URL"),
         edges,
         dns: dns.expect("up printed the DNS address"),
@@ -230,7 +242,8 @@ fn lingjing(data_dir: &Path, endpoint: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn terminate(mut child: Child) {
+fn terminate(mut running: Running) {
+    let mut child = running.0.take().expect("running");
     let pid = child.id().to_string();
     let killed = Command::new("kill")
         .args(["-TERM", &pid])
@@ -537,6 +550,15 @@ fn object_storage_runs_on_three_sites(data: &Path, s3: &str, key: &(String, Stri
         wrote.status.success(),
         "{}",
         String::from_utf8_lossy(&wrote.stderr)
+    );
+    // The census reads up's metadata: the object, its three blocks, all fully replicated.
+    let status = lingjing_in(data, &["storage", "status"]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("1 bucket(s), 1 object(s)")
+            // DATA's first two 1 MiB blocks are equal bytes: stored once.
+            && status.contains("2 distinct blocks, 0 under-replicated, 0 unavailable"),
+        "{status}"
     );
     // A second key, revoked: refused within a few snapshot rounds.
     let made = lingjing_in(data, &["tenant", "s3-key-create", "demo", "--json"]);

@@ -7,6 +7,7 @@
 //! rotted on disk is never served (it is quarantined and counted instead).
 
 pub mod block;
+pub mod census;
 pub mod gateway;
 pub mod meta;
 pub mod node;

@@ -220,6 +220,11 @@ pub struct Meta {
 }
 
 impl Meta {
+    /// The connection pool (for the read-only reports of [`crate::census`]).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Opens (creating if needed) and migrates the database at `url`: `sqlite://PATH`,
     /// `sqlite::memory:` or `postgres://...`.
     pub async fn open(url: &str) -> Result<Meta, MetaError> {

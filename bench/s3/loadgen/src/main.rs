@@ -7,13 +7,14 @@
 //!   s3load mkbucket --endpoint 127.0.0.1:9000 --access-key AK --secret-key SK --bucket b
 //!   s3load put --endpoint ... --bucket b --size 4096 --concurrency 8 --duration 10
 //!   s3load get --endpoint ... --bucket b --size 4096 --concurrency 8 --duration 10 --objects 64
+//!   s3load fill --endpoint ... --bucket b --size 4096 --concurrency 8 --objects 64
 //!
 //! `put`: each worker PUTs new keys (`PREFIX/put-SIZE/WORKER/SEQ`) back to back. Every
 //! body is unique: a 16-byte tag (run, request, piece) every 64 KiB over a random buffer,
 //! so content-addressed stores (Lingjing's, Garage's) cannot deduplicate a block.
 //! `get`: first makes sure `--objects` objects `PREFIX/get-SIZE/I` exist (PUT the
-//! missing ones; not timed), then each worker GETs them in turn from a random start and
-//! reads every body to the end, checking its length.
+//! missing ones; not timed; `--fill 0` skips this), then each worker GETs them in turn
+//! and reads every body to the end, checking its length. `fill` only makes sure they exist.
 //! A request is timed when it starts after `--warmup` seconds; workers start no request
 //! after `--warmup + --duration`; the run's time is from the end of the warm-up to the
 //! end of the last timed request.
@@ -55,6 +56,7 @@ enum Op {
     MkBucket,
     Put,
     Get,
+    Fill,
 }
 
 #[derive(Clone, Debug)]
@@ -73,13 +75,14 @@ struct Args {
     objects: usize,
     threads: usize,
     timeout: f64,
+    fill: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: s3load mkbucket|put|get --endpoint HOST:PORT --access-key AK --secret-key SK \
+        "usage: s3load mkbucket|put|get|fill --endpoint HOST:PORT --access-key AK --secret-key SK \
          --bucket B [--region us-east-1] [--prefix bench] [--size BYTES] [--concurrency N] \
-         [--duration SECS] [--warmup SECS] [--objects N] [--threads N] [--timeout SECS]"
+         [--duration SECS] [--warmup SECS] [--objects N] [--threads N] [--timeout SECS] [--fill 0|1]"
     );
     std::process::exit(2)
 }
@@ -90,6 +93,7 @@ fn parse_args() -> Args {
         Some("mkbucket") => Op::MkBucket,
         Some("put") => Op::Put,
         Some("get") => Op::Get,
+        Some("fill") => Op::Fill,
         _ => usage(),
     };
     let mut a = Args {
@@ -107,6 +111,7 @@ fn parse_args() -> Args {
         objects: 32,
         threads: 2,
         timeout: 120.0,
+        fill: true,
     };
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_else(|| usage());
@@ -125,6 +130,7 @@ fn parse_args() -> Args {
             "--objects" => a.objects = (num(&value) as usize).max(1),
             "--threads" => a.threads = (num(&value) as usize).max(1),
             "--timeout" => a.timeout = num(&value),
+            "--fill" => a.fill = num(&value) != 0.0,
             _ => usage(),
         }
     }
@@ -501,7 +507,7 @@ async fn worker(ctx: Arc<Ctx>, w: usize, measure_from: Instant, stop_at: Instant
                 i = (i + 1) % ctx.args.objects;
                 ctx.get(&get_key(&ctx.args, i)).await
             }
-            Op::MkBucket => unreachable!(),
+            Op::MkBucket | Op::Fill => unreachable!(),
         };
         let timed = start >= measure_from;
         match res {
@@ -584,7 +590,7 @@ async fn run(args: Args) -> i32 {
                 }
             };
         }
-        Op::Get => {
+        Op::Get | Op::Fill if ctx.args.fill || ctx.args.op == Op::Fill => {
             let t = Instant::now();
             if let Err(e) = prepare_get(ctx.clone()).await {
                 eprintln!("s3load: preparing the GET objects failed: {e}");
@@ -596,8 +602,12 @@ async fn run(args: Args) -> i32 {
                 ctx.args.size,
                 t.elapsed().as_secs_f64()
             );
+            if ctx.args.op == Op::Fill {
+                println!("S3LOAD op=fill size={} objects={} ok=1", ctx.args.size, ctx.args.objects);
+                return 0;
+            }
         }
-        Op::Put => {}
+        Op::Put | Op::Get | Op::Fill => {}
     }
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(ctx.args.warmup);

@@ -40,8 +40,8 @@ fn cluster_token(path: &Path) -> anyhow::Result<String> {
 }
 
 pub async fn run(global: &Global, args: StorageArgs) -> anyhow::Result<()> {
-    if let Some(StorageSub::Status) = args.command {
-        return status(global).await;
+    if let Some(StorageSub::Status { meta_url }) = args.command {
+        return status(global, meta_url).await;
     }
     let Some(node) = args.node.clone() else {
         bail!(
@@ -256,15 +256,42 @@ pub async fn start_managed_gateway(
     Ok(ManagedGateway { handle, agent })
 }
 
-/// `lingjing storage status`: the storage nodes as the control plane sees them.
-async fn status(global: &Global) -> anyhow::Result<()> {
+/// `lingjing storage status`: the storage nodes as the control plane sees them, and the
+/// census of the S3 metadata (when there is a database to read).
+async fn status(global: &Global, meta_url: Option<String>) -> anyhow::Result<()> {
     let c = crate::context::client(global)?;
     let nodes: Vec<StorageNodeStatus> = c
         .get("/v1/storage/status")
         .await
         .map_err(super::resources::explain)?;
+    let meta_url = meta_url.or_else(|| {
+        let up = global.data_dir.join("s3").join("meta.db");
+        up.exists().then(|| format!("sqlite://{}", up.display()))
+    });
+    let census = match &meta_url {
+        Some(url) => {
+            let meta = lingjing_storage::meta::Meta::open(url)
+                .await
+                .with_context(|| format!("cannot open the S3 metadata database {url}"))?;
+            let healthy: HashSet<String> = nodes
+                .iter()
+                .filter(|n| n.node.healthy && !n.node.node.drained)
+                .map(|n| n.node.node.id.clone())
+                .collect();
+            let wanted = (lingjing_control::snapshot::DEFAULT_REPLICAS as usize).min(nodes.len());
+            Some(
+                lingjing_storage::census::census(&meta, &healthy, wanted)
+                    .await
+                    .context("cannot count the objects and blocks")?,
+            )
+        }
+        None => None,
+    };
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&nodes)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "nodes": nodes, "census": census }))?
+        );
         return Ok(());
     }
     if nodes.is_empty() {
@@ -312,6 +339,21 @@ async fn status(global: &Global) -> anyhow::Result<()> {
         human_bytes(used),
         human_bytes(free)
     );
+    match census {
+        Some(c) => println!(
+            "{} bucket(s), {} object(s), {} noncurrent version(s), {} of data; {} distinct blocks, {} under-replicated, {} unavailable",
+            c.buckets,
+            c.objects,
+            c.noncurrent_versions,
+            human_bytes(c.bytes),
+            c.blocks,
+            c.under_replicated,
+            c.unavailable
+        ),
+        None => {
+            println!("(no S3 metadata database here: give --meta-url to count objects and blocks)")
+        }
+    }
     Ok(())
 }
 
