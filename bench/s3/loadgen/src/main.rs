@@ -15,9 +15,10 @@
 //! `get`: first makes sure `--objects` objects `PREFIX/get-SIZE/I` exist (PUT the
 //! missing ones; not timed; `--fill 0` skips this), then each worker GETs them in turn
 //! and reads every body to the end, checking its length. `fill` only makes sure they exist.
-//! A request is timed when it starts after `--warmup` seconds; workers start no request
-//! after `--warmup + --duration`; the run's time is from the end of the warm-up to the
-//! end of the last timed request.
+//! The window is `--duration` seconds after `--warmup` seconds; a request is counted (and
+//! its latency kept) when it ends inside the window, so completions over the window's
+//! length are the rate in steady state, however long one request takes. Workers start
+//! no request after the window and wait for those in flight (not counted).
 //!
 //! Prints one line to stdout:
 //!   S3LOAD op=put size=4096 conc=8 secs=10.02 ops=12345 errors=0 ops_s=1232.1
@@ -479,7 +480,6 @@ struct WorkerResult {
     ttfb_us: Vec<u32>,
     total_us: Vec<u32>,
     errors: u64,
-    last_end: Option<Instant>,
 }
 
 async fn worker(ctx: Arc<Ctx>, w: usize, measure_from: Instant, stop_at: Instant) -> WorkerResult {
@@ -487,7 +487,6 @@ async fn worker(ctx: Arc<Ctx>, w: usize, measure_from: Instant, stop_at: Instant
         ttfb_us: Vec::new(),
         total_us: Vec::new(),
         errors: 0,
-        last_end: None,
     };
     // Spread the workers over the GET objects.
     let mut i = (w * 7919 + ctx.run as usize) % ctx.args.objects;
@@ -509,18 +508,20 @@ async fn worker(ctx: Arc<Ctx>, w: usize, measure_from: Instant, stop_at: Instant
             }
             Op::MkBucket | Op::Fill => unreachable!(),
         };
-        let timed = start >= measure_from;
+        // Counted when it ends inside the window: completions per second over the window
+        // is the rate, whatever a request's length (a request that started in the warm-up
+        // or ends after the window is not counted).
+        let end = Instant::now();
+        let timed = end >= measure_from && end <= stop_at;
         match res {
             Ok(t) if timed => {
                 r.ttfb_us.push(t.ttfb.as_micros().min(u32::MAX as u128) as u32);
                 r.total_us.push(t.total.as_micros().min(u32::MAX as u128) as u32);
-                r.last_end = Some(Instant::now());
             }
             Ok(_) => {}
             Err(e) => {
                 if timed {
                     r.errors += 1;
-                    r.last_end = Some(Instant::now());
                 }
                 ctx.report_error(&e);
                 // Do not spin on a dead server.
@@ -616,19 +617,16 @@ async fn run(args: Args) -> i32 {
     for w in 0..ctx.args.concurrency {
         tasks.push(tokio::spawn(worker(ctx.clone(), w, measure_from, stop_at)));
     }
-    let (mut ttfb, mut total, mut errors, mut last) = (Vec::new(), Vec::new(), 0u64, measure_from);
+    let (mut ttfb, mut total, mut errors) = (Vec::new(), Vec::new(), 0u64);
     for t in tasks {
         let r = t.await.expect("worker panicked");
         ttfb.extend(r.ttfb_us);
         total.extend(r.total_us);
         errors += r.errors;
-        if let Some(e) = r.last_end {
-            last = last.max(e);
-        }
     }
     ttfb.sort_unstable();
     total.sort_unstable();
-    let secs = last.duration_since(measure_from).as_secs_f64().max(1e-9);
+    let secs = stop_at.duration_since(measure_from).as_secs_f64().max(1e-9);
     let ops = total.len() as f64;
     let a = &ctx.args;
     println!(
