@@ -1158,6 +1158,7 @@ impl S3 for Gateway {
                 content_type: input.content_type.map(|c| c.to_string()),
                 metadata: input.metadata.unwrap_or_default().into_iter().collect(),
                 initiated: now_ms(),
+                tags: Vec::new(),
             })
             .await?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
