@@ -3,9 +3,12 @@
 //! replicated blocks on the storage nodes ([`crate::replicas`]). Stateless: any number
 //! of gateways can share one PostgreSQL and one set of storage nodes.
 //!
-//! Path-style and virtual-hosted-style addressing (`BUCKET.{domain}`), access keys that
-//! belong to a tenant ([`S3Key`]), and the operations in [`s3`]; everything else answers
-//! `NotImplemented`.
+//! This module owns the server: path-style and virtual-hosted-style addressing
+//! (`BUCKET.{domain}`), access keys that belong to a tenant ([`S3Key`]), and the HTTP layer
+//! in front of s3s. Behind it: the operations in [`s3`] (everything else answers
+//! `NotImplemented`), who may do what in [`acl`] (canned ACLs, unsigned reads of
+//! `public-read` buckets), and the metrics in [`metrics`], whose `S3Access` check is
+//! where s3s asks about every routed request.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -26,6 +29,7 @@ use crate::placement::NodeRef;
 use crate::replicas::Replicas;
 use metrics::{GatewayMetrics, OpSlot};
 
+pub mod acl;
 pub mod metrics;
 pub mod s3;
 
@@ -195,14 +199,14 @@ pub async fn start(config: GatewayConfig) -> std::io::Result<GatewayHandle> {
     let addr = listener.local_addr()?;
     let replicas = Arc::new(replicas);
     let gateway = s3::Gateway {
-        meta,
+        meta: meta.clone(),
         replicas: replicas.clone(),
         keys: keys.clone(),
         block_bytes: config.block_bytes.max(4096),
     };
     let mut builder = S3ServiceBuilder::new(gateway);
     builder.set_auth(keys.clone());
-    builder.set_access(metrics::Access);
+    builder.set_access(metrics::Access { meta: meta.clone() });
     let domains = [
         config.domain.clone(),
         format!("{}:{}", config.domain, addr.port()),

@@ -4,7 +4,9 @@
 //! prefix, delimiter, continuation token or marker, start-after, max-keys and
 //! `encoding-type=url`, ListObjectVersions, multipart uploads with parts copied from
 //! object ranges, ListMultipartUploads), each scoped to the tenant of the request's
-//! access key (another tenant's bucket is `AccessDenied`).
+//! access key (another tenant's bucket is `AccessDenied`, except for the reads a
+//! `public-read` bucket opens to everyone: see [`super::acl`]); bucket ACLs (canned
+//! `private` and `public-read`).
 //!
 //! A PUT streams the body, cuts it into blocks of `block_bytes`, writes each to its
 //! replicas as it fills (memory per request: one block), checks the length it got
@@ -29,7 +31,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use s3s::dto::*;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
-use super::Keys;
+use super::{Keys, acl};
 use crate::block::BlockId;
 use crate::meta::{self, BlockRef, Condition, Created, Meta, MetaError, Versioning};
 use crate::replicas::Replicas;
@@ -231,6 +233,52 @@ impl Gateway {
             .ok_or_else(|| s3_error!(AccessDenied, "sign the request with an access key"))
     }
 
+    /// The tenant of a signed request, `None` for an unsigned one.
+    fn caller<T>(&self, req: &S3Request<T>) -> S3Result<Option<String>> {
+        match &req.credentials {
+            None => Ok(None),
+            Some(c) => {
+                self.keys.tenant(&c.access_key).map(Some).ok_or_else(|| {
+                    s3_error!(AccessDenied, "the access key is not known (revoked?)")
+                })
+            }
+        }
+    }
+
+    /// Bucket `name` for a read that `public-read` opens to everyone ([`super::acl`]): the
+    /// bucket, and whether the caller owns it. Only the owner reads a version by id
+    /// (`named_version`).
+    async fn readable_bucket<T>(
+        &self,
+        req: &S3Request<T>,
+        name: &str,
+        named_version: bool,
+    ) -> S3Result<(meta::Bucket, bool)> {
+        let caller = self.caller(req)?;
+        let bucket = self
+            .meta
+            .bucket(name)
+            .await?
+            .ok_or_else(|| s3_error!(NoSuchBucket, "no bucket {name}"))?;
+        if caller.as_deref() == Some(bucket.tenant.as_str()) {
+            return Ok((bucket, true));
+        }
+        if bucket.public_read && !named_version {
+            return Ok((bucket, false));
+        }
+        Err(match caller {
+            None => s3_error!(
+                AccessDenied,
+                "bucket {name} is not public-read: sign the request with an access key"
+            ),
+            Some(_) if bucket.public_read => s3_error!(
+                AccessDenied,
+                "versions of another account's objects are not public"
+            ),
+            Some(_) => s3_error!(AccessDenied, "bucket {name} belongs to another account"),
+        })
+    }
+
     /// Bucket `name`, if the request's tenant owns it.
     async fn own_bucket<T>(&self, req: &S3Request<T>, name: &str) -> S3Result<meta::Bucket> {
         let tenant = self.tenant(req)?;
@@ -245,17 +293,24 @@ impl Gateway {
     }
 
     /// The version a read addresses (`version_id`, or else the latest) in a bucket of the
-    /// request's tenant, and that bucket. A delete marker answers 404 NoSuchKey when it is
-    /// the latest and 405 MethodNotAllowed when named by its id, with
-    /// `x-amz-delete-marker: true` (as S3 does).
+    /// request's tenant (or, when `public`, a `public-read` one of anyone's: see
+    /// [`Gateway::readable_bucket`]), that bucket, and whether the caller owns it. A delete
+    /// marker answers 404 NoSuchKey when it is the latest and 405 MethodNotAllowed when
+    /// named by its id, with `x-amz-delete-marker: true` (as S3 does).
     async fn readable<T>(
         &self,
         req: &S3Request<T>,
         bucket: &str,
         key: &str,
         version_id: Option<&str>,
-    ) -> S3Result<(meta::Bucket, meta::Object)> {
-        let owned = self.own_bucket(req, bucket).await?;
+        public: bool,
+    ) -> S3Result<(meta::Bucket, meta::Object, bool)> {
+        let (owned, owner) = if public {
+            self.readable_bucket(req, bucket, version_id.is_some())
+                .await?
+        } else {
+            (self.own_bucket(req, bucket).await?, true)
+        };
         let object = match version_arg(version_id)? {
             None => {
                 let o = self
@@ -287,7 +342,7 @@ impl Gateway {
                 o
             }
         };
-        Ok((owned, object))
+        Ok((owned, object, owner))
     }
 
     /// Streams `body` into blocks on their replicas (one block in memory at a time),
@@ -578,14 +633,15 @@ impl Gateway {
             } => (bucket, key, version_id.as_deref()),
             _ => return Err(not_implemented("copying from an access point")),
         };
-        let (bucket, object) = match self.readable(req, bucket, key, version_id).await {
+        let (bucket, object) = match self.readable(req, bucket, key, version_id, false).await {
             Err(e) if *e.code() == S3ErrorCode::MethodNotAllowed => {
                 return Err(s3_error!(
                     InvalidRequest,
                     "the source of a copy may not be a delete marker"
                 ));
             }
-            other => other?,
+            Err(e) => return Err(e),
+            Ok((bucket, object, _)) => (bucket, object),
         };
         if precondition(&object, conditions).is_some() {
             return Err(s3_error!(
@@ -779,6 +835,23 @@ fn no_tagging(tagging: Option<&str>) -> S3Result<()> {
     }
 }
 
+/// S3 refuses `response-*` overrides on unsigned GETs.
+fn no_anonymous_overrides(input: &GetObjectInput, signed: bool) -> S3Result<()> {
+    let overrides = input.response_cache_control.is_some()
+        || input.response_content_disposition.is_some()
+        || input.response_content_encoding.is_some()
+        || input.response_content_language.is_some()
+        || input.response_content_type.is_some()
+        || input.response_expires.is_some();
+    if overrides && !signed {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Request specific response headers cannot be used for anonymous GET requests."
+        ));
+    }
+    Ok(())
+}
+
 fn not_implemented(what: &str) -> S3Error {
     s3_error!(NotImplemented, "{what} is not implemented yet")
 }
@@ -790,12 +863,35 @@ impl S3 for Gateway {
         req: S3Request<CreateBucketInput>,
     ) -> S3Result<S3Response<CreateBucketOutput>> {
         let tenant = self.tenant(&req)?;
-        let name = &req.input.bucket;
-        private_only(req.input.acl.as_ref().map(|a| a.as_str()))?;
-        if req.input.object_lock_enabled_for_bucket == Some(true) {
+        let input = &req.input;
+        let name = &input.bucket;
+        let public_read = acl::canned(input.acl.as_ref())?.unwrap_or(false);
+        acl::no_grants(&[
+            input.grant_full_control.as_ref(),
+            input.grant_read.as_ref(),
+            input.grant_read_acp.as_ref(),
+            input.grant_write.as_ref(),
+            input.grant_write_acp.as_ref(),
+        ])?;
+        if public_read
+            && input
+                .object_ownership
+                .as_ref()
+                .is_some_and(|o| o.as_str() == ObjectOwnership::BUCKET_OWNER_ENFORCED)
+        {
+            return Err(s3_error!(
+                InvalidBucketAclWithObjectOwnership,
+                "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting"
+            ));
+        }
+        if input.object_lock_enabled_for_bucket == Some(true) {
             return Err(not_implemented("object lock"));
         }
-        match self.meta.create_bucket(name, &tenant, now_ms()).await? {
+        match self
+            .meta
+            .create_bucket_with_acl(name, &tenant, now_ms(), public_read)
+            .await?
+        {
             Created::Created => Ok(S3Response::new(CreateBucketOutput {
                 location: Some(format!("/{name}")),
             })),
@@ -814,7 +910,7 @@ impl S3 for Gateway {
         &self,
         req: S3Request<HeadBucketInput>,
     ) -> S3Result<S3Response<HeadBucketOutput>> {
-        self.own_bucket(&req, &req.input.bucket).await?;
+        self.readable_bucket(&req, &req.input.bucket, false).await?;
         Ok(S3Response::new(HeadBucketOutput::default()))
     }
 
@@ -873,6 +969,12 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         self.own_bucket(&req, &req.input.bucket).await?;
         private_only(req.input.acl.as_ref().map(|a| a.as_str()))?;
+        acl::no_grants(&[
+            req.input.grant_full_control.as_ref(),
+            req.input.grant_read.as_ref(),
+            req.input.grant_read_acp.as_ref(),
+            req.input.grant_write_acp.as_ref(),
+        ])?;
         no_tagging(req.input.tagging.as_deref())?;
         let condition = match (&req.input.if_none_match, &req.input.if_match) {
             (None, None) => Condition::None,
@@ -928,8 +1030,8 @@ impl S3 for Gateway {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let named = req.input.version_id.as_deref();
-        let (bucket, object) = self
-            .readable(&req, &req.input.bucket, &req.input.key, named)
+        let (bucket, object, _) = self
+            .readable(&req, &req.input.bucket, &req.input.key, named, true)
             .await?;
         read_precondition(
             &object,
@@ -957,9 +1059,10 @@ impl S3 for Gateway {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let named = req.input.version_id.as_deref();
-        let (bucket, object) = self
-            .readable(&req, &req.input.bucket, &req.input.key, named)
+        let (bucket, object, _) = self
+            .readable(&req, &req.input.bucket, &req.input.key, named, true)
             .await?;
+        no_anonymous_overrides(&req.input, req.credentials.is_some())?;
         if req.input.part_number.is_some() {
             return Err(not_implemented("partNumber on GetObject"));
         }
@@ -1069,7 +1172,7 @@ impl S3 for Gateway {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let input = &req.input;
-        self.own_bucket(&req, &input.bucket).await?;
+        self.readable_bucket(&req, &input.bucket, false).await?;
         let url = url_encoding(input.encoding_type.as_ref())?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
@@ -1147,6 +1250,12 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         self.own_bucket(&req, &req.input.bucket).await?;
         private_only(req.input.acl.as_ref().map(|a| a.as_str()))?;
+        acl::no_grants(&[
+            req.input.grant_full_control.as_ref(),
+            req.input.grant_read.as_ref(),
+            req.input.grant_read_acp.as_ref(),
+            req.input.grant_write_acp.as_ref(),
+        ])?;
         no_tagging(req.input.tagging.as_deref())?;
         let input = req.input;
         let upload_id = meta::new_upload_id();
@@ -1561,7 +1670,7 @@ impl S3 for Gateway {
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let input = &req.input;
-        self.own_bucket(&req, &input.bucket).await?;
+        self.readable_bucket(&req, &input.bucket, false).await?;
         let url = url_encoding(input.encoding_type.as_ref())?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
@@ -1814,6 +1923,12 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let input = &req.input;
         private_only(input.acl.as_ref().map(|a| a.as_str()))?;
+        acl::no_grants(&[
+            input.grant_full_control.as_ref(),
+            input.grant_read.as_ref(),
+            input.grant_read_acp.as_ref(),
+            input.grant_write_acp.as_ref(),
+        ])?;
         no_tagging(input.tagging.as_deref())?;
         self.own_bucket(&req, &input.bucket).await?;
         let Source {
@@ -1895,6 +2010,51 @@ impl S3 for Gateway {
             version_id: shown_version(written.versioning, &written.version_id, false),
             ..Default::default()
         }))
+    }
+
+    async fn put_bucket_acl(
+        &self,
+        req: S3Request<PutBucketAclInput>,
+    ) -> S3Result<S3Response<PutBucketAclOutput>> {
+        let input = &req.input;
+        self.own_bucket(&req, &input.bucket).await?;
+        if input.access_control_policy.is_some() {
+            return Err(not_implemented(
+                "an ACL body (grants): set a canned ACL with x-amz-acl private or public-read",
+            ));
+        }
+        acl::no_grants(&[
+            input.grant_full_control.as_ref(),
+            input.grant_read.as_ref(),
+            input.grant_read_acp.as_ref(),
+            input.grant_write.as_ref(),
+            input.grant_write_acp.as_ref(),
+        ])?;
+        let Some(public_read) = acl::canned(input.acl.as_ref())? else {
+            return Err(s3_error!(
+                MissingSecurityHeader,
+                "Your request was missing a required header: x-amz-acl"
+            ));
+        };
+        if !self
+            .meta
+            .set_public_read(&input.bucket, public_read)
+            .await?
+        {
+            return Err(s3_error!(NoSuchBucket, "no bucket {}", input.bucket));
+        }
+        Ok(S3Response::new(PutBucketAclOutput::default()))
+    }
+
+    async fn get_bucket_acl(
+        &self,
+        req: S3Request<GetBucketAclInput>,
+    ) -> S3Result<S3Response<GetBucketAclOutput>> {
+        let bucket = self.own_bucket(&req, &req.input.bucket).await?;
+        Ok(S3Response::new(acl::bucket_acl(
+            &bucket.tenant,
+            bucket.public_read,
+        )))
     }
 }
 

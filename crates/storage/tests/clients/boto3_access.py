@@ -1,0 +1,211 @@
+"""Drives bucket ACLs and unsigned access on a Lingjing S3 gateway with boto3 (signed,
+and unsigned with botocore.UNSIGNED) and plain HTTP (urllib / http.client), checking S3's
+semantics and that refused requests change nothing.
+
+Run by crates/storage/tests/s3.rs with the endpoint, the virtual-host domain and two
+tenants' keys in the environment; any failed check raises, and the script exits non-zero.
+"""
+import http.client
+import io
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import boto3
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+ENDPOINT = os.environ["S3_ENDPOINT"]
+DOMAIN = os.environ["S3_DOMAIN"]
+HOSTPORT = urllib.parse.urlparse(ENDPOINT).netloc
+PORT = urllib.parse.urlparse(ENDPOINT).port
+
+
+def client(key=None, secret=None):
+    config = dict(s3={"addressing_style": "path"}, retries={"max_attempts": 1})
+    if key is None:
+        config["signature_version"] = UNSIGNED
+    return boto3.client(
+        "s3",
+        endpoint_url=ENDPOINT,
+        aws_access_key_id=key or "unused",
+        aws_secret_access_key=secret or "unused",
+        region_name="us-east-1",
+        config=Config(**config),
+    )
+
+
+shop = client(os.environ["SHOP_KEY"], os.environ["SHOP_SECRET"])
+rival = client(os.environ["RIVAL_KEY"], os.environ["RIVAL_SECRET"])
+anon = client()
+# A PUT refused before its body is read goes on a client of its own (boto/botocore#3755:
+# botocore misparses the next response on that connection).
+fresh_shop = lambda: client(os.environ["SHOP_KEY"], os.environ["SHOP_SECRET"])
+fresh_rival = lambda: client(os.environ["RIVAL_KEY"], os.environ["RIVAL_SECRET"])
+
+
+def error(fn, *args, **kwargs):
+    try:
+        fn(*args, **kwargs)
+    except ClientError as e:
+        return e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]
+    raise AssertionError(f"{fn.__name__} succeeded, expected an error")
+
+
+def denied(fn, **kwargs):
+    got = error(fn, **kwargs)
+    assert got == ("AccessDenied", 403), (fn.__name__, kwargs, got)
+
+
+def http_request(method, path, headers=None, host=None, body=None):
+    """(status, headers as a dict of lowercase names, body) of a plain, unsigned request."""
+    conn = http.client.HTTPConnection(HOSTPORT, timeout=30)
+    h = dict(headers or {})
+    if host:
+        h["Host"] = host
+    conn.request(method, path, body=body, headers=h)
+    r = conn.getresponse()
+    body = r.read()
+    out = (r.status, {k.lower(): v for k, v in r.getheaders()}, body)
+    conn.close()
+    return out
+
+
+def tag_set(pairs):
+    return {"TagSet": [{"Key": k, "Value": v} for k, v in pairs]}
+
+
+def tags_of(**kwargs):
+    return [(t["Key"], t["Value"]) for t in shop.get_object_tagging(**kwargs)["TagSet"]]
+
+
+# --- Canned ACLs on buckets -------------------------------------------------------------
+shop.create_bucket(Bucket="pub-site", ACL="public-read")
+shop.create_bucket(Bucket="priv-site")
+acl = shop.get_bucket_acl(Bucket="pub-site")
+assert acl["Owner"]["ID"] == "shop", acl
+grants = sorted((g["Grantee"]["Type"], g["Grantee"].get("ID") or g["Grantee"].get("URI"), g["Permission"])
+                for g in acl["Grants"])
+assert grants == [("CanonicalUser", "shop", "FULL_CONTROL"),
+                  ("Group", "http://acs.amazonaws.com/groups/global/AllUsers", "READ")], grants
+private_grants = shop.get_bucket_acl(Bucket="priv-site")["Grants"]
+assert [(g["Grantee"]["ID"], g["Permission"]) for g in private_grants] == [("shop", "FULL_CONTROL")], private_grants
+# What is not implemented says so, and creates nothing.
+assert error(shop.create_bucket, Bucket="rw-site", ACL="public-read-write") == ("NotImplemented", 501)
+assert error(shop.create_bucket, Bucket="rw-site", GrantRead='uri="http://acs.amazonaws.com/groups/global/AllUsers"')[0] == "NotImplemented"
+assert error(shop.head_bucket, Bucket="rw-site")[1] == 404
+assert error(shop.put_bucket_acl, Bucket="priv-site", ACL="authenticated-read")[0] == "NotImplemented"
+assert error(shop.put_bucket_acl, Bucket="priv-site", GrantRead='uri="http://acs.amazonaws.com/groups/global/AllUsers"')[0] == "NotImplemented"
+assert error(shop.put_bucket_acl, Bucket="priv-site", AccessControlPolicy={
+    "Owner": {"ID": "shop"},
+    "Grants": [{"Grantee": {"Type": "Group", "URI": "http://acs.amazonaws.com/groups/global/AllUsers"},
+                "Permission": "READ"}]})[0] == "NotImplemented"
+assert error(shop.put_bucket_acl, Bucket="priv-site")[:2] == ("MissingSecurityHeader", 400)
+assert len(shop.get_bucket_acl(Bucket="priv-site")["Grants"]) == 1
+# Another tenant never sees or changes the ACL.
+denied(rival.put_bucket_acl, Bucket="priv-site", ACL="public-read")
+denied(rival.get_bucket_acl, Bucket="pub-site")
+assert len(shop.get_bucket_acl(Bucket="priv-site")["Grants"]) == 1
+
+# --- Unsigned reads of a public-read bucket ---------------------------------------------
+page = b"<h1>hello</h1>"
+big = bytes((i * 13) % 251 for i in range(200_000))
+put = shop.put_object(Bucket="pub-site", Key="index.html", Body=page, ContentType="text/html")
+shop.put_object(Bucket="pub-site", Key="media/big.bin", Body=big)
+shop.put_object(Bucket="priv-site", Key="index.html", Body=b"private")
+got = anon.get_object(Bucket="pub-site", Key="index.html")
+assert got["Body"].read() == page and got["ContentType"] == "text/html", got
+head = anon.head_object(Bucket="pub-site", Key="index.html")
+assert head["ContentLength"] == len(page) and head["ETag"] == put["ETag"]
+r = anon.get_object(Bucket="pub-site", Key="media/big.bin", Range="bytes=65530-70000")
+assert r["Body"].read() == big[65530:70001] and r["ContentRange"] == "bytes 65530-70000/200000", r
+assert anon.get_object(Bucket="pub-site", Key="media/big.bin", Range="bytes=-5")["Body"].read() == big[-5:]
+assert error(anon.get_object, Bucket="pub-site", Key="index.html", IfNoneMatch=put["ETag"])[1] == 304
+assert error(anon.get_object, Bucket="pub-site", Key="index.html", IfMatch='"nope"')[1] == 412
+assert error(anon.head_object, Bucket="pub-site", Key="index.html", IfNoneMatch=put["ETag"])[1] == 304
+assert error(anon.get_object, Bucket="pub-site", Key="missing")[:2] == ("NoSuchKey", 404)
+# public-read is AllUsers READ on the bucket: listing too (S3's s3:ListBucket), and HEAD.
+assert [o["Key"] for o in anon.list_objects_v2(Bucket="pub-site")["Contents"]] == ["index.html", "media/big.bin"]
+assert [o["Key"] for o in anon.list_objects(Bucket="pub-site")["Contents"]] == ["index.html", "media/big.bin"]
+anon.head_bucket(Bucket="pub-site")
+# Nothing else, and nothing of a private bucket.
+denied(anon.get_object, Bucket="priv-site", Key="index.html")
+assert error(anon.head_object, Bucket="priv-site", Key="index.html")[1] == 403
+denied(anon.list_objects_v2, Bucket="priv-site")
+assert error(anon.head_bucket, Bucket="priv-site")[1] == 403
+denied(client().put_object, Bucket="pub-site", Key="index.html", Body=b"defaced")
+denied(client().put_object, Bucket="pub-site", Key="new.html", Body=b"x")
+denied(anon.delete_object, Bucket="pub-site", Key="index.html")
+denied(anon.delete_objects, Bucket="pub-site", Delete={"Objects": [{"Key": "index.html"}]})
+denied(anon.copy_object, Bucket="pub-site", Key="copy.html", CopySource="pub-site/index.html")
+denied(anon.create_multipart_upload, Bucket="pub-site", Key="up")
+denied(anon.list_object_versions, Bucket="pub-site")
+denied(anon.list_multipart_uploads, Bucket="pub-site")
+denied(anon.get_bucket_acl, Bucket="pub-site")
+denied(anon.put_bucket_acl, Bucket="pub-site", ACL="private")
+denied(anon.get_object_tagging, Bucket="pub-site", Key="index.html")
+denied(anon.put_object_tagging, Bucket="pub-site", Key="index.html", Tagging=tag_set([("a", "b")]))
+denied(anon.get_bucket_cors, Bucket="pub-site")
+denied(anon.get_bucket_versioning, Bucket="pub-site")
+denied(anon.list_buckets)
+denied(anon.delete_bucket, Bucket="pub-site")
+denied(anon.get_object, Bucket="pub-site", Key="index.html", VersionId="null")
+assert error(anon.get_object, Bucket="no-such-bucket", Key="x")[:2] == ("NoSuchBucket", 404)
+assert error(anon.get_object, Bucket="pub-site", Key="index.html",
+             ResponseContentType="text/plain")[:2] == ("InvalidRequest", 400)
+assert shop.get_object(Bucket="pub-site", Key="index.html")["Body"].read() == page
+assert [o["Key"] for o in shop.list_objects_v2(Bucket="pub-site")["Contents"]] == ["index.html", "media/big.bin"]
+
+# Plain HTTP, as a CDN or a browser fetches: path style and virtual-hosted style.
+assert urllib.request.urlopen(f"{ENDPOINT}/pub-site/index.html").read() == page
+status, headers, body = http_request("GET", "/index.html", host=f"pub-site.{DOMAIN}:{PORT}")
+assert (status, body) == (200, page), (status, body)
+status, headers, body = http_request("GET", "/media/big.bin", {"Range": "bytes=10-19"})
+assert status == 404  # path style needs the bucket
+status, headers, body = http_request("GET", "/pub-site/media/big.bin", {"Range": "bytes=10-19"})
+assert (status, body, headers["content-range"]) == (206, big[10:20], "bytes 10-19/200000"), (status, headers)
+status, headers, body = http_request("HEAD", "/pub-site/index.html")
+assert status == 200 and headers["content-length"] == str(len(page)), (status, headers)
+for path in ["/priv-site/index.html", "/priv-site", "/"]:
+    status, _, body = http_request("GET", path)
+    assert status == 403 and b"<Code>AccessDenied</Code>" in body, (path, status, body)
+status, _, body = http_request("PUT", "/pub-site/index.html", body=b"x")
+assert status == 403 and b"AccessDenied" in body, (status, body)
+status, _, body = http_request("DELETE", "/pub-site/index.html")
+assert status == 403, status
+assert shop.get_object(Bucket="pub-site", Key="index.html")["Body"].read() == page
+
+# Another tenant reads a public bucket (GET, HEAD, list) as anyone may, and nothing more.
+assert rival.get_object(Bucket="pub-site", Key="index.html")["Body"].read() == page
+rival.head_object(Bucket="pub-site", Key="index.html")
+assert len(rival.list_objects_v2(Bucket="pub-site")["Contents"]) == 2
+denied(fresh_rival().put_object, Bucket="pub-site", Key="index.html", Body=b"defaced")
+denied(rival.delete_object, Bucket="pub-site", Key="index.html")
+denied(rival.delete_objects, Bucket="pub-site", Delete={"Objects": [{"Key": "index.html"}]})
+denied(rival.get_object, Bucket="pub-site", Key="index.html", VersionId="null")
+denied(rival.list_object_versions, Bucket="pub-site")
+denied(rival.get_object, Bucket="priv-site", Key="index.html")
+rival.create_bucket(Bucket="rival-copies")
+denied(rival.copy_object, Bucket="rival-copies", Key="stolen", CopySource="pub-site/index.html")
+rival.delete_bucket(Bucket="rival-copies")
+assert shop.get_object(Bucket="pub-site", Key="index.html")["Body"].read() == page
+
+# Back to private: unsigned reads stop at once.
+shop.put_bucket_acl(Bucket="pub-site", ACL="private")
+denied(anon.get_object, Bucket="pub-site", Key="index.html")
+denied(rival.get_object, Bucket="pub-site", Key="index.html")
+denied(anon.list_objects_v2, Bucket="pub-site")
+assert len(shop.get_bucket_acl(Bucket="pub-site")["Grants"]) == 1
+shop.put_bucket_acl(Bucket="pub-site", ACL="public-read")
+assert anon.get_object(Bucket="pub-site", Key="index.html")["Body"].read() == page
+assert len(shop.get_bucket_acl(Bucket="pub-site")["Grants"]) == 2
+
+# --- Cleanup ----------------------------------------------------------------------------
+for bucket in ["pub-site", "priv-site"]:
+    keys = [{"Key": o["Key"]} for o in shop.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    if keys:
+        shop.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+    shop.delete_bucket(Bucket=bucket)
+print("boto3 access: all checks passed")
