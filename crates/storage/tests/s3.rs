@@ -4,7 +4,7 @@
 //! signatures; bucket versioning (`tests/clients/boto3_versioning.py`): versions read by
 //! id, delete markers, permanent deletes, ListObjectVersions, suspended buckets; canned
 //! bucket ACLs, unsigned reads of public-read buckets (boto3 with `botocore.UNSIGNED` and
-//! plain HTTP) (`tests/clients/boto3_access.py`); and
+//! plain HTTP), and object and bucket tags (`tests/clients/boto3_access.py`); and
 //! signed aws-chunked uploads built by hand on botocore's signer
 //! (`tests/clients/aws_chunked.py`): a tampered chunk and a lying decoded length refused.
 //!

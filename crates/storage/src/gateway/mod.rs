@@ -7,8 +7,8 @@
 //! (`BUCKET.{domain}`), access keys that belong to a tenant ([`S3Key`]), and the HTTP layer
 //! in front of s3s. Behind it: the operations in [`s3`] (everything else answers
 //! `NotImplemented`), who may do what in [`acl`] (canned ACLs, unsigned reads of
-//! `public-read` buckets), and the metrics in [`metrics`], whose `S3Access` check is
-//! where s3s asks about every routed request.
+//! `public-read` buckets), tag parsing and limits in [`tagging`], and the metrics in
+//! [`metrics`], whose `S3Access` check is where s3s asks about every routed request.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -32,6 +32,7 @@ use metrics::{GatewayMetrics, OpSlot};
 pub mod acl;
 pub mod metrics;
 pub mod s3;
+pub mod tagging;
 
 /// Default size objects are cut into.
 pub const DEFAULT_BLOCK_BYTES: usize = 1024 * 1024;

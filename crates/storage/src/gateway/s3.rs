@@ -6,7 +6,8 @@
 //! object ranges, ListMultipartUploads), each scoped to the tenant of the request's
 //! access key (another tenant's bucket is `AccessDenied`, except for the reads a
 //! `public-read` bucket opens to everyone: see [`super::acl`]); bucket ACLs (canned
-//! `private` and `public-read`).
+//! `private` and `public-read`), object tags (on PUT, copy and multipart, and the
+//! tagging operations, per version) and bucket tags ([`super::tagging`]).
 //!
 //! A PUT streams the body, cuts it into blocks of `block_bytes`, writes each to its
 //! replicas as it fills (memory per request: one block), checks the length it got
@@ -31,7 +32,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use s3s::dto::*;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
-use super::{Keys, acl};
+use super::{Keys, acl, tagging};
 use crate::block::BlockId;
 use crate::meta::{self, BlockRef, Condition, Created, Meta, MetaError, Versioning};
 use crate::replicas::Replicas;
@@ -704,6 +705,32 @@ impl Gateway {
         })
     }
 
+    /// Replaces the tags of `object` (a version [`Gateway::readable`] found; `named`: the
+    /// request named it); the version's absence now (deleted meanwhile) is answered as if
+    /// it had never been there.
+    async fn retag(
+        &self,
+        object: &meta::Object,
+        named: Option<&str>,
+        tags: &[(String, String)],
+    ) -> S3Result<()> {
+        if self
+            .meta
+            .set_object_tags(&object.bucket, &object.key, &object.version_id, tags)
+            .await?
+        {
+            return Ok(());
+        }
+        Err(match named {
+            Some(v) => s3_error!(
+                NoSuchVersion,
+                "no version {v} of {} (deleted meanwhile)",
+                object.key
+            ),
+            None => s3_error!(NoSuchKey, "no object {} (deleted meanwhile)", object.key),
+        })
+    }
+
     /// Writes one block to its replicas.
     async fn write_block(&self, data: Bytes) -> S3Result<BlockRef> {
         let placed = self.replicas.put(data).await.map_err(|e| {
@@ -826,13 +853,10 @@ fn shown_version(versioning: Versioning, version_id: &str, named: bool) -> Optio
     (versioning != Versioning::Unversioned || named).then(|| version_id.to_owned())
 }
 
-/// Object tags (`x-amz-tagging`) are refused rather than dropped: tagging is not
-/// implemented yet.
-fn no_tagging(tagging: Option<&str>) -> S3Result<()> {
-    match tagging {
-        None | Some("") => Ok(()),
-        Some(_) => Err(not_implemented("object tagging (x-amz-tagging)")),
-    }
+/// `x-amz-tagging-count` for the owner of a version with tags (S3 leaves it out when there
+/// are none, and shows it only to callers who may read the tags).
+fn tag_count(object: &meta::Object, owner: bool) -> Option<i32> {
+    (owner && !object.tags.is_empty()).then(|| i32::try_from(object.tags.len()).unwrap_or(i32::MAX))
 }
 
 /// S3 refuses `response-*` overrides on unsigned GETs.
@@ -975,7 +999,7 @@ impl S3 for Gateway {
             req.input.grant_read_acp.as_ref(),
             req.input.grant_write_acp.as_ref(),
         ])?;
-        no_tagging(req.input.tagging.as_deref())?;
+        let tags = tagging::from_header(req.input.tagging.as_deref())?;
         let condition = match (&req.input.if_none_match, &req.input.if_match) {
             (None, None) => Condition::None,
             (Some(ETagCondition::Any), None) => Condition::Absent,
@@ -1006,6 +1030,7 @@ impl S3 for Gateway {
             metadata: input.metadata.unwrap_or_default().into_iter().collect(),
             last_modified: now_ms(),
             blocks: stored.blocks,
+            tags,
             ..meta::Object::new(&input.bucket, &input.key)
         };
         let written = self
@@ -1030,7 +1055,7 @@ impl S3 for Gateway {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let named = req.input.version_id.as_deref();
-        let (bucket, object, _) = self
+        let (bucket, object, owner) = self
             .readable(&req, &req.input.bucket, &req.input.key, named, true)
             .await?;
         read_precondition(
@@ -1042,7 +1067,11 @@ impl S3 for Gateway {
                 if_unmodified_since: req.input.if_unmodified_since.as_ref(),
             },
         )?;
-        Ok(S3Response::new(HeadObjectOutput {
+        let mut headers = http::HeaderMap::new();
+        if let Some(n) = tag_count(&object, owner) {
+            headers.insert("x-amz-tagging-count", http::HeaderValue::from(n));
+        }
+        let mut response = S3Response::new(HeadObjectOutput {
             content_length: Some(i64::try_from(object.size).unwrap_or(i64::MAX)),
             e_tag: Some(ETag::Strong(object.etag)),
             last_modified: Some(timestamp(object.last_modified)),
@@ -1051,7 +1080,9 @@ impl S3 for Gateway {
             accept_ranges: Some("bytes".into()),
             version_id: shown_version(bucket.versioning, &object.version_id, named.is_some()),
             ..Default::default()
-        }))
+        });
+        response.headers = headers;
+        Ok(response)
     }
 
     async fn get_object(
@@ -1059,7 +1090,7 @@ impl S3 for Gateway {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let named = req.input.version_id.as_deref();
-        let (bucket, object, _) = self
+        let (bucket, object, owner) = self
             .readable(&req, &req.input.bucket, &req.input.key, named, true)
             .await?;
         no_anonymous_overrides(&req.input, req.credentials.is_some())?;
@@ -1131,7 +1162,9 @@ impl S3 for Gateway {
             }
         });
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        let tag_count = tag_count(&object, owner);
         Ok(S3Response::new(GetObjectOutput {
+            tag_count,
             body: Some(StreamingBlob::wrap(stream)),
             content_length: Some(i64::try_from(span.end - span.start).unwrap_or(i64::MAX)),
             content_range,
@@ -1256,7 +1289,7 @@ impl S3 for Gateway {
             req.input.grant_read_acp.as_ref(),
             req.input.grant_write_acp.as_ref(),
         ])?;
-        no_tagging(req.input.tagging.as_deref())?;
+        let tags = tagging::from_header(req.input.tagging.as_deref())?;
         let input = req.input;
         let upload_id = meta::new_upload_id();
         self.meta
@@ -1267,7 +1300,7 @@ impl S3 for Gateway {
                 content_type: input.content_type.map(|c| c.to_string()),
                 metadata: input.metadata.unwrap_or_default().into_iter().collect(),
                 initiated: now_ms(),
-                tags: Vec::new(),
+                tags,
             })
             .await?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
@@ -1471,6 +1504,7 @@ impl S3 for Gateway {
                 .iter()
                 .flat_map(|p| p.blocks.iter().cloned())
                 .collect(),
+            tags: upload.tags.clone(),
             ..meta::Object::new(&upload.bucket, &upload.key)
         };
         let written = self
@@ -1929,7 +1963,20 @@ impl S3 for Gateway {
             input.grant_read_acp.as_ref(),
             input.grant_write_acp.as_ref(),
         ])?;
-        no_tagging(input.tagging.as_deref())?;
+        // COPY (the default) keeps the source's tags and ignores x-amz-tagging, as S3 does;
+        // REPLACE takes x-amz-tagging (none: no tags).
+        let replace_tags = match input.tagging_directive.as_ref().map(|d| d.as_str()) {
+            None | Some(TaggingDirective::COPY) => None,
+            Some(TaggingDirective::REPLACE) => {
+                Some(tagging::from_header(input.tagging.as_deref())?)
+            }
+            Some(other) => {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "x-amz-tagging-directive is COPY or REPLACE, not {other:?}"
+                ));
+            }
+        };
         self.own_bucket(&req, &input.bucket).await?;
         let Source {
             bucket: from_bucket,
@@ -1980,6 +2027,7 @@ impl S3 for Gateway {
             (source.content_type.clone(), source.metadata.clone())
         };
         let now = now_ms();
+        let tags = replace_tags.unwrap_or(source.tags);
         let written = self
             .meta
             .put_object(
@@ -1990,6 +2038,7 @@ impl S3 for Gateway {
                     metadata,
                     last_modified: now,
                     blocks: source.blocks,
+                    tags,
                     ..meta::Object::new(&input.bucket, &input.key)
                 },
                 &Condition::None,
@@ -2055,6 +2104,97 @@ impl S3 for Gateway {
             &bucket.tenant,
             bucket.public_read,
         )))
+    }
+
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        let input = &req.input;
+        let named = input.version_id.as_deref();
+        let (bucket, object, _) = self
+            .readable(&req, &input.bucket, &input.key, named, false)
+            .await?;
+        let tags = tagging::from_tagging(&input.tagging, tagging::MAX_OBJECT_TAGS)?;
+        self.retag(&object, named, &tags).await?;
+        Ok(S3Response::new(PutObjectTaggingOutput {
+            version_id: shown_version(bucket.versioning, &object.version_id, named.is_some()),
+        }))
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        let input = &req.input;
+        let named = input.version_id.as_deref();
+        let (bucket, object, _) = self
+            .readable(&req, &input.bucket, &input.key, named, false)
+            .await?;
+        Ok(S3Response::new(GetObjectTaggingOutput {
+            version_id: shown_version(bucket.versioning, &object.version_id, named.is_some()),
+            tag_set: tagging::to_tag_set(object.tags),
+        }))
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        let input = &req.input;
+        let named = input.version_id.as_deref();
+        let (bucket, object, _) = self
+            .readable(&req, &input.bucket, &input.key, named, false)
+            .await?;
+        self.retag(&object, named, &[]).await?;
+        Ok(S3Response::new(DeleteObjectTaggingOutput {
+            version_id: shown_version(bucket.versioning, &object.version_id, named.is_some()),
+        }))
+    }
+
+    async fn put_bucket_tagging(
+        &self,
+        req: S3Request<PutBucketTaggingInput>,
+    ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
+        let input = &req.input;
+        self.own_bucket(&req, &input.bucket).await?;
+        let tags = tagging::from_tagging(&input.tagging, tagging::MAX_BUCKET_TAGS)?;
+        // An empty tag set is none (GetBucketTagging answers NoSuchTagSet).
+        let tags = (!tags.is_empty()).then_some(tags);
+        if !self
+            .meta
+            .set_bucket_tags(&input.bucket, tags.as_deref())
+            .await?
+        {
+            return Err(s3_error!(NoSuchBucket, "no bucket {}", input.bucket));
+        }
+        Ok(S3Response::new(PutBucketTaggingOutput::default()))
+    }
+
+    async fn get_bucket_tagging(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+        let input = &req.input;
+        self.own_bucket(&req, &input.bucket).await?;
+        match self.meta.bucket_tags(&input.bucket).await? {
+            Some(tags) => Ok(S3Response::new(GetBucketTaggingOutput {
+                tag_set: tagging::to_tag_set(tags),
+            })),
+            None => Err(s3_error!(NoSuchTagSet, "The TagSet does not exist")),
+        }
+    }
+
+    async fn delete_bucket_tagging(
+        &self,
+        req: S3Request<DeleteBucketTaggingInput>,
+    ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
+        let input = &req.input;
+        self.own_bucket(&req, &input.bucket).await?;
+        if !self.meta.set_bucket_tags(&input.bucket, None).await? {
+            return Err(s3_error!(NoSuchBucket, "no bucket {}", input.bucket));
+        }
+        Ok(S3Response::new(DeleteBucketTaggingOutput::default()))
     }
 }
 

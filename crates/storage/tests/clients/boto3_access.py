@@ -1,6 +1,6 @@
-"""Drives bucket ACLs and unsigned access on a Lingjing S3 gateway with boto3 (signed,
-and unsigned with botocore.UNSIGNED) and plain HTTP (urllib / http.client), checking S3's
-semantics and that refused requests change nothing.
+"""Drives bucket ACLs, unsigned access, and object and bucket tags on a Lingjing S3
+gateway with boto3 (signed, and unsigned with botocore.UNSIGNED) and plain HTTP
+(urllib / http.client), checking S3's semantics and that refused requests change nothing.
 
 Run by crates/storage/tests/s3.rs with the endpoint, the virtual-host domain and two
 tenants' keys in the environment; any failed check raises, and the script exits non-zero.
@@ -112,11 +112,15 @@ assert len(shop.get_bucket_acl(Bucket="priv-site")["Grants"]) == 1
 # --- Unsigned reads of a public-read bucket ---------------------------------------------
 page = b"<h1>hello</h1>"
 big = bytes((i * 13) % 251 for i in range(200_000))
-put = shop.put_object(Bucket="pub-site", Key="index.html", Body=page, ContentType="text/html")
+put = shop.put_object(Bucket="pub-site", Key="index.html", Body=page, ContentType="text/html",
+                      Tagging="secret=yes")
 shop.put_object(Bucket="pub-site", Key="media/big.bin", Body=big)
 shop.put_object(Bucket="priv-site", Key="index.html", Body=b"private")
 got = anon.get_object(Bucket="pub-site", Key="index.html")
 assert got["Body"].read() == page and got["ContentType"] == "text/html", got
+# Tags (and their count) are the owner's: an unsigned read does not see the count.
+assert "TagCount" not in got, got
+assert "x-amz-tagging-count" not in got["ResponseMetadata"]["HTTPHeaders"]
 head = anon.head_object(Bucket="pub-site", Key="index.html")
 assert head["ContentLength"] == len(page) and head["ETag"] == put["ETag"]
 r = anon.get_object(Bucket="pub-site", Key="media/big.bin", Range="bytes=65530-70000")
@@ -179,17 +183,22 @@ assert shop.get_object(Bucket="pub-site", Key="index.html")["Body"].read() == pa
 
 # Another tenant reads a public bucket (GET, HEAD, list) as anyone may, and nothing more.
 assert rival.get_object(Bucket="pub-site", Key="index.html")["Body"].read() == page
+assert "TagCount" not in rival.get_object(Bucket="pub-site", Key="index.html")
 rival.head_object(Bucket="pub-site", Key="index.html")
 assert len(rival.list_objects_v2(Bucket="pub-site")["Contents"]) == 2
 denied(fresh_rival().put_object, Bucket="pub-site", Key="index.html", Body=b"defaced")
 denied(rival.delete_object, Bucket="pub-site", Key="index.html")
 denied(rival.delete_objects, Bucket="pub-site", Delete={"Objects": [{"Key": "index.html"}]})
+denied(rival.put_object_tagging, Bucket="pub-site", Key="index.html", Tagging=tag_set([("a", "b")]))
+denied(rival.delete_object_tagging, Bucket="pub-site", Key="index.html")
+denied(rival.get_object_tagging, Bucket="pub-site", Key="index.html")
 denied(rival.get_object, Bucket="pub-site", Key="index.html", VersionId="null")
 denied(rival.list_object_versions, Bucket="pub-site")
 denied(rival.get_object, Bucket="priv-site", Key="index.html")
 rival.create_bucket(Bucket="rival-copies")
 denied(rival.copy_object, Bucket="rival-copies", Key="stolen", CopySource="pub-site/index.html")
 rival.delete_bucket(Bucket="rival-copies")
+assert tags_of(Bucket="pub-site", Key="index.html") == [("secret", "yes")]
 assert shop.get_object(Bucket="pub-site", Key="index.html")["Body"].read() == page
 
 # Back to private: unsigned reads stop at once.
@@ -201,6 +210,118 @@ assert len(shop.get_bucket_acl(Bucket="pub-site")["Grants"]) == 1
 shop.put_bucket_acl(Bucket="pub-site", ACL="public-read")
 assert anon.get_object(Bucket="pub-site", Key="index.html")["Body"].read() == page
 assert len(shop.get_bucket_acl(Bucket="pub-site")["Grants"]) == 2
+
+# --- Object tags ------------------------------------------------------------------------
+shop.put_object(Bucket="priv-site", Key="t1", Body=b"x", Tagging="team=web&env=prod%2Fblue&note=a+b")
+assert tags_of(Bucket="priv-site", Key="t1") == [("team", "web"), ("env", "prod/blue"), ("note", "a b")]
+assert shop.get_object(Bucket="priv-site", Key="t1")["TagCount"] == 3
+assert shop.head_object(Bucket="priv-site", Key="t1")["ResponseMetadata"]["HTTPHeaders"]["x-amz-tagging-count"] == "3"
+untagged = shop.get_object(Bucket="priv-site", Key="index.html")
+assert "TagCount" not in untagged and shop.get_object_tagging(Bucket="priv-site", Key="index.html")["TagSet"] == []
+shop.put_object_tagging(Bucket="priv-site", Key="t1", Tagging=tag_set([("k" * 128, "v" * 256)]))
+assert tags_of(Bucket="priv-site", Key="t1") == [("k" * 128, "v" * 256)]
+assert shop.head_object(Bucket="priv-site", Key="t1")["ResponseMetadata"]["HTTPHeaders"]["x-amz-tagging-count"] == "1"
+# Limits: every violation is InvalidTag (400) and changes nothing.
+eleven = [(f"k{i}", "v") for i in range(11)]
+for bad in [eleven, [("k" * 129, "v")], [("k", "v" * 257)], [("dup", "1"), ("dup", "2")], [("aws:x", "v")],
+            [("k", "a*b")]]:
+    assert error(shop.put_object_tagging, Bucket="priv-site", Key="t1", Tagging=tag_set(bad)) == ("InvalidTag", 400), bad
+assert tags_of(Bucket="priv-site", Key="t1") == [("k" * 128, "v" * 256)]
+shop.put_object_tagging(Bucket="priv-site", Key="t1", Tagging=tag_set([(f"k{i}", "") for i in range(10)]))
+assert len(tags_of(Bucket="priv-site", Key="t1")) == 10
+assert error(fresh_shop().put_object, Bucket="priv-site", Key="t2", Body=b"x",
+             Tagging="&".join(f"k{i}=v" for i in range(11))) == ("InvalidTag", 400)
+assert error(fresh_shop().put_object, Bucket="priv-site", Key="t2", Body=b"x", Tagging="a=1&a=2")[0] == "InvalidTag"
+assert error(fresh_shop().put_object, Bucket="priv-site", Key="t2", Body=b"x", Tagging="k=%FF")[0] == "InvalidArgument"
+assert error(shop.head_object, Bucket="priv-site", Key="t2")[1] == 404
+assert error(shop.put_object_tagging, Bucket="priv-site", Key="t2", Tagging=tag_set([("a", "b")]))[:2] == ("NoSuchKey", 404)
+shop.delete_object_tagging(Bucket="priv-site", Key="t1")
+assert tags_of(Bucket="priv-site", Key="t1") == []
+assert "x-amz-tagging-count" not in shop.head_object(Bucket="priv-site", Key="t1")["ResponseMetadata"]["HTTPHeaders"]
+# Another tenant never reads or changes them.
+shop.put_object_tagging(Bucket="priv-site", Key="t1", Tagging=tag_set([("owner", "shop")]))
+denied(rival.put_object_tagging, Bucket="priv-site", Key="t1", Tagging=tag_set([("owner", "rival")]))
+denied(rival.delete_object_tagging, Bucket="priv-site", Key="t1")
+denied(rival.get_object_tagging, Bucket="priv-site", Key="t1")
+assert tags_of(Bucket="priv-site", Key="t1") == [("owner", "shop")]
+
+# Copies: COPY (the default) keeps the source's tags, ignoring x-amz-tagging; REPLACE
+# takes x-amz-tagging (none: no tags).
+shop.copy_object(Bucket="priv-site", Key="c1", CopySource="priv-site/t1")
+assert tags_of(Bucket="priv-site", Key="c1") == [("owner", "shop")]
+shop.copy_object(Bucket="priv-site", Key="c2", CopySource="priv-site/t1", Tagging="ignored=1")
+assert tags_of(Bucket="priv-site", Key="c2") == [("owner", "shop")]
+shop.copy_object(Bucket="priv-site", Key="c3", CopySource="priv-site/t1", TaggingDirective="REPLACE",
+                 Tagging="copy=new")
+assert tags_of(Bucket="priv-site", Key="c3") == [("copy", "new")]
+shop.copy_object(Bucket="priv-site", Key="c4", CopySource="priv-site/t1", TaggingDirective="REPLACE")
+assert tags_of(Bucket="priv-site", Key="c4") == []
+assert error(shop.copy_object, Bucket="priv-site", Key="c5", CopySource="priv-site/t1",
+             TaggingDirective="REPLACE", Tagging="a=1&a=2")[0] == "InvalidTag"
+assert error(shop.head_object, Bucket="priv-site", Key="c5")[1] == 404
+assert tags_of(Bucket="priv-site", Key="t1") == [("owner", "shop")]
+
+# Multipart: the tags given at the start are the object's once it is completed.
+up = shop.create_multipart_upload(Bucket="priv-site", Key="mp", Tagging="stage=upload&n=1")["UploadId"]
+p1 = shop.upload_part(Bucket="priv-site", Key="mp", UploadId=up, PartNumber=1, Body=b"part")
+assert error(shop.get_object_tagging, Bucket="priv-site", Key="mp")[1] == 404
+shop.complete_multipart_upload(Bucket="priv-site", Key="mp", UploadId=up,
+                               MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": p1["ETag"]}]})
+assert tags_of(Bucket="priv-site", Key="mp") == [("stage", "upload"), ("n", "1")]
+assert error(shop.create_multipart_upload, Bucket="priv-site", Key="mp2",
+             Tagging="&".join(f"k{i}=v" for i in range(11)))[0] == "InvalidTag"
+assert shop.list_multipart_uploads(Bucket="priv-site").get("Uploads", []) == []
+from boto3.s3.transfer import TransferConfig
+shop.upload_fileobj(io.BytesIO(os.urandom(6 * 1024 * 1024)), "priv-site", "mp-sdk",
+                    ExtraArgs={"Tagging": "via=sdk"},
+                    Config=TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024))
+assert tags_of(Bucket="priv-site", Key="mp-sdk") == [("via", "sdk")]
+
+# Versions: each has its own tags, addressed by versionId.
+shop.create_bucket(Bucket="tag-history")
+shop.put_bucket_versioning(Bucket="tag-history", VersioningConfiguration={"Status": "Enabled"})
+v1 = shop.put_object(Bucket="tag-history", Key="doc", Body=b"1", Tagging="gen=1")["VersionId"]
+v2 = shop.put_object(Bucket="tag-history", Key="doc", Body=b"2", Tagging="gen=2")["VersionId"]
+out = shop.get_object_tagging(Bucket="tag-history", Key="doc", VersionId=v1)
+assert out["VersionId"] == v1 and out["TagSet"] == [{"Key": "gen", "Value": "1"}], out
+assert shop.get_object_tagging(Bucket="tag-history", Key="doc")["VersionId"] == v2
+assert shop.put_object_tagging(Bucket="tag-history", Key="doc", VersionId=v1,
+                               Tagging=tag_set([("gen", "old")]))["VersionId"] == v1
+assert tags_of(Bucket="tag-history", Key="doc", VersionId=v1) == [("gen", "old")]
+assert tags_of(Bucket="tag-history", Key="doc") == [("gen", "2")]
+assert shop.get_object(Bucket="tag-history", Key="doc", VersionId=v1)["TagCount"] == 1
+assert shop.delete_object_tagging(Bucket="tag-history", Key="doc", VersionId=v2)["VersionId"] == v2
+assert tags_of(Bucket="tag-history", Key="doc") == []
+assert tags_of(Bucket="tag-history", Key="doc", VersionId=v1) == [("gen", "old")]
+assert error(shop.get_object_tagging, Bucket="tag-history", Key="doc", VersionId="0" * 32)[0] == "NoSuchVersion"
+marker = shop.delete_object(Bucket="tag-history", Key="doc")["VersionId"]
+assert error(shop.get_object_tagging, Bucket="tag-history", Key="doc")[:2] == ("NoSuchKey", 404)
+assert error(shop.put_object_tagging, Bucket="tag-history", Key="doc", VersionId=marker,
+             Tagging=tag_set([("a", "b")]))[1] == 405
+# A version keeps its tags when another becomes the latest.
+shop.delete_object(Bucket="tag-history", Key="doc", VersionId=marker)
+shop.delete_object(Bucket="tag-history", Key="doc", VersionId=v2)
+assert tags_of(Bucket="tag-history", Key="doc") == [("gen", "old")]
+shop.delete_object(Bucket="tag-history", Key="doc", VersionId=v1)
+shop.delete_bucket(Bucket="tag-history")
+
+# --- Bucket tags ------------------------------------------------------------------------
+assert error(shop.get_bucket_tagging, Bucket="priv-site") == ("NoSuchTagSet", 404)
+shop.put_bucket_tagging(Bucket="priv-site", Tagging=tag_set([("cost-center", "42"), ("team", "web")]))
+assert shop.get_bucket_tagging(Bucket="priv-site")["TagSet"] == tag_set([("cost-center", "42"), ("team", "web")])["TagSet"]
+fifty = [(f"k{i}", "v") for i in range(50)]
+for bad in [fifty + [("k50", "v")], [("a", "1"), ("a", "2")], [("k" * 129, "")], [("aws:cost", "1")]]:
+    assert error(shop.put_bucket_tagging, Bucket="priv-site", Tagging=tag_set(bad)) == ("InvalidTag", 400)
+assert len(shop.get_bucket_tagging(Bucket="priv-site")["TagSet"]) == 2
+shop.put_bucket_tagging(Bucket="priv-site", Tagging=tag_set(fifty))
+assert len(shop.get_bucket_tagging(Bucket="priv-site")["TagSet"]) == 50
+denied(rival.put_bucket_tagging, Bucket="priv-site", Tagging=tag_set([("a", "b")]))
+denied(rival.get_bucket_tagging, Bucket="priv-site")
+denied(rival.delete_bucket_tagging, Bucket="priv-site")
+denied(anon.get_bucket_tagging, Bucket="pub-site")
+assert len(shop.get_bucket_tagging(Bucket="priv-site")["TagSet"]) == 50
+shop.delete_bucket_tagging(Bucket="priv-site")
+assert error(shop.get_bucket_tagging, Bucket="priv-site")[0] == "NoSuchTagSet"
 
 # --- Cleanup ----------------------------------------------------------------------------
 for bucket in ["pub-site", "priv-site"]:
