@@ -4,7 +4,8 @@
 //! signatures; bucket versioning (`tests/clients/boto3_versioning.py`): versions read by
 //! id, delete markers, permanent deletes, ListObjectVersions, suspended buckets; canned
 //! bucket ACLs, unsigned reads of public-read buckets (boto3 with `botocore.UNSIGNED` and
-//! plain HTTP), and object and bucket tags (`tests/clients/boto3_access.py`); and
+//! plain HTTP), object and bucket tags, and CORS configurations, preflights and response
+//! headers (`tests/clients/boto3_access.py`); and
 //! signed aws-chunked uploads built by hand on botocore's signer
 //! (`tests/clients/aws_chunked.py`): a tampered chunk and a lying decoded length refused.
 //!
@@ -163,8 +164,8 @@ async fn boto3_uses_the_gateway_unchanged() {
 }
 
 /// Unsigned requests, without any SDK (so this runs where boto3 is not installed): only
-/// reads of a `public-read` bucket pass; everything else is 403 AccessDenied
-/// as S3 XML.
+/// reads of a `public-read` bucket pass; everything else is 403 AccessDenied as S3 XML,
+/// and CORS preflights are answered from the bucket's configuration.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsigned_requests_only_read_public_buckets() {
     let dirs = [tempfile::tempdir().expect("tempdir")];
@@ -195,6 +196,12 @@ async fn unsigned_requests_only_read_public_buckets() {
     meta.create_bucket("private-assets", "shop", 1)
         .await
         .expect("private bucket");
+    meta.set_bucket_cors(
+        "public-assets",
+        Some(r#"[{"origins":["https://app.example"],"methods":["GET"],"headers":["range"],"max_age":60}]"#),
+    )
+    .await
+    .expect("cors");
     let base = format!("http://{}", gw.addr());
     let http = reqwest::Client::new();
     let send = |method: reqwest::Method, path: &str, headers: &[(&str, &str)]| {
@@ -267,5 +274,77 @@ async fn unsigned_requests_only_read_public_buckets() {
         .expect("read")
         .expect("there");
     assert!(acl.public_read, "a refused PUT ?acl changed nothing");
+    assert!(
+        meta.bucket_cors("public-assets")
+            .await
+            .expect("read")
+            .expect("there")
+            .is_some()
+    );
+    // CORS: preflights, and the headers of an actual request.
+    let origin = ("origin", "https://app.example");
+    let (status, h, _) = send(
+        Method::OPTIONS,
+        "/public-assets/k",
+        &[
+            origin,
+            ("access-control-request-method", "GET"),
+            ("access-control-request-headers", "Range"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(h["access-control-allow-origin"], "https://app.example");
+    assert_eq!(h["access-control-allow-methods"], "GET");
+    assert_eq!(h["access-control-allow-headers"], "range");
+    assert_eq!(h["access-control-max-age"], "60");
+    for (headers, path, expected) in [
+        (
+            vec![origin, ("access-control-request-method", "PUT")],
+            "/public-assets/k",
+            403,
+        ),
+        (
+            vec![
+                ("origin", "https://evil.example"),
+                ("access-control-request-method", "GET"),
+            ],
+            "/public-assets/k",
+            403,
+        ),
+        (
+            vec![
+                origin,
+                ("access-control-request-method", "GET"),
+                ("access-control-request-headers", "x-secret"),
+            ],
+            "/public-assets/k",
+            403,
+        ),
+        (
+            vec![origin, ("access-control-request-method", "GET")],
+            "/private-assets/k",
+            403,
+        ),
+        (vec![origin], "/public-assets/k", 400),
+    ] {
+        let (status, h, body) = send(Method::OPTIONS, path, &headers).await;
+        assert_eq!(status, expected, "{headers:?}: {body}");
+        assert!(h.get("access-control-allow-origin").is_none());
+        if expected == 403 {
+            assert!(body.contains("<Code>AccessForbidden</Code>"), "{body}");
+        }
+    }
+    let (status, h, _) = send(Method::GET, "/public-assets", &[origin]).await;
+    assert_eq!(status, 200);
+    assert_eq!(h["access-control-allow-origin"], "https://app.example");
+    assert!(h["vary"].to_str().expect("vary").contains("Origin"));
+    let (_, h, _) = send(
+        Method::GET,
+        "/public-assets",
+        &[("origin", "https://evil.example")],
+    )
+    .await;
+    assert!(h.get("access-control-allow-origin").is_none());
     gw.shutdown().await;
 }

@@ -6,7 +6,7 @@
 //! The operation name comes from s3s itself: [`Access`] (the gateway's `S3Access`, which
 //! s3s calls for every routed request) writes it into an [`OpSlot`] the server put in the
 //! request's extensions. Requests refused before routing (a bad signature, an unknown
-//! key) count as operation `-`.
+//! key) count as operation `-`; CORS preflights (answered before s3s) as `CorsPreflight`.
 //! [`Access`] is also where unsigned requests are decided ([`super::acl`]).
 
 use std::net::SocketAddr;
@@ -148,7 +148,7 @@ impl OpSlot {
         self.0.lock().ok().and_then(|mut s| s.take())
     }
 
-    fn set(&self, op: &str) {
+    pub(crate) fn set(&self, op: &str) {
         if let Ok(mut s) = self.0.lock() {
             *s = Some(op.to_owned());
         }

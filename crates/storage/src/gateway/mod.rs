@@ -5,7 +5,9 @@
 //!
 //! This module owns the server: path-style and virtual-hosted-style addressing
 //! (`BUCKET.{domain}`), access keys that belong to a tenant ([`S3Key`]), and the HTTP layer
-//! in front of s3s. Behind it: the operations in [`s3`] (everything else answers
+//! in front of s3s, which answers CORS preflights (`OPTIONS`, which s3s does not route)
+//! and adds the CORS headers to the responses of requests that carry an `Origin`
+//! ([`cors`]). Behind it: the operations in [`s3`] (everything else answers
 //! `NotImplemented`), who may do what in [`acl`] (canned ACLs, unsigned reads of
 //! `public-read` buckets), tag parsing and limits in [`tagging`], and the metrics in
 //! [`metrics`], whose `S3Access` check is where s3s asks about every routed request.
@@ -30,6 +32,7 @@ use crate::replicas::Replicas;
 use metrics::{GatewayMetrics, OpSlot};
 
 pub mod acl;
+pub mod cors;
 pub mod metrics;
 pub mod s3;
 pub mod tagging;
@@ -212,9 +215,13 @@ pub async fn start(config: GatewayConfig) -> std::io::Result<GatewayHandle> {
         config.domain.clone(),
         format!("{}:{}", config.domain, addr.port()),
     ];
-    let host = MultiDomain::new(&domains)
-        .map_err(|e| std::io::Error::other(format!("bad S3 domain {:?}: {e}", config.domain)))?;
-    builder.set_host(host);
+    let domain_error = |e| {
+        let domain = &config.domain;
+        std::io::Error::other(format!("bad S3 domain {domain:?}: {e}"))
+    };
+    builder.set_host(MultiDomain::new(&domains).map_err(domain_error)?);
+    // The same parsing of the Host header, for the CORS layer.
+    let host = Arc::new(MultiDomain::new(&domains).map_err(domain_error)?);
     let service = builder.build();
     let metrics = Arc::new(GatewayMetrics::default());
     let counted = metrics.clone();
@@ -236,6 +243,7 @@ pub async fn start(config: GatewayConfig) -> std::io::Result<GatewayHandle> {
             };
             let service = service.clone();
             let metrics = counted.clone();
+            let (meta, host) = (meta.clone(), host.clone());
             let counting =
                 hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
                     let slot = OpSlot::default();
@@ -244,8 +252,27 @@ pub async fn start(config: GatewayConfig) -> std::io::Result<GatewayHandle> {
                     let started = Instant::now();
                     let service = service.clone();
                     let metrics = metrics.clone();
+                    let (meta, host) = (meta.clone(), host.clone());
                     async move {
-                        let res = hyper::service::Service::call(&service, req).await;
+                        let res = if req.method() == http::Method::OPTIONS {
+                            slot.set("CorsPreflight");
+                            let addressed = cors::addressed(&host, &req);
+                            Ok(cors::preflight(&meta, addressed, req.headers()).await)
+                        } else {
+                            // An `Origin` costs a read of the bucket's CORS configuration.
+                            let cors = req
+                                .headers()
+                                .get(http::header::ORIGIN)
+                                .cloned()
+                                .and_then(|o| Some((o, cors::addressed(&host, &req)?.0)));
+                            let method = req.method().clone();
+                            let mut res = hyper::service::Service::call(&service, req).await;
+                            if let (Ok(r), Some((origin, bucket))) = (&mut res, cors) {
+                                cors::decorate(&meta, &bucket, &origin, &method, r.headers_mut())
+                                    .await;
+                            }
+                            res
+                        };
                         if let Ok(r) = &res {
                             metrics.observe(
                                 slot.take(),

@@ -7,7 +7,8 @@
 //! access key (another tenant's bucket is `AccessDenied`, except for the reads a
 //! `public-read` bucket opens to everyone: see [`super::acl`]); bucket ACLs (canned
 //! `private` and `public-read`), object tags (on PUT, copy and multipart, and the
-//! tagging operations, per version) and bucket tags ([`super::tagging`]).
+//! tagging operations, per version) and bucket tags ([`super::tagging`]), and bucket CORS
+//! configurations ([`super::cors`], which also applies them).
 //!
 //! A PUT streams the body, cuts it into blocks of `block_bytes`, writes each to its
 //! replicas as it fills (memory per request: one block), checks the length it got
@@ -32,7 +33,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use s3s::dto::*;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
-use super::{Keys, acl, tagging};
+use super::{Keys, acl, cors, tagging};
 use crate::block::BlockId;
 use crate::meta::{self, BlockRef, Condition, Created, Meta, MetaError, Versioning};
 use crate::replicas::Replicas;
@@ -2195,6 +2196,53 @@ impl S3 for Gateway {
             return Err(s3_error!(NoSuchBucket, "no bucket {}", input.bucket));
         }
         Ok(S3Response::new(DeleteBucketTaggingOutput::default()))
+    }
+
+    async fn put_bucket_cors(
+        &self,
+        req: S3Request<PutBucketCorsInput>,
+    ) -> S3Result<S3Response<PutBucketCorsOutput>> {
+        let input = &req.input;
+        self.own_bucket(&req, &input.bucket).await?;
+        let rules = cors::from_config(&input.cors_configuration)?;
+        let stored = cors::to_stored(&rules)?;
+        if !self
+            .meta
+            .set_bucket_cors(&input.bucket, Some(&stored))
+            .await?
+        {
+            return Err(s3_error!(NoSuchBucket, "no bucket {}", input.bucket));
+        }
+        Ok(S3Response::new(PutBucketCorsOutput::default()))
+    }
+
+    async fn get_bucket_cors(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        let input = &req.input;
+        self.own_bucket(&req, &input.bucket).await?;
+        match self.meta.bucket_cors(&input.bucket).await? {
+            Some(Some(stored)) => Ok(S3Response::new(GetBucketCorsOutput {
+                cors_rules: Some(cors::to_config(cors::from_stored(&stored)?)),
+            })),
+            _ => Err(s3_error!(
+                NoSuchCORSConfiguration,
+                "The CORS configuration does not exist"
+            )),
+        }
+    }
+
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+        let input = &req.input;
+        self.own_bucket(&req, &input.bucket).await?;
+        if !self.meta.set_bucket_cors(&input.bucket, None).await? {
+            return Err(s3_error!(NoSuchBucket, "no bucket {}", input.bucket));
+        }
+        Ok(S3Response::new(DeleteBucketCorsOutput::default()))
     }
 }
 

@@ -1,4 +1,4 @@
-"""Drives bucket ACLs, unsigned access, and object and bucket tags on a Lingjing S3
+"""Drives bucket ACLs, unsigned access, object and bucket tags and CORS on a Lingjing S3
 gateway with boto3 (signed, and unsigned with botocore.UNSIGNED) and plain HTTP
 (urllib / http.client), checking S3's semantics and that refused requests change nothing.
 
@@ -322,6 +322,98 @@ denied(anon.get_bucket_tagging, Bucket="pub-site")
 assert len(shop.get_bucket_tagging(Bucket="priv-site")["TagSet"]) == 50
 shop.delete_bucket_tagging(Bucket="priv-site")
 assert error(shop.get_bucket_tagging, Bucket="priv-site")[0] == "NoSuchTagSet"
+
+# --- CORS -------------------------------------------------------------------------------
+APP = "https://app.example"
+
+
+def preflight(path, origin=APP, method="PUT", req_headers=None, host=None):
+    h = {}
+    if origin:
+        h["Origin"] = origin
+    if method:
+        h["Access-Control-Request-Method"] = method
+    if req_headers:
+        h["Access-Control-Request-Headers"] = req_headers
+    return http_request("OPTIONS", path, h, host=host)
+
+
+assert error(shop.get_bucket_cors, Bucket="pub-site") == ("NoSuchCORSConfiguration", 404)
+status, _, body = preflight("/pub-site/index.html")
+assert status == 403 and b"<Code>AccessForbidden</Code>" in body, (status, body)
+rules = [
+    {"ID": "app", "AllowedOrigins": [APP], "AllowedMethods": ["GET", "PUT"],
+     "AllowedHeaders": ["content-type", "x-amz-*"], "ExposeHeaders": ["ETag", "x-amz-version-id"],
+     "MaxAgeSeconds": 600},
+    {"AllowedOrigins": ["*"], "AllowedMethods": ["GET", "HEAD"]},
+]
+shop.put_bucket_cors(Bucket="pub-site", CORSConfiguration={"CORSRules": rules})
+assert shop.get_bucket_cors(Bucket="pub-site")["CORSRules"] == rules
+# Refused configurations change nothing.
+for bad in [
+    [{"AllowedOrigins": ["*"], "AllowedMethods": ["PATCH"]}],
+    [{"AllowedOrigins": ["https://*.*.example"], "AllowedMethods": ["GET"]}],
+    [{"AllowedOrigins": ["*"], "AllowedMethods": ["GET"], "AllowedHeaders": ["x-*-*"]}],
+    [{"AllowedOrigins": ["*"], "AllowedMethods": ["GET"]}] * 101,
+]:
+    assert error(shop.put_bucket_cors, Bucket="pub-site", CORSConfiguration={"CORSRules": bad})[:2] == ("InvalidRequest", 400), bad
+assert shop.get_bucket_cors(Bucket="pub-site")["CORSRules"] == rules
+denied(rival.put_bucket_cors, Bucket="pub-site", CORSConfiguration={"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["DELETE"]}]})
+denied(rival.get_bucket_cors, Bucket="pub-site")
+denied(rival.delete_bucket_cors, Bucket="pub-site")
+denied(anon.delete_bucket_cors, Bucket="pub-site")
+assert shop.get_bucket_cors(Bucket="pub-site")["CORSRules"] == rules
+
+# Preflights (unauthenticated).
+status, h, body = preflight("/pub-site/upload.bin", req_headers="Content-Type, X-Amz-Date")
+assert status == 200, (status, body)
+assert h["access-control-allow-origin"] == APP and h["access-control-allow-credentials"] == "true", h
+assert h["access-control-allow-methods"] == "GET, PUT", h
+assert h["access-control-allow-headers"] == "content-type, x-amz-date", h
+assert h["access-control-max-age"] == "600" and h["access-control-expose-headers"] == "ETag, x-amz-version-id", h
+assert "Origin" in h["vary"], h
+status, h, _ = preflight("/index.html", req_headers="content-type", host=f"pub-site.{DOMAIN}:{PORT}")
+assert status == 200 and h["access-control-allow-origin"] == APP, (status, h)
+status, h, _ = preflight("/pub-site/index.html", origin="https://elsewhere.example", method="GET")
+assert status == 200 and h["access-control-allow-origin"] == "*" and "access-control-allow-credentials" not in h, h
+for origin, method, req_headers in [("https://evil.example", "PUT", None), (APP, "DELETE", None),
+                                    (APP, "PUT", "authorization"), ("https://elsewhere.example", "GET", "x-custom"),
+                                    (APP, "PATCH", None)]:
+    status, h, body = preflight("/pub-site/index.html", origin, method, req_headers)
+    assert status == 403 and b"<Code>AccessForbidden</Code>" in body, (origin, method, status, body)
+    assert "access-control-allow-origin" not in h
+status, _, body = preflight("/pub-site/index.html", method=None)
+assert status == 400, (status, body)
+status, _, _ = preflight("/priv-site/index.html")
+assert status == 403
+status, _, _ = preflight("/no-such-bucket/index.html")
+assert status == 403
+
+# Actual requests with an Origin get the headers of the rule that matches.
+status, h, body = http_request("GET", "/pub-site/index.html", {"Origin": APP})
+assert (status, body) == (200, page)
+assert h["access-control-allow-origin"] == APP and h["access-control-expose-headers"] == "ETag, x-amz-version-id", h
+assert "Origin" in h["vary"], h
+status, h, _ = http_request("HEAD", "/pub-site/index.html", {"Origin": "https://elsewhere.example"})
+assert status == 200 and h["access-control-allow-origin"] == "*", h
+status, h, _ = http_request("GET", "/pub-site/index.html")
+assert "access-control-allow-origin" not in h and "vary" not in h, h
+# Errors carry them too (a browser may read why it was refused).
+status, h, _ = http_request("GET", "/pub-site/missing", {"Origin": APP})
+assert status == 404 and h["access-control-allow-origin"] == APP, (status, h)
+# Signed requests too (a presigned URL, as a browser would use one).
+url = shop.generate_presigned_url("get_object", Params={"Bucket": "pub-site", "Key": "index.html"})
+with urllib.request.urlopen(urllib.request.Request(url, headers={"Origin": APP})) as r:
+    assert r.read() == page and r.headers["Access-Control-Allow-Origin"] == APP
+# A bucket without a configuration adds nothing.
+status, h, _ = http_request("GET", "/priv-site/index.html", {"Origin": APP})
+assert status == 403 and "access-control-allow-origin" not in h, h
+shop.delete_bucket_cors(Bucket="pub-site")
+assert error(shop.get_bucket_cors, Bucket="pub-site")[0] == "NoSuchCORSConfiguration"
+status, h, _ = http_request("GET", "/pub-site/index.html", {"Origin": APP})
+assert status == 200 and "access-control-allow-origin" not in h, h
+status, _, _ = preflight("/pub-site/index.html")
+assert status == 403
 
 # --- Cleanup ----------------------------------------------------------------------------
 for bucket in ["pub-site", "priv-site"]:
