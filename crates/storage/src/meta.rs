@@ -1,6 +1,6 @@
-//! The S3 gateways' metadata in a real database: buckets (with their tenant and
-//! versioning state), every version of each object with its block map, and multipart
-//! uploads. A SQLite file in `up`; PostgreSQL when several gateways share the load (each
+//! The S3 gateways' metadata in a real database: buckets (with their tenant, versioning
+//! state, canned ACL, tag set and CORS configuration), every version of each object with
+//! its block map and tags, and multipart uploads. A SQLite file in `up`; PostgreSQL when several gateways share the load (each
 //! gateway is stateless: everything it knows of buckets and objects is here). Keys sort by
 //! their bytes, as S3 lists them (SQLite's default collation; `COLLATE "C"` on PostgreSQL).
 //!
@@ -17,6 +17,12 @@
 //! a half-written one; concurrent writers to one key are serialized by that lock and end
 //! in the order they commit (the last one is the latest). A writer that loses the race to
 //! create a key's first row (a unique-key conflict) starts its transaction again.
+//!
+//! **Tags** are a column of the version's row: a write stores them in the statement that
+//! makes the version, and [`Meta::set_object_tags`] changes one version's under the same
+//! key lock as writers take, so a version is never seen without the tags it was written
+//! with. The gateway validates tags and CORS rules; this module stores them (CORS as the
+//! gateway's JSON, opaque here).
 //!
 //! Blocks are content-addressed and shared by versions and copies; nothing here deletes
 //! them (there is no garbage collection yet), so a deleted version's blocks stay on the
@@ -155,6 +161,8 @@ pub struct Object {
     pub version_id: String,
     /// A delete marker: no bytes, and the key reads as absent while it is the latest.
     pub delete_marker: bool,
+    /// The version's tags (key, value), in the order they were given.
+    pub tags: Vec<(String, String)>,
 }
 
 impl Object {
@@ -171,6 +179,7 @@ impl Object {
             blocks: Vec::new(),
             version_id: NULL_VERSION.to_owned(),
             delete_marker: false,
+            tags: Vec::new(),
         }
     }
 }
@@ -267,19 +276,33 @@ impl Meta {
         Ok(Meta { pool })
     }
 
-    /// Creates bucket `name` for `tenant`, unless it exists.
+    /// Creates bucket `name` for `tenant` (private), unless it exists.
     pub async fn create_bucket(
         &self,
         name: &str,
         tenant: &str,
         now_ms: i64,
     ) -> Result<Created, MetaError> {
+        self.create_bucket_with_acl(name, tenant, now_ms, false)
+            .await
+    }
+
+    /// Creates bucket `name` for `tenant`, `public-read` when `public_read` (else
+    /// `private`), unless it exists (an existing bucket keeps its ACL).
+    pub async fn create_bucket_with_acl(
+        &self,
+        name: &str,
+        tenant: &str,
+        now_ms: i64,
+        public_read: bool,
+    ) -> Result<Created, MetaError> {
         let inserted = sqlx::query(
-            "INSERT INTO buckets (name, tenant, created_at, public_read) VALUES ($1, $2, $3, 0) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO buckets (name, tenant, created_at, public_read) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
         .bind(tenant)
         .bind(now_ms)
+        .bind(i64::from(public_read))
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -311,6 +334,123 @@ impl Meta {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(bucket_from_row).collect()
+    }
+
+    /// Sets bucket `name`'s canned ACL: `public-read` when `public_read`, else `private`;
+    /// `false` when there is no such bucket.
+    pub async fn set_public_read(&self, name: &str, public_read: bool) -> Result<bool, MetaError> {
+        let done = sqlx::query("UPDATE buckets SET public_read = $2 WHERE name = $1")
+            .bind(name)
+            .bind(i64::from(public_read))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(done == 1)
+    }
+
+    /// Bucket `name`'s tag set (`None`: it has none, or there is no such bucket).
+    pub async fn bucket_tags(
+        &self,
+        name: &str,
+    ) -> Result<Option<Vec<(String, String)>>, MetaError> {
+        let row = sqlx::query("SELECT tags FROM buckets WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        let tags: Option<String> = match row {
+            Some(r) => r.try_get("tags")?,
+            None => None,
+        };
+        tags.as_deref().map(from_json).transpose()
+    }
+
+    /// Replaces bucket `name`'s tag set (`None` removes it); `false` when there is no such
+    /// bucket.
+    pub async fn set_bucket_tags(
+        &self,
+        name: &str,
+        tags: Option<&[(String, String)]>,
+    ) -> Result<bool, MetaError> {
+        let tags = tags.map(|t| json(&t)).transpose()?;
+        let done = sqlx::query("UPDATE buckets SET tags = $2 WHERE name = $1")
+            .bind(name)
+            .bind(tags)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(done == 1)
+    }
+
+    /// Bucket `name`'s CORS configuration as stored: `None` when there is no such bucket,
+    /// `Some(None)` when it has none. One indexed read: the gateway makes it for every
+    /// request that carries an `Origin`.
+    pub async fn bucket_cors(&self, name: &str) -> Result<Option<Option<String>>, MetaError> {
+        let row = sqlx::query("SELECT cors FROM buckets WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get::<Option<String>, _>("cors"))
+            .transpose()
+            .map_err(MetaError::from)
+    }
+
+    /// Replaces bucket `name`'s CORS configuration (`None` removes it); `false` when there
+    /// is no such bucket.
+    pub async fn set_bucket_cors(&self, name: &str, cors: Option<&str>) -> Result<bool, MetaError> {
+        let done = sqlx::query("UPDATE buckets SET cors = $2 WHERE name = $1")
+            .bind(name)
+            .bind(cors)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(done == 1)
+    }
+
+    /// Replaces the tags of version `version_id` of `key` (not a delete marker), under the
+    /// key's lock (so a writer moving the version meanwhile cannot lose them); `false`
+    /// when there is no such version.
+    pub async fn set_object_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+        tags: &[(String, String)],
+    ) -> Result<bool, MetaError> {
+        let tags = json(&tags)?;
+        let mut attempt = 0;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let done = async {
+                lock_latest(&mut tx, bucket, key).await?;
+                let mut done = 0;
+                for table in ["objects", "versions"] {
+                    done = sqlx::query(&format!(
+                        "UPDATE {table} SET tags = $4
+                         WHERE bucket = $1 AND key = $2 AND version_id = $3 AND delete_marker = 0"
+                    ))
+                    .bind(bucket)
+                    .bind(key)
+                    .bind(version_id)
+                    .bind(&tags)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if done > 0 {
+                        break;
+                    }
+                }
+                Ok::<_, MetaError>(done == 1)
+            }
+            .await;
+            match done {
+                Ok(done) => {
+                    tx.commit().await?;
+                    return Ok(done);
+                }
+                Err(e) if retryable(&e, &mut attempt) => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Enables or suspends versioning on bucket `name` (`Unversioned` is refused: S3
@@ -578,6 +718,8 @@ pub struct Upload {
     pub content_type: Option<String>,
     pub metadata: Vec<(String, String)>,
     pub initiated: i64,
+    /// The tags the object gets when the upload is completed.
+    pub tags: Vec<(String, String)>,
 }
 
 /// One uploaded part.
@@ -602,7 +744,7 @@ fn from_json<T: for<'de> Deserialize<'de>>(s: &str) -> Result<T, MetaError> {
 impl Meta {
     pub async fn create_upload(&self, upload: &Upload) -> Result<(), MetaError> {
         sqlx::query(
-            "INSERT INTO uploads (upload_id, bucket, key, content_type, metadata, initiated) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO uploads (upload_id, bucket, key, content_type, metadata, initiated, tags) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&upload.upload_id)
         .bind(&upload.bucket)
@@ -610,6 +752,7 @@ impl Meta {
         .bind(upload.content_type.as_deref())
         .bind(json(&upload.metadata)?)
         .bind(upload.initiated)
+        .bind(json(&upload.tags)?)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -617,7 +760,7 @@ impl Meta {
 
     pub async fn upload(&self, upload_id: &str) -> Result<Option<Upload>, MetaError> {
         let row = sqlx::query(
-            "SELECT upload_id, bucket, key, content_type, metadata, initiated FROM uploads WHERE upload_id = $1",
+            "SELECT upload_id, bucket, key, content_type, metadata, initiated, tags FROM uploads WHERE upload_id = $1",
         )
         .bind(upload_id)
         .fetch_optional(&self.pool)
@@ -637,7 +780,7 @@ impl Meta {
         limit: i64,
     ) -> Result<Vec<Upload>, MetaError> {
         let rows = sqlx::query(
-            "SELECT upload_id, bucket, key, content_type, metadata, initiated FROM uploads
+            "SELECT upload_id, bucket, key, content_type, metadata, initiated, tags FROM uploads
              WHERE bucket = $1 AND key >= $2 AND (key > $3 OR (key = $3 AND upload_id > $4))
              ORDER BY key, upload_id LIMIT $5",
         )
@@ -762,7 +905,7 @@ impl Meta {
 }
 
 /// The columns of `objects` and `versions` that make an [`Object`], in one order.
-const COLUMNS: &str = "bucket, key, size, etag, content_type, metadata, last_modified, blocks, version_id, sort_id, delete_marker";
+const COLUMNS: &str = "bucket, key, size, etag, content_type, metadata, last_modified, blocks, version_id, sort_id, delete_marker, tags";
 
 /// Whether a failed write transaction is to be run again: a unique-key conflict (two
 /// writers creating a key's first row at once: the loser finds the winner's row the
@@ -889,12 +1032,12 @@ async fn store_latest(
     let size = i64::try_from(object.size).map_err(|_| MetaError::Corrupt("size".into()))?;
     let sql = if replace {
         "UPDATE objects SET size = $3, etag = $4, content_type = $5, metadata = $6, last_modified = $7,
-           blocks = $8, version_id = $9, sort_id = $10, delete_marker = $11
+           blocks = $8, version_id = $9, sort_id = $10, delete_marker = $11, tags = $12
          WHERE bucket = $1 AND key = $2"
     } else {
         "INSERT INTO objects (bucket, key, size, etag, content_type, metadata, last_modified, blocks,
-           version_id, sort_id, delete_marker)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+           version_id, sort_id, delete_marker, tags)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
     };
     sqlx::query(sql)
         .bind(&object.bucket)
@@ -908,6 +1051,7 @@ async fn store_latest(
         .bind(version_id)
         .bind(sort_id)
         .bind(i64::from(object.delete_marker))
+        .bind(json(&object.tags)?)
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -979,6 +1123,7 @@ async fn remove_version(
 
 fn upload_from_row(r: &sqlx::any::AnyRow) -> Result<Upload, MetaError> {
     let metadata: String = r.try_get("metadata")?;
+    let tags: String = r.try_get("tags")?;
     Ok(Upload {
         upload_id: r.try_get("upload_id")?,
         bucket: r.try_get("bucket")?,
@@ -986,6 +1131,7 @@ fn upload_from_row(r: &sqlx::any::AnyRow) -> Result<Upload, MetaError> {
         content_type: r.try_get("content_type")?,
         metadata: from_json(&metadata)?,
         initiated: r.try_get("initiated")?,
+        tags: from_json(&tags)?,
     })
 }
 
@@ -1003,6 +1149,7 @@ fn bucket_from_row(r: &sqlx::any::AnyRow) -> Result<Bucket, MetaError> {
 fn object_from_row(r: &sqlx::any::AnyRow) -> Result<Object, MetaError> {
     let metadata: String = r.try_get("metadata")?;
     let blocks: String = r.try_get("blocks")?;
+    let tags: String = r.try_get("tags")?;
     let size: i64 = r.try_get("size")?;
     Ok(Object {
         bucket: r.try_get("bucket")?,
@@ -1015,6 +1162,7 @@ fn object_from_row(r: &sqlx::any::AnyRow) -> Result<Object, MetaError> {
         blocks: from_json(&blocks)?,
         version_id: r.try_get("version_id")?,
         delete_marker: r.try_get::<i64, _>("delete_marker")? != 0,
+        tags: from_json(&tags)?,
     })
 }
 
@@ -1491,6 +1639,7 @@ mod tests {
                     content_type: None,
                     metadata: vec![],
                     initiated: 1,
+                    tags: vec![],
                 })
                 .await
                 .expect("upload");
@@ -1515,6 +1664,181 @@ mod tests {
             assert_eq!(list("b/", "", None, 100).await, all[2..]);
             m.abort_upload(&ids[0]).await.expect("abort");
             assert_eq!(list("b/", "", None, 100).await, all[2..3]);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn acls_tags_and_cors_are_kept_per_bucket() {
+        on_each_database(|m| async move {
+            let tags = |p: &[(&str, &str)]| {
+                p.iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                m.create_bucket_with_acl("pub", "t", 1, true)
+                    .await
+                    .expect("create"),
+                Created::Created
+            );
+            // An existing bucket keeps its ACL.
+            assert_eq!(
+                m.create_bucket_with_acl("pub", "t", 2, false)
+                    .await
+                    .expect("again"),
+                Created::OwnedByYou
+            );
+            assert!(
+                m.bucket("pub")
+                    .await
+                    .expect("get")
+                    .expect("there")
+                    .public_read
+            );
+            m.create_bucket("priv", "t", 1).await.expect("create");
+            assert!(
+                !m.bucket("priv")
+                    .await
+                    .expect("get")
+                    .expect("there")
+                    .public_read
+            );
+            assert!(m.set_public_read("priv", true).await.expect("set"));
+            assert!(
+                m.bucket("priv")
+                    .await
+                    .expect("get")
+                    .expect("there")
+                    .public_read
+            );
+            assert!(!m.set_public_read("nope", true).await.expect("no bucket"));
+
+            assert_eq!(m.bucket_tags("pub").await.expect("tags"), None);
+            let set = tags(&[("team", "web"), ("env", "")]);
+            assert!(m.set_bucket_tags("pub", Some(&set)).await.expect("set"));
+            assert_eq!(m.bucket_tags("pub").await.expect("tags"), Some(set));
+            assert!(m.set_bucket_tags("pub", None).await.expect("remove"));
+            assert_eq!(m.bucket_tags("pub").await.expect("tags"), None);
+            assert!(!m.set_bucket_tags("nope", None).await.expect("no bucket"));
+
+            assert_eq!(m.bucket_cors("nope").await.expect("cors"), None);
+            assert_eq!(m.bucket_cors("pub").await.expect("cors"), Some(None));
+            assert!(m.set_bucket_cors("pub", Some("[]")).await.expect("set"));
+            assert_eq!(
+                m.bucket_cors("pub").await.expect("cors"),
+                Some(Some("[]".to_owned()))
+            );
+            assert!(m.set_bucket_cors("pub", None).await.expect("remove"));
+            assert_eq!(m.bucket_cors("pub").await.expect("cors"), Some(None));
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn tags_are_written_with_their_version_and_follow_it() {
+        on_each_database(|m| async move {
+            let tags = |p: &[(&str, &str)]| {
+                p.iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect::<Vec<_>>()
+            };
+            m.create_bucket("b", "t", 1).await.expect("create");
+            m.set_versioning("b", Versioning::Enabled)
+                .await
+                .expect("enable");
+            let v1 = put(
+                &m,
+                &Object {
+                    tags: tags(&[("gen", "1")]),
+                    ..object("b", "k", "e1")
+                },
+            )
+            .await;
+            let v2 = put(&m, &object("b", "k", "e2")).await;
+            let tags_of = |id: String| {
+                let m = m.clone();
+                async move {
+                    m.object_version("b", "k", &id)
+                        .await
+                        .expect("get")
+                        .expect("there")
+                        .object
+                        .tags
+                }
+            };
+            // The older version kept its tags when it moved to `versions`.
+            assert_eq!(tags_of(v1.version_id.clone()).await, tags(&[("gen", "1")]));
+            assert_eq!(tags_of(v2.version_id.clone()).await, vec![]);
+            // Retagging an older version, then the latest.
+            assert!(
+                m.set_object_tags("b", "k", &v1.version_id, &tags(&[("gen", "old")]))
+                    .await
+                    .expect("retag")
+            );
+            assert!(
+                m.set_object_tags("b", "k", &v2.version_id, &tags(&[("gen", "2")]))
+                    .await
+                    .expect("retag")
+            );
+            assert_eq!(
+                tags_of(v1.version_id.clone()).await,
+                tags(&[("gen", "old")])
+            );
+            assert_eq!(
+                m.object("b", "k").await.expect("get").expect("latest").tags,
+                tags(&[("gen", "2")])
+            );
+            // ... which keeps them when a new version comes.
+            put(&m, &object("b", "k", "e3")).await;
+            assert_eq!(tags_of(v2.version_id.clone()).await, tags(&[("gen", "2")]));
+            // No such version, and delete markers have no tags.
+            assert!(
+                !m.set_object_tags("b", "k", &"0".repeat(32), &[])
+                    .await
+                    .expect("none")
+            );
+            let marker = m
+                .delete_object("b", "k", 5)
+                .await
+                .expect("delete")
+                .expect("marker");
+            assert!(
+                !m.set_object_tags("b", "k", &marker.version_id, &tags(&[("a", "b")]))
+                    .await
+                    .expect("marker")
+            );
+            // An upload's tags go to the object it completes.
+            let upload = Upload {
+                upload_id: new_upload_id(),
+                bucket: "b".into(),
+                key: "up".into(),
+                content_type: None,
+                metadata: vec![],
+                initiated: 1,
+                tags: tags(&[("from", "upload")]),
+            };
+            m.create_upload(&upload).await.expect("upload");
+            let read = m
+                .upload(&upload.upload_id)
+                .await
+                .expect("get")
+                .expect("there");
+            assert_eq!(read.tags, upload.tags);
+            m.complete_upload(
+                &upload.upload_id,
+                &Object {
+                    tags: read.tags.clone(),
+                    ..object("b", "up", "e-1")
+                },
+            )
+            .await
+            .expect("complete")
+            .expect("was there");
+            assert_eq!(
+                m.object("b", "up").await.expect("get").expect("there").tags,
+                upload.tags
+            );
         })
         .await;
     }

@@ -2,7 +2,10 @@
 //! for Python (`tests/clients/boto3_basic.py`): buckets, objects across several blocks,
 //! ranges, conditionals, listings, presigned URLs, multipart, tenancy and forged
 //! signatures; bucket versioning (`tests/clients/boto3_versioning.py`): versions read by
-//! id, delete markers, permanent deletes, ListObjectVersions, suspended buckets; and
+//! id, delete markers, permanent deletes, ListObjectVersions, suspended buckets; canned
+//! bucket ACLs, unsigned reads of public-read buckets (boto3 with `botocore.UNSIGNED` and
+//! plain HTTP), object and bucket tags, and CORS configurations, preflights and response
+//! headers (`tests/clients/boto3_access.py`); and
 //! signed aws-chunked uploads built by hand on botocore's signer
 //! (`tests/clients/aws_chunked.py`): a tampered chunk and a lying decoded length refused.
 //!
@@ -12,6 +15,7 @@
 use std::process::Command;
 
 use lingjing_storage::gateway::{self, GatewayConfig, S3Key};
+use lingjing_storage::meta::Meta;
 use lingjing_storage::node::{NodeConfig, NodeHandle};
 use lingjing_storage::placement::NodeRef;
 
@@ -92,13 +96,19 @@ async fn boto3_uses_the_gateway_unchanged() {
     let admin = gateway::metrics::serve_admin("127.0.0.1:0".parse().expect("addr"), gw.metrics())
         .await
         .expect("admin listener");
-    for script in ["boto3_basic.py", "boto3_versioning.py", "aws_chunked.py"] {
+    for script in [
+        "boto3_basic.py",
+        "boto3_versioning.py",
+        "boto3_access.py",
+        "aws_chunked.py",
+    ] {
         let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
         let endpoint = format!("http://{}", gw.addr());
         let out = tokio::task::spawn_blocking(move || {
             Command::new("python3")
                 .arg(path)
                 .env("S3_ENDPOINT", endpoint)
+                .env("S3_DOMAIN", "s3.lingjing.test")
                 .env("SHOP_KEY", "SHOPKEY")
                 .env("SHOP_SECRET", "shop-secret")
                 .env("RIVAL_KEY", "RIVALKEY")
@@ -150,5 +160,191 @@ async fn boto3_uses_the_gateway_unchanged() {
         "{metrics}"
     );
     admin.shutdown().await;
+    gw.shutdown().await;
+}
+
+/// Unsigned requests, without any SDK (so this runs where boto3 is not installed): only
+/// reads of a `public-read` bucket pass; everything else is 403 AccessDenied as S3 XML,
+/// and CORS preflights are answered from the bucket's configuration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_requests_only_read_public_buckets() {
+    let dirs = [tempfile::tempdir().expect("tempdir")];
+    let (_nodes, refs) = storage_nodes(&dirs).await;
+    let meta_dir = tempfile::tempdir().expect("tempdir");
+    let meta_url = format!("sqlite://{}", meta_dir.path().join("meta.db").display());
+    let gw = gateway::start(GatewayConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        domain: "s3.lingjing.test".into(),
+        meta_url: meta_url.clone(),
+        nodes: refs,
+        replicas: 1,
+        cluster_token: TOKEN.into(),
+        block_bytes: 64 * 1024,
+        keys: vec![S3Key {
+            access_key: "SHOPKEY".into(),
+            secret: "shop-secret".into(),
+            tenant: "shop".into(),
+        }],
+    })
+    .await
+    .expect("gateway");
+    // The buckets, made as the gateway would (the metadata database is shared).
+    let meta = Meta::open(&meta_url).await.expect("meta");
+    meta.create_bucket_with_acl("public-assets", "shop", 1, true)
+        .await
+        .expect("public bucket");
+    meta.create_bucket("private-assets", "shop", 1)
+        .await
+        .expect("private bucket");
+    meta.set_bucket_cors(
+        "public-assets",
+        Some(r#"[{"origins":["https://app.example"],"methods":["GET"],"headers":["range"],"max_age":60}]"#),
+    )
+    .await
+    .expect("cors");
+    let base = format!("http://{}", gw.addr());
+    let http = reqwest::Client::new();
+    let send = |method: reqwest::Method, path: &str, headers: &[(&str, &str)]| {
+        let mut req = http.request(method, format!("{base}{path}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        async move {
+            let res = req.send().await.expect("request");
+            let status = res.status().as_u16();
+            let headers = res.headers().clone();
+            (status, headers, res.text().await.expect("body"))
+        }
+    };
+    use reqwest::Method;
+    // Reads of the public bucket reach the handlers.
+    let (status, _, body) = send(Method::GET, "/public-assets", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<Name>public-assets</Name>"), "{body}");
+    let (status, _, body) = send(Method::GET, "/public-assets?list-type=2", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = send(Method::GET, "/public-assets/missing", &[]).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("<Code>NoSuchKey</Code>"), "{body}");
+    let (status, _, _) = send(Method::HEAD, "/public-assets", &[]).await;
+    assert_eq!(status, 200);
+    let (status, _, body) = send(Method::GET, "/no-such-bucket/k", &[]).await;
+    assert!(
+        status == 404 && body.contains("NoSuchBucket"),
+        "{status} {body}"
+    );
+    // Everything else is refused.
+    for (method, path) in [
+        (Method::GET, "/private-assets/k"),
+        (Method::HEAD, "/private-assets/k"),
+        (Method::GET, "/private-assets"),
+        (Method::HEAD, "/private-assets"),
+        (Method::GET, "/"),
+        (Method::PUT, "/public-assets/k"),
+        (Method::PUT, "/new-bucket"),
+        (Method::DELETE, "/public-assets/k"),
+        (Method::DELETE, "/public-assets"),
+        (Method::POST, "/public-assets/k?uploads"),
+        (Method::POST, "/public-assets?delete"),
+        (Method::GET, "/public-assets/k?versionId=null"),
+        (Method::GET, "/public-assets?versions"),
+        (Method::GET, "/public-assets?uploads"),
+        (Method::GET, "/public-assets?acl"),
+        (Method::PUT, "/public-assets?acl"),
+        (Method::GET, "/public-assets/k?tagging"),
+        (Method::PUT, "/public-assets/k?tagging"),
+        (Method::GET, "/public-assets?tagging"),
+        (Method::GET, "/public-assets?cors"),
+        (Method::PUT, "/public-assets?cors"),
+        (Method::DELETE, "/public-assets?cors"),
+        (Method::GET, "/public-assets?versioning"),
+    ] {
+        let (status, _, body) = send(method.clone(), path, &[]).await;
+        assert_eq!(status, 403, "{method} {path}: {body}");
+        if method != Method::HEAD {
+            assert!(
+                body.contains("<Code>AccessDenied</Code>"),
+                "{method} {path}: {body}"
+            );
+        }
+    }
+    let acl = meta
+        .bucket("public-assets")
+        .await
+        .expect("read")
+        .expect("there");
+    assert!(acl.public_read, "a refused PUT ?acl changed nothing");
+    assert!(
+        meta.bucket_cors("public-assets")
+            .await
+            .expect("read")
+            .expect("there")
+            .is_some()
+    );
+    // CORS: preflights, and the headers of an actual request.
+    let origin = ("origin", "https://app.example");
+    let (status, h, _) = send(
+        Method::OPTIONS,
+        "/public-assets/k",
+        &[
+            origin,
+            ("access-control-request-method", "GET"),
+            ("access-control-request-headers", "Range"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(h["access-control-allow-origin"], "https://app.example");
+    assert_eq!(h["access-control-allow-methods"], "GET");
+    assert_eq!(h["access-control-allow-headers"], "range");
+    assert_eq!(h["access-control-max-age"], "60");
+    for (headers, path, expected) in [
+        (
+            vec![origin, ("access-control-request-method", "PUT")],
+            "/public-assets/k",
+            403,
+        ),
+        (
+            vec![
+                ("origin", "https://evil.example"),
+                ("access-control-request-method", "GET"),
+            ],
+            "/public-assets/k",
+            403,
+        ),
+        (
+            vec![
+                origin,
+                ("access-control-request-method", "GET"),
+                ("access-control-request-headers", "x-secret"),
+            ],
+            "/public-assets/k",
+            403,
+        ),
+        (
+            vec![origin, ("access-control-request-method", "GET")],
+            "/private-assets/k",
+            403,
+        ),
+        (vec![origin], "/public-assets/k", 400),
+    ] {
+        let (status, h, body) = send(Method::OPTIONS, path, &headers).await;
+        assert_eq!(status, expected, "{headers:?}: {body}");
+        assert!(h.get("access-control-allow-origin").is_none());
+        if expected == 403 {
+            assert!(body.contains("<Code>AccessForbidden</Code>"), "{body}");
+        }
+    }
+    let (status, h, _) = send(Method::GET, "/public-assets", &[origin]).await;
+    assert_eq!(status, 200);
+    assert_eq!(h["access-control-allow-origin"], "https://app.example");
+    assert!(h["vary"].to_str().expect("vary").contains("Origin"));
+    let (_, h, _) = send(
+        Method::GET,
+        "/public-assets",
+        &[("origin", "https://evil.example")],
+    )
+    .await;
+    assert!(h.get("access-control-allow-origin").is_none());
     gw.shutdown().await;
 }

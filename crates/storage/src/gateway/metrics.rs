@@ -6,7 +6,8 @@
 //! The operation name comes from s3s itself: [`Access`] (the gateway's `S3Access`, which
 //! s3s calls for every routed request) writes it into an [`OpSlot`] the server put in the
 //! request's extensions. Requests refused before routing (a bad signature, an unknown
-//! key) count as operation `-`.
+//! key) count as operation `-`; CORS preflights (answered before s3s) as `CorsPreflight`.
+//! [`Access`] is also where unsigned requests are decided ([`super::acl`]).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -26,6 +27,8 @@ use s3s::S3Result;
 use s3s::access::{S3Access, S3AccessContext};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use crate::meta::Meta;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpStatus {
@@ -145,16 +148,19 @@ impl OpSlot {
         self.0.lock().ok().and_then(|mut s| s.take())
     }
 
-    fn set(&self, op: &str) {
+    pub(crate) fn set(&self, op: &str) {
         if let Ok(mut s) = self.0.lock() {
             *s = Some(op.to_owned());
         }
     }
 }
 
-/// The gateway's access check: notes the operation for the metrics, then requires a
-/// signed request (anonymous requests are refused).
-pub(crate) struct Access;
+/// The gateway's access check: notes the operation for the metrics, then lets signed
+/// requests through (their handlers check the tenant) and decides on unsigned ones
+/// ([`super::acl::check_anonymous`]: only reads of `public-read` buckets pass).
+pub(crate) struct Access {
+    pub(crate) meta: Meta,
+}
 
 #[async_trait::async_trait]
 impl S3Access for Access {
@@ -165,10 +171,7 @@ impl S3Access for Access {
         }
         match cx.credentials() {
             Some(_) => Ok(()),
-            None => Err(s3s::s3_error!(
-                AccessDenied,
-                "sign the request with an S3 access key (lingjing tenant s3-key-create)"
-            )),
+            None => super::acl::check_anonymous(&self.meta, cx).await,
         }
     }
 }

@@ -3,9 +3,14 @@
 //! replicated blocks on the storage nodes ([`crate::replicas`]). Stateless: any number
 //! of gateways can share one PostgreSQL and one set of storage nodes.
 //!
-//! Path-style and virtual-hosted-style addressing (`BUCKET.{domain}`), access keys that
-//! belong to a tenant ([`S3Key`]), and the operations in [`s3`]; everything else answers
-//! `NotImplemented`.
+//! This module owns the server: path-style and virtual-hosted-style addressing
+//! (`BUCKET.{domain}`), access keys that belong to a tenant ([`S3Key`]), and the HTTP layer
+//! in front of s3s, which answers CORS preflights (`OPTIONS`, which s3s does not route)
+//! and adds the CORS headers to the responses of requests that carry an `Origin`
+//! ([`cors`]). Behind it: the operations in [`s3`] (everything else answers
+//! `NotImplemented`), who may do what in [`acl`] (canned ACLs, unsigned reads of
+//! `public-read` buckets), tag parsing and limits in [`tagging`], and the metrics in
+//! [`metrics`], whose `S3Access` check is where s3s asks about every routed request.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -26,8 +31,11 @@ use crate::placement::NodeRef;
 use crate::replicas::Replicas;
 use metrics::{GatewayMetrics, OpSlot};
 
+pub mod acl;
+pub mod cors;
 pub mod metrics;
 pub mod s3;
+pub mod tagging;
 
 /// Default size objects are cut into.
 pub const DEFAULT_BLOCK_BYTES: usize = 1024 * 1024;
@@ -195,21 +203,25 @@ pub async fn start(config: GatewayConfig) -> std::io::Result<GatewayHandle> {
     let addr = listener.local_addr()?;
     let replicas = Arc::new(replicas);
     let gateway = s3::Gateway {
-        meta,
+        meta: meta.clone(),
         replicas: replicas.clone(),
         keys: keys.clone(),
         block_bytes: config.block_bytes.max(4096),
     };
     let mut builder = S3ServiceBuilder::new(gateway);
     builder.set_auth(keys.clone());
-    builder.set_access(metrics::Access);
+    builder.set_access(metrics::Access { meta: meta.clone() });
     let domains = [
         config.domain.clone(),
         format!("{}:{}", config.domain, addr.port()),
     ];
-    let host = MultiDomain::new(&domains)
-        .map_err(|e| std::io::Error::other(format!("bad S3 domain {:?}: {e}", config.domain)))?;
-    builder.set_host(host);
+    let domain_error = |e| {
+        let domain = &config.domain;
+        std::io::Error::other(format!("bad S3 domain {domain:?}: {e}"))
+    };
+    builder.set_host(MultiDomain::new(&domains).map_err(domain_error)?);
+    // The same parsing of the Host header, for the CORS layer.
+    let host = Arc::new(MultiDomain::new(&domains).map_err(domain_error)?);
     let service = builder.build();
     let metrics = Arc::new(GatewayMetrics::default());
     let counted = metrics.clone();
@@ -231,6 +243,7 @@ pub async fn start(config: GatewayConfig) -> std::io::Result<GatewayHandle> {
             };
             let service = service.clone();
             let metrics = counted.clone();
+            let (meta, host) = (meta.clone(), host.clone());
             let counting =
                 hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
                     let slot = OpSlot::default();
@@ -239,8 +252,27 @@ pub async fn start(config: GatewayConfig) -> std::io::Result<GatewayHandle> {
                     let started = Instant::now();
                     let service = service.clone();
                     let metrics = metrics.clone();
+                    let (meta, host) = (meta.clone(), host.clone());
                     async move {
-                        let res = hyper::service::Service::call(&service, req).await;
+                        let res = if req.method() == http::Method::OPTIONS {
+                            slot.set("CorsPreflight");
+                            let addressed = cors::addressed(&host, &req);
+                            Ok(cors::preflight(&meta, addressed, req.headers()).await)
+                        } else {
+                            // An `Origin` costs a read of the bucket's CORS configuration.
+                            let cors = req
+                                .headers()
+                                .get(http::header::ORIGIN)
+                                .cloned()
+                                .and_then(|o| Some((o, cors::addressed(&host, &req)?.0)));
+                            let method = req.method().clone();
+                            let mut res = hyper::service::Service::call(&service, req).await;
+                            if let (Ok(r), Some((origin, bucket))) = (&mut res, cors) {
+                                cors::decorate(&meta, &bucket, &origin, &method, r.headers_mut())
+                                    .await;
+                            }
+                            res
+                        };
                         if let Ok(r) = &res {
                             metrics.observe(
                                 slot.take(),

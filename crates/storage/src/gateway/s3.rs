@@ -4,7 +4,11 @@
 //! prefix, delimiter, continuation token or marker, start-after, max-keys and
 //! `encoding-type=url`, ListObjectVersions, multipart uploads with parts copied from
 //! object ranges, ListMultipartUploads), each scoped to the tenant of the request's
-//! access key (another tenant's bucket is `AccessDenied`).
+//! access key (another tenant's bucket is `AccessDenied`, except for the reads a
+//! `public-read` bucket opens to everyone: see [`super::acl`]); bucket ACLs (canned
+//! `private` and `public-read`), object tags (on PUT, copy and multipart, and the
+//! tagging operations, per version) and bucket tags ([`super::tagging`]), and bucket CORS
+//! configurations ([`super::cors`], which also applies them).
 //!
 //! A PUT streams the body, cuts it into blocks of `block_bytes`, writes each to its
 //! replicas as it fills (memory per request: one block), checks the length it got
@@ -29,7 +33,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use s3s::dto::*;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
-use super::Keys;
+use super::{Keys, acl, cors, tagging};
 use crate::block::BlockId;
 use crate::meta::{self, BlockRef, Condition, Created, Meta, MetaError, Versioning};
 use crate::replicas::Replicas;
@@ -231,6 +235,52 @@ impl Gateway {
             .ok_or_else(|| s3_error!(AccessDenied, "sign the request with an access key"))
     }
 
+    /// The tenant of a signed request, `None` for an unsigned one.
+    fn caller<T>(&self, req: &S3Request<T>) -> S3Result<Option<String>> {
+        match &req.credentials {
+            None => Ok(None),
+            Some(c) => {
+                self.keys.tenant(&c.access_key).map(Some).ok_or_else(|| {
+                    s3_error!(AccessDenied, "the access key is not known (revoked?)")
+                })
+            }
+        }
+    }
+
+    /// Bucket `name` for a read that `public-read` opens to everyone ([`super::acl`]): the
+    /// bucket, and whether the caller owns it. Only the owner reads a version by id
+    /// (`named_version`).
+    async fn readable_bucket<T>(
+        &self,
+        req: &S3Request<T>,
+        name: &str,
+        named_version: bool,
+    ) -> S3Result<(meta::Bucket, bool)> {
+        let caller = self.caller(req)?;
+        let bucket = self
+            .meta
+            .bucket(name)
+            .await?
+            .ok_or_else(|| s3_error!(NoSuchBucket, "no bucket {name}"))?;
+        if caller.as_deref() == Some(bucket.tenant.as_str()) {
+            return Ok((bucket, true));
+        }
+        if bucket.public_read && !named_version {
+            return Ok((bucket, false));
+        }
+        Err(match caller {
+            None => s3_error!(
+                AccessDenied,
+                "bucket {name} is not public-read: sign the request with an access key"
+            ),
+            Some(_) if bucket.public_read => s3_error!(
+                AccessDenied,
+                "versions of another account's objects are not public"
+            ),
+            Some(_) => s3_error!(AccessDenied, "bucket {name} belongs to another account"),
+        })
+    }
+
     /// Bucket `name`, if the request's tenant owns it.
     async fn own_bucket<T>(&self, req: &S3Request<T>, name: &str) -> S3Result<meta::Bucket> {
         let tenant = self.tenant(req)?;
@@ -245,17 +295,24 @@ impl Gateway {
     }
 
     /// The version a read addresses (`version_id`, or else the latest) in a bucket of the
-    /// request's tenant, and that bucket. A delete marker answers 404 NoSuchKey when it is
-    /// the latest and 405 MethodNotAllowed when named by its id, with
-    /// `x-amz-delete-marker: true` (as S3 does).
+    /// request's tenant (or, when `public`, a `public-read` one of anyone's: see
+    /// [`Gateway::readable_bucket`]), that bucket, and whether the caller owns it. A delete
+    /// marker answers 404 NoSuchKey when it is the latest and 405 MethodNotAllowed when
+    /// named by its id, with `x-amz-delete-marker: true` (as S3 does).
     async fn readable<T>(
         &self,
         req: &S3Request<T>,
         bucket: &str,
         key: &str,
         version_id: Option<&str>,
-    ) -> S3Result<(meta::Bucket, meta::Object)> {
-        let owned = self.own_bucket(req, bucket).await?;
+        public: bool,
+    ) -> S3Result<(meta::Bucket, meta::Object, bool)> {
+        let (owned, owner) = if public {
+            self.readable_bucket(req, bucket, version_id.is_some())
+                .await?
+        } else {
+            (self.own_bucket(req, bucket).await?, true)
+        };
         let object = match version_arg(version_id)? {
             None => {
                 let o = self
@@ -287,7 +344,7 @@ impl Gateway {
                 o
             }
         };
-        Ok((owned, object))
+        Ok((owned, object, owner))
     }
 
     /// Streams `body` into blocks on their replicas (one block in memory at a time),
@@ -578,14 +635,15 @@ impl Gateway {
             } => (bucket, key, version_id.as_deref()),
             _ => return Err(not_implemented("copying from an access point")),
         };
-        let (bucket, object) = match self.readable(req, bucket, key, version_id).await {
+        let (bucket, object) = match self.readable(req, bucket, key, version_id, false).await {
             Err(e) if *e.code() == S3ErrorCode::MethodNotAllowed => {
                 return Err(s3_error!(
                     InvalidRequest,
                     "the source of a copy may not be a delete marker"
                 ));
             }
-            other => other?,
+            Err(e) => return Err(e),
+            Ok((bucket, object, _)) => (bucket, object),
         };
         if precondition(&object, conditions).is_some() {
             return Err(s3_error!(
@@ -645,6 +703,32 @@ impl Gateway {
             size: span.end - span.start,
             md5: md5.finalize().into(),
             blocks,
+        })
+    }
+
+    /// Replaces the tags of `object` (a version [`Gateway::readable`] found; `named`: the
+    /// request named it); the version's absence now (deleted meanwhile) is answered as if
+    /// it had never been there.
+    async fn retag(
+        &self,
+        object: &meta::Object,
+        named: Option<&str>,
+        tags: &[(String, String)],
+    ) -> S3Result<()> {
+        if self
+            .meta
+            .set_object_tags(&object.bucket, &object.key, &object.version_id, tags)
+            .await?
+        {
+            return Ok(());
+        }
+        Err(match named {
+            Some(v) => s3_error!(
+                NoSuchVersion,
+                "no version {v} of {} (deleted meanwhile)",
+                object.key
+            ),
+            None => s3_error!(NoSuchKey, "no object {} (deleted meanwhile)", object.key),
         })
     }
 
@@ -770,13 +854,27 @@ fn shown_version(versioning: Versioning, version_id: &str, named: bool) -> Optio
     (versioning != Versioning::Unversioned || named).then(|| version_id.to_owned())
 }
 
-/// Object tags (`x-amz-tagging`) are refused rather than dropped: tagging is not
-/// implemented yet.
-fn no_tagging(tagging: Option<&str>) -> S3Result<()> {
-    match tagging {
-        None | Some("") => Ok(()),
-        Some(_) => Err(not_implemented("object tagging (x-amz-tagging)")),
+/// `x-amz-tagging-count` for the owner of a version with tags (S3 leaves it out when there
+/// are none, and shows it only to callers who may read the tags).
+fn tag_count(object: &meta::Object, owner: bool) -> Option<i32> {
+    (owner && !object.tags.is_empty()).then(|| i32::try_from(object.tags.len()).unwrap_or(i32::MAX))
+}
+
+/// S3 refuses `response-*` overrides on unsigned GETs.
+fn no_anonymous_overrides(input: &GetObjectInput, signed: bool) -> S3Result<()> {
+    let overrides = input.response_cache_control.is_some()
+        || input.response_content_disposition.is_some()
+        || input.response_content_encoding.is_some()
+        || input.response_content_language.is_some()
+        || input.response_content_type.is_some()
+        || input.response_expires.is_some();
+    if overrides && !signed {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Request specific response headers cannot be used for anonymous GET requests."
+        ));
     }
+    Ok(())
 }
 
 fn not_implemented(what: &str) -> S3Error {
@@ -790,12 +888,35 @@ impl S3 for Gateway {
         req: S3Request<CreateBucketInput>,
     ) -> S3Result<S3Response<CreateBucketOutput>> {
         let tenant = self.tenant(&req)?;
-        let name = &req.input.bucket;
-        private_only(req.input.acl.as_ref().map(|a| a.as_str()))?;
-        if req.input.object_lock_enabled_for_bucket == Some(true) {
+        let input = &req.input;
+        let name = &input.bucket;
+        let public_read = acl::canned(input.acl.as_ref())?.unwrap_or(false);
+        acl::no_grants(&[
+            input.grant_full_control.as_ref(),
+            input.grant_read.as_ref(),
+            input.grant_read_acp.as_ref(),
+            input.grant_write.as_ref(),
+            input.grant_write_acp.as_ref(),
+        ])?;
+        if public_read
+            && input
+                .object_ownership
+                .as_ref()
+                .is_some_and(|o| o.as_str() == ObjectOwnership::BUCKET_OWNER_ENFORCED)
+        {
+            return Err(s3_error!(
+                InvalidBucketAclWithObjectOwnership,
+                "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting"
+            ));
+        }
+        if input.object_lock_enabled_for_bucket == Some(true) {
             return Err(not_implemented("object lock"));
         }
-        match self.meta.create_bucket(name, &tenant, now_ms()).await? {
+        match self
+            .meta
+            .create_bucket_with_acl(name, &tenant, now_ms(), public_read)
+            .await?
+        {
             Created::Created => Ok(S3Response::new(CreateBucketOutput {
                 location: Some(format!("/{name}")),
             })),
@@ -814,7 +935,7 @@ impl S3 for Gateway {
         &self,
         req: S3Request<HeadBucketInput>,
     ) -> S3Result<S3Response<HeadBucketOutput>> {
-        self.own_bucket(&req, &req.input.bucket).await?;
+        self.readable_bucket(&req, &req.input.bucket, false).await?;
         Ok(S3Response::new(HeadBucketOutput::default()))
     }
 
@@ -873,7 +994,13 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         self.own_bucket(&req, &req.input.bucket).await?;
         private_only(req.input.acl.as_ref().map(|a| a.as_str()))?;
-        no_tagging(req.input.tagging.as_deref())?;
+        acl::no_grants(&[
+            req.input.grant_full_control.as_ref(),
+            req.input.grant_read.as_ref(),
+            req.input.grant_read_acp.as_ref(),
+            req.input.grant_write_acp.as_ref(),
+        ])?;
+        let tags = tagging::from_header(req.input.tagging.as_deref())?;
         let condition = match (&req.input.if_none_match, &req.input.if_match) {
             (None, None) => Condition::None,
             (Some(ETagCondition::Any), None) => Condition::Absent,
@@ -904,6 +1031,7 @@ impl S3 for Gateway {
             metadata: input.metadata.unwrap_or_default().into_iter().collect(),
             last_modified: now_ms(),
             blocks: stored.blocks,
+            tags,
             ..meta::Object::new(&input.bucket, &input.key)
         };
         let written = self
@@ -928,8 +1056,8 @@ impl S3 for Gateway {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let named = req.input.version_id.as_deref();
-        let (bucket, object) = self
-            .readable(&req, &req.input.bucket, &req.input.key, named)
+        let (bucket, object, owner) = self
+            .readable(&req, &req.input.bucket, &req.input.key, named, true)
             .await?;
         read_precondition(
             &object,
@@ -940,7 +1068,11 @@ impl S3 for Gateway {
                 if_unmodified_since: req.input.if_unmodified_since.as_ref(),
             },
         )?;
-        Ok(S3Response::new(HeadObjectOutput {
+        let mut headers = http::HeaderMap::new();
+        if let Some(n) = tag_count(&object, owner) {
+            headers.insert("x-amz-tagging-count", http::HeaderValue::from(n));
+        }
+        let mut response = S3Response::new(HeadObjectOutput {
             content_length: Some(i64::try_from(object.size).unwrap_or(i64::MAX)),
             e_tag: Some(ETag::Strong(object.etag)),
             last_modified: Some(timestamp(object.last_modified)),
@@ -949,7 +1081,9 @@ impl S3 for Gateway {
             accept_ranges: Some("bytes".into()),
             version_id: shown_version(bucket.versioning, &object.version_id, named.is_some()),
             ..Default::default()
-        }))
+        });
+        response.headers = headers;
+        Ok(response)
     }
 
     async fn get_object(
@@ -957,9 +1091,10 @@ impl S3 for Gateway {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let named = req.input.version_id.as_deref();
-        let (bucket, object) = self
-            .readable(&req, &req.input.bucket, &req.input.key, named)
+        let (bucket, object, owner) = self
+            .readable(&req, &req.input.bucket, &req.input.key, named, true)
             .await?;
+        no_anonymous_overrides(&req.input, req.credentials.is_some())?;
         if req.input.part_number.is_some() {
             return Err(not_implemented("partNumber on GetObject"));
         }
@@ -1028,7 +1163,9 @@ impl S3 for Gateway {
             }
         });
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        let tag_count = tag_count(&object, owner);
         Ok(S3Response::new(GetObjectOutput {
+            tag_count,
             body: Some(StreamingBlob::wrap(stream)),
             content_length: Some(i64::try_from(span.end - span.start).unwrap_or(i64::MAX)),
             content_range,
@@ -1069,7 +1206,7 @@ impl S3 for Gateway {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let input = &req.input;
-        self.own_bucket(&req, &input.bucket).await?;
+        self.readable_bucket(&req, &input.bucket, false).await?;
         let url = url_encoding(input.encoding_type.as_ref())?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
@@ -1147,7 +1284,13 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         self.own_bucket(&req, &req.input.bucket).await?;
         private_only(req.input.acl.as_ref().map(|a| a.as_str()))?;
-        no_tagging(req.input.tagging.as_deref())?;
+        acl::no_grants(&[
+            req.input.grant_full_control.as_ref(),
+            req.input.grant_read.as_ref(),
+            req.input.grant_read_acp.as_ref(),
+            req.input.grant_write_acp.as_ref(),
+        ])?;
+        let tags = tagging::from_header(req.input.tagging.as_deref())?;
         let input = req.input;
         let upload_id = meta::new_upload_id();
         self.meta
@@ -1158,6 +1301,7 @@ impl S3 for Gateway {
                 content_type: input.content_type.map(|c| c.to_string()),
                 metadata: input.metadata.unwrap_or_default().into_iter().collect(),
                 initiated: now_ms(),
+                tags,
             })
             .await?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
@@ -1361,6 +1505,7 @@ impl S3 for Gateway {
                 .iter()
                 .flat_map(|p| p.blocks.iter().cloned())
                 .collect(),
+            tags: upload.tags.clone(),
             ..meta::Object::new(&upload.bucket, &upload.key)
         };
         let written = self
@@ -1560,7 +1705,7 @@ impl S3 for Gateway {
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let input = &req.input;
-        self.own_bucket(&req, &input.bucket).await?;
+        self.readable_bucket(&req, &input.bucket, false).await?;
         let url = url_encoding(input.encoding_type.as_ref())?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
@@ -1813,7 +1958,26 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let input = &req.input;
         private_only(input.acl.as_ref().map(|a| a.as_str()))?;
-        no_tagging(input.tagging.as_deref())?;
+        acl::no_grants(&[
+            input.grant_full_control.as_ref(),
+            input.grant_read.as_ref(),
+            input.grant_read_acp.as_ref(),
+            input.grant_write_acp.as_ref(),
+        ])?;
+        // COPY (the default) keeps the source's tags and ignores x-amz-tagging, as S3 does;
+        // REPLACE takes x-amz-tagging (none: no tags).
+        let replace_tags = match input.tagging_directive.as_ref().map(|d| d.as_str()) {
+            None | Some(TaggingDirective::COPY) => None,
+            Some(TaggingDirective::REPLACE) => {
+                Some(tagging::from_header(input.tagging.as_deref())?)
+            }
+            Some(other) => {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "x-amz-tagging-directive is COPY or REPLACE, not {other:?}"
+                ));
+            }
+        };
         self.own_bucket(&req, &input.bucket).await?;
         let Source {
             bucket: from_bucket,
@@ -1864,6 +2028,7 @@ impl S3 for Gateway {
             (source.content_type.clone(), source.metadata.clone())
         };
         let now = now_ms();
+        let tags = replace_tags.unwrap_or(source.tags);
         let written = self
             .meta
             .put_object(
@@ -1874,6 +2039,7 @@ impl S3 for Gateway {
                     metadata,
                     last_modified: now,
                     blocks: source.blocks,
+                    tags,
                     ..meta::Object::new(&input.bucket, &input.key)
                 },
                 &Condition::None,
@@ -1894,6 +2060,189 @@ impl S3 for Gateway {
             version_id: shown_version(written.versioning, &written.version_id, false),
             ..Default::default()
         }))
+    }
+
+    async fn put_bucket_acl(
+        &self,
+        req: S3Request<PutBucketAclInput>,
+    ) -> S3Result<S3Response<PutBucketAclOutput>> {
+        let input = &req.input;
+        self.own_bucket(&req, &input.bucket).await?;
+        if input.access_control_policy.is_some() {
+            return Err(not_implemented(
+                "an ACL body (grants): set a canned ACL with x-amz-acl private or public-read",
+            ));
+        }
+        acl::no_grants(&[
+            input.grant_full_control.as_ref(),
+            input.grant_read.as_ref(),
+            input.grant_read_acp.as_ref(),
+            input.grant_write.as_ref(),
+            input.grant_write_acp.as_ref(),
+        ])?;
+        let Some(public_read) = acl::canned(input.acl.as_ref())? else {
+            return Err(s3_error!(
+                MissingSecurityHeader,
+                "Your request was missing a required header: x-amz-acl"
+            ));
+        };
+        if !self
+            .meta
+            .set_public_read(&input.bucket, public_read)
+            .await?
+        {
+            return Err(s3_error!(NoSuchBucket, "no bucket {}", input.bucket));
+        }
+        Ok(S3Response::new(PutBucketAclOutput::default()))
+    }
+
+    async fn get_bucket_acl(
+        &self,
+        req: S3Request<GetBucketAclInput>,
+    ) -> S3Result<S3Response<GetBucketAclOutput>> {
+        let bucket = self.own_bucket(&req, &req.input.bucket).await?;
+        Ok(S3Response::new(acl::bucket_acl(
+            &bucket.tenant,
+            bucket.public_read,
+        )))
+    }
+
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        let input = &req.input;
+        let named = input.version_id.as_deref();
+        let (bucket, object, _) = self
+            .readable(&req, &input.bucket, &input.key, named, false)
+            .await?;
+        let tags = tagging::from_tagging(&input.tagging, tagging::MAX_OBJECT_TAGS)?;
+        self.retag(&object, named, &tags).await?;
+        Ok(S3Response::new(PutObjectTaggingOutput {
+            version_id: shown_version(bucket.versioning, &object.version_id, named.is_some()),
+        }))
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        let input = &req.input;
+        let named = input.version_id.as_deref();
+        let (bucket, object, _) = self
+            .readable(&req, &input.bucket, &input.key, named, false)
+            .await?;
+        Ok(S3Response::new(GetObjectTaggingOutput {
+            version_id: shown_version(bucket.versioning, &object.version_id, named.is_some()),
+            tag_set: tagging::to_tag_set(object.tags),
+        }))
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        let input = &req.input;
+        let named = input.version_id.as_deref();
+        let (bucket, object, _) = self
+            .readable(&req, &input.bucket, &input.key, named, false)
+            .await?;
+        self.retag(&object, named, &[]).await?;
+        Ok(S3Response::new(DeleteObjectTaggingOutput {
+            version_id: shown_version(bucket.versioning, &object.version_id, named.is_some()),
+        }))
+    }
+
+    async fn put_bucket_tagging(
+        &self,
+        req: S3Request<PutBucketTaggingInput>,
+    ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
+        let input = &req.input;
+        self.own_bucket(&req, &input.bucket).await?;
+        let tags = tagging::from_tagging(&input.tagging, tagging::MAX_BUCKET_TAGS)?;
+        // An empty tag set is none (GetBucketTagging answers NoSuchTagSet).
+        let tags = (!tags.is_empty()).then_some(tags);
+        if !self
+            .meta
+            .set_bucket_tags(&input.bucket, tags.as_deref())
+            .await?
+        {
+            return Err(s3_error!(NoSuchBucket, "no bucket {}", input.bucket));
+        }
+        Ok(S3Response::new(PutBucketTaggingOutput::default()))
+    }
+
+    async fn get_bucket_tagging(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+        let input = &req.input;
+        self.own_bucket(&req, &input.bucket).await?;
+        match self.meta.bucket_tags(&input.bucket).await? {
+            Some(tags) => Ok(S3Response::new(GetBucketTaggingOutput {
+                tag_set: tagging::to_tag_set(tags),
+            })),
+            None => Err(s3_error!(NoSuchTagSet, "The TagSet does not exist")),
+        }
+    }
+
+    async fn delete_bucket_tagging(
+        &self,
+        req: S3Request<DeleteBucketTaggingInput>,
+    ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
+        let input = &req.input;
+        self.own_bucket(&req, &input.bucket).await?;
+        if !self.meta.set_bucket_tags(&input.bucket, None).await? {
+            return Err(s3_error!(NoSuchBucket, "no bucket {}", input.bucket));
+        }
+        Ok(S3Response::new(DeleteBucketTaggingOutput::default()))
+    }
+
+    async fn put_bucket_cors(
+        &self,
+        req: S3Request<PutBucketCorsInput>,
+    ) -> S3Result<S3Response<PutBucketCorsOutput>> {
+        let input = &req.input;
+        self.own_bucket(&req, &input.bucket).await?;
+        let rules = cors::from_config(&input.cors_configuration)?;
+        let stored = cors::to_stored(&rules)?;
+        if !self
+            .meta
+            .set_bucket_cors(&input.bucket, Some(&stored))
+            .await?
+        {
+            return Err(s3_error!(NoSuchBucket, "no bucket {}", input.bucket));
+        }
+        Ok(S3Response::new(PutBucketCorsOutput::default()))
+    }
+
+    async fn get_bucket_cors(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        let input = &req.input;
+        self.own_bucket(&req, &input.bucket).await?;
+        match self.meta.bucket_cors(&input.bucket).await? {
+            Some(Some(stored)) => Ok(S3Response::new(GetBucketCorsOutput {
+                cors_rules: Some(cors::to_config(cors::from_stored(&stored)?)),
+            })),
+            _ => Err(s3_error!(
+                NoSuchCORSConfiguration,
+                "The CORS configuration does not exist"
+            )),
+        }
+    }
+
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+        let input = &req.input;
+        self.own_bucket(&req, &input.bucket).await?;
+        if !self.meta.set_bucket_cors(&input.bucket, None).await? {
+            return Err(s3_error!(NoSuchBucket, "no bucket {}", input.bucket));
+        }
+        Ok(S3Response::new(DeleteBucketCorsOutput::default()))
     }
 }
 
