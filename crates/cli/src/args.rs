@@ -204,6 +204,9 @@ pub struct UpArgs {
     /// (0: any free port; the inventory is updated to match).
     #[arg(long)]
     pub storage_port: Option<u16>,
+    /// Copies object storage keeps of each block.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub storage_replicas: u32,
     #[command(flatten)]
     pub health: HealthArgs,
     #[command(flatten)]
@@ -564,6 +567,10 @@ pub struct ControlArgs {
     /// Platform DNS zone.
     #[arg(long, default_value = lingjing_control::server::DEFAULT_ZONE)]
     pub zone: String,
+    /// Copies object storage keeps of each block, in different sites first (the S3
+    /// gateways follow a change with their next snapshot).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub storage_replicas: u32,
     #[command(flatten)]
     pub health: HealthArgs,
     #[command(flatten)]

@@ -33,6 +33,8 @@ pub struct ControlConfig {
     pub health: Option<crate::health::HealthConfig>,
     /// What tenants may point at and name (origins, reserved labels, domain control).
     pub policy: crate::policy::TrustPolicy,
+    /// Copies object storage keeps of each block (handed to the S3 gateways).
+    pub storage_replicas: u32,
 }
 
 /// A running control plane.
@@ -116,6 +118,7 @@ pub async fn serve_with(
         zone: config.zone.clone(),
         policy: config.policy.clone(),
         control_endpoint: Some(addr),
+        storage_replicas: config.storage_replicas.max(1),
     });
     let hub = Hub::new(store.version().await?, views.clone());
     let state = AppState {

@@ -87,7 +87,9 @@ impl Hub {
         let bytes = match role {
             Role::Edge => encode(build_edge(&mut tx, &self.ctx).await?)?,
             Role::Dns => encode(build_dns(&mut tx, &self.ctx.zone).await?)?,
-            Role::Storage | Role::S3 => encode(build_storage(&mut tx, role).await?)?,
+            Role::Storage | Role::S3 => {
+                encode(build_storage(&mut tx, role, self.ctx.storage_replicas).await?)?
+            }
         };
         tx.commit().await?;
         let (version, json) = bytes;
@@ -192,7 +194,8 @@ pub async fn build_dns(
     })
 }
 
-/// Copies kept of each block (the gateways keep fewer when the cluster has fewer nodes).
+/// Copies kept of each block unless the operator says otherwise (the gateways keep fewer
+/// when the cluster has fewer nodes).
 pub const DEFAULT_REPLICAS: u32 = 3;
 
 /// Builds the storage (`role` Storage) or S3 gateway (`role` S3) snapshot from one
@@ -200,6 +203,7 @@ pub const DEFAULT_REPLICAS: u32 = 3;
 pub async fn build_storage(
     conn: &mut AnyConnection,
     role: Role,
+    replicas: u32,
 ) -> Result<Snapshot<StorageSnapshot>, StoreError> {
     let version = config_version(conn).await?;
     let cluster_token = crate::store::storage::cluster_token(&mut *conn)
@@ -223,7 +227,7 @@ pub async fn build_storage(
         generated_at: crate::time::now_rfc3339(),
         body: StorageSnapshot {
             cluster_token,
-            replicas: DEFAULT_REPLICAS,
+            replicas,
             nodes,
             s3_keys,
         },

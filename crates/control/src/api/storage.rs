@@ -111,10 +111,14 @@ async fn status(
 ) -> Result<Json<Vec<StorageNodeStatus>>, ApiError> {
     caller.require_operator()?;
     let mut tx = state.store.read().await?;
-    let nodes = crate::snapshot::build_storage(&mut tx, lingjing_model::snapshot::Role::Storage)
-        .await?
-        .body
-        .nodes;
+    let nodes = crate::snapshot::build_storage(
+        &mut tx,
+        lingjing_model::snapshot::Role::Storage,
+        state.views.storage_replicas,
+    )
+    .await?
+    .body
+    .nodes;
     let mut reports = storage::reports(&mut tx).await?;
     tx.commit().await?;
     Ok(Json(
