@@ -12,6 +12,9 @@
 //! - The gateway killed in the middle of an upload: after a restart on the same metadata
 //!   database, the half-sent object is not visible and what was acknowledged is.
 //! - A presigned URL past its expiry is refused.
+//! - Two gateways on one PostgreSQL (with `LINGJING_TEST_POSTGRES`): what one writes the
+//!   other reads; racing conditional creates through both end with one winner; racing
+//!   overwrites end with one latest version both agree on.
 //!
 //! The crash tests need python3 with boto3 (a failure where `LINGJING_TEST_BOTO3` is set),
 //! the tools test the AWS CLI and rclone (a failure where `LINGJING_TEST_S3_TOOLS` is
@@ -116,6 +119,11 @@ impl Cluster {
     }
 
     fn gateway_with_blocks_kb(&self, block_kb: u32) -> (Proc, String) {
+        self.gateway_on(&format!("sqlite://{}", self.meta().display()), block_kb)
+    }
+
+    /// A gateway keeping its metadata in `meta_url`.
+    fn gateway_on(&self, meta_url: &str, block_kb: u32) -> (Proc, String) {
         let mut args: Vec<std::ffi::OsString> = vec![
             "s3".into(),
             "--listen".into(),
@@ -129,7 +137,7 @@ impl Cluster {
             "--keys-file".into(),
             self.dir.path().join("keys").into(),
             "--meta-url".into(),
-            format!("sqlite://{}", self.meta().display()).into(),
+            meta_url.into(),
         ];
         for (i, url) in self.node_urls.iter().enumerate() {
             let addr = url.trim_start_matches("http://");
@@ -544,4 +552,26 @@ fn the_aws_cli_and_rclone_round_trip_a_tree_byte_exact() {
         &["sync", "lj:tools/rc", down.to_str().expect("utf-8")],
     );
     assert!(tree(&src) == tree(&down), "rclone sync did not round-trip");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_share_one_postgresql() {
+    if !common::boto3_available() {
+        return;
+    }
+    lingjing_control::testing::with_scratch_postgres(
+        "two S3 gateways on one PostgreSQL",
+        |url| async move {
+            tokio::task::spawn_blocking(move || {
+                let cluster = Cluster::start();
+                let (_a, s3a) = cluster.gateway_on(&url, 64);
+                let (_b, s3b) = cluster.gateway_on(&url, 64);
+                let out = run_python(&["two", &s3a, "shared", &s3b]);
+                assert!(out.contains("two gateways agree"), "{out}");
+            })
+            .await
+            .expect("joined");
+        },
+    )
+    .await;
 }

@@ -5,6 +5,7 @@ Usage: s3_writer.py bucket ENDPOINT BUCKET             -- create the bucket
                                                         printing "ACK key" or "ERR key why"
        s3_writer.py verify ENDPOINT BUCKET KEYS...    -- every key reads back byte-exact
        s3_writer.py absent ENDPOINT BUCKET KEYS...    -- none of the keys exists
+       s3_writer.py two ENDPOINT BUCKET ENDPOINT2     -- two gateways on one database agree
 
 Object bytes are a function of the key (several blocks each), so a reader can check
 them without keeping them. The key comes from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
@@ -68,6 +69,46 @@ def absent(endpoint, bucket, keys):
     print(f"absent {len(keys)}", flush=True)
 
 
+def two(a_endpoint, bucket, b_endpoint):
+    from concurrent.futures import ThreadPoolExecutor
+
+    a, b = client(a_endpoint), client(b_endpoint)
+    a.create_bucket(Bucket=bucket)
+    a.put_object(Bucket=bucket, Key="k1", Body=body("k1"))
+    assert b.get_object(Bucket=bucket, Key="k1")["Body"].read() == body("k1")
+    assert [o["Key"] for o in b.list_objects_v2(Bucket=bucket)["Contents"]] == ["k1"]
+
+    # Conditional creates racing through both gateways: exactly one wins.
+    def create(i):
+        s3 = (a, b)[i % 2]
+        try:
+            s3.put_object(Bucket=bucket, Key="race", Body=f"writer {i}".encode(), IfNoneMatch="*")
+            return i
+        except s3.exceptions.ClientError as e:
+            code = e.response["Error"]["Code"]
+            assert code in ("PreconditionFailed", "ConditionalRequestConflict"), e.response
+            return None
+
+    with ThreadPoolExecutor(10) as pool:
+        winners = [w for w in pool.map(create, range(10)) if w is not None]
+    assert len(winners) == 1, winners
+    for s3 in (a, b):
+        got = s3.get_object(Bucket=bucket, Key="race")["Body"].read()
+        assert got == f"writer {winners[0]}".encode(), got
+
+    # Overwrites racing through both: one latest version, the same through either.
+    def overwrite(i):
+        (a, b)[i % 2].put_object(Bucket=bucket, Key="lw", Body=f"version {i}".encode())
+
+    with ThreadPoolExecutor(10) as pool:
+        list(pool.map(overwrite, range(20)))
+    ha, hb = a.head_object(Bucket=bucket, Key="lw"), b.head_object(Bucket=bucket, Key="lw")
+    assert ha["ETag"] == hb["ETag"], (ha["ETag"], hb["ETag"])
+    got = b.get_object(Bucket=bucket, Key="lw")["Body"].read()
+    assert got.startswith(b"version "), got
+    print("two gateways agree", flush=True)
+
+
 if __name__ == "__main__":
     cmd, endpoint, bucket, *rest = sys.argv[1:]
     if cmd == "bucket":
@@ -78,5 +119,7 @@ if __name__ == "__main__":
         verify(endpoint, bucket, rest)
     elif cmd == "absent":
         absent(endpoint, bucket, rest)
+    elif cmd == "two":
+        two(endpoint, bucket, rest[0])
     else:
         sys.exit(f"unknown command {cmd}")
