@@ -11,7 +11,8 @@
 //!   failed one is visible.
 //! - The gateway killed in the middle of an upload: after a restart on the same metadata
 //!   database, the half-sent object is not visible and what was acknowledged is.
-//! - A presigned URL past its expiry is refused.
+//! - A presigned URL past its expiry is refused; a PUT or part declaring more than 5 GiB
+//!   is refused from its head (`EntityTooLarge`), before any of its body.
 //! - Two gateways on one PostgreSQL (with `LINGJING_TEST_POSTGRES`): what one writes the
 //!   other reads; racing conditional creates through both end with one winner; racing
 //!   overwrites end with one latest version both agree on.
@@ -574,4 +575,14 @@ async fn two_gateways_share_one_postgresql() {
         },
     )
     .await;
+}
+
+#[test]
+fn bodies_over_five_gib_are_refused_from_their_head() {
+    if !common::boto3_available() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let (_gateway, s3) = cluster.gateway();
+    assert!(run_python(&["oversize", &s3, "limits"]).contains("oversize refused"));
 }

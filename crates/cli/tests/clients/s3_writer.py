@@ -6,6 +6,8 @@ Usage: s3_writer.py bucket ENDPOINT BUCKET             -- create the bucket
        s3_writer.py verify ENDPOINT BUCKET KEYS...    -- every key reads back byte-exact
        s3_writer.py absent ENDPOINT BUCKET KEYS...    -- none of the keys exists
        s3_writer.py two ENDPOINT BUCKET ENDPOINT2     -- two gateways on one database agree
+       s3_writer.py oversize ENDPOINT BUCKET          -- a PUT or part over 5 GiB is refused
+                                                        from its headers, before any body
 
 Object bytes are a function of the key (several blocks each), so a reader can check
 them without keeping them. The key comes from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
@@ -109,6 +111,41 @@ def two(a_endpoint, bucket, b_endpoint):
     print("two gateways agree", flush=True)
 
 
+def oversize(endpoint, bucket):
+    """Sends only the signed head of requests declaring 5 GiB + 1 byte of body."""
+    import http.client
+    import urllib.parse
+
+    import botocore.session
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    s3 = client(endpoint)
+    s3.create_bucket(Bucket=bucket)
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="part")["UploadId"]
+    creds = botocore.session.get_session().get_credentials()
+    too_big = str(5 * 1024**3 + 1)
+    for path in (f"/{bucket}/whole", f"/{bucket}/part?partNumber=1&uploadId={upload}"):
+        url = endpoint + path
+        req = AWSRequest(method="PUT", url=url, headers={
+            "Content-Length": too_big, "x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
+        S3SigV4Auth(creds, "s3", "us-east-1").add_auth(req)
+        parsed = urllib.parse.urlsplit(url)
+        conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+        conn.putrequest("PUT", parsed.path + ("?" + parsed.query if parsed.query else ""),
+                        skip_accept_encoding=True)
+        for k, v in req.headers.items():
+            conn.putheader(k, v)
+        conn.endheaders()  # no body: the answer must not wait for 5 GiB
+        res = conn.getresponse()
+        text = res.read().decode()
+        assert res.status == 400 and "EntityTooLarge" in text, (path, res.status, text)
+        conn.close()
+    absent(endpoint, bucket, ["whole"])
+    assert not s3.list_parts(Bucket=bucket, Key="part", UploadId=upload).get("Parts"), "a part"
+    print("oversize refused", flush=True)
+
+
 if __name__ == "__main__":
     cmd, endpoint, bucket, *rest = sys.argv[1:]
     if cmd == "bucket":
@@ -121,5 +158,7 @@ if __name__ == "__main__":
         absent(endpoint, bucket, rest)
     elif cmd == "two":
         two(endpoint, bucket, rest[0])
+    elif cmd == "oversize":
+        oversize(endpoint, bucket)
     else:
         sys.exit(f"unknown command {cmd}")
