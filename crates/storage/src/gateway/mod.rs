@@ -32,6 +32,7 @@ use crate::replicas::Replicas;
 use metrics::{GatewayMetrics, OpSlot};
 
 pub mod acl;
+pub mod checksum;
 pub mod cors;
 pub mod metrics;
 pub mod s3;
