@@ -399,6 +399,164 @@ impl Expected {
     }
 }
 
+/// The operations that verify their own bodies ([`Expected::verify`] as they stream them
+/// into blocks, aws-chunked trailers included): [`CheckedBody`] leaves theirs alone.
+const SELF_CHECKING: [&str; 2] = ["PutObject", "UploadPart"];
+
+/// Whether a request's body is for [`CheckedBody`]: it claims a digest (`Content-MD5`,
+/// `x-amz-checksum-*`) and is not aws-chunked (whose digests cover the decoded payload s3s
+/// hands the handlers: only PutObject and UploadPart take one, and they check it).
+pub(crate) fn wants_check(headers: &http::HeaderMap) -> bool {
+    let chunked = headers
+        .get("x-amz-content-sha256")
+        .is_some_and(|v| v.as_bytes().starts_with(b"STREAMING-"))
+        || headers
+            .get(http::header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("aws-chunked"));
+    let claims = headers.keys().any(|k| {
+        k.as_str() == "content-md5"
+            || k.as_str()
+                .strip_prefix("x-amz-checksum-")
+                .is_some_and(|rest| !matches!(rest, "mode" | "type" | "algorithm"))
+    });
+    claims && !chunked
+}
+
+/// Where a [`CheckedBody`] leaves its verdict: the error the request is to be answered
+/// with (code and message), when its body failed its digest.
+#[derive(Clone, Default)]
+pub(crate) struct Verdict(std::sync::Arc<std::sync::Mutex<Option<(S3ErrorCode, String)>>>);
+
+impl Verdict {
+    fn set(&self, e: &S3Error) {
+        if let Ok(mut v) = self.0.lock() {
+            *v = Some((e.code().clone(), e.message().unwrap_or_default().to_owned()));
+        }
+    }
+
+    /// The failure, if the body failed.
+    pub(crate) fn take(&self) -> Option<(S3ErrorCode, String)> {
+        self.0.lock().ok().and_then(|mut v| v.take())
+    }
+}
+
+/// What a [`CheckedBody`] is doing.
+enum Checking {
+    /// Not polled yet: the operation is not known until s3s has routed the request.
+    Waiting(Result<Expected, (S3ErrorCode, String)>),
+    Hashing(Expected, Box<Hasher>),
+    /// Nothing (more) to check.
+    Passing,
+}
+
+/// A request body whose `Content-MD5` or `x-amz-checksum-*` header is verified as s3s
+/// reads it, for the operations whose bodies s3s reads whole before their handlers run
+/// (DeleteObjects, the tagging, CORS, ACL and versioning configurations,
+/// CompleteMultipartUpload): s3s checks none of them. A mismatch (or a malformed header)
+/// ends the body with an error and leaves it in the [`Verdict`], which the server answers
+/// with (400 BadDigest, InvalidDigest or InvalidRequest) in place of the failure s3s
+/// reports; the handler never runs, so nothing changes. PutObject and UploadPart
+/// ([`SELF_CHECKING`], known from the [`super::metrics::OpSlot`] by the first read) pass
+/// through unhashed.
+pub(crate) struct CheckedBody<B> {
+    inner: B,
+    state: Checking,
+    op: super::metrics::OpSlot,
+    verdict: Verdict,
+}
+
+impl<B> CheckedBody<B> {
+    pub(crate) fn new(
+        inner: B,
+        headers: &http::HeaderMap,
+        op: super::metrics::OpSlot,
+        verdict: Verdict,
+    ) -> CheckedBody<B> {
+        let expected = Expected::from_headers(headers)
+            .map_err(|e| (e.code().clone(), e.message().unwrap_or_default().to_owned()));
+        CheckedBody {
+            inner,
+            state: Checking::Waiting(expected),
+            op,
+            verdict,
+        }
+    }
+
+    fn fail(&mut self, e: &S3Error) -> Box<dyn std::error::Error + Send + Sync> {
+        self.verdict.set(e);
+        self.state = Checking::Passing;
+        Box::new(std::io::Error::other(format!(
+            "{}: {}",
+            e.code().as_str(),
+            e.message().unwrap_or_default()
+        )))
+    }
+}
+
+impl<B> hyper::body::Body for CheckedBody<B>
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if let Checking::Waiting(expected) = &this.state {
+            let op = this.op.get();
+            this.state = if op.as_deref().is_some_and(|o| SELF_CHECKING.contains(&o)) {
+                Checking::Passing
+            } else {
+                match expected {
+                    Err((code, message)) => {
+                        let e = S3Error::with_message(code.clone(), message.clone());
+                        return Poll::Ready(Some(Err(this.fail(&e))));
+                    }
+                    Ok(e) => Checking::Hashing(e.clone(), Box::new(Hasher::new(e.algorithm()))),
+                }
+            };
+        }
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Checking::Hashing(_, hasher), Some(data)) =
+                    (&mut this.state, frame.data_ref())
+                {
+                    hasher.update(data);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(None) => {
+                match std::mem::replace(&mut this.state, Checking::Passing) {
+                    Checking::Hashing(expected, hasher) => {
+                        if let Err(e) = expected.verify(&hasher.finish(), None) {
+                            return Poll::Ready(Some(Err(this.fail(&e))));
+                        }
+                    }
+                    Checking::Waiting(_) | Checking::Passing => {}
+                }
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        // The end is where the verdict is given: it must be polled.
+        matches!(self.state, Checking::Passing) && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

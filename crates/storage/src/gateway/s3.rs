@@ -12,8 +12,11 @@
 //!
 //! A PUT streams the body, cuts it into blocks of `block_bytes`, writes each to its
 //! replicas as it fills (memory per request: one block), checks the length it got
-//! against the one declared (s3s does not for aws-chunked bodies), and only then makes
-//! the object visible, in one transaction ([`crate::meta`]). A GET streams the blocks a
+//! against the one declared (s3s does not for aws-chunked bodies) and its `Content-MD5`
+//! and flexible checksum (a header, or an aws-chunked trailer: [`super::checksum`]; a
+//! mismatch is 400 BadDigest), and only then makes the object visible, in one transaction
+//! ([`crate::meta`]), with the checksum it was sent (returned by GET and HEAD of the whole
+//! object with `x-amz-checksum-mode: ENABLED`; multipart objects have none). A GET streams the blocks a
 //! range covers, one at a time, through a channel of two: memory per request stays
 //! bounded whatever the size.
 //!

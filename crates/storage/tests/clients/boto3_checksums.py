@@ -6,7 +6,9 @@ ChecksumCRC64NVME) succeed, answer the checksum, and GET/HEAD with ChecksumMode=
 return it (botocore then checks the body against it); a range or a read without the mode
 shows none. A wrong Content-MD5 or x-amz-checksum-* is 400 BadDigest and the key stays
 absent (or keeps its old content); a malformed Content-MD5 is 400 InvalidDigest. Parts are
-checked the same way (a refused part is not listed). Copies keep the checksum.
+checked the same way (a refused part is not listed). Copies keep the checksum. The bodies
+s3s reads whole (DeleteObjects, PutBucketTagging, PutObjectTagging) are checked against
+their Content-MD5 or checksum too: a wrong one is 400 BadDigest and changes nothing.
 
 Run by crates/storage/tests/s3.rs (same environment as boto3_basic.py).
 """
@@ -181,4 +183,45 @@ s3.complete_multipart_upload(Bucket="sums", Key="multi", UploadId=up, MultipartU
     "Parts": [{"PartNumber": 1, "ETag": r1["ETag"]}, {"PartNumber": 2, "ETag": r2["ETag"]}]})
 got = s3.get_object(Bucket="sums", Key="multi", ChecksumMode="ENABLED")
 assert got["Body"].read() == part1 + part2
+
+
+# Bodies s3s reads whole (DeleteObjects, tagging, ...) are checked too: botocore sends a
+# Content-MD5 or an x-amz-checksum-* for them; a wrong one is refused, nothing changes.
+def corrupt_digests(request, **kwargs):
+    for name, algorithm in (("Content-MD5", None), ("x-amz-checksum-crc32", "CRC32"),
+                            ("x-amz-checksum-crc32c", "CRC32C"),
+                            ("x-amz-checksum-sha256", "SHA256")):
+        if name in request.headers:
+            del request.headers[name]
+            request.headers[name] = (wrong_md5 if algorithm is None
+                                     else expected(algorithm, b"tampered"))
+
+
+def malformed_md5(request, **kwargs):
+    for name in list(request.headers.keys()):
+        if name.lower() == "content-md5" or name.lower().startswith("x-amz-checksum-"):
+            del request.headers[name]
+    request.headers["Content-MD5"] = "bm90IGFuIG1kNQ=="
+
+
+doomed = {"Objects": [{"Key": "obj-CRC32"}, {"Key": "md5"}]}
+for handler, code in ((corrupt_digests, "BadDigest"), (malformed_md5, "InvalidDigest")):
+    for op in ("DeleteObjects", "PutBucketTagging", "PutObjectTagging"):
+        s3.meta.events.register(f"before-sign.s3.{op}", handler)
+    assert error(s3.delete_objects, Bucket="sums", Delete=doomed) == (code, 400)
+    assert error(s3.put_bucket_tagging, Bucket="sums",
+                 Tagging={"TagSet": [{"Key": "a", "Value": "b"}]}) == (code, 400)
+    assert error(s3.put_object_tagging, Bucket="sums", Key="md5",
+                 Tagging={"TagSet": [{"Key": "a", "Value": "b"}]}) == (code, 400)
+    for op in ("DeleteObjects", "PutBucketTagging", "PutObjectTagging"):
+        s3.meta.events.unregister(f"before-sign.s3.{op}", handler)
+s3.head_object(Bucket="sums", Key="obj-CRC32")
+s3.head_object(Bucket="sums", Key="md5")
+assert error(s3.get_bucket_tagging, Bucket="sums") == ("NoSuchTagSet", 404)
+assert s3.get_object_tagging(Bucket="sums", Key="md5")["TagSet"] == []
+# Untouched, they pass.
+s3.put_bucket_tagging(Bucket="sums", Tagging={"TagSet": [{"Key": "a", "Value": "b"}]})
+deleted = s3.delete_objects(Bucket="sums", Delete=doomed)
+assert sorted(d["Key"] for d in deleted["Deleted"]) == ["md5", "obj-CRC32"], deleted
+absent("md5")
 print("checksums: all checks passed")
