@@ -24,6 +24,10 @@
 //! with. The gateway validates tags and CORS rules; this module stores them (CORS as the
 //! gateway's JSON, opaque here).
 //!
+//! **Checksums:** a version's flexible checksum (CRC32, SHA256, ...: the gateway verified
+//! it against the body and owns its `ALGORITHM:BASE64` form) is a column of its row too,
+//! written by the statement that makes the version and moved with it.
+//!
 //! Blocks are content-addressed and shared by versions and copies; nothing here deletes
 //! them (there is no garbage collection yet), so a deleted version's blocks stay on the
 //! storage nodes.
@@ -163,6 +167,9 @@ pub struct Object {
     pub delete_marker: bool,
     /// The version's tags (key, value), in the order they were given.
     pub tags: Vec<(String, String)>,
+    /// The version's flexible checksum as the gateway stores it (`ALGORITHM:BASE64`,
+    /// opaque here); `None` when the write carried none.
+    pub checksum: Option<String>,
 }
 
 impl Object {
@@ -180,6 +187,7 @@ impl Object {
             version_id: NULL_VERSION.to_owned(),
             delete_marker: false,
             tags: Vec::new(),
+            checksum: None,
         }
     }
 }
@@ -905,7 +913,7 @@ impl Meta {
 }
 
 /// The columns of `objects` and `versions` that make an [`Object`], in one order.
-const COLUMNS: &str = "bucket, key, size, etag, content_type, metadata, last_modified, blocks, version_id, sort_id, delete_marker, tags";
+const COLUMNS: &str = "bucket, key, size, etag, content_type, metadata, last_modified, blocks, version_id, sort_id, delete_marker, tags, checksum";
 
 /// Whether a failed write transaction is to be run again: a unique-key conflict (two
 /// writers creating a key's first row at once: the loser finds the winner's row the
@@ -1032,12 +1040,13 @@ async fn store_latest(
     let size = i64::try_from(object.size).map_err(|_| MetaError::Corrupt("size".into()))?;
     let sql = if replace {
         "UPDATE objects SET size = $3, etag = $4, content_type = $5, metadata = $6, last_modified = $7,
-           blocks = $8, version_id = $9, sort_id = $10, delete_marker = $11, tags = $12
+           blocks = $8, version_id = $9, sort_id = $10, delete_marker = $11, tags = $12,
+           checksum = $13
          WHERE bucket = $1 AND key = $2"
     } else {
         "INSERT INTO objects (bucket, key, size, etag, content_type, metadata, last_modified, blocks,
-           version_id, sort_id, delete_marker, tags)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+           version_id, sort_id, delete_marker, tags, checksum)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
     };
     sqlx::query(sql)
         .bind(&object.bucket)
@@ -1052,6 +1061,7 @@ async fn store_latest(
         .bind(sort_id)
         .bind(i64::from(object.delete_marker))
         .bind(json(&object.tags)?)
+        .bind(object.checksum.as_deref())
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -1163,6 +1173,7 @@ fn object_from_row(r: &sqlx::any::AnyRow) -> Result<Object, MetaError> {
         version_id: r.try_get("version_id")?,
         delete_marker: r.try_get::<i64, _>("delete_marker")? != 0,
         tags: from_json(&tags)?,
+        checksum: r.try_get("checksum")?,
     })
 }
 
@@ -1838,6 +1849,64 @@ mod tests {
             assert_eq!(
                 m.object("b", "up").await.expect("get").expect("there").tags,
                 upload.tags
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn checksums_are_written_with_their_version_and_follow_it() {
+        on_each_database(|m| async move {
+            m.create_bucket("b", "t", 1).await.expect("create");
+            m.set_versioning("b", Versioning::Enabled)
+                .await
+                .expect("enable");
+            let v1 = put(
+                &m,
+                &Object {
+                    checksum: Some("CRC32:DUoRhQ==".into()),
+                    ..object("b", "k", "e1")
+                },
+            )
+            .await;
+            assert_eq!(
+                m.object("b", "k")
+                    .await
+                    .expect("get")
+                    .expect("there")
+                    .checksum,
+                Some("CRC32:DUoRhQ==".into())
+            );
+            // A newer version without one; the older keeps its own in `versions`.
+            let v2 = put(&m, &object("b", "k", "e2")).await;
+            let checksum_of = |id: String| {
+                let m = m.clone();
+                async move {
+                    m.object_version("b", "k", &id)
+                        .await
+                        .expect("get")
+                        .expect("there")
+                        .object
+                        .checksum
+                }
+            };
+            assert_eq!(
+                checksum_of(v1.version_id.clone()).await,
+                Some("CRC32:DUoRhQ==".into())
+            );
+            assert_eq!(checksum_of(v2.version_id.clone()).await, None);
+            // Removing the latest brings the older back, checksum and all.
+            m.delete_version("b", "k", &v2.version_id)
+                .await
+                .expect("remove")
+                .expect("was there");
+            assert_eq!(
+                m.object("b", "k")
+                    .await
+                    .expect("get")
+                    .expect("there")
+                    .checksum,
+                Some("CRC32:DUoRhQ==".into())
             );
         })
         .await;

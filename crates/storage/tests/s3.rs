@@ -5,9 +5,13 @@
 //! id, delete markers, permanent deletes, ListObjectVersions, suspended buckets; canned
 //! bucket ACLs, unsigned reads of public-read buckets (boto3 with `botocore.UNSIGNED` and
 //! plain HTTP), object and bucket tags, and CORS configurations, preflights and response
-//! headers (`tests/clients/boto3_access.py`); and
-//! signed aws-chunked uploads built by hand on botocore's signer
-//! (`tests/clients/aws_chunked.py`): a tampered chunk and a lying decoded length refused.
+//! headers (`tests/clients/boto3_access.py`); Content-MD5 and the flexible checksums
+//! (CRC32, CRC32C, CRC64NVME, SHA1, SHA256) verified on PUT and UploadPart and returned by
+//! GET/HEAD with `ChecksumMode=ENABLED`, wrong ones refused 400 BadDigest with nothing
+//! stored (`tests/clients/boto3_checksums.py`); and aws-chunked uploads built by hand on
+//! botocore's signer (`tests/clients/aws_chunked.py`): signed chunks, unsigned chunks with
+//! a trailing checksum, signed chunks with a signed trailer; a tampered chunk or trailer, a
+//! wrong trailing checksum and a lying decoded length refused.
 //!
 //! boto3 must be installed (`.ci/run` installs it and sets `LINGJING_TEST_BOTO3=1`, which
 //! makes its absence a failure); elsewhere the test says it was skipped.
@@ -100,6 +104,7 @@ async fn boto3_uses_the_gateway_unchanged() {
         "boto3_basic.py",
         "boto3_versioning.py",
         "boto3_access.py",
+        "boto3_checksums.py",
         "aws_chunked.py",
     ] {
         let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));

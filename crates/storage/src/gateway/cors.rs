@@ -245,7 +245,7 @@ fn parse_rules(stored: &str) -> Option<Vec<Rule>> {
 }
 
 /// An S3 XML error answer built here (outside s3s).
-fn error_response(
+pub(crate) fn error_response(
     status: StatusCode,
     code: &str,
     message: &str,

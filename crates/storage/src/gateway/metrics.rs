@@ -148,6 +148,11 @@ impl OpSlot {
         self.0.lock().ok().and_then(|mut s| s.take())
     }
 
+    /// The operation, without taking it.
+    pub(crate) fn get(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|s| s.clone())
+    }
+
     pub(crate) fn set(&self, op: &str) {
         if let Ok(mut s) = self.0.lock() {
             *s = Some(op.to_owned());

@@ -9,8 +9,11 @@
 //! and adds the CORS headers to the responses of requests that carry an `Origin`
 //! ([`cors`]). Behind it: the operations in [`s3`] (everything else answers
 //! `NotImplemented`), who may do what in [`acl`] (canned ACLs, unsigned reads of
-//! `public-read` buckets), tag parsing and limits in [`tagging`], and the metrics in
-//! [`metrics`], whose `S3Access` check is where s3s asks about every routed request.
+//! `public-read` buckets), tag parsing and limits in [`tagging`], body integrity
+//! (`Content-MD5`, flexible checksums) in `checksum`, and the metrics in [`metrics`],
+//! whose `S3Access` check is where s3s asks about every routed request. The HTTP layer
+//! also checks the digests of the bodies s3s reads whole (DeleteObjects, tagging and
+//! other configurations: `checksum::CheckedBody`); s3s checks none.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -32,6 +35,7 @@ use crate::replicas::Replicas;
 use metrics::{GatewayMetrics, OpSlot};
 
 pub mod acl;
+pub(crate) mod checksum;
 pub mod cors;
 pub mod metrics;
 pub mod s3;
@@ -266,7 +270,30 @@ pub async fn start(config: GatewayConfig) -> std::io::Result<GatewayHandle> {
                                 .cloned()
                                 .and_then(|o| Some((o, cors::addressed(&host, &req)?.0)));
                             let method = req.method().clone();
-                            let mut res = hyper::service::Service::call(&service, req).await;
+                            // Bodies s3s reads whole are checked against their digests
+                            // here (s3s does not); PutObject and UploadPart check theirs.
+                            let verdict = checksum::Verdict::default();
+                            let req = if checksum::wants_check(req.headers()) {
+                                let (parts, body) = req.into_parts();
+                                let body = checksum::CheckedBody::new(
+                                    body,
+                                    &parts.headers,
+                                    slot.clone(),
+                                    verdict.clone(),
+                                );
+                                http::Request::from_parts(parts, s3s::Body::http_body(body))
+                            } else {
+                                req.map(s3s::Body::from)
+                            };
+                            let mut res = service.call(req).await;
+                            if let Some((code, message)) = verdict.take() {
+                                res = Ok(cors::error_response(
+                                    http::StatusCode::BAD_REQUEST,
+                                    code.as_str(),
+                                    &message,
+                                    "",
+                                ));
+                            }
                             if let (Ok(r), Some((origin, bucket))) = (&mut res, cors) {
                                 cors::decorate(&meta, &bucket, &origin, &method, r.headers_mut())
                                     .await;

@@ -12,8 +12,11 @@
 //!
 //! A PUT streams the body, cuts it into blocks of `block_bytes`, writes each to its
 //! replicas as it fills (memory per request: one block), checks the length it got
-//! against the one declared (s3s does not for aws-chunked bodies), and only then makes
-//! the object visible, in one transaction ([`crate::meta`]). A GET streams the blocks a
+//! against the one declared (s3s does not for aws-chunked bodies) and its `Content-MD5`
+//! and flexible checksum (a header, or an aws-chunked trailer: [`super::checksum`]; a
+//! mismatch is 400 BadDigest), and only then makes the object visible, in one transaction
+//! ([`crate::meta`]), with the checksum it was sent (returned by GET and HEAD of the whole
+//! object with `x-amz-checksum-mode: ENABLED`; multipart objects have none). A GET streams the blocks a
 //! range covers, one at a time, through a channel of two: memory per request stays
 //! bounded whatever the size.
 //!
@@ -33,6 +36,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use s3s::dto::*;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
+use super::checksum::{self, Expected, Hasher};
 use super::{Keys, acl, cors, tagging};
 use crate::block::BlockId;
 use crate::meta::{self, BlockRef, Condition, Created, Meta, MetaError, Versioning};
@@ -169,6 +173,8 @@ struct Stored {
     size: u64,
     md5: [u8; 16],
     blocks: Vec<BlockRef>,
+    /// The flexible checksum the request sent and the body matched.
+    checksum: Option<checksum::Checksum>,
 }
 
 pub(crate) struct Gateway {
@@ -349,12 +355,17 @@ impl Gateway {
 
     /// Streams `body` into blocks on their replicas (one block in memory at a time),
     /// checking its length against `declared` (s3s does not for aws-chunked bodies) and
-    /// `limit`.
+    /// `limit`, and its digests against `expected` (`Content-MD5`, a flexible checksum
+    /// in a header or in one of `trailers`): any failure is an error before the caller
+    /// writes a row, so nothing becomes visible (the blocks already written are
+    /// content-addressed and harmless).
     async fn store_body(
         &self,
         mut body: StreamingBlob,
         declared: Option<u64>,
         limit: u64,
+        expected: &Expected,
+        trailers: Option<&s3s::TrailingHeaders>,
     ) -> S3Result<Stored> {
         if declared.is_some_and(|d| d > limit) {
             return Err(s3_error!(
@@ -362,7 +373,7 @@ impl Gateway {
                 "the body is larger than {limit} bytes"
             ));
         }
-        let mut md5 = Md5::new();
+        let mut hasher = Hasher::new(expected.algorithm());
         let mut received: u64 = 0;
         let mut blocks = Vec::new();
         let mut pending = BytesMut::with_capacity(self.block_bytes);
@@ -381,7 +392,7 @@ impl Gateway {
                     "the body is larger than {limit} bytes"
                 ));
             }
-            md5.update(&chunk);
+            hasher.update(&chunk);
             while !chunk.is_empty() {
                 let room = self.block_bytes - pending.len();
                 let take = room.min(chunk.len());
@@ -399,13 +410,18 @@ impl Gateway {
                 "the body ended after {received} bytes, short of its declared length"
             ));
         }
+        let digests = hasher.finish();
+        // The body has ended: its trailers (if any) are in.
+        let trailers = trailers.and_then(s3s::TrailingHeaders::take);
+        let checksum = expected.verify(&digests, trailers.as_ref())?;
         if !pending.is_empty() {
             blocks.push(self.write_block(pending.freeze()).await?);
         }
         Ok(Stored {
             size: received,
-            md5: md5.finalize().into(),
+            md5: digests.md5,
             blocks,
+            checksum,
         })
     }
 
@@ -703,6 +719,7 @@ impl Gateway {
             size: span.end - span.start,
             md5: md5.finalize().into(),
             blocks,
+            checksum: None,
         })
     }
 
@@ -877,6 +894,24 @@ fn no_anonymous_overrides(input: &GetObjectInput, signed: bool) -> S3Result<()> 
     Ok(())
 }
 
+/// The checksum fields a read (GET, HEAD) shows: the version's checksum when the request
+/// asked for it (`x-amz-checksum-mode: ENABLED`) and reads the whole object (S3 shows none
+/// for a range); none otherwise, or when the version has none.
+fn read_checksum(
+    object: &meta::Object,
+    mode: Option<&ChecksumMode>,
+    whole: bool,
+) -> s3s::dto::Checksum {
+    let enabled = mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED));
+    object
+        .checksum
+        .as_deref()
+        .filter(|_| enabled && whole)
+        .and_then(checksum::Checksum::from_stored)
+        .map(|c| c.to_dto())
+        .unwrap_or_default()
+}
+
 fn not_implemented(what: &str) -> S3Error {
     s3_error!(NotImplemented, "{what} is not implemented yet")
 }
@@ -1001,6 +1036,7 @@ impl S3 for Gateway {
             req.input.grant_write_acp.as_ref(),
         ])?;
         let tags = tagging::from_header(req.input.tagging.as_deref())?;
+        let expected = Expected::from_headers(&req.headers)?;
         let condition = match (&req.input.if_none_match, &req.input.if_match) {
             (None, None) => Condition::None,
             (Some(ETagCondition::Any), None) => Condition::Absent,
@@ -1022,7 +1058,15 @@ impl S3 for Gateway {
         let body = input
             .body
             .ok_or_else(|| s3_error!(IncompleteBody, "the request has no body"))?;
-        let stored = self.store_body(body, declared, MAX_OBJECT_BYTES).await?;
+        let stored = self
+            .store_body(
+                body,
+                declared,
+                MAX_OBJECT_BYTES,
+                &expected,
+                req.trailing_headers.as_ref(),
+            )
+            .await?;
         let etag = hex::encode(stored.md5);
         let object = meta::Object {
             size: stored.size,
@@ -1032,6 +1076,7 @@ impl S3 for Gateway {
             last_modified: now_ms(),
             blocks: stored.blocks,
             tags,
+            checksum: stored.checksum.as_ref().map(checksum::Checksum::to_stored),
             ..meta::Object::new(&input.bucket, &input.key)
         };
         let written = self
@@ -1044,9 +1089,20 @@ impl S3 for Gateway {
                     "the object changed while it was uploaded: the condition no longer holds"
                 )
             })?;
+        let shown = stored
+            .checksum
+            .as_ref()
+            .map(checksum::Checksum::to_dto)
+            .unwrap_or_default();
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(etag)),
             version_id: shown_version(written.versioning, &written.version_id, false),
+            checksum_crc32: shown.checksum_crc32,
+            checksum_crc32c: shown.checksum_crc32c,
+            checksum_crc64nvme: shown.checksum_crc64nvme,
+            checksum_sha1: shown.checksum_sha1,
+            checksum_sha256: shown.checksum_sha256,
+            checksum_type: shown.checksum_type,
             ..Default::default()
         }))
     }
@@ -1072,7 +1128,18 @@ impl S3 for Gateway {
         if let Some(n) = tag_count(&object, owner) {
             headers.insert("x-amz-tagging-count", http::HeaderValue::from(n));
         }
+        let shown = read_checksum(
+            &object,
+            req.input.checksum_mode.as_ref(),
+            req.input.range.is_none() && req.input.part_number.is_none(),
+        );
         let mut response = S3Response::new(HeadObjectOutput {
+            checksum_crc32: shown.checksum_crc32,
+            checksum_crc32c: shown.checksum_crc32c,
+            checksum_crc64nvme: shown.checksum_crc64nvme,
+            checksum_sha1: shown.checksum_sha1,
+            checksum_sha256: shown.checksum_sha256,
+            checksum_type: shown.checksum_type,
             content_length: Some(i64::try_from(object.size).unwrap_or(i64::MAX)),
             e_tag: Some(ETag::Strong(object.etag)),
             last_modified: Some(timestamp(object.last_modified)),
@@ -1164,8 +1231,19 @@ impl S3 for Gateway {
         });
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
         let tag_count = tag_count(&object, owner);
+        let shown = read_checksum(
+            &object,
+            req.input.checksum_mode.as_ref(),
+            req.input.range.is_none(),
+        );
         Ok(S3Response::new(GetObjectOutput {
             tag_count,
+            checksum_crc32: shown.checksum_crc32,
+            checksum_crc32c: shown.checksum_crc32c,
+            checksum_crc64nvme: shown.checksum_crc64nvme,
+            checksum_sha1: shown.checksum_sha1,
+            checksum_sha256: shown.checksum_sha256,
+            checksum_type: shown.checksum_type,
             body: Some(StreamingBlob::wrap(stream)),
             content_length: Some(i64::try_from(span.end - span.start).unwrap_or(i64::MAX)),
             content_range,
@@ -1325,12 +1403,21 @@ impl S3 for Gateway {
                 "part numbers go from 1 to {MAX_PARTS}"
             ));
         }
+        let expected = Expected::from_headers(&req.headers)?;
         let declared = declared_length(input.content_length, &req.headers);
         let input = req.input;
         let body = input
             .body
             .ok_or_else(|| s3_error!(IncompleteBody, "the request has no body"))?;
-        let stored = self.store_body(body, declared, MAX_OBJECT_BYTES).await?;
+        let stored = self
+            .store_body(
+                body,
+                declared,
+                MAX_OBJECT_BYTES,
+                &expected,
+                req.trailing_headers.as_ref(),
+            )
+            .await?;
         let etag = hex::encode(stored.md5);
         let recorded = self
             .meta
@@ -1351,8 +1438,18 @@ impl S3 for Gateway {
                 "the upload was completed or aborted meanwhile"
             ));
         }
+        let shown = stored
+            .checksum
+            .as_ref()
+            .map(checksum::Checksum::to_dto)
+            .unwrap_or_default();
         Ok(S3Response::new(UploadPartOutput {
             e_tag: Some(ETag::Strong(etag)),
+            checksum_crc32: shown.checksum_crc32,
+            checksum_crc32c: shown.checksum_crc32c,
+            checksum_crc64nvme: shown.checksum_crc64nvme,
+            checksum_sha1: shown.checksum_sha1,
+            checksum_sha256: shown.checksum_sha256,
             ..Default::default()
         }))
     }
@@ -2040,6 +2137,8 @@ impl S3 for Gateway {
                     last_modified: now,
                     blocks: source.blocks,
                     tags,
+                    // The same bytes: the same checksum.
+                    checksum: source.checksum,
                     ..meta::Object::new(&input.bucket, &input.key)
                 },
                 &Condition::None,
