@@ -95,7 +95,10 @@ async fn s3_keys_belong_to_their_tenant_and_reach_only_the_gateways() {
     let token = st["body"]["cluster_token"].as_str().expect("token");
     assert!(token.starts_with("ljs_") && token.len() > 20, "{st}");
     assert_eq!(gw["body"]["cluster_token"], token);
-    assert_eq!(gw["body"]["replicas"], 3, "the platform's replication factor");
+    assert_eq!(
+        gw["body"]["replicas"], 3,
+        "the platform's replication factor"
+    );
     assert!(
         keys_of(&st).is_empty(),
         "storage nodes get no S3 keys: {st}"
