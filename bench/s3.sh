@@ -492,7 +492,7 @@ load_run() {
     if [[ $op == get ]]; then
         # The objects to read, written once per size and turn (HEAD-checked after that);
         # not timed, not in the CPU figure.
-        if ! timeout 900 "$S3LOAD_BIN" fill "${common[@]}" >"${out%.txt}.fill" 2>&1; then
+        if ! timeout 900 "$S3LOAD_BIN" fill "${common[@]}" --concurrency 8 >"${out%.txt}.fill" 2>&1; then
             log "$srv: $t: writing the objects to read failed:"
             tail -n 5 "${out%.txt}.fill" >&2
             R["$srv|$t|fill_failed"]=1
@@ -640,7 +640,7 @@ run_ratios() {
     for ((r = 1; r <= RUNS; r++)); do
         a=${RUNR["$r|$1|$3|$4"]:-}
         b=${RUNR["$r|$2|$3|$4"]:-}
-        [[ -n $a && -n $b && $b != 0 && $b != 0.0* ]] && vals+=("$(frac "$a" "$b")")
+        [[ -n $a && -n $b ]] && vals+=("$(frac "$a" "$b")")
     done
     m=$(median "${vals[@]+"${vals[@]}"}")
     [[ -n $m ]] || { echo n/a; return 0; }
@@ -715,7 +715,8 @@ summary_table() {
         for srv in "${srvs[@]}"; do
             printf ' %10s' "$(fmt_num "${R["$srv|$t|mib_s"]:-}" %.2f)$(busy_star "$srv")"
         done
-        for srv in "${peers[@]+"${peers[@]}"}"; do printf ' %20s' "$(run_ratios ours "$srv" "$t" mib_s)"; done
+        # ops/s: the same ratio as MiB/s (same size), without MiB/s's rounding.
+        for srv in "${peers[@]+"${peers[@]}"}"; do printf ' %20s' "$(run_ratios ours "$srv" "$t" ops_s)"; done
         local p99="" tot99=""
         for srv in "${srvs[@]}"; do
             p99+="$(fmt_num "${R["$srv|$t|ttfb_p99_ms"]:-}" %.1f)/"
