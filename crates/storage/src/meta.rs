@@ -33,6 +33,7 @@
 //! storage nodes.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -234,6 +235,10 @@ pub enum Created {
 #[derive(Clone)]
 pub struct Meta {
     pool: AnyPool,
+    /// On SQLite (one writer at a time), write transactions queue here, in order, instead
+    /// of in SQLite's busy handler, whose growing sleeps stalled concurrent PUTs for up
+    /// to a second. PostgreSQL locks rows and needs no queue.
+    writer: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Meta {
@@ -281,7 +286,28 @@ impl Meta {
         } else {
             POSTGRES_MIGRATIONS.run(&pool).await?;
         }
-        Ok(Meta { pool })
+        Ok(Meta {
+            pool,
+            writer: sqlite.then(|| Arc::new(tokio::sync::Mutex::new(()))),
+        })
+    }
+
+    /// A write transaction, after the writers before it on SQLite (the `writer` queue);
+    /// the guard must live as long as the transaction.
+    async fn begin_write(
+        &self,
+    ) -> Result<
+        (
+            Option<tokio::sync::OwnedMutexGuard<()>>,
+            sqlx::Transaction<'static, sqlx::Any>,
+        ),
+        MetaError,
+    > {
+        let guard = match &self.writer {
+            Some(w) => Some(w.clone().lock_owned().await),
+            None => None,
+        };
+        Ok((guard, self.pool.begin().await?))
     }
 
     /// Creates bucket `name` for `tenant` (private), unless it exists.
@@ -427,7 +453,7 @@ impl Meta {
         let tags = json(&tags)?;
         let mut attempt = 0;
         loop {
-            let mut tx = self.pool.begin().await?;
+            let (_writing, mut tx) = self.begin_write().await?;
             let done = async {
                 lock_latest(&mut tx, bucket, key).await?;
                 let mut done = 0;
@@ -505,7 +531,7 @@ impl Meta {
     ) -> Result<Option<Written>, MetaError> {
         let mut attempt = 0;
         loop {
-            let mut tx = self.pool.begin().await?;
+            let (_writing, mut tx) = self.begin_write().await?;
             match write_version(&mut tx, object, condition).await {
                 Ok(Some(written)) => {
                     tx.commit().await?;
@@ -571,7 +597,7 @@ impl Meta {
         marker.delete_marker = true;
         let mut attempt = 0;
         loop {
-            let mut tx = self.pool.begin().await?;
+            let (_writing, mut tx) = self.begin_write().await?;
             let result = match lock_latest(&mut tx, bucket, key).await {
                 Ok(Versioning::Unversioned) => {
                     sqlx::query("DELETE FROM objects WHERE bucket = $1 AND key = $2")
@@ -606,7 +632,7 @@ impl Meta {
     ) -> Result<Option<Object>, MetaError> {
         let mut attempt = 0;
         loop {
-            let mut tx = self.pool.begin().await?;
+            let (_writing, mut tx) = self.begin_write().await?;
             match remove_version(&mut tx, bucket, key, version_id).await {
                 Ok(removed) => {
                     tx.commit().await?;
@@ -867,7 +893,7 @@ impl Meta {
     ) -> Result<Option<Written>, MetaError> {
         let mut attempt = 0;
         loop {
-            let mut tx = self.pool.begin().await?;
+            let (_writing, mut tx) = self.begin_write().await?;
             let removed = sqlx::query("DELETE FROM uploads WHERE upload_id = $1")
                 .bind(upload_id)
                 .execute(&mut *tx)
@@ -897,7 +923,7 @@ impl Meta {
 
     /// Abandons `upload_id` and its parts; `false` when there was none.
     pub async fn abort_upload(&self, upload_id: &str) -> Result<bool, MetaError> {
-        let mut tx = self.pool.begin().await?;
+        let (_writing, mut tx) = self.begin_write().await?;
         sqlx::query("DELETE FROM parts WHERE upload_id = $1")
             .bind(upload_id)
             .execute(&mut *tx)

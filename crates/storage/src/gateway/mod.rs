@@ -245,6 +245,8 @@ pub async fn start(config: GatewayConfig) -> std::io::Result<GatewayHandle> {
                 },
                 _ = async { stopped.wait_for(|s| *s).await.map(|_| ()) } => break,
             };
+            // Small answers must not wait for the client's delayed ACK (Nagle).
+            let _ = socket.set_nodelay(true);
             let service = service.clone();
             let metrics = counted.clone();
             let (meta, host) = (meta.clone(), host.clone());
