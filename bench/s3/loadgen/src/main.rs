@@ -200,7 +200,10 @@ impl Signer {
             "AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{}",
             hex::encode(Sha256::digest(canonical.as_bytes()))
         );
-        let k = hmac(format!("AWS4{}", self.secret_key).as_bytes(), date.as_bytes());
+        let k = hmac(
+            format!("AWS4{}", self.secret_key).as_bytes(),
+            date.as_bytes(),
+        );
         let k = hmac(&k, self.region.as_bytes());
         let k = hmac(&k, b"s3");
         let k = hmac(&k, b"aws4_request");
@@ -324,7 +327,13 @@ impl Ctx {
         format!("/{}/{}", self.args.bucket, key)
     }
 
-    fn request(&self, method: Method, path: &str, body: Payload, payload_hash: &str) -> Request<Payload> {
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Payload,
+        payload_hash: &str,
+    ) -> Request<Payload> {
         let mut b = Request::builder()
             .method(method.clone())
             .uri(format!("http://{}{}", self.args.endpoint, path));
@@ -345,11 +354,18 @@ impl Ctx {
     }
 
     /// Sends REQ; reads the whole answer. Ok((status, body length, timing)).
-    async fn send(&self, req: Request<Payload>) -> Result<(StatusCode, u64, Timing, Bytes), String> {
+    async fn send(
+        &self,
+        req: Request<Payload>,
+    ) -> Result<(StatusCode, u64, Timing, Bytes), String> {
         let start = Instant::now();
         let timeout = Duration::from_secs_f64(self.args.timeout);
         let fut = async {
-            let resp = self.client.request(req).await.map_err(|e| format!("request: {e:?}"))?;
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| format!("request: {e:?}"))?;
             let ttfb = start.elapsed();
             let status = resp.status();
             let mut body = resp.into_body();
@@ -387,7 +403,10 @@ impl Ctx {
         let req = self.request(Method::PUT, &path, body, "UNSIGNED-PAYLOAD");
         let (status, _, t, head) = self.send(req).await?;
         if !status.is_success() {
-            return Err(format!("PUT {path}: {status}: {}", String::from_utf8_lossy(&head)));
+            return Err(format!(
+                "PUT {path}: {status}: {}",
+                String::from_utf8_lossy(&head)
+            ));
         }
         Ok(t)
     }
@@ -397,10 +416,16 @@ impl Ctx {
         let req = self.request(Method::GET, &path, Self::empty(), EMPTY_SHA256);
         let (status, n, t, head) = self.send(req).await?;
         if !status.is_success() {
-            return Err(format!("GET {path}: {status}: {}", String::from_utf8_lossy(&head)));
+            return Err(format!(
+                "GET {path}: {status}: {}",
+                String::from_utf8_lossy(&head)
+            ));
         }
         if n != self.args.size as u64 {
-            return Err(format!("GET {path}: {n} bytes, expected {}", self.args.size));
+            return Err(format!(
+                "GET {path}: {n} bytes, expected {}",
+                self.args.size
+            ));
         }
         Ok(t)
     }
@@ -499,7 +524,10 @@ async fn worker(ctx: Arc<Ctx>, w: usize, measure_from: Instant, stop_at: Instant
         let res = match ctx.args.op {
             Op::Put => {
                 seq += 1;
-                let key = format!("{}/put-{}/{:x}/{w}/{seq}", ctx.args.prefix, ctx.args.size, ctx.run);
+                let key = format!(
+                    "{}/put-{}/{:x}/{w}/{seq}",
+                    ctx.args.prefix, ctx.args.size, ctx.run
+                );
                 ctx.put(&key).await
             }
             Op::Get => {
@@ -515,8 +543,10 @@ async fn worker(ctx: Arc<Ctx>, w: usize, measure_from: Instant, stop_at: Instant
         let timed = end >= measure_from && end <= stop_at;
         match res {
             Ok(t) if timed => {
-                r.ttfb_us.push(t.ttfb.as_micros().min(u32::MAX as u128) as u32);
-                r.total_us.push(t.total.as_micros().min(u32::MAX as u128) as u32);
+                r.ttfb_us
+                    .push(t.ttfb.as_micros().min(u32::MAX as u128) as u32);
+                r.total_us
+                    .push(t.total.as_micros().min(u32::MAX as u128) as u32);
             }
             Ok(_) => {}
             Err(e) => {
@@ -538,7 +568,10 @@ fn pct_ms(sorted: &[u32], p: f64) -> String {
     }
     // Nearest rank.
     let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    format!("{:.3}", f64::from(sorted[rank.min(sorted.len()) - 1]) / 1000.0)
+    format!(
+        "{:.3}",
+        f64::from(sorted[rank.min(sorted.len()) - 1]) / 1000.0
+    )
 }
 
 fn main() {
@@ -604,7 +637,10 @@ async fn run(args: Args) -> i32 {
                 t.elapsed().as_secs_f64()
             );
             if ctx.args.op == Op::Fill {
-                println!("S3LOAD op=fill size={} objects={} ok=1", ctx.args.size, ctx.args.objects);
+                println!(
+                    "S3LOAD op=fill size={} objects={} ok=1",
+                    ctx.args.size, ctx.args.objects
+                );
                 return 0;
             }
         }
