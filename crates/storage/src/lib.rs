@@ -13,6 +13,7 @@ pub mod meta;
 pub mod node;
 pub mod placement;
 pub mod replicas;
+mod serve;
 
 pub use block::{BlockError, BlockId, BlockStore, StoreStatus};
 pub use node::{NodeConfig, NodeHandle, start};

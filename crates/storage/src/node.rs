@@ -25,7 +25,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -229,31 +228,7 @@ pub async fn start(config: NodeConfig) -> std::io::Result<NodeHandle> {
         .route("/metrics", get(metrics_page))
         .merge(v1)
         .with_state(node.clone());
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot listen on {} (storage): {e}", config.listen),
-            )
-        })?;
-    let addr = listener.local_addr()?;
-    let (stop, mut stopped) = watch::channel(false);
-    let task = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        };
-        // Block answers must not wait for the gateway's delayed ACK (Nagle).
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "storage node server failed");
-        }
-    });
+    let (addr, stop, task) = crate::serve::serve(config.listen, app, "storage").await?;
     tracing::info!(node = %config.node_id, %addr, "storage node listening");
     Ok(NodeHandle {
         store,
