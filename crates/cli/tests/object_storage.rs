@@ -38,10 +38,10 @@ fn script() -> String {
     format!("{}/tests/clients/s3_writer.py", env!("CARGO_MANIFEST_DIR"))
 }
 
-fn python(args: &[&str]) -> Command {
+/// python3 with `args` (a script of ours, or `-c CODE`) and the test's key.
+fn python3(args: &[&str]) -> Command {
     let mut c = Command::new("python3");
-    c.arg(script())
-        .args(args)
+    c.args(args)
         .env("AWS_ACCESS_KEY_ID", KEY)
         .env("AWS_SECRET_ACCESS_KEY", SECRET)
         .env_remove("AWS_PROFILE")
@@ -51,15 +51,31 @@ fn python(args: &[&str]) -> Command {
     c
 }
 
-fn run_python(args: &[&str]) -> String {
-    let out = python(args).output().expect("python3");
+/// `s3_writer.py ARGS`.
+fn python(args: &[&str]) -> Command {
+    let script = script();
+    let mut all = vec![script.as_str()];
+    all.extend_from_slice(args);
+    python3(&all)
+}
+
+/// Runs python3 with `args`; its stdout, or a failure with what it printed.
+fn run_python3(args: &[&str]) -> String {
+    let out = python3(args).output().expect("python3");
     assert!(
         out.status.success(),
-        "s3_writer.py {args:?} failed:\n{}{}",
+        "python3 {args:?} failed:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn run_python(args: &[&str]) -> String {
+    let script = script();
+    let mut all = vec![script.as_str()];
+    all.extend_from_slice(args);
+    run_python3(&all)
 }
 
 /// The `http://ADDR` a process printed after `marker`.
@@ -269,19 +285,7 @@ fn a_gateway_killed_mid_upload_leaves_no_partial_object() {
          print(s3.generate_presigned_url('put_object', Params={{'Bucket': 'video', 'Key': 'big.mp4'}}, ExpiresIn=600))\n\
          s3.put_object(Bucket='video', Key='small', Body=b'acknowledged')\n"
     );
-    let out = Command::new("python3")
-        .args(["-c", &presign])
-        .env("AWS_ACCESS_KEY_ID", KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .env_remove("AWS_CA_BUNDLE")
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let url = run_python3(&["-c", &presign]).trim().to_owned();
     let big = cluster.dir.path().join("big.mp4");
     // Bytes that differ block to block (equal blocks would be stored once).
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -327,18 +331,7 @@ fn a_gateway_killed_mid_upload_leaves_no_partial_object() {
          try:\n    urllib.request.urlopen(url)\n    raise SystemExit('an expired presigned URL was served')\n\
          except urllib.error.HTTPError as e:\n    body = e.read().decode()\n    assert e.code == 403 and 'expired' in body, (e.code, body)\n"
     );
-    let out = Command::new("python3")
-        .args(["-c", &check])
-        .env("AWS_ACCESS_KEY_ID", KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .env_remove("AWS_CA_BUNDLE")
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_python3(&["-c", &check]);
 }
 
 /// Files under `dir`, recursively (a missing directory has none).
