@@ -240,6 +240,26 @@ impl BlockStore {
     /// Block `id`'s bytes, checked against its id; `None` when it is not here. A block
     /// that fails the check is quarantined and answered [`BlockError::Corrupt`].
     pub fn get(&self, id: &BlockId) -> Result<Option<Vec<u8>>, BlockError> {
+        let Some((data, path)) = self.read(id)? else {
+            return Ok(None);
+        };
+        if BlockId::of(&data) != *id {
+            self.quarantine(id, &path);
+            return Err(BlockError::Corrupt { id: *id });
+        }
+        Ok(Some(data))
+    }
+
+    /// Block `id`'s bytes as the disk holds them, not checked: for a reader that hashes
+    /// them itself (the gateway does, and asks [`BlockStore::get`] to check and quarantine
+    /// the copy when they do not match).
+    pub fn get_unchecked(&self, id: &BlockId) -> Result<Option<Vec<u8>>, BlockError> {
+        Ok(self.read(id)?.map(|(data, _)| data))
+    }
+
+    /// The file of block `id` read whole (at most one byte past the block limit), and its
+    /// path; `None` when it is not here.
+    fn read(&self, id: &BlockId) -> Result<Option<(Vec<u8>, PathBuf)>, BlockError> {
         let path = self.path(id);
         let mut file = match File::open(&path) {
             Ok(f) => f,
@@ -248,15 +268,13 @@ impl BlockStore {
         };
         // Read at most one byte past the limit: a longer file is corrupt, not a reason to
         // fill memory.
-        let mut data = Vec::new();
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut data =
+            Vec::with_capacity(usize::try_from(size.min(self.max_block_bytes + 1)).unwrap_or(0));
         Read::by_ref(&mut file)
             .take(self.max_block_bytes + 1)
             .read_to_end(&mut data)?;
-        if BlockId::of(&data) != *id {
-            self.quarantine(id, &path);
-            return Err(BlockError::Corrupt { id: *id });
-        }
-        Ok(Some(data))
+        Ok(Some((data, path)))
     }
 
     /// Whether block `id` is here, and its length (not checked: a read checks).

@@ -10,8 +10,11 @@
 //!
 //! **Reads** try the nodes that acknowledged the block first (the object's block map),
 //! then the rest in placement order; a node that is down, does not hold the block, or
-//! holds a corrupt copy (it quarantines it and answers 500) is skipped. The bytes are
-//! hashed here as well before they are returned, so a replica that lies is skipped too.
+//! holds a corrupt copy is skipped. The node sends a block without hashing it
+//! (`?check=false`): the bytes are hashed here, once, before they are returned; when they
+//! do not match, the node is asked again with its own check, which quarantines a rotted
+//! copy (500) or sends good bytes (the first ones were damaged on the way). So every read
+//! is checked end to end, a replica that lies is skipped, and rot is quarantined where it is.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -223,6 +226,28 @@ impl Replicas {
         })
     }
 
+    /// Block `id`'s bytes as `node` sends them (not yet checked here); `check`: the node
+    /// hashes them first and quarantines a copy that does not match.
+    async fn get_one(
+        &self,
+        token: &str,
+        node: &NodeRef,
+        id: &BlockId,
+        check: bool,
+    ) -> Result<Bytes, String> {
+        let mut url = Self::url(node, id);
+        if !check {
+            url.push_str("?check=false");
+        }
+        match self.http.get(url).bearer_auth(token).send().await {
+            Ok(res) if res.status().is_success() => {
+                res.bytes().await.map_err(|e| format!("{}: {e}", node.id))
+            }
+            Ok(res) => Err(format!("{}: {}", node.id, res.status())),
+            Err(e) => Err(format!("{}: {e}", node.id)),
+        }
+    }
+
     /// Block `id`'s bytes from the first replica that serves a correct copy, trying the
     /// nodes in `hint` (where it was written) first.
     pub async fn get(&self, id: &BlockId, hint: &[String]) -> Result<Bytes, ReplicaError> {
@@ -239,23 +264,20 @@ impl Replicas {
         );
         let mut failures = Vec::new();
         for node in candidates {
-            match self
-                .http
-                .get(Self::url(node, id))
-                .bearer_auth(&c.token)
-                .send()
-                .await
-            {
-                Ok(res) if res.status().is_success() => match res.bytes().await {
+            // The node sends the bytes without hashing them (this side does); when they
+            // do not match, it is asked again to check its copy, which quarantines a
+            // rotted one (500) or sends good bytes (the first copy was damaged on the way).
+            for check in [false, true] {
+                match self.get_one(&c.token, node, id, check).await {
                     Ok(bytes) if BlockId::of(&bytes) == *id => return Ok(bytes),
+                    Ok(_) if !check => continue,
                     Ok(_) => failures.push(format!(
                         "{}: served bytes that do not match the id",
                         node.id
                     )),
-                    Err(e) => failures.push(format!("{}: {e}", node.id)),
-                },
-                Ok(res) => failures.push(format!("{}: {}", node.id, res.status())),
-                Err(e) => failures.push(format!("{}: {e}", node.id)),
+                    Err(e) => failures.push(e),
+                }
+                break;
             }
         }
         Err(ReplicaError::Unreadable {

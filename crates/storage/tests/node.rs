@@ -244,7 +244,25 @@ async fn a_block_that_rotted_on_disk_is_reported_corrupt_and_never_served() {
         .join(&hex);
     let mut bytes = std::fs::read(&file).expect("block file");
     bytes[1000] ^= 0x10;
-    std::fs::write(&file, bytes).expect("rot");
+    std::fs::write(&file, bytes.clone()).expect("rot");
+
+    // A gateway's unchecked read gets the bytes as they are (it hashes them itself) and
+    // moves nothing; its checked read then quarantines the copy.
+    let raw = c
+        .get(url(&node, &format!("{path}?check=false")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(raw.status(), 200);
+    assert_eq!(raw.bytes().await.expect("bytes"), bytes);
+    let bad = c
+        .get(url(&node, &format!("{path}?check=maybe")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(bad.status(), 400, "a malformed query is refused");
 
     let res = c
         .get(url(&node, &path))

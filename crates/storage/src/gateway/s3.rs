@@ -819,6 +819,52 @@ enum Stop {
 }
 
 /// A GET's or HEAD's answer to [`precondition`].
+/// How many blocks one GET reads ahead of what its client has taken: the request's memory
+/// is bounded by this many blocks (plus one in the channel), and a large object's blocks
+/// are fetched from the storage nodes this many at a time, in order.
+const READ_AHEAD_BLOCKS: usize = 4;
+
+/// The bytes of `parts` (block, its nodes, the range of it wanted) in order, as a body
+/// stream. A task fetches up to [`READ_AHEAD_BLOCKS`] blocks at once and stops at the first
+/// that no replica serves (the client sees the body cut short, never wrong bytes) or when
+/// the client goes away.
+fn read_blocks(
+    replicas: Arc<Replicas>,
+    parts: Vec<(BlockId, Vec<String>, u64, u64)>,
+) -> tokio_stream::wrappers::ReceiverStream<Result<Bytes, std::io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    tokio::spawn(async move {
+        let mut chunks = futures::stream::iter(parts)
+            .map(|(id, nodes, from, to)| {
+                let replicas = replicas.clone();
+                async move {
+                    let data = replicas.get(&id, &nodes).await.map_err(|e| {
+                        tracing::error!(error = %e, "object read failed");
+                        std::io::Error::other(e.to_string())
+                    })?;
+                    let (from, to) = (
+                        usize::try_from(from).unwrap_or(0),
+                        usize::try_from(to).unwrap_or(0),
+                    );
+                    if to > data.len() || from > to {
+                        return Err(std::io::Error::other(format!(
+                            "block {id} is shorter than the object's map says"
+                        )));
+                    }
+                    Ok(data.slice(from..to))
+                }
+            })
+            .buffered(READ_AHEAD_BLOCKS);
+        while let Some(chunk) = chunks.next().await {
+            let failed = chunk.is_err();
+            if tx.send(chunk).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
 fn read_precondition(object: &meta::Object, p: &Preconditions<'_>) -> S3Result<()> {
     match precondition(object, p) {
         None => Ok(()),
@@ -1200,36 +1246,7 @@ impl S3 for Gateway {
             let id: BlockId = block.id.parse().map_err(internal)?;
             parts.push((id, block.nodes.clone(), from, to));
         }
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
-        let replicas = self.replicas.clone();
-        tokio::spawn(async move {
-            for (id, nodes, from, to) in parts {
-                let chunk = match replicas.get(&id, &nodes).await {
-                    Ok(data) => {
-                        let (from, to) = (
-                            usize::try_from(from).unwrap_or(0),
-                            usize::try_from(to).unwrap_or(0),
-                        );
-                        if to > data.len() || from > to {
-                            Err(std::io::Error::other(format!(
-                                "block {id} is shorter than the object's map says"
-                            )))
-                        } else {
-                            Ok(data.slice(from..to))
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "object read failed");
-                        Err(std::io::Error::other(e.to_string()))
-                    }
-                };
-                let failed = chunk.is_err();
-                if tx.send(chunk).await.is_err() || failed {
-                    return;
-                }
-            }
-        });
-        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        let stream = read_blocks(self.replicas.clone(), parts);
         let tag_count = tag_count(&object, owner);
         let shown = read_checksum(
             &object,
