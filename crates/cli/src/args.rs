@@ -489,6 +489,11 @@ pub struct EdgeArgs {
     /// work-stealing runtime).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Keep cached bodies on the heap and copy them into the socket, instead of placing
+    /// bodies of 32 KiB and more in sealed memfds sent with sendfile(2) (as nginx's
+    /// `sendfile off`).
+    #[arg(long)]
+    pub no_sendfile: bool,
     #[command(flatten)]
     pub limits: EdgeLimitArgs,
 }

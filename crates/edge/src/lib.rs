@@ -8,7 +8,8 @@
 //! ranges), `slice` (large objects in slices), `server` (listeners, admin `/healthz` and
 //! `/metrics`), `tls` (certificates by SNI), `node` (shared state, snapshot application),
 //! `metrics` (Prometheus), `guard` (origin policy at connect time, loop detection),
-//! `limits` (connection and HTTP server limits).
+//! `limits` (connection and HTTP server limits), `sendfile` (large cached bodies sent
+//! without copying).
 
 pub mod body;
 pub mod cache;
@@ -22,6 +23,7 @@ pub mod proxy;
 pub mod purge;
 pub mod range;
 pub mod routes;
+pub mod sendfile;
 pub mod server;
 pub mod slice;
 pub mod tls;

@@ -968,7 +968,9 @@ pub(crate) fn store(
     // Hits never carry the cookie of the client whose fetch stored the response.
     response.headers.remove(header::SET_COOKIE);
     response.variant = policy::vary_signature(&vary, req_headers);
-    let response = response.detached();
+    let mut response = response.detached();
+    // Large bodies move into a sealed memfd, so hits send them with sendfile.
+    response.body = crate::sendfile::shareable(std::mem::take(&mut response.body));
     let entry = match edge.store.get(cache_key) {
         Some(e) => e.with_variant(vary, response),
         None => Entry {

@@ -306,7 +306,8 @@ impl Serving {
                             return;
                         }
                     };
-                    let io = TokioIo::new(stream);
+                    // Plain TCP: large cached bodies go out with sendfile.
+                    let io = TokioIo::new(crate::sendfile::Stream::new(stream));
                     limits::serve_connection(
                         &builder,
                         io,

@@ -25,6 +25,7 @@ pub async fn run(global: &Global, args: EdgeArgs) -> anyhow::Result<()> {
     config.disk_dir = args.disk_cache_dir.clone();
     config.disk_bytes = args.disk_cache_mb * 1024 * 1024;
     config.access_log = !args.no_access_log;
+    lingjing_edge::sendfile::set_enabled(!args.no_sendfile);
     config.threads = args.threads.unwrap_or_else(lingjing_edge::cores::available);
     args.limits.apply(&mut config);
     let edge = Edge::new(&config);
