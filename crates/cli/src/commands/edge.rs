@@ -11,6 +11,13 @@ use lingjing_model::snapshot::{EdgeSnapshot, Role, Snapshot};
 use crate::args::{EdgeArgs, Global, JoinArgs};
 
 pub async fn run(global: &Global, args: EdgeArgs) -> anyhow::Result<()> {
+    // No transparent huge pages for this process: mimalloc asks for them on its arenas, and
+    // while the memory cache fills, each first touch of a 2 MiB page zeroes all of it in
+    // the request that touched it (measured on the miss path: p99 9.6-9.9 ms with THP,
+    // 6.3-7.5 ms without, requests/s the same or better).
+    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
+        tracing::debug!(error = %e, "transparent huge pages stay on");
+    }
     let mut config = EdgeConfig::new(&args.node, args.listen[0], args.admin);
     config.http = args.listen.clone();
     config.https = args.listen_https.clone();
