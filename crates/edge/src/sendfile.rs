@@ -263,33 +263,37 @@ fn send_mixed(socket: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
                 &mut rustix::net::SendAncillaryBuffer::default(),
                 flags,
             );
-            match sent {
-                Ok(n) => {
-                    total += n;
-                    if n < want {
-                        return Ok(total);
-                    }
-                }
-                Err(_) if total > 0 => return Ok(total),
-                Err(e) => return Err(e.into()),
+            if let Some(done) = stop_after(&mut total, sent, want) {
+                return done;
             }
         }
         let Some((fd, offset)) = file else { break };
         let want = bufs[j].len();
         let mut offset = offset;
-        match rustix::fs::sendfile(socket.as_fd(), fd.as_fd(), Some(&mut offset), want) {
-            Ok(n) => {
-                total += n;
-                if n < want {
-                    return Ok(total);
-                }
-            }
-            Err(_) if total > 0 => return Ok(total),
-            Err(e) => return Err(e.into()),
+        let sent = rustix::fs::sendfile(socket.as_fd(), fd.as_fd(), Some(&mut offset), want);
+        if let Some(done) = stop_after(&mut total, sent, want) {
+            return done;
         }
         i = j + 1;
     }
     Ok(total)
+}
+
+/// Adds one send of `want` bytes to `total`; `Some` when the write stops there: a short
+/// send, or an error (reported as the bytes already sent, when there are any).
+fn stop_after(
+    total: &mut usize,
+    sent: rustix::io::Result<usize>,
+    want: usize,
+) -> Option<io::Result<usize>> {
+    match sent {
+        Ok(n) => {
+            *total += n;
+            (n < want).then_some(Ok(*total))
+        }
+        Err(_) if *total > 0 => Some(Ok(*total)),
+        Err(e) => Some(Err(e.into())),
+    }
 }
 
 #[cfg(test)]
