@@ -59,23 +59,25 @@ fn python(args: &[&str]) -> Command {
     python3(&all)
 }
 
-/// Runs python3 with `args`; its stdout, or a failure with what it printed.
-fn run_python3(args: &[&str]) -> String {
-    let out = python3(args).output().expect("python3");
+/// Runs `command`; its stdout, or a failure with what it printed.
+fn stdout_of(mut command: Command) -> String {
+    let out = command.output().expect("python3");
     assert!(
         out.status.success(),
-        "python3 {args:?} failed:\n{}{}",
+        "python3 {:?} failed:\n{}{}",
+        command.get_args().collect::<Vec<_>>(),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+fn run_python3(args: &[&str]) -> String {
+    stdout_of(python3(args))
+}
+
 fn run_python(args: &[&str]) -> String {
-    let script = script();
-    let mut all = vec![script.as_str()];
-    all.extend_from_slice(args);
-    run_python3(&all)
+    stdout_of(python(args))
 }
 
 /// The `http://ADDR` a process printed after `marker`.

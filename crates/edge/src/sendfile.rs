@@ -152,7 +152,7 @@ impl Drop for Mapped {
     }
 }
 
-fn regions_write() -> std::sync::RwLockWriteGuard<'static, BTreeMap<usize, (usize, Arc<OwnedFd>)>> {
+fn regions_write() -> std::sync::RwLockWriteGuard<'static, Regions> {
     REGIONS.write().unwrap_or_else(PoisonError::into_inner)
 }
 

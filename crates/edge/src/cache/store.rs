@@ -245,8 +245,8 @@ impl MemoryStore {
         self.index.iter().map(|i| lock(i).records.len()).sum()
     }
 
-    fn put_lock(&self, key: &str) -> std::sync::MutexGuard<'_, ()> {
-        self.put_locks[stripe(key)]
+    fn put_lock(&self, stripe: usize) -> std::sync::MutexGuard<'_, ()> {
+        self.put_locks[stripe]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
@@ -281,12 +281,13 @@ impl Storage for MemoryStore {
     }
 
     fn put(&self, key: String, entry: Arc<Entry>) {
-        let _serial = self.put_lock(&key);
+        let stripe = stripe(&key);
+        let _serial = self.put_lock(stripe);
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(key.clone());
         let tags = entry_tags(&entry);
         {
-            let mut index = lock(&self.index[stripe(&key)]);
+            let mut index = lock(&self.index[stripe]);
             if let Some((_, old)) = index
                 .records
                 .insert(shared.clone(), (generation, tags.clone()))

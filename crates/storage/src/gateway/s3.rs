@@ -818,7 +818,6 @@ enum Stop {
     NotModified,
 }
 
-/// A GET's or HEAD's answer to [`precondition`].
 /// How many blocks one GET reads ahead of what its client has taken: the request's memory
 /// is bounded by this many blocks (plus one in the channel), and a large object's blocks
 /// are fetched from the storage nodes this many at a time, in order.
@@ -865,6 +864,7 @@ fn read_blocks(
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
+/// A GET's or HEAD's answer to [`precondition`].
 fn read_precondition(object: &meta::Object, p: &Preconditions<'_>) -> S3Result<()> {
     match precondition(object, p) {
         None => Ok(()),
