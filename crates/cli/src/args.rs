@@ -204,9 +204,8 @@ pub struct UpArgs {
     /// (0: any free port; the inventory is updated to match).
     #[arg(long)]
     pub storage_port: Option<u16>,
-    /// Copies object storage keeps of each block.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=16))]
-    pub storage_replicas: u32,
+    #[command(flatten)]
+    pub storage: StoragePolicyArgs,
     #[command(flatten)]
     pub health: HealthArgs,
     #[command(flatten)]
@@ -251,6 +250,35 @@ impl TrustArgs {
         };
         policy.check().map_err(anyhow::Error::msg)?;
         Ok(policy)
+    }
+}
+
+/// How object storage keeps blocks (the S3 gateways follow a change with their next
+/// snapshot).
+#[derive(Debug, Args, Clone, Copy)]
+pub struct StoragePolicyArgs {
+    /// Copies object storage keeps of each replicated block, in different sites first.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub storage_replicas: u32,
+    /// Erasure-code blocks as K data + M parity shards (e.g. 4+2: 1.5x the disk, any M
+    /// shards may be lost) instead of copying them; shards go to different nodes and
+    /// sites. Blocks under --storage-erasure-min-kib, and every block while the cluster
+    /// has no more nodes than K, are still replicated.
+    #[arg(long, value_name = "K+M")]
+    pub storage_erasure: Option<lingjing_model::ErasureCode>,
+    /// Blocks smaller than this many KiB are replicated even with --storage-erasure.
+    #[arg(long, default_value_t = lingjing_model::snapshot::DEFAULT_ERASURE_MIN_BYTES / 1024,
+          value_parser = clap::value_parser!(u64).range(0..=1024 * 1024))]
+    pub storage_erasure_min_kib: u64,
+}
+
+impl StoragePolicyArgs {
+    pub fn policy(&self) -> lingjing_model::snapshot::StoragePolicy {
+        lingjing_model::snapshot::StoragePolicy {
+            replicas: self.storage_replicas,
+            erasure: self.storage_erasure,
+            erasure_min_bytes: self.storage_erasure_min_kib * 1024,
+        }
     }
 }
 
@@ -391,6 +419,15 @@ pub struct S3Args {
     /// Without a control plane: copies kept of each block (placed in different sites first).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=16))]
     pub replicas: u64,
+    /// Without a control plane: erasure-code blocks as K data + M parity shards (see
+    /// `lingjing control --help`, --storage-erasure).
+    #[arg(long, value_name = "K+M", requires = "storage_nodes")]
+    pub erasure: Option<lingjing_model::ErasureCode>,
+    /// Without a control plane: blocks smaller than this many KiB are replicated even
+    /// with --erasure.
+    #[arg(long, default_value_t = lingjing_model::snapshot::DEFAULT_ERASURE_MIN_BYTES / 1024,
+          value_parser = clap::value_parser!(u64).range(0..=1024 * 1024))]
+    pub erasure_min_kib: u64,
     /// Without a control plane: the file holding the cluster token the storage nodes want.
     #[arg(long, requires = "storage_nodes")]
     pub token_file: Option<PathBuf>,
@@ -572,10 +609,8 @@ pub struct ControlArgs {
     /// Platform DNS zone.
     #[arg(long, default_value = lingjing_control::server::DEFAULT_ZONE)]
     pub zone: String,
-    /// Copies object storage keeps of each block, in different sites first (the S3
-    /// gateways follow a change with their next snapshot).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=16))]
-    pub storage_replicas: u32,
+    #[command(flatten)]
+    pub storage: StoragePolicyArgs,
     #[command(flatten)]
     pub health: HealthArgs,
     #[command(flatten)]

@@ -557,7 +557,7 @@ fn object_storage_runs_on_three_sites(data: &Path, s3: &str, key: &(String, Stri
     assert!(
         status.contains("1 bucket(s), 1 object(s)")
             // DATA's first two 1 MiB blocks are equal bytes: stored once.
-            && status.contains("2 distinct blocks, 0 under-replicated, 0 unavailable"),
+            && status.contains("2 distinct blocks (0 erasure-coded), 0 under-replicated, 0 at risk"),
         "{status}"
     );
     // A second key, revoked: refused within a few snapshot rounds.

@@ -11,6 +11,6 @@ pub struct ViewContext {
     pub policy: crate::policy::TrustPolicy,
     /// Where this control plane's API listens: never a tenant's origin.
     pub control_endpoint: Option<std::net::SocketAddr>,
-    /// Copies object storage keeps of each block.
-    pub storage_replicas: u32,
+    /// How object storage keeps blocks.
+    pub storage: lingjing_model::snapshot::StoragePolicy,
 }

@@ -397,7 +397,7 @@ mod tests {
             zone: "cdn.lingjing.test.".into(),
             policy: TrustPolicy::default(),
             control_endpoint: None,
-            storage_replicas: 3,
+            storage: Default::default(),
         }
     }
 

@@ -33,8 +33,8 @@ pub struct ControlConfig {
     pub health: Option<crate::health::HealthConfig>,
     /// What tenants may point at and name (origins, reserved labels, domain control).
     pub policy: crate::policy::TrustPolicy,
-    /// Copies object storage keeps of each block (handed to the S3 gateways).
-    pub storage_replicas: u32,
+    /// How object storage keeps blocks (handed to the S3 gateways).
+    pub storage: lingjing_model::snapshot::StoragePolicy,
 }
 
 /// A running control plane.
@@ -118,7 +118,10 @@ pub async fn serve_with(
         zone: config.zone.clone(),
         policy: config.policy.clone(),
         control_endpoint: Some(addr),
-        storage_replicas: config.storage_replicas.max(1),
+        storage: lingjing_model::snapshot::StoragePolicy {
+            replicas: config.storage.replicas.max(1),
+            ..config.storage
+        },
     });
     let hub = Hub::new(store.version().await?, views.clone());
     let state = AppState {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lingjing_model::snapshot::{
-    DnsSnapshot, EdgeSnapshot, NodeInfo, Role, Snapshot, StorageSnapshot,
+    DnsSnapshot, EdgeSnapshot, NodeInfo, Role, Snapshot, StoragePolicy, StorageSnapshot,
 };
 use lingjing_model::{IpPool, Line, Node, NodeRole, Region, Service, Site};
 use sqlx::AnyConnection;
@@ -88,7 +88,7 @@ impl Hub {
             Role::Edge => encode(build_edge(&mut tx, &self.ctx).await?)?,
             Role::Dns => encode(build_dns(&mut tx, &self.ctx.zone).await?)?,
             Role::Storage | Role::S3 => {
-                encode(build_storage(&mut tx, role, self.ctx.storage_replicas).await?)?
+                encode(build_storage(&mut tx, role, self.ctx.storage).await?)?
             }
         };
         tx.commit().await?;
@@ -203,7 +203,7 @@ pub const DEFAULT_REPLICAS: u32 = 3;
 pub async fn build_storage(
     conn: &mut AnyConnection,
     role: Role,
-    replicas: u32,
+    policy: StoragePolicy,
 ) -> Result<Snapshot<StorageSnapshot>, StoreError> {
     let version = config_version(conn).await?;
     let cluster_token = crate::store::storage::cluster_token(&mut *conn)
@@ -227,7 +227,7 @@ pub async fn build_storage(
         generated_at: crate::time::now_rfc3339(),
         body: StorageSnapshot {
             cluster_token,
-            replicas,
+            policy,
             nodes,
             s3_keys,
         },

@@ -25,7 +25,7 @@ async fn control(dir: &std::path::Path) -> lingjing_control::ControlHandle {
             operator_token: TOKEN.into(),
             zone: "cdn.lingjing.test.".into(),
             health: None,
-            storage_replicas: lingjing_control::snapshot::DEFAULT_REPLICAS,
+            storage: Default::default(),
             policy: lingjing_control::TrustPolicy {
                 allow_origins: vec!["127.0.0.0/8".into(), "::1/128".into()],
                 ..Default::default()

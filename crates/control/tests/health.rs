@@ -73,7 +73,7 @@ async fn probes_mark_nodes_down_and_up_and_dns_follows() {
                 rise: 2,
                 heartbeat_timeout: Duration::from_millis(400),
             }),
-            storage_replicas: lingjing_control::snapshot::DEFAULT_REPLICAS,
+            storage: Default::default(),
             policy: lingjing_control::TrustPolicy {
                 allow_origins: vec!["127.0.0.0/8".into(), "::1/128".into()],
                 ..Default::default()

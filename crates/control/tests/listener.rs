@@ -26,7 +26,7 @@ async fn try_start(dir: &Path, http: HttpOptions) -> Result<ControlHandle, Serve
         operator_token: TOKEN.into(),
         zone: DEFAULT_ZONE.into(),
         health: None,
-        storage_replicas: lingjing_control::snapshot::DEFAULT_REPLICAS,
+        storage: Default::default(),
         policy: Default::default(),
     };
     serve_with(config, http, store).await

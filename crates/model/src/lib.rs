@@ -6,6 +6,7 @@
 //! the control plane, the data planes and the CLI share one definition of each type.
 
 pub mod classify;
+pub mod erasure;
 pub mod ident;
 pub mod ipam;
 pub mod line;
@@ -21,6 +22,7 @@ pub mod snapshot;
 pub mod tenant;
 pub mod validate;
 
+pub use erasure::ErasureCode;
 pub use line::{Line, LinePrefix};
 pub use node::{Node, NodePorts, NodeRole};
 pub use origin_policy::{CompiledOriginPolicy, OriginPolicy, OriginRefused};

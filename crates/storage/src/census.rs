@@ -1,7 +1,8 @@
 //! The block census behind `lingjing storage status`: how many buckets, objects and
 //! versions the metadata holds, and how many of the distinct blocks they (and uploads in
-//! progress) reference have fewer healthy copies than wanted: a copy on a node that is
-//! down, drained or gone does not count. It reads every block map once, streaming, and
+//! progress) reference have fewer healthy copies (replicated blocks) or shards (coded
+//! blocks) than wanted: a copy or shard on a node that is down, drained or gone does not
+//! count. It reads every block map once, streaming, and
 //! keeps one counter per distinct block: an operator's command, not a request path.
 
 use std::collections::{HashMap, HashSet};
@@ -24,10 +25,16 @@ pub struct Census {
     pub bytes: u64,
     /// Distinct blocks referenced by versions and upload parts.
     pub blocks: u64,
-    /// Blocks with fewer healthy copies than wanted.
+    /// Blocks with fewer healthy copies or shards than wanted.
     pub under_replicated: u64,
-    /// Blocks with no healthy copy at all (unreadable until a node comes back).
+    /// Blocks one more lost node away from unreadable: a single healthy copy, or `k`
+    /// healthy shards of a `k+m` code.
+    pub at_risk: u64,
+    /// Blocks that cannot be read (no healthy copy, fewer than `k` healthy shards) until
+    /// a node comes back.
     pub unavailable: u64,
+    /// Of `blocks`, those erasure-coded.
+    pub coded_blocks: u64,
 }
 
 /// Counts what `meta` holds; a block wants `wanted` copies (the replication factor, or
@@ -42,15 +49,32 @@ pub async fn census(
         buckets: count(pool, "SELECT COUNT(*) FROM buckets").await?,
         ..Census::default()
     };
-    // Healthy copies per distinct block.
-    let mut copies: HashMap<String, usize> = HashMap::new();
+    let wanted = wanted.max(1);
+    // Per distinct block: healthy copies or shards, how many are wanted, how many a read
+    // needs.
+    let mut copies: HashMap<String, Health> = HashMap::new();
     let mut note = |blocks: &str| -> Result<(), MetaError> {
         let refs: Vec<BlockRef> = serde_json::from_str(blocks)
             .map_err(|e| MetaError::Corrupt(format!("block map: {e}")))?;
         for r in refs {
-            let up = r.nodes.iter().filter(|n| healthy.contains(*n)).count();
-            let n = copies.entry(r.id).or_insert(0);
-            *n = (*n).max(up);
+            let seen = match &r.coded {
+                None => Health {
+                    up: r.nodes.iter().filter(|n| healthy.contains(*n)).count(),
+                    wanted,
+                    needed: 1,
+                },
+                Some(c) => Health {
+                    up: c
+                        .shards
+                        .iter()
+                        .filter(|s| healthy.contains(&s.node))
+                        .count(),
+                    wanted: c.code.total(),
+                    needed: c.code.data(),
+                },
+            };
+            let h = copies.entry(r.id).or_insert(Health { up: 0, ..seen });
+            h.up = h.up.max(seen.up);
         }
         Ok(())
     };
@@ -73,11 +97,23 @@ pub async fn census(
     while let Some(row) = parts.try_next().await? {
         note(&row.try_get::<String, _>(0)?)?;
     }
-    let wanted = wanted.max(1);
     c.blocks = copies.len() as u64;
-    c.under_replicated = copies.values().filter(|n| **n < wanted).count() as u64;
-    c.unavailable = copies.values().filter(|n| **n == 0).count() as u64;
+    for h in copies.values() {
+        c.under_replicated += u64::from(h.up < h.wanted);
+        c.at_risk += u64::from(h.up == h.needed);
+        c.unavailable += u64::from(h.up < h.needed);
+        c.coded_blocks += u64::from(h.needed > 1);
+    }
     Ok(c)
+}
+
+/// One block's healthy copies or shards (`up`), how many it should have, and how many a
+/// read needs.
+#[derive(Debug, Clone, Copy)]
+struct Health {
+    up: usize,
+    wanted: usize,
+    needed: usize,
 }
 
 async fn count(pool: &sqlx::AnyPool, sql: &str) -> Result<u64, MetaError> {

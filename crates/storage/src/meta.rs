@@ -62,8 +62,30 @@ pub struct BlockRef {
     /// The block id (SHA-256 hex).
     pub id: String,
     pub len: u64,
-    /// The nodes that acknowledged it.
+    /// The nodes that acknowledged it (a replicated block; empty for a coded one).
     pub nodes: Vec<String>,
+    /// Set when the block is erasure-coded: how, and where its shards are. Absent from
+    /// every map written before coding existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coded: Option<CodedRef>,
+}
+
+/// An erasure-coded block's shards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodedRef {
+    /// The codec (`crate::erasure::CODEC`): a reader refuses one it does not know.
+    pub codec: String,
+    pub code: lingjing_model::ErasureCode,
+    /// Shard `i`, data shards first.
+    pub shards: Vec<ShardRef>,
+}
+
+/// One shard of a coded block: its id (SHA-256 hex of the shard) and the node that
+/// acknowledged it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardRef {
+    pub id: String,
+    pub node: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1229,6 +1251,7 @@ mod tests {
                 id: "ab".repeat(32),
                 len: 3,
                 nodes: vec!["st-1".into()],
+                coded: None,
             }],
             ..Object::new(bucket, key)
         }

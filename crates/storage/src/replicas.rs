@@ -25,6 +25,7 @@ use futures::future::join_all;
 
 use crate::block::BlockId;
 use crate::placement::{self, NodeRef};
+use lingjing_model::ErasureCode;
 
 /// Time allowed for one block request to one node.
 pub const NODE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -47,6 +48,18 @@ pub enum ReplicaError {
     Unreadable { id: BlockId, failures: String },
     #[error("the cluster has no storage nodes")]
     NoNodes,
+    #[error(
+        "coded block {id} ({code}): {durable} shard(s) durable, at most {most} on one node; a write needs all of them with at most the parity count on any node: {failures}"
+    )]
+    CodedShort {
+        id: BlockId,
+        code: ErasureCode,
+        durable: usize,
+        most: usize,
+        failures: String,
+    },
+    #[error("erasure coding: {0}")]
+    Codec(String),
 }
 
 /// Where a block was written.
@@ -58,6 +71,23 @@ pub struct Placed {
     pub nodes: Vec<String>,
 }
 
+/// How blocks are kept: `replicas` copies, or erasure-coded when `erasure` says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redundancy {
+    pub replicas: usize,
+    pub erasure: Option<Erasure>,
+}
+
+impl Redundancy {
+    /// `replicas` copies of every block, nothing coded.
+    pub fn replicated(replicas: usize) -> Redundancy {
+        Redundancy {
+            replicas,
+            erasure: None,
+        }
+    }
+}
+
 /// Talks to the storage nodes with the cluster token.
 pub struct Replicas {
     http: reqwest::Client,
@@ -66,26 +96,45 @@ pub struct Replicas {
 
 /// The nodes, token and replication a request works with, from start to end (a new
 /// snapshot applies to the requests after it).
-struct Cluster {
-    token: String,
+pub(crate) struct Cluster {
+    pub(crate) token: String,
     /// Up nodes first, then the ones the control plane reports down (tried last).
-    nodes: Vec<NodeRef>,
-    down: HashSet<String>,
-    replicas: usize,
+    pub(crate) nodes: Vec<NodeRef>,
+    pub(crate) down: HashSet<String>,
+    pub(crate) replicas: usize,
+    /// How large blocks are written: erasure-coded with this code when set
+    /// (`crate::coded`), else replicated.
+    pub(crate) erasure: Option<Erasure>,
+}
+
+/// The erasure-coding policy: blocks of at least `min_bytes` are coded with `code` when
+/// the cluster has enough nodes for it (`code.data() + 1`: a write must survive losing
+/// one node); smaller ones, and every block of a smaller cluster, are replicated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Erasure {
+    pub code: ErasureCode,
+    pub min_bytes: u64,
 }
 
 impl Cluster {
-    fn new(nodes: Vec<NodeRef>, down: HashSet<String>, replicas: usize, token: &str) -> Cluster {
+    fn new(nodes: Vec<NodeRef>, down: HashSet<String>, policy: Redundancy, token: &str) -> Cluster {
         Cluster {
-            replicas: replicas.clamp(1, nodes.len().max(1)),
+            replicas: policy.replicas.clamp(1, nodes.len().max(1)),
+            erasure: policy.erasure,
             token: token.to_owned(),
             nodes,
             down,
         }
     }
 
+    /// The code a block of `len` bytes is written with, if it is coded.
+    pub(crate) fn code_for(&self, len: usize) -> Option<ErasureCode> {
+        let e = self.erasure?;
+        (len as u64 >= e.min_bytes && self.nodes.len() > e.code.data()).then_some(e.code)
+    }
+
     /// `order` with the nodes reported down moved to the end (stable).
-    fn up_first<'a>(&self, order: Vec<&'a NodeRef>) -> Vec<&'a NodeRef> {
+    pub(crate) fn up_first<'a>(&self, order: Vec<&'a NodeRef>) -> Vec<&'a NodeRef> {
         let (up, down): (Vec<_>, Vec<_>) =
             order.into_iter().partition(|n| !self.down.contains(&n.id));
         up.into_iter().chain(down).collect()
@@ -93,11 +142,11 @@ impl Cluster {
 }
 
 impl Replicas {
-    /// A client for `nodes`, keeping `replicas` copies of each block (at least 1, at most
+    /// A client for `nodes`, keeping blocks as `policy` says (at least 1 copy, at most
     /// the number of nodes).
     pub fn new(
         nodes: Vec<NodeRef>,
-        replicas: usize,
+        policy: Redundancy,
         token: &str,
     ) -> Result<Replicas, ReplicaError> {
         if nodes.is_empty() {
@@ -114,25 +163,25 @@ impl Replicas {
             cluster: std::sync::RwLock::new(Arc::new(Cluster::new(
                 nodes,
                 HashSet::new(),
-                replicas,
+                policy,
                 token,
             ))),
         })
     }
 
-    /// Replaces the nodes (with those reported `down` tried last), the copies kept and
+    /// Replaces the nodes (with those reported `down` tried last), the redundancy and
     /// the token, for the requests that start after this. An empty node list is refused.
     pub fn update(
         &self,
         nodes: Vec<NodeRef>,
         down: HashSet<String>,
-        replicas: usize,
+        policy: Redundancy,
         token: &str,
     ) -> Result<(), ReplicaError> {
         if nodes.is_empty() {
             return Err(ReplicaError::NoNodes);
         }
-        let next = Arc::new(Cluster::new(nodes, down, replicas, token));
+        let next = Arc::new(Cluster::new(nodes, down, policy, token));
         match self.cluster.write() {
             Ok(mut c) => *c = next,
             Err(e) => *e.into_inner() = next,
@@ -140,11 +189,17 @@ impl Replicas {
         Ok(())
     }
 
-    fn cluster(&self) -> Arc<Cluster> {
+    pub(crate) fn cluster(&self) -> Arc<Cluster> {
         match self.cluster.read() {
             Ok(c) => c.clone(),
             Err(e) => e.into_inner().clone(),
         }
+    }
+
+    /// The erasure code a new block of `len` bytes is written with, if the cluster's
+    /// policy codes it (see [`Erasure`]).
+    pub fn code_for(&self, len: usize) -> Option<ErasureCode> {
+        self.cluster().code_for(len)
     }
 
     fn url(node: &NodeRef, id: &BlockId) -> String {
@@ -152,7 +207,7 @@ impl Replicas {
     }
 
     /// Sends block `data` to `node`; `Err` says why it is not durable there.
-    async fn put_one(
+    pub(crate) async fn put_one(
         &self,
         token: &str,
         node: &NodeRef,
@@ -248,6 +303,32 @@ impl Replicas {
         }
     }
 
+    /// Block `id`'s bytes from `node`, checked against the id here. The node sends them
+    /// without hashing them (this side does); when they do not match, it is asked again
+    /// to check its copy, which quarantines a rotted one (500) or sends good bytes (the
+    /// first copy was damaged on the way).
+    pub(crate) async fn get_verified(
+        &self,
+        token: &str,
+        node: &NodeRef,
+        id: &BlockId,
+    ) -> Result<Bytes, String> {
+        for check in [false, true] {
+            match self.get_one(token, node, id, check).await {
+                Ok(bytes) if BlockId::of(&bytes) == *id => return Ok(bytes),
+                Ok(_) if !check => continue,
+                Ok(_) => {
+                    return Err(format!(
+                        "{}: served bytes that do not match the id",
+                        node.id
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(format!("{}: no answer", node.id))
+    }
+
     /// Block `id`'s bytes from the first replica that serves a correct copy, trying the
     /// nodes in `hint` (where it was written) first.
     pub async fn get(&self, id: &BlockId, hint: &[String]) -> Result<Bytes, ReplicaError> {
@@ -264,20 +345,9 @@ impl Replicas {
         );
         let mut failures = Vec::new();
         for node in candidates {
-            // The node sends the bytes without hashing them (this side does); when they
-            // do not match, it is asked again to check its copy, which quarantines a
-            // rotted one (500) or sends good bytes (the first copy was damaged on the way).
-            for check in [false, true] {
-                match self.get_one(&c.token, node, id, check).await {
-                    Ok(bytes) if BlockId::of(&bytes) == *id => return Ok(bytes),
-                    Ok(_) if !check => continue,
-                    Ok(_) => failures.push(format!(
-                        "{}: served bytes that do not match the id",
-                        node.id
-                    )),
-                    Err(e) => failures.push(e),
-                }
-                break;
+            match self.get_verified(&c.token, node, id).await {
+                Ok(bytes) => return Ok(bytes),
+                Err(e) => failures.push(e),
             }
         }
         Err(ReplicaError::Unreadable {

@@ -16,29 +16,16 @@
 //! boto3 must be installed (`.ci/run` installs it and sets `LINGJING_TEST_BOTO3=1`, which
 //! makes its absence a failure); elsewhere the test says it was skipped.
 
-use std::process::Command;
+mod common;
 
+use common::boto3_available;
+use lingjing_storage::Redundancy;
 use lingjing_storage::gateway::{self, GatewayConfig, S3Key};
 use lingjing_storage::meta::Meta;
 use lingjing_storage::node::{NodeConfig, NodeHandle};
 use lingjing_storage::placement::NodeRef;
 
 const TOKEN: &str = "s3-test-cluster-token";
-
-fn boto3_available() -> bool {
-    let found = Command::new("python3")
-        .args(["-c", "import boto3"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("LINGJING_TEST_BOTO3").is_none(),
-            "LINGJING_TEST_BOTO3 is set but python3 cannot import boto3 (pip install boto3)"
-        );
-        eprintln!("skipped: python3 with boto3 not found (pip install boto3)");
-    }
-    found
-}
 
 async fn storage_nodes(dirs: &[tempfile::TempDir]) -> (Vec<NodeHandle>, Vec<NodeRef>) {
     let mut handles = Vec::new();
@@ -79,7 +66,7 @@ async fn boto3_uses_the_gateway_unchanged() {
         domain: "s3.lingjing.test".into(),
         meta_url: format!("sqlite://{}", meta_dir.path().join("meta.db").display()),
         nodes: refs,
-        replicas: 3,
+        redundancy: Redundancy::replicated(3),
         cluster_token: TOKEN.into(),
         block_bytes: 64 * 1024,
         keys: vec![
@@ -107,32 +94,7 @@ async fn boto3_uses_the_gateway_unchanged() {
         "boto3_checksums.py",
         "aws_chunked.py",
     ] {
-        let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
-        let endpoint = format!("http://{}", gw.addr());
-        let out = tokio::task::spawn_blocking(move || {
-            Command::new("python3")
-                .arg(path)
-                .env("S3_ENDPOINT", endpoint)
-                .env("S3_DOMAIN", "s3.lingjing.test")
-                .env("SHOP_KEY", "SHOPKEY")
-                .env("SHOP_SECRET", "shop-secret")
-                .env("RIVAL_KEY", "RIVALKEY")
-                .env("RIVAL_SECRET", "rival-secret")
-                .env_remove("AWS_PROFILE")
-                .env_remove("HTTP_PROXY")
-                .env_remove("http_proxy")
-                .output()
-        })
-        .await
-        .expect("joined")
-        .expect("python3 runs");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "{script} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-        );
-        assert!(stdout.contains("all checks passed"), "{script}: {stdout}");
+        common::run_client(script, &[], format!("http://{}", gw.addr())).await;
     }
     // The gateway counted what the clients did, by S3 operation and status.
     let metrics = reqwest::get(format!("http://{}/metrics", admin.addr()))
@@ -182,7 +144,7 @@ async fn unsigned_requests_only_read_public_buckets() {
         domain: "s3.lingjing.test".into(),
         meta_url: meta_url.clone(),
         nodes: refs,
-        replicas: 1,
+        redundancy: Redundancy::replicated(1),
         cluster_token: TOKEN.into(),
         block_bytes: 64 * 1024,
         keys: vec![S3Key {

@@ -44,7 +44,7 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
             operator_token: token,
             zone: args.zone,
             health: Some(args.health.config()),
-            storage_replicas: args.storage_replicas,
+            storage: args.storage.policy(),
             policy: args.trust.policy(&[])?,
         },
         http,

@@ -14,12 +14,14 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use lingjing_client::{Agent, AgentHandle};
 use lingjing_model::snapshot::{
-    Role, Snapshot, StorageNodeStatus, StorageReport, StorageReportSource, StorageSnapshot,
+    Role, Snapshot, StorageNodeStatus, StoragePolicy, StorageReport, StorageReportSource,
+    StorageSnapshot,
 };
 use lingjing_storage::block::BlockStore;
 use lingjing_storage::gateway::{ClusterUpdate, GatewayConfig, GatewayHandle, S3Key};
 use lingjing_storage::node::{NodeConfig, NodeHandle};
 use lingjing_storage::placement::NodeRef;
+use lingjing_storage::{Erasure, Redundancy};
 use tokio::sync::watch;
 
 use crate::args::{Global, S3Args, StorageArgs, StorageSub};
@@ -204,7 +206,7 @@ pub fn cluster_update(body: &StorageSnapshot) -> Result<ClusterUpdate, String> {
     Ok(ClusterUpdate {
         nodes,
         down,
-        replicas: usize::try_from(body.replicas).unwrap_or(3),
+        redundancy: redundancy(&body.policy),
         cluster_token: body.cluster_token.clone(),
         keys: body
             .s3_keys
@@ -218,9 +220,20 @@ pub fn cluster_update(body: &StorageSnapshot) -> Result<ClusterUpdate, String> {
     })
 }
 
+/// The gateway's form of the control plane's storage policy.
+fn redundancy(policy: &StoragePolicy) -> Redundancy {
+    Redundancy {
+        replicas: usize::try_from(policy.replicas).unwrap_or(3),
+        erasure: policy.erasure.map(|code| Erasure {
+            code,
+            min_bytes: policy.erasure_min_bytes,
+        }),
+    }
+}
+
 /// Starts an S3 gateway whose storage nodes, cluster token and access keys come from the
 /// control plane's `s3` snapshot (it starts once the first usable one is in; later ones
-/// apply to the requests after them). `config`'s nodes, keys, token and replicas are
+/// apply to the requests after them). `config`'s nodes, keys, token and redundancy are
 /// ignored.
 pub async fn start_managed_gateway(
     agent: Agent,
@@ -236,7 +249,7 @@ pub async fn start_managed_gateway(
     let update = cluster_update(&first.body).map_err(anyhow::Error::msg)?;
     let handle = lingjing_storage::gateway::start(GatewayConfig {
         nodes: update.nodes,
-        replicas: update.replicas,
+        redundancy: update.redundancy,
         cluster_token: update.cluster_token,
         keys: update.keys,
         ..config
@@ -341,13 +354,15 @@ async fn status(global: &Global, meta_url: Option<String>) -> anyhow::Result<()>
     );
     match census {
         Some(c) => println!(
-            "{} bucket(s), {} object(s), {} noncurrent version(s), {} of data; {} distinct blocks, {} under-replicated, {} unavailable",
+            "{} bucket(s), {} object(s), {} noncurrent version(s), {} of data; {} distinct blocks ({} erasure-coded), {} under-replicated, {} at risk (one node from unreadable), {} unavailable",
             c.buckets,
             c.objects,
             c.noncurrent_versions,
             human_bytes(c.bytes),
             c.blocks,
+            c.coded_blocks,
             c.under_replicated,
+            c.at_risk,
             c.unavailable
         ),
         None => {
@@ -439,7 +454,13 @@ pub async fn gateway(global: &Global, args: S3Args) -> anyhow::Result<()> {
         domain: args.domain.clone(),
         meta_url,
         nodes: Vec::new(),
-        replicas: usize::try_from(args.replicas).unwrap_or(3),
+        redundancy: Redundancy {
+            replicas: usize::try_from(args.replicas).unwrap_or(3),
+            erasure: args.erasure.map(|code| Erasure {
+                code,
+                min_bytes: args.erasure_min_kib * 1024,
+            }),
+        },
         cluster_token: String::new(),
         block_bytes: usize::try_from(args.block_kb * 1024).unwrap_or(1 << 20),
         keys: Vec::new(),

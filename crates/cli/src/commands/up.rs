@@ -64,7 +64,7 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
             zone: args.zone.clone(),
             health: Some(args.health.config()),
             // The demo origin is the one loopback endpoint tenants' origins may use.
-            storage_replicas: args.storage_replicas,
+            storage: args.storage.policy(),
             policy: args.trust.policy(&[origin.addr().to_string()])?,
         },
         lingjing_control::server::HttpOptions {

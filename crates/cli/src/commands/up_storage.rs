@@ -137,7 +137,7 @@ pub async fn start(
             domain: "s3.lingjing.test".to_owned(),
             meta_url,
             nodes: Vec::new(),
-            replicas: 3,
+            redundancy: lingjing_storage::Redundancy::replicated(3),
             cluster_token: String::new(),
             block_bytes: lingjing_storage::gateway::DEFAULT_BLOCK_BYTES,
             keys: Vec::new(),

@@ -114,7 +114,7 @@ async fn status(
     let nodes = crate::snapshot::build_storage(
         &mut tx,
         lingjing_model::snapshot::Role::Storage,
-        state.views.storage_replicas,
+        state.views.storage,
     )
     .await?
     .body

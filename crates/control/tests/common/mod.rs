@@ -108,7 +108,7 @@ pub async fn serve_store_with(
         operator_token: OPERATOR_TOKEN.to_owned(),
         zone: DEFAULT_ZONE.to_owned(),
         health: None,
-        storage_replicas: lingjing_control::snapshot::DEFAULT_REPLICAS,
+        storage: Default::default(),
         policy,
     };
     let handle = serve(config, store).await.expect("serve");

@@ -1,6 +1,7 @@
 //! The S3 gateway: the S3 API (on `s3s` 0.14.1, which checks SigV4 headers, presigned
 //! URLs and aws-chunked payloads) over the metadata database ([`crate::meta`]) and the
-//! replicated blocks on the storage nodes ([`crate::replicas`]). Stateless: any number
+//! blocks on the storage nodes, replicated ([`crate::replicas`]) or erasure-coded
+//! ([`crate::coded`]). Stateless: any number
 //! of gateways can share one PostgreSQL and one set of storage nodes.
 //!
 //! This module owns the server: path-style and virtual-hosted-style addressing
@@ -31,7 +32,7 @@ use tokio::task::JoinHandle;
 
 use crate::meta::Meta;
 use crate::placement::NodeRef;
-use crate::replicas::Replicas;
+use crate::replicas::{Redundancy, Replicas};
 use metrics::{GatewayMetrics, OpSlot};
 
 pub mod acl;
@@ -61,8 +62,8 @@ pub struct GatewayConfig {
     /// The metadata database URL (`sqlite://PATH` or `postgres://...`).
     pub meta_url: String,
     pub nodes: Vec<NodeRef>,
-    /// Copies kept of each block.
-    pub replicas: usize,
+    /// How blocks are kept: copies, or erasure-coded above a size.
+    pub redundancy: Redundancy,
     /// The cluster token the storage nodes want.
     pub cluster_token: String,
     pub block_bytes: usize,
@@ -85,7 +86,7 @@ pub struct ClusterUpdate {
     pub nodes: Vec<NodeRef>,
     /// Nodes the control plane reports unhealthy (tried last).
     pub down: HashSet<String>,
-    pub replicas: usize,
+    pub redundancy: Redundancy,
     pub cluster_token: String,
     pub keys: Vec<S3Key>,
 }
@@ -131,7 +132,7 @@ impl GatewayUpdater {
             .update(
                 update.nodes,
                 update.down,
-                update.replicas,
+                update.redundancy,
                 &update.cluster_token,
             )
             .map_err(|e| e.to_string())?;
@@ -193,8 +194,12 @@ pub async fn start(config: GatewayConfig) -> std::io::Result<GatewayHandle> {
     let meta = Meta::open(&config.meta_url)
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let replicas = Replicas::new(config.nodes.clone(), config.replicas, &config.cluster_token)
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let replicas = Replicas::new(
+        config.nodes.clone(),
+        config.redundancy,
+        &config.cluster_token,
+    )
+    .map_err(|e| std::io::Error::other(e.to_string()))?;
     let keys = Keys::new(&config.keys);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -39,8 +39,11 @@ use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use super::checksum::{self, Expected, Hasher};
 use super::{Keys, acl, cors, tagging};
 use crate::block::BlockId;
-use crate::meta::{self, BlockRef, Condition, Created, Meta, MetaError, Versioning};
-use crate::replicas::Replicas;
+use crate::erasure;
+use crate::meta::{
+    self, BlockRef, CodedRef, Condition, Created, Meta, MetaError, ShardRef, Versioning,
+};
+use crate::replicas::{ReplicaError, Replicas};
 
 /// The most keys a listing returns (S3's limit).
 const MAX_KEYS: i32 = 1000;
@@ -693,8 +696,7 @@ impl Gateway {
             }
             let from = span.start.max(start) - start;
             let to = span.end.min(end) - start;
-            let id: BlockId = block.id.parse().map_err(internal)?;
-            let data = self.replicas.get(&id, &block.nodes).await.map_err(|e| {
+            let data = read_block(&self.replicas, block).await.map_err(|e| {
                 tracing::error!(error = %e, "copy source read failed");
                 S3Error::with_message(S3ErrorCode::ServiceUnavailable, e.to_string())
             })?;
@@ -704,7 +706,8 @@ impl Gateway {
             );
             if to_at > data.len() {
                 return Err(internal(format!(
-                    "block {id} is shorter than the object's map says"
+                    "block {} is shorter than the object's map says",
+                    block.id
                 )));
             }
             let piece = data.slice(from_at..to_at);
@@ -749,16 +752,47 @@ impl Gateway {
         })
     }
 
-    /// Writes one block to its replicas.
+    /// Writes one block: as erasure-coded shards when the cluster's policy codes a block
+    /// of its size, else to its replicas. A coded write that cannot place every shard
+    /// (too few nodes up) falls back to replicas.
     async fn write_block(&self, data: Bytes) -> S3Result<BlockRef> {
-        let placed = self.replicas.put(data).await.map_err(|e| {
+        let unavailable = |e: ReplicaError| {
             tracing::error!(error = %e, "block write failed");
             S3Error::with_message(S3ErrorCode::ServiceUnavailable, e.to_string())
-        })?;
+        };
+        if let Some(code) = self.replicas.code_for(data.len()) {
+            match self.replicas.put_coded(code, data.clone()).await {
+                Ok(placed) => {
+                    return Ok(BlockRef {
+                        id: placed.id.to_string(),
+                        len: placed.len,
+                        nodes: Vec::new(),
+                        coded: Some(CodedRef {
+                            codec: erasure::CODEC.to_owned(),
+                            code,
+                            shards: placed
+                                .shards
+                                .into_iter()
+                                .map(|(id, node)| ShardRef {
+                                    id: id.to_string(),
+                                    node,
+                                })
+                                .collect(),
+                        }),
+                    });
+                }
+                Err(e @ ReplicaError::CodedShort { .. }) => {
+                    tracing::warn!(error = %e, "coded write short of nodes: writing replicas");
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        let placed = self.replicas.put(data).await.map_err(unavailable)?;
         Ok(BlockRef {
             id: placed.id.to_string(),
             len: placed.len,
             nodes: placed.nodes,
+            coded: None,
         })
     }
 }
@@ -823,21 +857,44 @@ enum Stop {
 /// are fetched from the storage nodes this many at a time, in order.
 const READ_AHEAD_BLOCKS: usize = 4;
 
-/// The bytes of `parts` (block, its nodes, the range of it wanted) in order, as a body
+/// Block `block`'s bytes, from its replicas or its shards, checked against its id.
+async fn read_block(replicas: &Replicas, block: &BlockRef) -> Result<Bytes, ReplicaError> {
+    let corrupt = |what: &str| ReplicaError::Codec(format!("corrupt block map: {what}"));
+    let id: BlockId = block.id.parse().map_err(|_| corrupt("block id"))?;
+    let Some(coded) = &block.coded else {
+        return replicas.get(&id, &block.nodes).await;
+    };
+    erasure::check_codec(&coded.codec).map_err(|e| ReplicaError::Codec(e.to_string()))?;
+    let shards = coded
+        .shards
+        .iter()
+        .map(|s| {
+            Ok((
+                s.id.parse().map_err(|_| corrupt("shard id"))?,
+                s.node.clone(),
+            ))
+        })
+        .collect::<Result<Vec<(BlockId, String)>, ReplicaError>>()?;
+    replicas
+        .get_coded(&id, block.len, coded.code, &shards)
+        .await
+}
+
+/// The bytes of `parts` (a block and the range of it wanted) in order, as a body
 /// stream. A task fetches up to [`READ_AHEAD_BLOCKS`] blocks at once and stops at the first
-/// that no replica serves (the client sees the body cut short, never wrong bytes) or when
+/// that cannot be read (the client sees the body cut short, never wrong bytes) or when
 /// the client goes away.
 fn read_blocks(
     replicas: Arc<Replicas>,
-    parts: Vec<(BlockId, Vec<String>, u64, u64)>,
+    parts: Vec<(BlockRef, u64, u64)>,
 ) -> tokio_stream::wrappers::ReceiverStream<Result<Bytes, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
     tokio::spawn(async move {
         let mut chunks = futures::stream::iter(parts)
-            .map(|(id, nodes, from, to)| {
+            .map(|(block, from, to)| {
                 let replicas = replicas.clone();
                 async move {
-                    let data = replicas.get(&id, &nodes).await.map_err(|e| {
+                    let data = read_block(&replicas, &block).await.map_err(|e| {
                         tracing::error!(error = %e, "object read failed");
                         std::io::Error::other(e.to_string())
                     })?;
@@ -847,7 +904,8 @@ fn read_blocks(
                     );
                     if to > data.len() || from > to {
                         return Err(std::io::Error::other(format!(
-                            "block {id} is shorter than the object's map says"
+                            "block {} is shorter than the object's map says",
+                            block.id
                         )));
                     }
                     Ok(data.slice(from..to))
@@ -1243,8 +1301,7 @@ impl S3 for Gateway {
             }
             let from = span.start.max(start) - start;
             let to = span.end.min(end) - start;
-            let id: BlockId = block.id.parse().map_err(internal)?;
-            parts.push((id, block.nodes.clone(), from, to));
+            parts.push((block.clone(), from, to));
         }
         let stream = read_blocks(self.replicas.clone(), parts);
         let tag_count = tag_count(&object, owner);

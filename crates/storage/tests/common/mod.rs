@@ -1,0 +1,151 @@
+//! A cluster of real storage nodes on loopback for the block tests (replicated and
+//! coded): each node its own server and data directory, nodes stopped and their files
+//! damaged by name.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use lingjing_storage::BlockId;
+use lingjing_storage::node::{NodeConfig, NodeHandle};
+use lingjing_storage::placement::NodeRef;
+
+pub const TOKEN: &str = "block-test-token";
+
+pub struct Cluster {
+    dirs: Vec<tempfile::TempDir>,
+    nodes: Vec<Option<NodeHandle>>,
+    pub refs: Vec<NodeRef>,
+}
+
+impl Cluster {
+    /// Starts one node per `(id, site)`.
+    pub async fn start(spec: &[(&str, &str)]) -> Cluster {
+        let mut dirs = Vec::new();
+        let mut nodes = Vec::new();
+        let mut refs = Vec::new();
+        for (id, site) in spec {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let node = lingjing_storage::start(NodeConfig {
+                node_id: (*id).into(),
+                listen: "127.0.0.1:0".parse().expect("addr"),
+                data_dir: dir.path().to_owned(),
+                token: TOKEN.into(),
+                max_block_bytes: 1 << 20,
+            })
+            .await
+            .expect("node starts");
+            refs.push(NodeRef {
+                id: (*id).into(),
+                site: (*site).into(),
+                addr: node.addr(),
+            });
+            nodes.push(Some(node));
+            dirs.push(dir);
+        }
+        Cluster { dirs, nodes, refs }
+    }
+
+    pub fn index(&self, node_id: &str) -> usize {
+        self.refs
+            .iter()
+            .position(|n| n.id == node_id)
+            .expect("node")
+    }
+
+    pub fn dir(&self, node_id: &str) -> &Path {
+        self.dirs[self.index(node_id)].path()
+    }
+
+    /// Where `node_id` keeps block (or shard) `id`.
+    pub fn block_file(&self, node_id: &str, id: &BlockId) -> PathBuf {
+        let hex = id.to_string();
+        self.dir(node_id)
+            .join("blocks")
+            .join(&hex[0..2])
+            .join(&hex[2..4])
+            .join(&hex)
+    }
+
+    /// Flips one byte of `node_id`'s copy of `id`, at `at` (modulo its length).
+    pub fn rot(&self, node_id: &str, id: &BlockId, at: usize) {
+        let file = self.block_file(node_id, id);
+        let mut bytes = std::fs::read(&file).expect("block file");
+        let at = at % bytes.len();
+        bytes[at] ^= 0xff;
+        std::fs::write(&file, bytes).expect("rot");
+    }
+
+    pub async fn stop(&mut self, node_id: &str) {
+        let i = self.index(node_id);
+        if let Some(n) = self.nodes[i].take() {
+            n.shutdown().await;
+        }
+    }
+
+    pub fn holds(&self, node_id: &str, id: &BlockId) -> bool {
+        self.nodes[self.index(node_id)]
+            .as_ref()
+            .is_some_and(|n| n.store.len(id).expect("len").is_some())
+    }
+}
+
+/// `len` bytes that differ with `seed`.
+pub fn data(seed: u8, len: u32) -> Bytes {
+    Bytes::from(
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(seed) ^ (i >> 8) as u8)
+            .collect::<Vec<u8>>(),
+    )
+}
+
+/// Whether python3 can import boto3; when not, the test is skipped unless
+/// `LINGJING_TEST_BOTO3` is set (as `.ci/run` sets it), which makes it a failure.
+pub fn boto3_available() -> bool {
+    let found = std::process::Command::new("python3")
+        .args(["-c", "import boto3"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("LINGJING_TEST_BOTO3").is_none(),
+            "LINGJING_TEST_BOTO3 is set but python3 cannot import boto3 (pip install boto3)"
+        );
+        eprintln!("skipped: python3 with boto3 not found (pip install boto3)");
+    }
+    found
+}
+
+/// Runs `tests/clients/{script}` with `args` against the gateway at `endpoint` as
+/// tenant `shop` (`SHOPKEY`/`shop-secret`) and tenant `rival` (`RIVALKEY`/`rival-secret`),
+/// and asserts that it passed every check.
+pub async fn run_client(script: &str, args: &[&str], endpoint: String) {
+    let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(path)
+            .args(args)
+            .env("S3_ENDPOINT", endpoint)
+            .env("S3_DOMAIN", "s3.lingjing.test")
+            .env("SHOP_KEY", "SHOPKEY")
+            .env("SHOP_SECRET", "shop-secret")
+            .env("RIVAL_KEY", "RIVALKEY")
+            .env("RIVAL_SECRET", "rival-secret")
+            .env_remove("AWS_PROFILE")
+            .env_remove("HTTP_PROXY")
+            .env_remove("http_proxy")
+            .output()
+    })
+    .await
+    .expect("joined")
+    .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("all checks passed"), "{script}: {stdout}");
+}
