@@ -419,6 +419,15 @@ pub struct S3Args {
     /// Without a control plane: copies kept of each block (placed in different sites first).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=16))]
     pub replicas: u64,
+    /// Minutes between garbage-collection passes (unreferenced blocks removed from the
+    /// storage nodes; of several gateways on one metadata database, one at a time runs
+    /// them); 0: never.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=10_080))]
+    pub gc_interval_min: u64,
+    /// Hours a block is kept after it was last written, referenced or not: longer than
+    /// any upload takes.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=8760))]
+    pub gc_grace_hours: u64,
     /// Without a control plane: erasure-code blocks as K data + M parity shards (see
     /// `lingjing control --help`, --storage-erasure).
     #[arg(long, value_name = "K+M", requires = "storage_nodes")]

@@ -11,6 +11,7 @@ use futures::TryStreamExt;
 use serde::Serialize;
 use sqlx::Row;
 
+use crate::block::BlockId;
 use crate::meta::{BlockRef, Meta, MetaError};
 
 /// What the census found.
@@ -53,9 +54,15 @@ pub async fn census(
     // Per distinct block: healthy copies or shards, how many are wanted, how many a read
     // needs.
     let mut copies: HashMap<String, Health> = HashMap::new();
-    let mut note = |blocks: &str| -> Result<(), MetaError> {
-        let refs: Vec<BlockRef> = serde_json::from_str(blocks)
-            .map_err(|e| MetaError::Corrupt(format!("block map: {e}")))?;
+    each_block_map(meta, |version, refs| {
+        if let Some(v) = version {
+            if v.current && !v.delete_marker {
+                c.objects += 1;
+            } else {
+                c.noncurrent_versions += 1;
+            }
+            c.bytes += v.size;
+        }
         for r in refs {
             let seen = match &r.coded {
                 None => Health {
@@ -63,40 +70,21 @@ pub async fn census(
                     wanted,
                     needed: 1,
                 },
-                Some(c) => Health {
-                    up: c
+                Some(coded) => Health {
+                    up: coded
                         .shards
                         .iter()
                         .filter(|s| healthy.contains(&s.node))
                         .count(),
-                    wanted: c.code.total(),
-                    needed: c.code.data(),
+                    wanted: coded.code.total(),
+                    needed: coded.code.data(),
                 },
             };
             let h = copies.entry(r.id).or_insert(Health { up: 0, ..seen });
             h.up = h.up.max(seen.up);
         }
-        Ok(())
-    };
-    for (table, current) in [("objects", true), ("versions", false)] {
-        let sql = format!("SELECT delete_marker, size, blocks FROM {table}");
-        let mut rows = sqlx::query(&sql).fetch(pool);
-        while let Some(row) = rows.try_next().await? {
-            let marker: i64 = row.try_get(0)?;
-            let size: i64 = row.try_get(1)?;
-            if current && marker == 0 {
-                c.objects += 1;
-            } else {
-                c.noncurrent_versions += 1;
-            }
-            c.bytes += u64::try_from(size).unwrap_or(0);
-            note(&row.try_get::<String, _>(2)?)?;
-        }
-    }
-    let mut parts = sqlx::query("SELECT blocks FROM parts").fetch(pool);
-    while let Some(row) = parts.try_next().await? {
-        note(&row.try_get::<String, _>(0)?)?;
-    }
+    })
+    .await?;
     c.blocks = copies.len() as u64;
     for h in copies.values() {
         c.under_replicated += u64::from(h.up < h.wanted);
@@ -114,6 +102,73 @@ struct Health {
     up: usize,
     wanted: usize,
     needed: usize,
+}
+
+/// What the metadata says of one version.
+struct VersionRow {
+    /// In `objects` (the key's latest), not `versions`.
+    current: bool,
+    delete_marker: bool,
+    size: u64,
+}
+
+/// Calls `visit` with every block map the metadata holds, streaming: each version's
+/// (with the version) and each upload part's (`None`).
+async fn each_block_map(
+    meta: &Meta,
+    mut visit: impl FnMut(Option<VersionRow>, Vec<BlockRef>),
+) -> Result<(), MetaError> {
+    let pool = meta.pool();
+    let parse = |blocks: &str| -> Result<Vec<BlockRef>, MetaError> {
+        serde_json::from_str(blocks).map_err(|e| MetaError::Corrupt(format!("block map: {e}")))
+    };
+    for (table, current) in [("objects", true), ("versions", false)] {
+        let sql = format!("SELECT delete_marker, size, blocks FROM {table}");
+        let mut rows = sqlx::query(&sql).fetch(pool);
+        while let Some(row) = rows.try_next().await? {
+            let marker: i64 = row.try_get(0)?;
+            let size: i64 = row.try_get(1)?;
+            let version = VersionRow {
+                current,
+                delete_marker: marker != 0,
+                size: u64::try_from(size).unwrap_or(0),
+            };
+            visit(Some(version), parse(&row.try_get::<String, _>(2)?)?);
+        }
+    }
+    let mut parts = sqlx::query("SELECT blocks FROM parts").fetch(pool);
+    while let Some(row) = parts.try_next().await? {
+        visit(None, parse(&row.try_get::<String, _>(0)?)?);
+    }
+    Ok(())
+}
+
+/// Every block id the metadata references, and every shard id of its coded blocks: what
+/// garbage collection must keep. A map entry whose id does not parse is an error (a
+/// collection that cannot read the metadata must not delete anything).
+pub async fn referenced(meta: &Meta) -> Result<HashSet<BlockId>, MetaError> {
+    let mut ids = HashSet::new();
+    let mut bad: Option<String> = None;
+    each_block_map(meta, |_, refs| {
+        for r in refs {
+            let shards = r.coded.iter().flat_map(|c| c.shards.iter().map(|s| &s.id));
+            for id in std::iter::once(&r.id).chain(shards) {
+                match id.parse::<BlockId>() {
+                    Ok(id) => {
+                        ids.insert(id);
+                    }
+                    Err(_) => bad = Some(id.clone()),
+                }
+            }
+        }
+    })
+    .await?;
+    match bad {
+        Some(id) => Err(MetaError::Corrupt(format!(
+            "block map names {id:?}, not a block id"
+        ))),
+        None => Ok(ids),
+    }
 }
 
 async fn count(pool: &sqlx::AnyPool, sql: &str) -> Result<u64, MetaError> {

@@ -12,6 +12,7 @@ pub mod census;
 pub mod coded;
 pub mod erasure;
 pub mod gateway;
+pub mod gc;
 pub mod meta;
 pub mod node;
 pub mod placement;

@@ -569,6 +569,100 @@ impl Meta {
         }
     }
 
+    /// [`Meta::put_object`] for a copy of `source`, whose blocks `object` shares: the
+    /// write happens only if, under the source key's lock (taken with the destination's,
+    /// in key order), the source version is still there and not a delete marker, so a
+    /// copy never commits a reference to blocks garbage collection may already have taken
+    /// (`crate::gc`). `Ok(Err(SourceGone))` when it is not.
+    pub async fn put_object_copy(
+        &self,
+        object: &Object,
+        condition: &Condition,
+        source: &VersionRef<'_>,
+    ) -> Result<Result<Option<Written>, SourceGone>, MetaError> {
+        let mut attempt = 0;
+        loop {
+            let (_writing, mut tx) = self.begin_write().await?;
+            let result = async {
+                if !lock_source(&mut tx, source, Some((&object.bucket, &object.key))).await? {
+                    return Ok(Err(SourceGone));
+                }
+                write_version(&mut tx, object, condition).await.map(Ok)
+            }
+            .await;
+            match result {
+                Ok(Ok(Some(written))) => {
+                    tx.commit().await?;
+                    return Ok(Ok(Some(written)));
+                }
+                Ok(other) => {
+                    tx.rollback().await?;
+                    return Ok(other);
+                }
+                Err(e) if retryable(&e, &mut attempt) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// [`Meta::put_part`] for a part copied from `source` (UploadPartCopy): recorded only
+    /// if the source version is still there, checked under its key's lock (see
+    /// [`Meta::put_object_copy`]).
+    pub async fn put_part_copy(
+        &self,
+        upload_id: &str,
+        part: &Part,
+        source: &VersionRef<'_>,
+    ) -> Result<Result<bool, SourceGone>, MetaError> {
+        let mut attempt = 0;
+        loop {
+            let (_writing, mut tx) = self.begin_write().await?;
+            let result = async {
+                if !lock_source(&mut tx, source, None).await? {
+                    return Ok(Err(SourceGone));
+                }
+                insert_part(&mut tx, upload_id, part).await.map(Ok)
+            }
+            .await;
+            match result {
+                Ok(Ok(true)) => {
+                    tx.commit().await?;
+                    return Ok(Ok(true));
+                }
+                Ok(other) => {
+                    tx.rollback().await?;
+                    return Ok(other);
+                }
+                Err(e) if retryable(&e, &mut attempt) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Takes (or renews) lease `name` for `holder` until `now_ms + ttl_ms`, if it is free,
+    /// expired or already `holder`'s; `false` when another holder has it.
+    pub async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<bool, MetaError> {
+        let done = sqlx::query(
+            "INSERT INTO leases (name, holder, expires) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires = excluded.expires
+             WHERE leases.expires < $4 OR leases.holder = excluded.holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now_ms.saturating_add(ttl_ms))
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(done == 1)
+    }
+
     /// The latest version at `key` (possibly a delete marker).
     pub async fn object(&self, bucket: &str, key: &str) -> Result<Option<Object>, MetaError> {
         let row = sqlx::query(&format!(
@@ -862,23 +956,8 @@ impl Meta {
     /// Records part `part.part_number` of `upload_id` (replacing an earlier upload of the
     /// same number); `false` when the upload is gone (completed or aborted meanwhile).
     pub async fn put_part(&self, upload_id: &str, part: &Part) -> Result<bool, MetaError> {
-        let size = i64::try_from(part.size).map_err(|_| MetaError::Corrupt("size".into()))?;
-        let done = sqlx::query(
-            "INSERT INTO parts (upload_id, part_number, size, etag, blocks, last_modified)
-             SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM uploads WHERE upload_id = $1)
-             ON CONFLICT (upload_id, part_number) DO UPDATE SET size = excluded.size, etag = excluded.etag,
-               blocks = excluded.blocks, last_modified = excluded.last_modified",
-        )
-        .bind(upload_id)
-        .bind(part.part_number)
-        .bind(size)
-        .bind(&part.etag)
-        .bind(json(&part.blocks)?)
-        .bind(part.last_modified)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(done == 1)
+        let mut conn = self.pool.acquire().await?;
+        insert_part(&mut conn, upload_id, part).await
     }
 
     /// The parts of `upload_id`, by number.
@@ -984,6 +1063,71 @@ fn retryable(e: &MetaError, attempt: &mut u32) -> bool {
 /// The key's latest row, locked until the transaction ends (PostgreSQL: a row lock;
 /// SQLite: the database's write lock, taken by the first write of the transaction), and
 /// the bucket's versioning state as of then.
+/// A version named by bucket, key and version id (the source of a copy).
+#[derive(Debug, Clone, Copy)]
+pub struct VersionRef<'a> {
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub version_id: &'a str,
+}
+
+/// A copy's source version was deleted before the copy could commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceGone;
+
+/// Locks the source key (and `dest`, in key order, so two copies in opposite directions
+/// cannot deadlock) and says whether the source version is there, not a delete marker.
+async fn lock_source(
+    conn: &mut sqlx::AnyConnection,
+    source: &VersionRef<'_>,
+    dest: Option<(&str, &str)>,
+) -> Result<bool, MetaError> {
+    let src = (source.bucket, source.key);
+    let mut keys = vec![src];
+    keys.extend(dest.filter(|d| *d != src));
+    keys.sort_unstable();
+    for (bucket, key) in keys {
+        lock_latest(conn, bucket, key).await?;
+    }
+    let found = sqlx::query(
+        "SELECT 1 FROM objects WHERE bucket = $1 AND key = $2 AND version_id = $3 AND delete_marker = 0
+         UNION ALL
+         SELECT 1 FROM versions WHERE bucket = $1 AND key = $2 AND version_id = $3 AND delete_marker = 0",
+    )
+    .bind(source.bucket)
+    .bind(source.key)
+    .bind(source.version_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(found.is_some())
+}
+
+/// Records `part` of `upload_id` (replacing one of the same number); `false` when the
+/// upload is gone.
+async fn insert_part(
+    conn: &mut sqlx::AnyConnection,
+    upload_id: &str,
+    part: &Part,
+) -> Result<bool, MetaError> {
+    let size = i64::try_from(part.size).map_err(|_| MetaError::Corrupt("size".into()))?;
+    let done = sqlx::query(
+        "INSERT INTO parts (upload_id, part_number, size, etag, blocks, last_modified)
+         SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM uploads WHERE upload_id = $1)
+         ON CONFLICT (upload_id, part_number) DO UPDATE SET size = excluded.size, etag = excluded.etag,
+           blocks = excluded.blocks, last_modified = excluded.last_modified",
+    )
+    .bind(upload_id)
+    .bind(part.part_number)
+    .bind(size)
+    .bind(&part.etag)
+    .bind(json(&part.blocks)?)
+    .bind(part.last_modified)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(done == 1)
+}
+
 async fn lock_latest(
     conn: &mut sqlx::AnyConnection,
     bucket: &str,
@@ -2027,6 +2171,90 @@ mod tests {
             {
                 concurrent_writers(m).await;
             }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn one_holder_at_a_time_has_a_lease_until_it_expires() {
+        on_each_database(|m| async move {
+            assert!(m.take_lease("gc", "gw-1", 1_000, 500).await.expect("take"));
+            assert!(!m.take_lease("gc", "gw-2", 1_200, 500).await.expect("held"));
+            assert!(m.take_lease("gc", "gw-1", 1_400, 500).await.expect("renew"));
+            assert!(!m.take_lease("gc", "gw-2", 1_899, 500).await.expect("held"));
+            assert!(
+                m.take_lease("gc", "gw-2", 1_901, 500)
+                    .await
+                    .expect("expired")
+            );
+            assert!(
+                !m.take_lease("gc", "gw-1", 2_000, 500)
+                    .await
+                    .expect("gw-2's")
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_copy_commits_only_while_its_source_version_is_there() {
+        on_each_database(|m| async move {
+            m.create_bucket("b", "t", 1).await.expect("create");
+            m.put_object(&object("b", "src", "e1"), &Condition::None)
+                .await
+                .expect("put")
+                .expect("written");
+            let source = m.object("b", "src").await.expect("read").expect("there");
+            let from = VersionRef {
+                bucket: "b",
+                key: "src",
+                version_id: &source.version_id,
+            };
+            let copied = m
+                .put_object_copy(&object("b", "dst", "e1"), &Condition::None, &from)
+                .await
+                .expect("copy");
+            assert!(matches!(copied, Ok(Some(_))), "{copied:?}");
+            m.create_upload(&Upload {
+                upload_id: "u1".into(),
+                bucket: "b".into(),
+                key: "big".into(),
+                content_type: None,
+                metadata: Vec::new(),
+                initiated: 1,
+                tags: Vec::new(),
+            })
+            .await
+            .expect("upload");
+            let part = Part {
+                part_number: 1,
+                size: 3,
+                etag: "e1".into(),
+                blocks: source.blocks.clone(),
+                last_modified: 2,
+            };
+            assert_eq!(
+                m.put_part_copy("u1", &part, &from).await.expect("part"),
+                Ok(true)
+            );
+            // The source is deleted (unversioned bucket: its row goes) before the next
+            // copy commits: the copy is refused, nothing written.
+            m.delete_object("b", "src", 3).await.expect("delete");
+            let late = m
+                .put_object_copy(&object("b", "late", "e1"), &Condition::None, &from)
+                .await
+                .expect("copy");
+            assert_eq!(late, Err(SourceGone));
+            assert!(m.object("b", "late").await.expect("read").is_none());
+            let part2 = Part {
+                part_number: 2,
+                ..part
+            };
+            assert_eq!(
+                m.put_part_copy("u1", &part2, &from).await.expect("part"),
+                Err(SourceGone)
+            );
+            assert_eq!(m.parts("u1").await.expect("parts").len(), 1);
         })
         .await;
     }

@@ -7,6 +7,8 @@
 //! | `GET /v1/blocks/{id}?check=false` | 200 the bytes as the disk holds them, not hashed here: for a gateway, which hashes every block it reads and asks again without `check=false` when they do not match |
 //! | `HEAD /v1/blocks/{id}` | 200 with `Content-Length`, 404 |
 //! | `DELETE /v1/blocks/{id}` | 204, 404 |
+//! | `DELETE /v1/blocks/{id}?older_than_ms=T` | garbage collection: 204 deleted only if last written before `T` (ms since the epoch; writing a block again renews it); 409 written since, kept; 404 |
+//! | `GET /v1/blocks?after={id}&limit=N` | up to `N` (1–10000, default 1000) blocks held, in id order after `after`: `{"blocks": [{"id", "len", "modified_ms"}]}` |
 //! | `GET /v1/status` | [`StoreStatus`] as JSON |
 //! | `GET /healthz`, `GET /metrics` | liveness; Prometheus metrics |
 //!
@@ -18,6 +20,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -34,7 +37,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::block::{BlockError, BlockId, BlockStore, Put};
+use crate::block::{BlockError, BlockId, BlockStore, Put, Removed};
 
 /// Default largest block a node accepts.
 pub const DEFAULT_MAX_BLOCK_BYTES: u64 = 16 * 1024 * 1024;
@@ -221,6 +224,7 @@ pub async fn start(config: NodeConfig) -> std::io::Result<NodeHandle> {
                 .put(put_block)
                 .delete(delete_block),
         )
+        .route("/v1/blocks", get(list_blocks))
         .route("/v1/status", get(status))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(node.clone(), authorize));
@@ -390,22 +394,113 @@ async fn head_block(State(node): State<Arc<Node>>, Path(id): Path<String>) -> Re
     res
 }
 
-async fn delete_block(State(node): State<Arc<Node>>, Path(id): Path<String>) -> Response {
+/// The query of a delete: `older_than_ms` makes it garbage collection's conditional one.
+#[derive(serde::Deserialize)]
+struct DeleteQuery {
+    older_than_ms: Option<u64>,
+}
+
+async fn delete_block(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    Query(query): Query<DeleteQuery>,
+) -> Response {
     let res = match id.parse::<BlockId>() {
         Err(e) => block_error(&node, e),
         Ok(id) => {
             let store = node.store.clone();
-            match blocking(move || store.delete(&id)).await {
-                Ok(true) => StatusCode::NO_CONTENT.into_response(),
-                Ok(false) => error(
+            let gone = || {
+                error(
                     StatusCode::NOT_FOUND,
                     format!("block {id} is not on this node"),
-                ),
-                Err(e) => block_error(&node, e),
+                )
+            };
+            match query.older_than_ms {
+                None => match blocking(move || store.delete(&id)).await {
+                    Ok(true) => StatusCode::NO_CONTENT.into_response(),
+                    Ok(false) => gone(),
+                    Err(e) => block_error(&node, e),
+                },
+                Some(ms) => {
+                    let cutoff = UNIX_EPOCH + Duration::from_millis(ms);
+                    match blocking(move || store.delete_if_older(&id, cutoff)).await {
+                        Ok(Removed::Deleted(_)) => StatusCode::NO_CONTENT.into_response(),
+                        Ok(Removed::Kept) => error(
+                            StatusCode::CONFLICT,
+                            format!("block {id} was written after {ms} ms: kept"),
+                        ),
+                        Ok(Removed::Absent) => gone(),
+                        Err(e) => block_error(&node, e),
+                    }
+                }
             }
         }
     };
     node.metrics.count("delete", res.status());
+    res
+}
+
+/// The query of a listing.
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The most blocks one listing returns.
+pub const MAX_LIST: usize = 10_000;
+
+/// One block of a listing (`GET /v1/blocks`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ListedBlock {
+    pub id: String,
+    pub len: u64,
+    /// When it was last written, in ms since the Unix epoch.
+    pub modified_ms: u64,
+}
+
+/// A page of `GET /v1/blocks`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BlockList {
+    pub blocks: Vec<ListedBlock>,
+}
+
+async fn list_blocks(State(node): State<Arc<Node>>, Query(query): Query<ListQuery>) -> Response {
+    let res = (|| {
+        let after = match query.after.as_deref() {
+            None | Some("") => None,
+            Some(a) => Some(a.parse::<BlockId>()?),
+        };
+        Ok::<_, BlockError>((after, query.limit.unwrap_or(1000)))
+    })();
+    let res = match res {
+        Err(e) => block_error(&node, e),
+        Ok((_, limit)) if !(1..=MAX_LIST).contains(&limit) => error(
+            StatusCode::BAD_REQUEST,
+            format!("limit is 1 to {MAX_LIST}, not {limit}"),
+        ),
+        Ok((after, limit)) => {
+            let store = node.store.clone();
+            match blocking(move || store.list(after.as_ref(), limit)).await {
+                Ok(listed) => axum::Json(BlockList {
+                    blocks: listed
+                        .into_iter()
+                        .map(|l| ListedBlock {
+                            id: l.id.to_string(),
+                            len: l.len,
+                            modified_ms: l
+                                .modified
+                                .duration_since(UNIX_EPOCH)
+                                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                        })
+                        .collect(),
+                })
+                .into_response(),
+                Err(e) => block_error(&node, e),
+            }
+        }
+    };
+    node.metrics.count("list", res.status());
     res
 }
 

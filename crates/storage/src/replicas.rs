@@ -23,7 +23,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::join_all;
 
-use crate::block::BlockId;
+use crate::block::{BlockId, Removed};
+use crate::node::BlockList;
 use crate::placement::{self, NodeRef};
 use lingjing_model::ErasureCode;
 
@@ -279,6 +280,50 @@ impl Replicas {
             len: data.len() as u64,
             nodes: acked.iter().map(|n| n.id.clone()).collect(),
         })
+    }
+
+    /// A page of `node`'s blocks after `after` (garbage collection, scrub).
+    pub(crate) async fn list_blocks(
+        &self,
+        token: &str,
+        node: &NodeRef,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<BlockList, String> {
+        let mut url = format!("http://{}/v1/blocks?limit={limit}", node.addr);
+        if let Some(a) = after {
+            url.push_str("&after=");
+            url.push_str(a);
+        }
+        match self.http.get(url).bearer_auth(token).send().await {
+            Ok(res) if res.status().is_success() => res
+                .json::<BlockList>()
+                .await
+                .map_err(|e| format!("{}: listing: {e}", node.id)),
+            Ok(res) => Err(format!("{}: listing: {}", node.id, res.status())),
+            Err(e) => Err(format!("{}: listing: {e}", node.id)),
+        }
+    }
+
+    /// Deletes block `id` from `node` if it was last written before `cutoff_ms`
+    /// (garbage collection; `Removed::Deleted(0)`: the node does not say the length).
+    pub(crate) async fn delete_if_older(
+        &self,
+        token: &str,
+        node: &NodeRef,
+        id: &BlockId,
+        cutoff_ms: u64,
+    ) -> Result<Removed, String> {
+        let url = format!("{}?older_than_ms={cutoff_ms}", Self::url(node, id));
+        match self.http.delete(url).bearer_auth(token).send().await {
+            Ok(res) => match res.status() {
+                s if s.is_success() => Ok(Removed::Deleted(0)),
+                reqwest::StatusCode::CONFLICT => Ok(Removed::Kept),
+                reqwest::StatusCode::NOT_FOUND => Ok(Removed::Absent),
+                s => Err(format!("{}: delete {id}: {s}", node.id)),
+            },
+            Err(e) => Err(format!("{}: delete {id}: {e}", node.id)),
+        }
     }
 
     /// Block `id`'s bytes as `node` sends them (not yet checked here); `check`: the node

@@ -69,6 +69,7 @@ async fn boto3_uses_the_gateway_unchanged() {
         redundancy: Redundancy::replicated(3),
         cluster_token: TOKEN.into(),
         block_bytes: 64 * 1024,
+        gc: None,
         keys: vec![
             S3Key {
                 access_key: "SHOPKEY".into(),
@@ -147,6 +148,7 @@ async fn unsigned_requests_only_read_public_buckets() {
         redundancy: Redundancy::replicated(1),
         cluster_token: TOKEN.into(),
         block_bytes: 64 * 1024,
+        gc: None,
         keys: vec![S3Key {
             access_key: "SHOPKEY".into(),
             secret: "shop-secret".into(),

@@ -18,7 +18,7 @@ use lingjing_model::snapshot::{
     StorageSnapshot,
 };
 use lingjing_storage::block::BlockStore;
-use lingjing_storage::gateway::{ClusterUpdate, GatewayConfig, GatewayHandle, S3Key};
+use lingjing_storage::gateway::{ClusterUpdate, GatewayConfig, GatewayHandle, GcSchedule, S3Key};
 use lingjing_storage::node::{NodeConfig, NodeHandle};
 use lingjing_storage::placement::NodeRef;
 use lingjing_storage::{Erasure, Redundancy};
@@ -464,6 +464,10 @@ pub async fn gateway(global: &Global, args: S3Args) -> anyhow::Result<()> {
         cluster_token: String::new(),
         block_bytes: usize::try_from(args.block_kb * 1024).unwrap_or(1 << 20),
         keys: Vec::new(),
+        gc: (args.gc_interval_min > 0).then(|| GcSchedule {
+            interval: Duration::from_secs(args.gc_interval_min * 60),
+            grace: Duration::from_secs(args.gc_grace_hours * 3600),
+        }),
     };
     let (handle, agent) = match (&args.node, &args.token_file, &args.keys_file) {
         (_, Some(token_file), Some(keys_file)) if !args.storage_nodes.is_empty() => {

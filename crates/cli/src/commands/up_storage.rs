@@ -141,6 +141,7 @@ pub async fn start(
             cluster_token: String::new(),
             block_bytes: lingjing_storage::gateway::DEFAULT_BLOCK_BYTES,
             keys: Vec::new(),
+            gc: Some(lingjing_storage::gateway::GcSchedule::default()),
         },
     )
     .await

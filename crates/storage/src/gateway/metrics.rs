@@ -47,6 +47,10 @@ pub struct GatewayMetrics {
     head_seconds: Family<Op, Histogram>,
     bytes_in: Counter,
     bytes_out: Counter,
+    gc_runs: Counter,
+    gc_deleted: Counter,
+    gc_freed_bytes: Counter,
+    gc_errors: Counter,
     registry: Registry,
 }
 
@@ -80,17 +84,59 @@ impl Default for GatewayMetrics {
             "Bytes sent in response bodies (Content-Length)",
             bytes_out.clone(),
         );
+        let (gc_runs, gc_deleted, gc_freed_bytes, gc_errors) = Default::default();
+        registry.register(
+            "gc_runs",
+            "Garbage-collection passes this gateway ran (it held the lease)",
+            Counter::clone(&gc_runs),
+        );
+        registry.register(
+            "gc_deleted_blocks",
+            "Unreferenced blocks and shards garbage collection deleted",
+            Counter::clone(&gc_deleted),
+        );
+        registry.register(
+            "gc_freed_bytes",
+            "Bytes garbage collection freed on the storage nodes",
+            Counter::clone(&gc_freed_bytes),
+        );
+        registry.register(
+            "gc_errors",
+            "Garbage-collection passes that failed or could not reach a node",
+            Counter::clone(&gc_errors),
+        );
         GatewayMetrics {
             requests,
             head_seconds,
             bytes_in,
             bytes_out,
+            gc_runs,
+            gc_deleted,
+            gc_freed_bytes,
+            gc_errors,
             registry,
         }
     }
 }
 
 impl GatewayMetrics {
+    /// Counts one garbage-collection pass (`None`: it failed).
+    pub(crate) fn gc(&self, report: Option<&crate::gc::GcReport>) {
+        match report {
+            Some(r) => {
+                self.gc_runs.inc();
+                self.gc_deleted.inc_by(r.deleted());
+                self.gc_freed_bytes.inc_by(r.freed_bytes());
+                if r.nodes.iter().any(|n| n.error.is_some()) {
+                    self.gc_errors.inc();
+                }
+            }
+            None => {
+                self.gc_errors.inc();
+            }
+        }
+    }
+
     /// Counts one answered request.
     pub(crate) fn observe(
         &self,

@@ -68,6 +68,27 @@ pub struct GatewayConfig {
     pub cluster_token: String,
     pub block_bytes: usize,
     pub keys: Vec<S3Key>,
+    /// Garbage collection of unreferenced blocks (`None`: this gateway never runs it).
+    pub gc: Option<GcSchedule>,
+}
+
+/// When a gateway collects garbage (`crate::gc`): a pass every `interval` while it holds
+/// the metadata's `gc` lease (so of many gateways one at a time does), each keeping
+/// blocks written within `grace`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcSchedule {
+    pub interval: std::time::Duration,
+    pub grace: std::time::Duration,
+}
+
+impl Default for GcSchedule {
+    /// Hourly, keeping a day.
+    fn default() -> Self {
+        GcSchedule {
+            interval: std::time::Duration::from_secs(3600),
+            grace: crate::gc::DEFAULT_GRACE,
+        }
+    }
 }
 
 /// A running gateway.
@@ -189,6 +210,44 @@ impl S3Auth for Keys {
     }
 }
 
+/// Runs a garbage-collection pass every `schedule.interval` while this gateway holds the
+/// `gc` lease (held for two intervals, renewed by each pass), until `stopped`.
+async fn collect_garbage(
+    meta: Meta,
+    replicas: Arc<Replicas>,
+    metrics: Arc<GatewayMetrics>,
+    schedule: GcSchedule,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let holder = format!("gateway-{:016x}", rand::random::<u64>());
+    let ttl = i64::try_from(schedule.interval.as_millis().saturating_mul(2)).unwrap_or(i64::MAX);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(schedule.interval) => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        match meta.take_lease("gc", &holder, now, ttl).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "garbage collection: cannot take the lease");
+                metrics.gc(None);
+                continue;
+            }
+        }
+        match crate::gc::collect(&meta, &replicas, schedule.grace).await {
+            Ok(report) => metrics.gc(Some(&report)),
+            Err(e) => {
+                tracing::error!(error = %e, "garbage collection pass failed; nothing deleted");
+                metrics.gc(None);
+            }
+        }
+    }
+}
+
 /// Opens the metadata database and serves S3 on `config.listen` until shut down.
 pub async fn start(config: GatewayConfig) -> std::io::Result<GatewayHandle> {
     let meta = Meta::open(&config.meta_url)
@@ -235,6 +294,15 @@ pub async fn start(config: GatewayConfig) -> std::io::Result<GatewayHandle> {
     let metrics = Arc::new(GatewayMetrics::default());
     let counted = metrics.clone();
     let (stop, mut stopped) = watch::channel(false);
+    if let Some(schedule) = config.gc {
+        tokio::spawn(collect_garbage(
+            meta.clone(),
+            replicas.clone(),
+            metrics.clone(),
+            schedule,
+            stop.subscribe(),
+        ));
+    }
     let task = tokio::spawn(async move {
         let http = auto::Builder::new(TokioExecutor::new());
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();

@@ -11,20 +11,21 @@
 //! configurations ([`super::cors`], which also applies them).
 //!
 //! A PUT streams the body, cuts it into blocks of `block_bytes`, writes each to its
-//! replicas as it fills (memory per request: one block), checks the length it got
+//! replicas or as erasure-coded shards as it fills (memory per request: one block), checks the length it got
 //! against the one declared (s3s does not for aws-chunked bodies) and its `Content-MD5`
 //! and flexible checksum (a header, or an aws-chunked trailer: [`super::checksum`]; a
 //! mismatch is 400 BadDigest), and only then makes the object visible, in one transaction
 //! ([`crate::meta`]), with the checksum it was sent (returned by GET and HEAD of the whole
 //! object with `x-amz-checksum-mode: ENABLED`; multipart objects have none). A GET streams the blocks a
-//! range covers, one at a time, through a channel of two: memory per request stays
-//! bounded whatever the size.
+//! range covers, up to four fetched ahead, through a channel of one: memory per request
+//! stays bounded whatever the size.
 //!
 //! Versioning follows S3: in a versioned bucket every write is a new version (its id in
 //! `x-amz-version-id`), a DELETE without a version id adds a delete marker, and a version
 //! id on GET, HEAD, DELETE or a copy source addresses one version; a bucket never
-//! versioned shows no version ids. Deleting never frees blocks: they are shared by
-//! versions and copies, and garbage collection is not written yet.
+//! versioned shows no version ids. Deleting frees no block at once: blocks are shared by
+//! versions and copies; garbage collection ([`crate::gc`]) removes those nothing
+//! references any more, and a copy commits only while its source version is there.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -794,6 +795,19 @@ impl Gateway {
             nodes: placed.nodes,
             coded: None,
         })
+    }
+}
+
+/// A copy whose source version was deleted between reading it and committing: answered
+/// as if the source had never been there.
+fn source_gone(named_version: bool) -> S3Error {
+    if named_version {
+        s3_error!(
+            NoSuchVersion,
+            "the copy source version was deleted meanwhile"
+        )
+    } else {
+        s3_error!(NoSuchKey, "the copy source was deleted meanwhile")
     }
 }
 
@@ -1568,7 +1582,7 @@ impl S3 for Gateway {
         let now = now_ms();
         let recorded = self
             .meta
-            .put_part(
+            .put_part_copy(
                 &input.upload_id,
                 &meta::Part {
                     part_number: i64::from(input.part_number),
@@ -1577,8 +1591,14 @@ impl S3 for Gateway {
                     blocks: stored.blocks,
                     last_modified: now,
                 },
+                &meta::VersionRef {
+                    bucket: &source.bucket.name,
+                    key: &source.object.key,
+                    version_id: &source.object.version_id,
+                },
             )
-            .await?;
+            .await?
+            .map_err(|meta::SourceGone| source_gone(source.named_version))?;
         if !recorded {
             return Err(s3_error!(
                 NoSuchUpload,
@@ -2200,9 +2220,15 @@ impl S3 for Gateway {
         };
         let now = now_ms();
         let tags = replace_tags.unwrap_or(source.tags);
+        let source_version = source.version_id.clone();
+        let from = meta::VersionRef {
+            bucket: source_bucket,
+            key: source_key,
+            version_id: &source_version,
+        };
         let written = self
             .meta
-            .put_object(
+            .put_object_copy(
                 &meta::Object {
                     size: source.size,
                     etag: source.etag.clone(),
@@ -2216,8 +2242,10 @@ impl S3 for Gateway {
                     ..meta::Object::new(&input.bucket, &input.key)
                 },
                 &Condition::None,
+                &from,
             )
             .await?
+            .map_err(|meta::SourceGone| source_gone(named_version))?
             .ok_or_else(|| internal("an unconditional write was refused"))?;
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {

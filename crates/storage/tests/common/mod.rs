@@ -77,6 +77,28 @@ impl Cluster {
         std::fs::write(&file, bytes).expect("rot");
     }
 
+    /// Makes every block file of every node look last written `by` ago.
+    pub fn age_all(&self, by: std::time::Duration) {
+        let when = std::time::SystemTime::now() - by;
+        for dir in &self.dirs {
+            let mut stack = vec![dir.path().join("blocks")];
+            while let Some(d) = stack.pop() {
+                for entry in std::fs::read_dir(&d).expect("read dir").flatten() {
+                    let path = entry.path();
+                    if path.is_dir() {
+                        stack.push(path);
+                    } else {
+                        std::fs::File::options()
+                            .write(true)
+                            .open(&path)
+                            .and_then(|f| f.set_modified(when))
+                            .expect("age a block file");
+                    }
+                }
+            }
+        }
+    }
+
     pub async fn stop(&mut self, node_id: &str) {
         let i = self.index(node_id);
         if let Some(n) = self.nodes[i].take() {
