@@ -424,6 +424,14 @@ pub struct S3Args {
     /// them); 0: never.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=10_080))]
     pub gc_interval_min: u64,
+    /// Minutes between repair passes (copies and shards a node lost, e.g. to a replaced
+    /// disk or a failed checksum, written back; one gateway at a time); 0: never.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=10_080))]
+    pub repair_interval_min: u64,
+    /// The most MiB a second a repair pass reads, so that requests keep their latency
+    /// (0: no limit).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub repair_mib_per_s: u64,
     /// Hours a block is kept after it was last written, referenced or not: longer than
     /// any upload takes.
     #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=8760))]

@@ -105,7 +105,7 @@ struct Health {
 }
 
 /// What the metadata says of one version.
-struct VersionRow {
+pub(crate) struct VersionRow {
     /// In `objects` (the key's latest), not `versions`.
     current: bool,
     delete_marker: bool,
@@ -114,7 +114,7 @@ struct VersionRow {
 
 /// Calls `visit` with every block map the metadata holds, streaming: each version's
 /// (with the version) and each upload part's (`None`).
-async fn each_block_map(
+pub(crate) async fn each_block_map(
     meta: &Meta,
     mut visit: impl FnMut(Option<VersionRow>, Vec<BlockRef>),
 ) -> Result<(), MetaError> {

@@ -16,6 +16,7 @@ pub mod gc;
 pub mod meta;
 pub mod node;
 pub mod placement;
+pub mod repair;
 pub mod replicas;
 mod serve;
 

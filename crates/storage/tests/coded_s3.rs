@@ -42,6 +42,7 @@ async fn objects_survive_a_whole_site_going_dark() {
         cluster_token: TOKEN.into(),
         block_bytes: 64 * 1024,
         gc: None,
+        repair: None,
         keys: vec![S3Key {
             access_key: "SHOPKEY".into(),
             secret: "shop-secret".into(),

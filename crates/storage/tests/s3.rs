@@ -70,6 +70,7 @@ async fn boto3_uses_the_gateway_unchanged() {
         cluster_token: TOKEN.into(),
         block_bytes: 64 * 1024,
         gc: None,
+        repair: None,
         keys: vec![
             S3Key {
                 access_key: "SHOPKEY".into(),
@@ -149,6 +150,7 @@ async fn unsigned_requests_only_read_public_buckets() {
         cluster_token: TOKEN.into(),
         block_bytes: 64 * 1024,
         gc: None,
+        repair: None,
         keys: vec![S3Key {
             access_key: "SHOPKEY".into(),
             secret: "shop-secret".into(),

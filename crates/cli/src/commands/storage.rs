@@ -18,7 +18,9 @@ use lingjing_model::snapshot::{
     StorageSnapshot,
 };
 use lingjing_storage::block::BlockStore;
-use lingjing_storage::gateway::{ClusterUpdate, GatewayConfig, GatewayHandle, GcSchedule, S3Key};
+use lingjing_storage::gateway::{
+    ClusterUpdate, GatewayConfig, GatewayHandle, GcSchedule, RepairSchedule, S3Key,
+};
 use lingjing_storage::node::{NodeConfig, NodeHandle};
 use lingjing_storage::placement::NodeRef;
 use lingjing_storage::{Erasure, Redundancy};
@@ -467,6 +469,10 @@ pub async fn gateway(global: &Global, args: S3Args) -> anyhow::Result<()> {
         gc: (args.gc_interval_min > 0).then(|| GcSchedule {
             interval: Duration::from_secs(args.gc_interval_min * 60),
             grace: Duration::from_secs(args.gc_grace_hours * 3600),
+        }),
+        repair: (args.repair_interval_min > 0).then(|| RepairSchedule {
+            interval: Duration::from_secs(args.repair_interval_min * 60),
+            bytes_per_sec: args.repair_mib_per_s << 20,
         }),
     };
     let (handle, agent) = match (&args.node, &args.token_file, &args.keys_file) {

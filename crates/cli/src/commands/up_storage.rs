@@ -142,6 +142,7 @@ pub async fn start(
             block_bytes: lingjing_storage::gateway::DEFAULT_BLOCK_BYTES,
             keys: Vec::new(),
             gc: Some(lingjing_storage::gateway::GcSchedule::default()),
+            repair: Some(lingjing_storage::gateway::RepairSchedule::default()),
         },
     )
     .await

@@ -51,6 +51,11 @@ pub struct GatewayMetrics {
     gc_deleted: Counter,
     gc_freed_bytes: Counter,
     gc_errors: Counter,
+    repair_runs: Counter,
+    repair_missing: Counter,
+    repair_repaired: Counter,
+    repair_unrecoverable: Counter,
+    repair_errors: Counter,
     registry: Registry,
 }
 
@@ -105,11 +110,47 @@ impl Default for GatewayMetrics {
             "Garbage-collection passes that failed or could not reach a node",
             Counter::clone(&gc_errors),
         );
+        let (repair_runs, repair_missing, repair_repaired, repair_unrecoverable, repair_errors) =
+            Default::default();
+        for (name, help, counter) in [
+            (
+                "repair_runs",
+                "Repair passes this gateway ran (it held the lease)",
+                &repair_runs,
+            ),
+            (
+                "repair_missing",
+                "Copies and shards repair found missing from the node their block map names",
+                &repair_missing,
+            ),
+            (
+                "repair_repaired",
+                "Copies and shards repair wrote back",
+                &repair_repaired,
+            ),
+            (
+                "repair_unrecoverable",
+                "Blocks repair found with too few pieces left to read (data lost until a node returns)",
+                &repair_unrecoverable,
+            ),
+            (
+                "repair_errors",
+                "Repair passes that failed, and pieces whose write back failed",
+                &repair_errors,
+            ),
+        ] {
+            registry.register(name, help, Counter::clone(counter));
+        }
         GatewayMetrics {
             requests,
             head_seconds,
             bytes_in,
             bytes_out,
+            repair_runs,
+            repair_missing,
+            repair_repaired,
+            repair_unrecoverable,
+            repair_errors,
             gc_runs,
             gc_deleted,
             gc_freed_bytes,
@@ -133,6 +174,22 @@ impl GatewayMetrics {
             }
             None => {
                 self.gc_errors.inc();
+            }
+        }
+    }
+
+    /// Counts one repair pass (`None`: it failed).
+    pub(crate) fn repair(&self, report: Option<&crate::repair::RepairReport>) {
+        match report {
+            Some(r) => {
+                self.repair_runs.inc();
+                self.repair_missing.inc_by(r.missing);
+                self.repair_repaired.inc_by(r.repaired);
+                self.repair_unrecoverable.inc_by(r.unrecoverable);
+                self.repair_errors.inc_by(r.failed);
+            }
+            None => {
+                self.repair_errors.inc();
             }
         }
     }

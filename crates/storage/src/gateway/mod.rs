@@ -70,6 +70,27 @@ pub struct GatewayConfig {
     pub keys: Vec<S3Key>,
     /// Garbage collection of unreferenced blocks (`None`: this gateway never runs it).
     pub gc: Option<GcSchedule>,
+    /// Repair of lost copies and shards (`None`: this gateway never runs it).
+    pub repair: Option<RepairSchedule>,
+}
+
+/// When a gateway repairs (`crate::repair`): a pass every `interval` while it holds the
+/// metadata's `repair` lease, reading at most `bytes_per_sec` (0: no limit) so that
+/// foreground requests keep their latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepairSchedule {
+    pub interval: std::time::Duration,
+    pub bytes_per_sec: u64,
+}
+
+impl Default for RepairSchedule {
+    /// Every 10 minutes, at most 64 MiB/s.
+    fn default() -> Self {
+        RepairSchedule {
+            interval: std::time::Duration::from_secs(600),
+            bytes_per_sec: 64 << 20,
+        }
+    }
 }
 
 /// When a gateway collects garbage (`crate::gc`): a pass every `interval` while it holds
@@ -210,41 +231,86 @@ impl S3Auth for Keys {
     }
 }
 
-/// Runs a garbage-collection pass every `schedule.interval` while this gateway holds the
-/// `gc` lease (held for two intervals, renewed by each pass), until `stopped`.
-async fn collect_garbage(
+/// Runs `work` every `interval` while this gateway holds lease `name` in the metadata
+/// (held for two intervals, renewed before each run, so of several gateways one at a
+/// time does the work), until `stopped`.
+async fn every_with_lease<F, Fut>(
     meta: Meta,
-    replicas: Arc<Replicas>,
-    metrics: Arc<GatewayMetrics>,
-    schedule: GcSchedule,
+    name: &'static str,
+    interval: std::time::Duration,
     mut stopped: watch::Receiver<bool>,
-) {
+    mut work: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let holder = format!("gateway-{:016x}", rand::random::<u64>());
-    let ttl = i64::try_from(schedule.interval.as_millis().saturating_mul(2)).unwrap_or(i64::MAX);
+    let ttl = i64::try_from(interval.as_millis().saturating_mul(2)).unwrap_or(i64::MAX);
     loop {
         tokio::select! {
-            () = tokio::time::sleep(schedule.interval) => {}
+            () = tokio::time::sleep(interval) => {}
             _ = stopped.wait_for(|s| *s) => return,
         }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        match meta.take_lease("gc", &holder, now, ttl).await {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => {
-                tracing::warn!(error = %e, "garbage collection: cannot take the lease");
-                metrics.gc(None);
-                continue;
-            }
+        match meta.take_lease(name, &holder, now, ttl).await {
+            Ok(true) => work().await,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(lease = name, error = %e, "cannot take the lease"),
         }
-        match crate::gc::collect(&meta, &replicas, schedule.grace).await {
-            Ok(report) => metrics.gc(Some(&report)),
-            Err(e) => {
-                tracing::error!(error = %e, "garbage collection pass failed; nothing deleted");
-                metrics.gc(None);
-            }
-        }
+    }
+}
+
+/// Starts the background work `config` asks for: garbage collection and repair passes.
+fn start_upkeep(
+    config: &GatewayConfig,
+    meta: &Meta,
+    replicas: &Arc<Replicas>,
+    metrics: &Arc<GatewayMetrics>,
+    stop: &watch::Sender<bool>,
+) {
+    if let Some(schedule) = config.gc {
+        let (m, r, metrics) = (meta.clone(), replicas.clone(), metrics.clone());
+        tokio::spawn(every_with_lease(
+            meta.clone(),
+            "gc",
+            schedule.interval,
+            stop.subscribe(),
+            move || {
+                let (m, r, metrics) = (m.clone(), r.clone(), metrics.clone());
+                async move {
+                    match crate::gc::collect(&m, &r, schedule.grace).await {
+                        Ok(report) => metrics.gc(Some(&report)),
+                        Err(e) => {
+                            tracing::error!(error = %e, "garbage collection pass failed; nothing deleted");
+                            metrics.gc(None);
+                        }
+                    }
+                }
+            },
+        ));
+    }
+    if let Some(schedule) = config.repair {
+        let (m, r, metrics) = (meta.clone(), replicas.clone(), metrics.clone());
+        tokio::spawn(every_with_lease(
+            meta.clone(),
+            "repair",
+            schedule.interval,
+            stop.subscribe(),
+            move || {
+                let (m, r, metrics) = (m.clone(), r.clone(), metrics.clone());
+                async move {
+                    match crate::repair::repair(&m, &r, schedule.bytes_per_sec).await {
+                        Ok(report) => metrics.repair(Some(&report)),
+                        Err(e) => {
+                            tracing::error!(error = %e, "repair pass failed");
+                            metrics.repair(None);
+                        }
+                    }
+                }
+            },
+        ));
     }
 }
 
@@ -294,15 +360,7 @@ pub async fn start(config: GatewayConfig) -> std::io::Result<GatewayHandle> {
     let metrics = Arc::new(GatewayMetrics::default());
     let counted = metrics.clone();
     let (stop, mut stopped) = watch::channel(false);
-    if let Some(schedule) = config.gc {
-        tokio::spawn(collect_garbage(
-            meta.clone(),
-            replicas.clone(),
-            metrics.clone(),
-            schedule,
-            stop.subscribe(),
-        ));
-    }
+    start_upkeep(&config, &meta, &replicas, &metrics, &stop);
     let task = tokio::spawn(async move {
         let http = auto::Builder::new(TokioExecutor::new());
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();

@@ -99,6 +99,11 @@ impl Cluster {
         }
     }
 
+    /// Removes `node_id`'s copy of `id` behind the node's back (a lost disk, say).
+    pub fn lose(&self, node_id: &str, id: &BlockId) {
+        std::fs::remove_file(self.block_file(node_id, id)).expect("remove a block file");
+    }
+
     pub async fn stop(&mut self, node_id: &str) {
         let i = self.index(node_id);
         if let Some(n) = self.nodes[i].take() {
