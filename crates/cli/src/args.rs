@@ -371,6 +371,24 @@ pub struct StorageArgs {
     /// Largest block accepted, in MiB.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub max_block_mb: u64,
+    /// Hours from one scrub pass (every block re-read and checked; rot quarantined, for
+    /// the gateways' repair to write back) to the next; 0: only when asked
+    /// (`lingjing storage scrub`).
+    #[arg(long, default_value_t = 168, value_parser = clap::value_parser!(u64).range(0..=87_600))]
+    pub scrub_interval_hours: u64,
+    /// The most MiB a second a scrub pass reads (0: no limit).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub scrub_mib_per_s: u64,
+}
+
+impl StorageArgs {
+    pub fn scrub(&self) -> lingjing_storage::scrub::ScrubSchedule {
+        lingjing_storage::scrub::ScrubSchedule {
+            interval: (self.scrub_interval_hours > 0)
+                .then(|| std::time::Duration::from_secs(self.scrub_interval_hours * 3600)),
+            bytes_per_sec: self.scrub_mib_per_s << 20,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -383,6 +401,11 @@ pub enum StorageSub {
         #[arg(long)]
         meta_url: Option<String>,
     },
+    /// Asks every storage node to start a scrub pass now (every block re-read and
+    /// checked against its id; rot is quarantined and the gateways' repair writes it
+    /// back); `lingjing storage status --json` shows no scrub state yet: see each node's
+    /// `GET /v1/status`.
+    Scrub,
 }
 
 #[derive(Debug, Args)]

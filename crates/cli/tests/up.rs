@@ -560,6 +560,17 @@ fn object_storage_runs_on_three_sites(data: &Path, s3: &str, key: &(String, Stri
             && status.contains("2 distinct blocks (0 erasure-coded), 0 under-replicated, 0 at risk"),
         "{status}"
     );
+    // Every storage node is asked to scrub, through the control plane (the operator
+    // never holds the cluster token).
+    let scrub = lingjing_in(data, &["storage", "scrub", "--json"]);
+    assert!(
+        scrub.status.success(),
+        "{}",
+        String::from_utf8_lossy(&scrub.stderr)
+    );
+    let asked: Vec<serde_json::Value> = serde_json::from_slice(&scrub.stdout).expect("json");
+    assert_eq!(asked.len(), 3, "{asked:?}");
+    assert!(asked.iter().all(|a| a["error"].is_null()), "{asked:?}");
     // A second key, revoked: refused within a few snapshot rounds.
     let made = lingjing_in(data, &["tenant", "s3-key-create", "demo", "--json"]);
     assert!(

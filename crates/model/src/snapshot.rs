@@ -233,6 +233,17 @@ pub struct StorageNodeStatus {
     pub reported_at: Option<String>,
 }
 
+/// What a storage node answered when asked to scrub (`POST /v1/storage/scrub`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ScrubAsked {
+    pub node: String,
+    /// A pass started now (`false`: one was already running, or see `error`).
+    pub started: bool,
+    /// Why the node could not be asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// Where a data plane's agent gets a storage report to send with each heartbeat.
 pub trait StorageReportSource: Send + Sync + 'static {
     fn report(&self) -> StorageReport;

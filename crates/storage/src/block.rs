@@ -110,6 +110,17 @@ pub enum Removed {
     Absent,
 }
 
+/// What [`BlockStore::scrub_page`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scrubbed {
+    pub checked: u64,
+    pub bytes: u64,
+    /// Found corrupt (and quarantined).
+    pub corrupt: u64,
+    /// The last block of the page: where the next page starts (`None`: the end).
+    pub last: Option<BlockId>,
+}
+
 /// A block as [`BlockStore::list`] sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listed {
@@ -397,6 +408,33 @@ impl BlockStore {
                         return Ok(out);
                     }
                 }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Scrubs up to `limit` blocks after `after` (in id order): reads each whole and checks
+    /// it against its id, quarantining a corrupt one as a read would.
+    pub fn scrub_page(
+        &self,
+        after: Option<&BlockId>,
+        limit: usize,
+    ) -> Result<Scrubbed, BlockError> {
+        let mut out = Scrubbed::default();
+        for listed in self.list(after, limit)? {
+            out.last = Some(listed.id);
+            match self.get(&listed.id) {
+                Ok(Some(data)) => {
+                    out.checked += 1;
+                    out.bytes += data.len() as u64;
+                }
+                // Deleted meanwhile.
+                Ok(None) => {}
+                Err(BlockError::Corrupt { .. }) => {
+                    out.checked += 1;
+                    out.corrupt += 1;
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(out)

@@ -18,6 +18,7 @@ pub mod node;
 pub mod placement;
 pub mod repair;
 pub mod replicas;
+pub mod scrub;
 mod serve;
 
 pub use block::{BlockError, BlockId, BlockStore, StoreStatus};

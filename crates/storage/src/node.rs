@@ -9,7 +9,8 @@
 //! | `DELETE /v1/blocks/{id}` | 204, 404 |
 //! | `DELETE /v1/blocks/{id}?older_than_ms=T` | garbage collection: 204 deleted only if last written before `T` (ms since the epoch; writing a block again renews it); 409 written since, kept; 404 |
 //! | `GET /v1/blocks?after={id}&limit=N` | up to `N` (1–10000, default 1000) blocks held, in id order after `after`: `{"blocks": [{"id", "len", "modified_ms"}]}` |
-//! | `GET /v1/status` | [`StoreStatus`] as JSON |
+//! | `GET /v1/status` | [`NodeStatus`] as JSON: [`StoreStatus`] and the scrubber's [`ScrubState`] |
+//! | `POST /v1/scrub` | 202 a scrub pass starts now; 200 `{"started": false}` one is running |
 //! | `GET /healthz`, `GET /metrics` | liveness; Prometheus metrics |
 //!
 //! Every `/v1` route needs `Authorization: Bearer <cluster token>` (the secret the
@@ -28,7 +29,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -37,7 +38,8 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::block::{BlockError, BlockId, BlockStore, Put, Removed};
+use crate::block::{BlockError, BlockId, BlockStore, Put, Removed, StoreStatus};
+use crate::scrub::{ScrubSchedule, ScrubState, Scrubber};
 
 /// Default largest block a node accepts.
 pub const DEFAULT_MAX_BLOCK_BYTES: u64 = 16 * 1024 * 1024;
@@ -54,6 +56,8 @@ pub struct NodeConfig {
     pub token: String,
     /// The largest block accepted.
     pub max_block_bytes: u64,
+    /// When it scrubs its blocks (a pass can also be asked for: `POST /v1/scrub`).
+    pub scrub: ScrubSchedule,
 }
 
 /// A running storage node.
@@ -182,6 +186,7 @@ impl NodeMetrics {
 
 struct Node {
     store: Arc<BlockStore>,
+    scrubber: Arc<Scrubber>,
     /// The cluster token; replaced when the control plane's snapshot brings a new one.
     token: std::sync::RwLock<Arc<str>>,
     metrics: NodeMetrics,
@@ -211,6 +216,7 @@ pub async fn start(config: NodeConfig) -> std::io::Result<NodeHandle> {
     let registry = metrics.registry();
     let node = Arc::new(Node {
         store: store.clone(),
+        scrubber: Arc::new(Scrubber::default()),
         token: std::sync::RwLock::new(Arc::from(config.token.as_str())),
         metrics,
         registry,
@@ -226,6 +232,7 @@ pub async fn start(config: NodeConfig) -> std::io::Result<NodeHandle> {
         )
         .route("/v1/blocks", get(list_blocks))
         .route("/v1/status", get(status))
+        .route("/v1/scrub", post(scrub_now))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(node.clone(), authorize));
     let app = Router::new()
@@ -235,6 +242,11 @@ pub async fn start(config: NodeConfig) -> std::io::Result<NodeHandle> {
         .with_state(node.clone());
     let (addr, stop, task) = crate::serve::serve(config.listen, app, "storage").await?;
     tracing::info!(node = %config.node_id, %addr, "storage node listening");
+    tokio::spawn(
+        node.scrubber
+            .clone()
+            .run(store.clone(), config.scrub, stop.subscribe()),
+    );
     Ok(NodeHandle {
         store,
         node,
@@ -504,9 +516,37 @@ async fn list_blocks(State(node): State<Arc<Node>>, Query(query): Query<ListQuer
     res
 }
 
+/// `GET /v1/status`: the store's counts and space, and where scrubbing stands.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct NodeStatus {
+    #[serde(flatten)]
+    pub store: StoreStatus,
+    pub scrub: ScrubState,
+}
+
 async fn status(State(node): State<Arc<Node>>) -> Response {
     node.metrics.count("status", StatusCode::OK);
-    axum::Json(node.store.status()).into_response()
+    axum::Json(NodeStatus {
+        store: node.store.status(),
+        scrub: node.scrubber.state(),
+    })
+    .into_response()
+}
+
+/// `POST /v1/scrub`: 202 a pass starts now; 200 one is already running.
+async fn scrub_now(State(node): State<Arc<Node>>) -> Response {
+    let started = node.scrubber.request();
+    let status = if started {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    node.metrics.count("scrub", status);
+    (
+        status,
+        axum::Json(serde_json::json!({ "started": started })),
+    )
+        .into_response()
 }
 
 async fn metrics_page(State(node): State<Arc<Node>>) -> Response {

@@ -38,6 +38,7 @@ async fn storage_nodes(dirs: &[tempfile::TempDir]) -> (Vec<NodeHandle>, Vec<Node
             data_dir: dir.path().to_owned(),
             token: TOKEN.into(),
             max_block_bytes: 1 << 20,
+            scrub: lingjing_storage::scrub::ScrubSchedule::on_request(),
         })
         .await
         .expect("storage node");

@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use lingjing_client::{Agent, AgentHandle};
 use lingjing_model::snapshot::{
-    Role, Snapshot, StorageNodeStatus, StoragePolicy, StorageReport, StorageReportSource,
-    StorageSnapshot,
+    Role, ScrubAsked, Snapshot, StorageNodeStatus, StoragePolicy, StorageReport,
+    StorageReportSource, StorageSnapshot,
 };
 use lingjing_storage::block::BlockStore;
 use lingjing_storage::gateway::{
@@ -44,8 +44,10 @@ fn cluster_token(path: &Path) -> anyhow::Result<String> {
 }
 
 pub async fn run(global: &Global, args: StorageArgs) -> anyhow::Result<()> {
-    if let Some(StorageSub::Status { meta_url }) = args.command {
-        return status(global, meta_url).await;
+    match args.command {
+        Some(StorageSub::Status { meta_url }) => return status(global, meta_url).await,
+        Some(StorageSub::Scrub) => return scrub(global).await,
+        None => {}
     }
     let Some(node) = args.node.clone() else {
         bail!(
@@ -69,6 +71,7 @@ pub async fn run(global: &Global, args: StorageArgs) -> anyhow::Result<()> {
         data_dir: data_dir.clone(),
         token: String::new(),
         max_block_bytes: args.max_block_mb * 1024 * 1024,
+        scrub: args.scrub(),
     };
     let (handle, agent) = match &args.token_file {
         Some(file) => {
@@ -273,6 +276,31 @@ pub async fn start_managed_gateway(
 
 /// `lingjing storage status`: the storage nodes as the control plane sees them, and the
 /// census of the S3 metadata (when there is a database to read).
+/// `lingjing storage scrub`: every storage node asked (through the control plane, which
+/// holds the cluster token) to start a scrub pass now.
+async fn scrub(global: &Global) -> anyhow::Result<()> {
+    let c = crate::context::client(global)?;
+    let asked: Vec<ScrubAsked> = c
+        .post("/v1/storage/scrub", &serde_json::json!({}))
+        .await
+        .map_err(super::resources::explain)?;
+    if global.json {
+        println!("{}", serde_json::to_string_pretty(&asked)?);
+        return Ok(());
+    }
+    for a in &asked {
+        match (&a.error, a.started) {
+            (Some(e), _) => println!("{}: not asked: {e}", a.node),
+            (None, true) => println!("{}: scrub started", a.node),
+            (None, false) => println!("{}: a scrub is already running", a.node),
+        }
+    }
+    if asked.iter().any(|a| a.error.is_some()) {
+        bail!("some storage nodes could not be asked to scrub (above)");
+    }
+    Ok(())
+}
+
 async fn status(global: &Global, meta_url: Option<String>) -> anyhow::Result<()> {
     let c = crate::context::client(global)?;
     let nodes: Vec<StorageNodeStatus> = c

@@ -89,6 +89,7 @@ pub async fn start(
                 data_dir: blocks,
                 token: String::new(),
                 max_block_bytes: lingjing_storage::node::DEFAULT_MAX_BLOCK_BYTES,
+                scrub: lingjing_storage::scrub::ScrubSchedule::default(),
             },
         )
         .await

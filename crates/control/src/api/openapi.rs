@@ -389,6 +389,14 @@ fn other_ops() -> Vec<Op> {
         )
         .ok("200", "Storage nodes", Some(array_of("StorageNodeStatus"))),
         Op::new(
+            HttpMethod::Post,
+            "/v1/storage/scrub",
+            "storage",
+            "storage_scrub",
+            "Ask every storage node to start a scrub pass now (every block re-read and checked)",
+        )
+        .ok("200", "What each node answered", Some(array_of("ScrubAsked"))),
+        Op::new(
             HttpMethod::Get,
             "/v1/snapshots/{role}",
             "agents",
@@ -601,6 +609,7 @@ pub fn document() -> OpenApi {
     components = add_schema::<lingjing_model::tenant::S3KeyInfo>(components);
     components = add_schema::<lingjing_model::tenant::NewS3Key>(components);
     components = add_schema::<lingjing_model::snapshot::StorageNodeStatus>(components);
+    components = add_schema::<lingjing_model::snapshot::ScrubAsked>(components);
     components = add_schema::<ErrorBody>(components);
     components = add_schema::<super::hostnames::VerifyRequest>(components);
     components = add_schema::<super::hostnames::VerifyResult>(components);

@@ -4,10 +4,10 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use lingjing_model::Tenant;
-use lingjing_model::snapshot::{S3Credential, StorageNodeStatus};
+use lingjing_model::snapshot::{S3Credential, ScrubAsked, StorageNodeStatus};
 use lingjing_model::tenant::{MAX_S3_KEYS, NewS3Key, S3KeyInfo};
 
 use super::AppState;
@@ -20,6 +20,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/tenants/{id}/s3-keys", get(list).post(create))
         .route("/v1/tenants/{id}/s3-keys/{key}", delete(revoke))
         .route("/v1/storage/status", get(status))
+        .route("/v1/storage/scrub", post(scrub))
 }
 
 /// The operator, or tenant `id` itself.
@@ -134,4 +135,56 @@ async fn status(
             })
             .collect(),
     ))
+}
+
+/// Asks every storage node to start a scrub pass now, with the cluster token (operators
+/// never hold it); each node's answer, or why it could not be asked.
+async fn scrub(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<ScrubAsked>>, ApiError> {
+    caller.require_operator()?;
+    let mut tx = state.store.read().await?;
+    let snapshot = crate::snapshot::build_storage(
+        &mut tx,
+        lingjing_model::snapshot::Role::Storage,
+        state.views.storage,
+    )
+    .await?
+    .body;
+    tx.commit().await?;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| ApiError::Internal(format!("HTTP client: {e}")))?;
+    let asks = snapshot.nodes.iter().map(|n| {
+        let (http, token) = (&http, &snapshot.cluster_token);
+        async move {
+            let Some(ip) = n.addresses.first() else {
+                return ScrubAsked {
+                    node: n.node.id.clone(),
+                    started: false,
+                    error: Some("no address in its pools".into()),
+                };
+            };
+            let url = format!(
+                "http://{}/v1/scrub",
+                std::net::SocketAddr::new(*ip, n.node.ports.http)
+            );
+            let answer = http.post(url).bearer_auth(token).send().await;
+            let (started, error) = match answer {
+                Ok(r) if r.status() == StatusCode::ACCEPTED => (true, None),
+                Ok(r) if r.status() == StatusCode::OK => (false, None),
+                Ok(r) => (false, Some(format!("answered {}", r.status()))),
+                Err(e) => (false, Some(e.to_string())),
+            };
+            ScrubAsked {
+                node: n.node.id.clone(),
+                started,
+                error,
+            }
+        }
+    });
+    Ok(Json(futures::future::join_all(asks).await))
 }

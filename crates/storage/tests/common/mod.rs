@@ -33,6 +33,7 @@ impl Cluster {
                 data_dir: dir.path().to_owned(),
                 token: TOKEN.into(),
                 max_block_bytes: 1 << 20,
+                scrub: lingjing_storage::scrub::ScrubSchedule::on_request(),
             })
             .await
             .expect("node starts");
