@@ -43,7 +43,8 @@
 #
 # Ports (all 127.0.0.1, away from `lingjing up`'s 7800-7810, 15300, 17700-17953,
 # 18080-19090 and bench/cdn.sh's 18000-18011): ours gateway 18100 (admin 18101), storage
-# nodes 18102-18104; Garage S3 18110-18112, RPC 18113-18115; s3s-fs 18120.
+# nodes 18102-18104 (18102-18107 with OURS_EC); Garage S3 18110-18112, RPC 18113-18115;
+# s3s-fs 18120.
 #
 # Tools: s3load is built with cargo on first use (bench/s3/loadgen, standalone project);
 # Garage and s3s-fs are installed with `cargo install --locked` into TOOLS_DIR when
@@ -67,6 +68,11 @@
 #   LINGJING_BIN [target/dist/lingjing]   our binary (cargo build --profile dist -p lingjing)
 #   BUILD_OURS [0]                        1: cargo build --profile dist -p lingjing first
 #   OURS_ARGS []                          extra flags for `lingjing s3`
+#   OURS_EC []                            e.g. 4+2: ours runs six storage nodes, two in each
+#                                         of the three sites, and erasure-codes blocks of
+#                                         128 KiB and more (`--erasure OURS_EC`) instead of
+#                                         keeping 3 copies: as Garage's 3 copies, it
+#                                         survives a whole site, on half the raw disk
 #   TOOLS_DIR [/work/bench-tools]         where peers are installed (TOOLS_DIR/bin)
 #   GARAGE_BIN [TOOLS_DIR/bin/garage]  GARAGE_VERSION [2.5.0]  GARAGE_FSYNC [1]
 #   S3S_FS_BIN [TOOLS_DIR/bin/s3s-fs]  S3S_FS_VERSION [0.14.1]
@@ -122,7 +128,7 @@ REGION=us-east-1
 BUCKET=bench
 PORT_OURS=18100
 PORT_OURS_ADMIN=18101
-PORT_OURS_ST=(18102 18103 18104)
+PORT_OURS_ST=(18102 18103 18104 18105 18106 18107)
 PORT_GARAGE_S3=(18110 18111 18112)
 PORT_GARAGE_RPC=(18113 18114 18115)
 PORT_S3S=18120
@@ -300,7 +306,8 @@ make_bucket() {
 # ===================================== HOOK: ours =======================================
 # Lingjing's S3 service without a control plane: three storage nodes (sites a, b, c) and
 # one gateway, 3 copies of each block (written to 3 nodes, acknowledged by a quorum of 2
-# in 2 sites), 1 MiB blocks (the default), metadata in SQLite. The contract:
+# in 2 sites), 1 MiB blocks (the default), metadata in SQLite; with OURS_EC=K+M, six
+# nodes (two per site) and `--erasure K+M` instead of `--replicas 3`. The contract:
 #   lingjing storage --node st-N --listen 127.0.0.1:PORT --token-file TOKEN \
 #       --blocks-dir DIR --state-dir DIR
 #   lingjing s3 --storage-node st-1@site-a=127.0.0.1:P1 (x3) --token-file TOKEN \
@@ -317,8 +324,12 @@ start_ours() {
     mkdir -p "$d"
     (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$d/token" &&
         echo "$ACCESS_KEY $SECRET_KEY bench" >"$d/keys")
-    local sites=(site-a site-b site-c)
-    for i in 0 1 2; do
+    local sites=(site-a site-b site-c) redundancy=(--replicas 3)
+    if [[ -n ${OURS_EC:-} ]]; then
+        sites=(site-a site-b site-c site-a site-b site-c)
+        redundancy=(--erasure "$OURS_EC")
+    fi
+    for i in "${!sites[@]}"; do
         mkdir -p "$d/st-$((i + 1))"
         start_bg "ours-st-$((i + 1))" "$LINGJING_BIN" --data-dir "$d/data" storage \
             --node "st-$((i + 1))" --listen "$ADDR:${PORT_OURS_ST[i]}" --token-file "$d/token" \
@@ -327,7 +338,7 @@ start_ours() {
         SRV_NAMES+=("st-$((i + 1))")
         nodes+=(--storage-node "st-$((i + 1))@${sites[i]}=$ADDR:${PORT_OURS_ST[i]}")
     done
-    for i in 0 1 2; do
+    for i in "${!sites[@]}"; do
         if ! wait_port "${PORT_OURS_ST[i]}" "${SRV_PIDS[i]}"; then
             log "ours: storage node st-$((i + 1)) did not start; its output:"
             tail -n 5 "$RUN/ours-st-$((i + 1)).log" >&2 || true
@@ -336,10 +347,10 @@ start_ours() {
     done
     # shellcheck disable=SC2206 # OURS_ARGS is a list of extra flags, split on spaces
     local extra=(${OURS_ARGS:-})
-    log "ours: $LINGJING_BIN s3 ${nodes[*]} --replicas 3 ... ${extra[*]}"
+    log "ours: $LINGJING_BIN s3 ${nodes[*]} ${redundancy[*]} ... ${extra[*]}"
     start_bg ours "$LINGJING_BIN" --data-dir "$d/data" s3 "${nodes[@]}" \
         --token-file "$d/token" --keys-file "$d/keys" --listen "$ADDR:$PORT_OURS" \
-        --admin "$ADDR:$PORT_OURS_ADMIN" --meta-url "sqlite://$d/meta.db" --replicas 3 \
+        --admin "$ADDR:$PORT_OURS_ADMIN" --meta-url "sqlite://$d/meta.db" "${redundancy[@]}" \
         --state-dir "$d/gateway" "${extra[@]+"${extra[@]}"}"
     SERVER_PID=$LAST_PID
     SRV_PIDS+=("$SERVER_PID")
