@@ -9,6 +9,9 @@
 //!   left (a quorum in two sites); with a second node killed they fail cleanly; every
 //!   acknowledged object reads back byte-exact (from whichever replica is left) and no
 //!   failed one is visible.
+//! - Erasure-coded (4+2 over six nodes in three sites): both nodes of one site killed
+//!   while objects are being written: writes go on, every acknowledged object reads back
+//!   byte-exact (from parity for those written before), no failed one is visible.
 //! - The gateway killed in the middle of an upload: after a restart on the same metadata
 //!   database, the half-sent object is not visible and what was acknowledged is.
 //! - A presigned URL past its expiry is refused; a PUT or part declaring more than 5 GiB
@@ -92,16 +95,24 @@ struct Cluster {
     dir: tempfile::TempDir,
     nodes: Vec<Proc>,
     node_urls: Vec<String>,
+    /// More flags for every gateway (e.g. `--erasure 4+2`).
+    gateway_flags: Vec<String>,
 }
 
 impl Cluster {
+    /// Three storage nodes, one in each of three sites.
     fn start() -> Cluster {
+        Cluster::start_n(3)
+    }
+
+    /// `n` storage nodes; node `i` (from 1) in site `(i - 1) % 3 + 1`.
+    fn start_n(n: usize) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("token"), "crash-cluster-token\n").expect("token");
         std::fs::write(dir.path().join("keys"), format!("{KEY} {SECRET} shop\n")).expect("keys");
         let mut nodes = Vec::new();
         let mut node_urls = Vec::new();
-        for i in 1..=3 {
+        for i in 1..=n {
             let blocks = dir.path().join(format!("st-{i}"));
             let mut p = Proc::spawn(
                 &format!("storage st-{i}"),
@@ -125,6 +136,7 @@ impl Cluster {
             dir,
             nodes,
             node_urls,
+            gateway_flags: Vec::new(),
         }
     }
 
@@ -161,8 +173,9 @@ impl Cluster {
         for (i, url) in self.node_urls.iter().enumerate() {
             let addr = url.trim_start_matches("http://");
             args.push("--storage-node".into());
-            args.push(format!("st-{}@site-{}={addr}", i + 1, i + 1).into());
+            args.push(format!("st-{}@site-{}={addr}", i + 1, i % 3 + 1).into());
         }
+        args.extend(self.gateway_flags.iter().map(Into::into));
         let mut p = Proc::spawn("s3 gateway", args);
         let url = p.wait_for("its address", |l| url_after(l, "lingjing s3 serving"));
         (p, url)
@@ -268,6 +281,63 @@ fn killed_storage_nodes_lose_no_acknowledged_object() {
     let mut args = vec!["absent", s3.as_str(), "photos"];
     args.extend(failed.iter().map(String::as_str));
     run_python(&args);
+}
+
+#[test]
+fn erasure_coded_objects_survive_a_site_killed_mid_write() {
+    if !common::boto3_available() {
+        return;
+    }
+    // Six nodes, two in each of three sites; 4+2 shards of every 64 KiB block.
+    let mut cluster = Cluster::start_n(6);
+    cluster.gateway_flags = ["--erasure", "4+2", "--erasure-min-kib", "16"]
+        .map(String::from)
+        .to_vec();
+    let (_gateway, s3) = cluster.gateway();
+    run_python(&["bucket", &s3, "photos"]);
+    let stop = cluster.dir.path().join("stop");
+    let mut writer = python(&["write", &s3, "photos", stop.to_str().expect("utf-8")])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("writer");
+    let rx = lines_of(&mut writer);
+    let (mut acked, mut failed) = (Vec::new(), Vec::new());
+
+    until(&rx, "ACK", 5, &mut acked, &mut failed);
+    // Site 1 (nodes 1 and 4) goes dark in the middle of writes: two shards of every
+    // block written so far are gone, and new blocks put their six shards on the four
+    // nodes left (at most two on any).
+    cluster.nodes[0].kill9();
+    cluster.nodes[3].kill9();
+    until(&rx, "ACK", 10, &mut acked, &mut failed);
+    stop_writer(writer, &rx, &stop, &mut acked, &mut failed);
+
+    assert!(acked.len() >= 15, "{acked:?}");
+    // The blocks were coded: node 2 holds shards of full blocks, a quarter of 64 KiB each.
+    assert!(
+        files_of_size(&cluster.dir.path().join("st-2"), 16 * 1024) >= 10,
+        "no 16 KiB shards on st-2"
+    );
+    let mut args = vec!["verify", s3.as_str(), "photos"];
+    args.extend(acked.iter().map(String::as_str));
+    assert!(run_python(&args).contains(&format!("verified {}", acked.len())));
+    let mut args = vec!["absent", s3.as_str(), "photos"];
+    args.extend(failed.iter().map(String::as_str));
+    run_python(&args);
+}
+
+/// How many files under `dir` are `len` bytes long.
+fn files_of_size(dir: &Path, len: u64) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            n += files_of_size(&path, len);
+        } else if entry.metadata().is_ok_and(|m| m.len() == len) {
+            n += 1;
+        }
+    }
+    n
 }
 
 #[test]

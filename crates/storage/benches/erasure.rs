@@ -37,9 +37,10 @@ fn codec(c: &mut Criterion) {
             for s in have.iter_mut().take(lost) {
                 *s = None;
             }
-            group.bench_function(format!("decode {text} 1MiB, {lost} data shards lost"), |b| {
-                b.iter(|| decode(code, BLOCK, black_box(&have)).expect("decode"))
-            });
+            group.bench_function(
+                format!("decode {text} 1MiB, {lost} data shards lost"),
+                |b| b.iter(|| decode(code, BLOCK, black_box(&have)).expect("decode")),
+            );
         }
     }
     group.finish();
