@@ -379,6 +379,11 @@ pub struct StorageArgs {
     /// The most MiB a second a scrub pass reads (0: no limit).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(0..=100_000))]
     pub scrub_mib_per_s: u64,
+    /// MiB of the disk kept free: a block write that would leave less is refused (507) and
+    /// the gateways write it to another node.
+    #[arg(long, default_value_t = lingjing_storage::block::DEFAULT_RESERVE_BYTES >> 20,
+          value_parser = clap::value_parser!(u64).range(0..=1 << 30))]
+    pub reserve_mb: u64,
 }
 
 impl StorageArgs {

@@ -86,6 +86,10 @@ pub enum BlockError {
     Corrupt { id: BlockId },
     #[error("block of {len} bytes is larger than this node's limit of {limit} bytes")]
     TooLarge { len: u64, limit: u64 },
+    #[error(
+        "this node's disk is full: {free} bytes free, it keeps {reserve} free; write the block to another node"
+    )]
+    Full { free: u64, reserve: u64 },
     #[error("storage I/O failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -98,6 +102,10 @@ pub enum Put {
     /// The block was already here.
     Present,
 }
+
+/// Free space a store keeps on its file system unless told otherwise (`lingjing storage
+/// --reserve-mb`).
+pub const DEFAULT_RESERVE_BYTES: u64 = 256 << 20;
 
 /// What [`BlockStore::delete_if_older`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +150,9 @@ pub struct StoreStatus {
     pub total_bytes: u64,
     /// Blocks found corrupt and quarantined since the node started.
     pub quarantined: u64,
+    /// Writes refused since the node started because the disk was full.
+    #[serde(default)]
+    pub refused_full: u64,
 }
 
 /// The blocks under one root directory.
@@ -151,6 +162,11 @@ pub struct BlockStore {
     blocks: AtomicU64,
     used_bytes: AtomicU64,
     quarantined: AtomicU64,
+    /// Free bytes the store leaves on its file system: a write that would go below is
+    /// refused (`BlockError::Full`), so a full disk sends writes to other nodes.
+    reserve_bytes: AtomicU64,
+    /// Writes refused because the disk was full.
+    refused_full: AtomicU64,
     /// Held while a block is renamed into place or removed, so the counts stay exact
     /// when the same block is written, deleted or quarantined concurrently.
     placing: Mutex<()>,
@@ -193,8 +209,16 @@ impl BlockStore {
             blocks: AtomicU64::new(blocks),
             used_bytes: AtomicU64::new(used),
             quarantined: AtomicU64::new(0),
+            reserve_bytes: AtomicU64::new(DEFAULT_RESERVE_BYTES),
+            refused_full: AtomicU64::new(0),
             placing: Mutex::new(()),
         })
+    }
+
+    /// Sets the free space kept on the file system (writes that would leave less are
+    /// refused).
+    pub fn set_reserve_bytes(&self, bytes: u64) {
+        self.reserve_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// The largest block accepted.
@@ -239,6 +263,14 @@ impl BlockStore {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),
             }
+        }
+        let reserve = self.reserve_bytes.load(Ordering::Relaxed);
+        let (free, total) = space(&self.root);
+        // (0, 0): the file system's size is unknown; let the write find out.
+        if total > 0 && free < reserve.saturating_add(len) {
+            self.refused_full.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(block = %id, free, reserve, "disk full: block refused");
+            return Err(BlockError::Full { free, reserve });
         }
         let tmp = self
             .root
@@ -469,6 +501,7 @@ impl BlockStore {
             free_bytes,
             total_bytes,
             quarantined: self.quarantined.load(Ordering::Relaxed),
+            refused_full: self.refused_full.load(Ordering::Relaxed),
         }
     }
 }

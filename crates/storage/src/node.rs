@@ -2,7 +2,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `PUT /v1/blocks/{id}` | 201 stored (durable), 200 already held; 400 bytes that do not hash to `id`; 413 over the block limit |
+//! | `PUT /v1/blocks/{id}` | 201 stored (durable), 200 already held; 400 bytes that do not hash to `id`; 413 over the block limit; 507 the disk is full (less than the reserve would be left) |
 //! | `GET /v1/blocks/{id}` | 200 the checked bytes; 404 not here; 500 `corrupt` (quarantined: read another replica) |
 //! | `GET /v1/blocks/{id}?check=false` | 200 the bytes as the disk holds them, not hashed here: for a gateway, which hashes every block it reads and asks again without `check=false` when they do not match |
 //! | `HEAD /v1/blocks/{id}` | 200 with `Content-Length`, 404 |
@@ -58,6 +58,8 @@ pub struct NodeConfig {
     pub max_block_bytes: u64,
     /// When it scrubs its blocks (a pass can also be asked for: `POST /v1/scrub`).
     pub scrub: ScrubSchedule,
+    /// Free bytes left on the disk: writes that would leave less are refused (507).
+    pub reserve_bytes: u64,
 }
 
 /// A running storage node.
@@ -133,6 +135,7 @@ struct NodeMetrics {
     blocks: Gauge,
     used_bytes: Gauge,
     free_bytes: Gauge,
+    refused_full: Gauge,
 }
 
 impl NodeMetrics {
@@ -170,6 +173,11 @@ impl NodeMetrics {
             "free_bytes",
             "Bytes free on the node's file system",
             self.free_bytes.clone(),
+        );
+        r.register(
+            "writes_refused_full",
+            "Block writes refused since the node started because its disk was full (507; the gateways write elsewhere)",
+            self.refused_full.clone(),
         );
         r
     }
@@ -211,6 +219,7 @@ pub async fn start(config: NodeConfig) -> std::io::Result<NodeHandle> {
                 config.data_dir.display()
             ))
         })?;
+    store.set_reserve_bytes(config.reserve_bytes);
     let store = Arc::new(store);
     let metrics = NodeMetrics::default();
     let registry = metrics.registry();
@@ -308,6 +317,7 @@ fn block_error(node: &Node, e: BlockError) -> Response {
     match e {
         BlockError::BadId(_) | BlockError::Mismatch { .. } => error(StatusCode::BAD_REQUEST, e),
         BlockError::TooLarge { .. } => error(StatusCode::PAYLOAD_TOO_LARGE, e),
+        BlockError::Full { .. } => error(StatusCode::INSUFFICIENT_STORAGE, e),
         BlockError::Corrupt { .. } => {
             node.metrics.checksum_failures.inc();
             error(StatusCode::INTERNAL_SERVER_ERROR, e)
@@ -555,6 +565,7 @@ async fn metrics_page(State(node): State<Arc<Node>>) -> Response {
     node.metrics.blocks.set(gauge(s.blocks));
     node.metrics.used_bytes.set(gauge(s.used_bytes));
     node.metrics.free_bytes.set(gauge(s.free_bytes));
+    node.metrics.refused_full.set(gauge(s.refused_full));
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &node.registry).is_err() {
         return error(

@@ -208,3 +208,45 @@ async fn a_write_that_would_put_more_than_m_shards_on_a_node_fails() {
     let id = BlockId::of(&data(17, 200_000));
     assert!(err.to_string().contains(&id.to_string()), "{err}");
 }
+
+#[tokio::test]
+async fn a_full_disk_sends_shards_and_copies_to_other_nodes() {
+    let cluster = Cluster::start(&SIX).await;
+    cluster.fill("nj-1");
+    let client = coded(&cluster);
+    let block = data(19, 500_000);
+    let placed = client
+        .put_coded(code(), block.clone())
+        .await
+        .expect("written");
+    assert!(
+        placed.shards.iter().all(|(_, n)| n != "nj-1"),
+        "{:?}",
+        placed.shards
+    );
+    assert_eq!(
+        client
+            .get_coded(&placed.id, placed.len, placed.code, &placed.shards)
+            .await
+            .expect("read"),
+        block
+    );
+    let copies = client.put(data(23, 100_000)).await.expect("replicated");
+    assert!(
+        !copies.nodes.iter().any(|n| n == "nj-1"),
+        "{:?}",
+        copies.nodes
+    );
+    // The full node says so (507), and counts it.
+    let node = &cluster.refs[cluster.index("nj-1")];
+    let id = BlockId::of(b"x");
+    let res = reqwest::Client::new()
+        .put(format!("http://{}/v1/blocks/{id}", node.addr))
+        .bearer_auth(TOKEN)
+        .body(&b"x"[..])
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(res.status(), 507);
+    assert!(res.text().await.expect("text").contains("disk is full"));
+}

@@ -18,6 +18,7 @@ async fn node(dir: &std::path::Path) -> NodeHandle {
         token: TOKEN.into(),
         max_block_bytes: 1 << 20,
         scrub: lingjing_storage::scrub::ScrubSchedule::on_request(),
+        reserve_bytes: 0,
     })
     .await
     .expect("node starts")
@@ -327,6 +328,7 @@ async fn a_node_without_a_cluster_token_does_not_start() {
         token: " ".into(),
         max_block_bytes: 1 << 20,
         scrub: lingjing_storage::scrub::ScrubSchedule::on_request(),
+        reserve_bytes: 0,
     })
     .await
     .err()

@@ -39,6 +39,7 @@ async fn storage_nodes(dirs: &[tempfile::TempDir]) -> (Vec<NodeHandle>, Vec<Node
             token: TOKEN.into(),
             max_block_bytes: 1 << 20,
             scrub: lingjing_storage::scrub::ScrubSchedule::on_request(),
+            reserve_bytes: 0,
         })
         .await
         .expect("storage node");

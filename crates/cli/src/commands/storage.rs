@@ -72,6 +72,7 @@ pub async fn run(global: &Global, args: StorageArgs) -> anyhow::Result<()> {
         token: String::new(),
         max_block_bytes: args.max_block_mb * 1024 * 1024,
         scrub: args.scrub(),
+        reserve_bytes: args.reserve_mb << 20,
     };
     let (handle, agent) = match &args.token_file {
         Some(file) => {

@@ -90,6 +90,7 @@ pub async fn start(
                 token: String::new(),
                 max_block_bytes: lingjing_storage::node::DEFAULT_MAX_BLOCK_BYTES,
                 scrub: lingjing_storage::scrub::ScrubSchedule::default(),
+                reserve_bytes: lingjing_storage::block::DEFAULT_RESERVE_BYTES,
             },
         )
         .await

@@ -34,6 +34,7 @@ impl Cluster {
                 token: TOKEN.into(),
                 max_block_bytes: 1 << 20,
                 scrub: lingjing_storage::scrub::ScrubSchedule::on_request(),
+                reserve_bytes: 0,
             })
             .await
             .expect("node starts");
@@ -110,6 +111,15 @@ impl Cluster {
         if let Some(n) = self.nodes[i].take() {
             n.shutdown().await;
         }
+    }
+
+    /// Makes `node_id`'s disk look full (it keeps more free than there is).
+    pub fn fill(&self, node_id: &str) {
+        self.nodes[self.index(node_id)]
+            .as_ref()
+            .expect("running")
+            .store
+            .set_reserve_bytes(u64::MAX / 2);
     }
 
     pub fn holds(&self, node_id: &str, id: &BlockId) -> bool {
