@@ -313,10 +313,10 @@ fn erasure_coded_objects_survive_a_site_killed_mid_write() {
     stop_writer(writer, &rx, &stop, &mut acked, &mut failed);
 
     assert!(acked.len() >= 15, "{acked:?}");
-    // The blocks were coded: node 2 holds shards of full blocks, a quarter of 64 KiB each.
+    // The blocks were coded: cut at 4 x 64 KiB, node 2 holds 64 KiB shards of full ones.
     assert!(
-        files_of_size(&cluster.dir.path().join("st-2"), 16 * 1024) >= 10,
-        "no 16 KiB shards on st-2"
+        files_of_size(&cluster.dir.path().join("st-2"), 64 * 1024) >= 5,
+        "no 64 KiB shards on st-2"
     );
     let mut args = vec!["verify", s3.as_str(), "photos"];
     args.extend(acked.iter().map(String::as_str));

@@ -56,13 +56,14 @@ async fn objects_survive_a_whole_site_going_dark() {
     let record = record.to_str().expect("utf-8 path");
     run_client("boto3_site_loss.py", &["write", record], endpoint.clone()).await;
 
-    // Every block is coded but those under 16 KiB (the 2 KB object and the 5.5 KB tail of
-    // the multipart upload's second part), and none is at risk.
+    // Blocks are cut at 4 x 64 KiB (each shard as large as a replicated block) and every
+    // one is coded but the 2 KB object's: 4 for the 1 MB object, 1 for the 60 KB one, 20
+    // and 2 for the multipart parts (the copy shares the 1 MB object's); none is at risk.
     let meta = Meta::open(&meta_url).await.expect("meta");
     let all = cluster.refs.iter().map(|n| n.id.clone()).collect();
     let c = census(&meta, &all, 3).await.expect("census");
-    assert!(c.coded_blocks > 80, "{c:?}");
-    assert_eq!(c.blocks - c.coded_blocks, 2, "{c:?}");
+    assert_eq!(c.coded_blocks, 27, "{c:?}");
+    assert_eq!(c.blocks - c.coded_blocks, 1, "{c:?}");
     assert_eq!(
         (c.under_replicated, c.at_risk, c.unavailable),
         (0, 0, 0),

@@ -10,7 +10,8 @@
 //! tagging operations, per version) and bucket tags ([`super::tagging`]), and bucket CORS
 //! configurations ([`super::cors`], which also applies them).
 //!
-//! A PUT streams the body, cuts it into blocks of `block_bytes`, writes each to its
+//! A PUT streams the body, cuts it into blocks of `block_bytes` (`k` times that when the
+//! cluster erasure-codes them: `Gateway::block_size`), writes each to its
 //! replicas or as erasure-coded shards as it fills (memory per request: one block), checks the length it got
 //! against the one declared (s3s does not for aws-chunked bodies) and its `Content-MD5`
 //! and flexible checksum (a header, or an aws-chunked trailer: [`super::checksum`]; a
@@ -380,7 +381,8 @@ impl Gateway {
         let mut hasher = Hasher::new(expected.algorithm());
         let mut received: u64 = 0;
         let mut blocks = Vec::new();
-        let mut pending = BytesMut::with_capacity(self.block_bytes);
+        let block_bytes = self.block_size();
+        let mut pending = BytesMut::with_capacity(block_bytes);
         while let Some(chunk) = body.next().await {
             let mut chunk = chunk.map_err(|e| body_error(&e))?;
             received += chunk.len() as u64;
@@ -398,12 +400,12 @@ impl Gateway {
             }
             hasher.update(&chunk);
             while !chunk.is_empty() {
-                let room = self.block_bytes - pending.len();
+                let room = block_bytes - pending.len();
                 let take = room.min(chunk.len());
                 pending.extend_from_slice(&chunk.split_to(take));
-                if pending.len() == self.block_bytes {
+                if pending.len() == block_bytes {
                     let full =
-                        std::mem::replace(&mut pending, BytesMut::with_capacity(self.block_bytes));
+                        std::mem::replace(&mut pending, BytesMut::with_capacity(block_bytes));
                     blocks.push(self.write_block(full.freeze()).await?);
                 }
             }
@@ -753,6 +755,23 @@ impl Gateway {
         })
     }
 
+    /// The size a new body is cut into blocks of: `block_bytes`, or `k` times that when the
+    /// cluster codes blocks (so that each shard is as large as a replicated block: `k`
+    /// times fewer shard requests than coding `block_bytes` blocks would make).
+    fn block_size(&self) -> usize {
+        match self.replicas.code_for(usize::MAX) {
+            Some(code) => {
+                let coded = self.block_bytes.saturating_mul(code.data());
+                if self.replicas.code_for(coded).is_some() {
+                    coded
+                } else {
+                    self.block_bytes
+                }
+            }
+            None => self.block_bytes,
+        }
+    }
+
     /// Writes one block: as erasure-coded shards when the cluster's policy codes a block
     /// of its size, else to its replicas. A coded write that cannot place every shard
     /// (too few nodes up) falls back to replicas.
@@ -895,13 +914,20 @@ async fn read_block(replicas: &Replicas, block: &BlockRef) -> Result<Bytes, Repl
 }
 
 /// The bytes of `parts` (a block and the range of it wanted) in order, as a body
-/// stream. A task fetches up to [`READ_AHEAD_BLOCKS`] blocks at once and stops at the first
+/// stream. A task fetches up to [`READ_AHEAD_BLOCKS`] blocks at once (coded blocks of a
+/// `k+m` code: `READ_AHEAD_BLOCKS / k`, at least 2) and stops at the first
 /// that cannot be read (the client sees the body cut short, never wrong bytes) or when
 /// the client goes away.
 fn read_blocks(
     replicas: Arc<Replicas>,
     parts: Vec<(BlockRef, u64, u64)>,
 ) -> tokio_stream::wrappers::ReceiverStream<Result<Bytes, std::io::Error>> {
+    // A coded block is `k` shard requests at once and `k` times larger: fewer ahead.
+    let ahead = parts
+        .iter()
+        .filter_map(|(b, _, _)| b.coded.as_ref().map(|c| c.code.data()))
+        .max()
+        .map_or(READ_AHEAD_BLOCKS, |k| (READ_AHEAD_BLOCKS / k).max(2));
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
     tokio::spawn(async move {
         let mut chunks = futures::stream::iter(parts)
@@ -925,7 +951,7 @@ fn read_blocks(
                     Ok(data.slice(from..to))
                 }
             })
-            .buffered(READ_AHEAD_BLOCKS);
+            .buffered(ahead);
         while let Some(chunk) = chunks.next().await {
             let failed = chunk.is_err();
             if tx.send(chunk).await.is_err() || failed {
