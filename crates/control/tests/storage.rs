@@ -198,5 +198,22 @@ async fn storage_nodes_report_their_disk_to_the_operator() {
         .get("/v1/storage/status")
         .await
         .err(403, "forbidden");
+    // So is asking the nodes to scrub (the control plane does it with the cluster token):
+    // neither a tenant nor a node credential nor an anonymous caller may.
+    tenant
+        .post("/v1/storage/scrub", json!({}))
+        .await
+        .err(403, "forbidden");
+    storage
+        .post("/v1/storage/scrub", json!({}))
+        .await
+        .err(403, "forbidden");
+    assert_eq!(
+        api.anonymous()
+            .post("/v1/storage/scrub", json!({}))
+            .await
+            .status,
+        401
+    );
     plane.shutdown().await;
 }

@@ -30,6 +30,7 @@ use lingjing_model::ErasureCode;
 
 use crate::block::BlockId;
 use crate::erasure;
+use crate::meta::{BlockRef, CodedRef, ShardRef};
 use crate::placement::{self, NodeRef};
 use crate::replicas::{ReplicaError, Replicas};
 
@@ -45,6 +46,29 @@ pub struct CodedPlaced {
     /// Whether the shards reach fewer sites than the cluster has (or than there are
     /// shards): a site lost now could take more than `m` of them.
     pub degraded: bool,
+}
+
+impl CodedPlaced {
+    /// The block map entry recording this write (with the codec that made the shards).
+    pub fn block_ref(&self) -> BlockRef {
+        BlockRef {
+            id: self.id.to_string(),
+            len: self.len,
+            nodes: Vec::new(),
+            coded: Some(CodedRef {
+                codec: erasure::CODEC.to_owned(),
+                code: self.code,
+                shards: self
+                    .shards
+                    .iter()
+                    .map(|(id, node)| ShardRef {
+                        id: id.to_string(),
+                        node: node.clone(),
+                    })
+                    .collect(),
+            }),
+        }
+    }
 }
 
 impl Replicas {

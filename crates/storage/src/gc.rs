@@ -28,8 +28,6 @@ use serde::Serialize;
 
 use crate::block::{BlockId, Removed};
 use crate::meta::{Meta, MetaError};
-use crate::node::{BlockList, MAX_LIST};
-use crate::placement::NodeRef;
 use crate::replicas::Replicas;
 
 /// The default grace period: a block younger than this is never collected.
@@ -94,8 +92,17 @@ pub async fn collect(
             node: node.id.clone(),
             ..NodeGc::default()
         };
-        let old = match list_old(replicas, &cluster.token, node, cutoff_ms, &mut gc).await {
-            Ok(old) => old,
+        let mut old = Vec::new();
+        let listed_all = replicas
+            .each_listed(&cluster.token, node, |id, b| {
+                gc.listed += 1;
+                if b.modified_ms < cutoff_ms {
+                    old.push((id, b.len));
+                }
+            })
+            .await;
+        let old = match listed_all {
+            Ok(()) => old,
             Err(e) => {
                 tracing::warn!(node = %node.id, error = %e, "garbage collection cannot list a node");
                 gc.error = Some(e);
@@ -138,35 +145,4 @@ pub async fn collect(
         report.nodes.push(gc);
     }
     Ok(report)
-}
-
-/// `node`'s blocks last written before `cutoff_ms`, with their lengths (counting every
-/// listed block in `gc.listed`).
-async fn list_old(
-    replicas: &Replicas,
-    token: &str,
-    node: &NodeRef,
-    cutoff_ms: u64,
-    gc: &mut NodeGc,
-) -> Result<Vec<(BlockId, u64)>, String> {
-    let mut old = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page: BlockList = replicas
-            .list_blocks(token, node, after.as_deref(), MAX_LIST)
-            .await?;
-        let Some(last) = page.blocks.last() else {
-            return Ok(old);
-        };
-        after = Some(last.id.clone());
-        gc.listed += page.blocks.len() as u64;
-        for b in page.blocks {
-            if b.modified_ms < cutoff_ms {
-                let id =
-                    b.id.parse::<BlockId>()
-                        .map_err(|e| format!("{}: listed {e}", node.id))?;
-                old.push((id, b.len));
-            }
-        }
-    }
 }

@@ -28,8 +28,6 @@ use serde::Serialize;
 use crate::block::BlockId;
 use crate::erasure;
 use crate::meta::{BlockRef, Meta, MetaError};
-use crate::node::MAX_LIST;
-use crate::placement::NodeRef;
 use crate::replicas::{Cluster, Replicas};
 
 /// What one pass found and did.
@@ -70,8 +68,14 @@ pub async fn repair(
     // (1) What each node holds.
     let mut held: HashMap<String, HashSet<BlockId>> = HashMap::new();
     for node in &cluster.nodes {
-        match list_all(replicas, &cluster.token, node).await {
-            Ok(ids) => {
+        let mut ids = HashSet::new();
+        match replicas
+            .each_listed(&cluster.token, node, |id, _| {
+                ids.insert(id);
+            })
+            .await
+        {
+            Ok(()) => {
                 held.insert(node.id.clone(), ids);
             }
             Err(e) => report.unlisted.push(e),
@@ -107,31 +111,6 @@ pub async fn repair(
             unlisted = ?report.unlisted, "repair pass");
     }
     Ok(report)
-}
-
-/// Every block id `node` holds.
-async fn list_all(
-    replicas: &Replicas,
-    token: &str,
-    node: &NodeRef,
-) -> Result<HashSet<BlockId>, String> {
-    let mut ids = HashSet::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = replicas
-            .list_blocks(token, node, after.as_deref(), MAX_LIST)
-            .await?;
-        let Some(last) = page.blocks.last() else {
-            return Ok(ids);
-        };
-        after = Some(last.id.clone());
-        for b in page.blocks {
-            ids.insert(
-                b.id.parse()
-                    .map_err(|e| format!("{}: listed {e}", node.id))?,
-            );
-        }
-    }
 }
 
 /// The blocks some listed node lacks a piece of, each once.

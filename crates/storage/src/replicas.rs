@@ -24,7 +24,7 @@ use bytes::Bytes;
 use futures::future::join_all;
 
 use crate::block::{BlockId, Removed};
-use crate::node::BlockList;
+use crate::node::{BlockList, ListedBlock, MAX_LIST};
 use crate::placement::{self, NodeRef};
 use lingjing_model::ErasureCode;
 
@@ -70,6 +70,18 @@ pub struct Placed {
     pub len: u64,
     /// The nodes that acknowledged it (durable there), by id.
     pub nodes: Vec<String>,
+}
+
+impl Placed {
+    /// The block map entry recording this write.
+    pub fn block_ref(&self) -> crate::meta::BlockRef {
+        crate::meta::BlockRef {
+            id: self.id.to_string(),
+            len: self.len,
+            nodes: self.nodes.clone(),
+            coded: None,
+        }
+    }
 }
 
 /// How blocks are kept: `replicas` copies, or erasure-coded when `erasure` says so.
@@ -283,7 +295,7 @@ impl Replicas {
     }
 
     /// A page of `node`'s blocks after `after` (garbage collection, scrub).
-    pub(crate) async fn list_blocks(
+    async fn list_blocks(
         &self,
         token: &str,
         node: &NodeRef,
@@ -302,6 +314,32 @@ impl Replicas {
                 .map_err(|e| format!("{}: listing: {e}", node.id)),
             Ok(res) => Err(format!("{}: listing: {}", node.id, res.status())),
             Err(e) => Err(format!("{}: listing: {e}", node.id)),
+        }
+    }
+
+    /// Every block `node` holds, page after page in id order, each handed to `visit`
+    /// (garbage collection, repair); a listing that fails midway is an error.
+    pub(crate) async fn each_listed(
+        &self,
+        token: &str,
+        node: &NodeRef,
+        mut visit: impl FnMut(BlockId, &ListedBlock),
+    ) -> Result<(), String> {
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .list_blocks(token, node, after.as_deref(), MAX_LIST)
+                .await?;
+            let Some(last) = page.blocks.last() else {
+                return Ok(());
+            };
+            after = Some(last.id.clone());
+            for b in &page.blocks {
+                let id =
+                    b.id.parse::<BlockId>()
+                        .map_err(|e| format!("{}: listed {e}", node.id))?;
+                visit(id, b);
+            }
         }
     }
 

@@ -8,36 +8,12 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 
-use common::{Cluster, TOKEN, data};
+use common::{Cluster, SIX, TOKEN, data};
 use lingjing_model::ErasureCode;
-use lingjing_storage::{BlockId, Erasure, Redundancy, ReplicaError, Replicas};
-
-const SIX: [(&str, &str); 6] = [
-    ("wx-1", "wuxi"),
-    ("wx-2", "wuxi"),
-    ("nj-1", "nanjing"),
-    ("nj-2", "nanjing"),
-    ("sz-1", "suzhou"),
-    ("sz-2", "suzhou"),
-];
+use lingjing_storage::{BlockId, ReplicaError};
 
 fn code() -> ErasureCode {
     "4+2".parse().expect("code")
-}
-
-fn coded(cluster: &Cluster) -> Replicas {
-    Replicas::new(
-        cluster.refs.clone(),
-        Redundancy {
-            replicas: 3,
-            erasure: Some(Erasure {
-                code: code(),
-                min_bytes: 64 * 1024,
-            }),
-        },
-        TOKEN,
-    )
-    .expect("client")
 }
 
 fn site_of<'a>(cluster: &'a Cluster, node: &str) -> &'a str {
@@ -47,7 +23,7 @@ fn site_of<'a>(cluster: &'a Cluster, node: &str) -> &'a str {
 #[tokio::test]
 async fn shards_go_to_six_nodes_two_per_site_and_read_back() {
     let cluster = Cluster::start(&SIX).await;
-    let client = coded(&cluster);
+    let client = cluster.coding_client("4+2", 64 * 1024);
     assert_eq!(client.code_for(1 << 20), Some(code()));
     assert_eq!(client.code_for(1000), None, "small blocks are replicated");
     let block = data(3, 1 << 20);
@@ -90,7 +66,7 @@ async fn shards_go_to_six_nodes_two_per_site_and_read_back() {
 #[tokio::test]
 async fn with_a_whole_site_down_blocks_read_and_new_writes_succeed() {
     let mut cluster = Cluster::start(&SIX).await;
-    let client = coded(&cluster);
+    let client = cluster.coding_client("4+2", 64 * 1024);
     let before = data(5, 900_001);
     let placed = client
         .put_coded(code(), before.clone())
@@ -143,7 +119,7 @@ async fn with_a_whole_site_down_blocks_read_and_new_writes_succeed() {
 #[tokio::test]
 async fn a_rotted_shard_is_never_served_and_is_quarantined() {
     let cluster = Cluster::start(&SIX).await;
-    let client = coded(&cluster);
+    let client = cluster.coding_client("4+2", 64 * 1024);
     let block = data(11, 300_000);
     let placed = client
         .put_coded(code(), block.clone())
@@ -165,7 +141,7 @@ async fn a_rotted_shard_is_never_served_and_is_quarantined() {
 #[tokio::test]
 async fn more_than_m_shards_lost_is_an_error_naming_each_failure() {
     let mut cluster = Cluster::start(&SIX).await;
-    let client = coded(&cluster);
+    let client = cluster.coding_client("4+2", 64 * 1024);
     let placed = client
         .put_coded(code(), data(13, 200_000))
         .await
@@ -190,7 +166,8 @@ async fn a_write_that_would_put_more_than_m_shards_on_a_node_fails() {
     for node in ["wx-1", "wx-2", "nj-1", "nj-2"] {
         cluster.stop(node).await;
     }
-    let err = coded(&cluster)
+    let err = cluster
+        .coding_client("4+2", 64 * 1024)
         .put_coded(code(), data(17, 200_000))
         .await
         .expect_err("two nodes cannot hold six shards, two at most each");
@@ -213,7 +190,7 @@ async fn a_write_that_would_put_more_than_m_shards_on_a_node_fails() {
 async fn a_full_disk_sends_shards_and_copies_to_other_nodes() {
     let cluster = Cluster::start(&SIX).await;
     cluster.fill("nj-1");
-    let client = coded(&cluster);
+    let client = cluster.coding_client("4+2", 64 * 1024);
     let block = data(19, 500_000);
     let placed = client
         .put_coded(code(), block.clone())

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Cluster, TOKEN, boto3_available, run_client};
+use common::{Cluster, SIX, TOKEN, boto3_available, run_client};
 use lingjing_storage::census::census;
 use lingjing_storage::gateway::{self, GatewayConfig, S3Key};
 use lingjing_storage::meta::Meta;
@@ -16,15 +16,7 @@ async fn objects_survive_a_whole_site_going_dark() {
     if !boto3_available() {
         return;
     }
-    let mut cluster = Cluster::start(&[
-        ("wx-1", "wuxi"),
-        ("wx-2", "wuxi"),
-        ("nj-1", "nanjing"),
-        ("nj-2", "nanjing"),
-        ("sz-1", "suzhou"),
-        ("sz-2", "suzhou"),
-    ])
-    .await;
+    let mut cluster = Cluster::start(&SIX).await;
     let meta_dir = tempfile::tempdir().expect("tempdir");
     let meta_url = format!("sqlite://{}", meta_dir.path().join("meta.db").display());
     let gw = gateway::start(GatewayConfig {

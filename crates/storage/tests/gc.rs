@@ -8,56 +8,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Cluster, TOKEN, data};
+use common::{Cluster, data};
+use lingjing_storage::BlockId;
 use lingjing_storage::gc::{self, DEFAULT_GRACE};
-use lingjing_storage::meta::{BlockRef, CodedRef, Condition, Meta, Object, ShardRef};
-use lingjing_storage::{BlockId, CodedPlaced, Erasure, Placed, Redundancy, Replicas};
+use lingjing_storage::meta::{Condition, Meta, Object};
 
 const THREE: [(&str, &str); 3] = [("st-a", "a"), ("st-b", "b"), ("st-c", "c")];
-
-fn client(cluster: &Cluster) -> Replicas {
-    Replicas::new(
-        cluster.refs.clone(),
-        Redundancy {
-            replicas: 3,
-            erasure: Some(Erasure {
-                code: "2+1".parse().expect("code"),
-                min_bytes: 1,
-            }),
-        },
-        TOKEN,
-    )
-    .expect("client")
-}
-
-fn replicated(p: &Placed) -> BlockRef {
-    BlockRef {
-        id: p.id.to_string(),
-        len: p.len,
-        nodes: p.nodes.clone(),
-        coded: None,
-    }
-}
-
-fn coded(p: &CodedPlaced) -> BlockRef {
-    BlockRef {
-        id: p.id.to_string(),
-        len: p.len,
-        nodes: Vec::new(),
-        coded: Some(CodedRef {
-            codec: lingjing_storage::erasure::CODEC.into(),
-            code: p.code,
-            shards: p
-                .shards
-                .iter()
-                .map(|(id, node)| ShardRef {
-                    id: id.to_string(),
-                    node: node.clone(),
-                })
-                .collect(),
-        }),
-    }
-}
 
 /// How many of the nodes hold `id`.
 fn copies(cluster: &Cluster, id: &BlockId) -> usize {
@@ -71,7 +27,7 @@ fn copies(cluster: &Cluster, id: &BlockId) -> usize {
 #[tokio::test]
 async fn unreferenced_old_blocks_go_and_everything_else_stays() {
     let mut cluster = Cluster::start(&THREE).await;
-    let client = client(&cluster);
+    let client = cluster.coding_client("2+1", 1);
     let dir = tempfile::tempdir().expect("tempdir");
     let meta = Meta::open(&format!(
         "sqlite://{}",
@@ -96,7 +52,7 @@ async fn unreferenced_old_blocks_go_and_everything_else_stays() {
         &Object {
             size: 140_000,
             etag: "e".into(),
-            blocks: vec![replicated(&kept), coded(&kept_coded)],
+            blocks: vec![kept.block_ref(), kept_coded.block_ref()],
             ..Object::new("b", "kept")
         },
         &Condition::None,

@@ -439,3 +439,69 @@ async fn a_scrub_pass_finds_rot_nobody_read_and_lists_page_through_every_block()
         .expect("get");
     assert_eq!(gone.status(), 404, "quarantined, never served");
 }
+
+#[tokio::test]
+async fn listing_collection_and_scrub_refuse_bad_input_and_callers_without_the_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = node(dir.path()).await;
+    let c = client();
+    let data = vec![3u8; 1000];
+    let id = BlockId::of(&data);
+    let put = c
+        .put(url(&node, &format!("/v1/blocks/{id}")))
+        .bearer_auth(TOKEN)
+        .body(data)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status(), 201);
+    for bad in [
+        "/v1/blocks?after=../../etc/passwd",
+        "/v1/blocks?after=ZZ",
+        "/v1/blocks?limit=10001",
+        "/v1/blocks?limit=-1",
+    ] {
+        let res = c
+            .get(url(&node, bad))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("list");
+        assert_eq!(res.status(), 400, "{bad}");
+    }
+    for bad in ["older_than_ms=yesterday", "older_than_ms=-5"] {
+        let res = c
+            .delete(url(&node, &format!("/v1/blocks/{id}?{bad}")))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("delete");
+        assert_eq!(res.status(), 400, "{bad}");
+    }
+    // A cutoff in the past keeps a block just written (409), and nothing changed.
+    let kept = c
+        .delete(url(&node, &format!("/v1/blocks/{id}?older_than_ms=1")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(kept.status(), 409);
+    for (method, path) in [
+        (reqwest::Method::GET, "/v1/blocks".to_owned()),
+        (reqwest::Method::POST, "/v1/scrub".to_owned()),
+        (
+            reqwest::Method::DELETE,
+            format!("/v1/blocks/{id}?older_than_ms=99999999999999"),
+        ),
+    ] {
+        for token in [None, Some("not-the-cluster-token")] {
+            let mut req = c.request(method.clone(), url(&node, &path));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let res = req.send().await.expect("request");
+            assert_eq!(res.status(), 401, "{method} {path} with {token:?}");
+        }
+    }
+    assert_eq!(status(&node).await.blocks, 1, "nothing was deleted");
+}

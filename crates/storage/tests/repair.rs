@@ -5,63 +5,9 @@
 
 mod common;
 
-use common::{Cluster, TOKEN, data};
-use lingjing_storage::meta::{BlockRef, CodedRef, Condition, Meta, Object, ShardRef};
+use common::{Cluster, SIX, data};
+use lingjing_storage::meta::{BlockRef, Condition, Meta, Object};
 use lingjing_storage::repair::repair;
-use lingjing_storage::{CodedPlaced, Erasure, Placed, Redundancy, Replicas};
-
-const SIX: [(&str, &str); 6] = [
-    ("wx-1", "wuxi"),
-    ("wx-2", "wuxi"),
-    ("nj-1", "nanjing"),
-    ("nj-2", "nanjing"),
-    ("sz-1", "suzhou"),
-    ("sz-2", "suzhou"),
-];
-
-fn client(cluster: &Cluster) -> Replicas {
-    Replicas::new(
-        cluster.refs.clone(),
-        Redundancy {
-            replicas: 3,
-            erasure: Some(Erasure {
-                code: "4+2".parse().expect("code"),
-                min_bytes: 1,
-            }),
-        },
-        TOKEN,
-    )
-    .expect("client")
-}
-
-fn replicated(p: &Placed) -> BlockRef {
-    BlockRef {
-        id: p.id.to_string(),
-        len: p.len,
-        nodes: p.nodes.clone(),
-        coded: None,
-    }
-}
-
-fn coded(p: &CodedPlaced) -> BlockRef {
-    BlockRef {
-        id: p.id.to_string(),
-        len: p.len,
-        nodes: Vec::new(),
-        coded: Some(CodedRef {
-            codec: lingjing_storage::erasure::CODEC.into(),
-            code: p.code,
-            shards: p
-                .shards
-                .iter()
-                .map(|(id, node)| ShardRef {
-                    id: id.to_string(),
-                    node: node.clone(),
-                })
-                .collect(),
-        }),
-    }
-}
 
 async fn store(meta: &Meta, key: &str, blocks: Vec<BlockRef>) {
     meta.put_object(
@@ -81,7 +27,7 @@ async fn store(meta: &Meta, key: &str, blocks: Vec<BlockRef>) {
 #[tokio::test]
 async fn lost_and_rotted_pieces_are_written_back_where_the_map_says() {
     let mut cluster = Cluster::start(&SIX).await;
-    let client = client(&cluster);
+    let client = cluster.coding_client("4+2", 1);
     let dir = tempfile::tempdir().expect("tempdir");
     let meta = Meta::open(&format!(
         "sqlite://{}",
@@ -100,8 +46,8 @@ async fn lost_and_rotted_pieces_are_written_back_where_the_map_says() {
         .put_coded(code, data(3, 400_000))
         .await
         .expect("coded");
-    store(&meta, "kept", vec![coded(&c), replicated(&r)]).await;
-    store(&meta, "doomed", vec![coded(&doomed)]).await;
+    store(&meta, "kept", vec![c.block_ref(), r.block_ref()]).await;
+    store(&meta, "doomed", vec![doomed.block_ref()]).await;
 
     // Nothing missing: nothing to do.
     let report = repair(&meta, &client, 0).await.expect("repair");

@@ -18,56 +18,24 @@
 
 mod common;
 
-use common::boto3_available;
+use common::{Cluster, TOKEN, boto3_available};
 use lingjing_storage::Redundancy;
 use lingjing_storage::gateway::{self, GatewayConfig, S3Key};
 use lingjing_storage::meta::Meta;
-use lingjing_storage::node::{NodeConfig, NodeHandle};
-use lingjing_storage::placement::NodeRef;
-
-const TOKEN: &str = "s3-test-cluster-token";
-
-async fn storage_nodes(dirs: &[tempfile::TempDir]) -> (Vec<NodeHandle>, Vec<NodeRef>) {
-    let mut handles = Vec::new();
-    let mut refs = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        let id = format!("st-{i}");
-        let node = lingjing_storage::start(NodeConfig {
-            node_id: id.clone(),
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            data_dir: dir.path().to_owned(),
-            token: TOKEN.into(),
-            max_block_bytes: 1 << 20,
-            scrub: lingjing_storage::scrub::ScrubSchedule::on_request(),
-            reserve_bytes: 0,
-        })
-        .await
-        .expect("storage node");
-        refs.push(NodeRef {
-            id,
-            site: format!("site-{i}"),
-            addr: node.addr(),
-        });
-        handles.push(node);
-    }
-    (handles, refs)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_uses_the_gateway_unchanged() {
     if !boto3_available() {
         return;
     }
-    let dirs: Vec<_> = (0..3)
-        .map(|_| tempfile::tempdir().expect("tempdir"))
-        .collect();
-    let (_nodes, refs) = storage_nodes(&dirs).await;
+    let cluster =
+        Cluster::start(&[("st-0", "site-0"), ("st-1", "site-1"), ("st-2", "site-2")]).await;
     let meta_dir = tempfile::tempdir().expect("tempdir");
     let gw = gateway::start(GatewayConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
         domain: "s3.lingjing.test".into(),
         meta_url: format!("sqlite://{}", meta_dir.path().join("meta.db").display()),
-        nodes: refs,
+        nodes: cluster.refs.clone(),
         redundancy: Redundancy::replicated(3),
         cluster_token: TOKEN.into(),
         block_bytes: 64 * 1024,
@@ -139,15 +107,14 @@ async fn boto3_uses_the_gateway_unchanged() {
 /// and CORS preflights are answered from the bucket's configuration.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsigned_requests_only_read_public_buckets() {
-    let dirs = [tempfile::tempdir().expect("tempdir")];
-    let (_nodes, refs) = storage_nodes(&dirs).await;
+    let cluster = Cluster::start(&[("st-0", "site-0")]).await;
     let meta_dir = tempfile::tempdir().expect("tempdir");
     let meta_url = format!("sqlite://{}", meta_dir.path().join("meta.db").display());
     let gw = gateway::start(GatewayConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
         domain: "s3.lingjing.test".into(),
         meta_url: meta_url.clone(),
-        nodes: refs,
+        nodes: cluster.refs.clone(),
         redundancy: Redundancy::replicated(1),
         cluster_token: TOKEN.into(),
         block_bytes: 64 * 1024,

@@ -42,9 +42,7 @@ use super::checksum::{self, Expected, Hasher};
 use super::{Keys, acl, cors, tagging};
 use crate::block::BlockId;
 use crate::erasure;
-use crate::meta::{
-    self, BlockRef, CodedRef, Condition, Created, Meta, MetaError, ShardRef, Versioning,
-};
+use crate::meta::{self, BlockRef, Condition, Created, Meta, MetaError, Versioning};
 use crate::replicas::{ReplicaError, Replicas};
 
 /// The most keys a listing returns (S3's limit).
@@ -782,25 +780,7 @@ impl Gateway {
         };
         if let Some(code) = self.replicas.code_for(data.len()) {
             match self.replicas.put_coded(code, data.clone()).await {
-                Ok(placed) => {
-                    return Ok(BlockRef {
-                        id: placed.id.to_string(),
-                        len: placed.len,
-                        nodes: Vec::new(),
-                        coded: Some(CodedRef {
-                            codec: erasure::CODEC.to_owned(),
-                            code,
-                            shards: placed
-                                .shards
-                                .into_iter()
-                                .map(|(id, node)| ShardRef {
-                                    id: id.to_string(),
-                                    node,
-                                })
-                                .collect(),
-                        }),
-                    });
-                }
+                Ok(placed) => return Ok(placed.block_ref()),
                 Err(e @ ReplicaError::CodedShort { .. }) => {
                     tracing::warn!(error = %e, "coded write short of nodes: writing replicas");
                 }
@@ -808,12 +788,7 @@ impl Gateway {
             }
         }
         let placed = self.replicas.put(data).await.map_err(unavailable)?;
-        Ok(BlockRef {
-            id: placed.id.to_string(),
-            len: placed.len,
-            nodes: placed.nodes,
-            coded: None,
-        })
+        Ok(placed.block_ref())
     }
 }
 

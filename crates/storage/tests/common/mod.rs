@@ -13,6 +13,16 @@ use lingjing_storage::placement::NodeRef;
 
 pub const TOKEN: &str = "block-test-token";
 
+/// Six nodes, two in each of three sites.
+pub const SIX: [(&str, &str); 6] = [
+    ("wx-1", "wuxi"),
+    ("wx-2", "wuxi"),
+    ("nj-1", "nanjing"),
+    ("nj-2", "nanjing"),
+    ("sz-1", "suzhou"),
+    ("sz-2", "suzhou"),
+];
+
 pub struct Cluster {
     dirs: Vec<tempfile::TempDir>,
     nodes: Vec<Option<NodeHandle>>,
@@ -47,6 +57,23 @@ impl Cluster {
             dirs.push(dir);
         }
         Cluster { dirs, nodes, refs }
+    }
+
+    /// A block client for this cluster coding blocks of `min_bytes` or more with `code`
+    /// (e.g. "4+2"), keeping 3 copies of smaller ones.
+    pub fn coding_client(&self, code: &str, min_bytes: u64) -> lingjing_storage::Replicas {
+        lingjing_storage::Replicas::new(
+            self.refs.clone(),
+            lingjing_storage::Redundancy {
+                replicas: 3,
+                erasure: Some(lingjing_storage::Erasure {
+                    code: code.parse().expect("code"),
+                    min_bytes,
+                }),
+            },
+            TOKEN,
+        )
+        .expect("client")
     }
 
     pub fn index(&self, node_id: &str) -> usize {
