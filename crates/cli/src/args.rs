@@ -200,8 +200,9 @@ pub struct UpArgs {
     /// The S3 gateway's admin address (`/metrics`, `/healthz`).
     #[arg(long, default_value = "127.0.0.1:7801")]
     pub s3_admin: SocketAddr,
-    /// Run every storage node on this port of its own address instead of the inventory's
-    /// (0: any free port; the inventory is updated to match).
+    /// Run every storage node, and the S3 gateway's listener on its node's own address
+    /// (the one edges use), on this port instead of the inventory's (0: any free port; the
+    /// inventory is updated to match).
     #[arg(long)]
     pub storage_port: Option<u16>,
     #[command(flatten)]

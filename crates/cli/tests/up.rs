@@ -319,6 +319,7 @@ fn up_seeds_once_and_serves_operator_commands() {
     assert!(purged.contains("applied on all 4 nodes"), "{purged}");
     let third = page(1);
     assert!(third.contains("x-cache: miss"), "after purge: {third}");
+    site_is_served_from_the_demo_bucket(&data, &url, wuxi, &s3, &s3_key);
 
     // The edge reports its traffic with its heartbeats (every 2 s).
     let token = std::fs::read_to_string(data.join("operator.token")).expect("token file");
@@ -486,6 +487,150 @@ fn up_seeds_once_and_serves_operator_commands() {
     terminate(child);
 }
 
+/// `curl -si` through the edge at `edge` with `Host: host` (and `extra` arguments): the
+/// status, the lower-cased head and the body.
+fn through_edge(edge: &str, host: &str, path: &str, extra: &[&str]) -> (u16, String, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-i", "-H", &format!("Host: {host}")])
+        .args(extra)
+        .arg(format!("{edge}{path}"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+/// `curl` of the control API as the operator: `method path [json]`, the answer's status.
+fn operator_api(data: &Path, url: &str, method: &str, path: &str, json: &str) -> String {
+    let token = std::fs::read_to_string(data.join("operator.token")).expect("token file");
+    let out = Command::new("curl")
+        .arg("--cacert")
+        .arg(data.join("ca.pem"))
+        .args(["-s", "-w", "\n%{http_code}", "-X", method, "-H"])
+        .arg(format!("Authorization: Bearer {}", token.trim()))
+        .args(["-H", "Content-Type: application/json", "--data", json])
+        .arg(format!("{url}{path}"))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The demo service `site` is served from the demo bucket through the edge: the demo
+/// pages `up` put there, cached (MISS, then HIT); an object a tenant puts with the AWS SDK
+/// is on the CDN at once, a change shows after `lingjing purge`; only GET and HEAD; and a
+/// service of another tenant naming the demo bucket (private) gets nothing from it.
+fn site_is_served_from_the_demo_bucket(
+    data: &Path,
+    url: &str,
+    edge: &str,
+    s3: &str,
+    (access, secret): &(String, String),
+) {
+    let site = "site.demo.example";
+    let (status, head, body) = common::eventually(
+        "the edge serves the demo site from the bucket",
+        Duration::from_secs(20),
+        || {
+            let got = through_edge(edge, site, "/", &[]);
+            (got.0 == 200).then_some(got)
+        },
+    );
+    assert_eq!(status, 200);
+    assert!(body.contains("Served from a bucket"), "{body}");
+    assert!(head.contains("content-type: text/html"), "{head}");
+    assert!(head.contains("etag: "), "{head}");
+    let (_, again, _) = through_edge(edge, site, "/", &[]);
+    assert!(again.contains("x-cache: hit"), "{again}");
+    let (status, _, css) = through_edge(edge, site, "/style.css", &[]);
+    assert_eq!(status, 200);
+    assert!(css.contains("font-family"), "{css}");
+    let (status, head, _) = through_edge(edge, site, "/", &["-X", "POST", "--data", "x"]);
+    assert_eq!(status, 405, "{head}");
+    assert!(head.contains("allow: get, head"), "{head}");
+    let (status, _, _) = through_edge(edge, site, "/missing.txt", &[]);
+    assert_eq!(status, 404);
+    if common::boto3_available() {
+        let put = |text: &str| {
+            let out = boto3(
+                s3,
+                access,
+                secret,
+                &format!(
+                    "s3.put_object(Bucket='demo', Key='news/today.txt', Body=b'{text}', \
+                     ContentType='text/plain', CacheControl='max-age=600')"
+                ),
+            );
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        put("first edition");
+        let (status, head, body) = through_edge(edge, site, "/news/today.txt", &[]);
+        assert_eq!((status, body.as_str()), (200, "first edition"), "{head}");
+        put("second edition");
+        let (_, head, body) = through_edge(edge, site, "/news/today.txt", &[]);
+        assert_eq!(body, "first edition", "cached for max-age: {head}");
+        let purged = lingjing(
+            data,
+            url,
+            &["purge", "url", "http://site.demo.example/news/today.txt"],
+        );
+        assert!(purged.contains("applied on all"), "{purged}");
+        let (_, head, body) = through_edge(edge, site, "/news/today.txt", &[]);
+        assert_eq!(body, "second edition", "after purge: {head}");
+        // `no-cache`: every request is revalidated with the gateway (ETag, 304).
+        let out = boto3(
+            s3,
+            access,
+            secret,
+            "s3.put_object(Bucket='demo', Key='live.txt', Body=b'live', CacheControl='no-cache')",
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (_, first, _) = through_edge(edge, site, "/live.txt", &[]);
+        assert!(first.contains("x-cache: miss"), "{first}");
+        let (_, second, body) = through_edge(edge, site, "/live.txt", &[]);
+        assert!(
+            second.contains("x-cache: revalidated") && body == "live",
+            "{second}"
+        );
+    }
+    // Tenant `rival` points a service of its own at the demo bucket.
+    for (path, json) in [
+        ("/v1/tenants", r#"{"id":"rival","name":"Rival"}"#.to_owned()),
+        (
+            "/v1/services",
+            r#"{"id":"rival-site","tenant":"rival","hostnames":["rival-site.example"],"origins":[{"address":"bucket:demo"}]}"#
+                .to_owned(),
+        ),
+        ("/v1/services/rival-site/verify", r#"{"approve":true}"#.to_owned()),
+    ] {
+        let out = operator_api(data, url, "POST", path, &json);
+        assert!(out.ends_with("200") || out.ends_with("201"), "{path}: {out}");
+    }
+    let (status, head, body) = common::eventually(
+        "the edge serves rival's service",
+        Duration::from_secs(20),
+        || {
+            let got = through_edge(edge, "rival-site.example", "/", &[]);
+            (got.0 != 404 && got.0 != 421 && got.0 != 0).then_some(got)
+        },
+    );
+    assert_eq!(status, 403, "{head}{body}");
+    assert!(!body.contains("Served from a bucket"), "{body}");
+}
+
 /// Runs `code` in Python with `s3`, a boto3 client of `endpoint` with this key, and
 /// `DATA`, 2.5 MB of bytes (three 1 MiB blocks).
 fn boto3(endpoint: &str, access: &str, secret: &str, code: &str) -> std::process::Output {
@@ -555,9 +700,10 @@ fn object_storage_runs_on_three_sites(data: &Path, s3: &str, key: &(String, Stri
     let status = lingjing_in(data, &["storage", "status"]);
     let status = String::from_utf8_lossy(&status.stdout);
     assert!(
-        status.contains("1 bucket(s), 1 object(s)")
+        // `kept` and the demo site's two pages.
+        status.contains("1 bucket(s), 3 object(s)")
             // DATA's first two 1 MiB blocks are equal bytes: stored once.
-            && status.contains("2 distinct blocks (0 erasure-coded), 0 under-replicated, 0 at risk"),
+            && status.contains("4 distinct blocks (0 erasure-coded), 0 under-replicated, 0 at risk"),
         "{status}"
     );
     // Every storage node is asked to scrub, through the control plane (the operator

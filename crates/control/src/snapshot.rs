@@ -148,13 +148,26 @@ pub async fn build_edge(
     };
     purges.reverse();
     let services = list_docs::<Service>(conn).await?;
+    let services = crate::hostnames::only_verified(conn, services).await?;
+    let nodes = node_infos(conn).await?;
+    let bucket_origins = match crate::store::storage::cluster_token(&mut *conn).await? {
+        Some(token) => crate::bucket_origins::edge_origins(&token, &services),
+        None => Vec::new(),
+    };
+    let s3_gateways = if bucket_origins.is_empty() {
+        Vec::new()
+    } else {
+        s3_gateways(&nodes)
+    };
     let body = EdgeSnapshot {
-        services: crate::hostnames::only_verified(conn, services).await?,
+        services,
         sites: list_docs::<Site>(conn).await?,
-        nodes: node_infos(conn).await?,
+        nodes,
         purges,
         purges_complete_after,
         origin_policy: crate::origins::policy(conn, ctx).await?,
+        bucket_origins,
+        s3_gateways,
     };
     Ok(Snapshot {
         version,
@@ -162,6 +175,19 @@ pub async fn build_edge(
         generated_at: crate::time::now_rfc3339(),
         body,
     })
+}
+
+/// The S3 API addresses of the healthy, undrained `s3` nodes.
+fn s3_gateways(nodes: &[NodeInfo]) -> Vec<std::net::SocketAddr> {
+    nodes
+        .iter()
+        .filter(|n| n.node.roles.contains(&NodeRole::S3) && n.healthy && !n.node.drained)
+        .flat_map(|n| {
+            n.addresses
+                .iter()
+                .map(|a| std::net::SocketAddr::new(*a, n.node.ports.http))
+        })
+        .collect()
 }
 
 /// Builds the DNS snapshot from one consistent read. TLS keys are left out.
@@ -217,7 +243,13 @@ pub async fn build_storage(
         .filter(|n| n.node.roles.contains(&NodeRole::Storage))
         .collect();
     let s3_keys = if role == Role::S3 {
-        crate::store::storage::all_s3_credentials(conn).await?
+        let mut keys = crate::store::storage::all_s3_credentials(&mut *conn).await?;
+        let services = list_docs::<Service>(conn).await?;
+        keys.extend(crate::bucket_origins::gateway_credentials(
+            &cluster_token,
+            &services,
+        ));
+        keys
     } else {
         Vec::new()
     };

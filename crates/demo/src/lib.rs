@@ -2,9 +2,11 @@
 //! [`origin`]), a small real HTTP site that the demo CDN service `www.demo.example` pulls
 //! from and that the edge tests use as an origin; and the demo topology (module
 //! [`topology`]): Jiangsu sites on three carrier lines, a regional parent, a tenant and its
-//! service.
+//! service, and a second service served from the demo bucket, whose pages are in module
+//! [`site`].
 
 pub mod origin;
+pub mod site;
 pub mod topology;
 
 pub use origin::{

@@ -2,7 +2,8 @@
 //! on the telecom, unicom and mobile lines, a regional parent site in Nanjing, IP pools on
 //! loopback so every node has its own address, the tenant `demo` and its service
 //! `www.demo.example` (CNAME target `demo.cdn.lingjing.test.`), and object storage: a
-//! storage node in each of the three edge sites and an S3 gateway node in Nanjing.
+//! storage node in each of the three edge sites and an S3 gateway node in Nanjing, with
+//! the service `site` (`site.demo.example`) served from the demo bucket.
 //!
 //! Client lines use the documentation ranges (198.51.100.0/24 telecom, 203.0.113.0/24
 //! unicom, 192.0.2.0/24 mobile, and 2001:db8::/32 for IPv6), split per city, so a client can
@@ -206,38 +207,22 @@ pub fn demo_topology(origin: SocketAddr) -> DemoTopology {
         contact: Some("ops@demo.example".into()),
         quotas: Default::default(),
     }];
-    let services = vec![Service {
-        id: "demo".into(),
+    let from_bucket = Service {
+        id: "site".into(),
         tenant: "demo".into(),
-        hostnames: vec!["www.demo.example".into()],
+        hostnames: vec![crate::site::SITE_HOSTNAME.into()],
         origins: vec![Origin {
-            address: origin.to_string(),
+            address: format!(
+                "{}{DEMO_BUCKET}",
+                lingjing_model::service::BUCKET_ORIGIN_PREFIX
+            ),
             weight: 1,
             backup: false,
             tls: false,
             host_header: None,
             tls_skip_verify: false,
         }],
-        cache_rules: vec![
-            CacheRule {
-                path: "/assets/*".into(),
-                ttl_secs: Some(86_400),
-                bypass: false,
-                ignore_query: true,
-                sort_query: false,
-                key_headers: Vec::new(),
-                cache_set_cookie: false,
-            },
-            CacheRule {
-                path: "/api/*".into(),
-                ttl_secs: None,
-                bypass: true,
-                ignore_query: false,
-                sort_query: false,
-                key_headers: Vec::new(),
-                cache_set_cookie: false,
-            },
-        ],
+        cache_rules: Vec::new(),
         steering: SteeringPolicy {
             fallback_sites: vec!["nanjing-1".into()],
             ttl: 30,
@@ -248,7 +233,53 @@ pub fn demo_topology(origin: SocketAddr) -> DemoTopology {
         targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
         forward_targeted_cache_control: false,
         origin_ca_pem: None,
-    }];
+    };
+    let services = vec![
+        Service {
+            id: "demo".into(),
+            tenant: "demo".into(),
+            hostnames: vec!["www.demo.example".into()],
+            origins: vec![Origin {
+                address: origin.to_string(),
+                weight: 1,
+                backup: false,
+                tls: false,
+                host_header: None,
+                tls_skip_verify: false,
+            }],
+            cache_rules: vec![
+                CacheRule {
+                    path: "/assets/*".into(),
+                    ttl_secs: Some(86_400),
+                    bypass: false,
+                    ignore_query: true,
+                    sort_query: false,
+                    key_headers: Vec::new(),
+                    cache_set_cookie: false,
+                },
+                CacheRule {
+                    path: "/api/*".into(),
+                    ttl_secs: None,
+                    bypass: true,
+                    ignore_query: false,
+                    sort_query: false,
+                    key_headers: Vec::new(),
+                    cache_set_cookie: false,
+                },
+            ],
+            steering: SteeringPolicy {
+                fallback_sites: vec!["nanjing-1".into()],
+                ttl: 30,
+                answer_count: 1,
+                ..SteeringPolicy::default()
+            },
+            tls: None,
+            targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
+            forward_targeted_cache_control: false,
+            origin_ca_pem: None,
+        },
+        from_bucket,
+    ];
     DemoTopology {
         regions,
         lines,

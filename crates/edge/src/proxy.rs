@@ -182,6 +182,15 @@ pub async fn handle(
     let (parts, incoming) = req.into_parts();
     let (res, result) = if parts.method == Method::GET || parts.method == Method::HEAD {
         cached(&ctx, &parts).await
+    } else if ctx.route.service.bucket_origin().is_some() {
+        let mut res = plain(
+            &ctx.edge,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "this site is served from a bucket: only GET and HEAD\n".to_owned(),
+        );
+        res.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        (res, CacheResult::Error)
     } else {
         pass(&ctx, &parts, Some(body::incoming(incoming)), true).await
     };
@@ -1294,6 +1303,7 @@ mod head_tests {
                 origin_ca: None,
                 parent_pin: None,
                 counters: Default::default(),
+                bucket: None,
             }),
             host: "h.example".to_owned(),
             client: any,

@@ -27,6 +27,16 @@ pub struct ServiceRoute {
     pub parent_pin: Option<crate::upstream::tls::Pem>,
     /// The service's request and sent-byte counters.
     pub counters: crate::metrics::ServiceCounters,
+    /// For a service served from a bucket: how to read it, and the S3 gateways to read it
+    /// from (None: the service has no bucket origin, or the snapshot gave no credential).
+    pub bucket: Option<BucketRoute>,
+}
+
+/// How a service served from a bucket reaches it.
+#[derive(Debug, Clone)]
+pub struct BucketRoute {
+    pub access: Arc<crate::upstream::bucket::BucketAccess>,
+    pub gateways: Arc<[SocketAddr]>,
 }
 
 impl ServiceRoute {
@@ -76,6 +86,23 @@ impl Routes {
         metrics: &crate::metrics::Metrics,
     ) -> Routes {
         let parents = parent_addresses(snapshot, node_id);
+        let gateways: Arc<[SocketAddr]> = snapshot.s3_gateways.iter().copied().collect();
+        let buckets: HashMap<&str, BucketRoute> = snapshot
+            .bucket_origins
+            .iter()
+            .map(|b| {
+                let access = crate::upstream::bucket::BucketAccess {
+                    bucket: b.bucket.clone(),
+                    access_key: b.access_key.clone(),
+                    secret: b.secret.clone(),
+                };
+                let route = BucketRoute {
+                    access: Arc::new(access),
+                    gateways: gateways.clone(),
+                };
+                (b.service.as_str(), route)
+            })
+            .collect();
         let mut routes = Routes {
             version,
             ..Routes::default()
@@ -95,6 +122,9 @@ impl Routes {
                     .as_ref()
                     .map(|c| crate::upstream::tls::Pem::new(&c.cert_pem)),
                 counters: metrics.service_counters(&service.id),
+                bucket: service
+                    .bucket_origin()
+                    .and_then(|_| buckets.get(service.id.as_str()).cloned()),
             });
             for host in &service.hostnames {
                 match host.strip_prefix('*') {

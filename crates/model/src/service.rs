@@ -75,7 +75,10 @@ pub fn default_targeted_cache_control() -> Vec<String> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Origin {
-    /// `host:port`, e.g. `127.0.0.1:7900` or `origin.example.com:443`.
+    /// `host:port`, e.g. `127.0.0.1:7900` or `origin.example.com:443`; or `bucket:NAME`,
+    /// a bucket of the service's tenant in the platform's object storage (then the only
+    /// origin of the service): the edges read it from the S3 gateways with a credential
+    /// that can only read that bucket.
     pub address: String,
     /// Relative share of requests among the primary (or among the backup) origins.
     #[serde(default = "default_weight")]
@@ -98,6 +101,46 @@ pub struct Origin {
 
 fn default_weight() -> u32 {
     1
+}
+
+/// The prefix of an origin address that names a bucket (`bucket:NAME`).
+pub const BUCKET_ORIGIN_PREFIX: &str = "bucket:";
+
+impl Origin {
+    /// The bucket this origin names (`bucket:NAME`), if it names one.
+    pub fn bucket(&self) -> Option<&str> {
+        self.address.strip_prefix(BUCKET_ORIGIN_PREFIX)
+    }
+}
+
+impl Service {
+    /// The bucket the service is served from, when its origin is a bucket.
+    pub fn bucket_origin(&self) -> Option<&str> {
+        self.origins.iter().find_map(Origin::bucket)
+    }
+}
+
+/// Checks an S3 bucket name as the gateways accept it: 3 to 63 lower-case letters, digits,
+/// `.` and `-`, starting and ending with a letter or digit.
+pub fn check_bucket_name(field: &str, name: &str) -> Result<(), ValidationError> {
+    let edge_ok = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let ok = (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && edge_ok(name.as_bytes().first())
+        && edge_ok(name.as_bytes().last())
+        && !name.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            field,
+            format!(
+                "`{name}` is not a bucket name: 3 to 63 lower-case letters, digits, `.` and `-`, starting and ending with a letter or digit"
+            ),
+        ))
+    }
 }
 
 /// A caching rule for the paths matching `path`.
@@ -235,7 +278,24 @@ fn check_origin_address(field: &str, address: &str) -> Result<(), ValidationErro
 
 impl Validate for Origin {
     fn validate(&self) -> Result<(), ValidationError> {
-        check_origin_address("address", &self.address)?;
+        if let Some(bucket) = self.bucket() {
+            check_bucket_name("address", bucket)?;
+            for (field, set) in [
+                ("tls", self.tls),
+                ("tls_skip_verify", self.tls_skip_verify),
+                ("host_header", self.host_header.is_some()),
+                ("backup", self.backup),
+            ] {
+                if set {
+                    return Err(ValidationError::new(
+                        field,
+                        "does not apply to a bucket origin (the edges reach the S3 gateways themselves)",
+                    ));
+                }
+            }
+        } else {
+            check_origin_address("address", &self.address)?;
+        }
         if self.weight == 0 || self.weight > 10_000 {
             return Err(ValidationError::new("weight", "must be from 1 to 10000"));
         }
@@ -371,6 +431,12 @@ impl Validate for Service {
             o.validate()
                 .map_err(|e| e.within(format!("origins[{i}]")))?;
         }
+        if self.bucket_origin().is_some() && self.origins.len() > 1 {
+            return Err(ValidationError::new(
+                "origins",
+                "a bucket origin must be the service's only origin",
+            ));
+        }
         for (i, r) in self.cache_rules.iter().enumerate() {
             r.validate()
                 .map_err(|e| e.within(format!("cache_rules[{i}]")))?;
@@ -472,6 +538,42 @@ mod tests {
             forward_targeted_cache_control: false,
             origin_ca_pem: None,
         }
+    }
+
+    #[test]
+    fn a_bucket_origin_is_a_valid_bucket_name_and_the_only_origin() {
+        let mut s = service();
+        s.origins[0].address = "bucket:site-assets".into();
+        assert!(s.validate().is_ok());
+        assert_eq!(s.bucket_origin(), Some("site-assets"));
+        for bad in [
+            "bucket:",
+            "bucket:ab",
+            "bucket:Upper",
+            "bucket:a..b",
+            "bucket:-a1",
+            "bucket:a/b",
+        ] {
+            let mut s = service();
+            s.origins[0].address = bad.into();
+            assert_eq!(
+                s.validate().expect_err(bad).field,
+                "origins[0].address",
+                "{bad}"
+            );
+        }
+        let mut two = s.clone();
+        two.origins.push(service().origins[0].clone());
+        assert_eq!(two.validate().expect_err("two").field, "origins");
+        let mut tls = s.clone();
+        tls.origins[0].tls = true;
+        assert_eq!(tls.validate().expect_err("tls").field, "origins[0].tls");
+        let mut host = s;
+        host.origins[0].host_header = Some("x.example".into());
+        assert_eq!(
+            host.validate().expect_err("host").field,
+            "origins[0].host_header"
+        );
     }
 
     #[test]

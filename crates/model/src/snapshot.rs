@@ -103,6 +103,25 @@ pub struct EdgeSnapshot {
     /// time, after name resolution, so DNS rebinding cannot reach the platform.
     #[serde(default)]
     pub origin_policy: crate::OriginPolicy,
+    /// Services whose origin is a bucket, with the credential that reads it.
+    #[serde(default)]
+    pub bucket_origins: Vec<BucketOrigin>,
+    /// The S3 gateways' addresses (healthy, not drained `s3` nodes) that bucket origins
+    /// are read from.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub s3_gateways: Vec<std::net::SocketAddr>,
+}
+
+/// How an edge reads the bucket a service is served from: a platform credential the S3
+/// gateways accept only for `GetObject` and `HeadObject` in that bucket, and only while
+/// the bucket belongs to the service's tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BucketOrigin {
+    pub service: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret: String,
 }
 
 /// What a GSLB DNS server needs: the zone, the classification tables and the candidates.
@@ -209,6 +228,10 @@ pub struct S3Credential {
     pub access_key: String,
     pub secret: String,
     pub tenant: String,
+    /// A platform credential for a bucket origin: it may only read (`GetObject`,
+    /// `HeadObject`) this bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only_bucket: Option<String>,
 }
 
 /// A storage node's disk, reported with its heartbeats.

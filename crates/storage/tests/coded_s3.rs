@@ -39,6 +39,7 @@ async fn objects_survive_a_whole_site_going_dark() {
             access_key: "SHOPKEY".into(),
             secret: "shop-secret".into(),
             tenant: "shop".into(),
+            read_only_bucket: None,
         }],
     })
     .await

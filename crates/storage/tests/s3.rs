@@ -11,7 +11,9 @@
 //! stored (`tests/clients/boto3_checksums.py`); and aws-chunked uploads built by hand on
 //! botocore's signer (`tests/clients/aws_chunked.py`): signed chunks, unsigned chunks with
 //! a trailing checksum, signed chunks with a signed trailer; a tampered chunk or trailer, a
-//! wrong trailing checksum and a lying decoded length refused.
+//! wrong trailing checksum and a lying decoded length refused; and the read-only
+//! credentials of bucket origins (`tests/clients/boto3_origin_key.py`): GetObject and
+//! HeadObject in their bucket only, and nothing of a bucket another tenant owns.
 //!
 //! boto3 must be installed (`.ci/run` installs it and sets `LINGJING_TEST_BOTO3=1`, which
 //! makes its absence a failure); elsewhere the test says it was skipped.
@@ -46,11 +48,27 @@ async fn boto3_uses_the_gateway_unchanged() {
                 access_key: "SHOPKEY".into(),
                 secret: "shop-secret".into(),
                 tenant: "shop".into(),
+                read_only_bucket: None,
             },
             S3Key {
                 access_key: "RIVALKEY".into(),
                 secret: "rival-secret".into(),
                 tenant: "rival".into(),
+                read_only_bucket: None,
+            },
+            // Bucket-origin credentials (an edge's): shop's for its bucket `shop-site`,
+            // and rival's naming that same bucket, which is not rival's.
+            S3Key {
+                access_key: "LJOSHOPSITE".into(),
+                secret: "origin-secret".into(),
+                tenant: "shop".into(),
+                read_only_bucket: Some("shop-site".into()),
+            },
+            S3Key {
+                access_key: "LJORIVALSITE".into(),
+                secret: "rival-origin-secret".into(),
+                tenant: "rival".into(),
+                read_only_bucket: Some("shop-site".into()),
             },
         ],
     })
@@ -65,6 +83,7 @@ async fn boto3_uses_the_gateway_unchanged() {
         "boto3_access.py",
         "boto3_checksums.py",
         "aws_chunked.py",
+        "boto3_origin_key.py",
     ] {
         common::run_client(script, &[], format!("http://{}", gw.addr())).await;
     }
@@ -124,6 +143,7 @@ async fn unsigned_requests_only_read_public_buckets() {
             access_key: "SHOPKEY".into(),
             secret: "shop-secret".into(),
             tenant: "shop".into(),
+            read_only_bucket: None,
         }],
     })
     .await

@@ -221,6 +221,7 @@ pub fn cluster_update(body: &StorageSnapshot) -> Result<ClusterUpdate, String> {
                 access_key: k.access_key.clone(),
                 secret: k.secret.clone(),
                 tenant: k.tenant.clone(),
+                read_only_bucket: k.read_only_bucket.clone(),
             })
             .collect(),
     })
@@ -244,6 +245,7 @@ fn redundancy(policy: &StoragePolicy) -> Redundancy {
 pub async fn start_managed_gateway(
     agent: Agent,
     config: GatewayConfig,
+    also: &[std::net::SocketAddr],
 ) -> anyhow::Result<ManagedGateway> {
     let (tx, mut rx) = watch::channel(None);
     let agent = agent.start(move |s: Arc<Snapshot<StorageSnapshot>>| {
@@ -253,13 +255,16 @@ pub async fn start_managed_gateway(
     });
     let first = first_snapshot(&mut rx, "the S3 gateway").await?;
     let update = cluster_update(&first.body).map_err(anyhow::Error::msg)?;
-    let handle = lingjing_storage::gateway::start(GatewayConfig {
-        nodes: update.nodes,
-        redundancy: update.redundancy,
-        cluster_token: update.cluster_token,
-        keys: update.keys,
-        ..config
-    })
+    let handle = lingjing_storage::gateway::start_on(
+        GatewayConfig {
+            nodes: update.nodes,
+            redundancy: update.redundancy,
+            cluster_token: update.cluster_token,
+            keys: update.keys,
+            ..config
+        },
+        also,
+    )
     .await?;
     let updater = handle.updater();
     tokio::spawn(async move {
@@ -459,6 +464,7 @@ fn s3_keys(path: &Path) -> anyhow::Result<Vec<S3Key>> {
             access_key: access_key.to_owned(),
             secret: secret.to_owned(),
             tenant: tenant.to_owned(),
+            read_only_bucket: None,
         });
     }
     if keys.is_empty() {
@@ -526,7 +532,7 @@ pub async fn gateway(global: &Global, args: S3Args) -> anyhow::Result<()> {
                 .unwrap_or_else(|| global.data_dir.join(format!("s3-{node}")));
             let agent =
                 super::edge::agent_config(global, &args.join, node, Role::S3, &state_dir).await?;
-            let managed = start_managed_gateway(Agent::new(agent)?, config).await?;
+            let managed = start_managed_gateway(Agent::new(agent)?, config, &[]).await?;
             (managed.handle, Some(managed.agent))
         }
         _ => bail!(

@@ -128,11 +128,20 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
             .find(|e| e.edge_role)
             .map(|e| {
                 let a = e.handle.http_addrs()[0];
-                format!(
+                let mut out = format!(
                     "\n  curl -si --resolve www.demo.example:{p}:{ip} http://www.demo.example:{p}/   (twice: MISS, then HIT)",
                     p = a.port(),
                     ip = a.ip()
-                )
+                );
+                if storage.gateway.is_some() {
+                    out += &format!(
+                        "\n  curl -si --resolve {site}:{p}:{ip} http://{site}:{p}/   (the demo site, served from the demo bucket)",
+                        site = lingjing_demo::site::SITE_HOSTNAME,
+                        p = a.port(),
+                        ip = a.ip()
+                    );
+                }
+                out
             })
             .unwrap_or_default(),
         storage_lines = storage_lines(&storage, &global.data_dir),

@@ -2,7 +2,9 @@
 //! `storage` role (each on its own loopback address, blocks in DATA_DIR/storage-NODE),
 //! the S3 gateway as the first node with the `s3` role (metadata in DATA_DIR/s3/meta.db),
 //! a demo S3 key for tenant `demo` (kept 0600 in DATA_DIR/s3-demo-key and reused while
-//! the control plane still knows it) and the demo bucket. All of them are fed by the
+//! the control plane still knows it), the demo bucket and, in it, the demo site that the
+//! service `site` is served from. The gateway listens on `--s3-listen` for clients and on
+//! its node's own address for the edges. All of them are fed by the
 //! control plane like remote ones, with node credentials of their own.
 
 use std::path::Path;
@@ -63,7 +65,10 @@ pub async fn start(
     for n in inventory {
         let node = super::resources::node_spec(n.clone())?;
         if node.roles.contains(&NodeRole::S3) && gateway_node.is_none() {
-            gateway_node = Some(node.id.clone());
+            let ip = n["addresses"][0]
+                .as_str()
+                .and_then(|a| a.parse::<std::net::IpAddr>().ok());
+            gateway_node = Some((node.clone(), ip));
         }
         if !node.roles.contains(&NodeRole::Storage) {
             continue;
@@ -130,8 +135,17 @@ pub async fn start(
     if demo_key.is_some() {
         demo_bucket(&meta_url).await?;
     }
-    let state_dir = global.data_dir.join(format!("s3-{gateway_node}"));
-    let agent = super::up::node_agent(client, ca, &gateway_node, Role::S3, &state_dir).await?;
+    let (gateway_node, gateway_ip) = gateway_node;
+    let state_dir = global.data_dir.join(format!("s3-{}", gateway_node.id));
+    let agent = super::up::node_agent(client, ca, &gateway_node.id, Role::S3, &state_dir).await?;
+    // Clients use --s3-listen; the edges (reading buckets that services are served from)
+    // use the node's own address, as the inventory says.
+    let at_node: Vec<std::net::SocketAddr> = gateway_ip
+        .map(|ip| {
+            std::net::SocketAddr::new(ip, args.storage_port.map_or(gateway_node.ports.http, |_| 0))
+        })
+        .into_iter()
+        .collect();
     let gateway = start_managed_gateway(
         Agent::new(agent)?,
         GatewayConfig {
@@ -146,6 +160,7 @@ pub async fn start(
             gc: Some(lingjing_storage::gateway::GcSchedule::default()),
             repair: Some(lingjing_storage::gateway::RepairSchedule::default()),
         },
+        &at_node,
     )
     .await
     .with_context(|| {
@@ -154,6 +169,25 @@ pub async fn start(
             args.s3_listen
         )
     })?;
+    if let Some(port) = gateway
+        .handle
+        .also()
+        .first()
+        .map(std::net::SocketAddr::port)
+        && port != gateway_node.ports.http
+    {
+        let mut updated = gateway_node.clone();
+        updated.ports.http = port;
+        let _: Value = client
+            .put(&format!("/v1/nodes/{}", updated.id), &updated)
+            .await
+            .context("cannot record the port of the S3 gateway node")?;
+    }
+    if let Some(key) = &demo_key {
+        demo_site(gateway.handle.addr(), key)
+            .await
+            .context("cannot put the demo site in the demo bucket")?;
+    }
     let admin = serve_admin(args.s3_admin, gateway.handle.metrics())
         .await
         .context("pick another address for the S3 gateway's admin with --s3-admin")?;
@@ -198,6 +232,56 @@ async fn demo_key(data_dir: &Path, client: &Client) -> anyhow::Result<Option<(St
     lingjing_client::fs::write_private(&path, format!("{access} {secret}\n").as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(Some((access.to_owned(), secret.to_owned())))
+}
+
+/// Puts the demo site's files ([`lingjing_demo::site::FILES`]) in the demo bucket through
+/// the S3 API at `s3`, unless its `index.html` is there already (a user's changes stay).
+async fn demo_site(
+    s3: std::net::SocketAddr,
+    (access, secret): &(String, String),
+) -> anyhow::Result<()> {
+    use lingjing_edge::upstream::bucket::sigv4;
+    let http = reqwest::Client::new();
+    let host = s3.to_string();
+    let send = |method: reqwest::Method, key: &str, body: Option<(&str, &'static [u8])>| {
+        let path = format!("/{}/{key}", lingjing_demo::topology::DEMO_BUCKET);
+        let payload = if body.is_some() {
+            "UNSIGNED-PAYLOAD"
+        } else {
+            lingjing_edge::upstream::bucket::EMPTY_SHA256
+        };
+        let mut req = http.request(method.clone(), format!("http://{host}{path}"));
+        for (name, value) in sigv4(
+            (access, secret),
+            &method,
+            &host,
+            &path,
+            payload,
+            std::time::SystemTime::now(),
+        ) {
+            if name != reqwest::header::HOST {
+                req = req.header(name, value);
+            }
+        }
+        if let Some((content_type, bytes)) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .header(reqwest::header::CACHE_CONTROL, "public, max-age=300")
+                .body(bytes);
+        }
+        req.send()
+    };
+    let head = send(reqwest::Method::HEAD, "index.html", None).await?;
+    if head.status().is_success() {
+        return Ok(());
+    }
+    for (key, content_type, bytes) in lingjing_demo::site::FILES {
+        let res = send(reqwest::Method::PUT, key, Some((content_type, bytes))).await?;
+        if !res.status().is_success() {
+            anyhow::bail!("PUT {key} answered {}", res.status());
+        }
+    }
+    Ok(())
 }
 
 /// Creates the demo bucket for the demo tenant unless it exists.

@@ -58,6 +58,7 @@ async fn create(
         access_key: format!("LJ{}", random_hex(9).to_ascii_uppercase()),
         secret: random_hex(20),
         tenant: id.clone(),
+        read_only_bucket: None,
     };
     storage::insert_s3_key(&mut w.tx, &key, &crate::time::now_rfc3339()).await?;
     if let Some(v) = w.commit().await? {

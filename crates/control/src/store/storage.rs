@@ -86,6 +86,7 @@ pub async fn all_s3_credentials(conn: &mut AnyConnection) -> Result<Vec<S3Creden
             access_key: r.try_get(0)?,
             secret: r.try_get(1)?,
             tenant: r.try_get(2)?,
+            read_only_bucket: None,
         });
     }
     Ok(out)

@@ -34,6 +34,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rand::Rng;
 
+pub mod bucket;
 pub mod tls;
 
 use crate::body::Body;
@@ -57,6 +58,9 @@ pub struct Target {
     pub tier: Tier,
     /// Connect with TLS, checking the certificate so.
     pub tls: Option<Trust>,
+    /// An S3 gateway holding the service's bucket: the request is rewritten to read the
+    /// object and signed ([`bucket`]).
+    pub bucket: Option<Arc<bucket::BucketAccess>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,8 +207,28 @@ pub fn targets(route: &ServiceRoute, key: &str, client_host: &str) -> Vec<Target
                 host: client_host.to_owned(),
                 tier: Tier::Parent,
                 tls,
+                bucket: None,
             });
         }
+    }
+    if route.service.bucket_origin().is_some() {
+        // The gateways are interchangeable: start at a random one, try each once.
+        if let Some(b) = &route.bucket
+            && !b.gateways.is_empty()
+        {
+            let start = rand::rng().random_range(0..b.gateways.len());
+            for i in 0..b.gateways.len() {
+                let addr = b.gateways[(start + i) % b.gateways.len()].to_string();
+                out.push(Target {
+                    host: addr.clone(),
+                    authority: addr,
+                    tier: Tier::Origin,
+                    tls: None,
+                    bucket: Some(b.access.clone()),
+                });
+            }
+        }
+        return out;
     }
     let mut primaries: Vec<_> = route.primaries().collect();
     let mut rng = rand::rng();
@@ -250,6 +274,7 @@ fn origin_target(route: &ServiceRoute, o: &lingjing_model::Origin, client_host: 
             .unwrap_or_else(|| client_host.to_owned()),
         tier: Tier::Origin,
         tls,
+        bucket: None,
     }
 }
 
@@ -302,6 +327,20 @@ impl Upstream {
         let mut failures = Vec::new();
         for target in targets {
             let authority = target.authority.as_str();
+            let object;
+            let path_and_query = match &target.bucket {
+                Some(access) => {
+                    if *method != Method::GET && *method != Method::HEAD {
+                        return Err(UpstreamError::Failed(
+                            authority.to_owned(),
+                            "a bucket origin serves only GET and HEAD".to_owned(),
+                        ));
+                    }
+                    object = bucket::object_path(&access.bucket, path_and_query);
+                    object.as_str()
+                }
+                None => path_and_query,
+            };
             // Over TLS the URI names the host (SNI, certificate name, HTTP/2 :authority);
             // the TLS client connects to `authority` whatever the URI says.
             let uri = match &target.tls {
@@ -317,11 +356,22 @@ impl Upstream {
             };
             let mut req = Request::builder().method(method.clone()).uri(uri);
             if let Some(h) = req.headers_mut() {
-                *h = headers.clone();
-                if let Ok(v) = HeaderValue::from_str(&target.host) {
-                    h.insert(header::HOST, v);
+                if let Some(access) = &target.bucket {
+                    *h = bucket::signed_headers(
+                        access,
+                        method,
+                        &target.host,
+                        path_and_query,
+                        headers,
+                        std::time::SystemTime::now(),
+                    );
+                } else {
+                    *h = headers.clone();
+                    if let Ok(v) = HeaderValue::from_str(&target.host) {
+                        h.insert(header::HOST, v);
+                    }
+                    crate::guard::mark_parent_fetch(h, target.tier == Tier::Parent, &self.node_id);
                 }
-                crate::guard::mark_parent_fetch(h, target.tier == Tier::Parent, &self.node_id);
                 crate::guard::append_cdn_loop(h, &self.cdn_info);
             }
             let retryable = body.is_none();
@@ -333,7 +383,9 @@ impl Upstream {
             let started = Instant::now();
             let pools = self.pools();
             let sent = match (&target.tls, target.tier) {
+                // The S3 gateways are platform nodes: the trusted pool, as for parents.
                 (None, Tier::Parent) => pools.parents.request(req),
+                (None, Tier::Origin) if target.bucket.is_some() => pools.parents.request(req),
                 (None, Tier::Origin) => pools.origins.load().request(req),
                 (Some(trust), tier) => {
                     let client = match tier {

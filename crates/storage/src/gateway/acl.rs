@@ -122,6 +122,26 @@ fn names_version(query: Option<&str>) -> bool {
         .any(|p| p.split('=').next() == Some("versionId"))
 }
 
+/// The decision on a request signed with a bucket-origin credential (an edge reading the
+/// bucket a CDN service is served from): `GetObject` and `HeadObject` in `bucket`, no
+/// other operation and no other bucket. The handler then checks, as for any key, that the
+/// bucket belongs to the credential's tenant (or is `public-read`).
+pub(crate) fn check_read_only(cx: &S3AccessContext<'_>, bucket: &str) -> S3Result<()> {
+    let op = cx.s3_op().name();
+    let in_bucket = match cx.s3_path() {
+        S3Path::Object { bucket: b, .. } => b.as_ref() == bucket,
+        S3Path::Root | S3Path::Bucket { .. } => false,
+    };
+    if matches!(op, "GetObject" | "HeadObject") && in_bucket {
+        Ok(())
+    } else {
+        Err(s3_error!(
+            AccessDenied,
+            "this platform credential may only read objects of bucket {bucket}"
+        ))
+    }
+}
+
 /// The decision on an unsigned request, before its input is read: only a [`public_op`]
 /// on a `public-read` bucket (and, for objects, no `versionId`) goes on to the handler,
 /// which decides again. A missing bucket is `NoSuchBucket`, as S3 answers.

@@ -268,6 +268,7 @@ impl OpSlot {
 /// ([`super::acl::check_anonymous`]: only reads of `public-read` buckets pass).
 pub(crate) struct Access {
     pub(crate) meta: Meta,
+    pub(crate) keys: super::Keys,
 }
 
 #[async_trait::async_trait]
@@ -278,7 +279,10 @@ impl S3Access for Access {
             slot.set(&op);
         }
         match cx.credentials() {
-            Some(_) => Ok(()),
+            Some(c) => match self.keys.read_only_bucket(&c.access_key) {
+                Some(bucket) => super::acl::check_read_only(cx, &bucket),
+                None => Ok(()),
+            },
             None => super::acl::check_anonymous(&self.meta, cx).await,
         }
     }

@@ -38,6 +38,7 @@ use metrics::{GatewayMetrics, OpSlot};
 pub mod acl;
 pub(crate) mod checksum;
 pub mod cors;
+pub(crate) mod kept;
 pub mod metrics;
 pub mod s3;
 pub mod tagging;
@@ -51,6 +52,8 @@ pub struct S3Key {
     pub access_key: String,
     pub secret: String,
     pub tenant: String,
+    /// A bucket-origin credential (an edge's): it may only read objects of this bucket.
+    pub read_only_bucket: Option<String>,
 }
 
 /// A gateway's settings.
@@ -115,6 +118,8 @@ impl Default for GcSchedule {
 /// A running gateway.
 pub struct GatewayHandle {
     addr: SocketAddr,
+    /// The further addresses of [`start_on`].
+    also: Vec<SocketAddr>,
     metrics: Arc<GatewayMetrics>,
     replicas: Arc<Replicas>,
     keys: Keys,
@@ -136,6 +141,11 @@ pub struct ClusterUpdate {
 impl GatewayHandle {
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The addresses it serves on besides [`GatewayHandle::addr`] (see [`start_on`]).
+    pub fn also(&self) -> &[SocketAddr] {
+        &self.also
     }
 
     /// The gateway's metrics (serve them with [`metrics::serve_admin`]).
@@ -215,6 +225,13 @@ impl Keys {
 
     pub(crate) fn tenant(&self, access_key: &str) -> Option<String> {
         self.current().get(access_key).map(|k| k.tenant.clone())
+    }
+
+    /// The one bucket `access_key` may read, when it is a bucket-origin credential.
+    pub(crate) fn read_only_bucket(&self, access_key: &str) -> Option<String> {
+        self.current()
+            .get(access_key)
+            .and_then(|k| k.read_only_bucket.clone())
     }
 }
 
@@ -314,8 +331,118 @@ fn start_upkeep(
     }
 }
 
+/// Serves S3 on `listener` until `stopped`: the HTTP layer in front of s3s (CORS, body
+/// digests, metrics).
+async fn serve_listener(
+    listener: tokio::net::TcpListener,
+    service: s3s::service::S3Service,
+    counted: Arc<GatewayMetrics>,
+    meta: Meta,
+    host: Arc<MultiDomain>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let http = auto::Builder::new(TokioExecutor::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (socket, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "S3 accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = async { stopped.wait_for(|s| *s).await.map(|_| ()) } => break,
+        };
+        // Small answers must not wait for the client's delayed ACK (Nagle).
+        let _ = socket.set_nodelay(true);
+        let service = service.clone();
+        let metrics = counted.clone();
+        let (meta, host) = (meta.clone(), host.clone());
+        let counting =
+            hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                let slot = OpSlot::default();
+                req.extensions_mut().insert(slot.clone());
+                let bytes_in = metrics::declared_len(req.headers());
+                let started = Instant::now();
+                let service = service.clone();
+                let metrics = metrics.clone();
+                let (meta, host) = (meta.clone(), host.clone());
+                async move {
+                    let res = if req.method() == http::Method::OPTIONS {
+                        slot.set("CorsPreflight");
+                        let addressed = cors::addressed(&host, &req);
+                        Ok(cors::preflight(&meta, addressed, req.headers()).await)
+                    } else {
+                        // An `Origin` costs a read of the bucket's CORS configuration.
+                        let cors = req
+                            .headers()
+                            .get(http::header::ORIGIN)
+                            .cloned()
+                            .and_then(|o| Some((o, cors::addressed(&host, &req)?.0)));
+                        let method = req.method().clone();
+                        // Bodies s3s reads whole are checked against their digests
+                        // here (s3s does not); PutObject and UploadPart check theirs.
+                        let verdict = checksum::Verdict::default();
+                        let req = if checksum::wants_check(req.headers()) {
+                            let (parts, body) = req.into_parts();
+                            let body = checksum::CheckedBody::new(
+                                body,
+                                &parts.headers,
+                                slot.clone(),
+                                verdict.clone(),
+                            );
+                            http::Request::from_parts(parts, s3s::Body::http_body(body))
+                        } else {
+                            req.map(s3s::Body::from)
+                        };
+                        let mut res = service.call(req).await;
+                        if let Some((code, message)) = verdict.take() {
+                            res = Ok(cors::error_response(
+                                http::StatusCode::BAD_REQUEST,
+                                code.as_str(),
+                                &message,
+                                "",
+                            ));
+                        }
+                        if let (Ok(r), Some((origin, bucket))) = (&mut res, cors) {
+                            cors::decorate(&meta, &bucket, &origin, &method, r.headers_mut()).await;
+                        }
+                        res
+                    };
+                    if let Ok(r) = &res {
+                        metrics.observe(
+                            slot.take(),
+                            r.status(),
+                            started.elapsed(),
+                            bytes_in,
+                            r.headers(),
+                        );
+                    }
+                    res
+                }
+            });
+        let conn = http.serve_connection(TokioIo::new(socket), counting);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    drop(graceful);
+}
+
 /// Opens the metadata database and serves S3 on `config.listen` until shut down.
 pub async fn start(config: GatewayConfig) -> std::io::Result<GatewayHandle> {
+    start_on(config, &[]).await
+}
+
+/// [`start`], serving on the addresses `also` as well as on `config.listen` (e.g. a
+/// gateway that clients reach on a well-known address and edges on its node's own).
+pub async fn start_on(
+    config: GatewayConfig,
+    also: &[SocketAddr],
+) -> std::io::Result<GatewayHandle> {
     let meta = Meta::open(&config.meta_url)
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -335,6 +462,16 @@ pub async fn start(config: GatewayConfig) -> std::io::Result<GatewayHandle> {
             )
         })?;
     let addr = listener.local_addr()?;
+    let mut extra = Vec::new();
+    for a in also {
+        extra.push(tokio::net::TcpListener::bind(a).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen on {a} (S3): {e}"))
+        })?);
+    }
+    let extra_addrs = extra
+        .iter()
+        .map(tokio::net::TcpListener::local_addr)
+        .collect::<std::io::Result<Vec<_>>>()?;
     let replicas = Arc::new(replicas);
     let gateway = s3::Gateway {
         meta: meta.clone(),
@@ -344,7 +481,10 @@ pub async fn start(config: GatewayConfig) -> std::io::Result<GatewayHandle> {
     };
     let mut builder = S3ServiceBuilder::new(gateway);
     builder.set_auth(keys.clone());
-    builder.set_access(metrics::Access { meta: meta.clone() });
+    builder.set_access(metrics::Access {
+        meta: meta.clone(),
+        keys: keys.clone(),
+    });
     let domains = [
         config.domain.clone(),
         format!("{}:{}", config.domain, addr.port()),
@@ -359,103 +499,28 @@ pub async fn start(config: GatewayConfig) -> std::io::Result<GatewayHandle> {
     let service = builder.build();
     let metrics = Arc::new(GatewayMetrics::default());
     let counted = metrics.clone();
-    let (stop, mut stopped) = watch::channel(false);
+    let (stop, _) = watch::channel(false);
     start_upkeep(&config, &meta, &replicas, &metrics, &stop);
+    let mut loops = Vec::new();
+    for listener in std::iter::once(listener).chain(extra) {
+        loops.push(tokio::spawn(serve_listener(
+            listener,
+            service.clone(),
+            counted.clone(),
+            meta.clone(),
+            host.clone(),
+            stop.subscribe(),
+        )));
+    }
     let task = tokio::spawn(async move {
-        let http = auto::Builder::new(TokioExecutor::new());
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        loop {
-            let (socket, _) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "S3 accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                _ = async { stopped.wait_for(|s| *s).await.map(|_| ()) } => break,
-            };
-            // Small answers must not wait for the client's delayed ACK (Nagle).
-            let _ = socket.set_nodelay(true);
-            let service = service.clone();
-            let metrics = counted.clone();
-            let (meta, host) = (meta.clone(), host.clone());
-            let counting =
-                hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                    let slot = OpSlot::default();
-                    req.extensions_mut().insert(slot.clone());
-                    let bytes_in = metrics::declared_len(req.headers());
-                    let started = Instant::now();
-                    let service = service.clone();
-                    let metrics = metrics.clone();
-                    let (meta, host) = (meta.clone(), host.clone());
-                    async move {
-                        let res = if req.method() == http::Method::OPTIONS {
-                            slot.set("CorsPreflight");
-                            let addressed = cors::addressed(&host, &req);
-                            Ok(cors::preflight(&meta, addressed, req.headers()).await)
-                        } else {
-                            // An `Origin` costs a read of the bucket's CORS configuration.
-                            let cors = req
-                                .headers()
-                                .get(http::header::ORIGIN)
-                                .cloned()
-                                .and_then(|o| Some((o, cors::addressed(&host, &req)?.0)));
-                            let method = req.method().clone();
-                            // Bodies s3s reads whole are checked against their digests
-                            // here (s3s does not); PutObject and UploadPart check theirs.
-                            let verdict = checksum::Verdict::default();
-                            let req = if checksum::wants_check(req.headers()) {
-                                let (parts, body) = req.into_parts();
-                                let body = checksum::CheckedBody::new(
-                                    body,
-                                    &parts.headers,
-                                    slot.clone(),
-                                    verdict.clone(),
-                                );
-                                http::Request::from_parts(parts, s3s::Body::http_body(body))
-                            } else {
-                                req.map(s3s::Body::from)
-                            };
-                            let mut res = service.call(req).await;
-                            if let Some((code, message)) = verdict.take() {
-                                res = Ok(cors::error_response(
-                                    http::StatusCode::BAD_REQUEST,
-                                    code.as_str(),
-                                    &message,
-                                    "",
-                                ));
-                            }
-                            if let (Ok(r), Some((origin, bucket))) = (&mut res, cors) {
-                                cors::decorate(&meta, &bucket, &origin, &method, r.headers_mut())
-                                    .await;
-                            }
-                            res
-                        };
-                        if let Ok(r) = &res {
-                            metrics.observe(
-                                slot.take(),
-                                r.status(),
-                                started.elapsed(),
-                                bytes_in,
-                                r.headers(),
-                            );
-                        }
-                        res
-                    }
-                });
-            let conn = http.serve_connection(TokioIo::new(socket), counting);
-            let conn = graceful.watch(conn.into_owned());
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
+        for l in loops {
+            let _ = l.await;
         }
-        drop(graceful);
     });
     tracing::info!(%addr, domain = %config.domain, "S3 gateway listening");
     Ok(GatewayHandle {
         addr,
+        also: extra_addrs,
         metrics,
         replicas,
         keys,

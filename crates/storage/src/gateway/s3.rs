@@ -1191,7 +1191,15 @@ impl S3 for Gateway {
             size: stored.size,
             etag: etag.clone(),
             content_type: input.content_type.map(|c| c.to_string()),
-            metadata: input.metadata.unwrap_or_default().into_iter().collect(),
+            metadata: super::kept::join(
+                input.metadata.unwrap_or_default(),
+                [
+                    input.cache_control,
+                    input.content_disposition,
+                    input.content_encoding,
+                    input.content_language,
+                ],
+            ),
             last_modified: now_ms(),
             blocks: stored.blocks,
             tags,
@@ -1231,7 +1239,7 @@ impl S3 for Gateway {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let named = req.input.version_id.as_deref();
-        let (bucket, object, owner) = self
+        let (bucket, mut object, owner) = self
             .readable(&req, &req.input.bucket, &req.input.key, named, true)
             .await?;
         read_precondition(
@@ -1252,6 +1260,15 @@ impl S3 for Gateway {
             req.input.checksum_mode.as_ref(),
             req.input.range.is_none() && req.input.part_number.is_none(),
         );
+        let (
+            user,
+            [
+                cache_control,
+                content_disposition,
+                content_encoding,
+                content_language,
+            ],
+        ) = super::kept::split(std::mem::take(&mut object.metadata));
         let mut response = S3Response::new(HeadObjectOutput {
             checksum_crc32: shown.checksum_crc32,
             checksum_crc32c: shown.checksum_crc32c,
@@ -1263,7 +1280,11 @@ impl S3 for Gateway {
             e_tag: Some(ETag::Strong(object.etag)),
             last_modified: Some(timestamp(object.last_modified)),
             content_type: object.content_type.and_then(|c| c.parse().ok()),
-            metadata: Some(object.metadata.into_iter().collect()),
+            metadata: Some(user.into_iter().collect()),
+            cache_control,
+            content_disposition,
+            content_encoding,
+            content_language,
             accept_ranges: Some("bytes".into()),
             version_id: shown_version(bucket.versioning, &object.version_id, named.is_some()),
             ..Default::default()
@@ -1277,7 +1298,7 @@ impl S3 for Gateway {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let named = req.input.version_id.as_deref();
-        let (bucket, object, owner) = self
+        let (bucket, mut object, owner) = self
             .readable(&req, &req.input.bucket, &req.input.key, named, true)
             .await?;
         no_anonymous_overrides(&req.input, req.credentials.is_some())?;
@@ -1325,6 +1346,15 @@ impl S3 for Gateway {
             req.input.checksum_mode.as_ref(),
             req.input.range.is_none(),
         );
+        let (
+            user,
+            [
+                cache_control,
+                content_disposition,
+                content_encoding,
+                content_language,
+            ],
+        ) = super::kept::split(std::mem::take(&mut object.metadata));
         Ok(S3Response::new(GetObjectOutput {
             tag_count,
             checksum_crc32: shown.checksum_crc32,
@@ -1340,7 +1370,11 @@ impl S3 for Gateway {
             e_tag: Some(ETag::Strong(object.etag)),
             last_modified: Some(timestamp(object.last_modified)),
             content_type: object.content_type.and_then(|c| c.parse().ok()),
-            metadata: Some(object.metadata.into_iter().collect()),
+            metadata: Some(user.into_iter().collect()),
+            cache_control,
+            content_disposition,
+            content_encoding,
+            content_language,
             version_id: shown_version(bucket.versioning, &object.version_id, named.is_some()),
             ..Default::default()
         }))
@@ -1466,7 +1500,15 @@ impl S3 for Gateway {
                 bucket: input.bucket.clone(),
                 key: input.key.clone(),
                 content_type: input.content_type.map(|c| c.to_string()),
-                metadata: input.metadata.unwrap_or_default().into_iter().collect(),
+                metadata: super::kept::join(
+                    input.metadata.unwrap_or_default(),
+                    [
+                        input.cache_control,
+                        input.content_disposition,
+                        input.content_encoding,
+                        input.content_language,
+                    ],
+                ),
                 initiated: now_ms(),
                 tags,
             })
@@ -2209,12 +2251,15 @@ impl S3 for Gateway {
         let (content_type, metadata) = if replace {
             (
                 input.content_type.as_ref().map(|c| c.to_string()),
-                input
-                    .metadata
-                    .clone()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect(),
+                super::kept::join(
+                    input.metadata.clone().unwrap_or_default(),
+                    [
+                        input.cache_control.clone(),
+                        input.content_disposition.clone(),
+                        input.content_encoding.clone(),
+                        input.content_language.clone(),
+                    ],
+                ),
             )
         } else {
             (source.content_type.clone(), source.metadata.clone())
