@@ -412,6 +412,37 @@ pub enum StorageSub {
     /// back); `lingjing storage status --json` shows no scrub state yet: see each node's
     /// `GET /v1/status`.
     Scrub,
+    /// The cluster layout: which storage nodes take new blocks, and their shares.
+    Layout {
+        #[command(subcommand)]
+        command: LayoutSub,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LayoutSub {
+    /// The layout in effect: its version, and each node's site, capacity and share of new
+    /// blocks.
+    Show,
+    /// Applies the layout in effect with these changes as the next version, and prints
+    /// the estimated share of block pieces placed on other nodes from now on.
+    Apply {
+        /// The version to apply: the one in effect plus one (`layout show` prints it), so
+        /// that a change made meanwhile by someone else is not overwritten unseen.
+        #[arg(long)]
+        version: u64,
+        /// NODE=GIB: a storage node's capacity (adds it to the layout; 0: nothing new goes
+        /// there). Repeatable.
+        #[arg(long = "capacity", value_name = "NODE=GIB")]
+        capacity: Vec<String>,
+        /// Takes a node out of the layout: nothing new goes there (what it holds stays
+        /// readable). Repeatable.
+        #[arg(long, value_name = "NODE")]
+        remove: Vec<String>,
+        /// Only check the change and print the estimate; apply nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -717,6 +717,63 @@ fn object_storage_runs_on_three_sites(data: &Path, s3: &str, key: &(String, Stri
     let asked: Vec<serde_json::Value> = serde_json::from_slice(&scrub.stdout).expect("json");
     assert_eq!(asked.len(), 3, "{asked:?}");
     assert!(asked.iter().all(|a| a["error"].is_null()), "{asked:?}");
+    // The cluster layout: version 0 (equal shares) until one is applied.
+    let show = lingjing_in(data, &["storage", "layout", "show"]);
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(text.contains("Layout version 0"), "{text}");
+    for node in ["wuxi-1-s1", "suqian-1-s1", "taizhou-1-s1"] {
+        assert!(text.contains(node), "{node}: {text}");
+    }
+    let apply = |extra: &[&str]| {
+        let mut args = vec![
+            "storage",
+            "layout",
+            "apply",
+            "--version",
+            "1",
+            "--capacity",
+            "wuxi-1-s1=500",
+            "--capacity",
+            "suqian-1-s1=500",
+            "--capacity",
+            "taizhou-1-s1=1000",
+        ];
+        args.extend_from_slice(extra);
+        let out = lingjing_in(data, &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(apply(&["--dry-run"]).contains("Would apply layout version 1"));
+    assert!(apply(&[]).contains("Applied layout version 1"));
+    let show = lingjing_in(data, &["storage", "layout", "show"]);
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(text.contains("Layout version 1, applied"), "{text}");
+    assert!(
+        text.contains("1000 GiB") && text.contains("50.0%"),
+        "{text}"
+    );
+    let stale = lingjing_in(
+        data,
+        &[
+            "storage",
+            "layout",
+            "apply",
+            "--version",
+            "1",
+            "--remove",
+            "wuxi-1-s1",
+        ],
+    );
+    assert!(!stale.status.success());
+    assert!(
+        String::from_utf8_lossy(&stale.stderr).contains("version 2"),
+        "{}",
+        String::from_utf8_lossy(&stale.stderr)
+    );
     // A second key, revoked: refused within a few snapshot rounds.
     let made = lingjing_in(data, &["tenant", "s3-key-create", "demo", "--json"]);
     assert!(

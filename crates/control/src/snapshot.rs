@@ -242,6 +242,7 @@ pub async fn build_storage(
         .into_iter()
         .filter(|n| n.node.roles.contains(&NodeRole::Storage))
         .collect();
+    let layout = crate::store::storage::layout(&mut *conn).await?;
     let s3_keys = if role == Role::S3 {
         let mut keys = crate::store::storage::all_s3_credentials(&mut *conn).await?;
         let services = list_docs::<Service>(conn).await?;
@@ -262,6 +263,7 @@ pub async fn build_storage(
             policy,
             nodes,
             s3_keys,
+            layout,
         },
     })
 }

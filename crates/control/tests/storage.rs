@@ -217,3 +217,87 @@ async fn storage_nodes_report_their_disk_to_the_operator() {
     );
     plane.shutdown().await;
 }
+
+/// The storage layout: version 0 lists every storage node with equal shares; a new one
+/// must be the next version and name storage nodes only; a dry run changes nothing; an
+/// applied layout reaches the gateways and storage nodes in their snapshot; only the
+/// operator reads or changes it.
+#[tokio::test]
+async fn the_storage_layout_is_versioned_and_reaches_the_gateways() {
+    let (mut plane, api) = common::start_seeded().await;
+    for (id, site) in [
+        ("wx-1-s", "wx-1"),
+        ("wx-1-t", "wx-1"),
+        ("nj-1-s", "nj-1"),
+        ("nj-1-t", "nj-1"),
+    ] {
+        api.create("nodes", common::node(id, site, &["storage"]))
+            .await;
+    }
+    api.create("nodes", common::node("nj-1-g", "nj-1", &["s3"]))
+        .await;
+    let layout = api.get("/v1/storage/layout").await.ok(200);
+    assert_eq!(layout["version"], 0, "{layout}");
+    assert_eq!(
+        layout["nodes"].as_array().map(Vec::len),
+        Some(4),
+        "{layout}"
+    );
+
+    let next = |version: u64, nodes: Value| json!({"version": version, "nodes": nodes});
+    let three = json!([
+        {"node": "wx-1-s", "capacity_gib": 100},
+        {"node": "wx-1-t", "capacity_gib": 100},
+        {"node": "nj-1-s", "capacity_gib": 100},
+        {"node": "nj-1-t", "capacity_gib": 400}
+    ]);
+    api.post("/v1/storage/layout", next(2, three.clone()))
+        .await
+        .err(409, "version_mismatch");
+    api.post(
+        "/v1/storage/layout",
+        next(1, json!([{"node": "wx-1-a", "capacity_gib": 100}])),
+    )
+    .await
+    .err_field(422, "invalid", "nodes[0].node");
+    api.post(
+        "/v1/storage/layout",
+        next(1, json!([{"node": "wx-1-s", "capacity_gib": 0}])),
+    )
+    .await
+    .err_field(422, "invalid", "nodes");
+    let tenant = api.with_token(&common::tenant_key(&api, "demo").await);
+    tenant.get("/v1/storage/layout").await.err(403, "forbidden");
+    tenant
+        .post("/v1/storage/layout", next(1, three.clone()))
+        .await
+        .err(403, "forbidden");
+
+    let dry = api
+        .post("/v1/storage/layout?dry_run=true", next(1, three.clone()))
+        .await
+        .ok(200);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(api.get("/v1/storage/layout").await.ok(200)["version"], 0);
+    // nj-1-t going from a quarter to half of the shares moves some of the others'
+    // pieces to it (three copies of each block on four nodes).
+    let moved = dry["moved_fraction"].as_f64().expect("moved_fraction");
+    assert!((0.02..0.4).contains(&moved), "{dry}");
+
+    let applied = api
+        .post("/v1/storage/layout", next(1, three.clone()))
+        .await
+        .ok(200);
+    assert_eq!(applied["layout"]["version"], 1, "{applied}");
+    assert!(applied["layout"]["applied_at"].is_string(), "{applied}");
+    for role in ["s3", "storage"] {
+        let s = snapshot(&api, role).await;
+        assert_eq!(s["body"]["layout"]["version"], 1, "{role}: {s}");
+        assert_eq!(s["body"]["layout"]["nodes"], three, "{role}: {s}");
+    }
+    // The next change must build on version 1.
+    api.post("/v1/storage/layout", next(1, three))
+        .await
+        .err(409, "version_mismatch");
+    plane.shutdown().await;
+}

@@ -19,6 +19,7 @@ pub mod region;
 pub mod service;
 pub mod site;
 pub mod snapshot;
+pub mod storage_layout;
 pub mod tenant;
 pub mod validate;
 

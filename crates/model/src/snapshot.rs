@@ -186,6 +186,9 @@ pub struct StorageSnapshot {
     /// Tenants' S3 access keys (empty in the `storage` role's snapshot).
     #[serde(default)]
     pub s3_keys: Vec<S3Credential>,
+    /// The applied cluster layout: each node's share of new blocks (version 0: equal).
+    #[serde(default)]
+    pub layout: crate::storage_layout::StorageLayout,
 }
 
 /// How object storage keeps blocks: set on the control plane (`--storage-replicas`,

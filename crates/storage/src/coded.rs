@@ -90,7 +90,7 @@ impl Replicas {
         .map_err(|e| ReplicaError::Codec(e.to_string()))?;
         let (shards, ids) = shards;
         let c = self.cluster();
-        let order = c.up_first(placement::order(&id, &c.nodes));
+        let order = c.write_order(&id);
         let n = code.total();
         // Per node of `order`: shards of this block it holds, and whether it failed one.
         let mut load = vec![0usize; order.len()];
@@ -151,7 +151,7 @@ impl Replicas {
         }
         let used: Vec<&NodeRef> = holder.iter().flatten().map(|&i| order[i]).collect();
         let sites = placement::site_count(used.iter().copied());
-        let degraded = sites < placement::site_count(c.nodes.iter()).min(n);
+        let degraded = sites < c.writable_sites().min(n);
         if degraded || !failures.is_empty() {
             tracing::warn!(block = %id, code = %code, sites, degraded,
                 failures = %failures.join("; "), "coded block written with replacements");

@@ -1,17 +1,16 @@
-//! Where a block's replicas go: a deterministic order of the storage nodes for each block.
-//!
-//! Rendezvous (highest-random-weight) hashing ranks the nodes by `SHA-256(block id, node
-//! id)`, so every gateway computes the same order from the same node list without
-//! coordinating, and adding or removing a node changes the order of only the blocks whose
-//! top ranks it enters or leaves (about 1/N of them for one node in N). The ranking is then
-//! spread over sites: the first replica of each site comes before any second replica of a
-//! site, so the first `r` nodes cover `min(r, sites)` sites and losing one site loses at
-//! most `ceil(r / sites)` replicas.
+//! Where a block's pieces go: a deterministic order of the storage nodes for each block,
+//! by the layout's rule ([`lingjing_model::storage_layout::rank`]: weighted rendezvous
+//! hashing over the nodes' capacities, spread over sites), so every gateway computes the
+//! same order from the same layout without coordinating, and adding or removing a node
+//! changes the order of only the blocks whose top ranks it enters or leaves. The first
+//! `r` nodes cover `min(r, sites)` sites, so losing one site loses at most
+//! `ceil(r / sites)` replicas. Nodes of weight 0 (left out of the layout, or drained of
+//! new data) come last: nothing new goes there, reads still find what is there.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use sha2::{Digest, Sha256};
+use lingjing_model::storage_layout::{Candidate, rank};
 
 use crate::block::BlockId;
 
@@ -24,36 +23,30 @@ pub struct NodeRef {
     pub site: String,
     /// Its block API (`http://{addr}/v1/blocks/...`).
     pub addr: SocketAddr,
+    /// Its capacity in the layout (its share of new blocks; 0: nothing new).
+    pub weight: u64,
 }
 
 /// Every node of `nodes`, in the order block `id` prefers them: the first `r` are where
 /// its `r` replicas go, the rest are where a write goes when one of those fails.
 pub fn order<'a>(id: &BlockId, nodes: &'a [NodeRef]) -> Vec<&'a NodeRef> {
-    let mut ranked: Vec<(&NodeRef, [u8; 32])> = nodes
+    let candidates: Vec<Candidate<'_>> = nodes
         .iter()
-        .map(|n| {
-            let mut h = Sha256::new();
-            h.update(id.as_bytes());
-            h.update(n.id.as_bytes());
-            (n, h.finalize().into())
+        .map(|n| Candidate {
+            id: &n.id,
+            site: &n.site,
+            weight: n.weight,
         })
         .collect();
-    // Highest weight first; node id breaks (impossible) ties, so the order is total.
-    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.id.cmp(&b.0.id)));
-    // Round by round: in each round, the best-ranked node not yet taken of each site, in
-    // rank order.
-    let mut out: Vec<&NodeRef> = Vec::with_capacity(ranked.len());
-    let mut taken = vec![false; ranked.len()];
-    while out.len() < ranked.len() {
-        let mut sites_this_round: HashSet<&str> = HashSet::new();
-        for (i, (node, _)) in ranked.iter().enumerate() {
-            if !taken[i] && sites_this_round.insert(node.site.as_str()) {
-                taken[i] = true;
-                out.push(node);
-            }
-        }
-    }
-    out
+    rank(id.as_bytes(), &candidates)
+        .into_iter()
+        .map(|i| &nodes[i])
+        .collect()
+}
+
+/// The nodes that take new blocks (weight above 0).
+pub fn writable(nodes: &[NodeRef]) -> impl Iterator<Item = &NodeRef> {
+    nodes.iter().filter(|n| n.weight > 0)
 }
 
 /// The number of distinct sites among `nodes`.
@@ -76,6 +69,7 @@ mod tests {
                 id: (*id).to_owned(),
                 site: (*site).to_owned(),
                 addr: SocketAddr::from(([127, 0, 0, 1], 7810 + i as u16)),
+                weight: 1,
             })
             .collect()
     }

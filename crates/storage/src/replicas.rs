@@ -47,7 +47,9 @@ pub enum ReplicaError {
     },
     #[error("no storage node could serve block {id}: {failures}")]
     Unreadable { id: BlockId, failures: String },
-    #[error("the cluster has no storage nodes")]
+    #[error(
+        "the cluster has no storage nodes that take data (check `lingjing storage layout show`)"
+    )]
     NoNodes,
     #[error(
         "coded block {id} ({code}): {durable} shard(s) durable, at most {most} on one node; a write needs all of them with at most the parity count on any node: {failures}"
@@ -131,8 +133,9 @@ pub struct Erasure {
 
 impl Cluster {
     fn new(nodes: Vec<NodeRef>, down: HashSet<String>, policy: Redundancy, token: &str) -> Cluster {
+        let writable = placement::writable(&nodes).count();
         Cluster {
-            replicas: policy.replicas.clamp(1, nodes.len().max(1)),
+            replicas: policy.replicas.clamp(1, writable.max(1)),
             erasure: policy.erasure,
             token: token.to_owned(),
             nodes,
@@ -143,7 +146,24 @@ impl Cluster {
     /// The code a block of `len` bytes is written with, if it is coded.
     pub(crate) fn code_for(&self, len: usize) -> Option<ErasureCode> {
         let e = self.erasure?;
-        (len as u64 >= e.min_bytes && self.nodes.len() > e.code.data()).then_some(e.code)
+        let writable = placement::writable(&self.nodes).count();
+        (len as u64 >= e.min_bytes && writable > e.code.data()).then_some(e.code)
+    }
+
+    /// Where block `id`'s pieces are written, in order: the nodes that take new blocks
+    /// (weight above 0) by the block's placement order, those reported down last.
+    pub(crate) fn write_order(&self, id: &BlockId) -> Vec<&NodeRef> {
+        self.up_first(
+            placement::order(id, &self.nodes)
+                .into_iter()
+                .filter(|n| n.weight > 0)
+                .collect(),
+        )
+    }
+
+    /// The number of sites with nodes that take new blocks.
+    pub(crate) fn writable_sites(&self) -> usize {
+        placement::site_count(placement::writable(&self.nodes))
     }
 
     /// `order` with the nodes reported down moved to the end (stable).
@@ -162,7 +182,7 @@ impl Replicas {
         policy: Redundancy,
         token: &str,
     ) -> Result<Replicas, ReplicaError> {
-        if nodes.is_empty() {
+        if placement::writable(&nodes).next().is_none() {
             return Err(ReplicaError::NoNodes);
         }
         let http = reqwest::Client::builder()
@@ -191,7 +211,7 @@ impl Replicas {
         policy: Redundancy,
         token: &str,
     ) -> Result<(), ReplicaError> {
-        if nodes.is_empty() {
+        if placement::writable(&nodes).next().is_none() {
             return Err(ReplicaError::NoNodes);
         }
         let next = Arc::new(Cluster::new(nodes, down, policy, token));
@@ -249,9 +269,9 @@ impl Replicas {
     pub async fn put(&self, data: Bytes) -> Result<Placed, ReplicaError> {
         let id = BlockId::of(&data);
         let c = self.cluster();
-        let order = c.up_first(placement::order(&id, &c.nodes));
+        let order = c.write_order(&id);
         let quorum = c.replicas / 2 + 1;
-        let sites_needed = placement::site_count(c.nodes.iter()).min(2).min(c.replicas);
+        let sites_needed = c.writable_sites().min(2).min(c.replicas);
         let mut acked: Vec<&NodeRef> = Vec::new();
         let mut failures: Vec<String> = Vec::new();
         let mut next = 0;

@@ -110,3 +110,59 @@ async fn a_block_nobody_holds_is_reported_with_every_nodes_answer() {
         assert!(text.contains(&format!("{}: 404", node.id)), "{text}");
     }
 }
+
+/// A node the layout gives no capacity (being removed) takes no new copy, even when a
+/// node that should take one fails; what it already holds still reads, as the map names
+/// it. With capacity back, it takes its share again.
+#[tokio::test]
+async fn a_node_without_capacity_takes_nothing_new_but_still_serves_what_it_holds() {
+    let mut cluster = Cluster::start(&[
+        ("st-a", "wuxi"),
+        ("st-b", "nanjing"),
+        ("st-c", "suzhou"),
+        ("st-d", "suzhou"),
+    ])
+    .await;
+    let full = replicas(&cluster);
+    let old = full.put(data(40)).await.expect("written before");
+    let mut refs = cluster.refs.clone();
+    let drained = "st-d";
+    refs.iter_mut()
+        .filter(|n| n.id == drained)
+        .for_each(|n| n.weight = 0);
+    let layout = Replicas::new(refs.clone(), Redundancy::replicated(3), TOKEN).expect("replicas");
+    for seed in 0..20 {
+        let placed = layout.put(data(seed)).await.expect("written");
+        assert!(!placed.nodes.iter().any(|n| n == drained), "{placed:?}");
+        assert!(!cluster.holds(drained, &placed.id), "block {seed}");
+    }
+    let got = layout
+        .get(&old.id, &old.nodes)
+        .await
+        .expect("old block reads");
+    assert_eq!(got, data(40));
+    // Even with a node down, the write goes to the other nodes with capacity only.
+    cluster.stop("st-a").await;
+    for seed in 20..30 {
+        let placed = layout
+            .put(data(seed))
+            .await
+            .expect("written with st-a down");
+        assert!(!placed.nodes.iter().any(|n| n == drained), "{placed:?}");
+    }
+    // Only capacity-less nodes: refused, nothing to write to.
+    let mut none = refs;
+    none.iter_mut().for_each(|n| n.weight = 0);
+    assert!(matches!(
+        Replicas::new(none, Redundancy::replicated(3), TOKEN),
+        Err(ReplicaError::NoNodes)
+    ));
+    // Capacity back: some of the next blocks go there again.
+    let back = replicas(&cluster);
+    let mut took = 0;
+    for seed in 100..130 {
+        let placed = back.put(data(seed)).await.expect("written with st-a down");
+        took += usize::from(placed.nodes.iter().any(|n| n == drained));
+    }
+    assert!(took > 0, "st-d took none of 30 blocks");
+}

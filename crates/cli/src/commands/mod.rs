@@ -7,6 +7,7 @@ mod node_access;
 mod purge;
 mod resources;
 mod storage;
+mod storage_layout;
 mod up;
 mod up_storage;
 

@@ -47,6 +47,9 @@ pub async fn run(global: &Global, args: StorageArgs) -> anyhow::Result<()> {
     match args.command {
         Some(StorageSub::Status { meta_url }) => return status(global, meta_url).await,
         Some(StorageSub::Scrub) => return scrub(global).await,
+        Some(StorageSub::Layout { command }) => {
+            return super::storage_layout::run(global, command).await;
+        }
         None => {}
     }
     let Some(node) = args.node.clone() else {
@@ -201,6 +204,7 @@ pub fn cluster_update(body: &StorageSnapshot) -> Result<ClusterUpdate, String> {
             id: n.node.id.clone(),
             site: n.node.site.clone(),
             addr: std::net::SocketAddr::new(*ip, n.node.ports.http),
+            weight: body.layout.capacity(&n.node.id),
         });
     }
     if nodes.is_empty() {
@@ -435,6 +439,7 @@ fn node_ref(spec: &str) -> anyhow::Result<NodeRef> {
             id: id.to_owned(),
             site: site.to_owned(),
             addr,
+            weight: 1,
         }),
         _ => bail!(
             "--node {spec:?}: give a storage node as ID@SITE=ADDR, e.g. st-1@wuxi=127.0.0.1:7810"

@@ -398,6 +398,26 @@ fn other_ops() -> Vec<Op> {
         .ok("200", "What each node answered", Some(array_of("ScrubAsked"))),
         Op::new(
             HttpMethod::Get,
+            "/v1/storage/layout",
+            "storage",
+            "storage_layout",
+            "The storage layout in effect (version 0: every storage node, equal shares)",
+        )
+        .ok("200", "The layout", Some(schema_ref("StorageLayout"))),
+        Op::new(
+            HttpMethod::Post,
+            "/v1/storage/layout",
+            "storage",
+            "apply_storage_layout",
+            "Apply a new storage layout (version = current + 1; `?dry_run=true` only checks it) and estimate the share of block pieces placed elsewhere",
+        )
+        .query("dry_run", "Only check the layout and estimate what moves", bool::schema())
+        .body("application/json", schema_ref("StorageLayout"))
+        .ok("200", "Applied (or checked)", Some(schema_ref("LayoutChange")))
+        .err("409", "`version_mismatch`: another layout was applied meanwhile")
+        .err("422", "Invalid: `field` names the offending node"),
+        Op::new(
+            HttpMethod::Get,
             "/v1/snapshots/{role}",
             "agents",
             "poll_snapshot",
@@ -610,6 +630,10 @@ pub fn document() -> OpenApi {
     components = add_schema::<lingjing_model::tenant::NewS3Key>(components);
     components = add_schema::<lingjing_model::snapshot::StorageNodeStatus>(components);
     components = add_schema::<lingjing_model::snapshot::ScrubAsked>(components);
+    components = add_schema::<lingjing_model::storage_layout::StorageLayout>(components);
+    components = add_schema::<lingjing_model::storage_layout::LayoutNode>(components);
+    components = add_schema::<lingjing_model::storage_layout::LayoutChange>(components);
+    components = add_schema::<lingjing_model::snapshot::BucketOrigin>(components);
     components = add_schema::<ErrorBody>(components);
     components = add_schema::<super::hostnames::VerifyRequest>(components);
     components = add_schema::<super::hostnames::VerifyResult>(components);

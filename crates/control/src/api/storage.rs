@@ -8,9 +8,12 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use lingjing_model::Tenant;
 use lingjing_model::snapshot::{S3Credential, ScrubAsked, StorageNodeStatus};
+use lingjing_model::storage_layout::{
+    Candidate, LayoutChange, LayoutNode, StorageLayout, moved_fraction,
+};
 use lingjing_model::tenant::{MAX_S3_KEYS, NewS3Key, S3KeyInfo};
 
-use super::AppState;
+use super::{ApiJson, ApiQuery, AppState};
 use crate::auth::{Caller, random_hex};
 use crate::error::ApiError;
 use crate::store::{get_doc, storage};
@@ -21,6 +24,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/tenants/{id}/s3-keys/{key}", delete(revoke))
         .route("/v1/storage/status", get(status))
         .route("/v1/storage/scrub", post(scrub))
+        .route("/v1/storage/layout", get(layout).post(apply_layout))
 }
 
 /// The operator, or tenant `id` itself.
@@ -188,4 +192,128 @@ async fn scrub(
         }
     });
     Ok(Json(futures::future::join_all(asks).await))
+}
+
+/// The layout in effect: the applied one, or in version 0 every storage node with an equal
+/// share (capacity 1 each).
+async fn effective_layout(
+    conn: &mut sqlx::AnyConnection,
+) -> Result<(StorageLayout, Vec<lingjing_model::Node>), ApiError> {
+    let layout = storage::layout(&mut *conn).await?;
+    let nodes: Vec<lingjing_model::Node> = crate::store::list_docs::<lingjing_model::Node>(conn)
+        .await?
+        .into_iter()
+        .filter(|n| n.roles.contains(&lingjing_model::NodeRole::Storage))
+        .collect();
+    if layout.version > 0 {
+        return Ok((layout, nodes));
+    }
+    let implicit = StorageLayout {
+        version: 0,
+        nodes: nodes
+            .iter()
+            .map(|n| LayoutNode {
+                node: n.id.clone(),
+                capacity_gib: 1,
+            })
+            .collect(),
+        applied_at: None,
+    };
+    Ok((implicit, nodes))
+}
+
+async fn layout(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<StorageLayout>, ApiError> {
+    caller.require_operator()?;
+    let mut tx = state.store.read().await?;
+    let (layout, _) = effective_layout(&mut tx).await?;
+    tx.commit().await?;
+    Ok(Json(layout))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ApplyParams {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Applies a new layout: its version must be the current one plus one (so two operators
+/// cannot overwrite each other's change unseen), its nodes storage nodes of the inventory.
+/// With `?dry_run=true` only checks it and estimates what moves.
+async fn apply_layout(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<ApplyParams>,
+    ApiJson(mut next): ApiJson<StorageLayout>,
+) -> Result<Json<LayoutChange>, ApiError> {
+    caller.require_operator()?;
+    next.check().map_err(ApiError::from)?;
+    let mut w = state.store.write(true).await?;
+    let (current, inventory) = effective_layout(&mut w.tx).await?;
+    if next.version != current.version + 1 {
+        return Err(ApiError::conflict(
+            "version_mismatch",
+            format!(
+                "the layout in effect is version {}; a new one must be version {} (read it again with `lingjing storage layout show`)",
+                current.version,
+                current.version + 1
+            ),
+        ));
+    }
+    for (i, n) in next.nodes.iter().enumerate() {
+        if !inventory.iter().any(|s| s.id == n.node) {
+            return Err(ApiError::invalid(
+                format!("nodes[{i}].node"),
+                format!("`{}` is not a node with the storage role", n.node),
+            ));
+        }
+    }
+    let site = |id: &str| -> String {
+        inventory
+            .iter()
+            .find(|n| n.id == id)
+            .map(|n| n.site.clone())
+            .unwrap_or_default()
+    };
+    let sited = |l: &StorageLayout| -> Vec<(String, String, u64)> {
+        l.nodes
+            .iter()
+            .map(|n| (n.node.clone(), site(&n.node), n.capacity_gib))
+            .collect()
+    };
+    fn candidates(v: &[(String, String, u64)]) -> Vec<Candidate<'_>> {
+        v.iter()
+            .map(|(id, site, weight)| Candidate {
+                id,
+                site,
+                weight: *weight,
+            })
+            .collect()
+    }
+    let (before, after) = (sited(&current), sited(&next));
+    let policy = state.views.storage;
+    let pieces = policy.erasure.map_or(policy.replicas as usize, |c| {
+        c.total().max(policy.replicas as usize)
+    });
+    let moved_fraction = moved_fraction(&candidates(&before), &candidates(&after), pieces, 10_000);
+    next.applied_at = Some(crate::time::now_rfc3339());
+    if !params.dry_run {
+        storage::set_layout(&mut w.tx, &next).await?;
+        if let Some(v) = w.commit().await? {
+            state.hub.publish(v);
+        }
+        tracing::info!(
+            version = next.version,
+            moved_fraction,
+            "storage layout applied"
+        );
+    }
+    Ok(Json(LayoutChange {
+        layout: next,
+        moved_fraction,
+        pieces: u32::try_from(pieces).unwrap_or(u32::MAX),
+        dry_run: params.dry_run,
+    }))
 }

@@ -175,3 +175,38 @@ pub async fn ensure_cluster_token(conn: &mut AnyConnection) -> Result<String, St
         .await?
         .ok_or_else(|| StoreError::Corrupt("the storage cluster token was not stored".into()))
 }
+
+/// The `meta` key the applied storage layout is kept under (JSON).
+pub const LAYOUT_KEY: &str = "storage_layout";
+
+/// The applied storage layout; version 0 (no nodes) when none was applied.
+pub async fn layout(
+    conn: &mut AnyConnection,
+) -> Result<lingjing_model::storage_layout::StorageLayout, StoreError> {
+    let row = sqlx::query("SELECT value FROM meta WHERE key = $1")
+        .bind(LAYOUT_KEY)
+        .fetch_optional(conn)
+        .await?;
+    match row {
+        Some(r) => serde_json::from_str(&r.try_get::<String, _>(0)?)
+            .map_err(|e| StoreError::Corrupt(format!("storage layout: {e}"))),
+        None => Ok(Default::default()),
+    }
+}
+
+/// Stores `layout` as the applied one.
+pub async fn set_layout(
+    conn: &mut AnyConnection,
+    layout: &lingjing_model::storage_layout::StorageLayout,
+) -> Result<(), StoreError> {
+    let body = serde_json::to_string(layout).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO meta (key, value) VALUES ($1, $2) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(LAYOUT_KEY)
+    .bind(body)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -52,6 +52,7 @@ impl Cluster {
                 id: (*id).into(),
                 site: (*site).into(),
                 addr: node.addr(),
+                weight: 1,
             });
             nodes.push(Some(node));
             dirs.push(dir);
