@@ -660,7 +660,12 @@ fn object_storage_runs_on_three_sites(data: &Path, s3: &str, key: &(String, Stri
         || {
             let out = lingjing_in(data, &["storage", "status"]);
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            (out.status.success() && !text.contains("never")).then_some(text)
+            // The last column is when the node last reported.
+            let reported = text
+                .lines()
+                .filter(|l| l.contains("-s1 "))
+                .all(|l| !l.trim_end().ends_with("never"));
+            (out.status.success() && reported).then_some(text)
         },
     );
     assert!(status.contains("3 node(s) in 3 site(s)"), "{status}");
@@ -717,6 +722,22 @@ fn object_storage_runs_on_three_sites(data: &Path, s3: &str, key: &(String, Stri
     let asked: Vec<serde_json::Value> = serde_json::from_slice(&scrub.stdout).expect("json");
     assert_eq!(asked.len(), 3, "{asked:?}");
     assert!(asked.iter().all(|a| a["error"].is_null()), "{asked:?}");
+    // The nodes report their finished scrubs with their heartbeats; nothing to repair.
+    let status = common::eventually(
+        "every node reports a finished scrub",
+        Duration::from_secs(20),
+        || {
+            let out = lingjing_in(data, &["storage", "status"]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let nodes: Vec<&str> = text.lines().filter(|l| l.contains("-s1 ")).collect();
+            (nodes.len() == 3 && nodes.iter().all(|l| l.contains(" ago "))).then_some(text)
+        },
+    );
+    assert!(
+        status.contains("Repair backlog: 0 block(s)")
+            && status.contains("data at risk: 0 block(s)"),
+        "{status}"
+    );
     // The cluster layout: version 0 (equal shares) until one is applied.
     let show = lingjing_in(data, &["storage", "layout", "show"]);
     let text = String::from_utf8_lossy(&show.stdout);

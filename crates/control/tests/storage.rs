@@ -165,7 +165,8 @@ async fn storage_nodes_report_their_disk_to_the_operator() {
     assert_eq!(status[0]["node"]["node"]["id"], "wx-1-s", "{status}");
     assert!(status[0]["report"].is_null(), "{status}");
 
-    let report = json!({"used_bytes": 1000, "free_bytes": 5000, "blocks": 3});
+    let report = json!({"used_bytes": 1000, "free_bytes": 5000, "blocks": 3,
+        "last_scrub_ms": 1_764_000_000_000u64, "scrub_running": true, "corrupt_found": 2});
     storage
         .post(
             "/v1/nodes/wx-1-s/heartbeat",

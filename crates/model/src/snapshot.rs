@@ -247,6 +247,16 @@ pub struct StorageReport {
     pub free_bytes: u64,
     /// Blocks held.
     pub blocks: u64,
+    /// When its last scrub pass finished, in ms since the Unix epoch (none yet: absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scrub_ms: Option<u64>,
+    /// A scrub pass is running now.
+    #[serde(default)]
+    pub scrub_running: bool,
+    /// Corrupt copies or shards its scrubs found (quarantined, for repair to rewrite)
+    /// since it started.
+    #[serde(default)]
+    pub corrupt_found: u64,
 }
 
 /// A storage node as `GET /v1/storage/status` reports it.

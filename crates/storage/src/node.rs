@@ -82,6 +82,11 @@ impl NodeHandle {
         &self.node_id
     }
 
+    /// What reads the node's status (disk and scrub) while it runs.
+    pub fn status_view(&self) -> StatusView {
+        StatusView(self.node.clone())
+    }
+
     /// What replaces the cluster token while the node runs.
     pub fn token_setter(&self) -> TokenSetter {
         TokenSetter(self.node.clone())
@@ -91,6 +96,19 @@ impl NodeHandle {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+    }
+}
+
+/// Reads a running node's status: its disk and its scrubs (for its heartbeats).
+#[derive(Clone)]
+pub struct StatusView(Arc<Node>);
+
+impl StatusView {
+    pub fn status(&self) -> NodeStatus {
+        NodeStatus {
+            store: self.0.store.status(),
+            scrub: self.0.scrubber.state(),
+        }
     }
 }
 

@@ -17,7 +17,6 @@ use lingjing_model::snapshot::{
     Role, ScrubAsked, Snapshot, StorageNodeStatus, StoragePolicy, StorageReport,
     StorageReportSource, StorageSnapshot,
 };
-use lingjing_storage::block::BlockStore;
 use lingjing_storage::gateway::{
     ClusterUpdate, GatewayConfig, GatewayHandle, GcSchedule, RepairSchedule, S3Key,
 };
@@ -132,17 +131,21 @@ pub struct ManagedNode {
     pub agent: AgentHandle,
 }
 
-/// A storage node's disk as its heartbeats report it (nothing before the store is open).
-struct DiskReport(Arc<OnceLock<Arc<BlockStore>>>);
+/// A storage node's disk and scrubs as its heartbeats report them (nothing before the
+/// node runs).
+struct DiskReport(Arc<OnceLock<lingjing_storage::node::StatusView>>);
 
 impl StorageReportSource for DiskReport {
     fn report(&self) -> StorageReport {
-        self.0.get().map_or_else(StorageReport::default, |store| {
-            let s = store.status();
+        self.0.get().map_or_else(StorageReport::default, |view| {
+            let s = view.status();
             StorageReport {
-                used_bytes: s.used_bytes,
-                free_bytes: s.free_bytes,
-                blocks: s.blocks,
+                used_bytes: s.store.used_bytes,
+                free_bytes: s.store.free_bytes,
+                blocks: s.store.blocks,
+                last_scrub_ms: s.scrub.finished_ms,
+                scrub_running: s.scrub.running,
+                corrupt_found: s.scrub.corrupt_total,
             }
         })
     }
@@ -169,7 +172,7 @@ pub async fn start_managed_node(agent: Agent, config: NodeConfig) -> anyhow::Res
         ..config
     })
     .await?;
-    let _ = store.set(handle.store.clone());
+    let _ = store.set(handle.status_view());
     let tokens = handle.token_setter();
     tokio::spawn(async move {
         while rx.changed().await.is_ok() {
@@ -352,9 +355,12 @@ async fn status(global: &Global, meta_url: Option<String>) -> anyhow::Result<()>
         return Ok(());
     }
     println!(
-        "{:<16} {:<12} {:<22} {:<8} {:>10} {:>10} {:>9}  REPORTED",
-        "NODE", "SITE", "ADDRESS", "HEALTH", "USED", "FREE", "BLOCKS"
+        "{:<16} {:<12} {:<22} {:<8} {:>10} {:>10} {:>9} {:>12} {:>7}  REPORTED",
+        "NODE", "SITE", "ADDRESS", "HEALTH", "USED", "FREE", "BLOCKS", "SCRUBBED", "CORRUPT"
     );
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let (mut used, mut free, mut blocks) = (0u64, 0u64, 0u64);
     for n in &nodes {
         let addr = n.node.addresses.first().map_or_else(
@@ -372,8 +378,13 @@ async fn status(global: &Global, meta_url: Option<String>) -> anyhow::Result<()>
         used += r.used_bytes;
         free += r.free_bytes;
         blocks += r.blocks;
+        let scrubbed = match (r.scrub_running, r.last_scrub_ms) {
+            (true, _) => "running".to_owned(),
+            (false, Some(at)) => ago(now_ms.saturating_sub(at) / 1000),
+            (false, None) => "never".to_owned(),
+        };
         println!(
-            "{:<16} {:<12} {:<22} {:<8} {:>10} {:>10} {:>9}  {}",
+            "{:<16} {:<12} {:<22} {:<8} {:>10} {:>10} {:>9} {:>12} {:>7}  {}",
             n.node.node.id,
             n.node.node.site,
             addr,
@@ -381,6 +392,8 @@ async fn status(global: &Global, meta_url: Option<String>) -> anyhow::Result<()>
             human_bytes(r.used_bytes),
             human_bytes(r.free_bytes),
             r.blocks,
+            scrubbed,
+            r.corrupt_found,
             n.reported_at.as_deref().unwrap_or("never")
         );
     }
@@ -393,23 +406,40 @@ async fn status(global: &Global, meta_url: Option<String>) -> anyhow::Result<()>
         human_bytes(free)
     );
     match census {
-        Some(c) => println!(
-            "{} bucket(s), {} object(s), {} noncurrent version(s), {} of data; {} distinct blocks ({} erasure-coded), {} under-replicated, {} at risk (one node from unreadable), {} unavailable",
-            c.buckets,
-            c.objects,
-            c.noncurrent_versions,
-            human_bytes(c.bytes),
-            c.blocks,
-            c.coded_blocks,
-            c.under_replicated,
-            c.at_risk,
-            c.unavailable
-        ),
+        Some(c) => {
+            println!(
+                "{} bucket(s), {} object(s), {} noncurrent version(s), {} of data; {} distinct blocks ({} erasure-coded), {} under-replicated, {} at risk (one node from unreadable), {} unavailable",
+                c.buckets,
+                c.objects,
+                c.noncurrent_versions,
+                human_bytes(c.bytes),
+                c.blocks,
+                c.coded_blocks,
+                c.under_replicated,
+                c.at_risk,
+                c.unavailable
+            );
+            println!(
+                "Repair backlog: {} block(s) short of pieces on healthy nodes; data at risk: {} block(s) with fewer than k+1 healthy pieces (k = 1 for copies)",
+                c.under_replicated,
+                c.at_risk + c.unavailable
+            );
+        }
         None => {
             println!("(no S3 metadata database here: give --meta-url to count objects and blocks)")
         }
     }
     Ok(())
+}
+
+/// `secs` seconds as a short age, e.g. `42s ago`, `5m ago`, `3h ago`, `2d ago`.
+fn ago(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s ago"),
+        60..3600 => format!("{}m ago", secs / 60),
+        3600..86_400 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86_400),
+    }
 }
 
 /// `n` bytes in binary units, e.g. `1.5 GiB`.

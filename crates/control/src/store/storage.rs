@@ -117,14 +117,17 @@ pub async fn record_report(
         .execute(&mut *conn)
         .await?;
     sqlx::query(
-        "INSERT INTO storage_reports (node_id, used_bytes, free_bytes, blocks, reported_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO storage_reports (node_id, used_bytes, free_bytes, blocks, reported_at, \
+         last_scrub_ms, scrub_running, corrupt_found) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(node.to_owned())
     .bind(clamp(report.used_bytes))
     .bind(clamp(report.free_bytes))
     .bind(clamp(report.blocks))
     .bind(at.to_owned())
+    .bind(report.last_scrub_ms.map(clamp))
+    .bind(i64::from(report.scrub_running))
+    .bind(clamp(report.corrupt_found))
     .execute(conn)
     .await?;
     Ok(())
@@ -135,7 +138,8 @@ pub async fn reports(
     conn: &mut AnyConnection,
 ) -> Result<BTreeMap<String, (StorageReport, String)>, StoreError> {
     let rows = sqlx::query(
-        "SELECT node_id, used_bytes, free_bytes, blocks, reported_at FROM storage_reports",
+        "SELECT node_id, used_bytes, free_bytes, blocks, reported_at, last_scrub_ms, \
+         scrub_running, corrupt_found FROM storage_reports",
     )
     .fetch_all(conn)
     .await?;
@@ -151,6 +155,11 @@ pub async fn reports(
                     used_bytes: n(1)?,
                     free_bytes: n(2)?,
                     blocks: n(3)?,
+                    last_scrub_ms: r
+                        .try_get::<Option<i64>, _>(5)?
+                        .map(|v| u64::try_from(v).unwrap_or(0)),
+                    scrub_running: n(6)? != 0,
+                    corrupt_found: n(7)?,
                 },
                 r.try_get::<String, _>(4)?,
             ),
