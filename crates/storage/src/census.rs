@@ -143,19 +143,21 @@ pub(crate) async fn each_block_map(
     Ok(())
 }
 
-/// Every block id the metadata references, and every shard id of its coded blocks: what
-/// garbage collection must keep. A map entry whose id does not parse is an error (a
-/// collection that cannot read the metadata must not delete anything).
-pub async fn referenced(meta: &Meta) -> Result<HashSet<BlockId>, MetaError> {
-    let mut ids = HashSet::new();
+/// Every (node, block or shard id) the block maps name: what garbage collection must
+/// keep on each node. A map entry whose id does not parse is an error.
+pub async fn referenced_on(meta: &Meta) -> Result<HashSet<(String, BlockId)>, MetaError> {
+    let mut held = HashSet::new();
     let mut bad: Option<String> = None;
     each_block_map(meta, |_, refs| {
         for r in refs {
-            let shards = r.coded.iter().flat_map(|c| c.shards.iter().map(|s| &s.id));
-            for id in std::iter::once(&r.id).chain(shards) {
+            let pieces: Vec<(&String, &String)> = match &r.coded {
+                None => r.nodes.iter().map(|n| (n, &r.id)).collect(),
+                Some(c) => c.shards.iter().map(|s| (&s.node, &s.id)).collect(),
+            };
+            for (node, id) in pieces {
                 match id.parse::<BlockId>() {
                     Ok(id) => {
-                        ids.insert(id);
+                        held.insert((node.clone(), id));
                     }
                     Err(_) => bad = Some(id.clone()),
                 }
@@ -167,7 +169,7 @@ pub async fn referenced(meta: &Meta) -> Result<HashSet<BlockId>, MetaError> {
         Some(id) => Err(MetaError::Corrupt(format!(
             "block map names {id:?}, not a block id"
         ))),
-        None => Ok(ids),
+        None => Ok(held),
     }
 }
 

@@ -4,8 +4,10 @@
 //!
 //! One pass, [`collect`]: (1) list every node's blocks (`GET /v1/blocks`, paged) and keep
 //! those last written before the cutoff, `now - grace`; (2) read every block map in the
-//! metadata ([`crate::census::referenced`]), *after* the listing; (3) delete each listed
-//! block that is not referenced with `DELETE /v1/blocks/{id}?older_than_ms=cutoff`.
+//! metadata ([`crate::census::referenced_on`]), *after* the listing; (3) delete each
+//! listed piece that no map names on that node with
+//! `DELETE /v1/blocks/{id}?older_than_ms=cutoff`. Per node: a copy or shard left behind
+//! on a node when rebalancing moved it elsewhere (`crate::rebalance`) goes too.
 //!
 //! **Invariant: a block a commit in flight still needs is never deleted.** A write puts
 //! its blocks before it commits the row that references them, and a node renews a
@@ -52,7 +54,7 @@ pub struct NodeGc {
 /// What one pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct GcReport {
-    /// Distinct block and shard ids the metadata references.
+    /// (node, block or shard) pairs the metadata's maps name.
     pub referenced: u64,
     /// The cutoff, ms since the Unix epoch.
     pub cutoff_ms: u64,
@@ -112,7 +114,7 @@ pub async fn collect(
         listed.push((gc, old));
     }
     // (2) What the metadata references, read after the listing.
-    let referenced: HashSet<BlockId> = crate::census::referenced(meta).await?;
+    let referenced: HashSet<(String, BlockId)> = crate::census::referenced_on(meta).await?;
     // (3) The rest goes, unless written again since the cutoff.
     let mut report = GcReport {
         referenced: referenced.len() as u64,
@@ -120,7 +122,10 @@ pub async fn collect(
         nodes: Vec::new(),
     };
     for ((mut gc, old), node) in listed.into_iter().zip(&cluster.nodes) {
-        for (id, len) in old.into_iter().filter(|(id, _)| !referenced.contains(id)) {
+        for (id, len) in old
+            .into_iter()
+            .filter(|(id, _)| !referenced.contains(&(node.id.clone(), *id)))
+        {
             gc.unreferenced += 1;
             match replicas
                 .delete_if_older(&cluster.token, node, &id, cutoff_ms)

@@ -16,6 +16,7 @@ pub mod gc;
 pub mod meta;
 pub mod node;
 pub mod placement;
+pub mod rebalance;
 pub mod repair;
 pub mod replicas;
 pub mod scrub;

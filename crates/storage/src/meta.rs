@@ -170,6 +170,38 @@ pub fn new_upload_id() -> String {
     next_version_id("")
 }
 
+/// A table that holds block maps (column `blocks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MapTable {
+    /// Keys' latest versions.
+    Objects,
+    /// Older versions.
+    Versions,
+    /// Parts of multipart uploads in progress.
+    Parts,
+}
+
+impl MapTable {
+    pub(crate) const ALL: [MapTable; 3] = [MapTable::Objects, MapTable::Versions, MapTable::Parts];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            MapTable::Objects => "objects",
+            MapTable::Versions => "versions",
+            MapTable::Parts => "parts",
+        }
+    }
+
+    /// The primary key's columns, in order.
+    pub(crate) fn key_columns(self) -> &'static [&'static str] {
+        match self {
+            MapTable::Objects => &["bucket", "key"],
+            MapTable::Versions => &["bucket", "key", "version_id"],
+            MapTable::Parts => &["upload_id", "part_number"],
+        }
+    }
+}
+
 /// One version of an object (as written, or as read back).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Object {
@@ -267,6 +299,103 @@ impl Meta {
     /// The connection pool (for the read-only reports of [`crate::census`]).
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// One page of `table`'s rows after the key `after`: (primary key values, stored map).
+    pub(crate) async fn map_page(
+        &self,
+        table: MapTable,
+        after: Option<&[String]>,
+        limit: i64,
+    ) -> Result<Vec<(Vec<String>, String)>, MetaError> {
+        let columns = table.key_columns();
+        let cast = |c: &str| {
+            if c == "part_number" {
+                "CAST(part_number AS TEXT) AS part_key".to_owned()
+            } else {
+                c.to_owned()
+            }
+        };
+        let select = columns
+            .iter()
+            .map(|c| cast(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // Qualified: PostgreSQL would otherwise sort by the (text) output column.
+        let order = columns
+            .iter()
+            .map(|c| format!("{}.{c}", table.name()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // (a, b, c) > ($1, $2, $3), spelled out: a > $1 OR (a = $1 AND (b > $2 OR ...)).
+        let mut cond = String::new();
+        for (i, c) in columns.iter().enumerate().rev() {
+            let p = i + 1;
+            cond = if cond.is_empty() {
+                format!("{c} > ${p}")
+            } else {
+                format!("{c} > ${p} OR ({c} = ${p} AND ({cond}))")
+            };
+        }
+        let limit_at = columns.len() + 1;
+        let sql = match after {
+            Some(_) => format!(
+                "SELECT {select}, blocks FROM {} WHERE {cond} ORDER BY {order} LIMIT ${limit_at}",
+                table.name()
+            ),
+            None => format!(
+                "SELECT {select}, blocks FROM {} ORDER BY {order} LIMIT $1",
+                table.name()
+            ),
+        };
+        let mut q = sqlx::query(&sql);
+        if let Some(after) = after {
+            for (v, c) in after.iter().zip(columns) {
+                q = if *c == "part_number" {
+                    q.bind(v.parse::<i64>().unwrap_or(i64::MAX))
+                } else {
+                    q.bind(v.clone())
+                };
+            }
+        }
+        let rows = q.bind(limit).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let key = (0..columns.len())
+                    .map(|i| row.try_get::<String, _>(i))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((key, row.try_get::<String, _>(columns.len())?))
+            })
+            .collect()
+    }
+
+    /// Replaces the block map of the row `table`/`key` (`key` = the primary key's values,
+    /// in order) with `new`, only if it is still `old` (as stored): false when the row
+    /// changed or went meanwhile. For rebalancing (`crate::rebalance`).
+    pub(crate) async fn rewrite_map(
+        &self,
+        table: MapTable,
+        key: &[String],
+        old: &str,
+        new: &str,
+    ) -> Result<bool, MetaError> {
+        let (_writing, mut tx) = self.begin_write().await?;
+        let columns = table.key_columns();
+        let mut sql = format!("UPDATE {} SET blocks = $1 WHERE blocks = $2", table.name());
+        for (i, c) in columns.iter().enumerate() {
+            sql += &format!(" AND {c} = ${}", i + 3);
+        }
+        let mut q = sqlx::query(&sql).bind(new.to_owned()).bind(old.to_owned());
+        for (v, c) in key.iter().zip(columns) {
+            q = if *c == "part_number" {
+                q.bind(v.parse::<i64>().unwrap_or(-1))
+            } else {
+                q.bind(v.clone())
+            };
+        }
+        let done = q.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Opens (creating if needed) and migrates the database at `url`: `sqlite://PATH`,
@@ -2171,6 +2300,87 @@ mod tests {
             {
                 concurrent_writers(m).await;
             }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn block_maps_page_in_key_order_and_rewrite_only_if_unchanged() {
+        on_each_database(|m| async move {
+            m.create_bucket("b", "t", 1).await.expect("create");
+            for key in ["c", "a", "b/1", "b"] {
+                m.put_object(&object("b", key, key), &Condition::None)
+                    .await
+                    .expect("put")
+                    .expect("written");
+            }
+            let upload = new_upload_id();
+            m.create_upload(&Upload {
+                upload_id: upload.clone(),
+                bucket: "b".into(),
+                key: "big".into(),
+                content_type: None,
+                metadata: vec![],
+                initiated: 1,
+                tags: vec![],
+            })
+            .await
+            .expect("upload");
+            for part_number in [10, 2, 1] {
+                let part = Part {
+                    part_number,
+                    size: 3,
+                    etag: "p".into(),
+                    blocks: object("b", "big", "p").blocks,
+                    last_modified: 1,
+                };
+                assert!(m.put_part(&upload, &part).await.expect("part"));
+            }
+            let mut keys = Vec::new();
+            let mut after: Option<Vec<String>> = None;
+            loop {
+                let page = m
+                    .map_page(MapTable::Objects, after.as_deref(), 3)
+                    .await
+                    .expect("page");
+                let Some((last, _)) = page.last() else { break };
+                after = Some(last.clone());
+                keys.extend(page.into_iter().map(|(k, _)| k[1].clone()));
+            }
+            assert_eq!(keys, ["a", "b", "b/1", "c"]);
+            let parts = m
+                .map_page(MapTable::Parts, Some(&[upload.clone(), "1".into()]), 10)
+                .await
+                .expect("parts");
+            let numbers: Vec<&str> = parts.iter().map(|(k, _)| k[1].as_str()).collect();
+            assert_eq!(numbers, ["2", "10"], "numeric order after part 1");
+
+            let (key, stored) = m
+                .map_page(MapTable::Objects, None, 1)
+                .await
+                .expect("page")
+                .remove(0);
+            let mut moved: Vec<BlockRef> = serde_json::from_str(&stored).expect("map");
+            moved[0].nodes = vec!["st-9".into()];
+            let next = serde_json::to_string(&moved).expect("json");
+            assert!(
+                !m.rewrite_map(MapTable::Objects, &key, "[]", &next)
+                    .await
+                    .expect("stale")
+            );
+            assert!(
+                m.rewrite_map(MapTable::Objects, &key, &stored, &next)
+                    .await
+                    .expect("cas")
+            );
+            let got = m.object("b", "a").await.expect("read").expect("object");
+            assert_eq!(got.blocks[0].nodes, ["st-9"]);
+            let (pkey, pstored) = parts[0].clone();
+            assert!(
+                m.rewrite_map(MapTable::Parts, &pkey, &pstored, &next)
+                    .await
+                    .expect("part")
+            );
         })
         .await;
     }

@@ -16,8 +16,9 @@
 //! `unrecoverable` (and logged); it stays in the maps, readable again if a node that
 //! holds it comes back.
 //!
-//! Not here yet: moving pieces off a node that is gone for good, or spreading the shards
-//! of a block written while a site was down (both need the maps rewritten).
+//! Moving pieces elsewhere (off a node taken out of the layout, onto a node added, or to
+//! spread a block written while a site was down) rewrites the maps: that is
+//! `crate::rebalance`, which runs after each repair pass.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};

@@ -70,8 +70,9 @@ async fn unreferenced_old_blocks_go_and_everything_else_stays() {
     let report = gc::collect(&meta, &client, DEFAULT_GRACE)
         .await
         .expect("gc");
-    // The referenced: the kept block and the kept coded block with its 3 shards.
-    assert_eq!(report.referenced, 5, "{report:?}");
+    // The referenced (node, piece) pairs: the kept block's 3 copies and the kept coded
+    // block's 3 shards.
+    assert_eq!(report.referenced, 6, "{report:?}");
     // Deleted: 3 copies of `dropped` and the 3 shards of `dropped_coded`.
     assert_eq!(report.deleted(), 6, "{report:?}");
     assert_eq!(report.freed_bytes(), 3 * 50_000 + 3 * 45_000, "{report:?}");

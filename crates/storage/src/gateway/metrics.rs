@@ -56,6 +56,8 @@ pub struct GatewayMetrics {
     repair_repaired: Counter,
     repair_unrecoverable: Counter,
     repair_errors: Counter,
+    rebalance_moved: Counter,
+    rebalance_deferred: Counter,
     registry: Registry,
 }
 
@@ -141,7 +143,20 @@ impl Default for GatewayMetrics {
         ] {
             registry.register(name, help, Counter::clone(counter));
         }
+        let (rebalance_moved, rebalance_deferred): (Counter, Counter) = Default::default();
+        registry.register(
+            "rebalance_moved",
+            "Copies and shards rebalancing wrote to the nodes the layout places them on",
+            Counter::clone(&rebalance_moved),
+        );
+        registry.register(
+            "rebalance_deferred",
+            "Misplaced map entries rebalancing left for a later pass (a node down, a row changed, a failed read or write)",
+            Counter::clone(&rebalance_deferred),
+        );
         GatewayMetrics {
+            rebalance_moved,
+            rebalance_deferred,
             requests,
             head_seconds,
             bytes_in,
@@ -190,6 +205,19 @@ impl GatewayMetrics {
             }
             None => {
                 self.repair_errors.inc();
+            }
+        }
+    }
+
+    /// Counts one rebalancing pass (`None`: it failed).
+    pub(crate) fn rebalance(&self, report: Option<&crate::rebalance::RebalanceReport>) {
+        match report {
+            Some(r) => {
+                self.rebalance_moved.inc_by(r.pieces_written);
+                self.rebalance_deferred.inc_by(r.deferred);
+            }
+            None => {
+                self.rebalance_deferred.inc();
             }
         }
     }

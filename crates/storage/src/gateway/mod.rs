@@ -77,9 +77,10 @@ pub struct GatewayConfig {
     pub repair: Option<RepairSchedule>,
 }
 
-/// When a gateway repairs (`crate::repair`): a pass every `interval` while it holds the
-/// metadata's `repair` lease, reading at most `bytes_per_sec` (0: no limit) so that
-/// foreground requests keep their latency.
+/// When a gateway repairs (`crate::repair`) and then rebalances (`crate::rebalance`): a
+/// pass of each every `interval` while it holds the metadata's `repair` lease, each
+/// reading at most `bytes_per_sec` (0: no limit) so that foreground requests keep their
+/// latency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RepairSchedule {
     pub interval: std::time::Duration,
@@ -323,6 +324,14 @@ fn start_upkeep(
                         Err(e) => {
                             tracing::error!(error = %e, "repair pass failed");
                             metrics.repair(None);
+                        }
+                    }
+                    // Then pieces move to where the layout places them now.
+                    match crate::rebalance::rebalance(&m, &r, schedule.bytes_per_sec).await {
+                        Ok(report) => metrics.rebalance(Some(&report)),
+                        Err(e) => {
+                            tracing::error!(error = %e, "rebalance pass failed");
+                            metrics.rebalance(None);
                         }
                     }
                 }
