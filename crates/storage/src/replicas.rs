@@ -122,6 +122,10 @@ pub(crate) struct Cluster {
     pub(crate) erasure: Option<Erasure>,
 }
 
+/// The code cold data (infrequent-access storage classes) is kept with when the policy
+/// sets none: any two of six shards may be lost, at 1.5x the disk.
+pub const DEFAULT_COLD_CODE: &str = "4+2";
+
 /// The erasure-coding policy: blocks of at least `min_bytes` are coded with `code` when
 /// the cluster has enough nodes for it (`code.data() + 1`: a write must survive losing
 /// one node); smaller ones, and every block of a smaller cluster, are replicated.
@@ -143,9 +147,19 @@ impl Cluster {
         }
     }
 
-    /// The code a block of `len` bytes is written with, if it is coded.
-    pub(crate) fn code_for(&self, len: usize) -> Option<ErasureCode> {
-        let e = self.erasure?;
+    /// The code a block of `len` bytes is written with, if it is coded: by the policy's
+    /// code; for cold data (`cold`: an infrequent-access storage class) by the policy's
+    /// code or [`DEFAULT_COLD_CODE`], even where the policy codes nothing. Never when the
+    /// cluster has no more nodes taking data than the code's data shards.
+    pub(crate) fn code_for(&self, len: usize, cold: bool) -> Option<ErasureCode> {
+        let e = match (self.erasure, cold) {
+            (Some(e), _) => e,
+            (None, true) => Erasure {
+                code: DEFAULT_COLD_CODE.parse().ok()?,
+                min_bytes: lingjing_model::snapshot::DEFAULT_ERASURE_MIN_BYTES,
+            },
+            (None, false) => return None,
+        };
         let writable = placement::writable(&self.nodes).count();
         (len as u64 >= e.min_bytes && writable > e.code.data()).then_some(e.code)
     }
@@ -231,8 +245,8 @@ impl Replicas {
 
     /// The erasure code a new block of `len` bytes is written with, if the cluster's
     /// policy codes it (see [`Erasure`]).
-    pub fn code_for(&self, len: usize) -> Option<ErasureCode> {
-        self.cluster().code_for(len)
+    pub fn code_for(&self, len: usize, cold: bool) -> Option<ErasureCode> {
+        self.cluster().code_for(len, cold)
     }
 
     fn url(node: &NodeRef, id: &BlockId) -> String {

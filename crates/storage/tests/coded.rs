@@ -24,8 +24,12 @@ fn site_of<'a>(cluster: &'a Cluster, node: &str) -> &'a str {
 async fn shards_go_to_six_nodes_two_per_site_and_read_back() {
     let cluster = Cluster::start(&SIX).await;
     let client = cluster.coding_client("4+2", 64 * 1024);
-    assert_eq!(client.code_for(1 << 20), Some(code()));
-    assert_eq!(client.code_for(1000), None, "small blocks are replicated");
+    assert_eq!(client.code_for(1 << 20, false), Some(code()));
+    assert_eq!(
+        client.code_for(1000, false),
+        None,
+        "small blocks are replicated"
+    );
     let block = data(3, 1 << 20);
     let placed = client
         .put_coded(code(), block.clone())

@@ -2,6 +2,9 @@
 //! sites), driven by boto3 (`tests/clients/boto3_site_loss.py`): objects of one and many
 //! blocks, multipart and copied objects are written as shards; with every node of one
 //! site stopped, each reads back byte-exact (whole and by range) and new writes succeed.
+//! And storage classes on a cluster that only replicates by policy: objects of the cold
+//! classes (`STANDARD_IA`, `GLACIER_IR`) are erasure-coded all the same
+//! (`tests/clients/boto3_storage_class.py`), STANDARD ones replicated.
 
 mod common;
 
@@ -76,5 +79,72 @@ async fn objects_survive_a_whole_site_going_dark() {
     assert_eq!(c.unavailable, 0, "{c:?}");
     assert!(c.under_replicated >= c.coded_blocks, "{c:?}");
     run_client("boto3_site_loss.py", &["check", record], endpoint).await;
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_storage_classes_are_erasure_coded() {
+    if !boto3_available() {
+        return;
+    }
+    let cluster = Cluster::start(&SIX).await;
+    let meta_dir = tempfile::tempdir().expect("tempdir");
+    let meta_url = format!("sqlite://{}", meta_dir.path().join("meta.db").display());
+    let gw = gateway::start(GatewayConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        domain: "s3.lingjing.test".into(),
+        meta_url: meta_url.clone(),
+        nodes: cluster.refs.clone(),
+        // The policy codes nothing: only the storage class does.
+        redundancy: Redundancy::replicated(3),
+        cluster_token: TOKEN.into(),
+        block_bytes: 64 * 1024,
+        gc: None,
+        repair: None,
+        keys: vec![S3Key {
+            access_key: "SHOPKEY".into(),
+            secret: "shop-secret".into(),
+            tenant: "shop".into(),
+            read_only_bucket: None,
+        }],
+    })
+    .await
+    .expect("gateway");
+    run_client(
+        "boto3_storage_class.py",
+        &[],
+        format!("http://{}", gw.addr()),
+    )
+    .await;
+    let meta = Meta::open(&meta_url).await.expect("meta");
+    let blocks = |key: &'static str| {
+        let meta = meta.clone();
+        async move {
+            meta.object("classes", key)
+                .await
+                .expect("read")
+                .expect("object")
+                .blocks
+        }
+    };
+    // Cold: cut at 4 x 64 KiB and coded (4+2, the default cold code), but for a tail
+    // below the coding threshold (128 KiB); hot: 64 KiB copies.
+    let cold = blocks("cold.bin").await;
+    assert_eq!(cold.len(), 2, "{cold:?}");
+    assert_eq!(
+        cold[0].coded.as_ref().map(|c| c.code.to_string()),
+        Some("4+2".to_owned())
+    );
+    assert!(cold[1].coded.is_none(), "a 37 KB tail is replicated");
+    let hot = blocks("hot.bin").await;
+    assert!(
+        hot.iter().all(|b| b.coded.is_none() && b.nodes.len() == 3),
+        "{hot:?}"
+    );
+    let big = blocks("big.bin").await;
+    assert!(
+        big.iter().filter(|b| b.coded.is_some()).count() >= 10,
+        "{big:?}"
+    );
     gw.shutdown().await;
 }

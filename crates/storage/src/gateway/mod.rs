@@ -37,6 +37,7 @@ use metrics::{GatewayMetrics, OpSlot};
 
 pub mod acl;
 pub(crate) mod checksum;
+pub(crate) mod class;
 pub mod cors;
 pub(crate) mod kept;
 pub mod metrics;

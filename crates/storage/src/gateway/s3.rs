@@ -39,6 +39,7 @@ use s3s::dto::*;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::checksum::{self, Expected, Hasher};
+use super::class::Class;
 use super::{Keys, acl, cors, tagging};
 use crate::block::BlockId;
 use crate::erasure;
@@ -369,6 +370,7 @@ impl Gateway {
         limit: u64,
         expected: &Expected,
         trailers: Option<&s3s::TrailingHeaders>,
+        class: Class,
     ) -> S3Result<Stored> {
         if declared.is_some_and(|d| d > limit) {
             return Err(s3_error!(
@@ -379,7 +381,7 @@ impl Gateway {
         let mut hasher = Hasher::new(expected.algorithm());
         let mut received: u64 = 0;
         let mut blocks = Vec::new();
-        let block_bytes = self.block_size();
+        let block_bytes = self.block_size(class.cold());
         let mut pending = BytesMut::with_capacity(block_bytes);
         while let Some(chunk) = body.next().await {
             let mut chunk = chunk.map_err(|e| body_error(&e))?;
@@ -404,7 +406,7 @@ impl Gateway {
                 if pending.len() == block_bytes {
                     let full =
                         std::mem::replace(&mut pending, BytesMut::with_capacity(block_bytes));
-                    blocks.push(self.write_block(full.freeze()).await?);
+                    blocks.push(self.write_block(full.freeze(), class.cold()).await?);
                 }
             }
         }
@@ -419,7 +421,7 @@ impl Gateway {
         let trailers = trailers.and_then(s3s::TrailingHeaders::take);
         let checksum = expected.verify(&digests, trailers.as_ref())?;
         if !pending.is_empty() {
-            blocks.push(self.write_block(pending.freeze()).await?);
+            blocks.push(self.write_block(pending.freeze(), class.cold()).await?);
         }
         Ok(Stored {
             size: received,
@@ -487,7 +489,9 @@ impl Gateway {
                     }
                     None => {
                         last = Some(o.key.clone());
+                        let class = Class::of_metadata(&o.metadata);
                         contents.push(Object {
+                            storage_class: Some(ObjectStorageClass::from_static(class.name())),
                             key: Some(o.key),
                             size: Some(i64::try_from(o.size).unwrap_or(i64::MAX)),
                             e_tag: Some(ETag::Strong(o.etag)),
@@ -685,6 +689,7 @@ impl Gateway {
         &self,
         source: &meta::Object,
         span: std::ops::Range<u64>,
+        class: Class,
     ) -> S3Result<Stored> {
         let mut md5 = Md5::new();
         let mut blocks = Vec::new();
@@ -716,7 +721,7 @@ impl Gateway {
             if from == 0 && to == block.len {
                 blocks.push(block.clone());
             } else {
-                blocks.push(self.write_block(piece).await?);
+                blocks.push(self.write_block(piece, class.cold()).await?);
             }
         }
         Ok(Stored {
@@ -756,11 +761,11 @@ impl Gateway {
     /// The size a new body is cut into blocks of: `block_bytes`, or `k` times that when the
     /// cluster codes blocks (so that each shard is as large as a replicated block: `k`
     /// times fewer shard requests than coding `block_bytes` blocks would make).
-    fn block_size(&self) -> usize {
-        match self.replicas.code_for(usize::MAX) {
+    fn block_size(&self, cold: bool) -> usize {
+        match self.replicas.code_for(usize::MAX, cold) {
             Some(code) => {
                 let coded = self.block_bytes.saturating_mul(code.data());
-                if self.replicas.code_for(coded).is_some() {
+                if self.replicas.code_for(coded, cold).is_some() {
                     coded
                 } else {
                     self.block_bytes
@@ -773,12 +778,12 @@ impl Gateway {
     /// Writes one block: as erasure-coded shards when the cluster's policy codes a block
     /// of its size, else to its replicas. A coded write that cannot place every shard
     /// (too few nodes up) falls back to replicas.
-    async fn write_block(&self, data: Bytes) -> S3Result<BlockRef> {
+    async fn write_block(&self, data: Bytes, cold: bool) -> S3Result<BlockRef> {
         let unavailable = |e: ReplicaError| {
             tracing::error!(error = %e, "block write failed");
             S3Error::with_message(S3ErrorCode::ServiceUnavailable, e.to_string())
         };
-        if let Some(code) = self.replicas.code_for(data.len()) {
+        if let Some(code) = self.replicas.code_for(data.len(), cold) {
             match self.replicas.put_coded(code, data.clone()).await {
                 Ok(placed) => return Ok(placed.block_ref()),
                 Err(e @ ReplicaError::CodedShort { .. }) => {
@@ -1155,6 +1160,7 @@ impl S3 for Gateway {
             req.input.grant_write_acp.as_ref(),
         ])?;
         let tags = tagging::from_header(req.input.tagging.as_deref())?;
+        let class = Class::requested(req.input.storage_class.as_ref())?;
         let expected = Expected::from_headers(&req.headers)?;
         let condition = match (&req.input.if_none_match, &req.input.if_match) {
             (None, None) => Condition::None,
@@ -1184,6 +1190,7 @@ impl S3 for Gateway {
                 MAX_OBJECT_BYTES,
                 &expected,
                 req.trailing_headers.as_ref(),
+                class,
             )
             .await?;
         let etag = hex::encode(stored.md5);
@@ -1192,7 +1199,11 @@ impl S3 for Gateway {
             etag: etag.clone(),
             content_type: input.content_type.map(|c| c.to_string()),
             metadata: super::kept::join(
-                input.metadata.unwrap_or_default(),
+                input
+                    .metadata
+                    .unwrap_or_default()
+                    .into_iter()
+                    .chain(class.pair()),
                 [
                     input.cache_control,
                     input.content_disposition,
@@ -1260,6 +1271,7 @@ impl S3 for Gateway {
             req.input.checksum_mode.as_ref(),
             req.input.range.is_none() && req.input.part_number.is_none(),
         );
+        let class = Class::of_metadata(&object.metadata);
         let (
             user,
             [
@@ -1285,6 +1297,10 @@ impl S3 for Gateway {
             content_disposition,
             content_encoding,
             content_language,
+            // S3 leaves the header out for STANDARD.
+            storage_class: class
+                .cold()
+                .then(|| StorageClass::from_static(class.name())),
             accept_ranges: Some("bytes".into()),
             version_id: shown_version(bucket.versioning, &object.version_id, named.is_some()),
             ..Default::default()
@@ -1346,6 +1362,7 @@ impl S3 for Gateway {
             req.input.checksum_mode.as_ref(),
             req.input.range.is_none(),
         );
+        let class = Class::of_metadata(&object.metadata);
         let (
             user,
             [
@@ -1375,6 +1392,10 @@ impl S3 for Gateway {
             content_disposition,
             content_encoding,
             content_language,
+            // S3 leaves the header out for STANDARD.
+            storage_class: class
+                .cold()
+                .then(|| StorageClass::from_static(class.name())),
             version_id: shown_version(bucket.versioning, &object.version_id, named.is_some()),
             ..Default::default()
         }))
@@ -1492,6 +1513,7 @@ impl S3 for Gateway {
             req.input.grant_write_acp.as_ref(),
         ])?;
         let tags = tagging::from_header(req.input.tagging.as_deref())?;
+        let class = Class::requested(req.input.storage_class.as_ref())?;
         let input = req.input;
         let upload_id = meta::new_upload_id();
         self.meta
@@ -1501,7 +1523,11 @@ impl S3 for Gateway {
                 key: input.key.clone(),
                 content_type: input.content_type.map(|c| c.to_string()),
                 metadata: super::kept::join(
-                    input.metadata.unwrap_or_default(),
+                    input
+                        .metadata
+                        .unwrap_or_default()
+                        .into_iter()
+                        .chain(class.pair()),
                     [
                         input.cache_control,
                         input.content_disposition,
@@ -1526,8 +1552,10 @@ impl S3 for Gateway {
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let input = &req.input;
-        self.own_upload(&req, &input.bucket, &input.key, &input.upload_id)
+        let upload = self
+            .own_upload(&req, &input.bucket, &input.key, &input.upload_id)
             .await?;
+        let class = Class::of_metadata(&upload.metadata);
         if !(1..=MAX_PARTS).contains(&input.part_number) {
             return Err(s3_error!(
                 InvalidArgument,
@@ -1547,6 +1575,7 @@ impl S3 for Gateway {
                 MAX_OBJECT_BYTES,
                 &expected,
                 req.trailing_headers.as_ref(),
+                class,
             )
             .await?;
         let etag = hex::encode(stored.md5);
@@ -1590,8 +1619,10 @@ impl S3 for Gateway {
         req: S3Request<UploadPartCopyInput>,
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let input = &req.input;
-        self.own_upload(&req, &input.bucket, &input.key, &input.upload_id)
+        let upload = self
+            .own_upload(&req, &input.bucket, &input.key, &input.upload_id)
             .await?;
+        let class = Class::of_metadata(&upload.metadata);
         if !(1..=MAX_PARTS).contains(&input.part_number) {
             return Err(s3_error!(
                 InvalidArgument,
@@ -1620,7 +1651,7 @@ impl S3 for Gateway {
                 "a part is at most {MAX_OBJECT_BYTES} bytes: copy a smaller range"
             ));
         }
-        let stored = self.copy_blocks(&source.object, span).await?;
+        let stored = self.copy_blocks(&source.object, span, class).await?;
         let etag = hex::encode(stored.md5);
         let now = now_ms();
         let recorded = self
@@ -1866,7 +1897,9 @@ impl S3 for Gateway {
                         key: Some(encode(u.key)),
                         upload_id: Some(u.upload_id),
                         initiated: Some(timestamp(u.initiated)),
-                        storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+                        storage_class: Some(StorageClass::from_static(
+                            Class::of_metadata(&u.metadata).name(),
+                        )),
                         owner: Some(Owner {
                             display_name: Some(tenant.clone()),
                             id: Some(tenant.clone()),
@@ -2151,7 +2184,7 @@ impl S3 for Gateway {
                     last_modified: Some(timestamp(o.last_modified)),
                     size: Some(i64::try_from(o.size).unwrap_or(i64::MAX)),
                     storage_class: Some(ObjectVersionStorageClass::from_static(
-                        ObjectVersionStorageClass::STANDARD,
+                        Class::of_metadata(&o.metadata).name(),
                     )),
                     version_id: Some(o.version_id),
                     ..Default::default()
@@ -2248,11 +2281,24 @@ impl S3 for Gateway {
                 "copying an object onto itself needs --metadata-directive REPLACE (new metadata)"
             ));
         }
+        // The copy shares the source's blocks, so it keeps their class.
+        let class = Class::of_metadata(&source.metadata);
+        if Class::requested(input.storage_class.as_ref())? != class && input.storage_class.is_some()
+        {
+            return Err(not_implemented(
+                "changing an object's storage class by a copy (its blocks are shared): upload it again with the class",
+            ));
+        }
         let (content_type, metadata) = if replace {
             (
                 input.content_type.as_ref().map(|c| c.to_string()),
                 super::kept::join(
-                    input.metadata.clone().unwrap_or_default(),
+                    input
+                        .metadata
+                        .clone()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .chain(class.pair()),
                     [
                         input.cache_control.clone(),
                         input.content_disposition.clone(),
