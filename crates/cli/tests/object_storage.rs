@@ -12,8 +12,12 @@
 //! - Erasure-coded (4+2 over six nodes in three sites): both nodes of one site killed
 //!   while objects are being written: writes go on, every acknowledged object reads back
 //!   byte-exact (from parity for those written before), no failed one is visible.
-//! - The gateway killed in the middle of an upload: after a restart on the same metadata
-//!   database, the half-sent object is not visible and what was acknowledged is.
+//! - Then that site returns, one node as it was and one with a replaced (empty) disk: one
+//!   repair pass and one rebalancing pass later, another whole site can go dark and
+//!   every acknowledged object still reads byte-exact.
+//! - The gateway killed in the middle of an upload (replicated, and erasure-coded): after
+//!   a restart on the same metadata database, the half-sent object is not visible and
+//!   what was acknowledged is.
 //! - A presigned URL past its expiry is refused; a PUT or part declaring more than 5 GiB
 //!   is refused from its head (`EntityTooLarge`), before any of its body.
 //! - Two gateways on one PostgreSQL (with `LINGJING_TEST_POSTGRES`): what one writes the
@@ -326,6 +330,131 @@ fn erasure_coded_objects_survive_a_site_killed_mid_write() {
     run_python(&args);
 }
 
+/// Erasure-coded (4+2 over six nodes in three sites): a site goes dark while objects are
+/// written, so the blocks written meanwhile put their six shards on the four nodes left
+/// (three in one site). The site then comes back: one node as it was, the other with an
+/// empty disk (replaced). One repair pass writes back the replaced node's shards, one
+/// rebalancing pass spreads the degraded blocks over the three sites again: afterwards a
+/// *different* site can go dark and every acknowledged object still reads byte-exact.
+#[test]
+fn a_site_that_returns_or_is_replaced_gets_full_redundancy_back() {
+    if !common::boto3_available() {
+        return;
+    }
+    let mut cluster = Cluster::start_n(6);
+    // Repair and rebalancing are run below, one pass each, not on the gateway's clock.
+    cluster.gateway_flags = [
+        "--erasure",
+        "4+2",
+        "--erasure-min-kib",
+        "16",
+        "--repair-interval-min",
+        "0",
+        "--gc-interval-min",
+        "0",
+    ]
+    .map(String::from)
+    .to_vec();
+    let (_gateway, s3) = cluster.gateway();
+    run_python(&["bucket", &s3, "photos"]);
+    let stop = cluster.dir.path().join("stop");
+    let mut writer = python(&["write", &s3, "photos", stop.to_str().expect("utf-8")])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("writer");
+    let rx = lines_of(&mut writer);
+    let (mut acked, mut failed) = (Vec::new(), Vec::new());
+    until(&rx, "ACK", 4, &mut acked, &mut failed);
+    // Site 1 (nodes 1 and 4) goes dark; writes go on over sites 2 and 3.
+    cluster.nodes[0].kill9();
+    cluster.nodes[3].kill9();
+    until(&rx, "ACK", 8, &mut acked, &mut failed);
+    stop_writer(writer, &rx, &stop, &mut acked, &mut failed);
+
+    // Site 1 returns: st-1 with its disk, st-4 replaced (an empty one), same addresses.
+    let _ = std::fs::remove_dir_all(cluster.dir.path().join("st-4"));
+    for i in [0usize, 3] {
+        let addr = cluster.node_urls[i]
+            .trim_start_matches("http://")
+            .to_owned();
+        let blocks = cluster.dir.path().join(format!("st-{}", i + 1));
+        let mut p = Proc::spawn(
+            &format!("storage st-{} again", i + 1),
+            [
+                "storage".as_ref(),
+                "--node".as_ref(),
+                format!("st-{}", i + 1).as_ref(),
+                "--listen".as_ref(),
+                addr.as_ref(),
+                "--token-file".as_ref(),
+                cluster.dir.path().join("token").as_os_str(),
+                "--blocks-dir".as_ref(),
+                blocks.as_os_str(),
+            ] as [&std::ffi::OsStr; 9],
+        );
+        p.wait_for("its address", |l| url_after(l, "serving blocks"));
+        cluster.nodes[i] = p;
+    }
+    let (repaired, moved) = heal(&cluster);
+    assert!(repaired > 0, "the replaced node's shards were written back");
+    assert!(
+        moved > 0,
+        "the blocks written during the outage were spread again"
+    );
+
+    // Another site (nodes 2 and 5) goes dark: everything still reads byte-exact.
+    cluster.nodes[1].kill9();
+    cluster.nodes[4].kill9();
+    assert!(acked.len() >= 12, "{acked:?}");
+    let mut args = vec!["verify", s3.as_str(), "photos"];
+    args.extend(acked.iter().map(String::as_str));
+    assert!(run_python(&args).contains(&format!("verified {}", acked.len())));
+}
+
+/// One repair pass and one rebalancing pass over `cluster`'s metadata and nodes, as a
+/// gateway runs them: pieces written back, pieces moved.
+fn heal(cluster: &Cluster) -> (u64, u64) {
+    let nodes: Vec<lingjing_storage::NodeRef> = cluster
+        .node_urls
+        .iter()
+        .enumerate()
+        .map(|(i, url)| lingjing_storage::NodeRef {
+            id: format!("st-{}", i + 1),
+            site: format!("site-{}", i % 3 + 1),
+            addr: url.trim_start_matches("http://").parse().expect("addr"),
+            weight: 1,
+        })
+        .collect();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let meta =
+            lingjing_storage::meta::Meta::open(&format!("sqlite://{}", cluster.meta().display()))
+                .await
+                .expect("meta");
+        let replicas = lingjing_storage::Replicas::new(
+            nodes,
+            lingjing_storage::Redundancy {
+                replicas: 3,
+                erasure: Some(lingjing_storage::Erasure {
+                    code: "4+2".parse().expect("code"),
+                    min_bytes: 16 * 1024,
+                }),
+            },
+            "crash-cluster-token",
+        )
+        .expect("client");
+        let repair = lingjing_storage::repair::repair(&meta, &replicas, 0)
+            .await
+            .expect("repair pass");
+        assert_eq!(repair.unrecoverable, 0, "{repair:?}");
+        let rebalance = lingjing_storage::rebalance::rebalance(&meta, &replicas, 0)
+            .await
+            .expect("rebalance pass");
+        assert_eq!(rebalance.deferred, 0, "{rebalance:?}");
+        (repair.repaired, rebalance.pieces_written)
+    })
+}
+
 /// How many files under `dir` are `len` bytes long.
 fn files_of_size(dir: &Path, len: u64) -> usize {
     let mut n = 0;
@@ -345,7 +474,25 @@ fn a_gateway_killed_mid_upload_leaves_no_partial_object() {
     if !common::boto3_available() {
         return;
     }
-    let cluster = Cluster::start();
+    gateway_killed_mid_upload(&Cluster::start());
+}
+
+#[test]
+fn a_gateway_killed_mid_upload_leaves_no_partial_object_with_erasure_coding() {
+    if !common::boto3_available() {
+        return;
+    }
+    let mut cluster = Cluster::start_n(6);
+    cluster.gateway_flags = ["--erasure", "4+2", "--erasure-min-kib", "16"]
+        .map(String::from)
+        .to_vec();
+    gateway_killed_mid_upload(&cluster);
+}
+
+/// A presigned 64 MiB PUT sent slowly through a gateway of `cluster`, the gateway
+/// killed -9 while blocks (or shards) reach the nodes; after a restart on the same
+/// metadata, the half-sent object is absent and the acknowledged one is there.
+fn gateway_killed_mid_upload(cluster: &Cluster) {
     let (mut gateway, s3) = cluster.gateway();
     run_python(&["bucket", &s3, "video"]);
     let stop = cluster.dir.path().join("stop");
