@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use lingjing_model::snapshot::{
-    Heartbeat, Role, Snapshot, StorageReportSource, UsageSample, UsageSource,
+    BucketStored, BucketTraffic, BucketUsageSource, Heartbeat, Role, Snapshot, StorageReportSource,
+    UsageSample, UsageSource,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -74,6 +75,7 @@ pub struct Agent {
     client: Client,
     usage: Option<Arc<dyn UsageSource>>,
     storage: Option<Arc<dyn StorageReportSource>>,
+    buckets: Option<Arc<dyn BucketUsageSource>>,
 }
 
 /// A running agent.
@@ -228,12 +230,20 @@ impl Agent {
             client,
             usage: None,
             storage: None,
+            buckets: None,
         })
     }
 
     /// Reports `usage` with every heartbeat, each batch exactly once.
     pub fn with_usage(mut self, usage: Arc<dyn UsageSource>) -> Agent {
         self.usage = Some(usage);
+        self
+    }
+
+    /// Reports an S3 gateway's per-bucket traffic and stored samples with the heartbeats,
+    /// each batch exactly once.
+    pub fn with_bucket_usage(mut self, source: Arc<dyn BucketUsageSource>) -> Agent {
+        self.buckets = Some(source);
         self
     }
 
@@ -278,8 +288,11 @@ impl Agent {
             self.config.clone(),
             applied.clone(),
             ack.clone(),
-            self.usage,
-            self.storage,
+            Sources {
+                usage: self.usage,
+                storage: self.storage,
+                buckets: self.buckets,
+            },
         ));
         let poll = tokio::spawn(poll_loop(
             self.client,
@@ -297,24 +310,47 @@ impl Agent {
     }
 }
 
+/// What a data plane reports with its heartbeats besides its applied version.
+struct Sources {
+    usage: Option<Arc<dyn UsageSource>>,
+    storage: Option<Arc<dyn StorageReportSource>>,
+    buckets: Option<Arc<dyn BucketUsageSource>>,
+}
+
+/// One batch of counted usage, resent as it is until acknowledged.
+#[derive(Default)]
+struct Batch {
+    services: Vec<UsageSample>,
+    traffic: Vec<BucketTraffic>,
+    stored: Vec<BucketStored>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.services.is_empty() && self.traffic.is_empty() && self.stored.is_empty()
+    }
+}
+
 async fn heartbeat_loop(
     client: Client,
     config: AgentConfig,
     applied: Arc<AtomicU64>,
     ack: Arc<Notify>,
-    usage: Option<Arc<dyn UsageSource>>,
-    storage: Option<Arc<dyn StorageReportSource>>,
+    sources: Sources,
 ) {
     let mut failures = 0u32;
     // A batch is resent with the same sequence number until acknowledged. Sequence
     // numbers start from the clock so they keep growing across restarts.
-    let mut pending: Vec<UsageSample> = Vec::new();
+    let mut pending = Batch::default();
     let mut seq: u64 = 0;
     loop {
-        if pending.is_empty()
-            && let Some(source) = &usage
-        {
-            pending = source.take();
+        if pending.is_empty() {
+            if let Some(source) = &sources.usage {
+                pending.services = source.take();
+            }
+            if let Some(source) = &sources.buckets {
+                (pending.traffic, pending.stored) = source.take();
+            }
             if !pending.is_empty() {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -327,14 +363,16 @@ async fn heartbeat_loop(
             role: config.role,
             applied_version: applied.load(Ordering::Acquire),
             agent: Some(format!("lingjing/{}", env!("CARGO_PKG_VERSION"))),
-            usage: pending.clone(),
+            usage: pending.services.clone(),
             usage_seq: if pending.is_empty() { 0 } else { seq },
-            storage: storage.as_ref().map(|s| s.report()),
+            storage: sources.storage.as_ref().map(|s| s.report()),
+            bucket_traffic: pending.traffic.clone(),
+            bucket_stored: pending.stored.clone(),
         };
         match client.heartbeat(&config.node, &beat).await {
             Ok(()) => {
                 failures = 0;
-                pending.clear();
+                pending = Batch::default();
             }
             Err(e) => {
                 failures += 1;

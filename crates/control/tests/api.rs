@@ -1420,7 +1420,7 @@ async fn openapi_document_lists_every_route() {
         routes.push((format!("/v1/{kind}"), &["get", "post"]));
         routes.push((format!("/v1/{kind}/{{id}}"), &["get", "put", "delete"]));
     }
-    let others: [(&str, &[&str]); 23] = [
+    let others: [(&str, &[&str]); 24] = [
         ("/v1/dns-records", &["get", "post"]),
         ("/v1/dns-records/{id}", &["get", "put", "delete"]),
         ("/v1/sla", &["get"]),
@@ -1438,6 +1438,7 @@ async fn openapi_document_lists_every_route() {
         ("/v1/storage/status", &["get"]),
         ("/v1/storage/scrub", &["post"]),
         ("/v1/storage/layout", &["get", "post"]),
+        ("/v1/storage/usage", &["get"]),
         ("/v1/snapshots/{role}", &["get"]),
         ("/v1/nodes/{id}/heartbeat", &["post"]),
         ("/v1/nodes/{id}/join-token", &["post"]),

@@ -302,3 +302,101 @@ async fn the_storage_layout_is_versioned_and_reaches_the_gateways() {
         .err(409, "version_mismatch");
     plane.shutdown().await;
 }
+
+/// Per-bucket usage from the S3 gateways' heartbeats: traffic counted once per report
+/// (a resend changes nothing), stored samples kept once per time, the mean over samples;
+/// tenants read their own buckets only; only a gateway may report, within bounds.
+#[tokio::test]
+async fn bucket_usage_is_counted_once_and_read_per_tenant() {
+    let (mut plane, api) = common::start_seeded().await;
+    api.create("tenants", common::tenant("rival")).await;
+    api.create("nodes", common::node("nj-1-g", "nj-1", &["s3"]))
+        .await;
+    let gateway = common::node_credential(&api, "nj-1-g").await;
+    let edge = common::node_credential(&api, "wx-1-a").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let at = now - now % 300_000;
+    let stored = |at_ms: u64, bytes: u64| {
+        json!({"bucket": "photos", "tenant": "demo", "at_ms": at_ms, "objects": 2,
+               "stored_bytes": bytes, "raw_bytes": bytes * 3 / 2, "parity_bytes": bytes / 2})
+    };
+    let beat = |seq: u64| {
+        json!({"role": "s3", "usage_seq": seq,
+            "bucket_traffic": [
+                {"bucket": "photos", "tenant": "demo", "requests": 3, "bytes_in": 1000, "bytes_out": 5000},
+                {"bucket": "rival-data", "tenant": "rival", "requests": 1, "bytes_in": 10, "bytes_out": 0}
+            ],
+            "bucket_stored": [stored(at - 300_000, 1000), stored(at, 3000)]})
+    };
+    gateway
+        .post("/v1/nodes/nj-1-g/heartbeat", beat(now))
+        .await
+        .ok(204);
+    // The same report again (its answer lost): counted once.
+    gateway
+        .post("/v1/nodes/nj-1-g/heartbeat", beat(now))
+        .await
+        .ok(204);
+    let usage = api.get("/v1/storage/usage").await.ok(200);
+    let photos = usage
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|u| u["bucket"] == "photos")
+        .expect("photos")
+        .clone();
+    assert_eq!(photos["requests"], 3, "{usage}");
+    assert_eq!(photos["bytes_in"], 1000, "{usage}");
+    assert_eq!(photos["bytes_out"], 5000, "{usage}");
+    assert_eq!(photos["samples"], 2, "{usage}");
+    assert_eq!(photos["mean_stored_bytes"], 2000, "{usage}");
+    assert_eq!(photos["stored"]["stored_bytes"], 3000, "{usage}");
+    assert_eq!(photos["stored"]["parity_bytes"], 1500, "{usage}");
+
+    // A tenant sees its own buckets only.
+    let demo = api.with_token(&common::tenant_key(&api, "demo").await);
+    let own = demo.get("/v1/storage/usage").await.ok(200);
+    let buckets: Vec<&str> = own
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|u| u["bucket"].as_str().expect("bucket"))
+        .collect();
+    assert_eq!(buckets, ["photos"], "{own}");
+    demo.get("/v1/storage/usage?tenant=rival")
+        .await
+        .err(403, "forbidden");
+
+    // Only a gateway reports bucket usage; traffic needs a sequence number; names are
+    // checked.
+    edge.post(
+        "/v1/nodes/wx-1-a/heartbeat",
+        json!({"role": "edge", "usage_seq": 1, "bucket_traffic": [
+            {"bucket": "photos", "tenant": "demo", "requests": 1, "bytes_in": 0, "bytes_out": 0}]}),
+    )
+    .await
+    .err_field(422, "invalid", "bucket_traffic");
+    gateway
+        .post(
+            "/v1/nodes/nj-1-g/heartbeat",
+            json!({"role": "s3", "bucket_traffic": [
+                {"bucket": "photos", "tenant": "demo", "requests": 1, "bytes_in": 0, "bytes_out": 0}]}),
+        )
+        .await
+        .err_field(422, "invalid", "usage_seq");
+    gateway
+        .post(
+            "/v1/nodes/nj-1-g/heartbeat",
+            json!({"role": "s3", "bucket_stored": [
+                {"bucket": "../etc", "tenant": "demo", "at_ms": at, "objects": 0,
+                 "stored_bytes": 0, "raw_bytes": 0, "parity_bytes": 0}]}),
+        )
+        .await
+        .err_field(422, "invalid", "bucket");
+    let again = api.get("/v1/storage/usage").await.ok(200);
+    assert_eq!(again, usage, "refused reports changed nothing");
+    plane.shutdown().await;
+}

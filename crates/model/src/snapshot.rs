@@ -305,6 +305,69 @@ pub struct Heartbeat {
     /// A storage node's disk.
     #[serde(default)]
     pub storage: Option<StorageReport>,
+    /// An S3 gateway's traffic per bucket since its last acknowledged report (counted
+    /// once, with `usage_seq`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bucket_traffic: Vec<BucketTraffic>,
+    /// What buckets hold, sampled by an S3 gateway on 5-minute boundaries (a sample
+    /// received twice is stored once).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bucket_stored: Vec<BucketStored>,
+}
+
+/// One bucket's traffic through one S3 gateway over a reporting interval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BucketTraffic {
+    pub bucket: String,
+    pub tenant: String,
+    pub requests: u64,
+    /// Request bodies received (uploads).
+    pub bytes_in: u64,
+    /// Response bodies sent (egress).
+    pub bytes_out: u64,
+}
+
+/// What one bucket holds at one moment (a 5-minute boundary), for billing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BucketStored {
+    pub bucket: String,
+    pub tenant: String,
+    /// The sample's time, ms since the Unix epoch (a multiple of 5 minutes).
+    pub at_ms: u64,
+    /// Versions kept (current and older, not delete markers) and parts of unfinished
+    /// multipart uploads.
+    pub objects: u64,
+    /// Their bytes, as the tenant sent them: what storage is billed by.
+    pub stored_bytes: u64,
+    /// The disk they take on the storage nodes: copies, data and parity shards.
+    pub raw_bytes: u64,
+    /// Of `raw_bytes`, erasure-coding parity.
+    pub parity_bytes: u64,
+}
+
+/// A bucket's usage over a window, as `GET /v1/storage/usage` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BucketUsage {
+    pub bucket: String,
+    pub tenant: String,
+    pub requests: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// The last sample of what it holds in the window, if any.
+    pub stored: Option<BucketStored>,
+    /// Stored-bytes samples in the window (to average over a month: byte-hours).
+    pub samples: u64,
+    /// The mean of `stored_bytes` over those samples.
+    pub mean_stored_bytes: u64,
+}
+
+/// Where an S3 gateway's agent gets its per-bucket usage, to report with heartbeats.
+pub trait BucketUsageSource: Send + Sync + 'static {
+    /// Takes (and resets) the traffic counted and the stored samples made since the last
+    /// call.
+    fn take(&self) -> (Vec<BucketTraffic>, Vec<BucketStored>);
 }
 
 /// Traffic of one service on one node over a reporting interval.

@@ -122,6 +122,52 @@ async fn snapshot(
     Ok(res)
 }
 
+/// Most per-bucket entries in one heartbeat (traffic and samples each).
+const MAX_BUCKET_ENTRIES: usize = 10_000;
+
+/// Per-bucket usage comes only from S3 gateways, names real-looking buckets and tenants,
+/// counts traffic only under a report sequence number, and is bounded.
+fn check_bucket_usage(beat: &Heartbeat) -> Result<(), ApiError> {
+    use lingjing_model::validate::ValidationError;
+    if beat.bucket_traffic.is_empty() && beat.bucket_stored.is_empty() {
+        return Ok(());
+    }
+    let invalid = |field: &str, why: String| ApiError::Invalid(ValidationError::new(field, why));
+    if beat.role != Role::S3 {
+        return Err(invalid(
+            "bucket_traffic",
+            "only an S3 gateway's heartbeat (role `s3`) carries bucket usage".into(),
+        ));
+    }
+    if !beat.bucket_traffic.is_empty() && beat.usage_seq == 0 {
+        return Err(invalid(
+            "usage_seq",
+            "bucket traffic needs a report sequence number (it is counted once per number)".into(),
+        ));
+    }
+    for (field, len) in [
+        ("bucket_traffic", beat.bucket_traffic.len()),
+        ("bucket_stored", beat.bucket_stored.len()),
+    ] {
+        if len > MAX_BUCKET_ENTRIES {
+            return Err(invalid(
+                field,
+                format!("at most {MAX_BUCKET_ENTRIES} entries per heartbeat"),
+            ));
+        }
+    }
+    let names = beat
+        .bucket_traffic
+        .iter()
+        .map(|t| (&t.bucket, &t.tenant))
+        .chain(beat.bucket_stored.iter().map(|s| (&s.bucket, &s.tenant)));
+    for (bucket, tenant) in names {
+        lingjing_model::service::check_bucket_name("bucket", bucket)?;
+        lingjing_model::ident::check_id("tenant", tenant)?;
+    }
+    Ok(())
+}
+
 async fn heartbeat(
     State(state): State<AppState>,
     caller: DataPlaneCaller,
@@ -136,10 +182,13 @@ async fn heartbeat(
     if matches!(caller, DataPlaneCaller::Node(_)) {
         require_role(&node, beat.role)?;
     }
+    check_bucket_usage(&beat)?;
     let mut load = None;
     let now = crate::time::now_ms();
     if beat.usage_seq > 0 {
         if record_usage(&mut w.tx, &id, beat.usage_seq, &beat.usage, now).await? {
+            crate::store::bucket_usage::record_traffic(&mut w.tx, &id, &beat.bucket_traffic, now)
+                .await?;
             let bytes = beat
                 .usage
                 .iter()
@@ -151,6 +200,7 @@ async fn heartbeat(
         // An edge heartbeat without a report: it served nothing since the last one.
         load = record_load(&mut w.tx, &id, 0, now).await?;
     }
+    crate::store::bucket_usage::record_stored(&mut w.tx, &beat.bucket_stored).await?;
     if let Some(report) = &beat.storage {
         if beat.role != Role::Storage {
             return Err(ApiError::Invalid(

@@ -398,6 +398,18 @@ fn other_ops() -> Vec<Op> {
         .ok("200", "What each node answered", Some(array_of("ScrubAsked"))),
         Op::new(
             HttpMethod::Get,
+            "/v1/storage/usage",
+            "storage",
+            "storage_usage",
+            "Per bucket: requests, bytes in and out, and what it holds (last sample, mean), as the S3 gateways reported them (the operator's, or a tenant's own)",
+        )
+        .query("from", "Start (RFC 3339); default one hour before `to`", String::schema())
+        .query("to", "End (RFC 3339, exclusive); default now", String::schema())
+        .query("tenant", "Only this tenant's buckets", String::schema())
+        .ok("200", "Usage per bucket", Some(array_of("BucketUsage")))
+        .err("403", "A tenant asked for another tenant's buckets"),
+        Op::new(
+            HttpMethod::Get,
             "/v1/storage/layout",
             "storage",
             "storage_layout",
@@ -634,6 +646,9 @@ pub fn document() -> OpenApi {
     components = add_schema::<lingjing_model::storage_layout::LayoutNode>(components);
     components = add_schema::<lingjing_model::storage_layout::LayoutChange>(components);
     components = add_schema::<lingjing_model::snapshot::BucketOrigin>(components);
+    components = add_schema::<lingjing_model::snapshot::BucketUsage>(components);
+    components = add_schema::<lingjing_model::snapshot::BucketStored>(components);
+    components = add_schema::<lingjing_model::snapshot::BucketTraffic>(components);
     components = add_schema::<ErrorBody>(components);
     components = add_schema::<super::hostnames::VerifyRequest>(components);
     components = add_schema::<super::hostnames::VerifyResult>(components);

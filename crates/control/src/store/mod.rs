@@ -12,6 +12,7 @@
 //! it so). Each function takes the connection or transaction its caller holds, so the
 //! caller decides what runs in one transaction.
 
+pub mod bucket_usage;
 mod docs;
 pub mod health;
 pub mod hostnames;
