@@ -412,6 +412,19 @@ pub enum StorageSub {
     /// back); `lingjing storage status --json` shows no scrub state yet: see each node's
     /// `GET /v1/status`.
     Scrub,
+    /// Per bucket: requests, bytes in and out, and what it holds (stored bytes, raw disk,
+    /// parity), as the S3 gateways reported them, for billing.
+    Usage {
+        /// Only this tenant's buckets.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Start (RFC 3339); default one hour before `--to`.
+        #[arg(long)]
+        from: Option<String>,
+        /// End (RFC 3339, exclusive); default now.
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// The cluster layout: which storage nodes take new blocks, and their shares.
     Layout {
         #[command(subcommand)]

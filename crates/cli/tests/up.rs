@@ -795,6 +795,30 @@ fn object_storage_runs_on_three_sites(data: &Path, s3: &str, key: &(String, Stri
         "{}",
         String::from_utf8_lossy(&stale.stderr)
     );
+    // The gateway reports the demo bucket's usage: its traffic (the writes and reads
+    // above) and a sample of what it holds, with its tenant.
+    let usage = common::eventually(
+        "the gateway reports the demo bucket's usage",
+        Duration::from_secs(40),
+        || {
+            let out = lingjing_in(data, &["storage", "usage", "--json"]);
+            let all: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            let demo = all
+                .as_array()?
+                .iter()
+                .find(|b| b["bucket"] == "demo")?
+                .clone();
+            (demo["requests"].as_u64()? >= 2 && demo["samples"].as_u64()? >= 1).then_some(demo)
+        },
+    );
+    assert_eq!(usage["tenant"], "demo", "{usage}");
+    assert!(usage["bytes_in"].as_u64() > Some(2_000_000), "{usage}");
+    let table = lingjing_in(data, &["storage", "usage"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("BUCKET") && table.contains("demo"),
+        "{table}"
+    );
     // A second key, revoked: refused within a few snapshot rounds.
     let made = lingjing_in(data, &["tenant", "s3-key-create", "demo", "--json"]);
     assert!(

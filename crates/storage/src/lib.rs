@@ -21,6 +21,7 @@ pub mod repair;
 pub mod replicas;
 pub mod scrub;
 mod serve;
+pub mod usage;
 
 pub use block::{BlockError, BlockId, BlockStore, StoreStatus};
 pub use coded::CodedPlaced;

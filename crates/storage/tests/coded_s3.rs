@@ -146,5 +146,28 @@ async fn cold_storage_classes_are_erasure_coded() {
         big.iter().filter(|b| b.coded.is_some()).count() >= 10,
         "{big:?}"
     );
+    // The usage sample for billing: five objects (three of them cold), their bytes, the
+    // disk they take and its parity part.
+    let sample = lingjing_storage::usage::sample(&meta, 300_000)
+        .await
+        .expect("sample");
+    let classes = sample
+        .iter()
+        .find(|s| s.bucket == "classes")
+        .expect("bucket");
+    assert_eq!(
+        (classes.tenant.as_str(), classes.objects),
+        ("shop", 5),
+        "{classes:?}"
+    );
+    let big_len = 2 * 5 * 1024 * 1024 + 4000;
+    assert_eq!(classes.stored_bytes, 4 * 300_000 + big_len, "{classes:?}");
+    // Hot copies 3x, cold coded 1.5x (plus copied tails): between the two.
+    assert!(classes.parity_bytes > 0, "{classes:?}");
+    assert!(
+        classes.raw_bytes > classes.stored_bytes * 3 / 2
+            && classes.raw_bytes < classes.stored_bytes * 3,
+        "{classes:?}"
+    );
     gw.shutdown().await;
 }

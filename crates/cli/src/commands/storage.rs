@@ -46,6 +46,9 @@ pub async fn run(global: &Global, args: StorageArgs) -> anyhow::Result<()> {
     match args.command {
         Some(StorageSub::Status { meta_url }) => return status(global, meta_url).await,
         Some(StorageSub::Scrub) => return scrub(global).await,
+        Some(StorageSub::Usage { tenant, from, to }) => {
+            return usage(global, tenant, from, to).await;
+        }
         Some(StorageSub::Layout { command }) => {
             return super::storage_layout::run(global, command).await;
         }
@@ -185,6 +188,21 @@ pub async fn start_managed_node(agent: Agent, config: NodeConfig) -> anyhow::Res
     Ok(ManagedNode { handle, agent })
 }
 
+/// An S3 gateway's per-bucket usage as its heartbeats report it (nothing before the
+/// gateway runs).
+struct BucketReport(Arc<OnceLock<Arc<lingjing_storage::usage::UsageLedger>>>);
+
+impl lingjing_model::snapshot::BucketUsageSource for BucketReport {
+    fn take(
+        &self,
+    ) -> (
+        Vec<lingjing_model::snapshot::BucketTraffic>,
+        Vec<lingjing_model::snapshot::BucketStored>,
+    ) {
+        self.0.get().map_or_else(Default::default, |l| l.take())
+    }
+}
+
 /// An S3 gateway fed by the control plane, and its agent.
 pub struct ManagedGateway {
     pub handle: GatewayHandle,
@@ -255,6 +273,8 @@ pub async fn start_managed_gateway(
     also: &[std::net::SocketAddr],
 ) -> anyhow::Result<ManagedGateway> {
     let (tx, mut rx) = watch::channel(None);
+    let ledger = Arc::new(OnceLock::new());
+    let agent = agent.with_bucket_usage(Arc::new(BucketReport(ledger.clone())));
     let agent = agent.start(move |s: Arc<Snapshot<StorageSnapshot>>| {
         cluster_update(&s.body)?;
         tx.send_replace(Some(s));
@@ -273,6 +293,7 @@ pub async fn start_managed_gateway(
         also,
     )
     .await?;
+    let _ = ledger.set(handle.usage());
     let updater = handle.updater();
     tokio::spawn(async move {
         while rx.changed().await.is_ok() {
@@ -440,6 +461,69 @@ fn ago(secs: u64) -> String {
         3600..86_400 => format!("{}h ago", secs / 3600),
         _ => format!("{}d ago", secs / 86_400),
     }
+}
+
+/// `lingjing storage usage`: per bucket, from `GET /v1/storage/usage`.
+async fn usage(
+    global: &Global,
+    tenant: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+) -> anyhow::Result<()> {
+    let c = crate::context::client(global)?;
+    let mut query = Vec::new();
+    for (name, value) in [("tenant", tenant), ("from", from), ("to", to)] {
+        if let Some(v) = value {
+            query.push(format!("{name}={}", percent_encode(&v)));
+        }
+    }
+    let path = if query.is_empty() {
+        "/v1/storage/usage".to_owned()
+    } else {
+        format!("/v1/storage/usage?{}", query.join("&"))
+    };
+    let buckets: Vec<lingjing_model::snapshot::BucketUsage> =
+        c.get(&path).await.map_err(super::resources::explain)?;
+    if global.json {
+        println!("{}", serde_json::to_string_pretty(&buckets)?);
+        return Ok(());
+    }
+    if buckets.is_empty() {
+        println!("no bucket usage reported in the window");
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:<12} {:>9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "BUCKET", "TENANT", "REQUESTS", "IN", "OUT", "STORED", "MEAN", "RAW", "PARITY"
+    );
+    for b in &buckets {
+        let s = b.stored.as_ref();
+        println!(
+            "{:<24} {:<12} {:>9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            b.bucket,
+            b.tenant,
+            b.requests,
+            human_bytes(b.bytes_in),
+            human_bytes(b.bytes_out),
+            s.map_or_else(|| "-".to_owned(), |s| human_bytes(s.stored_bytes)),
+            human_bytes(b.mean_stored_bytes),
+            s.map_or_else(|| "-".to_owned(), |s| human_bytes(s.raw_bytes)),
+            s.map_or_else(|| "-".to_owned(), |s| human_bytes(s.parity_bytes)),
+        );
+    }
+    Ok(())
+}
+
+/// `v` with the characters a query value cannot hold percent-encoded.
+fn percent_encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// `n` bytes in binary units, e.g. `1.5 GiB`.

@@ -120,6 +120,7 @@ impl Default for GcSchedule {
 /// A running gateway.
 pub struct GatewayHandle {
     addr: SocketAddr,
+    usage: Arc<crate::usage::UsageLedger>,
     /// The further addresses of [`start_on`].
     also: Vec<SocketAddr>,
     metrics: Arc<GatewayMetrics>,
@@ -148,6 +149,11 @@ impl GatewayHandle {
     /// The addresses it serves on besides [`GatewayHandle::addr`] (see [`start_on`]).
     pub fn also(&self) -> &[SocketAddr] {
         &self.also
+    }
+
+    /// What it counted and sampled of each bucket's usage, for its agent to report.
+    pub fn usage(&self) -> Arc<crate::usage::UsageLedger> {
+        self.usage.clone()
     }
 
     /// The gateway's metrics (serve them with [`metrics::serve_admin`]).
@@ -281,6 +287,48 @@ async fn every_with_lease<F, Fut>(
     }
 }
 
+/// Every 10 seconds, moves the bucket traffic counted to `ledger`'s report; on each
+/// 5-minute wall-clock boundary, the gateway holding the `usage` lease samples what every
+/// bucket holds (`crate::usage::sample`).
+async fn usage_loop(
+    meta: Meta,
+    ledger: Arc<crate::usage::UsageLedger>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    use crate::usage::SAMPLE_EVERY_MS;
+    let holder = format!("gateway-{:016x}", rand::random::<u64>());
+    let mut sampled_at = 0u64;
+    loop {
+        if let Err(e) = ledger.drain(&meta).await {
+            tracing::warn!(error = %e, "bucket usage: cannot resolve the buckets counted");
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let boundary = now - now % SAMPLE_EVERY_MS;
+        if boundary > sampled_at {
+            let ttl = i64::try_from(SAMPLE_EVERY_MS).unwrap_or(i64::MAX);
+            let at = i64::try_from(now).unwrap_or(i64::MAX);
+            match meta.take_lease("usage", &holder, at, ttl).await {
+                Ok(true) => match crate::usage::sample(&meta, boundary).await {
+                    Ok(sample) => {
+                        ledger.add_sample(sample);
+                        sampled_at = boundary;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "bucket usage: sampling failed"),
+                },
+                // Another gateway samples this one.
+                Ok(false) => sampled_at = boundary,
+                Err(e) => tracing::warn!(error = %e, "bucket usage: cannot take the lease"),
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(10)) => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+    }
+}
+
 /// Starts the background work `config` asks for: garbage collection and repair passes.
 fn start_upkeep(
     config: &GatewayConfig,
@@ -346,7 +394,7 @@ fn start_upkeep(
 async fn serve_listener(
     listener: tokio::net::TcpListener,
     service: s3s::service::S3Service,
-    counted: Arc<GatewayMetrics>,
+    (counted, usage): (Arc<GatewayMetrics>, Arc<crate::usage::UsageLedger>),
     meta: Meta,
     host: Arc<MultiDomain>,
     mut stopped: watch::Receiver<bool>,
@@ -369,6 +417,7 @@ async fn serve_listener(
         let _ = socket.set_nodelay(true);
         let service = service.clone();
         let metrics = counted.clone();
+        let usage = usage.clone();
         let (meta, host) = (meta.clone(), host.clone());
         let counting =
             hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
@@ -378,7 +427,11 @@ async fn serve_listener(
                 let started = Instant::now();
                 let service = service.clone();
                 let metrics = metrics.clone();
+                let usage = usage.clone();
                 let (meta, host) = (meta.clone(), host.clone());
+                // The bucket addressed, for its usage (one that does not exist is not
+                // reported).
+                let bucket = cors::addressed(&host, &req).map(|(b, _)| b);
                 async move {
                     let res = if req.method() == http::Method::OPTIONS {
                         slot.set("CorsPreflight");
@@ -422,6 +475,10 @@ async fn serve_listener(
                         res
                     };
                     if let Ok(r) = &res {
+                        if let Some(bucket) = &bucket {
+                            let bytes_out = metrics::declared_len(r.headers()).unwrap_or(0);
+                            usage.count(bucket, bytes_in.unwrap_or(0), bytes_out);
+                        }
                         metrics.observe(
                             slot.take(),
                             r.status(),
@@ -511,12 +568,14 @@ pub async fn start_on(
     let counted = metrics.clone();
     let (stop, _) = watch::channel(false);
     start_upkeep(&config, &meta, &replicas, &metrics, &stop);
+    let usage = Arc::new(crate::usage::UsageLedger::default());
+    tokio::spawn(usage_loop(meta.clone(), usage.clone(), stop.subscribe()));
     let mut loops = Vec::new();
     for listener in std::iter::once(listener).chain(extra) {
         loops.push(tokio::spawn(serve_listener(
             listener,
             service.clone(),
-            counted.clone(),
+            (counted.clone(), usage.clone()),
             meta.clone(),
             host.clone(),
             stop.subscribe(),
@@ -530,6 +589,7 @@ pub async fn start_on(
     tracing::info!(%addr, domain = %config.domain, "S3 gateway listening");
     Ok(GatewayHandle {
         addr,
+        usage,
         also: extra_addrs,
         metrics,
         replicas,
