@@ -117,22 +117,7 @@ impl Cluster {
         let mut nodes = Vec::new();
         let mut node_urls = Vec::new();
         for i in 1..=n {
-            let blocks = dir.path().join(format!("st-{i}"));
-            let mut p = Proc::spawn(
-                &format!("storage st-{i}"),
-                [
-                    "storage".as_ref(),
-                    "--node".as_ref(),
-                    format!("st-{i}").as_ref(),
-                    "--listen".as_ref(),
-                    "127.0.0.1:0".as_ref(),
-                    "--token-file".as_ref(),
-                    dir.path().join("token").as_os_str(),
-                    "--blocks-dir".as_ref(),
-                    blocks.as_os_str(),
-                ] as [&std::ffi::OsStr; 9],
-            );
-            let url = p.wait_for("its address", |l| url_after(l, "serving blocks"));
+            let (p, url) = spawn_node(dir.path(), i, "127.0.0.1:0");
             node_urls.push(url);
             nodes.push(p);
         }
@@ -142,6 +127,14 @@ impl Cluster {
             node_urls,
             gateway_flags: Vec::new(),
         }
+    }
+
+    /// Starts node `i` (from 1) again on its address and blocks directory.
+    fn restart(&mut self, i: usize) {
+        let addr = self.node_urls[i - 1]
+            .trim_start_matches("http://")
+            .to_owned();
+        self.nodes[i - 1] = spawn_node(self.dir.path(), i, &addr).0;
     }
 
     fn meta(&self) -> PathBuf {
@@ -184,6 +177,27 @@ impl Cluster {
         let url = p.wait_for("its address", |l| url_after(l, "lingjing s3 serving"));
         (p, url)
     }
+}
+
+/// Storage node `st-{i}` on `listen`, its blocks in `dir/st-{i}`: the process and its URL.
+fn spawn_node(dir: &Path, i: usize, listen: &str) -> (Proc, String) {
+    let blocks = dir.join(format!("st-{i}"));
+    let mut p = Proc::spawn(
+        &format!("storage st-{i}"),
+        [
+            "storage".as_ref(),
+            "--node".as_ref(),
+            format!("st-{i}").as_ref(),
+            "--listen".as_ref(),
+            listen.as_ref(),
+            "--token-file".as_ref(),
+            dir.join("token").as_os_str(),
+            "--blocks-dir".as_ref(),
+            blocks.as_os_str(),
+        ] as [&std::ffi::OsStr; 9],
+    );
+    let url = p.wait_for("its address", |l| url_after(l, "serving blocks"));
+    (p, url)
 }
 
 /// The writer's lines, read by a thread.
@@ -373,28 +387,8 @@ fn a_site_that_returns_or_is_replaced_gets_full_redundancy_back() {
 
     // Site 1 returns: st-1 with its disk, st-4 replaced (an empty one), same addresses.
     let _ = std::fs::remove_dir_all(cluster.dir.path().join("st-4"));
-    for i in [0usize, 3] {
-        let addr = cluster.node_urls[i]
-            .trim_start_matches("http://")
-            .to_owned();
-        let blocks = cluster.dir.path().join(format!("st-{}", i + 1));
-        let mut p = Proc::spawn(
-            &format!("storage st-{} again", i + 1),
-            [
-                "storage".as_ref(),
-                "--node".as_ref(),
-                format!("st-{}", i + 1).as_ref(),
-                "--listen".as_ref(),
-                addr.as_ref(),
-                "--token-file".as_ref(),
-                cluster.dir.path().join("token").as_os_str(),
-                "--blocks-dir".as_ref(),
-                blocks.as_os_str(),
-            ] as [&std::ffi::OsStr; 9],
-        );
-        p.wait_for("its address", |l| url_after(l, "serving blocks"));
-        cluster.nodes[i] = p;
-    }
+    cluster.restart(1);
+    cluster.restart(4);
     let (repaired, moved) = heal(&cluster);
     assert!(repaired > 0, "the replaced node's shards were written back");
     assert!(

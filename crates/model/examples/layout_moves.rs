@@ -3,21 +3,11 @@
 //! 1/(N+1)), for replicated blocks (3 copies) and erasure-coded ones (4+2, 6+3), nodes
 //! spread over N/2 sites. Run by `bench/layout.sh`; the numbers are in bench/README.md.
 
-use lingjing_model::storage_layout::{Candidate, moved_fraction};
+use lingjing_model::storage_layout::{candidates, moved_fraction};
 
 fn layout(n: usize) -> Vec<(String, String, u64)> {
     (0..n)
         .map(|i| (format!("node-{i}"), format!("site-{}", i / 2), 100))
-        .collect()
-}
-
-fn candidates(v: &[(String, String, u64)]) -> Vec<Candidate<'_>> {
-    v.iter()
-        .map(|(id, site, weight)| Candidate {
-            id,
-            site,
-            weight: *weight,
-        })
         .collect()
 }
 

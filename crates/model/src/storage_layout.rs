@@ -117,6 +117,18 @@ pub struct Candidate<'a> {
     pub weight: u64,
 }
 
+/// `nodes` given as (id, site, weight) as placement sees them.
+pub fn candidates(nodes: &[(String, String, u64)]) -> Vec<Candidate<'_>> {
+    nodes
+        .iter()
+        .map(|(id, site, weight)| Candidate {
+            id,
+            site,
+            weight: *weight,
+        })
+        .collect()
+}
+
 /// The indices of `nodes` in the order block `block` prefers them (see the module docs):
 /// the first pieces of the block go to the first nodes; nodes of weight 0 come last (by
 /// hash), so that a read can still find a piece there.
@@ -200,15 +212,7 @@ pub fn moved_fraction(
 mod tests {
     use super::*;
 
-    fn nodes(spec: &[(String, String, u64)]) -> Vec<Candidate<'_>> {
-        spec.iter()
-            .map(|(id, site, weight)| Candidate {
-                id,
-                site,
-                weight: *weight,
-            })
-            .collect()
-    }
+    use super::candidates as nodes;
 
     fn spec(n: usize, weight: u64) -> Vec<(String, String, u64)> {
         (0..n)

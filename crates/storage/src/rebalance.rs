@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::block::BlockId;
-use crate::erasure;
 use crate::meta::{BlockRef, MapTable, Meta, MetaError, ShardRef};
 use crate::placement::{self, NodeRef};
 use crate::replicas::{Cluster, Replicas};
@@ -197,22 +196,8 @@ async fn move_block(
             Ok((next, written, data.len() as u64))
         }
         Some(c) => {
-            erasure::check_codec(&c.codec).map_err(|e| e.to_string())?;
-            let shards: Vec<(BlockId, String)> = c
-                .shards
-                .iter()
-                .map(|s| Ok((s.id.parse().map_err(|e| format!("{e}"))?, s.node.clone())))
-                .collect::<Result<_, String>>()?;
-            let data = replicas
-                .get_coded(&id, block.len, c.code, &shards)
-                .await
-                .map_err(|e| e.to_string())?;
-            let read = data.len() as u64;
-            let code = c.code;
-            let rebuilt = tokio::task::spawn_blocking(move || erasure::encode(code, &data))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+            let (shards, rebuilt, read) =
+                crate::repair::reencode(replicas, &id, block.len, c).await?;
             let mut next_shards = Vec::with_capacity(shards.len());
             for (i, ((sid, node), target)) in shards.iter().zip(want).enumerate() {
                 if *node != target.id {

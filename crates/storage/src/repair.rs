@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use crate::block::BlockId;
 use crate::erasure;
-use crate::meta::{BlockRef, Meta, MetaError};
+use crate::meta::{BlockRef, CodedRef, Meta, MetaError};
 use crate::replicas::{Cluster, Replicas};
 
 /// What one pass found and did.
@@ -202,22 +202,7 @@ async fn rebuild(
             Ok((len, repaired, failed))
         }
         Some(c) => {
-            erasure::check_codec(&c.codec).map_err(|e| e.to_string())?;
-            let shards: Vec<(BlockId, String)> = c
-                .shards
-                .iter()
-                .map(|s| Ok((s.id.parse().map_err(|e| format!("{e}"))?, s.node.clone())))
-                .collect::<Result<_, String>>()?;
-            let data = replicas
-                .get_coded(&id, d.block.len, c.code, &shards)
-                .await
-                .map_err(|e| e.to_string())?;
-            let len = data.len() as u64;
-            let code = c.code;
-            let rebuilt = tokio::task::spawn_blocking(move || erasure::encode(code, &data))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+            let (shards, rebuilt, len) = reencode(replicas, &id, d.block.len, c).await?;
             for (i, target) in &d.lacking {
                 let (want, _) = &shards[*i];
                 let Some(bytes) = rebuilt.get(*i) else {
@@ -235,6 +220,35 @@ async fn rebuild(
             Ok((len, repaired, failed))
         }
     }
+}
+
+/// Reads coded block `id` (`len` bytes) from any `k` of the shards `c` names, checked
+/// against its id, and codes it again: the shards as the map names them (id, node), the
+/// rebuilt shards in the same order (the codec is deterministic: each has the id the map
+/// holds, which callers check before writing one), and the bytes read.
+pub(crate) async fn reencode(
+    replicas: &Replicas,
+    id: &BlockId,
+    len: u64,
+    c: &CodedRef,
+) -> Result<(Vec<(BlockId, String)>, Vec<Bytes>, u64), String> {
+    erasure::check_codec(&c.codec).map_err(|e| e.to_string())?;
+    let shards: Vec<(BlockId, String)> = c
+        .shards
+        .iter()
+        .map(|s| Ok((s.id.parse().map_err(|e| format!("{e}"))?, s.node.clone())))
+        .collect::<Result<_, String>>()?;
+    let data = replicas
+        .get_coded(id, len, c.code, &shards)
+        .await
+        .map_err(|e| e.to_string())?;
+    let read = data.len() as u64;
+    let code = c.code;
+    let rebuilt = tokio::task::spawn_blocking(move || erasure::encode(code, &data))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok((shards, rebuilt, read))
 }
 
 /// Writes `piece` (a block or a shard) back to the node named `target`; whether it is

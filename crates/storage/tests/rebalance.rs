@@ -10,37 +10,11 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{Cluster, SIX, TOKEN, data};
-use lingjing_storage::meta::{BlockRef, Condition, Meta, Object};
+use common::{Cluster, SIX, TOKEN, data, meta_with_bucket, store};
+use lingjing_storage::meta::{BlockRef, Meta};
 use lingjing_storage::placement::{self, NodeRef};
 use lingjing_storage::rebalance::rebalance;
 use lingjing_storage::{BlockId, Erasure, Redundancy, Replicas};
-
-async fn meta(dir: &tempfile::TempDir) -> Meta {
-    let meta = Meta::open(&format!(
-        "sqlite://{}",
-        dir.path().join("meta.db").display()
-    ))
-    .await
-    .expect("meta");
-    meta.create_bucket("b", "shop", 1).await.expect("bucket");
-    meta
-}
-
-async fn store(meta: &Meta, key: &str, blocks: Vec<BlockRef>) {
-    meta.put_object(
-        &Object {
-            size: blocks.iter().map(|b| b.len).sum(),
-            etag: "e".into(),
-            blocks,
-            ..Object::new("b", key)
-        },
-        &Condition::None,
-    )
-    .await
-    .expect("row")
-    .expect("written");
-}
 
 async fn map_of(meta: &Meta, key: &str) -> Vec<BlockRef> {
     meta.object("b", key)
@@ -104,7 +78,7 @@ async fn a_joining_node_takes_its_share_and_leftovers_are_collected() {
     ])
     .await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let meta = meta(&dir).await;
+    let meta = meta_with_bucket(&dir).await;
     // Written while `d` had no capacity: three copies each on a, b and c.
     let before = Replicas::new(
         weighted(&cluster.refs, "d", 0),
@@ -184,7 +158,7 @@ async fn a_leaving_node_is_emptied_of_copies_and_shards() {
     spec.push(("tz-1", "taizhou"));
     let cluster = Cluster::start(&spec).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let meta = meta(&dir).await;
+    let meta = meta_with_bucket(&dir).await;
     let policy = Redundancy {
         replicas: 3,
         erasure: Some(Erasure {

@@ -5,37 +5,15 @@
 
 mod common;
 
-use common::{Cluster, SIX, data};
-use lingjing_storage::meta::{BlockRef, Condition, Meta, Object};
+use common::{Cluster, SIX, data, meta_with_bucket, store};
 use lingjing_storage::repair::repair;
-
-async fn store(meta: &Meta, key: &str, blocks: Vec<BlockRef>) {
-    meta.put_object(
-        &Object {
-            size: blocks.iter().map(|b| b.len).sum(),
-            etag: "e".into(),
-            blocks,
-            ..Object::new("b", key)
-        },
-        &Condition::None,
-    )
-    .await
-    .expect("row")
-    .expect("written");
-}
 
 #[tokio::test]
 async fn lost_and_rotted_pieces_are_written_back_where_the_map_says() {
     let mut cluster = Cluster::start(&SIX).await;
     let client = cluster.coding_client("4+2", 1);
     let dir = tempfile::tempdir().expect("tempdir");
-    let meta = Meta::open(&format!(
-        "sqlite://{}",
-        dir.path().join("meta.db").display()
-    ))
-    .await
-    .expect("meta");
-    meta.create_bucket("b", "shop", 1).await.expect("bucket");
+    let meta = meta_with_bucket(&dir).await;
     let code = "4+2".parse().expect("code");
     let c = client
         .put_coded(code, data(1, 400_000))

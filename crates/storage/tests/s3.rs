@@ -306,5 +306,35 @@ async fn unsigned_requests_only_read_public_buckets() {
     )
     .await;
     assert!(h.get("access-control-allow-origin").is_none());
+
+    // A PUT refused before its body is read, with another request right behind it on the
+    // same connection: the refusal closes the connection, so the unread body is never
+    // taken for the start of a request.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut raw = tokio::net::TcpStream::connect(gw.addr())
+        .await
+        .expect("connect");
+    raw.write_all(
+        b"PUT /public-assets/x HTTP/1.1\r\nHost: s\r\nContent-Length: 5\r\n\r\nhello\
+          GET /public-assets/x HTTP/1.1\r\nHost: s\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        raw.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the connection is closed")
+    .expect("read");
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 4"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    assert_eq!(
+        answer.matches("http/1.1 ").count(),
+        1,
+        "one answer: {answer}"
+    );
     gw.shutdown().await;
 }

@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use lingjing_model::Tenant;
 use lingjing_model::snapshot::{S3Credential, ScrubAsked, StorageNodeStatus};
 use lingjing_model::storage_layout::{
-    Candidate, LayoutChange, LayoutNode, StorageLayout, moved_fraction,
+    LayoutChange, LayoutNode, StorageLayout, candidates, moved_fraction,
 };
 use lingjing_model::tenant::{MAX_S3_KEYS, NewS3Key, S3KeyInfo};
 
@@ -283,15 +283,6 @@ async fn apply_layout(
             .map(|n| (n.node.clone(), site(&n.node), n.capacity_gib))
             .collect()
     };
-    fn candidates(v: &[(String, String, u64)]) -> Vec<Candidate<'_>> {
-        v.iter()
-            .map(|(id, site, weight)| Candidate {
-                id,
-                site,
-                weight: *weight,
-            })
-            .collect()
-    }
     let (before, after) = (sited(&current), sited(&next));
     let policy = state.views.storage;
     let pieces = policy.erasure.map_or(policy.replicas as usize, |c| {

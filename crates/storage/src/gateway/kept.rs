@@ -32,6 +32,44 @@ pub(crate) fn join(
     out
 }
 
+/// The pairs a write stores (PutObject, CreateMultipartUpload, CopyObject with
+/// `REPLACE`): the user metadata of input `$input` (moved out of it, or cloned), the
+/// storage class `$class`'s pair, and the kept fields.
+macro_rules! stored_metadata {
+    (move $input:ident, $class:expr) => {
+        $crate::gateway::kept::join(
+            $input
+                .metadata
+                .unwrap_or_default()
+                .into_iter()
+                .chain($class.pair()),
+            [
+                $input.cache_control,
+                $input.content_disposition,
+                $input.content_encoding,
+                $input.content_language,
+            ],
+        )
+    };
+    (clone $input:ident, $class:expr) => {
+        $crate::gateway::kept::join(
+            $input
+                .metadata
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .chain($class.pair()),
+            [
+                $input.cache_control.clone(),
+                $input.content_disposition.clone(),
+                $input.content_encoding.clone(),
+                $input.content_language.clone(),
+            ],
+        )
+    };
+}
+pub(crate) use stored_metadata;
+
 /// The stored pairs split into the user's metadata and the kept fields.
 pub(crate) fn split(stored: Vec<(String, String)>) -> (Vec<(String, String)>, Fields) {
     let mut fields: Fields = Default::default();

@@ -424,6 +424,11 @@ async fn serve_listener(
                 let slot = OpSlot::default();
                 req.extensions_mut().insert(slot.clone());
                 let bytes_in = metrics::declared_len(req.headers());
+                // A body the handler may refuse before reading it all (a bad header, a
+                // storage class not offered): then the connection must not be reused, or
+                // the unread bytes would be parsed as the next request.
+                let has_body = bytes_in.is_some_and(|n| n > 0)
+                    || req.headers().contains_key(http::header::TRANSFER_ENCODING);
                 let started = Instant::now();
                 let service = service.clone();
                 let metrics = metrics.clone();
@@ -474,6 +479,16 @@ async fn serve_listener(
                         }
                         res
                     };
+                    let mut res = res;
+                    if let Ok(r) = &mut res
+                        && has_body
+                        && (r.status().is_client_error() || r.status().is_server_error())
+                    {
+                        r.headers_mut().insert(
+                            http::header::CONNECTION,
+                            http::HeaderValue::from_static("close"),
+                        );
+                    }
                     if let Ok(r) = &res {
                         if let Some(bucket) = &bucket {
                             let bytes_out = metrics::declared_len(r.headers()).unwrap_or(0);

@@ -1198,19 +1198,7 @@ impl S3 for Gateway {
             size: stored.size,
             etag: etag.clone(),
             content_type: input.content_type.map(|c| c.to_string()),
-            metadata: super::kept::join(
-                input
-                    .metadata
-                    .unwrap_or_default()
-                    .into_iter()
-                    .chain(class.pair()),
-                [
-                    input.cache_control,
-                    input.content_disposition,
-                    input.content_encoding,
-                    input.content_language,
-                ],
-            ),
+            metadata: super::kept::stored_metadata!(move input, class),
             last_modified: now_ms(),
             blocks: stored.blocks,
             tags,
@@ -1522,19 +1510,7 @@ impl S3 for Gateway {
                 bucket: input.bucket.clone(),
                 key: input.key.clone(),
                 content_type: input.content_type.map(|c| c.to_string()),
-                metadata: super::kept::join(
-                    input
-                        .metadata
-                        .unwrap_or_default()
-                        .into_iter()
-                        .chain(class.pair()),
-                    [
-                        input.cache_control,
-                        input.content_disposition,
-                        input.content_encoding,
-                        input.content_language,
-                    ],
-                ),
+                metadata: super::kept::stored_metadata!(move input, class),
                 initiated: now_ms(),
                 tags,
             })
@@ -2292,20 +2268,7 @@ impl S3 for Gateway {
         let (content_type, metadata) = if replace {
             (
                 input.content_type.as_ref().map(|c| c.to_string()),
-                super::kept::join(
-                    input
-                        .metadata
-                        .clone()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .chain(class.pair()),
-                    [
-                        input.cache_control.clone(),
-                        input.content_disposition.clone(),
-                        input.content_encoding.clone(),
-                        input.content_language.clone(),
-                    ],
-                ),
+                super::kept::stored_metadata!(clone input, class),
             )
         } else {
             (source.content_type.clone(), source.metadata.clone())

@@ -215,3 +215,35 @@ pub async fn run_client(script: &str, args: &[&str], endpoint: String) {
     );
     assert!(stdout.contains("all checks passed"), "{script}: {stdout}");
 }
+
+/// A metadata database in `dir` with bucket `b` of tenant `shop`.
+pub async fn meta_with_bucket(dir: &tempfile::TempDir) -> lingjing_storage::meta::Meta {
+    let meta = lingjing_storage::meta::Meta::open(&format!(
+        "sqlite://{}",
+        dir.path().join("meta.db").display()
+    ))
+    .await
+    .expect("meta");
+    meta.create_bucket("b", "shop", 1).await.expect("bucket");
+    meta
+}
+
+/// Writes object `key` of bucket `b` made of `blocks`.
+pub async fn store(
+    meta: &lingjing_storage::meta::Meta,
+    key: &str,
+    blocks: Vec<lingjing_storage::meta::BlockRef>,
+) {
+    meta.put_object(
+        &lingjing_storage::meta::Object {
+            size: blocks.iter().map(|b| b.len).sum(),
+            etag: "e".into(),
+            blocks,
+            ..lingjing_storage::meta::Object::new("b", key)
+        },
+        &lingjing_storage::meta::Condition::None,
+    )
+    .await
+    .expect("row")
+    .expect("written");
+}
