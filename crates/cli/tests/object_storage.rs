@@ -347,7 +347,8 @@ fn erasure_coded_objects_survive_a_site_killed_mid_write() {
 /// Erasure-coded (4+2 over six nodes in three sites): a site goes dark while objects are
 /// written, so the blocks written meanwhile put their six shards on the four nodes left
 /// (three in one site). The site then comes back: one node as it was, the other with an
-/// empty disk (replaced). One repair pass writes back the replaced node's shards, one
+/// empty disk (replaced), and a byte flips in a shard file elsewhere (a scrub quarantines
+/// it). One repair pass writes back the replaced node's shards and the rotted one, one
 /// rebalancing pass spreads the degraded blocks over the three sites again: afterwards a
 /// *different* site can go dark and every acknowledged object still reads byte-exact.
 #[test]
@@ -389,7 +390,52 @@ fn a_site_that_returns_or_is_replaced_gets_full_redundancy_back() {
     let _ = std::fs::remove_dir_all(cluster.dir.path().join("st-4"));
     cluster.restart(1);
     cluster.restart(4);
+    // And a byte flips in one of st-3's shard files: its scrub finds it (the node never
+    // serves it again) and quarantines it.
+    let rotted = paths_of_size(&cluster.dir.path().join("st-3"), 64 * 1024)
+        .into_iter()
+        .next()
+        .expect("a 64 KiB shard on st-3");
+    let good = std::fs::read(&rotted).expect("shard");
+    let mut bad = good.clone();
+    bad[4242] ^= 0x10;
+    std::fs::write(&rotted, &bad).expect("rot");
+    let st3 = &cluster.node_urls[2];
+    let asked = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+            "-H",
+        ])
+        .arg("Authorization: Bearer crash-cluster-token")
+        .arg(format!("{st3}/v1/scrub"))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&asked.stdout), "202");
+    common::eventually(
+        "st-3's scrub finds the rot",
+        Duration::from_secs(30),
+        || {
+            let out = Command::new("curl")
+                .args(["-s", "-H", "Authorization: Bearer crash-cluster-token"])
+                .arg(format!("{st3}/v1/status"))
+                .output()
+                .ok()?;
+            let status: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            (status["scrub"]["corrupt_total"].as_u64()? >= 1).then_some(())
+        },
+    );
     let (repaired, moved) = heal(&cluster);
+    assert_eq!(
+        std::fs::read(&rotted).ok(),
+        Some(good),
+        "the rotted shard was written back as it was"
+    );
     assert!(repaired > 0, "the replaced node's shards were written back");
     assert!(
         moved > 0,
@@ -451,16 +497,21 @@ fn heal(cluster: &Cluster) -> (u64, u64) {
 
 /// How many files under `dir` are `len` bytes long.
 fn files_of_size(dir: &Path, len: u64) -> usize {
-    let mut n = 0;
+    paths_of_size(dir, len).len()
+}
+
+/// The files under `dir` that are `len` bytes long.
+fn paths_of_size(dir: &Path, len: u64) -> Vec<PathBuf> {
+    let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();
         if path.is_dir() {
-            n += files_of_size(&path, len);
+            out.extend(paths_of_size(&path, len));
         } else if entry.metadata().is_ok_and(|m| m.len() == len) {
-            n += 1;
+            out.push(path);
         }
     }
-    n
+    out
 }
 
 #[test]

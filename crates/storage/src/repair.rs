@@ -24,12 +24,16 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::StreamExt;
 use serde::Serialize;
 
 use crate::block::BlockId;
 use crate::erasure;
 use crate::meta::{BlockRef, CodedRef, Meta, MetaError};
 use crate::replicas::{Cluster, Replicas};
+
+/// Blocks rebuilt at once by a pass.
+const REBUILDS_AT_ONCE: usize = 4;
 
 /// What one pass found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -84,10 +88,15 @@ pub async fn repair(
     }
     // (2) What the maps say each node should hold.
     let damaged = find_damaged(meta, &held, &mut report).await?;
-    // (3) Rebuild, throttled.
+    // (3) Rebuild, a few blocks at a time (each waits on reads from several nodes, then
+    // writes), throttled.
     let started = Instant::now();
-    for d in damaged {
-        let read = rebuild(replicas, &cluster, &d).await;
+    let rebuilds: Vec<_> = damaged
+        .iter()
+        .map(|d| rebuild_tagged(replicas, &cluster, d))
+        .collect();
+    let mut rebuilt = futures::stream::iter(rebuilds).buffer_unordered(REBUILDS_AT_ONCE);
+    while let Some((d, read)) = rebuilt.next().await {
         match read {
             Ok((bytes, repaired, failed)) => {
                 report.bytes_read += bytes;
@@ -171,6 +180,15 @@ async fn find_damaged(
         ))),
         None => Ok(damaged),
     }
+}
+
+/// [`rebuild`] of `d`, with `d`.
+async fn rebuild_tagged<'a>(
+    replicas: &'a Replicas,
+    cluster: &'a Cluster,
+    d: &'a Damaged,
+) -> (&'a Damaged, Result<(u64, u64, u64), String>) {
+    (d, rebuild(replicas, cluster, d).await)
 }
 
 /// Reads `d`'s block and writes its missing pieces back: bytes read, pieces repaired,
