@@ -505,6 +505,10 @@ pub struct S3Args {
     /// (0: no limit).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(0..=100_000))]
     pub repair_mib_per_s: u64,
+    /// Minutes a storage node may be reported down before its copies and shards are
+    /// rebuilt on the nodes left (from the others); it is emptied when it returns.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub repair_gone_after_min: u64,
     /// Hours a block is kept after it was last written, referenced or not: longer than
     /// any upload takes.
     #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=8760))]

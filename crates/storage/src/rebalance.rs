@@ -1,7 +1,9 @@
 //! Rebalancing: moves copies and shards to where the cluster layout places them now, so
 //! that a node added to the layout takes its share of the data already stored, a node
-//! taken out of it (capacity 0, or gone from the layout) is emptied, and the shards of a
-//! block written while a site was down are spread over the sites again.
+//! taken out of it (capacity 0, or gone from the layout) is emptied, a node down for
+//! longer than the gone-after period (`Replicas::set_gone_after`, an hour by default) has
+//! its pieces rebuilt on the nodes left (from the other copies or shards), and the shards
+//! of a block written while a site was down are spread over the sites again.
 //!
 //! One pass, [`rebalance`], pages through every block map (latest versions, older
 //! versions, parts of uploads in progress). For each map entry whose pieces are not where
@@ -19,7 +21,7 @@
 //! Reads keep working throughout: a map always names pieces that are durable, before and
 //! after its rewrite. The pass throttles itself to `bytes_per_sec` of blocks read.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -53,11 +55,15 @@ pub struct RebalanceReport {
 /// Where the layout wants `block`'s pieces: for a replicated block, its copy count's
 /// first nodes of its placement order (among those that take data); for a coded block,
 /// shard `i` on the `i`-th. None when the cluster has too few such nodes.
-pub(crate) fn wanted<'a>(cluster: &'a Cluster, block: &BlockRef) -> Option<Vec<&'a NodeRef>> {
+pub(crate) fn wanted<'a>(
+    cluster: &'a Cluster,
+    gone: &HashSet<String>,
+    block: &BlockRef,
+) -> Option<Vec<&'a NodeRef>> {
     let id: BlockId = block.id.parse().ok()?;
     let order: Vec<&NodeRef> = placement::order(&id, &cluster.nodes)
         .into_iter()
-        .filter(|n| n.weight > 0)
+        .filter(|n| n.weight > 0 && !gone.contains(&n.id))
         .collect();
     // A replicated block keeps as many copies as it has, or as the policy wants if more
     // (a block written short of a copy gets it back here).
@@ -84,6 +90,7 @@ pub async fn rebalance(
     bytes_per_sec: u64,
 ) -> Result<RebalanceReport, MetaError> {
     let cluster = replicas.cluster();
+    let gone = replicas.gone();
     let mut report = RebalanceReport::default();
     // Blocks already moved this pass (a block shared by several rows moves once): the
     // map entry to write for it.
@@ -103,7 +110,7 @@ pub async fn rebalance(
                     .map_err(|e| MetaError::Corrupt(format!("block map: {e}")))?;
                 let mut changed = false;
                 for r in &mut refs {
-                    let Some(want) = wanted(&cluster, r) else {
+                    let Some(want) = wanted(&cluster, &gone, r) else {
                         continue;
                     };
                     if placed_as(r, &want) {

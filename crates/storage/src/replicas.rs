@@ -16,7 +16,7 @@
 //! copy (500) or sends good bytes (the first ones were damaged on the way). So every read
 //! is checked end to end, a replica that lies is skipped, and rot is quarantined where it is.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -107,7 +107,15 @@ impl Redundancy {
 pub struct Replicas {
     http: reqwest::Client,
     cluster: std::sync::RwLock<Arc<Cluster>>,
+    /// Since when each node reported down has been down (as this client saw it).
+    down_since: std::sync::Mutex<HashMap<String, std::time::Instant>>,
+    /// A node down longer than this is taken for gone: rebalancing moves its pieces to
+    /// the nodes left (`crate::rebalance`).
+    gone_after: std::sync::Mutex<Duration>,
 }
+
+/// How long a node may be down before rebalancing moves its pieces elsewhere.
+pub const DEFAULT_GONE_AFTER: Duration = Duration::from_secs(3600);
 
 /// The nodes, token and replication a request works with, from start to end (a new
 /// snapshot applies to the requests after it).
@@ -213,6 +221,8 @@ impl Replicas {
                 policy,
                 token,
             ))),
+            down_since: std::sync::Mutex::new(HashMap::new()),
+            gone_after: std::sync::Mutex::new(DEFAULT_GONE_AFTER),
         })
     }
 
@@ -228,12 +238,46 @@ impl Replicas {
         if placement::writable(&nodes).next().is_none() {
             return Err(ReplicaError::NoNodes);
         }
+        {
+            let mut since = self
+                .down_since
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            since.retain(|n, _| down.contains(n));
+            let now = std::time::Instant::now();
+            for n in &down {
+                since.entry(n.clone()).or_insert(now);
+            }
+        }
         let next = Arc::new(Cluster::new(nodes, down, policy, token));
         match self.cluster.write() {
             Ok(mut c) => *c = next,
             Err(e) => *e.into_inner() = next,
         }
         Ok(())
+    }
+
+    /// How long a node may be down before its pieces are moved elsewhere.
+    pub fn set_gone_after(&self, after: Duration) {
+        *self
+            .gone_after
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = after;
+    }
+
+    /// The nodes down for longer than the gone-after period (see [`Replicas::set_gone_after`]).
+    pub fn gone(&self) -> HashSet<String> {
+        let after = *self
+            .gone_after
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.down_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(_, t)| t.elapsed() >= after)
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     pub(crate) fn cluster(&self) -> Arc<Cluster> {

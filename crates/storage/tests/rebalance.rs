@@ -1,9 +1,10 @@
 //! Rebalancing over real storage nodes and a real metadata database: when a node joins
 //! the layout, copies move to it as the placement rule says (a block shared by two
 //! objects moves once, both maps follow); when a node leaves it, its copies and shards
-//! move off it; every read stays byte-exact throughout; a second pass finds nothing to
-//! do; and garbage collection then removes the pieces left behind, so that each node holds
-//! exactly what the maps name on it.
+//! move off it; a node down past its grace has its copies rebuilt on the others; every
+//! read stays byte-exact throughout; a second pass finds nothing to do; and garbage
+//! collection then removes the pieces left behind, so that each node holds exactly what
+//! the maps name on it.
 
 mod common;
 
@@ -243,4 +244,63 @@ async fn a_leaving_node_is_emptied_of_copies_and_shards() {
         "{leaving} still holds pieces"
     );
     assert_eq!(left, named(&meta, &keys).await);
+}
+
+/// A node reported down is waited for (nothing moves) until it has been down for the
+/// gone-after period; then its copies are rebuilt on the nodes left, from the others.
+#[tokio::test]
+async fn a_node_down_past_its_grace_has_its_copies_rebuilt_elsewhere() {
+    let mut cluster = Cluster::start(&[
+        ("a", "wuxi"),
+        ("b", "nanjing"),
+        ("c", "suzhou"),
+        ("d", "taizhou"),
+    ])
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let meta = meta_with_bucket(&dir).await;
+    let client =
+        Replicas::new(cluster.refs.clone(), Redundancy::replicated(3), TOKEN).expect("client");
+    let mut keys = Vec::new();
+    for seed in 0..16u8 {
+        let placed = client.put(data(seed, 30_000)).await.expect("written");
+        let key = format!("k{seed}");
+        store(&meta, &key, vec![placed.block_ref()]).await;
+        keys.push(key);
+    }
+    let down = "b";
+    assert!(named(&meta, &keys).await.iter().any(|(n, _)| n == down));
+    cluster.stop(down).await;
+    client
+        .update(
+            cluster.refs.clone(),
+            HashSet::from([down.to_owned()]),
+            Redundancy::replicated(3),
+            TOKEN,
+        )
+        .expect("update");
+    // Within the grace: `b` is waited for, nothing moves.
+    let waiting = rebalance(&meta, &client, 0).await.expect("pass");
+    assert_eq!((waiting.misplaced, waiting.pieces_written), (0, 0), "{waiting:?}");
+    // Past it: rebuilt on a, c and d.
+    client.set_gone_after(Duration::ZERO);
+    let report = rebalance(&meta, &client, 0).await.expect("pass");
+    assert_eq!(report.deferred, 0, "{report:?}");
+    assert!(report.pieces_written > 0, "{report:?}");
+    assert!(
+        !named(&meta, &keys).await.iter().any(|(n, _)| n == down),
+        "no map names {down}"
+    );
+    for (seed, key) in keys.iter().enumerate() {
+        let r = &map_of(&meta, key).await[0];
+        assert_eq!(r.nodes.len(), 3, "{key}: {r:?}");
+        let id: BlockId = r.id.parse().expect("id");
+        for n in &r.nodes {
+            assert!(cluster.holds(n, &id), "{key}: {n} holds it");
+        }
+        assert_eq!(
+            client.get(&id, &r.nodes).await.expect("read"),
+            data(seed as u8, 30_000)
+        );
+    }
 }

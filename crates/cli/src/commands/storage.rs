@@ -627,6 +627,7 @@ pub async fn gateway(global: &Global, args: S3Args) -> anyhow::Result<()> {
         repair: (args.repair_interval_min > 0).then(|| RepairSchedule {
             interval: Duration::from_secs(args.repair_interval_min * 60),
             bytes_per_sec: args.repair_mib_per_s << 20,
+            gone_after: Duration::from_secs(args.repair_gone_after_min * 60),
         }),
     };
     let (handle, agent) = match (&args.node, &args.token_file, &args.keys_file) {

@@ -81,19 +81,22 @@ pub struct GatewayConfig {
 /// When a gateway repairs (`crate::repair`) and then rebalances (`crate::rebalance`): a
 /// pass of each every `interval` while it holds the metadata's `repair` lease, each
 /// reading at most `bytes_per_sec` (0: no limit) so that foreground requests keep their
-/// latency.
+/// latency. A node the control plane has reported down for `gone_after` is taken for gone:
+/// rebalancing rebuilds its pieces on the nodes left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RepairSchedule {
     pub interval: std::time::Duration,
     pub bytes_per_sec: u64,
+    pub gone_after: std::time::Duration,
 }
 
 impl Default for RepairSchedule {
-    /// Every 10 minutes, at most 64 MiB/s.
+    /// Every 10 minutes, at most 64 MiB/s; a node down for an hour is gone.
     fn default() -> Self {
         RepairSchedule {
             interval: std::time::Duration::from_secs(600),
             bytes_per_sec: 64 << 20,
+            gone_after: crate::replicas::DEFAULT_GONE_AFTER,
         }
     }
 }
@@ -359,6 +362,7 @@ fn start_upkeep(
         ));
     }
     if let Some(schedule) = config.repair {
+        replicas.set_gone_after(schedule.gone_after);
         let (m, r, metrics) = (meta.clone(), replicas.clone(), metrics.clone());
         tokio::spawn(every_with_lease(
             meta.clone(),
