@@ -17,6 +17,14 @@ use lingjing_storage::placement::{self, NodeRef};
 use lingjing_storage::rebalance::rebalance;
 use lingjing_storage::{BlockId, Erasure, Redundancy, Replicas};
 
+/// Four nodes, each in a site of its own.
+const FOUR_SITES: [(&str, &str); 4] = [
+    ("a", "wuxi"),
+    ("b", "nanjing"),
+    ("c", "suzhou"),
+    ("d", "taizhou"),
+];
+
 async fn map_of(meta: &Meta, key: &str) -> Vec<BlockRef> {
     meta.object("b", key)
         .await
@@ -71,13 +79,7 @@ fn held(cluster: &Cluster, pieces: &HashSet<BlockId>) -> HashSet<(String, BlockI
 
 #[tokio::test]
 async fn a_joining_node_takes_its_share_and_leftovers_are_collected() {
-    let cluster = Cluster::start(&[
-        ("a", "wuxi"),
-        ("b", "nanjing"),
-        ("c", "suzhou"),
-        ("d", "taizhou"),
-    ])
-    .await;
+    let cluster = Cluster::start(&FOUR_SITES).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let meta = meta_with_bucket(&dir).await;
     // Written while `d` had no capacity: three copies each on a, b and c.
@@ -250,13 +252,7 @@ async fn a_leaving_node_is_emptied_of_copies_and_shards() {
 /// gone-after period; then its copies are rebuilt on the nodes left, from the others.
 #[tokio::test]
 async fn a_node_down_past_its_grace_has_its_copies_rebuilt_elsewhere() {
-    let mut cluster = Cluster::start(&[
-        ("a", "wuxi"),
-        ("b", "nanjing"),
-        ("c", "suzhou"),
-        ("d", "taizhou"),
-    ])
-    .await;
+    let mut cluster = Cluster::start(&FOUR_SITES).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let meta = meta_with_bucket(&dir).await;
     let client =
@@ -281,7 +277,11 @@ async fn a_node_down_past_its_grace_has_its_copies_rebuilt_elsewhere() {
         .expect("update");
     // Within the grace: `b` is waited for, nothing moves.
     let waiting = rebalance(&meta, &client, 0).await.expect("pass");
-    assert_eq!((waiting.misplaced, waiting.pieces_written), (0, 0), "{waiting:?}");
+    assert_eq!(
+        (waiting.misplaced, waiting.pieces_written),
+        (0, 0),
+        "{waiting:?}"
+    );
     // Past it: rebuilt on a, c and d.
     client.set_gone_after(Duration::ZERO);
     let report = rebalance(&meta, &client, 0).await.expect("pass");
