@@ -374,6 +374,14 @@ async fn heartbeat_loop(
                 failures = 0;
                 pending = Batch::default();
             }
+            // Refused as it is (a 4xx: e.g. a report the control plane will never take):
+            // resending it would fail forever and keep the heartbeats from landing.
+            Err(e)
+                if e.status().is_some_and(|s| (400..500).contains(&s)) && !pending.is_empty() =>
+            {
+                tracing::error!(node = %config.node, error = %e, "usage report refused; dropped");
+                pending = Batch::default();
+            }
             Err(e) => {
                 failures += 1;
                 if failures == 1 || failures.is_power_of_two() {

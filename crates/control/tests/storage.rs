@@ -267,6 +267,16 @@ async fn the_storage_layout_is_versioned_and_reaches_the_gateways() {
     )
     .await
     .err_field(422, "invalid", "nodes");
+    // Fewer nodes with capacity than the policy's three copies: refused.
+    api.post(
+        "/v1/storage/layout",
+        next(
+            1,
+            json!([{"node": "wx-1-s", "capacity_gib": 100}, {"node": "nj-1-s", "capacity_gib": 100}]),
+        ),
+    )
+    .await
+    .err_field(422, "invalid", "nodes");
     let tenant = api.with_token(&common::tenant_key(&api, "demo").await);
     tenant.get("/v1/storage/layout").await.err(403, "forbidden");
     tenant

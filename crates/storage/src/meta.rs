@@ -327,16 +327,16 @@ impl Meta {
             .map(|c| format!("{}.{c}", table.name()))
             .collect::<Vec<_>>()
             .join(", ");
-        // (a, b, c) > ($1, $2, $3), spelled out: a > $1 OR (a = $1 AND (b > $2 OR ...)).
-        let mut cond = String::new();
-        for (i, c) in columns.iter().enumerate().rev() {
-            let p = i + 1;
-            cond = if cond.is_empty() {
-                format!("{c} > ${p}")
-            } else {
-                format!("{c} > ${p} OR ({c} = ${p} AND ({cond}))")
-            };
-        }
+        // A row-value comparison, (a, b) > ($1, $2): served from the primary key's index
+        // (PostgreSQL, SQLite 3.15 and later), so each page costs its own rows only.
+        let cond = format!(
+            "({}) > ({})",
+            columns.join(", "),
+            (1..=columns.len())
+                .map(|p| format!("${p}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         let limit_at = columns.len() + 1;
         let sql = match after {
             Some(_) => format!(

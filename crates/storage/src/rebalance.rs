@@ -14,9 +14,10 @@
 //! if the row still holds the map it read (`Meta::rewrite_map`, compare-and-set; a row
 //! written meanwhile is left for the next pass). A block whose wanted nodes include one
 //! that is down is left for a later pass. Pieces the maps no longer name are left where
-//! they are: garbage collection removes them once no map names them on that node and
-//! they are older than its grace period, so a read that still holds an old map finds
-//! them, and a write in flight never loses one.
+//! they are, written again so that their time is renewed: garbage collection removes
+//! them once no map names them on that node and a whole grace period has passed, so a
+//! read or a copy that still holds an old map finds them, and a write in flight never
+//! loses one.
 //!
 //! Reads keep working throughout: a map always names pieces that are durable, before and
 //! after its rewrite. The pass throttles itself to `bytes_per_sec` of blocks read.
@@ -33,6 +34,9 @@ use crate::replicas::{Cluster, Replicas};
 
 /// Rows read per page.
 const PAGE: i64 = 200;
+/// Most moved entries remembered for the rows after (then forgotten; a row sharing a
+/// forgotten one just moves it again, writing nothing new).
+const MAX_REMEMBERED: usize = 100_000;
 
 /// What one pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -92,9 +96,10 @@ pub async fn rebalance(
     let cluster = replicas.cluster();
     let gone = replicas.gone();
     let mut report = RebalanceReport::default();
-    // Blocks already moved this pass (a block shared by several rows moves once): the
-    // map entry to write for it.
-    let mut moved: HashMap<(String, Option<String>), BlockRef> = HashMap::new();
+    // Map entries already moved this pass, by the entry as it was (a block shared by
+    // rows with the same entry moves once; a row whose entry differs moves on its own):
+    // the entry to write instead.
+    let mut moved: HashMap<String, BlockRef> = HashMap::new();
     let started = Instant::now();
     for table in MapTable::ALL {
         let mut after: Option<Vec<String>> = None;
@@ -117,7 +122,8 @@ pub async fn rebalance(
                         continue;
                     }
                     report.misplaced += 1;
-                    let cache_key = (r.id.clone(), r.coded.as_ref().map(|c| c.code.to_string()));
+                    let cache_key = serde_json::to_string(&*r)
+                        .map_err(|e| MetaError::Corrupt(e.to_string()))?;
                     if let Some(done) = moved.get(&cache_key) {
                         *r = done.clone();
                         changed = true;
@@ -131,6 +137,9 @@ pub async fn rebalance(
                         Ok((next, written, read)) => {
                             report.pieces_written += written;
                             report.bytes_read += read;
+                            if moved.len() >= MAX_REMEMBERED {
+                                moved.clear();
+                            }
                             moved.insert(cache_key, next.clone());
                             *r = next;
                             changed = true;
@@ -174,6 +183,23 @@ pub async fn rebalance(
     Ok(report)
 }
 
+/// Writes `piece` again to node `node` (best effort: a node that is down or gone keeps
+/// nothing anyway), so that its time is renewed.
+async fn renew(
+    replicas: &Replicas,
+    cluster: &Cluster,
+    node: &str,
+    id: &BlockId,
+    piece: bytes::Bytes,
+) {
+    if let Some(n) = cluster.nodes.iter().find(|n| n.id == node)
+        && !cluster.down.contains(node)
+        && let Err(e) = replicas.put_one(&cluster.token, n, id, piece).await
+    {
+        tracing::debug!(block = %id, node, error = %e, "rebalance: old piece not renewed");
+    }
+}
+
 /// Reads `block`, writes the pieces `want` lacks, and returns the map entry placing it
 /// there, the pieces written and the bytes read; an error leaves everything as it was.
 async fn move_block(
@@ -196,6 +222,16 @@ async fn move_block(
                     .await?;
                 written += 1;
             }
+            // The copies left behind are written again (the node only renews their time):
+            // garbage collection keeps them for its whole grace period from now, so a
+            // read or a copy that took the old map before the rewrite still finds them.
+            for old in block
+                .nodes
+                .iter()
+                .filter(|n| !want.iter().any(|w| &w.id == *n))
+            {
+                renew(replicas, cluster, old, &id, data.clone()).await;
+            }
             let next = BlockRef {
                 nodes: want.iter().map(|n| n.id.clone()).collect(),
                 ..block.clone()
@@ -205,6 +241,13 @@ async fn move_block(
         Some(c) => {
             let (shards, rebuilt, read) =
                 crate::repair::reencode(replicas, &id, block.len, c).await?;
+            for (i, (sid, node)) in shards.iter().enumerate() {
+                if want.get(i).is_some_and(|w| w.id != *node)
+                    && let Some(bytes) = rebuilt.get(i)
+                {
+                    renew(replicas, cluster, node, sid, bytes.clone()).await;
+                }
+            }
             let mut next_shards = Vec::with_capacity(shards.len());
             for (i, ((sid, node), target)) in shards.iter().zip(want).enumerate() {
                 if *node != target.id {

@@ -7,9 +7,11 @@
 //! heartbeats (`lingjing_model::snapshot::BucketUsageSource`); the control plane keeps
 //! them for billing (`GET /v1/storage/usage`).
 //!
-//! Bounded: at most [`MAX_TRACKED`] buckets are counted between two drains (requests to
-//! more are counted in `dropped`), and at most [`MAX_WAITING`] entries wait for the agent
-//! (the oldest go first). Requests to a bucket that does not exist are not reported.
+//! Only requests that were let in and answered count (a refused one may name any
+//! bucket). Bounded: at most [`MAX_TRACKED`] buckets are counted between two drains
+//! (requests to more are counted in `dropped`), one waiting entry per bucket, at most
+//! [`MAX_WAITING`] entries wait for the agent (the oldest go first), and a report takes
+//! at most [`MAX_PER_REPORT`] of each.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -26,6 +28,9 @@ use crate::meta::{BlockRef, Meta, MetaError};
 pub const MAX_TRACKED: usize = 10_000;
 /// Most entries (traffic and samples each) waiting for the agent.
 pub const MAX_WAITING: usize = 50_000;
+/// Most entries (traffic and samples each) in one report: what the control plane takes
+/// in one heartbeat; the rest wait for the next.
+pub const MAX_PER_REPORT: usize = 10_000;
 /// How often stored bytes are sampled, on wall-clock boundaries.
 pub const SAMPLE_EVERY_MS: u64 = 5 * 60 * 1000;
 
@@ -91,7 +96,24 @@ impl UsageLedger {
                 });
             }
         }
-        append_bounded(&mut locked(&self.traffic), ready);
+        // One waiting entry per bucket: traffic drained while the agent could not report
+        // is added up, not queued again and again.
+        let mut waiting = locked(&self.traffic);
+        for t in ready {
+            match waiting
+                .iter_mut()
+                .find(|w| w.bucket == t.bucket && w.tenant == t.tenant)
+            {
+                Some(w) => {
+                    w.requests = w.requests.saturating_add(t.requests);
+                    w.bytes_in = w.bytes_in.saturating_add(t.bytes_in);
+                    w.bytes_out = w.bytes_out.saturating_add(t.bytes_out);
+                }
+                None => waiting.push(t),
+            }
+        }
+        let excess = waiting.len().saturating_sub(MAX_WAITING);
+        waiting.drain(..excess);
         Ok(())
     }
 
@@ -101,12 +123,16 @@ impl UsageLedger {
     }
 }
 
+/// At most [`MAX_PER_REPORT`] of `list`'s entries, the oldest; the rest stay.
+fn take_report<T>(list: &Mutex<Vec<T>>) -> Vec<T> {
+    let mut list = locked(list);
+    let n = list.len().min(MAX_PER_REPORT);
+    list.drain(..n).collect()
+}
+
 impl BucketUsageSource for UsageLedger {
     fn take(&self) -> (Vec<BucketTraffic>, Vec<BucketStored>) {
-        (
-            std::mem::take(&mut *locked(&self.traffic)),
-            std::mem::take(&mut *locked(&self.stored)),
-        )
+        (take_report(&self.traffic), take_report(&self.stored))
     }
 }
 
@@ -194,6 +220,26 @@ mod tests {
         ledger.count("b0", 10, 20);
         assert_eq!(ledger.dropped.load(Ordering::Relaxed), 5);
         assert_eq!(locked(&ledger.counting)["b0"], (2, 11, 22));
+    }
+
+    #[test]
+    fn a_report_takes_at_most_its_share_and_leaves_the_rest() {
+        let ledger = UsageLedger::default();
+        let sample = |i: usize| BucketStored {
+            bucket: format!("b{i}"),
+            tenant: "t".into(),
+            at_ms: 0,
+            objects: 0,
+            stored_bytes: 0,
+            raw_bytes: 0,
+            parity_bytes: 0,
+        };
+        ledger.add_sample((0..MAX_PER_REPORT + 5).map(sample).collect());
+        assert_eq!(ledger.take().1.len(), MAX_PER_REPORT);
+        let rest = ledger.take().1;
+        assert_eq!(rest.len(), 5);
+        assert_eq!(rest[0].bucket, format!("b{MAX_PER_REPORT}"), "oldest first");
+        assert!(ledger.take().1.is_empty());
     }
 
     #[test]

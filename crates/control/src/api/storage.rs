@@ -270,6 +270,25 @@ async fn apply_layout(
             ));
         }
     }
+    // Enough nodes taking data for what the policy keeps of each block: fewer would
+    // quietly keep fewer copies (or no codes) from now on.
+    let policy = state.views.storage;
+    let writable = next.nodes.iter().filter(|n| n.capacity_gib > 0).count();
+    let least = policy.erasure.map_or(policy.replicas as usize, |c| {
+        (policy.replicas as usize).max(c.data() + 1)
+    });
+    if writable < least {
+        return Err(ApiError::invalid(
+            "nodes",
+            format!(
+                "{writable} node(s) with capacity; the storage policy needs at least {least} ({} copies{})",
+                policy.replicas,
+                policy
+                    .erasure
+                    .map_or(String::new(), |c| format!(", code {c}"))
+            ),
+        ));
+    }
     let site = |id: &str| -> String {
         inventory
             .iter()
@@ -284,7 +303,6 @@ async fn apply_layout(
             .collect()
     };
     let (before, after) = (sited(&current), sited(&next));
-    let policy = state.views.storage;
     let pieces = policy.erasure.map_or(policy.replicas as usize, |c| {
         c.total().max(policy.replicas as usize)
     });

@@ -428,6 +428,7 @@ async fn serve_listener(
                 let slot = OpSlot::default();
                 req.extensions_mut().insert(slot.clone());
                 let bytes_in = metrics::declared_len(req.headers());
+                let method_is_head = req.method() == http::Method::HEAD;
                 // A body the handler may refuse before reading it all (a bad header, a
                 // storage class not offered): then the connection must not be reused, or
                 // the unread bytes would be parsed as the next request.
@@ -494,8 +495,18 @@ async fn serve_listener(
                         );
                     }
                     if let Ok(r) = &res {
-                        if let Some(bucket) = &bucket {
-                            let bytes_out = metrics::declared_len(r.headers()).unwrap_or(0);
+                        // Usage counts requests that were let in and answered (not 4xx or
+                        // 5xx: a refused request names any bucket it likes), with the body
+                        // a successful write really stored (its declared length, checked
+                        // against what arrived) and the body really sent (none for HEAD).
+                        if let Some(bucket) = &bucket
+                            && r.status().as_u16() < 400
+                        {
+                            let bytes_out = if method_is_head {
+                                0
+                            } else {
+                                metrics::declared_len(r.headers()).unwrap_or(0)
+                            };
                             usage.count(bucket, bytes_in.unwrap_or(0), bytes_out);
                         }
                         metrics.observe(
