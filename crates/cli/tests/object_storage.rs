@@ -200,71 +200,101 @@ fn spawn_node(dir: &Path, i: usize, listen: &str) -> (Proc, String) {
     (p, url)
 }
 
-/// The writer's lines, read by a thread.
-fn lines_of(child: &mut Child) -> Receiver<String> {
-    let (tx, rx) = channel();
-    let stdout = child.stdout.take().expect("stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
+/// `s3_writer.py write` into bucket `photos` (made first) through the gateway at `s3`:
+/// objects written one after another until told to stop, each line `ACK key` or `ERR key`,
+/// read by a thread.
+struct Writer {
+    child: Child,
+    lines: Receiver<String>,
+    stop: PathBuf,
+    acked: Vec<String>,
+    failed: Vec<String>,
 }
 
-/// Reads writer lines until `n` more of kind `kind` (`ACK` or `ERR`) came; returns them
-/// all, sorted into acknowledged and failed keys.
-fn until(
-    rx: &Receiver<String>,
-    kind: &str,
-    n: usize,
-    acked: &mut Vec<String>,
-    failed: &mut Vec<String>,
-) {
-    let mut seen = 0;
-    while seen < n {
-        let line = rx
-            .recv_timeout(Duration::from_secs(120))
-            .unwrap_or_else(|_| {
-                panic!("the writer stopped before {n} {kind}s (acked {acked:?}, failed {failed:?})")
-            });
+impl Writer {
+    fn start(dir: &Path, s3: &str) -> Writer {
+        run_python(&["bucket", s3, "photos"]);
+        let stop = dir.join("stop");
+        let mut child = python(&["write", s3, "photos", stop.to_str().expect("utf-8")])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("writer");
+        let (tx, lines) = channel();
+        let stdout = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Writer {
+            child,
+            lines,
+            stop,
+            acked: Vec::new(),
+            failed: Vec::new(),
+        }
+    }
+
+    /// Takes one line; true if it was of kind `kind`.
+    fn take(&mut self, line: &str, kind: Option<&str>) -> bool {
         let mut words = line.splitn(3, ' ');
         let (what, key) = (
             words.next().unwrap_or(""),
             words.next().unwrap_or("").to_owned(),
         );
         match what {
-            "ACK" => acked.push(key),
-            "ERR" => failed.push(key),
-            _ => continue,
+            "ACK" => self.acked.push(key),
+            "ERR" => self.failed.push(key),
+            _ => return false,
         }
-        if what == kind {
-            seen += 1;
+        kind == Some(what)
+    }
+
+    /// Reads lines until `n` more of kind `kind` (`ACK` or `ERR`) came.
+    fn until(&mut self, kind: &str, n: usize) {
+        let mut seen = 0;
+        while seen < n {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(120))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "the writer stopped before {n} {kind}s (acked {:?}, failed {:?})",
+                        self.acked, self.failed
+                    )
+                });
+            seen += usize::from(self.take(&line, Some(kind)));
         }
+    }
+
+    /// Stops the writer: the keys acknowledged and the keys that failed.
+    fn finish(mut self) -> (Vec<String>, Vec<String>) {
+        std::fs::write(&self.stop, b"stop").expect("stop file");
+        let status = self.child.wait().expect("writer exits");
+        assert!(status.success(), "the writer failed: {status}");
+        let rest: Vec<String> = self.lines.try_iter().collect();
+        for line in rest {
+            self.take(&line, None);
+        }
+        (self.acked, self.failed)
     }
 }
 
-fn stop_writer(
-    mut writer: Child,
-    rx: &Receiver<String>,
-    stop: &Path,
-    acked: &mut Vec<String>,
-    failed: &mut Vec<String>,
-) {
-    std::fs::write(stop, b"stop").expect("stop file");
-    let status = writer.wait().expect("writer exits");
-    assert!(status.success(), "the writer failed: {status}");
-    for line in rx.try_iter() {
-        let mut words = line.splitn(3, ' ');
-        match (words.next(), words.next()) {
-            (Some("ACK"), Some(k)) => acked.push(k.to_owned()),
-            (Some("ERR"), Some(k)) => failed.push(k.to_owned()),
-            _ => {}
-        }
-    }
+/// Every key of `acked` reads back byte-exact from bucket `photos` at `s3`.
+fn verify_acked(s3: &str, acked: &[String]) {
+    let mut args = vec!["verify", s3, "photos"];
+    args.extend(acked.iter().map(String::as_str));
+    assert!(run_python(&args).contains(&format!("verified {}", acked.len())));
+}
+
+/// No key of `failed` is visible in bucket `photos` at `s3`.
+fn verify_absent(s3: &str, failed: &[String]) {
+    let mut args = vec!["absent", s3, "photos"];
+    args.extend(failed.iter().map(String::as_str));
+    run_python(&args);
 }
 
 #[test]
@@ -274,31 +304,20 @@ fn killed_storage_nodes_lose_no_acknowledged_object() {
     }
     let mut cluster = Cluster::start();
     let (_gateway, s3) = cluster.gateway();
-    run_python(&["bucket", &s3, "photos"]);
-    let stop = cluster.dir.path().join("stop");
-    let mut writer = python(&["write", &s3, "photos", stop.to_str().expect("utf-8")])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("writer");
-    let rx = lines_of(&mut writer);
-    let (mut acked, mut failed) = (Vec::new(), Vec::new());
+    let mut writer = Writer::start(cluster.dir.path(), &s3);
 
-    until(&rx, "ACK", 5, &mut acked, &mut failed);
+    writer.until("ACK", 5);
     cluster.nodes[0].kill9();
     // Two nodes in two sites are a write quorum: writing goes on.
-    until(&rx, "ACK", 10, &mut acked, &mut failed);
+    writer.until("ACK", 10);
     cluster.nodes[1].kill9();
     // One node is not: writes fail, cleanly.
-    until(&rx, "ERR", 3, &mut acked, &mut failed);
-    stop_writer(writer, &rx, &stop, &mut acked, &mut failed);
+    writer.until("ERR", 3);
+    let (acked, failed) = writer.finish();
 
     assert!(acked.len() >= 15, "{acked:?}");
-    let mut args = vec!["verify", s3.as_str(), "photos"];
-    args.extend(acked.iter().map(String::as_str));
-    assert!(run_python(&args).contains(&format!("verified {}", acked.len())));
-    let mut args = vec!["absent", s3.as_str(), "photos"];
-    args.extend(failed.iter().map(String::as_str));
-    run_python(&args);
+    verify_acked(&s3, &acked);
+    verify_absent(&s3, &failed);
 }
 
 #[test]
@@ -312,23 +331,16 @@ fn erasure_coded_objects_survive_a_site_killed_mid_write() {
         .map(String::from)
         .to_vec();
     let (_gateway, s3) = cluster.gateway();
-    run_python(&["bucket", &s3, "photos"]);
-    let stop = cluster.dir.path().join("stop");
-    let mut writer = python(&["write", &s3, "photos", stop.to_str().expect("utf-8")])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("writer");
-    let rx = lines_of(&mut writer);
-    let (mut acked, mut failed) = (Vec::new(), Vec::new());
+    let mut writer = Writer::start(cluster.dir.path(), &s3);
 
-    until(&rx, "ACK", 5, &mut acked, &mut failed);
+    writer.until("ACK", 5);
     // Site 1 (nodes 1 and 4) goes dark in the middle of writes: two shards of every
     // block written so far are gone, and new blocks put their six shards on the four
     // nodes left (at most two on any).
     cluster.nodes[0].kill9();
     cluster.nodes[3].kill9();
-    until(&rx, "ACK", 10, &mut acked, &mut failed);
-    stop_writer(writer, &rx, &stop, &mut acked, &mut failed);
+    writer.until("ACK", 10);
+    let (acked, failed) = writer.finish();
 
     assert!(acked.len() >= 15, "{acked:?}");
     // The blocks were coded: cut at 4 x 64 KiB, node 2 holds 64 KiB shards of full ones.
@@ -336,12 +348,8 @@ fn erasure_coded_objects_survive_a_site_killed_mid_write() {
         files_of_size(&cluster.dir.path().join("st-2"), 64 * 1024) >= 5,
         "no 64 KiB shards on st-2"
     );
-    let mut args = vec!["verify", s3.as_str(), "photos"];
-    args.extend(acked.iter().map(String::as_str));
-    assert!(run_python(&args).contains(&format!("verified {}", acked.len())));
-    let mut args = vec!["absent", s3.as_str(), "photos"];
-    args.extend(failed.iter().map(String::as_str));
-    run_python(&args);
+    verify_acked(&s3, &acked);
+    verify_absent(&s3, &failed);
 }
 
 /// Erasure-coded (4+2 over six nodes in three sites): a site goes dark while objects are
@@ -371,20 +379,13 @@ fn a_site_that_returns_or_is_replaced_gets_full_redundancy_back() {
     .map(String::from)
     .to_vec();
     let (_gateway, s3) = cluster.gateway();
-    run_python(&["bucket", &s3, "photos"]);
-    let stop = cluster.dir.path().join("stop");
-    let mut writer = python(&["write", &s3, "photos", stop.to_str().expect("utf-8")])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("writer");
-    let rx = lines_of(&mut writer);
-    let (mut acked, mut failed) = (Vec::new(), Vec::new());
-    until(&rx, "ACK", 4, &mut acked, &mut failed);
+    let mut writer = Writer::start(cluster.dir.path(), &s3);
+    writer.until("ACK", 4);
     // Site 1 (nodes 1 and 4) goes dark; writes go on over sites 2 and 3.
     cluster.nodes[0].kill9();
     cluster.nodes[3].kill9();
-    until(&rx, "ACK", 8, &mut acked, &mut failed);
-    stop_writer(writer, &rx, &stop, &mut acked, &mut failed);
+    writer.until("ACK", 8);
+    let (acked, _failed) = writer.finish();
 
     // Site 1 returns: st-1 with its disk, st-4 replaced (an empty one), same addresses.
     let _ = std::fs::remove_dir_all(cluster.dir.path().join("st-4"));
@@ -446,9 +447,7 @@ fn a_site_that_returns_or_is_replaced_gets_full_redundancy_back() {
     cluster.nodes[1].kill9();
     cluster.nodes[4].kill9();
     assert!(acked.len() >= 12, "{acked:?}");
-    let mut args = vec!["verify", s3.as_str(), "photos"];
-    args.extend(acked.iter().map(String::as_str));
-    assert!(run_python(&args).contains(&format!("verified {}", acked.len())));
+    verify_acked(&s3, &acked);
 }
 
 /// One repair pass and one rebalancing pass over `cluster`'s metadata and nodes, as a

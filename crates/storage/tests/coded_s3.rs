@@ -14,26 +14,19 @@ use lingjing_storage::gateway::{self, GatewayConfig, S3Key};
 use lingjing_storage::meta::Meta;
 use lingjing_storage::{Erasure, Redundancy};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn objects_survive_a_whole_site_going_dark() {
-    if !boto3_available() {
-        return;
-    }
-    let mut cluster = Cluster::start(&SIX).await;
-    let meta_dir = tempfile::tempdir().expect("tempdir");
-    let meta_url = format!("sqlite://{}", meta_dir.path().join("meta.db").display());
-    let gw = gateway::start(GatewayConfig {
+/// A gateway over `cluster` keeping blocks as `redundancy` says (64 KiB blocks), metadata
+/// at `meta_url`, tenant `shop`'s key.
+async fn shop_gateway(
+    cluster: &Cluster,
+    meta_url: &str,
+    redundancy: Redundancy,
+) -> gateway::GatewayHandle {
+    gateway::start(GatewayConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
         domain: "s3.lingjing.test".into(),
-        meta_url: meta_url.clone(),
+        meta_url: meta_url.to_owned(),
         nodes: cluster.refs.clone(),
-        redundancy: Redundancy {
-            replicas: 3,
-            erasure: Some(Erasure {
-                code: "4+2".parse().expect("code"),
-                min_bytes: 16 * 1024,
-            }),
-        },
+        redundancy,
         cluster_token: TOKEN.into(),
         block_bytes: 64 * 1024,
         gc: None,
@@ -46,7 +39,29 @@ async fn objects_survive_a_whole_site_going_dark() {
         }],
     })
     .await
-    .expect("gateway");
+    .expect("gateway")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_survive_a_whole_site_going_dark() {
+    if !boto3_available() {
+        return;
+    }
+    let mut cluster = Cluster::start(&SIX).await;
+    let meta_dir = tempfile::tempdir().expect("tempdir");
+    let meta_url = format!("sqlite://{}", meta_dir.path().join("meta.db").display());
+    let gw = shop_gateway(
+        &cluster,
+        &meta_url,
+        Redundancy {
+            replicas: 3,
+            erasure: Some(Erasure {
+                code: "4+2".parse().expect("code"),
+                min_bytes: 16 * 1024,
+            }),
+        },
+    )
+    .await;
     let endpoint = format!("http://{}", gw.addr());
     let record = meta_dir.path().join("objects.json");
     let record = record.to_str().expect("utf-8 path");
@@ -90,26 +105,8 @@ async fn cold_storage_classes_are_erasure_coded() {
     let cluster = Cluster::start(&SIX).await;
     let meta_dir = tempfile::tempdir().expect("tempdir");
     let meta_url = format!("sqlite://{}", meta_dir.path().join("meta.db").display());
-    let gw = gateway::start(GatewayConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        domain: "s3.lingjing.test".into(),
-        meta_url: meta_url.clone(),
-        nodes: cluster.refs.clone(),
-        // The policy codes nothing: only the storage class does.
-        redundancy: Redundancy::replicated(3),
-        cluster_token: TOKEN.into(),
-        block_bytes: 64 * 1024,
-        gc: None,
-        repair: None,
-        keys: vec![S3Key {
-            access_key: "SHOPKEY".into(),
-            secret: "shop-secret".into(),
-            tenant: "shop".into(),
-            read_only_bucket: None,
-        }],
-    })
-    .await
-    .expect("gateway");
+    // The policy codes nothing: only the storage class does.
+    let gw = shop_gateway(&cluster, &meta_url, Redundancy::replicated(3)).await;
     run_client(
         "boto3_storage_class.py",
         &[],

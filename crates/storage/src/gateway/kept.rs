@@ -84,6 +84,41 @@ pub(crate) fn split(stored: Vec<(String, String)>) -> (Vec<(String, String)>, Fi
     (user, fields)
 }
 
+/// What a GET or HEAD shows of a version's stored pairs: its user metadata, the kept
+/// fields, and its storage class (left out for `STANDARD`, as S3 does).
+pub(crate) struct Shown {
+    pub(crate) metadata: s3s::dto::Metadata,
+    pub(crate) cache_control: Option<String>,
+    pub(crate) content_disposition: Option<String>,
+    pub(crate) content_encoding: Option<String>,
+    pub(crate) content_language: Option<String>,
+    pub(crate) storage_class: Option<s3s::dto::StorageClass>,
+}
+
+/// The [`Shown`] of the stored pairs `stored`.
+pub(crate) fn shown(stored: Vec<(String, String)>) -> Shown {
+    let class = super::class::Class::of_metadata(&stored);
+    let (
+        user,
+        [
+            cache_control,
+            content_disposition,
+            content_encoding,
+            content_language,
+        ],
+    ) = split(stored);
+    Shown {
+        metadata: user.into_iter().collect(),
+        cache_control,
+        content_disposition,
+        content_encoding,
+        content_language,
+        storage_class: class
+            .cold()
+            .then(|| s3s::dto::StorageClass::from_static(class.name())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

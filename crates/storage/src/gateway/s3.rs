@@ -1259,16 +1259,7 @@ impl S3 for Gateway {
             req.input.checksum_mode.as_ref(),
             req.input.range.is_none() && req.input.part_number.is_none(),
         );
-        let class = Class::of_metadata(&object.metadata);
-        let (
-            user,
-            [
-                cache_control,
-                content_disposition,
-                content_encoding,
-                content_language,
-            ],
-        ) = super::kept::split(std::mem::take(&mut object.metadata));
+        let fields = super::kept::shown(std::mem::take(&mut object.metadata));
         let mut response = S3Response::new(HeadObjectOutput {
             checksum_crc32: shown.checksum_crc32,
             checksum_crc32c: shown.checksum_crc32c,
@@ -1280,15 +1271,12 @@ impl S3 for Gateway {
             e_tag: Some(ETag::Strong(object.etag)),
             last_modified: Some(timestamp(object.last_modified)),
             content_type: object.content_type.and_then(|c| c.parse().ok()),
-            metadata: Some(user.into_iter().collect()),
-            cache_control,
-            content_disposition,
-            content_encoding,
-            content_language,
-            // S3 leaves the header out for STANDARD.
-            storage_class: class
-                .cold()
-                .then(|| StorageClass::from_static(class.name())),
+            metadata: Some(fields.metadata),
+            cache_control: fields.cache_control,
+            content_disposition: fields.content_disposition,
+            content_encoding: fields.content_encoding,
+            content_language: fields.content_language,
+            storage_class: fields.storage_class,
             accept_ranges: Some("bytes".into()),
             version_id: shown_version(bucket.versioning, &object.version_id, named.is_some()),
             ..Default::default()
@@ -1350,16 +1338,7 @@ impl S3 for Gateway {
             req.input.checksum_mode.as_ref(),
             req.input.range.is_none(),
         );
-        let class = Class::of_metadata(&object.metadata);
-        let (
-            user,
-            [
-                cache_control,
-                content_disposition,
-                content_encoding,
-                content_language,
-            ],
-        ) = super::kept::split(std::mem::take(&mut object.metadata));
+        let fields = super::kept::shown(std::mem::take(&mut object.metadata));
         Ok(S3Response::new(GetObjectOutput {
             tag_count,
             checksum_crc32: shown.checksum_crc32,
@@ -1375,15 +1354,12 @@ impl S3 for Gateway {
             e_tag: Some(ETag::Strong(object.etag)),
             last_modified: Some(timestamp(object.last_modified)),
             content_type: object.content_type.and_then(|c| c.parse().ok()),
-            metadata: Some(user.into_iter().collect()),
-            cache_control,
-            content_disposition,
-            content_encoding,
-            content_language,
-            // S3 leaves the header out for STANDARD.
-            storage_class: class
-                .cold()
-                .then(|| StorageClass::from_static(class.name())),
+            metadata: Some(fields.metadata),
+            cache_control: fields.cache_control,
+            content_disposition: fields.content_disposition,
+            content_encoding: fields.content_encoding,
+            content_language: fields.content_language,
+            storage_class: fields.storage_class,
             version_id: shown_version(bucket.versioning, &object.version_id, named.is_some()),
             ..Default::default()
         }))
