@@ -101,6 +101,77 @@ pub enum Command {
     /// Uptime against a target: what fell below it, by how much, and the downtime.
     #[command(subcommand)]
     Sla(SlaCmd),
+    /// Traffic defence: rules (allow, block, limit) and the attacks edge nodes detected.
+    #[command(subcommand)]
+    Defence(DefenceCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DefenceCmd {
+    /// Rules in force on every edge node.
+    #[command(subcommand)]
+    Rule(DefenceRuleCmd),
+    /// Attacks the edge nodes detected, newest first: start, end, peak rate, top sources,
+    /// the rule applied and requests refused.
+    Events {
+        /// Only this service's.
+        #[arg(long)]
+        service: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DefenceRuleCmd {
+    /// Add a rule: e.g. `rule add --service shop --action block --source 198.51.100.0/24
+    /// --ttl 3600`, or `--action limit --rate 20 --path /login`.
+    Add(Box<DefenceRuleAdd>),
+    /// List the rules in force (manual and detected).
+    List,
+    /// Show one rule.
+    Show { id: String },
+    /// Remove a rule (a detected one too, to lift a block early).
+    Rm { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct DefenceRuleAdd {
+    /// The service it applies to (leave out for every service: operator only).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// allow (never refused: e.g. your monitoring), block (403) or limit (429 past
+    /// --rate requests per second per client).
+    #[arg(long, value_parser = ["allow", "block", "limit"])]
+    pub action: String,
+    /// Client address or prefix (repeat for several).
+    #[arg(long = "source")]
+    pub sources: Vec<String>,
+    /// Request method (repeat for several).
+    #[arg(long = "method")]
+    pub methods: Vec<String>,
+    /// Path prefix, or a pattern with `*` (`/api/*/login`).
+    #[arg(long)]
+    pub path: Option<String>,
+    /// A header that must contain a value: `NAME:TEXT` (`X-Bot:yes`).
+    #[arg(long)]
+    pub header: Option<String>,
+    /// A fragment of the User-Agent.
+    #[arg(long)]
+    pub user_agent: Option<String>,
+    /// For `limit`: requests per second per client address.
+    #[arg(long)]
+    pub rate: Option<u32>,
+    /// monitor (count only) or enforce.
+    #[arg(long, default_value = "enforce", value_parser = ["monitor", "enforce"])]
+    pub mode: String,
+    /// Seconds until the rule expires by itself (default: never).
+    #[arg(long)]
+    pub ttl: Option<u64>,
+    /// Why (shown in lists).
+    #[arg(long)]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -627,6 +698,43 @@ pub struct EdgeArgs {
     pub no_sendfile: bool,
     #[command(flatten)]
     pub limits: EdgeLimitArgs,
+    #[command(flatten)]
+    pub defence: EdgeDefenceArgs,
+}
+
+/// How an edge node defends itself.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct EdgeDefenceArgs {
+    /// Turn traffic defence off on this node: no counting, detection, rules or
+    /// per-source connection caps (to measure what it costs).
+    #[arg(long)]
+    pub no_defence: bool,
+    /// Client addresses counted exactly per second; past it traffic is counted under its
+    /// /24 (/48), and the metrics and log say so.
+    #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(16..=16_777_216))]
+    pub defence_sources: u64,
+    /// /24 (/48) prefixes counted exactly per second; past it in a HeavyKeeper sketch.
+    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(16..=16_777_216))]
+    pub defence_prefixes: u64,
+    /// Most connections open at once from one client address (0: no cap).
+    #[arg(long, default_value_t = 256)]
+    pub max_conns_per_source: u32,
+    /// Most new connections per second from one client address (0: no cap).
+    #[arg(long, default_value_t = 200)]
+    pub max_new_conns_per_source: u32,
+}
+
+impl EdgeDefenceArgs {
+    /// Sets these on an edge node's configuration.
+    pub fn apply(&self, config: &mut lingjing_edge::EdgeConfig) {
+        let d = &mut config.defence;
+        d.enabled = !self.no_defence;
+        d.tables.sources = self.defence_sources as usize;
+        d.tables.prefixes = self.defence_prefixes as usize;
+        d.connections.max_open = self.max_conns_per_source;
+        d.connections.max_new_per_second = self.max_new_conns_per_source;
+        d.connections.table = self.defence_sources as usize;
+    }
 }
 
 /// How an edge node bounds its clients and its memory.

@@ -172,6 +172,7 @@ async fn a_node_joins_with_a_one_time_token_and_is_revoked_at_once() {
         storage: None,
         bucket_traffic: Vec::new(),
         bucket_stored: Vec::new(),
+        defence: Vec::new(),
     };
     let other = node
         .heartbeat("suqian-1-e1", &beat)

@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use lingjing_model::defence::DefenceReport;
 use lingjing_model::snapshot::{
-    BucketStored, BucketTraffic, BucketUsageSource, Heartbeat, Role, Snapshot, StorageReportSource,
-    UsageSample, UsageSource,
+    BucketStored, BucketTraffic, BucketUsageSource, DefenceSource, Heartbeat, Role, Snapshot,
+    StorageReportSource, UsageSample, UsageSource,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -76,6 +77,7 @@ pub struct Agent {
     usage: Option<Arc<dyn UsageSource>>,
     storage: Option<Arc<dyn StorageReportSource>>,
     buckets: Option<Arc<dyn BucketUsageSource>>,
+    defence: Option<(Arc<dyn DefenceSource>, Arc<Notify>)>,
 }
 
 /// A running agent.
@@ -231,6 +233,7 @@ impl Agent {
             usage: None,
             storage: None,
             buckets: None,
+            defence: None,
         })
     }
 
@@ -244,6 +247,13 @@ impl Agent {
     /// each batch exactly once.
     pub fn with_bucket_usage(mut self, source: Arc<dyn BucketUsageSource>) -> Agent {
         self.buckets = Some(source);
+        self
+    }
+
+    /// Sends an edge's defence reports: at once when `wake` is notified (an attack was
+    /// found), else with the next heartbeat.
+    pub fn with_defence(mut self, source: Arc<dyn DefenceSource>, wake: Arc<Notify>) -> Agent {
+        self.defence = Some((source, wake));
         self
     }
 
@@ -292,6 +302,7 @@ impl Agent {
                 usage: self.usage,
                 storage: self.storage,
                 buckets: self.buckets,
+                defence: self.defence,
             },
         ));
         let poll = tokio::spawn(poll_loop(
@@ -315,6 +326,7 @@ struct Sources {
     usage: Option<Arc<dyn UsageSource>>,
     storage: Option<Arc<dyn StorageReportSource>>,
     buckets: Option<Arc<dyn BucketUsageSource>>,
+    defence: Option<(Arc<dyn DefenceSource>, Arc<Notify>)>,
 }
 
 /// One batch of counted usage, resent as it is until acknowledged.
@@ -323,11 +335,21 @@ struct Batch {
     services: Vec<UsageSample>,
     traffic: Vec<BucketTraffic>,
     stored: Vec<BucketStored>,
+    /// Defence reports (each the latest state of an incident: resending one is harmless).
+    defence: Vec<DefenceReport>,
 }
 
 impl Batch {
     fn is_empty(&self) -> bool {
-        self.services.is_empty() && self.traffic.is_empty() && self.stored.is_empty()
+        self.services.is_empty()
+            && self.traffic.is_empty()
+            && self.stored.is_empty()
+            && self.defence.is_empty()
+    }
+
+    /// Whether it holds counted usage (reports with a sequence number).
+    fn has_usage(&self) -> bool {
+        !(self.services.is_empty() && self.traffic.is_empty() && self.stored.is_empty())
     }
 }
 
@@ -351,7 +373,7 @@ async fn heartbeat_loop(
             if let Some(source) = &sources.buckets {
                 (pending.traffic, pending.stored) = source.take();
             }
-            if !pending.is_empty() {
+            if pending.has_usage() {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_millis() as u64)
@@ -359,15 +381,28 @@ async fn heartbeat_loop(
                 seq = (seq + 1).max(now);
             }
         }
+        if let Some((source, _)) = &sources.defence {
+            // Newer states of the same incidents replace those still waiting.
+            for report in source.take() {
+                pending.defence.retain(|r| r.incident != report.incident);
+                pending.defence.push(report);
+            }
+            let over = pending
+                .defence
+                .len()
+                .saturating_sub(lingjing_model::defence::MAX_REPORTS);
+            pending.defence.drain(..over);
+        }
         let beat = Heartbeat {
             role: config.role,
             applied_version: applied.load(Ordering::Acquire),
             agent: Some(format!("lingjing/{}", env!("CARGO_PKG_VERSION"))),
             usage: pending.services.clone(),
-            usage_seq: if pending.is_empty() { 0 } else { seq },
+            usage_seq: if pending.has_usage() { seq } else { 0 },
             storage: sources.storage.as_ref().map(|s| s.report()),
             bucket_traffic: pending.traffic.clone(),
             bucket_stored: pending.stored.clone(),
+            defence: pending.defence.clone(),
         };
         match client.heartbeat(&config.node, &beat).await {
             Ok(()) => {
@@ -389,8 +424,20 @@ async fn heartbeat_loop(
                 }
             }
         }
-        // Wake early to acknowledge a newly applied version.
-        let _ = tokio::time::timeout(config.heartbeat_every, ack.notified()).await;
+        // Wake early to acknowledge a newly applied version, or to report an attack.
+        let defence_wake = async {
+            match &sources.defence {
+                Some((_, wake)) => wake.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        let _ = tokio::time::timeout(config.heartbeat_every, async {
+            tokio::select! {
+                _ = ack.notified() => {}
+                _ = defence_wake => {}
+            }
+        })
+        .await;
     }
 }
 

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod bucket_origins;
 pub mod challenge;
 pub mod context;
+pub mod defence;
 pub mod error;
 pub mod health;
 pub mod hostnames;

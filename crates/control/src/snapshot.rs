@@ -159,6 +159,10 @@ pub async fn build_edge(
     } else {
         s3_gateways(&nodes)
     };
+    let services_for_rules: Vec<(String, String)> = services
+        .iter()
+        .map(|s| (s.id.clone(), s.tenant.clone()))
+        .collect();
     let body = EdgeSnapshot {
         services,
         sites: list_docs::<Site>(conn).await?,
@@ -168,6 +172,7 @@ pub async fn build_edge(
         origin_policy: crate::origins::policy(conn, ctx).await?,
         bucket_origins,
         s3_gateways,
+        defence_rules: edge_rules(conn, &services_for_rules).await?,
     };
     Ok(Snapshot {
         version,
@@ -175,6 +180,24 @@ pub async fn build_edge(
         generated_at: crate::time::now_rfc3339(),
         body,
     })
+}
+
+/// The defence rules in force, for services that exist and still belong to the tenant
+/// that made the rule (and the operator's rules for every service).
+async fn edge_rules(
+    conn: &mut AnyConnection,
+    services: &[(String, String)],
+) -> Result<Vec<lingjing_model::defence::DefenceRule>, StoreError> {
+    let rules = crate::store::defence::live_rules(conn, crate::time::now_ms(), None).await?;
+    Ok(rules
+        .into_iter()
+        .filter(|r| match &r.spec.service {
+            None => true,
+            Some(id) => services
+                .iter()
+                .any(|(s, t)| s == id && r.tenant.as_deref() == Some(t.as_str())),
+        })
+        .collect())
 }
 
 /// The S3 API addresses of the healthy, undrained `s3` nodes.

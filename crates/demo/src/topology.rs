@@ -233,6 +233,7 @@ pub fn demo_topology(origin: SocketAddr) -> DemoTopology {
         targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
         forward_targeted_cache_control: false,
         origin_ca_pem: None,
+        defence: Default::default(),
     };
     let services = vec![
         Service {
@@ -277,6 +278,7 @@ pub fn demo_topology(origin: SocketAddr) -> DemoTopology {
             targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
             forward_targeted_cache_control: false,
             origin_ca_pem: None,
+            defence: Default::default(),
         },
         from_bucket,
     ];

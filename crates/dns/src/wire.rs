@@ -475,6 +475,7 @@ pub(crate) mod tests {
                 targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
                 forward_targeted_cache_control: false,
                 origin_ca_pem: None,
+                defence: Default::default(),
             }],
             ..DnsSnapshot::default()
         };

@@ -14,6 +14,7 @@
 pub mod body;
 pub mod cache;
 pub mod cores;
+pub mod defence;
 mod fetch;
 pub mod guard;
 pub mod limits;

@@ -144,11 +144,14 @@ impl ConnMetrics {
 pub struct ConnGate {
     slots: Arc<Semaphore>,
     metrics: ConnMetrics,
+    /// Per-source caps and blocks (public listeners only; `crate::defence::conn`).
+    defence: Option<Arc<crate::defence::Defence>>,
 }
 
 /// One admitted connection: its slot is freed (and the gauge lowered) when dropped.
 pub struct Admitted {
     _permit: OwnedSemaphorePermit,
+    _source: Option<crate::defence::conn::SourceSlot>,
     open: Gauge,
 }
 
@@ -163,20 +166,59 @@ impl ConnGate {
         ConnGate {
             slots: Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS))),
             metrics,
+            defence: None,
         }
     }
 
-    /// A slot for a new connection on `listener`, or `None` (counted) at the cap.
-    fn admit(&self, listener: &str) -> Option<Admitted> {
+    /// The same gate, also applying `defence`'s per-source caps and blocks at accept.
+    pub fn with_defence(mut self, defence: Arc<crate::defence::Defence>) -> ConnGate {
+        self.defence = defence.enabled.then_some(defence);
+        self
+    }
+
+    /// Per-source checks of a connection from `client`: its slot, or `None` (counted)
+    /// when refused.
+    fn admit_source(
+        &self,
+        client: std::net::IpAddr,
+    ) -> Result<Option<crate::defence::conn::SourceSlot>, ()> {
+        let Some(d) = &self.defence else {
+            return Ok(None);
+        };
+        let refused = if d.blocked_at_accept(client) {
+            crate::defence::conn::Refusal::Blocked
+        } else {
+            let second = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |t| t.as_secs());
+            match d.gate.admit(client, second) {
+                Ok(slot) => return Ok(Some(slot)),
+                Err(r) => r,
+            }
+        };
+        d.metrics
+            .connections_refused
+            .get_or_create(&crate::defence::ConnReasonLabels {
+                reason: refused.reason().to_owned(),
+            })
+            .inc();
+        Err(())
+    }
+
+    /// A slot for a new connection from `client` on `listener`, or `None` (counted) at
+    /// the cap or when defence refuses the source.
+    fn admit(&self, listener: &str, client: std::net::IpAddr) -> Option<Admitted> {
         let labels = ListenerLabels {
             listener: listener.to_owned(),
         };
+        let source = self.admit_source(client).ok()?;
         match self.slots.clone().try_acquire_owned() {
             Ok(permit) => {
                 let open = self.metrics.open.get_or_create(&labels).clone();
                 open.inc();
                 Some(Admitted {
                     _permit: permit,
+                    _source: source,
                     open,
                 })
             }
@@ -223,8 +265,8 @@ pub async fn serve_listener<F, Fut>(
                 continue;
             }
         };
-        let Some(admitted) = gate.admit(name) else {
-            tracing::debug!(listener = name, %client, "connection cap reached: closed");
+        let Some(admitted) = gate.admit(name, client.ip()) else {
+            tracing::debug!(listener = name, %client, "connection refused at accept (cap or defence): closed");
             drop(stream);
             continue;
         };

@@ -48,6 +48,9 @@ pub struct EdgeConfig {
     /// Serve the public listeners thread-per-core on this many threads, each with its own
     /// runtime and upstream pools (`crate::cores`); 0: on the caller's runtime.
     pub threads: usize,
+    /// Traffic defence: table sizes, per-source connection caps, or off
+    /// ([`crate::defence::DefenceConfig`]).
+    pub defence: crate::defence::DefenceConfig,
 }
 
 impl EdgeConfig {
@@ -65,6 +68,7 @@ impl EdgeConfig {
             limits: crate::limits::ServerLimits::default(),
             cache_limits: crate::cache::CacheLimits::default(),
             threads: 0,
+            defence: crate::defence::DefenceConfig::default(),
         }
     }
 }
@@ -102,6 +106,8 @@ pub struct Edge {
     pub cache_limits: crate::cache::CacheLimits,
     /// The budget of every fill's copy of a body kept to store it (`crate::cache::budget`).
     pub store_buffers: Arc<crate::cache::budget::StoreBudget>,
+    /// Traffic defence: screening, counting, detection (`crate::defence`).
+    pub defence: Arc<crate::defence::Defence>,
 }
 
 impl Edge {
@@ -124,6 +130,11 @@ impl Edge {
         let mut metrics = Metrics::default();
         let guard_metrics = crate::guard::GuardMetrics::register(&mut metrics.registry);
         let conn_metrics = crate::limits::ConnMetrics::register(&mut metrics.registry);
+        let defence = Arc::new(crate::defence::Defence::new(
+            &config.node_id,
+            &config.defence,
+            &mut metrics.registry,
+        ));
         let guard = Arc::new(ArcSwap::from_pointee(crate::guard::Guard::empty(
             &config.node_id,
         )));
@@ -161,6 +172,7 @@ impl Edge {
             slice_bytes: config.slice_bytes.max(1),
             cache_limits: config.cache_limits,
             store_buffers,
+            defence,
         })
     }
 
@@ -190,7 +202,10 @@ impl Edge {
             &self.node_id,
             &self.usage,
             &self.metrics,
+            &self.defence,
         );
+        self.defence
+            .apply(&snapshot.body.services, &snapshot.body.defence_rules);
         self.certs.update(&snapshot.body.services);
         // Before the routes: a request routed by the new table is checked by its policy.
         let guard = crate::guard::Guard::build(&snapshot.body, &self.node_id);

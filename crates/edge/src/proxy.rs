@@ -180,6 +180,24 @@ pub async fn handle(
         started,
     };
     let (parts, incoming) = req.into_parts();
+    // Traffic defence: rules in force, and counting for detection (`crate::defence`).
+    if let Some(res) = ctx.edge.defence.screen(
+        &ctx.route.service.id,
+        &ctx.route.defence,
+        &parts,
+        client.ip(),
+    ) {
+        let access = Access {
+            service: Some(&ctx.route.service.id),
+            method: &parts.method,
+            host: &ctx.host,
+            path: parts.uri.path(),
+            client,
+            started,
+        };
+        log(&ctx.edge, &access, &res, CacheResult::Error);
+        return res;
+    }
     let (res, result) = if parts.method == Method::GET || parts.method == Method::HEAD {
         cached(&ctx, &parts).await
     } else if ctx.route.service.bucket_origin().is_some() {
@@ -226,10 +244,13 @@ fn finish(
     // counts, an aborted download counts what was sent.
     let usage = ctx.route.usage.clone();
     let sent_bytes = ctx.route.counters.bytes_out.clone();
+    let watch = ctx.route.defence.clone();
+    watch.answered(res.status());
     let res = res.map(|b| {
         body::counted(b, move |n| {
             usage.sent(n);
             sent_bytes.inc_by(n);
+            watch.sent(n);
         })
     });
     if !matches!(result, CacheResult::Pass | CacheResult::Error) {
@@ -1296,9 +1317,11 @@ mod head_tests {
                     ),
                     forward_targeted_cache_control: false,
                     origin_ca_pem: None,
+                    defence: Default::default(),
                 },
                 parents: Vec::new(),
                 usage: Arc::default(),
+                defence: Arc::new(crate::defence::ServiceWatch::new(0)),
                 targeted: Arc::default(),
                 origin_ca: None,
                 parent_pin: None,

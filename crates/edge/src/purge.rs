@@ -246,6 +246,7 @@ mod tests {
             targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
             forward_targeted_cache_control: false,
             origin_ca_pem: None,
+            defence: Default::default(),
         };
         let stat = key::cache_key(
             &key::namespace("a", Scheme::Http),

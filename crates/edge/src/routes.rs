@@ -18,6 +18,8 @@ pub struct ServiceRoute {
     pub parents: Vec<ParentAddr>,
     /// The service's traffic counters (kept across snapshots).
     pub usage: Arc<crate::usage::UsageCounters>,
+    /// The service's defence counters (kept across snapshots).
+    pub defence: Arc<crate::defence::ServiceWatch>,
     /// The service's targeted cache-control fields (RFC 9213), in precedence order.
     pub targeted: Arc<[http::HeaderName]>,
     /// The service's own CA certificates for its TLS origins.
@@ -84,6 +86,7 @@ impl Routes {
         node_id: &str,
         usage: &crate::usage::UsageRegistry,
         metrics: &crate::metrics::Metrics,
+        defence: &crate::defence::Defence,
     ) -> Routes {
         let parents = parent_addresses(snapshot, node_id);
         let gateways: Arc<[SocketAddr]> = snapshot.s3_gateways.iter().copied().collect();
@@ -112,6 +115,7 @@ impl Routes {
                 service: service.clone(),
                 parents: parents.clone(),
                 usage: usage.counters(&service.id),
+                defence: defence.watch(&service.id),
                 targeted: targeted_fields(service),
                 origin_ca: service
                     .origin_ca_pem

@@ -82,7 +82,8 @@ pub async fn start(config: &EdgeConfig, edge: Arc<Edge>) -> std::io::Result<Edge
     let limits = &config.limits;
     let builder = Arc::new(limits.builder());
     // One cap for the public listeners together; the admin port has its own.
-    let public_gate = ConnGate::new(limits.max_connections, edge.conn_metrics.clone());
+    let public_gate = ConnGate::new(limits.max_connections, edge.conn_metrics.clone())
+        .with_defence(edge.defence.clone());
     let admin_gate = ConnGate::new(limits.admin_max_connections, edge.conn_metrics.clone());
     let serving = Serving {
         edge: edge.clone(),
@@ -109,6 +110,10 @@ pub async fn start(config: &EdgeConfig, edge: Arc<Edge>) -> std::io::Result<Edge
         }
     }
     let mut tasks = public.serve(&serving, &public_gate)?;
+    tasks.push(tokio::spawn(crate::defence::run(
+        edge.defence.clone(),
+        serving.stopped.clone(),
+    )));
     let admin_listener = bind(config.admin, " (admin)").await?;
     let admin = admin_listener.local_addr()?;
     let app = Router::new()

@@ -60,6 +60,10 @@ pub struct Service {
     /// that use TLS (e.g. a private CA); at most 256 KiB.
     #[serde(default)]
     pub origin_ca_pem: Option<String>,
+    /// Traffic defence: detection thresholds and what detection does
+    /// (`crate::defence::DefenceSettings`; on by default).
+    #[serde(default)]
+    pub defence: crate::defence::DefenceSettings,
 }
 
 /// The default precedence chain of targeted cache-control fields (RFC 9213): Lingjing's
@@ -431,6 +435,7 @@ impl Validate for Service {
             o.validate()
                 .map_err(|e| e.within(format!("origins[{i}]")))?;
         }
+        self.defence.validate().map_err(|e| e.within("defence"))?;
         if self.bucket_origin().is_some() && self.origins.len() > 1 {
             return Err(ValidationError::new(
                 "origins",
@@ -537,6 +542,7 @@ mod tests {
             targeted_cache_control: default_targeted_cache_control(),
             forward_targeted_cache_control: false,
             origin_ca_pem: None,
+            defence: Default::default(),
         }
     }
 

@@ -111,6 +111,10 @@ pub struct EdgeSnapshot {
     #[serde(default)]
     #[schema(value_type = Vec<String>)]
     pub s3_gateways: Vec<std::net::SocketAddr>,
+    /// Traffic defence rules in force (manual and detected; expired ones left out, and
+    /// an edge also ignores a rule once its `expires_ms` has passed).
+    #[serde(default)]
+    pub defence_rules: Vec<crate::defence::DefenceRule>,
 }
 
 /// How an edge reads the bucket a service is served from: a platform credential the S3
@@ -313,6 +317,9 @@ pub struct Heartbeat {
     /// received twice is stored once).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bucket_stored: Vec<BucketStored>,
+    /// An edge node's accounts of attacks it found (sent at once when one starts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub defence: Vec<crate::defence::DefenceReport>,
 }
 
 /// One bucket's traffic through one S3 gateway over a reporting interval.
@@ -368,6 +375,12 @@ pub trait BucketUsageSource: Send + Sync + 'static {
     /// Takes (and resets) the traffic counted and the stored samples made since the last
     /// call.
     fn take(&self) -> (Vec<BucketTraffic>, Vec<BucketStored>);
+}
+
+/// Where an edge's agent gets the defence reports to send (implemented by the edge).
+pub trait DefenceSource: Send + Sync + 'static {
+    /// Takes the reports waiting to be sent.
+    fn take(&self) -> Vec<crate::defence::DefenceReport>;
 }
 
 /// Traffic of one service on one node over a reporting interval.

@@ -35,6 +35,7 @@ pub async fn run(global: &Global, args: EdgeArgs) -> anyhow::Result<()> {
     lingjing_edge::sendfile::set_enabled(!args.no_sendfile);
     config.threads = args.threads.unwrap_or_else(lingjing_edge::cores::available);
     args.limits.apply(&mut config);
+    args.defence.apply(&mut config);
     let edge = Edge::new(&config);
     let _agent = match &args.standalone {
         Some(path) => {
@@ -101,5 +102,6 @@ pub async fn agent_config(
 pub fn start_agent(agent: Agent, edge: Arc<Edge>) -> lingjing_client::AgentHandle {
     agent
         .with_usage(edge.usage.clone())
+        .with_defence(edge.defence.clone(), edge.defence.wake.clone())
         .start(move |s: Arc<Snapshot<EdgeSnapshot>>| edge.apply(&s))
 }

@@ -1,6 +1,7 @@
 //! Dispatch of subcommands: servers (`up`, `control`) and operator commands on resources.
 
 mod control;
+mod defence;
 mod dns;
 mod edge;
 mod node_access;
@@ -32,6 +33,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Record(cmd) => resources::resource(&global, "dns-records", cmd).await,
         Command::Purge(cmd) => purge::run(&global, cmd).await,
         Command::Sla(cmd) => resources::sla(&global, cmd).await,
+        Command::Defence(cmd) => defence::run(&global, cmd).await,
     }
 }
 

@@ -206,6 +206,7 @@ impl AddFields for ServiceAdd {
             targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
             forward_targeted_cache_control: false,
             origin_ca_pem: self.origin_ca.as_deref().map(read_input).transpose()?,
+            defence: Default::default(),
         };
         Ok(serde_json::to_value(s)?)
     }

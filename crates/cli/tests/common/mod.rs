@@ -283,6 +283,19 @@ pub fn start_edge(
     state_dir: &Path,
     disk_cache: bool,
 ) -> EdgeProc {
+    start_edge_with(node, ip, endpoint, access, state_dir, disk_cache, &[])
+}
+
+/// [`start_edge`] with `extra` command-line arguments.
+pub fn start_edge_with(
+    node: &str,
+    ip: IpAddr,
+    endpoint: &str,
+    access: Access<'_>,
+    state_dir: &Path,
+    disk_cache: bool,
+    extra: &[&str],
+) -> EdgeProc {
     let any = SocketAddr::new(ip, 0).to_string();
     let mut args: Vec<std::ffi::OsString> = [
         "edge",
@@ -304,6 +317,7 @@ pub fn start_edge(
     .collect();
     args.push(state_dir.into());
     args.extend(access.args());
+    args.extend(extra.iter().map(Into::into));
     if disk_cache {
         args.push("--disk-cache-dir".into());
         args.push(state_dir.join("cache").into());

@@ -13,7 +13,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use lingjing_model::snapshot::{Heartbeat, Role};
-use lingjing_model::{Node, NodeRole};
+use lingjing_model::{Node, NodeRole, Validate};
 use serde::Deserialize;
 
 use super::{ApiJson, ApiQuery, AppState};
@@ -168,6 +168,34 @@ fn check_bucket_usage(beat: &Heartbeat) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Defence reports come only from edge nodes, each valid, at most
+/// [`lingjing_model::defence::MAX_REPORTS`] per heartbeat.
+fn check_defence_reports(beat: &Heartbeat) -> Result<(), ApiError> {
+    if beat.defence.is_empty() {
+        return Ok(());
+    }
+    if beat.role != Role::Edge {
+        return Err(ApiError::invalid(
+            "defence",
+            "only an edge node's heartbeat (role `edge`) carries defence reports",
+        ));
+    }
+    if beat.defence.len() > lingjing_model::defence::MAX_REPORTS {
+        return Err(ApiError::invalid(
+            "defence",
+            format!(
+                "at most {} reports per heartbeat",
+                lingjing_model::defence::MAX_REPORTS
+            ),
+        ));
+    }
+    for (i, r) in beat.defence.iter().enumerate() {
+        r.validate()
+            .map_err(|e| ApiError::Invalid(e.within(format!("defence[{i}]"))))?;
+    }
+    Ok(())
+}
+
 async fn heartbeat(
     State(state): State<AppState>,
     caller: DataPlaneCaller,
@@ -183,6 +211,7 @@ async fn heartbeat(
         require_role(&node, beat.role)?;
     }
     check_bucket_usage(&beat)?;
+    check_defence_reports(&beat)?;
     let mut load = None;
     let now = crate::time::now_ms();
     if beat.usage_seq > 0 {
@@ -213,6 +242,7 @@ async fn heartbeat(
         crate::store::storage::record_report(&mut w.tx, &id, report, &crate::time::now_rfc3339())
             .await?;
     }
+    let rules = crate::defence::record_reports(&mut w.tx, &id, &beat.defence, now).await?;
     record_heartbeat(
         &mut w.tx,
         &HeartbeatRecord {
@@ -222,6 +252,17 @@ async fn heartbeat(
     )
     .await?;
     w.commit().await?;
+    if !rules.is_empty() {
+        // An attack's sources refused fleet-wide: a new version every edge long-polls.
+        let mut w = state.store.write(true).await?;
+        for change in &rules {
+            crate::store::defence::put_rule(&mut w.tx, &change.rule, Some(&change.event)).await?;
+        }
+        state.published(w.commit().await?);
+        for change in &rules {
+            tracing::warn!(rule = %change.rule.id, service = ?change.rule.spec.service, sources = change.rule.spec.matches.sources.len(), "defence: attack sources refused fleet-wide");
+        }
+    }
     if let Some(change) = load.filter(|l| l.publish) {
         // A new load share changes steering: publish it with a version of its own.
         let mut w = state.store.write(true).await?;

@@ -3,6 +3,7 @@
 
 mod agents;
 mod crud;
+pub mod defence;
 pub mod hostnames;
 mod ipam;
 mod lines;
@@ -103,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         .merge(agents::routes())
         .merge(nodes::routes())
         .merge(purges::routes())
+        .merge(defence::routes())
         .merge(usage::routes())
         .merge(sla::routes())
         .route("/v1/openapi.json", get(openapi::serve))

@@ -531,6 +531,53 @@ fn other_ops() -> Vec<Op> {
         .ok("200", "The purge", Some(schema_ref("PurgeStatus")))
         .err("404", "No such purge"),
         Op::new(
+            HttpMethod::Post,
+            "/v1/defence/rules",
+            "defence",
+            "add_defence_rule",
+            "Add a traffic defence rule: allow, block or limit requests by source, method, path, header or user agent, in monitor or enforce mode, with an optional time to live (a tenant: for its own services; every service: operator only)",
+        )
+        .body("application/json", schema_ref("RuleSpec"))
+        .ok("201", "Added; on every edge with the next snapshot", Some(schema_ref("DefenceRule")))
+        .err("404", "No such service")
+        .err("422", "Invalid rule, or too many rules"),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/defence/rules",
+            "defence",
+            "list_defence_rules",
+            "List the rules in force (manual and detected)",
+        )
+        .ok("200", "Rules, oldest first", Some(array_of("DefenceRule"))),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/defence/rules/{id}",
+            "defence",
+            "get_defence_rule",
+            "Show a rule",
+        )
+        .ok("200", "The rule", Some(schema_ref("DefenceRule")))
+        .err("404", "No such rule"),
+        Op::new(
+            HttpMethod::Delete,
+            "/v1/defence/rules/{id}",
+            "defence",
+            "remove_defence_rule",
+            "Remove a rule (also a detected one, to lift a block early)",
+        )
+        .ok("204", "Removed", None)
+        .err("404", "No such rule"),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/defence/events",
+            "defence",
+            "list_defence_events",
+            "Attacks the edge nodes detected: start, end, service, peak rate, top sources, the rule applied, requests refused",
+        )
+        .query("service", "Only this service's events", String::schema())
+        .query("limit", "At most this many, newest first (default 100, at most 1000)", int())
+        .ok("200", "Events, newest first", Some(array_of("DefenceEvent"))),
+        Op::new(
             HttpMethod::Get,
             "/v1/services/{id}/usage",
             "services",
@@ -656,6 +703,9 @@ pub fn document() -> OpenApi {
     components = add_schema::<crate::hostnames::HostnameState>(components);
     components = add_schema::<lingjing_model::PurgeRequest>(components);
     components = add_schema::<lingjing_model::Purge>(components);
+    components = add_schema::<lingjing_model::defence::RuleSpec>(components);
+    components = add_schema::<lingjing_model::defence::DefenceRule>(components);
+    components = add_schema::<lingjing_model::defence::DefenceEvent>(components);
     components = add_schema::<lingjing_model::snapshot::ServiceUsage>(components);
     components = add_schema::<crate::sla::SlaReport>(components);
     components = add_schema::<super::purges::PurgeStatus>(components);

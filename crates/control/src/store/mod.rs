@@ -13,6 +13,7 @@
 //! caller decides what runs in one transaction.
 
 pub mod bucket_usage;
+pub mod defence;
 mod docs;
 pub mod health;
 pub mod hostnames;

@@ -44,6 +44,7 @@ pub fn gslb() -> Gslb {
         targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
         forward_targeted_cache_control: false,
         origin_ca_pem: None,
+        defence: Default::default(),
     };
     service.steering.answer_count = 2;
     service.steering.fallback_sites = vec!["s3".into()];

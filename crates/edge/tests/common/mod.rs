@@ -68,6 +68,7 @@ pub fn service(id: &str, host: &str, origins: Vec<Origin>) -> Service {
         targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
         forward_targeted_cache_control: false,
         origin_ca_pem: None,
+        defence: Default::default(),
     }
 }
 

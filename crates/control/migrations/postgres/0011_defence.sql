@@ -1,0 +1,33 @@
+-- Traffic defence: rules (manual, or made from a detection; expired ones are ignored and
+-- swept), attacks as events merged from the edge nodes' reports, and which event each
+-- node's incident belongs to. Keep in step with ../sqlite/0011_defence.sql.
+CREATE TABLE defence_rules (
+    id TEXT PRIMARY KEY,
+    service_id TEXT,
+    tenant_id TEXT,
+    event_id TEXT,
+    created_ms BIGINT NOT NULL,
+    expires_ms BIGINT,
+    doc TEXT NOT NULL
+);
+CREATE INDEX defence_rules_service ON defence_rules (service_id);
+CREATE INDEX defence_rules_event ON defence_rules (event_id);
+
+CREATE TABLE defence_events (
+    id TEXT PRIMARY KEY,
+    service_id TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    started_ms BIGINT NOT NULL,
+    last_ms BIGINT NOT NULL,
+    ended_ms BIGINT,
+    doc TEXT NOT NULL
+);
+CREATE INDEX defence_events_service ON defence_events (service_id, last_ms);
+CREATE INDEX defence_events_started ON defence_events (started_ms);
+
+CREATE TABLE defence_incidents (
+    node_id TEXT NOT NULL,
+    incident TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (node_id, incident)
+);

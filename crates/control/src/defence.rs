@@ -1,0 +1,234 @@
+//! Traffic defence in the control plane: edge nodes' reports of attacks become events (a
+//! node's incident joins the service's event still going on, else opens one), and an
+//! event whose sources a node refused in enforce mode becomes one fleet-wide rule that
+//! every edge receives with the next snapshot; the rule lives as long as the service's
+//! `block_seconds` after the last report of a source and expires by itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ipnet::IpNet;
+use lingjing_model::Service;
+use lingjing_model::defence::{
+    DefenceEvent, DefenceMode, DefenceReport, DefenceRule, MAX_RULE_SOURCES, MAX_TOP_SOURCES,
+    RuleAction, RuleMatch, RuleOrigin, RuleSpec,
+};
+use serde::{Deserialize, Serialize};
+use sqlx::AnyConnection;
+
+use crate::error::StoreError;
+use crate::store::defence::{self as store, EventRow};
+use crate::store::get_doc;
+
+/// Reports of an incident joins an event of its service last seen this recently.
+const JOIN_WITHIN_MS: i64 = 30_000;
+/// A detected rule is rewritten (a new version) when its expiry moves by more than this.
+const EXTEND_STEP_MS: u64 = 30_000;
+
+/// What an event row keeps: every node's latest report of it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct EventDoc {
+    /// Node -> incident -> its latest report.
+    pub reports: BTreeMap<String, BTreeMap<String, DefenceReport>>,
+    /// The fleet-wide rule made of it.
+    #[serde(default)]
+    pub rule: Option<String>,
+}
+
+/// The API's view of an event row.
+pub fn view(row: &EventRow) -> Result<DefenceEvent, StoreError> {
+    let doc: EventDoc =
+        serde_json::from_str(&row.doc).map_err(|_| StoreError::Corrupt("defence event".into()))?;
+    let reports: Vec<&DefenceReport> = doc.reports.values().flat_map(|m| m.values()).collect();
+    let mut top: Vec<lingjing_model::defence::SourceRate> = Vec::new();
+    let mut dimensions = Vec::new();
+    let mut mode = DefenceMode::Monitor;
+    for r in &reports {
+        for s in &r.top_sources {
+            match top.iter_mut().find(|t| t.source == s.source) {
+                Some(t) => t.rps = t.rps.max(s.rps),
+                None => top.push(s.clone()),
+            }
+        }
+        for d in &r.dimensions {
+            if !dimensions.contains(d) {
+                dimensions.push(*d);
+            }
+        }
+        if r.mode == DefenceMode::Enforce {
+            mode = DefenceMode::Enforce;
+        }
+    }
+    top.sort_by(|a, b| b.rps.cmp(&a.rps).then(a.source.cmp(&b.source)));
+    top.truncate(MAX_TOP_SOURCES);
+    let detected = reports.iter().map(|r| r.detected_ms).min().unwrap_or(0);
+    Ok(DefenceEvent {
+        id: row.id.clone(),
+        service: row.service.clone(),
+        started: crate::time::rfc3339_from_ms(row.started_ms),
+        detected: crate::time::rfc3339_from_ms(detected as i64),
+        ended: row.ended_ms.map(crate::time::rfc3339_from_ms),
+        mode,
+        dimensions,
+        peak_rps: reports.iter().map(|r| r.peak_rps).max().unwrap_or(0),
+        top_sources: top,
+        rule: doc.rule.clone(),
+        dropped: reports.iter().map(|r| r.dropped).sum(),
+        nodes: doc.reports.keys().cloned().collect(),
+    })
+}
+
+/// A detected rule to write after the reports are stored.
+#[derive(Debug)]
+pub struct RuleChange {
+    pub event: String,
+    pub rule: DefenceRule,
+}
+
+/// Stores node `node`'s `reports` (in the caller's transaction, which bumps nothing) and
+/// returns the detected rules that must be written (with a new version) for them.
+pub async fn record_reports(
+    conn: &mut AnyConnection,
+    node: &str,
+    reports: &[DefenceReport],
+    now_ms: i64,
+) -> Result<Vec<RuleChange>, StoreError> {
+    let mut changes: Vec<RuleChange> = Vec::new();
+    for report in reports {
+        let Some(service) = get_doc::<Service>(&mut *conn, &report.service).await? else {
+            continue;
+        };
+        let mut row = match store::incident_event(&mut *conn, node, &report.incident).await? {
+            Some(row) => row,
+            None => {
+                let row = match store::open_event(
+                    &mut *conn,
+                    &service.id,
+                    report.started_ms as i64 - JOIN_WITHIN_MS,
+                )
+                .await?
+                {
+                    Some(row) => row,
+                    None => EventRow {
+                        id: event_id(&service.id, node, &report.incident),
+                        service: service.id.clone(),
+                        tenant: service.tenant.clone(),
+                        started_ms: report.started_ms as i64,
+                        last_ms: report.last_ms as i64,
+                        ended_ms: None,
+                        doc: serde_json::to_string(&EventDoc::default())
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    },
+                };
+                store::link_incident(&mut *conn, node, &report.incident, &row.id).await?;
+                row
+            }
+        };
+        let mut doc: EventDoc = serde_json::from_str(&row.doc)
+            .map_err(|_| StoreError::Corrupt("defence event".into()))?;
+        doc.reports
+            .entry(node.to_owned())
+            .or_default()
+            .insert(report.incident.clone(), report.clone());
+        let all: Vec<&DefenceReport> = doc.reports.values().flat_map(|m| m.values()).collect();
+        row.started_ms = all
+            .iter()
+            .map(|r| r.started_ms as i64)
+            .min()
+            .unwrap_or(row.started_ms);
+        row.last_ms = all
+            .iter()
+            .map(|r| r.last_ms as i64)
+            .max()
+            .unwrap_or(row.last_ms);
+        row.ended_ms = all.iter().all(|r| r.ended).then_some(row.last_ms);
+        // Sources refused in enforce mode become (or grow) the event's fleet-wide rule.
+        let mut sources: BTreeSet<IpNet> = BTreeSet::new();
+        for r in all.iter().filter(|r| r.mode == DefenceMode::Enforce) {
+            sources.extend(r.blocked.iter().copied());
+        }
+        if !sources.is_empty() && service.defence.mode == DefenceMode::Enforce {
+            let last = all
+                .iter()
+                .filter(|r| !r.blocked.is_empty())
+                .map(|r| r.last_ms)
+                .max()
+                .unwrap_or(now_ms as u64);
+            let expires = last + u64::from(service.defence.block_seconds) * 1000;
+            let pending = changes.iter().find(|c| c.event == row.id).map(|c| &c.rule);
+            let current = match pending {
+                Some(r) => Some(r.clone()),
+                None => store::event_rule(&mut *conn, &row.id).await?,
+            };
+            if let Some(rule) = detected_rule(&service, &row.id, current, sources, expires, now_ms)
+            {
+                doc.rule = Some(rule.id.clone());
+                changes.retain(|c| c.event != row.id);
+                changes.push(RuleChange {
+                    event: row.id.clone(),
+                    rule,
+                });
+            }
+        }
+        row.doc = serde_json::to_string(&doc).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        store::put_event(&mut *conn, &row).await?;
+    }
+    Ok(changes)
+}
+
+/// The rule event `event` needs, when it differs enough from `current` to be rewritten:
+/// new sources, or an expiry moved by more than [`EXTEND_STEP_MS`].
+fn detected_rule(
+    service: &Service,
+    event: &str,
+    current: Option<DefenceRule>,
+    sources: BTreeSet<IpNet>,
+    expires_ms: u64,
+    now_ms: i64,
+) -> Option<DefenceRule> {
+    let mut sources: Vec<IpNet> = sources.into_iter().collect();
+    sources.truncate(MAX_RULE_SOURCES);
+    if let Some(c) = &current {
+        let mut had: Vec<IpNet> = c.spec.matches.sources.clone();
+        had.sort();
+        let extends = c
+            .expires_ms
+            .is_some_and(|e| expires_ms > e + EXTEND_STEP_MS);
+        if had == sources && !extends {
+            return None;
+        }
+    }
+    let created_ms = current.as_ref().map_or(now_ms as u64, |c| c.created_ms);
+    let expires_ms = current
+        .as_ref()
+        .and_then(|c| c.expires_ms)
+        .map_or(expires_ms, |e| e.max(expires_ms));
+    Some(DefenceRule {
+        id: format!("detected-{event}"),
+        spec: RuleSpec {
+            service: Some(service.id.clone()),
+            action: RuleAction::Block,
+            matches: RuleMatch {
+                sources,
+                ..RuleMatch::default()
+            },
+            rate: None,
+            mode: DefenceMode::Enforce,
+            ttl_seconds: Some(u64::from(service.defence.block_seconds)),
+            note: Some(format!("made from attack {event}")),
+        },
+        tenant: Some(service.tenant.clone()),
+        origin: RuleOrigin::Detected {
+            event: event.to_owned(),
+        },
+        created_ms,
+        expires_ms: Some(expires_ms),
+    })
+}
+
+/// A short, stable event id.
+fn event_id(service: &str, node: &str, incident: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(format!("{service}\n{node}\n{incident}").as_bytes());
+    let hex: String = h.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("ev-{hex}")
+}

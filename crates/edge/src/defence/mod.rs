@@ -1,0 +1,701 @@
+//! Traffic defence on an edge node: every request of a service is screened against the
+//! rules in force (allow wins, then block, then per-client limits) and counted in fixed
+//! memory (`window`); once a second the counts are judged per service (`detect`), sources
+//! found attacking are refused here at once (`LocalBlocks`, when the service enforces) and
+//! reported to the control plane, which makes a fleet-wide rule of them that comes back
+//! to every node in the next snapshot (`rules`). Connections are capped per source at
+//! accept (`conn`).
+//!
+//! **Invariants:** counting never stops (a full table degrades to prefixes and says so in
+//! metrics and logs); an allow rule's requests are never refused nor counted as attacking;
+//! in monitor mode nothing is refused, only counted.
+
+pub mod conn;
+pub mod detect;
+pub mod rules;
+pub mod window;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::{HeaderValue, Response, StatusCode, header};
+use ipnet::IpNet;
+use lingjing_model::defence::{
+    DefenceMode, DefenceReport, DefenceRule, DefenceSettings, Dimension, MAX_REPORTS,
+    MAX_RULE_SOURCES, MAX_TOP_SOURCES, SourceRate,
+};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tokio::sync::{Notify, watch};
+
+use crate::body::{self, Body};
+use rules::{LocalBlocks, Plan};
+use window::{Shards, TableSizes};
+
+/// An incident with nothing over a threshold and nothing refused for this long has ended.
+const QUIET_MS: u64 = 10_000;
+/// Most sources one service's local blocks hold.
+const MAX_LOCAL_BLOCKS: usize = MAX_RULE_SOURCES;
+
+/// How a node defends itself (`lingjing edge --defence ...`).
+#[derive(Debug, Clone, Copy)]
+pub struct DefenceConfig {
+    /// Off: nothing is counted, screened or capped (for measuring what defence costs).
+    pub enabled: bool,
+    pub tables: TableSizes,
+    pub connections: conn::ConnCaps,
+}
+
+impl Default for DefenceConfig {
+    fn default() -> Self {
+        DefenceConfig {
+            enabled: true,
+            tables: TableSizes::default(),
+            connections: conn::ConnCaps::default(),
+        }
+    }
+}
+
+/// One service's counters for the current second (kept across snapshots).
+#[derive(Debug)]
+pub struct ServiceWatch {
+    pub slot: u32,
+    requests: AtomicU64,
+    errors_4xx: AtomicU64,
+    errors_5xx: AtomicU64,
+    bytes: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl ServiceWatch {
+    pub fn new(slot: u32) -> ServiceWatch {
+        ServiceWatch {
+            slot,
+            requests: AtomicU64::new(0),
+            errors_4xx: AtomicU64::new(0),
+            errors_5xx: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts the status of an answered request.
+    pub fn answered(&self, status: StatusCode) {
+        match status.as_u16() {
+            400..=499 => self.errors_4xx.fetch_add(1, Ordering::Relaxed),
+            500..=599 => self.errors_5xx.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
+    }
+
+    /// Counts body bytes sent.
+    pub fn sent(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub service: String,
+    /// `rule_block`, `rule_limit` or `detected`.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabels {
+    /// `sources`, `prefixes` or `connections`.
+    pub table: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnReasonLabels {
+    /// `blocked`, `connections_open` or `connections_new`.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DetectionLabels {
+    pub service: String,
+    /// `source`, `prefix` or `concentration`.
+    pub dimension: String,
+}
+
+/// The defence metrics of a node.
+#[derive(Clone)]
+pub struct DefenceMetrics {
+    pub refused: Family<ReasonLabels, Counter>,
+    pub monitored: Family<ReasonLabels, Counter>,
+    pub connections_refused: Family<ConnReasonLabels, Counter>,
+    pub fill: Family<TableLabels, Gauge<f64, AtomicU64>>,
+    pub degraded: Family<TableLabels, Counter>,
+    pub detections: Family<DetectionLabels, Counter>,
+    pub detection_seconds: Histogram,
+    pub service_rps: Family<ReasonLabels, Gauge>,
+}
+
+impl DefenceMetrics {
+    fn register(registry: &mut Registry) -> DefenceMetrics {
+        let m = DefenceMetrics {
+            refused: Family::default(),
+            monitored: Family::default(),
+            connections_refused: Family::default(),
+            fill: Family::default(),
+            degraded: Family::default(),
+            detections: Family::default(),
+            detection_seconds: Histogram::new([0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0]),
+            service_rps: Family::default(),
+        };
+        let r = registry.sub_registry_with_prefix("defence");
+        r.register(
+            "requests_refused",
+            "Requests refused by defence, by service and reason (rule_block, rule_limit, detected)",
+            m.refused.clone(),
+        );
+        r.register(
+            "requests_monitored",
+            "Requests a rule or detection in monitor mode would have refused",
+            m.monitored.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "Connections closed at accept, by reason (blocked, connections_open, connections_new)",
+            m.connections_refused.clone(),
+        );
+        r.register(
+            "table_fill_ratio",
+            "How full the per-second tables are (sources, prefixes; connections: the per-source connection table)",
+            m.fill.clone(),
+        );
+        r.register(
+            "table_degraded",
+            "Requests (connections) counted under their /24 (/48) prefix, or in the overflow sketch, because a table was full",
+            m.degraded.clone(),
+        );
+        r.register(
+            "detections",
+            "Sources found attacking, by service and dimension",
+            m.detections.clone(),
+        );
+        r.register(
+            "detection_seconds",
+            "From the start of the first second over a threshold to detection",
+            m.detection_seconds.clone(),
+        );
+        r.register(
+            "service_rate",
+            "A service's requests in the last second (reason: requests, errors_4xx, errors_5xx, bytes)",
+            m.service_rps.clone(),
+        );
+        m
+    }
+}
+
+/// One attack on one service as this node sees it.
+struct Incident {
+    report: DefenceReport,
+    blocked: BTreeSet<IpNet>,
+}
+
+/// What the once-a-second judge keeps between seconds.
+#[derive(Default)]
+struct Judge {
+    incidents: HashMap<String, Incident>,
+    local: HashMap<String, LocalBlocks>,
+    /// Last time a full table was logged (ms).
+    logged_full_ms: u64,
+    next_incident: u64,
+}
+
+/// A node's defence: shared by every request (`Edge::defence`).
+pub struct Defence {
+    pub enabled: bool,
+    node: String,
+    shards: Shards,
+    limits: Vec<Mutex<LimitTable>>,
+    plan: ArcSwap<Plan>,
+    rules: Mutex<Arc<Vec<DefenceRule>>>,
+    /// Service id -> (slot, settings), from the snapshot.
+    settings: ArcSwap<HashMap<String, (u32, DefenceSettings)>>,
+    watches: Mutex<HashMap<String, Arc<ServiceWatch>>>,
+    judge: Mutex<Judge>,
+    pending: Mutex<HashMap<String, DefenceReport>>,
+    /// Woken when a report is waiting (the agent sends it at once).
+    pub wake: Arc<Notify>,
+    pub gate: Arc<conn::SourceGate>,
+    pub metrics: DefenceMetrics,
+}
+
+/// Per-client counts of limit rules in the current second.
+struct LimitTable {
+    second: u64,
+    counts: HashMap<(u32, IpNet), u32>,
+    cap: usize,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Defence {
+    pub fn new(node: &str, config: &DefenceConfig, registry: &mut Registry) -> Defence {
+        let shards = 8usize;
+        let limit_cap = (config.tables.sources / shards).max(16);
+        Defence {
+            enabled: config.enabled,
+            node: node.to_owned(),
+            shards: Shards::new(config.tables),
+            limits: (0..shards)
+                .map(|_| {
+                    Mutex::new(LimitTable {
+                        second: 0,
+                        counts: HashMap::with_capacity(limit_cap),
+                        cap: limit_cap,
+                    })
+                })
+                .collect(),
+            plan: ArcSwap::from_pointee(Plan::default()),
+            rules: Mutex::new(Arc::new(Vec::new())),
+            settings: ArcSwap::from_pointee(HashMap::new()),
+            watches: Mutex::new(HashMap::new()),
+            judge: Mutex::new(Judge::default()),
+            pending: Mutex::new(HashMap::new()),
+            wake: Arc::new(Notify::new()),
+            gate: conn::SourceGate::new(config.connections),
+            metrics: DefenceMetrics::register(registry),
+        }
+    }
+
+    /// The counters of service `id` (made on first use, kept across snapshots).
+    pub fn watch(&self, id: &str) -> Arc<ServiceWatch> {
+        let mut w = lock(&self.watches);
+        let next = u32::try_from(w.len()).unwrap_or(u32::MAX);
+        w.entry(id.to_owned())
+            .or_insert_with(|| Arc::new(ServiceWatch::new(next)))
+            .clone()
+    }
+
+    /// Takes a snapshot's services and rules.
+    pub fn apply(&self, services: &[lingjing_model::Service], rules: &[DefenceRule]) {
+        let settings: HashMap<String, (u32, DefenceSettings)> = services
+            .iter()
+            .map(|s| (s.id.clone(), (self.watch(&s.id).slot, s.defence.clone())))
+            .collect();
+        self.settings.store(Arc::new(settings));
+        *lock(&self.rules) = Arc::new(rules.to_vec());
+        let judge = lock(&self.judge);
+        self.rebuild(&judge.local);
+    }
+
+    fn rebuild(&self, local: &HashMap<String, LocalBlocks>) {
+        let rules = lock(&self.rules).clone();
+        self.plan
+            .store(Arc::new(Plan::build(&rules, local, now_ms())));
+    }
+
+    /// Whether a connection from `addr` is closed at accept (an enforced rule refuses it
+    /// for every service).
+    pub fn blocked_at_accept(&self, addr: IpAddr) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        let plan = self.plan.load();
+        !plan.global.block.is_empty() && plan.blocked_at_accept(addr, now_ms())
+    }
+
+    /// Screens one request of service `service` from `client`: `Some(response)` when it
+    /// is refused. Counts it for detection unless an allow rule lets it in.
+    pub fn screen(
+        &self,
+        service: &str,
+        watch: &ServiceWatch,
+        parts: &http::request::Parts,
+        client: IpAddr,
+    ) -> Option<Response<Body>> {
+        if !self.enabled {
+            return None;
+        }
+        watch.requests.fetch_add(1, Ordering::Relaxed);
+        let plan = self.plan.load();
+        let own = plan.services.get(service);
+        let sets = [Some(&plan.global), own];
+        let now = if plan.is_empty() { 0 } else { now_ms() };
+        let allowed = sets.iter().flatten().any(|set| {
+            set.allow
+                .iter()
+                .any(|r| r.live(now) && r.source_matches(client) && r.request_matches(parts))
+        });
+        if allowed {
+            return None;
+        }
+        {
+            let ua = parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok());
+            window::lock(self.shards.mine()).count(watch.slot, client, parts.uri.path(), ua);
+        }
+        if plan.is_empty() {
+            return None;
+        }
+        for set in sets.iter().flatten() {
+            for r in &set.block {
+                if !(r.live(now) && r.source_matches(client) && r.request_matches(parts)) {
+                    continue;
+                }
+                let detected = r.key == u32::MAX || r.id.starts_with("detected");
+                let reason = if detected { "detected" } else { "rule_block" };
+                if r.mode == DefenceMode::Monitor {
+                    self.count(&self.metrics.monitored, service, reason);
+                    continue;
+                }
+                watch.refused.fetch_add(1, Ordering::Relaxed);
+                self.count(&self.metrics.refused, service, reason);
+                return Some(if detected {
+                    let left = r
+                        .expires_ms
+                        .map_or(60, |e| e.saturating_sub(now).div_ceil(1000));
+                    refusal(StatusCode::TOO_MANY_REQUESTS, Some(left.max(1)), true)
+                } else {
+                    refusal(StatusCode::FORBIDDEN, None, true)
+                });
+            }
+            for r in &set.limit {
+                if !(r.live(now) && r.source_matches(client) && r.request_matches(parts)) {
+                    continue;
+                }
+                if self.over_limit(r.key, client, r.rate, now / 1000) {
+                    if r.mode == DefenceMode::Monitor {
+                        self.count(&self.metrics.monitored, service, "rule_limit");
+                        continue;
+                    }
+                    watch.refused.fetch_add(1, Ordering::Relaxed);
+                    self.count(&self.metrics.refused, service, "rule_limit");
+                    return Some(refusal(StatusCode::TOO_MANY_REQUESTS, Some(1), false));
+                }
+            }
+        }
+        None
+    }
+
+    fn count(&self, family: &Family<ReasonLabels, Counter>, service: &str, reason: &str) {
+        family
+            .get_or_create(&ReasonLabels {
+                service: service.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a request of limit rule `key` from `client` in `second`; whether it is
+    /// over `rate`.
+    fn over_limit(&self, key: u32, client: IpAddr, rate: u32, second: u64) -> bool {
+        let i = match client {
+            IpAddr::V4(a) => u32::from(a) as usize,
+            IpAddr::V6(a) => (u128::from(a) >> 64) as usize,
+        } % self.limits.len();
+        let mut t = lock(&self.limits[i]);
+        if t.second != second {
+            t.second = second;
+            t.counts.clear();
+        }
+        let host = IpNet::from(client);
+        let k = if t.counts.contains_key(&(key, host)) || t.counts.len() < t.cap {
+            (key, host)
+        } else {
+            // Full: clients share their prefix's count.
+            (key, lingjing_model::defence::aggregate(client))
+        };
+        let n = t.counts.entry(k).or_insert(0);
+        *n = n.saturating_add(1);
+        *n > rate
+    }
+
+    /// Takes the reports waiting to be sent.
+    pub fn take_reports(&self) -> Vec<DefenceReport> {
+        let mut p = lock(&self.pending);
+        let n = p.len().min(MAX_REPORTS);
+        let keys: Vec<String> = p.keys().take(n).cloned().collect();
+        keys.into_iter().filter_map(|k| p.remove(&k)).collect()
+    }
+
+    /// Judges the second that just ended: called once a second.
+    pub fn tick(&self) {
+        let now = now_ms();
+        let merged = window::merge(self.shards.take());
+        let m = &self.metrics;
+        let table = |t: &str| TableLabels {
+            table: t.to_owned(),
+        };
+        m.fill
+            .get_or_create(&table("sources"))
+            .set(merged.source_fill);
+        m.fill
+            .get_or_create(&table("prefixes"))
+            .set(merged.prefix_fill);
+        m.degraded
+            .get_or_create(&table("sources"))
+            .inc_by(merged.degraded_sources);
+        m.degraded
+            .get_or_create(&table("prefixes"))
+            .inc_by(merged.degraded_prefixes);
+        let (conn_fill, conn_degraded) = self.gate.sweep();
+        m.fill.get_or_create(&table("connections")).set(conn_fill);
+        m.degraded
+            .get_or_create(&table("connections"))
+            .inc_by(conn_degraded);
+        let settings = self.settings.load();
+        let watches = lock(&self.watches).clone();
+        let mut judge = lock(&self.judge);
+        if (merged.degraded_sources > 0 || conn_degraded > 0)
+            && now.saturating_sub(judge.logged_full_ms) >= 10_000
+        {
+            judge.logged_full_ms = now;
+            tracing::warn!(
+                node = %self.node,
+                requests = merged.degraded_sources,
+                in_overflow_sketch = merged.degraded_prefixes,
+                connections = conn_degraded,
+                "defence: the address table is full; counting these under their /24 (/48) prefix"
+            );
+        }
+        let mut changed = false;
+        for (service, (slot, s)) in settings.iter() {
+            let Some(watch) = watches.get(service) else {
+                continue;
+            };
+            let total = watch.requests.swap(0, Ordering::Relaxed);
+            let e4 = watch.errors_4xx.swap(0, Ordering::Relaxed);
+            let e5 = watch.errors_5xx.swap(0, Ordering::Relaxed);
+            let bytes = watch.bytes.swap(0, Ordering::Relaxed);
+            let refused = watch.refused.swap(0, Ordering::Relaxed);
+            for (what, v) in [
+                ("requests", total),
+                ("errors_4xx", e4),
+                ("errors_5xx", e5),
+                ("bytes", bytes),
+            ] {
+                m.service_rps
+                    .get_or_create(&ReasonLabels {
+                        service: service.clone(),
+                        reason: what.to_owned(),
+                    })
+                    .set(i64::try_from(v).unwrap_or(i64::MAX));
+            }
+            let empty = window::Tally::default();
+            let tally = merged.services.get(slot).unwrap_or(&empty);
+            let findings = if s.enabled {
+                detect::judge(s, tally, total)
+            } else {
+                detect::Findings::default()
+            };
+            changed |= self.follow(&mut judge, service, s, &findings, total, refused, now);
+        }
+        // Local blocks run out.
+        for blocks in judge.local.values_mut() {
+            let before = blocks.sources.len();
+            blocks.sources.retain(|_, until| *until > now);
+            changed |= blocks.sources.len() != before;
+        }
+        judge.local.retain(|_, b| !b.sources.is_empty());
+        if changed {
+            self.rebuild(&judge.local);
+        }
+    }
+
+    /// Opens, grows or ends service `service`'s incident after a second judged as
+    /// `findings`; whether its local blocks changed.
+    #[allow(clippy::too_many_arguments)]
+    fn follow(
+        &self,
+        judge: &mut Judge,
+        service: &str,
+        s: &DefenceSettings,
+        findings: &detect::Findings,
+        total: u64,
+        refused: u64,
+        now: u64,
+    ) -> bool {
+        let mut changed = false;
+        if !findings.attacking.is_empty() && !judge.incidents.contains_key(service) {
+            judge.next_incident += 1;
+            let started = now.saturating_sub(1000);
+            let report = DefenceReport {
+                incident: format!("{}-{}-{}", self.node, now, judge.next_incident)
+                    .chars()
+                    .take(64)
+                    .collect(),
+                service: service.to_owned(),
+                started_ms: started,
+                detected_ms: now,
+                last_ms: now,
+                ended: false,
+                mode: s.mode,
+                dimensions: Vec::new(),
+                peak_rps: 0,
+                top_sources: Vec::new(),
+                blocked: Vec::new(),
+                dropped: 0,
+            };
+            self.metrics
+                .detection_seconds
+                .observe((now - started) as f64 / 1000.0);
+            tracing::warn!(
+                node = %self.node,
+                service,
+                mode = ?s.mode,
+                sources = findings.attacking.len(),
+                rps = total,
+                "defence: attack detected"
+            );
+            judge.incidents.insert(
+                service.to_owned(),
+                Incident {
+                    report,
+                    blocked: BTreeSet::new(),
+                },
+            );
+        }
+        if findings.crowd && findings.attacking.is_empty() {
+            tracing::info!(
+                service,
+                rps = total,
+                "defence: surge from many sources (not an attack from few): nothing refused"
+            );
+        }
+        let Some(inc) = judge.incidents.get_mut(service) else {
+            return false;
+        };
+        let r = &mut inc.report;
+        r.dropped += refused;
+        let mut report = refused > 0;
+        if refused > 0 {
+            r.last_ms = now;
+        }
+        if !findings.attacking.is_empty() {
+            r.last_ms = now;
+            r.peak_rps = r.peak_rps.max(total);
+            r.mode = s.mode;
+            merge_top(&mut r.top_sources, &findings.top);
+            let until = now + u64::from(s.block_seconds) * 1000;
+            let local = judge.local.entry(service.to_owned()).or_default();
+            local.mode = s.mode;
+            for (source, _, dimension) in &findings.attacking {
+                if !r.dimensions.contains(dimension) {
+                    r.dimensions.push(*dimension);
+                }
+                self.metrics
+                    .detections
+                    .get_or_create(&DetectionLabels {
+                        service: service.to_owned(),
+                        dimension: dimension_name(*dimension).to_owned(),
+                    })
+                    .inc();
+                if local.sources.len() < MAX_LOCAL_BLOCKS || local.sources.contains_key(source) {
+                    let before = local.sources.insert(*source, until);
+                    // A new source, or one that was about to run out.
+                    changed |= before.is_none_or(|b| b < now + 1000);
+                }
+                if inc.blocked.len() < MAX_RULE_SOURCES {
+                    inc.blocked.insert(*source);
+                }
+            }
+            r.blocked = inc.blocked.iter().copied().collect();
+            report = true;
+        }
+        if now.saturating_sub(r.last_ms) >= QUIET_MS {
+            r.ended = true;
+            report = true;
+            tracing::info!(service, dropped = r.dropped, "defence: attack over");
+        }
+        if report {
+            let done = r.ended;
+            lock(&self.pending).insert(r.incident.clone(), r.clone());
+            self.wake.notify_one();
+            if done {
+                judge.incidents.remove(service);
+            }
+        }
+        changed
+    }
+}
+
+fn dimension_name(d: Dimension) -> &'static str {
+    match d {
+        Dimension::Source => "source",
+        Dimension::Prefix => "prefix",
+        Dimension::Concentration => "concentration",
+    }
+}
+
+/// Keeps the busiest `MAX_TOP_SOURCES` of `into` and `new` (each source at its peak).
+fn merge_top(into: &mut Vec<SourceRate>, new: &[SourceRate]) {
+    for s in new {
+        match into.iter_mut().find(|t| t.source == s.source) {
+            Some(t) => t.rps = t.rps.max(s.rps),
+            None => into.push(s.clone()),
+        }
+    }
+    into.sort_by_key(|s| std::cmp::Reverse(s.rps));
+    into.truncate(MAX_TOP_SOURCES);
+}
+
+/// A refusal: 429 (with `Retry-After`) or 403; `close` ends the connection after it.
+fn refusal(status: StatusCode, retry_after: Option<u64>, close: bool) -> Response<Body> {
+    let text = if status == StatusCode::FORBIDDEN {
+        "refused by a traffic defence rule of this service\n"
+    } else {
+        "too many requests: refused by traffic defence; retry later\n"
+    };
+    let mut res = Response::new(body::full(text.to_owned()));
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(s) = retry_after {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    if close {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
+}
+
+/// Judges every second until `stopped`.
+pub async fn run(defence: Arc<Defence>, mut stopped: watch::Receiver<bool>) {
+    if !defence.enabled {
+        return;
+    }
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    loop {
+        tokio::select! {
+            _ = every.tick() => defence.tick(),
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+impl lingjing_model::snapshot::DefenceSource for Defence {
+    fn take(&self) -> Vec<DefenceReport> {
+        self.take_reports()
+    }
+}
