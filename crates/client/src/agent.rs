@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use lingjing_model::defence::DefenceReport;
+use lingjing_model::defence::{BaselineSample, DefenceReport};
 use lingjing_model::snapshot::{
     BucketStored, BucketTraffic, BucketUsageSource, DefenceSource, Heartbeat, Role, Snapshot,
     StorageReportSource, UsageSample, UsageSource,
@@ -337,6 +337,8 @@ struct Batch {
     stored: Vec<BucketStored>,
     /// Defence reports (each the latest state of an incident: resending one is harmless).
     defence: Vec<DefenceReport>,
+    /// Per-minute busiest seconds (kept as a maximum: resending one is harmless).
+    baseline: Vec<BaselineSample>,
 }
 
 impl Batch {
@@ -345,6 +347,7 @@ impl Batch {
             && self.traffic.is_empty()
             && self.stored.is_empty()
             && self.defence.is_empty()
+            && self.baseline.is_empty()
     }
 
     /// Whether it holds counted usage (reports with a sequence number).
@@ -403,6 +406,7 @@ async fn heartbeat_loop(
             bucket_traffic: pending.traffic.clone(),
             bucket_stored: pending.stored.clone(),
             defence: pending.defence.clone(),
+            defence_baseline: pending.baseline.clone(),
         };
         match client.heartbeat(&config.node, &beat).await {
             Ok(()) => {

@@ -2,15 +2,17 @@
 //! node's incident joins the service's event still going on, else opens one), and an
 //! event whose sources a node refused in enforce mode becomes one fleet-wide rule that
 //! every edge receives with the next snapshot; the rule lives as long as the service's
-//! `block_seconds` after the last report of a source and expires by itself.
+//! `block_seconds` after the last report of a source and expires by itself. Edges also
+//! report each minute's busiest seconds per service; a learning pass (every 5 minutes, or
+//! `POST /v1/defence/learned`) turns them into learned thresholds.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
 use lingjing_model::Service;
 use lingjing_model::defence::{
-    DefenceEvent, DefenceMode, DefenceReport, DefenceRule, MAX_RULE_SOURCES, MAX_TOP_SOURCES,
-    RuleAction, RuleMatch, RuleOrigin, RuleSpec,
+    DefenceEvent, DefenceMode, DefenceReport, DefenceRule, LearnedThresholds, MAX_RULE_SOURCES,
+    MAX_TOP_SOURCES, RuleAction, RuleMatch, RuleOrigin, RuleSpec,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
@@ -231,4 +233,87 @@ fn event_id(service: &str, node: &str, incident: &str) -> String {
     let h = Sha256::digest(format!("{service}\n{node}\n{incident}").as_bytes());
     let hex: String = h.iter().take(6).map(|b| format!("{b:02x}")).collect();
     format!("ev-{hex}")
+}
+
+/// Minutes of traffic history kept (the longest learning window).
+const KEEP_MINUTES_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// A learned threshold is republished only when it moves by at least this share (percent).
+const RELEARN_PERCENT: u64 = 10;
+
+/// Whether `new` differs from `old` enough to publish.
+fn moved(old: Option<&LearnedThresholds>, new: Option<&LearnedThresholds>) -> bool {
+    match (old, new) {
+        (None, None) => false,
+        (Some(o), Some(n)) => {
+            let far = |a: u32, b: u32| {
+                let (a, b) = (u64::from(a), u64::from(b));
+                a.abs_diff(b) * 100 >= a.max(1) * RELEARN_PERCENT
+            };
+            far(o.source_rps, n.source_rps)
+                || far(o.prefix_rps, n.prefix_rps)
+                || far(o.service_rps, n.service_rps)
+        }
+        _ => true,
+    }
+}
+
+/// One learning pass: recomputes every service's thresholds from its history and
+/// publishes those that moved (one new version for all of them); forgets old minutes.
+/// Returns the thresholds in force afterwards.
+pub async fn learn_pass(
+    state: &crate::api::AppState,
+) -> Result<Vec<LearnedThresholds>, StoreError> {
+    let now = crate::time::now_ms();
+    let mut conn = state.store.pool().acquire().await?;
+    let services = crate::store::list_docs::<Service>(&mut conn).await?;
+    let stored = store::learned(&mut conn).await?;
+    let mut changes: Vec<(String, Option<LearnedThresholds>)> = Vec::new();
+    for s in &services {
+        let d = &s.defence;
+        let since = now - i64::from(d.learn_window_days) * 24 * 3600 * 1000;
+        let new = if d.learn && d.enabled {
+            let minutes = store::minutes(&mut conn, &s.id, since).await?;
+            lingjing_model::defence::learn(&s.id, &minutes, d.burst_percent, d.learn_min_minutes)
+        } else {
+            None
+        };
+        let old = stored.iter().find(|l| l.service == s.id);
+        if moved(old, new.as_ref()) {
+            changes.push((s.id.clone(), new));
+        }
+    }
+    for l in &stored {
+        if !services.iter().any(|s| s.id == l.service) {
+            changes.push((l.service.clone(), None));
+        }
+    }
+    drop(conn);
+    let mut w = state.store.write(!changes.is_empty()).await?;
+    for (service, learned) in &changes {
+        store::put_learned(&mut w.tx, service, learned.as_ref()).await?;
+    }
+    store::sweep_minutes(&mut w.tx, now - KEEP_MINUTES_MS).await?;
+    store::sweep_rules(&mut w.tx, now - 3600 * 1000).await?;
+    let all = store::learned(&mut w.tx).await?;
+    state.published(w.commit().await?);
+    if !changes.is_empty() {
+        tracing::info!(
+            services = changes.len(),
+            "defence: learned thresholds updated"
+        );
+    }
+    Ok(all)
+}
+
+/// Runs a learning pass every `every` until the task is dropped.
+pub async fn learn_loop(state: crate::api::AppState, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = learn_pass(&state).await {
+            tracing::warn!(error = %e, "defence: learning pass failed");
+        }
+    }
 }

@@ -47,6 +47,7 @@ pub struct ControlHandle {
     task: JoinHandle<std::io::Result<()>>,
     watcher: JoinHandle<()>,
     prober: Option<JoinHandle<()>>,
+    learner: JoinHandle<()>,
 }
 
 impl ControlHandle {
@@ -71,6 +72,7 @@ impl ControlHandle {
             let _ = stop.send(());
         }
         self.watcher.abort();
+        self.learner.abort();
         if let Some(p) = &self.prober {
             p.abort();
         }
@@ -130,6 +132,11 @@ pub async fn serve_with(
         operator_token_sha256: sha256_hex(&config.operator_token),
         views,
     };
+    // Traffic defence learns thresholds from the edges' per-minute reports.
+    let learner = tokio::spawn(crate::defence::learn_loop(
+        state.clone(),
+        Duration::from_secs(300),
+    ));
     let app = router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -166,6 +173,7 @@ pub async fn serve_with(
         task,
         watcher,
         prober,
+        learner,
     })
 }
 

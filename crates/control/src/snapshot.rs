@@ -173,6 +173,11 @@ pub async fn build_edge(
         bucket_origins,
         s3_gateways,
         defence_rules: edge_rules(conn, &services_for_rules).await?,
+        defence_learned: crate::store::defence::learned(conn)
+            .await?
+            .into_iter()
+            .filter(|l| services_for_rules.iter().any(|(s, _)| *s == l.service))
+            .collect(),
     };
     Ok(Snapshot {
         version,

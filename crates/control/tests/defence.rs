@@ -323,4 +323,67 @@ async fn reports(api: &Api) {
     assert_eq!(events.as_array().map(Vec::len), Some(2), "{events}");
     assert!(events[0]["rule"].is_null(), "{}", events[0]);
     assert_eq!(events[0]["mode"], "monitor");
+
+    // Learned thresholds: 100 minutes of history from two nodes (the larger value kept).
+    let first = (now / 60_000 - 200) * 60_000;
+    let samples = |source: u64| -> Vec<Value> {
+        (0..100u64)
+            .map(|i| {
+                json!({ "service": "shop", "minute_ms": first + i * 60_000,
+                             "service_rps": 1000 + i, "source_rps": source, "prefix_rps": 300 })
+            })
+            .collect()
+    };
+    a.post(
+        "/v1/nodes/wx-1-a/heartbeat",
+        json!({ "role": "edge", "defence_baseline": samples(100) }),
+    )
+    .await
+    .ok(204);
+    b.post(
+        "/v1/nodes/wx-1-b/heartbeat",
+        json!({ "role": "edge", "defence_baseline": samples(40) }),
+    )
+    .await
+    .ok(204);
+    let version = api.version().await;
+    let learned = api.post("/v1/defence/learned", json!({})).await.ok(200);
+    assert_eq!(
+        learned,
+        json!([{ "service": "shop", "source_rps": 300, "prefix_rps": 900, "service_rps": 3282, "minutes": 100 }])
+    );
+    assert!(
+        api.version().await > version,
+        "learned thresholds are a new version"
+    );
+    let snap = api
+        .get("/v1/snapshots/edge?after=0&timeout_ms=10")
+        .await
+        .ok(200);
+    assert_eq!(snap["body"]["defence_learned"], learned);
+    let version = api.version().await;
+    api.post("/v1/defence/learned", json!({})).await.ok(200);
+    assert_eq!(
+        api.version().await,
+        version,
+        "unchanged thresholds publish nothing"
+    );
+    assert_eq!(demo.get("/v1/defence/learned").await.ok(200), learned);
+    assert_eq!(rival.get("/v1/defence/learned").await.ok(200), json!([]));
+    demo.post("/v1/defence/learned", json!({}))
+        .await
+        .err(403, "forbidden");
+    let bad = json!([{ "service": "shop", "minute_ms": first + 7, "service_rps": 1, "source_rps": 1, "prefix_rps": 1 }]);
+    a.post(
+        "/v1/nodes/wx-1-a/heartbeat",
+        json!({ "role": "edge", "defence_baseline": bad }),
+    )
+    .await
+    .err_field(422, "invalid", "defence_baseline[0].minute_ms");
+    dns.post(
+        "/v1/nodes/dns-1/heartbeat",
+        json!({ "role": "dns", "defence_baseline": samples(1) }),
+    )
+    .await
+    .err_field(422, "invalid", "defence_baseline");
 }

@@ -204,8 +204,11 @@ impl Edge {
             &self.metrics,
             &self.defence,
         );
-        self.defence
-            .apply(&snapshot.body.services, &snapshot.body.defence_rules);
+        self.defence.apply(
+            &snapshot.body.services,
+            &snapshot.body.defence_rules,
+            &snapshot.body.defence_learned,
+        );
         self.certs.update(&snapshot.body.services);
         // Before the routes: a request routed by the new table is checked by its policy.
         let guard = crate::guard::Guard::build(&snapshot.body, &self.node_id);

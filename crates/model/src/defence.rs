@@ -25,6 +25,8 @@ pub const MAX_TTL_SECONDS: u64 = 365 * 24 * 3600;
 pub const MAX_TOP_SOURCES: usize = 16;
 /// Reports one heartbeat carries at most.
 pub const MAX_REPORTS: usize = 256;
+/// Baseline samples one heartbeat carries at most.
+pub const MAX_BASELINE_SAMPLES: usize = 10_000;
 
 /// The prefix length traffic from an IPv4 address is aggregated to.
 pub const V4_PREFIX: u8 = 24;
@@ -85,6 +87,112 @@ pub struct DefenceSettings {
     /// attack goes on).
     #[serde(default = "default_block_seconds")]
     pub block_seconds: u32,
+    /// Learn the thresholds from the service's own traffic: once `learn_min_minutes` of
+    /// history exist, each threshold is the p95 of the per-minute maxima over the last
+    /// `learn_window_days`, times `burst_percent` (never below the floors of
+    /// [`LEARNED_FLOORS`]); until then the static ones above apply.
+    #[serde(default = "default_true")]
+    pub learn: bool,
+    #[serde(default = "default_window_days")]
+    pub learn_window_days: u16,
+    #[serde(default = "default_min_minutes")]
+    pub learn_min_minutes: u32,
+    /// The burst factor on top of the learned p95, in percent (300: three times).
+    #[serde(default = "default_burst_percent")]
+    pub burst_percent: u16,
+}
+
+fn default_window_days() -> u16 {
+    7
+}
+fn default_min_minutes() -> u32 {
+    60
+}
+fn default_burst_percent() -> u16 {
+    300
+}
+
+/// The lowest learned thresholds (requests per second: source, prefix, service): a quiet
+/// service still lets a browser load a page at once.
+pub const LEARNED_FLOORS: (u32, u32, u32) = (50, 200, 200);
+
+/// The busiest second of each minute of a service on one node, reported with heartbeats;
+/// the control plane keeps the maximum over nodes per minute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineSample {
+    pub service: String,
+    /// Start of the minute (ms since the epoch, a multiple of 60 000).
+    pub minute_ms: u64,
+    /// The service's busiest second.
+    pub service_rps: u64,
+    /// The busiest single address's busiest second.
+    pub source_rps: u64,
+    /// The busiest /24 (/48)'s busiest second.
+    pub prefix_rps: u64,
+}
+
+/// Thresholds the control plane learned for a service, sent to edges in the snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LearnedThresholds {
+    pub service: String,
+    pub source_rps: u32,
+    pub prefix_rps: u32,
+    pub service_rps: u32,
+    /// Minutes of history they come from.
+    pub minutes: u32,
+}
+
+/// The p95 of `values` (nearest rank; 0 for none).
+pub fn p95(values: &mut [u64]) -> u64 {
+    if values.is_empty() {
+        return 0;
+    }
+    values.sort_unstable();
+    let rank = (values.len() * 95).div_ceil(100).max(1);
+    values[rank - 1]
+}
+
+/// Learned thresholds from per-minute maxima (`(service, source, prefix)` per minute),
+/// with the burst factor and the floors; `None` below `min_minutes` of history.
+pub fn learn(
+    service: &str,
+    minutes: &[(u64, u64, u64)],
+    burst_percent: u16,
+    min_minutes: u32,
+) -> Option<LearnedThresholds> {
+    if minutes.len() < min_minutes.max(1) as usize {
+        return None;
+    }
+    let scale = |mut v: Vec<u64>, floor: u32| -> u32 {
+        let learned = p95(&mut v).saturating_mul(u64::from(burst_percent)) / 100;
+        u32::try_from(learned).unwrap_or(u32::MAX).max(floor)
+    };
+    let (fs, fp, fv) = LEARNED_FLOORS;
+    Some(LearnedThresholds {
+        service: service.to_owned(),
+        service_rps: scale(minutes.iter().map(|m| m.0).collect(), fv),
+        source_rps: scale(minutes.iter().map(|m| m.1).collect(), fs),
+        prefix_rps: scale(minutes.iter().map(|m| m.2).collect(), fp),
+        minutes: u32::try_from(minutes.len()).unwrap_or(u32::MAX),
+    })
+}
+
+impl DefenceSettings {
+    /// The thresholds in force: learned ones when the service learns and some exist,
+    /// else the static ones.
+    pub fn effective(&self, learned: Option<&LearnedThresholds>) -> DefenceSettings {
+        match learned {
+            Some(l) if self.learn => DefenceSettings {
+                source_rps: l.source_rps,
+                prefix_rps: l.prefix_rps,
+                service_rps: l.service_rps,
+                ..self.clone()
+            },
+            _ => self.clone(),
+        }
+    }
 }
 
 fn default_true() -> bool {
@@ -113,6 +221,10 @@ impl Default for DefenceSettings {
             service_rps: 0,
             concentration_percent: default_concentration(),
             block_seconds: default_block_seconds(),
+            learn: true,
+            learn_window_days: default_window_days(),
+            learn_min_minutes: default_min_minutes(),
+            burst_percent: default_burst_percent(),
         }
     }
 }
@@ -132,6 +244,21 @@ impl Validate for DefenceSettings {
             return Err(ValidationError::new(
                 "concentration_percent",
                 "must be 1 to 100",
+            ));
+        }
+        if !(1..=30).contains(&self.learn_window_days) {
+            return Err(ValidationError::new("learn_window_days", "1 to 30 days"));
+        }
+        if !(1..=43_200).contains(&self.learn_min_minutes) {
+            return Err(ValidationError::new(
+                "learn_min_minutes",
+                "1 to 43200 minutes (30 days)",
+            ));
+        }
+        if !(100..=10_000).contains(&self.burst_percent) {
+            return Err(ValidationError::new(
+                "burst_percent",
+                "100 to 10000 (1x to 100x the learned p95)",
             ));
         }
         if !(1..=86_400).contains(&self.block_seconds) {
@@ -565,6 +692,37 @@ mod tests {
         assert!(path_matches("*.php", "/a/b.php"));
         assert!(path_matches("/a*", "/abc"));
         assert!(!path_matches("/a*c*e", "/abd"));
+    }
+
+    #[test]
+    fn thresholds_are_learned_from_the_p95_with_a_burst_factor_and_floors() {
+        assert_eq!(p95(&mut []), 0);
+        let mut v: Vec<u64> = (1..=100).collect();
+        assert_eq!(p95(&mut v), 95);
+        // 100 minutes: service 1000..1099/s, top source 100/s (one minute 5000), prefix 300.
+        let mut minutes: Vec<(u64, u64, u64)> = (0..100).map(|i| (1000 + i, 100, 300)).collect();
+        minutes[7].1 = 5000;
+        assert!(
+            learn("s", &minutes[..30], 300, 60).is_none(),
+            "too little history"
+        );
+        let l = learn("s", &minutes, 300, 60).expect("learned");
+        assert_eq!(l.service_rps, 1094 * 3);
+        assert_eq!(l.source_rps, 300, "one busy minute is past the p95");
+        assert_eq!(l.prefix_rps, 900);
+        assert_eq!(l.minutes, 100);
+        // A quiet service gets the floors.
+        let quiet = vec![(2, 1, 1); 100];
+        let l = learn("s", &quiet, 300, 60).expect("learned");
+        assert_eq!((l.source_rps, l.prefix_rps, l.service_rps), LEARNED_FLOORS);
+        // Learned ones replace the static thresholds unless the service does not learn.
+        let s = DefenceSettings::default();
+        assert_eq!(s.effective(Some(&l)).source_rps, 50);
+        let fixed = DefenceSettings {
+            learn: false,
+            ..DefenceSettings::default()
+        };
+        assert_eq!(fixed.effective(Some(&l)).source_rps, 200);
     }
 
     #[test]

@@ -115,6 +115,9 @@ pub struct EdgeSnapshot {
     /// an edge also ignores a rule once its `expires_ms` has passed).
     #[serde(default)]
     pub defence_rules: Vec<crate::defence::DefenceRule>,
+    /// Thresholds learned per service (services that learn and have enough history).
+    #[serde(default)]
+    pub defence_learned: Vec<crate::defence::LearnedThresholds>,
 }
 
 /// How an edge reads the bucket a service is served from: a platform credential the S3
@@ -320,6 +323,9 @@ pub struct Heartbeat {
     /// An edge node's accounts of attacks it found (sent at once when one starts).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub defence: Vec<crate::defence::DefenceReport>,
+    /// An edge node's busiest seconds per service and minute, for learned thresholds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub defence_baseline: Vec<crate::defence::BaselineSample>,
 }
 
 /// One bucket's traffic through one S3 gateway over a reporting interval.
@@ -381,6 +387,8 @@ pub trait BucketUsageSource: Send + Sync + 'static {
 pub trait DefenceSource: Send + Sync + 'static {
     /// Takes the reports waiting to be sent.
     fn take(&self) -> Vec<crate::defence::DefenceReport>;
+    /// Takes the per-minute samples of finished minutes.
+    fn take_baseline(&self) -> Vec<crate::defence::BaselineSample>;
 }
 
 /// Traffic of one service on one node over a reporting interval.

@@ -31,3 +31,21 @@ CREATE TABLE defence_incidents (
     event_id TEXT NOT NULL,
     PRIMARY KEY (node_id, incident)
 );
+
+-- Per service and minute, the busiest second any edge node saw (of the whole service, of
+-- one address, of one /24 or /48): what learned thresholds are computed from.
+CREATE TABLE defence_minutes (
+    service_id TEXT NOT NULL,
+    minute_ms BIGINT NOT NULL,
+    service_rps BIGINT NOT NULL,
+    source_rps BIGINT NOT NULL,
+    prefix_rps BIGINT NOT NULL,
+    PRIMARY KEY (service_id, minute_ms)
+);
+CREATE INDEX defence_minutes_minute ON defence_minutes (minute_ms);
+
+-- The thresholds learned per service (a JSON LearnedThresholds), sent to edges.
+CREATE TABLE defence_learned (
+    service_id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL
+);

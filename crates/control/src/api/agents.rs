@@ -196,6 +196,39 @@ fn check_defence_reports(beat: &Heartbeat) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Baseline samples come only from edge nodes: at most
+/// [`lingjing_model::defence::MAX_BASELINE_SAMPLES`], whole minutes, none in the future.
+fn check_baseline(beat: &Heartbeat, now_ms: i64) -> Result<(), ApiError> {
+    use lingjing_model::defence::MAX_BASELINE_SAMPLES;
+    if beat.defence_baseline.is_empty() {
+        return Ok(());
+    }
+    if beat.role != Role::Edge {
+        return Err(ApiError::invalid(
+            "defence_baseline",
+            "only an edge node's heartbeat (role `edge`) carries baseline samples",
+        ));
+    }
+    if beat.defence_baseline.len() > MAX_BASELINE_SAMPLES {
+        return Err(ApiError::invalid(
+            "defence_baseline",
+            format!("at most {MAX_BASELINE_SAMPLES} samples per heartbeat"),
+        ));
+    }
+    for (i, s) in beat.defence_baseline.iter().enumerate() {
+        let field = format!("defence_baseline[{i}]");
+        lingjing_model::ident::check_id(&format!("{field}.service"), &s.service)
+            .map_err(ApiError::Invalid)?;
+        if s.minute_ms % 60_000 != 0 || s.minute_ms as i64 > now_ms + 120_000 {
+            return Err(ApiError::invalid(
+                format!("{field}.minute_ms"),
+                "the start of a minute (a multiple of 60000 ms), not in the future",
+            ));
+        }
+    }
+    Ok(())
+}
+
 async fn heartbeat(
     State(state): State<AppState>,
     caller: DataPlaneCaller,
@@ -243,6 +276,15 @@ async fn heartbeat(
             .await?;
     }
     let rules = crate::defence::record_reports(&mut w.tx, &id, &beat.defence, now).await?;
+    check_baseline(&beat, now)?;
+    for sample in &beat.defence_baseline {
+        if get_doc::<lingjing_model::Service>(&mut w.tx, &sample.service)
+            .await?
+            .is_some()
+        {
+            crate::store::defence::record_minute(&mut w.tx, sample).await?;
+        }
+    }
     record_heartbeat(
         &mut w.tx,
         &HeartbeatRecord {

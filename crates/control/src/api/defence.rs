@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use lingjing_model::defence::{DefenceEvent, DefenceRule, RuleOrigin, RuleSpec};
+use lingjing_model::defence::{DefenceEvent, DefenceRule, LearnedThresholds, RuleOrigin, RuleSpec};
 use lingjing_model::{Service, Validate};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/defence/rules", get(list_rules).post(add_rule))
         .route("/v1/defence/rules/{id}", get(show_rule).delete(remove_rule))
         .route("/v1/defence/events", get(list_events))
+        .route("/v1/defence/learned", get(list_learned).post(learn_now))
 }
 
 /// Whether `caller` may see and change `rule`.
@@ -180,4 +181,36 @@ pub async fn list_events(
         .map(crate::defence::view)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Json(events))
+}
+
+pub async fn list_learned(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<LearnedThresholds>>, ApiError> {
+    let mut conn = state.store.pool().acquire().await?;
+    let mut learned = store::learned(&mut conn).await?;
+    if let Caller::Tenant(t) = &caller {
+        let mine: Vec<String> = crate::store::list_docs::<Service>(&mut conn)
+            .await?
+            .into_iter()
+            .filter(|s| &s.tenant == t)
+            .map(|s| s.id)
+            .collect();
+        learned.retain(|l| mine.contains(&l.service));
+    }
+    Ok(Json(learned))
+}
+
+/// Runs a learning pass now (operator only); the thresholds in force afterwards.
+pub async fn learn_now(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<LearnedThresholds>>, ApiError> {
+    if !matches!(caller, Caller::Operator) {
+        return Err(ApiError::Forbidden(
+            "only the operator starts a learning pass (tenants read GET /v1/defence/learned)"
+                .into(),
+        ));
+    }
+    Ok(Json(crate::defence::learn_pass(&state).await?))
 }

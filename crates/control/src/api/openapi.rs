@@ -579,6 +579,23 @@ fn other_ops() -> Vec<Op> {
         .ok("200", "Events, newest first", Some(array_of("DefenceEvent"))),
         Op::new(
             HttpMethod::Get,
+            "/v1/defence/learned",
+            "defence",
+            "list_learned_thresholds",
+            "Thresholds learned per service from the edges' per-minute busiest seconds (p95 over the learning window times the burst factor)",
+        )
+        .ok("200", "Learned thresholds", Some(array_of("LearnedThresholds"))),
+        Op::new(
+            HttpMethod::Post,
+            "/v1/defence/learned",
+            "defence",
+            "learn_thresholds",
+            "Run a learning pass now (operator only; one runs every 5 minutes anyway)",
+        )
+        .ok("200", "Learned thresholds in force", Some(array_of("LearnedThresholds")))
+        .err("403", "Not the operator"),
+        Op::new(
+            HttpMethod::Get,
             "/v1/services/{id}/usage",
             "services",
             "service_usage",
@@ -706,6 +723,7 @@ pub fn document() -> OpenApi {
     components = add_schema::<lingjing_model::defence::RuleSpec>(components);
     components = add_schema::<lingjing_model::defence::DefenceRule>(components);
     components = add_schema::<lingjing_model::defence::DefenceEvent>(components);
+    components = add_schema::<lingjing_model::defence::LearnedThresholds>(components);
     components = add_schema::<lingjing_model::snapshot::ServiceUsage>(components);
     components = add_schema::<crate::sla::SlaReport>(components);
     components = add_schema::<super::purges::PurgeStatus>(components);

@@ -269,3 +269,98 @@ pub async fn events(
         .await?;
     rows.iter().map(event_from).collect()
 }
+
+/// Keeps the larger of the stored and the reported busiest seconds of a service's minute.
+pub async fn record_minute(
+    conn: &mut AnyConnection,
+    s: &lingjing_model::defence::BaselineSample,
+) -> Result<(), StoreError> {
+    let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    sqlx::query(
+        "INSERT INTO defence_minutes (service_id, minute_ms, service_rps, source_rps, prefix_rps) \
+         VALUES ($1, $2, 0, 0, 0) ON CONFLICT (service_id, minute_ms) DO NOTHING",
+    )
+    .bind(s.service.clone())
+    .bind(clamp(s.minute_ms))
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE defence_minutes SET \
+         service_rps = CASE WHEN service_rps < $3 THEN $3 ELSE service_rps END, \
+         source_rps = CASE WHEN source_rps < $4 THEN $4 ELSE source_rps END, \
+         prefix_rps = CASE WHEN prefix_rps < $5 THEN $5 ELSE prefix_rps END \
+         WHERE service_id = $1 AND minute_ms = $2",
+    )
+    .bind(s.service.clone())
+    .bind(clamp(s.minute_ms))
+    .bind(clamp(s.service_rps))
+    .bind(clamp(s.source_rps))
+    .bind(clamp(s.prefix_rps))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A service's minutes since `since_ms`: (service, source, prefix) busiest seconds.
+pub async fn minutes(
+    conn: &mut AnyConnection,
+    service: &str,
+    since_ms: i64,
+) -> Result<Vec<(u64, u64, u64)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT service_rps, source_rps, prefix_rps FROM defence_minutes \
+         WHERE service_id = $1 AND minute_ms >= $2",
+    )
+    .bind(service.to_owned())
+    .bind(since_ms)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let get = |i: usize| r.try_get::<i64, _>(i).map(|v| v.max(0) as u64);
+            Ok((get(0)?, get(1)?, get(2)?))
+        })
+        .collect()
+}
+
+/// Deletes minutes older than `before_ms`.
+pub async fn sweep_minutes(conn: &mut AnyConnection, before_ms: i64) -> Result<u64, StoreError> {
+    let done = sqlx::query("DELETE FROM defence_minutes WHERE minute_ms < $1")
+        .bind(before_ms)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Every service's learned thresholds.
+pub async fn learned(
+    conn: &mut AnyConnection,
+) -> Result<Vec<lingjing_model::defence::LearnedThresholds>, StoreError> {
+    let rows = sqlx::query("SELECT doc FROM defence_learned ORDER BY service_id")
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|r| serde_json::from_str(&r.try_get::<String, _>(0)?).map_err(|_| corrupt("learned")))
+        .collect()
+}
+
+/// Stores (or, with `None`, forgets) a service's learned thresholds.
+pub async fn put_learned(
+    conn: &mut AnyConnection,
+    service: &str,
+    learned: Option<&lingjing_model::defence::LearnedThresholds>,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM defence_learned WHERE service_id = $1")
+        .bind(service.to_owned())
+        .execute(&mut *conn)
+        .await?;
+    if let Some(l) = learned {
+        let doc = serde_json::to_string(l).map_err(|_| corrupt("learned"))?;
+        sqlx::query("INSERT INTO defence_learned (service_id, doc) VALUES ($1, $2)")
+            .bind(service.to_owned())
+            .bind(doc)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}

@@ -25,8 +25,8 @@ use arc_swap::ArcSwap;
 use http::{HeaderValue, Response, StatusCode, header};
 use ipnet::IpNet;
 use lingjing_model::defence::{
-    DefenceMode, DefenceReport, DefenceRule, DefenceSettings, Dimension, MAX_REPORTS,
-    MAX_RULE_SOURCES, MAX_TOP_SOURCES, SourceRate,
+    BaselineSample, DefenceMode, DefenceReport, DefenceRule, DefenceSettings, Dimension,
+    LearnedThresholds, MAX_REPORTS, MAX_RULE_SOURCES, MAX_TOP_SOURCES, SourceRate,
 };
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -212,6 +212,8 @@ struct Judge {
     /// Last time a full table was logged (ms).
     logged_full_ms: u64,
     next_incident: u64,
+    /// Per service: the current minute and its busiest seconds (service, source, prefix).
+    minutes: HashMap<String, (u64, u64, u64, u64)>,
 }
 
 /// A node's defence: shared by every request (`Edge::defence`).
@@ -227,6 +229,7 @@ pub struct Defence {
     watches: Mutex<HashMap<String, Arc<ServiceWatch>>>,
     judge: Mutex<Judge>,
     pending: Mutex<HashMap<String, DefenceReport>>,
+    baseline: Mutex<Vec<BaselineSample>>,
     /// Woken when a report is waiting (the agent sends it at once).
     pub wake: Arc<Notify>,
     pub gate: Arc<conn::SourceGate>,
@@ -274,6 +277,7 @@ impl Defence {
             watches: Mutex::new(HashMap::new()),
             judge: Mutex::new(Judge::default()),
             pending: Mutex::new(HashMap::new()),
+            baseline: Mutex::new(Vec::new()),
             wake: Arc::new(Notify::new()),
             gate: conn::SourceGate::new(config.connections),
             metrics: DefenceMetrics::register(registry),
@@ -289,11 +293,22 @@ impl Defence {
             .clone()
     }
 
-    /// Takes a snapshot's services and rules.
-    pub fn apply(&self, services: &[lingjing_model::Service], rules: &[DefenceRule]) {
+    /// Takes a snapshot's services, rules and learned thresholds.
+    pub fn apply(
+        &self,
+        services: &[lingjing_model::Service],
+        rules: &[DefenceRule],
+        learned: &[LearnedThresholds],
+    ) {
         let settings: HashMap<String, (u32, DefenceSettings)> = services
             .iter()
-            .map(|s| (s.id.clone(), (self.watch(&s.id).slot, s.defence.clone())))
+            .map(|s| {
+                let l = learned.iter().find(|l| l.service == s.id);
+                (
+                    s.id.clone(),
+                    (self.watch(&s.id).slot, s.defence.effective(l)),
+                )
+            })
             .collect();
         self.settings.store(Arc::new(settings));
         *lock(&self.rules) = Arc::new(rules.to_vec());
@@ -498,6 +513,7 @@ impl Defence {
             }
             let empty = window::Tally::default();
             let tally = merged.services.get(slot).unwrap_or(&empty);
+            self.note_minute(&mut judge, service, now, total, tally);
             let findings = if s.enabled {
                 detect::judge(s, tally, total)
             } else {
@@ -515,6 +531,44 @@ impl Defence {
         if changed {
             self.rebuild(&judge.local);
         }
+    }
+
+    /// Keeps the busiest second of the minute per dimension; a finished minute with
+    /// traffic becomes a baseline sample for the control plane.
+    fn note_minute(
+        &self,
+        judge: &mut Judge,
+        service: &str,
+        now: u64,
+        total: u64,
+        tally: &window::Tally,
+    ) {
+        let minute = now / 60_000 * 60_000;
+        let source = tally.sources.values().copied().max().unwrap_or(0);
+        let prefix = tally.prefixes.values().copied().max().unwrap_or(0);
+        let entry = judge
+            .minutes
+            .entry(service.to_owned())
+            .or_insert((minute, 0, 0, 0));
+        if entry.0 != minute {
+            let (m, svc, src, pfx) = *entry;
+            if svc > 0 {
+                let mut b = lock(&self.baseline);
+                if b.len() < lingjing_model::defence::MAX_BASELINE_SAMPLES {
+                    b.push(BaselineSample {
+                        service: service.to_owned(),
+                        minute_ms: m,
+                        service_rps: svc,
+                        source_rps: src,
+                        prefix_rps: pfx,
+                    });
+                }
+            }
+            *entry = (minute, 0, 0, 0);
+        }
+        entry.1 = entry.1.max(total);
+        entry.2 = entry.2.max(source);
+        entry.3 = entry.3.max(prefix);
     }
 
     /// Opens, grows or ends service `service`'s incident after a second judged as
@@ -697,5 +751,9 @@ pub async fn run(defence: Arc<Defence>, mut stopped: watch::Receiver<bool>) {
 impl lingjing_model::snapshot::DefenceSource for Defence {
     fn take(&self) -> Vec<DefenceReport> {
         self.take_reports()
+    }
+
+    fn take_baseline(&self) -> Vec<BaselineSample> {
+        std::mem::take(&mut *lock(&self.baseline))
     }
 }
