@@ -69,6 +69,8 @@ impl Default for DefenceConfig {
 pub struct ServiceWatch {
     pub slot: u32,
     requests: AtomicU64,
+    /// When the window's first request came (ms since the epoch; 0: none yet).
+    first_ms: AtomicU64,
     errors_4xx: AtomicU64,
     errors_5xx: AtomicU64,
     bytes: AtomicU64,
@@ -80,6 +82,7 @@ impl ServiceWatch {
         ServiceWatch {
             slot,
             requests: AtomicU64::new(0),
+            first_ms: AtomicU64::new(0),
             errors_4xx: AtomicU64::new(0),
             errors_5xx: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -186,7 +189,7 @@ impl DefenceMetrics {
         );
         r.register(
             "detection_seconds",
-            "From the start of the first second over a threshold to detection",
+            "From the first request of the first window over a threshold to detection",
             m.detection_seconds.clone(),
         );
         r.register(
@@ -196,6 +199,16 @@ impl DefenceMetrics {
         );
         m
     }
+}
+
+/// One service's second as the judge saw it.
+#[derive(Clone, Copy)]
+struct Second {
+    total: u64,
+    refused: u64,
+    /// When its first request came (0: unknown).
+    first_ms: u64,
+    now: u64,
 }
 
 /// One attack on one service as this node sees it.
@@ -344,7 +357,9 @@ impl Defence {
         if !self.enabled {
             return None;
         }
-        watch.requests.fetch_add(1, Ordering::Relaxed);
+        if watch.requests.fetch_add(1, Ordering::Relaxed) == 0 {
+            watch.first_ms.store(now_ms(), Ordering::Relaxed);
+        }
         let plan = self.plan.load();
         let own = plan.services.get(service);
         let sets = [Some(&plan.global), own];
@@ -494,6 +509,7 @@ impl Defence {
                 continue;
             };
             let total = watch.requests.swap(0, Ordering::Relaxed);
+            let first = watch.first_ms.swap(0, Ordering::Relaxed);
             let e4 = watch.errors_4xx.swap(0, Ordering::Relaxed);
             let e5 = watch.errors_5xx.swap(0, Ordering::Relaxed);
             let bytes = watch.bytes.swap(0, Ordering::Relaxed);
@@ -519,7 +535,13 @@ impl Defence {
             } else {
                 detect::Findings::default()
             };
-            changed |= self.follow(&mut judge, service, s, &findings, total, refused, now);
+            let window = Second {
+                total,
+                refused,
+                first_ms: first,
+                now,
+            };
+            changed |= self.follow(&mut judge, service, s, &findings, &window);
         }
         // Local blocks run out.
         for blocks in judge.local.values_mut() {
@@ -573,21 +595,29 @@ impl Defence {
 
     /// Opens, grows or ends service `service`'s incident after a second judged as
     /// `findings`; whether its local blocks changed.
-    #[allow(clippy::too_many_arguments)]
     fn follow(
         &self,
         judge: &mut Judge,
         service: &str,
         s: &DefenceSettings,
         findings: &detect::Findings,
-        total: u64,
-        refused: u64,
-        now: u64,
+        second: &Second,
     ) -> bool {
+        let Second {
+            total,
+            refused,
+            first_ms,
+            now,
+        } = *second;
         let mut changed = false;
         if !findings.attacking.is_empty() && !judge.incidents.contains_key(service) {
             judge.next_incident += 1;
-            let started = now.saturating_sub(1000);
+            // The window's first request: the attack began no earlier than that.
+            let started = if first_ms > 0 && first_ms <= now {
+                first_ms
+            } else {
+                now.saturating_sub(1000)
+            };
             let report = DefenceReport {
                 incident: format!("{}-{}-{}", self.node, now, judge.next_incident)
                     .chars()
