@@ -43,6 +43,7 @@ pub fn view(row: &EventRow) -> Result<DefenceEvent, StoreError> {
     let reports: Vec<&DefenceReport> = doc.reports.values().flat_map(|m| m.values()).collect();
     let mut top: Vec<lingjing_model::defence::SourceRate> = Vec::new();
     let mut dimensions = Vec::new();
+    let (mut paths, mut agents) = (Vec::new(), Vec::new());
     let mut mode = DefenceMode::Monitor;
     for r in &reports {
         for s in &r.top_sources {
@@ -51,6 +52,8 @@ pub fn view(row: &EventRow) -> Result<DefenceEvent, StoreError> {
                 None => top.push(s.clone()),
             }
         }
+        lingjing_model::defence::merge_keys(&mut paths, &r.top_paths);
+        lingjing_model::defence::merge_keys(&mut agents, &r.top_agents);
         for d in &r.dimensions {
             if !dimensions.contains(d) {
                 dimensions.push(*d);
@@ -73,6 +76,8 @@ pub fn view(row: &EventRow) -> Result<DefenceEvent, StoreError> {
         dimensions,
         peak_rps: reports.iter().map(|r| r.peak_rps).max().unwrap_or(0),
         top_sources: top,
+        top_paths: paths,
+        top_agents: agents,
         rule: doc.rule.clone(),
         dropped: reports.iter().map(|r| r.dropped).sum(),
         nodes: doc.reports.keys().cloned().collect(),

@@ -598,6 +598,31 @@ pub struct SourceRate {
     pub rps: u64,
 }
 
+/// A path or user agent and its rate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRate {
+    /// At most [`MAX_KEY_TEXT`] bytes (longer ones are cut).
+    pub key: String,
+    /// Requests per second (the busiest second seen).
+    pub rps: u64,
+}
+
+/// Longest path or user agent a report carries.
+pub const MAX_KEY_TEXT: usize = 256;
+
+/// Keeps the busiest `MAX_TOP_SOURCES` of `into` and `new` (each at its peak).
+pub fn merge_keys(into: &mut Vec<KeyRate>, new: &[KeyRate]) {
+    for k in new {
+        match into.iter_mut().find(|t| t.key == k.key) {
+            Some(t) => t.rps = t.rps.max(k.rps),
+            None => into.push(k.clone()),
+        }
+    }
+    into.sort_by(|a, b| b.rps.cmp(&a.rps).then_with(|| a.key.cmp(&b.key)));
+    into.truncate(MAX_TOP_SOURCES);
+}
+
 /// One edge node's account of an attack on one service, sent with its heartbeats (at
 /// once when it starts, then while it lasts). Reports of one incident carry the same
 /// `incident` and grow; the control plane keeps the latest.
@@ -627,6 +652,11 @@ pub struct DefenceReport {
     /// Requests of the service this node refused (or counted, in monitor mode) since the
     /// incident started.
     pub dropped: u64,
+    /// The busiest paths and user agents while it lasted.
+    #[serde(default)]
+    pub top_paths: Vec<KeyRate>,
+    #[serde(default)]
+    pub top_agents: Vec<KeyRate>,
 }
 
 impl Validate for DefenceReport {
@@ -646,6 +676,17 @@ impl Validate for DefenceReport {
                 "blocked",
                 format!("at most {MAX_RULE_SOURCES}"),
             ));
+        }
+        for (field, list) in [
+            ("top_paths", &self.top_paths),
+            ("top_agents", &self.top_agents),
+        ] {
+            if list.len() > MAX_TOP_SOURCES || list.iter().any(|k| k.key.len() > MAX_KEY_TEXT) {
+                return Err(ValidationError::new(
+                    field,
+                    format!("at most {MAX_TOP_SOURCES}, each at most {MAX_KEY_TEXT} bytes"),
+                ));
+            }
         }
         if self.dimensions.len() > 3 {
             return Err(ValidationError::new("dimensions", "at most 3"));
@@ -670,6 +711,8 @@ pub struct DefenceEvent {
     /// The busiest second of the service on any one node.
     pub peak_rps: u64,
     pub top_sources: Vec<SourceRate>,
+    pub top_paths: Vec<KeyRate>,
+    pub top_agents: Vec<KeyRate>,
     /// The fleet-wide rule made of it (none in monitor mode or before any source was
     /// blocked).
     pub rule: Option<String>,

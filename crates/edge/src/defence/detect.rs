@@ -59,9 +59,18 @@ pub fn judge(settings: &DefenceSettings, tally: &Tally, total: u64) -> Findings 
                 .push((IpNet::from(*addr), *n, Dimension::Source));
         }
     }
+    // A prefix is attacking by what its addresses not already found send: one flooding
+    // address does not take its neighbours down with it.
     for (prefix, n) in &prefixes {
-        if *n >= u64::from(settings.prefix_rps) {
-            out.attacking.push((*prefix, *n, Dimension::Prefix));
+        let found: u64 = out
+            .attacking
+            .iter()
+            .filter(|(s, _, d)| *d == Dimension::Source && prefix.contains(&s.addr()))
+            .map(|(_, n, _)| n)
+            .sum();
+        let rest = n.saturating_sub(found);
+        if rest >= u64::from(settings.prefix_rps) {
+            out.attacking.push((*prefix, rest, Dimension::Prefix));
         }
     }
     if settings.service_rps > 0 && total >= u64::from(settings.service_rps) {
@@ -144,6 +153,21 @@ mod tests {
             f.attacking
                 .iter()
                 .all(|(_, _, d)| *d == Dimension::Concentration)
+        );
+    }
+
+    #[test]
+    fn one_flooding_address_does_not_take_its_prefix_down() {
+        let settings = DefenceSettings {
+            source_rps: 50,
+            prefix_rps: 100,
+            ..DefenceSettings::default()
+        };
+        let (t, total) = tally(&[(addr(1), 500), (addr(2), 3), (addr(3), 3)]);
+        let f = judge(&settings, &t, total);
+        assert_eq!(
+            f.attacking,
+            vec![(IpNet::from(addr(1)), 500, Dimension::Source)]
         );
     }
 

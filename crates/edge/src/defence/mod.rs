@@ -25,8 +25,8 @@ use arc_swap::ArcSwap;
 use http::{HeaderValue, Response, StatusCode, header};
 use ipnet::IpNet;
 use lingjing_model::defence::{
-    BaselineSample, DefenceMode, DefenceReport, DefenceRule, DefenceSettings, Dimension,
-    LearnedThresholds, MAX_REPORTS, MAX_RULE_SOURCES, MAX_TOP_SOURCES, SourceRate,
+    BaselineSample, DefenceMode, DefenceReport, DefenceRule, DefenceSettings, Dimension, KeyRate,
+    LearnedThresholds, MAX_REPORTS, MAX_RULE_SOURCES, MAX_TOP_SOURCES, SourceRate, merge_keys,
 };
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -541,7 +541,7 @@ impl Defence {
                 first_ms: first,
                 now,
             };
-            changed |= self.follow(&mut judge, service, s, &findings, &window);
+            changed |= self.follow(&mut judge, service, s, &findings, tally, &window);
         }
         // Local blocks run out.
         for blocks in judge.local.values_mut() {
@@ -601,6 +601,7 @@ impl Defence {
         service: &str,
         s: &DefenceSettings,
         findings: &detect::Findings,
+        tally: &window::Tally,
         second: &Second,
     ) -> bool {
         let Second {
@@ -634,6 +635,8 @@ impl Defence {
                 top_sources: Vec::new(),
                 blocked: Vec::new(),
                 dropped: 0,
+                top_paths: Vec::new(),
+                top_agents: Vec::new(),
             };
             self.metrics
                 .detection_seconds
@@ -675,6 +678,16 @@ impl Defence {
             r.peak_rps = r.peak_rps.max(total);
             r.mode = s.mode;
             merge_top(&mut r.top_sources, &findings.top);
+            let keys = |list: &[(Box<str>, u64)]| -> Vec<KeyRate> {
+                list.iter()
+                    .map(|(k, n)| KeyRate {
+                        key: cut(k, lingjing_model::defence::MAX_KEY_TEXT),
+                        rps: *n,
+                    })
+                    .collect()
+            };
+            merge_keys(&mut r.top_paths, &keys(&tally.paths));
+            merge_keys(&mut r.top_agents, &keys(&tally.agents));
             let until = now + u64::from(s.block_seconds) * 1000;
             let local = judge.local.entry(service.to_owned()).or_default();
             local.mode = s.mode;
@@ -716,6 +729,15 @@ impl Defence {
         }
         changed
     }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn cut(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }
 
 fn dimension_name(d: Dimension) -> &'static str {
