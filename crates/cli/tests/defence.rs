@@ -481,27 +481,37 @@ async fn floods_are_refused_fleet_wide_and_crowds_are_not() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
-    // Past 8 open connections from one address, new ones are closed at accept.
+    // Past 8 open connections from one address, new ones are closed at accept (which
+    // ones depends on the order the two serving threads accept them in).
     let greedy = src(70, 1);
     let mut held = Vec::new();
-    for _ in 0..8 {
-        held.push(connect(greedy, a).await.expect("connect"));
+    for _ in 0..12 {
+        held.push(
+            connect(greedy, a)
+                .await
+                .expect("the TCP handshake completes"),
+        );
     }
-    let mut ninth = connect(greedy, a)
-        .await
-        .expect("the TCP handshake completes");
-    let mut byte = [0u8; 1];
-    let n = tokio::time::timeout(Duration::from_secs(10), ninth.read(&mut byte))
-        .await
-        .expect("closed at once, not left waiting")
-        .unwrap_or(0);
-    assert_eq!(n, 0, "the ninth connection is closed");
-    let refused = metric(
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while metric(
         edges[0].admin,
         "lingjing_edge_defence_connections_refused",
         &["reason=\"connections_open\""],
     )
-    .await;
-    assert!(refused >= 1.0);
-    drop(held);
+    .await
+        < 4.0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "four of twelve never refused"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut served = 0;
+    for conn in &mut held {
+        if matches!(request(conn).await, Ok((200, _))) {
+            served += 1;
+        }
+    }
+    assert_eq!(served, 8, "eight connections admitted and served");
 }
