@@ -395,13 +395,16 @@ impl Defence {
                 }
                 watch.refused.fetch_add(1, Ordering::Relaxed);
                 self.count(&self.metrics.refused, service, reason);
+                // HTTP/1 connections are closed after the refusal (HTTP/2 has no such
+                // header; its client keeps the connection and is refused per request).
+                let close = parts.version <= http::Version::HTTP_11;
                 return Some(if detected {
                     let left = r
                         .expires_ms
                         .map_or(60, |e| e.saturating_sub(now).div_ceil(1000));
-                    refusal(StatusCode::TOO_MANY_REQUESTS, Some(left.max(1)), true)
+                    refusal(StatusCode::TOO_MANY_REQUESTS, Some(left.max(1)), close)
                 } else {
-                    refusal(StatusCode::FORBIDDEN, None, true)
+                    refusal(StatusCode::FORBIDDEN, None, close)
                 });
             }
             for r in &set.limit {
