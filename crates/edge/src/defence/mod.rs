@@ -42,6 +42,8 @@ use window::{Shards, TableSizes};
 
 /// An incident with nothing over a threshold and nothing refused for this long has ended.
 const QUIET_MS: u64 = 10_000;
+/// The shortest window judged early (an address crossing its threshold mid-window).
+const EARLY_GAP: Duration = Duration::from_millis(200);
 /// Most sources one service's local blocks hold.
 const MAX_LOCAL_BLOCKS: usize = MAX_RULE_SOURCES;
 
@@ -71,6 +73,9 @@ pub struct ServiceWatch {
     requests: AtomicU64,
     /// When the window's first request came (ms since the epoch; 0: none yet).
     first_ms: AtomicU64,
+    /// An address reaching this many requests in a window wakes the judge at once
+    /// (the service's source threshold; 0: never).
+    trip: std::sync::atomic::AtomicU32,
     errors_4xx: AtomicU64,
     errors_5xx: AtomicU64,
     bytes: AtomicU64,
@@ -83,6 +88,7 @@ impl ServiceWatch {
             slot,
             requests: AtomicU64::new(0),
             first_ms: AtomicU64::new(0),
+            trip: std::sync::atomic::AtomicU32::new(0),
             errors_4xx: AtomicU64::new(0),
             errors_5xx: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -245,6 +251,8 @@ pub struct Defence {
     baseline: Mutex<Vec<BaselineSample>>,
     /// Woken when a report is waiting (the agent sends it at once).
     pub wake: Arc<Notify>,
+    /// Woken when an address crosses its service's threshold mid-window.
+    early: Notify,
     pub gate: Arc<conn::SourceGate>,
     pub metrics: DefenceMetrics,
 }
@@ -292,6 +300,7 @@ impl Defence {
             pending: Mutex::new(HashMap::new()),
             baseline: Mutex::new(Vec::new()),
             wake: Arc::new(Notify::new()),
+            early: Notify::new(),
             gate: conn::SourceGate::new(config.connections),
             metrics: DefenceMetrics::register(registry),
         }
@@ -317,10 +326,15 @@ impl Defence {
             .iter()
             .map(|s| {
                 let l = learned.iter().find(|l| l.service == s.id);
-                (
-                    s.id.clone(),
-                    (self.watch(&s.id).slot, s.defence.effective(l)),
-                )
+                let effective = s.defence.effective(l);
+                let watch = self.watch(&s.id);
+                let trip = if effective.enabled {
+                    effective.source_rps
+                } else {
+                    0
+                };
+                watch.trip.store(trip, Ordering::Relaxed);
+                (s.id.clone(), (watch.slot, effective))
             })
             .collect();
         self.settings.store(Arc::new(settings));
@@ -372,16 +386,36 @@ impl Defence {
         if allowed {
             return None;
         }
-        {
-            let ua = parts
-                .headers
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok());
-            window::lock(self.shards.mine()).count(watch.slot, client, parts.uri.path(), ua);
+        let ua = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
+        let n = window::lock(self.shards.mine()).count(watch.slot, client, parts.uri.path(), ua);
+        // An address over the threshold before the window ends (and not refused already):
+        // the judge looks at once, not at the next tick.
+        let tripped = n > 0 && n == watch.trip.load(Ordering::Relaxed);
+        let refused = if plan.is_empty() {
+            None
+        } else {
+            self.apply_rules(&plan, service, watch, parts, client, now)
+        };
+        if tripped && refused.is_none() {
+            self.early.notify_one();
         }
-        if plan.is_empty() {
-            return None;
-        }
+        refused
+    }
+
+    /// The block and limit rules of `plan` for one request: `Some(response)` to refuse it.
+    fn apply_rules(
+        &self,
+        plan: &Plan,
+        service: &str,
+        watch: &ServiceWatch,
+        parts: &http::request::Parts,
+        client: IpAddr,
+        now: u64,
+    ) -> Option<Response<Body>> {
+        let sets = [Some(&plan.global), plan.services.get(service)];
         for set in sets.iter().flatten() {
             for r in &set.block {
                 if !(r.live(now) && r.source_matches(client) && r.request_matches(parts)) {
@@ -795,11 +829,17 @@ pub async fn run(defence: Arc<Defence>, mut stopped: watch::Receiver<bool>) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     every.tick().await;
+    let mut last = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = every.tick() => defence.tick(),
+            _ = every.tick() => {}
+            // An address crossed its threshold: judge the window so far at once (at most
+            // every EARLY_GAP, so a flood that keeps crossing cannot spin the judge).
+            _ = defence.early.notified(), if last.elapsed() >= EARLY_GAP => every.reset(),
             _ = stopped.wait_for(|s| *s) => return,
         }
+        last = tokio::time::Instant::now();
+        defence.tick();
     }
 }
 

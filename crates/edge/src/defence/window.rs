@@ -3,7 +3,8 @@
 //! second bounded table (the request is still counted, and the degradation is counted
 //! too); when that is full as well, under its prefix in a HeavyKeeper sketch, which keeps
 //! the heaviest prefixes in fixed memory. Paths and user agents go to HeavyKeeper top-k
-//! sketches. Each serving thread writes its own shard; the detector takes every shard's
+//! sketches, one request in [`SAMPLE`] counted [`SAMPLE`] times (heavy hitters show
+//! just the same, at an eighth of the cost). Each serving thread writes its own shard; the detector takes every shard's
 //! window once a second and merges them (`Tally`).
 
 use std::collections::HashMap;
@@ -37,6 +38,12 @@ impl Default for TableSizes {
 /// Service slot and key: every table is shared by all services.
 pub type Keyed<K> = (u32, K);
 
+/// Paths and user agents are counted for one request in this many.
+pub const SAMPLE: u32 = 8;
+
+/// The tables' hasher: fast, keyed at random per process (no chosen-collision floods).
+type Hasher = ahash::RandomState;
+
 /// A HeavyKeeper sketch keeping the `k` heaviest keys (width `8k`, depth 4).
 fn sketch<T: Ord + Clone + std::hash::Hash + std::fmt::Debug>(k: usize) -> TopK<T> {
     TopK::new(k, (k * 8).max(64), 4, 0.9)
@@ -44,8 +51,10 @@ fn sketch<T: Ord + Clone + std::hash::Hash + std::fmt::Debug>(k: usize) -> TopK<
 
 /// One shard's counts for the current second.
 pub struct Window {
-    pub sources: HashMap<Keyed<IpAddr>, u32>,
-    pub prefixes: HashMap<Keyed<IpNet>, u32>,
+    pub sources: HashMap<Keyed<IpAddr>, u32, Hasher>,
+    pub prefixes: HashMap<Keyed<IpNet>, u32, Hasher>,
+    /// Requests seen, for sampling paths and user agents.
+    seen: u32,
     /// Prefixes that did not fit in `prefixes`.
     pub overflow: TopK<Keyed<IpNet>>,
     pub paths: TopK<Keyed<Box<str>>>,
@@ -62,8 +71,9 @@ impl Window {
     /// A window holding at most `sources` addresses and `prefixes` prefixes.
     pub fn new(sources: usize, prefixes: usize, top_k: usize) -> Window {
         Window {
-            sources: HashMap::with_capacity(sources),
-            prefixes: HashMap::with_capacity(prefixes),
+            sources: HashMap::with_capacity_and_hasher(sources, Hasher::new()),
+            prefixes: HashMap::with_capacity_and_hasher(prefixes, Hasher::new()),
+            seen: 0,
             overflow: sketch(top_k),
             paths: sketch(top_k),
             agents: sketch(top_k),
@@ -74,24 +84,30 @@ impl Window {
         }
     }
 
-    /// Counts one request of service `slot` from `addr` for `path` by `agent`.
-    pub fn count(&mut self, slot: u32, addr: IpAddr, path: &str, agent: Option<&str>) {
-        self.count_source(slot, addr);
-        self.paths.add(&(slot, Box::from(path)), 1);
-        if let Some(agent) = agent {
-            self.agents.add(&(slot, Box::from(agent)), 1);
+    /// Counts one request of service `slot` from `addr` for `path` by `agent`; the
+    /// address's count in this window so far (0 when it is counted under its prefix).
+    pub fn count(&mut self, slot: u32, addr: IpAddr, path: &str, agent: Option<&str>) -> u32 {
+        let n = self.count_source(slot, addr);
+        self.seen = self.seen.wrapping_add(1);
+        if self.seen.is_multiple_of(SAMPLE) {
+            self.paths.add(&(slot, Box::from(path)), u64::from(SAMPLE));
+            if let Some(agent) = agent {
+                self.agents
+                    .add(&(slot, Box::from(agent)), u64::from(SAMPLE));
+            }
         }
+        n
     }
 
-    fn count_source(&mut self, slot: u32, addr: IpAddr) {
+    fn count_source(&mut self, slot: u32, addr: IpAddr) -> u32 {
         let len = self.sources.len();
         if let Some(n) = self.sources.get_mut(&(slot, addr)) {
             *n = n.saturating_add(1);
-            return;
+            return *n;
         }
         if len < self.source_cap {
             self.sources.insert((slot, addr), 1);
-            return;
+            return 1;
         }
         // Full: aggregate the address into its prefix.
         self.degraded_sources += 1;
@@ -105,6 +121,7 @@ impl Window {
             self.degraded_prefixes += 1;
             self.overflow.add(&(slot, prefix), 1);
         }
+        0
     }
 
     /// How full the address and prefix tables are (0 to 1).
