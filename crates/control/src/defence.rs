@@ -243,6 +243,9 @@ fn event_id(service: &str, node: &str, incident: &str) -> String {
 /// Minutes of traffic history kept (the longest learning window).
 const KEEP_MINUTES_MS: i64 = 30 * 24 * 3600 * 1000;
 
+/// Attack events kept (90 days).
+const KEEP_EVENTS_MS: i64 = 90 * 24 * 3600 * 1000;
+
 /// A learned threshold is republished only when it moves by at least this share (percent).
 const RELEARN_PERCENT: u64 = 10;
 
@@ -300,6 +303,7 @@ pub async fn learn_pass(
     }
     store::sweep_minutes(&mut w.tx, now - KEEP_MINUTES_MS).await?;
     store::sweep_rules(&mut w.tx, now - 3600 * 1000).await?;
+    store::sweep_events(&mut w.tx, now - KEEP_EVENTS_MS).await?;
     let all = store::learned(&mut w.tx).await?;
     state.published(w.commit().await?);
     if !changes.is_empty() {

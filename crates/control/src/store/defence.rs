@@ -364,3 +364,19 @@ pub async fn put_learned(
     }
     Ok(())
 }
+
+/// Deletes events last seen before `before_ms`, and their incident links.
+pub async fn sweep_events(conn: &mut AnyConnection, before_ms: i64) -> Result<u64, StoreError> {
+    sqlx::query(
+        "DELETE FROM defence_incidents WHERE event_id IN \
+         (SELECT id FROM defence_events WHERE last_ms < $1)",
+    )
+    .bind(before_ms)
+    .execute(&mut *conn)
+    .await?;
+    let done = sqlx::query("DELETE FROM defence_events WHERE last_ms < $1")
+        .bind(before_ms)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}
