@@ -169,20 +169,43 @@ async fn metric(admin: SocketAddr, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
+/// Polls `check` every `every` until it gives something, for at most 30 s.
+async fn until<T, F, Fut>(what: &str, every: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within 30 s: {what}"
+        );
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// How often a poll repeats; slow enough that a poller from one address stays below the
+/// test's 10 requests/s threshold.
+const POLL: Duration = Duration::from_millis(250);
+
 /// Waits until every one of `edges` serves the control plane's current version.
 async fn applied(api: &Client, edges: &[EdgeProc]) {
     let snap: Value = api.get("/v1/snapshots/edge").await.expect("snapshot");
     let version = snap["version"].as_f64().expect("version");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     for e in edges {
-        while metric(e.admin, "lingjing_edge_snapshot_version", &[]).await < version {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{} never applied {version}",
-                e.node
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        until(
+            "the edge applies the version",
+            Duration::from_millis(50),
+            || async {
+                (metric(e.admin, "lingjing_edge_snapshot_version", &[]).await >= version)
+                    .then_some(())
+            },
+        )
+        .await;
     }
 }
 
@@ -329,26 +352,17 @@ async fn floods_are_refused_fleet_wide_and_crowds_are_not() {
     tasks.push(client(allowed, a, 50, stop.clone(), spared.clone()));
     tasks.push(client(src(50, 1), a, 2, stop.clone(), ordinary.clone()));
     let flooder = src(0, 1);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while flood.refused.load(Ordering::Relaxed) == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the flood was never refused on node A"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until(
+        "node A refuses the flood",
+        Duration::from_millis(50),
+        || async { (flood.refused.load(Ordering::Relaxed) > 0).then_some(()) },
+    )
+    .await;
     // Node B never saw the flood: it refuses its sources by the fleet-wide rule.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if get_from(flooder, b).await.ok() == Some(429) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "node B never refused the flood's source"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    until("node B refuses the flood's source", POLL, || async {
+        (get_from(flooder, b).await.ok() == Some(429)).then_some(())
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.await.expect("client");
@@ -375,24 +389,16 @@ async fn floods_are_refused_fleet_wide_and_crowds_are_not() {
     );
 
     // The attack as an event, with the fleet-wide rule made of it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let event = loop {
+    let event = until("the attack is reported", POLL, || async {
         let events: Vec<Value> = api
             .get("/v1/defence/events?service=demo")
             .await
             .expect("events");
-        if let Some(e) = events
+        events
             .into_iter()
             .find(|e| e["rule"].is_string() && e["dropped"].as_u64() > Some(0))
-        {
-            break e;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the attack was never reported"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    })
+    .await;
     let tops = event["top_sources"].to_string();
     assert!(tops.contains("127.77.0."), "top sources: {tops}");
     assert!(
@@ -429,29 +435,18 @@ async fn floods_are_refused_fleet_wide_and_crowds_are_not() {
         ],
     );
     let admin = edges[1].admin;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        assert_eq!(
-            get_from(watched, b).await.expect("monitored"),
-            200,
-            "monitor mode refused"
-        );
-        if metric(
+    until("monitor mode counts", POLL, || async {
+        let status = get_from(watched, b).await.expect("monitored");
+        assert_eq!(status, 200, "monitor mode refused");
+        let counted = metric(
             admin,
             "lingjing_edge_defence_requests_monitored",
             &["reason=\"rule_block\""],
         )
-        .await
-            > 0.0
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "monitor mode never counted"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        .await;
+        (counted > 0.0).then_some(())
+    })
+    .await;
 
     // A rule with a time to live applies, then expires by itself.
     let brief = src(61, 1);
@@ -478,7 +473,7 @@ async fn floods_are_refused_fleet_wide_and_crowds_are_not() {
             std::time::Instant::now() < deadline,
             "the brief rule never applied or never expired: answers {seen:?}"
         );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(POLL).await;
     }
 
     // Past 8 open connections from one address, new ones are closed at accept (which
@@ -492,21 +487,21 @@ async fn floods_are_refused_fleet_wide_and_crowds_are_not() {
                 .expect("the TCP handshake completes"),
         );
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while metric(
-        edges[0].admin,
-        "lingjing_edge_defence_connections_refused",
-        &["reason=\"connections_open\""],
+    let admin = edges[0].admin;
+    until(
+        "four of twelve connections refused",
+        Duration::from_millis(50),
+        || async {
+            let refused = metric(
+                admin,
+                "lingjing_edge_defence_connections_refused",
+                &["reason=\"connections_open\""],
+            )
+            .await;
+            (refused >= 4.0).then_some(())
+        },
     )
-    .await
-        < 4.0
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "four of twelve never refused"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    .await;
     let mut served = 0;
     for conn in &mut held {
         if matches!(request(conn).await, Ok((200, _))) {

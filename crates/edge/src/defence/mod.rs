@@ -76,6 +76,8 @@ pub struct ServiceWatch {
     /// An address reaching this many requests in a window wakes the judge at once
     /// (the service's source threshold; 0: never).
     trip: std::sync::atomic::AtomicU32,
+    /// Whether the last judged second had traffic.
+    busy: std::sync::atomic::AtomicBool,
     errors_4xx: AtomicU64,
     errors_5xx: AtomicU64,
     bytes: AtomicU64,
@@ -89,6 +91,7 @@ impl ServiceWatch {
             requests: AtomicU64::new(0),
             first_ms: AtomicU64::new(0),
             trip: std::sync::atomic::AtomicU32::new(0),
+            busy: std::sync::atomic::AtomicBool::new(true),
             errors_4xx: AtomicU64::new(0),
             errors_5xx: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -505,26 +508,18 @@ impl Defence {
         let now = now_ms();
         let merged = window::merge(self.shards.take());
         let m = &self.metrics;
-        let table = |t: &str| TableLabels {
-            table: t.to_owned(),
-        };
-        m.fill
-            .get_or_create(&table("sources"))
-            .set(merged.source_fill);
-        m.fill
-            .get_or_create(&table("prefixes"))
-            .set(merged.prefix_fill);
-        m.degraded
-            .get_or_create(&table("sources"))
-            .inc_by(merged.degraded_sources);
-        m.degraded
-            .get_or_create(&table("prefixes"))
-            .inc_by(merged.degraded_prefixes);
         let (conn_fill, conn_degraded) = self.gate.sweep();
-        m.fill.get_or_create(&table("connections")).set(conn_fill);
-        m.degraded
-            .get_or_create(&table("connections"))
-            .inc_by(conn_degraded);
+        for (table, fill, degraded) in [
+            ("sources", merged.source_fill, merged.degraded_sources),
+            ("prefixes", merged.prefix_fill, merged.degraded_prefixes),
+            ("connections", conn_fill, conn_degraded),
+        ] {
+            let labels = TableLabels {
+                table: table.to_owned(),
+            };
+            m.fill.get_or_create(&labels).set(fill);
+            m.degraded.get_or_create(&labels).inc_by(degraded);
+        }
         let settings = self.settings.load();
         let watches = lock(&self.watches).clone();
         let mut judge = lock(&self.judge);
@@ -551,12 +546,18 @@ impl Defence {
             let e5 = watch.errors_5xx.swap(0, Ordering::Relaxed);
             let bytes = watch.bytes.swap(0, Ordering::Relaxed);
             let refused = watch.refused.swap(0, Ordering::Relaxed);
+            // An idle service's gauges are set to zero once, not every second.
+            let busy = total > 0 || e4 > 0 || e5 > 0 || bytes > 0;
+            let was_busy = watch.busy.swap(busy, Ordering::Relaxed);
             for (what, v) in [
                 ("requests", total),
                 ("errors_4xx", e4),
                 ("errors_5xx", e5),
                 ("bytes", bytes),
             ] {
+                if !busy && !was_busy {
+                    break;
+                }
                 m.service_rps
                     .get_or_create(&ReasonLabels {
                         service: service.clone(),
