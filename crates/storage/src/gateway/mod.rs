@@ -260,8 +260,9 @@ impl S3Auth for Keys {
 }
 
 /// Runs `work` every `interval` while this gateway holds lease `name` in the metadata
-/// (held for two intervals, renewed before each run, so of several gateways one at a
-/// time does the work), until `stopped`.
+/// (held for two intervals, renewed before each run and every half interval while a run
+/// lasts, so of several gateways one at a time does the work, however long a pass
+/// takes), until `stopped`.
 async fn every_with_lease<F, Fut>(
     meta: Meta,
     name: &'static str,
@@ -283,9 +284,36 @@ async fn every_with_lease<F, Fut>(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         match meta.take_lease(name, &holder, now, ttl).await {
-            Ok(true) => work().await,
+            Ok(true) => {
+                tokio::select! {
+                    () = work() => {}
+                    () = keep_lease(&meta, name, &holder, interval / 2, ttl) => {}
+                }
+            }
             Ok(false) => {}
             Err(e) => tracing::warn!(lease = name, error = %e, "cannot take the lease"),
+        }
+    }
+}
+
+/// Renews lease `name` for `holder` every `every` (for `ttl_ms`), forever: run beside the
+/// work the lease guards.
+async fn keep_lease(
+    meta: &Meta,
+    name: &str,
+    holder: &str,
+    every: std::time::Duration,
+    ttl_ms: i64,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        match meta.take_lease(name, holder, now, ttl_ms).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(lease = name, "lease lost to another gateway mid-run"),
+            Err(e) => tracing::warn!(lease = name, error = %e, "cannot renew the lease"),
         }
     }
 }
@@ -627,4 +655,46 @@ pub async fn start_on(
         stop,
         task,
     })
+}
+
+#[cfg(test)]
+mod lease_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_lease_is_kept_while_a_long_run_lasts() {
+        let meta = Meta::open("sqlite::memory:").await.expect("meta");
+        let (_stop, stopped) = watch::channel(false);
+        let (started, mut seen) = tokio::sync::mpsc::channel::<()>(1);
+        // Runs every second (a lease of 2 s, renewed every 0.5 s); a run takes 6 s.
+        let runner = tokio::spawn(every_with_lease(
+            meta.clone(),
+            "repair",
+            std::time::Duration::from_secs(1),
+            stopped,
+            move || {
+                let started = started.clone();
+                async move {
+                    let _ = started.send(()).await;
+                    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+                }
+            },
+        ));
+        seen.recv().await.expect("a run starts");
+        // Past the first lease's 2 s, another gateway still cannot take it.
+        for _ in 0..2 {
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            assert!(
+                !meta
+                    .take_lease("repair", "other", now, 2000)
+                    .await
+                    .expect("lease"),
+                "the lease lapsed while its run went on"
+            );
+        }
+        runner.abort();
+    }
 }
