@@ -716,11 +716,12 @@ pub struct EdgeDefenceArgs {
     /// /24 (/48) prefixes counted exactly per second; past it in a HeavyKeeper sketch.
     #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(16..=16_777_216))]
     pub defence_prefixes: u64,
-    /// Most connections open at once from one client address (0: no cap).
-    #[arg(long, default_value_t = 256)]
+    /// Most connections open at once from one client address (0: no cap). Generous by
+    /// default: many clients may share one address (carrier-grade NAT, proxies).
+    #[arg(long, default_value_t = 1024)]
     pub max_conns_per_source: u32,
     /// Most new connections per second from one client address (0: no cap).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 1000)]
     pub max_new_conns_per_source: u32,
 }
 

@@ -25,8 +25,8 @@ pub struct ConnCaps {
 impl Default for ConnCaps {
     fn default() -> Self {
         ConnCaps {
-            max_open: 256,
-            max_new_per_second: 200,
+            max_open: 1024,
+            max_new_per_second: 1000,
             table: 65_536,
         }
     }

@@ -68,7 +68,12 @@ pub fn service(id: &str, host: &str, origins: Vec<Origin>) -> Service {
         targeted_cache_control: lingjing_model::service::default_targeted_cache_control(),
         forward_targeted_cache_control: false,
         origin_ca_pem: None,
-        defence: Default::default(),
+        // Every test client is 127.0.0.1, often far above a real client's rate: no
+        // detection here (tests/defence.rs turns it on).
+        defence: lingjing_model::defence::DefenceSettings {
+            enabled: false,
+            ..Default::default()
+        },
     }
 }
 
@@ -231,6 +236,10 @@ impl TestEdge {
         let mut config = EdgeConfig::new(node_id, any, any);
         config.memory_bytes = 64 * 1024 * 1024;
         config.access_log = false;
+        // The tests' many clients all come from 127.0.0.1: no per-source connection caps
+        // (tests/defence.rs and crates/cli/tests/defence.rs test them).
+        config.defence.connections.max_open = 0;
+        config.defence.connections.max_new_per_second = 0;
         tweak(&mut config);
         let edge = Edge::new(&config);
         let handle = lingjing_edge::start(&config, edge)
