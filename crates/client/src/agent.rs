@@ -395,6 +395,13 @@ async fn heartbeat_loop(
                 .len()
                 .saturating_sub(lingjing_model::defence::MAX_REPORTS);
             pending.defence.drain(..over);
+            // Finished minutes' busiest seconds, for learned thresholds.
+            pending.baseline.extend(source.take_baseline());
+            let over = pending
+                .baseline
+                .len()
+                .saturating_sub(lingjing_model::defence::MAX_BASELINE_SAMPLES);
+            pending.baseline.drain(..over);
         }
         let beat = Heartbeat {
             role: config.role,

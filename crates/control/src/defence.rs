@@ -21,6 +21,12 @@ use crate::error::StoreError;
 use crate::store::defence::{self as store, EventRow};
 use crate::store::get_doc;
 
+/// How far ahead of the control plane's clock a report's times may be.
+const MAX_SKEW_MS: u64 = 120_000;
+const DAY_MS: u64 = 24 * 3600 * 1000;
+/// Node incidents one event holds at most (later ones are left out of it).
+const MAX_EVENT_REPORTS: usize = 256;
+
 /// Reports of an incident joins an event of its service last seen this recently.
 const JOIN_WITHIN_MS: i64 = 30_000;
 /// A detected rule is rewritten (a new version) when its expiry moves by more than this.
@@ -100,11 +106,33 @@ pub async fn record_reports(
     now_ms: i64,
 ) -> Result<Vec<RuleChange>, StoreError> {
     let mut changes: Vec<RuleChange> = Vec::new();
+    if reports.is_empty() {
+        return Ok(changes);
+    }
+    let platform: Vec<std::net::IpAddr> = crate::store::ipam::node_addresses(&mut *conn)
+        .await?
+        .into_values()
+        .flatten()
+        .collect();
     for report in reports {
         let Some(service) = get_doc::<Service>(&mut *conn, &report.service).await? else {
             continue;
         };
+        // Times from another clock: only within a day before now and a little after.
+        let now_u = now_ms.max(0) as u64;
+        if report.started_ms > report.last_ms
+            || report.last_ms > now_u + MAX_SKEW_MS
+            || report.started_ms + DAY_MS < now_u
+        {
+            tracing::warn!(node, incident = %report.incident, "defence report with times out of range: ignored");
+            continue;
+        }
         let mut row = match store::incident_event(&mut *conn, node, &report.incident).await? {
+            // An incident belongs to one service; a report naming another is not of it.
+            Some(row) if row.service != report.service => {
+                tracing::warn!(node, incident = %report.incident, "defence report changed service: ignored");
+                continue;
+            }
             Some(row) => row,
             None => {
                 let row = match store::open_event(
@@ -132,10 +160,23 @@ pub async fn record_reports(
         };
         let mut doc: EventDoc = serde_json::from_str(&row.doc)
             .map_err(|_| StoreError::Corrupt("defence event".into()))?;
+        let held: usize = doc.reports.values().map(|m| m.len()).sum();
+        let known = doc
+            .reports
+            .get(node)
+            .is_some_and(|m| m.contains_key(&report.incident));
+        if !known && held >= MAX_EVENT_REPORTS {
+            continue;
+        }
+        // The platform's own nodes are never refused (a parent's child edges, say).
+        let mut report = report.clone();
+        report
+            .blocked
+            .retain(|b| !platform.iter().any(|a| b.contains(a)));
         doc.reports
             .entry(node.to_owned())
             .or_default()
-            .insert(report.incident.clone(), report.clone());
+            .insert(report.incident.clone(), report);
         let all: Vec<&DefenceReport> = doc.reports.values().flat_map(|m| m.values()).collect();
         row.started_ms = all
             .iter()

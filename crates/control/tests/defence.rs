@@ -309,7 +309,7 @@ async fn reports(api: &Api) {
 
     // Monitor mode: an event, no rule.
     let version = api.version().await;
-    let later = now + 120_000;
+    let later = now + 60_000;
     let mut watch = report("a-3", "monitor", &["198.51.100.7/32"], 0, later);
     watch["started_ms"] = json!(later - 1000);
     a.post(
@@ -323,6 +323,40 @@ async fn reports(api: &Api) {
     assert_eq!(events.as_array().map(Vec::len), Some(2), "{events}");
     assert!(events[0]["rule"].is_null(), "{}", events[0]);
     assert_eq!(events[0]["mode"], "monitor");
+
+    // A node's report never blocks the whole Internet, nor the platform's own nodes.
+    let mut wide = report("a-9", "enforce", &["0.0.0.0/0"], 1, now);
+    wide["started_ms"] = json!(now - 1000);
+    a.post(
+        "/v1/nodes/wx-1-a/heartbeat",
+        json!({ "role": "edge", "defence": [wide] }),
+    )
+    .await
+    .err_field(422, "invalid", "defence[0].blocked[0]");
+    api.allocate(
+        "wx-1-telecom",
+        json!({ "node": "wx-1-a", "address": "10.1.0.1" }),
+    )
+    .await;
+    let fleet = now + 90_000;
+    let mut child = report(
+        "b-9",
+        "enforce",
+        &["10.1.0.1/32", "192.0.2.50/32"],
+        5,
+        fleet,
+    );
+    child["started_ms"] = json!(fleet - 1000);
+    b.post(
+        "/v1/nodes/wx-1-b/heartbeat",
+        json!({ "role": "edge", "defence": [child] }),
+    )
+    .await
+    .ok(204);
+    let events = api.get("/v1/defence/events").await.ok(200);
+    let rule = events[0]["rule"].as_str().expect("a rule");
+    let shown = api.get(&format!("/v1/defence/rules/{rule}")).await.ok(200);
+    assert_eq!(shown["match"]["sources"], json!(["192.0.2.50/32"]));
 
     // Learned thresholds: 100 minutes of history from two nodes (the larger value kept).
     let first = (now / 60_000 - 200) * 60_000;

@@ -185,6 +185,9 @@ impl ConnGate {
         let Some(d) = &self.defence else {
             return Ok(None);
         };
+        if d.is_platform(client) {
+            return Ok(None);
+        }
         let refused = if d.blocked_at_accept(client) {
             crate::defence::conn::Refusal::Blocked
         } else {

@@ -208,6 +208,7 @@ impl Edge {
             &snapshot.body.services,
             &snapshot.body.defence_rules,
             &snapshot.body.defence_learned,
+            &snapshot.body.nodes,
         );
         self.certs.update(&snapshot.body.services);
         // Before the routes: a request routed by the new table is checked by its policy.

@@ -76,7 +76,8 @@ pub struct DefenceSettings {
     pub prefix_rps: u32,
     /// The service's whole rate above which the busiest sources are looked at together:
     /// when the top sources carry at least `concentration` of it, those of them above a
-    /// fair share are refused; a crowd of many ordinary clients is left alone. 0: off.
+    /// fair share are refused; a crowd of many ordinary clients is left alone. 0: off
+    /// (also when learning: a learned value replaces it only when it is set).
     #[serde(default)]
     pub service_rps: u32,
     /// The share (percent) of the service's traffic its ten busiest sources must carry
@@ -187,7 +188,12 @@ impl DefenceSettings {
             Some(l) if self.learn => DefenceSettings {
                 source_rps: l.source_rps,
                 prefix_rps: l.prefix_rps,
-                service_rps: l.service_rps,
+                // The concentration test stays off unless the service turned it on.
+                service_rps: if self.service_rps == 0 {
+                    0
+                } else {
+                    l.service_rps
+                },
                 ..self.clone()
             },
             _ => self.clone(),
@@ -677,6 +683,19 @@ impl Validate for DefenceReport {
                 format!("at most {MAX_RULE_SOURCES}"),
             ));
         }
+        // What an edge finds: single addresses or the /24 (/48) they aggregate to.
+        for (i, b) in self.blocked.iter().enumerate() {
+            let len = b.prefix_len();
+            let ok = len == b.max_prefix_len()
+                || (b.addr().is_ipv4() && len == V4_PREFIX)
+                || (b.addr().is_ipv6() && len == V6_PREFIX);
+            if !ok {
+                return Err(ValidationError::new(
+                    format!("blocked[{i}]"),
+                    "an address, or the /24 (IPv6: /48) holding one",
+                ));
+            }
+        }
         for (field, list) in [
             ("top_paths", &self.top_paths),
             ("top_agents", &self.top_agents),
@@ -761,6 +780,11 @@ mod tests {
         // Learned ones replace the static thresholds unless the service does not learn.
         let s = DefenceSettings::default();
         assert_eq!(s.effective(Some(&l)).source_rps, 50);
+        assert_eq!(
+            s.effective(Some(&l)).service_rps,
+            0,
+            "the concentration test stays off"
+        );
         let fixed = DefenceSettings {
             learn: false,
             ..DefenceSettings::default()

@@ -197,8 +197,9 @@ fn check_defence_reports(beat: &Heartbeat) -> Result<(), ApiError> {
 }
 
 /// Baseline samples come only from edge nodes: at most
-/// [`lingjing_model::defence::MAX_BASELINE_SAMPLES`], whole minutes, none in the future.
-fn check_baseline(beat: &Heartbeat, now_ms: i64) -> Result<(), ApiError> {
+/// [`lingjing_model::defence::MAX_BASELINE_SAMPLES`], whole minutes (those in the future
+/// or older than the longest learning window, from a clock that is off, are skipped).
+fn check_baseline(beat: &Heartbeat) -> Result<(), ApiError> {
     use lingjing_model::defence::MAX_BASELINE_SAMPLES;
     if beat.defence_baseline.is_empty() {
         return Ok(());
@@ -219,10 +220,10 @@ fn check_baseline(beat: &Heartbeat, now_ms: i64) -> Result<(), ApiError> {
         let field = format!("defence_baseline[{i}]");
         lingjing_model::ident::check_id(&format!("{field}.service"), &s.service)
             .map_err(ApiError::Invalid)?;
-        if s.minute_ms % 60_000 != 0 || s.minute_ms as i64 > now_ms + 120_000 {
+        if s.minute_ms % 60_000 != 0 {
             return Err(ApiError::invalid(
                 format!("{field}.minute_ms"),
-                "the start of a minute (a multiple of 60000 ms), not in the future",
+                "the start of a minute (a multiple of 60000 ms)",
             ));
         }
     }
@@ -276,11 +277,15 @@ async fn heartbeat(
             .await?;
     }
     let rules = crate::defence::record_reports(&mut w.tx, &id, &beat.defence, now).await?;
-    check_baseline(&beat, now)?;
+    check_baseline(&beat)?;
+    let now_u = now.max(0) as u64;
     for sample in &beat.defence_baseline {
-        if get_doc::<lingjing_model::Service>(&mut w.tx, &sample.service)
-            .await?
-            .is_some()
+        let fresh = sample.minute_ms <= now_u + 120_000
+            && sample.minute_ms + 31 * 24 * 3600 * 1000 >= now_u;
+        if fresh
+            && get_doc::<lingjing_model::Service>(&mut w.tx, &sample.service)
+                .await?
+                .is_some()
         {
             crate::store::defence::record_minute(&mut w.tx, sample).await?;
         }

@@ -193,7 +193,8 @@ pub async fn incident_event(
     row.as_ref().map(event_from).transpose()
 }
 
-/// The newest event of `service` still going on, or last seen at or after `since_ms`.
+/// The newest event of `service` last seen at or after `since_ms` (an event whose nodes
+/// went quiet without saying it ended is not joined forever).
 pub async fn open_event(
     conn: &mut AnyConnection,
     service: &str,
@@ -201,7 +202,7 @@ pub async fn open_event(
 ) -> Result<Option<EventRow>, StoreError> {
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM defence_events WHERE service_id = $1 \
-         AND (ended_ms IS NULL OR last_ms >= $2) ORDER BY started_ms DESC LIMIT 1"
+         AND last_ms >= $2 ORDER BY started_ms DESC LIMIT 1"
     );
     let row = sqlx::query(&sql)
         .bind(service.to_owned())
@@ -218,23 +219,25 @@ pub async fn link_incident(
     incident: &str,
     event: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO defence_incidents (node_id, incident, event_id) VALUES ($1, $2, $3)")
-        .bind(node.to_owned())
-        .bind(incident.to_owned())
-        .bind(event.to_owned())
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO defence_incidents (node_id, incident, event_id) VALUES ($1, $2, $3) \
+         ON CONFLICT (node_id, incident) DO NOTHING",
+    )
+    .bind(node.to_owned())
+    .bind(incident.to_owned())
+    .bind(event.to_owned())
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
-/// Inserts or replaces an event.
+/// Inserts or replaces an event (an upsert: two writers never collide on the key).
 pub async fn put_event(conn: &mut AnyConnection, e: &EventRow) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM defence_events WHERE id = $1")
-        .bind(e.id.clone())
-        .execute(&mut *conn)
-        .await?;
-    let sql =
-        format!("INSERT INTO defence_events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
+    let sql = format!(
+        "INSERT INTO defence_events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (id) DO UPDATE SET started_ms = excluded.started_ms, \
+         last_ms = excluded.last_ms, ended_ms = excluded.ended_ms, doc = excluded.doc"
+    );
     sqlx::query(&sql)
         .bind(e.id.clone())
         .bind(e.service.clone())

@@ -60,7 +60,10 @@ struct Entry {
 #[derive(Default)]
 struct Table {
     entries: HashMap<IpNet, Entry>,
+    /// Connections counted under a prefix since the last sweep.
     degraded: u64,
+    /// Connections let in uncounted (full even for prefixes) since the last sweep.
+    uncounted: u64,
 }
 
 /// The per-source connection counters.
@@ -72,17 +75,21 @@ pub struct SourceGate {
 /// One admitted connection's share of its source's count; released when dropped.
 pub struct SourceSlot {
     gate: Arc<SourceGate>,
-    key: IpNet,
+    /// The entry it counts in (none: admitted uncounted, the table being full).
+    key: Option<IpNet>,
 }
 
 impl Drop for SourceSlot {
     fn drop(&mut self) {
+        let Some(key) = self.key else {
+            return;
+        };
         let mut t = self
             .gate
             .table
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(e) = t.entries.get_mut(&self.key) {
+        if let Some(e) = t.entries.get_mut(&key) {
             e.open = e.open.saturating_sub(1);
         }
     }
@@ -95,6 +102,7 @@ impl SourceGate {
             table: Mutex::new(Table {
                 entries: HashMap::with_capacity(caps.table.max(1)),
                 degraded: 0,
+                uncounted: 0,
             }),
         })
     }
@@ -112,10 +120,12 @@ impl SourceGate {
         };
         let cap = self.caps.table;
         if !t.entries.contains_key(&key) && t.entries.len() > cap + cap / 8 {
-            // Even the prefixes do not fit: let it in uncounted rather than refuse all.
+            // Even the prefixes do not fit: let it in uncounted rather than refuse all
+            // (`sweep` says so).
+            t.uncounted += 1;
             return Ok(SourceSlot {
                 gate: self.clone(),
-                key,
+                key: None,
             });
         }
         let e = t.entries.entry(key).or_default();
@@ -134,7 +144,7 @@ impl SourceGate {
         e.open += 1;
         Ok(SourceSlot {
             gate: self.clone(),
-            key,
+            key: Some(key),
         })
     }
 
@@ -144,7 +154,20 @@ impl SourceGate {
         let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         t.entries.retain(|_, e| e.open > 0);
         let fill = t.entries.len() as f64 / self.caps.table.max(1) as f64;
+        let uncounted = std::mem::take(&mut t.uncounted);
+        if uncounted > 0 {
+            tracing::warn!(
+                connections = uncounted,
+                "defence: the connection table is full even for prefixes; these were let in without per-source caps"
+            );
+        }
         (fill.min(1.0), std::mem::take(&mut t.degraded))
+    }
+
+    /// How full the table is (0 to 1).
+    pub fn fill(&self) -> f64 {
+        let t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        (t.entries.len() as f64 / self.caps.table.max(1) as f64).min(1.0)
     }
 }
 

@@ -61,14 +61,14 @@ pub fn judge(settings: &DefenceSettings, tally: &Tally, total: u64) -> Findings 
     }
     // A prefix is attacking by what its addresses not already found send: one flooding
     // address does not take its neighbours down with it.
+    let mut found: std::collections::HashMap<IpNet, u64> = std::collections::HashMap::new();
+    for (source, n, _) in &out.attacking {
+        *found
+            .entry(lingjing_model::defence::aggregate(source.addr()))
+            .or_default() += n;
+    }
     for (prefix, n) in &prefixes {
-        let found: u64 = out
-            .attacking
-            .iter()
-            .filter(|(s, _, d)| *d == Dimension::Source && prefix.contains(&s.addr()))
-            .map(|(_, n, _)| n)
-            .sum();
-        let rest = n.saturating_sub(found);
+        let rest = n.saturating_sub(found.get(prefix).copied().unwrap_or(0));
         if rest >= u64::from(settings.prefix_rps) {
             out.attacking.push((*prefix, rest, Dimension::Prefix));
         }

@@ -42,6 +42,8 @@ use window::{Shards, TableSizes};
 
 /// An incident with nothing over a threshold and nothing refused for this long has ended.
 const QUIET_MS: u64 = 10_000;
+/// The smallest per-window count of one address that wakes the judge early.
+const MIN_TRIP: u32 = 50;
 /// The shortest window judged early (an address crossing its threshold mid-window).
 const EARLY_GAP: Duration = Duration::from_millis(200);
 /// Most sources one service's local blocks hold.
@@ -258,6 +260,10 @@ pub struct Defence {
     early: Notify,
     pub gate: Arc<conn::SourceGate>,
     pub metrics: DefenceMetrics,
+    /// The platform's node addresses (from the snapshot): never screened, counted or capped.
+    platform: ArcSwap<std::collections::HashSet<IpAddr>>,
+    /// When the per-source connection table was last swept.
+    swept: Mutex<Option<std::time::Instant>>,
 }
 
 /// Per-client counts of limit rules in the current second.
@@ -305,6 +311,8 @@ impl Defence {
             wake: Arc::new(Notify::new()),
             early: Notify::new(),
             gate: conn::SourceGate::new(config.connections),
+            platform: ArcSwap::from_pointee(std::collections::HashSet::new()),
+            swept: Mutex::new(None),
             metrics: DefenceMetrics::register(registry),
         }
     }
@@ -318,21 +326,29 @@ impl Defence {
             .clone()
     }
 
-    /// Takes a snapshot's services, rules and learned thresholds.
+    /// Takes a snapshot's services, rules, learned thresholds and the platform's nodes.
     pub fn apply(
         &self,
         services: &[lingjing_model::Service],
         rules: &[DefenceRule],
         learned: &[LearnedThresholds],
+        nodes: &[lingjing_model::snapshot::NodeInfo],
     ) {
+        self.platform.store(Arc::new(
+            nodes
+                .iter()
+                .flat_map(|n| n.addresses.iter().copied())
+                .collect(),
+        ));
         let settings: HashMap<String, (u32, DefenceSettings)> = services
             .iter()
             .map(|s| {
                 let l = learned.iter().find(|l| l.service == s.id);
                 let effective = s.defence.effective(l);
                 let watch = self.watch(&s.id);
+                // Early judgement only for clear floods (not a source threshold of 1).
                 let trip = if effective.enabled {
-                    effective.source_rps
+                    effective.source_rps.max(MIN_TRIP)
                 } else {
                     0
                 };
@@ -355,7 +371,7 @@ impl Defence {
     /// Whether a connection from `addr` is closed at accept (an enforced rule refuses it
     /// for every service).
     pub fn blocked_at_accept(&self, addr: IpAddr) -> bool {
-        if !self.enabled {
+        if !self.enabled || self.is_platform(addr) {
             return false;
         }
         let plan = self.plan.load();
@@ -363,7 +379,11 @@ impl Defence {
     }
 
     /// Screens one request of service `service` from `client`: `Some(response)` when it
-    /// is refused. Counts it for detection unless an allow rule lets it in.
+    /// is refused. Precedence: the operator's allow rules for every service, then its
+    /// block rules for every service, then the service's allow rules (which also exempt
+    /// from detection), then the service's block rules (manual and detected) and limits,
+    /// then the operator's limits. The platform's own nodes (a child edge filling from
+    /// this parent) are never screened nor counted.
     pub fn screen(
         &self,
         service: &str,
@@ -371,92 +391,125 @@ impl Defence {
         parts: &http::request::Parts,
         client: IpAddr,
     ) -> Option<Response<Body>> {
-        if !self.enabled {
+        if !self.enabled || self.is_platform(client) {
+            return None;
+        }
+        let plan = self.plan.load();
+        let own = plan.services.get(service);
+        let now = if plan.is_empty() { 0 } else { now_ms() };
+        let allows = |set: Option<&rules::RuleSet>| {
+            set.is_some_and(|set| {
+                set.allow
+                    .iter()
+                    .any(|r| r.live(now) && r.source_matches(client) && r.request_matches(parts))
+            })
+        };
+        if allows(Some(&plan.global)) {
+            return None;
+        }
+        let mut known = false;
+        if let Some(res) = self.blocks(&plan.global, service, watch, parts, client, now, &mut known)
+        {
+            return Some(res);
+        }
+        if allows(own) {
             return None;
         }
         if watch.requests.fetch_add(1, Ordering::Relaxed) == 0 {
             watch.first_ms.store(now_ms(), Ordering::Relaxed);
-        }
-        let plan = self.plan.load();
-        let own = plan.services.get(service);
-        let sets = [Some(&plan.global), own];
-        let now = if plan.is_empty() { 0 } else { now_ms() };
-        let allowed = sets.iter().flatten().any(|set| {
-            set.allow
-                .iter()
-                .any(|r| r.live(now) && r.source_matches(client) && r.request_matches(parts))
-        });
-        if allowed {
-            return None;
         }
         let ua = parts
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
         let n = window::lock(self.shards.mine()).count(watch.slot, client, parts.uri.path(), ua);
-        // An address over the threshold before the window ends (and not refused already):
-        // the judge looks at once, not at the next tick.
-        let tripped = n > 0 && n == watch.trip.load(Ordering::Relaxed);
-        let refused = if plan.is_empty() {
-            None
-        } else {
-            self.apply_rules(&plan, service, watch, parts, client, now)
+        let refused = match own {
+            Some(set) => self.blocks(set, service, watch, parts, client, now, &mut known),
+            None => None,
         };
-        if tripped && refused.is_none() {
+        let refused = refused.or_else(|| {
+            [own, Some(&plan.global)]
+                .into_iter()
+                .flatten()
+                .find_map(|set| self.limits(set, service, watch, parts, client, now))
+        });
+        // An address over the threshold before the window ends, that no rule knows yet:
+        // the judge looks at once, not at the next tick.
+        if !known && refused.is_none() && n > 0 && n == watch.trip.load(Ordering::Relaxed) {
             self.early.notify_one();
         }
         refused
     }
 
-    /// The block and limit rules of `plan` for one request: `Some(response)` to refuse it.
-    fn apply_rules(
+    /// Whether `addr` is one of the platform's nodes.
+    pub fn is_platform(&self, addr: IpAddr) -> bool {
+        let p = self.platform.load();
+        !p.is_empty() && p.contains(&addr)
+    }
+
+    /// The block rules of `set` for one request: `Some(response)` to refuse it; `known`
+    /// set when any (also a monitored one) matched.
+    #[allow(clippy::too_many_arguments)]
+    fn blocks(
         &self,
-        plan: &Plan,
+        set: &rules::RuleSet,
+        service: &str,
+        watch: &ServiceWatch,
+        parts: &http::request::Parts,
+        client: IpAddr,
+        now: u64,
+        known: &mut bool,
+    ) -> Option<Response<Body>> {
+        for r in &set.block {
+            if !(r.live(now) && r.source_matches(client) && r.request_matches(parts)) {
+                continue;
+            }
+            *known = true;
+            let detected = r.key == u32::MAX || r.id.starts_with("detected");
+            let reason = if detected { "detected" } else { "rule_block" };
+            if r.mode == DefenceMode::Monitor {
+                self.count(&self.metrics.monitored, service, reason);
+                continue;
+            }
+            watch.refused.fetch_add(1, Ordering::Relaxed);
+            self.count(&self.metrics.refused, service, reason);
+            // HTTP/1 connections are closed after the refusal (HTTP/2 has no such
+            // header; its client keeps the connection and is refused per request).
+            let close = parts.version <= http::Version::HTTP_11;
+            return Some(if detected {
+                let left = r
+                    .expires_ms
+                    .map_or(60, |e| e.saturating_sub(now).div_ceil(1000));
+                refusal(StatusCode::TOO_MANY_REQUESTS, Some(left.max(1)), close)
+            } else {
+                refusal(StatusCode::FORBIDDEN, None, close)
+            });
+        }
+        None
+    }
+
+    /// The limit rules of `set` for one request: `Some(response)` to refuse it.
+    fn limits(
+        &self,
+        set: &rules::RuleSet,
         service: &str,
         watch: &ServiceWatch,
         parts: &http::request::Parts,
         client: IpAddr,
         now: u64,
     ) -> Option<Response<Body>> {
-        let sets = [Some(&plan.global), plan.services.get(service)];
-        for set in sets.iter().flatten() {
-            for r in &set.block {
-                if !(r.live(now) && r.source_matches(client) && r.request_matches(parts)) {
-                    continue;
-                }
-                let detected = r.key == u32::MAX || r.id.starts_with("detected");
-                let reason = if detected { "detected" } else { "rule_block" };
+        for r in &set.limit {
+            if !(r.live(now) && r.source_matches(client) && r.request_matches(parts)) {
+                continue;
+            }
+            if self.over_limit(r.key, client, r.rate, now / 1000) {
                 if r.mode == DefenceMode::Monitor {
-                    self.count(&self.metrics.monitored, service, reason);
+                    self.count(&self.metrics.monitored, service, "rule_limit");
                     continue;
                 }
                 watch.refused.fetch_add(1, Ordering::Relaxed);
-                self.count(&self.metrics.refused, service, reason);
-                // HTTP/1 connections are closed after the refusal (HTTP/2 has no such
-                // header; its client keeps the connection and is refused per request).
-                let close = parts.version <= http::Version::HTTP_11;
-                return Some(if detected {
-                    let left = r
-                        .expires_ms
-                        .map_or(60, |e| e.saturating_sub(now).div_ceil(1000));
-                    refusal(StatusCode::TOO_MANY_REQUESTS, Some(left.max(1)), close)
-                } else {
-                    refusal(StatusCode::FORBIDDEN, None, close)
-                });
-            }
-            for r in &set.limit {
-                if !(r.live(now) && r.source_matches(client) && r.request_matches(parts)) {
-                    continue;
-                }
-                if self.over_limit(r.key, client, r.rate, now / 1000) {
-                    if r.mode == DefenceMode::Monitor {
-                        self.count(&self.metrics.monitored, service, "rule_limit");
-                        continue;
-                    }
-                    watch.refused.fetch_add(1, Ordering::Relaxed);
-                    self.count(&self.metrics.refused, service, "rule_limit");
-                    return Some(refusal(StatusCode::TOO_MANY_REQUESTS, Some(1), false));
-                }
+                self.count(&self.metrics.refused, service, "rule_limit");
+                return Some(refusal(StatusCode::TOO_MANY_REQUESTS, Some(1), false));
             }
         }
         None
@@ -484,11 +537,15 @@ impl Defence {
             t.counts.clear();
         }
         let host = IpNet::from(client);
+        let prefix = lingjing_model::defence::aggregate(client);
         let k = if t.counts.contains_key(&(key, host)) || t.counts.len() < t.cap {
             (key, host)
-        } else {
+        } else if t.counts.contains_key(&(key, prefix)) || t.counts.len() < t.cap + t.cap / 8 {
             // Full: clients share their prefix's count.
-            (key, lingjing_model::defence::aggregate(client))
+            (key, prefix)
+        } else {
+            // Even the prefixes do not fit: one shared count for the rest.
+            (key, IpNet::default())
         };
         let n = t.counts.entry(k).or_insert(0);
         *n = n.saturating_add(1);
@@ -508,7 +565,17 @@ impl Defence {
         let now = now_ms();
         let merged = window::merge(self.shards.take());
         let m = &self.metrics;
-        let (conn_fill, conn_degraded) = self.gate.sweep();
+        // The connection table is swept once a second, whatever the judging pace (its
+        // per-second counts live in the entries).
+        let (conn_fill, conn_degraded) = {
+            let mut swept = lock(&self.swept);
+            if swept.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                *swept = Some(std::time::Instant::now());
+                self.gate.sweep()
+            } else {
+                (self.gate.fill(), 0)
+            }
+        };
         for (table, fill, degraded) in [
             ("sources", merged.source_fill, merged.degraded_sources),
             ("prefixes", merged.prefix_fill, merged.degraded_prefixes),
@@ -658,10 +725,8 @@ impl Defence {
                 now.saturating_sub(1000)
             };
             let report = DefenceReport {
-                incident: format!("{}-{}-{}", self.node, now, judge.next_incident)
-                    .chars()
-                    .take(64)
-                    .collect(),
+                // Unique on this node (the control plane keys incidents by node too).
+                incident: format!("{now}-{}", judge.next_incident),
                 service: service.to_owned(),
                 started_ms: started,
                 detected_ms: now,
