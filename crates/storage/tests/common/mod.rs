@@ -27,6 +27,18 @@ pub struct Cluster {
     dirs: Vec<tempfile::TempDir>,
     nodes: Vec<Option<NodeHandle>>,
     pub refs: Vec<NodeRef>,
+    /// The ports of stopped nodes, held (every connection closed at once) so that no
+    /// other test's node, which shares the token, takes a port this cluster's clients
+    /// still write to.
+    tombstones: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for t in &self.tombstones {
+            t.abort();
+        }
+    }
 }
 
 impl Cluster {
@@ -57,7 +69,12 @@ impl Cluster {
             nodes.push(Some(node));
             dirs.push(dir);
         }
-        Cluster { dirs, nodes, refs }
+        Cluster {
+            dirs,
+            nodes,
+            refs,
+            tombstones: Vec::new(),
+        }
     }
 
     /// A block client for this cluster coding blocks of `min_bytes` or more with `code`
@@ -138,6 +155,13 @@ impl Cluster {
         let i = self.index(node_id);
         if let Some(n) = self.nodes[i].take() {
             n.shutdown().await;
+            if let Ok(held) = tokio::net::TcpListener::bind(self.refs[i].addr).await {
+                self.tombstones.push(tokio::spawn(async move {
+                    while let Ok((conn, _)) = held.accept().await {
+                        drop(conn);
+                    }
+                }));
+            }
         }
     }
 
