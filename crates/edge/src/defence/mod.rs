@@ -42,6 +42,8 @@ use window::{Shards, TableSizes};
 
 /// An incident with nothing over a threshold and nothing refused for this long has ended.
 const QUIET_MS: u64 = 10_000;
+/// Why a request is refused (the `reason` label).
+const REASONS: [&str; 3] = ["detected", "rule_block", "rule_limit"];
 /// The smallest per-window count of one address that wakes the judge early.
 const MIN_TRIP: u32 = 50;
 /// The shortest window judged early (an address crossing its threshold mid-window).
@@ -80,6 +82,9 @@ pub struct ServiceWatch {
     trip: std::sync::atomic::AtomicU32,
     /// Whether the last judged second had traffic.
     busy: std::sync::atomic::AtomicBool,
+    /// Its refused and monitored counters by reason (`REASONS`), resolved once: a flood's
+    /// requests count without building label sets.
+    counters: std::sync::OnceLock<[[Counter; 3]; 2]>,
     errors_4xx: AtomicU64,
     errors_5xx: AtomicU64,
     bytes: AtomicU64,
@@ -94,6 +99,7 @@ impl ServiceWatch {
             first_ms: AtomicU64::new(0),
             trip: std::sync::atomic::AtomicU32::new(0),
             busy: std::sync::atomic::AtomicBool::new(true),
+            counters: std::sync::OnceLock::new(),
             errors_4xx: AtomicU64::new(0),
             errors_5xx: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -322,7 +328,24 @@ impl Defence {
         let mut w = lock(&self.watches);
         let next = u32::try_from(w.len()).unwrap_or(u32::MAX);
         w.entry(id.to_owned())
-            .or_insert_with(|| Arc::new(ServiceWatch::new(next)))
+            .or_insert_with(|| {
+                let watch = ServiceWatch::new(next);
+                let resolve = |family: &Family<ReasonLabels, Counter>| {
+                    REASONS.map(|reason| {
+                        family
+                            .get_or_create(&ReasonLabels {
+                                service: id.to_owned(),
+                                reason: reason.to_owned(),
+                            })
+                            .clone()
+                    })
+                };
+                let _ = watch.counters.set([
+                    resolve(&self.metrics.refused),
+                    resolve(&self.metrics.monitored),
+                ]);
+                Arc::new(watch)
+            })
             .clone()
     }
 
@@ -468,11 +491,11 @@ impl Defence {
             let detected = r.key == u32::MAX || r.id.starts_with("detected");
             let reason = if detected { "detected" } else { "rule_block" };
             if r.mode == DefenceMode::Monitor {
-                self.count(&self.metrics.monitored, service, reason);
+                self.count(watch, true, service, reason);
                 continue;
             }
             watch.refused.fetch_add(1, Ordering::Relaxed);
-            self.count(&self.metrics.refused, service, reason);
+            self.count(watch, false, service, reason);
             // HTTP/1 connections are closed after the refusal (HTTP/2 has no such
             // header; its client keeps the connection and is refused per request).
             let close = parts.version <= http::Version::HTTP_11;
@@ -504,18 +527,30 @@ impl Defence {
             }
             if self.over_limit(r.key, client, r.rate, now / 1000) {
                 if r.mode == DefenceMode::Monitor {
-                    self.count(&self.metrics.monitored, service, "rule_limit");
+                    self.count(watch, true, service, "rule_limit");
                     continue;
                 }
                 watch.refused.fetch_add(1, Ordering::Relaxed);
-                self.count(&self.metrics.refused, service, "rule_limit");
+                self.count(watch, false, service, "rule_limit");
                 return Some(refusal(StatusCode::TOO_MANY_REQUESTS, Some(1), false));
             }
         }
         None
     }
 
-    fn count(&self, family: &Family<ReasonLabels, Counter>, service: &str, reason: &str) {
+    /// Counts a refused (`monitored`: would-be refused) request of `service` for
+    /// `reason`, through the service's resolved counters when it has them.
+    fn count(&self, watch: &ServiceWatch, monitored: bool, service: &str, reason: &str) {
+        let i = REASONS.iter().position(|r| *r == reason);
+        if let (Some(c), Some(i)) = (watch.counters.get(), i) {
+            c[usize::from(monitored)][i].inc();
+            return;
+        }
+        let family = if monitored {
+            &self.metrics.monitored
+        } else {
+            &self.metrics.refused
+        };
         family
             .get_or_create(&ReasonLabels {
                 service: service.to_owned(),
