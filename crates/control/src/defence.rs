@@ -191,8 +191,13 @@ pub async fn record_reports(
         row.ended_ms = all.iter().all(|r| r.ended).then_some(row.last_ms);
         // Sources refused in enforce mode become (or grow) the event's fleet-wide rule.
         let mut sources: BTreeSet<IpNet> = BTreeSet::new();
+        let mut rates: std::collections::HashMap<IpNet, u64> = std::collections::HashMap::new();
         for r in all.iter().filter(|r| r.mode == DefenceMode::Enforce) {
             sources.extend(r.blocked.iter().copied());
+            for t in &r.top_sources {
+                let e = rates.entry(t.source).or_default();
+                *e = (*e).max(t.rps);
+            }
         }
         if !sources.is_empty() && service.defence.mode == DefenceMode::Enforce {
             let last = all
@@ -207,6 +212,7 @@ pub async fn record_reports(
                 Some(r) => Some(r.clone()),
                 None => store::event_rule(&mut *conn, &row.id).await?,
             };
+            let sources = busiest(sources, &rates);
             if let Some(rule) = detected_rule(&service, &row.id, current, sources, expires, now_ms)
             {
                 doc.rule = Some(rule.id.clone());
@@ -225,16 +231,27 @@ pub async fn record_reports(
 
 /// The rule event `event` needs, when it differs enough from `current` to be rewritten:
 /// new sources, or an expiry moved by more than [`EXTEND_STEP_MS`].
+/// At most [`MAX_RULE_SOURCES`] of `sources`, the busiest first (by the highest rate any
+/// report gave them; the rest in address order), returned in address order.
+fn busiest(sources: BTreeSet<IpNet>, rates: &std::collections::HashMap<IpNet, u64>) -> Vec<IpNet> {
+    let mut ranked: Vec<IpNet> = sources.into_iter().collect();
+    if ranked.len() > MAX_RULE_SOURCES {
+        // Stable: equal rates keep address order.
+        ranked.sort_by_key(|s| std::cmp::Reverse(rates.get(s).copied().unwrap_or(0)));
+        ranked.truncate(MAX_RULE_SOURCES);
+        ranked.sort();
+    }
+    ranked
+}
+
 fn detected_rule(
     service: &Service,
     event: &str,
     current: Option<DefenceRule>,
-    sources: BTreeSet<IpNet>,
+    sources: Vec<IpNet>,
     expires_ms: u64,
     now_ms: i64,
 ) -> Option<DefenceRule> {
-    let mut sources: Vec<IpNet> = sources.into_iter().collect();
-    sources.truncate(MAX_RULE_SOURCES);
     if let Some(c) = &current {
         let mut had: Vec<IpNet> = c.spec.matches.sources.clone();
         had.sort();
@@ -365,5 +382,23 @@ pub async fn learn_loop(state: crate::api::AppState, every: std::time::Duration)
         if let Err(e) = learn_pass(&state).await {
             tracing::warn!(error = %e, "defence: learning pass failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_rule_keeps_the_busiest_sources() {
+        let net = |i: u32| IpNet::from(std::net::IpAddr::from((0x0a00_0000u32 + i).to_be_bytes()));
+        let all: BTreeSet<IpNet> = (0..2000).map(net).collect();
+        // The last ten addresses are the busiest.
+        let rates: std::collections::HashMap<IpNet, u64> =
+            (1990..2000).map(|i| (net(i), 5000)).collect();
+        let kept = busiest(all, &rates);
+        assert_eq!(kept.len(), MAX_RULE_SOURCES);
+        assert!((1990..2000).all(|i| kept.contains(&net(i))));
+        assert!(kept.windows(2).all(|w| w[0] < w[1]), "in address order");
     }
 }
