@@ -148,25 +148,12 @@ make_run_dir() {
     chmod 644 "$RUN/varnish.vcl"
 }
 
-# http_answers PORT: a GET of / on PORT gets any HTTP answer.
-http_answers() { curl -s -o /dev/null --max-time 1 "http://$ADDR:$1/" 2>/dev/null; }
-
-# wait_http PORT PID: waits (10 s at most) until PORT gets any HTTP answer while PID stays
-# alive.
-wait_http() { wait_for 100 "$2" http_answers "$1"; }
 
 # ---------------------------------------------------------------------------------------
 # Servers. Each start_* sets SERVER_PID (or returns non-zero); stop with stop_pid.
 # ---------------------------------------------------------------------------------------
 
-start_origin() {
-    nginx -t -q -p "$RUN/origin/" -c "$CONF/nginx-origin.conf" -e stderr ||
-        die "origin config does not load"
-    start_bg origin nginx -p "$RUN/origin/" -c "$CONF/nginx-origin.conf" -e stderr \
-        -g 'daemon off;'
-    ORIGIN_PID=$LAST_PID
-    wait_http "$PORT_ORIGIN" "$ORIGIN_PID" || die "origin did not start (see $RUN/origin.log)"
-}
+start_origin() { start_nginx_origin "$CONF"; }
 
 start_nginx() {
     nginx -t -q -p "$RUN/nginx/" -c "$CONF/nginx-cache.conf" -e stderr ||

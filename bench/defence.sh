@@ -299,17 +299,8 @@ detect_run() {
 # Part 2: throughput cost on cache hits
 # ---------------------------------------------------------------------------------------
 
-http_answers() { curl -s -o /dev/null --max-time 1 "http://$ADDR:$1/" 2>/dev/null; }
-wait_http() { wait_for 100 "$2" http_answers "$1"; }
 
-start_origin() {
-    nginx -t -q -p "$RUN/origin/" -c "$CDN_CONF/nginx-origin.conf" -e stderr ||
-        die "origin config does not load"
-    start_bg origin nginx -p "$RUN/origin/" -c "$CDN_CONF/nginx-origin.conf" -e stderr \
-        -g 'daemon off;'
-    ORIGIN_PID=$LAST_PID
-    wait_http "$PORT_ORIGIN" "$ORIGIN_PID" || die "origin did not start (see $RUN/origin.log)"
-}
+start_origin() { start_nginx_origin "$CDN_CONF"; }
 
 # start_nginx [limit]: nginx proxy_cache; with "limit", limit_req per client address.
 start_nginx() {

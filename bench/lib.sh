@@ -270,3 +270,21 @@ ratio() {
 
 # frac A B: A/B with two decimals, or n/a.
 frac() { ratio "$@" | sed 's/^x//'; }
+
+# http_answers PORT: a GET of / on $ADDR:PORT gets any HTTP answer.
+http_answers() { curl -s -o /dev/null --max-time 1 "http://$ADDR:$1/" 2>/dev/null; }
+
+# wait_http PORT PID: waits (10 s at most) until PORT gets any HTTP answer while PID stays
+# alive.
+wait_http() { wait_for 100 "$2" http_answers "$1"; }
+
+# start_nginx_origin CONF_DIR: the nginx origin of bench/cdn (CONF_DIR/nginx-origin.conf,
+# prefix $RUN/origin/) on $PORT_ORIGIN; sets ORIGIN_PID.
+start_nginx_origin() {
+    nginx -t -q -p "$RUN/origin/" -c "$1/nginx-origin.conf" -e stderr ||
+        die "origin config does not load"
+    start_bg origin nginx -p "$RUN/origin/" -c "$1/nginx-origin.conf" -e stderr \
+        -g 'daemon off;'
+    ORIGIN_PID=$LAST_PID
+    wait_http "$PORT_ORIGIN" "$ORIGIN_PID" || die "origin did not start (see $RUN/origin.log)"
+}

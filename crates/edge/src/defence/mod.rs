@@ -218,6 +218,23 @@ impl DefenceMetrics {
     }
 }
 
+/// One request being screened.
+struct Screened<'a> {
+    service: &'a str,
+    watch: &'a ServiceWatch,
+    parts: &'a http::request::Parts,
+    client: IpAddr,
+    /// Now (ms since the epoch; 0 when no rule is in force).
+    now: u64,
+}
+
+impl Screened<'_> {
+    /// Whether rule `r` is live and matches this request.
+    fn matches(&self, r: &rules::Compiled) -> bool {
+        r.live(self.now) && r.source_matches(self.client) && r.request_matches(self.parts)
+    }
+}
+
 /// One service's second as the judge saw it.
 #[derive(Clone, Copy)]
 struct Second {
@@ -419,20 +436,21 @@ impl Defence {
         }
         let plan = self.plan.load();
         let own = plan.services.get(service);
-        let now = if plan.is_empty() { 0 } else { now_ms() };
+        let req = Screened {
+            service,
+            watch,
+            parts,
+            client,
+            now: if plan.is_empty() { 0 } else { now_ms() },
+        };
         let allows = |set: Option<&rules::RuleSet>| {
-            set.is_some_and(|set| {
-                set.allow
-                    .iter()
-                    .any(|r| r.live(now) && r.source_matches(client) && r.request_matches(parts))
-            })
+            set.is_some_and(|set| set.allow.iter().any(|r| req.matches(r)))
         };
         if allows(Some(&plan.global)) {
             return None;
         }
         let mut known = false;
-        if let Some(res) = self.blocks(&plan.global, service, watch, parts, client, now, &mut known)
-        {
+        if let Some(res) = self.blocks(&plan.global, &req, &mut known) {
             return Some(res);
         }
         if allows(own) {
@@ -446,15 +464,12 @@ impl Defence {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
         let n = window::lock(self.shards.mine()).count(watch.slot, client, parts.uri.path(), ua);
-        let refused = match own {
-            Some(set) => self.blocks(set, service, watch, parts, client, now, &mut known),
-            None => None,
-        };
+        let refused = own.and_then(|set| self.blocks(set, &req, &mut known));
         let refused = refused.or_else(|| {
             [own, Some(&plan.global)]
                 .into_iter()
                 .flatten()
-                .find_map(|set| self.limits(set, service, watch, parts, client, now))
+                .find_map(|set| self.limits(set, &req))
         });
         // An address over the threshold before the window ends, that no rule knows yet:
         // the judge looks at once, not at the next tick.
@@ -472,37 +487,27 @@ impl Defence {
 
     /// The block rules of `set` for one request: `Some(response)` to refuse it; `known`
     /// set when any (also a monitored one) matched.
-    #[allow(clippy::too_many_arguments)]
     fn blocks(
         &self,
         set: &rules::RuleSet,
-        service: &str,
-        watch: &ServiceWatch,
-        parts: &http::request::Parts,
-        client: IpAddr,
-        now: u64,
+        req: &Screened<'_>,
         known: &mut bool,
     ) -> Option<Response<Body>> {
-        for r in &set.block {
-            if !(r.live(now) && r.source_matches(client) && r.request_matches(parts)) {
-                continue;
-            }
+        for r in set.block.iter().filter(|r| req.matches(r)) {
             *known = true;
-            let detected = r.key == u32::MAX || r.id.starts_with("detected");
-            let reason = if detected { "detected" } else { "rule_block" };
+            let reason = if r.detected { "detected" } else { "rule_block" };
             if r.mode == DefenceMode::Monitor {
-                self.count(watch, true, service, reason);
+                self.count(req, true, reason);
                 continue;
             }
-            watch.refused.fetch_add(1, Ordering::Relaxed);
-            self.count(watch, false, service, reason);
+            self.count(req, false, reason);
             // HTTP/1 connections are closed after the refusal (HTTP/2 has no such
             // header; its client keeps the connection and is refused per request).
-            let close = parts.version <= http::Version::HTTP_11;
-            return Some(if detected {
+            let close = req.parts.version <= http::Version::HTTP_11;
+            return Some(if r.detected {
                 let left = r
                     .expires_ms
-                    .map_or(60, |e| e.saturating_sub(now).div_ceil(1000));
+                    .map_or(60, |e| e.saturating_sub(req.now).div_ceil(1000));
                 refusal(StatusCode::TOO_MANY_REQUESTS, Some(left.max(1)), close)
             } else {
                 refusal(StatusCode::FORBIDDEN, None, close)
@@ -512,37 +517,28 @@ impl Defence {
     }
 
     /// The limit rules of `set` for one request: `Some(response)` to refuse it.
-    fn limits(
-        &self,
-        set: &rules::RuleSet,
-        service: &str,
-        watch: &ServiceWatch,
-        parts: &http::request::Parts,
-        client: IpAddr,
-        now: u64,
-    ) -> Option<Response<Body>> {
-        for r in &set.limit {
-            if !(r.live(now) && r.source_matches(client) && r.request_matches(parts)) {
-                continue;
-            }
-            if self.over_limit(r.key, client, r.rate, now / 1000) {
+    fn limits(&self, set: &rules::RuleSet, req: &Screened<'_>) -> Option<Response<Body>> {
+        for r in set.limit.iter().filter(|r| req.matches(r)) {
+            if self.over_limit(r.key, req.client, r.rate, req.now / 1000) {
                 if r.mode == DefenceMode::Monitor {
-                    self.count(watch, true, service, "rule_limit");
+                    self.count(req, true, "rule_limit");
                     continue;
                 }
-                watch.refused.fetch_add(1, Ordering::Relaxed);
-                self.count(watch, false, service, "rule_limit");
+                self.count(req, false, "rule_limit");
                 return Some(refusal(StatusCode::TOO_MANY_REQUESTS, Some(1), false));
             }
         }
         None
     }
 
-    /// Counts a refused (`monitored`: would-be refused) request of `service` for
-    /// `reason`, through the service's resolved counters when it has them.
-    fn count(&self, watch: &ServiceWatch, monitored: bool, service: &str, reason: &str) {
+    /// Counts a refused (`monitored`: would-be refused) request for `reason`, through the
+    /// service's resolved counters when it has them.
+    fn count(&self, req: &Screened<'_>, monitored: bool, reason: &str) {
+        if !monitored {
+            req.watch.refused.fetch_add(1, Ordering::Relaxed);
+        }
         let i = REASONS.iter().position(|r| *r == reason);
-        if let (Some(c), Some(i)) = (watch.counters.get(), i) {
+        if let (Some(c), Some(i)) = (req.watch.counters.get(), i) {
             c[usize::from(monitored)][i].inc();
             return;
         }
@@ -553,7 +549,7 @@ impl Defence {
         };
         family
             .get_or_create(&ReasonLabels {
-                service: service.to_owned(),
+                service: req.service.to_owned(),
                 reason: reason.to_owned(),
             })
             .inc();

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use lingjing_model::defence::{DefenceMode, DefenceRule, RuleAction, RuleMatch};
+use lingjing_model::defence::{DefenceMode, DefenceRule, RuleAction, RuleMatch, RuleOrigin};
 
 /// One rule, ready to match.
 #[derive(Debug)]
@@ -19,6 +19,9 @@ pub struct Compiled {
     pub rate: u32,
     /// Its counters' key in the limit tables.
     pub key: u32,
+    /// Made from a detection (here or fleet-wide): refused with 429 and `Retry-After`,
+    /// not 403.
+    pub detected: bool,
     /// Single addresses among its sources (looked up by hash).
     hosts: HashSet<IpAddr>,
     /// Its other sources (prefixes).
@@ -46,6 +49,7 @@ impl Compiled {
             mode,
             rate: 0,
             key,
+            detected: false,
             hosts,
             nets,
             rest: RuleMatch {
@@ -145,6 +149,7 @@ impl Plan {
             );
             c.rate = r.spec.rate.unwrap_or(0);
             c.expires_ms = r.expires_ms;
+            c.detected = matches!(r.origin, RuleOrigin::Detected { .. });
             match &r.spec.service {
                 Some(s) => plan.services.entry(s.clone()).or_default().push(c),
                 None => plan.global.push(c),
@@ -173,6 +178,7 @@ impl Plan {
                 u32::MAX,
             );
             c.expires_ms = until;
+            c.detected = true;
             plan.services.entry(service.clone()).or_default().push(c);
         }
         plan.services.retain(|_, set| !set.is_empty());
