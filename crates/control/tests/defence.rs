@@ -269,6 +269,17 @@ async fn reports(api: &Api) {
     api.create("tenants", tenant("rival")).await;
     let rival = api.with_token(&tenant_key(api, "rival").await);
     assert_eq!(rival.get("/v1/defence/events").await.ok(200), json!([]));
+    assert_eq!(
+        rival.get("/v1/defence/events?service=shop").await.ok(200),
+        json!([]),
+        "naming another tenant's service shows nothing"
+    );
+    api.get("/v1/defence/events?limit=0")
+        .await
+        .err_field(422, "invalid", "limit");
+    api.get("/v1/defence/events?limit=lots")
+        .await
+        .err(400, "bad_request");
 
     // Both nodes report the end: the event ends.
     let mut end = report("a-1", "enforce", &["192.0.2.1/32", "192.0.2.2/32"], 60, now);
