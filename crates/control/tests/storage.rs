@@ -294,6 +294,24 @@ async fn the_storage_layout_is_versioned_and_reaches_the_gateways() {
     // pieces to it (three copies of each block on four nodes).
     let moved = dry["moved_fraction"].as_f64().expect("moved_fraction");
     assert!((0.02..0.4).contains(&moved), "{dry}");
+    // Each node's share of pieces beside its capacity: nj-1-t has 4/7 of the capacity
+    // but takes at most one of a block's three copies (a third), while wx-1's two nodes
+    // take at least one copy of every block between them; so wx-1 fills first and less
+    // than the 700 GiB is usable.
+    let shares = dry["shares"].as_array().expect("shares");
+    assert_eq!(shares.len(), 4, "{dry}");
+    let total: f64 = shares
+        .iter()
+        .filter_map(|s| s["piece_share"].as_f64())
+        .sum();
+    assert!((0.99..1.01).contains(&total), "{dry}");
+    let big = shares
+        .iter()
+        .find(|s| s["node"] == "nj-1-t")
+        .expect("nj-1-t");
+    assert!(big["piece_share"].as_f64() <= Some(0.34), "{dry}");
+    let usable = dry["usable_gib"].as_u64().expect("usable_gib");
+    assert!((300..700).contains(&usable), "{dry}");
 
     let applied = api
         .post("/v1/storage/layout", next(1, three.clone()))

@@ -106,6 +106,110 @@ pub struct LayoutChange {
     pub pieces: u32,
     /// Nothing was applied.
     pub dry_run: bool,
+    /// Each node's expected share of new pieces under the new layout, beside its share of
+    /// the capacity. They differ where sites do: pieces are spread over sites first, so
+    /// a site with less capacity than its share of pieces fills first.
+    #[serde(default)]
+    pub shares: Vec<NodeShare>,
+    /// Raw GiB the cluster takes in before its first node is full, at these shares
+    /// (the sum of capacities when shares follow capacities exactly).
+    #[serde(default)]
+    pub usable_gib: u64,
+    /// What the operator should know before applying: nodes that fill early.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// One node's expected share of new block pieces under a layout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NodeShare {
+    pub node: String,
+    pub site: String,
+    pub capacity_gib: u64,
+    /// Its capacity over the layout's total (0 to 1).
+    pub capacity_share: f64,
+    /// The share (0 to 1) of new pieces placement gives it.
+    pub piece_share: f64,
+}
+
+/// A node whose share of pieces is more than this times its share of capacity is
+/// warned about (it fills before the others).
+pub const OVERLOAD_WARNING: f64 = 1.2;
+
+/// The expected share of new pieces of each of `nodes` (blocks of `pieces` pieces),
+/// estimated over `samples` block ids; shares sum to 1 when anything is writable.
+pub fn piece_shares(nodes: &[Candidate<'_>], pieces: usize, samples: u32) -> Vec<f64> {
+    let mut counts = vec![0u64; nodes.len()];
+    let mut total = 0u64;
+    for n in 0..samples {
+        let block = Sha256::digest(n.to_be_bytes());
+        for i in rank(&block, nodes)
+            .into_iter()
+            .filter(|i| nodes[*i].weight > 0)
+            .take(pieces)
+        {
+            counts[i] += 1;
+            total += 1;
+        }
+    }
+    counts
+        .iter()
+        .map(|c| {
+            if total == 0 {
+                0.0
+            } else {
+                *c as f64 / total as f64
+            }
+        })
+        .collect()
+}
+
+/// Each node's share of pieces beside its share of capacity, the raw GiB taken in before
+/// the first node fills, and a warning per node that fills early (see [`LayoutChange`]).
+pub fn shares_report(
+    nodes: &[Candidate<'_>],
+    pieces: usize,
+    samples: u32,
+) -> (Vec<NodeShare>, u64, Vec<String>) {
+    let total: u64 = nodes.iter().map(|n| n.weight).sum();
+    let piece = piece_shares(nodes, pieces, samples);
+    let mut shares = Vec::with_capacity(nodes.len());
+    let mut warnings = Vec::new();
+    let mut usable = f64::INFINITY;
+    for (n, p) in nodes.iter().zip(&piece) {
+        let capacity_share = if total == 0 {
+            0.0
+        } else {
+            n.weight as f64 / total as f64
+        };
+        if *p > 0.0 {
+            usable = usable.min(n.weight as f64 / p);
+        }
+        if *p > capacity_share * OVERLOAD_WARNING {
+            warnings.push(format!(
+                "node {} (site {}) would take {:.1}% of new pieces with {:.1}% of the capacity: pieces are spread over sites first, so it fills {:.1}x as fast as the others; give site {} more capacity or its nodes less",
+                n.id,
+                n.site,
+                p * 100.0,
+                capacity_share * 100.0,
+                p / capacity_share.max(f64::MIN_POSITIVE),
+                n.site
+            ));
+        }
+        shares.push(NodeShare {
+            node: n.id.to_owned(),
+            site: n.site.to_owned(),
+            capacity_gib: n.weight,
+            capacity_share,
+            piece_share: *p,
+        });
+    }
+    let usable = if usable.is_finite() {
+        usable.round() as u64
+    } else {
+        0
+    };
+    (shares, usable, warnings)
 }
 
 /// A node as placement sees it.
@@ -233,6 +337,36 @@ mod tests {
         for count in &first[1..] {
             assert!((2_900..3_800).contains(count), "{first:?}");
         }
+    }
+
+    #[test]
+    fn shares_follow_capacities_within_a_site_and_sites_first_across() {
+        // One site: shares follow capacities, no warning, the whole capacity usable.
+        let one_site: Vec<(String, String, u64)> = [("a", 100), ("b", 100), ("c", 200)]
+            .iter()
+            .map(|(n, w)| ((*n).to_owned(), "s".to_owned(), *w))
+            .collect();
+        let (shares, usable, warnings) = shares_report(&nodes(&one_site), 1, 20_000);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!((0.47..0.53).contains(&shares[2].piece_share), "{shares:?}");
+        assert!((360..=400).contains(&usable), "{usable}");
+        // Three sites, one of them small, three copies: every site takes a third of the
+        // pieces whatever its capacity, so the small site's node fills first and is warned
+        // about, and the usable capacity is three times the small one.
+        let sites = vec![
+            ("a".to_owned(), "s1".to_owned(), 1000),
+            ("b".to_owned(), "s2".to_owned(), 1000),
+            ("c".to_owned(), "s3".to_owned(), 100),
+        ];
+        let (shares, usable, warnings) = shares_report(&nodes(&sites), 3, 5_000);
+        for s in &shares {
+            assert!((0.33..0.34).contains(&s.piece_share), "{shares:?}");
+        }
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("node c (site s3)"), "{warnings:?}");
+        assert_eq!(usable, 300);
+        // Writable nodes with nothing to take: no shares, nothing usable.
+        assert_eq!(piece_shares(&nodes(&sites), 0, 100), vec![0.0; 3]);
     }
 
     #[test]

@@ -700,7 +700,8 @@ impl Meta {
 
     /// [`Meta::put_object`] for a copy of `source`, whose blocks `object` shares: the
     /// write happens only if, under the source key's lock (taken with the destination's,
-    /// in key order), the source version is still there and not a delete marker, so a
+    /// in key order), the source version is still there with the same block map and not
+    /// a delete marker, so a
     /// copy never commits a reference to blocks garbage collection may already have taken
     /// (`crate::gc`). `Ok(Err(SourceGone))` when it is not.
     pub async fn put_object_copy(
@@ -713,8 +714,10 @@ impl Meta {
         loop {
             let (_writing, mut tx) = self.begin_write().await?;
             let result = async {
-                if !lock_source(&mut tx, source, Some((&object.bucket, &object.key))).await? {
-                    return Ok(Err(SourceGone));
+                if let Err(gone) =
+                    lock_source(&mut tx, source, Some((&object.bucket, &object.key))).await?
+                {
+                    return Ok(Err(gone));
                 }
                 write_version(&mut tx, object, condition).await.map(Ok)
             }
@@ -747,8 +750,8 @@ impl Meta {
         loop {
             let (_writing, mut tx) = self.begin_write().await?;
             let result = async {
-                if !lock_source(&mut tx, source, None).await? {
-                    return Ok(Err(SourceGone));
+                if let Err(gone) = lock_source(&mut tx, source, None).await? {
+                    return Ok(Err(gone));
                 }
                 insert_part(&mut tx, upload_id, part).await.map(Ok)
             }
@@ -1192,25 +1195,36 @@ fn retryable(e: &MetaError, attempt: &mut u32) -> bool {
 /// The key's latest row, locked until the transaction ends (PostgreSQL: a row lock;
 /// SQLite: the database's write lock, taken by the first write of the transaction), and
 /// the bucket's versioning state as of then.
-/// A version named by bucket, key and version id (the source of a copy).
+/// A version named by bucket, key and version id (the source of a copy), with the block
+/// map it was read with.
 #[derive(Debug, Clone, Copy)]
 pub struct VersionRef<'a> {
     pub bucket: &'a str,
     pub key: &'a str,
     pub version_id: &'a str,
+    /// The map the copy was made from. An unversioned key's version id (`null`) stays
+    /// the same when the key is overwritten, so the id alone does not say the blocks the
+    /// copy shares are still referenced (and safe from garbage collection).
+    pub blocks: &'a [BlockRef],
 }
 
-/// A copy's source version was deleted before the copy could commit.
+/// A copy's source version was deleted (or, unversioned, overwritten) before the copy
+/// could commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SourceGone;
+pub struct SourceGone {
+    /// The version is there but holds other blocks now: it was overwritten (an
+    /// unversioned key), so the copy may be retried from what the key holds now.
+    pub overwritten: bool,
+}
 
 /// Locks the source key (and `dest`, in key order, so two copies in opposite directions
-/// cannot deadlock) and says whether the source version is there, not a delete marker.
+/// cannot deadlock) and says whether the source version is there, not a delete marker,
+/// with the block map the copy was made from.
 async fn lock_source(
     conn: &mut sqlx::AnyConnection,
     source: &VersionRef<'_>,
     dest: Option<(&str, &str)>,
-) -> Result<bool, MetaError> {
+) -> Result<Result<(), SourceGone>, MetaError> {
     let src = (source.bucket, source.key);
     let mut keys = vec![src];
     keys.extend(dest.filter(|d| *d != src));
@@ -1219,16 +1233,24 @@ async fn lock_source(
         lock_latest(conn, bucket, key).await?;
     }
     let found = sqlx::query(
-        "SELECT 1 FROM objects WHERE bucket = $1 AND key = $2 AND version_id = $3 AND delete_marker = 0
+        "SELECT blocks FROM objects WHERE bucket = $1 AND key = $2 AND version_id = $3 AND delete_marker = 0
          UNION ALL
-         SELECT 1 FROM versions WHERE bucket = $1 AND key = $2 AND version_id = $3 AND delete_marker = 0",
+         SELECT blocks FROM versions WHERE bucket = $1 AND key = $2 AND version_id = $3 AND delete_marker = 0",
     )
     .bind(source.bucket)
     .bind(source.key)
     .bind(source.version_id)
     .fetch_optional(&mut *conn)
     .await?;
-    Ok(found.is_some())
+    let Some(row) = found else {
+        return Ok(Err(SourceGone { overwritten: false }));
+    };
+    let blocks: String = row.try_get("blocks")?;
+    if from_json::<Vec<BlockRef>>(&blocks)? == source.blocks {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(SourceGone { overwritten: true }))
+    }
 }
 
 /// Records `part` of `upload_id` (replacing one of the same number); `false` when the
@@ -2419,6 +2441,7 @@ mod tests {
                 bucket: "b",
                 key: "src",
                 version_id: &source.version_id,
+                blocks: &source.blocks,
             };
             let copied = m
                 .put_object_copy(&object("b", "dst", "e1"), &Condition::None, &from)
@@ -2447,6 +2470,21 @@ mod tests {
                 m.put_part_copy("u1", &part, &from).await.expect("part"),
                 Ok(true)
             );
+            // The source is overwritten (unversioned: the same version id, `null`, over
+            // other blocks) before the next copy commits: the copy is refused, as it would
+            // share blocks nothing references any more.
+            let mut other = object("b", "src", "e2");
+            other.blocks[0].id = "f".repeat(64);
+            m.put_object(&other, &Condition::None)
+                .await
+                .expect("overwrite")
+                .expect("written");
+            let overwritten = m
+                .put_object_copy(&object("b", "stale", "e1"), &Condition::None, &from)
+                .await
+                .expect("copy");
+            assert_eq!(overwritten, Err(SourceGone { overwritten: true }));
+            assert!(m.object("b", "stale").await.expect("read").is_none());
             // The source is deleted (unversioned bucket: its row goes) before the next
             // copy commits: the copy is refused, nothing written.
             m.delete_object("b", "src", 3).await.expect("delete");
@@ -2454,7 +2492,7 @@ mod tests {
                 .put_object_copy(&object("b", "late", "e1"), &Condition::None, &from)
                 .await
                 .expect("copy");
-            assert_eq!(late, Err(SourceGone));
+            assert_eq!(late, Err(SourceGone { overwritten: false }));
             assert!(m.object("b", "late").await.expect("read").is_none());
             let part2 = Part {
                 part_number: 2,
@@ -2462,7 +2500,7 @@ mod tests {
             };
             assert_eq!(
                 m.put_part_copy("u1", &part2, &from).await.expect("part"),
-                Err(SourceGone)
+                Err(SourceGone { overwritten: false })
             );
             assert_eq!(m.parts("u1").await.expect("parts").len(), 1);
         })

@@ -59,6 +59,7 @@ pub async fn run(global: &Global, command: LayoutSub) -> anyhow::Result<()> {
                 change.pieces,
                 current.version
             );
+            print!("{}", describe_shares(&change));
             Ok(())
         }
     }
@@ -106,6 +107,33 @@ fn changed(
         }
     }
     Ok(next)
+}
+
+/// Each node's share of new pieces beside its share of capacity, the usable capacity,
+/// and the control plane's warnings, after `layout apply`.
+fn describe_shares(change: &LayoutChange) -> String {
+    let mut out = format!(
+        "{:<24} {:<16} {:>12} {:>14} {:>12}\n",
+        "NODE", "SITE", "CAPACITY", "CAPACITY SHARE", "PIECE SHARE"
+    );
+    for s in &change.shares {
+        out += &format!(
+            "{:<24} {:<16} {:>12} {:>13.1}% {:>11.1}%\n",
+            s.node,
+            s.site,
+            format!("{} GiB", s.capacity_gib),
+            s.capacity_share * 100.0,
+            s.piece_share * 100.0
+        );
+    }
+    out += &format!(
+        "Raw capacity usable before the first node is full: {} GiB\n",
+        change.usable_gib
+    );
+    for w in &change.warnings {
+        out += &format!("warning: {w}\n");
+    }
+    out
 }
 
 /// The text of `layout show`.

@@ -709,6 +709,7 @@ pub fn document() -> OpenApi {
     components = add_schema::<lingjing_model::storage_layout::StorageLayout>(components);
     components = add_schema::<lingjing_model::storage_layout::LayoutNode>(components);
     components = add_schema::<lingjing_model::storage_layout::LayoutChange>(components);
+    components = add_schema::<lingjing_model::storage_layout::NodeShare>(components);
     components = add_schema::<lingjing_model::snapshot::BucketOrigin>(components);
     components = add_schema::<lingjing_model::snapshot::BucketUsage>(components);
     components = add_schema::<lingjing_model::snapshot::BucketStored>(components);

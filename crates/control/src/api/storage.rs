@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use lingjing_model::Tenant;
 use lingjing_model::snapshot::{S3Credential, ScrubAsked, StorageNodeStatus};
 use lingjing_model::storage_layout::{
-    LayoutChange, LayoutNode, StorageLayout, candidates, moved_fraction,
+    LayoutChange, LayoutNode, StorageLayout, candidates, moved_fraction, shares_report,
 };
 use lingjing_model::tenant::{MAX_S3_KEYS, NewS3Key, S3KeyInfo};
 
@@ -307,6 +307,7 @@ async fn apply_layout(
         c.total().max(policy.replicas as usize)
     });
     let moved_fraction = moved_fraction(&candidates(&before), &candidates(&after), pieces, 10_000);
+    let (shares, usable_gib, warnings) = shares_report(&candidates(&after), pieces, 10_000);
     next.applied_at = Some(crate::time::now_rfc3339());
     if !params.dry_run {
         storage::set_layout(&mut w.tx, &next).await?;
@@ -316,13 +317,21 @@ async fn apply_layout(
         tracing::info!(
             version = next.version,
             moved_fraction,
+            usable_gib,
+            warnings = warnings.len(),
             "storage layout applied"
         );
+        for w in &warnings {
+            tracing::warn!(version = next.version, "{w}");
+        }
     }
     Ok(Json(LayoutChange {
         layout: next,
         moved_fraction,
         pieces: u32::try_from(pieces).unwrap_or(u32::MAX),
         dry_run: params.dry_run,
+        shares,
+        usable_gib,
+        warnings,
     }))
 }

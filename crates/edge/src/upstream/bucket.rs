@@ -1,7 +1,11 @@
 //! Bucket origins (`bucket:NAME`): a service served from a bucket of the platform's object
 //! storage. The edge reads `GET /{bucket}/{key}` (or `HEAD`) from the S3 gateways listed in
 //! its snapshot, path-style, signed with AWS Signature Version 4 under the service's
-//! platform credential (which the gateways accept only for reading that bucket).
+//! platform credential (which the gateways accept only for reading that bucket). The
+//! edge signs even for a `public-read` bucket: there the credential reads exactly what an
+//! unsigned caller may (objects, no listing), whoever owns the bucket, so serving a
+//! public bucket needs nothing the edge could learn only from the bucket's ACL, and a
+//! bucket made private again stops being served by other tenants' services at once.
 //!
 //! The key is the request path, percent-decoded, without its leading `/`; a path ending
 //! in `/` reads its `index.html`, as a static website expects. The query string is not

@@ -798,9 +798,15 @@ impl Gateway {
 }
 
 /// A copy whose source version was deleted between reading it and committing: answered
-/// as if the source had never been there.
-fn source_gone(named_version: bool) -> S3Error {
-    if named_version {
+/// as if the source had never been there; one overwritten meanwhile: 503, to retry.
+fn source_gone(named_version: bool, gone: meta::SourceGone) -> S3Error {
+    if gone.overwritten {
+        // 503: the AWS SDKs retry it, and the retry copies what the key holds now.
+        s3_error!(
+            ServiceUnavailable,
+            "the copy source was overwritten while it was being copied; retry the copy"
+        )
+    } else if named_version {
         s3_error!(
             NoSuchVersion,
             "the copy source version was deleted meanwhile"
@@ -1621,10 +1627,11 @@ impl S3 for Gateway {
                     bucket: &source.bucket.name,
                     key: &source.object.key,
                     version_id: &source.object.version_id,
+                    blocks: &source.object.blocks,
                 },
             )
             .await?
-            .map_err(|meta::SourceGone| source_gone(source.named_version))?;
+            .map_err(|gone| source_gone(source.named_version, gone))?;
         if !recorded {
             return Err(s3_error!(
                 NoSuchUpload,
@@ -2252,10 +2259,12 @@ impl S3 for Gateway {
         let now = now_ms();
         let tags = replace_tags.unwrap_or(source.tags);
         let source_version = source.version_id.clone();
+        let source_blocks = source.blocks.clone();
         let from = meta::VersionRef {
             bucket: source_bucket,
             key: source_key,
             version_id: &source_version,
+            blocks: &source_blocks,
         };
         let written = self
             .meta
@@ -2276,7 +2285,7 @@ impl S3 for Gateway {
                 &from,
             )
             .await?
-            .map_err(|meta::SourceGone| source_gone(named_version))?
+            .map_err(|gone| source_gone(named_version, gone))?
             .ok_or_else(|| internal("an unconditional write was refused"))?;
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {

@@ -3,7 +3,8 @@ Content-Encoding, Content-Language) and the read-only platform credentials that 
 read bucket origins with: shop's
 key for its bucket `shop-site` reads objects there (GET, HEAD, ranges, conditionals) and
 nothing else — no listing, no write, no delete, no ACL or tag change, no other bucket —
-and rival's key naming shop's private bucket reads nothing of it.
+and rival's key naming shop's private bucket reads nothing of it (but reads it, as anyone
+may, while it is public-read).
 
 Run by crates/storage/tests/s3.rs; any failed check raises, and the script exits non-zero.
 """
@@ -94,4 +95,14 @@ assert [o["Key"] for o in shop.list_objects_v2(Bucket="shop-site")["Contents"]] 
 # Another tenant's service naming shop's private bucket reads nothing of it.
 refused(lambda: rival_origin.get_object(Bucket="shop-site", Key="index.html"))
 refused(lambda: rival_origin.head_object(Bucket="shop-site", Key="index.html"), code="403")
+
+# Once shop makes the bucket public-read, any service may serve it, as anyone may read it
+# unsigned: the platform credential then reads what an anonymous caller reads (objects,
+# no listing, no other operation), and nothing more once the bucket is private again.
+shop.put_bucket_acl(Bucket="shop-site", ACL="public-read")
+assert rival_origin.get_object(Bucket="shop-site", Key="index.html")["Body"].read() == b"<h1>shop</h1>"
+refused(lambda: rival_origin.list_objects_v2(Bucket="shop-site"))
+refused(lambda: rival_origin.put_object(Bucket="shop-site", Key="index.html", Body=b"defaced"))
+shop.put_bucket_acl(Bucket="shop-site", ACL="private")
+refused(lambda: rival_origin.get_object(Bucket="shop-site", Key="index.html"))
 print("all checks passed")
