@@ -812,6 +812,9 @@ pub struct ControlArgs {
     /// Platform DNS zone.
     #[arg(long, default_value = lingjing_control::server::DEFAULT_ZONE)]
     pub zone: String,
+    /// Days metering samples are kept (raw, 5-minute) and a late one is still taken.
+    #[arg(long, default_value_t = lingjing_control::server::DEFAULT_METER_RETENTION_DAYS, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub meter_retention_days: u32,
     #[command(flatten)]
     pub storage: StoragePolicyArgs,
     #[command(flatten)]

@@ -169,6 +169,7 @@ async fn a_node_joins_with_a_one_time_token_and_is_revoked_at_once() {
         agent: None,
         usage: Vec::new(),
         usage_seq: 0,
+        meter: None,
         storage: None,
         bucket_traffic: Vec::new(),
         bucket_stored: Vec::new(),

@@ -356,6 +356,16 @@ impl Batch {
     }
 }
 
+/// Adds `taken` to `into`, service by service.
+fn merge_usage(into: &mut Vec<UsageSample>, taken: Vec<UsageSample>) {
+    for t in taken {
+        match into.iter_mut().find(|u| u.service == t.service) {
+            Some(u) => u.add(&t),
+            None => into.push(t),
+        }
+    }
+}
+
 async fn heartbeat_loop(
     client: Client,
     config: AgentConfig,
@@ -368,20 +378,27 @@ async fn heartbeat_loop(
     // numbers start from the clock so they keep growing across restarts.
     let mut pending = Batch::default();
     let mut seq: u64 = 0;
+    // What was taken from the data plane and not yet put in a batch, and the metering
+    // totals (per 5-minute interval) it also feeds.
+    let mut unbatched: Vec<UsageSample> = Vec::new();
+    let mut meter = crate::meter::Meter::random();
     loop {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        if let Some(source) = &sources.usage {
+            let taken = source.take();
+            meter.add(now_ms, &taken);
+            merge_usage(&mut unbatched, taken);
+        }
         if pending.is_empty() {
-            if let Some(source) = &sources.usage {
-                pending.services = source.take();
-            }
+            pending.services = std::mem::take(&mut unbatched);
             if let Some(source) = &sources.buckets {
                 (pending.traffic, pending.stored) = source.take();
             }
             if pending.has_usage() {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis() as u64)
-                    .unwrap_or(0);
-                seq = (seq + 1).max(now);
+                seq = (seq + 1).max(now_ms);
             }
         }
         if let Some((source, _)) = &sources.defence {
@@ -403,12 +420,14 @@ async fn heartbeat_loop(
                 .saturating_sub(lingjing_model::defence::MAX_BASELINE_SAMPLES);
             pending.baseline.drain(..over);
         }
+        let metered = meter.report(now_ms);
         let beat = Heartbeat {
             role: config.role,
             applied_version: applied.load(Ordering::Acquire),
             agent: Some(format!("lingjing/{}", env!("CARGO_PKG_VERSION"))),
             usage: pending.services.clone(),
             usage_seq: if pending.has_usage() { seq } else { 0 },
+            meter: metered.as_ref().map(|(report, _)| report.clone()),
             storage: sources.storage.as_ref().map(|s| s.report()),
             bucket_traffic: pending.traffic.clone(),
             bucket_stored: pending.stored.clone(),
@@ -419,6 +438,9 @@ async fn heartbeat_loop(
             Ok(()) => {
                 failures = 0;
                 pending = Batch::default();
+                if let Some((_, sent)) = &metered {
+                    meter.acknowledged(sent);
+                }
             }
             // Refused as it is (a 4xx: e.g. a report the control plane will never take):
             // resending it would fail forever and keep the heartbeats from landing.
@@ -427,6 +449,9 @@ async fn heartbeat_loop(
             {
                 tracing::error!(node = %config.node, error = %e, "usage report refused; dropped");
                 pending = Batch::default();
+                if let Some((_, sent)) = &metered {
+                    meter.acknowledged(sent);
+                }
             }
             Err(e) => {
                 failures += 1;

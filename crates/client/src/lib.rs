@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod error;
 pub mod fs;
+pub mod meter;
 pub mod rest;
 
 pub use agent::{Agent, AgentConfig, AgentHandle};

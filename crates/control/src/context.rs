@@ -13,4 +13,6 @@ pub struct ViewContext {
     pub control_endpoint: Option<std::net::SocketAddr>,
     /// How object storage keeps blocks.
     pub storage: lingjing_model::snapshot::StoragePolicy,
+    /// How long metering samples are kept (and how late one is still taken), in days.
+    pub meter_retention_days: u32,
 }

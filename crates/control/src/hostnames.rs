@@ -398,6 +398,7 @@ mod tests {
             policy: TrustPolicy::default(),
             control_endpoint: None,
             storage: Default::default(),
+            meter_retention_days: 400,
         }
     }
 

@@ -19,6 +19,7 @@ pub mod error;
 pub mod health;
 pub mod hostnames;
 pub mod listener;
+pub mod metering;
 pub mod origins;
 pub mod policy;
 pub mod resource;

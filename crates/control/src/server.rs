@@ -35,7 +35,13 @@ pub struct ControlConfig {
     pub policy: crate::policy::TrustPolicy,
     /// How object storage keeps blocks (handed to the S3 gateways).
     pub storage: lingjing_model::snapshot::StoragePolicy,
+    /// How long metering samples are kept, in days ([`DEFAULT_METER_RETENTION_DAYS`]).
+    pub meter_retention_days: u32,
 }
+
+/// Metering samples are kept this long by default (a year and a month: last year's
+/// same month stays comparable).
+pub const DEFAULT_METER_RETENTION_DAYS: u32 = 400;
 
 /// A running control plane.
 pub struct ControlHandle {
@@ -48,6 +54,7 @@ pub struct ControlHandle {
     watcher: JoinHandle<()>,
     prober: Option<JoinHandle<()>>,
     learner: JoinHandle<()>,
+    metering: JoinHandle<()>,
 }
 
 impl ControlHandle {
@@ -73,6 +80,7 @@ impl ControlHandle {
         }
         self.watcher.abort();
         self.learner.abort();
+        self.metering.abort();
         if let Some(p) = &self.prober {
             p.abort();
         }
@@ -124,6 +132,7 @@ pub async fn serve_with(
             replicas: config.storage.replicas.max(1),
             ..config.storage
         },
+        meter_retention_days: config.meter_retention_days.max(1),
     });
     let hub = Hub::new(store.version().await?, views.clone());
     let state = AppState {
@@ -136,6 +145,10 @@ pub async fn serve_with(
     let learner = tokio::spawn(crate::defence::learn_loop(
         state.clone(),
         Duration::from_secs(300),
+    ));
+    let metering = tokio::spawn(crate::metering::maintain_loop(
+        state.clone(),
+        Duration::from_secs(3600),
     ));
     let app = router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     let (stop, stopped) = oneshot::channel::<()>();
@@ -174,6 +187,7 @@ pub async fn serve_with(
         watcher,
         prober,
         learner,
+        metering,
     })
 }
 

@@ -26,6 +26,7 @@ async fn control(dir: &std::path::Path) -> lingjing_control::ControlHandle {
             zone: "cdn.lingjing.test.".into(),
             health: None,
             storage: Default::default(),
+            meter_retention_days: lingjing_control::server::DEFAULT_METER_RETENTION_DAYS,
             policy: lingjing_control::TrustPolicy {
                 allow_origins: vec!["127.0.0.0/8".into(), "::1/128".into()],
                 ..Default::default()

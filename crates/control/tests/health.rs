@@ -74,6 +74,7 @@ async fn probes_mark_nodes_down_and_up_and_dns_follows() {
                 heartbeat_timeout: Duration::from_millis(400),
             }),
             storage: Default::default(),
+            meter_retention_days: lingjing_control::server::DEFAULT_METER_RETENTION_DAYS,
             policy: lingjing_control::TrustPolicy {
                 allow_origins: vec!["127.0.0.0/8".into(), "::1/128".into()],
                 ..Default::default()

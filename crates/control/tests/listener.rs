@@ -27,6 +27,7 @@ async fn try_start(dir: &Path, http: HttpOptions) -> Result<ControlHandle, Serve
         zone: DEFAULT_ZONE.into(),
         health: None,
         storage: Default::default(),
+        meter_retention_days: lingjing_control::server::DEFAULT_METER_RETENTION_DAYS,
         policy: Default::default(),
     };
     serve_with(config, http, store).await

@@ -121,3 +121,224 @@ async fn usage_reports_set_the_nodes_load_share_in_the_dns_snapshot() {
     assert_eq!(load_in_dns_snapshot(&api, "wx-1-a").await, 0);
     plane.shutdown().await;
 }
+
+/// Metering: the edges' 5-minute totals are kept as the largest reported per node,
+/// counter run and interval (a repeat or a late, smaller copy changes nothing; a restarted
+/// node's new run adds), read grouped and stepped, scoped to the tenant, checked on
+/// intake; samples of a service deleted since still count for its tenant; the retention
+/// removes old samples (PostgreSQL: the months' partitions are made ahead).
+#[tokio::test]
+async fn metering_counts_each_interval_once_sqlite() {
+    let (mut plane, api) = common::start_seeded().await;
+    let store = plane.handle.as_ref().expect("running").store().clone();
+    metering(&api, &store).await;
+    plane.shutdown().await;
+}
+
+#[tokio::test]
+async fn metering_counts_each_interval_once_postgres() {
+    lingjing_control::testing::with_scratch_postgres("metering", |url| async move {
+        let store = lingjing_control::Store::open(&url).await.expect("store");
+        let (handle, api) = common::serve_store(store).await;
+        common::seed_topology(&api).await;
+        let store = handle.store().clone();
+        metering(&api, &store).await;
+        // This month's partition and the next two exist (made at start and by `maintain`).
+        let mut conn = store.pool().acquire().await.expect("conn");
+        lingjing_control::store::meter::maintain(&mut conn, store.backend(), now_ms(), 0)
+            .await
+            .expect("maintain");
+        let partitions: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent \
+             WHERE p.relname = 'meter_samples'",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .expect("partitions");
+        assert!(partitions >= 3, "default + months: {partitions}");
+        drop(conn);
+        handle.shutdown().await.expect("shutdown");
+    })
+    .await;
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}
+
+async fn metering(api: &common::Api, store: &std::sync::Arc<lingjing_control::Store>) {
+    let now = now_ms() as u64;
+    let t = now - now % 300_000 - 600_000;
+    let sample = |service: &str, start: u64, requests: u64| {
+        json!({"start_ms": start, "usage": {"service": service, "requests": requests,
+            "bytes_out": requests * 100, "hit_requests": requests / 2,
+            "hit_bytes_out": requests * 50, "miss_requests": 1, "miss_bytes_out": 10,
+            "bytes_in": requests * 40}})
+    };
+    let beat = |epoch: u64, samples: Vec<serde_json::Value>| json!({"role": "edge", "meter": {"epoch": epoch, "samples": samples}});
+    let post = |node: &'static str, body: serde_json::Value| {
+        let api = api.clone();
+        async move {
+            api.post(&format!("/v1/nodes/{node}/heartbeat"), body)
+                .await
+                .ok(204);
+        }
+    };
+    post("wx-1-a", beat(1, vec![sample("shop", t, 10)])).await;
+    // The same report again: nothing more.
+    post("wx-1-a", beat(1, vec![sample("shop", t, 10)])).await;
+    // The interval's total grew; then a late copy of the smaller one arrives.
+    post("wx-1-a", beat(1, vec![sample("shop", t, 12)])).await;
+    post("wx-1-a", beat(1, vec![sample("shop", t, 10)])).await;
+    // The node restarted: its new run's counts of the same interval add.
+    post("wx-1-a", beat(2, vec![sample("shop", t, 5)])).await;
+    post("wx-1-b", beat(9, vec![sample("shop", t + 300_000, 1)])).await;
+    // A service deleted after it served still bills its tenant.
+    api.create(
+        "services",
+        common::service("gone", "demo", &["gone.demo.example"]),
+    )
+    .await;
+    post("wx-1-b", beat(9, vec![sample("gone", t, 2)])).await;
+    api.delete("/v1/services/gone").await.ok(204);
+    post("wx-1-b", beat(9, vec![sample("gone", t, 3)])).await;
+    // Unknown services and samples from the future are skipped, not refused.
+    post(
+        "wx-1-b",
+        beat(
+            9,
+            vec![sample("nope", t, 7), sample("shop", t + 3_600_000, 7)],
+        ),
+    )
+    .await;
+
+    let from = crate_rfc3339(t as i64 - 3_600_000);
+    let to = crate_rfc3339(t as i64 + 3_600_000);
+    let range = format!("from={from}&to={to}");
+    let report = api.get(&format!("/v1/usage?{range}&step=5m")).await.ok(200);
+    let shop = series(&report, "shop");
+    assert_eq!(shop["total"]["requests"], 18, "{report}");
+    assert_eq!(shop["total"]["bytes_out"], 1800, "{report}");
+    assert_eq!(shop["total"]["hit_requests"], 8, "{report}"); // 6 + 2 + 0
+    assert_eq!(shop["total"]["miss_requests"], 3, "{report}");
+    assert_eq!(shop["total"]["bytes_in"], 720, "{report}");
+    let points = shop["points"].as_array().expect("points");
+    assert_eq!(points.len(), 2, "{report}");
+    assert_eq!(points[0]["requests"], 17, "{report}");
+    assert_eq!(points[0]["start"], crate_rfc3339(t as i64), "{report}");
+    assert_eq!(series(&report, "gone")["total"]["requests"], 3, "{report}");
+    assert_eq!(report["total"]["requests"], 21, "{report}");
+    for (group, key, requests) in [
+        ("node", "wx-1-a", 17),
+        ("node", "wx-1-b", 4),
+        ("site", "wx-1", 21),
+        ("tenant", "demo", 21),
+    ] {
+        let r = api
+            .get(&format!("/v1/usage?{range}&group={group}&step=1d"))
+            .await
+            .ok(200);
+        assert_eq!(
+            series(&r, key)["total"]["requests"],
+            requests,
+            "{group}: {r}"
+        );
+    }
+    let by_month = api
+        .get(&format!("/v1/usage?{range}&step=month&service=shop"))
+        .await
+        .ok(200);
+    assert_eq!(by_month["total"]["requests"], 18, "{by_month}");
+    assert_eq!(by_month["series"].as_array().map(Vec::len), Some(1));
+
+    // Tenants read their own.
+    let demo = api.with_token(&common::tenant_key(api, "demo").await);
+    assert_eq!(
+        demo.get(&format!("/v1/usage?{range}")).await.ok(200)["total"]["requests"],
+        21
+    );
+    api.create("tenants", common::tenant("rival")).await;
+    let rival = api.with_token(&common::tenant_key(api, "rival").await);
+    assert_eq!(
+        rival.get(&format!("/v1/usage?{range}")).await.ok(200)["series"],
+        json!([])
+    );
+    rival
+        .get(&format!("/v1/usage?{range}&tenant=demo"))
+        .await
+        .err(403, "forbidden");
+    api.get(&format!("/v1/usage?{range}&group=planet"))
+        .await
+        .err(400, "bad_request");
+    api.get("/v1/usage?from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z&step=5m")
+        .await
+        .err(400, "bad_request");
+
+    // Refused on intake, changing nothing.
+    for (body, field) in [
+        (
+            beat(1, vec![sample("shop", t + 1, 1)]),
+            "meter.samples[0].start_ms",
+        ),
+        (
+            beat(
+                1,
+                vec![
+                    json!({"start_ms": t, "usage": {"service": "shop", "requests": 1,
+                "bytes_out": 0, "hit_requests": 1, "miss_requests": 1}}),
+                ],
+            ),
+            "meter.samples[0].usage",
+        ),
+        (beat(1 << 63, vec![sample("shop", t, 1)]), "meter.epoch"),
+        (
+            beat(1, vec![sample("Not An Id", t, 1)]),
+            "meter.samples[0].usage.service",
+        ),
+    ] {
+        api.post("/v1/nodes/wx-1-a/heartbeat", body)
+            .await
+            .err_field(422, "invalid", field);
+    }
+    api.create("nodes", common::node("dns-9", "nj-1", &["dns"]))
+        .await;
+    api.post(
+        "/v1/nodes/dns-9/heartbeat",
+        json!({"role": "dns", "meter": {"epoch": 1, "samples": [sample("shop", t, 1)]}}),
+    )
+    .await
+    .err_field(422, "invalid", "meter");
+    let again = api.get(&format!("/v1/usage?{range}&step=5m")).await.ok(200);
+    assert_eq!(again["total"]["requests"], 21, "{again}");
+
+    // The retention: samples before the cutoff go.
+    let mut conn = store.pool().acquire().await.expect("conn");
+    let (deleted, _) = lingjing_control::store::meter::maintain(
+        &mut conn,
+        store.backend(),
+        now_ms(),
+        t as i64 + 300_000,
+    )
+    .await
+    .expect("maintain");
+    assert_eq!(deleted, 3, "wx-1-a's two runs and wx-1-b's gone at t");
+    drop(conn);
+    let after = api.get(&format!("/v1/usage?{range}&step=5m")).await.ok(200);
+    assert_eq!(after["total"]["requests"], 1, "{after}");
+}
+
+fn series<'a>(report: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
+    report["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .find(|s| s["key"] == key)
+        .unwrap_or_else(|| panic!("no series {key}: {report}"))
+}
+
+fn crate_rfc3339(ms: i64) -> String {
+    lingjing_control::time::rfc3339_from_ms(ms)
+}

@@ -184,6 +184,8 @@ pub(crate) struct Pumped {
     pub result: Result<(), String>,
     /// The store copy, if it was kept to the end.
     pub copy: Option<StoreBuffer>,
+    /// Body bytes received.
+    pub received: u64,
 }
 
 /// Reads `fetched`'s body frame by frame into `sink`, keeping `copy` (the copy to store,
@@ -230,5 +232,9 @@ pub(crate) async fn pump(
         .tier(fetched.target.tier)
         .bytes_in
         .inc_by(received);
-    Pumped { result, copy }
+    Pumped {
+        result,
+        copy,
+        received,
+    }
 }

@@ -76,6 +76,19 @@ pub enum CacheResult {
 }
 
 impl CacheResult {
+    /// How metering counts it: hit, miss or pass.
+    pub fn served(self) -> crate::usage::Served {
+        use crate::usage::Served;
+        match self {
+            CacheResult::Hit
+            | CacheResult::Stale
+            | CacheResult::StaleIfError
+            | CacheResult::Revalidated => Served::Hit,
+            CacheResult::Miss | CacheResult::Collapsed => Served::Miss,
+            CacheResult::Pass | CacheResult::Error => Served::Pass,
+        }
+    }
+
     pub fn x_cache(self) -> &'static str {
         match self {
             CacheResult::Hit => "HIT",
@@ -239,7 +252,8 @@ fn finish(
     );
     let service = &ctx.route.service.id;
     ctx.route.counters.request(result.x_cache());
-    ctx.route.usage.request();
+    let served = result.served();
+    ctx.route.usage.request(served);
     // Body bytes are counted as they are written, whatever the framing: a chunked body
     // counts, an aborted download counts what was sent.
     let usage = ctx.route.usage.clone();
@@ -248,7 +262,7 @@ fn finish(
     watch.answered(res.status());
     let res = res.map(|b| {
         body::counted(b, move |n| {
-            usage.sent(n);
+            usage.sent(served, n);
             sent_bytes.inc_by(n);
             watch.sent(n);
         })
@@ -380,7 +394,8 @@ async fn pass(
     let body = if parts.method == Method::GET || parts.method == Method::HEAD {
         None
     } else {
-        body
+        let usage = ctx.route.usage.clone();
+        body.map(|b| body::counted(b, move |n| usage.received(n)))
     };
     match ctx
         .edge
@@ -410,10 +425,9 @@ async fn pass(
                     "fwd=bypass"
                 }),
             );
-            (
-                Response::from_parts(head, body::incoming(incoming)),
-                CacheResult::Pass,
-            )
+            let usage = ctx.route.usage.clone();
+            let incoming = body::counted(body::incoming(incoming), move |n| usage.received(n));
+            (Response::from_parts(head, incoming), CacheResult::Pass)
         }
         Err(e) => (bad_gateway(ctx, &e.to_string()), CacheResult::Error),
     }
@@ -538,6 +552,7 @@ async fn cached(ctx: &Ctx, parts: &Parts) -> (Response<Body>, CacheResult) {
             req_headers: parts.headers.clone(),
             key: cache_key.clone(),
             rule: rule_override.clone(),
+            usage: ctx.route.usage.clone(),
         };
         let edge = ctx.edge.clone();
         match crate::slice::respond(Arc::new(req), move |p| edge.cache_status(p)).await {
@@ -636,6 +651,7 @@ fn start_fill(
         key: cache_key.to_owned(),
         rule,
         stale: stored,
+        usage: ctx.route.usage.clone(),
     };
     tokio::spawn(async move {
         job.run().await;
@@ -659,6 +675,8 @@ struct FillJob {
     rule: RuleOverride,
     /// The stale stored response this fill revalidates.
     stale: Option<Arc<CachedResponse>>,
+    /// The service's counters (the body bytes received are counted there).
+    usage: Arc<crate::usage::UsageCounters>,
 }
 
 /// What [`FillJob::decide`] made of a response to stream (not a matching 304).
@@ -880,14 +898,16 @@ impl FillJob {
         };
         // The sink (and its direct channel) is dropped on return: the one reader of an
         // unshared body sees its end before the response is stored.
-        fetch::pump(
+        let pumped = fetch::pump(
             &self.edge,
             fetched,
             decision.copy,
             MAX_OBJECT_BYTES,
             &mut sink,
         )
-        .await
+        .await;
+        self.usage.received(pumped.received);
+        pumped
     }
 
     /// Stores the response when it arrived whole and may be stored; when it may not, a
@@ -900,7 +920,7 @@ impl FillJob {
         pumped: fetch::Pumped,
         epoch: u64,
     ) {
-        let fetch::Pumped { result, copy } = pumped;
+        let fetch::Pumped { result, copy, .. } = pumped;
         let (head, request_time, response_time) =
             (fetched.head, fetched.request_time, fetched.response_time);
         let kept = copy.is_some();

@@ -149,6 +149,8 @@ pub struct SliceRequest {
     /// The object's cache key.
     pub key: String,
     pub rule: RuleOverride,
+    /// The service's counters (the body bytes received are counted there).
+    pub usage: Arc<crate::usage::UsageCounters>,
 }
 
 /// What [`respond`] decided.
@@ -536,7 +538,9 @@ impl SliceFill<'_> {
             fill: self.fill,
             expected: bytes.expected,
         };
-        fetch::pump(edge, fetched, copy, bytes.expected, &mut sink).await
+        let pumped = fetch::pump(edge, fetched, copy, bytes.expected, &mut sink).await;
+        self.req.usage.received(pumped.received);
+        pumped
     }
 
     /// Stores the slice when it arrived complete and may be stored (`storing`: its
@@ -551,7 +555,7 @@ impl SliceFill<'_> {
         epoch: u64,
     ) {
         let req = self.req;
-        let fetch::Pumped { result, copy } = pumped;
+        let fetch::Pumped { result, copy, .. } = pumped;
         if let (Ok(()), Some((params, object_headers)), Some(body)) = (&result, storing, copy) {
             let whole = self.k == 0 && bytes.expected == bytes.total;
             let (status, headers, key) = if whole {

@@ -1,7 +1,8 @@
-//! Per-service traffic counters (requests, body bytes sent), counted lock-free on the hot
-//! path and taken by the agent to report to the control plane with each heartbeat. Body
-//! bytes are counted as the response body is written (`crate::body::counted`), so a
-//! chunked response counts and an aborted one counts what was sent.
+//! Per-service traffic counters (requests and body bytes sent, by cache hit, miss or pass;
+//! body bytes received), counted lock-free on the hot path and taken by the agent to
+//! report to the control plane with each heartbeat. Body bytes are counted as a body is
+//! written or read (`crate::body::counted`), so a chunked response counts and an aborted
+//! one counts what was sent.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,28 +11,72 @@ use std::sync::{Arc, Mutex};
 use lingjing_model::snapshot::UsageSample;
 use lingjing_model::snapshot::UsageSource;
 
+/// How a request was answered, for metering (`crate::proxy::CacheResult` folded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// From the cache: fresh, stale, or revalidated with the upstream.
+    Hit,
+    /// Fetched upstream to be cached.
+    Miss,
+    /// Passed through uncached, or failed.
+    Pass,
+}
+
 /// The counters of one service.
 #[derive(Debug, Default)]
 pub struct UsageCounters {
-    pub requests: AtomicU64,
-    pub bytes_out: AtomicU64,
+    /// Requests and body bytes sent, by [`Served`] (hit, miss, pass).
+    requests: [AtomicU64; 3],
+    bytes_out: [AtomicU64; 3],
+    /// Body bytes received: from clients and from upstream.
+    bytes_in: AtomicU64,
 }
 
 impl UsageCounters {
-    /// Counts a request and `bytes_out` body bytes sent.
-    pub fn record(&self, bytes_out: u64) {
-        self.request();
-        self.sent(bytes_out);
+    /// Counts a request answered as `served` and `bytes_out` body bytes sent.
+    pub fn record(&self, served: Served, bytes_out: u64) {
+        self.request(served);
+        self.sent(served, bytes_out);
     }
 
     /// Counts a request (its body bytes are counted as they are sent: [`Self::sent`]).
-    pub fn request(&self) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+    pub fn request(&self, served: Served) {
+        self.requests[served as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts body bytes written to a client.
-    pub fn sent(&self, bytes: u64) {
-        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+    /// Counts body bytes written to a client for a request answered as `served`.
+    pub fn sent(&self, served: Served, bytes: u64) {
+        self.bytes_out[served as usize].fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts body bytes received (from a client or from upstream).
+    pub fn received(&self, bytes: u64) {
+        self.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// What was counted since the last take, as `service`'s sample (counters kept).
+    pub fn counted(&self, service: &str) -> UsageSample {
+        self.read(service, |a| a.load(Ordering::Relaxed))
+    }
+
+    /// What was counted since the last call, as `service`'s sample (counters reset).
+    fn take(&self, service: &str) -> UsageSample {
+        self.read(service, |a| a.swap(0, Ordering::Relaxed))
+    }
+
+    fn read(&self, service: &str, swap: impl Fn(&AtomicU64) -> u64) -> UsageSample {
+        let requests = self.requests.each_ref().map(&swap);
+        let bytes_out = self.bytes_out.each_ref().map(&swap);
+        UsageSample {
+            service: service.to_owned(),
+            requests: requests.iter().fold(0u64, |a, b| a.saturating_add(*b)),
+            bytes_out: bytes_out.iter().fold(0u64, |a, b| a.saturating_add(*b)),
+            hit_requests: requests[Served::Hit as usize],
+            hit_bytes_out: bytes_out[Served::Hit as usize],
+            miss_requests: requests[Served::Miss as usize],
+            miss_bytes_out: bytes_out[Served::Miss as usize],
+            bytes_in: swap(&self.bytes_in),
+        }
     }
 }
 
@@ -54,15 +99,8 @@ impl UsageSource for UsageRegistry {
         let map = self.services.lock().unwrap_or_else(|e| e.into_inner());
         let mut out: Vec<UsageSample> = map
             .iter()
-            .filter_map(|(service, c)| {
-                let requests = c.requests.swap(0, Ordering::Relaxed);
-                let bytes_out = c.bytes_out.swap(0, Ordering::Relaxed);
-                (requests > 0 || bytes_out > 0).then(|| UsageSample {
-                    service: service.clone(),
-                    requests,
-                    bytes_out,
-                })
-            })
+            .map(|(service, c)| c.take(service))
+            .filter(|s| !s.is_empty())
             .collect();
         out.sort_by(|a, b| a.service.cmp(&b.service));
         out
@@ -77,15 +115,22 @@ mod tests {
     fn take_returns_and_resets_what_was_counted() {
         let reg = UsageRegistry::default();
         let a = reg.counters("a");
-        a.record(100);
-        a.record(50);
+        a.record(Served::Hit, 100);
+        a.record(Served::Miss, 50);
+        a.record(Served::Pass, 7);
+        a.received(60);
         reg.counters("b");
         assert_eq!(
             reg.take(),
             vec![UsageSample {
                 service: "a".into(),
-                requests: 2,
-                bytes_out: 150
+                requests: 3,
+                bytes_out: 157,
+                hit_requests: 1,
+                hit_bytes_out: 100,
+                miss_requests: 1,
+                miss_bytes_out: 50,
+                bytes_in: 60,
             }]
         );
         assert!(reg.take().is_empty());

@@ -11,6 +11,7 @@ pub mod erasure;
 pub mod ident;
 pub mod ipam;
 pub mod line;
+pub mod metering;
 pub mod node;
 pub mod origin_policy;
 pub mod pool;

@@ -309,6 +309,9 @@ pub struct Heartbeat {
     /// once (0: no usage report).
     #[serde(default)]
     pub usage_seq: u64,
+    /// Traffic per service and 5-minute interval, for metering and billing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meter: Option<MeterReport>,
     /// A storage node's disk.
     #[serde(default)]
     pub storage: Option<StorageReport>,
@@ -392,12 +395,81 @@ pub trait DefenceSource: Send + Sync + 'static {
 }
 
 /// Traffic of one service on one node over a reporting interval.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsageSample {
     pub service: String,
     pub requests: u64,
+    /// Response body bytes sent to clients.
     pub bytes_out: u64,
+    /// Of `requests`, those answered from the cache (fresh, stale or revalidated).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub hit_requests: u64,
+    /// Of `bytes_out`, those of cache hits.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub hit_bytes_out: u64,
+    /// Of `requests`, cache misses (fetched upstream to be cached). The rest passed
+    /// through uncached or failed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub miss_requests: u64,
+    /// Of `bytes_out`, those of cache misses.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub miss_bytes_out: u64,
+    /// Body bytes received for the service: request bodies from clients, and response
+    /// bodies from upstream (cache fills and passed-through responses).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bytes_in: u64,
+}
+
+impl UsageSample {
+    /// Adds `other`'s counts (same service) to these.
+    pub fn add(&mut self, other: &UsageSample) {
+        self.requests = self.requests.saturating_add(other.requests);
+        self.bytes_out = self.bytes_out.saturating_add(other.bytes_out);
+        self.hit_requests = self.hit_requests.saturating_add(other.hit_requests);
+        self.hit_bytes_out = self.hit_bytes_out.saturating_add(other.hit_bytes_out);
+        self.miss_requests = self.miss_requests.saturating_add(other.miss_requests);
+        self.miss_bytes_out = self.miss_bytes_out.saturating_add(other.miss_bytes_out);
+        self.bytes_in = self.bytes_in.saturating_add(other.bytes_in);
+    }
+
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.requests == 0 && self.bytes_out == 0 && self.bytes_in == 0
+    }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The length of a metering interval: samples are kept per wall-clock 5 minutes.
+pub const METER_INTERVAL_MS: u64 = 300_000;
+
+/// Most samples one heartbeat may carry in its metering report.
+pub const MAX_METER_SAMPLES: usize = 5_000;
+
+/// A data plane's metering: per service and wall-clock 5-minute interval, what it counted
+/// so far in that interval since its counters started (`epoch`). Totals, not increments:
+/// the control plane keeps the largest it has seen per (node, epoch, service, interval),
+/// so a report resent, repeated or arriving late is counted exactly once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MeterReport {
+    /// Names this run of the node's counters (random at start, below 2^63): a restarted
+    /// node's counts of an interval add to those of its previous run.
+    pub epoch: u64,
+    /// At most [`MAX_METER_SAMPLES`].
+    pub samples: Vec<MeterSample>,
+}
+
+/// One service's traffic on one node in one 5-minute interval (so far).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MeterSample {
+    /// The interval's start, ms since the Unix epoch (a multiple of 300,000).
+    pub start_ms: u64,
+    pub usage: UsageSample,
 }
 
 /// Where a data plane's agent gets the traffic it served, to report with heartbeats

@@ -45,6 +45,7 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
             zone: args.zone,
             health: Some(args.health.config()),
             storage: args.storage.policy(),
+            meter_retention_days: args.meter_retention_days,
             policy: args.trust.policy(&[])?,
         },
         http,

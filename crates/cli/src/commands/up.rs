@@ -65,6 +65,7 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
             health: Some(args.health.config()),
             // The demo origin is the one loopback endpoint tenants' origins may use.
             storage: args.storage.policy(),
+            meter_retention_days: lingjing_control::server::DEFAULT_METER_RETENTION_DAYS,
             policy: args.trust.policy(&[origin.addr().to_string()])?,
         },
         lingjing_control::server::HttpOptions {

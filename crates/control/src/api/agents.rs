@@ -199,6 +199,67 @@ fn check_defence_reports(beat: &Heartbeat) -> Result<(), ApiError> {
 /// Baseline samples come only from edge nodes: at most
 /// [`lingjing_model::defence::MAX_BASELINE_SAMPLES`], whole minutes (those in the future
 /// or older than the longest learning window, from a clock that is off, are skipped).
+/// A metering report: an edge's, at most [`MAX_METER_SAMPLES`] samples on 5-minute
+/// boundaries, each with counts a database holds and parts no larger than their whole.
+fn check_meter(beat: &Heartbeat) -> Result<(), ApiError> {
+    use lingjing_model::snapshot::{MAX_METER_SAMPLES, METER_INTERVAL_MS};
+    let Some(report) = &beat.meter else {
+        return Ok(());
+    };
+    if beat.role != Role::Edge {
+        return Err(ApiError::invalid(
+            "meter",
+            "only an edge node's heartbeat (role `edge`) carries metering",
+        ));
+    }
+    if i64::try_from(report.epoch).is_err() {
+        return Err(ApiError::invalid("meter.epoch", "must be below 2^63"));
+    }
+    if report.samples.len() > MAX_METER_SAMPLES {
+        return Err(ApiError::invalid(
+            "meter.samples",
+            format!("at most {MAX_METER_SAMPLES} samples per heartbeat"),
+        ));
+    }
+    for (i, s) in report.samples.iter().enumerate() {
+        let field = format!("meter.samples[{i}]");
+        lingjing_model::ident::check_id(&format!("{field}.usage.service"), &s.usage.service)
+            .map_err(ApiError::Invalid)?;
+        if s.start_ms % METER_INTERVAL_MS != 0 || i64::try_from(s.start_ms).is_err() {
+            return Err(ApiError::invalid(
+                format!("{field}.start_ms"),
+                "the start of a 5-minute interval (a multiple of 300000 ms)",
+            ));
+        }
+        let u = &s.usage;
+        let fits = [
+            u.requests,
+            u.bytes_out,
+            u.bytes_in,
+            u.hit_requests,
+            u.hit_bytes_out,
+            u.miss_requests,
+            u.miss_bytes_out,
+        ]
+        .iter()
+        .all(|n| i64::try_from(*n).is_ok());
+        let parts = u
+            .hit_requests
+            .checked_add(u.miss_requests)
+            .is_some_and(|n| n <= u.requests)
+            && u.hit_bytes_out
+                .checked_add(u.miss_bytes_out)
+                .is_some_and(|n| n <= u.bytes_out);
+        if !fits || !parts {
+            return Err(ApiError::invalid(
+                format!("{field}.usage"),
+                "counts below 2^63, hits and misses no more than the whole",
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_baseline(beat: &Heartbeat) -> Result<(), ApiError> {
     use lingjing_model::defence::MAX_BASELINE_SAMPLES;
     if beat.defence_baseline.is_empty() {
@@ -246,8 +307,32 @@ async fn heartbeat(
     }
     check_bucket_usage(&beat)?;
     check_defence_reports(&beat)?;
+    check_meter(&beat)?;
     let mut load = None;
     let now = crate::time::now_ms();
+    if let Some(report) = &beat.meter {
+        // Samples from the future (a clock ahead) or past the retention are skipped.
+        let oldest = now - i64::from(state.views.meter_retention_days) * 86_400_000;
+        let kept = lingjing_model::snapshot::MeterReport {
+            epoch: report.epoch,
+            samples: report
+                .samples
+                .iter()
+                .filter(|s| {
+                    let start = s.start_ms as i64;
+                    start <= now + 300_000 && start >= oldest
+                })
+                .cloned()
+                .collect(),
+        };
+        if kept.samples.len() < report.samples.len() {
+            tracing::warn!(node = %id, skipped = report.samples.len() - kept.samples.len(), "metering samples outside the retention or in the future skipped (is the node's clock right?)");
+        }
+        let unknown = crate::store::meter::record(&mut w.tx, &id, &node.site, &kept).await?;
+        if !unknown.is_empty() {
+            tracing::warn!(node = %id, services = ?unknown, "metering samples of unknown services skipped");
+        }
+    }
     if beat.usage_seq > 0 {
         if record_usage(&mut w.tx, &id, beat.usage_seq, &beat.usage, now).await? {
             crate::store::bucket_usage::record_traffic(&mut w.tx, &id, &beat.bucket_traffic, now)

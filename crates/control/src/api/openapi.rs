@@ -615,6 +615,36 @@ fn other_ops() -> Vec<Op> {
         .err("404", "No such service"),
         Op::new(
             HttpMethod::Get,
+            "/v1/usage",
+            "usage",
+            "metered_usage",
+            "Metered traffic (requests and bytes by cache hit, miss or pass; bytes in and out) from the edges' 5-minute samples, grouped and stepped; a tenant reads its own",
+        )
+        .query(
+            "from",
+            "Start, RFC 3339 (default: 24 hours before `to`)",
+            String::schema(),
+        )
+        .query(
+            "to",
+            "End, RFC 3339, exclusive (default: now)",
+            String::schema(),
+        )
+        .query(
+            "group",
+            "service (default), node, site or tenant",
+            String::schema(),
+        )
+        .query("step", "5m, 1h (default), 1d or month", String::schema())
+        .query("tenant", "Only this tenant's services", String::schema())
+        .query("service", "Only this service", String::schema())
+        .query("node", "Only this node", String::schema())
+        .query("site", "Only this site", String::schema())
+        .ok("200", "Usage", Some(schema_ref("UsageReport")))
+        .err("400", "A bad range, group or step, or too many points")
+        .err("403", "Another tenant's usage"),
+        Op::new(
+            HttpMethod::Get,
             "/v1/sla",
             "sla",
             "sla_report",
@@ -710,6 +740,14 @@ pub fn document() -> OpenApi {
     components = add_schema::<lingjing_model::storage_layout::LayoutNode>(components);
     components = add_schema::<lingjing_model::storage_layout::LayoutChange>(components);
     components = add_schema::<lingjing_model::storage_layout::NodeShare>(components);
+    components = add_schema::<lingjing_model::metering::UsageReport>(components);
+    components = add_schema::<lingjing_model::metering::UsageSeries>(components);
+    components = add_schema::<lingjing_model::metering::UsagePoint>(components);
+    components = add_schema::<lingjing_model::metering::UsageCounts>(components);
+    components = add_schema::<lingjing_model::metering::UsageGroup>(components);
+    components = add_schema::<lingjing_model::metering::UsageStep>(components);
+    components = add_schema::<lingjing_model::snapshot::MeterReport>(components);
+    components = add_schema::<lingjing_model::snapshot::MeterSample>(components);
     components = add_schema::<lingjing_model::snapshot::BucketOrigin>(components);
     components = add_schema::<lingjing_model::snapshot::BucketUsage>(components);
     components = add_schema::<lingjing_model::snapshot::BucketStored>(components);

@@ -20,6 +20,7 @@ pub mod hostnames;
 pub mod ipam;
 pub mod lines;
 mod load;
+pub mod meter;
 pub mod nodes;
 pub mod purges;
 pub mod records;

@@ -109,6 +109,7 @@ pub async fn serve_store_with(
         zone: DEFAULT_ZONE.to_owned(),
         health: None,
         storage: Default::default(),
+        meter_retention_days: lingjing_control::server::DEFAULT_METER_RETENTION_DAYS,
         policy,
     };
     let handle = serve(config, store).await.expect("serve");

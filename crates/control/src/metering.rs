@@ -1,0 +1,37 @@
+//! Metering upkeep: once at start and then every hour, the samples past the retention
+//! are removed and (PostgreSQL) the coming months' partitions made
+//! (`store::meter::maintain`). Intake is in the heartbeat handler (`api::agents`), reads
+//! in `api::usage`.
+
+use std::time::Duration;
+
+use crate::api::AppState;
+
+/// Runs [`pass`] now and every `every`.
+pub async fn maintain_loop(state: AppState, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        if let Err(e) = pass(&state).await {
+            tracing::warn!(error = %e, "metering: upkeep failed; retried next hour");
+        }
+    }
+}
+
+/// One upkeep pass.
+pub async fn pass(state: &AppState) -> Result<(), crate::error::StoreError> {
+    let now = crate::time::now_ms();
+    let cutoff = now - i64::from(state.views.meter_retention_days) * 86_400_000;
+    let mut w = state.store.write(false).await?;
+    let backend = state.store.backend();
+    let (deleted, dropped) = crate::store::meter::maintain(&mut w.tx, backend, now, cutoff).await?;
+    w.commit().await?;
+    if deleted > 0 || dropped > 0 {
+        tracing::info!(
+            deleted,
+            partitions_dropped = dropped,
+            "metering: samples past the retention removed"
+        );
+    }
+    Ok(())
+}
