@@ -34,6 +34,17 @@ impl Caller {
             )),
         }
     }
+
+    /// The operator, or tenant `tenant` itself.
+    pub fn require_tenant_or_operator(&self, tenant: &str) -> Result<(), ApiError> {
+        match self {
+            Caller::Operator => Ok(()),
+            Caller::Tenant(t) if t == tenant => Ok(()),
+            Caller::Tenant(t) => Err(ApiError::Forbidden(format!(
+                "this API key belongs to tenant `{t}`: it reads only its own"
+            ))),
+        }
+    }
 }
 
 pub fn sha256_hex(s: &str) -> String {

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod billing;
 pub mod bucket_origins;
 pub mod challenge;
 pub mod context;

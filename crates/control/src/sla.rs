@@ -89,6 +89,39 @@ pub fn all_down_ms(nodes: &[&[(i64, i64)]], from: i64, to: i64) -> i64 {
     total
 }
 
+/// The intervals within `[from, to)` during which every one of `nodes` was down (none
+/// when `nodes` is empty: nothing may serve, which is no outage of a running service).
+pub fn all_down_intervals(nodes: &[&[(i64, i64)]], from: i64, to: i64) -> Vec<(i64, i64)> {
+    if nodes.is_empty() {
+        return Vec::new();
+    }
+    let mut edges: Vec<(i64, i32)> = Vec::new();
+    for intervals in nodes {
+        for &(a, b) in *intervals {
+            let (a, b) = (a.max(from), b.min(to));
+            if a < b {
+                edges.push((a, 1));
+                edges.push((b, -1));
+            }
+        }
+    }
+    // Ends before starts at the same moment: touching intervals do not overlap.
+    edges.sort_by_key(|&(t, d)| (t, d));
+    let everyone = nodes.len() as i32;
+    let (mut down, mut since, mut out) = (0i32, from, Vec::new());
+    for (t, d) in edges {
+        let was = down == everyone;
+        down += d;
+        let is = down == everyone;
+        if !was && is {
+            since = t;
+        } else if was && !is && since < t {
+            out.push((since, t));
+        }
+    }
+    out
+}
+
 /// One availability entry.
 pub fn entry(
     kind: &'static str,
@@ -182,6 +215,20 @@ mod tests {
         assert_eq!(all_down_ms(&[&a, &b], 0, 1000), 100);
         assert_eq!(all_down_ms(&[&a], 0, 1000), 300);
         assert_eq!(all_down_ms(&[], 0, 1000), 0);
+    }
+
+    #[test]
+    fn all_down_intervals_are_those_where_every_node_was_down() {
+        let a = [(100, 400), (700, 800)];
+        let b = [(300, 600), (750, 900)];
+        assert_eq!(
+            all_down_intervals(&[&a, &b], 0, 1000),
+            vec![(300, 400), (750, 800)]
+        );
+        assert_eq!(all_down_intervals(&[&a], 0, 350), vec![(100, 350)]);
+        assert!(all_down_intervals(&[], 0, 1000).is_empty());
+        // Touching, not overlapping.
+        assert!(all_down_intervals(&[&[(0, 10)], &[(10, 20)]], 0, 100).is_empty());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Usage reports ride on heartbeats: summed per service, counted once per sequence number
 //! (a resent report is not double-counted), readable per service by its tenant only; and
 //! they set each node's load share, which the DNS snapshot carries for capacity steering.
+//! Metering (5-minute totals, counted once) and billing (plans, runs, invoices, credit
+//! notes) from those samples, on SQLite and PostgreSQL.
 
 mod common;
 
@@ -341,4 +343,324 @@ fn series<'a>(report: &'a serde_json::Value, key: &str) -> &'a serde_json::Value
 
 fn crate_rfc3339(ms: i64) -> String {
     lingjing_control::time::rfc3339_from_ms(ms)
+}
+
+/// A plan with a 10 Mbps commit (1000), overage at 20 per Mbps of the 95th percentile of
+/// out, 6% tax, and a 99.90% SLA (10% credit below it, 25% below 99.0%).
+fn cdn_plan() -> serde_json::Value {
+    json!({"id": "cdn-std", "name": "CDN standard", "currency": "CNY", "tax_rate": "0.06",
+        "cdn": {"kind": "percentile95", "direction": "out", "commit_mbps": "10",
+                "commit_fee": "1000", "overage_per_mbps": "20"},
+        "sla": {"target_percent": "99.90", "schedule": [
+            {"below_percent": "99.90", "credit_percent": "10"},
+            {"below_percent": "99.0", "credit_percent": "25"}]}})
+}
+
+/// Billing a closed month from metered samples and recorded health: the 95th
+/// percentile of a known month of samples, a two-hour outage that breaks 99.90% and
+/// credits that tenant only, a rerun that changes nothing (even with more samples), credit
+/// notes as the one correction, drafts for the running month, tenant scoping.
+#[tokio::test]
+async fn a_closed_month_is_billed_once_with_the_95th_percentile_and_sla_credits_sqlite() {
+    let (mut plane, api) = common::start_seeded().await;
+    let store = plane.handle.as_ref().expect("running").store().clone();
+    billing(&api, &store).await;
+    plane.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_closed_month_is_billed_once_with_the_95th_percentile_and_sla_credits_postgres() {
+    lingjing_control::testing::with_scratch_postgres("billing", |url| async move {
+        let store = lingjing_control::Store::open(&url).await.expect("store");
+        let (handle, api) = common::serve_store(store).await;
+        common::seed_topology(&api).await;
+        let store = handle.store().clone();
+        billing(&api, &store).await;
+        handle.shutdown().await.expect("shutdown");
+    })
+    .await;
+}
+
+async fn billing(api: &common::Api, store: &std::sync::Arc<lingjing_control::Store>) {
+    use lingjing_billing::Month;
+    let now = now_ms();
+    let this = Month::of_ms(now);
+    let last = Month::of_ms(this.start_ms() - 1);
+
+    // Plans: checked, then tenants put on them.
+    let mut bad = cdn_plan();
+    bad["currency"] = json!("yuan");
+    api.post("/v1/plans", bad)
+        .await
+        .err_field(422, "invalid", "currency");
+    api.post("/v1/plans", cdn_plan()).await.ok(201);
+    api.post("/v1/plans", cdn_plan())
+        .await
+        .err(409, "already_exists");
+    api.put("/v1/tenants/demo/plan", json!({"plan": "nope"}))
+        .await
+        .err_field(422, "invalid", "plan");
+    api.put("/v1/tenants/demo/plan", json!({"plan": "cdn-std"}))
+        .await
+        .ok(200);
+    // Rival serves from its own site, which stays up.
+    api.create("tenants", common::tenant("rival")).await;
+    api.create(
+        "sites",
+        common::site("nj-2", "cn-js-nanjing", &["telecom"], None),
+    )
+    .await;
+    api.create("nodes", common::node("nj-2-a", "nj-2", &["edge"]))
+        .await;
+    let mut rsvc = common::service("rsvc", "rival", &["www.rival.example"]);
+    rsvc["steering"] = json!({"sites": ["nj-2"]});
+    api.create("services", rsvc).await;
+    let mut shop = common::service("shop", "demo", &["www.demo.example"]);
+    shop["steering"] = json!({"sites": ["wx-1"]});
+    api.put("/v1/services/shop", shop).await.ok(200);
+    api.put("/v1/tenants/rival/plan", json!({"plan": "cdn-std"}))
+        .await
+        .ok(200);
+    api.delete("/v1/plans/cdn-std").await.err(409, "in_use");
+
+    // Last month, every interval: sample i sends (i+1) x 375,000 bytes, (i+1) x 0.01
+    // Mbps, in order of time; reported by one node in two heartbeats.
+    let intervals = last.intervals() as u64;
+    let start = last.start_ms() as u64;
+    let samples: Vec<serde_json::Value> = (0..intervals)
+        .map(|i| {
+            json!({"start_ms": start + i * 300_000, "usage": {"service": "shop",
+                "requests": 1, "bytes_out": (i + 1) * 375_000}})
+        })
+        .collect();
+    for chunk in samples.chunks(5_000) {
+        api.post(
+            "/v1/nodes/wx-1-a/heartbeat",
+            json!({"role": "edge", "meter": {"epoch": 3, "samples": chunk}}),
+        )
+        .await
+        .ok(204);
+    }
+    // Both of shop's nodes down for two hours, ten days into the month.
+    {
+        let down = last.start_ms() + 10 * 86_400_000;
+        let mut w = store.write(true).await.expect("write");
+        for node in ["wx-1-a", "wx-1-b"] {
+            for (at, healthy) in [(down, false), (down + 7_200_000, true)] {
+                lingjing_control::store::health::record_change(
+                    &mut w.tx,
+                    node,
+                    healthy,
+                    &crate_rfc3339(at),
+                    at,
+                    "test",
+                )
+                .await
+                .expect("health");
+            }
+        }
+        w.commit().await.expect("commit");
+    }
+
+    let run = api
+        .post("/v1/billing/runs", json!({"month": last.to_string()}))
+        .await
+        .ok(200);
+    assert_eq!(run["closed"], true, "{run}");
+    let lines = run["invoices"].as_array().expect("invoices");
+    assert_eq!(lines.len(), 2, "{run}");
+    let demo_number = format!("INV-{}{:02}-demo", last.year, last.month);
+    // By hand: the 95th drops the top 5% (432 of 8,640; 446 of 8,928) and bills the
+    // next: (n - dropped) x 0.01 Mbps. Overage above 10 at 20; the 2-hour outage is
+    // below 99.90% (e.g. 99.7222% of 30 days): 10% credit; 6% tax on the rest.
+    let n = i64::from(last.intervals());
+    let p95_cents = n - n * 5 / 100; // in 0.01 Mbps
+    let overage = rust_decimal::Decimal::new((p95_cents - 1000) * 20, 2);
+    let subtotal = rust_decimal::Decimal::from(1000) + overage;
+    let credit = lingjing_billing::round_money(subtotal / rust_decimal::Decimal::from(10));
+    let tax = lingjing_billing::round_money((subtotal - credit) * rust_decimal::Decimal::new(6, 2));
+    let total = subtotal - credit + tax;
+    let demo = lines.iter().find(|l| l["tenant"] == "demo").expect("demo");
+    assert_eq!(demo["outcome"], "issued", "{run}");
+    assert_eq!(demo["number"], demo_number.as_str());
+    assert_eq!(demo["total"], total.to_string(), "{run}");
+    let rival = lines
+        .iter()
+        .find(|l| l["tenant"] == "rival")
+        .expect("rival");
+    assert_eq!(
+        rival["total"], "1060.00",
+        "commit and tax, no credit: {run}"
+    );
+
+    let invoice = api
+        .get(&format!("/v1/invoices/{demo_number}"))
+        .await
+        .ok(200);
+    assert_eq!(invoice["kind"], "invoice");
+    let body = &invoice["invoice"];
+    let overage_line = body["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .find(|l| l["unit"] == "Mbps")
+        .expect("overage line");
+    let basis = overage_line["basis"].as_str().expect("basis");
+    assert!(
+        basis.contains(&format!("of {n} five-minute samples"))
+            && basis.contains(&format!("top {} dropped", n * 5 / 100)),
+        "{basis}"
+    );
+    let credit_line = body["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .find(|l| l["category"] == "credit")
+        .expect("credit line");
+    assert_eq!(credit_line["amount"], (-credit).to_string(), "{invoice}");
+    assert!(
+        body["uptime"][0]["percent"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("99.7")),
+        "{invoice}"
+    );
+    let rival_invoice = api
+        .get(&format!(
+            "/v1/invoices/INV-{}{:02}-rival",
+            last.year, last.month
+        ))
+        .await
+        .ok(200);
+    assert!(
+        !rival_invoice["invoice"]["lines"]
+            .as_array()
+            .expect("lines")
+            .iter()
+            .any(|l| l["category"] == "credit"),
+        "{rival_invoice}"
+    );
+    let csv = api
+        .get(&format!("/v1/invoices/{demo_number}?format=csv"))
+        .await
+        .ok(200);
+    assert!(
+        csv.as_str().is_some_and(
+            |c| c.starts_with("category,description,quantity,unit,unit_price,amount,basis")
+        ),
+        "{csv}"
+    );
+    let html = api
+        .get(&format!("/v1/invoices/{demo_number}?format=html"))
+        .await
+        .ok(200);
+    assert!(
+        html.as_str()
+            .is_some_and(|h| h.contains(&demo_number) && h.contains("<html")),
+        "{html}"
+    );
+
+    // A rerun of the closed month changes nothing, even with late samples arriving.
+    api.post(
+        "/v1/nodes/wx-1-b/heartbeat",
+        json!({"role": "edge", "meter": {"epoch": 1, "samples": [
+            {"start_ms": start, "usage": {"service": "shop", "requests": 1, "bytes_out": 999_000_000_000u64}}]}}),
+    )
+    .await
+    .ok(204);
+    let again = api
+        .post("/v1/billing/runs", json!({"month": last.to_string()}))
+        .await
+        .ok(200);
+    for l in again["invoices"].as_array().expect("invoices") {
+        assert_eq!(l["outcome"], "unchanged", "{again}");
+    }
+    assert_eq!(
+        api.get(&format!("/v1/invoices/{demo_number}"))
+            .await
+            .ok(200),
+        invoice
+    );
+
+    // The correction: a credit note, at most what is left.
+    api.post(
+        &format!("/v1/invoices/{demo_number}/credit-notes"),
+        json!({"amount": "1000000", "reason": "too much"}),
+    )
+    .await
+    .err_field(422, "invalid", "amount");
+    let note = api
+        .post(
+            &format!("/v1/invoices/{demo_number}/credit-notes"),
+            json!({"amount": "100", "reason": "goodwill"}),
+        )
+        .await
+        .ok(201);
+    assert_eq!(note["kind"], "credit_note");
+    assert_eq!(note["invoice"]["total"], "-100.00", "{note}");
+    assert_eq!(note["refers_to"], demo_number.as_str());
+
+    // The running month: drafts, replaced by each run.
+    for _ in 0..2 {
+        let draft = api
+            .post("/v1/billing/runs", json!({"month": this.to_string()}))
+            .await
+            .ok(200);
+        assert_eq!(draft["closed"], false, "{draft}");
+        assert!(
+            draft["invoices"]
+                .as_array()
+                .expect("invoices")
+                .iter()
+                .all(|l| l["outcome"] == "drafted"),
+            "{draft}"
+        );
+    }
+    let drafts = api
+        .get(&format!("/v1/invoices?month={this}&tenant=demo"))
+        .await
+        .ok(200);
+    assert_eq!(drafts.as_array().map(Vec::len), Some(1), "{drafts}");
+    let draft_number = drafts[0]["invoice"]["number"].as_str().expect("number");
+    api.post(
+        &format!("/v1/invoices/{draft_number}/credit-notes"),
+        json!({"amount": "1", "reason": "no"}),
+    )
+    .await
+    .err(409, "not_final");
+    api.post(
+        "/v1/billing/runs",
+        json!({"month": this.next().to_string()}),
+    )
+    .await
+    .err(400, "bad_request");
+    api.post("/v1/billing/runs", json!({"month": "2026-13"}))
+        .await
+        .err_field(422, "invalid", "month");
+
+    // Tenants: their own invoices and plan, no runs.
+    let rival_api = api.with_token(&common::tenant_key(api, "rival").await);
+    rival_api
+        .get(&format!("/v1/invoices/{demo_number}"))
+        .await
+        .err(404, "not_found");
+    let own = rival_api.get("/v1/invoices").await.ok(200);
+    assert!(
+        own.as_array()
+            .expect("array")
+            .iter()
+            .all(|r| r["invoice"]["tenant"] == "rival"),
+        "{own}"
+    );
+    rival_api
+        .post("/v1/billing/runs", json!({"month": last.to_string()}))
+        .await
+        .err(403, "forbidden");
+    assert_eq!(
+        rival_api.get("/v1/tenants/rival/plan").await.ok(200)["plan"],
+        "cdn-std"
+    );
+    rival_api
+        .get("/v1/tenants/demo/plan")
+        .await
+        .err(403, "forbidden");
 }

@@ -2,6 +2,7 @@
 //! turns malformed input into 400/422 answers naming the field.
 
 mod agents;
+pub mod billing;
 mod crud;
 pub mod defence;
 pub mod hostnames;
@@ -106,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .merge(purges::routes())
         .merge(defence::routes())
         .merge(usage::routes())
+        .merge(billing::routes())
         .merge(sla::routes())
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -543,6 +543,118 @@ fn other_ops() -> Vec<Op> {
         .err("422", "Invalid rule, or too many rules"),
         Op::new(
             HttpMethod::Get,
+            "/v1/plans",
+            "billing",
+            "list_plans",
+            "Price plans (a tenant: the plan it is on)",
+        )
+        .ok("200", "Plans", Some(array_of("Plan"))),
+        Op::new(
+            HttpMethod::Post,
+            "/v1/plans",
+            "billing",
+            "create_plan",
+            "Create a price plan: CDN by 95th percentile or transfer with commit and overage, storage per GB-month, requests and egress, colocation per cabinet, kW and committed bandwidth, tax, SLA credits (operator)",
+        )
+        .body("application/json", schema_ref("Plan"))
+        .ok("201", "Created", Some(schema_ref("Plan")))
+        .err("409", "A plan with that id exists")
+        .err("422", "Invalid plan (the field is named)"),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/plans/{id}",
+            "billing",
+            "get_plan",
+            "Show a plan",
+        )
+        .ok("200", "The plan", Some(schema_ref("Plan")))
+        .err("404", "No such plan"),
+        Op::new(
+            HttpMethod::Put,
+            "/v1/plans/{id}",
+            "billing",
+            "replace_plan",
+            "Replace a plan (invoices made keep their prices; later runs use the new ones)",
+        )
+        .body("application/json", schema_ref("Plan"))
+        .ok("200", "Replaced", Some(schema_ref("Plan")))
+        .err("404", "No such plan")
+        .err("422", "Invalid plan"),
+        Op::new(
+            HttpMethod::Delete,
+            "/v1/plans/{id}",
+            "billing",
+            "delete_plan",
+            "Delete a plan no tenant is on",
+        )
+        .ok("204", "Deleted", None)
+        .err("404", "No such plan")
+        .err("409", "Tenants are on it"),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/tenants/{id}/plan",
+            "billing",
+            "get_tenant_plan",
+            "The plan a tenant is on",
+        )
+        .ok("200", "The plan's id, or null", Some(schema_ref("TenantPlan")))
+        .err("404", "No such tenant"),
+        Op::new(
+            HttpMethod::Put,
+            "/v1/tenants/{id}/plan",
+            "billing",
+            "set_tenant_plan",
+            "Put a tenant on a plan (null: none, not billed) (operator)",
+        )
+        .body("application/json", schema_ref("TenantPlan"))
+        .ok("200", "Set", Some(schema_ref("TenantPlan")))
+        .err("404", "No such tenant")
+        .err("422", "No such plan"),
+        Op::new(
+            HttpMethod::Post,
+            "/v1/billing/runs",
+            "billing",
+            "run_billing",
+            "Bill a month for every tenant on a plan: an ended month gets final invoices, made once (a rerun changes nothing); the current month gets drafts (operator)",
+        )
+        .body("application/json", schema_ref("RunRequest"))
+        .ok("200", "What each tenant got", Some(schema_ref("RunResult")))
+        .err("400", "The month has not begun")
+        .err("422", "Not a month (YYYY-MM)"),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/invoices",
+            "billing",
+            "list_invoices",
+            "Invoices, drafts and credit notes (a tenant: its own)",
+        )
+        .query("tenant", "Only this tenant's", String::schema())
+        .query("month", "Only this month (YYYY-MM)", String::schema())
+        .ok("200", "Invoices, by month then number", Some(array_of("InvoiceRecord"))),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/invoices/{number}",
+            "billing",
+            "get_invoice",
+            "One invoice: each line's quantity, unit, unit price, amount and how the quantity was computed",
+        )
+        .query("format", "json (default), csv or html (a printable page)", String::schema())
+        .ok("200", "The invoice", Some(schema_ref("InvoiceRecord")))
+        .err("404", "No such invoice"),
+        Op::new(
+            HttpMethod::Post,
+            "/v1/invoices/{number}/credit-notes",
+            "billing",
+            "credit_invoice",
+            "Correct a final invoice with a credit note (operator)",
+        )
+        .body("application/json", schema_ref("CreditRequest"))
+        .ok("201", "The credit note", Some(schema_ref("InvoiceRecord")))
+        .err("404", "No such invoice")
+        .err("409", "Not a final invoice")
+        .err("422", "An amount above what is left, or no reason"),
+        Op::new(
+            HttpMethod::Get,
             "/v1/defence/rules",
             "defence",
             "list_defence_rules",
@@ -741,6 +853,28 @@ pub fn document() -> OpenApi {
     components = add_schema::<lingjing_model::storage_layout::LayoutChange>(components);
     components = add_schema::<lingjing_model::storage_layout::NodeShare>(components);
     components = add_schema::<lingjing_model::metering::UsageReport>(components);
+    components = add_schema::<lingjing_billing::Plan>(components);
+    components = add_schema::<lingjing_billing::CdnRate>(components);
+    components = add_schema::<lingjing_billing::StorageRate>(components);
+    components = add_schema::<lingjing_billing::ColocationRate>(components);
+    components = add_schema::<lingjing_billing::BandwidthCommit>(components);
+    components = add_schema::<lingjing_billing::SlaTerms>(components);
+    components = add_schema::<lingjing_billing::CreditStep>(components);
+    components = add_schema::<lingjing_billing::Direction>(components);
+    components = add_schema::<lingjing_billing::Invoice>(components);
+    components = add_schema::<lingjing_billing::Line>(components);
+    components = add_schema::<lingjing_billing::Category>(components);
+    components = add_schema::<lingjing_billing::Uptime>(components);
+    components = add_schema::<lingjing_billing::Outage>(components);
+    components = add_schema::<lingjing_billing::Month>(components);
+    components = add_schema::<crate::store::billing::InvoiceRecord>(components);
+    components = add_schema::<crate::store::billing::InvoiceKind>(components);
+    components = add_schema::<crate::billing::RunResult>(components);
+    components = add_schema::<crate::billing::RunLine>(components);
+    components = add_schema::<crate::billing::Outcome>(components);
+    components = add_schema::<super::billing::TenantPlan>(components);
+    components = add_schema::<super::billing::RunRequest>(components);
+    components = add_schema::<super::billing::CreditRequest>(components);
     components = add_schema::<lingjing_model::metering::UsageSeries>(components);
     components = add_schema::<lingjing_model::metering::UsagePoint>(components);
     components = add_schema::<lingjing_model::metering::UsageCounts>(components);

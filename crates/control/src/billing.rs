@@ -1,0 +1,217 @@
+//! Billing runs: for each tenant on a plan, the month's usage gathered from the store
+//! (metered CDN traffic per 5-minute interval, storage samples and traffic, the outages
+//! of the nodes that serve its services) and rated by `lingjing_billing::rate`. A month
+//! that has ended gets final invoices, once: a tenant that already has one keeps it
+//! unchanged (re-running a closed month changes nothing; a correction is a credit note).
+//! The month still running gets drafts, replaced by each run.
+
+use std::collections::BTreeMap;
+
+use lingjing_billing::{Category, Month, Outage, Sample, Usage};
+use lingjing_model::metering::UsageGroup;
+use lingjing_model::{Node, NodeRole, Service};
+use serde::{Deserialize, Serialize};
+use sqlx::AnyConnection;
+use utoipa::ToSchema;
+
+use crate::api::AppState;
+use crate::error::{ApiError, StoreError};
+use crate::store::billing::{self as store, InvoiceKind, InvoiceRecord};
+use crate::store::list_docs;
+
+/// What a run did for one tenant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A final invoice was made.
+    Issued,
+    /// The tenant already had its final invoice: nothing changed.
+    Unchanged,
+    /// The month is still running: a draft was (re)made.
+    Drafted,
+}
+
+/// One tenant's invoice in a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunLine {
+    pub tenant: String,
+    pub number: String,
+    pub outcome: Outcome,
+    pub currency: String,
+    #[schema(value_type = String)]
+    pub total: rust_decimal::Decimal,
+}
+
+/// What `POST /v1/billing/runs` answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunResult {
+    #[schema(value_type = String, example = "2026-11")]
+    pub month: Month,
+    /// The month had ended: its invoices are final.
+    pub closed: bool,
+    pub invoices: Vec<RunLine>,
+}
+
+/// The invoice number of `tenant`'s `month` (`INV-202611-shop`; drafts `DRAFT-...`).
+pub fn number(kind: InvoiceKind, tenant: &str, month: Month) -> String {
+    let prefix = match kind {
+        InvoiceKind::Invoice => "INV",
+        InvoiceKind::Draft => "DRAFT",
+        InvoiceKind::CreditNote => "CN",
+    };
+    format!("{prefix}-{:04}{:02}-{tenant}", month.year, month.month)
+}
+
+/// Rates `month` for every tenant on a plan (see the module docs).
+pub async fn run(state: &AppState, month: Month, now_ms: i64) -> Result<RunResult, ApiError> {
+    if month.start_ms() > now_ms {
+        return Err(ApiError::BadRequest(format!(
+            "{month} has not begun: bill an ended month, or the current one for drafts"
+        )));
+    }
+    let closed = now_ms >= month.end_ms();
+    let mut conn = state.store.pool().acquire().await?;
+    let plans = store::tenant_plans(&mut conn).await?;
+    let mut invoices = Vec::new();
+    for (tenant, plan_id) in plans {
+        let month_name = month.to_string();
+        if closed && let Some(done) = store::final_invoice(&mut conn, &tenant, &month_name).await? {
+            invoices.push(line(&done, Outcome::Unchanged));
+            continue;
+        }
+        let Some(plan) = store::get_plan(&mut conn, &plan_id).await? else {
+            continue;
+        };
+        let usage = tenant_usage(&mut conn, &tenant, month).await?;
+        let kind = if closed {
+            InvoiceKind::Invoice
+        } else {
+            InvoiceKind::Draft
+        };
+        let invoice =
+            lingjing_billing::rate(&tenant, &number(kind, &tenant, month), month, &plan, &usage);
+        let record = InvoiceRecord {
+            kind,
+            issued: crate::time::rfc3339_from_ms(now_ms),
+            refers_to: None,
+            reason: None,
+            invoice,
+        };
+        let mut w = state.store.write(false).await?;
+        let written = store::put_invoice(&mut w.tx, &record, now_ms).await?;
+        w.commit().await?;
+        if !written {
+            // Another run issued it meanwhile: that one stands.
+            if let Some(done) = store::final_invoice(&mut conn, &tenant, &month_name).await? {
+                invoices.push(line(&done, Outcome::Unchanged));
+            }
+            continue;
+        }
+        let outcome = if closed {
+            Outcome::Issued
+        } else {
+            Outcome::Drafted
+        };
+        tracing::info!(tenant = %tenant, month = %month, number = %record.invoice.number, total = %record.invoice.total, ?outcome, "billing: invoice made");
+        invoices.push(line(&record, outcome));
+    }
+    Ok(RunResult {
+        month,
+        closed,
+        invoices,
+    })
+}
+
+fn line(record: &InvoiceRecord, outcome: Outcome) -> RunLine {
+    RunLine {
+        tenant: record.invoice.tenant.clone(),
+        number: record.invoice.number.clone(),
+        outcome,
+        currency: record.invoice.currency.clone(),
+        total: record.invoice.total,
+    }
+}
+
+/// What `tenant` used in `month`, as the rater takes it.
+pub async fn tenant_usage(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    month: Month,
+) -> Result<Usage, StoreError> {
+    let (from, to) = (month.start_ms(), month.end_ms());
+    let filter = crate::store::meter::Filter {
+        tenant: Some(tenant.to_owned()),
+        ..Default::default()
+    };
+    let metered =
+        crate::store::meter::series(conn, UsageGroup::Tenant, 300_000, from, to, &filter).await?;
+    let cdn = metered
+        .into_values()
+        .flatten()
+        .map(|(start_ms, c)| Sample {
+            start_ms,
+            bytes_in: c.bytes_in,
+            bytes_out: c.bytes_out,
+        })
+        .collect();
+    let (storage_requests, storage_egress_bytes) =
+        store::storage_traffic(conn, tenant, from, to).await?;
+    Ok(Usage {
+        cdn,
+        storage_stored_bytes: store::stored_samples(conn, tenant, from, to).await?,
+        storage_requests,
+        storage_egress_bytes,
+        outages: cdn_outages(conn, tenant, from, to).await?,
+        ..Usage::default()
+    })
+}
+
+/// The intervals in `[from, to)` when one of `tenant`'s services had no node up that may
+/// serve it (its edge sites, or its fallback sites), from the recorded health changes.
+pub async fn cdn_outages(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<Outage>, StoreError> {
+    let services: Vec<Service> = list_docs::<Service>(conn)
+        .await?
+        .into_iter()
+        .filter(|s| s.tenant == tenant)
+        .collect();
+    if services.is_empty() {
+        return Ok(Vec::new());
+    }
+    let changes = crate::store::health::health_changes(conn, to).await?;
+    let nodes: Vec<Node> = list_docs::<Node>(conn).await?;
+    let empty = Vec::new();
+    let down: BTreeMap<&str, Vec<(i64, i64)>> = nodes
+        .iter()
+        .map(|n| {
+            let c = changes.get(&n.id).unwrap_or(&empty);
+            (n.id.as_str(), crate::sla::down_intervals(c, from, to))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for service in &services {
+        let s = &service.steering;
+        let members: Vec<&[(i64, i64)]> = nodes
+            .iter()
+            .filter(|n| {
+                let edge_here = n.roles.contains(&NodeRole::Edge)
+                    && (s.sites.is_empty() || s.sites.contains(&n.site));
+                edge_here || s.fallback_sites.contains(&n.site)
+            })
+            .filter_map(|n| down.get(n.id.as_str()).map(Vec::as_slice))
+            .collect();
+        for (start_ms, end_ms) in crate::sla::all_down_intervals(&members, from, to) {
+            out.push(Outage {
+                category: Category::Cdn,
+                start_ms,
+                end_ms,
+                what: format!("service {} (no node that serves it was up)", service.id),
+            });
+        }
+    }
+    Ok(out)
+}
