@@ -43,7 +43,7 @@
 #
 # Ports (all 127.0.0.1, away from `lingjing up`'s 7800-7810, 15300, 17700-17953,
 # 18080-19090 and bench/cdn.sh's 18000-18011): ours gateway 18100 (admin 18101), storage
-# nodes 18102-18104 (18102-18107 with OURS_EC); Garage S3 18110-18112, RPC 18113-18115;
+# nodes 18102-18104 (18102-18107 with OURS_EC, 18102-18109 with OURS_EC_SITES=4); Garage S3 18110-18112, RPC 18113-18115;
 # s3s-fs 18120.
 #
 # Tools: s3load is built with cargo on first use (bench/s3/loadgen, standalone project);
@@ -68,6 +68,11 @@
 #   LINGJING_BIN [target/dist/lingjing]   our binary (cargo build --profile dist -p lingjing)
 #   BUILD_OURS [0]                        1: cargo build --profile dist -p lingjing first
 #   OURS_ARGS []                          extra flags for `lingjing s3`
+#   DISK_CHECK_OBJECTS [8]                at the end of each turn, that many 64 MiB objects
+#                                         more, and the data directory's growth over their
+#                                         bytes: raw disk per stored byte (0: skip)
+#   OURS_EC_SITES [3]                     with OURS_EC: sites (3 or 4), two nodes in each;
+#                                         6+2 over 4 sites survives a site on 1.33x disk
 #   OURS_EC []                            e.g. 4+2: ours runs six storage nodes, two in each
 #                                         of the three sites, and erasure-codes blocks of
 #                                         128 KiB and more (`--erasure OURS_EC`) instead of
@@ -107,6 +112,8 @@ GET_OBJECTS_MEDIUM=${GET_OBJECTS_MEDIUM:-32}
 GET_OBJECTS_LARGE=${GET_OBJECTS_LARGE:-6}
 CLIENT_THREADS=${CLIENT_THREADS:-2}
 SERVERS=${SERVERS:-ours garage s3s-fs}
+OURS_EC_SITES=${OURS_EC_SITES:-3}
+DISK_CHECK_OBJECTS=${DISK_CHECK_OBJECTS:-8}
 LINGJING_BIN=${LINGJING_BIN:-$ROOT/target/dist/lingjing}
 BUILD_OURS=${BUILD_OURS:-0}
 TOOLS_DIR=${TOOLS_DIR:-/work/bench-tools}
@@ -128,7 +135,7 @@ REGION=us-east-1
 BUCKET=bench
 PORT_OURS=18100
 PORT_OURS_ADMIN=18101
-PORT_OURS_ST=(18102 18103 18104 18105 18106 18107)
+PORT_OURS_ST=(18102 18103 18104 18105 18106 18107 18108 18109)
 PORT_GARAGE_S3=(18110 18111 18112)
 PORT_GARAGE_RPC=(18113 18114 18115)
 PORT_S3S=18120
@@ -326,7 +333,13 @@ start_ours() {
         echo "$ACCESS_KEY $SECRET_KEY bench" >"$d/keys")
     local sites=(site-a site-b site-c) redundancy=(--replicas 3)
     if [[ -n ${OURS_EC:-} ]]; then
-        sites=(site-a site-b site-c site-a site-b site-c)
+        # Two nodes in each of OURS_EC_SITES sites: round-robin placement puts m shards
+        # in a site for K+M = 2 x sites (4+2 over 3 sites, 6+2 over 4).
+        local letters=(a b c d) n
+        sites=()
+        for ((n = 0; n < 2 * OURS_EC_SITES; n++)); do
+            sites+=("site-${letters[n % OURS_EC_SITES]}")
+        done
         redundancy=(--erasure "$OURS_EC")
     fi
     for i in "${!sites[@]}"; do
@@ -574,9 +587,31 @@ bench_turn() {
         R["$srv|mem/$size|all_hwm_kib"]=$sum
         log "$srv: peak RSS (MiB) during the $(size_label "$size") runs: ${each%, }; sum $(fmt_mib "$sum")"
     done
+    disk_check "$srv"
     R["$srv|data_kib"]=$(du -sk "$RUN/$srv" 2>/dev/null | awk '{print $1}')
     stop_server
     rm -rf "${RUN:?}/$srv"
+}
+
+# disk_check SRV: raw disk per stored byte: what the server's data directory grows by
+# when DISK_CHECK_OBJECTS more objects of 64 MiB (unique content) are stored, over their
+# bytes. Not timed.
+disk_check() {
+    local srv=$1 before after n=$DISK_CHECK_OBJECTS
+    ((n > 0)) || return 0
+    sync
+    before=$(du -sk "$RUN/$srv" 2>/dev/null | awk '{print $1}')
+    if ! timeout 900 "$S3LOAD_BIN" fill --endpoint "$ADDR:$(server_port "$srv")" --bucket "$BUCKET" \
+        --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" --region "$REGION" \
+        --prefix diskcheck --size $((64 * 1024 * 1024)) --objects "$n" --concurrency 4 \
+        --threads "$CLIENT_THREADS" >"$RUN/disk-$srv-$RUN_NO.txt" 2>&1; then
+        log "$srv: disk check: writing failed"
+        return 0
+    fi
+    sync
+    after=$(du -sk "$RUN/$srv" 2>/dev/null | awk '{print $1}')
+    R["$srv|raw_per_byte"]=$(awk -v b="$before" -v a="$after" -v n="$n" 'BEGIN {printf "%.3f", (a - b) / (n * 65536)}')
+    log "$srv: raw disk per stored byte: ${R["$srv|raw_per_byte"]} ($n x 64 MiB stored: $(((after - before) / 1024)) MiB on disk)"
 }
 
 # bench_server SRV: one turn of SRV in run RUN_NO (waits for a quiet machine first).
@@ -704,6 +739,11 @@ report() {
     for srv in $SERVERS; do
         [[ ${R["$srv|died"]:-0} == 1 ]] && echo "  $srv: a server process exited during a turn (see its log)"
     done
+    if ((DISK_CHECK_OBJECTS > 0)); then
+        printf 'raw disk per stored byte (%d x 64 MiB more, data directory growth):' "$DISK_CHECK_OBJECTS"
+        for srv in $SERVERS; do printf ' %s %s;' "$srv" "${R["$srv|raw_per_byte"]:-n/a}"; done
+        echo
+    fi
     echo "errors: summed over the runs. $(busy_note)"
 }
 

@@ -111,10 +111,18 @@ pub struct CabinetUse {
     pub site: String,
     /// Contracted power, kW.
     pub contracted_kw: Decimal,
+    /// The share of the cabinet held (its units over the cabinet's: 1 for all of it):
+    /// the cabinet line is for this share of a cabinet-month.
+    #[serde(default = "one")]
+    pub units_share: Decimal,
     /// Start of the assignment, ms since the Unix epoch.
     pub from_ms: i64,
     /// End of the assignment (exclusive), ms since the Unix epoch.
     pub to_ms: i64,
+}
+
+fn one() -> Decimal {
+    Decimal::ONE
 }
 
 /// An interval `[start_ms, end_ms)` when a category's service was down for the tenant.
@@ -442,7 +450,9 @@ fn cabinet_lines(rate: &ColocationRate, month: Month, cabinet: &CabinetUse) -> V
         return Vec::new();
     }
     let (assigned_ms, month_ms) = (Decimal::from(to - from), Decimal::from(month.duration_ms()));
-    let share = round_quantity(ratio(assigned_ms, month_ms));
+    let month_share = ratio(assigned_ms, month_ms);
+    let share = round_quantity(month_share);
+    let cabinet_share = round_quantity(month_share.saturating_mul(cabinet.units_share));
     let kw_months = round_quantity(ratio(
         cabinet.contracted_kw.saturating_mul(assigned_ms),
         month_ms,
@@ -458,13 +468,21 @@ fn cabinet_lines(rate: &ColocationRate, month: Month, cabinet: &CabinetUse) -> V
     );
     let name = format!("{} ({})", cabinet.cabinet, cabinet.site);
     let kw = cabinet.contracted_kw.normalize();
+    let cabinet_basis = if cabinet.units_share == Decimal::ONE {
+        period.clone()
+    } else {
+        format!(
+            "{period}; × {} of the cabinet's units = {cabinet_share}",
+            cabinet.units_share.normalize()
+        )
+    };
     let mut lines = vec![line(
         Category::Colocation,
         format!("Cabinet {name}"),
-        share,
+        cabinet_share,
         "cabinet-month",
         rate.per_cabinet_month,
-        period.clone(),
+        cabinet_basis,
     )];
     if kw_months > Decimal::ZERO {
         lines.push(line(
@@ -627,6 +645,7 @@ mod tests {
                     cabinet: "A01".into(),
                     site: "bj-1".into(),
                     contracted_kw: d("5"),
+                    units_share: Decimal::ONE,
                     from_ms: 0,
                     to_ms: i64::MAX,
                 },
@@ -634,6 +653,7 @@ mod tests {
                     cabinet: "A02".into(),
                     site: "bj-1".into(),
                     contracted_kw: d("4"),
+                    units_share: Decimal::ONE,
                     from_ms: half_month,
                     to_ms: i64::MAX,
                 },
@@ -641,6 +661,7 @@ mod tests {
                     cabinet: "Z99".into(),
                     site: "sh-1".into(),
                     contracted_kw: d("4"),
+                    units_share: Decimal::ONE,
                     from_ms: 0,
                     to_ms: NOVEMBER.start_ms(),
                 },
@@ -905,6 +926,7 @@ mod tests {
                 cabinet: "B07".into(),
                 site: "sh-1".into(),
                 contracted_kw: d("3"),
+                units_share: Decimal::ONE,
                 from_ms: start,
                 to_ms: start + HOUR_MS,
             }],

@@ -104,6 +104,224 @@ pub enum Command {
     /// Traffic defence: rules (allow, block, limit) and the attacks edge nodes detected.
     #[command(subcommand)]
     Defence(DefenceCmd),
+    /// Metered traffic (requests and bytes by cache hit or miss, bytes in and out) per
+    /// service, node, site or tenant over a time range.
+    Usage(UsageArgs),
+    /// Price plans, and which plan each tenant is on.
+    #[command(subcommand)]
+    Plan(PlanCmd),
+    /// Billing runs: a month's invoices for every tenant on a plan.
+    #[command(subcommand)]
+    Bill(BillCmd),
+    /// Invoices, drafts and credit notes.
+    #[command(subcommand)]
+    Invoice(InvoiceCmd),
+    /// Colocation cabinets: rack units, power, tenants' assignments and cross-connects.
+    #[command(subcommand)]
+    Cabinet(CabinetCmd),
+    /// The operator's costs per site (bandwidth contracts, cabinets, power, fixed costs).
+    #[command(subcommand)]
+    Cost(CostCmd),
+    /// Recorded outages of sites' uplinks (colocation SLA).
+    #[command(subcommand)]
+    Incident(IncidentCmd),
+    /// Reports: `report segments --month`.
+    #[command(subcommand)]
+    Report(ReportCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CabinetCmd {
+    #[command(flatten)]
+    Resource(ResourceCmd<CabinetAdd>),
+    /// Assign a cabinet (or a range of its units) to a tenant from a day on.
+    Assign {
+        cabinet: String,
+        tenant: String,
+        /// First-last unit, e.g. 1-10 (default: the whole cabinet).
+        #[arg(long)]
+        units: Option<String>,
+        /// Power billed in watts (default: the cabinet's, shared by units).
+        #[arg(long)]
+        power_watts: Option<u32>,
+        /// First day (YYYY-MM-DD, UTC; default today).
+        #[arg(long)]
+        from: Option<String>,
+        /// The day it ends (exclusive; default open-ended).
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// End a tenant's open assignments of a cabinet on a day (default today).
+    Release {
+        cabinet: String,
+        tenant: String,
+        #[arg(long)]
+        on: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CabinetAdd {
+    #[arg(long)]
+    pub site: Option<String>,
+    /// The room (data hall), e.g. hall-1.
+    #[arg(long)]
+    pub room: Option<String>,
+    #[arg(long, default_value_t = 42)]
+    pub rack_units: u16,
+    /// Contracted power in watts (5000 = 5 kW).
+    #[arg(long)]
+    pub contracted_watts: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CostCmd {
+    #[command(alias = "ls")]
+    List,
+    /// Create or replace a cost from a JSON or TOML file (its `id` names it).
+    Set {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    Rm {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentCmd {
+    /// Incidents of the last 31 days (or --from/--to).
+    #[command(alias = "ls")]
+    List {
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Record a site's uplinks down from --start to --end (RFC 3339).
+    Add {
+        id: String,
+        #[arg(long)]
+        site: String,
+        #[arg(long)]
+        start: String,
+        #[arg(long)]
+        end: String,
+        #[arg(long)]
+        what: String,
+    },
+    Rm {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCmd {
+    /// Revenue, cost and gross margin per segment and per site.
+    Segments {
+        /// YYYY-MM (default: this month).
+        #[arg(long)]
+        month: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// Start (RFC 3339; default 24 hours before --to).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End (RFC 3339, exclusive; default now).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// service, node, site or tenant.
+    #[arg(long, default_value = "service")]
+    pub group: String,
+    /// 5m, 1h, 1d or month.
+    #[arg(long, default_value = "1h")]
+    pub step: String,
+    #[arg(long)]
+    pub tenant: Option<String>,
+    #[arg(long)]
+    pub service: Option<String>,
+    #[arg(long)]
+    pub node: Option<String>,
+    #[arg(long)]
+    pub site: Option<String>,
+    /// Each step on its own line, not only the totals.
+    #[arg(long)]
+    pub steps: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCmd {
+    /// List the plans (a tenant: the one it is on).
+    #[command(alias = "ls")]
+    List,
+    /// Show one.
+    Show { id: String },
+    /// Create one from a JSON or TOML file ("-" for stdin).
+    Add {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// Replace one from a JSON or TOML file (invoices made keep their prices).
+    Replace {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// Delete one no tenant is on.
+    Rm { id: String },
+    /// Put a tenant on a plan (--none: on none, not billed).
+    Assign {
+        tenant: String,
+        #[arg(required_unless_present = "none")]
+        plan: Option<String>,
+        #[arg(long, conflicts_with = "plan")]
+        none: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BillCmd {
+    /// Bill a month: an ended one gets final invoices, made once (a rerun changes
+    /// nothing); the running one gets drafts. Prints each invoice.
+    Run {
+        /// YYYY-MM (default: the current month, drafts).
+        #[arg(long)]
+        month: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InvoiceCmd {
+    /// List invoices, drafts and credit notes.
+    #[command(alias = "ls")]
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        /// YYYY-MM.
+        #[arg(long)]
+        month: Option<String>,
+    },
+    /// Show one: as a table, or --format json, csv or html (a printable page).
+    Show {
+        number: String,
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Write it to this file instead of the terminal.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+    /// Correct a final invoice with a credit note.
+    Credit {
+        number: String,
+        /// How much, in the invoice's currency, e.g. 12.50.
+        #[arg(long)]
+        amount: String,
+        /// Why (printed on the credit note).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -101,6 +101,50 @@ pub fn columns(kind: &str) -> &'static [(&'static str, &'static str)] {
             ("ORIGIN", "/origin"),
             ("EXPIRES (ms)", "/expires_ms"),
         ],
+        "cabinets" => &[
+            ("ID", "/id"),
+            ("SITE", "/site"),
+            ("ROOM", "/room"),
+            ("UNITS", "/rack_units"),
+            ("CONTRACT W", "/contracted_watts"),
+            ("MEASURED W", "/measured_watts"),
+            ("STATUS", "/status"),
+            ("WARNINGS", "/warnings"),
+        ],
+        "costs" => &[
+            ("ID", "/id"),
+            ("SITE", "/site"),
+            ("SEGMENT", "/segment"),
+            ("DESCRIPTION", "/description"),
+            ("KIND", "/basis/kind"),
+            ("MONTHLY", "/basis/monthly"),
+            ("PER MBPS", "/basis/price_per_mbps"),
+        ],
+        "incidents" => &[
+            ("ID", "/id"),
+            ("SITE", "/site"),
+            ("START", "/start"),
+            ("END", "/end"),
+            ("WHAT", "/what"),
+        ],
+        "plans" => &[
+            ("ID", "/id"),
+            ("NAME", "/name"),
+            ("CURRENCY", "/currency"),
+            ("TAX", "/tax_rate"),
+            ("CDN", "/cdn/kind"),
+            ("SLA %", "/sla/target_percent"),
+        ],
+        "invoices" => &[
+            ("NUMBER", "/invoice/number"),
+            ("KIND", "/kind"),
+            ("TENANT", "/invoice/tenant"),
+            ("MONTH", "/invoice/month"),
+            ("CURRENCY", "/invoice/currency"),
+            ("TOTAL", "/invoice/total"),
+            ("ISSUED", "/issued"),
+            ("REFERS TO", "/refers_to"),
+        ],
         "defence-events" => &[
             ("ID", "/id"),
             ("SERVICE", "/service"),
@@ -142,7 +186,7 @@ fn cell(v: Option<&Value>) -> String {
     }
 }
 
-fn table() -> Table {
+pub fn table() -> Table {
     let mut t = Table::new();
     t.load_preset(NOTHING);
     t
@@ -182,4 +226,20 @@ pub fn print_one(item: &Value, json: bool) {
         t.add_row(vec![Cell::new(k), Cell::new(text)]);
     }
     println!("{t}");
+}
+
+/// `n` bytes in binary units, e.g. `1.5 GiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }

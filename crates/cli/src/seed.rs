@@ -76,3 +76,90 @@ pub async fn seed(c: &Client, t: &DemoTopology) -> Result<usize, ClientError> {
     }
     Ok(created)
 }
+
+/// The demo price plan: CDN by the 95th percentile of traffic out (10 Mbps committed),
+/// object storage by GB-month, requests and egress, 6% tax, and a 99.90% SLA.
+pub fn demo_plan() -> Value {
+    json!({
+        "id": "demo-standard",
+        "name": "Demo standard (CDN 95th percentile + storage)",
+        "currency": "CNY",
+        "tax_rate": "0.06",
+        "cdn": {"kind": "percentile95", "direction": "max", "commit_mbps": "10",
+                "commit_fee": "800.00", "overage_per_mbps": "12.00"},
+        "storage": {"per_gb_month": "0.12", "per_10k_requests": "0.01", "egress_per_gb": "0.50"},
+        "sla": {"target_percent": "99.90", "schedule": [
+            {"below_percent": "99.90", "credit_percent": "10"},
+            {"below_percent": "99.00", "credit_percent": "25"}]}
+    })
+}
+
+/// The demo colocation plan: per cabinet-month and contracted kW-month, 6% tax, 99.90%.
+pub fn demo_colocation_plan() -> Value {
+    json!({
+        "id": "demo-colocation",
+        "name": "Demo colocation (cabinet + power)",
+        "currency": "CNY",
+        "tax_rate": "0.06",
+        "colocation": {"per_cabinet_month": "4500.00", "per_kw_month": "600.00"},
+        "sla": {"target_percent": "99.90", "schedule": [
+            {"below_percent": "99.90", "credit_percent": "10"},
+            {"below_percent": "99.00", "credit_percent": "25"}]}
+    })
+}
+
+/// Puts `tenant` on `plan` unless it is on one already; true when it was put.
+async fn ensure_plan(c: &Client, tenant: &str, plan: &str) -> Result<bool, ClientError> {
+    let on: Value = c.get(&format!("/v1/tenants/{tenant}/plan")).await?;
+    if on["plan"].is_null() {
+        c.put::<_, Value>(
+            &format!("/v1/tenants/{tenant}/plan"),
+            &json!({"plan": plan}),
+        )
+        .await?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// Seeds billing: the demo plans; tenant `demo` on the CDN plan; a colocation tenant
+/// (`colo-demo`) holding a cabinet and half of another at `nanjing-1` since the first of
+/// this month, on the colocation plan; and the sites' costs (a hall lease, power, and a
+/// transit contract priced by the 95th percentile). True when anything was created.
+pub async fn seed_billing(c: &Client) -> Result<bool, ClientError> {
+    let mut created = ensure(c, "plans", "demo-standard", &demo_plan()).await?;
+    created |= ensure(c, "plans", "demo-colocation", &demo_colocation_plan()).await?;
+    created |= ensure_plan(c, "demo", "demo-standard").await?;
+    let tenant = json!({"id": "colo-demo", "name": "Colocation demo customer"});
+    created |= ensure(c, "tenants", "colo-demo", &tenant).await?;
+    created |= ensure_plan(c, "colo-demo", "demo-colocation").await?;
+    let now = time::OffsetDateTime::now_utc();
+    let first = format!("{:04}-{:02}-01", now.year(), u8::from(now.month()));
+    for (id, units) in [("nanjing-1-a01", None), ("nanjing-1-a02", Some([1, 21]))] {
+        let mut a = json!({"tenant": "colo-demo", "from": first});
+        if let Some(u) = units {
+            a["units"] = json!(u);
+        }
+        let cabinet = json!({"id": id, "site": "nanjing-1", "room": "hall-1", "rack_units": 42,
+            "contracted_watts": 6000, "assignments": [a]});
+        created |= ensure(c, "cabinets", id, &cabinet).await?;
+    }
+    let have: Vec<Value> = c.get("/v1/costs").await?;
+    if have.is_empty() {
+        for cost in [
+            json!({"id": "nanjing-1-lease", "site": "nanjing-1", "segment": "idc",
+                "description": "Hall lease and cooling", "basis": {"kind": "flat", "monthly": "3000.00"}}),
+            json!({"id": "nanjing-1-power", "site": "nanjing-1", "segment": "idc",
+                "description": "Utility power", "basis": {"kind": "flat", "monthly": "2400.00"}}),
+            json!({"id": "wuxi-1-transit", "site": "wuxi-1",
+                "description": "Telecom transit (95th percentile)",
+                "basis": {"kind": "percentile95", "direction": "max", "price_per_mbps": "8.00",
+                          "commit_mbps": "50"}}),
+        ] {
+            let id = cost["id"].as_str().unwrap_or_default().to_owned();
+            c.put::<_, Value>(&format!("/v1/costs/{id}"), &cost).await?;
+        }
+        created = true;
+    }
+    Ok(created)
+}

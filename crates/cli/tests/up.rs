@@ -341,6 +341,28 @@ fn up_seeds_once_and_serves_operator_commands() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(reported >= 3, "usage reported: {reported} requests");
+    // The same traffic is metered per 5-minute interval, and tenant demo (on the seeded
+    // plan) gets this month's draft invoice from it.
+    let metered = lingjing(
+        &data,
+        &url,
+        &["usage", "--group", "tenant", "--step", "5m", "--json"],
+    );
+    let metered: serde_json::Value = serde_json::from_str(&metered).expect("usage json");
+    assert!(
+        metered["total"]["requests"].as_u64() >= Some(3),
+        "{metered}"
+    );
+    let bill = lingjing(&data, &url, &["bill", "run"]);
+    assert!(
+        bill.contains("DRAFT-") && bill.contains("CDN commit") && bill.contains("drafts"),
+        "{bill}"
+    );
+    let segments = lingjing(&data, &url, &["report", "segments"]);
+    assert!(
+        segments.contains("edge") && segments.contains("idc"),
+        "{segments}"
+    );
     let sites = lingjing(&data, &url, &["site", "list"]);
     for site in ["wuxi-1", "suqian-1", "taizhou-1", "nanjing-1"] {
         assert!(sites.contains(site), "{site} missing from:\n{sites}");

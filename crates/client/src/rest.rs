@@ -128,6 +128,15 @@ impl Client {
         Self::json(self.send(self.request(Method::GET, path)).await?).await
     }
 
+    /// `GET path` as text (CSV, HTML).
+    pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        Ok(self
+            .send(self.request(Method::GET, path))
+            .await?
+            .text()
+            .await?)
+    }
+
     /// `POST path` with a JSON body, decoded.
     pub async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,

@@ -7,9 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use lingjing_billing::{Category, Month, Outage, Sample, Usage};
+use lingjing_billing::{CabinetUse, Category, Month, Outage, Sample, Usage};
+use lingjing_model::colocation::Cabinet;
 use lingjing_model::metering::UsageGroup;
 use lingjing_model::{Node, NodeRole, Service};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
 use utoipa::ToSchema;
@@ -156,14 +158,232 @@ pub async fn tenant_usage(
         .collect();
     let (storage_requests, storage_egress_bytes) =
         store::storage_traffic(conn, tenant, from, to).await?;
+    let cabinets = cabinet_uses(conn, tenant, from, to).await?;
+    let mut outages = cdn_outages(conn, tenant, from, to).await?;
+    outages.extend(colocation_outages(conn, &cabinets, from, to).await?);
     Ok(Usage {
         cdn,
         storage_stored_bytes: store::stored_samples(conn, tenant, from, to).await?,
         storage_requests,
         storage_egress_bytes,
-        outages: cdn_outages(conn, tenant, from, to).await?,
+        cabinets,
+        outages,
         ..Usage::default()
     })
+}
+
+/// `tenant`'s cabinet assignments touching `[from, to)`.
+pub async fn cabinet_uses(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<CabinetUse>, StoreError> {
+    let mut out = Vec::new();
+    for cabinet in list_docs::<Cabinet>(conn).await? {
+        for a in cabinet.assignments.iter().filter(|a| a.tenant == tenant) {
+            let Some((start, end)) = a.period_ms() else {
+                continue;
+            };
+            if end <= from || start >= to {
+                continue;
+            }
+            let (first, last) = a.unit_range(cabinet.rack_units);
+            let units = Decimal::from(last - first + 1) / Decimal::from(cabinet.rack_units.max(1));
+            let name = match a.units {
+                Some([f, l]) => format!("{} units {f}-{l}", cabinet.id),
+                None => cabinet.id.clone(),
+            };
+            out.push(CabinetUse {
+                cabinet: name,
+                site: cabinet.site.clone(),
+                contracted_kw: Decimal::new(i64::from(a.watts(&cabinet)), 3),
+                units_share: units,
+                from_ms: start,
+                to_ms: end,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The incidents at the sites of `cabinets` while the tenant held them.
+async fn colocation_outages(
+    conn: &mut AnyConnection,
+    cabinets: &[CabinetUse],
+    from: i64,
+    to: i64,
+) -> Result<Vec<Outage>, StoreError> {
+    let mut out = Vec::new();
+    for (incident, start, end) in crate::store::colocation::incidents(conn, from, to).await? {
+        for c in cabinets.iter().filter(|c| c.site == incident.site) {
+            let (a, b) = (start.max(c.from_ms), end.min(c.to_ms));
+            if a < b {
+                out.push(Outage {
+                    category: Category::Colocation,
+                    start_ms: a,
+                    end_ms: b,
+                    what: format!(
+                        "site {}: {} (incident {})",
+                        incident.site, incident.what, incident.id
+                    ),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The segment report of `month`: revenue from its invoices (final ones, else drafts;
+/// credit notes included; tax left out), split into segments by line category (credits
+/// pro rata), and into sites by the tenant's CDN traffic per site (edge) and cabinets
+/// per site (IDC); the operator's costs per site.
+pub async fn segments(
+    conn: &mut AnyConnection,
+    month: Month,
+) -> Result<lingjing_billing::SegmentReport, ApiError> {
+    use lingjing_billing::{Segment, SiteTraffic};
+    let (from, to) = (month.start_ms(), month.end_ms());
+    let records = store::list_invoices(conn, None, Some(&month.to_string())).await?;
+    let finals: std::collections::BTreeSet<String> = records
+        .iter()
+        .filter(|r| r.kind == InvoiceKind::Invoice)
+        .map(|r| r.invoice.tenant.clone())
+        .collect();
+    let mut currency: Option<String> = None;
+    // Per tenant: (edge, idc) revenue, credits and credit notes spread pro rata.
+    let mut per_tenant: BTreeMap<String, (Decimal, Decimal)> = BTreeMap::new();
+    for r in &records {
+        if r.kind == InvoiceKind::Draft && finals.contains(&r.invoice.tenant) {
+            continue;
+        }
+        match &currency {
+            None => currency = Some(r.invoice.currency.clone()),
+            Some(c) if *c != r.invoice.currency => {
+                return Err(ApiError::conflict(
+                    "mixed_currencies",
+                    format!(
+                        "{month}'s invoices are in {c} and {}: one report per currency is not supported",
+                        r.invoice.currency
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+        let entry = per_tenant.entry(r.invoice.tenant.clone()).or_default();
+        let mut edge = Decimal::ZERO;
+        let mut idc = Decimal::ZERO;
+        let mut credits = Decimal::ZERO;
+        for l in &r.invoice.lines {
+            match l.category {
+                Category::Cdn | Category::Storage => edge += l.amount,
+                Category::Colocation => idc += l.amount,
+                Category::Credit => credits += l.amount,
+                Category::Tax => {}
+            }
+        }
+        if r.kind == InvoiceKind::CreditNote {
+            // Spread over the tenant's split so far (evenly when it has none).
+            let (e, i) = *entry;
+            let whole = e + i;
+            let share = if whole.is_zero() {
+                Decimal::new(5, 1)
+            } else {
+                e / whole
+            };
+            entry.0 += credits * share;
+            entry.1 += credits - credits * share;
+            continue;
+        }
+        let whole = edge + idc;
+        let edge_credit = if whole.is_zero() {
+            Decimal::ZERO
+        } else {
+            credits * edge / whole
+        };
+        entry.0 += edge + edge_credit;
+        entry.1 += idc + (credits - edge_credit);
+    }
+    let mut revenue = Vec::new();
+    for (tenant, (edge, idc)) in per_tenant {
+        let filter = crate::store::meter::Filter {
+            tenant: Some(tenant.clone()),
+            ..Default::default()
+        };
+        let by_site =
+            crate::store::meter::series(conn, UsageGroup::Site, to - from, from, to, &filter)
+                .await?;
+        let bytes: BTreeMap<String, u64> = by_site
+            .into_iter()
+            .map(|(site, steps)| (site, steps.values().map(|c| c.bytes_out).sum()))
+            .collect();
+        revenue.extend(split(Segment::Edge, edge, &bytes));
+        let mut months: BTreeMap<String, u64> = BTreeMap::new();
+        for c in cabinet_uses(conn, &tenant, from, to).await? {
+            let ms = (c.to_ms.min(to) - c.from_ms.max(from)).max(0) as u64;
+            *months.entry(c.site).or_default() += ms;
+        }
+        revenue.extend(split(Segment::Idc, idc, &months));
+    }
+    let costs: Vec<lingjing_billing::CostItem> = crate::store::colocation::costs(conn)
+        .await?
+        .into_iter()
+        .map(|c| lingjing_billing::CostItem {
+            site: c.site,
+            segment: c.segment,
+            description: c.description,
+            basis: c.basis,
+        })
+        .collect();
+    let everyone = crate::store::meter::Filter::default();
+    let traffic: Vec<SiteTraffic> =
+        crate::store::meter::series(conn, UsageGroup::Site, 300_000, from, to, &everyone)
+            .await?
+            .into_iter()
+            .map(|(site, steps)| SiteTraffic {
+                site,
+                samples: steps
+                    .into_iter()
+                    .map(|(start_ms, c)| Sample {
+                        start_ms,
+                        bytes_in: c.bytes_in,
+                        bytes_out: c.bytes_out,
+                    })
+                    .collect(),
+            })
+            .collect();
+    let currency = currency.unwrap_or_else(|| "CNY".to_owned());
+    Ok(lingjing_billing::segment_report(
+        month, &currency, &revenue, &costs, &traffic,
+    ))
+}
+
+/// `amount` of `segment` split over sites by `weights` (none: not attributable).
+fn split(
+    segment: lingjing_billing::Segment,
+    amount: Decimal,
+    weights: &BTreeMap<String, u64>,
+) -> Vec<lingjing_billing::Revenue> {
+    let total: u64 = weights.values().sum();
+    if amount.is_zero() {
+        return Vec::new();
+    }
+    if total == 0 {
+        return vec![lingjing_billing::Revenue {
+            segment,
+            site: None,
+            amount,
+        }];
+    }
+    weights
+        .iter()
+        .filter(|(_, w)| **w > 0)
+        .map(|(site, w)| lingjing_billing::Revenue {
+            segment,
+            site: Some(site.clone()),
+            amount: amount * Decimal::from(*w) / Decimal::from(total),
+        })
+        .collect()
 }
 
 /// The intervals in `[from, to)` when one of `tenant`'s services had no node up that may

@@ -664,3 +664,148 @@ async fn billing(api: &common::Api, store: &std::sync::Arc<lingjing_control::Sto
         .await
         .err(403, "forbidden");
 }
+
+/// Colocation: cabinets (no unit held twice, power over the contract warned of) billed
+/// per cabinet-month and kW-month, prorated by units; an incident at the site credits
+/// its colocation tenant; the segment report puts that revenue and the site's costs
+/// (flat, and a bandwidth contract at its commit) in the IDC segment.
+#[tokio::test]
+async fn colocation_is_billed_and_the_segment_report_adds_up() {
+    use lingjing_billing::Month;
+    let (mut plane, api) = common::start_seeded().await;
+    let last = Month::of_ms(Month::of_ms(now_ms()).start_ms() - 1);
+    let day1 = format!("{last}-01");
+    api.post(
+        "/v1/plans",
+        json!({"id": "colo", "name": "Colocation", "currency": "CNY", "tax_rate": "0",
+            "colocation": {"per_cabinet_month": "3000", "per_kw_month": "200"},
+            "sla": {"target_percent": "99.90", "schedule": [
+                {"below_percent": "99.90", "credit_percent": "10"}]}}),
+    )
+    .await
+    .ok(201);
+    api.create("tenants", common::tenant("idc1")).await;
+    api.put("/v1/tenants/idc1/plan", json!({"plan": "colo"}))
+        .await
+        .ok(200);
+    let cabinet = |id: &str, assignments: serde_json::Value| {
+        json!({"id": id, "site": "wx-1", "room": "hall-1", "rack_units": 42,
+            "contracted_watts": 5000, "assignments": assignments})
+    };
+    api.create(
+        "cabinets",
+        cabinet("a01", json!([{"tenant": "idc1", "from": day1}])),
+    )
+    .await;
+    let half = json!([{"tenant": "idc1", "units": [1, 21], "from": day1}]);
+    api.create("cabinets", cabinet("a02", half.clone())).await;
+    // A unit held twice on one day: refused, changing nothing.
+    let mut twice = half.as_array().expect("array").clone();
+    twice.push(json!({"tenant": "demo", "units": [10, 30], "from": day1}));
+    api.put("/v1/cabinets/a02", cabinet("a02", json!(twice)))
+        .await
+        .err_field(422, "invalid", "assignments[1].units");
+    // An unknown tenant: refused.
+    api.put(
+        "/v1/cabinets/a02",
+        cabinet("a02", json!([{"tenant": "nobody", "from": day1}])),
+    )
+    .await
+    .err_field(422, "invalid", "assignments[0].tenant");
+    // Drawing more than the contract: kept, with a warning.
+    let mut hot = cabinet("a02", half);
+    hot["measured_watts"] = json!(6000);
+    let view = api.put("/v1/cabinets/a02", hot).await.ok(200);
+    assert!(
+        view["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.contains("draws 6000 W")),
+        "{view}"
+    );
+    api.delete("/v1/tenants/idc1").await.err(409, "in_use");
+    // Two hours of the site's uplinks down in the month.
+    let down = last.start_ms() + 5 * 86_400_000;
+    api.post(
+        "/v1/incidents",
+        json!({"id": "wx-1-fibre-cut", "site": "wx-1", "start": crate_rfc3339(down),
+            "end": crate_rfc3339(down + 7_200_000), "what": "fibre cut"}),
+    )
+    .await
+    .ok(201);
+    api.post(
+        "/v1/incidents",
+        json!({"id": "bad", "site": "wx-1", "start": crate_rfc3339(down),
+            "end": crate_rfc3339(down - 1), "what": "backwards"}),
+    )
+    .await
+    .err_field(422, "invalid", "end");
+
+    let run = api
+        .post("/v1/billing/runs", json!({"month": last.to_string()}))
+        .await
+        .ok(200);
+    let idc1 = run["invoices"]
+        .as_array()
+        .expect("invoices")
+        .iter()
+        .find(|l| l["tenant"] == "idc1")
+        .expect("idc1")
+        .clone();
+    // a01: 1 cabinet-month x 3000 + 5 kW-months x 200; a02 (units 1-21 of 42): 0.5 x
+    // 3000 + 2.5 x 200; 6000, less 10% for the outage.
+    assert_eq!(idc1["total"], "5400.00", "{run}");
+    let invoice = api
+        .get(&format!(
+            "/v1/invoices/{}",
+            idc1["number"].as_str().expect("number")
+        ))
+        .await
+        .ok(200);
+    let lines = invoice["invoice"]["lines"].as_array().expect("lines");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["unit"] == "cabinet-month" && l["quantity"] == "0.5"),
+        "{invoice}"
+    );
+    assert_eq!(invoice["invoice"]["uptime"][0]["category"], "colocation");
+
+    // Costs: a flat IDC cost and a shared bandwidth contract billed at its commit.
+    api.put(
+        "/v1/costs/wx-1-lease",
+        json!({"id": "wx-1-lease", "site": "wx-1", "segment": "idc",
+            "description": "Hall lease", "basis": {"kind": "flat", "monthly": "2000"}}),
+    )
+    .await
+    .ok(200);
+    api.put(
+        "/v1/costs/wx-1-transit",
+        json!({"id": "wx-1-transit", "site": "wx-1", "description": "Telecom transit",
+            "basis": {"kind": "percentile95", "direction": "max", "price_per_mbps": "10",
+                      "commit_mbps": "100"}}),
+    )
+    .await
+    .ok(200);
+    api.put(
+        "/v1/costs/bad",
+        json!({"id": "bad", "site": "nowhere", "description": "x",
+            "basis": {"kind": "flat", "monthly": "1"}}),
+    )
+    .await
+    .err_field(422, "invalid", "site");
+    let report = api
+        .get(&format!("/v1/reports/segments?month={last}"))
+        .await
+        .ok(200);
+    let idc = &report["segments"][0];
+    assert_eq!(idc["segment"], "idc", "{report}");
+    assert_eq!(idc["revenue"], "5400.00", "{report}");
+    assert_eq!(idc["cost"], "3000.00", "{report}");
+    assert_eq!(idc["gross_margin"], "2400.00", "{report}");
+    assert_eq!(report["sites"][0]["site"], "wx-1", "{report}");
+    assert_eq!(report["total"]["revenue"], "5400.00", "{report}");
+    let demo = api.with_token(&common::tenant_key(&api, "demo").await);
+    demo.get("/v1/reports/segments").await.err(403, "forbidden");
+    demo.get("/v1/cabinets").await.err(403, "forbidden");
+    plane.shutdown().await;
+}

@@ -6,6 +6,7 @@
 //! the control plane, the data planes and the CLI share one definition of each type.
 
 pub mod classify;
+pub mod colocation;
 pub mod defence;
 pub mod erasure;
 pub mod ident;

@@ -1,5 +1,7 @@
 //! Dispatch of subcommands: servers (`up`, `control`) and operator commands on resources.
 
+mod billing;
+mod colocation;
 mod control;
 mod defence;
 mod dns;
@@ -34,6 +36,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Purge(cmd) => purge::run(&global, cmd).await,
         Command::Sla(cmd) => resources::sla(&global, cmd).await,
         Command::Defence(cmd) => defence::run(&global, cmd).await,
+        Command::Usage(args) => billing::usage(&global, args).await,
+        Command::Plan(cmd) => billing::plan(&global, cmd).await,
+        Command::Bill(cmd) => billing::bill(&global, cmd).await,
+        Command::Invoice(cmd) => billing::invoice(&global, cmd).await,
+        Command::Cabinet(cmd) => colocation::cabinet(&global, cmd).await,
+        Command::Cost(cmd) => colocation::cost(&global, cmd).await,
+        Command::Incident(cmd) => colocation::incident(&global, cmd).await,
+        Command::Report(cmd) => colocation::report(&global, cmd).await,
     }
 }
 

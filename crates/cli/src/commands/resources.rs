@@ -222,7 +222,7 @@ fn read_input(path: &Path) -> anyhow::Result<String> {
 }
 
 /// Reads a resource from a JSON or TOML file.
-fn read_resource(path: &Path) -> anyhow::Result<Value> {
+pub fn read_resource(path: &Path) -> anyhow::Result<Value> {
     let text = read_input(path)?;
     let is_toml = path.extension().is_some_and(|e| e == "toml");
     if is_toml {

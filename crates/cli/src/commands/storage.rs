@@ -26,6 +26,7 @@ use lingjing_storage::{Erasure, Redundancy};
 use tokio::sync::watch;
 
 use crate::args::{Global, S3Args, StorageArgs, StorageSub};
+use crate::output::human_bytes;
 
 /// The cluster token in `path` (one line, not empty).
 fn cluster_token(path: &Path) -> anyhow::Result<String> {
@@ -524,22 +525,6 @@ fn percent_encode(v: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-/// `n` bytes in binary units, e.g. `1.5 GiB`.
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 /// A storage node given as `ID@SITE=ADDR`.

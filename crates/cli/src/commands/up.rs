@@ -87,6 +87,12 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
     if created > 0 {
         tracing::info!(created, "demo topology seeded");
     }
+    if crate::seed::seed_billing(&client)
+        .await
+        .context("seeding the demo price plan failed")?
+    {
+        tracing::info!("demo billing seeded: plans, a colocation tenant with cabinets, site costs");
+    }
 
     let edges = start_edges(global, &args, &client, &tls.ca).await?;
     let dns = start_dns(global, &args, &client, &tls.ca).await?;
@@ -112,6 +118,9 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
          \n  lingjing dns explain demo.{zone} --client 203.0.113.70 --subnet 32\
          \n  curl 'http://{dns_admin}/explain?name=demo.{zone}&client=203.0.113.70&subnet=32'\
          {try_s3}\
+         \n  lingjing usage --group service --step 5m --steps\
+         \n  lingjing bill run            (this month's draft invoices: demo's CDN, colo-demo's cabinets)\
+         \n  lingjing report segments     (revenue, cost and margin per segment and site)\
          \n\nCtrl-C stops everything.",
         origin = origin.addr(),
         ca = tls.ca.display(),

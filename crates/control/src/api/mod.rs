@@ -97,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crud::routes::<DnsRecord>())
         .merge(crud::routes::<Tenant>())
         .merge(crud::routes::<Service>())
+        .merge(crud::routes::<lingjing_model::colocation::Cabinet>())
         .merge(hostnames::routes())
         .merge(ipam::routes())
         .merge(lines::routes().layer(axum::extract::DefaultBodyLimit::max(MAX_BULK_BODY_BYTES)))

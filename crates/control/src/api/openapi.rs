@@ -655,6 +655,73 @@ fn other_ops() -> Vec<Op> {
         .err("422", "An amount above what is left, or no reason"),
         Op::new(
             HttpMethod::Get,
+            "/v1/costs",
+            "billing",
+            "list_costs",
+            "The operator's costs per site (operator)",
+        )
+        .ok("200", "Costs, by site", Some(array_of("SiteCost"))),
+        Op::new(
+            HttpMethod::Put,
+            "/v1/costs/{id}",
+            "billing",
+            "put_cost",
+            "Create or replace a cost of a site: flat monthly, or a bandwidth contract priced by the site's 95th percentile; for a segment or shared (operator)",
+        )
+        .body("application/json", schema_ref("SiteCost"))
+        .ok("200", "Kept", Some(schema_ref("SiteCost")))
+        .err("422", "Invalid cost, or no such site"),
+        Op::new(
+            HttpMethod::Delete,
+            "/v1/costs/{id}",
+            "billing",
+            "delete_cost",
+            "Delete a cost",
+        )
+        .ok("204", "Deleted", None)
+        .err("404", "No such cost"),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/incidents",
+            "billing",
+            "list_incidents",
+            "Recorded outages of sites' uplinks overlapping a window (operator)",
+        )
+        .query("from", "Start, RFC 3339 (default: 31 days before `to`)", String::schema())
+        .query("to", "End, RFC 3339 (default: now)", String::schema())
+        .ok("200", "Incidents, by start", Some(array_of("Incident"))),
+        Op::new(
+            HttpMethod::Post,
+            "/v1/incidents",
+            "billing",
+            "add_incident",
+            "Record an outage of a site's uplinks: colocation tenants there lose uptime for it (SLA credits) (operator)",
+        )
+        .body("application/json", schema_ref("Incident"))
+        .ok("201", "Recorded", Some(schema_ref("Incident")))
+        .err("409", "An incident with that id exists")
+        .err("422", "Invalid incident, or no such site"),
+        Op::new(
+            HttpMethod::Delete,
+            "/v1/incidents/{id}",
+            "billing",
+            "delete_incident",
+            "Delete an incident record",
+        )
+        .ok("204", "Deleted", None)
+        .err("404", "No such incident"),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/reports/segments",
+            "billing",
+            "segment_report",
+            "Revenue, cost and gross margin per segment (IDC colocation, edge) and per site for a month, from its invoices and the sites' costs (operator)",
+        )
+        .query("month", "YYYY-MM (default: the current month)", String::schema())
+        .ok("200", "The report", Some(schema_ref("SegmentReport")))
+        .err("409", "The month's invoices are in more than one currency"),
+        Op::new(
+            HttpMethod::Get,
             "/v1/defence/rules",
             "defence",
             "list_defence_rules",
@@ -813,6 +880,7 @@ pub fn document() -> OpenApi {
         crud_ops::<Tenant>(),
         crud_ops::<Service>(),
         crud_ops::<DnsRecord>(),
+        crud_ops::<lingjing_model::colocation::Cabinet>(),
         other_ops(),
     ];
     for op in ops.into_iter().flatten() {
@@ -830,6 +898,10 @@ pub fn document() -> OpenApi {
     components = add_resource::<Tenant>(components);
     components = add_resource::<Service>(components);
     components = add_resource::<DnsRecord>(components);
+    components = add_resource::<lingjing_model::colocation::Cabinet>(components);
+    components = add_schema::<lingjing_model::colocation::Assignment>(components);
+    components = add_schema::<lingjing_model::colocation::CrossConnect>(components);
+    components = add_schema::<lingjing_model::colocation::CabinetStatus>(components);
     components = add_schema::<Allocation>(components);
     components = add_schema::<AllocateRequest>(components);
     components = add_schema::<LinePrefix>(components);
@@ -875,6 +947,15 @@ pub fn document() -> OpenApi {
     components = add_schema::<super::billing::TenantPlan>(components);
     components = add_schema::<super::billing::RunRequest>(components);
     components = add_schema::<super::billing::CreditRequest>(components);
+    components = add_schema::<crate::store::colocation::SiteCost>(components);
+    components = add_schema::<crate::store::colocation::Incident>(components);
+    components = add_schema::<lingjing_billing::CostBasis>(components);
+    components = add_schema::<lingjing_billing::Segment>(components);
+    components = add_schema::<lingjing_billing::SegmentReport>(components);
+    components = add_schema::<lingjing_billing::SegmentLine>(components);
+    components = add_schema::<lingjing_billing::SiteLine>(components);
+    components = add_schema::<lingjing_billing::CostLine>(components);
+    components = add_schema::<lingjing_billing::Totals>(components);
     components = add_schema::<lingjing_model::metering::UsageSeries>(components);
     components = add_schema::<lingjing_model::metering::UsagePoint>(components);
     components = add_schema::<lingjing_model::metering::UsageCounts>(components);

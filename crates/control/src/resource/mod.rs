@@ -6,6 +6,7 @@
 //! "who refers to it?" scan); each kind has its own file. The checks read the database
 //! only through `crate::store`.
 
+mod cabinet;
 mod line;
 mod node;
 mod pool;
@@ -26,6 +27,7 @@ use utoipa::ToSchema;
 pub use crate::context::ViewContext;
 use crate::error::{ApiError, StoreError};
 use crate::store::list_docs;
+pub use cabinet::CabinetView;
 pub use line::LineView;
 pub use node::NodeView;
 pub use pool::PoolView;
@@ -155,7 +157,12 @@ pub async fn referrer_of(
                 Some(f) => Some(f),
                 None => match scan::<IpPool>(conn, table, id).await? {
                     Some(f) => Some(f),
-                    None => scan::<Service>(conn, table, id).await?,
+                    None => match scan::<Service>(conn, table, id).await? {
+                        Some(f) => Some(f),
+                        None => {
+                            scan::<lingjing_model::colocation::Cabinet>(conn, table, id).await?
+                        }
+                    },
                 },
             },
         },

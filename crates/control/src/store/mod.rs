@@ -14,6 +14,7 @@
 
 pub mod billing;
 pub mod bucket_usage;
+pub mod colocation;
 pub mod defence;
 mod docs;
 pub mod health;
