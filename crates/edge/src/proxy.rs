@@ -253,7 +253,14 @@ fn finish(
     let service = &ctx.route.service.id;
     ctx.route.counters.request(result.x_cache());
     let served = result.served();
-    ctx.route.usage.request(served);
+    // A child edge filling from this parent is the platform's own traffic: metered once,
+    // where the client was served. Only a mark from a node's own address counts as one
+    // (the mark is no secret: a client sending it is metered as any client).
+    let internal = parts.headers.contains_key(&crate::guard::PARENT_FETCH)
+        && ctx.edge.defence.is_platform(ctx.client.ip());
+    if !internal {
+        ctx.route.usage.request(served);
+    }
     // Body bytes are counted as they are written, whatever the framing: a chunked body
     // counts, an aborted download counts what was sent.
     let usage = ctx.route.usage.clone();
@@ -262,7 +269,9 @@ fn finish(
     watch.answered(res.status());
     let res = res.map(|b| {
         body::counted(b, move |n| {
-            usage.sent(served, n);
+            if !internal {
+                usage.sent(served, n);
+            }
             sent_bytes.inc_by(n);
             watch.sent(n);
         })
@@ -410,7 +419,7 @@ async fn pass(
         )
         .await
     {
-        Ok((res, _)) => {
+        Ok((res, target)) => {
             if invalidate && policy::invalidates(&parts.method, res.status()) {
                 invalidate_targets(ctx, parts, res.headers());
             }
@@ -425,8 +434,13 @@ async fn pass(
                     "fwd=bypass"
                 }),
             );
-            let usage = ctx.route.usage.clone();
-            let incoming = body::counted(body::incoming(incoming), move |n| usage.received(n));
+            // Bytes from the origin enter the platform (from a parent, they already did).
+            let incoming = if target.tier == upstream::Tier::Parent {
+                body::incoming(incoming)
+            } else {
+                let usage = ctx.route.usage.clone();
+                body::counted(body::incoming(incoming), move |n| usage.received(n))
+            };
             (Response::from_parts(head, incoming), CacheResult::Pass)
         }
         Err(e) => (bad_gateway(ctx, &e.to_string()), CacheResult::Error),
@@ -906,7 +920,9 @@ impl FillJob {
             &mut sink,
         )
         .await;
-        self.usage.received(pumped.received);
+        if fetched.target.tier != upstream::Tier::Parent {
+            self.usage.received(pumped.received);
+        }
         pumped
     }
 

@@ -539,7 +539,10 @@ impl SliceFill<'_> {
             expected: bytes.expected,
         };
         let pumped = fetch::pump(edge, fetched, copy, bytes.expected, &mut sink).await;
-        self.req.usage.received(pumped.received);
+        // Bytes from the origin enter the platform (from a parent, they already did).
+        if fetched.target.tier != crate::upstream::Tier::Parent {
+            self.req.usage.received(pumped.received);
+        }
         pumped
     }
 

@@ -90,6 +90,27 @@ async fn a_child_fills_from_its_parent_and_falls_back_to_the_origin() {
     // The children cache it themselves.
     assert_eq!(get(&c1, &child1.url(HOST, "/")).await.x_cache(), "HIT");
     assert_eq!(get(&c2, &child2.url(HOST, "/")).await.x_cache(), "HIT");
+    // Metering: the clients' requests are the children's; the parent's answers to them
+    // are the platform's own (marked, from a node's address: not metered), and the body
+    // entered the platform once, from the origin at the parent.
+    let counted = |e: &TestEdge| e.handle.edge.usage.counters("svc-a").counted("svc-a");
+    let (m1, m2, p) = (counted(&child1), counted(&child2), counted(&parent));
+    assert_eq!(
+        (m1.requests, m1.hit_requests, m1.miss_requests),
+        (2, 1, 1),
+        "{m1:?}"
+    );
+    assert_eq!((m2.requests, m2.hit_requests), (2, 1), "{m2:?}");
+    assert_eq!((p.requests, p.bytes_out), (0, 0), "{p:?}");
+    assert_eq!(
+        (m1.bytes_in, m2.bytes_in),
+        (0, 0),
+        "from the parent: {m1:?} {m2:?}"
+    );
+    assert!(
+        p.bytes_in > 0 && p.bytes_in == m1.bytes_out / 2,
+        "{p:?} {m1:?}"
+    );
 
     // The parent goes down: a child that was using it, and a fresh one, go to the origin.
     parent.shutdown().await;
