@@ -81,6 +81,10 @@ pub struct CostItem {
     pub segment: Option<Segment>,
     /// What the cost is.
     pub description: String,
+    /// The line (carrier) a bandwidth contract is with: its 95th percentile is of that
+    /// line's traffic at the site (absent: all of the site's traffic).
+    #[serde(default)]
+    pub line: Option<String>,
     /// How the amount is found.
     pub basis: CostBasis,
 }
@@ -91,6 +95,9 @@ pub struct CostItem {
 pub struct SiteTraffic {
     /// Site name.
     pub site: String,
+    /// The line this traffic went over (absent: not told apart).
+    #[serde(default)]
+    pub line: Option<String>,
     /// 5-minute samples; rows of the same interval are summed.
     pub samples: Vec<Sample>,
 }
@@ -240,7 +247,7 @@ fn price(item: &CostItem, month: Month, traffic: &[SiteTraffic]) -> (Decimal, St
         } => {
             let samples: Vec<Sample> = traffic
                 .iter()
-                .filter(|t| t.site == item.site)
+                .filter(|t| t.site == item.site && (item.line.is_none() || t.line == item.line))
                 .flat_map(|t| t.samples.iter().copied())
                 .collect();
             let p = percentile95(&samples, month, *direction);
@@ -412,6 +419,7 @@ mod tests {
             site: site.into(),
             segment,
             description: description.into(),
+            line: None,
             basis,
         }
     }
@@ -433,6 +441,7 @@ mod tests {
             .collect();
         SiteTraffic {
             site: site.into(),
+            line: None,
             samples,
         }
     }

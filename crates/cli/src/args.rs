@@ -233,7 +233,7 @@ pub struct UsageArgs {
     /// End (RFC 3339, exclusive; default now).
     #[arg(long)]
     pub to: Option<String>,
-    /// service, node, site or tenant.
+    /// service, node, site, line or tenant.
     #[arg(long, default_value = "service")]
     pub group: String,
     /// 5m, 1h, 1d or month.
@@ -247,6 +247,8 @@ pub struct UsageArgs {
     pub node: Option<String>,
     #[arg(long)]
     pub site: Option<String>,
+    #[arg(long)]
+    pub line: Option<String>,
     /// Each step on its own line, not only the totals.
     #[arg(long)]
     pub steps: bool,

@@ -356,12 +356,12 @@ impl Batch {
     }
 }
 
-/// Adds `taken` to `into`, service by service.
+/// Adds `taken` to `into`, service by service (addresses summed).
 fn merge_usage(into: &mut Vec<UsageSample>, taken: Vec<UsageSample>) {
     for t in taken {
         match into.iter_mut().find(|u| u.service == t.service) {
             Some(u) => u.add(&t),
-            None => into.push(t),
+            None => into.push(UsageSample { address: None, ..t }),
         }
     }
 }

@@ -10,6 +10,7 @@
 //! report taken after its end (so holding its final totals) was acknowledged.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use lingjing_model::snapshot::{
     MAX_METER_SAMPLES, METER_INTERVAL_MS, MeterReport, MeterSample, UsageSample,
@@ -23,14 +24,17 @@ pub const MAX_KEPT: usize = 100_000;
 #[derive(Debug)]
 pub struct Meter {
     epoch: u64,
-    totals: BTreeMap<(u64, String), UsageSample>,
+    totals: BTreeMap<Key, UsageSample>,
     dropped: u64,
 }
+
+/// A total's key: interval start, service, the node's address the clients reached.
+type Key = (u64, String, Option<IpAddr>);
 
 /// What one report carried: the keys sent, and when its counts were taken.
 #[derive(Debug, Clone)]
 pub struct Sent {
-    keys: Vec<(u64, String)>,
+    keys: Vec<Key>,
     taken_ms: u64,
 }
 
@@ -54,9 +58,10 @@ impl Meter {
         let start = now_ms - now_ms % METER_INTERVAL_MS;
         for sample in taken.iter().filter(|s| !s.is_empty()) {
             self.totals
-                .entry((start, sample.service.clone()))
+                .entry((start, sample.service.clone(), sample.address))
                 .or_insert_with(|| UsageSample {
                     service: sample.service.clone(),
+                    address: sample.address,
                     ..UsageSample::default()
                 })
                 .add(sample);
@@ -177,6 +182,30 @@ mod tests {
         assert_eq!(report.samples[0].start_ms, T0);
         m.acknowledged(&sent);
         assert_eq!(m.waiting(), 10);
+    }
+
+    #[test]
+    fn each_address_the_node_was_reached_on_keeps_its_own_totals() {
+        let mut m = Meter::new(1);
+        let at = |a: &str, requests: u64| UsageSample {
+            address: Some(a.parse().expect("addr")),
+            ..taken("a", requests, requests)
+        };
+        m.add(T0, &[at("10.0.0.1", 2), at("10.0.1.1", 3)]);
+        m.add(T0 + 1, &[at("10.0.0.1", 1)]);
+        let (report, _) = m.report(T0 + 2).expect("waiting");
+        let got: Vec<(Option<IpAddr>, u64)> = report
+            .samples
+            .iter()
+            .map(|s| (s.usage.address, s.usage.requests))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Some("10.0.0.1".parse().expect("addr")), 3),
+                (Some("10.0.1.1".parse().expect("addr")), 3)
+            ]
+        );
     }
 
     #[test]

@@ -159,6 +159,15 @@ pub async fn tenant_usage(
     let (storage_requests, storage_egress_bytes) =
         store::storage_traffic(conn, tenant, from, to).await?;
     let cabinets = cabinet_uses(conn, tenant, from, to).await?;
+    let colocation_bandwidth = crate::store::colocation::colo_traffic(conn, tenant, from, to)
+        .await?
+        .into_iter()
+        .map(|(start_ms, bytes_in, bytes_out)| Sample {
+            start_ms,
+            bytes_in,
+            bytes_out,
+        })
+        .collect();
     let mut outages = cdn_outages(conn, tenant, from, to).await?;
     outages.extend(colocation_outages(conn, &cabinets, from, to).await?);
     Ok(Usage {
@@ -167,6 +176,7 @@ pub async fn tenant_usage(
         storage_requests,
         storage_egress_bytes,
         cabinets,
+        colocation_bandwidth,
         outages,
         ..Usage::default()
     })
@@ -332,16 +342,24 @@ pub async fn segments(
             site: c.site,
             segment: c.segment,
             description: c.description,
+            line: c.line,
             basis: c.basis,
         })
         .collect();
-    let everyone = crate::store::meter::Filter::default();
-    let traffic: Vec<SiteTraffic> =
-        crate::store::meter::series(conn, UsageGroup::Site, 300_000, from, to, &everyone)
-            .await?
-            .into_iter()
-            .map(|(site, steps)| SiteTraffic {
-                site,
+    // Each costed site's traffic per line, for the contracts priced by the 95th.
+    let mut traffic: Vec<SiteTraffic> = Vec::new();
+    let sites: std::collections::BTreeSet<String> = costs.iter().map(|c| c.site.clone()).collect();
+    for site in sites {
+        let filter = crate::store::meter::Filter {
+            site: Some(site.clone()),
+            ..Default::default()
+        };
+        let by_line =
+            crate::store::meter::series(conn, UsageGroup::Line, 300_000, from, to, &filter).await?;
+        for (line, steps) in by_line {
+            traffic.push(SiteTraffic {
+                site: site.clone(),
+                line: (!line.is_empty()).then_some(line),
                 samples: steps
                     .into_iter()
                     .map(|(start_ms, c)| Sample {
@@ -350,8 +368,9 @@ pub async fn segments(
                         bytes_out: c.bytes_out,
                     })
                     .collect(),
-            })
-            .collect();
+            });
+        }
+    }
     let currency = currency.unwrap_or_else(|| "CNY".to_owned());
     Ok(lingjing_billing::segment_report(
         month, &currency, &revenue, &costs, &traffic,

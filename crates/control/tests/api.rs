@@ -1420,7 +1420,7 @@ async fn openapi_document_lists_every_route() {
         routes.push((format!("/v1/{kind}"), &["get", "post"]));
         routes.push((format!("/v1/{kind}/{{id}}"), &["get", "put", "delete"]));
     }
-    let others: [(&str, &[&str]); 43] = [
+    let others: [(&str, &[&str]); 44] = [
         ("/v1/dns-records", &["get", "post"]),
         ("/v1/dns-records/{id}", &["get", "put", "delete"]),
         ("/v1/sla", &["get"]),
@@ -1433,6 +1433,7 @@ async fn openapi_document_lists_every_route() {
         ("/v1/services/{id}/usage", &["get"]),
         ("/v1/usage", &["get"]),
         ("/v1/cabinets", &["get", "post"]),
+        ("/v1/cabinets/{id}/cross-connects/{xc}/samples", &["post"]),
         ("/v1/costs", &["get"]),
         ("/v1/costs/{id}", &["put", "delete"]),
         ("/v1/incidents", &["get", "post"]),

@@ -330,6 +330,30 @@ async fn metering(api: &common::Api, store: &std::sync::Arc<lingjing_control::St
     drop(conn);
     let after = api.get(&format!("/v1/usage?{range}&step=5m")).await.ok(200);
     assert_eq!(after["total"]["requests"], 1, "{after}");
+
+    // Per line: the node's address the clients reached is in pool wx-1-telecom (line
+    // telecom); one in no pool is on no known line ("").
+    let at = |address: &str, requests: u64| {
+        let mut s = sample("shop", t + 300_000, requests);
+        s["usage"]["address"] = json!(address);
+        s
+    };
+    post(
+        "wx-1-a",
+        beat(7, vec![at("10.1.0.3", 4), at("192.0.2.9", 2)]),
+    )
+    .await;
+    let lines = api
+        .get(&format!("/v1/usage?{range}&group=line&step=1d"))
+        .await
+        .ok(200);
+    assert_eq!(series(&lines, "telecom")["total"]["requests"], 4, "{lines}");
+    assert_eq!(series(&lines, "")["total"]["requests"], 3, "{lines}");
+    let telecom = api
+        .get(&format!("/v1/usage?{range}&line=telecom"))
+        .await
+        .ok(200);
+    assert_eq!(telecom["total"]["requests"], 4, "{telecom}");
 }
 
 fn series<'a>(report: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
@@ -678,7 +702,9 @@ async fn colocation_is_billed_and_the_segment_report_adds_up() {
     api.post(
         "/v1/plans",
         json!({"id": "colo", "name": "Colocation", "currency": "CNY", "tax_rate": "0",
-            "colocation": {"per_cabinet_month": "3000", "per_kw_month": "200"},
+            "colocation": {"per_cabinet_month": "3000", "per_kw_month": "200",
+                "bandwidth": {"direction": "max", "commit_mbps": "100", "commit_fee": "500",
+                              "overage_per_mbps": "10"}},
             "sla": {"target_percent": "99.90", "schedule": [
                 {"below_percent": "99.90", "credit_percent": "10"}]}}),
     )
@@ -692,11 +718,36 @@ async fn colocation_is_billed_and_the_segment_report_adds_up() {
         json!({"id": id, "site": "wx-1", "room": "hall-1", "rack_units": 42,
             "contracted_watts": 5000, "assignments": assignments})
     };
-    api.create(
-        "cabinets",
-        cabinet("a01", json!([{"tenant": "idc1", "from": day1}])),
+    let mut a01 = cabinet("a01", json!([{"tenant": "idc1", "from": day1}]));
+    a01["cross_connects"] =
+        json!([{"id": "xc1", "tenant": "idc1", "carrier": "telecom", "commit_mbps": 100}]);
+    api.create("cabinets", a01).await;
+    // The collector's samples of the cross-connect: 150 Mbps out all month (5.625 GB
+    // per 5 minutes), so its 95th percentile is 150 Mbps, 50 above the commit.
+    let samples: Vec<serde_json::Value> = (0..i64::from(last.intervals()))
+        .map(|i| {
+            json!({"start_ms": last.start_ms() + i * 300_000, "bytes_in": 1000,
+                   "bytes_out": 5_625_000_000u64})
+        })
+        .collect();
+    api.post(
+        "/v1/cabinets/a01/cross-connects/xc1/samples",
+        json!({ "samples": samples }),
     )
-    .await;
+    .await
+    .ok(204);
+    api.post(
+        "/v1/cabinets/a01/cross-connects/xc1/samples",
+        json!({"samples": [{"start_ms": 1, "bytes_in": 0, "bytes_out": 0}]}),
+    )
+    .await
+    .err_field(422, "invalid", "samples[0].start_ms");
+    api.post(
+        "/v1/cabinets/a01/cross-connects/nope/samples",
+        json!({"samples": []}),
+    )
+    .await
+    .err(404, "not_found");
     let half = json!([{"tenant": "idc1", "units": [1, 21], "from": day1}]);
     api.create("cabinets", cabinet("a02", half.clone())).await;
     // A unit held twice on one day: refused, changing nothing.
@@ -752,8 +803,9 @@ async fn colocation_is_billed_and_the_segment_report_adds_up() {
         .expect("idc1")
         .clone();
     // a01: 1 cabinet-month x 3000 + 5 kW-months x 200; a02 (units 1-21 of 42): 0.5 x
-    // 3000 + 2.5 x 200; 6000, less 10% for the outage.
-    assert_eq!(idc1["total"], "5400.00", "{run}");
+    // 3000 + 2.5 x 200; bandwidth: the 500 commit + 50 Mbps x 10; 7000, less 10% for
+    // the outage.
+    assert_eq!(idc1["total"], "6300.00", "{run}");
     let invoice = api
         .get(&format!(
             "/v1/invoices/{}",
@@ -799,11 +851,11 @@ async fn colocation_is_billed_and_the_segment_report_adds_up() {
         .ok(200);
     let idc = &report["segments"][0];
     assert_eq!(idc["segment"], "idc", "{report}");
-    assert_eq!(idc["revenue"], "5400.00", "{report}");
+    assert_eq!(idc["revenue"], "6300.00", "{report}");
     assert_eq!(idc["cost"], "3000.00", "{report}");
-    assert_eq!(idc["gross_margin"], "2400.00", "{report}");
+    assert_eq!(idc["gross_margin"], "3300.00", "{report}");
     assert_eq!(report["sites"][0]["site"], "wx-1", "{report}");
-    assert_eq!(report["total"]["revenue"], "5400.00", "{report}");
+    assert_eq!(report["total"]["revenue"], "6300.00", "{report}");
     let demo = api.with_token(&common::tenant_key(&api, "demo").await);
     demo.get("/v1/reports/segments").await.err(403, "forbidden");
     demo.get("/v1/cabinets").await.err(403, "forbidden");

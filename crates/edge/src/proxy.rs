@@ -104,6 +104,8 @@ impl CacheResult {
 struct Ctx {
     edge: Arc<Edge>,
     route: Arc<ServiceRoute>,
+    /// The service's metering counters for the local address the client reached.
+    meter: Arc<crate::usage::UsageCounters>,
     host: String,
     client: SocketAddr,
     /// The scheme the client used (see [`client_scheme`]).
@@ -144,6 +146,7 @@ pub async fn handle(
     edge: Arc<Edge>,
     req: Request<Incoming>,
     client: SocketAddr,
+    local: std::net::IpAddr,
     tls: bool,
 ) -> Response<Body> {
     // A request that already passed through this platform is a loop (`crate::guard`).
@@ -185,6 +188,7 @@ pub async fn handle(
         return res;
     };
     let ctx = Ctx {
+        meter: route.usage.at(local),
         edge,
         route,
         host,
@@ -259,11 +263,11 @@ fn finish(
     let internal = parts.headers.contains_key(&crate::guard::PARENT_FETCH)
         && ctx.edge.defence.is_platform(ctx.client.ip());
     if !internal {
-        ctx.route.usage.request(served);
+        ctx.meter.request(served);
     }
     // Body bytes are counted as they are written, whatever the framing: a chunked body
     // counts, an aborted download counts what was sent.
-    let usage = ctx.route.usage.clone();
+    let usage = ctx.meter.clone();
     let sent_bytes = ctx.route.counters.bytes_out.clone();
     let watch = ctx.route.defence.clone();
     watch.answered(res.status());
@@ -403,7 +407,7 @@ async fn pass(
     let body = if parts.method == Method::GET || parts.method == Method::HEAD {
         None
     } else {
-        let usage = ctx.route.usage.clone();
+        let usage = ctx.meter.clone();
         body.map(|b| body::counted(b, move |n| usage.received(n)))
     };
     match ctx
@@ -438,7 +442,7 @@ async fn pass(
             let incoming = if target.tier == upstream::Tier::Parent {
                 body::incoming(incoming)
             } else {
-                let usage = ctx.route.usage.clone();
+                let usage = ctx.meter.clone();
                 body::counted(body::incoming(incoming), move |n| usage.received(n))
             };
             (Response::from_parts(head, incoming), CacheResult::Pass)
@@ -566,7 +570,7 @@ async fn cached(ctx: &Ctx, parts: &Parts) -> (Response<Body>, CacheResult) {
             req_headers: parts.headers.clone(),
             key: cache_key.clone(),
             rule: rule_override.clone(),
-            usage: ctx.route.usage.clone(),
+            usage: ctx.meter.clone(),
         };
         let edge = ctx.edge.clone();
         match crate::slice::respond(Arc::new(req), move |p| edge.cache_status(p)).await {
@@ -665,7 +669,7 @@ fn start_fill(
         key: cache_key.to_owned(),
         rule,
         stale: stored,
-        usage: ctx.route.usage.clone(),
+        usage: ctx.meter.clone(),
     };
     tokio::spawn(async move {
         job.run().await;
@@ -1364,6 +1368,7 @@ mod head_tests {
                 counters: Default::default(),
                 bucket: None,
             }),
+            meter: Arc::default(),
             host: "h.example".to_owned(),
             client: any,
             scheme: key::Scheme::Http,

@@ -17,7 +17,7 @@ pub struct ServiceRoute {
     /// Parent-cache nodes to fill from (empty: go to the origins directly).
     pub parents: Vec<ParentAddr>,
     /// The service's traffic counters (kept across snapshots).
-    pub usage: Arc<crate::usage::UsageCounters>,
+    pub usage: Arc<crate::usage::ServiceUsage>,
     /// The service's defence counters (kept across snapshots).
     pub defence: Arc<crate::defence::ServiceWatch>,
     /// The service's targeted cache-control fields (RFC 9213), in precedence order.

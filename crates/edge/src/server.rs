@@ -287,7 +287,7 @@ impl Serving {
                     let metrics = edge.conn_metrics.clone();
                     // A TLS connection is served over its TLS stream, the others over TCP.
                     let handler = match kind {
-                        Kind::Http => proxy_handler(edge, client, None),
+                        Kind::Http => proxy_handler(edge, client, local_ip(&stream), None),
                         Kind::Admin(app) => admin_handler(app),
                         Kind::Https(acceptor) => {
                             let Some(stream) =
@@ -297,7 +297,8 @@ impl Serving {
                             };
                             let sni: Option<Arc<str>> =
                                 stream.get_ref().1.server_name().map(Arc::from);
-                            let handler = proxy_handler(edge, client, Some(sni));
+                            let local = local_ip(stream.get_ref().0);
+                            let handler = proxy_handler(edge, client, local, Some(sni));
                             let io = TokioIo::new(stream);
                             limits::serve_connection(
                                 &builder,
@@ -329,6 +330,15 @@ impl Serving {
     }
 }
 
+/// The node's own address a connection reached (`::` when the socket cannot say).
+fn local_ip(stream: &TcpStream) -> std::net::IpAddr {
+    stream
+        .local_addr()
+        .map_or(std::net::Ipv6Addr::UNSPECIFIED.into(), |a| {
+            a.ip().to_canonical()
+        })
+}
+
 /// The TLS handshake of `stream`, at most [`TLS_HANDSHAKE_TIMEOUT`]; `None` (logged at
 /// debug) when it fails, times out or the listener stops meanwhile.
 async fn handshake(
@@ -356,7 +366,12 @@ async fn handshake(
 
 /// The proxy for a connection from `client`. `tls` holds the server name (SNI) of a TLS
 /// connection, whose requests for another service are answered 421; `None` on plain HTTP.
-fn proxy_handler(edge: Arc<Edge>, client: SocketAddr, tls: Option<Option<Arc<str>>>) -> Handler {
+fn proxy_handler(
+    edge: Arc<Edge>,
+    client: SocketAddr,
+    local: std::net::IpAddr,
+    tls: Option<Option<Arc<str>>>,
+) -> Handler {
     Arc::new(move |req| {
         let edge = edge.clone();
         let tls = tls.clone();
@@ -366,7 +381,7 @@ fn proxy_handler(edge: Arc<Edge>, client: SocketAddr, tls: Option<Option<Arc<str
             {
                 return misdirected_response();
             }
-            crate::proxy::handle(edge, req, client, tls.is_some()).await
+            crate::proxy::handle(edge, req, client, local, tls.is_some()).await
         })
     })
 }

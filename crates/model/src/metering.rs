@@ -12,6 +12,9 @@ pub enum UsageGroup {
     Service,
     Node,
     Site,
+    /// The line (carrier) of the node's address the clients reached (`` when the
+    /// address is in no pool of a line).
+    Line,
     Tenant,
 }
 
@@ -22,6 +25,7 @@ impl UsageGroup {
             UsageGroup::Service => "service_id",
             UsageGroup::Node => "node_id",
             UsageGroup::Site => "site_id",
+            UsageGroup::Line => "line_id",
             UsageGroup::Tenant => "tenant_id",
         }
     }
@@ -34,9 +38,10 @@ impl std::str::FromStr for UsageGroup {
             "service" => Ok(UsageGroup::Service),
             "node" => Ok(UsageGroup::Node),
             "site" => Ok(UsageGroup::Site),
+            "line" => Ok(UsageGroup::Line),
             "tenant" => Ok(UsageGroup::Tenant),
             other => Err(format!(
-                "group {other:?}: use service, node, site or tenant"
+                "group {other:?}: use service, node, site, line or tenant"
             )),
         }
     }

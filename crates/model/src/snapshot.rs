@@ -399,6 +399,11 @@ pub trait DefenceSource: Send + Sync + 'static {
 #[serde(deny_unknown_fields)]
 pub struct UsageSample {
     pub service: String,
+    /// The node's own address the clients reached it on (its line is the line of the
+    /// pool the address is from); absent: not told apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub address: Option<std::net::IpAddr>,
     pub requests: u64,
     /// Response body bytes sent to clients.
     pub bytes_out: u64,
@@ -422,7 +427,7 @@ pub struct UsageSample {
 }
 
 impl UsageSample {
-    /// Adds `other`'s counts (same service) to these.
+    /// Adds `other`'s counts (same service) to these (the address stays).
     pub fn add(&mut self, other: &UsageSample) {
         self.requests = self.requests.saturating_add(other.requests);
         self.bytes_out = self.bytes_out.saturating_add(other.bytes_out);

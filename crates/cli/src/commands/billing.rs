@@ -45,6 +45,7 @@ pub async fn usage(global: &Global, args: UsageArgs) -> anyhow::Result<()> {
             ("service", &args.service),
             ("node", &args.node),
             ("site", &args.site),
+            ("line", &args.line),
         ])
     );
     let report: Value = c.get(&path).await.map_err(explain)?;

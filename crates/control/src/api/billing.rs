@@ -22,7 +22,7 @@ use crate::auth::Caller;
 use crate::billing::RunResult;
 use crate::error::ApiError;
 use crate::store::billing::{self as store, InvoiceKind, InvoiceRecord};
-use crate::store::colocation::{self, Incident, SiteCost};
+use crate::store::colocation::{self, CrossConnectSample, Incident, SiteCost};
 use crate::store::get_doc;
 
 pub fn routes() -> Router<AppState> {
@@ -45,6 +45,64 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/incidents", get(list_incidents).post(add_incident))
         .route("/v1/incidents/{id}", axum::routing::delete(delete_incident))
         .route("/v1/reports/segments", get(segment_report))
+        .route(
+            "/v1/cabinets/{id}/cross-connects/{xc}/samples",
+            post(put_colo_samples),
+        )
+}
+
+/// Most samples one request may carry (a month and a half of one cross-connect).
+pub const MAX_COLO_SAMPLES: usize = 20_000;
+
+/// A collector's measurements of one cross-connect.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ColoSamples {
+    /// At most 20,000, each on a 5-minute boundary.
+    pub samples: Vec<CrossConnectSample>,
+}
+
+/// Takes a collector's 5-minute samples of a cross-connect (the tenant holding it is
+/// billed its committed bandwidth and the 95th percentile above it).
+async fn put_colo_samples(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, xc)): Path<(String, String)>,
+    ApiJson(body): ApiJson<ColoSamples>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_operator()?;
+    if body.samples.len() > MAX_COLO_SAMPLES {
+        return Err(ApiError::invalid(
+            "samples",
+            format!("at most {MAX_COLO_SAMPLES} per request"),
+        ));
+    }
+    for (i, s) in body.samples.iter().enumerate() {
+        if s.start_ms < 0 || s.start_ms % 300_000 != 0 {
+            return Err(ApiError::invalid(
+                format!("samples[{i}].start_ms"),
+                "the start of a 5-minute interval (a multiple of 300000 ms)",
+            ));
+        }
+        if i64::try_from(s.bytes_in).is_err() || i64::try_from(s.bytes_out).is_err() {
+            return Err(ApiError::invalid(
+                format!("samples[{i}]"),
+                "byte counts below 2^63",
+            ));
+        }
+    }
+    let mut w = state.store.write(false).await?;
+    let cabinet = get_doc::<lingjing_model::colocation::Cabinet>(&mut w.tx, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("cabinet", &id))?;
+    let connect = cabinet
+        .cross_connects
+        .iter()
+        .find(|c| c.id == xc)
+        .ok_or_else(|| ApiError::not_found("cross-connect", &xc))?;
+    colocation::put_colo_samples(&mut w.tx, &id, &xc, &connect.tenant, &body.samples).await?;
+    w.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list_costs(
@@ -83,6 +141,9 @@ async fn put_cost(
         ));
     }
     lingjing_model::ident::check_id("id", &cost.id)?;
+    if let Some(line) = &cost.line {
+        lingjing_model::ident::check_id("line", line)?;
+    }
     lingjing_model::validate::check_name("description", &cost.description)?;
     match &cost.basis {
         CostBasis::Flat { monthly } => check_amount("basis.monthly", *monthly)?,

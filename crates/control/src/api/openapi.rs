@@ -654,6 +654,17 @@ fn other_ops() -> Vec<Op> {
         .err("409", "Not a final invoice")
         .err("422", "An amount above what is left, or no reason"),
         Op::new(
+            HttpMethod::Post,
+            "/v1/cabinets/{id}/cross-connects/{xc}/samples",
+            "billing",
+            "put_cross_connect_samples",
+            "A collector's 5-minute traffic samples of a cross-connect (a sample sent again replaces the one kept); its tenant is billed the committed bandwidth and the 95th percentile above it (operator)",
+        )
+        .body("application/json", schema_ref("ColoSamples"))
+        .ok("204", "Kept", None)
+        .err("404", "No such cabinet or cross-connect")
+        .err("422", "A sample off a 5-minute boundary, or too many"),
+        Op::new(
             HttpMethod::Get,
             "/v1/costs",
             "billing",
@@ -811,7 +822,7 @@ fn other_ops() -> Vec<Op> {
         )
         .query(
             "group",
-            "service (default), node, site or tenant",
+            "service (default), node, site, line (the line of the node's address the clients reached) or tenant",
             String::schema(),
         )
         .query("step", "5m, 1h (default), 1d or month", String::schema())
@@ -819,6 +830,7 @@ fn other_ops() -> Vec<Op> {
         .query("service", "Only this service", String::schema())
         .query("node", "Only this node", String::schema())
         .query("site", "Only this site", String::schema())
+        .query("line", "Only this line", String::schema())
         .ok("200", "Usage", Some(schema_ref("UsageReport")))
         .err("400", "A bad range, group or step, or too many points")
         .err("403", "Another tenant's usage"),
@@ -949,6 +961,8 @@ pub fn document() -> OpenApi {
     components = add_schema::<super::billing::CreditRequest>(components);
     components = add_schema::<crate::store::colocation::SiteCost>(components);
     components = add_schema::<crate::store::colocation::Incident>(components);
+    components = add_schema::<crate::store::colocation::CrossConnectSample>(components);
+    components = add_schema::<super::billing::ColoSamples>(components);
     components = add_schema::<lingjing_billing::CostBasis>(components);
     components = add_schema::<lingjing_billing::Segment>(components);
     components = add_schema::<lingjing_billing::SegmentReport>(components);

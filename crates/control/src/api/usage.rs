@@ -41,6 +41,7 @@ pub struct MeteredParams {
     service: Option<String>,
     node: Option<String>,
     site: Option<String>,
+    line: Option<String>,
 }
 
 /// Metered traffic in a range, grouped and stepped.
@@ -86,6 +87,7 @@ async fn metered(
         service: params.service,
         node: params.node,
         site: params.site,
+        line: params.line,
     };
     let mut conn = state.store.pool().acquire().await?;
     let rows =

@@ -17,6 +17,10 @@ pub struct SiteCost {
     #[serde(default)]
     pub segment: Option<lingjing_billing::Segment>,
     pub description: String,
+    /// The line (carrier) a bandwidth contract is with: priced by that line's traffic
+    /// at the site (absent: all of the site's traffic).
+    #[serde(default)]
+    pub line: Option<String>,
     /// A flat monthly amount, or a bandwidth contract priced by the site's 95th
     /// percentile (`{"kind": "percentile95", "direction": "max", "price_per_mbps":
     /// "25", "commit_mbps": "100"}`).
@@ -123,4 +127,68 @@ pub async fn delete_incident(conn: &mut AnyConnection, id: &str) -> Result<bool,
         .await?
         .rows_affected()
         == 1)
+}
+
+/// One cross-connect's traffic in one 5-minute interval, as a collector measured it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CrossConnectSample {
+    /// The interval's start, ms since the Unix epoch (a multiple of 300,000).
+    pub start_ms: i64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// Keeps `samples` of cross-connect `xc` of `cabinet` (held by `tenant`); a sample of an
+/// interval already kept replaces it (a collector's correction).
+pub async fn put_colo_samples(
+    conn: &mut AnyConnection,
+    cabinet: &str,
+    xc: &str,
+    tenant: &str,
+    samples: &[CrossConnectSample],
+) -> Result<(), StoreError> {
+    for s in samples {
+        sqlx::query(
+            "INSERT INTO colo_samples (cabinet_id, cross_connect_id, tenant_id, start_ms, bytes_in, bytes_out) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (cabinet_id, cross_connect_id, start_ms) \
+             DO UPDATE SET tenant_id = excluded.tenant_id, bytes_in = excluded.bytes_in, bytes_out = excluded.bytes_out",
+        )
+        .bind(cabinet.to_owned())
+        .bind(xc.to_owned())
+        .bind(tenant.to_owned())
+        .bind(s.start_ms)
+        .bind(i64::try_from(s.bytes_in).unwrap_or(i64::MAX))
+        .bind(i64::try_from(s.bytes_out).unwrap_or(i64::MAX))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// `tenant`'s cross-connect traffic in `[from_ms, to_ms)`, summed per interval:
+/// (start, bytes in, bytes out).
+pub async fn colo_traffic(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<(i64, u64, u64)>, StoreError> {
+    sqlx::query(
+        "SELECT start_ms, CAST(SUM(bytes_in) AS BIGINT), CAST(SUM(bytes_out) AS BIGINT) FROM colo_samples \
+         WHERE tenant_id = $1 AND start_ms >= $2 AND start_ms < $3 GROUP BY start_ms ORDER BY start_ms",
+    )
+    .bind(tenant.to_owned())
+    .bind(from_ms)
+    .bind(to_ms)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| {
+        let n = |i: usize| -> Result<u64, StoreError> {
+            Ok(u64::try_from(r.try_get::<i64, _>(i)?).unwrap_or(0))
+        };
+        Ok((r.try_get(0)?, n(1)?, n(2)?))
+    })
+    .collect()
 }

@@ -6,9 +6,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use lingjing_model::Service;
 use lingjing_model::metering::{UsageCounts, UsageGroup};
 use lingjing_model::snapshot::{MeterReport, MeterSample};
+use lingjing_model::{IpPool, Service};
 use sqlx::{AnyConnection, Row};
 
 use super::Backend;
@@ -48,6 +48,21 @@ async fn tenant_of(conn: &mut AnyConnection, service: &str) -> Result<Option<Str
     })
 }
 
+/// The line of the pool `address` is from (a pool of `site` first), or `''`.
+async fn line_of(
+    conn: &mut AnyConnection,
+    site: &str,
+    address: std::net::IpAddr,
+) -> Result<String, StoreError> {
+    let pools = super::list_docs::<IpPool>(conn).await?;
+    let mut holding: Vec<&IpPool> = pools.iter().filter(|p| p.cidr.contains(&address)).collect();
+    holding.sort_by_key(|p| (p.site != site, std::cmp::Reverse(p.cidr.prefix_len())));
+    Ok(holding
+        .first()
+        .and_then(|p| p.line.clone())
+        .unwrap_or_default())
+}
+
 /// Keeps node `node`'s (of site `site`) `report`: per sample, the larger of what is stored
 /// and what is reported, field by field. Samples of services no one knows are skipped
 /// (returned, for a warning).
@@ -69,11 +84,12 @@ pub async fn record(
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "INSERT INTO meter_samples (start_ms, node_id, epoch, service_id, tenant_id, site_id, {}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-         ON CONFLICT (start_ms, node_id, epoch, service_id) DO UPDATE SET {larger}",
+        "INSERT INTO meter_samples (start_ms, node_id, epoch, service_id, tenant_id, site_id, address, line_id, {}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+         ON CONFLICT (start_ms, node_id, epoch, service_id, address) DO UPDATE SET {larger}",
         COUNTS.join(", ")
     );
+    let mut lines: HashMap<Option<std::net::IpAddr>, String> = HashMap::new();
     for MeterSample { start_ms, usage } in &report.samples {
         let service = usage.service.as_str();
         if !tenants.contains_key(service) {
@@ -86,6 +102,14 @@ pub async fn record(
             }
             continue;
         };
+        if !lines.contains_key(&usage.address) {
+            let line = match usage.address {
+                Some(a) => line_of(conn, site, a).await?,
+                None => String::new(),
+            };
+            lines.insert(usage.address, line);
+        }
+        let line = lines.get(&usage.address).cloned().unwrap_or_default();
         sqlx::query(&sql)
             .bind(db(*start_ms))
             .bind(node.to_owned())
@@ -93,6 +117,8 @@ pub async fn record(
             .bind(service.to_owned())
             .bind(tenant.clone())
             .bind(site.to_owned())
+            .bind(usage.address.map(|a| a.to_string()).unwrap_or_default())
+            .bind(line)
             .bind(db(usage.requests))
             .bind(db(usage.hit_requests))
             .bind(db(usage.miss_requests))
@@ -113,6 +139,7 @@ pub struct Filter {
     pub service: Option<String>,
     pub node: Option<String>,
     pub site: Option<String>,
+    pub line: Option<String>,
 }
 
 /// Traffic in `[from_ms, to_ms)` matching `filter`, per `group` key and step of `step_ms`
@@ -133,6 +160,7 @@ pub async fn series(
         ("service_id", &filter.service),
         ("node_id", &filter.node),
         ("site_id", &filter.site),
+        ("line_id", &filter.line),
     ] {
         if let Some(v) = value {
             binds.push(v.clone());
