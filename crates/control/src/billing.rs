@@ -178,7 +178,6 @@ pub async fn tenant_usage(
         cabinets,
         colocation_bandwidth,
         outages,
-        ..Usage::default()
     })
 }
 

@@ -102,14 +102,15 @@ pub async fn record(
             }
             continue;
         };
-        if !lines.contains_key(&usage.address) {
-            let line = match usage.address {
-                Some(a) => line_of(conn, site, a).await?,
-                None => String::new(),
-            };
-            lines.insert(usage.address, line);
-        }
-        let line = lines.get(&usage.address).cloned().unwrap_or_default();
+        let line = match (lines.get(&usage.address), usage.address) {
+            (Some(known), _) => known.clone(),
+            (None, None) => String::new(),
+            (None, Some(a)) => {
+                let line = line_of(conn, site, a).await?;
+                lines.insert(usage.address, line.clone());
+                line
+            }
+        };
         sqlx::query(&sql)
             .bind(db(*start_ms))
             .bind(node.to_owned())
