@@ -258,10 +258,11 @@ fn finish(
     ctx.route.counters.request(result.x_cache());
     let served = result.served();
     // A child edge filling from this parent is the platform's own traffic: metered once,
-    // where the client was served. Only a mark from a node's own address counts as one
-    // (the mark is no secret: a client sending it is metered as any client).
+    // where the client was served. Only a mark from a node's address (or from loopback
+    // when the nodes are on one host) counts as one: the mark is no secret, and a client
+    // sending it from elsewhere is metered as any client.
     let internal = parts.headers.contains_key(&crate::guard::PARENT_FETCH)
-        && ctx.edge.defence.is_platform(ctx.client.ip());
+        && ctx.edge.defence.may_be_peer(ctx.client.ip());
     if !internal {
         ctx.meter.request(served);
     }

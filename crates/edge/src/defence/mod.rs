@@ -485,6 +485,14 @@ impl Defence {
         !p.is_empty() && p.contains(&addr)
     }
 
+    /// Whether a connection from `addr` may come from another node: one of the
+    /// platform's addresses, or loopback when the platform's nodes are on loopback (one
+    /// host: a node's outgoing connections leave from 127.0.0.1, not its own address).
+    pub fn may_be_peer(&self, addr: IpAddr) -> bool {
+        let p = self.platform.load();
+        p.contains(&addr) || (addr.is_loopback() && p.iter().any(IpAddr::is_loopback))
+    }
+
     /// The block rules of `set` for one request: `Some(response)` to refuse it; `known`
     /// set when any (also a monitored one) matched.
     fn blocks(
@@ -947,5 +955,26 @@ impl lingjing_model::snapshot::DefenceSource for Defence {
 
     fn take_baseline(&self) -> Vec<BaselineSample> {
         std::mem::take(&mut *lock(&self.baseline))
+    }
+}
+
+#[cfg(test)]
+mod peer_tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_is_a_node_address_or_loopback_when_the_nodes_are() {
+        let mut registry = Registry::default();
+        let d = Defence::new("n", &DefenceConfig::default(), &mut registry);
+        let ip = |s: &str| -> IpAddr { s.parse().expect("addr") };
+        d.platform
+            .store(Arc::new([ip("10.0.0.1")].into_iter().collect()));
+        assert!(d.may_be_peer(ip("10.0.0.1")));
+        assert!(!d.may_be_peer(ip("10.0.0.2")));
+        assert!(!d.may_be_peer(ip("127.0.0.1")), "nodes are not on loopback");
+        d.platform
+            .store(Arc::new([ip("127.0.1.1")].into_iter().collect()));
+        assert!(d.may_be_peer(ip("127.0.0.1")), "one host");
+        assert!(!d.may_be_peer(ip("192.0.2.1")));
     }
 }
