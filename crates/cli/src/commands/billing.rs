@@ -104,6 +104,38 @@ pub async fn usage(global: &Global, args: UsageArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `PUT /v1/{plural}/{id}` of the JSON or TOML document in `file`, named by its `id`.
+pub(super) async fn put_file(
+    c: &lingjing_client::Client,
+    plural: &str,
+    file: &std::path::Path,
+) -> anyhow::Result<String> {
+    let body = read_resource(file)?;
+    let id = body["id"]
+        .as_str()
+        .with_context(|| format!("{} has no `id`", file.display()))?
+        .to_owned();
+    let _: Value = c
+        .put(&format!("/v1/{plural}/{id}"), &body)
+        .await
+        .map_err(explain)?;
+    Ok(id)
+}
+
+/// `DELETE /v1/{plural}/{id}`, said as `{kind} {id} deleted`.
+pub(super) async fn remove(
+    c: &lingjing_client::Client,
+    plural: &str,
+    kind: &str,
+    id: &str,
+) -> anyhow::Result<()> {
+    c.delete(&format!("/v1/{plural}/{id}"))
+        .await
+        .map_err(explain)?;
+    println!("{kind} {id} deleted");
+    Ok(())
+}
+
 pub async fn plan(global: &Global, cmd: PlanCmd) -> anyhow::Result<()> {
     let c = client(global)?;
     match cmd {
@@ -121,23 +153,10 @@ pub async fn plan(global: &Global, cmd: PlanCmd) -> anyhow::Result<()> {
             println!("plan {} added", plan["id"].as_str().unwrap_or("?"));
         }
         PlanCmd::Replace { file } => {
-            let body = read_resource(&file)?;
-            let id = body["id"]
-                .as_str()
-                .with_context(|| format!("{} has no `id`", file.display()))?
-                .to_owned();
-            let _: Value = c
-                .put(&format!("/v1/plans/{id}"), &body)
-                .await
-                .map_err(explain)?;
+            let id = put_file(&c, "plans", &file).await?;
             println!("plan {id} replaced; invoices already made keep their prices");
         }
-        PlanCmd::Rm { id } => {
-            c.delete(&format!("/v1/plans/{id}"))
-                .await
-                .map_err(explain)?;
-            println!("plan {id} deleted");
-        }
+        PlanCmd::Rm { id } => remove(&c, "plans", "plan", &id).await?,
         PlanCmd::Assign { tenant, plan, .. } => {
             let _: Value = c
                 .put(

@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use comfy_table::Cell;
 use serde_json::{Value, json};
 
-use super::resources::{AddFields, explain, read_resource, resource};
+use super::resources::{AddFields, explain, resource};
 use crate::args::{CabinetAdd, CabinetCmd, CostCmd, Global, IncidentCmd, ReportCmd};
 use crate::context::client;
 use crate::output::{print_list, print_one, table};
@@ -143,23 +143,10 @@ pub async fn cost(global: &Global, cmd: CostCmd) -> anyhow::Result<()> {
             print_list("costs", &list, global.json);
         }
         CostCmd::Set { file } => {
-            let body = read_resource(&file)?;
-            let id = body["id"]
-                .as_str()
-                .with_context(|| format!("{} has no `id`", file.display()))?
-                .to_owned();
-            let _: Value = c
-                .put(&format!("/v1/costs/{id}"), &body)
-                .await
-                .map_err(explain)?;
+            let id = super::billing::put_file(&c, "costs", &file).await?;
             println!("cost {id} kept");
         }
-        CostCmd::Rm { id } => {
-            c.delete(&format!("/v1/costs/{id}"))
-                .await
-                .map_err(explain)?;
-            println!("cost {id} deleted");
-        }
+        CostCmd::Rm { id } => super::billing::remove(&c, "costs", "cost", &id).await?,
     }
     Ok(())
 }
@@ -192,12 +179,7 @@ pub async fn incident(global: &Global, cmd: IncidentCmd) -> anyhow::Result<()> {
             let _: Value = c.post("/v1/incidents", &body).await.map_err(explain)?;
             println!("incident {id} recorded");
         }
-        IncidentCmd::Rm { id } => {
-            c.delete(&format!("/v1/incidents/{id}"))
-                .await
-                .map_err(explain)?;
-            println!("incident {id} deleted");
-        }
+        IncidentCmd::Rm { id } => super::billing::remove(&c, "incidents", "incident", &id).await?,
     }
     Ok(())
 }

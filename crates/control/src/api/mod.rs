@@ -3,6 +3,7 @@
 
 mod agents;
 pub mod billing;
+pub mod colocation;
 mod crud;
 pub mod defence;
 pub mod hostnames;
@@ -109,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .merge(defence::routes())
         .merge(usage::routes())
         .merge(billing::routes())
+        .merge(colocation::routes())
         .merge(sla::routes())
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -962,7 +962,7 @@ pub fn document() -> OpenApi {
     components = add_schema::<crate::store::colocation::SiteCost>(components);
     components = add_schema::<crate::store::colocation::Incident>(components);
     components = add_schema::<crate::store::colocation::CrossConnectSample>(components);
-    components = add_schema::<super::billing::ColoSamples>(components);
+    components = add_schema::<super::colocation::ColoSamples>(components);
     components = add_schema::<lingjing_billing::CostBasis>(components);
     components = add_schema::<lingjing_billing::Segment>(components);
     components = add_schema::<lingjing_billing::SegmentReport>(components);

@@ -70,14 +70,40 @@ pub async fn costs(conn: &mut AnyConnection) -> Result<Vec<SiteCost>, StoreError
         .collect()
 }
 
-/// Deletes cost `id`; false when there was none.
-pub async fn delete_cost(conn: &mut AnyConnection, id: &str) -> Result<bool, StoreError> {
-    Ok(sqlx::query("DELETE FROM site_costs WHERE id = $1")
-        .bind(id.to_owned())
-        .execute(&mut *conn)
-        .await?
-        .rows_affected()
-        == 1)
+/// What [`delete`] removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    Cost,
+    Incident,
+}
+
+impl Record {
+    /// Its name in messages.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Record::Cost => "cost",
+            Record::Incident => "incident",
+        }
+    }
+
+    fn table(self) -> &'static str {
+        match self {
+            Record::Cost => "site_costs",
+            Record::Incident => "incidents",
+        }
+    }
+}
+
+/// Deletes `what` `id`; false when there was none.
+pub async fn delete(conn: &mut AnyConnection, what: Record, id: &str) -> Result<bool, StoreError> {
+    Ok(
+        sqlx::query(&format!("DELETE FROM {} WHERE id = $1", what.table()))
+            .bind(id.to_owned())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+            == 1,
+    )
 }
 
 /// Records `incident` (`[start_ms, end_ms)`); false when its id is taken.
@@ -118,15 +144,6 @@ pub async fn incidents(
     .iter()
     .map(|r| Ok((parse(&r.try_get::<String, _>(0)?)?, r.try_get(1)?, r.try_get(2)?)))
     .collect()
-}
-
-pub async fn delete_incident(conn: &mut AnyConnection, id: &str) -> Result<bool, StoreError> {
-    Ok(sqlx::query("DELETE FROM incidents WHERE id = $1")
-        .bind(id.to_owned())
-        .execute(&mut *conn)
-        .await?
-        .rows_affected()
-        == 1)
 }
 
 /// One cross-connect's traffic in one 5-minute interval, as a collector measured it.
