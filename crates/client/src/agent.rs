@@ -449,7 +449,11 @@ async fn heartbeat_loop(
             {
                 tracing::error!(node = %config.node, error = %e, "usage report refused; dropped");
                 pending = Batch::default();
-                if let Some((_, sent)) = &metered {
+                // Metering totals go only when the control plane refused them (their
+                // field named): totals are repeatable, and kept they are sent again.
+                if let Some((_, sent)) = &metered
+                    && e.field().is_some_and(|f| f.starts_with("meter"))
+                {
                     meter.acknowledged(sent);
                 }
             }

@@ -44,6 +44,14 @@ impl ClientError {
         }
     }
 
+    /// The field an API error names (`meter.samples[0].start_ms`, ...).
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { field, .. } => field.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The API's error code (`not_found`, `pool_exhausted`, ...).
     pub fn code(&self) -> Option<&str> {
         match self {

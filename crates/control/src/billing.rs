@@ -1,9 +1,10 @@
 //! Billing runs: for each tenant on a plan, the month's usage gathered from the store
 //! (metered CDN traffic per 5-minute interval, storage samples and traffic, the outages
 //! of the nodes that serve its services) and rated by `lingjing_billing::rate`. A month
-//! that has ended gets final invoices, once: a tenant that already has one keeps it
-//! unchanged (re-running a closed month changes nothing; a correction is a credit note).
-//! The month still running gets drafts, replaced by each run.
+//! that ended [`CLOSE_AFTER_MS`] ago gets final invoices, once: a tenant that already has
+//! one keeps it unchanged (re-running a closed month changes nothing; a correction is a
+//! credit note). The month still running (or just ended) gets drafts, replaced by each
+//! run.
 
 use std::collections::BTreeMap;
 
@@ -64,6 +65,16 @@ pub fn number(kind: InvoiceKind, tenant: &str, month: Month) -> String {
     format!("{prefix}-{:04}{:02}-{tenant}", month.year, month.month)
 }
 
+/// Most points a rating reads of one series (a month of 5-minute intervals is 8,928 per
+/// key; this allows 100 keys).
+const SERIES_MAX: usize = 892_800;
+
+/// How long after its end a month closes: the last interval's samples, and those a node
+/// held while the control plane was away for a few hours, are in by then. Samples of a
+/// month that arrive after its final invoices are kept (usage shows them) but billed
+/// by no invoice.
+pub const CLOSE_AFTER_MS: i64 = 6 * 3_600_000;
+
 /// Rates `month` for every tenant on a plan (see the module docs).
 pub async fn run(state: &AppState, month: Month, now_ms: i64) -> Result<RunResult, ApiError> {
     if month.start_ms() > now_ms {
@@ -71,12 +82,17 @@ pub async fn run(state: &AppState, month: Month, now_ms: i64) -> Result<RunResul
             "{month} has not begun: bill an ended month, or the current one for drafts"
         )));
     }
-    let closed = now_ms >= month.end_ms();
-    let mut conn = state.store.pool().acquire().await?;
-    let plans = store::tenant_plans(&mut conn).await?;
+    let closed = now_ms >= month.end_ms() + CLOSE_AFTER_MS;
+    let plans = {
+        let mut conn = state.store.pool().acquire().await?;
+        store::tenant_plans(&mut conn).await?
+    };
     let mut invoices = Vec::new();
     for (tenant, plan_id) in plans {
         let month_name = month.to_string();
+        // Reads on a connection of their own, returned before the write (a one-connection
+        // pool must not wait for itself).
+        let mut conn = state.store.pool().acquire().await?;
         if closed && let Some(done) = store::final_invoice(&mut conn, &tenant, &month_name).await? {
             invoices.push(line(&done, Outcome::Unchanged));
             continue;
@@ -85,6 +101,7 @@ pub async fn run(state: &AppState, month: Month, now_ms: i64) -> Result<RunResul
             continue;
         };
         let usage = tenant_usage(&mut conn, &tenant, month).await?;
+        drop(conn);
         let kind = if closed {
             InvoiceKind::Invoice
         } else {
@@ -104,6 +121,7 @@ pub async fn run(state: &AppState, month: Month, now_ms: i64) -> Result<RunResul
         w.commit().await?;
         if !written {
             // Another run issued it meanwhile: that one stands.
+            let mut conn = state.store.pool().acquire().await?;
             if let Some(done) = store::final_invoice(&mut conn, &tenant, &month_name).await? {
                 invoices.push(line(&done, Outcome::Unchanged));
             }
@@ -145,8 +163,16 @@ pub async fn tenant_usage(
         tenant: Some(tenant.to_owned()),
         ..Default::default()
     };
-    let metered =
-        crate::store::meter::series(conn, UsageGroup::Tenant, 300_000, from, to, &filter).await?;
+    let metered = crate::store::meter::series(
+        conn,
+        UsageGroup::Tenant,
+        300_000,
+        from,
+        to,
+        &filter,
+        SERIES_MAX,
+    )
+    .await?;
     let cdn = metered
         .into_values()
         .flatten()
@@ -319,12 +345,24 @@ pub async fn segments(
             tenant: Some(tenant.clone()),
             ..Default::default()
         };
-        let by_site =
-            crate::store::meter::series(conn, UsageGroup::Site, to - from, from, to, &filter)
-                .await?;
+        let by_site = crate::store::meter::series(
+            conn,
+            UsageGroup::Site,
+            to - from,
+            from,
+            to,
+            &filter,
+            SERIES_MAX,
+        )
+        .await?;
         let bytes: BTreeMap<String, u64> = by_site
             .into_iter()
-            .map(|(site, steps)| (site, steps.values().map(|c| c.bytes_out).sum()))
+            .map(|(site, steps)| {
+                let bytes = steps
+                    .values()
+                    .fold(0u64, |a, c| a.saturating_add(c.bytes_out));
+                (site, bytes)
+            })
             .collect();
         revenue.extend(split(Segment::Edge, edge, &bytes));
         let mut months: BTreeMap<String, u64> = BTreeMap::new();
@@ -353,8 +391,16 @@ pub async fn segments(
             site: Some(site.clone()),
             ..Default::default()
         };
-        let by_line =
-            crate::store::meter::series(conn, UsageGroup::Line, 300_000, from, to, &filter).await?;
+        let by_line = crate::store::meter::series(
+            conn,
+            UsageGroup::Line,
+            300_000,
+            from,
+            to,
+            &filter,
+            SERIES_MAX,
+        )
+        .await?;
         for (line, steps) in by_line {
             traffic.push(SiteTraffic {
                 site: site.clone(),
@@ -382,7 +428,7 @@ fn split(
     amount: Decimal,
     weights: &BTreeMap<String, u64>,
 ) -> Vec<lingjing_billing::Revenue> {
-    let total: u64 = weights.values().sum();
+    let total = weights.values().fold(0u64, |a, w| a.saturating_add(*w));
     if amount.is_zero() {
         return Vec::new();
     }

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use crate::api::AppState;
 
-/// Runs [`pass`] now and every `every`.
+/// Runs [`pass`] every `every` (the first at start, by `server`).
 pub async fn maintain_loop(state: AppState, every: Duration) {
     let mut tick = tokio::time::interval(every);
+    tick.tick().await;
     loop {
         tick.tick().await;
         if let Err(e) = pass(&state).await {

@@ -146,6 +146,10 @@ pub async fn serve_with(
         state.clone(),
         Duration::from_secs(300),
     ));
+    // This month's partition exists before the first heartbeat can land in the default.
+    if let Err(e) = crate::metering::pass(&state).await {
+        tracing::warn!(error = %e, "metering: upkeep at start failed; retried hourly");
+    }
     let metering = tokio::spawn(crate::metering::maintain_loop(
         state.clone(),
         Duration::from_secs(3600),

@@ -146,10 +146,12 @@ async fn metering_counts_each_interval_once_postgres() {
         let store = handle.store().clone();
         metering(&api, &store).await;
         // This month's partition and the next two exist (made at start and by `maintain`).
-        let mut conn = store.pool().acquire().await.expect("conn");
-        lingjing_control::store::meter::maintain(&mut conn, store.backend(), now_ms(), 0)
+        let mut w = store.write(false).await.expect("write");
+        lingjing_control::store::meter::maintain(&mut w.tx, store.backend(), now_ms(), 0)
             .await
             .expect("maintain");
+        w.commit().await.expect("commit");
+        let mut conn = store.pool().acquire().await.expect("conn");
         let partitions: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent \
              WHERE p.relname = 'meter_samples'",
@@ -305,6 +307,12 @@ async fn metering(api: &common::Api, store: &std::sync::Arc<lingjing_control::St
             .await
             .err_field(422, "invalid", field);
     }
+    // A heartbeat refused for another part writes none of its metering either.
+    let mut bad = beat(1, vec![sample("shop", t, 1000)]);
+    bad["storage"] = json!({"used_bytes": 1, "free_bytes": 1, "blocks": 1});
+    api.post("/v1/nodes/wx-1-a/heartbeat", bad)
+        .await
+        .err_field(422, "invalid", "storage");
     api.create("nodes", common::node("dns-9", "nj-1", &["dns"]))
         .await;
     api.post(
@@ -317,17 +325,17 @@ async fn metering(api: &common::Api, store: &std::sync::Arc<lingjing_control::St
     assert_eq!(again["total"]["requests"], 21, "{again}");
 
     // The retention: samples before the cutoff go.
-    let mut conn = store.pool().acquire().await.expect("conn");
+    let mut w = store.write(false).await.expect("write");
     let (deleted, _) = lingjing_control::store::meter::maintain(
-        &mut conn,
+        &mut w.tx,
         store.backend(),
         now_ms(),
         t as i64 + 300_000,
     )
     .await
     .expect("maintain");
+    w.commit().await.expect("commit");
     assert_eq!(deleted, 3, "wx-1-a's two runs and wx-1-b's gone at t");
-    drop(conn);
     let after = api.get(&format!("/v1/usage?{range}&step=5m")).await.ok(200);
     assert_eq!(after["total"]["requests"], 1, "{after}");
 
@@ -409,7 +417,9 @@ async fn billing(api: &common::Api, store: &std::sync::Arc<lingjing_control::Sto
     use lingjing_billing::Month;
     let now = now_ms();
     let this = Month::of_ms(now);
-    let last = Month::of_ms(this.start_ms() - 1);
+    // The month before last: closed (a month closes some hours after its end, so last
+    // month may still be open on the 1st).
+    let last = Month::of_ms(Month::of_ms(this.start_ms() - 1).start_ms() - 1);
 
     // Plans: checked, then tenants put on them.
     let mut bad = cdn_plan();
@@ -448,7 +458,7 @@ async fn billing(api: &common::Api, store: &std::sync::Arc<lingjing_control::Sto
     api.delete("/v1/plans/cdn-std").await.err(409, "in_use");
 
     // Last month, every interval: sample i sends (i+1) x 375,000 bytes, (i+1) x 0.01
-    // Mbps, in order of time; reported by one node in two heartbeats.
+    // Mbps, in order of time; reported by one node in five heartbeats.
     let intervals = last.intervals() as u64;
     let start = last.start_ms() as u64;
     let samples: Vec<serde_json::Value> = (0..intervals)
@@ -457,7 +467,7 @@ async fn billing(api: &common::Api, store: &std::sync::Arc<lingjing_control::Sto
                 "requests": 1, "bytes_out": (i + 1) * 375_000}})
         })
         .collect();
-    for chunk in samples.chunks(5_000) {
+    for chunk in samples.chunks(2_000) {
         api.post(
             "/v1/nodes/wx-1-a/heartbeat",
             json!({"role": "edge", "meter": {"epoch": 3, "samples": chunk}}),
@@ -697,7 +707,8 @@ async fn billing(api: &common::Api, store: &std::sync::Arc<lingjing_control::Sto
 async fn colocation_is_billed_and_the_segment_report_adds_up() {
     use lingjing_billing::Month;
     let (mut plane, api) = common::start_seeded().await;
-    let last = Month::of_ms(Month::of_ms(now_ms()).start_ms() - 1);
+    let this = Month::of_ms(now_ms());
+    let last = Month::of_ms(Month::of_ms(this.start_ms() - 1).start_ms() - 1);
     let day1 = format!("{last}-01");
     api.post(
         "/v1/plans",

@@ -106,6 +106,11 @@ struct Ctx {
     route: Arc<ServiceRoute>,
     /// The service's metering counters for the local address the client reached.
     meter: Arc<crate::usage::UsageCounters>,
+    /// A child edge filling from this parent: the platform's own traffic, metered once,
+    /// where the client was served. Only a mark from a node's address (or from loopback
+    /// when the nodes are on one host) counts as one: the mark is no secret, and a client
+    /// sending it from elsewhere is metered as any client.
+    internal: bool,
     host: String,
     client: SocketAddr,
     /// The scheme the client used (see [`client_scheme`]).
@@ -189,6 +194,8 @@ pub async fn handle(
     };
     let ctx = Ctx {
         meter: route.usage.at(local),
+        internal: req.headers().contains_key(&crate::guard::PARENT_FETCH)
+            && edge.defence.may_be_peer(client.ip()),
         edge,
         route,
         host,
@@ -257,12 +264,7 @@ fn finish(
     let service = &ctx.route.service.id;
     ctx.route.counters.request(result.x_cache());
     let served = result.served();
-    // A child edge filling from this parent is the platform's own traffic: metered once,
-    // where the client was served. Only a mark from a node's address (or from loopback
-    // when the nodes are on one host) counts as one: the mark is no secret, and a client
-    // sending it from elsewhere is metered as any client.
-    let internal = parts.headers.contains_key(&crate::guard::PARENT_FETCH)
-        && ctx.edge.defence.may_be_peer(ctx.client.ip());
+    let internal = ctx.internal;
     if !internal {
         ctx.meter.request(served);
     }
@@ -409,7 +411,11 @@ async fn pass(
         None
     } else {
         let usage = ctx.meter.clone();
-        body.map(|b| body::counted(b, move |n| usage.received(n)))
+        // An upload a child forwards was counted in at the child.
+        body.map(|b| match ctx.internal {
+            true => b,
+            false => body::counted(b, move |n| usage.received(n)),
+        })
     };
     match ctx
         .edge
@@ -1370,6 +1376,7 @@ mod head_tests {
                 bucket: None,
             }),
             meter: Arc::default(),
+            internal: false,
             host: "h.example".to_owned(),
             client: any,
             scheme: key::Scheme::Http,

@@ -284,6 +284,12 @@ impl Validate for Cabinet {
         }
         for (i, c) in self.cross_connects.iter().enumerate() {
             check_id(&format!("cross_connects[{i}].id"), &c.id)?;
+            if self.cross_connects[..i].iter().any(|o| o.id == c.id) {
+                return Err(ValidationError::new(
+                    format!("cross_connects[{i}].id"),
+                    format!("`{}` is listed twice", c.id),
+                ));
+            }
             check_id(&format!("cross_connects[{i}].tenant"), &c.tenant)?;
             check_name(&format!("cross_connects[{i}].carrier"), &c.carrier)?;
         }

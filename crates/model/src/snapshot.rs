@@ -451,8 +451,9 @@ fn is_zero(n: &u64) -> bool {
 /// The length of a metering interval: samples are kept per wall-clock 5 minutes.
 pub const METER_INTERVAL_MS: u64 = 300_000;
 
-/// Most samples one heartbeat may carry in its metering report.
-pub const MAX_METER_SAMPLES: usize = 5_000;
+/// Most samples one heartbeat may carry in its metering report (~250 bytes each: a
+/// full report stays well under the API's 1 MiB body limit).
+pub const MAX_METER_SAMPLES: usize = 2_000;
 
 /// A data plane's metering: per service and wall-clock 5-minute interval, what it counted
 /// so far in that interval since its counters started (`epoch`). Totals, not increments:

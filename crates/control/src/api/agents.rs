@@ -199,8 +199,13 @@ fn check_defence_reports(beat: &Heartbeat) -> Result<(), ApiError> {
 /// Baseline samples come only from edge nodes: at most
 /// [`lingjing_model::defence::MAX_BASELINE_SAMPLES`], whole minutes (those in the future
 /// or older than the longest learning window, from a clock that is off, are skipped).
+/// The largest count one metering sample may hold: sums over a fleet and a month stay
+/// far below 2^63.
+const MAX_METER_COUNT: u64 = 1 << 50;
+
 /// A metering report: an edge's, at most [`MAX_METER_SAMPLES`] samples on 5-minute
-/// boundaries, each with counts a database holds and parts no larger than their whole.
+/// boundaries, each with counts of at most [`MAX_METER_COUNT`] and parts no larger than
+/// their whole.
 fn check_meter(beat: &Heartbeat) -> Result<(), ApiError> {
     use lingjing_model::snapshot::{MAX_METER_SAMPLES, METER_INTERVAL_MS};
     let Some(report) = &beat.meter else {
@@ -242,7 +247,7 @@ fn check_meter(beat: &Heartbeat) -> Result<(), ApiError> {
             u.miss_bytes_out,
         ]
         .iter()
-        .all(|n| i64::try_from(*n).is_ok());
+        .all(|n| *n <= MAX_METER_COUNT);
         let parts = u
             .hit_requests
             .checked_add(u.miss_requests)
@@ -253,7 +258,7 @@ fn check_meter(beat: &Heartbeat) -> Result<(), ApiError> {
         if !fits || !parts {
             return Err(ApiError::invalid(
                 format!("{field}.usage"),
-                "counts below 2^63, hits and misses no more than the whole",
+                "counts of at most 2^50 (a petabyte in 5 minutes), hits and misses no more than the whole",
             ));
         }
     }
@@ -305,9 +310,19 @@ async fn heartbeat(
     if matches!(caller, DataPlaneCaller::Node(_)) {
         require_role(&node, beat.role)?;
     }
+    // Every check before any write: a heartbeat refused changes nothing.
     check_bucket_usage(&beat)?;
     check_defence_reports(&beat)?;
     check_meter(&beat)?;
+    check_baseline(&beat)?;
+    if beat.storage.is_some() && beat.role != Role::Storage {
+        return Err(ApiError::Invalid(
+            lingjing_model::validate::ValidationError::new(
+                "storage",
+                "only a storage node's heartbeat (role `storage`) carries a disk report",
+            ),
+        ));
+    }
     let mut load = None;
     let now = crate::time::now_ms();
     if let Some(report) = &beat.meter {
@@ -350,19 +365,10 @@ async fn heartbeat(
     }
     crate::store::bucket_usage::record_stored(&mut w.tx, &beat.bucket_stored).await?;
     if let Some(report) = &beat.storage {
-        if beat.role != Role::Storage {
-            return Err(ApiError::Invalid(
-                lingjing_model::validate::ValidationError::new(
-                    "storage",
-                    "only a storage node's heartbeat (role `storage`) carries a disk report",
-                ),
-            ));
-        }
         crate::store::storage::record_report(&mut w.tx, &id, report, &crate::time::now_rfc3339())
             .await?;
     }
     let rules = crate::defence::record_reports(&mut w.tx, &id, &beat.defence, now).await?;
-    check_baseline(&beat)?;
     let now_u = now.max(0) as u64;
     for sample in &beat.defence_baseline {
         let fresh = sample.minute_ms <= now_u + 120_000

@@ -90,8 +90,16 @@ async fn metered(
         line: params.line,
     };
     let mut conn = state.store.pool().acquire().await?;
-    let rows =
-        crate::store::meter::series(&mut conn, group, step.sql_ms(), from, to, &filter).await?;
+    let rows = crate::store::meter::series(
+        &mut conn,
+        group,
+        step.sql_ms(),
+        from,
+        to,
+        &filter,
+        MAX_USAGE_POINTS + 1,
+    )
+    .await?;
     let points: usize = rows.values().map(|s| s.len()).sum();
     if points > MAX_USAGE_POINTS {
         return Err(ApiError::BadRequest(format!(

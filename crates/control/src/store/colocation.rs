@@ -157,7 +157,8 @@ pub struct CrossConnectSample {
 }
 
 /// Keeps `samples` of cross-connect `xc` of `cabinet` (held by `tenant`); a sample of an
-/// interval already kept replaces it (a collector's correction).
+/// interval already kept replaces its counts (a collector's correction) and stays with
+/// the tenant that held the cross-connect when it was first taken.
 pub async fn put_colo_samples(
     conn: &mut AnyConnection,
     cabinet: &str,
@@ -169,7 +170,7 @@ pub async fn put_colo_samples(
         sqlx::query(
             "INSERT INTO colo_samples (cabinet_id, cross_connect_id, tenant_id, start_ms, bytes_in, bytes_out) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (cabinet_id, cross_connect_id, start_ms) \
-             DO UPDATE SET tenant_id = excluded.tenant_id, bytes_in = excluded.bytes_in, bytes_out = excluded.bytes_out",
+             DO UPDATE SET bytes_in = excluded.bytes_in, bytes_out = excluded.bytes_out",
         )
         .bind(cabinet.to_owned())
         .bind(xc.to_owned())

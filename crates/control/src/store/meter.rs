@@ -49,18 +49,13 @@ async fn tenant_of(conn: &mut AnyConnection, service: &str) -> Result<Option<Str
 }
 
 /// The line of the pool `address` is from (a pool of `site` first), or `''`.
-async fn line_of(
-    conn: &mut AnyConnection,
-    site: &str,
-    address: std::net::IpAddr,
-) -> Result<String, StoreError> {
-    let pools = super::list_docs::<IpPool>(conn).await?;
+fn line_of(pools: &[IpPool], site: &str, address: std::net::IpAddr) -> String {
     let mut holding: Vec<&IpPool> = pools.iter().filter(|p| p.cidr.contains(&address)).collect();
     holding.sort_by_key(|p| (p.site != site, std::cmp::Reverse(p.cidr.prefix_len())));
-    Ok(holding
+    holding
         .first()
         .and_then(|p| p.line.clone())
-        .unwrap_or_default())
+        .unwrap_or_default()
 }
 
 /// Keeps node `node`'s (of site `site`) `report`: per sample, the larger of what is stored
@@ -90,6 +85,7 @@ pub async fn record(
         COUNTS.join(", ")
     );
     let mut lines: HashMap<Option<std::net::IpAddr>, String> = HashMap::new();
+    let mut pools: Option<Vec<IpPool>> = None;
     for MeterSample { start_ms, usage } in &report.samples {
         let service = usage.service.as_str();
         if !tenants.contains_key(service) {
@@ -106,7 +102,10 @@ pub async fn record(
             (Some(known), _) => known.clone(),
             (None, None) => String::new(),
             (None, Some(a)) => {
-                let line = line_of(conn, site, a).await?;
+                if pools.is_none() {
+                    pools = Some(super::list_docs::<IpPool>(conn).await?);
+                }
+                let line = line_of(pools.as_deref().unwrap_or_default(), site, a);
                 lines.insert(usage.address, line.clone());
                 line
             }
@@ -145,7 +144,7 @@ pub struct Filter {
 
 /// Traffic in `[from_ms, to_ms)` matching `filter`, per `group` key and step of `step_ms`
 /// (steps aligned to the Unix epoch, so hours and days are UTC ones): key -> step start
-/// -> counts.
+/// -> counts; at most `max_points` (key, step) points are read.
 pub async fn series(
     conn: &mut AnyConnection,
     group: UsageGroup,
@@ -153,6 +152,7 @@ pub async fn series(
     from_ms: i64,
     to_ms: i64,
     filter: &Filter,
+    max_points: usize,
 ) -> Result<BTreeMap<String, BTreeMap<i64, UsageCounts>>, StoreError> {
     let mut conditions = vec!["start_ms >= $1".to_owned(), "start_ms < $2".to_owned()];
     let mut binds: Vec<String> = Vec::new();
@@ -176,8 +176,9 @@ pub async fn series(
     let key = group.column();
     let sql = format!(
         "SELECT {key} AS k, (start_ms / $3) * $3 AS step, {sums} FROM meter_samples \
-         WHERE {} GROUP BY k, step ORDER BY k, step",
-        conditions.join(" AND ")
+         WHERE {} GROUP BY k, step ORDER BY k, step LIMIT {}",
+        conditions.join(" AND "),
+        max_points
     );
     let mut q = sqlx::query(&sql)
         .bind(from_ms)
@@ -231,7 +232,8 @@ fn month_starts(from_ms: i64, to_ms: i64) -> Vec<(i64, String)> {
     out
 }
 
-/// Retention and partitions: on PostgreSQL, makes the partitions of the months from now
+/// Retention and partitions, in the caller's transaction (each partition is made in a
+/// savepoint of it): on PostgreSQL, makes the partitions of the months from now
 /// to two ahead (a partition whose range already has rows in the default one is left
 /// to it) and drops those wholly older than `cutoff_ms`; on both, deletes the remaining
 /// samples older than `cutoff_ms`. Returns the rows deleted and partitions dropped.
@@ -249,8 +251,23 @@ pub async fn maintain(
             let sql = format!(
                 "CREATE TABLE IF NOT EXISTS meter_samples_{name} PARTITION OF meter_samples FOR VALUES FROM ({from}) TO ({to})"
             );
-            if let Err(e) = sqlx::query(&sql).execute(&mut *conn).await {
-                tracing::warn!(partition = %name, error = %e, "metering: a month's partition could not be made; its rows stay in the default partition");
+            // In a savepoint: a failure (rows of that month in the default partition
+            // already, or another replica making it now) must not abort the rest.
+            sqlx::query("SAVEPOINT meter_partition")
+                .execute(&mut *conn)
+                .await?;
+            match sqlx::query(&sql).execute(&mut *conn).await {
+                Ok(_) => {
+                    sqlx::query("RELEASE SAVEPOINT meter_partition")
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Err(e) => {
+                    sqlx::query("ROLLBACK TO SAVEPOINT meter_partition")
+                        .execute(&mut *conn)
+                        .await?;
+                    tracing::warn!(partition = %name, error = %e, "metering: a month's partition could not be made; its rows stay in the default partition");
+                }
             }
         }
         let rows = sqlx::query(
