@@ -554,29 +554,9 @@ mod tests {
     use super::*;
     use crate::month::INTERVAL_MS;
     use crate::plan::{BandwidthCommit, CreditStep, SlaTerms};
-    use crate::test_util::d;
+    use crate::test_util::{NOVEMBER, d, sla_terms};
 
-    const NOVEMBER: Month = Month {
-        year: 2026,
-        month: 11,
-    };
     const HOUR_MS: i64 = 3_600_000;
-
-    fn sla_terms() -> SlaTerms {
-        SlaTerms {
-            target_percent: d("99.90"),
-            schedule: vec![
-                CreditStep {
-                    below_percent: d("99.90"),
-                    credit_percent: d("10"),
-                },
-                CreditStep {
-                    below_percent: d("99.0"),
-                    credit_percent: d("25"),
-                },
-            ],
-        }
-    }
 
     fn plan() -> Plan {
         Plan {

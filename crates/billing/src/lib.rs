@@ -32,8 +32,33 @@ pub use segments::{
 mod test_util {
     use rust_decimal::Decimal;
 
+    use crate::{CreditStep, Month, SlaTerms};
+
     /// A decimal from its literal (tests only).
     pub(crate) fn d(s: &str) -> Decimal {
         s.parse().expect("decimal literal")
+    }
+
+    /// The month the tests bill: 30 days, 8,640 intervals.
+    pub(crate) const NOVEMBER: Month = Month {
+        year: 2026,
+        month: 11,
+    };
+
+    /// 99.90%: 10% credit below it, 25% below 99.0%.
+    pub(crate) fn sla_terms() -> SlaTerms {
+        SlaTerms {
+            target_percent: d("99.90"),
+            schedule: vec![
+                CreditStep {
+                    below_percent: d("99.90"),
+                    credit_percent: d("10"),
+                },
+                CreditStep {
+                    below_percent: d("99.0"),
+                    credit_percent: d("25"),
+                },
+            ],
+        }
     }
 }

@@ -252,12 +252,8 @@ pub(crate) fn ordinal(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::d;
+    use crate::test_util::{NOVEMBER, d};
 
-    const NOVEMBER: Month = Month {
-        year: 2026,
-        month: 11,
-    };
     const DECEMBER: Month = Month {
         year: 2026,
         month: 12,

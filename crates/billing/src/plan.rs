@@ -335,7 +335,7 @@ fn percent(field: &str, value: Decimal) -> Result<(), BillingError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::d;
+    use crate::test_util::{d, sla_terms};
 
     fn good_plan() -> Plan {
         Plan {
@@ -364,19 +364,7 @@ mod tests {
                     overage_per_mbps: d("20"),
                 }),
             }),
-            sla: Some(SlaTerms {
-                target_percent: d("99.90"),
-                schedule: vec![
-                    CreditStep {
-                        below_percent: d("99.90"),
-                        credit_percent: d("10"),
-                    },
-                    CreditStep {
-                        below_percent: d("99.0"),
-                        credit_percent: d("25"),
-                    },
-                ],
-            }),
+            sla: Some(sla_terms()),
         }
     }
 

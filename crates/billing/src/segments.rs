@@ -399,12 +399,7 @@ impl std::fmt::Display for Segment {
 mod tests {
     use super::*;
     use crate::month::INTERVAL_MS;
-    use crate::test_util::d;
-
-    const NOVEMBER: Month = Month {
-        year: 2026,
-        month: 11,
-    };
+    use crate::test_util::{NOVEMBER, d};
 
     fn revenue(segment: Segment, site: Option<&str>, amount: &str) -> Revenue {
         Revenue {

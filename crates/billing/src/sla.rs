@@ -159,30 +159,9 @@ fn outage_list(outages: &[Outage]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::CreditStep;
-    use crate::test_util::d;
+    use crate::test_util::{NOVEMBER, d, sla_terms};
 
-    const NOVEMBER: Month = Month {
-        year: 2026,
-        month: 11,
-    };
     const MONTH_MS: i64 = 30 * 86_400_000;
-
-    fn terms() -> SlaTerms {
-        SlaTerms {
-            target_percent: d("99.90"),
-            schedule: vec![
-                CreditStep {
-                    below_percent: d("99.90"),
-                    credit_percent: d("10"),
-                },
-                CreditStep {
-                    below_percent: d("99.0"),
-                    credit_percent: d("25"),
-                },
-            ],
-        }
-    }
 
     fn cdn(start_ms: i64, end_ms: i64) -> Outage {
         Outage {
@@ -210,7 +189,7 @@ mod tests {
 
     #[test]
     fn credit_steps() {
-        let t = terms();
+        let t = sla_terms();
         assert_eq!(credit_percent(&t, d("100")), d("0"));
         assert_eq!(credit_percent(&t, d("99.9")), d("0")); // at the target: no breach
         assert_eq!(credit_percent(&t, d("99.8999")), d("10"));
@@ -218,7 +197,7 @@ mod tests {
         assert_eq!(credit_percent(&t, d("98.9999")), d("25"));
         assert_eq!(credit_percent(&t, d("0")), d("25"));
         // Order of the schedule does not matter to the lookup.
-        let mut reversed = terms();
+        let mut reversed = sla_terms();
         reversed.schedule.reverse();
         assert_eq!(credit_percent(&reversed, d("98")), d("25"));
     }
@@ -245,7 +224,7 @@ mod tests {
         assert_eq!(clipped[0].start_ms, start);
         assert_eq!(union_ms(&clipped), (4 + 1 + 1 + 1) * h);
         let measured = measure(
-            &terms(),
+            &sla_terms(),
             &[Category::Cdn, Category::Colocation],
             NOVEMBER,
             &outages,

@@ -10,6 +10,7 @@
 //! a join token, then kept 0600 in its state directory, which is 0700), and never sends it
 //! in plain HTTP to a control plane off this host unless told `insecure`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -357,11 +358,13 @@ impl Batch {
 }
 
 /// Adds `taken` to `into`, service by service (addresses summed).
-fn merge_usage(into: &mut Vec<UsageSample>, taken: Vec<UsageSample>) {
+fn merge_usage(into: &mut BTreeMap<String, UsageSample>, taken: Vec<UsageSample>) {
     for t in taken {
-        match into.iter_mut().find(|u| u.service == t.service) {
+        match into.get_mut(&t.service) {
             Some(u) => u.add(&t),
-            None => into.push(UsageSample { address: None, ..t }),
+            None => {
+                into.insert(t.service.clone(), UsageSample { address: None, ..t });
+            }
         }
     }
 }
@@ -380,7 +383,7 @@ async fn heartbeat_loop(
     let mut seq: u64 = 0;
     // What was taken from the data plane and not yet put in a batch, and the metering
     // totals (per 5-minute interval) it also feeds.
-    let mut unbatched: Vec<UsageSample> = Vec::new();
+    let mut unbatched: BTreeMap<String, UsageSample> = BTreeMap::new();
     let mut meter = crate::meter::Meter::random();
     loop {
         let now_ms = std::time::SystemTime::now()
@@ -393,7 +396,7 @@ async fn heartbeat_loop(
             merge_usage(&mut unbatched, taken);
         }
         if pending.is_empty() {
-            pending.services = std::mem::take(&mut unbatched);
+            pending.services = std::mem::take(&mut unbatched).into_values().collect();
             if let Some(source) = &sources.buckets {
                 (pending.traffic, pending.stored) = source.take();
             }

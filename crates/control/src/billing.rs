@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use lingjing_billing::{CabinetUse, Category, Month, Outage, Sample, Usage};
 use lingjing_model::colocation::Cabinet;
-use lingjing_model::metering::UsageGroup;
+use lingjing_model::metering::{UsageCounts, UsageGroup};
 use lingjing_model::{Node, NodeRole, Service};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -152,6 +152,30 @@ fn line(record: &InvoiceRecord, outcome: Outcome) -> RunLine {
     }
 }
 
+/// Metered traffic for a rating: [`crate::store::meter::series`] with the rating's bound.
+async fn metered(
+    conn: &mut AnyConnection,
+    group: UsageGroup,
+    step_ms: i64,
+    from: i64,
+    to: i64,
+    filter: &crate::store::meter::Filter,
+) -> Result<BTreeMap<String, BTreeMap<i64, UsageCounts>>, StoreError> {
+    crate::store::meter::series(conn, group, step_ms, from, to, filter, SERIES_MAX).await
+}
+
+/// One series' steps as the rater's samples.
+fn samples(steps: BTreeMap<i64, UsageCounts>) -> Vec<Sample> {
+    steps
+        .into_iter()
+        .map(|(start_ms, c)| Sample {
+            start_ms,
+            bytes_in: c.bytes_in,
+            bytes_out: c.bytes_out,
+        })
+        .collect()
+}
+
 /// What `tenant` used in `month`, as the rater takes it.
 pub async fn tenant_usage(
     conn: &mut AnyConnection,
@@ -163,24 +187,10 @@ pub async fn tenant_usage(
         tenant: Some(tenant.to_owned()),
         ..Default::default()
     };
-    let metered = crate::store::meter::series(
-        conn,
-        UsageGroup::Tenant,
-        300_000,
-        from,
-        to,
-        &filter,
-        SERIES_MAX,
-    )
-    .await?;
-    let cdn = metered
+    let cdn = metered(conn, UsageGroup::Tenant, 300_000, from, to, &filter)
+        .await?
         .into_values()
-        .flatten()
-        .map(|(start_ms, c)| Sample {
-            start_ms,
-            bytes_in: c.bytes_in,
-            bytes_out: c.bytes_out,
-        })
+        .flat_map(samples)
         .collect();
     let (storage_requests, storage_egress_bytes) =
         store::storage_traffic(conn, tenant, from, to).await?;
@@ -345,16 +355,7 @@ pub async fn segments(
             tenant: Some(tenant.clone()),
             ..Default::default()
         };
-        let by_site = crate::store::meter::series(
-            conn,
-            UsageGroup::Site,
-            to - from,
-            from,
-            to,
-            &filter,
-            SERIES_MAX,
-        )
-        .await?;
+        let by_site = metered(conn, UsageGroup::Site, to - from, from, to, &filter).await?;
         let bytes: BTreeMap<String, u64> = by_site
             .into_iter()
             .map(|(site, steps)| {
@@ -391,28 +392,12 @@ pub async fn segments(
             site: Some(site.clone()),
             ..Default::default()
         };
-        let by_line = crate::store::meter::series(
-            conn,
-            UsageGroup::Line,
-            300_000,
-            from,
-            to,
-            &filter,
-            SERIES_MAX,
-        )
-        .await?;
+        let by_line = metered(conn, UsageGroup::Line, 300_000, from, to, &filter).await?;
         for (line, steps) in by_line {
             traffic.push(SiteTraffic {
                 site: site.clone(),
                 line: (!line.is_empty()).then_some(line),
-                samples: steps
-                    .into_iter()
-                    .map(|(start_ms, c)| Sample {
-                        start_ms,
-                        bytes_in: c.bytes_in,
-                        bytes_out: c.bytes_out,
-                    })
-                    .collect(),
+                samples: samples(steps),
             });
         }
     }
