@@ -870,5 +870,36 @@ async fn colocation_is_billed_and_the_segment_report_adds_up() {
     let demo = api.with_token(&common::tenant_key(&api, "demo").await);
     demo.get("/v1/reports/segments").await.err(403, "forbidden");
     demo.get("/v1/cabinets").await.err(403, "forbidden");
+    // A tenant changes none of the operator's books, nor another's cabinet or plan.
+    demo.post("/v1/plans", cdn_plan())
+        .await
+        .err(403, "forbidden");
+    demo.put("/v1/tenants/demo/plan", json!({"plan": "colo"}))
+        .await
+        .err(403, "forbidden");
+    demo.put(
+        "/v1/costs/x",
+        json!({"id": "x", "site": "wx-1", "description": "x",
+            "basis": {"kind": "flat", "monthly": "1"}}),
+    )
+    .await
+    .err(403, "forbidden");
+    demo.post(
+        "/v1/incidents",
+        json!({"id": "x", "site": "wx-1", "start": crate_rfc3339(down),
+            "end": crate_rfc3339(down + 1), "what": "x"}),
+    )
+    .await
+    .err(403, "forbidden");
+    demo.post(
+        "/v1/cabinets/a01/cross-connects/xc1/samples",
+        json!({"samples": []}),
+    )
+    .await
+    .err(403, "forbidden");
+    demo.put("/v1/cabinets/a02", cabinet("a02", json!([])))
+        .await
+        .err(403, "forbidden");
+    assert_eq!(demo.get("/v1/invoices").await.ok(200), json!([]));
     plane.shutdown().await;
 }
