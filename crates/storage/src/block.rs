@@ -36,6 +36,15 @@ impl BlockId {
         BlockId(Sha256::digest(data).into())
     }
 
+    /// The id of the concatenation of `parts` (hashed in place, nothing joined).
+    pub fn of_parts(parts: &[bytes::Bytes]) -> BlockId {
+        let mut hasher = Sha256::new();
+        for part in parts {
+            hasher.update(part);
+        }
+        BlockId(hasher.finalize().into())
+    }
+
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }

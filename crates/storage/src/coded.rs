@@ -178,6 +178,21 @@ impl Replicas {
         code: ErasureCode,
         shards: &[(BlockId, String)],
     ) -> Result<Bytes, ReplicaError> {
+        self.get_coded_parts(id, len, code, shards)
+            .await
+            .map(crate::replicas::join)
+    }
+
+    /// [`Self::get_coded`] as pieces whose concatenation is the block: with every data
+    /// shard in, the pieces the shards arrived in (nothing copied or joined, so a large
+    /// object streams through the gateway without a copy per block).
+    pub async fn get_coded_parts(
+        &self,
+        id: &BlockId,
+        len: u64,
+        code: ErasureCode,
+        shards: &[(BlockId, String)],
+    ) -> Result<Vec<Bytes>, ReplicaError> {
         let (k, n) = (code.data(), code.total());
         if shards.len() != n {
             return Err(ReplicaError::Codec(format!(
@@ -191,13 +206,13 @@ impl Replicas {
             let c = &c;
             async move {
                 let result = match c.nodes.iter().find(|n| &n.id == node_id) {
-                    Some(node) => self.get_verified(&c.token, node, sid).await,
+                    Some(node) => self.get_verified_parts(&c.token, node, sid).await,
                     None => Err(format!("{node_id}: not in the cluster")),
                 };
                 (s, result)
             }
         };
-        let mut got: Vec<Option<Bytes>> = vec![None; n];
+        let mut got: Vec<Option<Vec<Bytes>>> = vec![None; n];
         let mut have = 0;
         let mut failures = Vec::new();
         let mut inflight: FuturesUnordered<_> = (0..k).map(fetch).collect();
@@ -235,10 +250,14 @@ impl Replicas {
         let block_len = usize::try_from(len).map_err(|e| ReplicaError::Codec(e.to_string()))?;
         if got[..k].iter().all(Option::is_some) {
             // Every data shard is in and checked against its id: the block is their
-            // concatenation, nothing to decode.
-            return erasure::decode(code, block_len, &got)
+            // concatenation (less the last shard's padding), nothing to decode.
+            return data_parts(code, block_len, got)
                 .map_err(|e| ReplicaError::Codec(e.to_string()));
         }
+        let got: Vec<Option<Bytes>> = got
+            .into_iter()
+            .map(|parts| parts.map(crate::replicas::join))
+            .collect();
         let block = tokio::task::spawn_blocking(move || erasure::decode(code, block_len, &got))
             .await
             .map_err(|e| ReplicaError::Codec(format!("decoder task: {e}")))?
@@ -248,6 +267,65 @@ impl Replicas {
                 "block {id}: decoded bytes do not match the id"
             )));
         }
-        Ok(block)
+        Ok(vec![block])
+    }
+}
+
+/// The block of `block_len` bytes as the pieces of its data shards `got[..k]` (every one
+/// present), each shard checked for the length the code gives it, the padding at the end
+/// cut off.
+fn data_parts(
+    code: ErasureCode,
+    block_len: usize,
+    got: Vec<Option<Vec<Bytes>>>,
+) -> Result<Vec<Bytes>, erasure::CodecError> {
+    let want = erasure::shard_len(code, block_len);
+    let mut parts = Vec::new();
+    let mut left = block_len;
+    for (index, shard) in got.into_iter().take(code.data()).enumerate() {
+        let shard = shard.unwrap_or_default();
+        let got_len: usize = shard.iter().map(Bytes::len).sum();
+        if got_len != want {
+            return Err(erasure::CodecError::BadShardLength {
+                index,
+                got: got_len,
+                want,
+            });
+        }
+        for part in shard {
+            if left == 0 {
+                break;
+            }
+            let take = part.len().min(left);
+            left -= take;
+            parts.push(part.slice(..take));
+        }
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_shards_in_pieces_are_the_block_without_its_padding() {
+        let code = ErasureCode::new(4, 2).expect("code");
+        // 1001 bytes over 4 shards: the last one ends in padding.
+        let block: Vec<u8> = (0..1001u32).map(|i| (i * 7 % 251) as u8).collect();
+        let shards = erasure::encode(code, &block).expect("encode");
+        let got: Vec<Option<Vec<Bytes>>> = shards
+            .iter()
+            .map(|s| {
+                let s = Bytes::copy_from_slice(s);
+                Some(vec![s.slice(..100), s.slice(100..101), s.slice(101..)])
+            })
+            .collect();
+        let parts = data_parts(code, block.len(), got.clone()).expect("parts");
+        assert_eq!(parts.concat(), block);
+        // A shard of the wrong length is refused, not cut or padded.
+        let mut short = got;
+        short[1] = Some(vec![Bytes::from_static(b"short")]);
+        assert!(data_parts(code, block.len(), short).is_err());
     }
 }

@@ -442,41 +442,47 @@ impl Replicas {
         }
     }
 
-    /// Block `id`'s bytes as `node` sends them (not yet checked here); `check`: the node
-    /// hashes them first and quarantines a copy that does not match.
+    /// Block `id`'s bytes as `node` sends them (not yet checked here), as the pieces
+    /// they arrived in (kept, not joined: a large block is never copied on its way
+    /// through); `check`: the node hashes them first and quarantines a copy that does
+    /// not match.
     async fn get_one(
         &self,
         token: &str,
         node: &NodeRef,
         id: &BlockId,
         check: bool,
-    ) -> Result<Bytes, String> {
+    ) -> Result<Vec<Bytes>, String> {
         let mut url = Self::url(node, id);
         if !check {
             url.push_str("?check=false");
         }
         match self.http.get(url).bearer_auth(token).send().await {
-            Ok(res) if res.status().is_success() => {
-                res.bytes().await.map_err(|e| format!("{}: {e}", node.id))
+            Ok(mut res) if res.status().is_success() => {
+                let mut parts = Vec::new();
+                while let Some(part) = res.chunk().await.map_err(|e| format!("{}: {e}", node.id))? {
+                    parts.push(part);
+                }
+                Ok(parts)
             }
             Ok(res) => Err(format!("{}: {}", node.id, res.status())),
             Err(e) => Err(format!("{}: {e}", node.id)),
         }
     }
 
-    /// Block `id`'s bytes from `node`, checked against the id here. The node sends them
-    /// without hashing them (this side does); when they do not match, it is asked again
-    /// to check its copy, which quarantines a rotted one (500) or sends good bytes (the
-    /// first copy was damaged on the way).
-    pub(crate) async fn get_verified(
+    /// Block `id`'s bytes from `node`, checked against the id here, as the pieces they
+    /// arrived in. The node sends them without hashing them (this side does); when they
+    /// do not match, it is asked again to check its copy, which quarantines a rotted one
+    /// (500) or sends good bytes (the first copy was damaged on the way).
+    pub(crate) async fn get_verified_parts(
         &self,
         token: &str,
         node: &NodeRef,
         id: &BlockId,
-    ) -> Result<Bytes, String> {
+    ) -> Result<Vec<Bytes>, String> {
         for check in [false, true] {
             match self.get_one(token, node, id, check).await {
-                Ok(bytes) if BlockId::of(&bytes) == *id => return Ok(bytes),
+                Ok(parts) if BlockId::of_parts(&parts) == *id => return Ok(parts),
                 Ok(_) if !check => continue,
                 Ok(_) => {
                     return Err(format!(
@@ -488,6 +494,16 @@ impl Replicas {
             }
         }
         Err(format!("{}: no answer", node.id))
+    }
+
+    /// [`Self::get_verified_parts`], joined.
+    pub(crate) async fn get_verified(
+        &self,
+        token: &str,
+        node: &NodeRef,
+        id: &BlockId,
+    ) -> Result<Bytes, String> {
+        self.get_verified_parts(token, node, id).await.map(join)
     }
 
     /// Block `id`'s bytes from the first replica that serves a correct copy, trying the
@@ -515,5 +531,20 @@ impl Replicas {
             id: *id,
             failures: failures.join("; "),
         })
+    }
+}
+
+/// `parts` as one buffer (without a copy when there is only one).
+pub(crate) fn join(mut parts: Vec<Bytes>) -> Bytes {
+    match parts.len() {
+        0 => Bytes::new(),
+        1 => parts.pop().unwrap_or_default(),
+        _ => {
+            let mut all = bytes::BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+            for part in &parts {
+                all.extend_from_slice(part);
+            }
+            all.freeze()
+        }
     }
 }

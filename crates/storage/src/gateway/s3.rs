@@ -710,13 +710,13 @@ impl Gateway {
                 usize::try_from(from).map_err(internal)?,
                 usize::try_from(to).map_err(internal)?,
             );
-            if to_at > data.len() {
-                return Err(internal(format!(
+            let piece = slice_parts(data, from_at, to_at).ok_or_else(|| {
+                internal(format!(
                     "block {} is shorter than the object's map says",
                     block.id
-                )));
-            }
-            let piece = data.slice(from_at..to_at);
+                ))
+            })?;
+            let piece = crate::replicas::join(piece);
             md5.update(&piece);
             if from == 0 && to == block.len {
                 blocks.push(block.clone());
@@ -876,12 +876,13 @@ enum Stop {
 /// are fetched from the storage nodes this many at a time, in order.
 const READ_AHEAD_BLOCKS: usize = 4;
 
-/// Block `block`'s bytes, from its replicas or its shards, checked against its id.
-async fn read_block(replicas: &Replicas, block: &BlockRef) -> Result<Bytes, ReplicaError> {
+/// Block `block`'s bytes, from its replicas or its shards, checked against its id, as
+/// pieces whose concatenation is the block.
+async fn read_block(replicas: &Replicas, block: &BlockRef) -> Result<Vec<Bytes>, ReplicaError> {
     let corrupt = |what: &str| ReplicaError::Codec(format!("corrupt block map: {what}"));
     let id: BlockId = block.id.parse().map_err(|_| corrupt("block id"))?;
     let Some(coded) = &block.coded else {
-        return replicas.get(&id, &block.nodes).await;
+        return replicas.get(&id, &block.nodes).await.map(|b| vec![b]);
     };
     erasure::check_codec(&coded.codec).map_err(|e| ReplicaError::Codec(e.to_string()))?;
     let shards = coded
@@ -895,8 +896,28 @@ async fn read_block(replicas: &Replicas, block: &BlockRef) -> Result<Bytes, Repl
         })
         .collect::<Result<Vec<(BlockId, String)>, ReplicaError>>()?;
     replicas
-        .get_coded(&id, block.len, coded.code, &shards)
+        .get_coded_parts(&id, block.len, coded.code, &shards)
         .await
+}
+
+/// The bytes `from..to` of the block made of `parts`, as pieces (slices, no copies);
+/// `None` when the block is shorter than `to` or the range is backwards.
+fn slice_parts(parts: Vec<Bytes>, from: usize, to: usize) -> Option<Vec<Bytes>> {
+    let total: usize = parts.iter().map(Bytes::len).sum();
+    if to > total || from > to {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut at = 0;
+    for part in parts {
+        let (start, end) = (at, at + part.len());
+        at = end;
+        if end <= from || start >= to {
+            continue;
+        }
+        out.push(part.slice(from.saturating_sub(start)..(to - start).min(part.len())));
+    }
+    Some(out)
 }
 
 /// The bytes of `parts` (a block and the range of it wanted) in order, as a body
@@ -920,7 +941,7 @@ fn read_blocks(
             .map(|(block, from, to)| {
                 let replicas = replicas.clone();
                 async move {
-                    let data = read_block(&replicas, &block).await.map_err(|e| {
+                    let parts = read_block(&replicas, &block).await.map_err(|e| {
                         tracing::error!(error = %e, "object read failed");
                         std::io::Error::other(e.to_string())
                     })?;
@@ -928,20 +949,28 @@ fn read_blocks(
                         usize::try_from(from).unwrap_or(0),
                         usize::try_from(to).unwrap_or(0),
                     );
-                    if to > data.len() || from > to {
-                        return Err(std::io::Error::other(format!(
+                    slice_parts(parts, from, to).ok_or_else(|| {
+                        std::io::Error::other(format!(
                             "block {} is shorter than the object's map says",
                             block.id
-                        )));
-                    }
-                    Ok(data.slice(from..to))
+                        ))
+                    })
                 }
             })
             .buffered(ahead);
-        while let Some(chunk) = chunks.next().await {
-            let failed = chunk.is_err();
-            if tx.send(chunk).await.is_err() || failed {
-                return;
+        while let Some(block) = chunks.next().await {
+            match block {
+                Ok(parts) => {
+                    for part in parts {
+                        if tx.send(Ok(part)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
             }
         }
     });
@@ -2493,6 +2522,28 @@ mod tests {
 
     fn at(seconds: i64) -> Timestamp {
         Timestamp::from(time::OffsetDateTime::from_unix_timestamp(seconds).expect("time"))
+    }
+
+    #[test]
+    fn a_range_of_a_block_in_pieces_is_the_same_range_of_its_bytes() {
+        let whole: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let cuts = [0, 1, 7, 300, 301, 999, 1000];
+        let parts: Vec<Bytes> = [0usize, 1, 300, 301, 640, 1000]
+            .windows(2)
+            .map(|w| Bytes::copy_from_slice(&whole[w[0]..w[1]]))
+            .collect();
+        for &from in &cuts {
+            for &to in &cuts {
+                let got = slice_parts(parts.clone(), from, to);
+                if from > to {
+                    assert!(got.is_none(), "{from}..{to}");
+                    continue;
+                }
+                let got = got.expect("in range").concat();
+                assert_eq!(got, whole[from..to], "{from}..{to}");
+            }
+        }
+        assert!(slice_parts(parts, 0, 1001).is_none());
     }
 
     #[test]
