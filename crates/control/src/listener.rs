@@ -76,12 +76,27 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// How the control API is served: TLS or plain, and its limits.
+/// How the control API is served: TLS or plain, its limits, and what else is served
+/// beside it.
 #[derive(Debug, Clone, Default)]
 pub struct HttpOptions {
     /// Serve HTTPS with this certificate (`None`: plain HTTP).
     pub tls: Option<TlsFiles>,
     pub limits: ServerLimits,
+    /// Routes served beside the API (the web console), given the API's router.
+    pub mount: Option<Mount>,
+}
+
+/// Adds routes beside the API: called once with the API's router (which the added
+/// routes may call in-process) and whether it is served over TLS; returns the router to
+/// serve. The binary mounts the web console this way, so this crate never depends on it.
+#[derive(Clone)]
+pub struct Mount(pub std::sync::Arc<dyn Fn(axum::Router, bool) -> axum::Router + Send + Sync>);
+
+impl std::fmt::Debug for Mount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Mount(..)")
+    }
 }
 
 /// Why the TLS configuration could not be loaded.

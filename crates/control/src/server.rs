@@ -13,7 +13,7 @@ use crate::api::{AppState, router};
 use crate::auth::sha256_hex;
 use crate::context::ViewContext;
 use crate::error::StoreError;
-pub use crate::listener::{HttpOptions, ServerLimits, TlsFiles};
+pub use crate::listener::{HttpOptions, Mount, ServerLimits, TlsFiles};
 use crate::snapshot::Hub;
 use crate::store::Store;
 
@@ -154,7 +154,12 @@ pub async fn serve_with(
         state.clone(),
         Duration::from_secs(3600),
     ));
-    let app = router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+    let api = router(state);
+    let app = match &http.mount {
+        Some(Mount(mount)) => mount(api, tls),
+        None => api,
+    }
+    .layer(tower_http::trace::TraceLayer::new_for_http());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let (stop_all, stop_seen) = tokio::sync::watch::channel(false);

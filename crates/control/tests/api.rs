@@ -568,6 +568,16 @@ async fn tenant_keys_see_and_change_only_their_own_services() {
     let alpha = op.with_token(&tenant_key(&op, "alpha").await);
     let beta_view = op.get("/v1/services/b-site").await.ok(200);
 
+    // Each credential says whom it speaks for.
+    assert_eq!(
+        alpha.get("/v1/whoami").await.ok(200),
+        json!({ "role": "tenant", "tenant": "alpha" })
+    );
+    assert_eq!(
+        op.get("/v1/whoami").await.ok(200),
+        json!({ "role": "operator" })
+    );
+
     // Alpha sees its own service only.
     assert_eq!(alpha.ids("services").await, ["a-site"]);
     alpha.get("/v1/services/a-site").await.ok(200);
@@ -1420,7 +1430,9 @@ async fn openapi_document_lists_every_route() {
         routes.push((format!("/v1/{kind}"), &["get", "post"]));
         routes.push((format!("/v1/{kind}/{{id}}"), &["get", "put", "delete"]));
     }
-    let others: [(&str, &[&str]); 44] = [
+    let others: [(&str, &[&str]); 46] = [
+        ("/v1/nodes/{id}/health", &["get"]),
+        ("/v1/whoami", &["get"]),
         ("/v1/dns-records", &["get", "post"]),
         ("/v1/dns-records/{id}", &["get", "put", "delete"]),
         ("/v1/sla", &["get"]),

@@ -162,5 +162,28 @@ async fn probes_mark_nodes_down_and_up_and_dns_follows() {
     );
     assert!(below.iter().all(|e| e["kind"] == "node"), "{below:?}");
     api.get("/v1/sla?target=101").await.err(400, "bad_request");
+
+    // The node's history lists each change, latest first: up (heartbeats back), down (no
+    // heartbeat), up, down (503), up.
+    let history = api.get("/v1/nodes/wx-1-a/health").await.ok(200);
+    let states: Vec<bool> = history
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| c["healthy"].as_bool().expect("healthy"))
+        .collect();
+    assert_eq!(states, [true, false, true, false, true], "{history}");
+    assert!(
+        history[1]["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("no heartbeat")
+    );
+    let latest = api.get("/v1/nodes/wx-1-a/health?limit=1").await.ok(200);
+    assert_eq!(latest.as_array().map(Vec::len), Some(1));
+    api.get("/v1/nodes/wx-1-a/health?limit=0")
+        .await
+        .err(422, "invalid");
+    api.get("/v1/nodes/nope/health").await.err(404, "not_found");
     handle.shutdown().await.expect("shutdown");
 }

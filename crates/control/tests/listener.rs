@@ -39,7 +39,15 @@ async fn start(dir: &Path, http: HttpOptions) -> ControlHandle {
 
 /// A plain-HTTP control plane on a store in `dir`, under `limits`.
 async fn start_limited(dir: &Path, limits: ServerLimits) -> ControlHandle {
-    start(dir, HttpOptions { tls: None, limits }).await
+    start(
+        dir,
+        HttpOptions {
+            tls: None,
+            limits,
+            mount: None,
+        },
+    )
+    .await
 }
 
 /// A CA and a server certificate for `localhost` and `127.0.0.1`, as PEM files in `dir`.

@@ -78,6 +78,17 @@ pub struct NewApiKey {
     pub secret: String,
 }
 
+/// Who a bearer credential speaks for (`GET /v1/whoami`): what a console or a script
+/// asks before it shows the operator's or a tenant's view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WhoAmI {
+    /// `operator` or `tenant`.
+    pub role: String,
+    /// The tenant, for a tenant API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+}
+
 /// Most S3 access keys per tenant.
 pub const MAX_S3_KEYS: usize = 10;
 

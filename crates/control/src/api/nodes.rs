@@ -4,12 +4,12 @@
 //! (`POST /v1/nodes/{id}/revoke`). Tokens and credentials are stored only as SHA-256
 //! hashes. Each join token gives one credential, so a node reinstalled (or a new host
 //! taking over its id) joins again without disturbing the running one; revoking ends all
-//! of a node's credentials.
+//! of a node's credentials. `GET /v1/nodes/{id}/health` lists the node's health changes.
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, response::IntoResponse};
 use lingjing_model::Node;
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,55 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/nodes/{id}/join-token", post(issue_join_token))
         .route("/v1/nodes/{id}/credential", post(exchange))
         .route("/v1/nodes/{id}/revoke", post(revoke))
+        .route("/v1/nodes/{id}/health", get(health_history))
+}
+
+/// Most health changes one `GET /v1/nodes/{id}/health` returns.
+pub const MAX_HEALTH_HISTORY: u32 = 1000;
+
+#[derive(Debug, Deserialize)]
+pub struct HistoryParams {
+    /// How many changes, latest first (default 100, at most [`MAX_HEALTH_HISTORY`]).
+    limit: Option<u32>,
+}
+
+/// A change of a node's health, as the prober decided it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HealthChange {
+    /// When (RFC 3339).
+    pub at: String,
+    pub healthy: bool,
+    /// Why, e.g. `2 failed checks: probe 127.0.1.1:9090: connection refused`.
+    pub reason: String,
+}
+
+async fn health_history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<HistoryParams>,
+) -> Result<Json<Vec<HealthChange>>, ApiError> {
+    caller.require_operator()?;
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=MAX_HEALTH_HISTORY).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("give 1 to {MAX_HEALTH_HISTORY}"),
+        ));
+    }
+    node_exists(&state, &id).await?;
+    let mut conn = state.store.pool().acquire().await?;
+    let changes = crate::store::health::node_history(&mut conn, &id, limit).await?;
+    Ok(Json(
+        changes
+            .into_iter()
+            .map(|(at, healthy, reason)| HealthChange {
+                at,
+                healthy,
+                reason,
+            })
+            .collect(),
+    ))
 }
 
 #[derive(Debug, Deserialize)]

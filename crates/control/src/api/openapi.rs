@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::State;
 use lingjing_model::snapshot::{DnsSnapshot, EdgeSnapshot, Heartbeat, Role};
-use lingjing_model::tenant::{ApiKeyInfo, NewApiKey};
+use lingjing_model::tenant::{ApiKeyInfo, NewApiKey, WhoAmI};
 use lingjing_model::{
     Allocation, DnsRecord, IpPool, Line, LinePrefix, Node, Region, Service, Site, Tenant,
 };
@@ -332,6 +332,15 @@ fn other_ops() -> Vec<Op> {
             Some(array_of("ApiKeyInfo")),
         ),
         Op::new(
+            HttpMethod::Get,
+            "/v1/whoami",
+            "tenants",
+            "whoami",
+            "Whom the credential speaks for: the operator, or a tenant (and which)",
+        )
+        .ok("200", "The caller", Some(schema_ref("WhoAmI")))
+        .err("401", "No or an unknown credential"),
+        Op::new(
             HttpMethod::Post,
             "/v1/tenants/{id}/keys",
             "tenants",
@@ -498,6 +507,17 @@ fn other_ops() -> Vec<Op> {
         )
         .ok("200", "Revoked", Some(schema_ref("Revoked")))
         .err("404", "Unknown node"),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/nodes/{id}/health",
+            "nodes",
+            "node_health_history",
+            "A node's health changes as the prober decided them, latest first (operator only)",
+        )
+        .query("limit", "How many (default 100, at most 1000)", u32::schema())
+        .ok("200", "Changes", Some(array_of("HealthChange")))
+        .err("404", "Unknown node")
+        .err("422", "A limit out of range"),
         Op::new(
             HttpMethod::Post,
             "/v1/purges",
@@ -920,11 +940,13 @@ pub fn document() -> OpenApi {
     components = add_schema::<ImportSummary>(components);
     components = add_schema::<ApiKeyInfo>(components);
     components = add_schema::<NewApiKey>(components);
+    components = add_schema::<WhoAmI>(components);
     components = add_schema::<Heartbeat>(components);
     components = add_schema::<super::nodes::JoinToken>(components);
     components = add_schema::<super::nodes::CredentialRequest>(components);
     components = add_schema::<super::nodes::NodeCredential>(components);
     components = add_schema::<super::nodes::Revoked>(components);
+    components = add_schema::<super::nodes::HealthChange>(components);
     components = add_schema::<EdgeSnapshotResponse>(components);
     components = add_schema::<DnsSnapshotResponse>(components);
     components = add_schema::<StorageSnapshotResponse>(components);

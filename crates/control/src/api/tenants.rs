@@ -1,12 +1,12 @@
 //! Tenant API keys: the operator creates them (the secret is shown once), lists and
-//! revokes them.
+//! revokes them; `whoami` tells a credential's holder whom it speaks for.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use lingjing_model::Tenant;
-use lingjing_model::tenant::{ApiKeyInfo, NewApiKey};
+use lingjing_model::tenant::{ApiKeyInfo, NewApiKey, WhoAmI};
 
 use super::AppState;
 use crate::auth::{Caller, create_api_key};
@@ -17,6 +17,22 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/tenants/{id}/keys", get(list).post(create))
         .route("/v1/tenants/{id}/keys/{key}", delete(revoke))
+        .route("/v1/whoami", get(whoami))
+}
+
+/// Whom the caller's credential speaks for (a node credential gets 403, as everywhere
+/// outside the data planes' routes).
+async fn whoami(caller: Caller) -> Json<WhoAmI> {
+    Json(match caller {
+        Caller::Operator => WhoAmI {
+            role: "operator".into(),
+            tenant: None,
+        },
+        Caller::Tenant(t) => WhoAmI {
+            role: "tenant".into(),
+            tenant: Some(t),
+        },
+    })
 }
 
 async fn create(

@@ -79,6 +79,24 @@ pub async fn unhealthy_nodes(conn: &mut AnyConnection) -> Result<BTreeSet<String
     )
 }
 
+/// Node `node`'s last `limit` health changes, latest first: (at, healthy, reason).
+pub async fn node_history(
+    conn: &mut AnyConnection,
+    node: &str,
+    limit: u32,
+) -> Result<Vec<(String, bool, String)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT at, healthy, reason FROM health_events WHERE node_id = $1 ORDER BY at_ms DESC, id DESC LIMIT $2",
+    )
+    .bind(node.to_owned())
+    .bind(i64::from(limit))
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get::<i64, _>(1)? != 0, r.try_get(2)?)))
+        .collect()
+}
+
 /// Every health change before `before_ms`, per node, in order: (at_ms, healthy).
 pub async fn health_changes(
     conn: &mut AnyConnection,
