@@ -29,6 +29,8 @@ struct Up {
     s3_key: (String, String),
     /// The gateway's `/metrics` URL.
     s3_admin: String,
+    /// The console's sign-in link.
+    sign_in: String,
 }
 
 /// The `up` process, killed if the test fails before it is terminated.
@@ -83,10 +85,14 @@ fn start_up(data_dir: &Path) -> Up {
     let mut s3 = None;
     let mut s3_key = None;
     let mut s3_admin = None;
+    let mut sign_in = None;
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("read stdout");
         if let Some(rest) = line.trim().strip_prefix("control plane") {
             url = rest.split_whitespace().next().map(str::to_owned);
+        }
+        if let Some(rest) = line.trim().strip_prefix("sign in") {
+            sign_in = rest.split_whitespace().next().map(str::to_owned);
         }
         if let Some(rest) = line.trim().strip_prefix("GSLB DNS") {
             dns = rest.split_whitespace().next().and_then(|a| a.parse().ok());
@@ -117,6 +123,7 @@ fn start_up(data_dir: &Path) -> Up {
         s3_key: s3_key.expect("up printed the demo S3 key"),
         s3_admin: s3_admin.expect("up printed the S3 admin URL"),
         url: url.expect("up printed the control plane URL"),
+        sign_in: sign_in.expect("up printed the console's sign-in link"),
         edges,
         dns: dns.expect("up printed the DNS address"),
     }
@@ -274,6 +281,7 @@ fn up_seeds_once_and_serves_operator_commands() {
         s3,
         s3_key,
         s3_admin,
+        sign_in,
     } = start_up(&data);
     object_storage_runs_on_three_sites(&data, &s3, &s3_key);
     let metrics = Command::new("curl")
@@ -341,6 +349,37 @@ fn up_seeds_once_and_serves_operator_commands() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(reported >= 3, "usage reported: {reported} requests");
+    // The console's sign-in link opens the form with the token filled in, over TLS (so
+    // its cookie is Secure).
+    let console = Command::new("curl")
+        .arg("--cacert")
+        .arg(data.join("ca.pem"))
+        .args(["-s", "-i", &sign_in])
+        .output()
+        .expect("curl");
+    let console = String::from_utf8_lossy(&console.stdout);
+    assert!(
+        console
+            .lines()
+            .next()
+            .is_some_and(|l| l.trim_end().ends_with(" 200")),
+        "{console}"
+    );
+    assert!(
+        console.contains("<title>Sign in · Lingjing</title>"),
+        "{console}"
+    );
+    assert!(
+        console.contains(&format!("value=\"{}\"", token.trim())),
+        "{console}"
+    );
+    assert!(
+        console
+            .to_ascii_lowercase()
+            .contains("set-cookie: lj_sign_in=")
+            && console.contains("; Secure"),
+        "{console}"
+    );
     // The same traffic is metered per 5-minute interval, and tenant demo (on the seeded
     // plan) gets this month's draft invoice from it.
     let metered = lingjing(

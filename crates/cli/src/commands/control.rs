@@ -34,6 +34,7 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
             max_connections: args.max_connections as usize,
             ..Default::default()
         },
+        mount: Some(super::console()),
     };
     if http.tls.is_none() && !args.listen.ip().is_loopback() {
         tracing::warn!(listen = %args.listen, "serving the control API in plain HTTP on a non-loopback address: give --tls-cert and --tls-key");

@@ -47,6 +47,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The web console, served by the control plane beside its API.
+pub fn console() -> lingjing_control::server::Mount {
+    lingjing_control::server::Mount(std::sync::Arc::new(lingjing_console::beside))
+}
+
 /// Resolves when the process is asked to stop (Ctrl-C / SIGINT, or SIGTERM).
 pub async fn shutdown_signal() {
     let ctrl_c = async {

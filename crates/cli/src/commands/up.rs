@@ -70,6 +70,7 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
         },
         lingjing_control::server::HttpOptions {
             tls: Some(tls.server.clone()),
+            mount: Some(super::console()),
             ..Default::default()
         },
         store,
@@ -102,6 +103,8 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
         "\nLingjing is up.\n\
          \n  control plane   {api}   (OpenAPI: {api}/v1/openapi.json)\
          \n  TLS CA          {ca}   (clients verify the control plane with it)\
+         \n  web console     {api}/   (the browser warns until it trusts the CA above)\
+         \n  sign in         {api}/sign-in?token={token}\
          \n  demo origin     http://{origin}/\
          \n  GSLB DNS        {dns_addr} (UDP and TCP), zone {zone}\
          \n  DNS admin       http://{dns_admin}/metrics   http://{dns_admin}/healthz\

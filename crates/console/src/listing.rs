@@ -1,0 +1,225 @@
+//! Tables that sort, filter and page on the server: the query string carries the
+//! column, the direction, a filter text and the page, so every state is a link (and
+//! works without JavaScript), and a page renders at most [`PER_PAGE`] rows however many
+//! there are.
+
+use serde::Deserialize;
+
+/// Rows per page.
+pub const PER_PAGE: usize = 50;
+
+/// What a table's query string asks for.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ListQuery {
+    /// The column to sort by (a key the table knows; others fall back to its first).
+    #[serde(default)]
+    pub sort: Option<String>,
+    /// `desc` for descending.
+    #[serde(default)]
+    pub dir: Option<String>,
+    /// Only rows whose text contains this (case-insensitive).
+    #[serde(default)]
+    pub q: Option<String>,
+    /// 1-based.
+    #[serde(default)]
+    pub page: Option<usize>,
+}
+
+/// A column a table sorts by: its key in the query string and its heading.
+pub struct Column {
+    pub key: &'static str,
+    pub title: &'static str,
+}
+
+/// One page of a sorted, filtered table, with what its headings and pager link to.
+pub struct Listing<T> {
+    pub rows: Vec<T>,
+    /// The page's path (e.g. `/services`), for links.
+    pub path: String,
+    pub sort: String,
+    pub desc: bool,
+    pub q: String,
+    pub page: usize,
+    pub pages: usize,
+    /// Rows matching the filter, on all pages.
+    pub matching: usize,
+    /// Rows before filtering.
+    pub total: usize,
+    pub columns: Vec<ColumnLink>,
+    /// This page again (what a live refresh fetches).
+    pub here: String,
+    pub previous: Option<String>,
+    pub next: Option<String>,
+}
+
+/// A heading: its title, the link that sorts by it (or flips the direction), and how it
+/// is sorted now (for `aria-sort`).
+pub struct ColumnLink {
+    pub title: &'static str,
+    pub href: String,
+    /// `ascending`, `descending` or `none`.
+    pub aria_sort: &'static str,
+}
+
+impl<T> Listing<T> {
+    /// The page of `rows` that `query` asks for: filtered by `text` (a row's searchable
+    /// text), sorted by `key` (a row's sort key for a column key), paged.
+    pub fn of<K: Ord>(
+        path: &str,
+        mut rows: Vec<T>,
+        query: &ListQuery,
+        columns: &[Column],
+        text: impl Fn(&T) -> String,
+        key: impl Fn(&T, &str) -> K,
+    ) -> Listing<T> {
+        let total = rows.len();
+        let sort = query
+            .sort
+            .as_deref()
+            .filter(|s| columns.iter().any(|c| c.key == *s))
+            .or(columns.first().map(|c| c.key))
+            .unwrap_or("")
+            .to_owned();
+        let desc = query.dir.as_deref() == Some("desc");
+        let q = query.q.clone().unwrap_or_default().trim().to_owned();
+        if !q.is_empty() {
+            let needle = q.to_lowercase();
+            rows.retain(|r| text(r).to_lowercase().contains(&needle));
+        }
+        rows.sort_by_cached_key(|r| key(r, &sort));
+        if desc {
+            rows.reverse();
+        }
+        let matching = rows.len();
+        let pages = matching.div_ceil(PER_PAGE).max(1);
+        let page = query.page.unwrap_or(1).clamp(1, pages);
+        let rows: Vec<T> = rows
+            .into_iter()
+            .skip((page - 1) * PER_PAGE)
+            .take(PER_PAGE)
+            .collect();
+        let columns = columns
+            .iter()
+            .map(|c| {
+                let current = c.key == sort;
+                ColumnLink {
+                    title: c.title,
+                    href: link(path, c.key, current && !desc, &q, 1),
+                    aria_sort: match (current, desc) {
+                        (false, _) => "none",
+                        (true, false) => "ascending",
+                        (true, true) => "descending",
+                    },
+                }
+            })
+            .collect();
+        let at = |page: usize| link(path, &sort, desc, &q, page);
+        Listing {
+            here: at(page),
+            previous: (page > 1).then(|| at(page - 1)),
+            next: (page < pages).then(|| at(page + 1)),
+            rows,
+            path: path.to_owned(),
+            sort,
+            desc,
+            q,
+            page,
+            pages,
+            matching,
+            total,
+            columns,
+        }
+    }
+}
+
+/// `path?sort=..&dir=..&q=..&page=..`.
+fn link(path: &str, sort: &str, desc: bool, q: &str, page: usize) -> String {
+    let page = page.to_string();
+    let mut pairs = vec![("sort", sort)];
+    if desc {
+        pairs.push(("dir", "desc"));
+    }
+    if !q.is_empty() {
+        pairs.push(("q", q));
+    }
+    pairs.push(("page", &page));
+    let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+    let sep = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{sep}{query}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COLUMNS: &[Column] = &[
+        Column {
+            key: "name",
+            title: "Name",
+        },
+        Column {
+            key: "size",
+            title: "Size",
+        },
+    ];
+
+    fn list(query: ListQuery) -> Listing<(String, u32)> {
+        let rows = (0..120)
+            .map(|i| (format!("row-{i:03}"), 1000 - i))
+            .collect();
+        Listing::of(
+            "/things",
+            rows,
+            &query,
+            COLUMNS,
+            |r| r.0.clone(),
+            |r, key| match key {
+                "size" => (r.1, String::new()),
+                _ => (0, r.0.clone()),
+            },
+        )
+    }
+
+    #[test]
+    fn pages_sort_and_filter() {
+        let first = list(ListQuery::default());
+        assert_eq!(
+            (first.rows.len(), first.pages, first.page),
+            (PER_PAGE, 3, 1)
+        );
+        assert_eq!(first.rows[0].0, "row-000");
+        assert_eq!(first.columns[0].aria_sort, "ascending");
+        assert_eq!(first.columns[0].href, "/things?sort=name&dir=desc&page=1");
+        let last = list(ListQuery {
+            page: Some(99),
+            ..Default::default()
+        });
+        assert_eq!((last.page, last.rows.len()), (3, 20));
+        let by_size = list(ListQuery {
+            sort: Some("size".into()),
+            dir: Some("desc".into()),
+            ..Default::default()
+        });
+        assert_eq!(by_size.rows[0].0, "row-000");
+        let found = list(ListQuery {
+            q: Some(" ROW-11 ".into()),
+            sort: Some("bogus".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            (found.matching, found.total, found.sort.as_str()),
+            (10, 120, "name")
+        );
+        assert_eq!(found.next, None);
+        assert_eq!(first.next.as_deref(), Some("/things?sort=name&page=2"));
+        assert_eq!(last.previous.as_deref(), Some("/things?sort=name&page=2"));
+        let filtered = list(ListQuery {
+            q: Some("row".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            filtered.next.as_deref(),
+            Some("/things?sort=name&q=row&page=2")
+        );
+    }
+}

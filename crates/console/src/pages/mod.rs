@@ -1,0 +1,245 @@
+//! The console's routes and what every page shares: the frame around it ([`Chrome`]),
+//! the sign-in guard, the form guard (session, origin, CSRF token), rendering, error
+//! pages and the security headers on every answer.
+
+mod fleet;
+mod purges;
+mod services;
+mod sign_in;
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+
+use crate::Console;
+use crate::api::Failure;
+use crate::session::Session;
+
+pub(crate) type Shared = Arc<Console>;
+
+/// The console's routes (the API's stay under `/v1`).
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/", get(home))
+        .route("/sign-in", get(sign_in::form).post(sign_in::submit))
+        .route("/sign-out", post(sign_in::sign_out))
+        .route("/fleet", get(fleet::overview))
+        .route("/fleet/live", get(fleet::live))
+        .route("/nodes/{id}", get(fleet::node))
+        .route("/nodes/{id}/drain", post(fleet::drain))
+        .route("/services", get(services::list).post(services::create))
+        .route("/services/new", get(services::new_form))
+        .route("/services/{id}", get(services::show))
+        .route("/services/{id}/verify", post(services::verify))
+        .route("/purges", get(purges::list).post(purges::create))
+        .route("/purges/{id}", get(purges::show))
+        .route("/purges/{id}/live", get(purges::live))
+        .route("/assets/{*path}", get(crate::assets::serve))
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+/// `/`: the operator's fleet, a tenant's services, or the sign-in form.
+async fn home(
+    axum::extract::State(console): axum::extract::State<Shared>,
+    headers: HeaderMap,
+) -> Response {
+    match console.sessions.find(&headers) {
+        Some(s) if s.is_operator() => Redirect::to("/fleet").into_response(),
+        Some(_) => Redirect::to("/services").into_response(),
+        None => Redirect::to("/sign-in").into_response(),
+    }
+}
+
+/// The frame of a page: its title, who is signed in, the navigation, and the session's
+/// CSRF token for the forms on it.
+pub(crate) struct Chrome {
+    pub title: String,
+    /// `operator` or `tenant alpha`; empty when nobody is signed in.
+    pub who: String,
+    pub operator: bool,
+    pub signed_in: bool,
+    pub csrf: String,
+    /// The navigation entry to mark current (`fleet`, `services`, `purges`).
+    pub section: &'static str,
+}
+
+impl Chrome {
+    pub fn new(session: &Session, title: impl Into<String>, section: &'static str) -> Chrome {
+        Chrome {
+            title: title.into(),
+            who: match session.tenant() {
+                Some(t) => format!("tenant {t}"),
+                None => "operator".into(),
+            },
+            operator: session.is_operator(),
+            signed_in: true,
+            csrf: session.csrf.clone(),
+            section,
+        }
+    }
+
+    /// A page seen signed out.
+    pub fn anonymous(title: impl Into<String>) -> Chrome {
+        Chrome {
+            title: title.into(),
+            who: String::new(),
+            operator: false,
+            signed_in: false,
+            csrf: String::new(),
+            section: "",
+        }
+    }
+}
+
+/// `template` as an HTML answer with `status`.
+pub(crate) fn render_status(status: StatusCode, template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "console: a template failed to render");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page failed to render; see the control plane's log\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// `template` as a 200 HTML answer.
+pub(crate) fn render(template: &impl Template) -> Response {
+    render_status(StatusCode::OK, template)
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    chrome: Chrome,
+    message: String,
+}
+
+/// An error page with `status` saying `message`.
+pub(crate) fn error_page(
+    session: Option<&Session>,
+    status: StatusCode,
+    message: String,
+) -> Response {
+    let title = match status {
+        StatusCode::NOT_FOUND => "Not found".to_owned(),
+        StatusCode::FORBIDDEN => "Not allowed".to_owned(),
+        s => format!("Error {}", s.as_u16()),
+    };
+    let chrome = match session {
+        Some(s) => Chrome::new(s, title, ""),
+        None => Chrome::anonymous(title),
+    };
+    render_status(status, &ErrorPage { chrome, message })
+}
+
+/// The page for an API call that failed: the API's own status and message.
+pub(crate) fn failure_page(session: &Session, failure: Failure) -> Response {
+    if failure.status.is_server_error() {
+        tracing::error!(code = %failure.code, message = %failure.message, "console: API call failed");
+    }
+    error_page(Some(session), failure.status, failure.message)
+}
+
+/// The request's session, or the answer that sends the browser to sign in (for an htmx
+/// request, an `HX-Redirect`, so a live fragment does not turn into a sign-in form).
+#[allow(
+    clippy::result_large_err,
+    reason = "the refusal is the answer to send, once per request"
+)]
+pub(crate) fn signed_in(console: &Console, headers: &HeaderMap) -> Result<Session, Response> {
+    console.sessions.find(headers).ok_or_else(|| {
+        if headers.contains_key("hx-request") {
+            ([("hx-redirect", "/sign-in")], StatusCode::UNAUTHORIZED).into_response()
+        } else {
+            Redirect::to("/sign-in").into_response()
+        }
+    })
+}
+
+/// The session of a form post, checked: signed in, sent from this console's own origin,
+/// carrying the session's CSRF token. Anything else is refused before the form does
+/// anything.
+#[allow(
+    clippy::result_large_err,
+    reason = "the refusal is the answer to send, once per request"
+)]
+pub(crate) fn form_session(
+    console: &Console,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<Session, Response> {
+    let session = signed_in(console, headers)?;
+    if !crate::csrf::same_origin(headers) || !crate::csrf::token_matches(csrf, &session.csrf) {
+        return Err(error_page(
+            Some(&session),
+            StatusCode::FORBIDDEN,
+            "this form did not come from a page of this console (or the page is older than your session): reload it and try again".into(),
+        ));
+    }
+    Ok(session)
+}
+
+/// The operator's session, or a 403 page.
+#[allow(
+    clippy::result_large_err,
+    reason = "the refusal is the answer to send, once per request"
+)]
+pub(crate) fn operator_only(session: &Session) -> Result<(), Response> {
+    if session.is_operator() {
+        Ok(())
+    } else {
+        Err(error_page(
+            Some(session),
+            StatusCode::FORBIDDEN,
+            "this page is the operator's: tenants see their own services and purges".into(),
+        ))
+    }
+}
+
+/// What a browser may load and do on the console's pages: only this origin's files, no
+/// inline script, no framing; pages are not cached, nor sent as a referrer to other sites.
+async fn security_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        // Not `no-referrer`: under it browsers send `Origin: null` on form posts.
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// The form field an API error names: `hostnames[2]` and `origins[0].address` are about
+/// the `hostnames` and `origins` fields of a form.
+pub(crate) fn form_field(api_field: &str) -> &str {
+    api_field.split(['[', '.']).next().unwrap_or(api_field)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_fields_map_to_form_fields() {
+        assert_eq!(form_field("hostnames[2]"), "hostnames");
+        assert_eq!(form_field("origins[0].address"), "origins");
+        assert_eq!(form_field("id"), "id");
+    }
+}

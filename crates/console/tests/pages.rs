@@ -1,0 +1,390 @@
+//! The console over HTTP, as a browser without JavaScript uses it: sign-in and its
+//! cookie, the trust boundary between tenants (by URL too), CSRF and origin checks on
+//! every form, validation errors beside their field, drain and purge, the security
+//! headers, the vendored assets.
+
+mod common;
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+
+/// A cookie-keeping client that does not follow redirects (so they can be checked).
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The value of the first `name="csrf"` hidden field.
+    fn csrf(&self) -> String {
+        let at = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .unwrap_or_else(|| panic!("no csrf field in {}", self.body));
+        let rest = &self.body[at + "name=\"csrf\" value=\"".len()..];
+        rest[..rest.find('"').expect("end of value")].to_owned()
+    }
+}
+
+impl Browser {
+    fn new(base: &str) -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            base: base.to_owned(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Page {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("get");
+        Page {
+            status: resp.status(),
+            headers: resp.headers().clone(),
+            body: resp.text().await.expect("body"),
+        }
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)], origin: Option<&str>) -> Page {
+        let mut req = self.http.post(format!("{}{path}", self.base)).form(form);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let resp = req.send().await.expect("post");
+        Page {
+            status: resp.status(),
+            headers: resp.headers().clone(),
+            body: resp.text().await.expect("body"),
+        }
+    }
+
+    /// Signs in with `token`; the page it lands on.
+    async fn sign_in(&self, token: &str) -> Page {
+        let form = self.get("/sign-in").await;
+        assert_eq!(form.status, StatusCode::OK);
+        let csrf = form.csrf();
+        let done = self
+            .post("/sign-in", &[("token", token), ("csrf", &csrf)], None)
+            .await;
+        assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+        let cookie = done
+            .headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("lj_session="))
+            .expect("session cookie")
+            .to_owned();
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
+        let home = self.get(done.location()).await;
+        assert_eq!(home.status, StatusCode::SEE_OTHER);
+        self.get(home.location()).await
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_sees_and_changes_only_its_own_things() {
+    let plane = common::start().await;
+    let b = Browser::new(&plane.url);
+
+    // Signed out, every page sends the browser to sign in.
+    for path in ["/", "/services", "/fleet", "/services/a-site", "/purges"] {
+        let p = b.get(path).await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(p.location(), "/sign-in", "{path}");
+    }
+    // A wrong key does not sign in.
+    let form = b.get("/sign-in").await;
+    let bad = b
+        .post(
+            "/sign-in",
+            &[("token", "ljk_nope_0000"), ("csrf", &form.csrf())],
+            None,
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        bad.body
+            .contains("neither the operator token nor a tenant API key")
+    );
+    // Nor does a right one without the form's token.
+    let forged = b
+        .post(
+            "/sign-in",
+            &[("token", &plane.alpha_key), ("csrf", "x")],
+            None,
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+
+    let services = b.sign_in(&plane.alpha_key).await;
+    assert_eq!(services.status, StatusCode::OK);
+    assert!(services.body.contains("<title>Services · Lingjing</title>"));
+    assert!(services.body.contains("a-site") && services.body.contains("tenant alpha"));
+    assert!(!services.body.contains("b-site"), "{}", services.body);
+    assert!(
+        !services.body.contains("href=\"/fleet\""),
+        "no fleet link for a tenant"
+    );
+
+    // Another tenant's service, by URL: the API's 404, nothing of it shown.
+    let other = b.get("/services/b-site").await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+    assert!(!other.body.contains("www.beta.example"), "{}", other.body);
+    // The operator's pages: refused.
+    for path in ["/fleet", "/fleet/live", "/nodes/wx-1-a"] {
+        let p = b.get(path).await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN, "{path}");
+        assert!(!p.body.contains("wx-1-b"), "{path}: {}", p.body);
+    }
+    let csrf = services.csrf();
+    // Nor can it drain a node, or purge another tenant's service, with a good token.
+    let drain = b
+        .post(
+            "/nodes/wx-1-a/drain",
+            &[("csrf", &csrf), ("drained", "true")],
+            None,
+        )
+        .await;
+    assert_eq!(drain.status, StatusCode::FORBIDDEN);
+    let purge = b
+        .post(
+            "/purges",
+            &[
+                ("csrf", &csrf),
+                ("service", "b-site"),
+                ("kind", "url"),
+                ("targets", "http://www.beta.example/x"),
+            ],
+            None,
+        )
+        .await;
+    assert!(
+        purge.status == StatusCode::NOT_FOUND || purge.status == StatusCode::FORBIDDEN,
+        "{}",
+        purge.status
+    );
+    let node = common::operator(&plane.url, reqwest::Method::GET, "/v1/nodes/wx-1-a", None).await;
+    assert_eq!(node["drained"], false);
+    let purges = common::operator(&plane.url, reqwest::Method::GET, "/v1/purges", None).await;
+    assert_eq!(purges.as_array().map(Vec::len), Some(0));
+
+    // A service for another tenant is created as its own, or not at all.
+    let made = b
+        .post(
+            "/services",
+            &[
+                ("csrf", &csrf),
+                ("id", "a-two"),
+                ("tenant", "beta"),
+                ("hostnames", "two.alpha.example"),
+                ("origins", "127.0.0.1:7900"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+    let two = common::operator(&plane.url, reqwest::Method::GET, "/v1/services/a-two", None).await;
+    assert_eq!(two["tenant"], "alpha");
+
+    // Sign-out ends the session on the server: the old cookie no longer works.
+    let out = b.post("/sign-out", &[("csrf", &csrf)], None).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert_eq!(b.get("/services").await.location(), "/sign-in");
+    plane.handle.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn forms_refuse_forgery_and_show_the_apis_errors_beside_their_field() {
+    let plane = common::start().await;
+    let b = Browser::new(&plane.url);
+    let page = b.sign_in(&plane.alpha_key).await;
+    let csrf = page.csrf();
+    let bad_host = [
+        ("csrf", csrf.as_str()),
+        ("id", "shop"),
+        ("hostnames", "not a hostname!"),
+        ("origins", "127.0.0.1:7900"),
+    ];
+    // Without the session's token, or from another site: refused, nothing created.
+    let mut no_token = bad_host;
+    no_token[0] = ("csrf", "0000");
+    assert_eq!(
+        b.post("/services", &no_token, None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let mut good = bad_host;
+    good[2] = ("hostnames", "shop.alpha.example");
+    let cross = b
+        .post("/services", &good, Some("https://evil.example"))
+        .await;
+    assert_eq!(cross.status, StatusCode::FORBIDDEN);
+    let services = common::operator(&plane.url, reqwest::Method::GET, "/v1/services", None).await;
+    assert_eq!(services.as_array().map(Vec::len), Some(2));
+
+    // A bad hostname: the form again, values kept, the API's message beside the field.
+    let refused = b.post("/services", &bad_host, None).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.body.contains("id=\"hostnames-error\""),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains("not a hostname!"),
+        "the value is kept"
+    );
+    assert!(refused.body.contains("aria-invalid=\"true\""));
+
+    // A good one is created and shows what to publish and the CNAME.
+    let made = b.post("/services", &good, None).await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+    assert_eq!(made.location(), "/services/shop");
+    let shop = b.get("/services/shop").await;
+    assert_eq!(shop.status, StatusCode::OK);
+    assert!(
+        shop.body.contains("shop.cdn.lingjing.test."),
+        "{}",
+        shop.body
+    );
+    assert!(
+        shop.body
+            .contains("_lingjing-challenge.shop.alpha.example TXT \"lingjing-verify="),
+        "{}",
+        shop.body
+    );
+    assert!(shop.body.contains("data-chart=\""), "the chart's numbers");
+
+    // Every page says what it may load, and is not cached.
+    let h = &shop.headers;
+    let csp = h
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(
+        h.get("cache-control").and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    for asset in [
+        "/assets/htmx-2.0.11/htmx.min.js",
+        "/assets/uplot-1.6.32/uPlot.iife.min.js",
+        "/assets/htmx-2.0.11/LICENSE",
+        "/assets/console.js",
+    ] {
+        let a = b.get(asset).await;
+        assert_eq!(a.status, StatusCode::OK, "{asset}");
+        assert!(a.body.len() > 100, "{asset}");
+    }
+    assert_eq!(b.get("/assets/nope.js").await.status, StatusCode::NOT_FOUND);
+    plane.handle.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn the_operator_drains_a_node_and_purges_with_progress() {
+    let plane = common::start().await;
+    let b = Browser::new(&plane.url);
+    let fleet = b.sign_in(common::OPERATOR_TOKEN).await;
+    assert_eq!(fleet.status, StatusCode::OK);
+    assert!(fleet.body.contains("<title>Fleet · Lingjing</title>"));
+    for node in ["nj-1-a", "wx-1-a", "wx-1-b"] {
+        assert!(
+            fleet.body.contains(&format!("data-node=\"{node}\"")),
+            "{node}"
+        );
+    }
+    assert!(fleet.body.contains("not probed yet"), "health in words");
+    assert!(
+        fleet.body.contains("hx-get=\"/fleet/live?"),
+        "refreshes live"
+    );
+    // Sorted by site, descending; filtered.
+    let sorted = b.get("/fleet?sort=site&dir=desc").await;
+    let (a, n) = (
+        sorted.body.find("data-node=\"wx-1-a\""),
+        sorted.body.find("data-node=\"nj-1-a\""),
+    );
+    assert!(a < n, "wx before nj");
+    let filtered = b.get("/fleet/live?q=nj-1").await;
+    assert!(filtered.body.contains("nj-1-a") && !filtered.body.contains("wx-1-b"));
+
+    let csrf = fleet.csrf();
+    let drained = b
+        .post(
+            "/nodes/wx-1-a/drain",
+            &[("csrf", &csrf), ("drained", "true")],
+            None,
+        )
+        .await;
+    assert_eq!(drained.status, StatusCode::SEE_OTHER);
+    let node = common::operator(&plane.url, reqwest::Method::GET, "/v1/nodes/wx-1-a", None).await;
+    assert_eq!(node["drained"], true);
+    let page = b.get("/nodes/wx-1-a").await;
+    assert!(page.body.contains("id=\"undrain\""), "{}", page.body);
+    let live = b.get("/fleet/live?q=wx-1-a").await;
+    assert!(live.body.contains(">drained<"), "{}", live.body);
+
+    let purged = b
+        .post(
+            "/purges",
+            &[
+                ("csrf", &csrf),
+                ("kind", "url"),
+                ("mode", "hard"),
+                ("targets", "http://www.alpha.example/index.html"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(purged.status, StatusCode::SEE_OTHER, "{}", purged.body);
+    let progress = b.get(purged.location()).await;
+    assert_eq!(progress.status, StatusCode::OK);
+    // No node has applied it (none is running): both edges pending, and the page polls.
+    assert!(
+        progress.body.contains("0 of 3 edge nodes"),
+        "{}",
+        progress.body
+    );
+    assert!(progress.body.contains("hx-trigger=\"every 1s\""));
+    // An unknown target names its field.
+    let refused = b
+        .post(
+            "/purges",
+            &[("csrf", &csrf), ("kind", "url"), ("targets", "not-a-url")],
+            None,
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.body.contains("id=\"targets-error\""),
+        "{}",
+        refused.body
+    );
+    plane.handle.shutdown().await.expect("shutdown");
+}
