@@ -5,15 +5,14 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method};
+use axum::http::Method;
 use axum::response::{IntoResponse, Redirect, Response};
 use lingjing_model::snapshot::NodeStatus;
 use lingjing_model::{Region, Site};
 use serde::Deserialize;
 
-use super::{Chrome, Shared, failure_page, form_session, operator_only, render, signed_in};
+use super::{Chrome, Operator, Posted, Shared, WithCsrf, failure_page, render};
 use crate::api::Failure;
 use crate::format::When;
 use crate::listing::{Column, ListQuery, Listing};
@@ -262,16 +261,9 @@ fn now() -> When {
 /// `GET /fleet`.
 pub async fn overview(
     State(console): State<Shared>,
-    headers: HeaderMap,
+    Operator(session): Operator,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    let session = match signed_in(&console, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Err(r) = operator_only(&session) {
-        return r;
-    }
     match fleet(&console, &session, &query).await {
         Ok((sites, listing)) => render(&FleetPage {
             chrome: Chrome::new(&session, "Fleet", "fleet"),
@@ -287,16 +279,9 @@ pub async fn overview(
 /// `GET /fleet/live`: the node table alone, for the overview's periodic refresh.
 pub async fn live(
     State(console): State<Shared>,
-    headers: HeaderMap,
+    Operator(session): Operator,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    let session = match signed_in(&console, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Err(r) = operator_only(&session) {
-        return r;
-    }
     match fleet(&console, &session, &query).await {
         Ok((_, listing)) => render(&FleetLive {
             live: live_href(&listing),
@@ -337,16 +322,9 @@ struct NodePage {
 /// `GET /nodes/{id}`.
 pub async fn node(
     State(console): State<Shared>,
-    headers: HeaderMap,
+    Operator(session): Operator,
     Path(id): Path<String>,
 ) -> Response {
-    let session = match signed_in(&console, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Err(r) = operator_only(&session) {
-        return r;
-    }
     let c = &session.credential;
     let path = format!("/v1/nodes/{}", encode(&id));
     let history_path = format!("{path}/health?limit=50");
@@ -399,18 +377,19 @@ pub struct DrainForm {
     drained: String,
 }
 
+impl WithCsrf for DrainForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// `POST /nodes/{id}/drain`: sets the node's `drained` through the API (read, change,
 /// write back, as `lingjing node drain` does).
 pub async fn drain(
     State(console): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<DrainForm>,
+    Posted(session, form): Posted<DrainForm>,
 ) -> Response {
-    let session = match form_session(&console, &headers, &form.csrf) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let c = &session.credential;
     let path = format!("/v1/nodes/{}", encode(&id));
     let mut node: serde_json::Value = match console.api.get(c, &path).await {

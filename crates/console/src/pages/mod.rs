@@ -10,10 +10,13 @@ mod sign_in;
 use std::sync::Arc;
 
 use askama::Template;
-use axum::Router;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::de::DeserializeOwned;
 
 use crate::Console;
 use crate::api::Failure;
@@ -185,6 +188,53 @@ pub(crate) fn form_session(
         ));
     }
     Ok(session)
+}
+
+/// The signed-in user's session (an extractor): anyone else is sent to sign in.
+pub(crate) struct Signed(pub Session);
+
+impl FromRequestParts<Shared> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, console: &Shared) -> Result<Signed, Response> {
+        signed_in(console, &parts.headers).map(Signed)
+    }
+}
+
+/// The operator's session (an extractor): a tenant gets the 403 page.
+pub(crate) struct Operator(pub Session);
+
+impl FromRequestParts<Shared> for Operator {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, console: &Shared) -> Result<Operator, Response> {
+        let session = signed_in(console, &parts.headers)?;
+        operator_only(&session)?;
+        Ok(Operator(session))
+    }
+}
+
+/// A form that carries the session's CSRF token (field `csrf`).
+pub(crate) trait WithCsrf {
+    fn csrf(&self) -> &str;
+}
+
+/// A form post and its session, checked by [`form_session`] (an extractor, the last of a
+/// handler's): signed in, from this console's origin, with the session's token.
+pub(crate) struct Posted<T>(pub Session, pub T);
+
+impl<T: DeserializeOwned + WithCsrf + Send> FromRequest<Shared> for Posted<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, console: &Shared) -> Result<Posted<T>, Response> {
+        let headers = req.headers().clone();
+        signed_in(console, &headers)?;
+        let Form(form) = Form::<T>::from_request(req, console)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let session = form_session(console, &headers, form.csrf())?;
+        Ok(Posted(session, form))
+    }
 }
 
 /// The operator's session, or a 403 page.

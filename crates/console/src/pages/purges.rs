@@ -2,16 +2,15 @@
 //! progress per edge node, refreshed live until every node has applied it.
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method};
+use axum::http::Method;
 use axum::response::{IntoResponse, Redirect, Response};
 use lingjing_model::purge::Purge;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    Chrome, Shared, failure_page, form_field, form_session, render, render_status, signed_in,
+    Chrome, Posted, Shared, Signed, WithCsrf, failure_page, form_field, render, render_status,
 };
 use crate::format::When;
 use crate::listing::{Column, ListQuery, Listing};
@@ -108,6 +107,12 @@ pub struct PurgeForm {
     mode: String,
 }
 
+impl WithCsrf for PurgeForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 async fn page(
     console: &Shared,
     session: &crate::session::Session,
@@ -165,32 +170,22 @@ async fn page(
 /// `GET /purges`.
 pub async fn list(
     State(console): State<Shared>,
-    headers: HeaderMap,
+    Signed(session): Signed,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    match signed_in(&console, &headers) {
-        Ok(session) => {
-            let form = PurgeForm {
-                kind: "url".into(),
-                mode: "hard".into(),
-                ..Default::default()
-            };
-            page(&console, &session, &query, form, None).await
-        }
-        Err(r) => r,
-    }
+    let form = PurgeForm {
+        kind: "url".into(),
+        mode: "hard".into(),
+        ..Default::default()
+    };
+    page(&console, &session, &query, form, None).await
 }
 
 /// `POST /purges`: issues the purge through the API and shows its progress.
 pub async fn create(
     State(console): State<Shared>,
-    headers: HeaderMap,
-    Form(form): Form<PurgeForm>,
+    Posted(session, form): Posted<PurgeForm>,
 ) -> Response {
-    let session = match form_session(&console, &headers, &form.csrf) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let service = form.service.trim();
     let targets: Vec<&str> = form.targets.split_whitespace().collect();
     let mut body = json!({
@@ -270,13 +265,9 @@ async fn status(
 /// `GET /purges/{id}`.
 pub async fn show(
     State(console): State<Shared>,
-    headers: HeaderMap,
+    Signed(session): Signed,
     Path(id): Path<String>,
 ) -> Response {
-    let session = match signed_in(&console, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     match status(&console, &session, &id).await {
         Ok((purge, progress)) => render(&PurgePage {
             chrome: Chrome::new(&session, format!("Purge {}", purge.id), "purges"),
@@ -291,13 +282,9 @@ pub async fn show(
 /// once every node has applied the purge).
 pub async fn live(
     State(console): State<Shared>,
-    headers: HeaderMap,
+    Signed(session): Signed,
     Path(id): Path<String>,
 ) -> Response {
-    let session = match signed_in(&console, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     match status(&console, &session, &id).await {
         Ok((purge, progress)) => render(&PurgeLive { purge, progress }),
         Err(r) => r,

@@ -6,9 +6,8 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method};
+use axum::http::Method;
 use axum::response::{IntoResponse, Redirect, Response};
 use lingjing_model::metering::UsageReport;
 use serde::Deserialize;
@@ -16,7 +15,7 @@ use serde_json::json;
 
 use super::fleet::encode;
 use super::{
-    Chrome, Shared, failure_page, form_field, form_session, render, render_status, signed_in,
+    Chrome, Posted, Shared, Signed, WithCsrf, failure_page, form_field, render, render_status,
 };
 use crate::format::{When, bytes, count, percent};
 use crate::listing::{Column, ListQuery, Listing};
@@ -97,13 +96,9 @@ const COLUMNS: &[Column] = &[
 /// `GET /services`.
 pub async fn list(
     State(console): State<Shared>,
-    headers: HeaderMap,
+    Signed(session): Signed,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    let session = match signed_in(&console, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let services: Vec<ServiceView> =
         match console.api.get(&session.credential, "/v1/services").await {
             Ok(s) => s,
@@ -169,6 +164,12 @@ pub struct ServiceForm {
     origins: String,
 }
 
+impl WithCsrf for ServiceForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 #[derive(Template)]
 #[template(path = "service_new.html")]
 struct NewServicePage {
@@ -188,11 +189,7 @@ impl NewServicePage {
 }
 
 /// `GET /services/new`.
-pub async fn new_form(State(console): State<Shared>, headers: HeaderMap) -> Response {
-    let session = match signed_in(&console, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+pub async fn new_form(Signed(session): Signed) -> Response {
     render(&NewServicePage {
         chrome: Chrome::new(&session, "New service", "services"),
         form: ServiceForm {
@@ -216,13 +213,8 @@ fn entries(text: &str) -> Vec<String> {
 /// form with the message beside the field it names.
 pub async fn create(
     State(console): State<Shared>,
-    headers: HeaderMap,
-    Form(mut form): Form<ServiceForm>,
+    Posted(session, mut form): Posted<ServiceForm>,
 ) -> Response {
-    let session = match form_session(&console, &headers, &form.csrf) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     if let Some(t) = session.tenant() {
         // A tenant's service is its own, whatever the form says (the API would refuse
         // another tenant anyway).
@@ -358,13 +350,9 @@ fn chart(report: &UsageReport, from_s: i64, steps: usize) -> ChartData {
 /// `GET /services/{id}`.
 pub async fn show(
     State(console): State<Shared>,
-    headers: HeaderMap,
+    Signed(session): Signed,
     Path(id): Path<String>,
 ) -> Response {
-    let session = match signed_in(&console, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let c = &session.credential;
     let service: ServiceView = match console
         .api
@@ -434,17 +422,18 @@ pub struct VerifyForm {
     csrf: String,
 }
 
+impl WithCsrf for VerifyForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// `POST /services/{id}/verify`: asks the control plane to check the TXT records now.
 pub async fn verify(
     State(console): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<VerifyForm>,
+    Posted(session, _): Posted<VerifyForm>,
 ) -> Response {
-    let session = match form_session(&console, &headers, &form.csrf) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let path = format!("/v1/services/{}/verify", encode(&id));
     match console
         .api
