@@ -45,21 +45,7 @@ impl When {
     }
 }
 
-/// `n` bytes in binary units: `512 B`, `1.5 KiB`, `3.2 GiB`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+pub use lingjing_model::units::human_bytes as bytes;
 
 /// `n` with thousands separated: `17,999,857`.
 pub fn count(n: u64) -> String {

@@ -24,6 +24,7 @@ pub mod site;
 pub mod snapshot;
 pub mod storage_layout;
 pub mod tenant;
+pub mod units;
 pub mod validate;
 
 pub use erasure::ErasureCode;
