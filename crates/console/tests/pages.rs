@@ -155,7 +155,7 @@ async fn a_tenant_sees_and_changes_only_its_own_things() {
     assert_eq!(other.status, StatusCode::NOT_FOUND);
     assert!(!other.body.contains("www.beta.example"), "{}", other.body);
     // The operator's pages: refused.
-    for path in ["/fleet", "/fleet/live", "/nodes/wx-1-a"] {
+    for path in ["/fleet", "/fleet/live", "/nodes/wx-1-a", "/sla"] {
         let p = b.get(path).await;
         assert_eq!(p.status, StatusCode::FORBIDDEN, "{path}");
         assert!(!p.body.contains("wx-1-b"), "{path}: {}", p.body);
@@ -372,6 +372,17 @@ async fn the_operator_drains_a_node_and_purges_with_progress() {
         progress.body
     );
     assert!(progress.body.contains("hx-trigger=\"every 1s\""));
+    // The SLA report: every node, site and service, none down (nothing was probed).
+    let sla = b.get("/sla?target=99.95").await;
+    assert_eq!(sla.status, StatusCode::OK, "{}", sla.body);
+    assert!(sla.body.contains("everything met 99.95%"), "{}", sla.body);
+    assert!(sla.body.contains("href=\"/nodes/wx-1-a\"") && sla.body.contains("100.000%"));
+    assert_eq!(
+        b.get("/sla?target=101").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let paged = b.get("/sla?target=99.95&sort=id&dir=desc&page=1").await;
+    assert_eq!(paged.status, StatusCode::OK, "{}", paged.body);
     // An unknown target names its field.
     let refused = b
         .post(

@@ -6,6 +6,7 @@ mod fleet;
 mod purges;
 mod services;
 mod sign_in;
+mod sla;
 
 use std::sync::Arc;
 
@@ -41,6 +42,7 @@ pub fn routes() -> Router<Shared> {
         .route("/purges", get(purges::list).post(purges::create))
         .route("/purges/{id}", get(purges::show))
         .route("/purges/{id}/live", get(purges::live))
+        .route("/sla", get(sla::report))
         .route("/assets/{*path}", get(crate::assets::serve))
         .layer(axum::middleware::map_response(security_headers))
 }
