@@ -155,7 +155,14 @@ async fn a_tenant_sees_and_changes_only_its_own_things() {
     assert_eq!(other.status, StatusCode::NOT_FOUND);
     assert!(!other.body.contains("www.beta.example"), "{}", other.body);
     // The operator's pages: refused.
-    for path in ["/fleet", "/fleet/live", "/nodes/wx-1-a", "/sla"] {
+    for path in [
+        "/fleet",
+        "/fleet/live",
+        "/nodes/wx-1-a",
+        "/sla",
+        "/network",
+        "/pools/wx-1-telecom",
+    ] {
         let p = b.get(path).await;
         assert_eq!(p.status, StatusCode::FORBIDDEN, "{path}");
         assert!(!p.body.contains("wx-1-b"), "{path}: {}", p.body);
@@ -381,6 +388,20 @@ async fn the_operator_drains_a_node_and_purges_with_progress() {
         b.get("/sla?target=101").await.status,
         StatusCode::BAD_REQUEST
     );
+    let network = b.get("/network").await;
+    assert_eq!(network.status, StatusCode::OK, "{}", network.body);
+    assert!(
+        network.body.contains("wx-1-telecom") && network.body.contains("1 of "),
+        "{}",
+        network.body
+    );
+    let pool = b.get("/pools/wx-1-telecom").await;
+    assert!(
+        pool.body.contains("10.1.0.1") && pool.body.contains("href=\"/nodes/wx-1-a\""),
+        "{}",
+        pool.body
+    );
+    assert_eq!(b.get("/pools/nope").await.status, StatusCode::NOT_FOUND);
     let paged = b.get("/sla?target=99.95&sort=id&dir=desc&page=1").await;
     assert_eq!(paged.status, StatusCode::OK, "{}", paged.body);
     // An unknown target names its field.

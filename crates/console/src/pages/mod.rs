@@ -3,6 +3,7 @@
 //! pages and the security headers on every answer.
 
 mod fleet;
+mod network;
 mod purges;
 mod services;
 mod sign_in;
@@ -43,6 +44,8 @@ pub fn routes() -> Router<Shared> {
         .route("/purges/{id}", get(purges::show))
         .route("/purges/{id}/live", get(purges::live))
         .route("/sla", get(sla::report))
+        .route("/network", get(network::overview))
+        .route("/pools/{id}", get(network::pool))
         .route("/assets/{*path}", get(crate::assets::serve))
         .layer(axum::middleware::map_response(security_headers))
 }

@@ -1,6 +1,7 @@
 //! A control plane with the console beside its API, on loopback port 0 over a fresh
-//! SQLite file, seeded through the API: two sites, three nodes, tenants `alpha` and
-//! `beta` with a service each and an API key each.
+//! SQLite file, seeded through the API: two sites, three nodes, a pool with one address
+//! allocated (10.1.0.1 to wx-1-a), tenants `alpha` and `beta` with a service each and an
+//! API key each.
 
 #![allow(dead_code)]
 
@@ -76,6 +77,14 @@ pub async fn start() -> Plane {
         (
             "nodes",
             json!({"id": "wx-1-b", "site": "wx-1", "roles": ["edge"]}),
+        ),
+        (
+            "pools",
+            json!({"id": "wx-1-telecom", "site": "wx-1", "line": "telecom", "cidr": "10.1.0.0/28"}),
+        ),
+        (
+            "pools/wx-1-telecom/allocations",
+            json!({"node": "wx-1-a", "address": "10.1.0.1"}),
         ),
         ("tenants", json!({"id": "alpha", "name": "Alpha"})),
         ("tenants", json!({"id": "beta", "name": "Beta"})),
