@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Seeds a control plane through its REST API for bench/console.sh: 3 regions, 20
-sites, NODES nodes spread over them, 10 tenants, SERVICES services spread over the
-tenants (each with two hostnames). Prints a new API key of tenant `t-00` (whose
+sites, NODES nodes spread over them, 10 tenants (their service quota raised to SERVICES),
+SERVICES services spread over the tenants (each with two hostnames). Prints a new API key of tenant `t-00` (whose
 services are svc-00000, svc-00010, ...). Uses one keep-alive connection.
 
 Usage: seed.py URL OPERATOR_TOKEN NODES SERVICES
@@ -41,7 +41,8 @@ def main():
                            "capacity_mbps": 10000, "drained": i % 97 == 0})
     tenants = [f"t-{i:02}" for i in range(10)]
     for t in tenants:
-        post("/v1/tenants", {"id": t, "name": f"Tenant {t}"})
+        # Each tenant holds a tenth of the services: above the default quota of 100.
+        post("/v1/tenants", {"id": t, "name": f"Tenant {t}", "quotas": {"services": services}})
     for i in range(services):
         t = tenants[i % len(tenants)]
         post("/v1/services", {

@@ -402,6 +402,44 @@ async fn the_operator_drains_a_node_and_purges_with_progress() {
         pool.body
     );
     assert_eq!(b.get("/pools/nope").await.status, StatusCode::NOT_FOUND);
+    // DNS explain: the GSLB's answer for a client, with every candidate.
+    // (A service is in DNS once a hostname of it is verified: the operator approves.)
+    common::operator(
+        &plane.url,
+        reqwest::Method::POST,
+        "/v1/services/a-site/verify",
+        Some(serde_json::json!({"approve": true})),
+    )
+    .await;
+    let form = b.get("/dns").await;
+    assert_eq!(form.status, StatusCode::OK);
+    let explained = b
+        .get("/dns?name=a-site&client=198.51.100.7&subnet=24")
+        .await;
+    assert_eq!(explained.status, StatusCode::OK, "{}", explained.body);
+    assert!(
+        explained.body.contains("id=\"explanation\"") && explained.body.contains("10.1.0.1"),
+        "{}",
+        explained.body
+    );
+    assert!(
+        explained.body.contains("href=\"/nodes/wx-1-a\""),
+        "{}",
+        explained.body
+    );
+    for bad in [
+        "name=a-site&client=nope",
+        "name=nope&client=198.51.100.7",
+        "name=a-site&client=198.51.100.7&subnet=33",
+    ] {
+        let refused = b.get(&format!("/dns?{bad}")).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+        assert!(
+            refused.body.contains("id=\"explain-error\""),
+            "{bad}: {}",
+            refused.body
+        );
+    }
     let paged = b.get("/sla?target=99.95&sort=id&dir=desc&page=1").await;
     assert_eq!(paged.status, StatusCode::OK, "{}", paged.body);
     // An unknown target names its field.

@@ -2,6 +2,7 @@
 //! the sign-in guard, the form guard (session, origin, CSRF token), rendering, error
 //! pages and the security headers on every answer.
 
+mod dns;
 mod fleet;
 mod network;
 mod purges;
@@ -45,6 +46,7 @@ pub fn routes() -> Router<Shared> {
         .route("/purges/{id}/live", get(purges::live))
         .route("/sla", get(sla::report))
         .route("/network", get(network::overview))
+        .route("/dns", get(dns::explain))
         .route("/pools/{id}", get(network::pool))
         .route("/assets/{*path}", get(crate::assets::serve))
         .layer(axum::middleware::map_response(security_headers))
