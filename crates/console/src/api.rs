@@ -68,6 +68,21 @@ impl InProcess {
         self.call(Method::GET, credential, path, None).await
     }
 
+    /// `GET path` of a list as `credential`: the items and how many there are in all
+    /// (the API's `X-Total-Count`).
+    pub async fn get_page<T: DeserializeOwned>(
+        &self,
+        credential: &str,
+        path: &str,
+    ) -> Result<(Vec<T>, Option<u64>), Failure> {
+        let (items, headers) = self.exchange(Method::GET, credential, path, None).await?;
+        let total = headers
+            .get("x-total-count")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        Ok((items, total))
+    }
+
     /// `method path` with `body` (JSON) as `credential`, the answer parsed as `T`
     /// (`serde_json::Value` when it does not matter; an empty answer reads as `null`).
     pub async fn call<T: DeserializeOwned>(
@@ -77,6 +92,19 @@ impl InProcess {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<T, Failure> {
+        self.exchange(method, credential, path, body)
+            .await
+            .map(|(answer, _)| answer)
+    }
+
+    /// [`Self::call`], with the answer's headers.
+    async fn exchange<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        credential: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(T, http::HeaderMap), Failure> {
         let mut request = Request::builder()
             .method(method)
             .uri(path)
@@ -98,6 +126,7 @@ impl InProcess {
             .await
             .map_err(|e| Failure::internal(format!("{path}: {e}")))?;
         let status = response.status();
+        let headers = response.headers().clone();
         let bytes = axum::body::to_bytes(response.into_body(), MAX_ANSWER_BYTES)
             .await
             .map_err(|e| Failure::internal(format!("reading {path}: {e}")))?;
@@ -118,8 +147,10 @@ impl InProcess {
             });
         }
         let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
-        serde_json::from_slice(bytes).map_err(|e| {
-            Failure::internal(format!("the API's answer to {path} did not parse: {e}"))
-        })
+        serde_json::from_slice(bytes)
+            .map(|answer| (answer, headers))
+            .map_err(|e| {
+                Failure::internal(format!("the API's answer to {path} did not parse: {e}"))
+            })
     }
 }

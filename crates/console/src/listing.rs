@@ -132,6 +132,58 @@ impl<T> Listing<T> {
     }
 }
 
+impl<T> Listing<T> {
+    /// A page the API already cut: `rows` are page `query.page` of `total` rows, sorted
+    /// by the first column ascending, unfiltered (see [`Listing::pages_at_the_source`]).
+    pub fn of_page(
+        path: &str,
+        rows: Vec<T>,
+        query: &ListQuery,
+        columns: &[Column],
+        total: usize,
+    ) -> Listing<T> {
+        let mut listing = Listing::of(
+            path,
+            Vec::new(),
+            &ListQuery {
+                page: Some(1),
+                ..query.clone()
+            },
+            columns,
+            |_| String::new(),
+            |_, _| 0u8,
+        );
+        let pages = total.div_ceil(PER_PAGE).max(1);
+        let page = query.page.unwrap_or(1).clamp(1, pages);
+        let at = |page: usize| link(path, &listing.sort, false, "", page);
+        listing.here = at(page);
+        listing.previous = (page > 1).then(|| at(page - 1));
+        listing.next = (page < pages).then(|| at(page + 1));
+        listing.rows = rows;
+        listing.page = page;
+        listing.pages = pages;
+        listing.matching = total;
+        listing.total = total;
+        listing
+    }
+
+    /// Whether `query` asks for what the API can cut itself: no filter, sorted by the
+    /// first column ascending (the API lists in id order).
+    pub fn pages_at_the_source(query: &ListQuery, columns: &[Column]) -> bool {
+        query.q.as_deref().is_none_or(|q| q.trim().is_empty())
+            && query.dir.as_deref() != Some("desc")
+            && query
+                .sort
+                .as_deref()
+                .is_none_or(|s| columns.first().is_some_and(|c| c.key == s))
+    }
+
+    /// The API's `offset` and `limit` for `query`'s page.
+    pub fn window(query: &ListQuery) -> (usize, usize) {
+        ((query.page.unwrap_or(1).max(1) - 1) * PER_PAGE, PER_PAGE)
+    }
+}
+
 /// `path?sort=..&dir=..&q=..&page=..`.
 fn link(path: &str, sort: &str, desc: bool, q: &str, page: usize) -> String {
     let page = page.to_string();
@@ -178,6 +230,40 @@ mod tests {
                 _ => (0, r.0.clone()),
             },
         )
+    }
+
+    #[test]
+    fn a_page_cut_by_the_api_links_like_one_cut_here() {
+        let plain = ListQuery {
+            page: Some(2),
+            ..Default::default()
+        };
+        assert!(Listing::<u8>::pages_at_the_source(&plain, COLUMNS));
+        assert_eq!(Listing::<u8>::window(&plain), (PER_PAGE, PER_PAGE));
+        for other in [
+            ListQuery {
+                q: Some("x".into()),
+                ..Default::default()
+            },
+            ListQuery {
+                sort: Some("size".into()),
+                ..Default::default()
+            },
+            ListQuery {
+                dir: Some("desc".into()),
+                ..Default::default()
+            },
+        ] {
+            assert!(
+                !Listing::<u8>::pages_at_the_source(&other, COLUMNS),
+                "{other:?}"
+            );
+        }
+        let page = Listing::of_page("/things", vec![1u8; PER_PAGE], &plain, COLUMNS, 120);
+        assert_eq!((page.page, page.pages, page.total), (2, 3, 120));
+        assert_eq!(page.previous.as_deref(), Some("/things?sort=name&page=1"));
+        assert_eq!(page.next.as_deref(), Some("/things?sort=name&page=3"));
+        assert_eq!(page.columns[0].aria_sort, "ascending");
     }
 
     #[test]

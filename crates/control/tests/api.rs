@@ -580,6 +580,30 @@ async fn tenant_keys_see_and_change_only_their_own_services() {
 
     // Alpha sees its own service only.
     assert_eq!(alpha.ids("services").await, ["a-site"]);
+    // Lists page in id order and say how many there are in all; a tenant's count is its
+    // own.
+    let total = |r: &common::Resp| {
+        r.headers
+            .get("x-total-count")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let page = op.get("/v1/services?limit=1&offset=1").await;
+    assert_eq!(total(&page).as_deref(), Some("3"), "shop, a-site, b-site");
+    let listed = page.ok(200);
+    let ids: Vec<&str> = listed
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["b-site"]);
+    let own = alpha.get("/v1/services?limit=10").await;
+    assert_eq!(total(&own).as_deref(), Some("1"));
+    assert_eq!(own.ok(200).as_array().map(Vec::len), Some(1));
+    assert_eq!(alpha.get("/v1/services?offset=1").await.ok(200), json!([]));
+    op.get("/v1/services?limit=0").await.err(422, "invalid");
+    op.get("/v1/services?limit=x").await.err(400, "bad_request");
     alpha.get("/v1/services/a-site").await.ok(200);
     for id in ["b-site", "shop"] {
         let path = format!("/v1/services/{id}");

@@ -99,51 +99,65 @@ pub async fn list(
     Signed(session): Signed,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    let services: Vec<ServiceView> =
-        match console.api.get(&session.credential, "/v1/services").await {
+    let c = &session.credential;
+    // The plain view (no filter, by id) asks the API for one page; sorting by another
+    // column or filtering reads them all.
+    let listing = if Listing::<ServiceRow>::pages_at_the_source(&query, COLUMNS) {
+        let (offset, limit) = Listing::<ServiceRow>::window(&query);
+        let path = format!("/v1/services?offset={offset}&limit={limit}");
+        let (services, total) = match console.api.get_page::<ServiceView>(c, &path).await {
+            Ok(p) => p,
+            Err(f) => return failure_page(&session, f),
+        };
+        let rows: Vec<ServiceRow> = services.into_iter().map(ServiceRow::of).collect();
+        let total = total.map_or(rows.len(), |t| usize::try_from(t).unwrap_or(usize::MAX));
+        Listing::of_page("/services", rows, &query, COLUMNS, total)
+    } else {
+        let services: Vec<ServiceView> = match console.api.get(c, "/v1/services").await {
             Ok(s) => s,
             Err(f) => return failure_page(&session, f),
         };
-    let rows = services
-        .into_iter()
-        .map(|s| {
-            let verified = s
-                .hostname_status
-                .iter()
-                .filter(|h| h.state == "verified")
-                .count();
-            ServiceRow {
-                verified: format!("{verified} of {}", s.hostnames.len()),
-                all_verified: verified == s.hostnames.len(),
-                hostnames: s.hostnames.join(", "),
-                origins: s
-                    .origins
-                    .iter()
-                    .map(|o| o.address.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                id: s.id,
-                tenant: s.tenant,
-            }
-        })
-        .collect();
-    let listing = Listing::of(
-        "/services",
-        rows,
-        &query,
-        COLUMNS,
-        |r| format!("{} {} {} {}", r.id, r.tenant, r.hostnames, r.origins),
-        |r, key| match key {
-            "tenant" => (r.tenant.clone(), r.id.clone()),
-            "hostnames" => (r.hostnames.clone(), r.id.clone()),
-            "verified" => (r.all_verified.to_string(), r.id.clone()),
-            _ => (r.id.clone(), String::new()),
-        },
-    );
+        Listing::of(
+            "/services",
+            services.into_iter().map(ServiceRow::of).collect(),
+            &query,
+            COLUMNS,
+            |r| format!("{} {} {} {}", r.id, r.tenant, r.hostnames, r.origins),
+            |r, key| match key {
+                "tenant" => (r.tenant.clone(), r.id.clone()),
+                "hostnames" => (r.hostnames.clone(), r.id.clone()),
+                "verified" => (r.all_verified.to_string(), r.id.clone()),
+                _ => (r.id.clone(), String::new()),
+            },
+        )
+    };
     render(&ServicesPage {
         chrome: Chrome::new(&session, "Services", "services"),
         listing,
     })
+}
+
+impl ServiceRow {
+    fn of(s: ServiceView) -> ServiceRow {
+        let verified = s
+            .hostname_status
+            .iter()
+            .filter(|h| h.state == "verified")
+            .count();
+        ServiceRow {
+            verified: format!("{verified} of {}", s.hostnames.len()),
+            all_verified: verified == s.hostnames.len(),
+            hostnames: s.hostnames.join(", "),
+            origins: s
+                .origins
+                .iter()
+                .map(|o| o.address.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            id: s.id,
+            tenant: s.tenant,
+        }
+    }
 }
 
 /// What the new-service form holds (kept when the API refuses it).

@@ -1,7 +1,8 @@
 //! Create, read, update, delete and list for every [`Resource`], with the checks that keep
 //! the inventory consistent: validation, references that must exist, ids that must match,
 //! tenants confined to their own resources, and deletes refused while something refers
-//! to the resource.
+//! to the resource. Lists page (`limit`, `offset`, in id order) and say how many there
+//! are in all (`X-Total-Count`).
 
 use axum::Json;
 use axum::Router;
@@ -11,11 +12,13 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use sqlx::AnyConnection;
 
-use super::{ApiJson, AppState};
+use serde::Deserialize;
+
+use super::{ApiJson, ApiQuery, AppState};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::resource::{Resource, referrer_of};
-use crate::store::{delete_doc, get_doc, insert_doc, list_docs, row_exists, update_doc};
+use crate::store::{delete_doc, get_doc, insert_doc, page_docs, row_exists, update_doc};
 
 pub fn routes<R: Resource>() -> Router<AppState> {
     Router::new()
@@ -73,18 +76,50 @@ async fn view_one<R: Resource>(state: &AppState, item: R) -> Result<R::View, Api
         .ok_or_else(|| ApiError::Internal("view of one item came back empty".into()))
 }
 
+/// Most items one list request returns when it pages (`limit`).
+pub const MAX_PAGE: u64 = 10_000;
+
+/// A list's window (both optional: without them, everything).
+#[derive(Debug, Default, Deserialize)]
+pub struct PageParams {
+    /// How many, 1 to [`MAX_PAGE`].
+    limit: Option<u64>,
+    /// How many to skip first (in id order).
+    offset: Option<u64>,
+}
+
 async fn list<R: Resource>(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Vec<R::View>>, ApiError> {
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<impl IntoResponse, ApiError> {
     check_kind_access::<R>(&caller, false)?;
+    if page.limit.is_some_and(|n| !(1..=MAX_PAGE).contains(&n)) {
+        return Err(ApiError::invalid("limit", format!("give 1 to {MAX_PAGE}")));
+    }
     let mut conn = state.store.pool().acquire().await?;
-    let items: Vec<R> = list_docs::<R>(&mut conn)
-        .await?
-        .into_iter()
-        .filter(|i| permitted(&caller, i))
-        .collect();
-    Ok(Json(R::views(&mut conn, items, &state.views).await?))
+    // A tenant's own rows of a tenant-scoped kind are picked by the database; other
+    // kinds a tenant may read (its tenant record) are few and filtered here.
+    let tenant = match &caller {
+        Caller::Tenant(t) if R::TENANT_SCOPED => Some(t.as_str()),
+        _ => None,
+    };
+    let (items, total) = if tenant.is_some() || matches!(caller, Caller::Operator) {
+        page_docs::<R>(&mut conn, tenant, page.offset.unwrap_or(0), page.limit).await?
+    } else {
+        let all: Vec<R> = page_docs::<R>(&mut conn, None, 0, None)
+            .await?
+            .0
+            .into_iter()
+            .filter(|i| permitted(&caller, i))
+            .collect();
+        let total = all.len() as u64;
+        let skip = usize::try_from(page.offset.unwrap_or(0)).unwrap_or(usize::MAX);
+        let take = page.limit.map_or(usize::MAX, |n| n as usize);
+        (all.into_iter().skip(skip).take(take).collect(), total)
+    };
+    let views = R::views(&mut conn, items, &state.views).await?;
+    Ok(([("x-total-count", total.to_string())], Json(views)))
 }
 
 async fn show<R: Resource>(

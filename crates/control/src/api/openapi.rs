@@ -187,9 +187,15 @@ fn crud_ops<R: Resource>() -> Vec<Op> {
             &format!("list_{plural}"),
             &format!("List {plural}"),
         )
+        .query(
+            "limit",
+            "How many, 1 to 10,000 (default: all); in id order",
+            u64::schema(),
+        )
+        .query("offset", "How many to skip first", u64::schema())
         .ok(
             "200",
-            &format!("All {plural} the caller may see"),
+            &format!("The {plural} the caller may see (`X-Total-Count`: how many in all)"),
             Some(array_of(&view)),
         ),
         Op::new(

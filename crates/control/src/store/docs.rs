@@ -37,6 +37,45 @@ pub async fn list_docs<R: Resource>(conn: &mut AnyConnection) -> Result<Vec<R>, 
         .collect()
 }
 
+/// The documents of `R` from `offset` on (at most `limit`), in id order, with how many
+/// there are in all; only `tenant`'s when given (the `tenant_id` column of a
+/// tenant-scoped kind), filtered in the database rather than after reading every row.
+pub async fn page_docs<R: Resource>(
+    conn: &mut AnyConnection,
+    tenant: Option<&str>,
+    offset: u64,
+    limit: Option<u64>,
+) -> Result<(Vec<R>, u64), StoreError> {
+    let filter = if tenant.is_some() {
+        " WHERE tenant_id = $1"
+    } else {
+        ""
+    };
+    // Both numbers are ours (parsed integers), not text from the caller. SQLite needs a
+    // LIMIT before an OFFSET.
+    let window = match (limit, offset) {
+        (None, 0) => String::new(),
+        (limit, offset) => format!(
+            " LIMIT {} OFFSET {offset}",
+            limit.unwrap_or(i64::MAX as u64)
+        ),
+    };
+    let sql = format!("SELECT body FROM {}{filter} ORDER BY id{window}", R::TABLE);
+    let count_sql = format!("SELECT COUNT(*) FROM {}{filter}", R::TABLE);
+    let (mut q, mut count) = (sqlx::query(&sql), sqlx::query(&count_sql));
+    if let Some(t) = tenant {
+        q = q.bind(t.to_owned());
+        count = count.bind(t.to_owned());
+    }
+    let rows = q.fetch_all(&mut *conn).await?;
+    let total: i64 = count.fetch_one(&mut *conn).await?.try_get(0)?;
+    let items = rows
+        .iter()
+        .map(|r| decode(&r.try_get::<String, _>(0)?))
+        .collect::<Result<Vec<R>, StoreError>>()?;
+    Ok((items, u64::try_from(total).unwrap_or(0)))
+}
+
 pub async fn insert_doc<R: Resource>(conn: &mut AnyConnection, item: &R) -> Result<(), StoreError> {
     let columns = item.columns();
     let mut names = vec!["id", "body", "created_at", "updated_at"];
