@@ -162,6 +162,8 @@ async fn a_tenant_sees_and_changes_only_its_own_things() {
         "/sla",
         "/network",
         "/pools/wx-1-telecom",
+        "/dns",
+        "/storage",
     ] {
         let p = b.get(path).await;
         assert_eq!(p.status, StatusCode::FORBIDDEN, "{path}");
@@ -440,6 +442,14 @@ async fn the_operator_drains_a_node_and_purges_with_progress() {
             refused.body
         );
     }
+    // Storage: no storage node in this fleet, and the page says so.
+    let storage = b.get("/storage").await;
+    assert_eq!(storage.status, StatusCode::OK, "{}", storage.body);
+    assert!(
+        storage.body.contains("No storage nodes yet"),
+        "{}",
+        storage.body
+    );
     let paged = b.get("/sla?target=99.95&sort=id&dir=desc&page=1").await;
     assert_eq!(paged.status, StatusCode::OK, "{}", paged.body);
     // An unknown target names its field.

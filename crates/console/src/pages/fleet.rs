@@ -43,7 +43,7 @@ pub(crate) struct Health {
 }
 
 impl Health {
-    fn of(healthy: Option<bool>) -> Health {
+    pub(crate) fn of(healthy: Option<bool>) -> Health {
         match healthy {
             Some(true) => Health {
                 word: "healthy",

@@ -9,6 +9,7 @@ mod purges;
 mod services;
 mod sign_in;
 mod sla;
+mod storage;
 
 use std::sync::Arc;
 
@@ -47,6 +48,7 @@ pub fn routes() -> Router<Shared> {
         .route("/sla", get(sla::report))
         .route("/network", get(network::overview))
         .route("/dns", get(dns::explain))
+        .route("/storage", get(storage::status))
         .route("/pools/{id}", get(network::pool))
         .route("/assets/{*path}", get(crate::assets::serve))
         .layer(axum::middleware::map_response(security_headers))
