@@ -91,13 +91,33 @@ impl<T> Listing<T> {
             rows.reverse();
         }
         let matching = rows.len();
-        let pages = matching.div_ceil(PER_PAGE).max(1);
-        let page = query.page.unwrap_or(1).clamp(1, pages);
+        let page = clamp_page(query, matching);
         let rows: Vec<T> = rows
             .into_iter()
             .skip((page - 1) * PER_PAGE)
             .take(PER_PAGE)
             .collect();
+        Listing::build(path, rows, columns, sort, desc, q, page, matching, total)
+    }
+
+    /// The listing of page `page` (`rows`) of `matching` rows (`total` before the
+    /// filter `q`), sorted by `sort`: its heading, pager and refresh links.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the fields of one listing, named"
+    )]
+    fn build(
+        path: &str,
+        rows: Vec<T>,
+        columns: &[Column],
+        sort: String,
+        desc: bool,
+        q: String,
+        page: usize,
+        matching: usize,
+        total: usize,
+    ) -> Listing<T> {
+        let pages = matching.div_ceil(PER_PAGE).max(1);
         let columns = columns
             .iter()
             .map(|c| {
@@ -132,6 +152,14 @@ impl<T> Listing<T> {
     }
 }
 
+/// The page `query` asks for, within the pages `rows` rows fill (1-based).
+fn clamp_page(query: &ListQuery, rows: usize) -> usize {
+    query
+        .page
+        .unwrap_or(1)
+        .clamp(1, rows.div_ceil(PER_PAGE).max(1))
+}
+
 impl<T> Listing<T> {
     /// A page the API already cut: `rows` are page `query.page` of `total` rows, sorted
     /// by the first column ascending, unfiltered (see [`Listing::pages_at_the_source`]).
@@ -142,29 +170,19 @@ impl<T> Listing<T> {
         columns: &[Column],
         total: usize,
     ) -> Listing<T> {
-        let mut listing = Listing::of(
+        let sort = columns.first().map(|c| c.key).unwrap_or("").to_owned();
+        let page = clamp_page(query, total);
+        Listing::build(
             path,
-            Vec::new(),
-            &ListQuery {
-                page: Some(1),
-                ..query.clone()
-            },
+            rows,
             columns,
-            |_| String::new(),
-            |_, _| 0u8,
-        );
-        let pages = total.div_ceil(PER_PAGE).max(1);
-        let page = query.page.unwrap_or(1).clamp(1, pages);
-        let at = |page: usize| link(path, &listing.sort, false, "", page);
-        listing.here = at(page);
-        listing.previous = (page > 1).then(|| at(page - 1));
-        listing.next = (page < pages).then(|| at(page + 1));
-        listing.rows = rows;
-        listing.page = page;
-        listing.pages = pages;
-        listing.matching = total;
-        listing.total = total;
-        listing
+            sort,
+            false,
+            String::new(),
+            page,
+            total,
+            total,
+        )
     }
 
     /// Whether `query` asks for what the API can cut itself: no filter, sorted by the
