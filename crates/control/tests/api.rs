@@ -603,6 +603,16 @@ async fn tenant_keys_see_and_change_only_their_own_services() {
     assert_eq!(own.ok(200).as_array().map(Vec::len), Some(1));
     assert_eq!(alpha.get("/v1/services?offset=1").await.ok(200), json!([]));
     op.get("/v1/services?limit=0").await.err(422, "invalid");
+    assert_eq!(
+        op.get("/v1/services?offset=18446744073709551615")
+            .await
+            .ok(200),
+        json!([])
+    );
+    common::Api::new(op.base(), None)
+        .get("/v1/whoami")
+        .await
+        .err(401, "unauthorized");
     op.get("/v1/services?limit=x").await.err(400, "bad_request");
     alpha.get("/v1/services/a-site").await.ok(200);
     for id in ["b-site", "shop"] {

@@ -53,6 +53,10 @@ pub async fn page_docs<R: Resource>(
     };
     // Both numbers are ours (parsed integers), not text from the caller. SQLite needs a
     // LIMIT before an OFFSET.
+    let (limit, offset) = (
+        limit.map(|n| n.min(i64::MAX as u64)),
+        offset.min(i64::MAX as u64),
+    );
     let window = match (limit, offset) {
         (None, 0) => String::new(),
         (limit, offset) => format!(
