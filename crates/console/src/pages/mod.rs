@@ -6,6 +6,7 @@ mod dns;
 mod fleet;
 mod network;
 mod purges;
+mod service_edit;
 mod services;
 mod sign_in;
 mod sla;
@@ -42,6 +43,10 @@ pub fn routes() -> Router<Shared> {
         .route("/services/new", get(services::new_form))
         .route("/services/{id}", get(services::show))
         .route("/services/{id}/verify", post(services::verify))
+        .route(
+            "/services/{id}/edit",
+            get(service_edit::form).post(service_edit::save),
+        )
         .route("/purges", get(purges::list).post(purges::create))
         .route("/purges/{id}", get(purges::show))
         .route("/purges/{id}/live", get(purges::live))

@@ -28,18 +28,13 @@ struct ServiceView {
     #[serde(default)]
     hostnames: Vec<String>,
     #[serde(default)]
-    origins: Vec<OriginView>,
+    origins: Vec<lingjing_model::Origin>,
     #[serde(default)]
-    cache_rules: Vec<serde_json::Value>,
+    cache_rules: Vec<lingjing_model::CacheRule>,
     #[serde(default)]
     cname: String,
     #[serde(default)]
     hostname_status: Vec<HostnameStatus>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct OriginView {
-    address: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -216,7 +211,7 @@ pub async fn new_form(Signed(session): Signed) -> Response {
 }
 
 /// Splits a text box's lines, commas and spaces into its entries.
-fn entries(text: &str) -> Vec<String> {
+pub(crate) fn entries(text: &str) -> Vec<String> {
     text.split(|c: char| c == ',' || c.is_whitespace())
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
@@ -234,10 +229,21 @@ pub async fn create(
         // another tenant anyway).
         form.tenant = t.to_owned();
     }
-    let origins: Vec<serde_json::Value> = entries(&form.origins)
-        .into_iter()
-        .map(|address| json!({ "address": address }))
-        .collect();
+    let origins = match super::service_edit::parse_origins(&form.origins) {
+        Ok(o) => o,
+        Err(e) => {
+            let errors = HashMap::from([("origins".to_owned(), e)]);
+            return render_status(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                &NewServicePage {
+                    chrome: Chrome::new(&session, "New service", "services"),
+                    form,
+                    errors,
+                    general: None,
+                },
+            );
+        }
+    };
     let body = json!({
         "id": form.id.trim(),
         "tenant": form.tenant.trim(),
@@ -310,7 +316,7 @@ struct ServicePage {
     tenant: String,
     cname: String,
     origins: Vec<String>,
-    cache_rules: usize,
+    cache_rules: Vec<lingjing_model::CacheRule>,
     hostnames: Vec<HostnameRow>,
     /// JSON for the chart (escaped by the template: read back with `textContent`).
     chart_json: String,
@@ -422,8 +428,12 @@ pub async fn show(
                 challenge_value: h.challenge_value,
             })
             .collect(),
-        origins: service.origins.into_iter().map(|o| o.address).collect(),
-        cache_rules: service.cache_rules.len(),
+        origins: service
+            .origins
+            .iter()
+            .map(super::service_edit::origin_line)
+            .collect(),
+        cache_rules: service.cache_rules,
         cname: service.cname,
         tenant: service.tenant,
         id: service.id,

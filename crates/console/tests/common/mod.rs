@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use lingjing_control::server::{DEFAULT_ZONE, HttpOptions, Mount};
 use lingjing_control::{ControlConfig, ControlHandle, Store};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 
 pub const OPERATOR_TOKEN: &str = "console-test-operator-token";
@@ -145,4 +147,101 @@ async fn key(url: &str, tenant: &str) -> String {
     )
     .await;
     k["secret"].as_str().expect("secret").to_owned()
+}
+
+/// A cookie-keeping client that does not follow redirects (so they can be checked).
+pub struct Browser {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+pub struct Page {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    pub fn location(&self) -> &str {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The value of the first `name="csrf"` hidden field.
+    pub fn csrf(&self) -> String {
+        let at = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .unwrap_or_else(|| panic!("no csrf field in {}", self.body));
+        let rest = &self.body[at + "name=\"csrf\" value=\"".len()..];
+        rest[..rest.find('"').expect("end of value")].to_owned()
+    }
+}
+
+impl Browser {
+    pub fn new(base: &str) -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            base: base.to_owned(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Page {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("get");
+        Page {
+            status: resp.status(),
+            headers: resp.headers().clone(),
+            body: resp.text().await.expect("body"),
+        }
+    }
+
+    pub async fn post(&self, path: &str, form: &[(&str, &str)], origin: Option<&str>) -> Page {
+        let mut req = self.http.post(format!("{}{path}", self.base)).form(form);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let resp = req.send().await.expect("post");
+        Page {
+            status: resp.status(),
+            headers: resp.headers().clone(),
+            body: resp.text().await.expect("body"),
+        }
+    }
+
+    /// Signs in with `token`; the page it lands on.
+    pub async fn sign_in(&self, token: &str) -> Page {
+        let form = self.get("/sign-in").await;
+        assert_eq!(form.status, StatusCode::OK);
+        let csrf = form.csrf();
+        let done = self
+            .post("/sign-in", &[("token", token), ("csrf", &csrf)], None)
+            .await;
+        assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+        let cookie = done
+            .headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("lj_session="))
+            .expect("session cookie")
+            .to_owned();
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
+        let home = self.get(done.location()).await;
+        assert_eq!(home.status, StatusCode::SEE_OTHER);
+        self.get(home.location()).await
+    }
 }
