@@ -105,6 +105,24 @@ impl InProcess {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<(T, http::HeaderMap), Failure> {
+        let (headers, bytes) = self.raw(method, credential, path, body).await?;
+        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        serde_json::from_slice(bytes)
+            .map(|answer| (answer, headers))
+            .map_err(|e| {
+                Failure::internal(format!("the API's answer to {path} did not parse: {e}"))
+            })
+    }
+
+    /// `method path` as `credential`: a successful answer's headers and bytes as they
+    /// are (a CSV, say), or the API's error.
+    pub async fn raw(
+        &self,
+        method: Method,
+        credential: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(http::HeaderMap, axum::body::Bytes), Failure> {
         let mut request = Request::builder()
             .method(method)
             .uri(path)
@@ -146,11 +164,6 @@ impl InProcess {
                 },
             });
         }
-        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
-        serde_json::from_slice(bytes)
-            .map(|answer| (answer, headers))
-            .map_err(|e| {
-                Failure::internal(format!("the API's answer to {path} did not parse: {e}"))
-            })
+        Ok((headers, bytes))
     }
 }

@@ -2,6 +2,7 @@
 //! the sign-in guard, the form guard (session, origin, CSRF token), rendering, error
 //! pages and the security headers on every answer.
 
+mod billing;
 mod dns;
 mod fleet;
 mod network;
@@ -51,6 +52,10 @@ pub fn routes() -> Router<Shared> {
         .route("/purges/{id}", get(purges::show))
         .route("/purges/{id}/live", get(purges::live))
         .route("/sla", get(sla::report))
+        .route("/invoices", get(billing::list))
+        .route("/invoices/{number}", get(billing::show))
+        .route("/invoices/{number}/csv", get(billing::csv))
+        .route("/reports/segments", get(billing::segments))
         .route("/network", get(network::overview))
         .route("/dns", get(dns::explain))
         .route("/storage", get(storage::status))
