@@ -3,6 +3,7 @@
 //! pages and the security headers on every answer.
 
 mod billing;
+mod defence;
 mod dns;
 mod fleet;
 mod network;
@@ -52,6 +53,9 @@ pub fn routes() -> Router<Shared> {
         .route("/purges/{id}", get(purges::show))
         .route("/purges/{id}/live", get(purges::live))
         .route("/sla", get(sla::report))
+        .route("/defence", get(defence::overview))
+        .route("/defence/rules", post(defence::add))
+        .route("/defence/rules/{id}/remove", post(defence::remove))
         .route("/invoices", get(billing::list))
         .route("/invoices/{number}", get(billing::show))
         .route("/invoices/{number}/csv", get(billing::csv))
