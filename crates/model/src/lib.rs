@@ -20,6 +20,7 @@ pub mod purge;
 pub mod record;
 pub mod region;
 pub mod service;
+pub mod sigv4;
 pub mod site;
 pub mod snapshot;
 pub mod storage_layout;

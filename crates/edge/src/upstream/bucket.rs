@@ -14,11 +14,10 @@
 //! `If-Modified-Since` against the object's ETag and Last-Modified) works and nothing a
 //! client wrote can change what is signed.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use hmac::{Hmac, Mac};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use sha2::{Digest, Sha256};
+use lingjing_model::sigv4;
 
 /// The credential an edge reads one service's bucket with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,10 +27,7 @@ pub struct BucketAccess {
     pub secret: String,
 }
 
-/// The SHA-256 of an empty payload (a GET's or HEAD's).
-pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-/// The region named in the signature's scope (the gateways serve one region).
-const REGION: &str = "us-east-1";
+pub use lingjing_model::sigv4::EMPTY_SHA256;
 /// The request fields passed on to the gateway.
 const PASSED: [HeaderName; 5] = [
     header::RANGE,
@@ -118,85 +114,43 @@ pub fn signed_headers(
     out
 }
 
-/// AWS Signature Version 4 (header-based, no query string) of a `method` request for
-/// `path` (already percent-encoded) to `host`, whose payload has SHA-256 `payload` (hex,
-/// or `UNSIGNED-PAYLOAD`), with key `(access_key, secret)`: the `Host`, `x-amz-date`,
-/// `x-amz-content-sha256` and `Authorization` fields to send.
+/// AWS Signature Version 4 ([`lingjing_model::sigv4`]) of a `method` request for `path`
+/// (already percent-encoded, no query) to `host`, whose payload has SHA-256 `payload`
+/// (hex, or `UNSIGNED-PAYLOAD`), with key `(access_key, secret)`: the `Host`,
+/// `x-amz-date`, `x-amz-content-sha256` and `Authorization` fields to send.
 pub fn sigv4(
-    (access_key, secret): (&str, &str),
+    key: (&str, &str),
     method: &http::Method,
     host: &str,
     path: &str,
     payload: &str,
     now: SystemTime,
 ) -> [(HeaderName, String); 4] {
-    let stamp = amz_date(now);
-    let day = &stamp[..8];
-    let canonical = format!(
-        "{method}\n{path}\n\nhost:{host}\nx-amz-content-sha256:{payload}\nx-amz-date:{stamp}\n\nhost;x-amz-content-sha256;x-amz-date\n{payload}"
+    let signed = sigv4::sign(
+        &sigv4::Request {
+            method: method.as_str(),
+            host,
+            path,
+            query: &[],
+            payload,
+        },
+        key,
+        now,
     );
-    let scope = format!("{day}/{REGION}/s3/aws4_request");
-    let to_sign = format!(
-        "AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{}",
-        hex(&Sha256::digest(canonical.as_bytes()))
-    );
-    let mut key = hmac(format!("AWS4{secret}").as_bytes(), day.as_bytes());
-    for part in [REGION, "s3", "aws4_request"] {
-        key = hmac(&key, part.as_bytes());
-    }
-    let signature = hex(&hmac(&key, to_sign.as_bytes()));
     [
         (header::HOST, host.to_owned()),
-        (HeaderName::from_static("x-amz-date"), stamp),
+        (HeaderName::from_static("x-amz-date"), signed.amz_date),
         (
             HeaderName::from_static("x-amz-content-sha256"),
-            payload.to_owned(),
+            signed.content_sha256,
         ),
-        (
-            header::AUTHORIZATION,
-            format!(
-                "AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={signature}"
-            ),
-        ),
+        (header::AUTHORIZATION, signed.authorization),
     ]
-}
-
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    mac.update(data);
-    mac.finalize().into_bytes().to_vec()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// `now` as SigV4 writes it: `YYYYMMDDTHHMMSSZ` (UTC).
-fn amz_date(now: SystemTime) -> String {
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's civil_from_days, for days since 1970-01-01.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
 
@@ -213,15 +167,6 @@ mod tests {
         assert_eq!(object_path("site", "/100%"), "/site/100%25");
         // A key can never leave the bucket: `..` is part of the key, not a step up.
         assert_eq!(object_path("site", "/../other/x"), "/site/../other/x");
-    }
-
-    #[test]
-    fn dates_are_utc() {
-        let t = UNIX_EPOCH + Duration::from_secs(1_440_938_160);
-        assert_eq!(amz_date(t), "20150830T123600Z");
-        assert_eq!(amz_date(UNIX_EPOCH), "19700101T000000Z");
-        let leap = UNIX_EPOCH + Duration::from_secs(1_709_208_000);
-        assert_eq!(amz_date(leap), "20240229T120000Z");
     }
 
     #[test]
