@@ -113,7 +113,7 @@ fn encode<T: serde::Serialize>(s: Snapshot<T>) -> Result<(u64, Vec<u8>), StoreEr
         .map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-async fn node_infos(conn: &mut AnyConnection) -> Result<Vec<NodeInfo>, StoreError> {
+pub(crate) async fn node_infos(conn: &mut AnyConnection) -> Result<Vec<NodeInfo>, StoreError> {
     let mut addresses = node_addresses(&mut *conn).await?;
     let down = crate::store::health::unhealthy_nodes(&mut *conn).await?;
     let load = crate::store::load_percents(&mut *conn).await?;
@@ -206,7 +206,7 @@ async fn edge_rules(
 }
 
 /// The S3 API addresses of the healthy, undrained `s3` nodes.
-fn s3_gateways(nodes: &[NodeInfo]) -> Vec<std::net::SocketAddr> {
+pub(crate) fn s3_gateways(nodes: &[NodeInfo]) -> Vec<std::net::SocketAddr> {
     nodes
         .iter()
         .filter(|n| n.node.roles.contains(&NodeRole::S3) && n.healthy && !n.node.drained)

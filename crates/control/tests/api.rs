@@ -1464,7 +1464,8 @@ async fn openapi_document_lists_every_route() {
         routes.push((format!("/v1/{kind}"), &["get", "post"]));
         routes.push((format!("/v1/{kind}/{{id}}"), &["get", "put", "delete"]));
     }
-    let others: [(&str, &[&str]); 46] = [
+    let others: [(&str, &[&str]); 47] = [
+        ("/v1/tenants/{id}/s3-keys/console", &["post"]),
         ("/v1/nodes/{id}/health", &["get"]),
         ("/v1/whoami", &["get"]),
         ("/v1/dns-records", &["get", "post"]),

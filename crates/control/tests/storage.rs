@@ -428,3 +428,65 @@ async fn bucket_usage_is_counted_once_and_read_per_tenant() {
     assert_eq!(again, usage, "refused reports changed nothing");
     plane.shutdown().await;
 }
+
+/// The console's S3 key: one per tenant, made on first use (a new version then, none
+/// after), only for the tenant itself or the operator, in the gateways' snapshot, and
+/// replaced after it is revoked.
+#[tokio::test]
+async fn a_tenants_console_s3_key_is_made_once_and_reaches_the_gateways() {
+    let (mut plane, api) = common::start_seeded().await;
+    api.create("tenants", common::tenant("rival")).await;
+    api.create("nodes", common::node("nj-1-g", "nj-1", &["s3"]))
+        .await;
+    let demo = api.with_token(&common::tenant_key(&api, "demo").await);
+    let rival = api.with_token(&common::tenant_key(&api, "rival").await);
+
+    let before = api.version().await;
+    let first = demo
+        .post("/v1/tenants/demo/s3-keys/console", json!({}))
+        .await
+        .ok(200);
+    let access = first["access_key"].as_str().expect("access_key").to_owned();
+    assert!(access.starts_with("LJW") && access.len() == 20, "{first}");
+    assert_eq!(first["created"], true);
+    let made = api.version().await;
+    assert!(made > before, "a new key is a new snapshot version");
+    assert!(keys_of(&snapshot(&api, "s3").await).contains(&access));
+    assert!(
+        first["gateways"].is_array(),
+        "the gateways that are up: {first}"
+    );
+
+    let again = demo
+        .post("/v1/tenants/demo/s3-keys/console", json!({}))
+        .await
+        .ok(200);
+    assert_eq!(again["access_key"], first["access_key"]);
+    assert_eq!(again["secret"], first["secret"]);
+    assert_eq!(again["created"], false);
+    assert_eq!(api.version().await, made, "reading it changes nothing");
+    let by_operator = api
+        .post("/v1/tenants/demo/s3-keys/console", json!({}))
+        .await
+        .ok(200);
+    assert_eq!(by_operator["access_key"], first["access_key"]);
+    rival
+        .post("/v1/tenants/demo/s3-keys/console", json!({}))
+        .await
+        .err(403, "forbidden");
+
+    // Listed and revoked like any key; the next use makes another.
+    let listed = demo.get("/v1/tenants/demo/s3-keys").await.ok(200);
+    assert!(listed.to_string().contains(&access), "{listed}");
+    demo.delete(&format!("/v1/tenants/demo/s3-keys/{access}"))
+        .await
+        .ok(204);
+    assert!(!keys_of(&snapshot(&api, "s3").await).contains(&access));
+    let fresh = demo
+        .post("/v1/tenants/demo/s3-keys/console", json!({}))
+        .await
+        .ok(200);
+    assert_ne!(fresh["access_key"], first["access_key"]);
+    assert_eq!(fresh["created"], true);
+    plane.shutdown().await;
+}

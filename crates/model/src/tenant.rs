@@ -101,6 +101,25 @@ pub struct S3KeyInfo {
     pub created_at: String,
 }
 
+/// The prefix of a tenant's console S3 key (`W` is not a hex digit, so no other key has
+/// it).
+pub const CONSOLE_S3_KEY_PREFIX: &str = "LJW";
+
+/// The S3 key the web console browses a tenant's buckets with, and where the S3 API is:
+/// one per tenant, made on first use, listed and revoked like any other key (a revoked one
+/// is replaced at the next use).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ConsoleS3Access {
+    pub access_key: String,
+    pub secret: String,
+    pub tenant: String,
+    /// `host:port` of the S3 gateways that are up (plain HTTP, path-style).
+    pub gateways: Vec<String>,
+    /// The key was made by this call (gateways accept it once they have applied the next
+    /// snapshot, a few seconds).
+    pub created: bool,
+}
+
 /// A freshly created S3 access key: `secret` is shown by the API only this once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NewS3Key {

@@ -388,6 +388,18 @@ fn other_ops() -> Vec<Op> {
         )
         .err("409", "The tenant has the most S3 keys allowed"),
         Op::new(
+            HttpMethod::Post,
+            "/v1/tenants/{id}/s3-keys/console",
+            "storage",
+            "console_s3_key",
+            "The tenant's web-console S3 key (`LJW...`, made on first use, revocable like any key) and the S3 gateways that are up (operator or the tenant itself)",
+        )
+        .ok(
+            "200",
+            "The key with its secret, and the gateways",
+            Some(schema_ref("ConsoleS3Access")),
+        ),
+        Op::new(
             HttpMethod::Delete,
             "/v1/tenants/{id}/s3-keys/{key}",
             "storage",
@@ -958,6 +970,7 @@ pub fn document() -> OpenApi {
     components = add_schema::<StorageSnapshotResponse>(components);
     components = add_schema::<lingjing_model::tenant::S3KeyInfo>(components);
     components = add_schema::<lingjing_model::tenant::NewS3Key>(components);
+    components = add_schema::<lingjing_model::tenant::ConsoleS3Access>(components);
     components = add_schema::<lingjing_model::snapshot::StorageNodeStatus>(components);
     components = add_schema::<lingjing_model::snapshot::ScrubAsked>(components);
     components = add_schema::<lingjing_model::storage_layout::StorageLayout>(components);

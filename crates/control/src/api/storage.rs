@@ -11,7 +11,9 @@ use lingjing_model::snapshot::{S3Credential, ScrubAsked, StorageNodeStatus};
 use lingjing_model::storage_layout::{
     LayoutChange, LayoutNode, StorageLayout, candidates, moved_fraction, shares_report,
 };
-use lingjing_model::tenant::{MAX_S3_KEYS, NewS3Key, S3KeyInfo};
+use lingjing_model::tenant::{
+    CONSOLE_S3_KEY_PREFIX, ConsoleS3Access, MAX_S3_KEYS, NewS3Key, S3KeyInfo,
+};
 
 use super::{ApiJson, ApiQuery, AppState};
 use crate::auth::{Caller, random_hex};
@@ -21,6 +23,7 @@ use crate::store::{get_doc, storage};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/tenants/{id}/s3-keys", get(list).post(create))
+        .route("/v1/tenants/{id}/s3-keys/console", post(console_key))
         .route("/v1/tenants/{id}/s3-keys/{key}", delete(revoke))
         .route("/v1/storage/status", get(status))
         .route("/v1/storage/scrub", post(scrub))
@@ -77,6 +80,58 @@ async fn create(
             tenant: id,
         }),
     ))
+}
+
+/// The tenant's console S3 key (made on first use) and the gateways that are up.
+async fn console_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ConsoleS3Access>, ApiError> {
+    require_tenant(&caller, &id)?;
+    let mut tx = state.store.read().await?;
+    get_doc::<Tenant>(&mut tx, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant", &id))?;
+    let gateways = crate::snapshot::s3_gateways(&crate::snapshot::node_infos(&mut tx).await?)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let known = storage::console_s3_key(&mut tx, &id).await?;
+    tx.commit().await?;
+    let (key, created) = match known {
+        Some(key) => (key, false),
+        // Only a new key changes the configuration (and bumps its version).
+        None => {
+            let mut w = state.store.write(true).await?;
+            let key = match storage::console_s3_key(&mut w.tx, &id).await? {
+                Some(key) => key,
+                None => {
+                    let hex = random_hex(9).to_ascii_uppercase();
+                    let key = S3Credential {
+                        access_key: format!("{CONSOLE_S3_KEY_PREFIX}{}", &hex[..17]),
+                        secret: random_hex(20),
+                        tenant: id.clone(),
+                        read_only_bucket: None,
+                    };
+                    storage::insert_s3_key(&mut w.tx, &key, &crate::time::now_rfc3339()).await?;
+                    key
+                }
+            };
+            if let Some(v) = w.commit().await? {
+                state.hub.publish(v);
+            }
+            tracing::info!(tenant = %id, access_key = %key.access_key, "console S3 key created");
+            (key, true)
+        }
+    };
+    Ok(Json(ConsoleS3Access {
+        access_key: key.access_key,
+        secret: key.secret,
+        tenant: id,
+        gateways,
+        created,
+    }))
 }
 
 async fn list(

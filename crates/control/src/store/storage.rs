@@ -61,6 +61,30 @@ pub async fn s3_keys(conn: &mut AnyConnection, tenant: &str) -> Result<Vec<S3Key
     Ok(out)
 }
 
+/// The console's S3 key of `tenant` (access key starting with
+/// [`lingjing_model::tenant::CONSOLE_S3_KEY_PREFIX`]), if it has one.
+pub async fn console_s3_key(
+    conn: &mut AnyConnection,
+    tenant: &str,
+) -> Result<Option<S3Credential>, StoreError> {
+    let row = sqlx::query(
+        "SELECT access_key, secret FROM s3_keys WHERE tenant_id = $1 AND access_key LIKE $2 ORDER BY access_key LIMIT 1",
+    )
+    .bind(tenant.to_owned())
+    .bind(format!("{}%", lingjing_model::tenant::CONSOLE_S3_KEY_PREFIX))
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| {
+        Ok(S3Credential {
+            access_key: r.try_get(0)?,
+            secret: r.try_get(1)?,
+            tenant: tenant.to_owned(),
+            read_only_bucket: None,
+        })
+    })
+    .transpose()
+}
+
 /// Deletes S3 key `access_key` of `tenant`; false when it has no such key.
 pub async fn delete_s3_key(
     conn: &mut AnyConnection,
