@@ -19,6 +19,7 @@ mod csrf;
 mod format;
 mod listing;
 mod pages;
+mod s3;
 mod session;
 
 use std::sync::Arc;
@@ -31,6 +32,8 @@ pub use session::{SESSION_COOKIE, SESSION_TTL};
 pub(crate) struct Console {
     pub api: api::InProcess,
     pub sessions: session::Sessions,
+    /// Reaches the S3 gateways for the bucket pages.
+    pub s3: s3::Client,
     /// Served over TLS: cookies get `Secure`.
     pub secure: bool,
 }
@@ -42,6 +45,7 @@ pub fn beside(api: Router, secure: bool) -> Router {
     let console = Arc::new(Console {
         api: api::InProcess::new(api.clone()),
         sessions: session::Sessions::new(),
+        s3: s3::Client::new(),
         secure,
     });
     api.merge(pages::routes().with_state(console))

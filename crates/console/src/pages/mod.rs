@@ -3,6 +3,7 @@
 //! pages and the security headers on every answer.
 
 mod billing;
+mod buckets;
 mod defence;
 mod dns;
 mod fleet;
@@ -53,6 +54,16 @@ pub fn routes() -> Router<Shared> {
         .route("/purges/{id}", get(purges::show))
         .route("/purges/{id}/live", get(purges::live))
         .route("/sla", get(sla::report))
+        .route("/buckets", get(buckets::list).post(buckets::create))
+        .route("/buckets/{bucket}", get(buckets::show))
+        .route(
+            "/buckets/{bucket}/upload",
+            post(buckets::upload).layer(axum::extract::DefaultBodyLimit::max(
+                buckets::MAX_UPLOAD + 64 * 1024,
+            )),
+        )
+        .route("/buckets/{bucket}/download", get(buckets::download))
+        .route("/buckets/{bucket}/delete", post(buckets::delete))
         .route("/defence", get(defence::overview))
         .route("/defence/rules", post(defence::add))
         .route("/defence/rules/{id}/remove", post(defence::remove))
@@ -281,11 +292,16 @@ pub(crate) fn operator_only(session: &Session) -> Result<(), Response> {
 /// inline script, no framing; pages are not cached, nor sent as a referrer to other sites.
 async fn security_headers(mut response: Response) -> Response {
     let h = response.headers_mut();
-    for (name, value) in [
-        (
+    // A page may set a stricter policy of its own (a download does).
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-        ),
+            HeaderValue::from_static(
+                "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+            ),
+        );
+    }
+    for (name, value) in [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         // Not `no-referrer`: under it browsers send `Origin: null` on form posts.
         (header::REFERRER_POLICY, "same-origin"),
