@@ -48,6 +48,8 @@ pub struct Listing<T> {
     pub columns: Vec<ColumnLink>,
     /// This page again (what a live refresh fetches).
     pub here: String,
+    /// What the filter box searches, as its placeholder says.
+    pub hint: &'static str,
     pub previous: Option<String>,
     pub next: Option<String>,
 }
@@ -136,6 +138,7 @@ impl<T> Listing<T> {
         let at = |page: usize| link(path, &sort, desc, &q, page);
         Listing {
             here: at(page),
+            hint: "any text in a row",
             previous: (page > 1).then(|| at(page - 1)),
             next: (page < pages).then(|| at(page + 1)),
             rows,
@@ -161,45 +164,66 @@ fn clamp_page(query: &ListQuery, rows: usize) -> usize {
 }
 
 impl<T> Listing<T> {
-    /// A page the API already cut: `rows` are page `query.page` of `total` rows, sorted
-    /// by the first column ascending, unfiltered (see [`Listing::pages_at_the_source`]).
+    /// A page the API already cut: `rows` are page `query.page` of the `matching` rows
+    /// (of `total` before the filter), sorted and filtered as `query` asks (the API got
+    /// [`Listing::api_query`]).
     pub fn of_page(
         path: &str,
         rows: Vec<T>,
         query: &ListQuery,
         columns: &[Column],
+        matching: usize,
         total: usize,
     ) -> Listing<T> {
-        let sort = columns.first().map(|c| c.key).unwrap_or("").to_owned();
-        let page = clamp_page(query, total);
+        let sort = sort_key(query, columns);
+        let desc = query.dir.as_deref() == Some("desc");
+        let q = query.q.clone().unwrap_or_default().trim().to_owned();
+        let page = clamp_page(query, matching);
         Listing::build(
             path,
             rows,
             columns,
-            sort,
-            false,
-            String::new(),
+            sort.to_owned(),
+            desc,
+            q,
             page,
-            total,
+            matching,
             total,
         )
     }
 
-    /// Whether `query` asks for what the API can cut itself: no filter, sorted by the
-    /// first column ascending (the API lists in id order).
-    pub fn pages_at_the_source(query: &ListQuery, columns: &[Column]) -> bool {
-        query.q.as_deref().is_none_or(|q| q.trim().is_empty())
-            && query.dir.as_deref() != Some("desc")
-            && query
-                .sort
-                .as_deref()
-                .is_none_or(|s| columns.first().is_some_and(|c| c.key == s))
+    /// What a list API is asked for `query`'s page: `offset`, `limit`, `q`, `sort` (the
+    /// API's name for the column, by `api_sort`) and `dir`.
+    pub fn api_query(
+        query: &ListQuery,
+        columns: &[Column],
+        api_sort: impl Fn(&str) -> &'static str,
+    ) -> String {
+        let offset = ((query.page.unwrap_or(1).max(1) - 1) * PER_PAGE).to_string();
+        let limit = PER_PAGE.to_string();
+        let mut pairs = vec![
+            ("offset", offset.as_str()),
+            ("limit", limit.as_str()),
+            ("sort", api_sort(sort_key(query, columns))),
+        ];
+        if query.dir.as_deref() == Some("desc") {
+            pairs.push(("dir", "desc"));
+        }
+        let q = query.q.as_deref().unwrap_or("").trim();
+        if !q.is_empty() {
+            pairs.push(("q", q));
+        }
+        serde_urlencoded::to_string(&pairs).unwrap_or_default()
     }
+}
 
-    /// The API's `offset` and `limit` for `query`'s page.
-    pub fn window(query: &ListQuery) -> (usize, usize) {
-        ((query.page.unwrap_or(1).max(1) - 1) * PER_PAGE, PER_PAGE)
-    }
+/// The column `query` sorts by: one of `columns`, else the first.
+fn sort_key<'a>(query: &ListQuery, columns: &'a [Column]) -> &'a str {
+    columns
+        .iter()
+        .find(|c| query.sort.as_deref() == Some(c.key))
+        .or(columns.first())
+        .map_or("", |c| c.key)
 }
 
 /// `path?sort=..&dir=..&q=..&page=..`.
@@ -252,36 +276,30 @@ mod tests {
 
     #[test]
     fn a_page_cut_by_the_api_links_like_one_cut_here() {
-        let plain = ListQuery {
+        let query = ListQuery {
             page: Some(2),
-            ..Default::default()
+            sort: Some("size".into()),
+            dir: Some("desc".into()),
+            q: Some(" big ".into()),
         };
-        assert!(Listing::<u8>::pages_at_the_source(&plain, COLUMNS));
-        assert_eq!(Listing::<u8>::window(&plain), (PER_PAGE, PER_PAGE));
-        for other in [
-            ListQuery {
-                q: Some("x".into()),
-                ..Default::default()
-            },
-            ListQuery {
-                sort: Some("size".into()),
-                ..Default::default()
-            },
-            ListQuery {
-                dir: Some("desc".into()),
-                ..Default::default()
-            },
-        ] {
-            assert!(
-                !Listing::<u8>::pages_at_the_source(&other, COLUMNS),
-                "{other:?}"
-            );
-        }
-        let page = Listing::of_page("/things", vec![1u8; PER_PAGE], &plain, COLUMNS, 120);
-        assert_eq!((page.page, page.pages, page.total), (2, 3, 120));
-        assert_eq!(page.previous.as_deref(), Some("/things?sort=name&page=1"));
-        assert_eq!(page.next.as_deref(), Some("/things?sort=name&page=3"));
-        assert_eq!(page.columns[0].aria_sort, "ascending");
+        let api = Listing::<u8>::api_query(&query, COLUMNS, |k| match k {
+            "size" => "bytes",
+            _ => "id",
+        });
+        assert_eq!(api, "offset=50&limit=50&sort=bytes&dir=desc&q=big");
+        let plain = Listing::<u8>::api_query(&ListQuery::default(), COLUMNS, |_| "id");
+        assert_eq!(plain, "offset=0&limit=50&sort=id");
+        let page = Listing::of_page("/things", vec![1u8; PER_PAGE], &query, COLUMNS, 120, 900);
+        assert_eq!(
+            (page.page, page.pages, page.total, page.matching),
+            (2, 3, 900, 120)
+        );
+        assert_eq!(
+            page.previous.as_deref(),
+            Some("/things?sort=size&dir=desc&q=big&page=1")
+        );
+        assert_eq!(page.columns[1].aria_sort, "descending");
+        assert_eq!(page.columns[0].aria_sort, "none");
     }
 
     #[test]

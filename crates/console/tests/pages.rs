@@ -371,3 +371,29 @@ async fn the_operator_drains_a_node_and_purges_with_progress() {
     );
     plane.handle.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn the_services_list_filters_and_sorts_at_the_api() {
+    let plane = common::start().await;
+    let b = Browser::new(&plane.url);
+    b.sign_in(common::OPERATOR_TOKEN).await;
+    let found = b.get("/services?q=www.beta").await;
+    assert_eq!(found.status, StatusCode::OK);
+    assert!(found.body.contains(">b-site</a>"), "{}", found.body);
+    assert!(!found.body.contains(">a-site</a>"));
+    assert!(found.body.contains("1 of 2"), "matching of total");
+    let none = b.get("/services?q=nothing-like-it").await;
+    assert!(
+        none.body.contains("No service matches the filter"),
+        "{}",
+        none.body
+    );
+    let by_tenant = b.get("/services?sort=tenant&dir=desc").await;
+    let (a, beta) = (
+        by_tenant.body.find(">a-site</a>").expect("a-site"),
+        by_tenant.body.find(">b-site</a>").expect("b-site"),
+    );
+    assert!(beta < a, "beta before alpha, descending");
+    assert!(by_tenant.body.contains("aria-sort=\"descending\""));
+    plane.handle.shutdown().await.expect("shutdown");
+}

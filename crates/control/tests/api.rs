@@ -1641,3 +1641,96 @@ async fn static_dns_records_are_checked_and_reach_the_dns_snapshot() {
     assert_eq!(op.ids("dns-records").await, ["api", "docs", "spf"]);
     plane.shutdown().await;
 }
+
+/// Lists search (`q`: id, tenant, a service's hostnames; `%` and `_` are plain text) and
+/// sort (`sort=tenant`, `dir=desc`) in the database; a tenant searches its own rows only.
+async fn lists_search_and_sort(op: &common::Api) {
+    op.create("tenants", tenant("alpha")).await;
+    op.create("tenants", tenant("beta")).await;
+    op.create(
+        "services",
+        service("a-site", "alpha", &["www.alpha.example"]),
+    )
+    .await;
+    op.create("services", service("b-site", "beta", &["img.beta.example"]))
+        .await;
+    let ids = |v: Value| -> Vec<String> {
+        v.as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|s| s["id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let get = |path: &'static str| async move { ids(op.get(path).await.ok(200)) };
+    assert_eq!(get("/v1/services?q=ALPHA").await, ["a-site"]);
+    assert_eq!(
+        get("/v1/services?q=img.beta").await,
+        ["b-site"],
+        "a hostname"
+    );
+    assert_eq!(get("/v1/services?q=demo").await, ["shop"], "a tenant");
+    for literal in ["%", "_", "\\"] {
+        let path = format!(
+            "/v1/services?q={}",
+            literal.replace('%', "%25").replace('\\', "%5C")
+        );
+        assert!(ids(op.get(&path).await.ok(200)).is_empty(), "{literal}");
+    }
+    let counted = op.get("/v1/services?q=site&limit=1").await;
+    assert_eq!(
+        counted
+            .headers
+            .get("x-total-count")
+            .and_then(|v| v.to_str().ok()),
+        Some("2")
+    );
+    assert_eq!(get("/v1/services?q=").await.len(), 3);
+    assert_eq!(
+        get("/v1/services?sort=tenant").await,
+        ["a-site", "b-site", "shop"]
+    );
+    assert_eq!(
+        get("/v1/services?sort=tenant&dir=desc").await,
+        ["shop", "b-site", "a-site"]
+    );
+    assert_eq!(
+        get("/v1/services?dir=desc&limit=1&offset=1").await,
+        ["b-site"]
+    );
+    op.get("/v1/services?sort=hostnames")
+        .await
+        .err_field(422, "invalid", "sort");
+    op.get("/v1/services?dir=up")
+        .await
+        .err_field(422, "invalid", "dir");
+    op.get("/v1/sites?sort=tenant")
+        .await
+        .err_field(422, "invalid", "sort");
+    let long = format!("/v1/services?q={}", "a".repeat(201));
+    op.get(&long).await.err_field(422, "invalid", "q");
+    let alpha = op.with_token(&tenant_key(op, "alpha").await);
+    assert!(ids(alpha.get("/v1/services?q=b-site").await.ok(200)).is_empty());
+    assert_eq!(
+        ids(alpha.get("/v1/services?q=site").await.ok(200)),
+        ["a-site"]
+    );
+}
+
+#[tokio::test]
+async fn lists_search_and_sort_in_the_database_sqlite() {
+    let (mut plane, op) = start_seeded().await;
+    lists_search_and_sort(&op).await;
+    plane.shutdown().await;
+}
+
+#[tokio::test]
+async fn lists_search_and_sort_in_the_database_postgres() {
+    lingjing_control::testing::with_scratch_postgres("listsearch", |url| async move {
+        let store = lingjing_control::Store::open(&url).await.expect("store");
+        let (handle, op) = common::serve_store(store).await;
+        common::seed_topology(&op).await;
+        lists_search_and_sort(&op).await;
+        handle.shutdown().await.expect("shutdown");
+    })
+    .await;
+}

@@ -78,14 +78,6 @@ const COLUMNS: &[Column] = &[
         key: "tenant",
         title: "Tenant",
     },
-    Column {
-        key: "hostnames",
-        title: "Hostnames",
-    },
-    Column {
-        key: "verified",
-        title: "Verified",
-    },
 ];
 
 /// `GET /services`.
@@ -95,37 +87,38 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> Response {
     let c = &session.credential;
-    // The plain view (no filter, by id) asks the API for one page; sorting by another
-    // column or filtering reads them all.
-    let listing = if Listing::<ServiceRow>::pages_at_the_source(&query, COLUMNS) {
-        let (offset, limit) = Listing::<ServiceRow>::window(&query);
-        let path = format!("/v1/services?offset={offset}&limit={limit}");
-        let (services, total) = match console.api.get_page::<ServiceView>(c, &path).await {
-            Ok(p) => p,
-            Err(f) => return failure_page(&session, f),
-        };
-        let rows: Vec<ServiceRow> = services.into_iter().map(ServiceRow::of).collect();
-        let total = total.map_or(rows.len(), |t| usize::try_from(t).unwrap_or(usize::MAX));
-        Listing::of_page("/services", rows, &query, COLUMNS, total)
-    } else {
-        let services: Vec<ServiceView> = match console.api.get(c, "/v1/services").await {
-            Ok(s) => s,
-            Err(f) => return failure_page(&session, f),
-        };
-        Listing::of(
-            "/services",
-            services.into_iter().map(ServiceRow::of).collect(),
-            &query,
-            COLUMNS,
-            |r| format!("{} {} {} {}", r.id, r.tenant, r.hostnames, r.origins),
-            |r, key| match key {
-                "tenant" => (r.tenant.clone(), r.id.clone()),
-                "hostnames" => (r.hostnames.clone(), r.id.clone()),
-                "verified" => (r.all_verified.to_string(), r.id.clone()),
-                _ => (r.id.clone(), String::new()),
-            },
-        )
+    // The API filters, sorts and cuts the page; the total before the filter only tells
+    // "no services yet" from "none matches".
+    let params = Listing::<ServiceRow>::api_query(&query, COLUMNS, |k| match k {
+        "tenant" => "tenant",
+        _ => "id",
+    });
+    let (services, matching) = match console
+        .api
+        .get_page::<ServiceView>(c, &format!("/v1/services?{params}"))
+        .await
+    {
+        Ok(p) => p,
+        Err(f) => return failure_page(&session, f),
     };
+    let count = |n: Option<u64>| n.map_or(0, |t| usize::try_from(t).unwrap_or(usize::MAX));
+    let matching = count(matching).max(services.len());
+    let filtered = query.q.as_deref().is_some_and(|q| !q.trim().is_empty());
+    let total = if filtered {
+        match console
+            .api
+            .get_page::<serde_json::Value>(c, "/v1/services?limit=1")
+            .await
+        {
+            Ok((_, t)) => count(t),
+            Err(f) => return failure_page(&session, f),
+        }
+    } else {
+        matching
+    };
+    let rows: Vec<ServiceRow> = services.into_iter().map(ServiceRow::of).collect();
+    let mut listing = Listing::of_page("/services", rows, &query, COLUMNS, matching, total);
+    listing.hint = "service, tenant or hostname";
     render(&ServicesPage {
         chrome: Chrome::new(&session, "Services", "services"),
         listing,

@@ -18,7 +18,7 @@ use super::{ApiJson, ApiQuery, AppState};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::resource::{Resource, referrer_of};
-use crate::store::{delete_doc, get_doc, insert_doc, page_docs, row_exists, update_doc};
+use crate::store::{DocWindow, delete_doc, get_doc, insert_doc, page_docs, row_exists, update_doc};
 
 pub fn routes<R: Resource>() -> Router<AppState> {
     Router::new()
@@ -84,8 +84,15 @@ pub const MAX_PAGE: u64 = 10_000;
 pub struct PageParams {
     /// How many, 1 to [`MAX_PAGE`].
     limit: Option<u64>,
-    /// How many to skip first (in id order).
+    /// How many to skip first (in the order asked).
     offset: Option<u64>,
+    /// Only those whose id, tenant (or, for services, a hostname) contains this,
+    /// ignoring case; at most 200 characters.
+    q: Option<String>,
+    /// `id` (the default) or `tenant` (then id; tenant-scoped kinds).
+    sort: Option<String>,
+    /// `asc` (the default) or `desc`.
+    dir: Option<String>,
 }
 
 async fn list<R: Resource>(
@@ -104,15 +111,57 @@ async fn list<R: Resource>(
         Caller::Tenant(t) if R::TENANT_SCOPED => Some(t.as_str()),
         _ => None,
     };
+    if page.q.as_ref().is_some_and(|q| q.chars().count() > 200) {
+        return Err(ApiError::invalid("q", "at most 200 characters"));
+    }
+    let by_tenant = match page.sort.as_deref() {
+        None | Some("id") => false,
+        Some("tenant") if R::TENANT_SCOPED => true,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "sort",
+                format!(
+                    "`{other}`: sort {} by `id`{}",
+                    R::PLURAL,
+                    if R::TENANT_SCOPED { " or `tenant`" } else { "" }
+                ),
+            ));
+        }
+    };
+    let desc = match page.dir.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "dir",
+                format!("`{other}`: give `asc` or `desc`"),
+            ));
+        }
+    };
+    let window = DocWindow {
+        tenant,
+        q: page.q.as_deref().map(str::trim),
+        by_tenant,
+        desc,
+        offset: page.offset.unwrap_or(0),
+        limit: page.limit,
+    };
     let (items, total) = if tenant.is_some() || matches!(caller, Caller::Operator) {
-        page_docs::<R>(&mut conn, tenant, page.offset.unwrap_or(0), page.limit).await?
+        page_docs::<R>(&mut conn, window).await?
     } else {
-        let all: Vec<R> = page_docs::<R>(&mut conn, None, 0, None)
-            .await?
-            .0
-            .into_iter()
-            .filter(|i| permitted(&caller, i))
-            .collect();
+        let all: Vec<R> = page_docs::<R>(
+            &mut conn,
+            DocWindow {
+                offset: 0,
+                limit: None,
+                ..window
+            },
+        )
+        .await?
+        .0
+        .into_iter()
+        .filter(|i| permitted(&caller, i))
+        .collect();
         let total = all.len() as u64;
         let skip = usize::try_from(page.offset.unwrap_or(0)).unwrap_or(usize::MAX);
         let take = page.limit.map_or(usize::MAX, |n| n as usize);

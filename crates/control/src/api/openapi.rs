@@ -189,10 +189,21 @@ fn crud_ops<R: Resource>() -> Vec<Op> {
         )
         .query(
             "limit",
-            "How many, 1 to 10,000 (default: all); in id order",
+            "How many, 1 to 10,000 (default: all)",
             u64::schema(),
         )
         .query("offset", "How many to skip first", u64::schema())
+        .query(
+            "q",
+            "Only those whose id or tenant (services: or a hostname) contains this, ignoring case; at most 200 characters",
+            String::schema(),
+        )
+        .query(
+            "sort",
+            "`id` (default) or `tenant` (then id; kinds owned by tenants)",
+            String::schema(),
+        )
+        .query("dir", "`asc` (default) or `desc`", String::schema())
         .ok(
             "200",
             &format!("The {plural} the caller may see (`X-Total-Count`: how many in all)"),

@@ -57,6 +57,9 @@ pub trait Resource:
     const TABLE: &'static str;
     /// Whether tenants (not only the operator) may manage their own resources of this kind.
     const TENANT_SCOPED: bool = false;
+    /// More a list's `q` searches besides the id (and tenant): an SQL condition in which
+    /// `{q}` stands for the lower-cased `LIKE` pattern (escaped with a backslash).
+    const SEARCH: Option<&'static str> = None;
 
     /// What the API returns for one resource.
     type View: Serialize + ToSchema + Send + 'static;

@@ -43,6 +43,9 @@ impl Resource for Service {
     const PLURAL: &'static str = "services";
     const TABLE: &'static str = "services";
     const TENANT_SCOPED: bool = true;
+    const SEARCH: Option<&'static str> = Some(
+        "id IN (SELECT service_id FROM service_hostnames WHERE LOWER(hostname) LIKE {q} ESCAPE '\\')",
+    );
     type View = ServiceView;
 
     fn id(&self) -> &str {

@@ -37,39 +37,89 @@ pub async fn list_docs<R: Resource>(conn: &mut AnyConnection) -> Result<Vec<R>, 
         .collect()
 }
 
-/// The documents of `R` from `offset` on (at most `limit`), in id order, with how many
-/// there are in all; only `tenant`'s when given (the `tenant_id` column of a
-/// tenant-scoped kind), filtered in the database rather than after reading every row.
+/// Which documents of a kind a list reads, and in what order.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DocWindow<'a> {
+    /// Only this tenant's (the `tenant_id` column of a tenant-scoped kind).
+    pub tenant: Option<&'a str>,
+    /// Only those whose id, tenant or the kind's searched text ([`Resource::SEARCH`])
+    /// contains this, ignoring ASCII case.
+    pub q: Option<&'a str>,
+    /// By tenant, then id (a tenant-scoped kind); by id otherwise.
+    pub by_tenant: bool,
+    pub desc: bool,
+    pub offset: u64,
+    pub limit: Option<u64>,
+}
+
+/// `text` as a `LIKE ... ESCAPE '\'` pattern matching it anywhere, lower-cased.
+fn contains_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.to_ascii_lowercase().chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// The documents of `R` in `window` (sorted, filtered and cut in the database rather than
+/// after reading every row), with how many match in all.
 pub async fn page_docs<R: Resource>(
     conn: &mut AnyConnection,
-    tenant: Option<&str>,
-    offset: u64,
-    limit: Option<u64>,
+    window: DocWindow<'_>,
 ) -> Result<(Vec<R>, u64), StoreError> {
-    let filter = if tenant.is_some() {
-        " WHERE tenant_id = $1"
+    let mut conditions = Vec::new();
+    let mut binds: Vec<String> = Vec::new();
+    if let Some(t) = window.tenant {
+        binds.push(t.to_owned());
+        conditions.push(format!("tenant_id = ${}", binds.len()));
+    }
+    if let Some(q) = window.q.filter(|q| !q.is_empty()) {
+        binds.push(contains_pattern(q));
+        let p = format!("${}", binds.len());
+        let mut any = vec![format!("LOWER(id) LIKE {p} ESCAPE '\\'")];
+        if R::TENANT_SCOPED {
+            any.push(format!("LOWER(tenant_id) LIKE {p} ESCAPE '\\'"));
+        }
+        if let Some(search) = R::SEARCH {
+            any.push(search.replace("{q}", &p));
+        }
+        conditions.push(format!("({})", any.join(" OR ")));
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
     } else {
-        ""
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
+    let dir = if window.desc { " DESC" } else { "" };
+    let order = if window.by_tenant && R::TENANT_SCOPED {
+        format!(" ORDER BY tenant_id{dir}, id{dir}")
+    } else {
+        format!(" ORDER BY id{dir}")
     };
     // Both numbers are ours (parsed integers), not text from the caller. SQLite needs a
     // LIMIT before an OFFSET.
     let (limit, offset) = (
-        limit.map(|n| n.min(i64::MAX as u64)),
-        offset.min(i64::MAX as u64),
+        window.limit.map(|n| n.min(i64::MAX as u64)),
+        window.offset.min(i64::MAX as u64),
     );
-    let window = match (limit, offset) {
+    let cut = match (limit, offset) {
         (None, 0) => String::new(),
         (limit, offset) => format!(
             " LIMIT {} OFFSET {offset}",
             limit.unwrap_or(i64::MAX as u64)
         ),
     };
-    let sql = format!("SELECT body FROM {}{filter} ORDER BY id{window}", R::TABLE);
+    let sql = format!("SELECT body FROM {}{filter}{order}{cut}", R::TABLE);
     let count_sql = format!("SELECT COUNT(*) FROM {}{filter}", R::TABLE);
     let (mut q, mut count) = (sqlx::query(&sql), sqlx::query(&count_sql));
-    if let Some(t) = tenant {
-        q = q.bind(t.to_owned());
-        count = count.bind(t.to_owned());
+    for b in &binds {
+        q = q.bind(b.clone());
+        count = count.bind(b.clone());
     }
     let rows = q.fetch_all(&mut *conn).await?;
     let total: i64 = count.fetch_one(&mut *conn).await?.try_get(0)?;

@@ -42,7 +42,9 @@ use tokio::sync::{Mutex, MutexGuard};
 
 use crate::error::StoreError;
 
-pub use docs::{delete_doc, get_doc, insert_doc, list_docs, page_docs, row_exists, update_doc};
+pub use docs::{
+    DocWindow, delete_doc, get_doc, insert_doc, list_docs, page_docs, row_exists, update_doc,
+};
 pub use load::{LoadChange, load_percents, publish_load, record_load};
 pub use status::{HeartbeatRecord, last_heartbeats, node_statuses, record_heartbeat};
 pub use usage::{record_usage, service_usage};
