@@ -152,3 +152,51 @@ async fn tenants_purge_only_their_own_services() {
     );
     plane.shutdown().await;
 }
+
+/// A tenant's purge list is its own most recent purges, however many other tenants
+/// issued since (not the platform's last 100 with the others' left out).
+#[tokio::test]
+async fn a_tenant_lists_its_own_purges_behind_another_tenants_many() {
+    let (mut plane, api) = common::start_seeded().await;
+    let mine = api
+        .post(
+            "/v1/purges",
+            json!({"kind": "tag", "service": "shop", "targets": ["mine"]}),
+        )
+        .await
+        .ok(201);
+    let mut busy = common::tenant("busy");
+    busy["quotas"] = json!({"purges_per_minute": 1000});
+    api.create("tenants", busy).await;
+    api.create(
+        "services",
+        common::service("busy-site", "busy", &["www.busy.example"]),
+    )
+    .await;
+    for i in 0..100 {
+        api.post(
+            "/v1/purges",
+            json!({"kind": "tag", "service": "busy-site", "targets": [format!("t{i}")]}),
+        )
+        .await
+        .ok(201);
+    }
+    let demo = api.with_token(&common::tenant_key(&api, "demo").await);
+    let listed = demo.get("/v1/purges").await.ok(200);
+    let ids: Vec<&Value> = listed
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|p| &p["id"])
+        .collect();
+    assert_eq!(ids, [&mine["id"]], "{listed}");
+    let all = api.get("/v1/purges").await.ok(200);
+    assert_eq!(all.as_array().map(Vec::len), Some(100));
+    assert!(
+        all.as_array()
+            .expect("list")
+            .iter()
+            .all(|p| p["service"] == "busy-site")
+    );
+    plane.shutdown().await;
+}

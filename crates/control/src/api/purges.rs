@@ -19,7 +19,9 @@ use utoipa::ToSchema;
 use super::{ApiJson, AppState};
 use crate::auth::Caller;
 use crate::error::{ApiError, StoreError};
-use crate::store::purges::{NewPurge, insert_purge, recent_purges, tenant_purges_since};
+use crate::store::purges::{
+    NewPurge, insert_purge, recent_purges, recent_tenant_purges, tenant_purges_since,
+};
 use crate::store::{get_doc, list_docs, node_statuses};
 
 pub fn routes() -> Router<AppState> {
@@ -195,16 +197,12 @@ async fn create(
 
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<Purge>>, ApiError> {
     let mut conn = state.store.pool().acquire().await?;
-    let mut purges = recent_purges(&mut conn, 100).await?;
-    if let Caller::Tenant(t) = &caller {
-        let mine: Vec<String> = list_docs::<Service>(&mut conn)
-            .await?
-            .into_iter()
-            .filter(|s| &s.tenant == t)
-            .map(|s| s.id)
-            .collect();
-        purges.retain(|p| mine.contains(&p.service));
-    }
+    // A tenant's own most recent, picked by the database (not the platform's most recent
+    // with others' left out).
+    let purges = match &caller {
+        Caller::Operator => recent_purges(&mut conn, 100).await?,
+        Caller::Tenant(t) => recent_tenant_purges(&mut conn, t, 100).await?,
+    };
     Ok(Json(purges))
 }
 

@@ -33,6 +33,24 @@ pub async fn recent_purges(conn: &mut AnyConnection, limit: i64) -> Result<Vec<P
     rows.iter().map(row_to_purge).collect()
 }
 
+/// The `limit` most recent purges of `tenant`'s services, newest first.
+pub async fn recent_tenant_purges(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    limit: i64,
+) -> Result<Vec<Purge>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM purges WHERE service_id IN \
+         (SELECT id FROM services WHERE tenant_id = $1) ORDER BY id DESC LIMIT $2"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(tenant.to_owned())
+        .bind(limit)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(row_to_purge).collect()
+}
+
 /// Purge `id`, if it exists.
 pub async fn purge(conn: &mut AnyConnection, id: u64) -> Result<Option<Purge>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM purges WHERE id = $1");
