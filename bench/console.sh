@@ -51,9 +51,12 @@ sign_in "$WORK/tenant.jar" "$TENANT_KEY"
 
 OPERATOR_PAGES=(
   /fleet "/fleet?page=10" "/fleet?sort=health&dir=desc" "/fleet/live?q=site-07" /nodes/node-0500
-  /services "/services?page=150" "/services?q=svc-09999" /services/svc-05000 /purges
+  /services "/services?page=150" "/services?q=svc-09999" "/services?sort=tenant&dir=desc&page=100"
+  /services/svc-05000 /services/svc-05000/edit /purges /network /dns /storage /sla /defence
+  /invoices /reports/segments
 )
-TENANT_PAGES=(/services /services/svc-00000 /purges)
+TENANT_PAGES=(/services "/services?q=svc-0099" /services/svc-00000 /services/svc-00000/edit
+  /purges /defence /invoices)
 
 # Times `path` with cookie jar `jar` RUNS times; prints "median min max" in ms.
 time_page() {

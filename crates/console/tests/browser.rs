@@ -1,8 +1,9 @@
 //! The console in a real headless Chromium, driven through chromedriver (WebDriver) with
 //! fantoccini: sign in as the operator and as a tenant, drain a node and see it on the
 //! live overview, purge and watch the progress move, see the API's validation error
-//! beside the field, see a tenant refused another tenant's page, see the chart render.
-//! Each step saves a screenshot under `target/console-screenshots/`.
+//! beside the field, see a tenant refused another tenant's page, see the chart render,
+//! add a cache rule in the edit form. Each step saves a screenshot under
+//! `target/console-screenshots/`.
 //!
 //! Needs `chromium` and `chromedriver` (Debian: `chromium`, `chromium-driver`; or set
 //! `LINGJING_CHROMEDRIVER` and `LINGJING_CHROMIUM`). Without them the test says it was
@@ -297,6 +298,37 @@ async fn operator_and_tenant_in_a_real_browser() {
         .await
         .expect("the chart's canvas");
     screenshot(&c, "service").await;
+
+    // A cache rule, typed into the edit form, is on the service's page once saved.
+    c.find(Locator::LinkText("Edit hostnames, origins and cache rules"))
+        .await
+        .expect("edit link")
+        .click()
+        .await
+        .expect("edit");
+    for (name, value) in [("rule.0.path", "/assets/*"), ("rule.0.ttl", "600")] {
+        c.find(Locator::Css(&format!("input[name='{name}']")))
+            .await
+            .expect("rule field")
+            .send_keys(value)
+            .await
+            .expect("type");
+    }
+    c.find(Locator::Css("input[name='rule.0.ignore_query']"))
+        .await
+        .expect("checkbox")
+        .click()
+        .await
+        .expect("tick");
+    screenshot(&c, "cache-rules").await;
+    c.find(Locator::Css("form.card button[type=submit]"))
+        .await
+        .expect("save button")
+        .click()
+        .await
+        .expect("save");
+    wait_for_text(&c, "#rules", "/assets/*").await;
+    wait_for_text(&c, "#rules", "query ignored").await;
 
     c.close().await.expect("close the browser");
     plane.handle.shutdown().await.expect("shutdown");
