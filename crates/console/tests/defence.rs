@@ -94,6 +94,14 @@ async fn tenants_manage_their_own_defence_rules() {
     let operator = Browser::new(&plane.url);
     operator.sign_in(common::OPERATOR_TOKEN).await;
     assert!(operator.get("/defence").await.body.contains(&id));
+    let filtered = operator.get("/defence?q=198.51.100").await;
+    assert!(filtered.body.contains(&id), "{}", filtered.body);
+    let none = operator.get("/defence?q=nothing-like-it").await;
+    assert!(
+        none.body.contains("No rule matches the filter"),
+        "{}",
+        none.body
+    );
     let removed = alpha
         .post(
             &format!("/defence/rules/{id}/remove"),

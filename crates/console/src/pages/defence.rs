@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use lingjing_model::defence::{DefenceEvent, DefenceRule, RuleOrigin};
@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 use super::fleet::encode;
 use super::{Chrome, Posted, Shared, Signed, WithCsrf, failure_page, form_field, render_status};
 use crate::format::{When, count};
+use crate::listing::{Column, ListQuery, Listing};
 use crate::session::Session;
 
 /// An event's row.
@@ -42,6 +43,7 @@ struct RuleRow {
     matches: String,
     mode: String,
     expires: Option<When>,
+    expires_ms: Option<u64>,
     /// `manual`, or the event it was made of.
     origin: String,
     detected_event: bool,
@@ -89,7 +91,7 @@ impl WithCsrf for RuleForm {
 struct DefencePage {
     chrome: Chrome,
     events: Vec<EventRow>,
-    rules: Vec<RuleRow>,
+    rules: Listing<RuleRow>,
     /// The services the form offers.
     services: Vec<String>,
     form: RuleForm,
@@ -186,6 +188,7 @@ impl RuleRow {
             },
             mode: word(&r.spec.mode),
             expires: r.expires_ms.map(when_ms),
+            expires_ms: r.expires_ms,
             origin,
             detected_event,
             note: r.spec.note.clone().unwrap_or_default(),
@@ -221,6 +224,7 @@ impl EventRow {
 async fn page(
     console: &Shared,
     session: &Session,
+    query: &ListQuery,
     form: RuleForm,
     errors: HashMap<String, String>,
     general: Option<String>,
@@ -235,16 +239,42 @@ async fn page(
         Ok(r) => r,
         Err(f) => return failure_page(session, f),
     };
-    let services: Vec<Value> = match console.api.get(c, "/v1/services?limit=1000").await {
-        Ok(s) => s,
-        Err(f) => return failure_page(session, f),
+    // A tenant picks from its services; the operator types one (there may be 10,000).
+    let services: Vec<Value> = if session.is_operator() {
+        Vec::new()
+    } else {
+        match console.api.get(c, "/v1/services?limit=1000").await {
+            Ok(s) => s,
+            Err(f) => return failure_page(session, f),
+        }
     };
     render_status(
         status,
         &DefencePage {
             chrome: Chrome::new(session, "Traffic defence", "defence"),
             events: events.into_iter().map(EventRow::of).collect(),
-            rules: rules.into_iter().map(RuleRow::of).collect(),
+            rules: Listing::of(
+                "/defence",
+                rules.into_iter().map(RuleRow::of).collect(),
+                query,
+                RULE_COLUMNS,
+                |r| {
+                    format!(
+                        "{} {} {} {} {}",
+                        r.id, r.service, r.action, r.matches, r.note
+                    )
+                },
+                |r, key| match key {
+                    "service" => (r.service.clone(), 0, r.id.clone()),
+                    "action" => (r.action.clone(), 0, r.id.clone()),
+                    "expires" => (
+                        String::new(),
+                        r.expires_ms.unwrap_or(u64::MAX),
+                        r.id.clone(),
+                    ),
+                    _ => (r.id.clone(), 0, String::new()),
+                },
+            ),
             services: services
                 .iter()
                 .filter_map(|s| s["id"].as_str().map(str::to_owned))
@@ -256,8 +286,32 @@ async fn page(
     )
 }
 
+/// The rules table's sortable columns.
+const RULE_COLUMNS: &[Column] = &[
+    Column {
+        key: "rule",
+        title: "Rule",
+    },
+    Column {
+        key: "service",
+        title: "Service",
+    },
+    Column {
+        key: "action",
+        title: "Action",
+    },
+    Column {
+        key: "expires",
+        title: "Expires",
+    },
+];
+
 /// `GET /defence`.
-pub async fn overview(State(console): State<Shared>, Signed(session): Signed) -> Response {
+pub async fn overview(
+    State(console): State<Shared>,
+    Signed(session): Signed,
+    Query(query): Query<ListQuery>,
+) -> Response {
     let form = RuleForm {
         action: "block".into(),
         mode: "enforce".into(),
@@ -266,6 +320,7 @@ pub async fn overview(State(console): State<Shared>, Signed(session): Signed) ->
     page(
         &console,
         &session,
+        &query,
         form,
         HashMap::new(),
         None,
@@ -359,6 +414,7 @@ pub async fn add(
             return page(
                 &console,
                 &session,
+                &ListQuery::default(),
                 form,
                 errors,
                 general,
@@ -381,7 +437,16 @@ pub async fn add(
         Err(f) if f.status.is_client_error() => {
             let field = f.field.clone().unwrap_or_default();
             let (errors, general) = refused(rule_field(&field), f.message);
-            page(&console, &session, form, errors, general, f.status).await
+            page(
+                &console,
+                &session,
+                &ListQuery::default(),
+                form,
+                errors,
+                general,
+                f.status,
+            )
+            .await
         }
         Err(f) => failure_page(&session, f),
     }
