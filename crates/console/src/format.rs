@@ -45,6 +45,24 @@ impl When {
     }
 }
 
+impl When {
+    /// A time in milliseconds since the Unix epoch.
+    pub fn of_ms(ms: i64) -> When {
+        let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .ok()
+            .and_then(|t| t.format(&Rfc3339).ok());
+        When::of(t.as_deref())
+    }
+}
+
+/// A unit-like enum's name as the API spells it (`cdn`, `block`, `enforce`).
+pub fn word(v: &impl serde::Serialize) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 pub use lingjing_model::units::human_bytes as bytes;
 
 /// `n` with thousands separated: `17,999,857`.

@@ -1,5 +1,5 @@
 //! How quantities read for people: byte counts in binary units (the CLI's tables and the
-//! console's pages say them the same way).
+//! console's pages say them the same way), and calendar dates of epoch days.
 
 /// `n` bytes in binary units: `512 B`, `1.5 KiB`, `3.0 GiB`.
 pub fn human_bytes(n: u64) -> String {
@@ -15,6 +15,20 @@ pub fn human_bytes(n: u64) -> String {
     } else {
         format!("{value:.1} {}", UNITS[unit])
     }
+}
+
+/// The proleptic Gregorian `(year, month, day)` of `days` since 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`).
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::fleet::encode;
 use super::{Chrome, Operator, Shared, Signed, failure_page, render, render_status};
-use crate::format::When;
+use crate::format::{When, word};
 use crate::listing::{Column, ListQuery, Listing};
 
 /// An invoice as `/v1/invoices` gives it.
@@ -177,24 +177,6 @@ struct InvoicePage {
     uptime: Vec<UptimeRow>,
 }
 
-/// A serialisable enum's name (`cdn`, `colocation`), as the API spells it.
-fn word(v: &impl serde::Serialize) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-fn when_ms(ms: i64) -> When {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        });
-    When::of(t.as_deref())
-}
-
 /// `GET /invoices/{number}`.
 pub async fn show(
     State(console): State<Shared>,
@@ -242,8 +224,8 @@ pub async fn show(
                     .iter()
                     .map(|o| OutageRow {
                         what: o.what.clone(),
-                        from: when_ms(o.start_ms),
-                        to: when_ms(o.end_ms),
+                        from: When::of_ms(o.start_ms),
+                        to: When::of_ms(o.end_ms),
                     })
                     .collect(),
             })

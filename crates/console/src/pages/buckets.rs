@@ -15,8 +15,8 @@ use serde::Deserialize;
 
 use super::fleet::encode;
 use super::{
-    Chrome, Posted, Shared, Signed, WithCsrf, error_page, failure_page, form_session,
-    render_status, signed_in,
+    Chrome, Posted, Shared, Signed, error_page, failure_page, form_session, render_status,
+    signed_in,
 };
 use crate::format::{When, bytes};
 use crate::s3::S3Error;
@@ -146,11 +146,7 @@ pub struct NewBucket {
     name: String,
 }
 
-impl WithCsrf for NewBucket {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+super::csrf_field!(NewBucket);
 
 /// `POST /buckets`: creates a bucket.
 pub async fn create(
@@ -540,11 +536,7 @@ pub struct DeleteForm {
     prefix: String,
 }
 
-impl WithCsrf for DeleteForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+super::csrf_field!(DeleteForm);
 
 /// `POST /buckets/{bucket}/delete`: deletes one object.
 pub async fn delete(

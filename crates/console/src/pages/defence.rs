@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::fleet::encode;
-use super::{Chrome, Posted, Shared, Signed, WithCsrf, failure_page, form_field, render_status};
-use crate::format::{When, count};
+use super::{Chrome, Posted, Shared, Signed, failure_page, form_field, render_status};
+use crate::format::{When, count, word};
 use crate::listing::{Column, ListQuery, Listing};
 use crate::session::Session;
 
@@ -80,11 +80,7 @@ pub struct RuleForm {
     note: String,
 }
 
-impl WithCsrf for RuleForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+super::csrf_field!(RuleForm);
 
 #[derive(Template)]
 #[template(path = "defence.html")]
@@ -118,23 +114,6 @@ impl DefencePage {
             _ => "",
         }
     }
-}
-
-fn word(v: &impl serde::Serialize) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-fn when_ms(ms: u64) -> When {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        });
-    When::of(t.as_deref())
 }
 
 impl RuleRow {
@@ -187,7 +166,9 @@ impl RuleRow {
                 conditions.join("; ")
             },
             mode: word(&r.spec.mode),
-            expires: r.expires_ms.map(when_ms),
+            expires: r
+                .expires_ms
+                .map(|ms| When::of_ms(i64::try_from(ms).unwrap_or(i64::MAX))),
             expires_ms: r.expires_ms,
             origin,
             detected_event,
@@ -458,11 +439,7 @@ pub struct RemoveForm {
     csrf: String,
 }
 
-impl WithCsrf for RemoveForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+super::csrf_field!(RemoveForm);
 
 /// `POST /defence/rules/{id}/remove`.
 pub async fn remove(

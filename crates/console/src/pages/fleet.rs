@@ -12,7 +12,7 @@ use lingjing_model::snapshot::NodeStatus;
 use lingjing_model::{Region, Site};
 use serde::Deserialize;
 
-use super::{Chrome, Operator, Posted, Shared, WithCsrf, failure_page, render};
+use super::{Chrome, Operator, Posted, Shared, failure_page, render};
 use crate::api::Failure;
 use crate::format::When;
 use crate::listing::{Column, ListQuery, Listing};
@@ -377,11 +377,7 @@ pub struct DrainForm {
     drained: String,
 }
 
-impl WithCsrf for DrainForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+super::csrf_field!(DrainForm);
 
 /// `POST /nodes/{id}/drain`: sets the node's `drained` through the API (read, change,
 /// write back, as `lingjing node drain` does).

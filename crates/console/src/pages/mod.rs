@@ -253,6 +253,18 @@ pub(crate) trait WithCsrf {
     fn csrf(&self) -> &str;
 }
 
+/// `WithCsrf` for forms whose token is their `csrf` field.
+macro_rules! csrf_field {
+    ($($form:ty),+ $(,)?) => {
+        $(impl $crate::pages::WithCsrf for $form {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        })+
+    };
+}
+pub(crate) use csrf_field;
+
 /// A form post and its session, checked by [`form_session`] (an extractor, the last of a
 /// handler's): signed in, from this console's origin, with the session's token.
 pub(crate) struct Posted<T>(pub Session, pub T);

@@ -9,9 +9,7 @@ use lingjing_model::purge::Purge;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{
-    Chrome, Posted, Shared, Signed, WithCsrf, failure_page, form_field, render, render_status,
-};
+use super::{Chrome, Posted, Shared, Signed, failure_page, form_field, render, render_status};
 use crate::format::When;
 use crate::listing::{Column, ListQuery, Listing};
 
@@ -107,11 +105,7 @@ pub struct PurgeForm {
     mode: String,
 }
 
-impl WithCsrf for PurgeForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+super::csrf_field!(PurgeForm);
 
 async fn page(
     console: &Shared,

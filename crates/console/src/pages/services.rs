@@ -14,9 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::fleet::encode;
-use super::{
-    Chrome, Posted, Shared, Signed, WithCsrf, failure_page, form_field, render, render_status,
-};
+use super::{Chrome, Posted, Shared, Signed, failure_page, form_field, render, render_status};
 use crate::format::{When, bytes, count, percent};
 use crate::listing::{Column, ListQuery, Listing};
 
@@ -166,11 +164,7 @@ pub struct ServiceForm {
     origins: String,
 }
 
-impl WithCsrf for ServiceForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+super::csrf_field!(ServiceForm);
 
 #[derive(Template)]
 #[template(path = "service_new.html")]
@@ -439,11 +433,7 @@ pub struct VerifyForm {
     csrf: String,
 }
 
-impl WithCsrf for VerifyForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+super::csrf_field!(VerifyForm);
 
 /// `POST /services/{id}/verify`: asks the control plane to check the TXT records now.
 pub async fn verify(
