@@ -28,12 +28,17 @@ use axum::Router;
 
 pub use session::{SESSION_COOKIE, SESSION_TTL};
 
+/// Console uploads held in memory at once (4 x 64 MiB at most).
+const UPLOADS_AT_ONCE: usize = 4;
+
 /// What the console's handlers share.
 pub(crate) struct Console {
     pub api: api::InProcess,
     pub sessions: session::Sessions,
     /// Reaches the S3 gateways for the bucket pages.
     pub s3: s3::Client,
+    /// Uploads held in memory at once (each up to `pages::MAX_UPLOAD`); more wait.
+    pub uploads: tokio::sync::Semaphore,
     /// Served over TLS: cookies get `Secure`.
     pub secure: bool,
 }
@@ -46,6 +51,7 @@ pub fn beside(api: Router, secure: bool) -> Router {
         api: api::InProcess::new(api.clone()),
         sessions: session::Sessions::new(),
         s3: s3::Client::new(),
+        uploads: tokio::sync::Semaphore::new(UPLOADS_AT_ONCE),
         secure,
     });
     api.merge(pages::routes().with_state(console))

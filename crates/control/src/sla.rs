@@ -6,7 +6,8 @@
 //! its first recorded change it counts as up. A site is down while none of its edge and
 //! parent nodes is up; a service while none of the nodes that may serve it is up.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -143,11 +144,16 @@ pub fn entry(
     }
 }
 
+/// A group of nodes measured together (a site, a service): its kind, id and members.
+/// Groups with the same members share one `Arc` (most services may use every edge), so
+/// their downtime is computed once.
+pub type Group = (&'static str, String, Arc<[String]>);
+
 /// Builds the report from per-node changes and the groups (sites, services) of nodes.
 pub fn report(
     changes: &BTreeMap<String, Vec<Change>>,
     nodes: &[String],
-    groups: &[(&'static str, String, Vec<String>)],
+    groups: &[Group],
     from: i64,
     to: i64,
     target: f64,
@@ -168,18 +174,16 @@ pub fn report(
         let ms: i64 = down[n.as_str()].iter().map(|(a, b)| b - a).sum();
         entries.push(entry("node", n, ms, window, target));
     }
+    let mut known: HashMap<*const [String], i64> = HashMap::new();
     for (kind, id, members) in groups {
-        let sets: Vec<&[(i64, i64)]> = members
-            .iter()
-            .filter_map(|m| down.get(m.as_str()).map(Vec::as_slice))
-            .collect();
-        entries.push(entry(
-            kind,
-            id,
-            all_down_ms(&sets, from, to),
-            window,
-            target,
-        ));
+        let ms = *known.entry(Arc::as_ptr(members)).or_insert_with(|| {
+            let sets: Vec<&[(i64, i64)]> = members
+                .iter()
+                .filter_map(|m| down.get(m.as_str()).map(Vec::as_slice))
+                .collect();
+            all_down_ms(&sets, from, to)
+        });
+        entries.push(entry(kind, id, ms, window, target));
     }
     let mut below: Vec<Availability> = entries
         .iter()
@@ -241,7 +245,7 @@ mod tests {
         );
         changes.insert("n2".to_owned(), vec![(0, false)]);
         let nodes = vec!["n1".to_owned(), "n2".to_owned()];
-        let groups = vec![("site", "s".to_owned(), nodes.clone())];
+        let groups: Vec<Group> = vec![("site", "s".to_owned(), nodes.clone().into())];
         let (entries, below) = report(&changes, &nodes, &groups, 0, 60_000_000, 99.9);
         assert_eq!(entries.len(), 3);
         assert!(entries[0].meets_target);

@@ -337,6 +337,7 @@ pub async fn upload(
     let mut prefix = String::new();
     let mut checked: Option<Session> = None;
     let mut file: Option<(String, String, BytesMut)> = None;
+    let mut held = None;
     let refused = |session: &Session, prefix: &str, message: String, status| {
         let q = BucketQuery {
             prefix: prefix.to_owned(),
@@ -369,6 +370,13 @@ pub async fn upload(
                     Ok(s) => s,
                     Err(r) => return r,
                 };
+                // Bounded memory: at most a few uploads are read at once.
+                // Held until the file is written to the gateway.
+                let Ok(permit) = console.uploads.acquire().await else {
+                    return (StatusCode::SERVICE_UNAVAILABLE, "the console is stopping\n")
+                        .into_response();
+                };
+                held = Some(permit);
                 let name = base_name(field.file_name().unwrap_or("")).to_owned();
                 let content_type = field
                     .content_type()
@@ -446,11 +454,12 @@ pub async fn upload(
         encode(&bucket),
         query(&[("prefix", &prefix)])
     );
-    match console
+    let written = console
         .s3
         .put(&access, &bucket, &key, &content_type, body.freeze())
-        .await
-    {
+        .await;
+    drop(held);
+    match written {
         Ok(()) => Redirect::to(&back).into_response(),
         Err(e) if e.status == 400 => {
             refused(&session, &prefix, e.to_string(), StatusCode::BAD_REQUEST).await

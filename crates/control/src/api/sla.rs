@@ -1,7 +1,8 @@
 //! `GET /v1/sla`: availability of nodes, sites and services over a window against a target
 //! such as 99.90%, with what fell below it, by how much, and the downtime minutes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::routing::get;
@@ -12,7 +13,7 @@ use serde::Deserialize;
 use super::{ApiQuery, AppState};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::sla::{Change, SlaReport, report};
+use crate::sla::{Change, Group, SlaReport, report};
 use crate::store::list_docs;
 use crate::time::{now_ms, parse_rfc3339_ms, rfc3339_from_ms};
 
@@ -72,7 +73,7 @@ async fn sla(
         })
         .collect();
     let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
-    let mut groups = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
     for site in list_docs::<Site>(&mut conn).await? {
         let members: Vec<String> = nodes
             .iter()
@@ -80,20 +81,27 @@ async fn sla(
             .map(|n| n.id.clone())
             .collect();
         if !members.is_empty() {
-            groups.push(("site", site.id, members));
+            groups.push(("site", site.id, members.into()));
         }
     }
+    // Services with the same sites share their members (and so one computation).
+    let mut by_steering: HashMap<(Vec<String>, Vec<String>), Arc<[String]>> = HashMap::new();
     for service in list_docs::<Service>(&mut conn).await? {
-        let s = &service.steering;
-        let members: Vec<String> = nodes
-            .iter()
-            .filter(|n| {
-                let edge_here = n.roles.contains(&NodeRole::Edge)
-                    && (s.sites.is_empty() || s.sites.contains(&n.site));
-                edge_here || s.fallback_sites.contains(&n.site)
+        let s = service.steering;
+        let members = by_steering
+            .entry((s.sites, s.fallback_sites))
+            .or_insert_with_key(|(sites, fallback)| {
+                nodes
+                    .iter()
+                    .filter(|n| {
+                        let edge_here = n.roles.contains(&NodeRole::Edge)
+                            && (sites.is_empty() || sites.contains(&n.site));
+                        edge_here || fallback.contains(&n.site)
+                    })
+                    .map(|n| n.id.clone())
+                    .collect()
             })
-            .map(|n| n.id.clone())
-            .collect();
+            .clone();
         groups.push(("service", service.id, members));
     }
     let (entries, below_target) = report(&changes, &ids, &groups, from, to, target);
