@@ -52,7 +52,8 @@ sign_in "$WORK/tenant.jar" "$TENANT_KEY"
 OPERATOR_PAGES=(
   /fleet "/fleet?page=10" "/fleet?sort=health&dir=desc" "/fleet/live?q=site-07" /nodes/node-0500
   /services "/services?page=150" "/services?q=svc-09999" "/services?sort=tenant&dir=desc&page=100"
-  /services/svc-05000 /services/svc-05000/edit /purges /network /dns /storage /sla /defence
+  /services/svc-05000 /services/svc-05000/edit /purges /network /dns
+  "/dns?name=svc-05000.cdn.lingjing.test&client=1.2.3.4" /storage /sla /defence
   /invoices /reports/segments
 )
 TENANT_PAGES=(/services "/services?q=svc-0099" /services/svc-00000 /services/svc-00000/edit

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Seeds a control plane through its REST API for bench/console.sh: 3 regions, 20
 sites, NODES nodes spread over them, 10 tenants (their service quota raised to SERVICES),
-SERVICES services spread over the tenants (each with two hostnames). Prints a new API key of tenant `t-00` (whose
+SERVICES services spread over the tenants (each with two hostnames, approved by the
+operator). Prints a new API key of tenant `t-00` (whose
 services are svc-00000, svc-00010, ...). Uses one keep-alive connection.
 
 Usage: seed.py URL OPERATOR_TOKEN NODES SERVICES
@@ -50,6 +51,8 @@ def main():
             "hostnames": [f"www.s{i}.{t}.example", f"img.s{i}.{t}.example"],
             "origins": [{"address": f"origin{i}.{t}.example:80"}],
         })
+        # Approved, so DNS (and DNS explain) has every service, as in production.
+        post(f"/v1/services/svc-{i:05}/verify", {"approve": True})
     key = post(f"/v1/tenants/{tenants[0]}/keys", {})
     print(key["secret"])
 

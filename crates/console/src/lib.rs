@@ -37,6 +37,8 @@ pub(crate) struct Console {
     pub sessions: session::Sessions,
     /// Reaches the S3 gateways for the bucket pages.
     pub s3: s3::Client,
+    /// The DNS explain page's GSLB, rebuilt when the DNS snapshot changes.
+    pub dns: std::sync::Mutex<Option<Arc<pages::BuiltGslb>>>,
     /// Uploads held in memory at once (each up to `pages::MAX_UPLOAD`); more wait.
     pub uploads: tokio::sync::Semaphore,
     /// Served over TLS: cookies get `Secure`.
@@ -51,6 +53,7 @@ pub fn beside(api: Router, secure: bool) -> Router {
         api: api::InProcess::new(api.clone()),
         sessions: session::Sessions::new(),
         s3: s3::Client::new(),
+        dns: std::sync::Mutex::new(None),
         uploads: tokio::sync::Semaphore::new(UPLOADS_AT_ONCE),
         secure,
     });

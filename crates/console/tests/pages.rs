@@ -332,6 +332,30 @@ async fn the_operator_drains_a_node_and_purges_with_progress() {
         "{}",
         explained.body
     );
+    // The GSLB is kept between requests, and rebuilt when the configuration changes:
+    // wx-1-a (drained above) undrained is an answer again.
+    assert!(
+        explained.body.contains("dropped: drained"),
+        "{}",
+        explained.body
+    );
+    let mut node =
+        common::operator(&plane.url, reqwest::Method::GET, "/v1/nodes/wx-1-a", None).await;
+    node.as_object_mut()
+        .expect("node")
+        .retain(|k, _| ["id", "site", "roles", "ports", "capacity_mbps"].contains(&k.as_str()));
+    node["drained"] = serde_json::json!(false);
+    common::operator(
+        &plane.url,
+        reqwest::Method::PUT,
+        "/v1/nodes/wx-1-a",
+        Some(node),
+    )
+    .await;
+    let again = b
+        .get("/dns?name=a-site&client=198.51.100.7&subnet=24")
+        .await;
+    assert!(!again.body.contains("dropped: drained"), "{}", again.body);
     for bad in [
         "name=a-site&client=nope",
         "name=nope&client=198.51.100.7",

@@ -4,16 +4,18 @@
 //! from the DNS snapshot the API hands the DNS nodes), as `lingjing dns explain` gives it.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use lingjing_dns::{ClientInfo, Explanation, Family, Gslb};
 use lingjing_model::snapshot::{DnsSnapshot, Snapshot};
 use serde::Deserialize;
 
-use super::{Chrome, Operator, Shared, failure_page, render_status};
+use super::{Chrome, Operator, Shared, error_page, failure_page, render_status};
+use crate::session::Session;
 
 /// What the form asks.
 #[derive(Debug, Default, Deserialize)]
@@ -121,19 +123,11 @@ pub async fn explain(
     Operator(session): Operator,
     Query(query): Query<ExplainQuery>,
 ) -> Response {
-    // The DNS nodes' snapshot, as they get it (the operator may read every role's).
-    let snapshot: Snapshot<DnsSnapshot> = match console
-        .api
-        .get(
-            &session.credential,
-            "/v1/snapshots/dns?after=0&timeout_ms=0",
-        )
-        .await
-    {
-        Ok(s) => s,
-        Err(f) => return failure_page(&session, f),
+    let built = match gslb(&console, &session).await {
+        Ok(b) => b,
+        Err(r) => return r,
     };
-    let zone = snapshot.body.zone.clone();
+    let zone = built.zone.clone();
     let page = |status, error, explanation| {
         render_status(
             status,
@@ -154,14 +148,80 @@ pub async fn explain(
     if query.name.trim().is_empty() && query.client.trim().is_empty() {
         return page(StatusCode::OK, None, None);
     }
-    match answer(&snapshot, &query) {
+    match answer(&built, &query) {
         Ok(e) => page(StatusCode::OK, None, Some(Shown::of(e))),
         Err(why) => page(StatusCode::UNPROCESSABLE_ENTITY, Some(why), None),
     }
 }
 
+/// The GSLB of the DNS nodes' snapshot (as they get it: the operator may read every
+/// role's), built once per snapshot version: the API is asked only whether there is a
+/// newer one (with the session's own credential, so it still decides who may read it).
+#[allow(
+    clippy::result_large_err,
+    reason = "the refusal is the answer to send, once per request"
+)]
+async fn gslb(console: &Shared, session: &Session) -> Result<Arc<BuiltGslb>, Response> {
+    let cached = console
+        .dns
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let after = cached.as_ref().map_or(0, |c| c.version);
+    let path = format!("/v1/snapshots/dns?after={after}&timeout_ms=0");
+    let bytes = match console
+        .api
+        .raw(Method::GET, &session.credential, &path, None)
+        .await
+    {
+        Ok((_, bytes)) => bytes,
+        Err(f) if f.status == StatusCode::NOT_MODIFIED => match cached {
+            Some(c) => return Ok(c),
+            None => return Err(failure_page(session, f)),
+        },
+        Err(f) => return Err(failure_page(session, f)),
+    };
+    // Parsing and indexing thousands of services is CPU work: off the async threads.
+    let built = tokio::task::spawn_blocking(move || {
+        let snapshot: Snapshot<DnsSnapshot> = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("the DNS snapshot did not parse: {e}"))?;
+        let gslb = Gslb::from_snapshot(&snapshot)
+            .map_err(|e| format!("the DNS snapshot does not build: {e}"))?;
+        Ok::<_, String>(BuiltGslb {
+            version: snapshot.version,
+            zone: snapshot.body.zone,
+            gslb,
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    match built {
+        Ok(b) => {
+            let b = Arc::new(b);
+            *console
+                .dns
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(b.clone());
+            Ok(b)
+        }
+        Err(message) => Err(error_page(
+            Some(session),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            message,
+        )),
+    }
+}
+
+/// A DNS snapshot's GSLB, kept until a newer snapshot comes.
+pub(crate) struct BuiltGslb {
+    version: u64,
+    zone: String,
+    gslb: Gslb,
+}
+
 /// The GSLB's explanation for the query, or what is wrong with the query.
-fn answer(snapshot: &Snapshot<DnsSnapshot>, q: &ExplainQuery) -> Result<Explanation, String> {
+fn answer(built: &BuiltGslb, q: &ExplainQuery) -> Result<Explanation, String> {
     let client: IpAddr = q
         .client
         .trim()
@@ -178,14 +238,12 @@ fn answer(snapshot: &Snapshot<DnsSnapshot>, q: &ExplainQuery) -> Result<Explanat
                 .ok_or_else(|| format!("the subnet is a prefix length, 0 to {max}"))?,
         ),
     };
-    let zone = snapshot.body.zone.trim_end_matches('.');
+    let zone = built.zone.trim_end_matches('.');
     let mut qname = q.name.trim().trim_end_matches('.').to_ascii_lowercase();
     if !qname.ends_with(zone) {
         qname = format!("{qname}.{zone}");
     }
     qname.push('.');
-    let gslb = Gslb::from_snapshot(snapshot)
-        .map_err(|e| format!("the DNS snapshot does not build: {e}"))?;
     let family = if q.family == "aaaa" {
         Family::V6
     } else {
@@ -195,7 +253,7 @@ fn answer(snapshot: &Snapshot<DnsSnapshot>, q: &ExplainQuery) -> Result<Explanat
         addr: client,
         ecs: subnet.map(|p| (client, p)),
     };
-    gslb.explain(&qname, family, &info).ok_or_else(|| {
+    built.gslb.explain(&qname, family, &info).ok_or_else(|| {
         format!("{qname} is not a service name of the zone {zone} (names are SERVICE.{zone})")
     })
 }

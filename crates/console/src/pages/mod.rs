@@ -31,6 +31,7 @@ use crate::api::Failure;
 use crate::session::Session;
 
 pub(crate) type Shared = Arc<Console>;
+pub(crate) use dns::BuiltGslb;
 
 /// The console's routes (the API's stay under `/v1`).
 pub fn routes() -> Router<Shared> {
