@@ -43,6 +43,9 @@ fn time(field: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
         .transpose()
 }
 
+/// A service's steering sites and fallback sites: who may serve it.
+type SitesKey = (Vec<String>, Vec<String>);
+
 async fn sla(
     State(state): State<AppState>,
     caller: Caller,
@@ -85,7 +88,7 @@ async fn sla(
         }
     }
     // Services with the same sites share their members (and so one computation).
-    let mut by_steering: HashMap<(Vec<String>, Vec<String>), Arc<[String]>> = HashMap::new();
+    let mut by_steering: HashMap<SitesKey, Arc<[String]>> = HashMap::new();
     for service in list_docs::<Service>(&mut conn).await? {
         let s = service.steering;
         let members = by_steering
