@@ -378,10 +378,16 @@ impl Gslb {
             .filter(|n| n.healthy && !n.node.drained && n.node.roles.contains(&NodeRole::Dns))
             .flat_map(|n| n.addresses.iter().copied())
             .collect();
+        let mut plans = crate::steer::PlanCache::new();
         let services: FastMap<String, ServicePlan> = snapshot
             .services
             .iter()
-            .map(|s| (s.id.to_ascii_lowercase(), ServicePlan::build(s, snapshot)))
+            .map(|s| {
+                (
+                    s.id.to_ascii_lowercase(),
+                    ServicePlan::build(s, snapshot, &mut plans),
+                )
+            })
             .collect();
         let zone_fqdn = if zone.is_empty() {
             String::new()

@@ -294,9 +294,45 @@ impl RegionTree {
 pub(crate) struct ServicePlan {
     pub id: String,
     pub policy: SteeringPolicy,
+    /// The nodes that may serve it; shared by every service whose policy picks them the
+    /// same way (most use the default), so 10,000 services over 1,000 nodes hold a few
+    /// node lists, not ten million.
+    nodes: Arc<NodePlans>,
+}
+
+/// The edge nodes and the fallback nodes of a policy.
+#[derive(Debug)]
+pub(crate) struct NodePlans {
     edge: Vec<NodePlan>,
     fallback: Vec<NodePlan>,
 }
+
+/// What of a policy decides its [`NodePlans`] (the snapshot aside).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct PlanKey {
+    sites: Vec<String>,
+    fallback_sites: Vec<String>,
+    site_weights: Vec<(String, u32)>,
+    max_load_percent: u8,
+}
+
+impl PlanKey {
+    fn of(policy: &SteeringPolicy) -> PlanKey {
+        PlanKey {
+            sites: policy.sites.clone(),
+            fallback_sites: policy.fallback_sites.clone(),
+            site_weights: policy
+                .site_weights
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            max_load_percent: policy.max_load_percent,
+        }
+    }
+}
+
+/// The node lists built so far for one snapshot, by policy.
+pub(crate) type PlanCache = HashMap<PlanKey, Arc<NodePlans>>;
 
 /// Which step of the steering order produced the set answered from.
 #[derive(Debug, Clone, Copy)]
@@ -321,8 +357,27 @@ pub(crate) struct Steered {
 }
 
 impl ServicePlan {
-    pub fn build(service: &lingjing_model::Service, snapshot: &DnsSnapshot) -> Self {
-        let policy = &service.steering;
+    /// The plan of `service`, its node lists taken from `cache` when a service with the
+    /// same policy built them already.
+    pub fn build(
+        service: &lingjing_model::Service,
+        snapshot: &DnsSnapshot,
+        cache: &mut PlanCache,
+    ) -> Self {
+        let nodes = cache
+            .entry(PlanKey::of(&service.steering))
+            .or_insert_with(|| Arc::new(NodePlans::build(&service.steering, snapshot)))
+            .clone();
+        ServicePlan {
+            id: service.id.clone(),
+            policy: service.steering.clone(),
+            nodes,
+        }
+    }
+}
+
+impl NodePlans {
+    fn build(policy: &SteeringPolicy, snapshot: &DnsSnapshot) -> Self {
         let sites: HashMap<&str, &lingjing_model::Site> =
             snapshot.sites.iter().map(|s| (s.id.as_str(), s)).collect();
         let plan_of = |info: &lingjing_model::NodeInfo, dropped: Option<&'static str>| {
@@ -374,14 +429,11 @@ impl ServicePlan {
                 fallback.push(plan_of(info, None));
             }
         }
-        ServicePlan {
-            id: service.id.clone(),
-            policy: policy.clone(),
-            edge,
-            fallback,
-        }
+        NodePlans { edge, fallback }
     }
+}
 
+impl ServicePlan {
     /// Chooses the nodes answering `client` for addresses of `family`; with `explain`,
     /// also says what happened to every node.
     pub fn steer(
@@ -393,6 +445,7 @@ impl ServicePlan {
     ) -> Steered {
         let on_line = |line: &str| {
             let set: Vec<&NodePlan> = self
+                .nodes
                 .edge
                 .iter()
                 .filter(|n| n.has_room(family) && n.lines.iter().any(|l| l == line))
@@ -415,6 +468,7 @@ impl ServicePlan {
         }
         if chosen.is_none() {
             let set: Vec<&NodePlan> = self
+                .nodes
                 .fallback
                 .iter()
                 .filter(|n| n.has_room(family))
@@ -424,10 +478,20 @@ impl ServicePlan {
             }
         }
         if chosen.is_none() {
-            let mut set: Vec<&NodePlan> = self.edge.iter().filter(|n| n.has_room(family)).collect();
+            let mut set: Vec<&NodePlan> = self
+                .nodes
+                .edge
+                .iter()
+                .filter(|n| n.has_room(family))
+                .collect();
             if set.is_empty() {
                 // Every usable node is over its share: still answer rather than nothing.
-                set = self.edge.iter().filter(|n| n.usable(family)).collect();
+                set = self
+                    .nodes
+                    .edge
+                    .iter()
+                    .filter(|n| n.usable(family))
+                    .collect();
             }
             if !set.is_empty() {
                 chosen = Some((set, Chosen::Any));
@@ -595,21 +659,21 @@ impl ServicePlan {
         let on_line =
             |line: &str, n: &&NodePlan| n.has_room(family) && n.lines.iter().any(|l| l == line);
         if let Some(line) = client.line
-            && set.fill(self.edge.iter().filter(|n| on_line(line, n)))?
+            && set.fill(self.nodes.edge.iter().filter(|n| on_line(line, n)))?
         {
             return Some(Some(line));
         }
         for line in &self.policy.fallback_lines {
             if Some(line.as_str()) != client.line
-                && set.fill(self.edge.iter().filter(|n| on_line(line, n)))?
+                && set.fill(self.nodes.edge.iter().filter(|n| on_line(line, n)))?
             {
                 return Some(Some(line.as_str()));
             }
         }
-        if set.fill(self.fallback.iter().filter(|n| n.has_room(family)))?
-            || set.fill(self.edge.iter().filter(|n| n.has_room(family)))?
+        if set.fill(self.nodes.fallback.iter().filter(|n| n.has_room(family)))?
+            || set.fill(self.nodes.edge.iter().filter(|n| n.has_room(family)))?
             // Every usable node is over its share: still answer rather than nothing.
-            || set.fill(self.edge.iter().filter(|n| n.usable(family)))?
+            || set.fill(self.nodes.edge.iter().filter(|n| n.usable(family)))?
         {
             return Some(client.line);
         }
@@ -655,10 +719,11 @@ impl ServicePlan {
                 verdict,
             }
         };
-        self.edge
+        self.nodes
+            .edge
             .iter()
             .map(|n| view(n, "edge"))
-            .chain(self.fallback.iter().map(|n| view(n, "fallback")))
+            .chain(self.nodes.fallback.iter().map(|n| view(n, "fallback")))
             .collect()
     }
 }
@@ -836,6 +901,26 @@ fn unit_hash(key: (IpAddr, u8), node: &str) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn services_with_the_same_policy_share_their_node_lists() {
+        let service = |id: &str, sites: &[&str]| -> lingjing_model::Service {
+            serde_json::from_value(serde_json::json!({
+                "id": id, "tenant": "t", "hostnames": [], "origins": [],
+                "steering": {"sites": sites},
+            }))
+            .expect("service")
+        };
+        let snapshot = DnsSnapshot::default();
+        let mut cache = PlanCache::new();
+        let a = ServicePlan::build(&service("a", &[]), &snapshot, &mut cache);
+        let b = ServicePlan::build(&service("b", &[]), &snapshot, &mut cache);
+        let c = ServicePlan::build(&service("c", &["wx-1"]), &snapshot, &mut cache);
+        assert!(Arc::ptr_eq(&a.nodes, &b.nodes));
+        assert!(!Arc::ptr_eq(&a.nodes, &c.nodes));
+        assert_eq!(cache.len(), 2);
+        assert_eq!((a.id.as_str(), c.policy.sites.len()), ("a", 1));
+    }
 
     #[test]
     fn unit_hash_is_in_range_and_stable() {
