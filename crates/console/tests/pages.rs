@@ -421,3 +421,69 @@ async fn the_services_list_filters_and_sorts_at_the_api() {
     assert!(by_tenant.body.contains("aria-sort=\"descending\""));
     plane.handle.shutdown().await.expect("shutdown");
 }
+
+/// A browser over HTTP/2 (as over TLS in `up`) names the host in `:authority`, not
+/// `Host`: its same-origin form posts are accepted, another origin's still refused.
+#[tokio::test]
+async fn forms_posted_over_http2_pass_the_origin_check() {
+    let plane = common::start().await;
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    let origin = plane.url.clone();
+    let form = http
+        .get(format!("{}/sign-in", plane.url))
+        .send()
+        .await
+        .expect("form");
+    assert_eq!(form.version(), reqwest::Version::HTTP_2);
+    let body = form.text().await.expect("body");
+    let at = body.find("name=\"csrf\" value=\"").expect("csrf") + 19;
+    let csrf = body[at..at + body[at..].find('"').expect("end")].to_owned();
+    let post = |path: &str, fields: Vec<(&str, String)>, origin: &str| {
+        http.post(format!("{}{path}", plane.url))
+            .header("origin", origin)
+            .form(&fields)
+            .send()
+    };
+    let signed = post(
+        "/sign-in",
+        vec![("token", plane.alpha_key.clone()), ("csrf", csrf)],
+        &origin,
+    )
+    .await
+    .expect("sign in");
+    assert_eq!(
+        signed.status(),
+        StatusCode::SEE_OTHER,
+        "{:?}",
+        signed.text().await
+    );
+    let page = http
+        .get(format!("{}/services/a-site", plane.url))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("body");
+    let at = page.find("name=\"csrf\" value=\"").expect("csrf") + 19;
+    let csrf = page[at..at + page[at..].find('"').expect("end")].to_owned();
+    let verify = vec![("csrf", csrf)];
+    let elsewhere = post(
+        "/services/a-site/verify",
+        verify.clone(),
+        "https://evil.example",
+    )
+    .await
+    .expect("post");
+    assert_eq!(elsewhere.status(), StatusCode::FORBIDDEN);
+    let ours = post("/services/a-site/verify", verify, &origin)
+        .await
+        .expect("post");
+    assert_eq!(ours.status(), StatusCode::SEE_OTHER);
+    plane.handle.shutdown().await.expect("shutdown");
+}

@@ -78,6 +78,22 @@ pub fn routes() -> Router<Shared> {
         .route("/pools/{id}", get(network::pool))
         .route("/assets/{*path}", get(crate::assets::serve))
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::map_request(host_from_authority))
+}
+
+/// An HTTP/2 request (a browser over TLS) names its host in the `:authority`
+/// pseudo-header, not in `Host`: copied into `Host`, so the `Origin` check compares the
+/// same thing under either version.
+async fn host_from_authority(mut request: Request) -> Request {
+    if !request.headers().contains_key(header::HOST)
+        && let Some(value) = request
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        request.headers_mut().insert(header::HOST, value);
+    }
+    request
 }
 
 /// `/`: the operator's fleet, a tenant's services, or the sign-in form.
