@@ -1464,7 +1464,9 @@ async fn openapi_document_lists_every_route() {
         routes.push((format!("/v1/{kind}"), &["get", "post"]));
         routes.push((format!("/v1/{kind}/{{id}}"), &["get", "put", "delete"]));
     }
-    let others: [(&str, &[&str]); 47] = [
+    let others: [(&str, &[&str]); 49] = [
+        ("/v1/artifacts", &["get"]),
+        ("/v1/artifacts/sha256/{digest}", &["get", "put"]),
         ("/v1/tenants/{id}/s3-keys/console", &["post"]),
         ("/v1/nodes/{id}/health", &["get"]),
         ("/v1/whoami", &["get"]),

@@ -2,6 +2,7 @@
 //! turns malformed input into 400/422 answers naming the field.
 
 mod agents;
+mod artifacts;
 pub mod billing;
 pub mod colocation;
 mod crud;
@@ -112,6 +113,7 @@ pub fn router(state: AppState) -> Router {
         .merge(billing::routes())
         .merge(colocation::routes())
         .merge(sla::routes())
+        .merge(artifacts::routes().layer(axum::extract::DefaultBodyLimit::disable()))
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(|| async {

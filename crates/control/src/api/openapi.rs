@@ -427,6 +427,34 @@ fn other_ops() -> Vec<Op> {
         )
         .ok("200", "Storage nodes", Some(array_of("StorageNodeStatus"))),
         Op::new(
+            HttpMethod::Get,
+            "/v1/artifacts",
+            "artifacts",
+            "list_artifacts",
+            "Every artefact kept (operator), newest first",
+        )
+        .ok("200", "Artefacts", Some(array_of("ArtifactInfo"))),
+        Op::new(
+            HttpMethod::Put,
+            "/v1/artifacts/sha256/{digest}",
+            "artifacts",
+            "put_artifact",
+            "Keep a content-addressed artefact (operator): the body is streamed, its SHA-256 must be `digest` and its size at most 1 GiB; one already kept is never overwritten",
+        )
+        .body("application/octet-stream", String::schema())
+        .ok("201", "Kept", Some(schema_ref("ArtifactInfo")))
+        .ok("200", "Already kept (the body was not read)", Some(schema_ref("ArtifactInfo")))
+        .err("413", "Over 1 GiB")
+        .err("422", "The body's SHA-256 is not `digest`; nothing was kept"),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/artifacts/sha256/{digest}",
+            "artifacts",
+            "get_artifact",
+            "An artefact's bytes (operator or a node), immutable: `Cache-Control: public, max-age=31536000, immutable`, `ETag: \"sha256:DIGEST\"`",
+        )
+        .ok("200", "The bytes", Some(String::schema())),
+        Op::new(
             HttpMethod::Post,
             "/v1/storage/scrub",
             "storage",
@@ -982,6 +1010,7 @@ pub fn document() -> OpenApi {
     components = add_schema::<lingjing_model::tenant::S3KeyInfo>(components);
     components = add_schema::<lingjing_model::tenant::NewS3Key>(components);
     components = add_schema::<lingjing_model::tenant::ConsoleS3Access>(components);
+    components = add_schema::<lingjing_model::artifact::ArtifactInfo>(components);
     components = add_schema::<lingjing_model::snapshot::StorageNodeStatus>(components);
     components = add_schema::<lingjing_model::snapshot::ScrubAsked>(components);
     components = add_schema::<lingjing_model::storage_layout::StorageLayout>(components);

@@ -12,6 +12,7 @@
 //! it so). Each function takes the connection or transaction its caller holds, so the
 //! caller decides what runs in one transaction.
 
+pub mod artifacts;
 pub mod billing;
 pub mod bucket_usage;
 pub mod colocation;
