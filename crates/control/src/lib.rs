@@ -24,6 +24,7 @@ pub mod metering;
 pub mod origins;
 pub mod policy;
 pub mod resource;
+pub mod rollout;
 pub mod server;
 pub mod sla;
 pub mod snapshot;
