@@ -1464,7 +1464,10 @@ async fn openapi_document_lists_every_route() {
         routes.push((format!("/v1/{kind}"), &["get", "post"]));
         routes.push((format!("/v1/{kind}/{{id}}"), &["get", "put", "delete"]));
     }
-    let others: [(&str, &[&str]); 49] = [
+    let others: [(&str, &[&str]); 52] = [
+        ("/v1/models", &["get"]),
+        ("/v1/models/{model}/versions", &["get", "post"]),
+        ("/v1/models/{model}/versions/{version}", &["get"]),
         ("/v1/artifacts", &["get"]),
         ("/v1/artifacts/sha256/{digest}", &["get", "put"]),
         ("/v1/tenants/{id}/s3-keys/console", &["post"]),

@@ -5,6 +5,7 @@
 //! Invariant: no I/O and no async here. Everything is plain data and pure functions, so
 //! the control plane, the data planes and the CLI share one definition of each type.
 
+pub mod aiot;
 pub mod artifact;
 pub mod classify;
 pub mod colocation;

@@ -10,6 +10,7 @@ pub mod defence;
 pub mod hostnames;
 mod ipam;
 mod lines;
+mod models;
 mod nodes;
 pub mod openapi;
 pub mod purges;
@@ -114,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .merge(colocation::routes())
         .merge(sla::routes())
         .merge(artifacts::routes().layer(axum::extract::DefaultBodyLimit::disable()))
+        .merge(models::routes())
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(|| async {

@@ -428,6 +428,41 @@ fn other_ops() -> Vec<Op> {
         .ok("200", "Storage nodes", Some(array_of("StorageNodeStatus"))),
         Op::new(
             HttpMethod::Get,
+            "/v1/models",
+            "models",
+            "list_models",
+            "Edge AI models: how many versions, the latest (operator or a node)",
+        )
+        .ok("200", "Models", Some(array_of("ModelSummary"))),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/models/{model}/versions",
+            "models",
+            "list_model_versions",
+            "A model's versions, newest first (operator or a node)",
+        )
+        .ok("200", "Versions", Some(array_of("ModelVersionRecord"))),
+        Op::new(
+            HttpMethod::Post,
+            "/v1/models/{model}/versions",
+            "models",
+            "register_model_version",
+            "Register a model version (operator): its artefact and self-test input must be kept already; a version never changes",
+        )
+        .body("application/json", schema_ref("ModelVersion"))
+        .ok("201", "Registered", Some(schema_ref("ModelVersionRecord")))
+        .err("409", "The model has this version already")
+        .err("422", "Invalid, or an artefact it names is not kept"),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/models/{model}/versions/{version}",
+            "models",
+            "get_model_version",
+            "One model version (operator or a node)",
+        )
+        .ok("200", "The version", Some(schema_ref("ModelVersionRecord"))),
+        Op::new(
+            HttpMethod::Get,
             "/v1/artifacts",
             "artifacts",
             "list_artifacts",
@@ -1011,6 +1046,9 @@ pub fn document() -> OpenApi {
     components = add_schema::<lingjing_model::tenant::NewS3Key>(components);
     components = add_schema::<lingjing_model::tenant::ConsoleS3Access>(components);
     components = add_schema::<lingjing_model::artifact::ArtifactInfo>(components);
+    components = add_schema::<lingjing_model::aiot::ModelVersion>(components);
+    components = add_schema::<crate::store::models::ModelVersionRecord>(components);
+    components = add_schema::<crate::store::models::ModelSummary>(components);
     components = add_schema::<lingjing_model::snapshot::StorageNodeStatus>(components);
     components = add_schema::<lingjing_model::snapshot::ScrubAsked>(components);
     components = add_schema::<lingjing_model::storage_layout::StorageLayout>(components);

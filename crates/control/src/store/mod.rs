@@ -24,6 +24,7 @@ pub mod ipam;
 pub mod lines;
 mod load;
 pub mod meter;
+pub mod models;
 pub mod nodes;
 pub mod purges;
 pub mod records;
