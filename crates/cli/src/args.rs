@@ -128,6 +128,44 @@ pub enum Command {
     /// Reports: `report segments --month`.
     #[command(subcommand)]
     Report(ReportCmd),
+    /// Edge AI models: push a version (its ONNX file and spec), list, show.
+    #[command(subcommand)]
+    Model(ModelCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCmd {
+    /// Upload an ONNX file (content-addressed, verified by the control plane) and
+    /// register it as a version of a model, described by a TOML spec: `[input]` (shape,
+    /// layout, color, resize, scale, mean, std), `[output]` (kind = "classifier" with
+    /// labels, or "detector" with classes and score_threshold), optionally `[self_test]`
+    /// (expected, tolerance; its input image is --self-test-input).
+    Push {
+        /// The .onnx file.
+        file: std::path::PathBuf,
+        #[arg(long)]
+        model: String,
+        /// 1, 2, 3, ...: versions never change once pushed.
+        #[arg(long)]
+        version: u32,
+        /// The TOML spec of the version.
+        #[arg(long)]
+        spec: std::path::PathBuf,
+        /// The image the self-test feeds the model.
+        #[arg(long)]
+        self_test_input: Option<std::path::PathBuf>,
+        /// What changed, for people.
+        #[arg(long)]
+        notes: Option<String>,
+    },
+    /// Every model, with its number of versions and the latest.
+    List,
+    /// A model's versions (newest first), or one version.
+    Show {
+        model: String,
+        #[arg(long)]
+        version: Option<u32>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

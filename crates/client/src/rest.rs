@@ -176,6 +176,22 @@ impl Client {
         .await
     }
 
+    /// `PUT path` with `len` bytes of `body` (`application/octet-stream`, streamed), the
+    /// answer decoded.
+    pub async fn put_stream<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        len: u64,
+        body: reqwest::Body,
+    ) -> Result<T, ClientError> {
+        let req = self
+            .request(Method::PUT, path)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(body);
+        Self::json(self.send(req).await?).await
+    }
+
     /// `DELETE path`.
     pub async fn delete(&self, path: &str) -> Result<(), ClientError> {
         self.send(self.request(Method::DELETE, path)).await?;

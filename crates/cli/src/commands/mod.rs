@@ -6,6 +6,7 @@ mod control;
 mod defence;
 mod dns;
 mod edge;
+mod models;
 mod node_access;
 mod purge;
 mod resources;
@@ -44,6 +45,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cost(cmd) => colocation::cost(&global, cmd).await,
         Command::Incident(cmd) => colocation::incident(&global, cmd).await,
         Command::Report(cmd) => colocation::report(&global, cmd).await,
+        Command::Model(cmd) => models::run(&global, cmd).await,
     }
 }
 
