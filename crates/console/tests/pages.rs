@@ -487,3 +487,60 @@ async fn forms_posted_over_http2_pass_the_origin_check() {
     assert_eq!(ours.status(), StatusCode::SEE_OTHER);
     plane.handle.shutdown().await.expect("shutdown");
 }
+
+/// The operator's models page lists what `lingjing model push` registered; tenants are
+/// refused.
+#[tokio::test]
+async fn the_operator_sees_model_versions() {
+    let plane = common::start().await;
+    let b = Browser::new(&plane.url);
+    b.sign_in(common::OPERATOR_TOKEN).await;
+    let empty = b.get("/models").await;
+    assert_eq!(empty.status, StatusCode::OK);
+    assert!(empty.body.contains("No models yet"), "{}", empty.body);
+    // An artefact (its digest is its name) and a version of it, through the API.
+    let bytes = b"stand-in for an ONNX file".to_vec();
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    let put = reqwest::Client::new()
+        .put(format!("{}/v1/artifacts/sha256/{digest}", plane.url))
+        .bearer_auth(common::OPERATOR_TOKEN)
+        .body(bytes)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status(), StatusCode::CREATED);
+    common::operator(
+        &plane.url,
+        reqwest::Method::POST,
+        "/v1/models/road-distress/versions",
+        Some(serde_json::json!({
+            "model": "road-distress", "version": 1, "artifact": digest,
+            "input": {"shape": [1, 3, 416, 416], "resize": "letterbox"},
+            "output": {"kind": "detector", "classes": ["crack", "pothole"], "score_threshold": 0.5},
+        })),
+    )
+    .await;
+    let list = b.get("/models").await;
+    assert!(
+        list.body.contains("href=\"/models/road-distress\""),
+        "{}",
+        list.body
+    );
+    let model = b.get("/models/road-distress").await;
+    assert_eq!(model.status, StatusCode::OK);
+    assert!(
+        model.body.contains("detector: crack, pothole"),
+        "{}",
+        model.body
+    );
+    assert!(
+        model.body.contains("1x3x416x416 nchw, rgb letterbox"),
+        "{}",
+        model.body
+    );
+    assert_eq!(b.get("/models/nope").await.status, StatusCode::NOT_FOUND);
+    let tenant = Browser::new(&plane.url);
+    tenant.sign_in(&plane.alpha_key).await;
+    assert_eq!(tenant.get("/models").await.status, StatusCode::FORBIDDEN);
+    plane.handle.shutdown().await.expect("shutdown");
+}

@@ -7,6 +7,7 @@ mod buckets;
 mod defence;
 mod dns;
 mod fleet;
+mod models;
 mod network;
 mod purges;
 mod service_edit;
@@ -68,6 +69,8 @@ pub fn routes() -> Router<Shared> {
         .route("/defence", get(defence::overview))
         .route("/defence/rules", post(defence::add))
         .route("/defence/rules/{id}/remove", post(defence::remove))
+        .route("/models", get(models::list))
+        .route("/models/{model}", get(models::show))
         .route("/invoices", get(billing::list))
         .route("/invoices/{number}", get(billing::show))
         .route("/invoices/{number}/csv", get(billing::csv))
