@@ -75,13 +75,7 @@ impl<T> Listing<T> {
         key: impl Fn(&T, &str) -> K,
     ) -> Listing<T> {
         let total = rows.len();
-        let sort = query
-            .sort
-            .as_deref()
-            .filter(|s| columns.iter().any(|c| c.key == *s))
-            .or(columns.first().map(|c| c.key))
-            .unwrap_or("")
-            .to_owned();
+        let sort = sort_key(query, columns).to_owned();
         let desc = query.dir.as_deref() == Some("desc");
         let q = query.q.clone().unwrap_or_default().trim().to_owned();
         if !q.is_empty() {

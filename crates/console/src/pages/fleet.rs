@@ -415,13 +415,5 @@ pub async fn drain(
 
 /// `id` as one path segment.
 pub(crate) fn encode(id: &str) -> String {
-    id.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    lingjing_model::sigv4::encode(id, true)
 }

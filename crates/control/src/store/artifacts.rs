@@ -90,6 +90,11 @@ pub async fn discard(conn: &mut AnyConnection, id: &str) -> Result<(), StoreErro
         .bind(id.to_owned())
         .execute(&mut *conn)
         .await?;
+    forget_upload(conn, id).await
+}
+
+/// Drops the record of upload `id` (not its chunks).
+async fn forget_upload(conn: &mut AnyConnection, id: &str) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM artifact_uploads WHERE id = $1")
         .bind(id.to_owned())
         .execute(conn)
@@ -143,10 +148,7 @@ pub async fn finish(
         .bind(id.to_owned())
         .execute(&mut *conn)
         .await?;
-    sqlx::query("DELETE FROM artifact_uploads WHERE id = $1")
-        .bind(id.to_owned())
-        .execute(conn)
-        .await?;
+    forget_upload(conn, id).await?;
     Ok(Finished::Created)
 }
 
@@ -163,16 +165,4 @@ pub async fn chunk(
         .await?;
     row.map(|r| r.try_get::<Vec<u8>, _>(0).map_err(StoreError::from))
         .transpose()
-}
-
-/// How many chunks artefact `digest` has.
-pub async fn chunk_count(conn: &mut AnyConnection, digest: &str) -> Result<u64, StoreError> {
-    let row = sqlx::query("SELECT chunks FROM artifacts WHERE digest = $1")
-        .bind(digest.to_owned())
-        .fetch_optional(conn)
-        .await?;
-    Ok(row
-        .map(|r| r.try_get::<i64, _>(0))
-        .transpose()?
-        .map_or(0, |n| u64::try_from(n).unwrap_or(0)))
 }
