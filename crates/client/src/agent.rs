@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use lingjing_model::aiot::SlotReportSource;
 use lingjing_model::defence::{BaselineSample, DefenceReport};
 use lingjing_model::snapshot::{
     BucketStored, BucketTraffic, BucketUsageSource, DefenceSource, Heartbeat, Role, Snapshot,
@@ -79,6 +80,7 @@ pub struct Agent {
     storage: Option<Arc<dyn StorageReportSource>>,
     buckets: Option<Arc<dyn BucketUsageSource>>,
     defence: Option<(Arc<dyn DefenceSource>, Arc<Notify>)>,
+    aiot: Option<(Arc<dyn SlotReportSource>, Arc<Notify>)>,
 }
 
 /// A running agent.
@@ -235,6 +237,7 @@ impl Agent {
             storage: None,
             buckets: None,
             defence: None,
+            aiot: None,
         })
     }
 
@@ -255,6 +258,13 @@ impl Agent {
     /// found), else with the next heartbeat.
     pub fn with_defence(mut self, source: Arc<dyn DefenceSource>, wake: Arc<Notify>) -> Agent {
         self.defence = Some((source, wake));
+        self
+    }
+
+    /// Sends an edge AI node's slots with every heartbeat, and at once when `wake` is
+    /// notified (a slot changed stage).
+    pub fn with_slots(mut self, source: Arc<dyn SlotReportSource>, wake: Arc<Notify>) -> Agent {
+        self.aiot = Some((source, wake));
         self
     }
 
@@ -304,6 +314,7 @@ impl Agent {
                 storage: self.storage,
                 buckets: self.buckets,
                 defence: self.defence,
+                aiot: self.aiot,
             },
         ));
         let poll = tokio::spawn(poll_loop(
@@ -328,6 +339,7 @@ struct Sources {
     storage: Option<Arc<dyn StorageReportSource>>,
     buckets: Option<Arc<dyn BucketUsageSource>>,
     defence: Option<(Arc<dyn DefenceSource>, Arc<Notify>)>,
+    aiot: Option<(Arc<dyn SlotReportSource>, Arc<Notify>)>,
 }
 
 /// One batch of counted usage, resent as it is until acknowledged.
@@ -436,6 +448,11 @@ async fn heartbeat_loop(
             bucket_stored: pending.stored.clone(),
             defence: pending.defence.clone(),
             defence_baseline: pending.baseline.clone(),
+            aiot: sources
+                .aiot
+                .as_ref()
+                .map(|(s, _)| s.slots())
+                .unwrap_or_default(),
         };
         match client.heartbeat(&config.node, &beat).await {
             Ok(()) => {
@@ -474,10 +491,17 @@ async fn heartbeat_loop(
                 None => std::future::pending().await,
             }
         };
+        let slots_wake = async {
+            match &sources.aiot {
+                Some((_, wake)) => wake.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         let _ = tokio::time::timeout(config.heartbeat_every, async {
             tokio::select! {
                 _ = ack.notified() => {}
                 _ = defence_wake => {}
+                _ = slots_wake => {}
             }
         })
         .await;

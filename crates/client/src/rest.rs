@@ -123,6 +123,11 @@ impl Client {
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
+    /// `GET path`, the response not yet read (for a download streamed to disk).
+    pub async fn get_response(&self, path: &str) -> Result<Response, ClientError> {
+        self.send(self.request(Method::GET, path)).await
+    }
+
     /// `GET path`, decoded.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         Self::json(self.send(self.request(Method::GET, path)).await?).await

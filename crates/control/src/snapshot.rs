@@ -90,6 +90,7 @@ impl Hub {
             Role::Storage | Role::S3 => {
                 encode(build_storage(&mut tx, role, self.ctx.storage).await?)?
             }
+            Role::Aiot => encode(build_aiot(&mut tx).await?)?,
         };
         tx.commit().await?;
         let (version, json) = bytes;
@@ -251,6 +252,44 @@ pub async fn build_dns(
 /// Copies kept of each block unless the operator says otherwise (the gateways keep fewer
 /// when the cluster has fewer nodes).
 pub const DEFAULT_REPLICAS: u32 = 3;
+
+/// Builds the edge AI snapshot: every node's slot targets and the versions they name.
+/// Nodes fetch artefacts from the control plane itself (their agent's endpoint) after
+/// any source listed here.
+pub async fn build_aiot(
+    conn: &mut AnyConnection,
+) -> Result<Snapshot<lingjing_model::aiot::AiotSnapshot>, StoreError> {
+    let version = config_version(conn).await?;
+    let targets = crate::store::aiot::targets(&mut *conn).await?;
+    let mut wanted: Vec<(String, u32)> = targets
+        .iter()
+        .filter(|t| t.version > 0)
+        .map(|t| (t.slot.clone(), t.version))
+        .collect();
+    wanted.sort();
+    wanted.dedup();
+    let mut versions = Vec::with_capacity(wanted.len());
+    for (model, v) in wanted {
+        match crate::store::models::get(&mut *conn, &model, v).await? {
+            Some(record) => versions.push(record.version),
+            None => {
+                return Err(StoreError::Corrupt(format!(
+                    "an edge AI target names {model} version {v}, which is not registered"
+                )));
+            }
+        }
+    }
+    Ok(Snapshot {
+        version,
+        role: Role::Aiot,
+        generated_at: crate::time::now_rfc3339(),
+        body: lingjing_model::aiot::AiotSnapshot {
+            targets,
+            versions,
+            artifact_sources: Vec::new(),
+        },
+    })
+}
 
 /// Builds the storage (`role` Storage) or S3 gateway (`role` S3) snapshot from one
 /// consistent read: only the gateways' snapshot carries the tenants' S3 keys.

@@ -110,7 +110,7 @@ pub enum Resize {
     /// To exactly the height and width (the aspect ratio is not kept).
     #[default]
     Stretch,
-    /// Scaled to fit, centred, the rest padded (detectors).
+    /// Scaled to fit, placed at the top-left, the rest padded (detectors, as ddddocr).
     Letterbox,
     /// Scaled to the height, the width capped and padded on the right (text lines).
     PadRight,
@@ -319,6 +319,143 @@ impl Validate for ModelVersion {
         }
         Ok(())
     }
+}
+
+/// How long a new version serves on probation before a node commits it, and what it must
+/// do meanwhile. It commits after `min_inferences` inferences or `min_seconds` seconds,
+/// whichever comes first, if its errors and latency stayed within budget; it is rolled
+/// back at once when they did not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Probation {
+    pub min_inferences: u32,
+    pub min_seconds: u32,
+    /// Share of inferences (percent) that may fail.
+    pub max_error_percent: u8,
+    /// The 95th-percentile latency allowed, in ms.
+    pub max_p95_ms: u32,
+}
+
+impl Default for Probation {
+    fn default() -> Self {
+        Probation {
+            min_inferences: 100,
+            min_seconds: 60,
+            max_error_percent: 5,
+            max_p95_ms: 2_000,
+        }
+    }
+}
+
+impl Validate for Probation {
+    fn validate(&self) -> Result<(), ValidationError> {
+        if self.max_error_percent > 100 {
+            return Err(ValidationError::new(
+                "max_error_percent",
+                "a share from 0 to 100",
+            ));
+        }
+        if self.min_seconds > 86_400 {
+            return Err(ValidationError::new("min_seconds", "at most a day (86400)"));
+        }
+        if self.max_p95_ms == 0 {
+            return Err(ValidationError::new("max_p95_ms", "more than 0"));
+        }
+        Ok(())
+    }
+}
+
+/// What the control plane wants one node's slot to run. A slot is named after its model
+/// (`POST /v1/infer/{slot}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SlotTarget {
+    pub node: String,
+    pub slot: String,
+    pub version: u32,
+    /// Grows each time this node's slot is given something to do (a rollback is a new
+    /// revision too): a node acts on a revision once and reports on it.
+    pub revision: u64,
+    /// A version the node committed before goes straight back to serving (a rollback);
+    /// a new one serves on probation first.
+    #[serde(default)]
+    pub probation: Probation,
+}
+
+/// What edge AI nodes need: each node's slot targets, the versions they name, and where
+/// artefacts are fetched from.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+pub struct AiotSnapshot {
+    pub targets: Vec<SlotTarget>,
+    /// Every version a target names.
+    pub versions: Vec<ModelVersion>,
+    /// Base URLs that serve `/v1/artifacts/sha256/{digest}` with the node's credential,
+    /// in the order to try them (the node checks digest and size itself).
+    #[serde(default)]
+    pub artifact_sources: Vec<String>,
+}
+
+/// Where a version is on a node's slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotStage {
+    Fetching,
+    Verifying,
+    Loading,
+    SelfTest,
+    Staged,
+    /// Serving, not yet committed.
+    Probation,
+    Committed,
+    /// A step or probation failed: the slot serves its previous committed version.
+    Failed,
+}
+
+impl SlotStage {
+    /// Still on its way (neither committed nor failed).
+    pub fn in_progress(self) -> bool {
+        !matches!(self, SlotStage::Committed | SlotStage::Failed)
+    }
+}
+
+/// Figures of a version on probation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProbationFigures {
+    pub inferences: u64,
+    pub errors: u64,
+    /// 95th-percentile latency so far, in ms.
+    pub p95_ms: u32,
+    /// Time served so far, in ms.
+    pub elapsed_ms: u64,
+}
+
+/// Where an edge AI node's agent gets its slots' state to send with each heartbeat.
+pub trait SlotReportSource: Send + Sync + 'static {
+    fn slots(&self) -> Vec<SlotReport>;
+}
+
+/// A node's slot as its heartbeat reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SlotReport {
+    pub slot: String,
+    /// The revision last acted on, and its version.
+    pub revision: u64,
+    pub version: u32,
+    /// Where that version is.
+    pub stage: SlotStage,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The version serving inferences now (none: the slot serves nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<u32>,
+    /// The committed version (kept on disk to go back to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probation: Option<ProbationFigures>,
 }
 
 #[cfg(test)]

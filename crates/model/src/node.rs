@@ -40,6 +40,8 @@ pub enum NodeRole {
     Storage,
     /// Runs an S3 gateway over the storage nodes.
     S3,
+    /// Runs edge AI models (inference next to the cameras).
+    Aiot,
 }
 
 impl std::fmt::Display for NodeRole {
@@ -50,6 +52,7 @@ impl std::fmt::Display for NodeRole {
             NodeRole::Dns => "dns",
             NodeRole::Storage => "storage",
             NodeRole::S3 => "s3",
+            NodeRole::Aiot => "aiot",
         })
     }
 }
@@ -81,7 +84,7 @@ impl Validate for Node {
         if self.roles.is_empty() {
             return Err(ValidationError::new(
                 "roles",
-                "a node needs at least one role (edge, parent, dns, storage, s3)",
+                "a node needs at least one role (edge, parent, dns, storage, s3, aiot)",
             ));
         }
         check_unique("roles", &self.roles)?;

@@ -24,10 +24,12 @@ pub enum Role {
     Storage,
     /// S3 gateways: the storage nodes, the cluster token and the tenants' S3 keys.
     S3,
+    /// Edge AI nodes: the model versions each of their slots should run.
+    Aiot,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Edge, Role::Dns, Role::Storage, Role::S3];
+    pub const ALL: [Role; 5] = [Role::Edge, Role::Dns, Role::Storage, Role::S3, Role::Aiot];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -35,6 +37,7 @@ impl Role {
             Role::Dns => "dns",
             Role::Storage => "storage",
             Role::S3 => "s3",
+            Role::Aiot => "aiot",
         }
     }
 }
@@ -53,8 +56,9 @@ impl std::str::FromStr for Role {
             "dns" => Ok(Role::Dns),
             "storage" => Ok(Role::Storage),
             "s3" => Ok(Role::S3),
+            "aiot" => Ok(Role::Aiot),
             other => Err(format!(
-                "unknown role `{other}`: expected `edge`, `dns`, `storage` or `s3`"
+                "unknown role `{other}`: expected `edge`, `dns`, `storage`, `s3` or `aiot`"
             )),
         }
     }
@@ -329,6 +333,9 @@ pub struct Heartbeat {
     /// An edge node's busiest seconds per service and minute, for learned thresholds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub defence_baseline: Vec<crate::defence::BaselineSample>,
+    /// An edge AI node's model slots: what each serves and where a new version is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aiot: Vec<crate::aiot::SlotReport>,
 }
 
 /// One bucket's traffic through one S3 gateway over a reporting interval.

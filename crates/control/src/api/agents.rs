@@ -58,6 +58,7 @@ pub fn node_has_role(roles: &[NodeRole], role: Role) -> bool {
         Role::Dns => matches!(r, NodeRole::Dns),
         Role::Storage => matches!(r, NodeRole::Storage),
         Role::S3 => matches!(r, NodeRole::S3),
+        Role::Aiot => matches!(r, NodeRole::Aiot),
     })
 }
 
@@ -265,6 +266,47 @@ fn check_meter(beat: &Heartbeat) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Most slots a heartbeat may report.
+const MAX_SLOTS: usize = 256;
+
+/// Slot reports come only from edge AI nodes, name real slots, and are few and short.
+fn check_slots(beat: &Heartbeat) -> Result<(), ApiError> {
+    use lingjing_model::validate::ValidationError;
+    if beat.aiot.is_empty() {
+        return Ok(());
+    }
+    if beat.role != Role::Aiot {
+        return Err(ApiError::Invalid(ValidationError::new(
+            "aiot",
+            "only an edge AI node's heartbeat (role `aiot`) reports slots",
+        )));
+    }
+    if beat.aiot.len() > MAX_SLOTS {
+        return Err(ApiError::Invalid(ValidationError::new(
+            "aiot",
+            format!("at most {MAX_SLOTS} slots"),
+        )));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, r) in beat.aiot.iter().enumerate() {
+        lingjing_model::ident::check_id(&format!("aiot[{i}].slot"), &r.slot)
+            .map_err(ApiError::Invalid)?;
+        if !seen.insert(r.slot.as_str()) {
+            return Err(ApiError::Invalid(ValidationError::new(
+                format!("aiot[{i}].slot"),
+                "reported twice",
+            )));
+        }
+        if r.reason.as_ref().is_some_and(|m| m.len() > 4096) {
+            return Err(ApiError::Invalid(ValidationError::new(
+                format!("aiot[{i}].reason"),
+                "at most 4096 bytes",
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn check_baseline(beat: &Heartbeat) -> Result<(), ApiError> {
     use lingjing_model::defence::MAX_BASELINE_SAMPLES;
     if beat.defence_baseline.is_empty() {
@@ -315,6 +357,7 @@ async fn heartbeat(
     check_defence_reports(&beat)?;
     check_meter(&beat)?;
     check_baseline(&beat)?;
+    check_slots(&beat)?;
     if beat.storage.is_some() && beat.role != Role::Storage {
         return Err(ApiError::Invalid(
             lingjing_model::validate::ValidationError::new(
@@ -364,6 +407,9 @@ async fn heartbeat(
         load = record_load(&mut w.tx, &id, 0, now).await?;
     }
     crate::store::bucket_usage::record_stored(&mut w.tx, &beat.bucket_stored).await?;
+    if beat.role == Role::Aiot {
+        crate::store::aiot::record_reports(&mut w.tx, &id, &beat.aiot, now).await?;
+    }
     if let Some(report) = &beat.storage {
         crate::store::storage::record_report(&mut w.tx, &id, report, &crate::time::now_rfc3339())
             .await?;

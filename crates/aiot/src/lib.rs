@@ -1,0 +1,17 @@
+//! Edge AI on a node (issue 16): the model versions the control plane assigns to this
+//! node's slots are fetched, verified, loaded, self-tested, put on probation and then
+//! committed or rolled back, with every switch written so that a `kill -9` leaves the
+//! slot on a whole version; `POST /v1/infer/{slot}` runs the slot's serving version.
+
+pub mod backend;
+pub mod decode;
+pub mod disk;
+pub mod fetch;
+pub mod loaded;
+pub mod metrics;
+pub mod node;
+pub mod preprocess;
+pub mod probation;
+pub mod runtime;
+pub mod server;
+pub mod tract_backend;

@@ -1,0 +1,92 @@
+//! Prometheus metrics of an edge AI node (`/metrics`): inferences per slot, version and
+//! outcome, their latency, requests turned away by a full queue, and slots per stage.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub slot: String,
+    pub version: String,
+    /// `ok`, `bad_input` or `error`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabels {
+    pub slot: String,
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SlotLabels {
+    pub slot: String,
+}
+
+type HistogramMaker = fn() -> Histogram;
+
+fn latency_buckets() -> Histogram {
+    Histogram::new([
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
+}
+
+/// The node's metrics and the registry that serves them.
+pub struct Metrics {
+    pub registry: Registry,
+    pub inferences: Family<OutcomeLabels, Counter>,
+    pub seconds: Family<VersionLabels, Histogram, HistogramMaker>,
+    pub rejected: Family<SlotLabels, Counter>,
+    pub rollbacks: Family<SlotLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("lingjing_aiot");
+        let inferences = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "inferences",
+            "Inference requests by slot, model version and outcome",
+            inferences.clone(),
+        );
+        let seconds = Family::<VersionLabels, Histogram, HistogramMaker>::new_with_constructor(
+            latency_buckets,
+        );
+        registry.register(
+            "inference_seconds",
+            "Time to run one inference (decode, model, output), by slot and version",
+            seconds.clone(),
+        );
+        let rejected = Family::<SlotLabels, Counter>::default();
+        registry.register(
+            "rejected",
+            "Inference requests turned away because the slot's queue was full",
+            rejected.clone(),
+        );
+        let rollbacks = Family::<SlotLabels, Counter>::default();
+        registry.register(
+            "rollbacks",
+            "Versions that failed a step or probation on this node (the slot kept its committed version)",
+            rollbacks.clone(),
+        );
+        Metrics {
+            registry,
+            inferences,
+            seconds,
+            rejected,
+            rollbacks,
+        }
+    }
+}
+
+impl Metrics {
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,126 @@
+//! The node's HTTP API: `POST /v1/infer/{slot}` (a JPEG or PNG image, or a JSON tensor
+//! `{"shape": [...], "data": [...]}`) answers with the decoded result and the version that
+//! made it; `GET /v1/slots` shows each slot's state; `/healthz` and `/metrics`.
+//! Errors are JSON `{"error": {"code", "message"}}` with a status that says whose fault
+//! it is (422 the input, 503 try again, 500 the model).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::runtime::{InferFailure, Owned, Runtime};
+
+/// Largest request body (an image or a tensor).
+pub const MAX_BODY_BYTES: usize = 32 << 20;
+
+/// The node's routes.
+pub fn router(runtime: Arc<Runtime>) -> Router {
+    Router::new()
+        .route("/v1/infer/{slot}", post(infer))
+        .route("/v1/slots", get(slots))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(runtime)
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let body = serde_json::json!({"error": {"code": code, "message": message.into()}});
+    (status, axum::Json(body)).into_response()
+}
+
+async fn infer(
+    State(runtime): State<Arc<Runtime>>,
+    Path(slot): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    let input = match media.as_str() {
+        "application/json" => Owned::Json(body),
+        "image/jpeg" | "image/png" | "application/octet-stream" | "" => Owned::Image(body),
+        other => {
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!(
+                    "Content-Type {other} is not taken: send an image/jpeg or image/png image, or application/json {{\"shape\": [...], \"data\": [...]}}"
+                ),
+            );
+        }
+    };
+    match runtime.infer(&slot, input).await {
+        Ok(inference) => {
+            let version = inference.version;
+            let mut response = axum::Json(inference).into_response();
+            if let Ok(v) = HeaderValue::from_str(&version.to_string()) {
+                response.headers_mut().insert("x-model-version", v);
+            }
+            response
+        }
+        Err(InferFailure::UnknownSlot) => error(
+            StatusCode::NOT_FOUND,
+            "unknown_slot",
+            format!("this node has no slot `{slot}` (GET /v1/slots lists them)"),
+        ),
+        Err(InferFailure::NothingServing) => {
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_serving",
+                format!("slot `{slot}` has no version serving yet (GET /v1/slots says why)"),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            r
+        }
+        Err(InferFailure::Busy) => {
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                format!(
+                    "slot `{slot}` has {} requests waiting: try again shortly",
+                    crate::runtime::MAX_QUEUED
+                ),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+        Err(InferFailure::BadInput(m)) => error(StatusCode::UNPROCESSABLE_ENTITY, "bad_input", m),
+        Err(InferFailure::Failed { version, message }) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "inference_failed",
+            format!("version {version} failed: {message}"),
+        ),
+    }
+}
+
+async fn slots(State(runtime): State<Arc<Runtime>>) -> Response {
+    axum::Json(runtime.reports()).into_response()
+}
+
+async fn metrics(State(runtime): State<Arc<Runtime>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        runtime.metrics().encode(),
+    )
+        .into_response()
+}
