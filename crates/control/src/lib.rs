@@ -25,6 +25,7 @@ pub mod origins;
 pub mod policy;
 pub mod resource;
 pub mod rollout;
+pub mod rollout_driver;
 pub mod server;
 pub mod sla;
 pub mod snapshot;

@@ -13,10 +13,12 @@
 
 use std::collections::BTreeMap;
 
+use lingjing_model::aiot::Probation;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// How a rollout proceeds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RolloutPlan {
     /// Node ids per group, in the order the groups go.
     pub groups: Vec<Vec<String>>,
@@ -29,10 +31,13 @@ pub struct RolloutPlan {
     pub node_deadline_ms: i64,
     /// A node silent this long is offline (its deadline does not run).
     pub offline_after_ms: i64,
+    /// What the version must do on each node before it commits there.
+    #[serde(default)]
+    pub probation: Probation,
 }
 
 /// Where a rollout is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RolloutState {
     Running,
@@ -49,7 +54,7 @@ pub enum RolloutState {
 }
 
 /// What a rollout remembers between steps.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RolloutProgress {
     pub state: RolloutState,
     /// The group being rolled out (every group before it reached its share).
@@ -228,6 +233,84 @@ pub fn abort(progress: &RolloutProgress, why: &str) -> (RolloutProgress, Vec<Act
     (next, actions)
 }
 
+/// Stops a running rollout by hand, where it is; `None` when it is not running.
+pub fn pause(progress: &RolloutProgress) -> Option<RolloutProgress> {
+    (progress.state == RolloutState::Running).then(|| RolloutProgress {
+        state: RolloutState::Paused,
+        ..progress.clone()
+    })
+}
+
+/// Lets a paused rollout go on at `now_ms`; `None` when it is not paused. The time it
+/// spent paused counts against no node's deadline.
+pub fn resume(progress: &RolloutProgress, now_ms: i64) -> Option<RolloutProgress> {
+    (progress.state == RolloutState::Paused).then(|| RolloutProgress {
+        state: RolloutState::Running,
+        last_step_ms: progress.last_step_ms.map(|_| now_ms),
+        ..progress.clone()
+    })
+}
+
+/// A newer rollout of the same slot took over a running or paused one; `None` when it
+/// had stopped already. Nothing goes back: the newer rollout decides now.
+pub fn supersede(progress: &RolloutProgress, why: &str) -> Option<RolloutProgress> {
+    matches!(progress.state, RolloutState::Running | RolloutState::Paused).then(|| {
+        RolloutProgress {
+            state: RolloutState::Superseded,
+            reason: Some(why.to_owned()),
+            ..progress.clone()
+        }
+    })
+}
+
+/// Cuts `nodes` (each with its site) into a rollout's groups: ordered so that sites
+/// interleave (one node of each site in turn, sites by id, a site's nodes by id), the
+/// first `canary` nodes, then for each of `percents` (ascending) the nodes up to that
+/// cumulative share of all of them (rounded up) not in an earlier group. Empty groups are
+/// dropped, and the last group always reaches every node.
+pub fn groups(nodes: &[(String, String)], canary: usize, percents: &[u8]) -> Vec<Vec<String>> {
+    let mut by_site: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (node, site) in nodes {
+        by_site
+            .entry(site.as_str())
+            .or_default()
+            .push(node.as_str());
+    }
+    for site in by_site.values_mut() {
+        site.sort_unstable();
+        site.dedup();
+    }
+    let mut order: Vec<String> = Vec::with_capacity(nodes.len());
+    for round in 0.. {
+        let before = order.len();
+        for site in by_site.values() {
+            if let Some(node) = site.get(round) {
+                order.push((*node).to_owned());
+            }
+        }
+        if order.len() == before {
+            break;
+        }
+    }
+    let total = order.len();
+    let mut ends = vec![canary.min(total)];
+    ends.extend(
+        percents
+            .iter()
+            .map(|p| (total * usize::from((*p).min(100))).div_ceil(100)),
+    );
+    ends.push(total);
+    let mut out = Vec::new();
+    let mut start = 0;
+    for end in ends {
+        if end > start {
+            out.push(order[start..end].to_vec());
+            start = end;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +325,7 @@ mod tests {
             error_threshold,
             node_deadline_ms: 600_000,
             offline_after_ms: 60_000,
+            probation: Probation::default(),
         }
     }
 
@@ -389,8 +473,72 @@ mod tests {
         assert_eq!(aborted.state, RolloutState::Aborted);
         assert_eq!(act.len(), 2, "a and b go back");
         assert!(abort(&aborted, "again").1.is_empty());
-        let mut superseded = s2;
-        superseded.state = RolloutState::Superseded;
+        assert!(supersede(&aborted, "newer").is_none());
+        let superseded = supersede(&s2, "by rollout 2").expect("running");
+        assert_eq!(superseded.state, RolloutState::Superseded);
+        assert_eq!(superseded.active_ms, s2.active_ms);
         assert!(step(&p, &superseded, &r, 7).1.is_empty());
+    }
+
+    fn nodes(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(n, s)| ((*n).to_owned(), (*s).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn groups_interleave_sites_and_grow_by_cumulative_share() {
+        // Site b has three nodes, a two, c one: listed in no order.
+        let all = nodes(&[
+            ("b-2", "b"),
+            ("a-1", "a"),
+            ("c-1", "c"),
+            ("b-1", "b"),
+            ("a-2", "a"),
+            ("b-3", "b"),
+        ]);
+        let g = groups(&all, 1, &[10, 50, 100]);
+        // Order: a-1 b-1 c-1 a-2 b-2 b-3. Canary a-1; 10% of 6 is 1 (nothing new, dropped);
+        // 50% is 3; 100% is 6.
+        assert_eq!(
+            g,
+            vec![
+                vec!["a-1".to_owned()],
+                vec!["b-1".to_owned(), "c-1".to_owned()],
+                vec!["a-2".to_owned(), "b-2".to_owned(), "b-3".to_owned()],
+            ]
+        );
+        // Shares that stop short: the last group still reaches every node.
+        let g = groups(&all, 2, &[50]);
+        assert_eq!(g.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1, 3]);
+        assert_eq!(g.concat().len(), 6);
+        // No canary, one share: one group of everything.
+        assert_eq!(groups(&all, 0, &[100]).len(), 1);
+        // More canaries than nodes: one group.
+        assert_eq!(groups(&all[..2], 5, &[10, 100]).len(), 1);
+        // Rounded up: 10% of 25 is 3.
+        let many: Vec<(String, String)> = (0..25)
+            .map(|i| (format!("n-{i:02}"), "s".to_owned()))
+            .collect();
+        let g = groups(&many, 1, &[10, 50, 100]);
+        assert_eq!(g.iter().map(Vec::len).collect::<Vec<_>>(), [1, 2, 10, 12]);
+        assert!(groups(&[], 1, &[100]).is_empty());
+    }
+
+    #[test]
+    fn paused_time_counts_against_no_deadline() {
+        let p = plan(&[&["a"]], 100, 1);
+        let (s, _) = step(&p, &RolloutProgress::new(), &BTreeMap::new(), 0);
+        let (s, _) = step(&p, &s, &reports(1_000, &[("a", InProgress)]), 1_000);
+        assert_eq!(s.active_ms["a"], 1_000);
+        let paused = pause(&s).expect("running");
+        assert!(pause(&paused).is_none() && resume(&s, 0).is_none());
+        // Paused for an hour (the driver does not step it), then resumed.
+        let resumed = resume(&paused, 3_601_000).expect("paused");
+        assert_eq!(resumed.state, RolloutState::Running);
+        let r = reports(3_602_000, &[("a", InProgress)]);
+        let (s, act) = step(&p, &resumed, &r, 3_602_000);
+        assert!(act.is_empty() && s.failed.is_empty(), "{s:?}");
+        assert_eq!(s.active_ms["a"], 2_000);
     }
 }

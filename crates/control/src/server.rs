@@ -55,6 +55,8 @@ pub struct ControlHandle {
     prober: Option<JoinHandle<()>>,
     learner: JoinHandle<()>,
     metering: JoinHandle<()>,
+    hub: Arc<Hub>,
+    rollouts: JoinHandle<()>,
 }
 
 impl ControlHandle {
@@ -73,6 +75,17 @@ impl ControlHandle {
         &self.store
     }
 
+    /// Where committed configuration versions are announced to long-pollers.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Stops the background rollout driver (tests then step rollouts themselves with
+    /// [`crate::rollout_driver::step_rollouts`] at a time of their choosing).
+    pub fn stop_rollout_driver(&self) {
+        self.rollouts.abort();
+    }
+
     /// Stops accepting requests, lets in-flight ones finish, and closes the store.
     pub async fn shutdown(mut self) -> std::io::Result<()> {
         if let Some(stop) = self.stop.take() {
@@ -81,6 +94,7 @@ impl ControlHandle {
         self.watcher.abort();
         self.learner.abort();
         self.metering.abort();
+        self.rollouts.abort();
         if let Some(p) = &self.prober {
             p.abort();
         }
@@ -183,6 +197,12 @@ pub async fn serve_with(
             }
         })
     };
+    // Rollouts of model versions step every second.
+    let rollouts = tokio::spawn(crate::rollout_driver::drive(
+        store.clone(),
+        hub.clone(),
+        Duration::from_secs(1),
+    ));
     let prober = config
         .health
         .map(|h| crate::health::spawn(store.clone(), hub.clone(), h));
@@ -197,6 +217,8 @@ pub async fn serve_with(
         prober,
         learner,
         metering,
+        hub,
+        rollouts,
     })
 }
 

@@ -1464,10 +1464,15 @@ async fn openapi_document_lists_every_route() {
         routes.push((format!("/v1/{kind}"), &["get", "post"]));
         routes.push((format!("/v1/{kind}/{{id}}"), &["get", "put", "delete"]));
     }
-    let others: [(&str, &[&str]); 52] = [
+    let others: [(&str, &[&str]); 57] = [
         ("/v1/models", &["get"]),
         ("/v1/models/{model}/versions", &["get", "post"]),
         ("/v1/models/{model}/versions/{version}", &["get"]),
+        ("/v1/rollouts", &["get", "post"]),
+        ("/v1/rollouts/{id}", &["get"]),
+        ("/v1/rollouts/{id}/pause", &["post"]),
+        ("/v1/rollouts/{id}/resume", &["post"]),
+        ("/v1/rollouts/{id}/abort", &["post"]),
         ("/v1/artifacts", &["get"]),
         ("/v1/artifacts/sha256/{digest}", &["get", "put"]),
         ("/v1/tenants/{id}/s3-keys/console", &["post"]),

@@ -14,6 +14,7 @@ mod models;
 mod nodes;
 pub mod openapi;
 pub mod purges;
+pub mod rollouts;
 mod sla;
 mod storage;
 mod tenants;
@@ -116,6 +117,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sla::routes())
         .merge(artifacts::routes().layer(axum::extract::DefaultBodyLimit::disable()))
         .merge(models::routes())
+        .merge(rollouts::routes())
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(|| async {

@@ -462,6 +462,63 @@ fn other_ops() -> Vec<Op> {
         )
         .ok("200", "The version", Some(schema_ref("ModelVersionRecord"))),
         Op::new(
+            HttpMethod::Post,
+            "/v1/rollouts",
+            "rollouts",
+            "create_rollout",
+            "Roll a model version out to the edge AI nodes (operator): groups fixed now (a canary, then cumulative shares, sites interleaved), each started once enough of the one before committed; a running or paused rollout of the model is superseded",
+        )
+        .body("application/json", schema_ref("NewRollout"))
+        .ok("201", "Made; the driver gives the first group the version within a second", Some(schema_ref("RolloutStatus")))
+        .err("422", "Invalid: the version is not registered, a site or region does not exist, no node is chosen, ..."),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/rollouts",
+            "rollouts",
+            "list_rollouts",
+            "The newest 100 rollouts, newest first, with each group's counts (operator)",
+        )
+        .ok("200", "Rollouts", Some(array_of("RolloutStatus"))),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/rollouts/{id}",
+            "rollouts",
+            "get_rollout",
+            "A rollout: plan, progress, each group's counts and each node as it reported (operator)",
+        )
+        .ok("200", "The rollout", Some(schema_ref("RolloutStatus")))
+        .err("404", "No such rollout"),
+        Op::new(
+            HttpMethod::Post,
+            "/v1/rollouts/{id}/pause",
+            "rollouts",
+            "pause_rollout",
+            "Pause a running rollout where it is (operator)",
+        )
+        .ok("200", "Paused", Some(schema_ref("RolloutStatus")))
+        .err("404", "No such rollout")
+        .err("409", "It is not running"),
+        Op::new(
+            HttpMethod::Post,
+            "/v1/rollouts/{id}/resume",
+            "rollouts",
+            "resume_rollout",
+            "Resume a paused rollout (operator)",
+        )
+        .ok("200", "Running again", Some(schema_ref("RolloutStatus")))
+        .err("404", "No such rollout")
+        .err("409", "It is not paused"),
+        Op::new(
+            HttpMethod::Post,
+            "/v1/rollouts/{id}/abort",
+            "rollouts",
+            "abort_rollout",
+            "Abort a running or paused rollout: every node it touched goes back to its previous version (operator)",
+        )
+        .ok("200", "Aborted", Some(schema_ref("RolloutStatus")))
+        .err("404", "No such rollout")
+        .err("409", "It is neither running nor paused"),
+        Op::new(
             HttpMethod::Get,
             "/v1/artifacts",
             "artifacts",
@@ -1049,6 +1106,19 @@ pub fn document() -> OpenApi {
     components = add_schema::<lingjing_model::aiot::ModelVersion>(components);
     components = add_schema::<crate::store::models::ModelVersionRecord>(components);
     components = add_schema::<crate::store::models::ModelSummary>(components);
+    components = add_schema::<super::rollouts::NewRollout>(components);
+    components = add_schema::<super::rollouts::RolloutStatus>(components);
+    components = add_schema::<super::rollouts::RolloutGroup>(components);
+    components = add_schema::<super::rollouts::RolloutNode>(components);
+    components = add_schema::<super::rollouts::NodeState>(components);
+    components = add_schema::<crate::store::rollouts::Rollout>(components);
+    components = add_schema::<crate::rollout::RolloutPlan>(components);
+    components = add_schema::<crate::rollout::RolloutProgress>(components);
+    components = add_schema::<crate::rollout::RolloutState>(components);
+    components = add_schema::<lingjing_model::aiot::Probation>(components);
+    components = add_schema::<lingjing_model::aiot::SlotReport>(components);
+    components = add_schema::<lingjing_model::aiot::SlotStage>(components);
+    components = add_schema::<lingjing_model::aiot::ProbationFigures>(components);
     components = add_schema::<lingjing_model::snapshot::StorageNodeStatus>(components);
     components = add_schema::<lingjing_model::snapshot::ScrubAsked>(components);
     components = add_schema::<lingjing_model::storage_layout::StorageLayout>(components);

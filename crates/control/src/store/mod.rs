@@ -12,6 +12,7 @@
 //! it so). Each function takes the connection or transaction its caller holds, so the
 //! caller decides what runs in one transaction.
 
+pub mod aiot;
 pub mod artifacts;
 pub mod billing;
 pub mod bucket_usage;
@@ -28,6 +29,7 @@ pub mod models;
 pub mod nodes;
 pub mod purges;
 pub mod records;
+pub mod rollouts;
 pub mod services;
 mod status;
 pub mod storage;
