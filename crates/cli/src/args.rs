@@ -71,6 +71,9 @@ pub enum Command {
     Storage(StorageArgs),
     /// Run an S3 gateway over storage nodes (the S3 API for aws-cli, boto3, rclone).
     S3(S3Args),
+    /// Run an edge AI node: the model versions the control plane assigns its slots,
+    /// verified, self-tested and on probation before they commit; `POST /v1/infer/SLOT`.
+    Aiot(AiotArgs),
     /// Regions: the country > province > city > county tree.
     #[command(subcommand)]
     Region(ResourceCmd<RegionAdd>),
@@ -131,6 +134,10 @@ pub enum Command {
     /// Edge AI models: push a version (its ONNX file and spec), list, show.
     #[command(subcommand)]
     Model(ModelCmd),
+    /// Fleet rollouts of a model version to the edge AI nodes: a canary, then growing
+    /// groups, each only after enough of the one before committed; pause, resume, abort.
+    #[command(subcommand)]
+    Rollout(RolloutCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +173,94 @@ pub enum ModelCmd {
         #[arg(long)]
         version: Option<u32>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCmd {
+    /// Roll VERSION of MODEL out to the edge AI nodes (all of them, or those of --sites
+    /// and --regions), sites interleaved: --canary nodes first, then groups up to each of
+    /// --percents of the nodes.
+    Create(RolloutCreate),
+    /// The newest rollouts.
+    List,
+    /// A rollout's groups and nodes.
+    Show {
+        id: String,
+        /// Refresh every second until it is no longer running.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Pause a running rollout where it is.
+    Pause { id: String },
+    /// Let a paused rollout go on.
+    Resume { id: String },
+    /// Stop a rollout for good: every node it touched goes back to its previous version.
+    Abort { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutCreate {
+    pub model: String,
+    pub version: u32,
+    /// Nodes in the first group (0: no canary).
+    #[arg(long, default_value_t = 1)]
+    pub canary: u32,
+    /// Cumulative shares of the nodes (percent, ascending) after the canary.
+    #[arg(long, value_delimiter = ',', default_value = "10,50,100")]
+    pub percents: Vec<u8>,
+    /// Only the edge AI nodes of these sites (and of --regions).
+    #[arg(long, value_delimiter = ',')]
+    pub sites: Vec<String>,
+    /// Only the edge AI nodes of sites in these regions (or below them).
+    #[arg(long, value_delimiter = ',')]
+    pub regions: Vec<String>,
+    /// Share of a group (percent) that must commit before the next group starts.
+    #[arg(long, default_value_t = 100)]
+    pub success_percent: u8,
+    /// Failed nodes that roll every touched node back.
+    #[arg(long, default_value_t = 1)]
+    pub error_threshold: u32,
+    /// Heartbeating time a node has to commit, e.g. 600, 90s, 10m, 1h.
+    #[arg(long, default_value = "10m", value_parser = parse_seconds)]
+    pub deadline: u32,
+    /// A node silent this long is offline (pending, never failed for it), e.g. 30s.
+    #[arg(long, default_value = "30s", value_parser = parse_seconds)]
+    pub offline_after: u32,
+    /// Probation: inferences after which a node commits (default 100).
+    #[arg(long)]
+    pub probation_inferences: Option<u32>,
+    /// Probation: seconds after which a node commits, if fewer inferences came (default 60).
+    #[arg(long)]
+    pub probation_seconds: Option<u32>,
+    /// Probation: share of inferences (percent) that may fail (default 5).
+    #[arg(long)]
+    pub probation_max_errors: Option<u8>,
+    /// Probation: the 95th-percentile latency allowed, in ms (default 2000).
+    #[arg(long)]
+    pub probation_max_p95_ms: Option<u32>,
+    /// Then show its progress, refreshed every second, until it is no longer running.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+/// Seconds from `600`, `90s`, `10m` or `1h`.
+pub fn parse_seconds(s: &str) -> Result<u32, String> {
+    let s = s.trim();
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u32 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration: give seconds, or e.g. 90s, 10m, 1h"))?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("`{s}`: the unit is s, m or h")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("`{s}` is too long"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -671,6 +766,34 @@ pub struct DnsArgs {
     pub query_log: bool,
     #[command(flatten)]
     pub abuse: DnsAbuseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AiotArgs {
+    /// This node's id in the inventory (a node with the `aiot` role).
+    #[arg(long)]
+    pub node: String,
+    /// HTTP address of the inference API (`POST /v1/infer/SLOT`, `GET /v1/slots`,
+    /// `/metrics`).
+    #[arg(long, default_value = "127.0.0.1:7820")]
+    pub listen: SocketAddr,
+    /// Where models, self-test inputs and slot states are kept (default: the state
+    /// directory's `models`).
+    #[arg(long)]
+    pub models_dir: Option<PathBuf>,
+    /// Where the node keeps its credential and last snapshot (default:
+    /// DATA_DIR/aiot-NODE).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub join: JoinArgs,
+    /// Inferences a slot runs at once (default: the CPU cores); up to 64 more wait.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub workers: Option<u64>,
+    /// For crash tests: stop when a slot's new version reaches this stage (fetching,
+    /// verifying, loading, staged, probation).
+    #[arg(long, env = "LINGJING_AIOT_PAUSE_AT", hide = true)]
+    pub pause_at: Option<String>,
 }
 
 #[derive(Debug, Args)]

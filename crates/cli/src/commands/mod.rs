@@ -1,5 +1,6 @@
 //! Dispatch of subcommands: servers (`up`, `control`) and operator commands on resources.
 
+mod aiot;
 mod billing;
 mod colocation;
 mod control;
@@ -10,6 +11,7 @@ mod models;
 mod node_access;
 mod purge;
 mod resources;
+mod rollouts;
 mod storage;
 mod storage_layout;
 mod up;
@@ -26,6 +28,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dns(args) => dns::run(&global, args).await,
         Command::Storage(args) => storage::run(&global, args).await,
         Command::S3(args) => storage::gateway(&global, args).await,
+        Command::Aiot(args) => aiot::run(&global, args).await,
         Command::Region(cmd) => resources::resource(&global, "regions", cmd).await,
         Command::Line(cmd) => resources::line(&global, cmd).await,
         Command::Site(cmd) => resources::resource(&global, "sites", cmd).await,
@@ -46,6 +49,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Incident(cmd) => colocation::incident(&global, cmd).await,
         Command::Report(cmd) => colocation::report(&global, cmd).await,
         Command::Model(cmd) => models::run(&global, cmd).await,
+        Command::Rollout(cmd) => rollouts::run(&global, cmd).await,
     }
 }
 

@@ -1,0 +1,603 @@
+//! Edge AI end to end with real processes (issue 16): `lingjing control`, `lingjing aiot`
+//! nodes, versions pushed with `lingjing model push` and rolled out through the API.
+//!
+//! - a rollout to three nodes commits on every one, and each answers `curl` with an
+//!   inference made by the new version;
+//! - three bad versions (an artefact whose bytes no longer match its digest, a model with
+//!   an operator the backend cannot run, a failed self-test) are stopped at the canary
+//!   with error threshold 1: the other nodes never get them, all keep serving;
+//! - a node killed (`kill -9`) after the download and before activation, and again while
+//!   the new version is on probation, comes back on its committed version;
+//! - a node restarted while the control plane is down serves its committed version;
+//! - a control plane killed after the canary committed resumes the rollout exactly.
+//!
+//! The model is a stand-in: PaddleOCR's text-direction classifier (see
+//! crates/aiot/tests/fixtures/README.md); no road-distress model ships in any package.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Proc, join_token, start_control};
+use lingjing_client::Client;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "aiot-test-operator-token";
+const BIN: &str = env!("CARGO_BIN_EXE_lingjing");
+const MODEL: &str = "text-direction";
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../aiot/tests/fixtures")
+        .join(name)
+}
+
+/// The classifier's spec; `expected` is the self-test's expected output.
+fn spec(expected: &[f64]) -> String {
+    format!(
+        r#"
+[input]
+shape = [1, 3, 48, 192]
+color = "bgr"
+resize = "pad_right"
+scale = 0.003921569
+mean = [0.5]
+std = [0.5]
+
+[output]
+kind = "classifier"
+labels = ["0", "180"]
+
+[self_test]
+expected = {expected:?}
+tolerance = 0.001
+"#
+    )
+}
+
+/// What onnxruntime gives for the upright text line (computed by the fixture script).
+fn upright_expected() -> Vec<f64> {
+    let v: Value = serde_json::from_slice(
+        &std::fs::read(fixture("text-upright.expected.json")).expect("expected output"),
+    )
+    .expect("json");
+    v["expected"]
+        .as_array()
+        .expect("expected")
+        .iter()
+        .map(|x| x.as_f64().expect("number"))
+        .collect()
+}
+
+/// A control plane with `sites` sites and the `aiot` nodes `nodes` (spread over them).
+struct Plane {
+    dir: tempfile::TempDir,
+    control: Proc,
+    url: String,
+    api: Client,
+}
+
+impl Plane {
+    async fn start(nodes: &[&str]) -> Plane {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token_file = dir.path().join("operator.token");
+        std::fs::write(&token_file, TOKEN).expect("token file");
+        let (control, url) = start_control(&Plane::db(dir.path()), &token_file, "127.0.0.1:0");
+        let api = Client::new(&url, TOKEN).expect("client");
+        let _: Value = api
+            .post(
+                "/v1/regions",
+                &json!({"id": "cn", "name": "China", "level": "country"}),
+            )
+            .await
+            .expect("region");
+        for site in ["site-a", "site-b"] {
+            let _: Value = api
+                .post(
+                    "/v1/sites",
+                    &json!({"id": site, "name": site, "region": "cn"}),
+                )
+                .await
+                .expect("site");
+        }
+        for (i, node) in nodes.iter().enumerate() {
+            let site = if i % 2 == 0 { "site-a" } else { "site-b" };
+            let _: Value = api
+                .post(
+                    "/v1/nodes",
+                    &json!({"id": node, "site": site, "roles": ["aiot"]}),
+                )
+                .await
+                .expect("node");
+        }
+        Plane {
+            dir,
+            control,
+            url,
+            api,
+        }
+    }
+
+    fn db(dir: &Path) -> String {
+        format!("sqlite://{}", dir.join("control.db").display())
+    }
+
+    /// Starts the control plane again on the same database and address.
+    fn restart_control(&mut self) {
+        let token_file = self.dir.path().join("operator.token");
+        let listen = self.url.trim_start_matches("http://").to_owned();
+        let (control, url) = start_control(&Plane::db(self.dir.path()), &token_file, &listen);
+        assert_eq!(url, self.url);
+        self.control = control;
+    }
+
+    /// `lingjing model push` of `onnx` as `version` with `expected` self-test output for
+    /// the upright text line (`fresh_input`: a copy with other bytes, so the node has a
+    /// new artefact to download).
+    fn push(&self, version: u32, onnx: &Path, expected: &[f64], fresh_input: bool) {
+        let input = if fresh_input {
+            let mut png = std::fs::read(fixture("text-upright.png")).expect("image");
+            // Bytes after IEND: decoders ignore them; the digest changes.
+            png.extend_from_slice(format!("version {version}").as_bytes());
+            let path = self.dir.path().join(format!("input-{version}.png"));
+            std::fs::write(&path, png).expect("input");
+            path
+        } else {
+            fixture("text-upright.png")
+        };
+        let spec_file = self.dir.path().join(format!("spec-{version}.toml"));
+        std::fs::write(&spec_file, spec(expected)).expect("spec");
+        let out = Command::new(BIN)
+            .args(["model", "push"])
+            .arg(onnx)
+            .args([
+                "--model",
+                MODEL,
+                "--version",
+                &version.to_string(),
+                "--spec",
+            ])
+            .arg(&spec_file)
+            .arg("--self-test-input")
+            .arg(&input)
+            .args(["--endpoint", &self.url])
+            .env("LINGJING_TOKEN", TOKEN)
+            .output()
+            .expect("run lingjing model push");
+        assert!(
+            out.status.success(),
+            "model push v{version}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Rolls `version` out: a canary, then everyone; commits after 1 s of probation.
+    async fn roll_out(&self, version: u32, probation_seconds: u32) -> String {
+        let r: Value = self
+            .api
+            .post(
+                "/v1/rollouts",
+                &json!({
+                    "model": MODEL, "version": version, "canary": 1, "percents": [100],
+                    "error_threshold": 1,
+                    "probation": {"min_inferences": 1000, "min_seconds": probation_seconds,
+                                  "max_error_percent": 5, "max_p95_ms": 60000},
+                }),
+            )
+            .await
+            .expect("create rollout");
+        r["id"].as_str().expect("rollout id").to_owned()
+    }
+
+    async fn rollout(&self, id: &str) -> Value {
+        self.api
+            .get(&format!("/v1/rollouts/{id}"))
+            .await
+            .expect("rollout")
+    }
+
+    /// Waits until rollout `id` is in `state`.
+    async fn wait_rollout(&self, id: &str, state: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let r = self.rollout(id).await;
+            let now = r["progress"]["state"]
+                .as_str()
+                .or_else(|| r["state"].as_str())
+                .unwrap_or("")
+                .to_owned();
+            if now == state {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rollout {id} not {state} within 120 s: {r:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The `aiot` snapshot's targets: (node, version, revision).
+    async fn targets(&self) -> Vec<(String, u64, u64)> {
+        let s: Value = self
+            .api
+            .get("/v1/snapshots/aiot")
+            .await
+            .expect("aiot snapshot");
+        s["body"]["targets"]
+            .as_array()
+            .expect("targets")
+            .iter()
+            .map(|t| {
+                (
+                    t["node"].as_str().expect("node").to_owned(),
+                    t["version"].as_u64().expect("version"),
+                    t["revision"].as_u64().expect("revision"),
+                )
+            })
+            .collect()
+    }
+
+    /// Starts `lingjing aiot` for `node` (joining on first start), optionally pausing
+    /// when a new version reaches `pause_at`.
+    async fn node(&self, node: &str, pause_at: Option<&str>) -> AiotNode {
+        let state = self.dir.path().join(format!("aiot-{node}"));
+        let mut args: Vec<String> = [
+            "aiot",
+            "--node",
+            node,
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            state.to_str().expect("utf-8"),
+            "--endpoint",
+            &self.url,
+            "--workers",
+            "1",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        if !state.join(format!("{node}.credential")).exists() {
+            args.push("--join-token".into());
+            args.push(join_token(&self.api, node).await);
+        }
+        let mut cmd_args = args.clone();
+        if let Some(stage) = pause_at {
+            cmd_args.push("--pause-at".into());
+            cmd_args.push(stage.into());
+        }
+        let mut proc = Proc::spawn(&format!("lingjing aiot {node}"), &cmd_args);
+        let addr = proc.wait_for("its address", |l| {
+            l.split("serving inference on http://")
+                .nth(1)
+                .and_then(|r| r.split('/').next())
+                .map(str::to_owned)
+        });
+        AiotNode {
+            proc,
+            base: format!("http://{addr}"),
+        }
+    }
+}
+
+struct AiotNode {
+    proc: Proc,
+    base: String,
+}
+
+impl AiotNode {
+    /// Posts the upright text line to the slot: (status, body).
+    async fn infer(&self) -> (u16, Value) {
+        let body = std::fs::read(fixture("text-upright.png")).expect("image");
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/infer/{MODEL}", self.base))
+            .header("content-type", "image/png")
+            .body(body)
+            .send()
+            .await
+            .expect("infer");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The version that answers an inference (it must say the text is upright).
+    async fn serving(&self) -> u64 {
+        let (status, body) = self.infer().await;
+        assert_eq!(status, 200, "{body:#}\n{}", self.proc.tail());
+        assert_eq!(body["labels"][0]["label"], "0", "{body:#}");
+        body["version"].as_u64().expect("version")
+    }
+
+    async fn slot(&self) -> Value {
+        let slots: Value = reqwest::get(format!("{}/v1/slots", self.base))
+            .await
+            .expect("slots")
+            .json()
+            .await
+            .expect("json");
+        slots
+            .as_array()
+            .expect("slots")
+            .iter()
+            .find(|s| s["slot"] == MODEL)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    /// Waits until the slot reports `stage` for `version`.
+    async fn wait_stage(&self, version: u64, stage: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let s = self.slot().await;
+            if s["version"] == version && s["stage"] == stage {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "slot not at v{version} {stage} within 120 s: {s:#}\n{}",
+                self.proc.tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Plane with nodes, v1 pushed and committed on every one.
+async fn with_v1(nodes: &[&str]) -> (Plane, Vec<AiotNode>) {
+    let plane = Plane::start(nodes).await;
+    plane.push(
+        1,
+        &fixture("text-direction.onnx"),
+        &upright_expected(),
+        false,
+    );
+    let mut running = Vec::new();
+    for n in nodes {
+        running.push(plane.node(n, None).await);
+    }
+    let id = plane.roll_out(1, 1).await;
+    plane.wait_rollout(&id, "succeeded").await;
+    for n in &running {
+        n.wait_stage(1, "committed").await;
+    }
+    (plane, running)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollout_commits_on_three_nodes_and_each_serves_inference() {
+    let (plane, nodes) = with_v1(&["ai-1", "ai-2", "ai-3"]).await;
+    for n in &nodes {
+        // Through curl, as an operator would check.
+        let out = Command::new("curl")
+            .args(["-sS", "--fail-with-body", "-H", "content-type: image/png"])
+            .arg("--data-binary")
+            .arg(format!("@{}", fixture("text-upright.png").display()))
+            .arg(format!("{}/v1/infer/{MODEL}", n.base))
+            .output()
+            .expect("curl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let body: Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(body["version"], 1, "{body:#}");
+        assert_eq!(body["labels"][0]["label"], "0", "{body:#}");
+        assert!(body["labels"][0]["score"].as_f64().expect("score") > 0.9);
+    }
+    // The canary went first: its target is an earlier revision than the others'.
+    let targets = plane.targets().await;
+    assert_eq!(targets.len(), 3, "{targets:?}");
+    let canary = targets.iter().map(|t| t.2).min().expect("revisions");
+    assert_eq!(
+        targets.iter().filter(|t| t.2 == canary).count(),
+        1,
+        "{targets:?}"
+    );
+    // Metrics count the inferences by version.
+    let metrics = reqwest::get(format!("{}/metrics", nodes[0].base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(
+            r#"lingjing_aiot_inferences_total{slot="text-direction",version="1",outcome="ok"}"#
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_versions_stop_at_the_canary() {
+    let (plane, nodes) = with_v1(&["bad-1", "bad-2", "bad-3"]).await;
+    let before = plane.targets().await;
+    // v2: its self-test input's stored bytes no longer match the digest (rot, or a bad
+    // cache on the way).
+    plane.push(
+        2,
+        &fixture("text-direction.onnx"),
+        &upright_expected(),
+        true,
+    );
+    let digest = {
+        let v: Value = plane
+            .api
+            .get(&format!("/v1/models/{MODEL}/versions/2"))
+            .await
+            .expect("version 2");
+        v["self_test"]["input"].as_str().expect("input").to_owned()
+    };
+    let db = format!("sqlite://{}", plane.dir.path().join("control.db").display());
+    corrupt_artifact(&db, &digest).await;
+    // v3: an operator tract cannot run; v4: a self-test that cannot pass.
+    plane.push(
+        3,
+        &fixture("unsupported-op.onnx"),
+        &upright_expected(),
+        false,
+    );
+    plane.push(4, &fixture("text-direction.onnx"), &[0.0, 1.0], false);
+    for (version, why) in [
+        (2, "digest"),
+        (3, "unsupported ONNX operators"),
+        (4, "self-test"),
+    ] {
+        let id = plane.roll_out(version, 1).await;
+        let r = plane.wait_rollout(&id, "rolled_back").await;
+        let text = r.to_string();
+        assert!(
+            text.contains(why),
+            "v{version} failed for another reason: {r:#}"
+        );
+        // Only the canary ever had the version; all are back on (or stayed on) v1.
+        let targets = plane.targets().await;
+        for (node, v, _) in &targets {
+            assert_eq!(*v, 1, "{node} still targets v{v}: {targets:?}");
+        }
+        let touched: Vec<_> = targets
+            .iter()
+            .filter(|t| !before.contains(t))
+            .map(|t| t.0.clone())
+            .collect();
+        assert!(
+            touched.len() <= 1,
+            "more than the canary touched: {targets:?}"
+        );
+        for n in &nodes {
+            assert_eq!(n.serving().await, 1);
+        }
+    }
+}
+
+/// Rewrites the first stored chunk of artefact `digest` in the control plane's database.
+async fn corrupt_artifact(db: &str, digest: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(db).await.expect("open db");
+    let done = sqlx::query(
+        "UPDATE artifact_chunks SET data = zeroblob(length(data)) WHERE owner = $1 AND seq = 0",
+    )
+    .bind(digest)
+    .execute(&mut conn)
+    .await
+    .expect("corrupt");
+    assert_eq!(done.rows_affected(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_killed_mid_update_comes_back_on_its_committed_version() {
+    let (plane, mut nodes) = with_v1(&["crash-1"]).await;
+    plane.push(
+        2,
+        &fixture("text-direction.onnx"),
+        &upright_expected(),
+        true,
+    );
+    let mut node = nodes.remove(0);
+
+    // Killed after the download, before activation.
+    node.proc.kill9();
+    let node = plane.node("crash-1", Some("staged")).await;
+    let id = plane.roll_out(2, 3600).await;
+    node.wait_stage(2, "staged").await;
+    assert_eq!(node.serving().await, 1, "staged is not serving");
+    let mut node = node;
+    node.proc.kill9();
+    // Restarted (held before it may go further): its committed version serves, and no
+    // partial file was left behind.
+    let mut node = plane.node("crash-1", Some("fetching")).await;
+    assert_eq!(node.serving().await, 1);
+    let models = plane.dir.path().join("aiot-crash-1/models/artifacts");
+    for entry in std::fs::read_dir(&models).expect("artifacts dir").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(!name.ends_with(".part"), "partial download left: {name}");
+    }
+
+    // Killed while v2 is on probation (which lasts an hour here).
+    node.proc.kill9();
+    let mut node = plane.node("crash-1", None).await;
+    node.wait_stage(2, "probation").await;
+    assert_eq!(
+        node.serving().await,
+        2,
+        "on probation, the new version serves"
+    );
+    node.proc.kill9();
+    let node = plane.node("crash-1", None).await;
+    let slot = node.wait_stage(2, "failed").await;
+    assert!(
+        slot["reason"].as_str().unwrap_or("").contains("probation"),
+        "{slot:#}"
+    );
+    assert_eq!(node.serving().await, 1);
+    // The node's failure stops the rollout (threshold 1): v1 again, as a new revision.
+    plane.wait_rollout(&id, "rolled_back").await;
+    let targets = plane.targets().await;
+    assert_eq!(targets[0].1, 1, "{targets:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_rebooted_while_the_control_plane_is_down_keeps_serving() {
+    let (mut plane, mut nodes) = with_v1(&["alone-1"]).await;
+    plane.control.kill9();
+    let mut node = nodes.remove(0);
+    node.proc.kill9();
+    let node = plane.node("alone-1", None).await;
+    assert_eq!(node.serving().await, 1);
+    let slot = node.slot().await;
+    assert_eq!(slot["committed"], 1, "{slot:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_control_plane_killed_after_the_canary_commits_resumes_exactly() {
+    let (mut plane, nodes) = with_v1(&["resume-1", "resume-2", "resume-3"]).await;
+    plane.push(
+        2,
+        &fixture("text-direction.onnx"),
+        &upright_expected(),
+        true,
+    );
+    let id = plane.roll_out(2, 1).await;
+    // The canary commits v2.
+    let canary = {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let mut found = None;
+            for n in &nodes {
+                let s = n.slot().await;
+                if s["version"] == 2 && s["stage"] == "committed" {
+                    found = Some(n.base.clone());
+                }
+            }
+            if let Some(f) = found {
+                break f;
+            }
+            assert!(Instant::now() < deadline, "no canary committed v2");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let canary_target = plane
+        .targets()
+        .await
+        .into_iter()
+        .find(|t| t.1 == 2)
+        .expect("the canary's target");
+    plane.control.kill9();
+    plane.restart_control();
+    let r = plane.wait_rollout(&id, "succeeded").await;
+    let targets = plane.targets().await;
+    // The canary was not given v2 again (same revision); the others once each.
+    assert!(
+        targets.contains(&canary_target),
+        "{targets:?} / {canary_target:?}"
+    );
+    assert!(targets.iter().all(|t| t.1 == 2), "{targets:?}");
+    for n in &nodes {
+        n.wait_stage(2, "committed").await;
+        assert_eq!(n.serving().await, 2, "{canary} {r:#}");
+    }
+}
