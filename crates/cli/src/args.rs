@@ -624,6 +624,10 @@ pub struct UpArgs {
     /// The S3 gateway's admin address (`/metrics`, `/healthz`).
     #[arg(long, default_value = "127.0.0.1:7801")]
     pub s3_admin: SocketAddr,
+    /// Inference API of the edge AI node `up` runs (`POST /v1/infer/SLOT`, `/v1/slots`,
+    /// `/metrics`).
+    #[arg(long, default_value = "127.0.0.1:7820")]
+    pub aiot_listen: SocketAddr,
     /// Run every storage node, and the S3 gateway's listener on its node's own address
     /// (the one edges use), on this port instead of the inventory's (0: any free port; the
     /// inventory is updated to match).

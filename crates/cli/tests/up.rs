@@ -31,6 +31,8 @@ struct Up {
     s3_admin: String,
     /// The console's sign-in link.
     sign_in: String,
+    /// The edge AI node's base URL.
+    aiot: String,
 }
 
 /// The `up` process, killed if the test fails before it is terminated.
@@ -70,6 +72,8 @@ fn start_up(data_dir: &Path) -> Up {
             "127.0.0.1:0",
             "--storage-port",
             "0",
+            "--aiot-listen",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(data_dir)
@@ -86,6 +90,7 @@ fn start_up(data_dir: &Path) -> Up {
     let mut s3_key = None;
     let mut s3_admin = None;
     let mut sign_in = None;
+    let mut aiot = None;
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("read stdout");
         if let Some(rest) = line.trim().strip_prefix("control plane") {
@@ -113,6 +118,12 @@ fn start_up(data_dir: &Path) -> Up {
         } else if let Some(rest) = line.trim().strip_prefix("S3 ") {
             s3 = rest.split_whitespace().next().map(str::to_owned);
         }
+        if let Some(rest) = line.trim().strip_prefix("AI inference") {
+            aiot = rest
+                .split_whitespace()
+                .next()
+                .map(|u| u.trim_end_matches("/v1/slots").to_owned());
+        }
         if line.contains("Ctrl-C stops everything") {
             break;
         }
@@ -126,6 +137,7 @@ fn start_up(data_dir: &Path) -> Up {
         sign_in: sign_in.expect("up printed the console's sign-in link"),
         edges,
         dns: dns.expect("up printed the DNS address"),
+        aiot: aiot.expect("up printed the edge AI node's address"),
     }
 }
 
@@ -189,7 +201,7 @@ fn secrets_are_private(data: &Path) {
     let mut snapshots = 0;
     for entry in std::fs::read_dir(data).expect("data dir").flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let node_dir = ["edge-", "dns-", "storage-", "s3-"]
+        let node_dir = ["edge-", "dns-", "storage-", "s3-", "aiot-"]
             .iter()
             .any(|p| name.starts_with(p))
             && entry.path().is_dir();
@@ -223,12 +235,15 @@ fn secrets_are_private(data: &Path) {
         if name.starts_with("storage-") {
             assert_eq!(mode(&entry.path().join("blocks")), 0o700, "{name}/blocks");
         }
+        if name.starts_with("aiot-") {
+            assert_eq!(mode(&entry.path().join("models")), 0o700, "{name}/models");
+        }
     }
     assert_eq!(
-        credentials, 9,
-        "four edge nodes, the DNS node, three storage nodes and the S3 gateway"
+        credentials, 10,
+        "four edge nodes, the DNS node, three storage nodes, the S3 gateway and the edge AI node"
     );
-    assert_eq!(snapshots, 9);
+    assert_eq!(snapshots, 10);
 }
 
 fn lingjing(data_dir: &Path, endpoint: &str, args: &[&str]) -> String {
@@ -282,7 +297,9 @@ fn up_seeds_once_and_serves_operator_commands() {
         s3_key,
         s3_admin,
         sign_in,
+        aiot,
     } = start_up(&data);
+    edge_ai_serves_the_demo_model(&aiot);
     object_storage_runs_on_three_sites(&data, &s3, &s3_key);
     let metrics = Command::new("curl")
         .args(["-s", &s3_admin])
@@ -409,7 +426,7 @@ fn up_seeds_once_and_serves_operator_commands() {
     let nodes: serde_json::Value =
         serde_json::from_str(&lingjing(&data, &url, &["node", "list", "--json"])).expect("json");
     let nodes = nodes.as_array().expect("array");
-    assert_eq!(nodes.len(), 9);
+    assert_eq!(nodes.len(), 10);
     assert!(
         nodes
             .iter()
@@ -516,7 +533,7 @@ fn up_seeds_once_and_serves_operator_commands() {
         serde_json::from_str(&lingjing(&data, &url, &["node", "list", "--json"])).expect("json");
     assert_eq!(
         again.as_array().map(Vec::len),
-        Some(9),
+        Some(10),
         "second up duplicated nodes"
     );
     assert!(
@@ -713,6 +730,35 @@ fn boto3(endpoint: &str, access: &str, secret: &str, code: &str) -> std::process
 /// (`lingjing storage status`); the gateway refuses unsigned requests; with boto3, the
 /// demo key writes and reads the demo bucket, and is refused once revoked (a new one is
 /// made for the next `up`).
+/// The stand-in model `up` rolls out at its first start answers an inference (once its
+/// probation of a few seconds is over it is committed; it serves from the start of it).
+fn edge_ai_serves_the_demo_model(base: &str) {
+    let image = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../aiot/tests/fixtures/text-upright.png"
+    );
+    let url = format!("{base}/v1/infer/text-direction");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let out = Command::new("curl")
+            .args(["-s", "-H", "content-type: image/png", "--data-binary"])
+            .arg(format!("@{image}"))
+            .arg(&url)
+            .output()
+            .expect("curl");
+        let body = String::from_utf8_lossy(&out.stdout);
+        if body.contains(r#""version":1"#) {
+            assert!(body.contains(r#"{"label":"0""#), "{body}");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no inference from {url} within 120 s: {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 fn object_storage_runs_on_three_sites(data: &Path, s3: &str, key: &(String, String)) {
     assert!(s3.starts_with("http://127.0.0.1:"), "{s3}");
     let status = common::eventually(

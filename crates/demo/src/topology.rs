@@ -168,6 +168,8 @@ pub fn demo_topology(origin: SocketAddr) -> DemoTopology {
         storage_node("suqian-1-s1", "suqian-1"),
         storage_node("taizhou-1-s1", "taizhou-1"),
         node("nanjing-1-s3", "nanjing-1", vec![NodeRole::S3], 1_000),
+        // Edge AI: one node next to Wuxi's cameras (inference on 127.0.0.1:7820 in `up`).
+        node("wuxi-1-ai1", "wuxi-1", vec![NodeRole::Aiot], 1_000),
     ];
     let pool = |id: &str, site: &str, cidr: &str| -> Option<IpPool> {
         Some(IpPool {
@@ -197,6 +199,7 @@ pub fn demo_topology(origin: SocketAddr) -> DemoTopology {
         ("suqian-1-lo", "suqian-1-s1"),
         ("taizhou-1-lo", "taizhou-1-s1"),
         ("nanjing-1-lo", "nanjing-1-s3"),
+        ("wuxi-1-lo", "wuxi-1-ai1"),
     ]
     .into_iter()
     .map(|(p, n)| (p.to_owned(), n.to_owned()))

@@ -15,6 +15,7 @@ mod rollouts;
 mod storage;
 mod storage_layout;
 mod up;
+mod up_aiot;
 mod up_storage;
 
 use crate::args::{Cli, Command};

@@ -98,6 +98,7 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
     let edges = start_edges(global, &args, &client, &tls.ca).await?;
     let dns = start_dns(global, &args, &client, &tls.ca).await?;
     let storage = super::up_storage::start(global, &args, &client, &tls.ca).await?;
+    let aiot = super::up_aiot::start(global, &args, &client, &tls.ca).await?;
 
     println!(
         "\nLingjing is up.\n\
@@ -110,6 +111,7 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
          \n  DNS admin       http://{dns_admin}/metrics   http://{dns_admin}/healthz\
          {edge_lines}\
          {storage_lines}\
+         {aiot_lines}\
          \n  data directory  {dir}\
          \n  operator token  {token}   (also in {dir}/{TOKEN_FILE})\
          \n\nTry:\
@@ -121,6 +123,7 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
          \n  lingjing dns explain demo.{zone} --client 203.0.113.70 --subnet 32\
          \n  curl 'http://{dns_admin}/explain?name=demo.{zone}&client=203.0.113.70&subnet=32'\
          {try_s3}\
+         {try_aiot}\
          \n  lingjing usage --group service --step 5m --steps\
          \n  lingjing bill run            (this month's draft invoices: demo's CDN, colo-demo's cabinets)\
          \n  lingjing report segments     (revenue, cost and margin per segment and site)\
@@ -159,6 +162,18 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
             .unwrap_or_default(),
         storage_lines = storage_lines(&storage, &global.data_dir),
         try_s3 = try_s3(&storage),
+        aiot_lines = aiot.as_ref().map_or_else(String::new, |a| format!(
+            "\n  AI inference    http://{}/v1/slots   (node {}: model {}, rolled out at first start)",
+            a.handle.addr(),
+            a.node,
+            super::up_aiot::DEMO_MODEL
+        )),
+        try_aiot = aiot.as_ref().map_or_else(String::new, |a| format!(
+            "\n  curl -H 'content-type: image/png' --data-binary @crates/aiot/tests/fixtures/text-upright.png http://{}/v1/infer/{}\
+             \n  lingjing rollout list         (lingjing model list; lingjing rollout show 1)",
+            a.handle.addr(),
+            super::up_aiot::DEMO_MODEL
+        )),
         edge_lines = edges
             .iter()
             .map(|e| {
@@ -175,6 +190,9 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
         e.handle.shutdown().await;
     }
     storage.shutdown().await;
+    if let Some(a) = aiot {
+        a.handle.stop();
+    }
     dns.agent.stop();
     dns.handle.shutdown().await;
     origin.shutdown().await.ok();

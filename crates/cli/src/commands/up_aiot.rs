@@ -1,0 +1,136 @@
+//! Edge AI in `up`: the demo's edge AI node (the inventory's `aiot` node) in process, on
+//! `--aiot-listen`, and — once — the stand-in model pushed and rolled out to it: PaddleOCR's
+//! text-direction classifier (the fixture of `crates/aiot/tests`, built into the binary),
+//! version 1, so `curl` gets an inference a few seconds after `up` starts.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use lingjing_aiot::node::{NodeConfig, NodeHandle};
+use lingjing_aiot::tract_backend::TractBackend;
+use lingjing_client::Client;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::args::{Global, UpArgs};
+
+/// The demo model's slot (and model id).
+pub const DEMO_MODEL: &str = "text-direction";
+const MODEL: &[u8] = include_bytes!("../../../aiot/tests/fixtures/text-direction.onnx");
+const UPRIGHT: &[u8] = include_bytes!("../../../aiot/tests/fixtures/text-upright.png");
+const EXPECTED: &str = include_str!("../../../aiot/tests/fixtures/text-upright.expected.json");
+
+/// The edge AI node `up` runs.
+pub struct RunningAiot {
+    pub node: String,
+    pub handle: NodeHandle,
+}
+
+/// Keeps `bytes` as an artefact; its digest.
+async fn artifact(client: &Client, bytes: &'static [u8]) -> anyhow::Result<String> {
+    let digest = hex::encode(Sha256::digest(bytes));
+    let _: Value = client
+        .put_stream(
+            &format!("/v1/artifacts/sha256/{digest}"),
+            bytes.len() as u64,
+            reqwest::Body::from(bytes),
+        )
+        .await
+        .context("cannot upload the demo model")?;
+    Ok(digest)
+}
+
+/// Pushes version 1 of the demo model and rolls it out, unless it was done before.
+async fn seed(client: &Client) -> anyhow::Result<()> {
+    let registered = client
+        .get::<Value>(&format!("/v1/models/{DEMO_MODEL}/versions/1"))
+        .await
+        .is_ok();
+    if !registered {
+        let model = artifact(client, MODEL).await?;
+        let input = artifact(client, UPRIGHT).await?;
+        let expected: Value = serde_json::from_str(EXPECTED)?;
+        let version = json!({
+            "model": DEMO_MODEL, "version": 1, "artifact": model,
+            "input": {"shape": [1, 3, 48, 192], "color": "bgr", "resize": "pad_right",
+                      "scale": 0.003921569, "mean": [0.5], "std": [0.5]},
+            "output": {"kind": "classifier", "labels": ["0", "180"]},
+            "self_test": {"input": input, "expected": expected["expected"], "tolerance": 0.001},
+            "notes": "stand-in: PaddleOCR's text-direction classifier (rapidocr-onnxruntime 1.4.4, Apache-2.0)",
+        });
+        let _: Value = client
+            .post(&format!("/v1/models/{DEMO_MODEL}/versions"), &version)
+            .await
+            .context("cannot register the demo model")?;
+    }
+    let rollouts: Value = client.get("/v1/rollouts").await?;
+    if rollouts.as_array().is_some_and(Vec::is_empty) {
+        let _: Value = client
+            .post(
+                "/v1/rollouts",
+                &json!({"model": DEMO_MODEL, "version": 1, "canary": 1, "percents": [100],
+                        "probation": {"min_inferences": 20, "min_seconds": 5,
+                                      "max_error_percent": 5, "max_p95_ms": 2000}}),
+            )
+            .await
+            .context("cannot roll the demo model out")?;
+    }
+    Ok(())
+}
+
+/// Starts the inventory's edge AI node (none: nothing to run) and seeds its model.
+pub async fn start(
+    global: &Global,
+    args: &UpArgs,
+    client: &Client,
+    ca: &Path,
+) -> anyhow::Result<Option<RunningAiot>> {
+    let nodes: Vec<Value> = client.get("/v1/nodes").await?;
+    let Some(node) = nodes
+        .iter()
+        .find(|n| {
+            n["roles"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|x| x == "aiot"))
+        })
+        .and_then(|n| n["id"].as_str())
+        .map(str::to_owned)
+    else {
+        return Ok(None);
+    };
+    seed(client).await?;
+    let state_dir = global.data_dir.join(format!("aiot-{node}"));
+    let agent = super::up::node_agent(
+        client,
+        ca,
+        &node,
+        lingjing_model::snapshot::Role::Aiot,
+        &state_dir,
+    )
+    .await?;
+    let config = NodeConfig {
+        node: node.clone(),
+        listen: args.aiot_listen,
+        data_dir: state_dir.join("models"),
+        workers_per_slot: 2,
+        credential: agent.token.clone(),
+        ca: agent.ca.clone(),
+        pause_at: None,
+        control: Some(agent.endpoint.clone()),
+    };
+    let handle = lingjing_aiot::node::start(
+        config,
+        Arc::new(TractBackend),
+        Some(lingjing_client::Agent::new(agent)?),
+    )
+    .await
+    .map_err(anyhow::Error::msg)
+    .with_context(|| {
+        format!(
+            "cannot start the edge AI node on {} (pick another with --aiot-listen)",
+            args.aiot_listen
+        )
+    })?;
+    Ok(Some(RunningAiot { node, handle }))
+}
