@@ -133,22 +133,26 @@ impl Disk {
         self.artifacts_dir().join(digest)
     }
 
-    /// Where a download of `digest` is written before it is verified.
+    /// A file of its own for one download of `digest`, until it is verified (two slots
+    /// may fetch the same artefact at once).
     pub fn partial_path(&self, digest: &str) -> PathBuf {
-        self.artifacts_dir().join(format!("{digest}.part"))
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.artifacts_dir()
+            .join(format!("{digest}.{}-{n}.part", std::process::id()))
     }
 
     pub fn has_artifact(&self, digest: &str) -> bool {
         self.artifact_path(digest).is_file()
     }
 
-    /// Puts a finished, verified download in place (fsync, rename, fsync of the directory).
-    pub fn commit_artifact(&self, digest: &str) -> Result<(), String> {
-        let part = self.partial_path(digest);
-        let file = std::fs::File::open(&part).map_err(|e| io_context(e, "open", &part))?;
-        file.sync_all().map_err(|e| io_context(e, "sync", &part))?;
+    /// Puts a finished, verified download (`part`) in place as `digest` (fsync, rename,
+    /// fsync of the directory). Blocking: call it off the async runtime.
+    pub fn commit_artifact(&self, digest: &str, part: &Path) -> Result<(), String> {
+        let file = std::fs::File::open(part).map_err(|e| io_context(e, "open", part))?;
+        file.sync_all().map_err(|e| io_context(e, "sync", part))?;
         let path = self.artifact_path(digest);
-        std::fs::rename(&part, &path).map_err(|e| io_context(e, "rename", &part))?;
+        std::fs::rename(part, &path).map_err(|e| io_context(e, "rename", part))?;
         sync_dir(&self.artifacts_dir());
         Ok(())
     }
@@ -249,8 +253,9 @@ mod tests {
         let disk = Disk::open(dir.path()).expect("open");
         let bytes = b"model bytes";
         let digest = hex::encode(Sha256::digest(bytes));
-        std::fs::write(disk.partial_path(&digest), bytes).expect("write");
-        disk.commit_artifact(&digest).expect("commit");
+        let part = disk.partial_path(&digest);
+        std::fs::write(&part, bytes).expect("write");
+        disk.commit_artifact(&digest, &part).expect("commit");
         assert_eq!(disk.read_artifact(&digest, 100).expect("read"), bytes);
         assert!(disk.read_artifact(&digest, 5).is_err(), "over the limit");
         std::fs::write(disk.artifact_path(&digest), b"rotted").expect("write");
@@ -263,9 +268,10 @@ mod tests {
     fn partial_downloads_are_swept_on_open_and_slots_round_trip() {
         let dir = tempfile::tempdir().expect("tempdir");
         let disk = Disk::open(dir.path()).expect("open");
-        std::fs::write(disk.partial_path("abc"), b"half").expect("write");
+        let part = disk.partial_path("abc");
+        std::fs::write(&part, b"half").expect("write");
         let disk = Disk::open(dir.path()).expect("reopen");
-        assert!(!disk.partial_path("abc").exists());
+        assert!(!part.exists());
         let state = SlotState::new("road");
         disk.save_slot(&state).expect("save");
         std::fs::write(dir.path().join("slots/other.json"), b"{not json").expect("write");

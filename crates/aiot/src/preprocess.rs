@@ -290,8 +290,12 @@ struct JsonTensor {
     data: Vec<f32>,
 }
 
+/// Largest magnitude a JSON tensor's value may have.
+pub const MAX_TENSOR_VALUE: f32 = 65_504.0;
+
 /// A tensor a client sent as `{"shape": [1, 3, 48, 192], "data": [...]}`: the shape must
-/// be the model's input shape exactly, with as many values, each a finite number.
+/// be the model's input shape exactly, with as many values, each a finite number within
+/// ±[`MAX_TENSOR_VALUE`].
 pub fn tensor_from_json(body: &[u8], spec: &InputSpec) -> Result<Tensor, String> {
     let geometry = Geometry::of(spec)?;
     let expected = geometry.shape(spec.layout);
@@ -313,6 +317,14 @@ pub fn tensor_from_json(body: &[u8], spec: &InputSpec) -> Result<Tensor, String>
     if let Some(i) = tensor.data.iter().position(|v| !v.is_finite()) {
         return Err(format!(
             "data[{i}] is not a finite number (too large for f32?)"
+        ));
+    }
+    // Inputs are normalised values: one far outside that range is not an image, and could
+    // drive the model's output to infinity, which would be counted against the version.
+    if let Some(i) = tensor.data.iter().position(|v| v.abs() > MAX_TENSOR_VALUE) {
+        return Err(format!(
+            "data[{i}] is {}: values must be within ±{MAX_TENSOR_VALUE}",
+            tensor.data[i]
         ));
     }
     Tensor::new(tensor.shape, tensor.data)

@@ -4,7 +4,7 @@
 use lingjing_model::aiot::{Probation, ProbationFigures};
 
 /// Latency samples kept for the 95th percentile (the oldest are dropped after this many).
-const MAX_SAMPLES: usize = 10_000;
+const MAX_SAMPLES: usize = 2_000;
 /// Inferences before a latency budget is judged (a cold first run is not a verdict).
 const MIN_FOR_LATENCY: u64 = 20;
 
@@ -13,7 +13,7 @@ const MIN_FOR_LATENCY: u64 = 20;
 pub struct Figures {
     pub inferences: u64,
     pub errors: u64,
-    latencies_us: Vec<u32>,
+    latencies_us: std::collections::VecDeque<u32>,
 }
 
 impl Figures {
@@ -24,10 +24,10 @@ impl Figures {
             self.errors += 1;
         }
         if self.latencies_us.len() == MAX_SAMPLES {
-            self.latencies_us.remove(0);
+            self.latencies_us.pop_front();
         }
         self.latencies_us
-            .push(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));
+            .push_back(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));
     }
 
     /// The 95th-percentile latency in ms (0 before any inference).
@@ -35,7 +35,7 @@ impl Figures {
         if self.latencies_us.is_empty() {
             return 0;
         }
-        let mut sorted = self.latencies_us.clone();
+        let mut sorted: Vec<u32> = self.latencies_us.iter().copied().collect();
         sorted.sort_unstable();
         let rank = (sorted.len() * 95).div_ceil(100).max(1) - 1;
         sorted[rank].div_ceil(1000)

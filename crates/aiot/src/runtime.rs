@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use lingjing_client::Client;
+use lingjing_model::Validate;
 use lingjing_model::aiot::{
     AiotSnapshot, ModelVersion, Probation, SlotReport, SlotReportSource, SlotStage, SlotTarget,
 };
@@ -55,7 +56,8 @@ pub struct Serving {
 }
 
 struct ProbationRun {
-    version: u32,
+    /// The attempt it belongs to.
+    revision: u64,
     policy: Probation,
     started: Instant,
     figures: Figures,
@@ -68,7 +70,7 @@ struct Slot {
     /// The committed version, kept loaded while a new one is on probation.
     committed: RwLock<Option<Arc<Serving>>>,
     probation: Mutex<Option<ProbationRun>>,
-    gate: Semaphore,
+    gate: Arc<Semaphore>,
     queued: AtomicUsize,
     /// Set while a task works on this slot's attempt.
     busy: Mutex<bool>,
@@ -105,6 +107,22 @@ pub struct Runtime {
     ca: Option<std::path::PathBuf>,
     /// The newest snapshot, looked at again when a slot's task finishes.
     latest: Mutex<Option<AiotSnapshot>>,
+}
+
+/// Longest reason kept (it travels in every heartbeat).
+const MAX_REASON: usize = 1024;
+
+/// `reason`, cut to [`MAX_REASON`] bytes at a character boundary.
+fn short(mut reason: String) -> String {
+    if reason.len() > MAX_REASON {
+        let mut end = MAX_REASON;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push('…');
+    }
+    reason
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -159,14 +177,31 @@ impl Runtime {
                     tracing::error!(slot = %state.slot, error = %e, "cannot save the slot's state");
                 }
             }
-            let serving = match &state.committed {
+            let serving = match state.committed.clone() {
                 Some(c) => match runtime.load(&c.version).await {
                     Ok(loaded) => Some(Arc::new(Serving {
                         loaded,
                         revision: c.revision,
                     })),
                     Err(e) => {
-                        tracing::error!(slot = %state.slot, version = c.version.version, error = %e, "cannot load the committed version");
+                        tracing::error!(slot = %state.slot, version = c.version.version, error = %e, "cannot load the committed version; fetching it again");
+                        // Resumed like an attempt a restart cut short (fetched again if
+                        // its file rotted), when its target comes.
+                        if state
+                            .attempt
+                            .as_ref()
+                            .is_none_or(|a| a.revision == c.revision)
+                        {
+                            state.attempt = Some(Attempt {
+                                revision: c.revision,
+                                version: c.version.clone(),
+                                stage: SlotStage::Fetching,
+                                reason: Some(short(format!(
+                                    "the committed version could not be loaded: {e}"
+                                ))),
+                                probation: Probation::default(),
+                            });
+                        }
                         None
                     }
                 },
@@ -188,7 +223,7 @@ impl Runtime {
             serving: RwLock::new(serving.clone()),
             committed: RwLock::new(serving),
             probation: Mutex::new(None),
-            gate: Semaphore::new(self.config.workers_per_slot.max(1)),
+            gate: Arc::new(Semaphore::new(self.config.workers_per_slot.max(1))),
             queued: AtomicUsize::new(0),
             busy: Mutex::new(false),
         })
@@ -236,11 +271,21 @@ impl Runtime {
             })
             .collect();
         *lock(&self.sources) = sources;
+        self.apply_targets(snapshot);
+    }
+
+    /// Starts work on this node's targets in `snapshot` (the newest one's sources stay).
+    fn apply_targets(self: &Arc<Self>, snapshot: &AiotSnapshot) {
         for target in snapshot
             .targets
             .iter()
             .filter(|t| t.node == self.config.node)
         {
+            // The slot names files on disk: only an id is taken.
+            if let Err(e) = lingjing_model::ident::check_id("slot", &target.slot) {
+                tracing::warn!(slot = %target.slot, error = %e, "a target with an unusable slot name; ignored");
+                continue;
+            }
             if target.version == 0 {
                 self.start(target.clone(), None);
                 continue;
@@ -253,6 +298,10 @@ impl Runtime {
                 tracing::warn!(slot = %target.slot, version = target.version, "the snapshot names a version it does not hold");
                 continue;
             };
+            if let Err(e) = version.validate() {
+                tracing::warn!(slot = %target.slot, version = target.version, error = %e, "the snapshot's version is not valid; ignored");
+                continue;
+            }
             self.start(target.clone(), Some(version.clone()));
         }
     }
@@ -296,23 +345,47 @@ impl Runtime {
             // A newer target may have come meanwhile.
             let latest = lock(&runtime.latest).clone();
             if let Some(latest) = latest {
-                runtime.apply(&latest);
+                runtime.apply_targets(&latest);
             }
         });
     }
 
-    /// Writes the attempt's new stage (before the stage's work starts).
-    fn set_stage(&self, slot: &Slot, stage: SlotStage, reason: Option<String>) {
+    /// Whether the newest snapshot gives `slot` a revision newer than `revision`.
+    fn superseded(&self, slot: &str, revision: u64) -> bool {
+        lock(&self.latest).as_ref().is_some_and(|s| {
+            s.targets
+                .iter()
+                .any(|t| t.node == self.config.node && t.slot == slot && t.revision > revision)
+        })
+    }
+
+    /// Writes the attempt's new stage (before the stage's work starts), if the attempt is
+    /// still `revision`; false when it is not (or the state could not be written).
+    fn set_stage(
+        &self,
+        slot: &Slot,
+        revision: u64,
+        stage: SlotStage,
+        reason: Option<String>,
+    ) -> bool {
         let mut state = lock(&slot.state);
-        if let Some(a) = state.attempt.as_mut() {
-            a.stage = stage;
-            a.reason = reason;
+        match state.attempt.as_mut() {
+            Some(a) if a.revision == revision => {
+                a.stage = stage;
+                a.reason = reason.map(short);
+            }
+            _ => return false,
         }
-        if let Err(e) = self.disk.save_slot(&state) {
-            tracing::error!(slot = %state.slot, error = %e, "cannot save the slot's state");
-        }
+        let saved = self.disk.save_slot(&state);
         drop(state);
         self.changed.notify_one();
+        match saved {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot save the slot's state");
+                false
+            }
+        }
     }
 
     async fn pause_if_asked(&self, stage: SlotStage) {
@@ -329,75 +402,119 @@ impl Runtime {
         version: ModelVersion,
     ) {
         let name = target.slot.clone();
+        let revision = target.revision;
         // A version still on probation is given up for the new target.
         if lock(&slot.probation).take().is_some() {
             let committed = read(&slot.committed).clone();
             *write(&slot.serving) = committed;
         }
-        let (committed, previous) = {
+        let previous = {
             let mut state = lock(&slot.state);
             state.attempt = Some(Attempt {
-                revision: target.revision,
+                revision,
                 version: version.clone(),
                 stage: SlotStage::Fetching,
                 reason: None,
                 probation: target.probation,
             });
-            (state.committed.clone(), state.previous.clone())
+            state.previous.clone()
         };
-        // A version this node committed before: no probation.
-        if committed.as_ref().is_some_and(|c| c.version == version) {
-            self.set_stage(slot, SlotStage::Committed, None);
+        // The version this slot serves as committed: nothing to do.
+        let loaded_committed = read(&slot.committed)
+            .as_ref()
+            .is_some_and(|c| *c.loaded.version() == version);
+        if loaded_committed {
+            self.set_stage(slot, revision, SlotStage::Committed, None);
             return;
         }
-        if previous.as_ref().is_some_and(|p| p.version == version) {
-            self.set_stage(slot, SlotStage::Loading, None);
+        // A version this node committed before (a rollback, or a committed version that
+        // could not be loaded at start): no probation.
+        let known = previous.as_ref().is_some_and(|p| p.version == version)
+            || lock(&slot.state)
+                .committed
+                .as_ref()
+                .is_some_and(|c| c.version == version);
+        if known && self.disk.has_artifact(&version.artifact) {
+            self.set_stage(slot, revision, SlotStage::Loading, None);
             match self.load(&version).await {
-                Ok(loaded) => self.commit_now(slot, loaded, target.revision),
-                Err(e) => self.fail(slot, e),
+                Ok(loaded) => self.commit_now(slot, loaded, revision),
+                Err(e) => self.fail(slot, revision, e),
             }
             return;
         }
-        self.set_stage(slot, SlotStage::Fetching, None);
+        if !self.set_stage(slot, revision, SlotStage::Fetching, None) {
+            return;
+        }
         self.pause_if_asked(SlotStage::Fetching).await;
-        let sources = lock(&self.sources).clone();
         let mut digests = vec![version.artifact.clone()];
         if let Some(t) = &version.self_test {
             digests.push(t.input.clone());
         }
+        let mut backoff = Duration::from_secs(1);
         for digest in &digests {
-            if let Err(e) = crate::fetch::fetch(&sources, &self.disk, digest).await {
-                self.fail(slot, e);
-                return;
+            loop {
+                let sources = lock(&self.sources).clone();
+                match crate::fetch::fetch(&sources, &self.disk, digest).await {
+                    Ok(()) => break,
+                    Err(e) if e.permanent => {
+                        self.fail(slot, revision, e.message);
+                        return;
+                    }
+                    Err(e) => {
+                        // Unreachable, stalled, or a server error: try again (the
+                        // rollout's deadline decides when that is too long).
+                        self.set_stage(
+                            slot,
+                            revision,
+                            SlotStage::Fetching,
+                            Some(format!(
+                                "retrying in {} s: {}",
+                                backoff.as_secs(),
+                                e.message
+                            )),
+                        );
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(60));
+                        if self.superseded(&name, revision) {
+                            return;
+                        }
+                    }
+                }
             }
         }
-        self.set_stage(slot, SlotStage::Verifying, None);
+        if !self.set_stage(slot, revision, SlotStage::Verifying, None) {
+            return;
+        }
         self.pause_if_asked(SlotStage::Verifying).await;
         // `load` reads each artefact back and checks its digest, then loads and
         // self-tests; the stages are told apart for the report.
-        self.set_stage(slot, SlotStage::Loading, None);
+        if !self.set_stage(slot, revision, SlotStage::Loading, None) {
+            return;
+        }
         self.pause_if_asked(SlotStage::Loading).await;
         let loaded = match self.load(&version).await {
             Ok(l) => l,
             Err(e) => {
-                self.fail(slot, e);
+                self.fail(slot, revision, e);
                 return;
             }
         };
-        self.set_stage(slot, SlotStage::Staged, None);
+        if !self.set_stage(slot, revision, SlotStage::Staged, None) {
+            return;
+        }
         self.pause_if_asked(SlotStage::Staged).await;
-        // On probation: it serves; the committed version stays loaded to go back to.
+        // On probation (written first: a restart from here on counts as a failure), it
+        // serves; the committed version stays loaded to go back to.
+        if !self.set_stage(slot, revision, SlotStage::Probation, None) {
+            return;
+        }
+        *write(&slot.serving) = Some(Arc::new(Serving { loaded, revision }));
         *lock(&slot.probation) = Some(ProbationRun {
-            version: version.version,
+            revision,
             policy: target.probation,
             started: Instant::now(),
             figures: Figures::default(),
         });
-        *write(&slot.serving) = Some(Arc::new(Serving {
-            loaded,
-            revision: target.revision,
-        }));
-        self.set_stage(slot, SlotStage::Probation, None);
         tracing::info!(slot = %name, version = version.version, "on probation");
         self.judge(slot);
         self.pause_if_asked(SlotStage::Probation).await;
@@ -423,78 +540,109 @@ impl Runtime {
         self.changed.notify_one();
     }
 
-    /// Makes `loaded` the committed version at once (a version committed here before).
-    fn commit_now(&self, slot: &Slot, loaded: LoadedVersion, revision: u64) {
-        let serving = Arc::new(Serving { loaded, revision });
+    /// Makes `serving` (the attempt `revision`'s version) the committed one: written
+    /// first; only once it is on disk does it count. False when the attempt is no longer
+    /// `revision` or the state could not be written.
+    fn commit(&self, slot: &Slot, serving: Arc<Serving>, revision: u64) -> bool {
         let mut state = lock(&slot.state);
-        let version = serving.loaded.version().clone();
-        let before = state.committed.take();
-        state.previous = before;
-        state.committed = Some(Installed { version, revision });
-        if let Some(a) = state.attempt.as_mut() {
+        if state.attempt.as_ref().map(|a| a.revision) != Some(revision) {
+            return false;
+        }
+        let mut next = state.clone();
+        next.previous = next.committed.take();
+        next.committed = Some(Installed {
+            version: serving.loaded.version().clone(),
+            revision,
+        });
+        if let Some(a) = next.attempt.as_mut() {
             a.stage = SlotStage::Committed;
             a.reason = None;
         }
-        if let Err(e) = self.disk.save_slot(&state) {
-            tracing::error!(slot = %state.slot, error = %e, "cannot save the slot's state");
+        if let Err(e) = self.disk.save_slot(&next) {
+            tracing::error!(slot = %state.slot, error = %e, "cannot save the slot's state: not committed");
+            return false;
         }
+        *state = next;
+        tracing::info!(slot = %state.slot, version = serving.loaded.version().version, "committed");
         *write(&slot.serving) = Some(serving.clone());
         *write(&slot.committed) = Some(serving);
         drop(state);
         self.disk.collect_garbage(&self.all_digests());
         self.changed.notify_one();
+        true
     }
 
-    /// The attempt failed: the slot serves its committed version.
-    fn fail(&self, slot: &Slot, reason: String) {
+    /// Makes `loaded` the committed version at once (a version committed here before).
+    fn commit_now(&self, slot: &Slot, loaded: LoadedVersion, revision: u64) {
+        let serving = Arc::new(Serving { loaded, revision });
+        if !self.commit(slot, serving, revision) {
+            self.fail(
+                slot,
+                revision,
+                "the slot's state could not be written".into(),
+            );
+        }
+    }
+
+    /// The attempt `revision` failed: the slot serves its committed version.
+    fn fail(&self, slot: &Slot, revision: u64, reason: String) {
         let name = lock(&slot.state).slot.clone();
         tracing::warn!(slot = %name, reason = %reason, "version failed; the slot keeps its committed version");
         self.metrics
             .rollbacks
             .get_or_create(&SlotLabels { slot: name })
             .inc();
-        *lock(&slot.probation) = None;
-        let committed = read(&slot.committed).clone();
-        *write(&slot.serving) = committed;
-        self.set_stage(slot, SlotStage::Failed, Some(reason));
+        {
+            let mut run = lock(&slot.probation);
+            if run.as_ref().is_some_and(|r| r.revision == revision) {
+                *run = None;
+            }
+        }
+        let serving_it = read(&slot.serving)
+            .as_ref()
+            .is_some_and(|s| s.revision == revision);
+        if serving_it {
+            let committed = read(&slot.committed).clone();
+            *write(&slot.serving) = committed;
+        }
+        self.set_stage(slot, revision, SlotStage::Failed, Some(reason));
     }
 
-    /// Judges a slot's probation, committing or rolling back when it is decided.
+    /// Judges a slot's probation, committing or rolling back once it is decided (the run
+    /// is taken under the lock that judged it: one verdict acts, once).
     fn judge(&self, slot: &Slot) {
-        let verdict = {
-            let run = lock(&slot.probation);
-            let Some(run) = run.as_ref() else {
+        let (verdict, run) = {
+            let mut guard = lock(&slot.probation);
+            let Some(run) = guard.as_ref() else {
                 return;
             };
             let elapsed = run.started.elapsed().as_millis() as u64;
-            judge(&run.policy, &run.figures.report(elapsed))
+            let verdict = judge(&run.policy, &run.figures.report(elapsed));
+            if verdict == Verdict::Continue {
+                return;
+            }
+            (verdict, guard.take())
+        };
+        let Some(run) = run else {
+            return;
         };
         match verdict {
             Verdict::Continue => {}
-            Verdict::Fail(why) => self.fail(slot, why),
+            Verdict::Fail(why) => self.fail(slot, run.revision, why),
             Verdict::Commit => {
-                *lock(&slot.probation) = None;
-                let Some(serving) = read(&slot.serving).clone() else {
+                let serving = read(&slot.serving)
+                    .clone()
+                    .filter(|s| s.revision == run.revision);
+                let Some(serving) = serving else {
                     return;
                 };
-                let mut state = lock(&slot.state);
-                let before = state.committed.take();
-                state.previous = before;
-                state.committed = Some(Installed {
-                    version: serving.loaded.version().clone(),
-                    revision: serving.revision,
-                });
-                if let Some(a) = state.attempt.as_mut() {
-                    a.stage = SlotStage::Committed;
+                if !self.commit(slot, serving, run.revision) {
+                    self.fail(
+                        slot,
+                        run.revision,
+                        "the slot's state could not be written".into(),
+                    );
                 }
-                if let Err(e) = self.disk.save_slot(&state) {
-                    tracing::error!(slot = %state.slot, error = %e, "cannot save the slot's state");
-                }
-                tracing::info!(slot = %state.slot, version = serving.loaded.version().version, "committed");
-                drop(state);
-                *write(&slot.committed) = Some(serving);
-                self.disk.collect_garbage(&self.all_digests());
-                self.changed.notify_one();
             }
         }
     }
@@ -523,8 +671,9 @@ impl Runtime {
         let serving = read(&slot.serving)
             .clone()
             .ok_or(InferFailure::NothingServing)?;
-        if slot.queued.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED {
-            slot.queued.fetch_sub(1, Ordering::AcqRel);
+        let waiting = Waiting::join(&slot.queued);
+        if waiting.ahead >= MAX_QUEUED {
+            drop(waiting);
             self.metrics
                 .rejected
                 .get_or_create(&SlotLabels {
@@ -533,12 +682,15 @@ impl Runtime {
                 .inc();
             return Err(InferFailure::Busy);
         }
-        let permit = slot.gate.acquire().await;
-        slot.queued.fetch_sub(1, Ordering::AcqRel);
-        let _permit = permit.map_err(|_| InferFailure::NothingServing)?;
+        // Dropped (the client went away) while waiting: the place is given back.
+        let permit = slot.gate.clone().acquire_owned().await;
+        drop(waiting);
+        let permit = permit.map_err(|_| InferFailure::NothingServing)?;
         let started = Instant::now();
         let worker = serving.clone();
         let result = tokio::task::spawn_blocking(move || {
+            // Held while the model runs, also if the request is dropped meanwhile.
+            let _permit = permit;
             let input = match &input {
                 Owned::Image(b) => Input::Image(b),
                 Owned::Json(b) => Input::Json(b),
@@ -575,7 +727,7 @@ impl Runtime {
             let on_probation = {
                 let mut run = lock(&slot.probation);
                 match run.as_mut() {
-                    Some(r) if r.version == version => {
+                    Some(r) if r.revision == serving.revision => {
                         r.figures.record(result.is_ok(), latency);
                         true
                     }
@@ -637,6 +789,26 @@ impl Runtime {
                 }
             }
         })
+    }
+}
+
+/// A place in a slot's queue, given back when dropped.
+struct Waiting<'a> {
+    queued: &'a AtomicUsize,
+    /// Requests waiting before this one joined.
+    ahead: usize,
+}
+
+impl<'a> Waiting<'a> {
+    fn join(queued: &'a AtomicUsize) -> Waiting<'a> {
+        let ahead = queued.fetch_add(1, Ordering::AcqRel);
+        Waiting { queued, ahead }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -16,12 +16,19 @@ use axum::routing::{get, post};
 use crate::runtime::{InferFailure, Owned, Runtime};
 
 /// Largest request body (an image or a tensor).
-pub const MAX_BODY_BYTES: usize = 32 << 20;
+pub const MAX_BODY_BYTES: usize = 16 << 20;
+/// Inference requests a node takes in at once, bodies read or being read (the rest get
+/// 503): with [`MAX_BODY_BYTES`], at most 1 GiB of bodies in memory.
+pub const MAX_IN_FLIGHT: usize = 64;
 
 /// The node's routes.
 pub fn router(runtime: Arc<Runtime>) -> Router {
+    let admission = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     Router::new()
-        .route("/v1/infer/{slot}", post(infer))
+        .route(
+            "/v1/infer/{slot}",
+            post(infer).layer(axum::middleware::from_fn_with_state(admission, admit)),
+        )
         .route("/v1/slots", get(slots))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
@@ -32,6 +39,26 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     let body = serde_json::json!({"error": {"code": code, "message": message.into()}});
     (status, axum::Json(body)).into_response()
+}
+
+/// Takes an inference request in only while fewer than [`MAX_IN_FLIGHT`] are (before its
+/// body is read).
+async fn admit(
+    State(admission): State<Arc<tokio::sync::Semaphore>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Ok(_permit) = admission.try_acquire() else {
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!("this node has {MAX_IN_FLIGHT} inference requests in hand: try again shortly"),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    };
+    next.run(request).await
 }
 
 async fn infer(

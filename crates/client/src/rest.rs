@@ -20,6 +20,23 @@ pub struct Client {
     token: String,
 }
 
+/// Most bytes of an error answer read (a server, or a cache on the way, may send a huge
+/// one; the message needs only its start).
+const MAX_ERROR_BYTES: usize = 16 * 1024;
+
+/// The start of an error answer's body, as text.
+async fn error_text(mut res: Response) -> String {
+    let mut bytes = Vec::new();
+    while let Ok(Some(chunk)) = res.chunk().await {
+        let room = MAX_ERROR_BYTES - bytes.len();
+        bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if bytes.len() >= MAX_ERROR_BYTES {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 impl Client {
     /// `endpoint` like `https://127.0.0.1:7700`; `token` is the operator token, a tenant
     /// key or a node credential.
@@ -101,7 +118,7 @@ impl Client {
             return Ok(res);
         }
         let status = res.status().as_u16();
-        let text = res.text().await.unwrap_or_default();
+        let text = error_text(res).await;
         Err(match serde_json::from_str::<ErrorBody>(&text) {
             Ok(b) => ClientError::Api {
                 status,
