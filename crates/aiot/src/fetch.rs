@@ -17,6 +17,22 @@ use crate::disk::Disk;
 /// Longest wait for a response head, or for the next piece of a body.
 pub const IDLE: Duration = Duration::from_secs(30);
 
+/// Where an artefact can be fetched from: a base URL, and the Host to send there.
+#[derive(Clone)]
+pub struct Source {
+    pub client: Client,
+    pub host: Option<String>,
+}
+
+impl Source {
+    fn name(&self) -> String {
+        match &self.host {
+            Some(h) => format!("{} ({h})", self.client.endpoint()),
+            None => self.client.endpoint().to_owned(),
+        }
+    }
+}
+
 /// Why a fetch failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchError {
@@ -29,7 +45,7 @@ pub struct FetchError {
 
 /// Fetches `digest` into `disk` unless it is there already. `sources` are tried in order;
 /// the error names what each said.
-pub async fn fetch(sources: &[Client], disk: &Disk, digest: &str) -> Result<(), FetchError> {
+pub async fn fetch(sources: &[Source], disk: &Disk, digest: &str) -> Result<(), FetchError> {
     if disk.has_artifact(digest) {
         return Ok(());
     }
@@ -47,9 +63,9 @@ pub async fn fetch(sources: &[Client], disk: &Disk, digest: &str) -> Result<(), 
         match fetch_from(source, disk, digest).await {
             Ok(()) => return Ok(()),
             Err((lasting, e)) => {
-                tracing::warn!(source = source.endpoint(), digest, error = %e, "artefact fetch failed");
+                tracing::warn!(source = %source.name(), digest, error = %e, "artefact fetch failed");
                 permanent &= lasting;
-                errors.push(format!("{}: {e}", source.endpoint()));
+                errors.push(format!("{}: {e}", source.name()));
             }
         }
     }
@@ -60,10 +76,13 @@ pub async fn fetch(sources: &[Client], disk: &Disk, digest: &str) -> Result<(), 
 }
 
 /// One source; the error says whether it is lasting.
-async fn fetch_from(source: &Client, disk: &Disk, digest: &str) -> Result<(), (bool, String)> {
+async fn fetch_from(source: &Source, disk: &Disk, digest: &str) -> Result<(), (bool, String)> {
     let response = tokio::time::timeout(
         IDLE,
-        source.get_response(&format!("/v1/artifacts/sha256/{digest}")),
+        source.client.get_response(
+            &format!("/v1/artifacts/sha256/{digest}"),
+            source.host.as_deref(),
+        ),
     )
     .await
     .map_err(|_| (false, format!("no answer within {} s", IDLE.as_secs())))?

@@ -27,6 +27,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::backend::Backend;
 use crate::disk::{Attempt, Disk, Installed, SlotState};
+use crate::fetch::Source;
 use crate::loaded::{InferError, Inference, Input, LoadedVersion};
 use crate::metrics::{Metrics, OutcomeLabels, SlotLabels, VersionLabels};
 use crate::probation::{Figures, Verdict, judge};
@@ -102,7 +103,7 @@ pub struct Runtime {
     /// Notified when a slot changes stage (the agent sends a heartbeat at once).
     pub changed: Arc<Notify>,
     /// Clients of the artefact sources in the newest snapshot.
-    sources: Mutex<Vec<Client>>,
+    sources: Mutex<Vec<Source>>,
     credential: String,
     ca: Option<std::path::PathBuf>,
     /// The newest snapshot, looked at again when a slot's task finishes.
@@ -258,16 +259,32 @@ impl Runtime {
     /// revision it has not acted on (or whose attempt a restart cut short).
     pub fn apply(self: &Arc<Self>, snapshot: &AiotSnapshot) {
         *lock(&self.latest) = Some(snapshot.clone());
-        let sources: Vec<Client> = snapshot
+        // This node's site's edges first (their relay), then the listed sources, then the
+        // control plane itself.
+        let relayed = snapshot
+            .relays
+            .iter()
+            .filter(|r| r.node == self.config.node)
+            .flat_map(|r| r.edges.iter().map(|e| (e, r.source)))
+            .filter(|_| snapshot.relay_host.is_some())
+            .map(|(base, source)| (base, snapshot.relay_host.clone(), source));
+        let direct = snapshot
             .artifact_sources
             .iter()
             .chain(self.config.control.iter())
-            .filter_map(|base| {
-                Client::with_ca(base, &self.credential, self.ca.as_deref())
+            .map(|base| (base, None, None));
+        let sources: Vec<Source> = relayed
+            .chain(direct)
+            .filter_map(|(base, host, local)| {
+                // The relay answers platform nodes by address (the node connects from
+                // its own): the node's credential is not sent to an edge.
+                let token = if host.is_some() { "" } else { &self.credential };
+                let client = Client::from_address(base, token, self.ca.as_deref(), local)
                     .map_err(
                         |e| tracing::warn!(source = %base, error = %e, "unusable artefact source"),
                     )
-                    .ok()
+                    .ok()?;
+                Some(Source { client, host })
             })
             .collect();
         *lock(&self.sources) = sources;

@@ -103,7 +103,7 @@ fn snapshot(v: &ModelVersion, revision: u64, p: Probation) -> AiotSnapshot {
             probation: p,
         }],
         versions: vec![v.clone()],
-        artifact_sources: Vec::new(),
+        ..Default::default()
     }
 }
 
@@ -274,7 +274,7 @@ async fn version_zero_empties_the_slot() {
             probation: Probation::default(),
         }],
         versions: Vec::new(),
-        artifact_sources: Vec::new(),
+        ..Default::default()
     });
     let r = until(&runtime, 0, SlotStage::Committed).await;
     assert_eq!((r.serving, r.committed, r.revision), (None, None, 14));

@@ -1191,6 +1191,16 @@ pub struct ControlArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, env = "LINGJING_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Let the edges relay artefacts (edge AI models) to the platform's nodes: each edge AI
+    /// node fetches through its site's edges first (one fill per region), then from here.
+    #[arg(long)]
+    pub artifact_relay: bool,
+    /// This API's base URL as the edges reach it (default: the address it listens on).
+    #[arg(long, requires = "artifact_relay")]
+    pub artifact_relay_upstream: Option<String>,
+    /// The CA (PEM) that signed --tls-cert, for the edges to trust.
+    #[arg(long, requires = "artifact_relay")]
+    pub artifact_relay_ca: Option<PathBuf>,
     /// Connections served at once; more are closed at once.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,

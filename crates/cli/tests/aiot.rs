@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Proc, join_token, start_control};
+use common::{
+    Access, Proc, join_token, record_ports, start_control, start_control_with, start_edge,
+};
 use lingjing_client::Client;
 use serde_json::{Value, json};
 
@@ -81,10 +83,16 @@ struct Plane {
 
 impl Plane {
     async fn start(nodes: &[&str]) -> Plane {
+        Plane::start_with(nodes, &[]).await
+    }
+
+    /// [`Plane::start`] with extra arguments of `lingjing control`.
+    async fn start_with(nodes: &[&str], extra: &[&str]) -> Plane {
         let dir = tempfile::tempdir().expect("tempdir");
         let token_file = dir.path().join("operator.token");
         std::fs::write(&token_file, TOKEN).expect("token file");
-        let (control, url) = start_control(&Plane::db(dir.path()), &token_file, "127.0.0.1:0");
+        let (control, url) =
+            start_control_with(&Plane::db(dir.path()), &token_file, "127.0.0.1:0", extra);
         let api = Client::new(&url, TOKEN).expect("client");
         let _: Value = api
             .post(
@@ -600,4 +608,108 @@ async fn a_control_plane_killed_after_the_canary_commits_resumes_exactly() {
         n.wait_stage(2, "committed").await;
         assert_eq!(n.serving().await, 2, "{canary} {r:#}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollout_through_the_edge_cdn_fetches_each_artefact_once() {
+    // Three edge AI nodes and an edge at site-a, each on its own loopback address.
+    let ai = ["cdn-ai-1", "cdn-ai-2", "cdn-ai-3"];
+    let plane = Plane::start_with(&[], &["--artifact-relay"]).await;
+    let nodes = ai
+        .iter()
+        .map(|n| (*n, "aiot"))
+        .chain([("cdn-edge", "edge")]);
+    for (node, role) in nodes.clone() {
+        let _: Value = plane
+            .api
+            .post(
+                "/v1/nodes",
+                &json!({"id": node, "site": "site-a", "roles": [role]}),
+            )
+            .await
+            .expect("node");
+    }
+    let _: Value = plane
+        .api
+        .post(
+            "/v1/pools",
+            &json!({"id": "site-a-lo", "site": "site-a", "cidr": "127.0.2.0/29"}),
+        )
+        .await
+        .expect("pool");
+    let mut edge_ip = None;
+    for (node, role) in nodes {
+        let a: Value = plane
+            .api
+            .post("/v1/pools/site-a-lo/allocations", &json!({ "node": node }))
+            .await
+            .expect("allocate an address");
+        if role == "edge" {
+            edge_ip = a["address"].as_str().and_then(|s| s.parse().ok());
+        }
+    }
+    let edge_ip = edge_ip.expect("the edge's address");
+    let token = join_token(&plane.api, "cdn-edge").await;
+    let edge = start_edge(
+        "cdn-edge",
+        edge_ip,
+        &plane.url,
+        Access {
+            ca: None,
+            join_token: Some(&token),
+        },
+        &plane.dir.path().join("edge"),
+        false,
+    );
+    record_ports(&plane.api, &edge).await.expect("edge ports");
+    // The edge is healthy (probed and heartbeating): the nodes' snapshot lists it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s: Value = plane
+            .api
+            .get("/v1/snapshots/aiot")
+            .await
+            .expect("aiot snapshot");
+        if s["body"]["relays"].as_array().is_some_and(|r| r.len() == 3) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no relays in {s:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    plane.push(
+        1,
+        &fixture("text-direction.onnx"),
+        &upright_expected(),
+        false,
+    );
+    let mut running = Vec::new();
+    for n in ai {
+        running.push(plane.node(n, None).await);
+    }
+    let id = plane.roll_out(1, 1).await;
+    plane.wait_rollout(&id, "succeeded").await;
+    for n in &running {
+        n.wait_stage(1, "committed").await;
+        assert_eq!(n.serving().await, 1);
+    }
+    // The canary's fetches filled the edge (the model and its self-test image); the two
+    // other nodes were served from its cache.
+    let metrics = reqwest::get(format!("http://{}/metrics", edge.admin))
+        .await
+        .expect("edge metrics")
+        .text()
+        .await
+        .expect("text");
+    let count = |cache: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.contains("service=\"lingjing.artifacts\"")
+                    && l.contains(&format!("cache=\"{cache}\""))
+            })
+            .filter(|l| l.starts_with("lingjing_edge_requests"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!((count("MISS"), count("HIT")), (2, 4), "{metrics}");
 }

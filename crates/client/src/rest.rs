@@ -46,6 +46,16 @@ impl Client {
 
     /// Like [`Client::new`], also trusting the CA certificates (PEM) in the file `ca`.
     pub fn with_ca(endpoint: &str, token: &str, ca: Option<&Path>) -> Result<Client, ClientError> {
+        Client::from_address(endpoint, token, ca, None)
+    }
+
+    /// Like [`Client::with_ca`], connecting from `local` (this host's address to use).
+    pub fn from_address(
+        endpoint: &str,
+        token: &str,
+        ca: Option<&Path>,
+        local: Option<std::net::IpAddr>,
+    ) -> Result<Client, ClientError> {
         let endpoint = endpoint.trim_end_matches('/').to_owned();
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
             return Err(ClientError::Config(format!(
@@ -56,7 +66,8 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             // Below the control plane's idle timeout, so a pooled connection is never
             // reused just as the server closes it.
-            .pool_idle_timeout(Duration::from_secs(20));
+            .pool_idle_timeout(Duration::from_secs(20))
+            .local_address(local);
         if let Some(path) = ca {
             let pem = std::fs::read(path).map_err(|e| {
                 ClientError::Config(format!(
@@ -93,9 +104,15 @@ impl Client {
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http
-            .request(method, format!("{}{path}", self.endpoint))
-            .bearer_auth(&self.token)
+        let req = self
+            .http
+            .request(method, format!("{}{path}", self.endpoint));
+        // No credential (an edge's artefact relay, a join-token exchange): none sent.
+        if self.token.is_empty() {
+            req
+        } else {
+            req.bearer_auth(&self.token)
+        }
     }
 
     async fn send(&self, req: RequestBuilder) -> Result<Response, ClientError> {
@@ -140,9 +157,19 @@ impl Client {
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
-    /// `GET path`, the response not yet read (for a download streamed to disk).
-    pub async fn get_response(&self, path: &str) -> Result<Response, ClientError> {
-        self.send(self.request(Method::GET, path)).await
+    /// `GET path`, the response not yet read (for a download streamed to disk); with
+    /// `host`, sent with that Host header (a name the server routes by, e.g. an edge's
+    /// artefact relay).
+    pub async fn get_response(
+        &self,
+        path: &str,
+        host: Option<&str>,
+    ) -> Result<Response, ClientError> {
+        let mut req = self.request(Method::GET, path);
+        if let Some(h) = host {
+            req = req.header(reqwest::header::HOST, h);
+        }
+        self.send(req).await
     }
 
     /// `GET path`, decoded.

@@ -15,4 +15,6 @@ pub struct ViewContext {
     pub storage: lingjing_model::snapshot::StoragePolicy,
     /// How long metering samples are kept (and how late one is still taken), in days.
     pub meter_retention_days: u32,
+    /// The edges' artefact relay: the upstream URL and CA they use (none: off).
+    pub relay: Option<(String, Option<String>)>,
 }

@@ -399,6 +399,7 @@ mod tests {
             control_endpoint: None,
             storage: Default::default(),
             meter_retention_days: 400,
+            relay: None,
         }
     }
 

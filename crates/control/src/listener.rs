@@ -85,6 +85,18 @@ pub struct HttpOptions {
     pub limits: ServerLimits,
     /// Routes served beside the API (the web console), given the API's router.
     pub mount: Option<Mount>,
+    /// Let the edges relay artefacts (edge AI models) from this control plane to the
+    /// platform's nodes (`None`: nodes fetch from the control plane directly).
+    pub relay: Option<RelaySettings>,
+}
+
+/// How edges reach this control plane to relay artefacts.
+#[derive(Debug, Clone, Default)]
+pub struct RelaySettings {
+    /// The API's base URL as the edges reach it (`None`: the address it listens on).
+    pub upstream: Option<String>,
+    /// PEM of the CA that signed its certificate, for the edges to trust.
+    pub ca_pem: Option<String>,
 }
 
 /// Adds routes beside the API: called once with the API's router (which the added

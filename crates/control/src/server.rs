@@ -13,7 +13,7 @@ use crate::api::{AppState, router};
 use crate::auth::sha256_hex;
 use crate::context::ViewContext;
 use crate::error::StoreError;
-pub use crate::listener::{HttpOptions, Mount, ServerLimits, TlsFiles};
+pub use crate::listener::{HttpOptions, Mount, RelaySettings, ServerLimits, TlsFiles};
 use crate::snapshot::Hub;
 use crate::store::Store;
 
@@ -147,6 +147,13 @@ pub async fn serve_with(
             ..config.storage
         },
         meter_retention_days: config.meter_retention_days.max(1),
+        relay: http.relay.as_ref().map(|r| {
+            let upstream = r
+                .upstream
+                .clone()
+                .unwrap_or_else(|| format!("{}://{addr}", if tls { "https" } else { "http" }));
+            (upstream, r.ca_pem.clone())
+        }),
     });
     let hub = Hub::new(store.version().await?, views.clone());
     let state = AppState {

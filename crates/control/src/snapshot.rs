@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lingjing_model::snapshot::{
-    DnsSnapshot, EdgeSnapshot, NodeInfo, Role, Snapshot, StoragePolicy, StorageSnapshot,
+    ArtifactRelay, DnsSnapshot, EdgeSnapshot, NodeInfo, Role, Snapshot, StoragePolicy,
+    StorageSnapshot,
 };
 use lingjing_model::{IpPool, Line, Node, NodeRole, Region, Service, Site};
 use sqlx::AnyConnection;
@@ -90,7 +91,7 @@ impl Hub {
             Role::Storage | Role::S3 => {
                 encode(build_storage(&mut tx, role, self.ctx.storage).await?)?
             }
-            Role::Aiot => encode(build_aiot(&mut tx).await?)?,
+            Role::Aiot => encode(build_aiot(&mut tx, &self.ctx).await?)?,
         };
         tx.commit().await?;
         let (version, json) = bytes;
@@ -164,7 +165,17 @@ pub async fn build_edge(
         .iter()
         .map(|s| (s.id.clone(), s.tenant.clone()))
         .collect();
+    let artifact_relay = ctx.relay.as_ref().map(|(upstream, ca)| ArtifactRelay {
+        hostname: relay_host(&ctx.zone),
+        upstream: upstream.clone(),
+        upstream_ca: ca.clone(),
+        clients: nodes
+            .iter()
+            .flat_map(|n| n.addresses.iter().copied())
+            .collect(),
+    });
     let body = EdgeSnapshot {
+        artifact_relay,
         services,
         sites: list_docs::<Site>(conn).await?,
         nodes,
@@ -253,13 +264,53 @@ pub async fn build_dns(
 /// when the cluster has fewer nodes).
 pub const DEFAULT_REPLICAS: u32 = 3;
 
+/// The Host of the edges' artefact relay: `artifacts.` under the platform zone (which no
+/// tenant may hold).
+pub fn relay_host(zone: &str) -> String {
+    format!("artifacts.{}", zone.trim_end_matches('.'))
+}
+
 /// Builds the edge AI snapshot: every node's slot targets and the versions they name.
 /// Nodes fetch artefacts from the control plane itself (their agent's endpoint) after
 /// any source listed here.
 pub async fn build_aiot(
     conn: &mut AnyConnection,
+    ctx: &ViewContext,
 ) -> Result<Snapshot<lingjing_model::aiot::AiotSnapshot>, StoreError> {
     let version = config_version(conn).await?;
+    // Each edge AI node fetches through its site's healthy edges first.
+    let mut relays = Vec::new();
+    if ctx.relay.is_some() {
+        let nodes = node_infos(&mut *conn).await?;
+        for ai in nodes
+            .iter()
+            .filter(|n| n.node.roles.contains(&NodeRole::Aiot))
+        {
+            let edges: Vec<String> = nodes
+                .iter()
+                .filter(|e| {
+                    e.node.site == ai.node.site
+                        && e.node.roles.contains(&NodeRole::Edge)
+                        && e.healthy
+                        && !e.node.drained
+                })
+                .filter_map(|e| {
+                    let ip = e.addresses.first()?;
+                    Some(format!(
+                        "http://{}",
+                        std::net::SocketAddr::new(*ip, e.node.ports.http)
+                    ))
+                })
+                .collect();
+            if !edges.is_empty() {
+                relays.push(lingjing_model::aiot::NodeRelays {
+                    node: ai.node.id.clone(),
+                    edges,
+                    source: ai.addresses.first().copied(),
+                });
+            }
+        }
+    }
     let targets = crate::store::aiot::targets(&mut *conn).await?;
     let mut wanted: Vec<(String, u32)> = targets
         .iter()
@@ -287,6 +338,8 @@ pub async fn build_aiot(
             targets,
             versions,
             artifact_sources: Vec::new(),
+            relay_host: ctx.relay.as_ref().map(|_| relay_host(&ctx.zone)),
+            relays,
         },
     })
 }

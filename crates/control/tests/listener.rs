@@ -45,6 +45,7 @@ async fn start_limited(dir: &Path, limits: ServerLimits) -> ControlHandle {
             tls: None,
             limits,
             mount: None,
+            relay: None,
         },
     )
     .await

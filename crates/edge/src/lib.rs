@@ -9,7 +9,7 @@
 //! `/metrics`), `tls` (certificates by SNI), `node` (shared state, snapshot application),
 //! `metrics` (Prometheus), `guard` (origin policy at connect time, loop detection),
 //! `limits` (connection and HTTP server limits), `sendfile` (large cached bodies sent
-//! without copying).
+//! without copying), `relay` (the platform's artefacts carried to its nodes).
 
 pub mod body;
 pub mod cache;
@@ -23,6 +23,7 @@ pub mod node;
 pub mod proxy;
 pub mod purge;
 pub mod range;
+pub mod relay;
 pub mod routes;
 pub mod sendfile;
 pub mod server;

@@ -18,7 +18,7 @@ use crate::routes::Routes;
 use crate::upstream::Upstream;
 
 /// How an edge node runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EdgeConfig {
     /// This node's id in the inventory (names it in `Via` and `Cache-Status`).
     pub node_id: String,
@@ -51,6 +51,9 @@ pub struct EdgeConfig {
     /// Traffic defence: table sizes, per-source connection caps, or off
     /// ([`crate::defence::DefenceConfig`]).
     pub defence: crate::defence::DefenceConfig,
+    /// This node's own credential at the control plane (the agent's): the artefact relay
+    /// (`crate::relay`) fetches with it. `None` (a standalone edge): the relay answers 503.
+    pub platform_credential: Option<String>,
 }
 
 impl EdgeConfig {
@@ -69,6 +72,7 @@ impl EdgeConfig {
             cache_limits: crate::cache::CacheLimits::default(),
             threads: 0,
             defence: crate::defence::DefenceConfig::default(),
+            platform_credential: None,
         }
     }
 }
@@ -108,6 +112,33 @@ pub struct Edge {
     pub store_buffers: Arc<crate::cache::budget::StoreBudget>,
     /// Traffic defence: screening, counting, detection (`crate::defence`).
     pub defence: Arc<crate::defence::Defence>,
+    /// This node's credential at the control plane, for the artefact relay
+    /// (`EdgeConfig::platform_credential`).
+    platform_credential: Option<String>,
+}
+
+impl std::fmt::Debug for EdgeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeConfig")
+            .field("node_id", &self.node_id)
+            .field("http", &self.http)
+            .field("https", &self.https)
+            .field("admin", &self.admin)
+            .field("memory_bytes", &self.memory_bytes)
+            .field("disk_dir", &self.disk_dir)
+            .field("disk_bytes", &self.disk_bytes)
+            .field("access_log", &self.access_log)
+            .field("slice_bytes", &self.slice_bytes)
+            .field("limits", &self.limits)
+            .field("cache_limits", &self.cache_limits)
+            .field("threads", &self.threads)
+            .field("defence", &self.defence)
+            .field(
+                "platform_credential",
+                &self.platform_credential.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 impl Edge {
@@ -173,6 +204,7 @@ impl Edge {
             cache_limits: config.cache_limits,
             store_buffers,
             defence,
+            platform_credential: config.platform_credential.clone(),
         })
     }
 
@@ -200,6 +232,7 @@ impl Edge {
             snapshot.version,
             &snapshot.body,
             &self.node_id,
+            self.platform_credential.as_deref(),
             &self.usage,
             &self.metrics,
             &self.defence,

@@ -1,7 +1,8 @@
 //! The request lifecycle of the edge proxy, one phase after another:
 //!
 //! 1. **route**: the Host (or `:authority`) selects the tenant's service; unknown hosts get
-//!    404 — the edge is never an open proxy.
+//!    404 — the edge is never an open proxy. The artefact relay's host answers only the
+//!    platform's nodes, and only for artefacts (`crate::relay::check`).
 //! 2. **classify**: GET/HEAD go through the cache unless a cache rule bypasses it; other
 //!    methods pass through and, on success, invalidate the target URL (RFC 9111 §4.4).
 //! 3. **lookup**: the cache key (in the service's and scheme's namespace: host, path,
@@ -222,6 +223,25 @@ pub async fn handle(
         log(&ctx.edge, &access, &res, CacheResult::Error);
         return res;
     }
+    // The artefact relay answers only the platform's nodes, only for artefacts
+    // (`crate::relay`).
+    if let Some(relay) = &ctx.route.relay
+        && let Some(refusal) = crate::relay::check(
+            relay,
+            &parts.method,
+            parts.uri.path(),
+            parts.uri.query(),
+            client.ip(),
+            ctx.internal,
+        )
+    {
+        let mut res = plain(&ctx.edge, refusal.status, refusal.text);
+        if refusal.status == StatusCode::METHOD_NOT_ALLOWED {
+            res.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        }
+        return finish(&ctx, &parts, res, CacheResult::Error);
+    }
     let (res, result) = if parts.method == Method::GET || parts.method == Method::HEAD {
         cached(&ctx, &parts).await
     } else if ctx.route.service.bucket_origin().is_some() {
@@ -356,11 +376,16 @@ fn plain(edge: &Edge, status: StatusCode, text: String) -> Response<Body> {
     res
 }
 
-/// The request headers sent upstream: hop-by-hop removed, forwarding headers added.
+/// The request headers sent upstream: hop-by-hop removed, forwarding headers added. The
+/// artefact relay never forwards the client's `Authorization` (to a parent neither: the
+/// tier that reaches the control plane sends its own, `upstream::Target::platform_auth`).
 fn upstream_headers(ctx: &Ctx, client_headers: &HeaderMap, fill: bool) -> HeaderMap {
     let mut h = client_headers.clone();
     strip_hop_by_hop(&mut h);
     h.remove(header::HOST);
+    if ctx.route.relay.is_some() {
+        h.remove(header::AUTHORIZATION);
+    }
     if fill {
         for name in [
             header::RANGE,
@@ -1374,6 +1399,7 @@ mod head_tests {
                 parent_pin: None,
                 counters: Default::default(),
                 bucket: None,
+                relay: None,
             }),
             meter: Arc::default(),
             internal: false,

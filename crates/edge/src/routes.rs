@@ -32,6 +32,9 @@ pub struct ServiceRoute {
     /// For a service served from a bucket: how to read it, and the S3 gateways to read it
     /// from (None: the service has no bucket origin, or the snapshot gave no credential).
     pub bucket: Option<BucketRoute>,
+    /// The artefact relay's synthetic service (`crate::relay`): who it serves and the
+    /// credential it fetches with; `None` for a tenant's service.
+    pub relay: Option<Arc<crate::relay::RelayAccess>>,
 }
 
 /// How a service served from a bucket reaches it.
@@ -79,11 +82,13 @@ pub struct Routes {
 }
 
 impl Routes {
-    /// Compiles `snapshot` for the node `node_id` (whose site decides its parent tier).
+    /// Compiles `snapshot` for the node `node_id` (whose site decides its parent tier);
+    /// `credential`: the node's own, which the artefact relay fetches with.
     pub fn build(
         version: u64,
         snapshot: &EdgeSnapshot,
         node_id: &str,
+        credential: Option<&str>,
         usage: &crate::usage::UsageRegistry,
         metrics: &crate::metrics::Metrics,
         defence: &crate::defence::Defence,
@@ -129,6 +134,7 @@ impl Routes {
                 bucket: service
                     .bucket_origin()
                     .and_then(|_| buckets.get(service.id.as_str()).cloned()),
+                relay: None,
             });
             for host in &service.hostnames {
                 match host.strip_prefix('*') {
@@ -138,6 +144,28 @@ impl Routes {
                     }
                 }
             }
+        }
+        // The artefact relay, last: its platform hostname is no tenant's.
+        if let Some(relay) = &snapshot.artifact_relay {
+            let (service, access) = crate::relay::route(relay, credential);
+            let host = service.hostnames[0].clone();
+            let route = Arc::new(ServiceRoute {
+                parents: parents.clone(),
+                // Not registered: the platform's own traffic is not metered for billing.
+                usage: Arc::default(),
+                defence: defence.watch(&service.id),
+                targeted: targeted_fields(&service),
+                origin_ca: service
+                    .origin_ca_pem
+                    .as_deref()
+                    .map(crate::upstream::tls::Pem::new),
+                parent_pin: None,
+                counters: metrics.service_counters(&service.id),
+                bucket: None,
+                relay: Some(Arc::new(access)),
+                service,
+            });
+            routes.exact.insert(host, route);
         }
         // Longest suffix first, so the most specific wildcard wins.
         routes

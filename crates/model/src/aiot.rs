@@ -390,9 +390,29 @@ pub struct AiotSnapshot {
     /// Every version a target names.
     pub versions: Vec<ModelVersion>,
     /// Base URLs that serve `/v1/artifacts/sha256/{digest}` with the node's credential,
-    /// in the order to try them (the node checks digest and size itself).
+    /// in the order to try them, for every node (the node checks digest and size itself).
     #[serde(default)]
     pub artifact_sources: Vec<String>,
+    /// Per node, the edges to fetch artefacts through first (its site's, healthy), sent
+    /// with `Host: relay_host`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relays: Vec<NodeRelays>,
+    /// The Host of the edges' artefact relay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_host: Option<String>,
+}
+
+/// The edges one node fetches artefacts through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NodeRelays {
+    pub node: String,
+    /// Base URLs (`http://ADDR:PORT`), best first.
+    pub edges: Vec<String>,
+    /// The node's own address, to connect from (the relay answers the platform's nodes
+    /// by their addresses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// Where a version is on a node's slot.

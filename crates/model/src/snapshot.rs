@@ -122,6 +122,10 @@ pub struct EdgeSnapshot {
     /// Thresholds learned per service (services that learn and have enough history).
     #[serde(default)]
     pub defence_learned: Vec<crate::defence::LearnedThresholds>,
+    /// The platform's artefact relay (edge AI models travel through the edges): none when
+    /// the control plane has no relay upstream configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_relay: Option<ArtifactRelay>,
 }
 
 /// How an edge reads the bucket a service is served from: a platform credential the S3
@@ -246,6 +250,26 @@ pub struct S3Credential {
     /// `HeadObject`) this bucket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_only_bucket: Option<String>,
+}
+
+/// How edges carry the platform's artefacts (`GET /v1/artifacts/sha256/{digest}`) to its
+/// nodes: requests with this Host are served from the cache, filled from the parent tier
+/// or the control plane with the edge's own node credential, and answered only to the
+/// platform's nodes (no tenant, no client of the internet reads a model).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ArtifactRelay {
+    /// The Host nodes send, e.g. `artifacts.cdn.lingjing.test` (under the platform zone,
+    /// which no tenant may hold).
+    pub hostname: String,
+    /// The control plane's API, the relay's origin, e.g. `https://127.0.0.1:7700`.
+    pub upstream: String,
+    /// PEM of the CA its certificate is checked against, besides the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_ca: Option<String>,
+    /// The addresses of the platform's nodes: the only clients the relay answers.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub clients: Vec<IpAddr>,
 }
 
 /// A storage node's disk, reported with its heartbeats.

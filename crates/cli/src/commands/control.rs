@@ -22,20 +22,33 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     let store = Store::open(&args.db)
         .await
         .with_context(|| format!("cannot open the database {}", args.db))?;
-    let http = lingjing_control::server::HttpOptions {
-        tls: match (&args.tls_cert, &args.tls_key) {
-            (Some(cert), Some(key)) => Some(lingjing_control::server::TlsFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-            }),
-            _ => None,
-        },
-        limits: lingjing_control::server::ServerLimits {
-            max_connections: args.max_connections as usize,
-            ..Default::default()
-        },
-        mount: Some(super::console()),
-    };
+    let http =
+        lingjing_control::server::HttpOptions {
+            tls: match (&args.tls_cert, &args.tls_key) {
+                (Some(cert), Some(key)) => Some(lingjing_control::server::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            },
+            limits: lingjing_control::server::ServerLimits {
+                max_connections: args.max_connections as usize,
+                ..Default::default()
+            },
+            mount: Some(super::console()),
+            relay: match args.artifact_relay {
+                true => Some(lingjing_control::server::RelaySettings {
+                    upstream: args.artifact_relay_upstream.clone(),
+                    ca_pem: match &args.artifact_relay_ca {
+                        Some(path) => Some(std::fs::read_to_string(path).with_context(|| {
+                            format!("cannot read the relay CA {}", path.display())
+                        })?),
+                        None => None,
+                    },
+                }),
+                false => None,
+            },
+        };
     if http.tls.is_none() && !args.listen.ip().is_loopback() {
         tracing::warn!(listen = %args.listen, "serving the control API in plain HTTP on a non-loopback address: give --tls-cert and --tls-key");
     }

@@ -36,24 +36,32 @@ pub async fn run(global: &Global, args: EdgeArgs) -> anyhow::Result<()> {
     config.threads = args.threads.unwrap_or_else(lingjing_edge::cores::available);
     args.limits.apply(&mut config);
     args.defence.apply(&mut config);
-    let edge = Edge::new(&config);
-    let _agent = match &args.standalone {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the snapshot file {}", path.display()))?;
-            let snapshot: Snapshot<EdgeSnapshot> = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not an edge snapshot", path.display()))?;
-            edge.apply(&snapshot).map_err(anyhow::Error::msg)?;
-            None
-        }
+    // With a control plane, the node's credential: the artefact relay fetches with it.
+    let agent = match &args.standalone {
+        Some(_) => None,
         None => {
             let state_dir = args
                 .state_dir
                 .clone()
                 .unwrap_or_else(|| global.data_dir.join(format!("edge-{}", args.node)));
-            let config =
+            let agent =
                 agent_config(global, &args.join, &args.node, Role::Edge, &state_dir).await?;
-            Some(start_agent(Agent::new(config)?, edge.clone()))
+            config.platform_credential = Some(agent.token.clone());
+            Some(agent)
+        }
+    };
+    let edge = Edge::new(&config);
+    let _agent = match agent {
+        Some(agent) => Some(start_agent(Agent::new(agent)?, edge.clone())),
+        None => {
+            if let Some(path) = &args.standalone {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the snapshot file {}", path.display()))?;
+                let snapshot: Snapshot<EdgeSnapshot> = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not an edge snapshot", path.display()))?;
+                edge.apply(&snapshot).map_err(anyhow::Error::msg)?;
+            }
+            None
         }
     };
     let handle = lingjing_edge::start(&config, edge).await?;

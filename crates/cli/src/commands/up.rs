@@ -71,6 +71,11 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
         lingjing_control::server::HttpOptions {
             tls: Some(tls.server.clone()),
             mount: Some(super::console()),
+            // The edges carry edge AI models to the AI node (trusting up's own CA).
+            relay: Some(lingjing_control::server::RelaySettings {
+                upstream: None,
+                ca_pem: std::fs::read_to_string(&tls.ca).ok(),
+            }),
             ..Default::default()
         },
         store,
@@ -369,17 +374,18 @@ async fn start_edges(
             .with_context(|| format!("cannot create {}", cache_dir.display()))?;
         config.disk_dir = Some(cache_dir);
         config.disk_bytes = 1024 * 1024 * 1024;
+        let agent_config = node_agent(
+            client,
+            ca,
+            &node.id,
+            lingjing_model::snapshot::Role::Edge,
+            &state_dir,
+        )
+        .await?;
+        // The artefact relay fetches from the control plane with the node's credential.
+        config.platform_credential = Some(agent_config.token.clone());
         let edge = lingjing_edge::Edge::new(&config);
-        let agent = lingjing_client::Agent::new(
-            node_agent(
-                client,
-                ca,
-                &node.id,
-                lingjing_model::snapshot::Role::Edge,
-                &state_dir,
-            )
-            .await?,
-        )?;
+        let agent = lingjing_client::Agent::new(agent_config)?;
         let agent = super::edge::start_agent(agent, edge.clone());
         let handle = lingjing_edge::start(&config, edge).await.with_context(|| {
             format!(

@@ -174,21 +174,30 @@ fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
 /// `lingjing control` on `db` (a database URL), listening on `listen`; returns it and
 /// its URL.
 pub fn start_control(db: &str, token_file: &Path, listen: &str) -> (Proc, String) {
-    let mut p = Proc::spawn(
-        "lingjing control",
-        [
-            "control".as_ref(),
-            "--db".as_ref(),
-            db.as_ref(),
-            "--listen".as_ref(),
-            listen.as_ref(),
-            "--token-file".as_ref(),
-            token_file.as_os_str(),
-            // Test origins listen on 127.0.0.1 (the nodes are on 127.0.1.x).
-            "--allow-origin".as_ref(),
-            "127.0.0.1/32".as_ref(),
-        ],
-    );
+    start_control_with(db, token_file, listen, &[])
+}
+
+/// [`start_control`] with `extra` command-line arguments.
+pub fn start_control_with(
+    db: &str,
+    token_file: &Path,
+    listen: &str,
+    extra: &[&str],
+) -> (Proc, String) {
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "control".into(),
+        "--db".into(),
+        db.into(),
+        "--listen".into(),
+        listen.into(),
+        "--token-file".into(),
+        token_file.into(),
+        // Test origins listen on 127.0.0.1 (the nodes are on 127.0.1.x).
+        "--allow-origin".into(),
+        "127.0.0.1/32".into(),
+    ];
+    args.extend(extra.iter().map(Into::into));
+    let mut p = Proc::spawn("lingjing control", args);
     let url = p.wait_for("its URL", |l| {
         l.split("lingjing control plane on ")
             .nth(1)

@@ -8,6 +8,9 @@
 //! resolved address against the snapshot's origin policy before connecting. Separate pools
 //! also mean an origin whose authority equals a parent's address never reuses a parent's
 //! (unchecked) connection.
+//! The S3 gateways of bucket origins and the artefact relay's upstream (the control
+//! plane, `crate::relay`, sent this node's own credential: [`Target::platform_auth`]) are
+//! platform endpoints too, and use the trusted pools.
 //!
 //! Upstreams over TLS (origins with `tls`, parents for services with a certificate) go
 //! through [`tls`]: one pooled client per address and trust, HTTP/2 when offered.
@@ -61,6 +64,10 @@ pub struct Target {
     /// An S3 gateway holding the service's bucket: the request is rewritten to read the
     /// object and signed ([`bucket`]).
     pub bucket: Option<Arc<bucket::BucketAccess>>,
+    /// A platform endpoint (the artefact relay's upstream, `crate::relay`): reached
+    /// through the trusted pools, as parents are, with this `Authorization` (this node's
+    /// own credential) in place of any the request had.
+    pub platform_auth: Option<HeaderValue>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,6 +215,7 @@ pub fn targets(route: &ServiceRoute, key: &str, client_host: &str) -> Vec<Target
                 tier: Tier::Parent,
                 tls,
                 bucket: None,
+                platform_auth: None,
             });
         }
     }
@@ -225,6 +233,7 @@ pub fn targets(route: &ServiceRoute, key: &str, client_host: &str) -> Vec<Target
                     tier: Tier::Origin,
                     tls: None,
                     bucket: Some(b.access.clone()),
+                    platform_auth: None,
                 });
             }
         }
@@ -275,6 +284,7 @@ fn origin_target(route: &ServiceRoute, o: &lingjing_model::Origin, client_host: 
         tier: Tier::Origin,
         tls,
         bucket: None,
+        platform_auth: route.relay.as_ref().and_then(|r| r.authorization.clone()),
     }
 }
 
@@ -371,6 +381,9 @@ impl Upstream {
                         h.insert(header::HOST, v);
                     }
                     crate::guard::mark_parent_fetch(h, target.tier == Tier::Parent, &self.node_id);
+                    if let Some(auth) = &target.platform_auth {
+                        h.insert(header::AUTHORIZATION, auth.clone());
+                    }
                 }
                 crate::guard::append_cdn_loop(h, &self.cdn_info);
             }
@@ -382,18 +395,21 @@ impl Upstream {
             let tier_metrics = metrics.tier(target.tier);
             let started = Instant::now();
             let pools = self.pools();
-            let sent = match (&target.tls, target.tier) {
-                // The S3 gateways are platform nodes: the trusted pool, as for parents.
-                (None, Tier::Parent) => pools.parents.request(req),
-                (None, Tier::Origin) if target.bucket.is_some() => pools.parents.request(req),
-                (None, Tier::Origin) => pools.origins.load().request(req),
-                (Some(trust), tier) => {
-                    let client = match tier {
-                        Tier::Parent => pools
+            // The S3 gateways and the relay's upstream are the platform's own endpoints:
+            // the trusted pools, as for parents (the origin policy is for tenants' origins).
+            let trusted = target.tier == Tier::Parent
+                || target.bucket.is_some()
+                || target.platform_auth.is_some();
+            let sent = match (&target.tls, trusted) {
+                (None, true) => pools.parents.request(req),
+                (None, false) => pools.origins.load().request(req),
+                (Some(trust), trusted) => {
+                    let client = match trusted {
+                        true => pools
                             .parents_tls
                             .client(authority, trust)
                             .map(|c| c.request(req)),
-                        Tier::Origin => pools
+                        false => pools
                             .origins_tls
                             .client(authority, trust)
                             .map(|c| c.request(req)),
