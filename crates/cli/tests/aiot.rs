@@ -353,6 +353,27 @@ impl AiotNode {
     }
 }
 
+/// `curl` posts the upright text line to the node at `base`: `version` answers that it is
+/// upright.
+fn curl_infers(base: &str, version: u64) {
+    let out = Command::new("curl")
+        .args(["-sS", "--fail-with-body", "-H", "content-type: image/png"])
+        .arg("--data-binary")
+        .arg(format!("@{}", fixture("text-upright.png").display()))
+        .arg(format!("{base}/v1/infer/{MODEL}"))
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let body: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(body["version"], version, "{body:#}");
+    assert_eq!(body["labels"][0]["label"], "0", "{body:#}");
+    assert!(body["labels"][0]["score"].as_f64().expect("score") > 0.9);
+}
+
 /// Plane with nodes, v1 pushed and committed on every one.
 async fn with_v1(nodes: &[&str]) -> (Plane, Vec<AiotNode>) {
     let plane = Plane::start(nodes).await;
@@ -378,23 +399,7 @@ async fn with_v1(nodes: &[&str]) -> (Plane, Vec<AiotNode>) {
 async fn a_rollout_commits_on_three_nodes_and_each_serves_inference() {
     let (plane, nodes) = with_v1(&["ai-1", "ai-2", "ai-3"]).await;
     for n in &nodes {
-        // Through curl, as an operator would check.
-        let out = Command::new("curl")
-            .args(["-sS", "--fail-with-body", "-H", "content-type: image/png"])
-            .arg("--data-binary")
-            .arg(format!("@{}", fixture("text-upright.png").display()))
-            .arg(format!("{}/v1/infer/{MODEL}", n.base))
-            .output()
-            .expect("curl");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        let body: Value = serde_json::from_slice(&out.stdout).expect("json");
-        assert_eq!(body["version"], 1, "{body:#}");
-        assert_eq!(body["labels"][0]["label"], "0", "{body:#}");
-        assert!(body["labels"][0]["score"].as_f64().expect("score") > 0.9);
+        curl_infers(&n.base, 1);
     }
     // The canary went first: its target is an earlier revision than the others'.
     let targets = plane.targets().await;
@@ -690,7 +695,7 @@ async fn a_rollout_through_the_edge_cdn_fetches_each_artefact_once() {
     plane.wait_rollout(&id, "succeeded").await;
     for n in &running {
         n.wait_stage(1, "committed").await;
-        assert_eq!(n.serving().await, 1);
+        curl_infers(&n.base, 1);
     }
     // The canary's fetches filled the edge (the model and its self-test image); the two
     // other nodes were served from its cache.
