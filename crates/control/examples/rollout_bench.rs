@@ -22,10 +22,17 @@
 //! rollout needs at least one tick per group and one more to see the last group
 //! committed: with four groups, 5 ticks, i.e. 4 to 5 s of wall time whatever N, unless
 //! the nodes take longer than a tick to commit a group. What the nodes take is measured
-//! too: per group, from the end of the step that assigned it to the last of its nodes'
-//! heartbeats answered ("reaction").
+//! too: per group, from the end of the step that assigned it to the moment the last of
+//! its nodes had the snapshot naming its target, and to the last of their heartbeats
+//! answered. The snapshot's size and the bytes the nodes received are printed: the `aiot`
+//! snapshot holds every node's targets, so each version is N answers of O(N) bytes.
 //!
-//! `cargo run --release -p lingjing-control --example rollout_bench -- [--nodes 10,100,1000] [--rounds 3] [--sites 10]`
+//! By default a simulated node heartbeats only when it commits and after a long-poll of
+//! 20 s without news. `--agent-beats-ms 2000` makes it heartbeat as `lingjing aiot`'s
+//! agent does: every 2 s and on every snapshot it applies (N/2 heartbeats a second on
+//! top, each a write of the control plane's database).
+//!
+//! `cargo run --release -p lingjing-control --example rollout_bench -- [--nodes 10,100,1000] [--rounds 3] [--sites 10] [--agent-beats-ms 2000]`
 
 use std::collections::BTreeMap;
 use std::error::Error;
@@ -62,6 +69,8 @@ struct Args {
     nodes: Vec<usize>,
     rounds: u32,
     sites: usize,
+    /// Heartbeats like the real agent: this often, and on every snapshot.
+    agent_beats: Option<Duration>,
 }
 
 fn args() -> Res<Args> {
@@ -69,6 +78,7 @@ fn args() -> Res<Args> {
         nodes: vec![10, 100, 1000],
         rounds: 3,
         sites: 10,
+        agent_beats: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -83,9 +93,15 @@ fn args() -> Res<Args> {
             }
             "--rounds" => a.rounds = value.parse().map_err(|e| format!("--rounds: {e}"))?,
             "--sites" => a.sites = value.parse().map_err(|e| format!("--sites: {e}"))?,
+            "--agent-beats-ms" => {
+                let every: u64 = value
+                    .parse()
+                    .map_err(|e| format!("--agent-beats-ms: {e}"))?;
+                a.agent_beats = (every > 0).then(|| Duration::from_millis(every));
+            }
             _ => {
                 return Err(
-                    format!("unknown {flag}; usage: rollout_bench [--nodes 10,100,1000] [--rounds 3] [--sites 10]")
+                    format!("unknown {flag}; usage: rollout_bench [--nodes 10,100,1000] [--rounds 3] [--sites 10] [--agent-beats-ms 2000]")
                         .into(),
                 );
             }
@@ -176,17 +192,81 @@ fn heartbeat(applied: u64, slot: Option<(u64, u32)>) -> Value {
     json!({ "role": "aiot", "applied_version": applied, "aiot": aiot })
 }
 
-/// One simulated edge AI node: heartbeats (counted in `online` the first time), then
-/// long-polls its snapshot and commits each new target at once; each commit (revision,
-/// when its heartbeat was answered) goes to `commits`.
+/// A node's commit of a target: its revision, when the node had the snapshot giving it,
+/// when its heartbeat reporting it committed was answered.
+type Commit = (u64, Instant, Instant);
+
+/// What the simulated nodes count together.
+#[derive(Default)]
+struct Counters {
+    /// Failed requests (each retried).
+    errors: AtomicU64,
+    /// Nodes whose first heartbeat was answered.
+    online: AtomicU64,
+    /// Snapshot bytes the nodes received.
+    snapshot_bytes: AtomicU64,
+    /// Snapshots the nodes received.
+    snapshots: AtomicU64,
+    /// Nanoseconds the nodes spent parsing them (CPU time of the simulation, not of the
+    /// control plane).
+    parse_ns: AtomicU64,
+}
+
+impl Counters {
+    /// Counts a failure; says whether to print it (the first few only).
+    fn failed(&self) -> bool {
+        self.errors.fetch_add(1, Ordering::Relaxed) < 3
+    }
+}
+
+/// One simulated edge AI node: heartbeats (counted online the first time), then
+/// long-polls its snapshot and commits each new target at once, each commit going to
+/// `commits`. With `agent_beats`, it also heartbeats that often and acknowledges every
+/// snapshot with a heartbeat, as `lingjing_client::agent` does (every 2 s, and on each
+/// applied version).
 async fn simulated_node(
     api: Api,
     id: String,
-    commits: mpsc::UnboundedSender<(u64, Instant)>,
-    errors: Arc<AtomicU64>,
-    online: Arc<AtomicU64>,
+    commits: mpsc::UnboundedSender<Commit>,
+    counters: Arc<Counters>,
+    agent_beats: Option<Duration>,
 ) {
     let beat_path = format!("/v1/nodes/{id}/heartbeat");
+    // What the node has applied, for the periodic heartbeats.
+    let applied = std::sync::Mutex::new((0u64, None::<(u64, u32)>));
+    let periodic = async {
+        let Some(every) = agent_beats else {
+            return std::future::pending::<()>().await;
+        };
+        loop {
+            tokio::time::sleep(every).await;
+            let (after, slot) = *applied.lock().expect("not poisoned");
+            let beat = heartbeat(after, slot);
+            if let Err(e) = api
+                .call(reqwest::Method::POST, &beat_path, Some(beat), &[204])
+                .await
+                && counters.failed()
+            {
+                eprintln!("{id}: heartbeat: {e}");
+            }
+        }
+    };
+    tokio::select! {
+        () = periodic => {}
+        () = poll_and_commit(&api, &id, &beat_path, &applied, &commits, &counters, agent_beats.is_some()) => {}
+    }
+}
+
+/// The long-poll loop of [`simulated_node`]; `ack`: a heartbeat for every snapshot.
+async fn poll_and_commit(
+    api: &Api,
+    id: &str,
+    beat_path: &str,
+    applied: &std::sync::Mutex<(u64, Option<(u64, u32)>)>,
+    commits: &mpsc::UnboundedSender<Commit>,
+    counters: &Counters,
+    ack: bool,
+) {
     let mut after = 0u64;
     let mut slot: Option<(u64, u32)> = None;
     let mut beat = true;
@@ -196,7 +276,7 @@ async fn simulated_node(
             match api
                 .call(
                     reqwest::Method::POST,
-                    &beat_path,
+                    beat_path,
                     Some(heartbeat(after, slot)),
                     &[204],
                 )
@@ -206,11 +286,11 @@ async fn simulated_node(
                     beat = false;
                     if first {
                         first = false;
-                        online.fetch_add(1, Ordering::Relaxed);
+                        counters.online.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 Err(e) => {
-                    if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                    if counters.failed() {
                         eprintln!("{id}: heartbeat: {e}");
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -230,7 +310,7 @@ async fn simulated_node(
         let res = match polled {
             Ok(r) => r,
             Err(e) => {
-                if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                if counters.failed() {
                     eprintln!("{id}: snapshot: {e}");
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -239,16 +319,33 @@ async fn simulated_node(
         };
         match res.status().as_u16() {
             200 => {
-                let snap: Snap = match res.json().await {
+                let parsed = match res.bytes().await {
+                    Ok(body) => {
+                        counters
+                            .snapshot_bytes
+                            .fetch_add(body.len() as u64, Ordering::Relaxed);
+                        counters.snapshots.fetch_add(1, Ordering::Relaxed);
+                        let parsing = Instant::now();
+                        let snap = serde_json::from_slice::<Snap>(&body).map_err(BoxError::from);
+                        counters
+                            .parse_ns
+                            .fetch_add(parsing.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                        snap
+                    }
+                    Err(e) => Err(e.into()),
+                };
+                let had = Instant::now();
+                let snap: Snap = match parsed {
                     Ok(s) => s,
                     Err(e) => {
-                        if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                        if counters.failed() {
                             eprintln!("{id}: snapshot body: {e}");
                         }
                         continue;
                     }
                 };
                 after = snap.version;
+                beat = ack;
                 let mine = snap
                     .body
                     .targets
@@ -257,10 +354,11 @@ async fn simulated_node(
                     .map(|t| (t.revision, t.version));
                 if mine.is_some() && mine != slot {
                     slot = mine;
+                    beat = false;
                     if api
                         .call(
                             reqwest::Method::POST,
-                            &beat_path,
+                            beat_path,
                             Some(heartbeat(after, slot)),
                             &[204],
                         )
@@ -268,18 +366,19 @@ async fn simulated_node(
                         .is_ok()
                     {
                         if let Some((revision, _)) = slot {
-                            let _ = commits.send((revision, Instant::now()));
+                            let _ = commits.send((revision, had, Instant::now()));
                         }
                     } else {
-                        errors.fetch_add(1, Ordering::Relaxed);
+                        counters.errors.fetch_add(1, Ordering::Relaxed);
                         beat = true;
                     }
                 }
+                *applied.lock().expect("not poisoned") = (after, slot);
             }
             // Nothing new for POLL_MS: heartbeat, as a node does.
             304 => beat = true,
             other => {
-                if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                if counters.failed() {
                     eprintln!("{id}: snapshot answered {other}");
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -302,8 +401,19 @@ struct RoundResult {
     ticks: usize,
     /// Per tick of this rollout: ms of `step_rollouts`, nodes assigned.
     steps: Vec<(f64, usize)>,
-    /// Per group: nodes, ms from the end of the step that assigned it to its last commit.
-    reactions: Vec<(usize, f64)>,
+    /// Per group: nodes; ms from the end of the step that assigned it to the last of its
+    /// nodes having the snapshot, and to the last of their commits answered.
+    reactions: Vec<(usize, f64, f64)>,
+}
+
+/// This process's CPU time (user + system, all threads) in seconds, from /proc/self/stat.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces: count the fields after its ")".
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // USER_HZ is 100 on Linux (sysconf(_SC_CLK_TCK); no libc here).
+    Some(ticks / 100.0)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -355,8 +465,11 @@ async fn fleet(api: &Api, n: usize, sites: usize, versions: u32) -> Res<Vec<(Str
         json!({"id": "cn", "name": "Region cn", "parent": null, "level": "country"}),
     )
     .await?;
-    api.post("/v1/lines", json!({"id": "telecom", "name": "Line telecom"}))
-        .await?;
+    api.post(
+        "/v1/lines",
+        json!({"id": "telecom", "name": "Line telecom"}),
+    )
+    .await?;
     let sites = sites.min(n);
     for s in 0..sites {
         api.post(
@@ -425,7 +538,7 @@ async fn round(
     api: &Api,
     version: u32,
     ticks: &mut mpsc::UnboundedReceiver<Tick>,
-    commits: &mut mpsc::UnboundedReceiver<(u64, Instant)>,
+    commits: &mut mpsc::UnboundedReceiver<Commit>,
 ) -> Res<RoundResult> {
     while ticks.try_recv().is_ok() {}
     while commits.try_recv().is_ok() {}
@@ -458,22 +571,28 @@ async fn round(
         }
     };
     let wall_ms = ms(end - t0);
-    let mut last: BTreeMap<u64, (usize, Instant)> = BTreeMap::new();
-    while let Ok((revision, at)) = commits.try_recv() {
-        let e = last.entry(revision).or_insert((0, at));
+    // Per revision: commits, the last snapshot had, the last commit answered.
+    let mut last: BTreeMap<u64, (usize, Instant, Instant)> = BTreeMap::new();
+    while let Ok((revision, had, done)) = commits.try_recv() {
+        let e = last.entry(revision).or_insert((0, had, done));
         e.0 += 1;
-        e.1 = e.1.max(at);
+        e.1 = e.1.max(had);
+        e.2 = e.2.max(done);
     }
     let mut reactions = Vec::new();
     for (v, (n, ended)) in &assigned {
-        let (got, at) = last
+        let (got, had, done) = last
             .get(v)
             .copied()
             .ok_or_else(|| format!("no commit of revision {v}"))?;
         if got != *n {
             return Err(format!("revision {v}: {got} commits of {n} nodes").into());
         }
-        reactions.push((*n, ms(at.saturating_duration_since(*ended))));
+        reactions.push((
+            *n,
+            ms(had.saturating_duration_since(*ended)),
+            ms(done.saturating_duration_since(*ended)),
+        ));
     }
     Ok(RoundResult {
         create_ms,
@@ -517,25 +636,24 @@ async fn one_size(n: usize, a: &Args) -> Res<Vec<RoundResult>> {
         setup.elapsed().as_secs_f64()
     );
     let (commit_tx, mut commits) = mpsc::unbounded_channel();
-    let errors = Arc::new(AtomicU64::new(0));
-    let beating = Arc::new(AtomicU64::new(0));
+    let counters = Arc::new(Counters::default());
     let mut tasks = Vec::with_capacity(n);
     for (id, node_api) in nodes {
         tasks.push(tokio::spawn(simulated_node(
             node_api,
             id,
             commit_tx.clone(),
-            errors.clone(),
-            beating.clone(),
+            counters.clone(),
+            a.agent_beats,
         )));
     }
     // Every node online (its first heartbeat answered) before the first rollout.
     let online = Instant::now();
-    while (beating.load(Ordering::Relaxed) as usize) < n {
+    while (counters.online.load(Ordering::Relaxed) as usize) < n {
         if online.elapsed() > Duration::from_secs(120) {
             return Err(format!(
                 "only {} of {n} nodes heartbeated within 120 s",
-                beating.load(Ordering::Relaxed)
+                counters.online.load(Ordering::Relaxed)
             )
             .into());
         }
@@ -577,6 +695,12 @@ async fn one_size(n: usize, a: &Args) -> Res<Vec<RoundResult>> {
     // Start the first rollout at a random point of the driver's second, like the others.
     tokio::time::sleep(Duration::from_millis(1234)).await;
     let mut results = Vec::new();
+    let (bytes_before, snapshots_before, parse_before) = (
+        counters.snapshot_bytes.load(Ordering::Relaxed),
+        counters.snapshots.load(Ordering::Relaxed),
+        counters.parse_ns.load(Ordering::Relaxed),
+    );
+    let (cpu_before, wall_before) = (cpu_seconds(), Instant::now());
     for r in 1..=a.rounds {
         let res = round(&api, r, &mut ticks, &mut commits).await?;
         let steps: Vec<String> = res
@@ -587,11 +711,12 @@ async fn one_size(n: usize, a: &Args) -> Res<Vec<RoundResult>> {
         let reactions: Vec<String> = res
             .reactions
             .iter()
-            .map(|(k, t)| format!("{k} in {t:.0} ms"))
+            .map(|(k, had, done)| format!("{k} in {had:.0}/{done:.0} ms"))
             .collect();
         println!(
             "N={n} round {r}: succeeded {:.0} ms after the POST ({:.1} ms), {} ticks; \
-             driver steps (time/nodes assigned): {}; groups committed: {}",
+             driver steps (time/nodes assigned): {}; groups (nodes in ms after their step: \
+             all had the snapshot/all committed): {}",
             res.wall_ms,
             res.create_ms,
             res.ticks,
@@ -602,7 +727,36 @@ async fn one_size(n: usize, a: &Args) -> Res<Vec<RoundResult>> {
         // The next rollout at another point of the second.
         tokio::time::sleep(Duration::from_millis(1000 + 377 * u64::from(r))).await;
     }
-    let failures = errors.load(Ordering::Relaxed);
+    let (cpu_after, wall) = (cpu_seconds(), wall_before.elapsed().as_secs_f64());
+    if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
+        eprintln!(
+            "N={n}: CPU of this process (control plane and simulated nodes) over the rounds: \
+             {:.1} s in {wall:.1} s of wall time ({:.0}% of one core); the nodes' JSON \
+             parsing of snapshots alone {:.1} s",
+            after - before,
+            (after - before) / wall * 100.0,
+            (counters.parse_ns.load(Ordering::Relaxed) - parse_before) as f64 / 1e9
+        );
+    }
+    let snapshot = api
+        .http
+        .get(format!(
+            "{}/v1/snapshots/aiot?after=0&timeout_ms=0",
+            api.base
+        ))
+        .bearer_auth(&api.token)
+        .send()
+        .await?
+        .bytes()
+        .await?;
+    eprintln!(
+        "N={n}: the aiot snapshot is {:.1} KiB with every node's target; over the rounds the \
+         nodes received {} snapshots, {:.1} MiB",
+        snapshot.len() as f64 / 1024.0,
+        counters.snapshots.load(Ordering::Relaxed) - snapshots_before,
+        (counters.snapshot_bytes.load(Ordering::Relaxed) - bytes_before) as f64 / 1048576.0
+    );
+    let failures = counters.errors.load(Ordering::Relaxed);
     if failures > 0 {
         eprintln!("N={n}: {failures} failed requests of the simulated nodes (retried)");
     }
@@ -627,16 +781,18 @@ async fn main() -> Res<()> {
     }
     println!();
     println!(
-        "| nodes | groups | wall s, POST to succeeded | ticks | slowest group committed, ms after its step | driver step ms, median (max) | POST /v1/rollouts ms |"
+        "| nodes | groups | wall s, POST to succeeded | ticks | slowest group: all had the snapshot, ms after its step | all committed | driver step ms, median (max) | POST /v1/rollouts ms |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for (n, results) in &table {
         let wall: Vec<f64> = results.iter().map(|r| r.wall_ms / 1000.0).collect();
         let ticks: Vec<f64> = results.iter().map(|r| r.ticks as f64).collect();
-        let slowest: Vec<f64> = results
-            .iter()
-            .map(|r| r.reactions.iter().map(|x| x.1).fold(0.0, f64::max))
-            .collect();
+        let slowest = |pick: fn(&(usize, f64, f64)) -> f64| -> Vec<f64> {
+            results
+                .iter()
+                .map(|r| r.reactions.iter().map(pick).fold(0.0, f64::max))
+                .collect()
+        };
         let steps: Vec<f64> = results
             .iter()
             .flat_map(|r| r.steps.iter().map(|s| s.0))
@@ -648,11 +804,12 @@ async fn main() -> Res<()> {
             .unwrap_or_default();
         let (step_median, _, step_max) = stats(&steps);
         println!(
-            "| {n} | {} | {} | {} | {} | {step_median:.1} ({step_max:.1}) | {} |",
+            "| {n} | {} | {} | {} | {} | {} | {step_median:.1} ({step_max:.1}) | {} |",
             groups.join("+"),
             cell(&wall, 2),
             cell(&ticks, 0),
-            cell(&slowest, 0),
+            cell(&slowest(|x| x.1), 0),
+            cell(&slowest(|x| x.2), 0),
             cell(&create, 1),
         );
     }

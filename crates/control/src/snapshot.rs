@@ -33,6 +33,9 @@ pub type Body = axum::body::Bytes;
 pub struct Hub {
     version: watch::Sender<u64>,
     cache: Mutex<HashMap<Role, (u64, Body)>>,
+    /// One build at a time per role: the pollers a new version wakes (a thousand nodes)
+    /// wait for that build instead of each making its own.
+    building: HashMap<Role, tokio::sync::Mutex<()>>,
     ctx: Arc<ViewContext>,
 }
 
@@ -41,6 +44,10 @@ impl Hub {
         Arc::new(Hub {
             version: watch::Sender::new(version),
             cache: Mutex::new(HashMap::new()),
+            building: Role::ALL
+                .iter()
+                .map(|r| (*r, tokio::sync::Mutex::new(())))
+                .collect(),
             ctx,
         })
     }
@@ -77,12 +84,24 @@ impl Hub {
 
     /// The serialised snapshot for `role` at the newest version, built once per version.
     pub async fn snapshot(&self, store: &Store, role: Role) -> Result<(u64, Body), StoreError> {
-        let current = self.current();
-        if let Ok(cache) = self.cache.lock()
-            && let Some((v, body)) = cache.get(&role)
-            && *v >= current
-        {
-            return Ok((*v, body.clone()));
+        let cached = |current: u64| {
+            self.cache.lock().ok().and_then(|cache| {
+                cache
+                    .get(&role)
+                    .filter(|(v, _)| *v >= current)
+                    .map(|(v, body)| (*v, body.clone()))
+            })
+        };
+        if let Some(hit) = cached(self.current()) {
+            return Ok(hit);
+        }
+        let _building = match self.building.get(&role) {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
+        // Built by the poller this one waited for.
+        if let Some(hit) = cached(self.current()) {
+            return Ok(hit);
         }
         let mut tx = store.read().await?;
         let bytes = match role {
