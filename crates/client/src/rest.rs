@@ -241,6 +241,16 @@ impl Client {
         Self::json(self.send(req).await?).await
     }
 
+    /// Whether `HEAD path` finds something (200: true, 404: false; anything else is an
+    /// error).
+    pub async fn exists(&self, path: &str) -> Result<bool, ClientError> {
+        match self.send(self.request(Method::HEAD, path)).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.status() == Some(404) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `DELETE path`.
     pub async fn delete(&self, path: &str) -> Result<(), ClientError> {
         self.send(self.request(Method::DELETE, path)).await?;

@@ -108,6 +108,14 @@ async fn digest_of(path: &Path) -> anyhow::Result<(String, u64)> {
 async fn upload(global: &Global, path: &Path) -> anyhow::Result<String> {
     let c = client(global)?;
     let (digest, size) = digest_of(path).await?;
+    // Kept already: nothing to send (the control plane would answer at once, without
+    // reading the body, and a client still sending it may see the connection closed).
+    if c.exists(&format!("/v1/artifacts/sha256/{digest}"))
+        .await
+        .map_err(explain)?
+    {
+        return Ok(digest);
+    }
     let bar = ProgressBar::new(size);
     bar.set_style(
         ProgressStyle::with_template(
