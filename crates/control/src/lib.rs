@@ -19,6 +19,7 @@ pub mod defence;
 pub mod error;
 pub mod health;
 pub mod hostnames;
+pub mod inspection;
 pub mod listener;
 pub mod metering;
 pub mod origins;

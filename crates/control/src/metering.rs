@@ -1,5 +1,5 @@
 //! Metering upkeep: once at start and then every hour, the samples past the retention
-//! are removed and (PostgreSQL) the coming months' partitions made
+//! are removed (and road inspection's frames past theirs) and (PostgreSQL) the coming months' partitions made
 //! (`store::meter::maintain`). Intake is in the heartbeat handler (`api::agents`), reads
 //! in `api::usage`.
 
@@ -26,7 +26,15 @@ pub async fn pass(state: &AppState) -> Result<(), crate::error::StoreError> {
     let mut w = state.store.write(false).await?;
     let backend = state.store.backend();
     let (deleted, dropped) = crate::store::meter::maintain(&mut w.tx, backend, now, cutoff).await?;
+    let frames = crate::store::inspect::prune_frames(
+        &mut w.tx,
+        now - crate::inspection::FRAME_RETENTION_DAYS * 86_400_000,
+    )
+    .await?;
     w.commit().await?;
+    if frames > 0 {
+        tracing::info!(frames, "road inspection: frames past the retention removed");
+    }
     if deleted > 0 || dropped > 0 {
         tracing::info!(
             deleted,

@@ -349,6 +349,7 @@ pub async fn build_aiot(
             }
         }
     }
+    let devices = crate::store::inspect::patrol_devices(&mut *conn).await?;
     Ok(Snapshot {
         version,
         role: Role::Aiot,
@@ -359,6 +360,7 @@ pub async fn build_aiot(
             artifact_sources: Vec::new(),
             relay_host: ctx.relay.as_ref().map(|_| relay_host(&ctx.zone)),
             relays,
+            devices,
         },
     })
 }

@@ -1464,7 +1464,25 @@ async fn openapi_document_lists_every_route() {
         routes.push((format!("/v1/{kind}"), &["get", "post"]));
         routes.push((format!("/v1/{kind}/{{id}}"), &["get", "put", "delete"]));
     }
-    let others: [(&str, &[&str]); 57] = [
+    let others: [(&str, &[&str]); 75] = [
+        ("/v1/devices", &["get", "post"]),
+        ("/v1/devices/{id}", &["get", "put", "delete"]),
+        ("/v1/devices/{id}/token", &["post"]),
+        ("/v1/crews", &["get", "post"]),
+        ("/v1/crews/{id}", &["get", "put", "delete"]),
+        ("/v1/tenants/{id}/inspect-policy", &["get", "put"]),
+        ("/v1/inspect/frames", &["post"]),
+        ("/v1/inspect/runs", &["get"]),
+        ("/v1/inspect/runs/{id}", &["get"]),
+        ("/v1/inspect/report", &["get"]),
+        ("/v1/defects", &["get"]),
+        ("/v1/defects/{id}", &["get"]),
+        ("/v1/defects/{id}/evidence/{stream}/{seq}", &["get"]),
+        ("/v1/work-orders", &["get"]),
+        ("/v1/work-orders/{id}", &["get"]),
+        ("/v1/work-orders/{id}/actions", &["post"]),
+        ("/open311/v2/{file}", &["get", "post"]),
+        ("/open311/v2/requests/{file}", &["get"]),
         ("/v1/models", &["get"]),
         ("/v1/models/{model}/versions", &["get", "post"]),
         ("/v1/models/{model}/versions/{version}", &["get"]),

@@ -400,6 +400,9 @@ pub struct AiotSnapshot {
     /// The Host of the edges' artefact relay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay_host: Option<String>,
+    /// The tenants' patrol cameras whose frames nodes take (road inspection).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<crate::inspect::PatrolDevice>,
 }
 
 /// The edges one node fetches artefacts through.

@@ -12,6 +12,7 @@ pub mod colocation;
 pub mod defence;
 pub mod erasure;
 pub mod ident;
+pub mod inspect;
 pub mod ipam;
 pub mod line;
 pub mod metering;

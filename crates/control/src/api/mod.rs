@@ -8,10 +8,12 @@ pub mod colocation;
 mod crud;
 pub mod defence;
 pub mod hostnames;
+pub mod inspect;
 mod ipam;
 mod lines;
 mod models;
 mod nodes;
+pub mod open311;
 pub mod openapi;
 pub mod purges;
 pub mod rollouts;
@@ -102,6 +104,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crud::routes::<Tenant>())
         .merge(crud::routes::<Service>())
         .merge(crud::routes::<lingjing_model::colocation::Cabinet>())
+        .merge(crud::routes::<lingjing_model::inspect::Device>())
+        .merge(crud::routes::<lingjing_model::inspect::Crew>())
         .merge(hostnames::routes())
         .merge(ipam::routes())
         .merge(lines::routes().layer(axum::extract::DefaultBodyLimit::max(MAX_BULK_BODY_BYTES)))
@@ -118,6 +122,8 @@ pub fn router(state: AppState) -> Router {
         .merge(artifacts::routes().layer(axum::extract::DefaultBodyLimit::disable()))
         .merge(models::routes())
         .merge(rollouts::routes())
+        .merge(inspect::routes())
+        .merge(open311::routes())
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(|| async {

@@ -1062,7 +1062,10 @@ pub fn document() -> OpenApi {
         crud_ops::<Service>(),
         crud_ops::<DnsRecord>(),
         crud_ops::<lingjing_model::colocation::Cabinet>(),
+        crud_ops::<lingjing_model::inspect::Device>(),
+        crud_ops::<lingjing_model::inspect::Crew>(),
         other_ops(),
+        inspect_ops(),
     ];
     for op in ops.into_iter().flatten() {
         op.add_to(&mut paths);
@@ -1083,6 +1086,28 @@ pub fn document() -> OpenApi {
     components = add_schema::<lingjing_model::colocation::Assignment>(components);
     components = add_schema::<lingjing_model::colocation::CrossConnect>(components);
     components = add_schema::<lingjing_model::colocation::CabinetStatus>(components);
+    components = add_resource::<lingjing_model::inspect::Device>(components);
+    components = add_resource::<lingjing_model::inspect::Crew>(components);
+    components = add_schema::<lingjing_model::inspect::DetectRule>(components);
+    components = add_schema::<lingjing_model::inspect::Area>(components);
+    components = add_schema::<lingjing_model::inspect::InspectPolicy>(components);
+    components = add_schema::<lingjing_model::inspect::FrameBatch>(components);
+    components = add_schema::<lingjing_model::inspect::FrameRecord>(components);
+    components = add_schema::<lingjing_model::inspect::Detection>(components);
+    components = add_schema::<lingjing_model::inspect::FrameAck>(components);
+    components = add_schema::<super::inspect::DeviceToken>(components);
+    components = add_schema::<super::inspect::RunView>(components);
+    components = add_schema::<super::inspect::DefectView>(components);
+    components = add_schema::<super::inspect::WorkOrderView>(components);
+    components = add_schema::<super::inspect::OrderAction>(components);
+    components = add_schema::<crate::store::inspect::Run>(components);
+    components = add_schema::<crate::store::inspect::Defect>(components);
+    components = add_schema::<crate::store::inspect::Evidence>(components);
+    components = add_schema::<crate::store::inspect::WorkOrder>(components);
+    components = add_schema::<crate::store::inspect::OrderEvent>(components);
+    components = add_schema::<lingjing_inspect::report::WeeklyReport>(components);
+    components = add_schema::<lingjing_inspect::report::ClassLine>(components);
+    components = add_schema::<lingjing_inspect::Action>(components);
     components = add_schema::<Allocation>(components);
     components = add_schema::<AllocateRequest>(components);
     components = add_schema::<LinePrefix>(components);
@@ -1199,4 +1224,173 @@ pub fn document() -> OpenApi {
             Vec::<String>::new(),
         )]))
         .build()
+}
+
+/// Road inspection (issue 17) and Open311.
+fn inspect_ops() -> Vec<Op> {
+    let text = String::schema;
+    let list = |op: Op| {
+        op.query(
+            "tenant",
+            "Only this tenant's (the operator's choice; a tenant reads its own)",
+            text(),
+        )
+        .query(
+            "limit",
+            "At most this many (1 to 1000, default 100)",
+            u64::schema(),
+        )
+        .query("offset", "Skip this many", u64::schema())
+    };
+    vec![
+        Op::new(
+            HttpMethod::Post,
+            "/v1/inspect/frames",
+            "inspection",
+            "forward_frames",
+            "Frames from an edge AI node's outbox (node credential): records at or below the stream's last kept one are skipped, so a batch sent again changes nothing",
+        )
+        .body("application/json", schema_ref("FrameBatch"))
+        .ok("200", "Kept through `through`", Some(schema_ref("FrameAck")))
+        .err("422", "A record is invalid (named)"),
+        Op::new(
+            HttpMethod::Post,
+            "/v1/devices/{id}/token",
+            "inspection",
+            "issue_device_token",
+            "A new credential for a patrol camera (shown once; replaces the earlier one); the nodes learn it with the next snapshot",
+        )
+        .ok("200", "The credential", Some(schema_ref("DeviceToken")))
+        .err("404", "No such device"),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/tenants/{id}/inspect-policy",
+            "inspection",
+            "get_inspect_policy",
+            "A tenant's inspection policy (merge distance, threshold, verification)",
+        )
+        .ok("200", "The policy", Some(schema_ref("InspectPolicy"))),
+        Op::new(
+            HttpMethod::Put,
+            "/v1/tenants/{id}/inspect-policy",
+            "inspection",
+            "set_inspect_policy",
+            "Set a tenant's inspection policy",
+        )
+        .body("application/json", schema_ref("InspectPolicy"))
+        .ok("200", "Set", Some(schema_ref("InspectPolicy")))
+        .err("422", "Invalid (the field is named)"),
+        list(Op::new(
+            HttpMethod::Get,
+            "/v1/inspect/runs",
+            "inspection",
+            "list_runs",
+            "Inspection runs (patrols), newest first",
+        ))
+        .ok("200", "Runs", Some(array_of("Run"))),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/inspect/runs/{id}",
+            "inspection",
+            "get_run",
+            "A run with the path it covered",
+        )
+        .query("tenant", "The run's tenant (the operator names it)", text())
+        .ok("200", "The run", Some(schema_ref("RunView")))
+        .err("404", "No such run"),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/inspect/report",
+            "inspection",
+            "weekly_report",
+            "Defects found, fixed and closed, time to fix by class, overdue orders, over a window (default the last 7 days)",
+        )
+        .query("tenant", "The tenant (the operator names it)", text())
+        .query("from", "Start, RFC 3339", text())
+        .query("to", "End, RFC 3339, exclusive (default now)", text())
+        .ok("200", "The report", Some(schema_ref("WeeklyReport"))),
+        list(Op::new(
+            HttpMethod::Get,
+            "/v1/defects",
+            "inspection",
+            "list_defects",
+            "Defects, newest first seen first (`X-Total-Count`: how many in all)",
+        ))
+        .query("state", "open, dismissed, duplicate or repaired", text())
+        .query("class", "A class code, e.g. D40", text())
+        .ok("200", "Defects", Some(array_of("Defect"))),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/defects/{id}",
+            "inspection",
+            "get_defect",
+            "A defect with its evidence frames and its work order",
+        )
+        .ok("200", "The defect", Some(schema_ref("DefectView")))
+        .err("404", "No such defect"),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/defects/{id}/evidence/{stream}/{seq}",
+            "inspection",
+            "get_evidence_image",
+            "The image of one of a defect's evidence frames (JPEG or PNG)",
+        )
+        .ok("200", "The image", None)
+        .err("404", "No such defect or image"),
+        list(Op::new(
+            HttpMethod::Get,
+            "/v1/work-orders",
+            "inspection",
+            "list_work_orders",
+            "Work orders, oldest opened first (a queue; `X-Total-Count`: how many in all)",
+        ))
+        .query("state", "open, dispatched, in_progress, fixed, verifying, closed, duplicate, cancelled or reopened", text())
+        .query("crew", "Only this crew's", text())
+        .ok("200", "Work orders", Some(array_of("WorkOrder"))),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/work-orders/{id}",
+            "inspection",
+            "get_work_order",
+            "A work order with its defect and every transition (who, when)",
+        )
+        .ok("200", "The work order", Some(schema_ref("WorkOrderView")))
+        .err("404", "No such work order"),
+        Op::new(
+            HttpMethod::Post,
+            "/v1/work-orders/{id}/actions",
+            "inspection",
+            "act_on_work_order",
+            "Dispatch, start, fix (with a note and a photo), reopen, cancel or mark a duplicate; verify and close are the system's (a later run over the spot)",
+        )
+        .body("application/json", schema_ref("OrderAction"))
+        .ok("200", "Done", Some(schema_ref("WorkOrderView")))
+        .err("404", "No such work order")
+        .err("409", "The order's state does not allow it (the allowed actions are named)")
+        .err("422", "Invalid (the field is named)"),
+        Op::new(
+            HttpMethod::Get,
+            "/open311/v2/{file}",
+            "open311",
+            "open311_get",
+            "Open311 GeoReport v2: `services.json|xml` (the defect classes) or `requests.json|xml` (work orders; `service_request_id`, `service_code`, `start_date`, `end_date`, `status`); `api_key` names the jurisdiction",
+        )
+        .ok("200", "As the GeoReport v2 spec says", None),
+        Op::new(
+            HttpMethod::Post,
+            "/open311/v2/{file}",
+            "open311",
+            "open311_post",
+            "Open311 GeoReport v2: `requests.json|xml`, a citizen's report (form fields `service_code`, `lat`, `long`, `description`, ...), which enters the same defect flow as a model's detection",
+        )
+        .ok("200", "`[{service_request_id, service_notice, account_id}]`", None),
+        Op::new(
+            HttpMethod::Get,
+            "/open311/v2/requests/{file}",
+            "open311",
+            "open311_get_request",
+            "Open311 GeoReport v2: one request, `{id}.json|xml`",
+        )
+        .ok("200", "As the GeoReport v2 spec says", None),
+    ]
 }

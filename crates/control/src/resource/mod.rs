@@ -7,6 +7,7 @@
 //! only through `crate::store`.
 
 mod cabinet;
+mod inspect;
 mod line;
 mod node;
 mod pool;
@@ -28,6 +29,7 @@ pub use crate::context::ViewContext;
 use crate::error::{ApiError, StoreError};
 use crate::store::list_docs;
 pub use cabinet::CabinetView;
+pub use inspect::DeviceView;
 pub use line::LineView;
 pub use node::NodeView;
 pub use pool::PoolView;
@@ -162,9 +164,19 @@ pub async fn referrer_of(
                     Some(f) => Some(f),
                     None => match scan::<Service>(conn, table, id).await? {
                         Some(f) => Some(f),
-                        None => {
-                            scan::<lingjing_model::colocation::Cabinet>(conn, table, id).await?
-                        }
+                        None => match scan::<lingjing_model::colocation::Cabinet>(conn, table, id)
+                            .await?
+                        {
+                            Some(f) => Some(f),
+                            None => match scan::<lingjing_model::inspect::Device>(conn, table, id)
+                                .await?
+                            {
+                                Some(f) => Some(f),
+                                None => {
+                                    scan::<lingjing_model::inspect::Crew>(conn, table, id).await?
+                                }
+                            },
+                        },
                     },
                 },
             },

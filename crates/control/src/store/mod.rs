@@ -21,6 +21,7 @@ pub mod defence;
 mod docs;
 pub mod health;
 pub mod hostnames;
+pub mod inspect;
 pub mod ipam;
 pub mod lines;
 mod load;

@@ -1,0 +1,609 @@
+//! Road inspection in the control plane: the intake of frames from edge AI nodes
+//! (idempotent per outbox stream and sequence number), detections merged into defects,
+//! defects opening work orders dispatched to crews, and the loop closed (or reopened) by
+//! later frames over the spot. Every step of one batch runs in one transaction, so a
+//! batch is taken whole or not at all; the decisions are the pure functions of
+//! `lingjing-inspect`, the SQL is `store::inspect`'s.
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use lingjing_inspect::{Action, Verdict, WorkOrderState, haversine_m};
+use lingjing_model::inspect::{Crew, Device, FrameAck, FrameBatch, FrameRecord, InspectPolicy};
+use sqlx::AnyConnection;
+
+use crate::error::ApiError;
+use crate::store::inspect::{self as db, Defect, Evidence, OrderEvent, Run, WorkOrder};
+use crate::store::{Store, get_doc, list_docs};
+
+/// Most evidence frames a defect keeps (the best scores).
+pub const MAX_EVIDENCE: usize = 3;
+
+/// How long the frames of runs are kept (the paths runs covered; defects keep their
+/// evidence, runs their totals).
+pub const FRAME_RETENTION_DAYS: i64 = 90;
+
+/// Who did something automatically.
+pub const SYSTEM: &str = "system";
+
+/// Takes a node's batch of frames: each record after the stream's last kept one is
+/// kept once (a batch sent again after a lost answer is skipped), its detections merged
+/// into defects, and orders being verified counted down or reopened.
+pub async fn take_batch(
+    store: &Store,
+    node: &str,
+    batch: &FrameBatch,
+    now_ms: i64,
+) -> Result<FrameAck, ApiError> {
+    if batch.node != node {
+        return Err(ApiError::Forbidden(format!(
+            "this node credential belongs to node `{node}`: it may send only its own frames, not `{}`'s",
+            batch.node
+        )));
+    }
+    if batch.stream.is_empty()
+        || batch.stream.len() > 64
+        || !batch
+            .stream
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(ApiError::invalid(
+            "stream",
+            "1 to 64 letters, digits or `-`",
+        ));
+    }
+    if batch.records.len() > lingjing_model::inspect::MAX_BATCH_FRAMES {
+        return Err(ApiError::invalid(
+            "records",
+            format!(
+                "at most {} a batch",
+                lingjing_model::inspect::MAX_BATCH_FRAMES
+            ),
+        ));
+    }
+    let mut last = 0;
+    for (i, r) in batch.records.iter().enumerate() {
+        if r.seq <= last {
+            return Err(ApiError::invalid(
+                format!("records[{i}].seq"),
+                "records go in increasing order of seq, from 1",
+            ));
+        }
+        last = r.seq;
+        r.check(&format!("records[{i}]"))
+            .map_err(ApiError::Invalid)?;
+    }
+    let mut tx = store.write(false).await?;
+    let conn = &mut *tx.tx;
+    db::next_counter(conn, "intake").await?;
+    let mut through = match db::stream(conn, &batch.stream).await? {
+        Some((owner, _)) if owner != node => {
+            return Err(ApiError::Forbidden(format!(
+                "outbox stream `{}` is node `{owner}`'s",
+                batch.stream
+            )));
+        }
+        Some((_, through)) => through,
+        None => 0,
+    };
+    let mut accepted = 0;
+    let mut cache = Cache::default();
+    let kept_before = through;
+    for r in batch.records.iter().filter(|r| r.seq > kept_before) {
+        through = r.seq;
+        let Some(device) = cache.device(conn, &r.device).await? else {
+            tracing::warn!(node, device = %r.device, seq = r.seq, "a frame of a device that is not registered (deleted since?) was dropped");
+            continue;
+        };
+        let policy = cache.policy(conn, &device.tenant).await?;
+        take_frame(conn, node, &batch.stream, &device, &policy, r, now_ms).await?;
+        accepted += 1;
+    }
+    if !batch.records.is_empty() {
+        db::set_stream(conn, &batch.stream, node, through, now_ms).await?;
+    }
+    tx.commit().await?;
+    Ok(FrameAck { through, accepted })
+}
+
+#[derive(Default)]
+struct Cache {
+    devices: HashMap<String, Option<Device>>,
+    policies: HashMap<String, InspectPolicy>,
+}
+
+impl Cache {
+    async fn device(
+        &mut self,
+        conn: &mut AnyConnection,
+        id: &str,
+    ) -> Result<Option<Device>, ApiError> {
+        if !self.devices.contains_key(id) {
+            let d = get_doc::<Device>(conn, id).await?;
+            self.devices.insert(id.to_owned(), d);
+        }
+        Ok(self.devices.get(id).cloned().flatten())
+    }
+
+    async fn policy(
+        &mut self,
+        conn: &mut AnyConnection,
+        tenant: &str,
+    ) -> Result<InspectPolicy, ApiError> {
+        if !self.policies.contains_key(tenant) {
+            let p = db::policy(conn, tenant).await?;
+            self.policies.insert(tenant.to_owned(), p);
+        }
+        Ok(self.policies[tenant].clone())
+    }
+}
+
+/// One new frame: kept, counted in its run, checked against orders being verified, and
+/// its detections merged into defects.
+async fn take_frame(
+    conn: &mut AnyConnection,
+    node: &str,
+    stream: &str,
+    device: &Device,
+    policy: &InspectPolicy,
+    r: &FrameRecord,
+    now_ms: i64,
+) -> Result<(), ApiError> {
+    let tenant = device.tenant.as_str();
+    db::insert_frame(conn, stream, node, tenant, r).await?;
+    let at = (r.lat, r.lon);
+    let run = match db::run(conn, tenant, &r.run).await? {
+        Some(mut run) => {
+            run.length_m += haversine_m((run.last_lat, run.last_lon), at);
+            run.frames += 1;
+            run.detections += r.detections.len() as u64;
+            run.started_ms = run.started_ms.min(r.taken_ms);
+            run.last_ms = run.last_ms.max(r.taken_ms);
+            run.last_lat = r.lat;
+            run.last_lon = r.lon;
+            run
+        }
+        None => Run {
+            id: r.run.clone(),
+            tenant: tenant.to_owned(),
+            device: r.device.clone(),
+            started_ms: r.taken_ms,
+            last_ms: r.taken_ms,
+            frames: 1,
+            detections: r.detections.len() as u64,
+            length_m: 0.0,
+            last_lat: r.lat,
+            last_lon: r.lon,
+        },
+    };
+    db::put_run(conn, &run).await?;
+    verify(conn, tenant, policy, r, now_ms).await?;
+    // The best detection of each class in the frame is one sighting.
+    let mut best: Vec<(&str, f32)> = Vec::new();
+    for d in &r.detections {
+        match best.iter_mut().find(|(c, _)| *c == d.class) {
+            Some((_, s)) if *s >= d.score => {}
+            Some((_, s)) => *s = d.score,
+            None => best.push((&d.class, d.score)),
+        }
+    }
+    for (class, score) in best {
+        let sighting = Sighting {
+            tenant,
+            class,
+            at,
+            score,
+            taken_ms: r.taken_ms,
+            source: "patrol",
+            what: format!("seen by device `{}` (run `{}`)", r.device, r.run),
+            description: None,
+        };
+        let image = r.image.as_deref().and_then(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| {
+                    tracing::warn!(
+                        node,
+                        seq = r.seq,
+                        "an evidence image is not base64 ({e}); kept without it"
+                    )
+                })
+                .ok()
+        });
+        let evidence = Evidence {
+            stream: stream.to_owned(),
+            seq: r.seq,
+            score: f64::from(score),
+            taken_ms: r.taken_ms,
+            device: r.device.clone(),
+            frame: r.frame.clone(),
+            has_image: image.is_some(),
+        };
+        let defect = sight(conn, policy, &sighting, now_ms).await?;
+        keep_evidence(conn, &defect, evidence, image).await?;
+    }
+    Ok(())
+}
+
+/// Orders being verified whose defect this frame saw the place of: a frame that sees the
+/// class again reopens the order; enough frames that do not close it.
+async fn verify(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    policy: &InspectPolicy,
+    r: &FrameRecord,
+    now_ms: i64,
+) -> Result<(), ApiError> {
+    let at = (r.lat, r.lon);
+    let near = lingjing_inspect::geo::bbox_around(at, policy.seen_metres);
+    for (mut order, defect) in db::orders_in(conn, tenant, WorkOrderState::Verifying, near).await? {
+        if haversine_m(at, (defect.lat, defect.lon)) > policy.seen_metres
+            || order
+                .verifying_since_ms
+                .is_some_and(|since| r.taken_ms < since)
+        {
+            continue;
+        }
+        let seen = r.detections.iter().any(|d| d.class == defect.class);
+        match lingjing_inspect::verify_frame(order.clear_frames, seen, policy.verify_frames) {
+            Verdict::Pending { clear_frames } => {
+                order.clear_frames = clear_frames;
+                order.updated_ms = now_ms;
+                db::put_order(conn, &order).await?;
+            }
+            Verdict::Close => {
+                order.clear_frames = policy.verify_frames;
+                let detail = format!(
+                    "{} frames over the spot since the fix saw no {} (the last by device `{}`, run `{}`)",
+                    policy.verify_frames,
+                    lingjing_inspect::classes::class_name(&defect.class),
+                    r.device,
+                    r.run
+                );
+                apply(
+                    conn,
+                    &mut order,
+                    &Action::Close,
+                    SYSTEM,
+                    Some(detail),
+                    now_ms,
+                )
+                .await?;
+            }
+            Verdict::Reopen => {
+                reopen(
+                    conn,
+                    &mut order,
+                    format!(
+                        "still seen after the fix by device `{}` (run `{}`, frame `{}`)",
+                        r.device, r.run, r.frame
+                    ),
+                    now_ms,
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A defect seen (by a model, or reported by a citizen).
+pub struct Sighting<'a> {
+    pub tenant: &'a str,
+    pub class: &'a str,
+    pub at: (f64, f64),
+    pub score: f32,
+    pub taken_ms: i64,
+    /// `patrol` or `citizen`.
+    pub source: &'static str,
+    /// How it was seen, for the order's history.
+    pub what: String,
+    pub description: Option<String>,
+}
+
+/// Merges a sighting into the nearest defect of its class within the tenant's merge
+/// distance, or makes a new defect; opens (and dispatches) its work order when its
+/// severity reaches the tenant's threshold; reopens an order fixed since the sighting's
+/// frame was taken. Returns the defect.
+pub async fn sight(
+    conn: &mut AnyConnection,
+    policy: &InspectPolicy,
+    s: &Sighting<'_>,
+    now_ms: i64,
+) -> Result<Defect, ApiError> {
+    let near = lingjing_inspect::geo::bbox_around(s.at, policy.merge_metres);
+    let candidates = db::defects_in(conn, s.tenant, s.class, near, &["open", "dismissed"]).await?;
+    let known: Vec<lingjing_inspect::dedup::Known> = candidates
+        .iter()
+        .map(|d| lingjing_inspect::dedup::Known {
+            id: d.id.clone(),
+            class: d.class.clone(),
+            at: (d.lat, d.lon),
+        })
+        .collect();
+    let found =
+        lingjing_inspect::dedup::nearest_same_class(s.class, s.at, policy.merge_metres, &known)
+            .map(|(k, _)| k.id.clone());
+    let defect = match found.and_then(|id| candidates.into_iter().find(|d| d.id == id)) {
+        Some(mut d) => {
+            let (lat, lon) =
+                lingjing_inspect::dedup::merged_position((d.lat, d.lon), d.sightings, s.at);
+            d.lat = lat;
+            d.lon = lon;
+            d.sightings += 1;
+            d.last_seen_ms = d.last_seen_ms.max(s.taken_ms);
+            d.best_score = d.best_score.max(f64::from(s.score));
+            d.severity = d.severity.max(lingjing_inspect::classes::severity(
+                s.class,
+                d.best_score as f32,
+            ));
+            if d.description.is_none() {
+                d.description = s.description.clone();
+            }
+            db::put_defect(conn, &d).await?;
+            match db::order_of_defect(conn, &d.id).await? {
+                Some(mut order)
+                    if matches!(
+                        order.state,
+                        WorkOrderState::Fixed | WorkOrderState::Verifying
+                    ) && order.fixed_ms.is_some_and(|f| s.taken_ms >= f) =>
+                {
+                    reopen(conn, &mut order, format!("seen again: {}", s.what), now_ms).await?;
+                }
+                Some(_) => {}
+                None if d.state == "open" && d.severity >= policy.open_severity => {
+                    open_order(conn, &d, &s.what, now_ms).await?;
+                }
+                None => {}
+            }
+            d
+        }
+        None => {
+            let n = db::next_counter(conn, "defect").await?;
+            let d = Defect {
+                id: format!("D-{n}"),
+                tenant: s.tenant.to_owned(),
+                class: s.class.to_owned(),
+                lat: s.at.0,
+                lon: s.at.1,
+                state: "open".into(),
+                source: s.source.into(),
+                first_seen_ms: s.taken_ms,
+                last_seen_ms: s.taken_ms,
+                sightings: 1,
+                best_score: f64::from(s.score),
+                severity: lingjing_inspect::classes::severity(s.class, s.score),
+                description: s.description.clone(),
+            };
+            db::put_defect(conn, &d).await?;
+            if d.severity >= policy.open_severity {
+                open_order(conn, &d, &s.what, now_ms).await?;
+            }
+            d
+        }
+    };
+    Ok(defect)
+}
+
+/// Keeps a frame as a defect's evidence when it is among its best three.
+async fn keep_evidence(
+    conn: &mut AnyConnection,
+    defect: &Defect,
+    e: Evidence,
+    image: Option<Vec<u8>>,
+) -> Result<(), ApiError> {
+    let kept = db::evidence(conn, &defect.id).await?;
+    if kept.iter().any(|k| k.stream == e.stream && k.seq == e.seq) {
+        return Ok(());
+    }
+    if kept.len() >= MAX_EVIDENCE {
+        let worst = kept.last().expect("at least three kept");
+        if worst.score >= e.score {
+            return Ok(());
+        }
+        db::delete_evidence(conn, &defect.id, &worst.stream, worst.seq).await?;
+    }
+    db::insert_evidence(conn, &defect.id, &e, image).await?;
+    Ok(())
+}
+
+/// Opens a work order for a defect and dispatches it to the crew whose area holds it and
+/// has the most room, if any.
+pub async fn open_order(
+    conn: &mut AnyConnection,
+    defect: &Defect,
+    what: &str,
+    now_ms: i64,
+) -> Result<WorkOrder, ApiError> {
+    let n = db::next_counter(conn, "work_order").await?;
+    let mut order = WorkOrder {
+        id: format!("WO-{n}"),
+        tenant: defect.tenant.clone(),
+        defect: defect.id.clone(),
+        state: WorkOrderState::Open,
+        crew: None,
+        due_ms: Some(lingjing_inspect::classes::due_ms(
+            &defect.class,
+            defect.severity,
+            now_ms,
+        )),
+        opened_ms: now_ms,
+        updated_ms: now_ms,
+        fixed_ms: None,
+        closed_ms: None,
+        verifying_since_ms: None,
+        clear_frames: 0,
+        note: None,
+        photo: None,
+    };
+    db::put_order(conn, &order).await?;
+    db::add_event(
+        conn,
+        &order.id,
+        &OrderEvent {
+            seq: 0,
+            at_ms: now_ms,
+            who: SYSTEM.into(),
+            action: "open".into(),
+            from: None,
+            to: WorkOrderState::Open.as_str().into(),
+            detail: Some(format!(
+                "{} `{}` (severity {}) {what}",
+                lingjing_inspect::classes::class_name(&defect.class),
+                defect.id,
+                defect.severity
+            )),
+        },
+    )
+    .await?;
+    auto_dispatch(conn, &mut order, defect, None, now_ms).await?;
+    Ok(order)
+}
+
+/// Dispatches an open or reopened order: to `prefer` (its earlier crew) when it still
+/// exists and has room, else to the best crew for the place; left as it is when none.
+async fn auto_dispatch(
+    conn: &mut AnyConnection,
+    order: &mut WorkOrder,
+    defect: &Defect,
+    prefer: Option<&str>,
+    now_ms: i64,
+) -> Result<(), ApiError> {
+    let crews: Vec<Crew> = list_docs::<Crew>(conn)
+        .await?
+        .into_iter()
+        .filter(|c| c.tenant == order.tenant)
+        .collect();
+    let loads = db::crew_loads(conn, &order.tenant).await?;
+    let crew = prefer
+        .and_then(|p| crews.iter().find(|c| c.id == p))
+        .filter(|c| loads.get(&c.id).copied().unwrap_or(0) < c.capacity)
+        .or_else(|| {
+            let with_loads: Vec<lingjing_inspect::dispatch::CrewLoad<'_>> = crews
+                .iter()
+                .map(|c| lingjing_inspect::dispatch::CrewLoad {
+                    crew: c,
+                    active: loads.get(&c.id).copied().unwrap_or(0),
+                })
+                .collect();
+            lingjing_inspect::dispatch::choose_crew((defect.lat, defect.lon), &with_loads)
+        });
+    if let Some(crew) = crew {
+        let action = Action::Dispatch {
+            crew: crew.id.clone(),
+        };
+        apply(conn, order, &action, SYSTEM, None, now_ms).await?;
+    }
+    Ok(())
+}
+
+/// Reopens an order (the defect is still there) and sends it back to its crew.
+async fn reopen(
+    conn: &mut AnyConnection,
+    order: &mut WorkOrder,
+    reason: String,
+    now_ms: i64,
+) -> Result<(), ApiError> {
+    let crew = order.crew.clone();
+    apply(
+        conn,
+        order,
+        &Action::Reopen { reason },
+        SYSTEM,
+        None,
+        now_ms,
+    )
+    .await?;
+    if let Some(defect) = db::defect(conn, &order.defect).await? {
+        auto_dispatch(conn, order, &defect, crew.as_deref(), now_ms).await?;
+    }
+    Ok(())
+}
+
+/// Takes one action on an order (checked by the state machine), records who and when,
+/// and follows what it implies: a fix goes straight to verifying; a close marks the
+/// defect repaired, a cancel dismisses it, a duplicate marks it so.
+pub async fn apply(
+    conn: &mut AnyConnection,
+    order: &mut WorkOrder,
+    action: &Action,
+    who: &str,
+    detail: Option<String>,
+    now_ms: i64,
+) -> Result<(), ApiError> {
+    let from = order.state;
+    let to = lingjing_inspect::next(from, action).map_err(|e| match e {
+        lingjing_inspect::TransitionError::Invalid { field, message } => {
+            ApiError::invalid(field, message)
+        }
+        e @ lingjing_inspect::TransitionError::NotAllowed { .. } => {
+            ApiError::conflict("invalid_transition", e.to_string())
+        }
+    })?;
+    let mut detail = detail;
+    let mut defect_state = None;
+    match action {
+        Action::Dispatch { crew } => {
+            order.crew = Some(crew.clone());
+            detail.get_or_insert_with(|| format!("to crew `{crew}`"));
+        }
+        Action::Start => {}
+        Action::Fix { note, photo } => {
+            order.note = Some(note.clone());
+            order.photo = photo.clone();
+            order.fixed_ms = Some(now_ms);
+            detail.get_or_insert_with(|| note.clone());
+        }
+        Action::Verify => {
+            order.verifying_since_ms = Some(now_ms);
+            order.clear_frames = 0;
+        }
+        Action::Close => {
+            order.closed_ms = Some(now_ms);
+            defect_state = Some("repaired");
+        }
+        Action::Reopen { reason } => {
+            order.verifying_since_ms = None;
+            order.clear_frames = 0;
+            order.closed_ms = None;
+            defect_state = Some("open");
+            detail.get_or_insert_with(|| reason.clone());
+        }
+        Action::Cancel { reason } => {
+            defect_state = Some("dismissed");
+            detail.get_or_insert_with(|| reason.clone());
+        }
+        Action::Duplicate { of } => {
+            defect_state = Some("duplicate");
+            detail.get_or_insert_with(|| format!("of work order `{of}`"));
+        }
+    }
+    order.state = to;
+    order.updated_ms = now_ms;
+    db::put_order(conn, order).await?;
+    db::add_event(
+        conn,
+        &order.id,
+        &OrderEvent {
+            seq: 0,
+            at_ms: now_ms,
+            who: who.to_owned(),
+            action: action.name().to_owned(),
+            from: Some(from.as_str().to_owned()),
+            to: to.as_str().to_owned(),
+            detail,
+        },
+    )
+    .await?;
+    if let Some(state) = defect_state
+        && let Some(mut defect) = db::defect(conn, &order.defect).await?
+    {
+        defect.state = state.to_owned();
+        db::put_defect(conn, &defect).await?;
+    }
+    if to == WorkOrderState::Fixed {
+        Box::pin(apply(conn, order, &Action::Verify, SYSTEM, None, now_ms)).await?;
+    }
+    Ok(())
+}
