@@ -51,6 +51,9 @@ pub struct Inference {
     pub version: u32,
     #[serde(flatten)]
     pub result: Decoded,
+    /// The image's width and height (upright, as the model saw it); none for a tensor.
+    #[serde(skip)]
+    pub frame_size: Option<(u32, u32)>,
 }
 
 /// Why an inference gave no answer.
@@ -156,6 +159,7 @@ impl LoadedVersion {
             model: self.version.model.clone(),
             version: self.version.version,
             result,
+            frame_size: fit.map(|f| (f.width, f.height)),
         })
     }
 

@@ -1,9 +1,12 @@
 //! Prometheus metrics of an edge AI node (`/metrics`): inferences per slot, version and
-//! outcome, their latency, requests turned away by a full queue, and slots per stage.
+//! outcome, their latency, requests turned away by a full queue, and slots per stage;
+//! patrol frames by outcome, their detections by class, and the outbox's depth and
+//! records forwarded.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -26,6 +29,17 @@ pub struct SlotLabels {
     pub slot: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FrameLabels {
+    /// `kept`, `refused` or `unauthorised`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabels {
+    pub class: String,
+}
+
 type HistogramMaker = fn() -> Histogram;
 
 fn latency_buckets() -> Histogram {
@@ -41,6 +55,12 @@ pub struct Metrics {
     pub seconds: Family<VersionLabels, Histogram, HistogramMaker>,
     pub rejected: Family<SlotLabels, Counter>,
     pub rollbacks: Family<SlotLabels, Counter>,
+    pub patrol_frames: Family<FrameLabels, Counter>,
+    pub patrol_detections: Family<ClassLabels, Counter>,
+    /// Frames with detections kept without their image (over the evidence limit).
+    pub patrol_evidence_skipped: Counter,
+    pub outbox_depth: Gauge,
+    pub outbox_sent: Counter,
 }
 
 impl Default for Metrics {
@@ -72,8 +92,43 @@ impl Default for Metrics {
             "Versions that failed a step or probation on this node (the slot kept its committed version)",
             rollbacks.clone(),
         );
+        let patrol_frames = Family::<FrameLabels, Counter>::default();
+        registry.register(
+            "patrol_frames",
+            "Patrol frames by outcome: kept (in the outbox), refused, unauthorised",
+            patrol_frames.clone(),
+        );
+        let patrol_detections = Family::<ClassLabels, Counter>::default();
+        registry.register(
+            "patrol_detections",
+            "Detections in kept patrol frames, by defect class",
+            patrol_detections.clone(),
+        );
+        let patrol_evidence_skipped = Counter::default();
+        registry.register(
+            "patrol_evidence_skipped",
+            "Patrol frames with detections kept without their image (larger than the evidence limit)",
+            patrol_evidence_skipped.clone(),
+        );
+        let outbox_depth = Gauge::default();
+        registry.register(
+            "outbox_depth",
+            "Patrol frames kept in the outbox the control plane has not acknowledged yet",
+            outbox_depth.clone(),
+        );
+        let outbox_sent = Counter::default();
+        registry.register(
+            "outbox_sent",
+            "Patrol frames the control plane acknowledged",
+            outbox_sent.clone(),
+        );
         Metrics {
             registry,
+            patrol_frames,
+            patrol_detections,
+            patrol_evidence_skipped,
+            outbox_depth,
+            outbox_sent,
             inferences,
             seconds,
             rejected,

@@ -1,6 +1,7 @@
 //! An edge AI node: its slots (`runtime`) started from what it keeps on disk, its HTTP
-//! API, and the agent that feeds it the `aiot` snapshot and reports its slots with every
-//! heartbeat.
+//! API, the agent that feeds it the `aiot` snapshot and reports its slots with every
+//! heartbeat, and its patrol side (`patrol`): the frames' outbox in `{data_dir}/outbox`
+//! and the forwarder that sends it to the control plane.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,13 +15,15 @@ use lingjing_model::snapshot::Snapshot;
 use crate::backend::Backend;
 use crate::disk::Disk;
 use crate::metrics::Metrics;
+use crate::outbox::Outbox;
+use crate::patrol::Patrol;
 use crate::runtime::{Reports, Runtime, RuntimeConfig};
 
 /// How a node is set up.
 pub struct NodeConfig {
     pub node: String,
     pub listen: SocketAddr,
-    /// Where artefacts and slot states are kept.
+    /// Where artefacts, slot states and the patrol frames' outbox (`outbox/`) are kept.
     pub data_dir: PathBuf,
     pub workers_per_slot: usize,
     /// The node's credential and CA file, to fetch artefacts.
@@ -28,7 +31,8 @@ pub struct NodeConfig {
     pub ca: Option<PathBuf>,
     /// For crash tests: stop when an attempt reaches this stage.
     pub pause_at: Option<SlotStage>,
-    /// The control plane's API (artefacts are fetched from it last).
+    /// The control plane's API (artefacts are fetched from it last; patrol frames are
+    /// forwarded to it; none: they stay in the outbox).
     pub control: Option<String>,
 }
 
@@ -36,6 +40,7 @@ pub struct NodeConfig {
 pub struct NodeHandle {
     addr: SocketAddr,
     pub runtime: Arc<Runtime>,
+    pub patrol: Arc<Patrol>,
     agent: Option<AgentHandle>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -44,6 +49,11 @@ impl NodeHandle {
     /// Where its HTTP API listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Takes a snapshot as the agent does (slots and patrol devices).
+    pub fn apply(&self, snapshot: &AiotSnapshot) {
+        apply(&self.runtime, &self.patrol, snapshot);
     }
 
     pub fn stop(mut self) {
@@ -78,30 +88,76 @@ pub async fn start(
         config.ca.as_deref(),
     )
     .await;
+    let outbox_dir = config.data_dir.join("outbox");
+    let opened = tokio::task::spawn_blocking(move || Outbox::open(&outbox_dir))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r);
+    let patrol = match opened {
+        Ok(outbox) => Patrol::new(runtime.clone(), Arc::new(outbox)),
+        Err(e) => {
+            // Inference goes on; patrol frames are refused (503) saying why.
+            tracing::error!(error = %e, "cannot open the patrol frames' outbox: frames are refused until it can be");
+            Patrol::without_outbox(runtime.clone(), e.to_string())
+        }
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let app = crate::server::router(runtime.clone());
+    let app = crate::server::router(runtime.clone(), Some(patrol.clone()));
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the edge AI API stopped");
         }
     });
     let ticker = runtime.spawn_ticker(Duration::from_millis(500));
+    let mut tasks = vec![server, ticker];
+    match (&config.control, patrol.outbox()) {
+        (Some(control), Some(outbox)) => {
+            match lingjing_client::Client::with_ca(
+                control,
+                &config.credential,
+                config.ca.as_deref(),
+            ) {
+                Ok(client) => tasks.push(crate::patrol::spawn_forwarder(
+                    outbox.clone(),
+                    client,
+                    config.node.clone(),
+                    patrol.appended().clone(),
+                    runtime.metrics().clone(),
+                )),
+                Err(e) => {
+                    tracing::error!(control = %control, error = %e, "cannot make a client of the control plane: patrol frames stay in the outbox");
+                }
+            }
+        }
+        (None, Some(_)) => {
+            tracing::info!("no control plane given: patrol frames stay in the outbox");
+        }
+        _ => {}
+    }
     let agent = agent.map(|agent| {
-        let applier = runtime.clone();
+        let runtime = runtime.clone();
+        let patrol = patrol.clone();
         agent
             .with_slots(Arc::new(Reports(runtime.clone())), runtime.changed.clone())
             .start(move |snapshot: Arc<Snapshot<AiotSnapshot>>| {
-                applier.apply(&snapshot.body);
+                apply(&runtime, &patrol, &snapshot.body);
                 Ok(())
             })
     });
     Ok(NodeHandle {
         addr,
         runtime,
+        patrol,
         agent,
-        tasks: vec![server, ticker],
+        tasks,
     })
+}
+
+/// A snapshot to the slots and to the patrol side's devices.
+fn apply(runtime: &Arc<Runtime>, patrol: &Patrol, snapshot: &AiotSnapshot) {
+    runtime.apply(snapshot);
+    patrol.set_devices(&snapshot.devices);
 }

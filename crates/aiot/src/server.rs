@@ -1,6 +1,7 @@
 //! The node's HTTP API: `POST /v1/infer/{slot}` (a JPEG or PNG image, or a JSON tensor
 //! `{"shape": [...], "data": [...]}`) answers with the decoded result and the version that
-//! made it; `GET /v1/slots` shows each slot's state; `/healthz` and `/metrics`.
+//! made it; `POST /v1/patrol/frames` takes a patrol camera's frame (see `patrol`);
+//! `GET /v1/slots` shows each slot's state; `/healthz` and `/metrics`.
 //! Errors are JSON `{"error": {"code", "message"}}` with a status that says whose fault
 //! it is (422 the input, 503 try again, 500 the model).
 
@@ -13,6 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::patrol::Patrol;
 use crate::runtime::{InferFailure, Owned, Runtime};
 
 /// Largest request body (an image or a tensor).
@@ -21,29 +23,56 @@ pub const MAX_BODY_BYTES: usize = 16 << 20;
 /// 503): with [`MAX_BODY_BYTES`], at most 1 GiB of bodies in memory.
 pub const MAX_IN_FLIGHT: usize = 64;
 
-/// The node's routes.
-pub fn router(runtime: Arc<Runtime>) -> Router {
+/// The node's routes; with `patrol`, `POST /v1/patrol/frames` too (its frames count
+/// against the same [`MAX_IN_FLIGHT`] as inference requests).
+pub fn router(runtime: Arc<Runtime>, patrol: Option<Arc<Patrol>>) -> Router {
     let admission = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
-    Router::new()
+    let mut app = Router::new()
         .route(
             "/v1/infer/{slot}",
-            post(infer).layer(axum::middleware::from_fn_with_state(admission, admit)),
+            post(infer).layer(axum::middleware::from_fn_with_state(
+                admission.clone(),
+                admit,
+            )),
         )
         .route("/v1/slots", get(slots))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(runtime)
+        .with_state(runtime);
+    if let Some(patrol) = patrol {
+        app = app.merge(crate::patrol::routes(patrol, admission));
+    }
+    app.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     let body = serde_json::json!({"error": {"code": code, "message": message.into()}});
     (status, axum::Json(body)).into_response()
 }
 
-/// Takes an inference request in only while fewer than [`MAX_IN_FLIGHT`] are (before its
-/// body is read).
-async fn admit(
+/// An error about one field of the request (`{"error": {"code", "message", "field"}}`).
+pub(crate) fn field_error(
+    status: StatusCode,
+    code: &str,
+    field: &str,
+    message: impl Into<String>,
+) -> Response {
+    let body =
+        serde_json::json!({"error": {"code": code, "message": message.into(), "field": field}});
+    (status, axum::Json(body)).into_response()
+}
+
+/// `response` with `Retry-After: seconds`.
+pub(crate) fn retry_after(mut response: Response, seconds: &'static str) -> Response {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
+    response
+}
+
+/// Takes a request in only while fewer than [`MAX_IN_FLIGHT`] are (before its body is
+/// read).
+pub(crate) async fn admit(
     State(admission): State<Arc<tokio::sync::Semaphore>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -61,13 +90,9 @@ async fn admit(
     next.run(request).await
 }
 
-async fn infer(
-    State(runtime): State<Arc<Runtime>>,
-    Path(slot): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let media = headers
+/// The request's media type, lowercase, without parameters ("" when none).
+pub(crate) fn media_type(headers: &HeaderMap) -> String {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| {
@@ -77,8 +102,16 @@ async fn infer(
                 .trim()
                 .to_ascii_lowercase()
         })
-        .unwrap_or_default();
-    let input = match media.as_str() {
+        .unwrap_or_default()
+}
+
+async fn infer(
+    State(runtime): State<Arc<Runtime>>,
+    Path(slot): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let input = match media_type(&headers).as_str() {
         "application/json" => Owned::Json(body),
         "image/jpeg" | "image/png" | "application/octet-stream" | "" => Owned::Image(body),
         other => {
@@ -100,36 +133,39 @@ async fn infer(
             }
             response
         }
-        Err(InferFailure::UnknownSlot) => error(
+        Err(failure) => infer_failure(&slot, failure),
+    }
+}
+
+/// The answer to an inference that failed on `slot`.
+pub(crate) fn infer_failure(slot: &str, failure: InferFailure) -> Response {
+    match failure {
+        InferFailure::UnknownSlot => error(
             StatusCode::NOT_FOUND,
             "unknown_slot",
             format!("this node has no slot `{slot}` (GET /v1/slots lists them)"),
         ),
-        Err(InferFailure::NothingServing) => {
-            let mut r = error(
+        InferFailure::NothingServing => retry_after(
+            error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not_serving",
                 format!("slot `{slot}` has no version serving yet (GET /v1/slots says why)"),
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            r
-        }
-        Err(InferFailure::Busy) => {
-            let mut r = error(
+            ),
+            "5",
+        ),
+        InferFailure::Busy => retry_after(
+            error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "busy",
                 format!(
                     "slot `{slot}` has {} requests waiting: try again shortly",
                     crate::runtime::MAX_QUEUED
                 ),
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            r
-        }
-        Err(InferFailure::BadInput(m)) => error(StatusCode::UNPROCESSABLE_ENTITY, "bad_input", m),
-        Err(InferFailure::Failed { version, message }) => error(
+            ),
+            "1",
+        ),
+        InferFailure::BadInput(m) => error(StatusCode::UNPROCESSABLE_ENTITY, "bad_input", m),
+        InferFailure::Failed { version, message } => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "inference_failed",
             format!("version {version} failed: {message}"),

@@ -138,6 +138,11 @@ pub enum Command {
     /// groups, each only after enough of the one before committed; pause, resume, abort.
     #[command(subcommand)]
     Rollout(RolloutCmd),
+    /// Road inspection: patrol cameras (devices) and road crews, the tenant's policy,
+    /// runs, the defects found, their work orders (dispatch, start, fix, reopen, cancel,
+    /// duplicate) and the weekly report.
+    #[command(subcommand)]
+    Inspect(InspectCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -241,6 +246,247 @@ pub struct RolloutCreate {
     /// Then show its progress, refreshed every second, until it is no longer running.
     #[arg(long)]
     pub watch: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InspectCmd {
+    /// Patrol cameras: register one (and get its credential), list, show, renew its
+    /// credential, remove.
+    #[command(subcommand)]
+    Device(DeviceCmd),
+    /// Road crews and the areas they work in.
+    #[command(subcommand)]
+    Crew(CrewCmd),
+    /// A tenant's inspection policy: shown as it is, or changed by the flags given (the
+    /// others are kept).
+    Policy(PolicyArgs),
+    /// Inspection runs (patrols), newest first.
+    Runs {
+        /// Only this tenant's (a tenant key: its own).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// One run: what it covered and how many points its path has.
+    Run {
+        id: String,
+        /// The run's tenant (runs are named per tenant; a tenant key: its own).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Defects found, newest first.
+    Defects(DefectsArgs),
+    /// One defect: where, how bad, its evidence frames (with the URL path of each image)
+    /// and its work order.
+    Defect { id: String },
+    /// Work orders, oldest opened first (a queue).
+    Orders(OrdersArgs),
+    /// One work order and its full history.
+    Order { id: String },
+    /// Give a work order to a crew (again: reassign it).
+    Dispatch {
+        id: String,
+        /// The crew (`lingjing inspect crew list`).
+        #[arg(long)]
+        crew: String,
+        #[command(flatten)]
+        by: ByArg,
+    },
+    /// The crew is at work on a work order.
+    Start {
+        id: String,
+        #[command(flatten)]
+        by: ByArg,
+    },
+    /// The crew fixed it: the next patrol over the spot verifies the repair and closes it.
+    Fix {
+        id: String,
+        /// What was done.
+        #[arg(long)]
+        note: String,
+        /// A photo of the repair (its URL).
+        #[arg(long)]
+        photo: Option<String>,
+        #[command(flatten)]
+        by: ByArg,
+    },
+    /// It is not fixed after all.
+    Reopen {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        by: ByArg,
+    },
+    /// Not to be done (its defect is dismissed).
+    Cancel {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        by: ByArg,
+    },
+    /// Another work order covers the same defect.
+    Duplicate {
+        id: String,
+        /// The work order that covers it, e.g. WO-2.
+        #[arg(long)]
+        of: String,
+        #[command(flatten)]
+        by: ByArg,
+    },
+    /// The weekly report: defects found, orders fixed and closed, median time to fix,
+    /// overdue and open orders; in total and per class.
+    Report {
+        /// The tenant (a tenant key: its own).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Start (RFC 3339; default 7 days before --to).
+        #[arg(long)]
+        from: Option<String>,
+        /// End (RFC 3339, exclusive; default now).
+        #[arg(long)]
+        to: Option<String>,
+    },
+}
+
+/// Who acts on a work order, for its history.
+#[derive(Debug, Args)]
+pub struct ByArg {
+    /// The person acting (a crew member, a dispatcher), kept in the order's history.
+    #[arg(long)]
+    pub by: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCmd {
+    /// Register a camera and issue its credential (printed once).
+    Add(DeviceAdd),
+    /// The devices (with whether each has a credential yet).
+    #[command(alias = "ls")]
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// One device.
+    Show { id: String },
+    /// Issue a new credential for a device (printed once); the one before stops working.
+    Token { id: String },
+    /// Remove a device.
+    #[command(alias = "rm")]
+    Remove { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct DeviceAdd {
+    /// The device's id (lowercase letters, digits and `-`).
+    pub id: String,
+    #[arg(long)]
+    pub tenant: String,
+    /// The model slot on the edge AI node that looks at its frames, e.g. road-distress.
+    #[arg(long)]
+    pub slot: String,
+    /// LABEL=CLASS[@MIN_SCORE]: the model's label LABEL is a defect of class CLASS (d00,
+    /// d10, d20, d40 or the tenant's own) from score MIN_SCORE (0 to 1, default 0.5).
+    /// Repeat for each label.
+    #[arg(
+        long = "detect",
+        value_name = "LABEL=CLASS[@MIN_SCORE]",
+        required = true
+    )]
+    pub detects: Vec<String>,
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CrewCmd {
+    /// Register a crew and where it works.
+    Add(CrewAdd),
+    /// The crews.
+    #[command(alias = "ls")]
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// One crew.
+    Show { id: String },
+    /// Remove a crew.
+    #[command(alias = "rm")]
+    Remove { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct CrewAdd {
+    /// The crew's id (lowercase letters, digits and `-`).
+    pub id: String,
+    #[arg(long)]
+    pub tenant: String,
+    #[arg(long)]
+    pub name: String,
+    /// SOUTH,WEST,NORTH,EAST: a box of latitudes and longitudes (degrees) the crew works
+    /// in; work orders for defects inside it go to the crew. Repeat for several.
+    #[arg(
+        long = "area",
+        value_name = "SOUTH,WEST,NORTH,EAST",
+        required = true,
+        allow_hyphen_values = true
+    )]
+    pub areas: Vec<String>,
+    /// The most open work orders it holds at once (default 50).
+    #[arg(long)]
+    pub capacity: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    pub tenant: String,
+    /// Detections of one class closer than this (metres) are one defect.
+    #[arg(long)]
+    pub merge_metres: Option<f64>,
+    /// A defect opens a work order from this severity (1 to 3).
+    #[arg(long)]
+    pub open_severity: Option<u8>,
+    /// A frame this close to a defect (metres) has seen its place.
+    #[arg(long)]
+    pub seen_metres: Option<f64>,
+    /// Frames without the defect that close a work order being verified.
+    #[arg(long)]
+    pub verify_frames: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct DefectsArgs {
+    /// Only this tenant's (a tenant key: its own).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// open, dismissed, duplicate or repaired.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// A class code, e.g. D40.
+    #[arg(long)]
+    pub class: Option<String>,
+    /// At most this many (1 to 1000; default 100).
+    #[arg(long)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct OrdersArgs {
+    /// Only this tenant's (a tenant key: its own).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// open, dispatched, in_progress, fixed, verifying, closed, duplicate, cancelled or
+    /// reopened.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Only those of this crew.
+    #[arg(long)]
+    pub crew: Option<String>,
+    /// At most this many (1 to 1000; default 100).
+    #[arg(long)]
+    pub limit: Option<u32>,
 }
 
 /// Seconds from `600`, `90s`, `10m` or `1h`.

@@ -229,3 +229,30 @@ pub fn print_one(item: &Value, json: bool) {
 }
 
 pub use lingjing_model::units::human_bytes;
+
+/// Milliseconds since the epoch as RFC 3339 in UTC, to the second
+/// (`2026-03-01T08:30:00Z`).
+pub fn rfc3339_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = lingjing_model::units::civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn milliseconds_read_as_rfc3339() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_ms(1_772_353_800_999), "2026-03-01T08:30:00Z");
+        assert_eq!(rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59Z");
+    }
+}

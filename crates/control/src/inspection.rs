@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use base64::Engine as _;
-use lingjing_inspect::{Action, Verdict, WorkOrderState, haversine_m};
+use lingjing_inspect::{Action, Pass, Verdict, WorkOrderState, haversine_m};
 use lingjing_model::inspect::{Crew, Device, FrameAck, FrameBatch, FrameRecord, InspectPolicy};
 use sqlx::AnyConnection;
 
@@ -22,6 +22,10 @@ pub const MAX_EVIDENCE: usize = 3;
 /// How long the frames of runs are kept (the paths runs covered; defects keep their
 /// evidence, runs their totals).
 pub const FRAME_RETENTION_DAYS: i64 = 90;
+
+/// A frame within this many times the seen distance of a defect, but beyond it, is a
+/// vehicle that has passed the spot (or is yet to reach it).
+pub const PASSED_FACTOR: f64 = 4.0;
 
 /// Who did something automatically.
 pub const SYSTEM: &str = "system";
@@ -180,18 +184,19 @@ async fn take_frame(
     db::put_run(conn, &run).await?;
     verify(conn, tenant, policy, r, now_ms).await?;
     // The best detection of each class in the frame is one sighting.
-    let mut best: Vec<(&str, f32)> = Vec::new();
+    let mut best: Vec<(String, f32)> = Vec::new();
     for d in &r.detections {
-        match best.iter_mut().find(|(c, _)| *c == d.class) {
+        let class = lingjing_inspect::classes::canonical_code(&d.class);
+        match best.iter_mut().find(|(c, _)| *c == class) {
             Some((_, s)) if *s >= d.score => {}
             Some((_, s)) => *s = d.score,
-            None => best.push((&d.class, d.score)),
+            None => best.push((class, d.score)),
         }
     }
     for (class, score) in best {
         let sighting = Sighting {
             tenant,
-            class,
+            class: &class,
             at,
             score,
             taken_ms: r.taken_ms,
@@ -226,8 +231,9 @@ async fn take_frame(
     Ok(())
 }
 
-/// Orders being verified whose defect this frame saw the place of: a frame that sees the
-/// class again reopens the order; enough frames that do not close it.
+/// Orders being verified near this frame: over the spot, a frame that sees the class again
+/// reopens the order and one that does not counts as clear; beyond it (a vehicle that has
+/// passed), enough clear frames close it.
 async fn verify(
     conn: &mut AnyConnection,
     tenant: &str,
@@ -236,27 +242,38 @@ async fn verify(
     now_ms: i64,
 ) -> Result<(), ApiError> {
     let at = (r.lat, r.lon);
-    let near = lingjing_inspect::geo::bbox_around(at, policy.seen_metres);
+    let beyond = policy.seen_metres * PASSED_FACTOR;
+    let near = lingjing_inspect::geo::bbox_around(at, beyond);
     for (mut order, defect) in db::orders_in(conn, tenant, WorkOrderState::Verifying, near).await? {
-        if haversine_m(at, (defect.lat, defect.lon)) > policy.seen_metres
+        let distance = haversine_m(at, (defect.lat, defect.lon));
+        if distance > beyond
             || order
                 .verifying_since_ms
                 .is_some_and(|since| r.taken_ms < since)
         {
             continue;
         }
-        let seen = r.detections.iter().any(|d| d.class == defect.class);
-        match lingjing_inspect::verify_frame(order.clear_frames, seen, policy.verify_frames) {
+        let pass = if distance <= policy.seen_metres {
+            Pass::Over {
+                seen: r
+                    .detections
+                    .iter()
+                    .any(|d| lingjing_inspect::classes::same_class(&d.class, &defect.class)),
+            }
+        } else {
+            Pass::Beyond
+        };
+        match lingjing_inspect::verify_frame(order.clear_frames, pass, policy.verify_frames) {
+            Verdict::Pending { clear_frames } if clear_frames == order.clear_frames => {}
             Verdict::Pending { clear_frames } => {
                 order.clear_frames = clear_frames;
                 order.updated_ms = now_ms;
                 db::put_order(conn, &order).await?;
             }
             Verdict::Close => {
-                order.clear_frames = policy.verify_frames;
                 let detail = format!(
-                    "{} frames over the spot since the fix saw no {} (the last by device `{}`, run `{}`)",
-                    policy.verify_frames,
+                    "{} frames over the spot since the fix saw no {} (closed as device `{}` left it, run `{}`)",
+                    order.clear_frames,
                     lingjing_inspect::classes::class_name(&defect.class),
                     r.device,
                     r.run

@@ -277,6 +277,17 @@ async fn inspection(api: &Api) {
     )
     .await
     .ok(200);
+    // Three clear frames over the spot, but the van is still on it: not yet.
+    let o = city.get(&format!("/v1/work-orders/{wo}")).await.ok(200);
+    assert_eq!(o["state"], "verifying");
+    assert_eq!(o["clear_frames"], 3);
+    // It has passed the spot: closed.
+    node.post(
+        "/v1/inspect/frames",
+        batch("ai-1", "s-1", vec![record(14, "van-1", 40.0, false)]),
+    )
+    .await
+    .ok(200);
     let o = city.get(&format!("/v1/work-orders/{wo}")).await.ok(200);
     assert_eq!(o["state"], "closed", "{o:#}");
     let history: Vec<(&str, &str)> = o["history"]
@@ -305,7 +316,7 @@ async fn inspection(api: &Api) {
     // A pothole there again is a new defect.
     node.post(
         "/v1/inspect/frames",
-        batch("ai-1", "s-1", vec![record(14, "van-1", 3.0, true)]),
+        batch("ai-1", "s-1", vec![record(15, "van-1", 3.0, true)]),
     )
     .await
     .ok(200);
@@ -314,7 +325,7 @@ async fn inspection(api: &Api) {
 
     // The run and the report.
     let run = city.get("/v1/inspect/runs/run-1").await.ok(200);
-    assert_eq!(run["frames"], 13, "{run:#}");
+    assert_eq!(run["frames"], 14, "{run:#}");
     let report = city.get("/v1/inspect/report").await.ok(200);
     assert_eq!(report["found"], 2, "{report:#}");
     assert_eq!(report["closed"], 1, "{report:#}");

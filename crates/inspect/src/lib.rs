@@ -26,4 +26,4 @@ pub use dedup::{Known, merged_position, nearest_same_class};
 pub use dispatch::{CrewLoad, choose_crew};
 pub use geo::{BBox, EARTH_RADIUS_M, LatLon, bbox_around, haversine_m};
 pub use report::{ClassLine, OrderFacts, WeeklyReport, weekly};
-pub use workorder::{Action, TransitionError, Verdict, WorkOrderState, next, verify_frame};
+pub use workorder::{Action, Pass, TransitionError, Verdict, WorkOrderState, next, verify_frame};

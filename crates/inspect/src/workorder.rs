@@ -304,19 +304,30 @@ pub enum Verdict {
     Reopen,
 }
 
-/// Closing the loop: a frame over the spot that sees the defect's class again reopens the
-/// order; otherwise it is one more clear frame, and `needed` clear frames close it.
-pub fn verify_frame(clear_so_far: u32, defect_seen: bool, needed: u32) -> Verdict {
-    if defect_seen {
-        return Verdict::Reopen;
-    }
-    let clear = clear_so_far.saturating_add(1);
-    if clear >= needed {
-        Verdict::Close
-    } else {
-        Verdict::Pending {
-            clear_frames: clear,
-        }
+/// Where a frame of a later run was, seen from a defect whose order is being verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// Over the spot (within the tenant's seen distance): did the model see the class?
+    Over { seen: bool },
+    /// Near it but beyond the seen distance: a vehicle leaving the spot (or not there yet).
+    Beyond,
+}
+
+/// Closing the loop, frame by frame: a frame over the spot that sees the defect's class
+/// again reopens the order; one that does not is one more clear frame. The order closes
+/// only once the vehicle has passed: on a frame beyond the spot after at least `needed`
+/// clear frames — so frames on the approach, before the camera has looked at the spot,
+/// can never close it by themselves.
+pub fn verify_frame(clear_so_far: u32, pass: Pass, needed: u32) -> Verdict {
+    match pass {
+        Pass::Over { seen: true } => Verdict::Reopen,
+        Pass::Over { seen: false } => Verdict::Pending {
+            clear_frames: clear_so_far.saturating_add(1),
+        },
+        Pass::Beyond if clear_so_far >= needed => Verdict::Close,
+        Pass::Beyond => Verdict::Pending {
+            clear_frames: clear_so_far,
+        },
     }
 }
 
@@ -537,19 +548,43 @@ mod tests {
     }
 
     #[test]
-    fn the_loop_closes_after_enough_clear_frames() {
+    fn the_loop_closes_only_after_enough_clear_frames_and_the_pass() {
+        let clear = Pass::Over { seen: false };
         assert_eq!(
-            verify_frame(0, false, 3),
+            verify_frame(0, clear, 3),
             Verdict::Pending { clear_frames: 1 }
         );
         assert_eq!(
-            verify_frame(1, false, 3),
+            verify_frame(2, clear, 3),
+            Verdict::Pending { clear_frames: 3 }
+        );
+        // Enough clear frames, still over the spot: not yet (the camera may not have
+        // looked at it).
+        assert_eq!(
+            verify_frame(5, clear, 3),
+            Verdict::Pending { clear_frames: 6 }
+        );
+        // The vehicle has passed: closed.
+        assert_eq!(verify_frame(3, Pass::Beyond, 3), Verdict::Close);
+        // On the approach, no clear frames yet: nothing.
+        assert_eq!(
+            verify_frame(0, Pass::Beyond, 3),
+            Verdict::Pending { clear_frames: 0 }
+        );
+        assert_eq!(
+            verify_frame(2, Pass::Beyond, 3),
             Verdict::Pending { clear_frames: 2 }
         );
-        assert_eq!(verify_frame(2, false, 3), Verdict::Close);
-        assert_eq!(verify_frame(2, true, 3), Verdict::Reopen);
-        assert_eq!(verify_frame(0, true, 1), Verdict::Reopen);
-        assert_eq!(verify_frame(0, false, 1), Verdict::Close);
-        assert_eq!(verify_frame(u32::MAX, false, u32::MAX), Verdict::Close);
+        // Seen again, whatever came before: reopened.
+        assert_eq!(
+            verify_frame(9, Pass::Over { seen: true }, 3),
+            Verdict::Reopen
+        );
+        assert_eq!(
+            verify_frame(u32::MAX, clear, 3),
+            Verdict::Pending {
+                clear_frames: u32::MAX
+            }
+        );
     }
 }

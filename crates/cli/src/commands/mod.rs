@@ -7,6 +7,7 @@ mod control;
 mod defence;
 mod dns;
 mod edge;
+mod inspect;
 mod models;
 mod node_access;
 mod purge;
@@ -51,6 +52,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report(cmd) => colocation::report(&global, cmd).await,
         Command::Model(cmd) => models::run(&global, cmd).await,
         Command::Rollout(cmd) => rollouts::run(&global, cmd).await,
+        Command::Inspect(cmd) => inspect::run(&global, cmd).await,
     }
 }
 

@@ -7,6 +7,8 @@
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod aiot;
+
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
