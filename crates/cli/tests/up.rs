@@ -300,6 +300,7 @@ fn up_seeds_once_and_serves_operator_commands() {
         aiot,
     } = start_up(&data);
     edge_ai_serves_the_demo_model(&aiot);
+    a_patrol_frame_becomes_a_work_order(&data, &aiot);
     object_storage_runs_on_three_sites(&data, &s3, &s3_key);
     let metrics = Command::new("curl")
         .args(["-s", &s3_admin])
@@ -757,6 +758,41 @@ fn edge_ai_serves_the_demo_model(base: &str) {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+}
+
+/// `up`'s demo patrol camera: a frame of the upside-down text line (the demo's "pothole")
+/// posted with `curl` and the credential `up` keeps becomes a defect and a work order of
+/// tenant `demo`, dispatched to its crew (`lingjing inspect orders`).
+fn a_patrol_frame_becomes_a_work_order(data: &Path, base: &str) {
+    let token = std::fs::read_to_string(data.join("demo-van.token")).expect("demo-van.token");
+    let image = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../aiot/tests/fixtures/text-upside-down.png"
+    );
+    let url = format!("{base}/v1/patrol/frames?run=up-test&frame=1&lat=31.4912&lon=120.3119");
+    let body = common::eventually(
+        "the node takes the demo van's frame",
+        Duration::from_secs(60),
+        || {
+            let out = Command::new("curl")
+                .args(["-s", "-H", "content-type: image/png", "-H"])
+                .arg(format!("Authorization: Bearer {}", token.trim()))
+                .arg("--data-binary")
+                .arg(format!("@{image}"))
+                .arg(&url)
+                .output()
+                .expect("curl");
+            let body = String::from_utf8_lossy(&out.stdout).into_owned();
+            body.contains(r#""seq":"#).then_some(body)
+        },
+    );
+    assert!(body.contains(r#""class":"D40""#), "{body}");
+    let orders = common::eventually("the frame's work order", Duration::from_secs(60), || {
+        let out = lingjing_in(data, &["inspect", "orders", "--tenant", "demo"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains("dispatched").then_some(text)
+    });
+    assert!(orders.contains("demo-roads"), "{orders}");
 }
 
 fn object_storage_runs_on_three_sites(data: &Path, s3: &str, key: &(String, String)) {

@@ -175,9 +175,14 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
         )),
         try_aiot = aiot.as_ref().map_or_else(String::new, |a| format!(
             "\n  curl -H 'content-type: image/png' --data-binary @crates/aiot/tests/fixtures/text-upright.png http://{}/v1/infer/{}\
-             \n  lingjing rollout list         (lingjing model list; lingjing rollout show 1)",
+             \n  lingjing rollout list         (lingjing model list; lingjing rollout show 1)\
+             \n  road patrol: an upside-down text line is the demo's \"pothole\"\
+             \n  curl -H \"Authorization: Bearer $(cat {token})\" -H 'content-type: image/png' --data-binary @crates/aiot/tests/fixtures/text-upside-down.png 'http://{}/v1/patrol/frames?run=demo&frame=1&lat=31.4912&lon=120.3119'\
+             \n  lingjing inspect defects --tenant demo; lingjing inspect orders --tenant demo",
             a.handle.addr(),
-            super::up_aiot::DEMO_MODEL
+            super::up_aiot::DEMO_MODEL,
+            a.handle.addr(),
+            token = a.patrol_token.display(),
         )),
         edge_lines = edges
             .iter()

@@ -1,7 +1,9 @@
 //! Edge AI in `up`: the demo's edge AI node (the inventory's `aiot` node) in process, on
 //! `--aiot-listen`, and — once — the stand-in model pushed and rolled out to it: PaddleOCR's
 //! text-direction classifier (the fixture of `crates/aiot/tests`, built into the binary),
-//! version 1, so `curl` gets an inference a few seconds after `up` starts.
+//! version 1, so `curl` gets an inference a few seconds after `up` starts; and tenant
+//! `demo`'s patrol camera and road crew, so a frame sent with `curl` becomes a defect and
+//! a work order.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,6 +27,8 @@ const EXPECTED: &str = include_str!("../../../aiot/tests/fixtures/text-upright.e
 pub struct RunningAiot {
     pub node: String,
     pub handle: NodeHandle,
+    /// The demo patrol camera's credential file.
+    pub patrol_token: std::path::PathBuf,
 }
 
 /// Keeps `bytes` as an artefact; its digest.
@@ -85,6 +89,49 @@ async fn seed(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The demo patrol camera (tenant `demo`): the stand-in classifier's "180" (text upside
+/// down) is its "pothole".
+pub const DEMO_DEVICE: &str = "demo-van";
+
+/// Registers the demo tenant's patrol camera and road crew once, and keeps the camera's
+/// credential in `{data_dir}/demo-van.token` (0600; a new one if the file is gone).
+async fn seed_patrol(client: &Client, data_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let token_file = data_dir.join(format!("{DEMO_DEVICE}.token"));
+    if client
+        .get::<Value>(&format!("/v1/devices/{DEMO_DEVICE}"))
+        .await
+        .is_err()
+    {
+        let _: Value = client
+            .post(
+                "/v1/devices",
+                &json!({"id": DEMO_DEVICE, "tenant": "demo", "name": "Demo patrol van",
+                        "slot": DEMO_MODEL,
+                        "detects": [{"label": "180", "class": "D40", "min_score": 0.6}]}),
+            )
+            .await
+            .context("cannot register the demo patrol camera")?;
+        let _: Value = client
+            .post(
+                "/v1/crews",
+                &json!({"id": "demo-roads", "tenant": "demo", "name": "Demo road crew",
+                        "areas": [{"south": -90.0, "west": -180.0, "north": 90.0, "east": 180.0}]}),
+            )
+            .await
+            .context("cannot register the demo road crew")?;
+    }
+    if !token_file.exists() {
+        let t: Value = client
+            .post(&format!("/v1/devices/{DEMO_DEVICE}/token"), &json!({}))
+            .await
+            .context("cannot issue the demo camera's credential")?;
+        let token = t["token"].as_str().context("no token in the answer")?;
+        lingjing_client::fs::write_private(&token_file, token.as_bytes())
+            .with_context(|| format!("cannot write {}", token_file.display()))?;
+    }
+    Ok(token_file)
+}
+
 /// Starts the inventory's edge AI node (none: nothing to run) and seeds its model.
 pub async fn start(
     global: &Global,
@@ -106,6 +153,7 @@ pub async fn start(
         return Ok(None);
     };
     seed(client).await?;
+    let patrol_token = seed_patrol(client, &global.data_dir).await?;
     let state_dir = global.data_dir.join(format!("aiot-{node}"));
     let agent = super::up::node_agent(
         client,
@@ -138,5 +186,9 @@ pub async fn start(
             args.aiot_listen
         )
     })?;
-    Ok(Some(RunningAiot { node, handle }))
+    Ok(Some(RunningAiot {
+        node,
+        handle,
+        patrol_token,
+    }))
 }

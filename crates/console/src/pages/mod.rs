@@ -7,6 +7,7 @@ mod buckets;
 mod defence;
 mod dns;
 mod fleet;
+mod inspect;
 mod models;
 mod network;
 mod purges;
@@ -79,6 +80,14 @@ pub fn routes() -> Router<Shared> {
         .route("/dns", get(dns::explain))
         .route("/storage", get(storage::status))
         .route("/pools/{id}", get(network::pool))
+        .route("/roads", get(inspect::roads))
+        .route("/roads/orders/{id}", get(inspect::order))
+        .route("/roads/orders/{id}/act", post(inspect::act))
+        .route("/roads/crews/{crew}", get(inspect::crew))
+        .route(
+            "/roads/defects/{id}/evidence/{stream}/{seq}",
+            get(inspect::evidence),
+        )
         .route("/assets/{*path}", get(crate::assets::serve))
         .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::map_request(host_from_authority))
