@@ -582,6 +582,7 @@ mod tests {
             model: "m".into(),
             version: 1,
             detections: Vec::new(),
+            tenant: None,
             image: None,
         }
     }

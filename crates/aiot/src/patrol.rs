@@ -193,6 +193,7 @@ impl Patrol {
             model: device.slot.clone(),
             version: 0,
             detections: Vec::new(),
+            tenant: Some(device.tenant.clone()),
             image: None,
         };
         record.check("frame").map_err(|e| {
@@ -703,6 +704,14 @@ async fn forward(
                         through = ack.through,
                         last,
                         "the control plane acknowledged more than it was sent; taken as through the batch"
+                    );
+                }
+                for r in &ack.rejected {
+                    tracing::error!(
+                        seq = r.seq,
+                        field = %r.field,
+                        "the control plane refused a patrol frame ({}); it is dropped",
+                        r.message
                     );
                 }
                 let through = ack.through.min(last);

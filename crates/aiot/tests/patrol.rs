@@ -512,7 +512,12 @@ async fn control_plane(state: Arc<Mutex<Control>>) -> String {
                     if c.calls == 2 {
                         return error(StatusCode::INTERNAL_SERVER_ERROR);
                     }
-                    Json(FrameAck { through, accepted }).into_response()
+                    Json(FrameAck {
+                        through,
+                        accepted,
+                        rejected: Vec::new(),
+                    })
+                    .into_response()
                 },
             ),
         )
@@ -567,6 +572,7 @@ async fn the_forwarder_gets_every_record_through_once_in_order() {
                 model: SLOT.into(),
                 version: 1,
                 detections: Vec::new(),
+                tenant: None,
                 image: None,
             };
             assert_eq!(outbox.append(record).expect("append"), i + 1);

@@ -272,6 +272,9 @@ pub enum InspectCmd {
         /// The run's tenant (runs are named per tenant; a tenant key: its own).
         #[arg(long)]
         tenant: Option<String>,
+        /// The device whose run it is (when two devices used the name).
+        #[arg(long)]
+        device: Option<String>,
     },
     /// Defects found, newest first.
     Defects(DefectsArgs),

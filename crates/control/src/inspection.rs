@@ -9,12 +9,14 @@ use std::collections::HashMap;
 
 use base64::Engine as _;
 use lingjing_inspect::{Action, Pass, Verdict, WorkOrderState, haversine_m};
-use lingjing_model::inspect::{Crew, Device, FrameAck, FrameBatch, FrameRecord, InspectPolicy};
+use lingjing_model::inspect::{
+    Crew, Device, FrameAck, FrameBatch, FrameRecord, InspectPolicy, RejectedRecord,
+};
 use sqlx::AnyConnection;
 
 use crate::error::ApiError;
 use crate::store::inspect::{self as db, Defect, Evidence, OrderEvent, Run, WorkOrder};
-use crate::store::{Store, get_doc, list_docs};
+use crate::store::{DocWindow, Store, get_doc, page_docs};
 
 /// Most evidence frames a defect keeps (the best scores).
 pub const MAX_EVIDENCE: usize = 3;
@@ -75,12 +77,20 @@ pub async fn take_batch(
             ));
         }
         last = r.seq;
-        r.check(&format!("records[{i}]"))
-            .map_err(ApiError::Invalid)?;
     }
     let mut tx = store.write(false).await?;
     let conn = &mut *tx.tx;
-    db::next_counter(conn, "intake").await?;
+    // The devices' tenants' locks, in order (no two batches wait on each other).
+    let mut cache = Cache::default();
+    let mut tenants = std::collections::BTreeSet::new();
+    for r in &batch.records {
+        if let Some(d) = cache.device(conn, &r.device).await? {
+            tenants.insert(d.tenant);
+        }
+    }
+    for t in &tenants {
+        db::lock_tenant(conn, t).await?;
+    }
     let mut through = match db::stream(conn, &batch.stream).await? {
         Some((owner, _)) if owner != node => {
             return Err(ApiError::Forbidden(format!(
@@ -92,23 +102,48 @@ pub async fn take_batch(
         None => 0,
     };
     let mut accepted = 0;
-    let mut cache = Cache::default();
+    let mut rejected = Vec::new();
     let kept_before = through;
-    for r in batch.records.iter().filter(|r| r.seq > kept_before) {
+    for (i, r) in batch
+        .records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.seq > kept_before)
+    {
         through = r.seq;
+        // A record that cannot be taken is refused on its own (and said so): it never
+        // blocks the stream behind it.
+        if let Err(e) = r.check(&format!("records[{i}]")) {
+            tracing::warn!(node, seq = r.seq, "a patrol frame refused: {e}");
+            rejected.push(RejectedRecord {
+                seq: r.seq,
+                field: e.field,
+                message: e.message,
+            });
+            continue;
+        }
         let Some(device) = cache.device(conn, &r.device).await? else {
             tracing::warn!(node, device = %r.device, seq = r.seq, "a frame of a device that is not registered (deleted since?) was dropped");
             continue;
         };
+        if r.tenant.as_ref().is_some_and(|t| *t != device.tenant) {
+            tracing::warn!(node, device = %r.device, seq = r.seq, "a frame taken for another tenant's device of this id (deleted and made again since) was dropped");
+            continue;
+        }
         let policy = cache.policy(conn, &device.tenant).await?;
-        take_frame(conn, node, &batch.stream, &device, &policy, r, now_ms).await?;
-        accepted += 1;
+        if take_frame(conn, node, &batch.stream, &device, &policy, r, now_ms).await? {
+            accepted += 1;
+        }
     }
     if !batch.records.is_empty() {
         db::set_stream(conn, &batch.stream, node, through, now_ms).await?;
     }
     tx.commit().await?;
-    Ok(FrameAck { through, accepted })
+    Ok(FrameAck {
+        through,
+        accepted,
+        rejected,
+    })
 }
 
 #[derive(Default)]
@@ -153,11 +188,14 @@ async fn take_frame(
     policy: &InspectPolicy,
     r: &FrameRecord,
     now_ms: i64,
-) -> Result<(), ApiError> {
+) -> Result<bool, ApiError> {
     let tenant = device.tenant.as_str();
-    db::insert_frame(conn, stream, node, tenant, r).await?;
+    if !db::insert_frame(conn, stream, node, tenant, r).await? {
+        // This camera's frame came already (sent again, or through another node).
+        return Ok(false);
+    }
     let at = (r.lat, r.lon);
-    let run = match db::run(conn, tenant, &r.run).await? {
+    let run = match db::run(conn, tenant, &r.device, &r.run).await? {
         Some(mut run) => {
             run.length_m += haversine_m((run.last_lat, run.last_lon), at);
             run.frames += 1;
@@ -182,7 +220,7 @@ async fn take_frame(
         },
     };
     db::put_run(conn, &run).await?;
-    verify(conn, tenant, policy, r, now_ms).await?;
+    let reopened = verify(conn, tenant, policy, r, now_ms).await?;
     // The best detection of each class in the frame is one sighting.
     let mut best: Vec<(String, f32)> = Vec::new();
     for d in &r.detections {
@@ -225,25 +263,39 @@ async fn take_frame(
             frame: r.frame.clone(),
             has_image: image.is_some(),
         };
-        let defect = sight(conn, policy, &sighting, now_ms).await?;
+        // A class that just reopened an order is a sighting of that order's defect.
+        let defect = match reopened
+            .iter()
+            .find(|d| lingjing_inspect::classes::same_class(&d.class, &class))
+        {
+            Some(d) => {
+                let mut d = d.clone();
+                note_sighting(&mut d, &sighting);
+                db::put_defect(conn, &d).await?;
+                d
+            }
+            None => sight(conn, policy, &sighting, now_ms).await?,
+        };
         keep_evidence(conn, &defect, evidence, image).await?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Orders being verified near this frame: over the spot, a frame that sees the class again
 /// reopens the order and one that does not counts as clear; beyond it (a vehicle that has
-/// passed), enough clear frames close it.
+/// passed), enough clear frames close it, unless this frame sees the class (ahead or
+/// behind). Returns the defects whose orders it reopened.
 async fn verify(
     conn: &mut AnyConnection,
     tenant: &str,
     policy: &InspectPolicy,
     r: &FrameRecord,
     now_ms: i64,
-) -> Result<(), ApiError> {
+) -> Result<Vec<Defect>, ApiError> {
     let at = (r.lat, r.lon);
     let beyond = policy.seen_metres * PASSED_FACTOR;
     let near = lingjing_inspect::geo::bbox_around(at, beyond);
+    let mut reopened = Vec::new();
     for (mut order, defect) in db::orders_in(conn, tenant, WorkOrderState::Verifying, near).await? {
         let distance = haversine_m(at, (defect.lat, defect.lon));
         if distance > beyond
@@ -253,13 +305,15 @@ async fn verify(
         {
             continue;
         }
+        let seen = r
+            .detections
+            .iter()
+            .any(|d| lingjing_inspect::classes::same_class(&d.class, &defect.class));
         let pass = if distance <= policy.seen_metres {
-            Pass::Over {
-                seen: r
-                    .detections
-                    .iter()
-                    .any(|d| lingjing_inspect::classes::same_class(&d.class, &defect.class)),
-            }
+            Pass::Over { seen }
+        } else if seen {
+            // Seen from further off: not over the spot, but no proof of a repair either.
+            continue;
         } else {
             Pass::Beyond
         };
@@ -299,10 +353,13 @@ async fn verify(
                     now_ms,
                 )
                 .await?;
+                if let Some(d) = db::defect(conn, &defect.id).await? {
+                    reopened.push(d);
+                }
             }
         }
     }
-    Ok(())
+    Ok(reopened)
 }
 
 /// A defect seen (by a model, or reported by a citizen).
@@ -330,7 +387,28 @@ pub async fn sight(
     now_ms: i64,
 ) -> Result<Defect, ApiError> {
     let near = lingjing_inspect::geo::bbox_around(s.at, policy.merge_metres);
-    let candidates = db::defects_in(conn, s.tenant, s.class, near, &["open", "dismissed"]).await?;
+    let mut candidates = Vec::new();
+    for d in db::defects_in(
+        conn,
+        s.tenant,
+        s.class,
+        near,
+        &["open", "dismissed", "duplicate", "repaired"],
+    )
+    .await?
+    {
+        // A repaired defect takes sightings from before its order closed (a frame late out
+        // of an outbox); one after is a new defect.
+        if d.state == "repaired" {
+            let closed = db::order_of_defect(conn, &d.id)
+                .await?
+                .and_then(|o| o.closed_ms);
+            if closed.is_none_or(|c| s.taken_ms >= c) {
+                continue;
+            }
+        }
+        candidates.push(d);
+    }
     let known: Vec<lingjing_inspect::dedup::Known> = candidates
         .iter()
         .map(|d| lingjing_inspect::dedup::Known {
@@ -344,26 +422,15 @@ pub async fn sight(
             .map(|(k, _)| k.id.clone());
     let defect = match found.and_then(|id| candidates.into_iter().find(|d| d.id == id)) {
         Some(mut d) => {
-            let (lat, lon) =
-                lingjing_inspect::dedup::merged_position((d.lat, d.lon), d.sightings, s.at);
-            d.lat = lat;
-            d.lon = lon;
-            d.sightings += 1;
-            d.last_seen_ms = d.last_seen_ms.max(s.taken_ms);
-            d.best_score = d.best_score.max(f64::from(s.score));
-            d.severity = d.severity.max(lingjing_inspect::classes::severity(
-                s.class,
-                d.best_score as f32,
-            ));
-            if d.description.is_none() {
-                d.description = s.description.clone();
-            }
+            note_sighting(&mut d, s);
             db::put_defect(conn, &d).await?;
             match db::order_of_defect(conn, &d.id).await? {
+                // Seen since the fix: the repair did not hold (also after a close, for a
+                // frame taken before it).
                 Some(mut order)
                     if matches!(
                         order.state,
-                        WorkOrderState::Fixed | WorkOrderState::Verifying
+                        WorkOrderState::Fixed | WorkOrderState::Verifying | WorkOrderState::Closed
                     ) && order.fixed_ms.is_some_and(|f| s.taken_ms >= f) =>
                 {
                     reopen(conn, &mut order, format!("seen again: {}", s.what), now_ms).await?;
@@ -401,6 +468,23 @@ pub async fn sight(
         }
     };
     Ok(defect)
+}
+
+/// Counts one more sighting of a defect: its place moves to the mean of its sightings.
+fn note_sighting(d: &mut Defect, s: &Sighting<'_>) {
+    let (lat, lon) = lingjing_inspect::dedup::merged_position((d.lat, d.lon), d.sightings, s.at);
+    d.lat = lat;
+    d.lon = lon;
+    d.sightings += 1;
+    d.last_seen_ms = d.last_seen_ms.max(s.taken_ms);
+    d.best_score = d.best_score.max(f64::from(s.score));
+    d.severity = d.severity.max(lingjing_inspect::classes::severity(
+        s.class,
+        d.best_score as f32,
+    ));
+    if d.description.is_none() {
+        d.description = s.description.clone();
+    }
 }
 
 /// Keeps a frame as a defect's evidence when it is among its best three.
@@ -487,11 +571,7 @@ async fn auto_dispatch(
     prefer: Option<&str>,
     now_ms: i64,
 ) -> Result<(), ApiError> {
-    let crews: Vec<Crew> = list_docs::<Crew>(conn)
-        .await?
-        .into_iter()
-        .filter(|c| c.tenant == order.tenant)
-        .collect();
+    let crews = crews_of(conn, &order.tenant).await?;
     let loads = db::crew_loads(conn, &order.tenant).await?;
     let crew = prefer
         .and_then(|p| crews.iter().find(|c| c.id == p))
@@ -513,6 +593,20 @@ async fn auto_dispatch(
         apply(conn, order, &action, SYSTEM, None, now_ms).await?;
     }
     Ok(())
+}
+
+/// A tenant's crews (at most 10,000).
+pub async fn crews_of(conn: &mut AnyConnection, tenant: &str) -> Result<Vec<Crew>, ApiError> {
+    let (crews, _) = page_docs::<Crew>(
+        conn,
+        DocWindow {
+            tenant: Some(tenant),
+            limit: Some(10_000),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(crews)
 }
 
 /// Reopens an order (the defect is still there) and sends it back to its crew.

@@ -177,14 +177,6 @@ async fn inspection(api: &Api) {
     )
     .await
     .err(403, "forbidden");
-    let mut bad = record(10, "van-1", 0.0, true);
-    bad["lat"] = json!(200.0);
-    node.post(
-        "/v1/inspect/frames",
-        batch("ai-1", "s-1", vec![record(9, "van-1", 0.0, true), bad]),
-    )
-    .await
-    .err_field(422, "invalid", "records[1].lat");
     node.post(
         "/v1/inspect/frames",
         batch(
@@ -209,6 +201,33 @@ async fn inspection(api: &Api) {
         .await
         .ok(200);
     assert_eq!(ack, json!({"through": 9, "accepted": 0}));
+    // A record the control plane cannot take is refused on its own, named, and never
+    // blocks the stream; one taken for another tenant's device of that id is dropped.
+    let mut bad = record(10, "van-1", 0.0, true);
+    bad["lat"] = json!(200.0);
+    let mut theirs = record(11, "van-1", 0.0, true);
+    theirs["tenant"] = json!("other");
+    let ack = node
+        .post(
+            "/v1/inspect/frames",
+            batch("ai-1", "s-1", vec![bad, theirs]),
+        )
+        .await
+        .ok(200);
+    assert_eq!(ack["through"], 11, "{ack}");
+    assert_eq!(ack["accepted"], 0, "{ack}");
+    assert_eq!(ack["rejected"][0]["seq"], 10, "{ack}");
+    assert_eq!(ack["rejected"][0]["field"], "records[0].lat", "{ack}");
+    // The camera sent frame f2 again, to another node: counted once.
+    let mut again = record(2, "van-1", 3.0, true);
+    again["seq"] = json!(1);
+    let ack = node2
+        .post("/v1/inspect/frames", batch("ai-2", "s-3", vec![again]))
+        .await
+        .ok(200);
+    assert_eq!(ack, json!({"through": 1, "accepted": 0}));
+    let still = city.get(&format!("/v1/defects/{defect}")).await.ok(200);
+    assert_eq!(still["sightings"], 3, "nothing counted twice");
 
     // The other tenant sees none of it.
     other
@@ -261,9 +280,9 @@ async fn inspection(api: &Api) {
     // Frames over the spot since: two with nothing keep it verifying, the third closes it;
     // one far away does not count.
     let clear: Vec<Value> = vec![
-        record(10, "van-1", 3.0, false),
-        record(11, "van-1", 500.0, false),
-        record(12, "van-1", 4.0, false),
+        record(12, "van-1", 3.0, false),
+        record(13, "van-1", 500.0, false),
+        record(14, "van-1", 4.0, false),
     ];
     node.post("/v1/inspect/frames", batch("ai-1", "s-1", clear))
         .await
@@ -273,7 +292,7 @@ async fn inspection(api: &Api) {
     assert_eq!(o["clear_frames"], 2);
     node.post(
         "/v1/inspect/frames",
-        batch("ai-1", "s-1", vec![record(13, "van-1", 2.0, false)]),
+        batch("ai-1", "s-1", vec![record(15, "van-1", 2.0, false)]),
     )
     .await
     .ok(200);
@@ -284,7 +303,7 @@ async fn inspection(api: &Api) {
     // It has passed the spot: closed.
     node.post(
         "/v1/inspect/frames",
-        batch("ai-1", "s-1", vec![record(14, "van-1", 40.0, false)]),
+        batch("ai-1", "s-1", vec![record(16, "van-1", 40.0, false)]),
     )
     .await
     .ok(200);
@@ -316,7 +335,7 @@ async fn inspection(api: &Api) {
     // A pothole there again is a new defect.
     node.post(
         "/v1/inspect/frames",
-        batch("ai-1", "s-1", vec![record(15, "van-1", 3.0, true)]),
+        batch("ai-1", "s-1", vec![record(17, "van-1", 3.0, true)]),
     )
     .await
     .ok(200);

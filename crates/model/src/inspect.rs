@@ -260,6 +260,10 @@ pub struct FrameRecord {
     pub model: String,
     pub version: u32,
     pub detections: Vec<Detection>,
+    /// The tenant the node took the device for (from its snapshot): a record whose device
+    /// now belongs to another tenant (deleted and made again) is dropped, not handed over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     /// The frame (JPEG or PNG, base64), only with detections, at most 512 KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
@@ -277,12 +281,24 @@ pub struct FrameBatch {
     pub records: Vec<FrameRecord>,
 }
 
-/// The control plane's answer to a batch: every record through `through` is kept.
+/// The control plane's answer to a batch: every record through `through` is done with
+/// (kept, or dropped as `rejected` says: a record it cannot take never blocks the stream).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FrameAck {
     pub through: u64,
-    /// How many of the batch were new.
+    /// How many of the batch were new frames.
     pub accepted: u64,
+    /// Records refused, and why (the node logs them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<RejectedRecord>,
+}
+
+/// A record the control plane refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RejectedRecord {
+    pub seq: u64,
+    pub field: String,
+    pub message: String,
 }
 
 impl FrameRecord {
@@ -297,7 +313,8 @@ impl FrameRecord {
         {
             return Err(ValidationError::new(f("frame"), "1 to 128 characters"));
         }
-        check_position(&f("lat"), self.lat, self.lon)?;
+        check_position(&f("lat"), self.lat, 0.0)?;
+        check_position(&f("lon"), 0.0, self.lon)?;
         if self
             .heading
             .is_some_and(|h| !h.is_finite() || !(0.0..=360.0).contains(&h))
@@ -307,6 +324,12 @@ impl FrameRecord {
         check_max_items(&f("detections"), &self.detections, MAX_FRAME_DETECTIONS)?;
         for (i, d) in self.detections.iter().enumerate() {
             check_class(&format!("{field}.detections[{i}].class"), &d.class)?;
+            if d.bbox.iter().any(|v| !v.is_finite()) {
+                return Err(ValidationError::new(
+                    format!("{field}.detections[{i}].bbox"),
+                    "four finite numbers",
+                ));
+            }
             if !d.score.is_finite() || !(0.0..=1.0).contains(&d.score) {
                 return Err(ValidationError::new(
                     format!("{field}.detections[{i}].score"),

@@ -28,7 +28,7 @@ pub async fn run(global: &Global, cmd: InspectCmd) -> anyhow::Result<()> {
         InspectCmd::Crew(cmd) => crew(global, &c, cmd).await,
         InspectCmd::Policy(args) => policy(global, &c, args).await,
         InspectCmd::Runs { tenant } => runs(global, &c, tenant).await,
-        InspectCmd::Run { id, tenant } => show_run(global, &c, &id, tenant).await,
+        InspectCmd::Run { id, tenant, device } => show_run(global, &c, &id, tenant, device).await,
         InspectCmd::Defects(args) => defects(global, &c, args).await,
         InspectCmd::Defect { id } => show_defect(global, &c, &id).await,
         InspectCmd::Orders(args) => orders(global, &c, args).await,
@@ -444,10 +444,11 @@ async fn show_run(
     c: &Client,
     id: &str,
     tenant: Option<String>,
+    device: Option<String>,
 ) -> anyhow::Result<()> {
     let path = query(
         &format!("/v1/inspect/runs/{}", encode(id)),
-        &[("tenant", tenant.as_deref())],
+        &[("tenant", tenant.as_deref()), ("device", device.as_deref())],
     );
     let r: Value = c
         .get(&path)
@@ -992,11 +993,11 @@ mod tests {
     fn detect_rules_and_areas_parse() {
         assert_eq!(
             parse_detect("pothole=D40@0.6").expect("parses"),
-            json!({"label": "pothole", "class": "d40", "min_score": 0.6})
+            json!({"label": "pothole", "class": "D40", "min_score": 0.6})
         );
         assert_eq!(
             parse_detect("a=b=d00").expect("parses"),
-            json!({"label": "a=b", "class": "d00"})
+            json!({"label": "a=b", "class": "D00"})
         );
         for bad in ["pothole", "=d40", "pothole=", "p=d40@2", "p=d40@x"] {
             assert!(parse_detect(bad).is_err(), "{bad}");

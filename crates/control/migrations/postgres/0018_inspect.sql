@@ -20,17 +20,22 @@ CREATE TABLE crews (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
+-- One row per tenant with road inspection: its row lock serialises that tenant's intake
+-- and work-order actions (de-duplication reads, then writes), tenants in parallel.
+CREATE TABLE inspect_locks (
+    tenant_id TEXT PRIMARY KEY,
+    taken BIGINT NOT NULL
+);
 CREATE TABLE inspect_policies (
     tenant_id TEXT PRIMARY KEY REFERENCES tenants(id) ON DELETE CASCADE,
     body TEXT NOT NULL
 );
--- Counters: ids of defects and work orders, and `intake`, whose row lock serialises
--- the intake of frames (de-duplication reads, then writes).
+-- Counters: ids of defects and work orders.
 CREATE TABLE inspect_counters (
     name TEXT PRIMARY KEY,
     value BIGINT NOT NULL
 );
-INSERT INTO inspect_counters (name, value) VALUES ('defect', 0), ('work_order', 0), ('intake', 0);
+INSERT INTO inspect_counters (name, value) VALUES ('defect', 0), ('work_order', 0);
 -- Each node outbox stream: every record through `through` is kept (records at or below
 -- it sent again are skipped: nothing is counted twice).
 CREATE TABLE inspect_streams (
@@ -54,9 +59,13 @@ CREATE TABLE inspect_frames (
     detections TEXT NOT NULL,
     PRIMARY KEY (stream, seq)
 );
-CREATE INDEX inspect_frames_place ON inspect_frames (tenant_id, lat, lon);
-CREATE INDEX inspect_frames_run ON inspect_frames (tenant_id, run_id, taken_ms);
--- Inspection runs (patrols): the path covered is their frames' positions in time order.
+-- One camera frame is one row, whichever node or stream it came through (a camera that
+-- sends a frame again, to this node or another, counts once).
+CREATE UNIQUE INDEX inspect_frames_once ON inspect_frames (tenant_id, device_id, run_id, frame);
+CREATE INDEX inspect_frames_run ON inspect_frames (tenant_id, device_id, run_id, taken_ms);
+CREATE INDEX inspect_frames_taken ON inspect_frames (taken_ms);
+-- Inspection runs (patrols) of a device: the path covered is their frames' positions in
+-- time order.
 CREATE TABLE inspect_runs (
     tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
     id TEXT NOT NULL,
@@ -68,7 +77,7 @@ CREATE TABLE inspect_runs (
     length_m DOUBLE PRECISION NOT NULL,
     last_lat DOUBLE PRECISION NOT NULL,
     last_lon DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (tenant_id, id)
+    PRIMARY KEY (tenant_id, device_id, id)
 );
 -- Defects: detections of one class within the tenant's merge distance, across frames,
 -- runs and vehicles. state: open | dismissed (its order was cancelled) | duplicate |
@@ -90,6 +99,7 @@ CREATE TABLE defects (
 );
 CREATE INDEX defects_place ON defects (tenant_id, class, lat, lon);
 CREATE INDEX defects_first_seen ON defects (tenant_id, first_seen_ms);
+CREATE INDEX defects_at ON defects (tenant_id, lat, lon);
 -- A defect's best frames (at most three, by score).
 CREATE TABLE defect_evidence (
     defect_id TEXT NOT NULL REFERENCES defects(id) ON DELETE CASCADE,

@@ -194,11 +194,12 @@ async fn list_runs(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(p): ApiQuery<ListParams>,
-) -> Result<Json<Vec<Run>>, ApiError> {
+) -> Result<(HeaderMap, Json<Vec<Run>>), ApiError> {
     let tenant = scope(&caller, p.tenant.clone())?;
-    let (limit, _) = window(&p)?;
+    let (limit, offset) = window(&p)?;
     let mut conn = acquire(&state).await?;
-    Ok(Json(db::runs(&mut conn, tenant.as_deref(), limit).await?))
+    let (runs, total) = db::runs(&mut conn, tenant.as_deref(), limit, offset).await?;
+    Ok((total_header(total), Json(runs)))
 }
 
 /// A run with the path it covered.
@@ -211,24 +212,38 @@ pub struct RunView {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct TenantParam {
+pub struct RunParams {
     tenant: Option<String>,
+    /// The device whose run it is (needed when two devices used the name).
+    device: Option<String>,
 }
 
 async fn show_run(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    ApiQuery(p): ApiQuery<TenantParam>,
+    ApiQuery(p): ApiQuery<RunParams>,
 ) -> Result<Json<RunView>, ApiError> {
     let tenant = scope(&caller, p.tenant)?.ok_or_else(|| {
         ApiError::BadRequest("runs are named per tenant: add `?tenant=ID`".into())
     })?;
     let mut conn = acquire(&state).await?;
-    let run = db::run(&mut conn, &tenant, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("run", &id))?;
-    let full = db::run_path(&mut conn, &tenant, &id).await?;
+    let run = match p.device {
+        Some(device) => db::run(&mut conn, &tenant, &device, &id).await?,
+        None => {
+            let mut named = db::runs_named(&mut conn, &tenant, &id).await?;
+            if named.len() > 1 {
+                let devices: Vec<&str> = named.iter().map(|r| r.device.as_str()).collect();
+                return Err(ApiError::BadRequest(format!(
+                    "devices {} each have a run `{id}`: add `?device=ID`",
+                    devices.join(", ")
+                )));
+            }
+            named.pop()
+        }
+    }
+    .ok_or_else(|| ApiError::not_found("run", &id))?;
+    let full = db::run_path(&mut conn, &tenant, &run.device, &id).await?;
     let step = full.len().div_ceil(5000).max(1);
     let mut path: Vec<[f64; 2]> = full.iter().step_by(step).map(|p| [p.0, p.1]).collect();
     if let Some(last) = full.last()
@@ -439,10 +454,16 @@ async fn act(
     }
     let mut tx = state.store.write(false).await?;
     let conn = &mut *tx.tx;
+    let tenant = db::order(conn, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("work order", &id))?
+        .tenant;
+    visible(&caller, &tenant, "work order", &id)?;
+    // Serialised with the tenant's intake, then read again: what intake decided stands.
+    db::lock_tenant(conn, &tenant).await?;
     let mut order = db::order(conn, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("work order", &id))?;
-    visible(&caller, &order.tenant, "work order", &id)?;
     match &body.action {
         Action::Dispatch { crew } => {
             let found = get_doc::<Crew>(conn, crew).await?;

@@ -19,7 +19,7 @@ use super::AppState;
 use crate::auth::{Caller, Principal};
 use crate::error::ApiError;
 use crate::inspection::{self, Sighting};
-use crate::store::inspect::{self as db, Defect, OrderFilter, WorkOrder};
+use crate::store::inspect::{self as db, Defect, WorkOrder};
 use crate::time::{now_ms, parse_rfc3339_ms};
 
 pub fn routes() -> Router<AppState> {
@@ -186,87 +186,78 @@ async fn list(
     let now = now_ms();
     let end = time("end_date")?.unwrap_or(now);
     let start = time("start_date")?.unwrap_or(end - 90 * 86_400_000);
-    let ids: Option<Vec<&str>> = param(q, "service_request_id").map(|v| v.split(',').collect());
-    let codes: Option<Vec<&str>> = param(q, "service_code").map(|v| v.split(',').collect());
-    let status = param(q, "status");
-    if let Some(s) = status
-        && !matches!(s, "open" | "closed")
-    {
-        return Err(ApiError::BadRequest(
-            "`status` is `open` or `closed`".into(),
-        ));
-    }
+    let ids: Option<Vec<String>> = param(q, "service_request_id").map(|v| {
+        v.split(',')
+            .take(MAX_REQUESTS as usize)
+            .map(str::to_owned)
+            .collect()
+    });
+    let codes: Option<Vec<String>> = param(q, "service_code").map(|v| {
+        v.split(',')
+            .take(100)
+            .map(classes::canonical_code)
+            .collect()
+    });
+    let open = match param(q, "status") {
+        None => None,
+        Some("open") => Some(true),
+        Some("closed") => Some(false),
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "`status` is `open` or `closed`".into(),
+            ));
+        }
+    };
     let mut conn = state
         .store
         .pool()
         .acquire()
         .await
         .map_err(crate::error::StoreError::from)?;
-    let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        let (orders, _) = db::orders(
-            &mut conn,
-            &OrderFilter {
-                tenant: Some(tenant.clone()),
-                limit: 1000,
-                offset,
-                ..Default::default()
-            },
-        )
-        .await?;
-        let done = orders.len() < 1000;
-        offset += 1000;
-        for o in orders {
-            if ids.is_none() && (o.opened_ms < start || o.opened_ms > end) {
-                continue;
-            }
-            if ids
-                .as_ref()
-                .is_some_and(|ids| !ids.contains(&o.id.as_str()))
-            {
-                continue;
-            }
-            if status.is_some_and(|s| s != o.state.open311_status()) {
-                continue;
-            }
-            let Some(d) = db::defect(&mut conn, &o.defect).await? else {
-                continue;
-            };
-            if codes
-                .as_ref()
-                .is_some_and(|c| !c.contains(&d.class.as_str()))
-            {
-                continue;
-            }
-            out.push(request_of(&mut conn, &o, &d).await?);
-        }
-        if done || out.len() as i64 >= MAX_REQUESTS {
-            break;
-        }
-    }
-    // Newest first, as city systems expect.
-    out.reverse();
-    out.truncate(MAX_REQUESTS as usize);
-    Ok(out)
+    let found = db::open311_orders(
+        &mut conn,
+        &db::Open311Filter {
+            tenant: tenant.clone(),
+            ids,
+            start_ms: start,
+            end_ms: end,
+            open,
+            classes: codes,
+            limit: MAX_REQUESTS,
+        },
+    )
+    .await?;
+    let ids: Vec<String> = found.iter().map(|(o, _)| o.id.clone()).collect();
+    let last = db::last_events(&mut conn, &ids).await?;
+    let crews = crew_names(&mut conn, &tenant).await?;
+    Ok(found
+        .iter()
+        .map(|(o, d)| request_of(o, d, last.get(&o.id), &crews))
+        .collect())
 }
 
-async fn request_of(
+/// The names of a tenant's crews, by id.
+async fn crew_names(
     conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+) -> Result<std::collections::HashMap<String, String>, ApiError> {
+    Ok(crate::inspection::crews_of(conn, tenant)
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c.name))
+        .collect())
+}
+
+fn request_of(
     o: &WorkOrder,
     d: &Defect,
-) -> Result<ServiceRequest, ApiError> {
-    let history = db::events(conn, &o.id).await?;
-    let status_notes = history.last().map(|e| match &e.detail {
+    last: Option<&db::OrderEvent>,
+    crews: &std::collections::HashMap<String, String>,
+) -> ServiceRequest {
+    let status_notes = last.map(|e| match &e.detail {
         Some(detail) => format!("{}: {detail}", e.to),
         None => e.to.clone(),
     });
-    let agency = match &o.crew {
-        Some(c) => crate::store::get_doc::<lingjing_model::inspect::Crew>(conn, c)
-            .await?
-            .map(|c| c.name),
-        None => None,
-    };
     let description = d.description.clone().or_else(|| {
         Some(format!(
             "{} seen {} time{} ({})",
@@ -276,14 +267,14 @@ async fn request_of(
             d.source
         ))
     });
-    Ok(ServiceRequest {
+    ServiceRequest {
         service_request_id: o.id.clone(),
         status: o.state.open311_status().to_owned(),
         status_notes,
         service_name: classes::class_name(&d.class),
         service_code: d.class.clone(),
         description,
-        agency_responsible: agency,
+        agency_responsible: o.crew.as_ref().and_then(|c| crews.get(c).cloned()),
         service_notice: None,
         requested_datetime: open311::format_time_ms(o.opened_ms),
         updated_datetime: open311::format_time_ms(o.updated_ms),
@@ -297,7 +288,7 @@ async fn request_of(
         lat: d.lat,
         long: d.lon,
         media_url: None,
-    })
+    }
 }
 
 async fn get_one(
@@ -325,7 +316,14 @@ async fn get_one(
         let defect = db::defect(&mut conn, &order.defect)
             .await?
             .ok_or_else(|| ApiError::Internal(format!("work order {id} names no defect")))?;
-        Ok::<_, ApiError>(vec![request_of(&mut conn, &order, &defect).await?])
+        let last = db::last_events(&mut conn, std::slice::from_ref(&order.id)).await?;
+        let crews = crew_names(&mut conn, &tenant).await?;
+        Ok::<_, ApiError>(vec![request_of(
+            &order,
+            &defect,
+            last.get(&order.id),
+            &crews,
+        )])
     }
     .await;
     match result {
@@ -366,7 +364,7 @@ async fn create(
     let now = now_ms();
     let mut tx = state.store.write(false).await?;
     let conn = &mut *tx.tx;
-    db::next_counter(conn, "intake").await?;
+    db::lock_tenant(conn, &tenant).await?;
     let policy = db::policy(conn, &tenant).await?;
     let who = match (&report.first_name, &report.last_name) {
         (Some(f), Some(l)) => format!("reported by {f} {l}"),

@@ -1095,6 +1095,7 @@ pub fn document() -> OpenApi {
     components = add_schema::<lingjing_model::inspect::FrameRecord>(components);
     components = add_schema::<lingjing_model::inspect::Detection>(components);
     components = add_schema::<lingjing_model::inspect::FrameAck>(components);
+    components = add_schema::<lingjing_model::inspect::RejectedRecord>(components);
     components = add_schema::<super::inspect::DeviceToken>(components);
     components = add_schema::<super::inspect::RunView>(components);
     components = add_schema::<super::inspect::DefectView>(components);
@@ -1248,7 +1249,7 @@ fn inspect_ops() -> Vec<Op> {
             "/v1/inspect/frames",
             "inspection",
             "forward_frames",
-            "Frames from an edge AI node's outbox (node credential): records at or below the stream's last kept one are skipped, so a batch sent again changes nothing",
+            "Frames from an edge AI node's outbox (node credential, role aiot): records at or below the stream's last kept one are skipped, and a camera's frame kept already (through any node) counts once, so a batch sent again changes nothing; a record that cannot be taken is named in `rejected` and never blocks the stream",
         )
         .body("application/json", schema_ref("FrameBatch"))
         .ok("200", "Kept through `through`", Some(schema_ref("FrameAck")))
@@ -1296,6 +1297,7 @@ fn inspect_ops() -> Vec<Op> {
             "A run with the path it covered",
         )
         .query("tenant", "The run's tenant (the operator names it)", text())
+        .query("device", "The device whose run it is (when two devices used the name)", text())
         .ok("200", "The run", Some(schema_ref("RunView")))
         .err("404", "No such run"),
         Op::new(

@@ -93,8 +93,7 @@ pub async fn set_policy(
     Ok(())
 }
 
-/// Takes the next value of counter `name` (`defect`, `work_order`; `intake` only to take
-/// its row lock, which serialises intake on PostgreSQL until the transaction ends).
+/// Takes the next value of counter `name` (`defect`, `work_order`).
 pub async fn next_counter(conn: &mut AnyConnection, name: &str) -> Result<u64, StoreError> {
     let row = sqlx::query(
         "UPDATE inspect_counters SET value = value + 1 WHERE name = $1 RETURNING value",
@@ -103,6 +102,20 @@ pub async fn next_counter(conn: &mut AnyConnection, name: &str) -> Result<u64, S
     .fetch_one(conn)
     .await?;
     Ok(row.try_get::<i64, _>(0)? as u64)
+}
+
+/// Takes tenant `tenant`'s inspection lock until the transaction ends: its intake and
+/// work-order actions run one at a time (other tenants' in parallel). Take several in
+/// sorted order.
+pub async fn lock_tenant(conn: &mut AnyConnection, tenant: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO inspect_locks (tenant_id, taken) VALUES ($1, 1) \
+         ON CONFLICT (tenant_id) DO UPDATE SET taken = inspect_locks.taken + 1",
+    )
+    .bind(tenant)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// The node that owns outbox `stream` and the last record kept from it.
@@ -143,18 +156,20 @@ pub async fn set_stream(
     Ok(())
 }
 
-/// Keeps a frame (its place, time and detections; not its image).
+/// Keeps a frame (its place, time and detections; not its image); false when this
+/// camera's frame is kept already (sent again, through this node or another).
 pub async fn insert_frame(
     conn: &mut AnyConnection,
     stream: &str,
     node: &str,
     tenant: &str,
     r: &FrameRecord,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let detections = serde_json::to_string(&r.detections).map_err(|e| corrupt("detections", e))?;
-    sqlx::query(
+    let done = sqlx::query(
         "INSERT INTO inspect_frames (stream, seq, node_id, tenant_id, device_id, run_id, frame, taken_ms, lat, lon, detections) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (tenant_id, device_id, run_id, frame) DO NOTHING",
     )
     .bind(stream)
     .bind(r.seq as i64)
@@ -169,7 +184,7 @@ pub async fn insert_frame(
     .bind(detections)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() > 0)
 }
 
 /// An inspection run (a patrol) as kept: what it covered so far.
@@ -205,27 +220,63 @@ fn run_of(r: &AnyRow) -> Result<Run, StoreError> {
     })
 }
 
+/// Device `device`'s run `id`.
 pub async fn run(
     conn: &mut AnyConnection,
     tenant: &str,
+    device: &str,
     id: &str,
 ) -> Result<Option<Run>, StoreError> {
-    let sql = format!("SELECT {RUN_COLUMNS} FROM inspect_runs WHERE tenant_id = $1 AND id = $2");
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM inspect_runs WHERE tenant_id = $1 AND device_id = $2 AND id = $3"
+    );
     let row = sqlx::query(&sql)
         .bind(tenant)
+        .bind(device)
         .bind(id)
         .fetch_optional(conn)
         .await?;
     row.as_ref().map(run_of).transpose()
 }
 
-/// Writes a run (replacing the row kept).
-pub async fn put_run(conn: &mut AnyConnection, run: &Run) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM inspect_runs WHERE tenant_id = $1 AND id = $2")
-        .bind(run.tenant.clone())
-        .bind(run.id.clone())
-        .execute(&mut *conn)
+/// A tenant's runs named `id` (one per device that used the name).
+pub async fn runs_named(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+) -> Result<Vec<Run>, StoreError> {
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM inspect_runs WHERE tenant_id = $1 AND id = $2 ORDER BY device_id LIMIT 100"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(tenant)
+        .bind(id)
+        .fetch_all(conn)
         .await?;
+    rows.iter().map(run_of).collect()
+}
+
+/// Writes a run (updating the row kept, or inserting it).
+pub async fn put_run(conn: &mut AnyConnection, run: &Run) -> Result<(), StoreError> {
+    let updated = sqlx::query(
+        "UPDATE inspect_runs SET started_ms = $4, last_ms = $5, frames = $6, detections = $7, \
+         length_m = $8, last_lat = $9, last_lon = $10 WHERE tenant_id = $1 AND device_id = $2 AND id = $3",
+    )
+    .bind(run.tenant.clone())
+    .bind(run.device.clone())
+    .bind(run.id.clone())
+    .bind(run.started_ms)
+    .bind(run.last_ms)
+    .bind(run.frames as i64)
+    .bind(run.detections as i64)
+    .bind(run.length_m)
+    .bind(run.last_lat)
+    .bind(run.last_lon)
+    .execute(&mut *conn)
+    .await?;
+    if updated.rows_affected() > 0 {
+        return Ok(());
+    }
     let sql = format!(
         "INSERT INTO inspect_runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
     );
@@ -245,33 +296,44 @@ pub async fn put_run(conn: &mut AnyConnection, run: &Run) -> Result<(), StoreErr
     Ok(())
 }
 
-/// A tenant's runs, newest first.
+/// Runs (a tenant's, or all), newest first, with how many there are in all.
 pub async fn runs(
     conn: &mut AnyConnection,
     tenant: Option<&str>,
     limit: i64,
-) -> Result<Vec<Run>, StoreError> {
+    offset: i64,
+) -> Result<(Vec<Run>, u64), StoreError> {
+    let total = sqlx::query("SELECT COUNT(*) FROM inspect_runs WHERE ($1 = '' OR tenant_id = $1)")
+        .bind(tenant.unwrap_or(""))
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get::<i64, _>(0)? as u64;
     let sql = format!(
-        "SELECT {RUN_COLUMNS} FROM inspect_runs WHERE ($1 = '' OR tenant_id = $1) ORDER BY started_ms DESC, id LIMIT $2"
+        "SELECT {RUN_COLUMNS} FROM inspect_runs WHERE ($1 = '' OR tenant_id = $1) \
+         ORDER BY started_ms DESC, id, device_id LIMIT $2 OFFSET $3"
     );
     let rows = sqlx::query(&sql)
         .bind(tenant.unwrap_or(""))
         .bind(limit)
+        .bind(offset)
         .fetch_all(conn)
         .await?;
-    rows.iter().map(run_of).collect()
+    Ok((rows.iter().map(run_of).collect::<Result<_, _>>()?, total))
 }
 
-/// A run's path: its frames' positions in time order (every `step`-th, and the last).
+/// A run's path: its frames' positions in time order.
 pub async fn run_path(
     conn: &mut AnyConnection,
     tenant: &str,
+    device: &str,
     run: &str,
 ) -> Result<Vec<(f64, f64)>, StoreError> {
     let rows = sqlx::query(
-        "SELECT lat, lon FROM inspect_frames WHERE tenant_id = $1 AND run_id = $2 ORDER BY taken_ms, stream, seq",
+        "SELECT lat, lon FROM inspect_frames WHERE tenant_id = $1 AND device_id = $2 AND run_id = $3 \
+         ORDER BY taken_ms, stream, seq",
     )
     .bind(tenant)
+    .bind(device)
     .bind(run)
     .fetch_all(conn)
     .await?;
@@ -876,4 +938,115 @@ pub async fn prune_frames(conn: &mut AnyConnection, before_ms: i64) -> Result<u6
         .execute(conn)
         .await?;
     Ok(done.rows_affected())
+}
+
+/// What Open311's `GET requests` asks for.
+#[derive(Debug, Clone)]
+pub struct Open311Filter {
+    pub tenant: String,
+    /// These orders only (then the dates are not looked at).
+    pub ids: Option<Vec<String>>,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// `Some(true)`: orders not closed, duplicate or cancelled; `Some(false)`: those.
+    pub open: Option<bool>,
+    pub classes: Option<Vec<String>>,
+    pub limit: i64,
+}
+
+/// A tenant's work orders with their defects as Open311 lists them: newest opened first.
+pub async fn open311_orders(
+    conn: &mut AnyConnection,
+    f: &Open311Filter,
+) -> Result<Vec<(WorkOrder, Defect)>, StoreError> {
+    let mut binds: Vec<String> = vec![f.tenant.clone()];
+    let mut conditions = vec!["o.tenant_id = $1".to_owned()];
+    let list = |binds: &mut Vec<String>, items: &[String]| {
+        let marks: Vec<String> = items
+            .iter()
+            .map(|i| {
+                binds.push(i.clone());
+                format!("${}", binds.len())
+            })
+            .collect();
+        marks.join(", ")
+    };
+    match &f.ids {
+        Some(ids) if !ids.is_empty() => {
+            let marks = list(&mut binds, ids);
+            conditions.push(format!("o.id IN ({marks})"));
+        }
+        _ => {
+            conditions.push(format!(
+                "o.opened_ms >= {} AND o.opened_ms <= {}",
+                f.start_ms, f.end_ms
+            ));
+        }
+    }
+    match f.open {
+        Some(true) => conditions.push("o.state NOT IN ('closed', 'duplicate', 'cancelled')".into()),
+        Some(false) => conditions.push("o.state IN ('closed', 'duplicate', 'cancelled')".into()),
+        None => {}
+    }
+    if let Some(classes) = f.classes.as_ref().filter(|c| !c.is_empty()) {
+        let marks = list(&mut binds, classes);
+        conditions.push(format!("d.class IN ({marks})"));
+    }
+    let cols: Vec<String> = ORDER_COLUMNS
+        .split(", ")
+        .map(|c| format!("o.{c}"))
+        .chain(DEFECT_COLUMNS.split(", ").map(|c| format!("d.{c}")))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM work_orders o JOIN defects d ON d.id = o.defect_id WHERE {} \
+         ORDER BY o.opened_ms DESC, o.id DESC LIMIT {}",
+        cols.join(", "),
+        conditions.join(" AND "),
+        f.limit.clamp(1, 10_000)
+    );
+    let mut q = sqlx::query(&sql);
+    for b in binds {
+        q = q.bind(b);
+    }
+    let rows = q.fetch_all(conn).await?;
+    let n = ORDER_COLUMNS.split(", ").count();
+    rows.iter()
+        .map(|r| Ok((order_of(r)?, defect_of_at(r, n)?)))
+        .collect()
+}
+
+/// The newest event of each of these orders.
+pub async fn last_events(
+    conn: &mut AnyConnection,
+    orders: &[String],
+) -> Result<HashMap<String, OrderEvent>, StoreError> {
+    let mut out = HashMap::new();
+    for chunk in orders.chunks(500) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT e.work_order_id, e.seq, e.at_ms, e.who, e.action, e.from_state, e.to_state, e.detail \
+             FROM work_order_events e WHERE e.work_order_id IN ({}) AND e.seq = \
+             (SELECT MAX(x.seq) FROM work_order_events x WHERE x.work_order_id = e.work_order_id)",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(id.clone());
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            out.insert(
+                r.try_get::<String, _>(0)?,
+                OrderEvent {
+                    seq: r.try_get::<i64, _>(1)? as u64,
+                    at_ms: r.try_get(2)?,
+                    who: r.try_get(3)?,
+                    action: r.try_get(4)?,
+                    from: r.try_get(5)?,
+                    to: r.try_get(6)?,
+                    detail: r.try_get(7)?,
+                },
+            );
+        }
+    }
+    Ok(out)
 }
