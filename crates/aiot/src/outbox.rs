@@ -572,6 +572,7 @@ mod tests {
     fn record(frame: &str) -> FrameRecord {
         FrameRecord {
             seq: 0,
+            kind: Default::default(),
             device: "cam-1".into(),
             run: "run-1".into(),
             frame: frame.into(),

@@ -183,6 +183,7 @@ impl Patrol {
         let query = FrameQuery::parse(uri).map_err(Invalid::response)?;
         let mut record = FrameRecord {
             seq: 0,
+            kind: Default::default(),
             device: device.id.clone(),
             run: query.run,
             frame: query.frame,

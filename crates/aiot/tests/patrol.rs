@@ -562,6 +562,7 @@ async fn the_forwarder_gets_every_record_through_once_in_order() {
         for i in 0..EARLY {
             let record = FrameRecord {
                 seq: 0,
+                kind: Default::default(),
                 device: "cam-1".into(),
                 run: "run-1".into(),
                 frame: format!("early-{i}"),

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use base64::Engine as _;
 use lingjing_inspect::{Action, Pass, Verdict, WorkOrderState, haversine_m};
 use lingjing_model::inspect::{
-    Crew, Device, FrameAck, FrameBatch, FrameRecord, InspectPolicy, RejectedRecord,
+    Crew, Device, FrameAck, FrameBatch, FrameRecord, InspectPolicy, RecordKind, RejectedRecord,
 };
 use sqlx::AnyConnection;
 
@@ -195,10 +195,11 @@ async fn take_frame(
         return Ok(false);
     }
     let at = (r.lat, r.lon);
+    let frame = r.kind == RecordKind::Frame;
     let run = match db::run(conn, tenant, &r.device, &r.run).await? {
         Some(mut run) => {
             run.length_m += haversine_m((run.last_lat, run.last_lon), at);
-            run.frames += 1;
+            run.frames += u64::from(frame);
             run.detections += r.detections.len() as u64;
             run.started_ms = run.started_ms.min(r.taken_ms);
             run.last_ms = run.last_ms.max(r.taken_ms);
@@ -212,7 +213,7 @@ async fn take_frame(
             device: r.device.clone(),
             started_ms: r.taken_ms,
             last_ms: r.taken_ms,
-            frames: 1,
+            frames: u64::from(frame),
             detections: r.detections.len() as u64,
             length_m: 0.0,
             last_lat: r.lat,
@@ -220,6 +221,10 @@ async fn take_frame(
         },
     };
     db::put_run(conn, &run).await?;
+    if !frame {
+        // A position only: the path goes on; no model looked, nothing found or cleared.
+        return Ok(true);
+    }
     let reopened = verify(conn, tenant, policy, r, now_ms).await?;
     // The best detection of each class in the frame is one sighting.
     let mut best: Vec<(String, f32)> = Vec::new();

@@ -228,6 +228,37 @@ async fn inspection(api: &Api) {
     assert_eq!(ack, json!({"through": 1, "accepted": 0}));
     let still = city.get(&format!("/v1/defects/{defect}")).await.ok(200);
     assert_eq!(still["sightings"], 3, "nothing counted twice");
+    // Positions (a camera's GPS over MQTT) extend a run's path; no model looked at them.
+    let position = |seq: u64, metres: f64| {
+        let mut p = record(seq, "van-1", metres, false);
+        p["kind"] = json!("position");
+        p["run"] = json!("run-2");
+        p["frame"] = json!(format!("mqtt-{seq}"));
+        p
+    };
+    let mut bogus = position(3, 120.0);
+    bogus["detections"] =
+        json!([{"class": "D40", "label": "pothole", "score": 0.9, "bbox": [0, 0, 1, 1]}]);
+    let ack = node
+        .post(
+            "/v1/inspect/frames",
+            batch(
+                "ai-1",
+                "s-4",
+                vec![position(1, 100.0), position(2, 110.0), bogus],
+            ),
+        )
+        .await
+        .ok(200);
+    assert_eq!(ack["accepted"], 2, "{ack}");
+    assert_eq!(ack["rejected"][0]["field"], "records[2].kind", "{ack}");
+    let run2 = city.get("/v1/inspect/runs/run-2").await.ok(200);
+    assert_eq!(run2["frames"], 0, "{run2:#}");
+    assert!(
+        (run2["length_m"].as_f64().expect("length") - 10.0).abs() < 0.5,
+        "{run2:#}"
+    );
+    assert_eq!(run2["path"].as_array().map(Vec::len), Some(2));
 
     // The other tenant sees none of it.
     other

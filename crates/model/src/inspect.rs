@@ -239,12 +239,33 @@ pub struct Detection {
     pub bbox: [f32; 4],
 }
 
+/// What a record from a node is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    /// A frame a model looked at: it counts for coverage, verification and defects.
+    #[default]
+    Frame,
+    /// A position only (a camera's GPS report over MQTT): it extends the run's path;
+    /// no model looked, so it neither finds nor clears a defect.
+    Position,
+}
+
+impl RecordKind {
+    fn is_frame(&self) -> bool {
+        *self == RecordKind::Frame
+    }
+}
+
 /// One frame a device sent to a node, as the node forwards it: where and when it was
-/// taken, what the model saw; the image only when it saw something.
+/// taken, what the model saw; the image only when it saw something. Or, with `kind`
+/// `position`, a position the device reported (no model, no detections).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FrameRecord {
     /// The node outbox's number for it: consecutive from 1 within its stream.
     pub seq: u64,
+    #[serde(default, skip_serializing_if = "RecordKind::is_frame")]
+    pub kind: RecordKind,
     pub device: String,
     /// The inspection run (a patrol) it belongs to, named by the device.
     pub run: String,
@@ -322,6 +343,14 @@ impl FrameRecord {
             return Err(ValidationError::new(f("heading"), "0 to 360 degrees"));
         }
         check_max_items(&f("detections"), &self.detections, MAX_FRAME_DETECTIONS)?;
+        if self.kind == RecordKind::Position
+            && (!self.detections.is_empty() || self.image.is_some())
+        {
+            return Err(ValidationError::new(
+                f("kind"),
+                "a position carries no detections and no image",
+            ));
+        }
         for (i, d) in self.detections.iter().enumerate() {
             check_class(&format!("{field}.detections[{i}].class"), &d.class)?;
             if d.bbox.iter().any(|v| !v.is_finite()) {
