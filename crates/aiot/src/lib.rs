@@ -4,7 +4,7 @@
 //! slot on a whole version; `POST /v1/infer/{slot}` runs the slot's serving version.
 //! Road inspection (issue 17): `POST /v1/patrol/frames` runs a patrol camera's frames
 //! through its slot and keeps them in a durable outbox the node forwards to the control
-//! plane.
+//! plane; positions and status of patrol cameras come over MQTT (`mqtt`).
 
 pub mod backend;
 pub mod decode;
@@ -12,6 +12,7 @@ pub mod disk;
 pub mod fetch;
 pub mod loaded;
 pub mod metrics;
+pub mod mqtt;
 pub mod node;
 pub mod outbox;
 pub mod patrol;

@@ -1,7 +1,7 @@
 //! Prometheus metrics of an edge AI node (`/metrics`): inferences per slot, version and
 //! outcome, their latency, requests turned away by a full queue, and slots per stage;
 //! patrol frames by outcome, their detections by class, and the outbox's depth and
-//! records forwarded.
+//! records forwarded; MQTT messages by outcome and whether the broker is connected.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -36,6 +36,13 @@ pub struct FrameLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MqttLabels {
+    /// `position`, `status`, `malformed`, `unknown_device`, `refused`, `outbox_full` or
+    /// `outbox_failed`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClassLabels {
     pub class: String,
 }
@@ -61,6 +68,9 @@ pub struct Metrics {
     pub patrol_evidence_skipped: Counter,
     pub outbox_depth: Gauge,
     pub outbox_sent: Counter,
+    pub mqtt_messages: Family<MqttLabels, Counter>,
+    /// 1 while connected to the MQTT broker and subscribed, else 0.
+    pub mqtt_connected: Gauge,
 }
 
 impl Default for Metrics {
@@ -122,8 +132,22 @@ impl Default for Metrics {
             "Patrol frames the control plane acknowledged",
             outbox_sent.clone(),
         );
+        let mqtt_messages = Family::<MqttLabels, Counter>::default();
+        registry.register(
+            "mqtt_messages",
+            "MQTT messages of patrol cameras by outcome: position (kept in the outbox), status, malformed, unknown_device, refused (a bad field), outbox_full, outbox_failed",
+            mqtt_messages.clone(),
+        );
+        let mqtt_connected = Gauge::default();
+        registry.register(
+            "mqtt_connected",
+            "1 while the node is connected to its MQTT broker and subscribed, else 0",
+            mqtt_connected.clone(),
+        );
         Metrics {
             registry,
+            mqtt_messages,
+            mqtt_connected,
             patrol_frames,
             patrol_detections,
             patrol_evidence_skipped,

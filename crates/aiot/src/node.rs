@@ -1,7 +1,8 @@
 //! An edge AI node: its slots (`runtime`) started from what it keeps on disk, its HTTP
 //! API, the agent that feeds it the `aiot` snapshot and reports its slots with every
 //! heartbeat, and its patrol side (`patrol`): the frames' outbox in `{data_dir}/outbox`
-//! and the forwarder that sends it to the control plane.
+//! and the forwarder that sends it to the control plane; with a broker (`mqtt`), the
+//! patrol cameras' positions and status over MQTT.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use lingjing_model::snapshot::Snapshot;
 use crate::backend::Backend;
 use crate::disk::Disk;
 use crate::metrics::Metrics;
+use crate::mqtt::{MqttConfig, Presence};
 use crate::outbox::Outbox;
 use crate::patrol::Patrol;
 use crate::runtime::{Reports, Runtime, RuntimeConfig};
@@ -34,6 +36,8 @@ pub struct NodeConfig {
     /// The control plane's API (artefacts are fetched from it last; patrol frames are
     /// forwarded to it; none: they stay in the outbox).
     pub control: Option<String>,
+    /// The site's MQTT broker for patrol cameras' positions and status (none: not used).
+    pub mqtt: Option<MqttConfig>,
 }
 
 /// A running node.
@@ -41,6 +45,8 @@ pub struct NodeHandle {
     addr: SocketAddr,
     pub runtime: Arc<Runtime>,
     pub patrol: Arc<Patrol>,
+    /// Patrol devices' MQTT status (`GET /v1/patrol/devices`).
+    pub presence: Arc<Presence>,
     agent: Option<AgentHandle>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -101,11 +107,15 @@ pub async fn start(
             Patrol::without_outbox(runtime.clone(), e.to_string())
         }
     };
+    let presence = Arc::new(Presence::default());
+    // A bad broker URL stops the start (before anything listens), saying why.
+    let mqtt = config.mqtt.as_ref().map(|m| m.check()).transpose()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let app = crate::server::router(runtime.clone(), Some(patrol.clone()));
+    let app = crate::server::router(runtime.clone(), Some(patrol.clone()))
+        .merge(crate::mqtt::routes(patrol.clone(), presence.clone()));
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the edge AI API stopped");
@@ -113,6 +123,14 @@ pub async fn start(
     });
     let ticker = runtime.spawn_ticker(Duration::from_millis(500));
     let mut tasks = vec![server, ticker];
+    if let (Some(m), Some(())) = (&config.mqtt, mqtt) {
+        tasks.push(crate::mqtt::spawn(
+            m,
+            patrol.clone(),
+            presence.clone(),
+            runtime.metrics().clone(),
+        ));
+    }
     match (&config.control, patrol.outbox()) {
         (Some(control), Some(outbox)) => {
             match lingjing_client::Client::with_ca(
@@ -151,6 +169,7 @@ pub async fn start(
         addr,
         runtime,
         patrol,
+        presence,
         agent,
         tasks,
     })

@@ -59,7 +59,7 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// An idle forwarder looks at the outbox this often even if nothing woke it.
 const IDLE_RECHECK: Duration = Duration::from_secs(30);
 /// How far ahead of the node's clock a frame's `taken_ms` may be.
-const MAX_CLOCK_AHEAD_MS: i64 = 24 * 3600 * 1000;
+pub(crate) const MAX_CLOCK_AHEAD_MS: i64 = 24 * 3600 * 1000;
 
 /// The patrol side of a node: the devices it knows, the runtime that runs their slots,
 /// and the outbox their frames go to.
@@ -69,6 +69,9 @@ pub struct Patrol {
     outbox: Result<Arc<Outbox>, String>,
     /// Devices by the SHA-256 (hex) of their credential.
     devices: RwLock<HashMap<String, Arc<PatrolDevice>>>,
+    /// Every device the latest snapshot lists, by id (MQTT messages name their device by
+    /// its topic: the broker authenticated it).
+    by_id: RwLock<HashMap<String, Arc<PatrolDevice>>>,
     appended: Arc<Notify>,
 }
 
@@ -104,6 +107,7 @@ impl Patrol {
             runtime,
             outbox,
             devices: RwLock::new(HashMap::new()),
+            by_id: RwLock::new(HashMap::new()),
             appended: Arc::new(Notify::new()),
         })
     }
@@ -138,7 +142,34 @@ impl Patrol {
         for h in shared {
             by_hash.remove(&h);
         }
+        let by_id = devices
+            .iter()
+            .map(|d| (d.id.clone(), Arc::new(d.clone())))
+            .collect();
         *self.devices.write().unwrap_or_else(|p| p.into_inner()) = by_hash;
+        *self.by_id.write().unwrap_or_else(|p| p.into_inner()) = by_id;
+    }
+
+    /// The device `id` if the latest snapshot lists it (with or without a credential).
+    pub fn device_by_id(&self, id: &str) -> Option<Arc<PatrolDevice>> {
+        self.by_id
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Every device the latest snapshot lists, by id.
+    pub fn listed_devices(&self) -> Vec<Arc<PatrolDevice>> {
+        let mut out: Vec<_> = self
+            .by_id
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
     }
 
     /// How many devices this node takes frames from.
@@ -155,7 +186,7 @@ impl Patrol {
             .cloned()
     }
 
-    fn metrics(&self) -> &Arc<Metrics> {
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         self.runtime.metrics()
     }
 
@@ -368,7 +399,7 @@ impl Invalid {
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

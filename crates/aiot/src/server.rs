@@ -1,7 +1,8 @@
 //! The node's HTTP API: `POST /v1/infer/{slot}` (a JPEG or PNG image, or a JSON tensor
 //! `{"shape": [...], "data": [...]}`) answers with the decoded result and the version that
 //! made it; `POST /v1/patrol/frames` takes a patrol camera's frame (see `patrol`);
-//! `GET /v1/slots` shows each slot's state; `/healthz` and `/metrics`.
+//! `GET /v1/slots` shows each slot's state; `/healthz` and `/metrics`. The node adds
+//! `GET /v1/patrol/devices` (see `mqtt`).
 //! Errors are JSON `{"error": {"code", "message"}}` with a status that says whose fault
 //! it is (422 the input, 503 try again, 500 the model).
 

@@ -138,6 +138,7 @@ async fn start(
             ca: None,
             pause_at: None,
             control,
+            mqtt: None,
         },
         backend,
         None,

@@ -1047,6 +1047,20 @@ pub struct AiotArgs {
     /// verifying, loading, staged, probation).
     #[arg(long, env = "LINGJING_AIOT_PAUSE_AT", hide = true)]
     pub pause_at: Option<String>,
+    /// The site's MQTT broker for patrol cameras' positions and status
+    /// (`mqtt://HOST:PORT`; topics `lj/v1/TENANT/DEVICE/patrol` and `.../status`).
+    #[arg(long, value_name = "URL")]
+    pub mqtt: Option<String>,
+    /// The node's username on the broker.
+    #[arg(long, requires = "mqtt")]
+    pub mqtt_username: Option<String>,
+    /// A file holding the node's password on the broker (a trailing newline is ignored).
+    #[arg(long, requires = "mqtt_username", value_name = "FILE")]
+    pub mqtt_password_file: Option<PathBuf>,
+    /// The node's MQTT client id, fixed so that the broker keeps its session
+    /// (default: lingjing-aiot-NODE).
+    #[arg(long, requires = "mqtt")]
+    pub mqtt_client_id: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use lingjing_aiot::mqtt::MqttConfig;
 use lingjing_aiot::node::NodeConfig;
 use lingjing_aiot::tract_backend::TractBackend;
 use lingjing_client::Agent;
@@ -19,6 +20,36 @@ fn pause_stage(name: &str) -> anyhow::Result<SlotStage> {
     })
 }
 
+/// The broker settings of `args` (none without `--mqtt`).
+fn mqtt_config(node: &str, args: &AiotArgs) -> anyhow::Result<Option<MqttConfig>> {
+    let Some(url) = &args.mqtt else {
+        if args.mqtt_username.is_some() || args.mqtt_password_file.is_some() {
+            bail!("--mqtt-username and --mqtt-password-file need --mqtt mqtt://HOST:PORT");
+        }
+        return Ok(None);
+    };
+    let password = match &args.mqtt_password_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!("cannot read the MQTT password file {}", path.display())
+            })?;
+            Some(text.trim_end_matches(['\r', '\n']).to_owned())
+        }
+        None => None,
+    };
+    let config = MqttConfig {
+        url: url.clone(),
+        username: args.mqtt_username.clone(),
+        password,
+        client_id: args
+            .mqtt_client_id
+            .clone()
+            .unwrap_or_else(|| MqttConfig::default_client_id(node)),
+    };
+    config.check().map_err(anyhow::Error::msg)?;
+    Ok(Some(config))
+}
+
 pub async fn run(global: &Global, args: AiotArgs) -> anyhow::Result<()> {
     let node = args.node.clone();
     let node_dir = global.data_dir.join(format!("aiot-{node}"));
@@ -28,6 +59,7 @@ pub async fn run(global: &Global, args: AiotArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| state_dir.join("models"));
     let pause_at = args.pause_at.as_deref().map(pause_stage).transpose()?;
+    let mqtt = mqtt_config(&node, &args)?;
     let agent =
         super::edge::agent_config(global, &args.join, &node, Role::Aiot, &state_dir).await?;
     let workers = args.workers.map_or_else(
@@ -43,6 +75,7 @@ pub async fn run(global: &Global, args: AiotArgs) -> anyhow::Result<()> {
         ca: agent.ca.clone(),
         pause_at,
         control: Some(agent.endpoint.clone()),
+        mqtt: mqtt.clone(),
     };
     let agent = Agent::new(agent)?;
     let handle = match lingjing_aiot::node::start(config, Arc::new(TractBackend), Some(agent)).await
@@ -55,6 +88,12 @@ pub async fn run(global: &Global, args: AiotArgs) -> anyhow::Result<()> {
         handle.addr(),
         models_dir.display()
     );
+    if let Some(m) = &mqtt {
+        eprintln!(
+            "patrol cameras' positions and status from {} (lj/v1/TENANT/DEVICE/patrol and /status) as client {}",
+            m.url, m.client_id
+        );
+    }
     super::shutdown_signal().await;
     eprintln!("shutting down");
     handle.stop();

@@ -172,6 +172,7 @@ pub async fn start(
         ca: agent.ca.clone(),
         pause_at: None,
         control: Some(agent.endpoint.clone()),
+        mqtt: None,
     };
     let handle = lingjing_aiot::node::start(
         config,
