@@ -29,6 +29,11 @@ pub const FRAME_RETENTION_DAYS: i64 = 90;
 /// vehicle that has passed the spot (or is yet to reach it).
 pub const PASSED_FACTOR: f64 = 4.0;
 
+/// Half the angle a forward patrol camera sees (degrees either side of the heading).
+pub const CAMERA_HALF_ANGLE_DEG: f64 = 60.0;
+/// A defect this close to the vehicle is in view whatever the heading.
+pub const UNDER_VEHICLE_M: f64 = 3.0;
+
 /// Who did something automatically.
 pub const SYSTEM: &str = "system";
 
@@ -314,7 +319,16 @@ async fn verify(
             .detections
             .iter()
             .any(|d| lingjing_inspect::classes::same_class(&d.class, &defect.class));
-        let pass = if distance <= policy.seen_metres {
+        // Over the spot: near it, and (with a heading) the camera facing it; a spot
+        // behind the camera is one the vehicle has passed.
+        let facing = lingjing_inspect::geo::looks_at(
+            at,
+            r.heading,
+            (defect.lat, defect.lon),
+            CAMERA_HALF_ANGLE_DEG,
+            UNDER_VEHICLE_M,
+        );
+        let pass = if distance <= policy.seen_metres && facing {
             Pass::Over { seen }
         } else if seen {
             // Seen from further off: not over the spot, but no proof of a repair either.

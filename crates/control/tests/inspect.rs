@@ -380,6 +380,48 @@ async fn inspection(api: &Api) {
     assert_eq!(report["found"], 2, "{report:#}");
     assert_eq!(report["closed"], 1, "{report:#}");
 
+    // With a heading, only frames that face the spot count over it: a forward camera
+    // that has passed it (the spot behind) is "beyond", whatever the distance.
+    let wo2 = city.get("/v1/work-orders?state=dispatched").await.ok(200)[0]["id"]
+        .as_str()
+        .expect("second order")
+        .to_owned();
+    let fixed = city
+        .post(
+            &format!("/v1/work-orders/{wo2}/actions"),
+            json!({"action": "fix", "note": "filled again"}),
+        )
+        .await
+        .ok(200);
+    assert_eq!(fixed["state"], "verifying");
+    let heading_north = |seq: u64, metres: f64| {
+        let mut r = record(seq, "van-1", metres, false);
+        r["heading"] = json!(0.0);
+        r
+    };
+    // 7 m past the spot, heading away: not over it, and nothing clear yet.
+    node.post(
+        "/v1/inspect/frames",
+        batch("ai-1", "s-1", vec![heading_north(18, 10.0)]),
+    )
+    .await
+    .ok(200);
+    let o = city.get(&format!("/v1/work-orders/{wo2}")).await.ok(200);
+    assert_eq!(
+        (o["state"].as_str(), o["clear_frames"].as_u64()),
+        (Some("verifying"), Some(0))
+    );
+    // A later run drives north over it: three frames facing it, then one past it.
+    let pass: Vec<Value> = [(19, -6.0), (20, -3.0), (21, -1.0), (22, 9.0)]
+        .into_iter()
+        .map(|(seq, m)| heading_north(seq, m))
+        .collect();
+    node.post("/v1/inspect/frames", batch("ai-1", "s-1", pass))
+        .await
+        .ok(200);
+    let o = city.get(&format!("/v1/work-orders/{wo2}")).await.ok(200);
+    assert_eq!(o["state"], "closed", "{o:#}");
+
     // Open311.
     let list = api
         .anonymous()

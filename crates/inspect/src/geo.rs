@@ -154,6 +154,41 @@ pub fn path_length_m(path: &[LatLon]) -> f64 {
     path.windows(2).map(|w| haversine_m(w[0], w[1])).sum()
 }
 
+/// The initial bearing from `a` to `b`, degrees clockwise from north (0 to 360); 0 for
+/// the same point or positions that are not numbers.
+pub fn bearing_deg(a: LatLon, b: LatLon) -> f64 {
+    let (la, lb) = (a.0.to_radians(), b.0.to_radians());
+    let dl = (b.1 - a.1).to_radians();
+    let y = dl.sin() * lb.cos();
+    let x = la.cos() * lb.sin() - la.sin() * lb.cos() * dl.cos();
+    let deg = y.atan2(x).to_degrees();
+    if deg.is_finite() {
+        deg.rem_euclid(360.0)
+    } else {
+        0.0
+    }
+}
+
+/// Whether a forward-looking camera at `from`, heading `heading` (degrees; none: unknown),
+/// can see `to`: it is within `near_m` (under the vehicle), or within `half_angle_deg` of
+/// the heading. With no heading every direction counts.
+pub fn looks_at(
+    from: LatLon,
+    heading: Option<f32>,
+    to: LatLon,
+    half_angle_deg: f64,
+    near_m: f64,
+) -> bool {
+    let Some(heading) = heading.filter(|h| h.is_finite()) else {
+        return true;
+    };
+    if haversine_m(from, to) <= near_m {
+        return true;
+    }
+    let diff = (bearing_deg(from, to) - f64::from(heading)).rem_euclid(360.0);
+    diff.min(360.0 - diff) <= half_angle_deg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,5 +285,30 @@ mod tests {
         assert!((len - 700.0).abs() < 0.1, "{len}");
         assert_eq!(path_length_m(&[WUXI]), 0.0);
         assert_eq!(path_length_m(&[]), 0.0);
+    }
+
+    #[test]
+    fn a_forward_camera_sees_ahead_not_behind() {
+        let here = (31.23, 121.47);
+        let ahead = offset(here, 0.0, 10.0); // 10 m east
+        let behind = offset(here, 0.0, -10.0);
+        assert!((bearing_deg(here, ahead) - 90.0).abs() < 0.01);
+        assert!((bearing_deg(here, behind) - 270.0).abs() < 0.01);
+        assert!(looks_at(here, Some(90.0), ahead, 60.0, 3.0));
+        assert!(!looks_at(here, Some(90.0), behind, 60.0, 3.0));
+        // Heading north: the spot due east is outside a 60-degree half angle.
+        assert!(!looks_at(here, Some(0.0), ahead, 60.0, 3.0));
+        // Across north: heading 350, the spot at bearing 10.
+        let north_east = offset(here, 10.0, 1.76);
+        assert!(looks_at(here, Some(350.0), north_east, 60.0, 3.0));
+        // Right under the vehicle, or no heading: seen.
+        assert!(looks_at(
+            here,
+            Some(270.0),
+            offset(here, 0.0, 2.0),
+            60.0,
+            3.0
+        ));
+        assert!(looks_at(here, None, behind, 60.0, 3.0));
     }
 }
