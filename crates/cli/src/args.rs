@@ -457,6 +457,10 @@ pub struct PolicyArgs {
     /// Frames without the defect that close a work order being verified.
     #[arg(long)]
     pub verify_frames: Option<u32>,
+    /// The tenant's bucket that defects' evidence images move into (`""`: none, they
+    /// stay in the control plane's database).
+    #[arg(long, value_name = "NAME")]
+    pub evidence_bucket: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -45,6 +45,10 @@ pub enum ApiError {
     Internal(String),
     #[error("the service is unavailable: {0}")]
     Unavailable(String),
+    /// A service the control plane relies on (an S3 gateway) failed or did not answer
+    /// (502, `bad_gateway`).
+    #[error("{0}")]
+    BadGateway(String),
     /// A request body over the route's size limit (413).
     #[error("{0}")]
     TooLarge(String),
@@ -84,6 +88,7 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::QuotaExceeded(_) => StatusCode::FORBIDDEN,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -101,6 +106,7 @@ impl ApiError {
             ApiError::Conflict { code, .. } => code,
             ApiError::Internal(_) => "internal",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::BadGateway(_) => "bad_gateway",
             ApiError::TooLarge(_) => "too_large",
             ApiError::QuotaExceeded(_) => "quota_exceeded",
             ApiError::RateLimited { .. } => "rate_limited",

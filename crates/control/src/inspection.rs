@@ -272,6 +272,7 @@ async fn take_frame(
             device: r.device.clone(),
             frame: r.frame.clone(),
             has_image: image.is_some(),
+            object: None,
         };
         // A class that just reopened an order is a sighting of that order's defect.
         let defect = match reopened

@@ -17,6 +17,7 @@ pub mod challenge;
 pub mod context;
 pub mod defence;
 pub mod error;
+pub mod evidence;
 pub mod health;
 pub mod hostnames;
 pub mod inspection;

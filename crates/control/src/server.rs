@@ -55,6 +55,7 @@ pub struct ControlHandle {
     prober: Option<JoinHandle<()>>,
     learner: JoinHandle<()>,
     metering: JoinHandle<()>,
+    evidence: JoinHandle<()>,
     hub: Arc<Hub>,
     rollouts: JoinHandle<()>,
 }
@@ -94,6 +95,7 @@ impl ControlHandle {
         self.watcher.abort();
         self.learner.abort();
         self.metering.abort();
+        self.evidence.abort();
         self.rollouts.abort();
         if let Some(p) = &self.prober {
             p.abort();
@@ -175,6 +177,12 @@ pub async fn serve_with(
         state.clone(),
         Duration::from_secs(3600),
     ));
+    // Road inspection's evidence images move into the tenants' buckets every 10 s.
+    let evidence = tokio::spawn(crate::evidence::mover_loop(
+        store.clone(),
+        hub.clone(),
+        crate::evidence::EVERY,
+    ));
     let api = router(state);
     let app = match &http.mount {
         Some(Mount(mount)) => mount(api, tls),
@@ -224,6 +232,7 @@ pub async fn serve_with(
         prober,
         learner,
         metering,
+        evidence,
         hub,
         rollouts,
     })

@@ -184,6 +184,12 @@ pub struct InspectPolicy {
     pub seen_metres: f64,
     /// Frames without the defect that close a work order being verified (default 3).
     pub verify_frames: u32,
+    /// The tenant's bucket (of the platform's object storage) that defects' evidence
+    /// images move into (none: they stay in the control plane's database). The control
+    /// plane cannot see who owns a bucket; a bucket of another tenant is refused by the
+    /// gateway when an image is written, and the images stay where they are.
+    #[serde(default)]
+    pub evidence_bucket: Option<String>,
 }
 
 impl Default for InspectPolicy {
@@ -193,6 +199,7 @@ impl Default for InspectPolicy {
             open_severity: 1,
             seen_metres: 15.0,
             verify_frames: 3,
+            evidence_bucket: None,
         }
     }
 }
@@ -210,6 +217,9 @@ impl Validate for InspectPolicy {
         }
         if !(1..=1000).contains(&self.verify_frames) {
             return Err(ValidationError::new("verify_frames", "1 to 1000"));
+        }
+        if let Some(b) = &self.evidence_bucket {
+            crate::service::check_bucket_name("evidence_bucket", b)?;
         }
         Ok(())
     }
@@ -380,6 +390,19 @@ impl FrameRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_evidence_bucket_must_be_a_bucket_name() {
+        let mut p: InspectPolicy = serde_json::from_str("{}").expect("defaults");
+        assert_eq!(p.evidence_bucket, None);
+        p.validate().expect("no bucket is fine");
+        p.evidence_bucket = Some("city-evidence".into());
+        p.validate().expect("a bucket name");
+        for bad in ["Evidence", "ab", "-x-", "a..b", "a_b"] {
+            p.evidence_bucket = Some(bad.into());
+            assert_eq!(p.validate().expect_err(bad).field, "evidence_bucket");
+        }
+    }
 
     #[test]
     fn a_device_with_a_bad_rule_is_refused_naming_it() {

@@ -351,6 +351,11 @@ async fn policy(global: &Global, c: &Client, args: PolicyArgs) -> anyhow::Result
         ("open_severity", args.open_severity.map(|v| json!(v))),
         ("seen_metres", args.seen_metres.map(|v| json!(v))),
         ("verify_frames", args.verify_frames.map(|v| json!(v))),
+        (
+            "evidence_bucket",
+            args.evidence_bucket
+                .map(|b| if b.is_empty() { Value::Null } else { json!(b) }),
+        ),
     ];
     let changed = changes.iter().any(|(_, v)| v.is_some());
     for (key, value) in changes {
@@ -397,6 +402,13 @@ async fn policy(global: &Global, c: &Client, args: PolicyArgs) -> anyhow::Result
             format!(
                 "{} (clear frames that close a work order being verified)",
                 text(&p["verify_frames"])
+            ),
+        ),
+        (
+            "evidence bucket",
+            format!(
+                "{} (where evidence images are kept; -: the control plane's database)",
+                text(&p["evidence_bucket"])
             ),
         ),
     ]);

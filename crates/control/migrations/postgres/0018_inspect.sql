@@ -100,7 +100,9 @@ CREATE TABLE defects (
 CREATE INDEX defects_place ON defects (tenant_id, class, lat, lon);
 CREATE INDEX defects_first_seen ON defects (tenant_id, first_seen_ms);
 CREATE INDEX defects_at ON defects (tenant_id, lat, lon);
--- A defect's best frames (at most three, by score).
+-- A defect's best frames (at most three, by score). The image is kept here (`image`) until
+-- the tenant's policy names an evidence bucket; then `evidence.rs` moves it there
+-- (`object_key` = `bucket/key`, `image` NULL).
 CREATE TABLE defect_evidence (
     defect_id TEXT NOT NULL REFERENCES defects(id) ON DELETE CASCADE,
     stream TEXT NOT NULL,
@@ -110,6 +112,7 @@ CREATE TABLE defect_evidence (
     device_id TEXT NOT NULL,
     frame TEXT NOT NULL,
     image BYTEA,
+    object_key TEXT,
     PRIMARY KEY (defect_id, stream, seq)
 );
 CREATE TABLE work_orders (

@@ -18,7 +18,7 @@ pub mod openapi;
 pub mod purges;
 pub mod rollouts;
 mod sla;
-mod storage;
+pub(crate) mod storage;
 mod tenants;
 mod usage;
 

@@ -101,29 +101,10 @@ async fn console_key(
     tx.commit().await?;
     let (key, created) = match known {
         Some(key) => (key, false),
-        // Only a new key changes the configuration (and bumps its version).
-        None => {
-            let mut w = state.store.write(true).await?;
-            let key = match storage::console_s3_key(&mut w.tx, &id).await? {
-                Some(key) => key,
-                None => {
-                    let hex = random_hex(9).to_ascii_uppercase();
-                    let key = S3Credential {
-                        access_key: format!("{CONSOLE_S3_KEY_PREFIX}{}", &hex[..17]),
-                        secret: random_hex(20),
-                        tenant: id.clone(),
-                        read_only_bucket: None,
-                    };
-                    storage::insert_s3_key(&mut w.tx, &key, &crate::time::now_rfc3339()).await?;
-                    key
-                }
-            };
-            if let Some(v) = w.commit().await? {
-                state.hub.publish(v);
-            }
-            tracing::info!(tenant = %id, access_key = %key.access_key, "console S3 key created");
-            (key, true)
-        }
+        None => (
+            console_credential(&state.store, &state.hub, &id).await?,
+            true,
+        ),
     };
     Ok(Json(ConsoleS3Access {
         access_key: key.access_key,
@@ -132,6 +113,42 @@ async fn console_key(
         gateways,
         created,
     }))
+}
+
+/// Tenant `tenant`'s console S3 key, made (and announced to the gateways with the next
+/// `s3` snapshot) when it has none yet. Also what the control plane itself writes and reads
+/// a tenant's buckets with (road inspection's evidence images, `crate::evidence`).
+pub(crate) async fn console_credential(
+    store: &crate::Store,
+    hub: &crate::snapshot::Hub,
+    tenant: &str,
+) -> Result<S3Credential, crate::error::StoreError> {
+    let mut conn = store.pool().acquire().await?;
+    if let Some(key) = storage::console_s3_key(&mut conn, tenant).await? {
+        return Ok(key);
+    }
+    drop(conn);
+    // Only a new key changes the configuration (and bumps its version).
+    let mut w = store.write(true).await?;
+    let key = match storage::console_s3_key(&mut w.tx, tenant).await? {
+        Some(key) => key,
+        None => {
+            let hex = random_hex(9).to_ascii_uppercase();
+            let key = S3Credential {
+                access_key: format!("{CONSOLE_S3_KEY_PREFIX}{}", &hex[..17]),
+                secret: random_hex(20),
+                tenant: tenant.to_owned(),
+                read_only_bucket: None,
+            };
+            storage::insert_s3_key(&mut w.tx, &key, &crate::time::now_rfc3339()).await?;
+            tracing::info!(%tenant, access_key = %key.access_key, "console S3 key created");
+            key
+        }
+    };
+    if let Some(v) = w.commit().await? {
+        hub.publish(v);
+    }
+    Ok(key)
 }
 
 async fn list(

@@ -508,13 +508,18 @@ pub struct Evidence {
     pub taken_ms: i64,
     pub device: String,
     pub frame: String,
+    /// It has an image (in this database, or in the tenant's evidence bucket).
     pub has_image: bool,
+    /// `bucket/key` when its image was moved into the tenant's evidence bucket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
 }
 
 /// A defect's evidence, best score first.
 pub async fn evidence(conn: &mut AnyConnection, defect: &str) -> Result<Vec<Evidence>, StoreError> {
     let rows = sqlx::query(
-        "SELECT stream, seq, score, taken_ms, device_id, frame, image IS NOT NULL FROM defect_evidence \
+        "SELECT stream, seq, score, taken_ms, device_id, frame, \
+         (image IS NOT NULL OR object_key IS NOT NULL), object_key FROM defect_evidence \
          WHERE defect_id = $1 ORDER BY score DESC, taken_ms, stream, seq",
     )
     .bind(defect)
@@ -532,6 +537,7 @@ pub async fn evidence(conn: &mut AnyConnection, defect: &str) -> Result<Vec<Evid
                 has_image: r
                     .try_get::<bool, _>(6)
                     .or_else(|_| r.try_get::<i64, _>(6).map(|v| v != 0))?,
+                object: r.try_get(7)?,
             })
         })
         .collect()
@@ -575,25 +581,114 @@ pub async fn delete_evidence(
     Ok(())
 }
 
+/// Where a defect's evidence image is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EvidenceImage {
+    /// In this database.
+    Blob(Vec<u8>),
+    /// In the tenant's evidence bucket: `bucket/key`.
+    Object(String),
+}
+
 /// The image of a defect's evidence frame `(stream, seq)`.
 pub async fn evidence_image(
     conn: &mut AnyConnection,
     defect: &str,
     stream: &str,
     seq: u64,
-) -> Result<Option<Vec<u8>>, StoreError> {
+) -> Result<Option<EvidenceImage>, StoreError> {
     let row = sqlx::query(
-        "SELECT image FROM defect_evidence WHERE defect_id = $1 AND stream = $2 AND seq = $3",
+        "SELECT image, object_key FROM defect_evidence WHERE defect_id = $1 AND stream = $2 AND seq = $3",
     )
     .bind(defect)
     .bind(stream)
     .bind(seq as i64)
     .fetch_optional(conn)
     .await?;
-    match row {
-        Some(r) => Ok(r.try_get::<Option<Vec<u8>>, _>(0)?),
-        None => Ok(None),
+    let Some(r) = row else { return Ok(None) };
+    if let Some(image) = r.try_get::<Option<Vec<u8>>, _>(0)? {
+        return Ok(Some(EvidenceImage::Blob(image)));
     }
+    Ok(r.try_get::<Option<String>, _>(1)?
+        .map(EvidenceImage::Object))
+}
+
+/// Every tenant whose inspection policy names an evidence bucket, with the bucket.
+pub async fn evidence_buckets(
+    conn: &mut AnyConnection,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = sqlx::query("SELECT tenant_id, body FROM inspect_policies ORDER BY tenant_id")
+        .fetch_all(conn)
+        .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let policy: InspectPolicy = serde_json::from_str(&r.try_get::<String, _>(1)?)
+            .map_err(|e| corrupt("inspection policy", e))?;
+        if let Some(bucket) = policy.evidence_bucket {
+            out.push((r.try_get(0)?, bucket));
+        }
+    }
+    Ok(out)
+}
+
+/// An evidence image still in this database.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldImage {
+    pub defect: String,
+    pub stream: String,
+    pub seq: u64,
+    pub image: Vec<u8>,
+}
+
+/// Up to `limit` of tenant `tenant`'s evidence images still in this database, oldest
+/// frames first.
+pub async fn held_images(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    limit: i64,
+) -> Result<Vec<HeldImage>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT e.defect_id, e.stream, e.seq, e.image FROM defect_evidence e \
+         JOIN defects d ON d.id = e.defect_id \
+         WHERE d.tenant_id = $1 AND e.image IS NOT NULL \
+         ORDER BY e.taken_ms, e.defect_id, e.stream, e.seq LIMIT $2",
+    )
+    .bind(tenant)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(HeldImage {
+                defect: r.try_get(0)?,
+                stream: r.try_get(1)?,
+                seq: r.try_get::<i64, _>(2)? as u64,
+                image: r.try_get(3)?,
+            })
+        })
+        .collect()
+}
+
+/// Marks an evidence image as moved to `object` (`bucket/key`) in one write: false when
+/// the row is gone or no longer holds its image (nothing changed).
+pub async fn image_moved(
+    conn: &mut AnyConnection,
+    defect: &str,
+    stream: &str,
+    seq: u64,
+    object: &str,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE defect_evidence SET image = NULL, object_key = $4 \
+         WHERE defect_id = $1 AND stream = $2 AND seq = $3 AND image IS NOT NULL",
+    )
+    .bind(defect)
+    .bind(stream)
+    .bind(seq as i64)
+    .bind(object)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
 }
 
 /// A work order as kept.
