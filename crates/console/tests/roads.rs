@@ -360,6 +360,11 @@ async fn roads_orders_and_crews() {
     );
     assert!(page.body.contains("tenant:alpha (Li)"));
     assert!(page.body.contains("dispatched → fixed") && page.body.contains("fixed → verifying"));
+    assert!(
+        page.body.contains(r#"<dd id="waiting">since"#) && page.body.contains("0 clear frame(s)"),
+        "the order shows how long it has waited for a patrol: {}",
+        page.body
+    );
     assert!(page.body.contains("Filled and rolled"));
     assert!(
         page.body

@@ -159,6 +159,10 @@ struct ApiOrder {
     #[serde(default)]
     closed_ms: Option<i64>,
     #[serde(default)]
+    verifying_since_ms: Option<i64>,
+    #[serde(default)]
+    clear_frames: u32,
+    #[serde(default)]
     note: Option<String>,
     #[serde(default)]
     photo: Option<String>,
@@ -689,10 +693,23 @@ struct OrderFacts {
     updated: When,
     fixed: Option<When>,
     closed: Option<When>,
+    /// While verifying: since when it waits for a patrol, how long that is in words, and
+    /// the clear frames over the spot so far.
+    waiting: Option<(When, String, u32)>,
     note: Option<String>,
     photo: Option<String>,
     /// The photo is an http(s) address, so it may be a link.
     photo_link: bool,
+}
+
+/// How long ago `since_ms` was, in days or hours.
+fn age(since_ms: i64, now_ms: i64) -> String {
+    let hours = (now_ms - since_ms).max(0) / 3_600_000;
+    if hours >= 48 {
+        format!("{} days", hours / 24)
+    } else {
+        format!("{hours} h")
+    }
 }
 
 struct DefectFacts {
@@ -989,6 +1006,21 @@ async fn order_data(
             updated: When::of_ms(o.updated_ms),
             fixed: o.fixed_ms.map(When::of_ms),
             closed: o.closed_ms.map(When::of_ms),
+            waiting: o
+                .verifying_since_ms
+                .filter(|_| o.state == "verifying")
+                .map(|since| {
+                    (
+                        When::of_ms(since),
+                        age(
+                            since,
+                            std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0, |d| d.as_millis() as i64),
+                        ),
+                        o.clear_frames,
+                    )
+                }),
             photo_link,
             id: o.id,
             tenant: o.tenant,
