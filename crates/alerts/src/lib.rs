@@ -8,9 +8,13 @@
 //!   smoke and water, silent sensors).
 //! - [`series`]: one sensor under one rule: the readings it needs, and the alert's phase
 //!   (ok -> pending -> firing -> ok) with the transitions to notify.
+//! - [`alert`]: alerts as people see them: one per rule and sensor, silences, composite
+//!   conditions, acknowledgement and escalation.
 
+pub mod alert;
 pub mod rule;
 pub mod series;
 
+pub use alert::{Alert, Silence, silenced};
 pub use rule::{Condition, Rule, Severity};
 pub use series::{Phase, Reading, Series, Transition};
