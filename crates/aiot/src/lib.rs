@@ -14,7 +14,6 @@ pub mod loaded;
 pub mod metrics;
 pub mod mqtt;
 pub mod node;
-pub mod outbox;
 pub mod patrol;
 pub mod preprocess;
 pub mod probation;

@@ -44,8 +44,8 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use crate::metrics::{Metrics, MqttLabels};
-use crate::outbox::is_full;
 use crate::patrol::{MAX_CLOCK_AHEAD_MS, Patrol, now_ms};
+use lingjing_client::outbox::is_full;
 
 /// Positions' topics (QoS 1).
 pub const POSITION_TOPICS: &str = "lj/v1/+/+/patrol";

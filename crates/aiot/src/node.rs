@@ -17,9 +17,9 @@ use crate::backend::Backend;
 use crate::disk::Disk;
 use crate::metrics::Metrics;
 use crate::mqtt::{MqttConfig, Presence};
-use crate::outbox::Outbox;
 use crate::patrol::Patrol;
 use crate::runtime::{Reports, Runtime, RuntimeConfig};
+use lingjing_client::outbox::Outbox;
 
 /// How a node is set up.
 pub struct NodeConfig {

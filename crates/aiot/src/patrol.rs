@@ -20,7 +20,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -33,8 +32,8 @@ use axum::{Extension, Router};
 use base64::Engine as _;
 use lingjing_client::Client;
 use lingjing_model::inspect::{
-    DetectRule, Detection, FrameAck, FrameBatch, FrameRecord, MAX_BATCH_FRAMES, MAX_EVIDENCE_BYTES,
-    MAX_FRAME_DETECTIONS, PatrolDevice,
+    DetectRule, Detection, FrameRecord, MAX_BATCH_FRAMES, MAX_EVIDENCE_BYTES, MAX_FRAME_DETECTIONS,
+    PatrolDevice,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -43,21 +42,15 @@ use tokio::task::JoinHandle;
 
 use crate::decode::Decoded;
 use crate::metrics::{ClassLabels, FrameLabels, Metrics};
-use crate::outbox::{Outbox, is_full};
 use crate::runtime::{InferFailure, Owned, Runtime};
 use crate::server::{error, field_error, infer_failure, media_type, retry_after};
+use lingjing_client::forward::Forwarder;
+use lingjing_client::outbox::{Outbox, is_full};
 
 /// Most records in one batch to the control plane.
 pub const FORWARD_BATCH_RECORDS: usize = MAX_BATCH_FRAMES;
 /// About the most bytes of records in one batch (one record always goes).
 pub const FORWARD_BATCH_BYTES: usize = 4 << 20;
-/// The first wait after a failed send; it doubles up to [`MAX_BACKOFF`].
-pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// Longest wait for the control plane's answer to a batch.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
-/// An idle forwarder looks at the outbox this often even if nothing woke it.
-const IDLE_RECHECK: Duration = Duration::from_secs(30);
 /// How far ahead of the node's clock a frame's `taken_ms` may be.
 pub(crate) const MAX_CLOCK_AHEAD_MS: i64 = 24 * 3600 * 1000;
 
@@ -632,10 +625,8 @@ async fn frames(
     }
 }
 
-/// Sends the outbox's records to the control plane until aborted: batches of at most
-/// [`FORWARD_BATCH_RECORDS`] (about [`FORWARD_BATCH_BYTES`]), each acknowledged in the
-/// outbox through what the control plane says it took; after a failure it waits
-/// [`FIRST_BACKOFF`], doubling to [`MAX_BACKOFF`]; idle, it waits for `wake`.
+/// Sends the outbox's records to the control plane (`POST /v1/inspect/frames`) until
+/// aborted: see [`Forwarder`].
 pub fn spawn_forwarder(
     outbox: Arc<Outbox>,
     client: Client,
@@ -643,164 +634,21 @@ pub fn spawn_forwarder(
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
 ) -> JoinHandle<()> {
-    tokio::spawn(forward(outbox, client, node, wake, metrics))
-}
-
-/// What the forwarder last reported, so that a lasting problem is logged once.
-#[derive(Default)]
-struct Problem(Option<String>);
-
-impl Problem {
-    /// Logs `message` as a warning if it is not the one last logged.
-    fn warn(&mut self, message: String) {
-        if self.0.as_deref() != Some(message.as_str()) {
-            tracing::warn!(problem = %message, "patrol frames are not reaching the control plane; retrying");
-            self.0 = Some(message);
-        }
+    Forwarder {
+        outbox,
+        client,
+        node,
+        path: "/v1/inspect/frames",
+        what: "patrol frames",
+        wake,
+        batch_records: FORWARD_BATCH_RECORDS,
+        batch_bytes: FORWARD_BATCH_BYTES,
+        on_sent: Box::new(move |sent, depth| {
+            metrics.outbox_sent.inc_by(sent);
+            metrics.outbox_depth.set(depth as i64);
+        }),
     }
-
-    /// Logs `message` as an error (every time: it needs someone to look).
-    fn error(&mut self, message: String) {
-        tracing::error!(problem = %message, "the control plane refuses this node's patrol frames; they stay in the outbox");
-        self.0 = Some(message);
-    }
-
-    fn solved(&mut self) {
-        if self.0.take().is_some() {
-            tracing::info!("patrol frames are reaching the control plane again");
-        }
-    }
-}
-
-async fn forward(
-    outbox: Arc<Outbox>,
-    client: Client,
-    node: String,
-    wake: Arc<Notify>,
-    metrics: Arc<Metrics>,
-) {
-    let mut backoff = FIRST_BACKOFF;
-    let mut problem = Problem::default();
-    metrics.outbox_depth.set(outbox.depth() as i64);
-    loop {
-        let o = outbox.clone();
-        let pending = tokio::task::spawn_blocking(move || {
-            o.pending(FORWARD_BATCH_RECORDS, FORWARD_BATCH_BYTES)
-        })
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))
-        .and_then(|r| r);
-        let records = match pending {
-            Ok(r) => r,
-            Err(e) => {
-                problem.error(format!("cannot read the outbox: {e}"));
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
-            }
-        };
-        let (Some(first), Some(last)) = (
-            records.first().map(|r| r.seq),
-            records.last().map(|r| r.seq),
-        ) else {
-            tokio::select! {
-                () = wake.notified() => {}
-                () = tokio::time::sleep(IDLE_RECHECK) => {}
-            }
-            continue;
-        };
-        let count = records.len();
-        let batch = FrameBatch {
-            node: node.clone(),
-            stream: outbox.stream().to_owned(),
-            records,
-        };
-        let sent = tokio::time::timeout(
-            SEND_TIMEOUT,
-            client.post::<FrameBatch, FrameAck>("/v1/inspect/frames", &batch),
-        )
-        .await;
-        drop(batch);
-        let failed = match sent {
-            Ok(Ok(ack)) if ack.through < first => {
-                problem.error(format!(
-                    "the control plane acknowledged through seq {} a batch of seq {first}..={last}: nothing moves (has stream {} been reset there?)",
-                    ack.through,
-                    outbox.stream()
-                ));
-                true
-            }
-            Ok(Ok(ack)) => {
-                if ack.through > last {
-                    tracing::warn!(
-                        through = ack.through,
-                        last,
-                        "the control plane acknowledged more than it was sent; taken as through the batch"
-                    );
-                }
-                for r in &ack.rejected {
-                    tracing::error!(
-                        seq = r.seq,
-                        field = %r.field,
-                        "the control plane refused a patrol frame ({}); it is dropped",
-                        r.message
-                    );
-                }
-                let through = ack.through.min(last);
-                let o = outbox.clone();
-                match tokio::task::spawn_blocking(move || o.ack(through)).await {
-                    Ok(Ok(n)) => {
-                        metrics.outbox_sent.inc_by(n);
-                        metrics.outbox_depth.set(outbox.depth() as i64);
-                        tracing::debug!(
-                            count,
-                            first,
-                            through,
-                            accepted = ack.accepted,
-                            "patrol frames forwarded"
-                        );
-                        problem.solved();
-                        backoff = FIRST_BACKOFF;
-                        false
-                    }
-                    // Sent again later: the control plane skips what it has.
-                    Ok(Err(e)) => {
-                        problem.error(format!("cannot record the acknowledgement: {e}"));
-                        true
-                    }
-                    Err(e) => {
-                        problem.error(format!("cannot record the acknowledgement: {e}"));
-                        true
-                    }
-                }
-            }
-            Ok(Err(e)) => {
-                match e.status() {
-                    Some(status)
-                        if (400..500).contains(&status) && status != 408 && status != 429 =>
-                    {
-                        problem.error(format!(
-                            "HTTP {status} for a batch of seq {first}..={last}{}: {e} (the node's records should always be taken: report this)",
-                            e.field().map(|f| format!(" (field {f})")).unwrap_or_default()
-                        ));
-                    }
-                    _ => problem.warn(e.to_string()),
-                }
-                true
-            }
-            Err(_) => {
-                problem.warn(format!(
-                    "no answer from the control plane within {} s",
-                    SEND_TIMEOUT.as_secs()
-                ));
-                true
-            }
-        };
-        if failed {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-    }
+    .spawn()
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@ use base64::Engine as _;
 use lingjing_aiot::backend::{Backend, Runner, Tensor};
 use lingjing_aiot::disk::Disk;
 use lingjing_aiot::node::{NodeConfig, NodeHandle};
-use lingjing_aiot::outbox::Outbox;
 use lingjing_aiot::tract_backend::TractBackend;
+use lingjing_client::outbox::Outbox;
 use lingjing_model::aiot::{AiotSnapshot, ModelVersion, Probation, SlotTarget};
 use lingjing_model::inspect::{DetectRule, FrameAck, FrameBatch, FrameRecord, PatrolDevice};
 use sha2::{Digest, Sha256};
@@ -304,7 +304,7 @@ async fn a_devices_frame_is_run_and_kept_before_the_answer() {
     node.stop();
 
     // On disk, as the node answered.
-    let outbox = Outbox::open(&outbox_dir(dir.path())).expect("outbox");
+    let outbox = Outbox::<FrameRecord>::open(&outbox_dir(dir.path())).expect("outbox");
     let records = outbox.pending(10, 1 << 20).expect("pending");
     assert_eq!(records.len(), 3);
     assert!(records[2].image.is_none() && records[2].detections.len() == 1);
@@ -554,7 +554,7 @@ async fn the_forwarder_gets_every_record_through_once_in_order() {
     let stream = {
         let outbox = Outbox::open_with(
             &outbox_dir(dir.path()),
-            lingjing_aiot::outbox::OutboxConfig {
+            lingjing_client::outbox::OutboxConfig {
                 segment_bytes: 64 * 1024,
                 ..Default::default()
             },
@@ -636,6 +636,6 @@ async fn the_forwarder_gets_every_record_through_once_in_order() {
         .collect();
     left.sort();
     assert_eq!(left, vec!["acked".to_owned(), "stream".to_owned()]);
-    let outbox = Outbox::open(&outbox_dir(dir.path())).expect("reopen");
+    let outbox = Outbox::<FrameRecord>::open(&outbox_dir(dir.path())).expect("reopen");
     assert_eq!((outbox.depth(), outbox.acked()), (0, EARLY + 2));
 }

@@ -148,16 +148,39 @@ impl Series {
         heard.is_some_and(|h| now_ms.saturating_sub(h) > i64::from(after_s) * 1000)
     }
 
+    /// When the condition began to hold, found at `now_ms`: for no-data, when the
+    /// silence passed its limit (not when it was noticed). Every time in a transition is
+    /// one of the readings' or derived from them and the rule, so the same readings give
+    /// the same transition again (a node that recomputes one after a crash names it the
+    /// same).
+    fn began(&self, rule: &Rule, now_ms: i64) -> i64 {
+        match rule.condition {
+            Condition::NoData { after_s } => self
+                .last
+                .map(|l| l.at_ms)
+                .or(self.watched_ms)
+                .map_or(now_ms, |h| {
+                    h.saturating_add(i64::from(after_s) * 1000).min(now_ms)
+                }),
+            _ => now_ms,
+        }
+    }
+
     fn step(&mut self, rule: &Rule, now_ms: i64) -> Option<Transition> {
         let for_ms = i64::from(rule.for_s) * 1000;
         match self.phase {
             Phase::Ok if self.holds(rule, now_ms) => {
+                let began = self.began(rule, now_ms);
                 if for_ms == 0 {
-                    self.phase = Phase::Firing { since_ms: now_ms };
-                    Some(Transition::Firing { since_ms: now_ms })
+                    self.phase = Phase::Firing { since_ms: began };
+                    Some(Transition::Firing { since_ms: began })
+                } else if now_ms.saturating_sub(began) >= for_ms {
+                    let fired = began.saturating_add(for_ms);
+                    self.phase = Phase::Firing { since_ms: fired };
+                    Some(Transition::Firing { since_ms: fired })
                 } else {
-                    self.phase = Phase::Pending { since_ms: now_ms };
-                    Some(Transition::Pending { since_ms: now_ms })
+                    self.phase = Phase::Pending { since_ms: began };
+                    Some(Transition::Pending { since_ms: began })
                 }
             }
             Phase::Ok => None,
@@ -165,9 +188,11 @@ impl Series {
                 self.phase = Phase::Ok;
                 Some(Transition::Cancelled { at_ms: now_ms })
             }
+            // It fired when its `for` was over (however late this is noticed).
             Phase::Pending { since_ms } if now_ms.saturating_sub(since_ms) >= for_ms => {
-                self.phase = Phase::Firing { since_ms: now_ms };
-                Some(Transition::Firing { since_ms: now_ms })
+                let fired = since_ms.saturating_add(for_ms);
+                self.phase = Phase::Firing { since_ms: fired };
+                Some(Transition::Firing { since_ms: fired })
             }
             Phase::Pending { .. } => None,
             Phase::Firing { since_ms } if self.clears(rule, now_ms) => {
@@ -290,14 +315,16 @@ mod tests {
         let mut s = Series::default();
         assert_eq!(s.observe(&rule, at(0, 1.0)), None);
         assert_eq!(s.tick(&rule, t(180)), None);
+        // Noticed at 181 s, it fired when the silence passed 180 s: the time is the
+        // readings', so a node recomputing it after a crash names it the same.
         assert_eq!(
             s.tick(&rule, t(181)),
-            Some(Transition::Firing { since_ms: t(181) })
+            Some(Transition::Firing { since_ms: t(180) })
         );
         assert_eq!(
             s.observe(&rule, at(200, 1.0)),
             Some(Transition::Resolved {
-                fired_ms: t(181),
+                fired_ms: t(180),
                 at_ms: t(200)
             })
         );

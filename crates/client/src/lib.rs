@@ -5,8 +5,10 @@
 
 pub mod agent;
 pub mod error;
+pub mod forward;
 pub mod fs;
 pub mod meter;
+pub mod outbox;
 pub mod rest;
 
 pub use agent::{Agent, AgentConfig, AgentHandle};

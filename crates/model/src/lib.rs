@@ -16,6 +16,7 @@ pub mod inspect;
 pub mod ipam;
 pub mod line;
 pub mod metering;
+pub mod monitor;
 pub mod node;
 pub mod origin_policy;
 pub mod pool;

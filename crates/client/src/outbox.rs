@@ -1,7 +1,8 @@
-//! The node's durable outbox of patrol frames ([`FrameRecord`]s) on their way to the
-//! control plane: append-only, numbered, and kept on disk until the control plane has
-//! acknowledged them, so a link that drops (or a node that is killed) loses nothing and
-//! counts nothing twice.
+//! A node's durable outbox of records on their way to the control plane (patrol frames,
+//! [`FrameRecord`]; monitoring readings and alerts, [`MonitorRecord`]; any [`Record`]):
+//! append-only, numbered, and kept on disk until the control plane has acknowledged them,
+//! so a link that drops (or a node that is killed) loses nothing and counts nothing
+//! twice.
 //!
 //! On disk, in its own directory (0700):
 //! - `stream`: the outbox's id (random, 128 bits, hex), made once; `(stream, seq)` names
@@ -26,8 +27,37 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+use std::marker::PhantomData;
+
 use lingjing_model::inspect::FrameRecord;
+use lingjing_model::monitor::MonitorRecord;
 use serde::Deserialize;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A record an outbox keeps: JSON with a `seq` field the outbox numbers.
+pub trait Record: Serialize + DeserializeOwned {
+    fn seq(&self) -> u64;
+    fn set_seq(&mut self, seq: u64);
+}
+
+impl Record for FrameRecord {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn set_seq(&mut self, seq: u64) {
+        self.seq = seq;
+    }
+}
+
+impl Record for MonitorRecord {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn set_seq(&mut self, seq: u64) {
+        self.seq = seq;
+    }
+}
 
 /// The default cap on the bytes of segments kept (1 GiB).
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
@@ -86,12 +116,13 @@ struct State {
     broken: Option<String>,
 }
 
-/// A durable, append-only outbox of frame records (see the module's docs).
-pub struct Outbox {
+/// A durable, append-only outbox of records (see the module's docs).
+pub struct Outbox<R = FrameRecord> {
     dir: PathBuf,
     stream: String,
     config: OutboxConfig,
     state: Mutex<State>,
+    records: PhantomData<fn() -> R>,
 }
 
 /// Just the seq of a record line (the rest is checked to be JSON, not read).
@@ -129,16 +160,16 @@ fn valid_stream(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-impl Outbox {
+impl<R: Record> Outbox<R> {
     /// Opens (creating) the outbox in `dir` with the default sizes.
-    pub fn open(dir: &Path) -> io::Result<Outbox> {
+    pub fn open(dir: &Path) -> io::Result<Outbox<R>> {
         Outbox::open_with(dir, OutboxConfig::default())
     }
 
     /// Opens (creating) the outbox in `dir`, recovering what a crash left: see the
     /// module's docs. An error names the file and what to do about it.
-    pub fn open_with(dir: &Path, config: OutboxConfig) -> io::Result<Outbox> {
-        lingjing_client::fs::ensure_private_dir(dir)
+    pub fn open_with(dir: &Path, config: OutboxConfig) -> io::Result<Outbox<R>> {
+        crate::fs::ensure_private_dir(dir)
             .map_err(|e| context(e, "create the outbox directory", dir))?;
         // The directory's own entry, durable before anything in it is promised.
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -175,7 +206,7 @@ impl Outbox {
             let stream = text.trim().to_owned();
             if !valid_stream(&stream) {
                 return Err(invalid(format!(
-                    "{} does not hold an outbox stream id (hex): restore it from a backup, or move the directory {} aside to start a new outbox (its unsent frames are then lost)",
+                    "{} does not hold an outbox stream id (hex): restore it from a backup, or move the directory {} aside to start a new outbox (its unsent records are then lost)",
                     stream_path.display(),
                     dir.display()
                 )));
@@ -183,12 +214,12 @@ impl Outbox {
             stream
         } else if !segments.is_empty() || acked_file {
             return Err(invalid(format!(
-                "the outbox {} holds records but no `stream` file: without their stream id they cannot be sent without being counted twice; restore the file, or move the directory aside to start a new outbox (its unsent frames are then lost)",
+                "the outbox {} holds records but no `stream` file: without their stream id they cannot be sent without being counted twice; restore the file, or move the directory aside to start a new outbox (its unsent records are then lost)",
                 dir.display()
             )));
         } else {
             let stream = format!("{:032x}", rand::random::<u128>());
-            lingjing_client::fs::write_private(&stream_path, stream.as_bytes())
+            crate::fs::write_private(&stream_path, stream.as_bytes())
                 .map_err(|e| context(e, "write", &stream_path))?;
             stream
         };
@@ -225,7 +256,7 @@ impl Outbox {
             match kept.last() {
                 Some(prev) if prev.last + 1 != segment.first => {
                     return Err(invalid(format!(
-                        "the outbox segment {} starts at seq {} where {} was expected: the outbox is damaged; move the directory {} aside to start a new one (its unsent frames are then lost)",
+                        "the outbox segment {} starts at seq {} where {} was expected: the outbox is damaged; move the directory {} aside to start a new one (its unsent records are then lost)",
                         segment.path.display(),
                         segment.first,
                         prev.last + 1,
@@ -276,6 +307,7 @@ impl Outbox {
                 bytes,
                 broken: None,
             }),
+            records: PhantomData,
         })
     }
 
@@ -320,7 +352,14 @@ impl Outbox {
     /// Appends `record` as the next seq (whatever seq it carries is replaced), durable
     /// (fsynced) before this returns. Refuses with an error [`is_full`] says is "no room"
     /// when the outbox is at its cap (or the disk is full).
-    pub fn append(&self, mut record: FrameRecord) -> io::Result<u64> {
+    pub fn append(&self, record: R) -> io::Result<u64> {
+        self.append_all(vec![record])
+    }
+
+    /// Appends `records` as the next seqs, all durable with one fsync before this returns
+    /// (a group commit); returns the last one's seq (all or none are kept). Refuses as
+    /// [`Outbox::append`] does.
+    pub fn append_all(&self, records: Vec<R>) -> io::Result<u64> {
         let mut guard = self.lock();
         let st = &mut *guard;
         if let Some(why) = &st.broken {
@@ -329,16 +368,24 @@ impl Outbox {
                 self.dir.display()
             )));
         }
+        if records.is_empty() {
+            return Ok(st.next - 1);
+        }
         let seq = st.next;
-        record.seq = seq;
-        let mut line = serde_json::to_vec(&record).map_err(io::Error::other)?;
-        line.push(b'\n');
+        let count = records.len() as u64;
+        let mut line = Vec::new();
+        for (i, mut record) in records.into_iter().enumerate() {
+            record.set_seq(seq + i as u64);
+            serde_json::to_writer(&mut line, &record).map_err(io::Error::other)?;
+            line.push(b'\n');
+        }
         let len = line.len() as u64;
         if st.bytes + len > self.config.max_bytes {
             return Err(io::Error::new(
                 io::ErrorKind::StorageFull,
                 format!(
-                    "this node's outbox holds {} MiB of frames the control plane has not taken yet (its cap is {} MiB): new frames are refused until it takes some; check that the node reaches the control plane",
+                    "this node's outbox {} holds {} MiB of records the control plane has not taken yet (its cap is {} MiB): new records are refused until it takes some; check that the node reaches the control plane",
+                    self.dir.display(),
                     st.bytes >> 20,
                     self.config.max_bytes >> 20
                 ),
@@ -384,11 +431,11 @@ impl Outbox {
         let before = segment.bytes;
         match file.write_all(&line).and_then(|()| file.sync_data()) {
             Ok(()) => {
-                segment.last = seq;
+                segment.last = seq + count - 1;
                 segment.bytes += len;
                 st.bytes += len;
-                st.next += 1;
-                Ok(seq)
+                st.next += count;
+                Ok(seq + count - 1)
             }
             Err(e) => {
                 // Put the segment back as it was; if even that fails, take no more.
@@ -406,7 +453,7 @@ impl Outbox {
 
     /// Up to `max_records` records after the acknowledged one, in order, and about
     /// `max_bytes` of them (always at least one when any is waiting).
-    pub fn pending(&self, max_records: usize, max_bytes: usize) -> io::Result<Vec<FrameRecord>> {
+    pub fn pending(&self, max_records: usize, max_bytes: usize) -> io::Result<Vec<R>> {
         let (from, to, segments) = {
             let st = self.lock();
             let from = st.acked + 1;
@@ -451,17 +498,17 @@ impl Outbox {
                 if !out.is_empty() && bytes + line.len() > max_bytes {
                     return Ok(out);
                 }
-                let record: FrameRecord = serde_json::from_slice(&line).map_err(|e| {
+                let record: R = serde_json::from_slice(&line).map_err(|e| {
                     invalid(format!(
                         "record {seq} in {} is not readable ({e}): the outbox is damaged",
                         segment.path.display()
                     ))
                 })?;
-                if record.seq != seq {
+                if record.seq() != seq {
                     return Err(invalid(format!(
                         "{} holds record {} where {seq} was expected: the outbox is damaged",
                         segment.path.display(),
-                        record.seq
+                        record.seq()
                     )));
                 }
                 bytes += line.len();
@@ -484,7 +531,7 @@ impl Outbox {
             return Ok(0);
         }
         let path = self.dir.join(ACKED_FILE);
-        lingjing_client::fs::write_private(&path, through.to_string().as_bytes())
+        crate::fs::write_private(&path, through.to_string().as_bytes())
             .map_err(|e| context(e, "write", &path))?;
         let newly = through - st.acked;
         st.acked = through;
@@ -542,7 +589,7 @@ fn scan(segment: &mut Segment, is_last: bool, dir: &Path) -> io::Result<()> {
             }
             None => {
                 return Err(invalid(format!(
-                    "the outbox segment {} is damaged at byte {pos} (record {} expected): move the directory {} aside to start a new outbox (its unsent frames are then lost), or cut the file there if you know better",
+                    "the outbox segment {} is damaged at byte {pos} (record {} expected): move the directory {} aside to start a new outbox (its unsent records are then lost), or cut the file there if you know better",
                     path.display(),
                     seq + 1,
                     dir.display()
@@ -607,7 +654,7 @@ mod tests {
     fn reopening_keeps_the_stream_the_numbering_and_what_is_not_acknowledged() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("outbox");
-        let outbox = Outbox::open(&dir).expect("open");
+        let outbox = Outbox::<FrameRecord>::open(&dir).expect("open");
         let stream = outbox.stream().to_owned();
         assert_eq!(stream.len(), 32);
         assert_eq!(outbox.append(record("a")).expect("append"), 1);
@@ -615,7 +662,7 @@ mod tests {
         assert_eq!(outbox.depth(), 2);
         drop(outbox);
 
-        let outbox = Outbox::open(&dir).expect("reopen");
+        let outbox = Outbox::<FrameRecord>::open(&dir).expect("reopen");
         assert_eq!(outbox.stream(), stream);
         assert_eq!(outbox.depth(), 2);
         assert_eq!(
@@ -632,7 +679,7 @@ mod tests {
     fn a_torn_last_line_is_cut_off() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("outbox");
-        let outbox = Outbox::open(&dir).expect("open");
+        let outbox = Outbox::<FrameRecord>::open(&dir).expect("open");
         outbox.append(record("a")).expect("append");
         outbox.append(record("b")).expect("append");
         drop(outbox);
@@ -643,12 +690,12 @@ mod tests {
         drop(file);
         let whole = std::fs::metadata(&path).expect("meta").len();
 
-        let outbox = Outbox::open(&dir).expect("reopen");
+        let outbox = Outbox::<FrameRecord>::open(&dir).expect("reopen");
         assert_eq!(outbox.last_seq(), 2);
         assert!(std::fs::metadata(&path).expect("meta").len() < whole);
         assert_eq!(outbox.append(record("c")).expect("append"), 3);
         drop(outbox);
-        let outbox = Outbox::open(&dir).expect("reopen");
+        let outbox = Outbox::<FrameRecord>::open(&dir).expect("reopen");
         assert_eq!(
             frames(&outbox.pending(10, 1 << 20).expect("pending")),
             vec![(1, "a".into()), (2, "b".into()), (3, "c".into())]
@@ -658,7 +705,7 @@ mod tests {
         drop(outbox);
         let text = std::fs::read_to_string(&path).expect("read");
         std::fs::write(&path, text.replacen("\"seq\":2", "\"seq\":7", 1)).expect("write");
-        let err = Outbox::open(&dir).err().expect("damaged");
+        let err = Outbox::<FrameRecord>::open(&dir).err().expect("damaged");
         assert!(err.to_string().contains("damaged"), "{err}");
     }
 
@@ -670,7 +717,7 @@ mod tests {
             max_bytes: DEFAULT_MAX_BYTES,
             segment_bytes: 1,
         };
-        let outbox = Outbox::open_with(&dir, config).expect("open");
+        let outbox = Outbox::<FrameRecord>::open_with(&dir, config).expect("open");
         for f in ["a", "b", "c", "d"] {
             outbox.append(record(f)).expect("append");
         }
@@ -684,7 +731,7 @@ mod tests {
         assert_eq!(outbox.depth(), 2);
         drop(outbox);
 
-        let outbox = Outbox::open_with(&dir, config).expect("reopen");
+        let outbox = Outbox::<FrameRecord>::open_with(&dir, config).expect("reopen");
         assert_eq!(outbox.acked(), 2);
         assert_eq!(
             frames(&outbox.pending(10, 1 << 20).expect("pending")),
@@ -696,7 +743,7 @@ mod tests {
         assert_eq!(outbox.depth(), 0);
         // Everything acknowledged and gone: the numbering still goes on.
         drop(outbox);
-        let outbox = Outbox::open_with(&dir, config).expect("reopen");
+        let outbox = Outbox::<FrameRecord>::open_with(&dir, config).expect("reopen");
         assert_eq!(outbox.append(record("e")).expect("append"), 5);
         assert_eq!(
             frames(&outbox.pending(10, 1 << 20).expect("pending")),
@@ -712,19 +759,19 @@ mod tests {
             max_bytes: DEFAULT_MAX_BYTES,
             segment_bytes: 1,
         };
-        let outbox = Outbox::open_with(&dir, config).expect("open");
+        let outbox = Outbox::<FrameRecord>::open_with(&dir, config).expect("open");
         for f in ["a", "b", "c"] {
             outbox.append(record(f)).expect("append");
         }
         drop(outbox);
         // The `acked` file written, the segments not yet removed.
         std::fs::write(dir.join(ACKED_FILE), "2").expect("write");
-        let outbox = Outbox::open_with(&dir, config).expect("reopen");
+        let outbox = Outbox::<FrameRecord>::open_with(&dir, config).expect("reopen");
         assert_eq!(segments(&dir), vec![segment_name(3)]);
         assert_eq!(outbox.depth(), 1);
         drop(outbox);
         std::fs::write(dir.join(ACKED_FILE), "3").expect("write");
-        let outbox = Outbox::open_with(&dir, config).expect("reopen");
+        let outbox = Outbox::<FrameRecord>::open_with(&dir, config).expect("reopen");
         assert!(segments(&dir).is_empty());
         assert_eq!(outbox.append(record("d")).expect("append"), 4);
     }
@@ -738,7 +785,7 @@ mod tests {
             max_bytes: one * 2 + 1,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
         };
-        let outbox = Outbox::open_with(&dir, config).expect("open");
+        let outbox = Outbox::<FrameRecord>::open_with(&dir, config).expect("open");
         outbox.append(record("a")).expect("append");
         outbox.append(record("b")).expect("append");
         let err = outbox.append(record("c")).expect_err("full");
@@ -754,11 +801,11 @@ mod tests {
     fn records_without_a_stream_file_are_not_sent_under_a_new_one() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("outbox");
-        let outbox = Outbox::open(&dir).expect("open");
+        let outbox = Outbox::<FrameRecord>::open(&dir).expect("open");
         outbox.append(record("a")).expect("append");
         drop(outbox);
         std::fs::remove_file(dir.join(STREAM_FILE)).expect("rm");
-        let err = Outbox::open(&dir).err().expect("refused");
+        let err = Outbox::<FrameRecord>::open(&dir).err().expect("refused");
         assert!(err.to_string().contains("stream"), "{err}");
     }
 }
