@@ -71,6 +71,8 @@ pub struct Metrics {
     pub mqtt_messages: Family<MqttLabels, Counter>,
     /// 1 while connected to the MQTT broker and subscribed, else 0.
     pub mqtt_connected: Gauge,
+    /// IDC monitoring's (`lingjing_aiot_monitor_*`).
+    pub monitor: std::sync::Arc<lingjing_monitor::metrics::Metrics>,
 }
 
 impl Default for Metrics {
@@ -135,7 +137,7 @@ impl Default for Metrics {
         let mqtt_messages = Family::<MqttLabels, Counter>::default();
         registry.register(
             "mqtt_messages",
-            "MQTT messages of patrol cameras by outcome: position (kept in the outbox), status, malformed, unknown_device, refused (a bad field), outbox_full, outbox_failed",
+            "MQTT messages of patrol cameras by outcome: position (kept in the outbox), status, telemetry (a sensor's, to the monitor), malformed, unknown_device, refused (a bad field), outbox_full, outbox_failed",
             mqtt_messages.clone(),
         );
         let mqtt_connected = Gauge::default();
@@ -144,10 +146,13 @@ impl Default for Metrics {
             "1 while the node is connected to its MQTT broker and subscribed, else 0",
             mqtt_connected.clone(),
         );
+        let monitor = std::sync::Arc::new(lingjing_monitor::metrics::Metrics::default());
+        monitor.register(&mut registry);
         Metrics {
             registry,
             mqtt_messages,
             mqtt_connected,
+            monitor,
             patrol_frames,
             patrol_detections,
             patrol_evidence_skipped,

@@ -1,7 +1,9 @@
 //! Patrol cameras' metadata over MQTT (issue 17): the node subscribes (QoS 1) to its
 //! site broker's `lj/v1/{tenant}/{device}/patrol` (positions) and
 //! `lj/v1/{tenant}/{device}/status` (presence) topics. Frames still come over HTTP
-//! (`POST /v1/patrol/frames`, see `patrol`).
+//! (`POST /v1/patrol/frames`, see `patrol`). The same connection takes the site's
+//! sensors' `lj/v1/{site}/{device}/telemetry` and the status of devices that are not
+//! patrol cameras, and hands them to the monitor (`lingjing_monitor::mqtt`).
 //!
 //! Trust: the broker authenticates each device and its ACLs confine a device to its own
 //! topics (for mosquitto, e.g. `pattern write lj/v1/+/%u/#` with the device id as its
@@ -46,6 +48,7 @@ use tokio::task::JoinHandle;
 use crate::metrics::{Metrics, MqttLabels};
 use crate::patrol::{MAX_CLOCK_AHEAD_MS, Patrol, now_ms};
 use lingjing_client::outbox::is_full;
+use lingjing_monitor::Monitor;
 
 /// Positions' topics (QoS 1).
 pub const POSITION_TOPICS: &str = "lj/v1/+/+/patrol";
@@ -260,6 +263,8 @@ struct PositionMessage {
 pub enum Outcome {
     Position,
     Status,
+    /// A sensor's telemetry taken by the monitor.
+    Telemetry,
     Malformed,
     UnknownDevice,
     Refused,
@@ -272,6 +277,7 @@ impl Outcome {
         match self {
             Outcome::Position => "position",
             Outcome::Status => "status",
+            Outcome::Telemetry => "telemetry",
             Outcome::Malformed => "malformed",
             Outcome::UnknownDevice => "unknown_device",
             Outcome::Refused => "refused",
@@ -286,6 +292,7 @@ impl Outcome {
 enum TopicKind {
     Patrol,
     Status,
+    Telemetry,
 }
 
 /// `lj/v1/{tenant}/{device}/{patrol|status}`: the kind, the tenant and the device.
@@ -307,6 +314,7 @@ fn parse_topic(topic: &str) -> Option<(TopicKind, &str, &str)> {
     let kind = match kind {
         "patrol" => TopicKind::Patrol,
         "status" => TopicKind::Status,
+        "telemetry" => TopicKind::Telemetry,
         _ => return None,
     };
     Some((kind, tenant, device))
@@ -316,6 +324,7 @@ fn parse_topic(topic: &str) -> Option<(TopicKind, &str, &str)> {
 pub(crate) async fn handle(
     patrol: &Patrol,
     presence: &Presence,
+    monitor: Option<&Monitor>,
     topic: &str,
     payload: &[u8],
 ) -> Outcome {
@@ -326,6 +335,30 @@ pub(crate) async fn handle(
         );
         return Outcome::Malformed;
     };
+    // The site's sensors (IDC monitoring): `lj/v1/{site}/{device}/...`.
+    if let Some(monitor) = monitor {
+        match kind {
+            TopicKind::Telemetry => {
+                return monitor_outcome(
+                    lingjing_monitor::mqtt::telemetry(monitor, tenant, id, payload).await,
+                );
+            }
+            TopicKind::Status if patrol.device_by_id(id).is_none() => {
+                let text = std::str::from_utf8(payload).unwrap_or("").trim();
+                let online = match text.to_ascii_lowercase().as_str() {
+                    "online" => true,
+                    "offline" => false,
+                    _ => return Outcome::Malformed,
+                };
+                return monitor_outcome(
+                    lingjing_monitor::mqtt::status(monitor, tenant, id, online).await,
+                );
+            }
+            _ => {}
+        }
+    } else if kind == TopicKind::Telemetry {
+        return Outcome::UnknownDevice;
+    }
     if payload.len() > MAX_PAYLOAD_BYTES {
         tracing::debug!(
             topic,
@@ -360,6 +393,16 @@ pub(crate) async fn handle(
             Outcome::Status
         }
         TopicKind::Patrol => position(patrol, presence, &device, topic, payload).await,
+        TopicKind::Telemetry => Outcome::UnknownDevice,
+    }
+}
+
+fn monitor_outcome(o: lingjing_monitor::mqtt::Outcome) -> Outcome {
+    match o {
+        lingjing_monitor::mqtt::Outcome::Taken => Outcome::Telemetry,
+        lingjing_monitor::mqtt::Outcome::NotOurs => Outcome::UnknownDevice,
+        lingjing_monitor::mqtt::Outcome::Malformed => Outcome::Malformed,
+        lingjing_monitor::mqtt::Outcome::Failed => Outcome::OutboxFailed,
     }
 }
 
@@ -443,13 +486,14 @@ pub fn spawn(
     config: &MqttConfig,
     patrol: Arc<Patrol>,
     presence: Arc<Presence>,
+    monitor: Option<Arc<Monitor>>,
     metrics: Arc<Metrics>,
 ) -> JoinHandle<()> {
     let options = config.options();
     let url = config.url.clone();
     tokio::spawn(async move {
         match options {
-            Ok(options) => run(options, url, patrol, presence, metrics).await,
+            Ok(options) => run(options, url, patrol, presence, monitor, metrics).await,
             Err(e) => tracing::error!(error = %e, "patrol cameras' MQTT is off"),
         }
     })
@@ -481,6 +525,7 @@ async fn run(
     url: String,
     patrol: Arc<Patrol>,
     presence: Arc<Presence>,
+    monitor: Option<Arc<Monitor>>,
     metrics: Arc<Metrics>,
 ) {
     let (client, mut eventloop) = AsyncClient::new(options, 64);
@@ -492,8 +537,12 @@ async fn run(
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 // Subscribed again on every connection: a broker that lost the session
                 // (restarted without persistence) forgot the subscriptions.
-                let filters = [POSITION_TOPICS, STATUS_TOPICS]
-                    .map(|t| SubscribeFilter::new(t.to_owned(), QoS::AtLeastOnce));
+                let filters = [
+                    POSITION_TOPICS,
+                    STATUS_TOPICS,
+                    lingjing_monitor::mqtt::TELEMETRY_TOPICS,
+                ]
+                .map(|t| SubscribeFilter::new(t.to_owned(), QoS::AtLeastOnce));
                 if let Err(e) = client.try_subscribe_many(filters) {
                     problem.warn(&url, format!("cannot subscribe: {e}"));
                 }
@@ -515,7 +564,15 @@ async fn run(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                take(&client, &patrol, &presence, &metrics, &publish).await;
+                take(
+                    &client,
+                    &patrol,
+                    &presence,
+                    monitor.as_deref(),
+                    &metrics,
+                    &publish,
+                )
+                .await;
             }
             Ok(_) => {}
             Err(e) => {
@@ -532,10 +589,11 @@ async fn take(
     client: &AsyncClient,
     patrol: &Patrol,
     presence: &Presence,
+    monitor: Option<&Monitor>,
     metrics: &Metrics,
     publish: &Publish,
 ) {
-    let outcome = handle(patrol, presence, &publish.topic, &publish.payload).await;
+    let outcome = handle(patrol, presence, monitor, &publish.topic, &publish.payload).await;
     metrics
         .mqtt_messages
         .get_or_create(&MqttLabels {

@@ -20,6 +20,7 @@ use crate::mqtt::{MqttConfig, Presence};
 use crate::patrol::Patrol;
 use crate::runtime::{Reports, Runtime, RuntimeConfig};
 use lingjing_client::outbox::Outbox;
+use lingjing_monitor::Monitor;
 
 /// How a node is set up.
 pub struct NodeConfig {
@@ -36,8 +37,12 @@ pub struct NodeConfig {
     /// The control plane's API (artefacts are fetched from it last; patrol frames are
     /// forwarded to it; none: they stay in the outbox).
     pub control: Option<String>,
-    /// The site's MQTT broker for patrol cameras' positions and status (none: not used).
+    /// The site's MQTT broker for patrol cameras' positions and status, and sensors'
+    /// telemetry (none: not used).
     pub mqtt: Option<MqttConfig>,
+    /// The token devices send with HTTP telemetry (`POST /v1/telemetry/{device}`; none:
+    /// refused).
+    pub telemetry_token: Option<String>,
 }
 
 /// A running node.
@@ -47,6 +52,9 @@ pub struct NodeHandle {
     pub patrol: Arc<Patrol>,
     /// Patrol devices' MQTT status (`GET /v1/patrol/devices`).
     pub presence: Arc<Presence>,
+    /// IDC monitoring of the site this node watches (none: its directory cannot be
+    /// opened).
+    pub monitor: Option<Arc<Monitor>>,
     agent: Option<AgentHandle>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -59,12 +67,21 @@ impl NodeHandle {
 
     /// Takes a snapshot as the agent does (slots and patrol devices).
     pub fn apply(&self, snapshot: &AiotSnapshot) {
-        apply(&self.runtime, &self.patrol, snapshot);
+        apply(
+            &self.runtime,
+            &self.patrol,
+            self.monitor.as_deref(),
+            snapshot,
+        );
     }
 
     pub fn stop(mut self) {
         if let Some(agent) = self.agent.take() {
             agent.stop();
+        }
+        if let Some(m) = &self.monitor {
+            let m = m.clone();
+            tokio::spawn(async move { m.flush().await });
         }
         for t in &self.tasks {
             t.abort();
@@ -114,40 +131,64 @@ pub async fn start(
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let app = crate::server::router(runtime.clone(), Some(patrol.clone()))
+    let control_client = config.control.as_ref().and_then(|control| {
+        lingjing_client::Client::with_ca(control, &config.credential, config.ca.as_deref())
+            .map_err(|e| {
+                tracing::error!(control = %control, error = %e, "cannot make a client of the control plane: patrol frames and monitoring records stay in their outboxes");
+            })
+            .ok()
+    });
+    let mut tasks = Vec::new();
+    let monitor = match lingjing_monitor::start(
+        &config.node,
+        &config.data_dir.join("monitor"),
+        runtime.metrics().monitor.clone(),
+        control_client.clone(),
+    ) {
+        Ok((monitor, monitor_tasks)) => {
+            tasks.extend(monitor_tasks);
+            Some(monitor)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the monitor's directory: this node watches no site's sensors");
+            None
+        }
+    };
+    let mut app = crate::server::router(runtime.clone(), Some(patrol.clone()))
         .merge(crate::mqtt::routes(patrol.clone(), presence.clone()));
+    if let Some(m) = &monitor {
+        app = app.merge(lingjing_monitor::http::routes(
+            m.clone(),
+            config.telemetry_token.as_deref(),
+        ));
+    }
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the edge AI API stopped");
         }
     });
     let ticker = runtime.spawn_ticker(Duration::from_millis(500));
-    let mut tasks = vec![server, ticker];
+    tasks.push(server);
+    tasks.push(ticker);
     if let (Some(m), Some(())) = (&config.mqtt, mqtt) {
         tasks.push(crate::mqtt::spawn(
             m,
             patrol.clone(),
             presence.clone(),
+            monitor.clone(),
             runtime.metrics().clone(),
         ));
     }
     match (&config.control, patrol.outbox()) {
-        (Some(control), Some(outbox)) => {
-            match lingjing_client::Client::with_ca(
-                control,
-                &config.credential,
-                config.ca.as_deref(),
-            ) {
-                Ok(client) => tasks.push(crate::patrol::spawn_forwarder(
+        (Some(_), Some(outbox)) => {
+            if let Some(client) = control_client {
+                tasks.push(crate::patrol::spawn_forwarder(
                     outbox.clone(),
                     client,
                     config.node.clone(),
                     patrol.appended().clone(),
                     runtime.metrics().clone(),
-                )),
-                Err(e) => {
-                    tracing::error!(control = %control, error = %e, "cannot make a client of the control plane: patrol frames stay in the outbox");
-                }
+                ));
             }
         }
         (None, Some(_)) => {
@@ -158,10 +199,11 @@ pub async fn start(
     let agent = agent.map(|agent| {
         let runtime = runtime.clone();
         let patrol = patrol.clone();
+        let monitor = monitor.clone();
         agent
             .with_slots(Arc::new(Reports(runtime.clone())), runtime.changed.clone())
             .start(move |snapshot: Arc<Snapshot<AiotSnapshot>>| {
-                apply(&runtime, &patrol, &snapshot.body);
+                apply(&runtime, &patrol, monitor.as_deref(), &snapshot.body);
                 Ok(())
             })
     });
@@ -170,13 +212,22 @@ pub async fn start(
         runtime,
         patrol,
         presence,
+        monitor,
         agent,
         tasks,
     })
 }
 
 /// A snapshot to the slots and to the patrol side's devices.
-fn apply(runtime: &Arc<Runtime>, patrol: &Patrol, snapshot: &AiotSnapshot) {
+fn apply(
+    runtime: &Arc<Runtime>,
+    patrol: &Patrol,
+    monitor: Option<&Monitor>,
+    snapshot: &AiotSnapshot,
+) {
     runtime.apply(snapshot);
+    if let Some(m) = monitor {
+        m.set_config(&snapshot.monitor);
+    }
     patrol.set_devices(&snapshot.devices);
 }

@@ -146,6 +146,7 @@ async fn start_node(dir: &Path, broker: &Broker) -> NodeHandle {
                 password: None,
                 client_id: MqttConfig::default_client_id("ai-1"),
             }),
+            telemetry_token: None,
         },
         Arc::new(NoModels),
         None,

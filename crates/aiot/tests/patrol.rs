@@ -139,6 +139,7 @@ async fn start(
             pause_at: None,
             control,
             mqtt: None,
+            telemetry_token: None,
         },
         backend,
         None,

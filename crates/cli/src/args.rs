@@ -1051,10 +1051,16 @@ pub struct AiotArgs {
     /// verifying, loading, staged, probation).
     #[arg(long, env = "LINGJING_AIOT_PAUSE_AT", hide = true)]
     pub pause_at: Option<String>,
-    /// The site's MQTT broker for patrol cameras' positions and status
-    /// (`mqtt://HOST:PORT`; topics `lj/v1/TENANT/DEVICE/patrol` and `.../status`).
+    /// The site's MQTT broker for patrol cameras' positions and status, and sensors'
+    /// telemetry (`mqtt://HOST:PORT`; topics `lj/v1/TENANT/DEVICE/patrol`,
+    /// `lj/v1/SITE/DEVICE/telemetry` and `.../status`).
     #[arg(long, value_name = "URL")]
     pub mqtt: Option<String>,
+    /// A file holding the token devices send with HTTP telemetry
+    /// (`POST /v1/telemetry/DEVICE`, `Authorization: Bearer TOKEN`; without it HTTP
+    /// telemetry is refused).
+    #[arg(long, value_name = "FILE")]
+    pub telemetry_token_file: Option<PathBuf>,
     /// The node's username on the broker.
     #[arg(long, requires = "mqtt")]
     pub mqtt_username: Option<String>,

@@ -350,6 +350,7 @@ pub async fn build_aiot(
         }
     }
     let devices = crate::store::inspect::patrol_devices(&mut *conn).await?;
+    let monitor = monitor_config(&mut *conn).await?;
     Ok(Snapshot {
         version,
         role: Role::Aiot,
@@ -361,7 +362,55 @@ pub async fn build_aiot(
             relay_host: ctx.relay.as_ref().map(|_| relay_host(&ctx.zone)),
             relays,
             devices,
+            monitor,
         },
+    })
+}
+
+/// IDC monitoring's part of the `aiot` snapshot: each site's first edge AI node (by id)
+/// watches it; power sensors get their cabinet's contract; silences not over; the
+/// acknowledgements of alerts firing.
+async fn monitor_config(
+    conn: &mut AnyConnection,
+) -> Result<lingjing_model::monitor::MonitorConfig, StoreError> {
+    use lingjing_model::monitor::{
+        MonitorConfig, Receiver, Sensor, SensorKind, Silence, SiteMonitor,
+    };
+    let mut monitors: Vec<SiteMonitor> = Vec::new();
+    let mut nodes = list_docs::<lingjing_model::Node>(&mut *conn).await?;
+    nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    for n in nodes.iter().filter(|n| n.roles.contains(&NodeRole::Aiot)) {
+        if !monitors.iter().any(|m| m.site == n.site) {
+            monitors.push(SiteMonitor {
+                site: n.site.clone(),
+                node: n.id.clone(),
+            });
+        }
+    }
+    let cabinets = list_docs::<lingjing_model::colocation::Cabinet>(&mut *conn).await?;
+    let mut sensors = list_docs::<Sensor>(&mut *conn).await?;
+    for s in sensors.iter_mut().filter(|s| s.kind == SensorKind::Power) {
+        if s.contract_watts.is_none() {
+            s.contract_watts = s
+                .cabinet
+                .as_ref()
+                .and_then(|c| cabinets.iter().find(|x| &x.id == c))
+                .map(|c| c.contracted_watts);
+        }
+    }
+    let now = crate::time::now_ms();
+    let silences = list_docs::<Silence>(&mut *conn)
+        .await?
+        .into_iter()
+        .filter(|s| s.ends_ms > now)
+        .collect();
+    Ok(MonitorConfig {
+        monitors,
+        sensors,
+        receivers: list_docs::<Receiver>(&mut *conn).await?,
+        silences,
+        acks: crate::store::monitor::acks(&mut *conn).await?,
+        escalate_after_s: 900,
     })
 }
 

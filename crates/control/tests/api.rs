@@ -1464,7 +1464,17 @@ async fn openapi_document_lists_every_route() {
         routes.push((format!("/v1/{kind}"), &["get", "post"]));
         routes.push((format!("/v1/{kind}/{{id}}"), &["get", "put", "delete"]));
     }
-    let others: [(&str, &[&str]); 75] = [
+    let others: [(&str, &[&str]); 85] = [
+        ("/v1/sensors", &["get", "post"]),
+        ("/v1/sensors/{id}", &["get", "put", "delete"]),
+        ("/v1/receivers", &["get", "post"]),
+        ("/v1/receivers/{id}", &["get", "put", "delete"]),
+        ("/v1/silences", &["get", "post"]),
+        ("/v1/silences/{id}", &["get", "put", "delete"]),
+        ("/v1/monitor/records", &["post"]),
+        ("/v1/sensors/{id}/readings", &["get"]),
+        ("/v1/alerts", &["get"]),
+        ("/v1/alerts/ack", &["post"]),
         ("/v1/devices", &["get", "post"]),
         ("/v1/devices/{id}", &["get", "put", "delete"]),
         ("/v1/devices/{id}/token", &["post"]),

@@ -403,6 +403,10 @@ pub struct AiotSnapshot {
     /// The tenants' patrol cameras whose frames nodes take (road inspection).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<crate::inspect::PatrolDevice>,
+    /// IDC monitoring: which node watches which site, the sensors, receivers, silences
+    /// and acknowledgements.
+    #[serde(default)]
+    pub monitor: crate::monitor::MonitorConfig,
 }
 
 /// The edges one node fetches artefacts through.

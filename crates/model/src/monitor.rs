@@ -288,7 +288,8 @@ pub struct Receiver {
     /// `http://` or `https://` URL the alert is POSTed to.
     pub url: String,
     /// The key of `X-Lingjing-Signature: sha256=HEX(HMAC-SHA256(secret, body))`, 16 to
-    /// 256 characters.
+    /// 256 characters. Write-only: reads leave it out, a replace without it keeps it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub secret: String,
     /// The sites it hears from (empty: all).
     #[serde(default)]

@@ -60,6 +60,22 @@ pub async fn run(global: &Global, args: AiotArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| state_dir.join("models"));
     let pause_at = args.pause_at.as_deref().map(pause_stage).transpose()?;
     let mqtt = mqtt_config(&node, &args)?;
+    let telemetry_token = match &args.telemetry_token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!("cannot read the telemetry token file {}", path.display())
+            })?;
+            let token = text.trim().to_owned();
+            if token.len() < 16 {
+                bail!(
+                    "the telemetry token in {} is shorter than 16 characters: make a longer one (e.g. `openssl rand -hex 24`)",
+                    path.display()
+                );
+            }
+            Some(token)
+        }
+        None => None,
+    };
     let agent =
         super::edge::agent_config(global, &args.join, &node, Role::Aiot, &state_dir).await?;
     let workers = args.workers.map_or_else(
@@ -76,6 +92,7 @@ pub async fn run(global: &Global, args: AiotArgs) -> anyhow::Result<()> {
         pause_at,
         control: Some(agent.endpoint.clone()),
         mqtt: mqtt.clone(),
+        telemetry_token,
     };
     let agent = Agent::new(agent)?;
     let handle = match lingjing_aiot::node::start(config, Arc::new(TractBackend), Some(agent)).await

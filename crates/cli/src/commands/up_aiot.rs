@@ -132,6 +132,21 @@ async fn seed_patrol(client: &Client, data_dir: &Path) -> anyhow::Result<std::pa
     Ok(token_file)
 }
 
+/// The token of HTTP telemetry to the edge AI node, kept in
+/// `{data_dir}/telemetry.token` (0600; made once).
+fn telemetry_token(data_dir: &Path) -> anyhow::Result<String> {
+    let file = data_dir.join("telemetry.token");
+    match std::fs::read_to_string(&file) {
+        Ok(t) if t.trim().len() >= 16 => Ok(t.trim().to_owned()),
+        _ => {
+            let token = lingjing_control::auth::random_hex(24);
+            lingjing_client::fs::write_private(&file, token.as_bytes())
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            Ok(token)
+        }
+    }
+}
+
 /// Starts the inventory's edge AI node (none: nothing to run) and seeds its model.
 pub async fn start(
     global: &Global,
@@ -173,6 +188,7 @@ pub async fn start(
         pause_at: None,
         control: Some(agent.endpoint.clone()),
         mqtt: None,
+        telemetry_token: Some(telemetry_token(&global.data_dir)?),
     };
     let handle = lingjing_aiot::node::start(
         config,

@@ -12,6 +12,7 @@ pub mod inspect;
 mod ipam;
 mod lines;
 mod models;
+pub mod monitor;
 mod nodes;
 pub mod open311;
 pub mod openapi;
@@ -106,6 +107,9 @@ pub fn router(state: AppState) -> Router {
         .merge(crud::routes::<lingjing_model::colocation::Cabinet>())
         .merge(crud::routes::<lingjing_model::inspect::Device>())
         .merge(crud::routes::<lingjing_model::inspect::Crew>())
+        .merge(crud::routes::<lingjing_model::monitor::Sensor>())
+        .merge(crud::routes::<lingjing_model::monitor::Receiver>())
+        .merge(crud::routes::<lingjing_model::monitor::Silence>())
         .merge(hostnames::routes())
         .merge(ipam::routes())
         .merge(lines::routes().layer(axum::extract::DefaultBodyLimit::max(MAX_BULK_BODY_BYTES)))
@@ -123,6 +127,7 @@ pub fn router(state: AppState) -> Router {
         .merge(models::routes())
         .merge(rollouts::routes())
         .merge(inspect::routes())
+        .merge(monitor::routes())
         .merge(open311::routes())
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -1064,8 +1064,12 @@ pub fn document() -> OpenApi {
         crud_ops::<lingjing_model::colocation::Cabinet>(),
         crud_ops::<lingjing_model::inspect::Device>(),
         crud_ops::<lingjing_model::inspect::Crew>(),
+        crud_ops::<lingjing_model::monitor::Sensor>(),
+        crud_ops::<lingjing_model::monitor::Receiver>(),
+        crud_ops::<lingjing_model::monitor::Silence>(),
         other_ops(),
         inspect_ops(),
+        monitor_ops(),
     ];
     for op in ops.into_iter().flatten() {
         op.add_to(&mut paths);
@@ -1086,6 +1090,22 @@ pub fn document() -> OpenApi {
     components = add_schema::<lingjing_model::colocation::Assignment>(components);
     components = add_schema::<lingjing_model::colocation::CrossConnect>(components);
     components = add_schema::<lingjing_model::colocation::CabinetStatus>(components);
+    components = add_resource::<lingjing_model::monitor::Sensor>(components);
+    components = add_resource::<lingjing_model::monitor::Receiver>(components);
+    components = add_resource::<lingjing_model::monitor::Silence>(components);
+    components = add_schema::<lingjing_model::monitor::SensorKind>(components);
+    components = add_schema::<lingjing_model::monitor::SilenceMatcher>(components);
+    components = add_schema::<lingjing_model::monitor::MonitorBatch>(components);
+    components = add_schema::<lingjing_model::monitor::MonitorRecord>(components);
+    components = add_schema::<lingjing_model::monitor::MonitorEvent>(components);
+    components = add_schema::<lingjing_model::monitor::AlertEvent>(components);
+    components = add_schema::<lingjing_model::monitor::AlertState>(components);
+    components = add_schema::<lingjing_model::monitor::SensorValue>(components);
+    components = add_schema::<lingjing_model::monitor::Telemetry>(components);
+    components = add_schema::<crate::store::monitor::Point>(components);
+    components = add_schema::<crate::store::monitor::AlertRow>(components);
+    components = add_schema::<super::monitor::Series>(components);
+    components = add_schema::<super::monitor::AckRequest>(components);
     components = add_resource::<lingjing_model::inspect::Device>(components);
     components = add_resource::<lingjing_model::inspect::Crew>(components);
     components = add_schema::<lingjing_model::inspect::DetectRule>(components);
@@ -1225,6 +1245,56 @@ pub fn document() -> OpenApi {
             Vec::<String>::new(),
         )]))
         .build()
+}
+
+/// IDC monitoring (issue 18).
+fn monitor_ops() -> Vec<Op> {
+    let text = String::schema;
+    vec![
+        Op::new(
+            HttpMethod::Post,
+            "/v1/monitor/records",
+            "monitoring",
+            "forward_monitor_records",
+            "Readings and alert transitions from a site's node outbox (node credential, role aiot, its own site only): records at or below the stream's last kept one are skipped, a reading kept already and a transition kept already (by its id) count once; a record that cannot be taken is named in `rejected`",
+        )
+        .body("application/json", schema_ref("MonitorBatch"))
+        .ok("200", "Kept through `through`", Some(schema_ref("FrameAck")))
+        .err("422", "The batch is invalid (named)"),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/sensors/{id}/readings",
+            "monitoring",
+            "sensor_readings",
+            "A sensor's series: raw readings for a step under 60 s, else per-minute rollups (min, max, mean, last) merged into the step",
+        )
+        .query("from", "ms since the epoch (default: an hour before `to`)", i64::schema())
+        .query("to", "ms since the epoch (default: now)", i64::schema())
+        .query("step", "Seconds (default 60; at least 60: whole minutes)", u64::schema())
+        .ok("200", "The series", Some(schema_ref("Series")))
+        .err("404", "No such sensor"),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/alerts",
+            "monitoring",
+            "list_alerts",
+            "Alerts (one per rule and sensor) with their last transition, newest first",
+        )
+        .query("state", "pending, firing, resolved, cancelled or all (default: pending and firing)", text())
+        .query("site", "Only this site's", text())
+        .query("limit", "At most this many (default 500)", u64::schema())
+        .ok("200", "Alerts", Some(array_of("AlertRow"))),
+        Op::new(
+            HttpMethod::Post,
+            "/v1/alerts/ack",
+            "monitoring",
+            "ack_alert",
+            "Acknowledge a firing alert (it is not escalated; a later firing is not acknowledged)",
+        )
+        .body("application/json", schema_ref("AckRequest"))
+        .ok("200", "Acknowledged", None)
+        .err("409", "The alert is not firing"),
+    ]
 }
 
 /// Road inspection (issue 17) and Open311.

@@ -9,6 +9,7 @@
 mod cabinet;
 mod inspect;
 mod line;
+mod monitor;
 mod node;
 mod pool;
 mod record;
@@ -173,7 +174,24 @@ pub async fn referrer_of(
                             {
                                 Some(f) => Some(f),
                                 None => {
-                                    scan::<lingjing_model::inspect::Crew>(conn, table, id).await?
+                                    match scan::<lingjing_model::inspect::Crew>(conn, table, id)
+                                        .await?
+                                    {
+                                        Some(f) => Some(f),
+                                        None => match scan::<lingjing_model::monitor::Sensor>(
+                                            conn, table, id,
+                                        )
+                                        .await?
+                                        {
+                                            Some(f) => Some(f),
+                                            None => {
+                                                scan::<lingjing_model::monitor::Receiver>(
+                                                    conn, table, id,
+                                                )
+                                                .await?
+                                            }
+                                        },
+                                    }
                                 }
                             },
                         },

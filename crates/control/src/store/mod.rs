@@ -27,6 +27,7 @@ pub mod lines;
 mod load;
 pub mod meter;
 pub mod models;
+pub mod monitor;
 pub mod nodes;
 pub mod purges;
 pub mod records;
