@@ -37,6 +37,58 @@ pub const UNDER_VEHICLE_M: f64 = 3.0;
 /// Who did something automatically.
 pub const SYSTEM: &str = "system";
 
+/// Checks the shape of a batch from a node's outbox (frames or monitoring records):
+/// its stream id, at most `max` records, in increasing order of seq.
+pub fn check_batch(
+    stream: &str,
+    seqs: impl Iterator<Item = u64>,
+    max: usize,
+) -> Result<(), ApiError> {
+    if stream.is_empty()
+        || stream.len() > 64
+        || !stream
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(ApiError::invalid(
+            "stream",
+            "1 to 64 letters, digits or `-`",
+        ));
+    }
+    let mut last = 0;
+    for (i, seq) in seqs.enumerate() {
+        if i >= max {
+            return Err(ApiError::invalid(
+                "records",
+                format!("at most {max} a batch"),
+            ));
+        }
+        if seq <= last {
+            return Err(ApiError::invalid(
+                format!("records[{i}].seq"),
+                "records go in increasing order of seq, from 1",
+            ));
+        }
+        last = seq;
+    }
+    Ok(())
+}
+
+/// The last record kept from outbox `stream` (0: none yet), which must be `node`'s.
+pub async fn kept_through(
+    conn: &mut AnyConnection,
+    stream: &str,
+    node: &str,
+) -> Result<u64, ApiError> {
+    match db::stream(conn, stream).await? {
+        Some((owner, _)) if owner != node => Err(ApiError::Forbidden(format!(
+            "outbox stream `{stream}` is node `{owner}`'s"
+        ))),
+        Some((_, through)) => Ok(through),
+        None => Ok(0),
+    }
+}
+
 /// Takes a node's batch of frames: each record after the stream's last kept one is
 /// kept once (a batch sent again after a lost answer is skipped), its detections merged
 /// into defects, and orders being verified counted down or reopened.
@@ -52,37 +104,11 @@ pub async fn take_batch(
             batch.node
         )));
     }
-    if batch.stream.is_empty()
-        || batch.stream.len() > 64
-        || !batch
-            .stream
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
-        return Err(ApiError::invalid(
-            "stream",
-            "1 to 64 letters, digits or `-`",
-        ));
-    }
-    if batch.records.len() > lingjing_model::inspect::MAX_BATCH_FRAMES {
-        return Err(ApiError::invalid(
-            "records",
-            format!(
-                "at most {} a batch",
-                lingjing_model::inspect::MAX_BATCH_FRAMES
-            ),
-        ));
-    }
-    let mut last = 0;
-    for (i, r) in batch.records.iter().enumerate() {
-        if r.seq <= last {
-            return Err(ApiError::invalid(
-                format!("records[{i}].seq"),
-                "records go in increasing order of seq, from 1",
-            ));
-        }
-        last = r.seq;
-    }
+    check_batch(
+        &batch.stream,
+        batch.records.iter().map(|r| r.seq),
+        lingjing_model::inspect::MAX_BATCH_FRAMES,
+    )?;
     let mut tx = store.write(false).await?;
     let conn = &mut *tx.tx;
     // The devices' tenants' locks, in order (no two batches wait on each other).
@@ -96,16 +122,7 @@ pub async fn take_batch(
     for t in &tenants {
         db::lock_tenant(conn, t).await?;
     }
-    let mut through = match db::stream(conn, &batch.stream).await? {
-        Some((owner, _)) if owner != node => {
-            return Err(ApiError::Forbidden(format!(
-                "outbox stream `{}` is node `{owner}`'s",
-                batch.stream
-            )));
-        }
-        Some((_, through)) => through,
-        None => 0,
-    };
+    let mut through = kept_through(conn, &batch.stream, node).await?;
     let mut accepted = 0;
     let mut rejected = Vec::new();
     let kept_before = through;

@@ -25,6 +25,8 @@ pub const MAX_VALUES: usize = 1000;
 pub const MAX_MATCHERS: usize = 20;
 /// Most sites, tenants or severities a receiver's route names.
 pub const MAX_ROUTE_ITEMS: usize = 100;
+/// Most records in one batch a node sends.
+pub const MAX_BATCH_RECORDS: usize = 500;
 /// The longest reporting interval: a day.
 pub const MAX_INTERVAL_S: u32 = 86_400;
 
@@ -574,6 +576,7 @@ pub struct MonitorRecord {
 pub struct MonitorBatch {
     pub node: String,
     pub stream: String,
+    /// At most [`MAX_BATCH_RECORDS`].
     #[schema(max_items = 500)]
     pub records: Vec<MonitorRecord>,
 }

@@ -144,10 +144,10 @@ impl Engine {
             keep.insert(key(DEVICE_OFFLINE, d));
         }
         self.state.alerts.retain(|k, _| keep.contains(k));
-        let rooms: BTreeSet<&String> = self.rooms.keys().collect();
+        let rooms = &self.rooms;
         self.state.composites.retain(|k, _| {
             k.split_once('/')
-                .is_some_and(|(_, room)| rooms.contains(&room.to_owned()))
+                .is_some_and(|(_, room)| rooms.contains_key(room))
         });
         self.silences = config.silences.iter().map(|s| s.to_alerts()).collect();
         self.acks = config
@@ -216,9 +216,7 @@ impl Engine {
                 &mut taken.events,
             );
         }
-        if !taken.events.is_empty() {
-            self.composites(at_ms, &mut taken.events);
-        }
+        self.finish(at_ms, &mut taken.events);
         taken
     }
 
@@ -271,6 +269,7 @@ impl Engine {
                 &self.site, k, &rule, device, &labels, before, t, None,
             ));
         }
+        self.finish(at_ms, &mut events);
         events
     }
 
@@ -332,13 +331,23 @@ impl Engine {
                 }
             }
         }
-        if !events.is_empty() {
-            self.composites(now_ms, &mut events);
-        }
+        self.finish(now_ms, &mut events);
         events
     }
 
-    /// Re-evaluates the composites of every room after `events`.
+    /// After any input that made transitions: the composites they change, and which of
+    /// all these transitions a silence holds back.
+    fn finish(&mut self, at_ms: i64, events: &mut Vec<AlertEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        self.composites(at_ms, events);
+        for e in events.iter_mut() {
+            e.silenced = self.is_silenced(e);
+        }
+    }
+
+    /// Re-evaluates the composites of every room, adding their transitions to `events`.
     fn composites(&mut self, at_ms: i64, events: &mut Vec<AlertEvent>) {
         let firing = |rule: &str, sensors: &[String], alerts: &BTreeMap<String, Tracked>| {
             sensors.iter().any(|s| {
@@ -397,9 +406,6 @@ impl Engine {
             }
         }
         events.extend(out);
-        for e in events.iter_mut() {
-            e.silenced = self.is_silenced(e);
-        }
     }
 
     fn is_silenced(&self, e: &AlertEvent) -> bool {

@@ -52,7 +52,7 @@ pub fn start(
                 path: RECORDS_PATH,
                 what: "monitoring records",
                 wake: monitor.forward_wake().clone(),
-                batch_records: 500,
+                batch_records: lingjing_model::monitor::MAX_BATCH_RECORDS,
                 batch_bytes: 4 << 20,
                 on_sent: Box::new(move |_, depth| {
                     m.metrics().outbox_depth.set(depth as i64);

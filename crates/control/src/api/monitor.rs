@@ -43,25 +43,11 @@ async fn records(
 ) -> Result<Json<FrameAck>, ApiError> {
     caller.require_node(&batch.node)?;
     let node = batch.node.clone();
-    if batch.stream.is_empty()
-        || batch.stream.len() > 64
-        || !batch.stream.bytes().all(|b| b.is_ascii_alphanumeric())
-    {
-        return Err(ApiError::invalid("stream", "1 to 64 letters or digits"));
-    }
-    if batch.records.len() > 500 {
-        return Err(ApiError::invalid("records", "at most 500 a batch"));
-    }
-    let mut last = 0;
-    for (i, r) in batch.records.iter().enumerate() {
-        if r.seq <= last {
-            return Err(ApiError::invalid(
-                format!("records[{i}].seq"),
-                "records go in increasing order of seq, from 1",
-            ));
-        }
-        last = r.seq;
-    }
+    crate::inspection::check_batch(
+        &batch.stream,
+        batch.records.iter().map(|r| r.seq),
+        lingjing_model::monitor::MAX_BATCH_RECORDS,
+    )?;
     let mut tx = state.store.write(false).await?;
     let conn = &mut *tx.tx;
     let known = get_doc::<lingjing_model::Node>(conn, &node).await?;
@@ -70,16 +56,7 @@ async fn records(
             "node `{node}` is not an edge AI node (role `aiot`): only those forward monitoring records"
         )));
     };
-    let mut through = match streams::stream(conn, &batch.stream).await? {
-        Some((owner, _)) if owner != node => {
-            return Err(ApiError::Forbidden(format!(
-                "outbox stream `{}` is node `{owner}`'s",
-                batch.stream
-            )));
-        }
-        Some((_, through)) => through,
-        None => 0,
-    };
+    let mut through = crate::inspection::kept_through(conn, &batch.stream, &node).await?;
     let before = through;
     let mut accepted = 0;
     let mut rejected = Vec::new();
@@ -196,12 +173,7 @@ async fn readings(
             "a step of a minute or more is whole minutes (60, 300, 3600, ...)",
         ));
     }
-    let mut conn = state
-        .store
-        .pool()
-        .acquire()
-        .await
-        .map_err(crate::error::StoreError::from)?;
+    let mut conn = state.store.pool().acquire().await?;
     let sensor = get_doc::<Sensor>(&mut conn, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("sensor", &id))?;
@@ -253,12 +225,7 @@ async fn alerts(
         }
     };
     let limit = q.limit.unwrap_or(500).clamp(1, 5000);
-    let mut conn = state
-        .store
-        .pool()
-        .acquire()
-        .await
-        .map_err(crate::error::StoreError::from)?;
+    let mut conn = state.store.pool().acquire().await?;
     Ok(Json(
         db::alerts(&mut conn, &states, q.site.as_deref(), limit).await?,
     ))

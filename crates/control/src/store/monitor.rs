@@ -282,32 +282,43 @@ pub async fn alerts(
     site: Option<&str>,
     limit: u32,
 ) -> Result<Vec<AlertRow>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT body, acked_by, acked_ms, state, site_id FROM alerts ORDER BY updated_ms DESC",
-    )
-    .fetch_all(conn)
-    .await?;
-    let mut out = Vec::new();
-    for r in rows {
-        let state: String = r.try_get(3)?;
-        let s: String = r.try_get(4)?;
-        if (!states.is_empty() && !states.contains(&state.as_str())) || site.is_some_and(|x| x != s)
-        {
-            continue;
-        }
-        let body: String = r.try_get(0)?;
-        let last: AlertEvent = serde_json::from_str(&body)
-            .map_err(|e| StoreError::Corrupt(format!("alert {body}: {e}")))?;
-        out.push(AlertRow {
-            last,
-            acked_by: r.try_get(1)?,
-            acked_ms: r.try_get(2)?,
-        });
-        if out.len() >= limit as usize {
-            break;
-        }
+    let mut sql = String::from("SELECT body, acked_by, acked_ms FROM alerts WHERE 1 = 1");
+    let mut n = 0;
+    if !states.is_empty() {
+        let marks: Vec<String> = states
+            .iter()
+            .map(|_| {
+                n += 1;
+                format!("${n}")
+            })
+            .collect();
+        sql.push_str(&format!(" AND state IN ({})", marks.join(", ")));
     }
-    Ok(out)
+    if site.is_some() {
+        n += 1;
+        sql.push_str(&format!(" AND site_id = ${n}"));
+    }
+    sql.push_str(&format!(" ORDER BY updated_ms DESC, key LIMIT ${}", n + 1));
+    let mut q = sqlx::query(&sql);
+    for s in states {
+        q = q.bind(*s);
+    }
+    if let Some(s) = site {
+        q = q.bind(s);
+    }
+    let rows = q.bind(i64::from(limit)).fetch_all(conn).await?;
+    rows.iter()
+        .map(|r| {
+            let body: String = r.try_get(0)?;
+            let last: AlertEvent = serde_json::from_str(&body)
+                .map_err(|e| StoreError::Corrupt(format!("alert {body}: {e}")))?;
+            Ok(AlertRow {
+                last,
+                acked_by: r.try_get(1)?,
+                acked_ms: r.try_get(2)?,
+            })
+        })
+        .collect()
 }
 
 /// Acknowledges a firing alert; false if it is not firing.
