@@ -256,7 +256,9 @@ async fn ack(
             ),
         ));
     }
-    tx.commit().await?;
+    // The nodes learn it with the next snapshot (it stops escalation).
+    let version = tx.commit().await?;
+    state.published(version);
     Ok(Json(
         serde_json::json!({"key": req.key, "acked_by": req.by}),
     ))
