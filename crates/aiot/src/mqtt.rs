@@ -350,9 +350,10 @@ pub(crate) async fn handle(
                     "offline" => false,
                     _ => return Outcome::Malformed,
                 };
-                return monitor_outcome(
-                    lingjing_monitor::mqtt::status(monitor, tenant, id, online).await,
-                );
+                return match lingjing_monitor::mqtt::status(monitor, tenant, id, online).await {
+                    lingjing_monitor::mqtt::Outcome::Taken => Outcome::Status,
+                    other => monitor_outcome(other),
+                };
             }
             _ => {}
         }

@@ -371,3 +371,175 @@ async fn positions_and_status_come_over_mqtt() {
     node.stop();
     drop(broker);
 }
+
+/// A webhook receiver: keeps what it is sent.
+async fn receiver() -> (String, Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    use axum::routing::post;
+    let got: Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let keep = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |body: axum::body::Bytes| {
+            let keep = keep.clone();
+            async move {
+                if let Ok(v) = serde_json::from_slice(&body) {
+                    keep.lock().expect("lock").push(v);
+                }
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    (url, got)
+}
+
+/// `mosquitto_pub` (QoS 1) of `payload` on `topic`.
+fn mosquitto_pub(broker: &Broker, topic: &str, payload: &str) {
+    let out = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-q", "1"])
+        .args(["-t", topic, "-m", payload])
+        .output()
+        .expect("mosquitto_pub (apt-get install mosquitto-clients)");
+    assert!(
+        out.status.success(),
+        "mosquitto_pub: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn monitor_outcome(text: &str, outcome: &str) -> f64 {
+    metric(
+        text,
+        &format!("lingjing_aiot_monitor_messages_total{{outcome=\"{outcome}\"}}"),
+    )
+}
+
+#[tokio::test]
+async fn sensors_over_mqtt_raise_and_clear_alerts_once_and_a_last_will_raises_offline() {
+    use lingjing_model::monitor::{MonitorConfig, Receiver, Sensor, SensorKind, SiteMonitor};
+    let Some(bin) = mosquitto() else {
+        return;
+    };
+    let broker = start_broker(&bin);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start_node(dir.path(), &broker).await;
+    let (hook, got) = receiver().await;
+    let sensor = |id: &str, kind| Sensor {
+        id: id.into(),
+        site: "wuxi-1".into(),
+        room: "hall-1".into(),
+        cabinet: None,
+        rack_unit: None,
+        kind,
+        device: "env-1".into(),
+        interval_s: 3600,
+        contract_watts: None,
+        tenant: None,
+        rules: None,
+    };
+    node.apply(&AiotSnapshot {
+        monitor: MonitorConfig {
+            monitors: vec![SiteMonitor {
+                site: "wuxi-1".into(),
+                node: "ai-1".into(),
+            }],
+            sensors: vec![
+                sensor("smoke-1", SensorKind::Smoke),
+                sensor("inlet-1", SensorKind::Temperature),
+            ],
+            receivers: vec![Receiver {
+                id: "ops".into(),
+                url: hook,
+                secret: "0123456789abcdef".into(),
+                sites: vec![],
+                tenants: vec![],
+                min_severity: lingjing_alerts::Severity::Warning,
+            }],
+            escalate_after_s: 900,
+            ..MonitorConfig::default()
+        },
+        ..Default::default()
+    });
+
+    // The device comes online (retained), with a last will.
+    let env = device(
+        &broker,
+        "env-1",
+        Some(LastWill::new(
+            "lj/v1/wuxi-1/env-1/status",
+            "offline",
+            QoS::AtLeastOnce,
+            true,
+        )),
+    );
+    publish(&env, "lj/v1/wuxi-1/env-1/status", true, "online").await;
+    // Smoke, then clear; hostile messages between: not JSON, a device of no sensor,
+    // another site's topic, a sensor the device does not report, a value not a number.
+    let t = "lj/v1/wuxi-1/env-1/telemetry";
+    mosquitto_pub(
+        &broker,
+        t,
+        r#"{"seq": 1, "values": {"smoke-1": 0, "inlet-1": 22.5}}"#,
+    );
+    mosquitto_pub(&broker, t, r#"{"seq": 2, "values": {"smoke-1": 1}}"#);
+    mosquitto_pub(&broker, t, "{not json");
+    mosquitto_pub(
+        &broker,
+        "lj/v1/wuxi-1/env-9/telemetry",
+        r#"{"values": {"smoke-1": 1}}"#,
+    );
+    mosquitto_pub(
+        &broker,
+        "lj/v1/suqian-1/env-1/telemetry",
+        r#"{"values": {"smoke-1": 1}}"#,
+    );
+    mosquitto_pub(&broker, t, r#"{"seq": 3, "values": {"nobody": 1}}"#);
+    mosquitto_pub(&broker, t, r#"{"seq": 4, "values": {"smoke-1": "fire"}}"#);
+    mosquitto_pub(&broker, t, r#"{"seq": 5, "values": {"smoke-1": 0}}"#);
+    let (m, _) = wait_for(&node, "the telemetry handled", |m, _| {
+        outcome(m, "telemetry") == 4.0
+            && outcome(m, "malformed") == 2.0
+            && outcome(m, "unknown_device") == 2.0
+    })
+    .await;
+    assert_eq!(monitor_outcome(&m, "kept"), 4.0, "{m}");
+    assert_eq!(monitor_outcome(&m, "dropped"), 1.0, "{m}");
+
+    // The device drops off without DISCONNECT: its will raises device-offline.
+    env.task.abort();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let states: Vec<(String, String)> = got
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|v| {
+                (
+                    v["key"].as_str().unwrap_or("").to_owned(),
+                    v["state"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        if states.len() >= 3 {
+            assert_eq!(
+                states,
+                [
+                    ("smoke/smoke-1".to_owned(), "firing".to_owned()),
+                    ("smoke/smoke-1".to_owned(), "resolved".to_owned()),
+                    ("device-offline/env-1".to_owned(), "firing".to_owned()),
+                ]
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "notifications: {states:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(got.lock().expect("lock").len(), 3, "one per transition");
+    node.stop();
+    drop(broker);
+}
