@@ -125,6 +125,18 @@ pub enum Command {
     /// The operator's costs per site (bandwidth contracts, cabinets, power, fixed costs).
     #[command(subcommand)]
     Cost(CostCmd),
+    /// IDC monitoring: sensors at site -> room -> cabinet, and their readings.
+    #[command(subcommand)]
+    Sensor(SensorCmd),
+    /// IDC monitoring: where alerts are sent (signed webhooks).
+    #[command(subcommand)]
+    Receiver(ResourceCmd<ReceiverAdd>),
+    /// IDC monitoring: silences (alerts matching every matcher notify nobody for a while).
+    #[command(subcommand)]
+    Silence(ResourceCmd<SilenceAdd>),
+    /// IDC monitoring: alerts (list, acknowledge).
+    #[command(subcommand)]
+    Alert(AlertCmd),
     /// Recorded outages of sites' uplinks (colocation SLA).
     #[command(subcommand)]
     Incident(IncidentCmd),
@@ -496,7 +508,7 @@ pub struct OrdersArgs {
     pub limit: Option<u32>,
 }
 
-/// Seconds from `600`, `90s`, `10m` or `1h`.
+/// Seconds from `600`, `90s`, `10m`, `1h` or `7d`.
 pub fn parse_seconds(s: &str) -> Result<u32, String> {
     let s = s.trim();
     let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
@@ -510,7 +522,8 @@ pub fn parse_seconds(s: &str) -> Result<u32, String> {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
-        _ => return Err(format!("`{s}`: the unit is s, m or h")),
+        "d" => 86_400,
+        _ => return Err(format!("`{s}`: the unit is s, m, h or d")),
     };
     n.checked_mul(scale)
         .ok_or_else(|| format!("`{s}` is too long"))
@@ -558,6 +571,106 @@ pub struct CabinetAdd {
     /// Contracted power in watts (5000 = 5 kW).
     #[arg(long)]
     pub contracted_watts: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SensorCmd {
+    #[command(flatten)]
+    Resource(ResourceCmd<SensorAdd>),
+    /// A sensor's series: raw readings (--step under 60) or per-step min, max, mean, last.
+    Readings {
+        id: String,
+        /// How far back (e.g. 30m, 6h, 7d; default 1h).
+        #[arg(long, default_value = "1h", value_parser = parse_seconds)]
+        since: u32,
+        /// Seconds per point (default 60; at least 60: whole minutes).
+        #[arg(long, default_value_t = 60)]
+        step: u32,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SensorAdd {
+    #[arg(long)]
+    pub site: Option<String>,
+    /// The room (data hall), e.g. hall-1.
+    #[arg(long)]
+    pub room: Option<String>,
+    /// temperature, humidity, power, smoke, water, door, ups or camera.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// The device that reports it (MQTT lj/v1/SITE/DEVICE/telemetry).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// The cabinet it is in (a power sensor takes its contract from it).
+    #[arg(long)]
+    pub cabinet: Option<String>,
+    #[arg(long)]
+    pub rack_unit: Option<u16>,
+    /// Seconds between readings (silent for three raises `silent`).
+    #[arg(long, default_value_t = 60)]
+    pub interval_s: u32,
+    /// For a power sensor, the contract in watts (default: its cabinet's).
+    #[arg(long)]
+    pub contract_watts: Option<u32>,
+    /// The tenant whose equipment it watches.
+    #[arg(long)]
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReceiverAdd {
+    /// The webhook URL alerts are POSTed to.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// A file holding the signing secret (16 to 256 characters).
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Only these sites' alerts (repeat; default all).
+    #[arg(long = "site")]
+    pub sites: Vec<String>,
+    /// Only these tenants' alerts (repeat; default all).
+    #[arg(long = "tenant")]
+    pub tenants: Vec<String>,
+    /// warning or critical (default warning: all).
+    #[arg(long, default_value = "warning")]
+    pub min_severity: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SilenceAdd {
+    /// LABEL=VALUE (or LABEL=VALUE* for a prefix); repeat: all must match. Labels: site,
+    /// room, cabinet, sensor, device, rule, kind, tenant, severity.
+    #[arg(long = "match", value_name = "LABEL=VALUE")]
+    pub matchers: Vec<String>,
+    /// How long from now (e.g. 30m, 2h, 1d).
+    #[arg(long, default_value = "2h", value_parser = parse_seconds)]
+    pub duration: u32,
+    /// Who silences (for the record).
+    #[arg(long)]
+    pub by: Option<String>,
+    #[arg(long, default_value = "")]
+    pub comment: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertCmd {
+    /// Alerts with their last transition (default: pending and firing).
+    #[command(alias = "ls")]
+    List {
+        /// pending, firing, resolved, cancelled or all.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        site: Option<String>,
+    },
+    /// Acknowledge a firing alert (it is not escalated).
+    Ack {
+        /// The alert's key, `RULE/SENSOR`.
+        key: String,
+        #[arg(long)]
+        by: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

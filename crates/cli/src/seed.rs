@@ -122,6 +122,26 @@ async fn ensure_plan(c: &Client, tenant: &str, plan: &str) -> Result<bool, Clien
     Ok(false)
 }
 
+/// Seeds IDC monitoring's demo: at `wuxi-1` (watched by its edge AI node), device
+/// `wuxi-1-env-1` reports an inlet temperature and a smoke detector, and `wuxi-1-pdu-1`
+/// a power draw against a 5 kW contract. True when anything was created.
+pub async fn seed_monitor(c: &Client) -> Result<bool, ClientError> {
+    let mut created = false;
+    for mut sensor in [
+        json!({"id": "wuxi-1-inlet-1", "kind": "temperature", "device": "wuxi-1-env-1"}),
+        json!({"id": "wuxi-1-smoke-1", "kind": "smoke", "device": "wuxi-1-env-1"}),
+        json!({"id": "wuxi-1-pdu-1", "kind": "power", "device": "wuxi-1-pdu-1",
+               "contract_watts": 5000}),
+    ] {
+        sensor["site"] = json!("wuxi-1");
+        sensor["room"] = json!("hall-1");
+        sensor["interval_s"] = json!(60);
+        let id = sensor["id"].as_str().unwrap_or_default().to_owned();
+        created |= ensure(c, "sensors", &id, &sensor).await?;
+    }
+    Ok(created)
+}
+
 /// Seeds billing: the demo plans; tenant `demo` on the CDN plan; a colocation tenant
 /// (`colo-demo`) holding a cabinet and half of another at `nanjing-1` since the first of
 /// this month, on the colocation plan; and the sites' costs (a hall lease, power, and a

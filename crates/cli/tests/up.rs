@@ -301,6 +301,7 @@ fn up_seeds_once_and_serves_operator_commands() {
     } = start_up(&data);
     edge_ai_serves_the_demo_model(&aiot);
     a_patrol_frame_becomes_a_work_order(&data, &aiot);
+    demo_smoke_becomes_an_alert(&data, &aiot);
     object_storage_runs_on_three_sites(&data, &s3, &s3_key);
     let metrics = Command::new("curl")
         .args(["-s", &s3_admin])
@@ -793,6 +794,38 @@ fn a_patrol_frame_becomes_a_work_order(data: &Path, base: &str) {
         text.contains("dispatched").then_some(text)
     });
     assert!(orders.contains("demo-roads"), "{orders}");
+}
+
+/// `up`'s demo sensors: smoke posted with `curl` and the telemetry token `up` keeps
+/// becomes a firing alert the control plane lists (`lingjing alert list`).
+fn demo_smoke_becomes_an_alert(data: &Path, base: &str) {
+    let token = std::fs::read_to_string(data.join("telemetry.token")).expect("telemetry.token");
+    let url = format!("{base}/v1/telemetry/wuxi-1-env-1");
+    let body = common::eventually(
+        "the node takes the demo smoke",
+        Duration::from_secs(60),
+        || {
+            let out = Command::new("curl")
+                .args(["-s", "-H"])
+                .arg(format!("Authorization: Bearer {}", token.trim()))
+                .args(["-d", r#"{"values": {"wuxi-1-smoke-1": 1}}"#])
+                .arg(&url)
+                .output()
+                .expect("curl");
+            let body = String::from_utf8_lossy(&out.stdout).into_owned();
+            body.contains(r#""kept":1"#).then_some(body)
+        },
+    );
+    assert!(body.contains("smoke/wuxi-1-smoke-1@"), "{body}");
+    let alerts = common::eventually("the smoke alert listed", Duration::from_secs(60), || {
+        let out = lingjing_in(data, &["alert", "list"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains("smoke/wuxi-1-smoke-1").then_some(text)
+    });
+    assert!(
+        alerts.contains("critical") && alerts.contains("firing"),
+        "{alerts}"
+    );
 }
 
 fn object_storage_runs_on_three_sites(data: &Path, s3: &str, key: &(String, String)) {

@@ -848,7 +848,7 @@ fn per_tenant(e: ClientError, tenant: &Option<String>, what: &str) -> anyhow::Er
 }
 
 /// `path?key=value&...` of the values given, encoded.
-fn query(path: &str, pairs: &[(&str, Option<&str>)]) -> String {
+pub(crate) fn query(path: &str, pairs: &[(&str, Option<&str>)]) -> String {
     let q: Vec<String> = pairs
         .iter()
         .filter_map(|(k, v)| v.map(|v| format!("{k}={}", encode(v))))
@@ -862,7 +862,7 @@ fn query(path: &str, pairs: &[(&str, Option<&str>)]) -> String {
 
 /// Percent-encodes all but the unreserved characters (for a path segment or a query
 /// value).
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

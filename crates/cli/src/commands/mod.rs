@@ -9,6 +9,7 @@ mod dns;
 mod edge;
 mod inspect;
 mod models;
+mod monitor;
 mod node_access;
 mod purge;
 mod resources;
@@ -48,6 +49,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Invoice(cmd) => billing::invoice(&global, cmd).await,
         Command::Cabinet(cmd) => colocation::cabinet(&global, cmd).await,
         Command::Cost(cmd) => colocation::cost(&global, cmd).await,
+        Command::Sensor(cmd) => monitor::sensor(&global, cmd).await,
+        Command::Receiver(cmd) => resources::resource(&global, "receivers", cmd).await,
+        Command::Silence(cmd) => resources::resource(&global, "silences", cmd).await,
+        Command::Alert(cmd) => monitor::alert(&global, cmd).await,
         Command::Incident(cmd) => colocation::incident(&global, cmd).await,
         Command::Report(cmd) => colocation::report(&global, cmd).await,
         Command::Model(cmd) => models::run(&global, cmd).await,

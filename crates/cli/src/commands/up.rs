@@ -99,6 +99,12 @@ pub async fn run(global: &Global, args: UpArgs) -> anyhow::Result<()> {
     {
         tracing::info!("demo billing seeded: plans, a colocation tenant with cabinets, site costs");
     }
+    if crate::seed::seed_monitor(&client)
+        .await
+        .context("seeding the demo sensors failed")?
+    {
+        tracing::info!("demo sensors seeded at wuxi-1");
+    }
 
     let edges = start_edges(global, &args, &client, &tls.ca).await?;
     let dns = start_dns(global, &args, &client, &tls.ca).await?;

@@ -235,6 +235,11 @@ impl Plane {
     /// Starts `lingjing aiot` for `node` (joining on first start), optionally pausing
     /// when a new version reaches `pause_at`.
     pub async fn node(&self, node: &str, pause_at: Option<&str>) -> AiotNode {
+        self.node_with(node, pause_at, &[]).await
+    }
+
+    /// [`Plane::node`] with extra arguments of `lingjing aiot`.
+    pub async fn node_with(&self, node: &str, pause_at: Option<&str>, extra: &[&str]) -> AiotNode {
         let state = self.dir.path().join(format!("aiot-{node}"));
         let mut args: Vec<String> = [
             "aiot",
@@ -261,6 +266,7 @@ impl Plane {
             cmd_args.push("--pause-at".into());
             cmd_args.push(stage.into());
         }
+        cmd_args.extend(extra.iter().map(|a| (*a).to_owned()));
         let mut proc = Proc::spawn(&format!("lingjing aiot {node}"), &cmd_args);
         let addr = proc.wait_for("its address", |l| {
             l.split("serving inference on http://")
