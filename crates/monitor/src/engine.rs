@@ -31,8 +31,9 @@ pub struct Tracked {
 /// What survives a restart.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
-    /// By alert key (`{rule}/{sensor}`).
-    pub alerts: BTreeMap<String, Tracked>,
+    /// By alert key (`{rule}/{sensor}`); a hash map: every series is looked up on every
+    /// tick.
+    pub alerts: HashMap<String, Tracked>,
     /// Composites firing, by key (`{composite}/{room}`) -> since.
     #[serde(default)]
     pub composites: BTreeMap<String, i64>,
@@ -224,9 +225,12 @@ impl Engine {
         let Some(w) = self.watches.get(sensor) else {
             return;
         };
+        let mut k = String::new();
         for rule in &w.rules {
-            let k = key(&rule.id, sensor);
-            let tracked = self.state.alerts.entry(k.clone()).or_default();
+            key_into(&mut k, &rule.id, sensor);
+            let Some(tracked) = tracked(&mut self.state.alerts, &k) else {
+                continue;
+            };
             let before = tracked.series.phase();
             if let Some(t) = tracked.series.observe(rule, r) {
                 if matches!(t, Transition::Firing { .. }) {
@@ -234,7 +238,7 @@ impl Engine {
                 }
                 events.push(event(
                     &self.site,
-                    k,
+                    k.clone(),
                     rule,
                     sensor,
                     &w.labels,
@@ -277,10 +281,14 @@ impl Engine {
     /// acknowledged are escalated.
     pub fn tick(&mut self, now_ms: i64) -> Vec<AlertEvent> {
         let mut events = Vec::new();
+        // One key buffer for the whole pass: this runs over every series every second.
+        let mut k = String::new();
         for (id, w) in &self.watches {
             for rule in &w.rules {
-                let k = key(&rule.id, id);
-                let tracked = self.state.alerts.entry(k.clone()).or_default();
+                key_into(&mut k, &rule.id, id);
+                let Some(tracked) = tracked(&mut self.state.alerts, &k) else {
+                    continue;
+                };
                 let before = tracked.series.phase();
                 if let Some(t) = tracked.series.tick(rule, now_ms) {
                     if matches!(t, Transition::Firing { .. }) {
@@ -297,37 +305,41 @@ impl Engine {
                         None,
                     ));
                 }
-                if let Phase::Firing { since_ms } = tracked.series.phase() {
-                    let alert = Alert {
-                        rule: rule.id.clone(),
-                        sensor: id.clone(),
-                        site: self.site.clone(),
-                        severity: rule.severity,
-                        phase: tracked.series.phase(),
-                        labels: Vec::new(),
-                        acknowledged: self
-                            .acks
-                            .get(&k)
-                            .filter(|(s, _)| *s == since_ms)
-                            .map(|(_, a)| a.clone()),
-                        escalated: tracked.escalated,
-                    };
-                    if alert.escalation_due(self.escalate_after_s, now_ms) {
-                        tracked.escalated = true;
-                        let mut e = event(
-                            &self.site,
-                            k,
-                            rule,
-                            id,
-                            &w.labels,
-                            Phase::Firing { since_ms },
-                            Transition::Firing { since_ms },
-                            None,
-                        );
-                        e.state = AlertState::Escalated;
-                        e.at_ms = since_ms + i64::from(self.escalate_after_s) * 1000;
-                        events.push(e);
-                    }
+                let Phase::Firing { since_ms } = tracked.series.phase() else {
+                    continue;
+                };
+                if rule.severity != Severity::Critical || tracked.escalated {
+                    continue;
+                }
+                let alert = Alert {
+                    rule: rule.id.clone(),
+                    sensor: id.clone(),
+                    site: self.site.clone(),
+                    severity: rule.severity,
+                    phase: tracked.series.phase(),
+                    labels: Vec::new(),
+                    acknowledged: self
+                        .acks
+                        .get(k.as_str())
+                        .filter(|(s, _)| *s == since_ms)
+                        .map(|(_, a)| a.clone()),
+                    escalated: tracked.escalated,
+                };
+                if alert.escalation_due(self.escalate_after_s, now_ms) {
+                    tracked.escalated = true;
+                    let mut e = event(
+                        &self.site,
+                        k.clone(),
+                        rule,
+                        id,
+                        &w.labels,
+                        Phase::Firing { since_ms },
+                        Transition::Firing { since_ms },
+                        None,
+                    );
+                    e.state = AlertState::Escalated;
+                    e.at_ms = since_ms + i64::from(self.escalate_after_s) * 1000;
+                    events.push(e);
                 }
             }
         }
@@ -349,7 +361,7 @@ impl Engine {
 
     /// Re-evaluates the composites of every room, adding their transitions to `events`.
     fn composites(&mut self, at_ms: i64, events: &mut Vec<AlertEvent>) {
-        let firing = |rule: &str, sensors: &[String], alerts: &BTreeMap<String, Tracked>| {
+        let firing = |rule: &str, sensors: &[String], alerts: &HashMap<String, Tracked>| {
             sensors.iter().any(|s| {
                 alerts
                     .get(&key(rule, s))
@@ -437,7 +449,7 @@ impl Engine {
         silenced(&self.silences, &alert, e.at_ms)
     }
 
-    /// The alerts pending or firing now, by key.
+    /// The alerts pending or firing now, in order of key.
     pub fn active(&self) -> Vec<(String, Phase)> {
         let mut out: Vec<(String, Phase)> = self
             .state
@@ -452,8 +464,26 @@ impl Engine {
                 .iter()
                 .map(|(k, s)| (k.clone(), Phase::Firing { since_ms: *s })),
         );
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
+}
+
+/// Writes the alert key of `rule` and `sensor` (as [`key`] makes it) into `buf`, so that
+/// a pass over many series allocates nothing.
+fn key_into(buf: &mut String, rule: &str, sensor: &str) {
+    buf.clear();
+    buf.push_str(rule);
+    buf.push('/');
+    buf.push_str(sensor);
+}
+
+/// The state of alert `k`, made on first use (the key is allocated only then).
+fn tracked<'a>(alerts: &'a mut HashMap<String, Tracked>, k: &str) -> Option<&'a mut Tracked> {
+    if !alerts.contains_key(k) {
+        alerts.insert(k.to_owned(), Tracked::default());
+    }
+    alerts.get_mut(k)
 }
 
 #[allow(clippy::too_many_arguments)]
