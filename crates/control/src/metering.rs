@@ -1,5 +1,6 @@
 //! Metering upkeep: once at start and then every hour, the samples past the retention
-//! are removed (and road inspection's frames past theirs) and (PostgreSQL) the coming months' partitions made
+//! are removed (and road inspection's frames, and monitoring's raw readings and rollups,
+//! past theirs) and (PostgreSQL) the coming months' partitions made
 //! (`store::meter::maintain`). Intake is in the heartbeat handler (`api::agents`), reads
 //! in `api::usage`.
 
@@ -31,7 +32,19 @@ pub async fn pass(state: &AppState) -> Result<(), crate::error::StoreError> {
         now - crate::inspection::FRAME_RETENTION_DAYS * 86_400_000,
     )
     .await?;
+    let readings = crate::store::monitor::prune(
+        &mut w.tx,
+        now - crate::store::monitor::RAW_RETENTION_DAYS * 86_400_000,
+        now - crate::store::monitor::ROLLUP_RETENTION_DAYS * 86_400_000,
+    )
+    .await?;
     w.commit().await?;
+    if readings > 0 {
+        tracing::info!(
+            rows = readings,
+            "monitoring: readings and rollups past their retention removed"
+        );
+    }
     if frames > 0 {
         tracing::info!(frames, "road inspection: frames past the retention removed");
     }

@@ -64,6 +64,7 @@ pub fn refused(r: Refused) -> Response {
         ),
         Refused::Full(m) => error(StatusCode::INSUFFICIENT_STORAGE, "outbox_full", m),
         Refused::Failed(m) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+        Refused::Invalid(m) => error(StatusCode::BAD_REQUEST, "bad_telemetry", m),
     }
 }
 

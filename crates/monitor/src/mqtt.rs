@@ -67,6 +67,11 @@ pub async fn status(monitor: &Monitor, site: &str, device: &str, online: bool) -
 fn outcome(monitor: &Monitor, r: Result<(), Refused>) -> Outcome {
     match r {
         Ok(()) => Outcome::Taken,
+        Err(Refused::Invalid(why)) => {
+            tracing::debug!(problem = %why, "a telemetry message refused: dropped");
+            monitor.metrics().readings("malformed", 1);
+            Outcome::Malformed
+        }
         Err(Refused::NoSite | Refused::UnknownDevice) => {
             monitor.metrics().readings("unknown_device", 1);
             Outcome::NotOurs

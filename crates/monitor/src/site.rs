@@ -43,7 +43,12 @@ pub enum Refused {
     Full(String),
     /// The outbox or the state could not be written (503).
     Failed(String),
+    /// The input is not acceptable (400): what is wrong.
+    Invalid(String),
 }
+
+/// How far ahead of the node's clock a reading's `at_ms` may be.
+pub const MAX_CLOCK_AHEAD_MS: i64 = 24 * 3600 * 1000;
 
 /// What an input did.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -239,6 +244,13 @@ impl Monitor {
         msg: &Telemetry,
         now_ms: i64,
     ) -> Result<Took, Refused> {
+        if let Some(at) = msg.at_ms
+            && (at <= 0 || at > now_ms.saturating_add(MAX_CLOCK_AHEAD_MS))
+        {
+            return Err(Refused::Invalid(format!(
+                "at_ms {at} is before 1970 or more than a day ahead of this node's clock ({now_ms})"
+            )));
+        }
         let mut guard = self.running.lock().await;
         self.reconfigure(&mut guard);
         let Some(r) = guard.as_mut() else {

@@ -199,6 +199,15 @@ async fn an_alert_is_notified_once_per_transition_through_a_failing_receiver_and
         .await
         .expect("test");
     assert_eq!(r.status(), 400);
+    // A reading dated more than a day ahead of the node's clock.
+    let r = c
+        .post(format!("{}/v1/telemetry/env-1", node.url))
+        .bearer_auth(TOKEN)
+        .json(&json!({"at_ms": now_ms() + 2 * 86_400_000, "values": {"inlet-a1": 20.0}}))
+        .send()
+        .await
+        .expect("test");
+    assert_eq!(r.status(), 400);
 
     // 28 °C: inlet-hot pending (its `for` is 60 s). Readings are dated a little in the
     // past so that the window ends 3 s from now.

@@ -9,6 +9,11 @@ use utoipa::ToSchema;
 
 use crate::error::StoreError;
 
+/// How long raw readings are kept.
+pub const RAW_RETENTION_DAYS: i64 = 7;
+/// How long per-minute rollups are kept (13 months: a year back, month on month).
+pub const ROLLUP_RETENTION_DAYS: i64 = 400;
+
 /// Keeps readings taken at `at_ms` (a reading kept already is skipped) and adds each
 /// new one to its minute's rollup. Returns how many were new.
 pub async fn insert_readings(
