@@ -59,7 +59,7 @@ fn message(n: usize, per: usize, at_ms: i64) -> (String, Telemetry) {
     for k in 0..per {
         let sensor = d + DEVICES * ((n / DEVICES * per + k) % (SENSORS / DEVICES));
         let wobble = ((n * 31 + k * 17) % 100) as f64 / 100.0;
-        let hot = n % 50 == 0 && k == 0;
+        let hot = n.is_multiple_of(50) && k == 0;
         values.insert(
             format!("t-{sensor}"),
             if hot { 35.0 } else { 21.5 + wobble },
