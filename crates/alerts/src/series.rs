@@ -72,6 +72,16 @@ pub struct Series {
 }
 
 impl Series {
+    /// A series known only by its phase (kept elsewhere, e.g. an alert's last state):
+    /// the next reading is evaluated from there, so an alert still firing is not raised
+    /// again.
+    pub fn resumed(phase: Phase) -> Series {
+        Series {
+            phase,
+            ..Series::default()
+        }
+    }
+
     pub fn phase(&self) -> Phase {
         self.phase
     }

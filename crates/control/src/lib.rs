@@ -24,6 +24,7 @@ pub mod inspection;
 pub mod listener;
 pub mod metering;
 pub mod origins;
+pub mod platform_alerts;
 pub mod policy;
 pub mod resource;
 pub mod rollout;

@@ -58,6 +58,7 @@ pub struct ControlHandle {
     evidence: JoinHandle<()>,
     hub: Arc<Hub>,
     rollouts: JoinHandle<()>,
+    platform_alerts: JoinHandle<()>,
 }
 
 impl ControlHandle {
@@ -87,6 +88,12 @@ impl ControlHandle {
         self.rollouts.abort();
     }
 
+    /// Stops the background watch of the platform's own alerts (tests then run
+    /// [`crate::platform_alerts::pass`] and `notify` themselves).
+    pub fn stop_platform_alerts(&self) {
+        self.platform_alerts.abort();
+    }
+
     /// Stops accepting requests, lets in-flight ones finish, and closes the store.
     pub async fn shutdown(mut self) -> std::io::Result<()> {
         if let Some(stop) = self.stop.take() {
@@ -97,6 +104,7 @@ impl ControlHandle {
         self.metering.abort();
         self.evidence.abort();
         self.rollouts.abort();
+        self.platform_alerts.abort();
         if let Some(p) = &self.prober {
             p.abort();
         }
@@ -212,6 +220,11 @@ pub async fn serve_with(
             }
         })
     };
+    // The platform watches itself: its health, storage and defence signals as alerts.
+    let platform_alerts = tokio::spawn(crate::platform_alerts::watch_loop(
+        store.clone(),
+        crate::platform_alerts::EVERY,
+    ));
     // Rollouts of model versions step every second.
     let rollouts = tokio::spawn(crate::rollout_driver::drive(
         store.clone(),
@@ -235,6 +248,7 @@ pub async fn serve_with(
         evidence,
         hub,
         rollouts,
+        platform_alerts,
     })
 }
 

@@ -443,3 +443,123 @@ async fn monitoring_postgres() {
     })
     .await;
 }
+
+/// A webhook receiver keeping the bodies it is sent.
+async fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    let got: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = Default::default();
+    let keep = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let keep = keep.clone();
+            async move {
+                keep.lock()
+                    .expect("lock")
+                    .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    (url, got)
+}
+
+async fn set_health(store: &lingjing_control::Store, node: &str, healthy: bool, at_ms: i64) {
+    let mut w = store.write(true).await.expect("write");
+    lingjing_control::store::health::record_change(
+        &mut w.tx,
+        node,
+        healthy,
+        "2027-01-15T08:00:00Z",
+        at_ms,
+        "test",
+    )
+    .await
+    .expect("health");
+    w.commit().await.expect("commit");
+}
+
+/// The platform watches itself: a node going down is an alert in the same list as the
+/// sensors', notified once, not raised again by a restarted watcher, resolved when the
+/// node is back.
+#[tokio::test]
+async fn the_platform_s_own_health_is_an_alert_notified_once() {
+    use lingjing_control::platform_alerts::{Watch, notify, pass};
+    let (mut plane, api) = common::start_seeded().await;
+    let handle = plane.handle.as_ref().expect("handle");
+    handle.stop_platform_alerts();
+    let store = handle.store().clone();
+    let (hook, got) = receiver().await;
+    api.post(
+        "/v1/receivers",
+        json!({"id": "ops", "url": hook, "secret": "a-secret-of-16-chars-or-more",
+               "min_severity": "critical"}),
+    )
+    .await
+    .ok(201);
+    let client = lingjing_monitor::notify::http_client().expect("client");
+    let metrics = lingjing_monitor::metrics::Metrics::default();
+
+    let mut watch = Watch::default();
+    set_health(&store, "wx-1-a", true, T0).await;
+    assert!(pass(&store, &mut watch, T0).await.expect("pass").is_empty());
+    set_health(&store, "wx-1-a", false, T0 + 5000).await;
+    let events = pass(&store, &mut watch, T0 + 6000).await.expect("pass");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        (
+            events[0].key.as_str(),
+            events[0].state.as_str(),
+            events[0].since_ms
+        ),
+        ("node-down/wx-1-a", "firing", T0 + 5000)
+    );
+    assert!(
+        pass(&store, &mut watch, T0 + 7000)
+            .await
+            .expect("pass")
+            .is_empty()
+    );
+    // A watcher started again (a restart, another replica) does not raise it again.
+    let mut again = Watch::default();
+    assert!(
+        pass(&store, &mut again, T0 + 8000)
+            .await
+            .expect("pass")
+            .is_empty()
+    );
+
+    let alerts = api.get("/v1/alerts").await.ok(200);
+    assert_eq!(alerts[0]["key"], "node-down/wx-1-a");
+    assert_eq!(alerts[0]["site"], "wx-1");
+    assert_eq!(notify(&store, &client, &metrics).await.expect("notify"), 1);
+    assert_eq!(notify(&store, &client, &metrics).await.expect("notify"), 0);
+
+    set_health(&store, "wx-1-a", true, T0 + 60_000).await;
+    let events = pass(&store, &mut again, T0 + 61_000).await.expect("pass");
+    assert_eq!(events[0].state.as_str(), "resolved");
+    assert_eq!(notify(&store, &client, &metrics).await.expect("notify"), 1);
+    let bodies = got.lock().expect("lock").clone();
+    let states: Vec<(&str, &str)> = bodies
+        .iter()
+        .map(|b| {
+            (
+                b["key"].as_str().unwrap_or(""),
+                b["state"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("node-down/wx-1-a", "firing"),
+            ("node-down/wx-1-a", "resolved")
+        ]
+    );
+    assert_eq!(bodies[0]["node"], "control");
+    plane.shutdown().await;
+}

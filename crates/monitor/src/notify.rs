@@ -22,6 +22,7 @@ use lingjing_model::monitor::{AlertEvent, MonitorEvent, Receiver};
 use serde::Serialize;
 use sha2::Sha256;
 
+use crate::metrics::Metrics;
 use crate::site::Monitor;
 
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -88,11 +89,7 @@ pub fn spawn(monitor: Arc<Monitor>, dir: PathBuf) -> tokio::task::JoinHandle<()>
 }
 
 async fn run(monitor: Arc<Monitor>, dir: PathBuf) {
-    let client = match reqwest::Client::builder()
-        .timeout(SEND_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    {
+    let client = match http_client() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot make the notifier's HTTP client: no notifications");
@@ -143,7 +140,7 @@ async fn run(monitor: Arc<Monitor>, dir: PathBuf) {
                 match serde_json::to_vec(&note) {
                     Ok(body) => {
                         for r in &receivers {
-                            deliver(&client, &monitor, r, &id, &body).await;
+                            deliver(&client, monitor.metrics(), r, &id, &body).await;
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "cannot encode a notification"),
@@ -164,14 +161,15 @@ async fn run(monitor: Arc<Monitor>, dir: PathBuf) {
 }
 
 /// Sends one notification to one receiver, with retries; gives up after
-/// [`MAX_ATTEMPTS`].
-async fn deliver(
+/// [`MAX_ATTEMPTS`] (true: delivered). The control plane's own alerts go out through it
+/// too.
+pub async fn deliver(
     client: &reqwest::Client,
-    monitor: &Monitor,
+    metrics: &Metrics,
     receiver: &Receiver,
     id: &str,
     body: &[u8],
-) {
+) -> bool {
     let sig = signature(&receiver.secret, body);
     let mut backoff = Duration::from_secs(1);
     for attempt in 1..=MAX_ATTEMPTS {
@@ -185,24 +183,33 @@ async fn deliver(
             .await;
         let problem = match sent {
             Ok(resp) if resp.status().is_success() => {
-                monitor.metrics().notification("sent");
+                metrics.notification("sent");
                 tracing::info!(receiver = %receiver.id, event = %id, attempt, "notified");
-                return;
+                return true;
             }
             Ok(resp) => format!("HTTP {}", resp.status()),
             Err(e) => e.to_string(),
         };
         if attempt == MAX_ATTEMPTS {
-            monitor.metrics().notification("failed");
+            metrics.notification("failed");
             tracing::error!(receiver = %receiver.id, event = %id, attempts = attempt, problem = %problem, "gave up notifying a receiver: check its URL and that it answers 2xx");
-            return;
+            return false;
         }
-        monitor.metrics().notification("retried");
+        metrics.notification("retried");
         tracing::warn!(receiver = %receiver.id, event = %id, attempt, problem = %problem, "a receiver did not take a notification; trying again");
         // A change of receivers while waiting (one removed) is seen on the next record.
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+    false
+}
+
+/// The HTTP client notifications go out with (no redirects followed).
+pub fn http_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(SEND_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
 }
 
 #[cfg(test)]

@@ -64,6 +64,9 @@ CREATE TABLE alert_events (
     key TEXT NOT NULL,
     at_ms BIGINT NOT NULL,
     node_id TEXT NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    -- The control plane's own transitions: when they were sent to the receivers.
+    notified_ms BIGINT
 );
 CREATE INDEX alert_events_key ON alert_events (key, at_ms);
+CREATE INDEX alert_events_unnotified ON alert_events (node_id, notified_ms);

@@ -67,6 +67,24 @@ pub async fn health_states(store: &Store) -> Result<Vec<(String, bool)>, StoreEr
         .collect())
 }
 
+/// Every node's stored state with when it began: (node, healthy, since_ms).
+pub async fn health_since(
+    conn: &mut AnyConnection,
+) -> Result<Vec<(String, bool, i64)>, StoreError> {
+    sqlx::query("SELECT node_id, healthy, since_ms FROM node_health ORDER BY node_id")
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<String, _>(0)?,
+                r.try_get::<i64, _>(1)? != 0,
+                r.try_get::<i64, _>(2)?,
+            ))
+        })
+        .collect()
+}
+
 /// The nodes stored as down.
 pub async fn unhealthy_nodes(conn: &mut AnyConnection) -> Result<BTreeSet<String>, StoreError> {
     Ok(

@@ -363,3 +363,61 @@ pub async fn acks(conn: &mut AnyConnection) -> Result<Vec<AlertAck>, StoreError>
         })
         .collect()
 }
+
+/// Alerts of `rules` pending or firing: (key, state, since).
+pub async fn open_alerts(
+    conn: &mut AnyConnection,
+    rules: &[&str],
+) -> Result<Vec<(String, String, i64)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT key, state, since_ms, rule FROM alerts WHERE state IN ('pending', 'firing')",
+    )
+    .fetch_all(conn)
+    .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let rule: String = r.try_get(3)?;
+        if rules.contains(&rule.as_str()) {
+            out.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
+        }
+    }
+    Ok(out)
+}
+
+/// Transitions kept from `node` not yet sent to receivers, oldest first: (id, event).
+pub async fn unnotified(
+    conn: &mut AnyConnection,
+    node: &str,
+    limit: u32,
+) -> Result<Vec<(String, AlertEvent)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, body FROM alert_events WHERE node_id = $1 AND notified_ms IS NULL \
+         ORDER BY at_ms, id LIMIT $2",
+    )
+    .bind(node)
+    .bind(i64::from(limit))
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let body: String = r.try_get(1)?;
+            let e: AlertEvent = serde_json::from_str(&body)
+                .map_err(|e| StoreError::Corrupt(format!("alert event {body}: {e}")))?;
+            Ok((r.try_get(0)?, e))
+        })
+        .collect()
+}
+
+/// Marks a transition sent.
+pub async fn mark_notified(
+    conn: &mut AnyConnection,
+    id: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE alert_events SET notified_ms = $2 WHERE id = $1")
+        .bind(id)
+        .bind(now_ms)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
