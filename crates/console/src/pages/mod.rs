@@ -2,6 +2,7 @@
 //! the sign-in guard, the form guard (session, origin, CSRF token), rendering, error
 //! pages and the security headers on every answer.
 
+mod alerts;
 mod billing;
 mod buckets;
 mod defence;
@@ -80,6 +81,9 @@ pub fn routes() -> Router<Shared> {
         .route("/dns", get(dns::explain))
         .route("/storage", get(storage::status))
         .route("/pools/{id}", get(network::pool))
+        .route("/alerts", get(alerts::list))
+        .route("/alerts/ack", post(alerts::ack))
+        .route("/sensors/{id}", get(alerts::sensor))
         .route("/roads", get(inspect::roads))
         .route("/roads/orders/{id}", get(inspect::order))
         .route("/roads/orders/{id}/act", post(inspect::act))
