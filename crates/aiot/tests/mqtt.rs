@@ -453,7 +453,8 @@ async fn sensors_over_mqtt_raise_and_clear_alerts_once_and_a_last_will_raises_of
             ],
             receivers: vec![Receiver {
                 id: "ops".into(),
-                url: hook,
+                url: Some(hook),
+                email: None,
                 secret: "0123456789abcdef".into(),
                 sites: vec![],
                 tenants: vec![],

@@ -620,12 +620,30 @@ pub struct SensorAdd {
 
 #[derive(Debug, Args)]
 pub struct ReceiverAdd {
-    /// The webhook URL alerts are POSTed to.
-    #[arg(long)]
+    /// A webhook: the URL alerts are POSTed to (with --secret-file).
+    #[arg(long, conflicts_with = "email_relay")]
     pub url: Option<String>,
-    /// A file holding the signing secret (16 to 256 characters).
-    #[arg(long, value_name = "FILE")]
+    /// A file holding the webhook's signing secret (16 to 256 characters).
+    #[arg(long, value_name = "FILE", requires = "url")]
     pub secret_file: Option<PathBuf>,
+    /// Email instead: the SMTP relay, smtp://HOST[:PORT] (with --email-from, --email-to).
+    #[arg(long, value_name = "URL")]
+    pub email_relay: Option<String>,
+    /// The sender, e.g. "Lingjing <alerts@example.org>".
+    #[arg(long, requires = "email_relay")]
+    pub email_from: Option<String>,
+    /// An address to send to (repeat, up to 20).
+    #[arg(long = "email-to", requires = "email_relay")]
+    pub email_to: Vec<String>,
+    /// Require STARTTLS with the relay.
+    #[arg(long, requires = "email_relay")]
+    pub starttls: bool,
+    /// AUTH PLAIN user on the relay (needs --starttls).
+    #[arg(long, requires = "starttls")]
+    pub email_username: Option<String>,
+    /// A file holding that user's password.
+    #[arg(long, value_name = "FILE", requires = "email_username")]
+    pub email_password_file: Option<PathBuf>,
     /// Only these sites' alerts (repeat; default all).
     #[arg(long = "site")]
     pub sites: Vec<String>,

@@ -75,6 +75,7 @@ pub fn columns(kind: &str) -> &'static [(&'static str, &'static str)] {
         "receivers" => &[
             ("ID", "/id"),
             ("URL", "/url"),
+            ("EMAIL TO", "/email/to"),
             ("SITES", "/sites"),
             ("TENANTS", "/tenants"),
             ("MIN SEVERITY", "/min_severity"),

@@ -25,8 +25,10 @@ async fn alerts_and_sensor_charts() {
         &url,
         Method::POST,
         "/v1/sensors",
-        Some(json!({"id": "inlet-1", "site": "wx-1", "room": "hall-1", "kind": "temperature",
-                    "device": "env-1"})),
+        Some(
+            json!({"id": "inlet-1", "site": "wx-1", "room": "hall-1", "kind": "temperature",
+                    "device": "env-1"}),
+        ),
     )
     .await;
     let now = std::time::SystemTime::now()
@@ -57,7 +59,10 @@ async fn alerts_and_sensor_charts() {
     let page = op.get("/alerts").await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains("href=\"/alerts\" aria-current=\"page\""));
-    assert!(page.body.contains("<a href=\"/sensors/inlet-1\">inlet-too-hot/inlet-1</a>"));
+    assert!(
+        page.body
+            .contains("<a href=\"/sensors/inlet-1\">inlet-too-hot/inlet-1</a>")
+    );
     assert!(page.body.contains("Acknowledge inlet-too-hot/inlet-1"));
     let csrf = page.csrf();
     let done = op
@@ -79,7 +84,11 @@ async fn alerts_and_sensor_charts() {
 
     let chart = op.get("/sensors/inlet-1?span=1h").await;
     assert_eq!(chart.status, StatusCode::OK, "{}", chart.body);
-    assert!(chart.body.contains("<svg class=\"chart\""), "{}", chart.body);
+    assert!(
+        chart.body.contains("<svg class=\"chart\""),
+        "{}",
+        chart.body
+    );
     assert_eq!(chart.body.matches("class=\"band\"").count(), 10);
     assert!(chart.body.contains("<polyline class=\"mean\""));
     assert!(chart.body.contains("31.00"), "the last minute's mean");
@@ -98,7 +107,10 @@ async fn alerts_and_sensor_charts() {
         assert_eq!(p.status, StatusCode::FORBIDDEN, "{path}: {}", p.body);
     }
     let p = alpha.get("/services").await;
-    assert!(!p.body.contains("href=\"/alerts\""), "no nav entry for a tenant");
+    assert!(
+        !p.body.contains("href=\"/alerts\""),
+        "no nav entry for a tenant"
+    );
     // Nor acknowledge, even with its own good form token.
     let csrf = p.csrf();
     let refused = alpha

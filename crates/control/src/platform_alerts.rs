@@ -316,12 +316,11 @@ pub async fn notify(
                 node: NODE,
                 alert: &e,
             };
-            let body = serde_json::to_vec(&note).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             for r in receivers
                 .iter()
                 .filter(|r| r.routes(&e.site, e.tenant(), e.severity))
             {
-                lingjing_monitor::notify::deliver(client, metrics, r, &id, &body).await;
+                lingjing_monitor::notify::deliver(client, metrics, r, &note).await;
             }
             sent += 1;
         }

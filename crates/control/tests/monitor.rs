@@ -146,6 +146,45 @@ async fn monitoring(api: &Api) {
         )
         .await
         .err_field(422, "invalid", "secret");
+    // Both a webhook and email, or credentials to a relay without STARTTLS: refused.
+    let email = json!({"relay": "smtp://10.0.0.5:25", "from": "Lingjing <alerts@example.org>",
+                       "to": ["ops@example.org"]});
+    let _ = api
+        .post(
+            "/v1/receivers",
+            json!({"id": "both", "url": "https://x.example",
+                                      "secret": "a-secret-of-16-chars-or-more", "email": email}),
+        )
+        .await
+        .err_field(422, "invalid", "url");
+    let mut clear = email.clone();
+    clear["username"] = json!("ops");
+    clear["password"] = json!("hunter2");
+    let _ = api
+        .post("/v1/receivers", json!({"id": "clear", "email": clear}))
+        .await
+        .err_field(422, "invalid", "email.username");
+    let mut tls = clear.clone();
+    tls["starttls"] = json!(true);
+    let made = api
+        .post(
+            "/v1/receivers",
+            json!({"id": "mail", "email": tls, "min_severity": "critical"}),
+        )
+        .await
+        .ok(201);
+    assert!(
+        made["email"].get("password").is_none(),
+        "write-only: {made}"
+    );
+    let mut no_password = tls.clone();
+    no_password.as_object_mut().map(|o| o.remove("password"));
+    api.put(
+        "/v1/receivers/mail",
+        json!({"id": "mail", "email": no_password}),
+    )
+    .await
+    .ok(200);
     // A replace without the secret keeps it.
     api.put(
         "/v1/receivers/ops",
@@ -184,8 +223,15 @@ async fn monitoring(api: &Api) {
         .find(|s| s["id"] == "pdu-c1")
         .expect("pdu");
     assert_eq!(pdu["contract_watts"], 5000);
-    assert_eq!(m["receivers"][0]["secret"], "a-secret-of-16-chars-or-more");
-    assert_eq!(m["receivers"][0]["url"], "https://hooks.example/v2");
+    let receivers = m["receivers"].as_array().expect("receivers");
+    let ops = receivers.iter().find(|r| r["id"] == "ops").expect("ops");
+    assert_eq!(ops["secret"], "a-secret-of-16-chars-or-more");
+    assert_eq!(ops["url"], "https://hooks.example/v2");
+    let mail = receivers.iter().find(|r| r["id"] == "mail").expect("mail");
+    assert_eq!(
+        mail["email"]["password"], "hunter2",
+        "kept through the replace"
+    );
     assert_eq!(m["silences"][0]["id"], "works");
 
     // Records: readings of wx-1 (and one of nj-1's sensor, dropped), a transition.

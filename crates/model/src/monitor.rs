@@ -281,18 +281,24 @@ pub fn default_composites() -> Vec<Composite> {
     }]
 }
 
-/// Where an alert goes: a webhook (JSON, signed with the receiver's secret, retried with
-/// backoff) for the alerts its route matches.
+/// Where an alert goes: a webhook (JSON, signed with the receiver's secret) or email
+/// through an SMTP relay, for the alerts its route matches; retried with backoff.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Receiver {
     pub id: String,
-    /// `http://` or `https://` URL the alert is POSTed to.
-    pub url: String,
-    /// The key of `X-Lingjing-Signature: sha256=HEX(HMAC-SHA256(secret, body))`, 16 to
-    /// 256 characters. Write-only: reads leave it out, a replace without it keeps it.
+    /// A webhook: the `http://` or `https://` URL alerts are POSTed to (one of `url` and
+    /// `email`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The webhook's key of `X-Lingjing-Signature: sha256=HEX(HMAC-SHA256(secret,
+    /// body))`, 16 to 256 characters. Write-only: reads leave it out, a replace without
+    /// it keeps it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub secret: String,
+    /// Email through an SMTP relay (one of `url` and `email`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailRoute>,
     /// The sites it hears from (empty: all).
     #[serde(default)]
     #[schema(max_items = 100)]
@@ -307,6 +313,85 @@ pub struct Receiver {
     pub min_severity: Severity,
 }
 
+/// Email of alerts: one message per transition to every address in `to`, through the
+/// SMTP relay at `relay` (`smtp://HOST[:PORT]`, port 25 by default).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailRoute {
+    pub relay: String,
+    /// The sender, e.g. `Lingjing alerts <alerts@example.org>`.
+    pub from: String,
+    /// 1 to 20 addresses.
+    #[schema(max_items = 20)]
+    pub to: Vec<String>,
+    /// Require STARTTLS (the relay's certificate must be valid for its host name).
+    #[serde(default)]
+    pub starttls: bool,
+    /// AUTH PLAIN user (only with `starttls`: no password crosses the wire in clear).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Write-only, as `secret`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub password: String,
+}
+
+/// Most addresses an email route sends to.
+pub const MAX_EMAIL_TO: usize = 20;
+
+/// A relay URL's host and port.
+pub fn smtp_relay(relay: &str) -> Result<(String, u16), String> {
+    let rest = relay
+        .strip_prefix("smtp://")
+        .ok_or("the relay is smtp://HOST[:PORT]")?;
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() || rest.contains(['/', '@', '?', '#', ' ']) {
+        return Err(
+            "the relay is smtp://HOST[:PORT] (credentials go in username and password)".into(),
+        );
+    }
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, _)) if !h.ends_with(']') && h.contains(':') => (rest, None),
+        Some((h, p)) => (h, Some(p)),
+        None => (rest, None),
+    };
+    let port = match port {
+        None => 25,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("`{p}` is not a port"))?,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err("the relay has no host".into());
+    }
+    Ok((host.to_owned(), port))
+}
+
+/// Whether `a` looks like an email address (`name <local@domain>` or `local@domain`);
+/// the relay has the last word.
+fn check_address(field: &str, a: &str) -> Result<(), ValidationError> {
+    let bare = match (a.find('<'), a.rfind('>')) {
+        (Some(i), Some(j)) if i < j && j == a.len() - 1 => &a[i + 1..j],
+        _ => a,
+    };
+    let ok = a.len() <= 320
+        && !a.chars().any(char::is_control)
+        && bare.split_once('@').is_some_and(|(l, d)| {
+            !l.is_empty() && d.contains('.') && !d.contains(['@', ' ', '<', '>'])
+        })
+        && !bare.contains([' ', '<', '>', ',']);
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            field,
+            "an email address: local@domain, or Name <local@domain>",
+        ))
+    }
+}
+
 fn default_min_severity() -> Severity {
     Severity::Warning
 }
@@ -314,22 +399,62 @@ fn default_min_severity() -> Severity {
 impl Validate for Receiver {
     fn validate(&self) -> Result<(), ValidationError> {
         check_id("id", &self.id)?;
-        let url = self.url.as_str();
-        let rest = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("https://"))
-            .ok_or_else(|| ValidationError::new("url", "must start with http:// or https://"))?;
-        if rest.is_empty()
-            || url.len() > 2048
-            || url.chars().any(|c| c.is_control() || c.is_whitespace())
-        {
-            return Err(ValidationError::new(
-                "url",
-                "a host after the scheme, at most 2048 characters, no spaces",
-            ));
-        }
-        if self.secret.len() < 16 || self.secret.len() > 256 {
-            return Err(ValidationError::new("secret", "16 to 256 characters"));
+        match (&self.url, &self.email) {
+            (Some(url), None) => {
+                let rest = url
+                    .strip_prefix("http://")
+                    .or_else(|| url.strip_prefix("https://"))
+                    .ok_or_else(|| {
+                        ValidationError::new("url", "must start with http:// or https://")
+                    })?;
+                if rest.is_empty()
+                    || url.len() > 2048
+                    || url.chars().any(|c| c.is_control() || c.is_whitespace())
+                {
+                    return Err(ValidationError::new(
+                        "url",
+                        "a host after the scheme, at most 2048 characters, no spaces",
+                    ));
+                }
+                if self.secret.len() < 16 || self.secret.len() > 256 {
+                    return Err(ValidationError::new("secret", "16 to 256 characters"));
+                }
+            }
+            (None, Some(e)) => {
+                smtp_relay(&e.relay).map_err(|m| ValidationError::new("email.relay", m))?;
+                check_address("email.from", &e.from)?;
+                if e.to.is_empty() {
+                    return Err(ValidationError::new("email.to", "at least one address"));
+                }
+                check_max_items("email.to", &e.to, MAX_EMAIL_TO)?;
+                for (i, a) in e.to.iter().enumerate() {
+                    check_address(&format!("email.to[{i}]"), a)?;
+                }
+                if e.username.is_some() && !e.starttls {
+                    return Err(ValidationError::new(
+                        "email.username",
+                        "credentials need starttls: true (they would cross the wire in clear)",
+                    ));
+                }
+                if e.username.is_some() && e.password.is_empty() {
+                    return Err(ValidationError::new(
+                        "email.password",
+                        "needed with a username",
+                    ));
+                }
+                if !self.secret.is_empty() {
+                    return Err(ValidationError::new(
+                        "secret",
+                        "only a webhook has a secret",
+                    ));
+                }
+            }
+            _ => {
+                return Err(ValidationError::new(
+                    "url",
+                    "give a webhook `url` (with `secret`) or an `email` route, one of them",
+                ));
+            }
         }
         check_max_items("sites", &self.sites, MAX_ROUTE_ITEMS)?;
         check_max_items("tenants", &self.tenants, MAX_ROUTE_ITEMS)?;
@@ -674,8 +799,9 @@ mod tests {
         assert_eq!(s.validate().unwrap_err().field, "rules[0].id");
         let mut r = Receiver {
             id: "ops".into(),
-            url: "https://hooks.example/alerts".into(),
+            url: Some("https://hooks.example/alerts".into()),
             secret: "0123456789abcdef".into(),
+            email: None,
             sites: vec![],
             tenants: vec![],
             min_severity: Severity::Warning,
@@ -690,7 +816,35 @@ mod tests {
         r.secret = "short".into();
         assert_eq!(r.validate().unwrap_err().field, "secret");
         r.secret = "0123456789abcdef".into();
-        r.url = "ftp://x".into();
+        r.url = Some("ftp://x".into());
+        assert_eq!(r.validate().unwrap_err().field, "url");
+        // Email instead: a relay, a sender, addresses; credentials only over STARTTLS.
+        r.url = None;
+        r.secret.clear();
+        r.email = Some(EmailRoute {
+            relay: "smtp://10.0.0.5".into(),
+            from: "Lingjing <alerts@example.org>".into(),
+            to: vec!["ops@example.org".into()],
+            starttls: false,
+            username: None,
+            password: String::new(),
+        });
+        assert_eq!(r.validate(), Ok(()));
+        assert_eq!(smtp_relay("smtp://10.0.0.5"), Ok(("10.0.0.5".into(), 25)));
+        assert_eq!(smtp_relay("smtp://mx:2525"), Ok(("mx".into(), 2525)));
+        assert!(smtp_relay("smtps://mx").is_err() && smtp_relay("smtp://u:p@mx").is_err());
+        let mut e = r.clone();
+        if let Some(m) = e.email.as_mut() {
+            m.username = Some("u".into());
+            m.password = "p".into();
+        }
+        assert_eq!(e.validate().unwrap_err().field, "email.username");
+        let mut e = r.clone();
+        if let Some(m) = e.email.as_mut() {
+            m.to = vec!["not an address".into()];
+        }
+        assert_eq!(e.validate().unwrap_err().field, "email.to[0]");
+        r.url = Some("https://x".into());
         assert_eq!(r.validate().unwrap_err().field, "url");
     }
 

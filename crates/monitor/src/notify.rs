@@ -1,11 +1,13 @@
 //! The notifier: sends each alert transition in the notices' outbox (firing, resolved,
 //! escalated) to every receiver whose route matches (site, tenant, severity), as a
-//! webhook: `POST` of the [`Notification`] JSON with `X-Lingjing-Signature:
-//! sha256=HEX(HMAC-SHA256(receiver secret, body))` and `X-Lingjing-Event: {id}`.
+//! webhook (`POST` of the [`Notification`] JSON with `X-Lingjing-Signature:
+//! sha256=HEX(HMAC-SHA256(receiver secret, body))` and `X-Lingjing-Event: {id}`) or as
+//! an email through the receiver's SMTP relay (one plain-text message to all its
+//! addresses; STARTTLS required when asked, credentials only then).
 //!
-//! A receiver that fails (no answer within [`SEND_TIMEOUT`], or not 2xx) is tried again
-//! after 1 s, doubling to [`MAX_BACKOFF`], up to [`MAX_ATTEMPTS`] times, then given up
-//! (logged, counted `failed`); one record is done when every receiver took it or was given
+//! A receiver that fails (no answer within [`SEND_TIMEOUT`], not 2xx, a transient SMTP
+//! error) is tried again after 1 s, doubling to [`MAX_BACKOFF`], up to [`MAX_ATTEMPTS`]
+//! times, then given up (logged, counted `failed`; an SMTP 5xx at once); one record is done when every receiver took it or was given
 //! up, and only then is it acknowledged in the outbox, so a node that restarts sends
 //! what it had not finished again. The ids of the last [`REMEMBERED`] transitions sent
 //! are kept (`notified.json`), so a transition the engine computed twice (see `site`) is
@@ -18,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use lingjing_model::monitor::{AlertEvent, MonitorEvent, Receiver};
+use lingjing_model::monitor::{AlertEvent, EmailRoute, MonitorEvent, Receiver};
 use serde::Serialize;
 use sha2::Sha256;
 
@@ -137,13 +139,8 @@ async fn run(monitor: Arc<Monitor>, dir: PathBuf) {
                     node: monitor.node(),
                     alert,
                 };
-                match serde_json::to_vec(&note) {
-                    Ok(body) => {
-                        for r in &receivers {
-                            deliver(&client, monitor.metrics(), r, &id, &body).await;
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "cannot encode a notification"),
+                for r in &receivers {
+                    deliver(&client, monitor.metrics(), r, &note).await;
                 }
                 remembered.add(id);
             }
@@ -160,48 +157,166 @@ async fn run(monitor: Arc<Monitor>, dir: PathBuf) {
     }
 }
 
-/// Sends one notification to one receiver, with retries; gives up after
-/// [`MAX_ATTEMPTS`] (true: delivered). The control plane's own alerts go out through it
-/// too.
+/// Why one try failed, and whether trying again may help.
+struct Failed {
+    problem: String,
+    permanent: bool,
+}
+
+/// Sends one notification to one receiver (its webhook or its email), with retries;
+/// gives up after [`MAX_ATTEMPTS`], or at once on a permanent refusal (an SMTP 5xx)
+/// (true: delivered). The control plane's own alerts go out through it too.
 pub async fn deliver(
     client: &reqwest::Client,
     metrics: &Metrics,
     receiver: &Receiver,
-    id: &str,
-    body: &[u8],
+    note: &Notification<'_>,
 ) -> bool {
-    let sig = signature(&receiver.secret, body);
+    let id = note.id.as_str();
     let mut backoff = Duration::from_secs(1);
     for attempt in 1..=MAX_ATTEMPTS {
-        let sent = client
-            .post(&receiver.url)
-            .header("content-type", "application/json")
-            .header("x-lingjing-signature", &sig)
-            .header("x-lingjing-event", id)
-            .body(body.to_vec())
-            .send()
-            .await;
-        let problem = match sent {
-            Ok(resp) if resp.status().is_success() => {
+        let tried = match (&receiver.url, &receiver.email) {
+            (Some(url), _) => webhook(client, url, &receiver.secret, note).await,
+            (None, Some(route)) => email(route, note).await,
+            (None, None) => Err(Failed {
+                problem: "the receiver has neither a url nor an email route".into(),
+                permanent: true,
+            }),
+        };
+        let failed = match tried {
+            Ok(()) => {
                 metrics.notification("sent");
                 tracing::info!(receiver = %receiver.id, event = %id, attempt, "notified");
                 return true;
             }
-            Ok(resp) => format!("HTTP {}", resp.status()),
-            Err(e) => e.to_string(),
+            Err(f) => f,
         };
-        if attempt == MAX_ATTEMPTS {
+        if attempt == MAX_ATTEMPTS || failed.permanent {
             metrics.notification("failed");
-            tracing::error!(receiver = %receiver.id, event = %id, attempts = attempt, problem = %problem, "gave up notifying a receiver: check its URL and that it answers 2xx");
+            tracing::error!(receiver = %receiver.id, event = %id, attempts = attempt, problem = %failed.problem, "gave up notifying a receiver: check its URL (it must answer 2xx) or its email route");
             return false;
         }
         metrics.notification("retried");
-        tracing::warn!(receiver = %receiver.id, event = %id, attempt, problem = %problem, "a receiver did not take a notification; trying again");
+        tracing::warn!(receiver = %receiver.id, event = %id, attempt, problem = %failed.problem, "a receiver did not take a notification; trying again");
         // A change of receivers while waiting (one removed) is seen on the next record.
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
     false
+}
+
+async fn webhook(
+    client: &reqwest::Client,
+    url: &str,
+    secret: &str,
+    note: &Notification<'_>,
+) -> Result<(), Failed> {
+    let body = serde_json::to_vec(note).map_err(|e| Failed {
+        problem: format!("cannot encode the notification: {e}"),
+        permanent: true,
+    })?;
+    let sent = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-lingjing-signature", signature(secret, &body))
+        .header("x-lingjing-event", &note.id)
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Ok(resp) if resp.status().is_success() => Ok(()),
+        Ok(resp) => Err(Failed {
+            problem: format!("HTTP {}", resp.status()),
+            permanent: false,
+        }),
+        Err(e) => Err(Failed {
+            problem: e.to_string(),
+            permanent: false,
+        }),
+    }
+}
+
+/// The subject and text of an alert's email.
+pub fn email_text(note: &Notification<'_>) -> (String, String) {
+    let a = note.alert;
+    let severity = match a.severity {
+        lingjing_alerts::Severity::Warning => "WARNING",
+        lingjing_alerts::Severity::Critical => "CRITICAL",
+    };
+    let subject = format!("[{severity}] {} {} at {}", a.key, a.state.as_str(), a.site);
+    let mut text = format!(
+        "Alert {}\nstate: {}\nseverity: {severity}\nsite: {}\nrule: {}\nsensor: {}\nsince (ms): {}\nat (ms): {}\n",
+        a.key,
+        a.state.as_str(),
+        a.site,
+        a.rule,
+        a.sensor,
+        a.since_ms,
+        a.at_ms
+    );
+    if let Some(v) = a.value {
+        text.push_str(&format!("value: {v}\n"));
+    }
+    for (k, v) in &a.labels {
+        text.push_str(&format!("{k}: {v}\n"));
+    }
+    text.push_str(&format!(
+        "\nevent {} (seen by {}): one message per transition.\n",
+        note.id, note.node
+    ));
+    (subject, text)
+}
+
+async fn email(route: &EmailRoute, note: &Notification<'_>) -> Result<(), Failed> {
+    use lettre::message::Mailbox;
+    use lettre::message::header::ContentType;
+    use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+    use lettre::transport::smtp::client::{Tls, TlsParameters};
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+    let bad = |problem: String| Failed {
+        problem,
+        permanent: true,
+    };
+    let (host, port) = lingjing_model::monitor::smtp_relay(&route.relay).map_err(bad)?;
+    let (subject, text) = email_text(note);
+    let mut b = Message::builder()
+        .from(
+            route
+                .from
+                .parse::<Mailbox>()
+                .map_err(|e| bad(format!("from `{}`: {e}", route.from)))?,
+        )
+        .subject(subject)
+        .header(ContentType::TEXT_PLAIN);
+    for to in &route.to {
+        b = b.to(to
+            .parse::<Mailbox>()
+            .map_err(|e| bad(format!("to `{to}`: {e}")))?);
+    }
+    let message = b
+        .body(text)
+        .map_err(|e| bad(format!("cannot build the message: {e}")))?;
+    let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
+        .port(port)
+        .timeout(Some(SEND_TIMEOUT));
+    if route.starttls {
+        let tls = TlsParameters::builder(host.clone())
+            .build()
+            .map_err(|e| bad(format!("TLS for {host}: {e}")))?;
+        transport = transport.tls(Tls::Required(tls));
+        if let Some(user) = &route.username {
+            transport = transport
+                .credentials(Credentials::new(user.clone(), route.password.clone()))
+                .authentication(vec![Mechanism::Plain]);
+        }
+    }
+    match transport.build().send(message).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Failed {
+            problem: e.to_string(),
+            permanent: e.is_permanent(),
+        }),
+    }
 }
 
 /// The HTTP client notifications go out with (no redirects followed).

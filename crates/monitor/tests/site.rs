@@ -81,7 +81,8 @@ fn config(hook_url: &str) -> MonitorConfig {
         }],
         receivers: vec![Receiver {
             id: "ops".into(),
-            url: format!("{hook_url}/hook"),
+            url: Some(format!("{hook_url}/hook")),
+            email: None,
             secret: SECRET.into(),
             sites: vec![],
             tenants: vec![],
@@ -276,6 +277,127 @@ async fn an_alert_is_notified_once_per_transition_through_a_failing_receiver_and
             ("pending".to_owned(), 1),
             ("resolved".to_owned(), 1)
         ])
+    );
+    node.stop();
+}
+
+/// A fake SMTP relay: answers every session; the first `fail` sessions get `451` (try
+/// later) to MAIL; keeps the DATA of each message taken.
+async fn smtp_relay(fail: u32) -> (u16, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mail: Arc<Mutex<Vec<String>>> = Arc::default();
+    let keep = mail.clone();
+    tokio::spawn(async move {
+        let mut left = fail;
+        loop {
+            let Ok((s, _)) = listener.accept().await else {
+                return;
+            };
+            let refuse = left > 0;
+            left = left.saturating_sub(1);
+            let keep = keep.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = s.into_split();
+                let mut lines = BufReader::new(r).lines();
+                let _ = w.write_all(b"220 fake ESMTP\r\n").await;
+                let mut data: Option<String> = None;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(d) = data.as_mut() {
+                        if line == "." {
+                            keep.lock().expect("lock").push(std::mem::take(d));
+                            data = None;
+                            let _ = w.write_all(b"250 2.0.0 queued\r\n").await;
+                        } else {
+                            d.push_str(&line);
+                            d.push('\n');
+                        }
+                        continue;
+                    }
+                    let u = line.to_ascii_uppercase();
+                    let reply: &[u8] = if u.starts_with("EHLO") {
+                        b"250-fake\r\n250 8BITMIME\r\n"
+                    } else if u.starts_with("MAIL") && refuse {
+                        b"451 4.3.0 try again later\r\n"
+                    } else if u.starts_with("DATA") {
+                        data = Some(String::new());
+                        b"354 go ahead\r\n"
+                    } else if u.starts_with("QUIT") {
+                        let _ = w.write_all(b"221 bye\r\n").await;
+                        return;
+                    } else {
+                        b"250 OK\r\n"
+                    };
+                    if w.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, mail)
+}
+
+#[tokio::test]
+async fn an_alert_is_emailed_once_per_transition_through_a_relay_that_defers_twice() {
+    let dir = tempfile::tempdir().expect("test");
+    let (port, mail) = smtp_relay(2).await;
+    let mut cfg = config("http://127.0.0.1:1");
+    cfg.sensors[0].kind = SensorKind::Smoke;
+    cfg.receivers = vec![Receiver {
+        id: "night-shift".into(),
+        url: None,
+        email: Some(lingjing_model::monitor::EmailRoute {
+            relay: format!("smtp://127.0.0.1:{port}"),
+            from: "Lingjing <alerts@example.org>".into(),
+            to: vec![
+                "ops@example.org".into(),
+                "Oncall <oncall@example.org>".into(),
+            ],
+            starttls: false,
+            username: None,
+            password: String::new(),
+        }),
+        secret: String::new(),
+        sites: vec![],
+        tenants: vec![],
+        min_severity: Severity::Critical,
+    }];
+    let node = start(dir.path(), &cfg).await;
+    let t0 = now_ms();
+    send(&node, t0, 0.0).await;
+    let (status, took) = send(&node, t0 + 1000, 1.0).await;
+    assert_eq!(status, 200, "{took}");
+    let (_, took) = send(&node, t0 + 2000, 0.0).await;
+    assert_eq!(took["alerts"].as_array().map(Vec::len), Some(1), "{took}");
+    let mut got = Vec::new();
+    for _ in 0..300 {
+        got = mail.lock().expect("test").clone();
+        if got.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got[0].contains("Subject: [CRITICAL] smoke/inlet-a1 firing at wuxi-1"),
+        "{}",
+        got[0]
+    );
+    assert!(
+        got[1].contains("Subject: [CRITICAL] smoke/inlet-a1 resolved at wuxi-1"),
+        "{}",
+        got[1]
+    );
+    assert!(got[0].contains("oncall@example.org") && got[0].contains("ops@example.org"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        mail.lock().expect("test").len(),
+        2,
+        "one message per transition"
     );
     node.stop();
 }

@@ -47,22 +47,53 @@ impl AddFields for SensorAdd {
     }
 }
 
+fn read_secret(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the {what} file {}", path.display()))?;
+    Ok(text.trim().to_owned())
+}
+
 impl AddFields for ReceiverAdd {
     fn to_resource(&self, id: String) -> anyhow::Result<Value> {
-        let path = self
-            .secret_file
-            .as_ref()
-            .context("--secret-file is required: the secret that signs the webhooks")?;
-        let secret = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the secret file {}", path.display()))?;
-        Ok(json!({
+        let mut r = json!({
             "id": id,
-            "url": need(&self.url, "url")?,
-            "secret": secret.trim(),
             "sites": self.sites,
             "tenants": self.tenants,
             "min_severity": self.min_severity,
-        }))
+        });
+        match (&self.url, &self.email_relay) {
+            (Some(url), _) => {
+                let path = self
+                    .secret_file
+                    .as_ref()
+                    .context("--secret-file is required: the secret that signs the webhooks")?;
+                r["url"] = json!(url);
+                r["secret"] = json!(read_secret(path, "secret")?);
+            }
+            (None, Some(relay)) => {
+                let mut email = json!({
+                    "relay": relay,
+                    "from": need(&self.email_from, "email-from")?,
+                    "to": self.email_to,
+                    "starttls": self.starttls,
+                });
+                if let Some(user) = &self.email_username {
+                    let path = self
+                        .email_password_file
+                        .as_ref()
+                        .context("--email-password-file is required with --email-username")?;
+                    email["username"] = json!(user);
+                    email["password"] = json!(read_secret(path, "password")?);
+                }
+                r["email"] = email;
+            }
+            (None, None) => {
+                bail!(
+                    "give --url URL --secret-file FILE (a webhook) or --email-relay smtp://HOST --email-from ADDRESS --email-to ADDRESS (email)"
+                )
+            }
+        }
+        Ok(r)
     }
 }
 

@@ -1095,6 +1095,7 @@ pub fn document() -> OpenApi {
     components = add_resource::<lingjing_model::monitor::Silence>(components);
     components = add_schema::<lingjing_model::monitor::SensorKind>(components);
     components = add_schema::<lingjing_model::monitor::SilenceMatcher>(components);
+    components = add_schema::<lingjing_model::monitor::EmailRoute>(components);
     components = add_schema::<lingjing_model::monitor::MonitorBatch>(components);
     components = add_schema::<lingjing_model::monitor::MonitorRecord>(components);
     components = add_schema::<lingjing_model::monitor::MonitorEvent>(components);

@@ -1,5 +1,6 @@
 //! IDC monitoring's resources, all the operator's: sensors (at a site, in a room, maybe
-//! in a cabinet and for a tenant), receivers of alerts (their secret write-only) and
+//! in a cabinet and for a tenant), receivers of alerts (webhook secrets and relay
+//! passwords write-only) and
 //! silences.
 
 use lingjing_model::monitor::{Receiver, Sensor, Silence};
@@ -67,8 +68,14 @@ impl Resource for Receiver {
         refs
     }
     fn keep_secrets(&mut self, existing: &Self) {
-        if self.secret.is_empty() {
+        if self.secret.is_empty() && self.url.is_some() {
             self.secret = existing.secret.clone();
+        }
+        if let (Some(new), Some(old)) = (self.email.as_mut(), existing.email.as_ref())
+            && new.password.is_empty()
+            && new.username.is_some()
+        {
+            new.password = old.password.clone();
         }
     }
     async fn views(
@@ -80,6 +87,9 @@ impl Resource for Receiver {
             .into_iter()
             .map(|mut r| {
                 r.secret.clear();
+                if let Some(e) = r.email.as_mut() {
+                    e.password.clear();
+                }
                 r
             })
             .collect())
