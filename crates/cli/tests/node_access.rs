@@ -176,6 +176,7 @@ async fn a_node_joins_with_a_one_time_token_and_is_revoked_at_once() {
         defence: Vec::new(),
         defence_baseline: Vec::new(),
         aiot: Vec::new(),
+        answers: None,
     };
     let other = node
         .heartbeat("suqian-1-e1", &beat)

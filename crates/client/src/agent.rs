@@ -19,8 +19,8 @@ use std::time::Duration;
 use lingjing_model::aiot::SlotReportSource;
 use lingjing_model::defence::{BaselineSample, DefenceReport};
 use lingjing_model::snapshot::{
-    BucketStored, BucketTraffic, BucketUsageSource, DefenceSource, Heartbeat, Role, Snapshot,
-    StorageReportSource, UsageSample, UsageSource,
+    AnswerCountSource, BucketStored, BucketTraffic, BucketUsageSource, DefenceSource, Heartbeat,
+    Role, Snapshot, StorageReportSource, UsageSample, UsageSource,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -81,6 +81,7 @@ pub struct Agent {
     buckets: Option<Arc<dyn BucketUsageSource>>,
     defence: Option<(Arc<dyn DefenceSource>, Arc<Notify>)>,
     aiot: Option<(Arc<dyn SlotReportSource>, Arc<Notify>)>,
+    answers: Option<Arc<dyn AnswerCountSource>>,
 }
 
 /// A running agent.
@@ -235,10 +236,17 @@ impl Agent {
             client,
             usage: None,
             storage: None,
+            answers: None,
             buckets: None,
             defence: None,
             aiot: None,
         })
+    }
+
+    /// Sends the data plane's answer totals with every heartbeat (error-rate alerts).
+    pub fn with_answer_counts(mut self, source: Arc<dyn AnswerCountSource>) -> Agent {
+        self.answers = Some(source);
+        self
     }
 
     /// Reports `usage` with every heartbeat, each batch exactly once.
@@ -315,6 +323,7 @@ impl Agent {
                 buckets: self.buckets,
                 defence: self.defence,
                 aiot: self.aiot,
+                answers: self.answers,
             },
         ));
         let poll = tokio::spawn(poll_loop(
@@ -340,6 +349,7 @@ struct Sources {
     buckets: Option<Arc<dyn BucketUsageSource>>,
     defence: Option<(Arc<dyn DefenceSource>, Arc<Notify>)>,
     aiot: Option<(Arc<dyn SlotReportSource>, Arc<Notify>)>,
+    answers: Option<Arc<dyn AnswerCountSource>>,
 }
 
 /// One batch of counted usage, resent as it is until acknowledged.
@@ -453,6 +463,7 @@ async fn heartbeat_loop(
                 .as_ref()
                 .map(|(s, _)| s.slots())
                 .unwrap_or_default(),
+            answers: sources.answers.as_ref().map(|s| s.answer_counts()),
         };
         match client.heartbeat(&config.node, &beat).await {
             Ok(()) => {

@@ -1,5 +1,6 @@
-//! The platform watches itself (issue 18): node health, storage data at risk and
-//! storage nearly full, and traffic-defence events become alerts through the same rules
+//! The platform watches itself (issue 18): node health, edges' and DNS servers' error
+//! rates (from the answer totals in their heartbeats), storage data at risk and storage
+//! nearly full, and traffic-defence events become alerts through the same rules
 //! engine (`lingjing_alerts`) and the same `alerts` table as the sites' sensors, so the
 //! operator has one alert list; their transitions go to the same receivers (signed
 //! webhooks, `lingjing_monitor::notify::deliver`).
@@ -28,11 +29,13 @@ use crate::store::{Store, list_docs};
 pub const EVERY: Duration = Duration::from_secs(10);
 /// The node name the control plane's own alert transitions are kept under.
 pub const NODE: &str = "control";
+/// Fewest answers between two heartbeats that make an error rate (fewer say nothing).
+const MIN_ANSWERS: u64 = 100;
 /// A defence event not reported for this long is over.
 const DEFENCE_QUIET_MS: i64 = 10 * 60 * 1000;
 
 /// The platform's rules.
-pub fn rules() -> [Rule; 4] {
+pub fn rules() -> [Rule; 6] {
     let r = |id: &str, severity, condition| Rule {
         id: id.to_owned(),
         severity,
@@ -71,6 +74,24 @@ pub fn rules() -> [Rule; 4] {
             Condition::Above {
                 value: 0.5,
                 clear: 0.5,
+            },
+        ),
+        // Percent of requests failed between two heartbeats.
+        r(
+            "edge-errors",
+            Severity::Warning,
+            Condition::Above {
+                value: 5.0,
+                clear: 2.0,
+            },
+        ),
+        // Percent of queries answered SERVFAIL between two heartbeats.
+        r(
+            "dns-errors",
+            Severity::Warning,
+            Condition::Above {
+                value: 5.0,
+                clear: 2.0,
             },
         ),
     ]
@@ -262,6 +283,32 @@ async fn signals(conn: &mut sqlx::AnyConnection, now_ms: i64) -> Result<Vec<Sign
                 },
             });
         }
+    }
+    // Error rates of edges and DNS servers between their last two heartbeats.
+    for (node, answered, failed, at_ms) in crate::store::health::answer_deltas(&mut *conn).await? {
+        if answered < MIN_ANSWERS {
+            continue;
+        }
+        let Some(n) = nodes.iter().find(|n| n.id == node) else {
+            continue;
+        };
+        let rule = if n.roles.contains(&lingjing_model::NodeRole::Edge) {
+            "edge-errors"
+        } else if n.roles.contains(&lingjing_model::NodeRole::Dns) {
+            "dns-errors"
+        } else {
+            continue;
+        };
+        out.push(Signal {
+            rule,
+            site: n.site.clone(),
+            labels: vec![("node".into(), node.clone())],
+            subject: node,
+            reading: Reading {
+                at_ms,
+                value: failed as f64 * 100.0 / answered as f64,
+            },
+        });
     }
     // The newest defence event of each service: under attack while it is reported.
     let services = list_docs::<Service>(&mut *conn).await?;

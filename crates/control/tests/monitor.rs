@@ -607,5 +607,33 @@ async fn the_platform_s_own_health_is_an_alert_notified_once() {
         ]
     );
     assert_eq!(bodies[0]["node"], "control");
+
+    // An edge's error rate between two heartbeats: 10% failed fires, 0.5% resolves.
+    let edge = common::node_credential(&api, "wx-1-b").await;
+    let beat = |answered: u64, failed: u64| json!({"role": "edge", "answers": {"run": 7, "answered": answered, "failed": failed}});
+    let mut at = T0 + 100_000;
+    for (answered, failed, expect) in [
+        (1000, 0, None),
+        (2000, 100, Some("firing")),
+        (2050, 105, None),
+        (3050, 110, Some("resolved")),
+    ] {
+        edge.post("/v1/nodes/wx-1-b/heartbeat", beat(answered, failed))
+            .await
+            .ok(204);
+        at += 10_000;
+        let events = pass(&store, &mut again, at).await.expect("pass");
+        let states: Vec<(&str, &str)> = events
+            .iter()
+            .map(|e| (e.key.as_str(), e.state.as_str()))
+            .collect();
+        match expect {
+            Some(s) => assert_eq!(states, [("edge-errors/wx-1-b", s)], "{answered}"),
+            None => assert!(states.is_empty(), "{answered}: {states:?}"),
+        }
+    }
+    // Bad totals, or totals from a node that answers nothing: refused, nothing kept.
+    let r = edge.post("/v1/nodes/wx-1-b/heartbeat", beat(10, 11)).await;
+    assert_eq!(r.field(), Some("answers"), "{}", r.message());
     plane.shutdown().await;
 }

@@ -86,6 +86,9 @@ pub struct DnsMetrics {
     pub tcp_refused: Family<RefusedLabels, Counter>,
     /// TCP connections closed by a timeout.
     pub tcp_timeouts: Family<TimeoutLabels, Counter>,
+    /// Queries answered and those answered SERVFAIL, for the heartbeat (the platform's
+    /// error-rate alert).
+    pub answer_totals: Arc<lingjing_model::snapshot::AnswerTotals>,
     unknown_line: Arc<str>,
 }
 
@@ -174,6 +177,7 @@ impl Default for DnsMetrics {
             any_minimized,
             tcp_refused,
             tcp_timeouts,
+            answer_totals: Arc::new(lingjing_model::snapshot::AnswerTotals::new(run_id())),
             unknown_line: Arc::from("unknown"),
         }
     }
@@ -195,6 +199,16 @@ impl DnsMetrics {
         }
         text
     }
+}
+
+/// This start's id for the answer totals: the clock in nanoseconds and the process id
+/// (a restart counts from zero under another id).
+fn run_id() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ u64::from(std::process::id()).rotate_left(40)
 }
 
 /// One answered request, as the metrics label it.
@@ -310,6 +324,8 @@ impl LocalMetrics {
     pub fn flush(&mut self, metrics: &DnsMetrics) {
         for (labels, n) in self.queries.drain(..) {
             metrics.queries.get_or_create(&labels).inc_by(n);
+            let failed = if labels.rcode == "SERVFAIL" { n } else { 0 };
+            metrics.answer_totals.add(n, failed);
         }
         for (site, line, n) in self.answers.drain(..) {
             let labels = AnswerLabels {
@@ -452,4 +468,39 @@ pub fn transport_name(transport: Transport) -> &'static str {
 /// The question type's mnemonic (`Unknown` for types hickory does not know).
 pub fn qtype_name(qtype: RecordType) -> &'static str {
     qtype.into()
+}
+
+#[cfg(test)]
+mod answer_tests {
+    use super::*;
+    use lingjing_model::snapshot::AnswerCountSource;
+
+    #[test]
+    fn answers_and_servfails_reach_the_totals_at_each_flush() {
+        let m = DnsMetrics::default();
+        let mut local = LocalMetrics::default();
+        let site: Arc<str> = Arc::from("wx-1");
+        for rcode in [
+            ResponseCode::NoError,
+            ResponseCode::NXDomain,
+            ResponseCode::ServFail,
+        ] {
+            let answer = Answer {
+                qtype: Some(RecordType::A),
+                rcode,
+                truncated: false,
+                transport: Transport::Udp,
+                line: None,
+            };
+            local.record_answer(&answer, std::iter::once(&site), Duration::from_micros(5));
+        }
+        assert_eq!(
+            m.answer_totals.answer_counts().answered,
+            0,
+            "not before a flush"
+        );
+        local.flush(&m);
+        let c = m.answer_totals.answer_counts();
+        assert_eq!((c.answered, c.failed), (3, 1));
+    }
 }

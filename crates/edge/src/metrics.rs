@@ -1,5 +1,6 @@
 //! Prometheus metrics of an edge node, served at `/metrics` on the admin port.
 
+use lingjing_model::snapshot::AnswerTotals;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -34,13 +35,19 @@ const RESULTS: [&str; 6] = ["HIT", "MISS", "STALE", "REVALIDATED", "PASS", "ERRO
 pub struct ServiceCounters {
     requests: [Counter; 6],
     pub bytes_out: Counter,
+    /// The node's totals (answered, and failed: `ERROR`), for the heartbeat.
+    totals: std::sync::Arc<AnswerTotals>,
 }
+
+/// The `X-Cache` value of a request the edge could not answer (the upstream failed).
+const FAILED: usize = 5;
 
 impl ServiceCounters {
     /// Counts one request answered with `x_cache`.
     pub fn request(&self, x_cache: &str) {
         if let Some(i) = RESULTS.iter().position(|r| *r == x_cache) {
             self.requests[i].inc();
+            self.totals.add(1, u64::from(i == FAILED));
         }
     }
 }
@@ -77,6 +84,9 @@ pub struct Metrics {
     pub fill: crate::cache::fill::FillMeter,
     /// Memory reserved by store buffers (`crate::cache::budget`).
     pub store_budget: crate::cache::budget::StoreBudgetMeter,
+    /// Requests answered and failed (`ERROR`), for the heartbeat (the platform's
+    /// error-rate alert).
+    pub answer_totals: std::sync::Arc<AnswerTotals>,
 }
 
 impl Metrics {
@@ -97,6 +107,7 @@ impl Metrics {
                     service: service.to_owned(),
                 })
                 .clone(),
+            totals: self.answer_totals.clone(),
         }
     }
 
@@ -228,6 +239,7 @@ impl Default for Metrics {
             tiers,
             fill,
             store_budget,
+            answer_totals: std::sync::Arc::new(AnswerTotals::new(rand::random())),
             registry,
             hit_ratio,
             disk_corrupt,
@@ -253,5 +265,25 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lingjing_model::snapshot::AnswerCountSource;
+
+    #[test]
+    fn requests_count_into_the_node_s_answer_totals() {
+        let m = Metrics::default();
+        let shop = m.service_counters("shop");
+        let blog = m.service_counters("blog");
+        for r in ["HIT", "MISS", "ERROR", "PASS"] {
+            shop.request(r);
+        }
+        blog.request("ERROR");
+        blog.request("not a result");
+        let c = m.answer_totals.answer_counts();
+        assert_eq!((c.answered, c.failed), (5, 2));
     }
 }

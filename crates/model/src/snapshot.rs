@@ -360,6 +360,65 @@ pub struct Heartbeat {
     /// An edge AI node's model slots: what each serves and where a new version is.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aiot: Vec<crate::aiot::SlotReport>,
+    /// An edge's or DNS server's running totals of what it answered and how much of it
+    /// failed (the platform's error-rate alerts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers: Option<AnswerCounts>,
+}
+
+/// A data plane's totals since it started: requests (edge) or queries (DNS) answered,
+/// and of them those that failed (edge: the upstream failed and the client got an
+/// error; DNS: SERVFAIL). `run` is random per start, so totals that start again from
+/// zero are told apart from totals that went backwards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AnswerCounts {
+    pub run: u64,
+    pub answered: u64,
+    pub failed: u64,
+}
+
+/// Where a data plane's agent gets its [`AnswerCounts`] for each heartbeat.
+pub trait AnswerCountSource: Send + Sync + 'static {
+    fn answer_counts(&self) -> AnswerCounts;
+}
+
+/// A data plane's running [`AnswerCounts`], counted lock-free.
+#[derive(Debug, Default)]
+pub struct AnswerTotals {
+    run: u64,
+    answered: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+}
+
+impl AnswerTotals {
+    /// Totals of one run (`run`: random per start).
+    pub fn new(run: u64) -> AnswerTotals {
+        AnswerTotals {
+            run,
+            ..AnswerTotals::default()
+        }
+    }
+
+    /// Counts `answered` answers, `failed` of them failures.
+    pub fn add(&self, answered: u64, failed: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.answered.fetch_add(answered, Relaxed);
+        self.failed.fetch_add(failed, Relaxed);
+    }
+}
+
+impl AnswerCountSource for AnswerTotals {
+    fn answer_counts(&self) -> AnswerCounts {
+        use std::sync::atomic::Ordering::Relaxed;
+        // Failed first: a failure counted between the two reads is never more than the
+        // answers read after it.
+        let failed = self.failed.load(Relaxed);
+        AnswerCounts {
+            run: self.run,
+            answered: self.answered.load(Relaxed).max(failed),
+            failed,
+        }
+    }
 }
 
 /// One bucket's traffic through one S3 gateway over a reporting interval.

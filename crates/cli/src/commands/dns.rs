@@ -55,7 +55,9 @@ pub async fn run(global: &Global, args: DnsArgs) -> anyhow::Result<()> {
 
 /// Runs the agent loop feeding `server`.
 pub fn start_agent(agent: Agent, server: Arc<DnsServer>) -> lingjing_client::AgentHandle {
-    agent.start(move |s: Arc<Snapshot<DnsSnapshot>>| server.apply(&s).map_err(|e| e.to_string()))
+    agent
+        .with_answer_counts(server.metrics().answer_totals.clone())
+        .start(move |s: Arc<Snapshot<DnsSnapshot>>| server.apply(&s).map_err(|e| e.to_string()))
 }
 
 async fn explain(

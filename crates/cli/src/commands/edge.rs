@@ -111,5 +111,6 @@ pub fn start_agent(agent: Agent, edge: Arc<Edge>) -> lingjing_client::AgentHandl
     agent
         .with_usage(edge.usage.clone())
         .with_defence(edge.defence.clone(), edge.defence.wake.clone())
+        .with_answer_counts(edge.metrics.answer_totals.clone())
         .start(move |s: Arc<Snapshot<EdgeSnapshot>>| edge.apply(&s))
 }

@@ -70,3 +70,16 @@ CREATE TABLE alert_events (
 );
 CREATE INDEX alert_events_key ON alert_events (key, at_ms);
 CREATE INDEX alert_events_unnotified ON alert_events (node_id, notified_ms);
+
+-- Edges' and DNS servers' answer totals from their heartbeats (the last two), for the
+-- platform's error-rate alerts.
+CREATE TABLE node_answers (
+    node_id TEXT PRIMARY KEY,
+    run BIGINT NOT NULL,
+    answered BIGINT NOT NULL,
+    failed BIGINT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    prev_answered BIGINT NOT NULL,
+    prev_failed BIGINT NOT NULL,
+    prev_at_ms BIGINT NOT NULL
+);

@@ -358,6 +358,16 @@ async fn heartbeat(
     check_meter(&beat)?;
     check_baseline(&beat)?;
     check_slots(&beat)?;
+    if let Some(c) = &beat.answers
+        && (c.failed > c.answered || !matches!(beat.role, Role::Edge | Role::Dns))
+    {
+        return Err(ApiError::Invalid(
+            lingjing_model::validate::ValidationError::new(
+                "answers",
+                "an edge's or DNS server's totals, with failed <= answered",
+            ),
+        ));
+    }
     if beat.storage.is_some() && beat.role != Role::Storage {
         return Err(ApiError::Invalid(
             lingjing_model::validate::ValidationError::new(
@@ -409,6 +419,9 @@ async fn heartbeat(
     crate::store::bucket_usage::record_stored(&mut w.tx, &beat.bucket_stored).await?;
     if beat.role == Role::Aiot {
         crate::store::aiot::record_reports(&mut w.tx, &id, &beat.aiot, now).await?;
+    }
+    if let Some(c) = &beat.answers {
+        crate::store::health::record_answers(&mut w.tx, &id, c, now).await?;
     }
     if let Some(report) = &beat.storage {
         crate::store::storage::record_report(&mut w.tx, &id, report, &crate::time::now_rfc3339())

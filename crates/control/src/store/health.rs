@@ -85,6 +85,74 @@ pub async fn health_since(
         .collect()
 }
 
+/// Keeps a node's answer totals, the previous ones beside them (a new `run` starts again
+/// from zero).
+pub async fn record_answers(
+    conn: &mut AnyConnection,
+    node: &str,
+    c: &lingjing_model::snapshot::AnswerCounts,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let run = clamp(c.run);
+    let prev =
+        sqlx::query("SELECT run, answered, failed, at_ms FROM node_answers WHERE node_id = $1")
+            .bind(node)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (pa, pf, pat) = match prev {
+        Some(r) if r.try_get::<i64, _>(0)? == run => (
+            r.try_get::<i64, _>(1)?,
+            r.try_get::<i64, _>(2)?,
+            r.try_get::<i64, _>(3)?,
+        ),
+        // A new run: its totals count from zero, from an unknown start.
+        _ => (0, 0, now_ms),
+    };
+    sqlx::query("DELETE FROM node_answers WHERE node_id = $1")
+        .bind(node)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO node_answers (node_id, run, answered, failed, at_ms, prev_answered, prev_failed, prev_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(node)
+    .bind(run)
+    .bind(clamp(c.answered))
+    .bind(clamp(c.failed))
+    .bind(now_ms)
+    .bind(pa)
+    .bind(pf)
+    .bind(pat)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Per node, what it answered and failed between its last two heartbeats, and when
+/// the later was: (node, answered, failed, at_ms).
+pub async fn answer_deltas(
+    conn: &mut AnyConnection,
+) -> Result<Vec<(String, u64, u64, i64)>, StoreError> {
+    sqlx::query(
+        "SELECT node_id, answered - prev_answered, failed - prev_failed, at_ms FROM node_answers \
+         WHERE at_ms > prev_at_ms ORDER BY node_id",
+    )
+    .fetch_all(conn)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok((
+            r.try_get::<String, _>(0)?,
+            u64::try_from(r.try_get::<i64, _>(1)?).unwrap_or(0),
+            u64::try_from(r.try_get::<i64, _>(2)?).unwrap_or(0),
+            r.try_get::<i64, _>(3)?,
+        ))
+    })
+    .collect()
+}
+
 /// The nodes stored as down.
 pub async fn unhealthy_nodes(conn: &mut AnyConnection) -> Result<BTreeSet<String>, StoreError> {
     Ok(
