@@ -281,3 +281,98 @@ fn now_ms() -> i64 {
         .expect("clock")
         .as_millis() as i64
 }
+
+/// The node is killed (SIGKILL) in the middle of a `for` window and started again on
+/// its directory: the alert fires once, at the end of the window, neither lost nor
+/// repeated, at the receiver and in the control plane.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_killed_mid_window_fires_the_alert_once_after_its_restart() {
+    let plane = Plane::start(&[NODE]).await;
+    let url = plane.url.clone();
+    let (hook, got) = receiver().await;
+    let dir = plane.dir.path();
+    std::fs::write(dir.join("hook.secret"), SECRET).expect("secret");
+    std::fs::write(dir.join("telemetry.token"), TELEMETRY_TOKEN).expect("token");
+    // Its own rule: above 30 for 5 s.
+    let sensor = json!({"id": "inlet-9", "site": "site-a", "room": "hall-1",
+        "kind": "temperature", "device": "env-1", "interval_s": 3600,
+        "rules": [{"id": "hot", "severity": "critical", "for_s": 5,
+                   "condition": {"kind": "above", "value": 30.0, "clear": 29.0}}]});
+    std::fs::write(dir.join("sensor.json"), sensor.to_string()).expect("sensor");
+    cli(
+        &url,
+        &[
+            "sensor",
+            "add",
+            "-f",
+            dir.join("sensor.json").to_str().expect("utf-8"),
+        ],
+    );
+    cli(
+        &url,
+        &[
+            "receiver",
+            "add",
+            "ops",
+            "--url",
+            &hook,
+            "--secret-file",
+            dir.join("hook.secret").to_str().expect("utf-8"),
+        ],
+    );
+    let token_file = dir.join("telemetry.token");
+    let args = [
+        "--telemetry-token-file",
+        token_file.to_str().expect("utf-8"),
+    ];
+    let mut node = plane.node_with(NODE, None, &args).await;
+    let base = node.base.clone();
+    until("the node watches the site", async || {
+        (send(
+            &base,
+            TELEMETRY_TOKEN,
+            now_ms() - 1000,
+            json!({"inlet-9": 25.0}),
+        )
+        .await
+            == 200)
+            .then_some(())
+    })
+    .await;
+    let hot_at = now_ms();
+    assert_eq!(
+        send(&base, TELEMETRY_TOKEN, hot_at, json!({"inlet-9": 31.0})).await,
+        200
+    );
+    node.proc.kill9();
+
+    let node = plane.node_with(NODE, None, &args).await;
+    until("the firing notified", async || {
+        (!states(&got).is_empty()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let sent: Vec<Value> = got
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(_, v)| v.clone())
+        .collect();
+    assert_eq!(sent.len(), 1, "once: {sent:?}");
+    assert_eq!(sent[0]["key"], "hot/inlet-9");
+    assert_eq!(sent[0]["state"], "firing");
+    assert_eq!(
+        sent[0]["since_ms"],
+        hot_at + 5000,
+        "at the end of the window"
+    );
+    let api = plane.api.clone();
+    let alerts = until("the control plane has it", async || {
+        let a: Value = api.get("/v1/alerts?state=all").await.ok()?;
+        (a.as_array()?.iter().any(|x| x["state"] == "firing")).then_some(a)
+    })
+    .await;
+    assert_eq!(alerts.as_array().map(Vec::len), Some(1), "{alerts}");
+    assert_eq!(alerts[0]["since_ms"], hot_at + 5000);
+    drop(node);
+}

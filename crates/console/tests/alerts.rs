@@ -64,6 +64,10 @@ async fn alerts_and_sensor_charts() {
             .contains("<a href=\"/sensors/inlet-1\">inlet-too-hot/inlet-1</a>")
     );
     assert!(page.body.contains("Acknowledge inlet-too-hot/inlet-1"));
+    assert!(
+        page.body.contains("wx-1: 1 firing of 1"),
+        "grouped per site"
+    );
     let csrf = page.csrf();
     let done = op
         .post(

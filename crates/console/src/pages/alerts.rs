@@ -1,5 +1,6 @@
-//! IDC monitoring (issue 18), the operator's: `/alerts` lists the alerts (the sites'
-//! sensors' and the platform's own, pending and firing by default, or all) with a button
+//! IDC monitoring (issue 18), the operator's: `/alerts` lists the alerts grouped per
+//! site (the sites' sensors' and the platform's own, pending and firing by default, or
+//! all; critical first) with a button
 //! that acknowledges a firing one, and the sensors with a link to each one's chart;
 //! `/sensors/{id}` draws a sensor's series (per-step min-max band, mean line, last
 //! point) as a server-side SVG with the table of its points beside it. Everything is
@@ -59,13 +60,46 @@ struct SensorRow {
     device: String,
 }
 
+/// A site's alerts (the platform's own services' under `platform`).
+struct SiteGroup {
+    site: String,
+    firing: usize,
+    rows: Vec<AlertRow>,
+}
+
 #[derive(Template)]
 #[template(path = "alerts.html")]
 struct AlertsPage {
     chrome: Chrome,
     all: bool,
-    alerts: Vec<AlertRow>,
+    groups: Vec<SiteGroup>,
     sensors: Vec<SensorRow>,
+}
+
+/// Groups alerts per site (sites in order), critical first, then by key.
+fn by_site(mut rows: Vec<AlertRow>) -> Vec<SiteGroup> {
+    rows.sort_by(|a, b| {
+        (&a.site, b.severity == "critical", &a.key).cmp(&(
+            &b.site,
+            a.severity == "critical",
+            &b.key,
+        ))
+    });
+    let mut groups: Vec<SiteGroup> = Vec::new();
+    for r in rows {
+        match groups.last_mut() {
+            Some(g) if g.site == r.site => g.rows.push(r),
+            _ => groups.push(SiteGroup {
+                site: r.site.clone(),
+                firing: 0,
+                rows: vec![r],
+            }),
+        }
+    }
+    for g in &mut groups {
+        g.firing = g.rows.iter().filter(|r| r.state == "firing").count();
+    }
+    groups
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,7 +130,7 @@ pub async fn list(
     };
     let known = |id: &str| sensors.iter().any(|s| s["id"] == id);
     let s = |v: &Value, k: &str| v[k].as_str().unwrap_or("").to_owned();
-    let rows = alerts
+    let rows: Vec<AlertRow> = alerts
         .iter()
         .map(|a| {
             let sensor = s(a, "sensor");
@@ -130,7 +164,7 @@ pub async fn list(
     render(&AlertsPage {
         chrome: Chrome::new(&session, "Alerts", "alerts"),
         all,
-        alerts: rows,
+        groups: by_site(rows),
         sensors,
     })
 }
@@ -305,6 +339,43 @@ pub async fn sensor(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(site: &str, key: &str, severity: &str, state: &str) -> AlertRow {
+        AlertRow {
+            key: key.into(),
+            site: site.into(),
+            severity: severity.into(),
+            state: state.into(),
+            since: When::of_ms(0),
+            value: String::new(),
+            acked_by: String::new(),
+            silenced: false,
+            chart: None,
+        }
+    }
+
+    #[test]
+    fn alerts_are_grouped_per_site_critical_first() {
+        let groups = by_site(vec![
+            row("wx-1", "a/1", "warning", "firing"),
+            row("nj-1", "b/1", "warning", "pending"),
+            row("wx-1", "c/1", "critical", "firing"),
+        ]);
+        let got: Vec<(&str, usize, Vec<&str>)> = groups
+            .iter()
+            .map(|g| {
+                (
+                    g.site.as_str(),
+                    g.firing,
+                    g.rows.iter().map(|r| r.key.as_str()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [("nj-1", 0, vec!["b/1"]), ("wx-1", 2, vec!["c/1", "a/1"])]
+        );
+    }
 
     #[test]
     fn a_series_is_scaled_into_the_chart() {
